@@ -1,0 +1,214 @@
+//! The client-server API as the appservice: ruma request types, the
+//! as_token, and identity assertion (`?user_id=`) for the user acted for.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use ruma::api::auth_scheme::SendAccessToken;
+use ruma::api::path_builder::{PathBuilder, SinglePath, VersionHistory};
+use ruma::api::{AppserviceUserIdentity, IncomingResponse, OutgoingRequest, OutgoingRequestAppserviceExt, SupportedVersions};
+use ruma::UserId;
+
+use crate::secret::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the homeserver: {0}")]
+    Network(String),
+    #[error("homeserver answered {status} {errcode}: {message}")]
+    Http { status: u16, errcode: String, message: String },
+    #[error("unexpected answer from the homeserver: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// Whether the same request may succeed later. Token errors count as
+    /// temporary: they mean a misconfiguration the operator will fix, and
+    /// dropping work because of one would lose it.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Network(_) | ClientError::Protocol(_) => true,
+            ClientError::Http { status, errcode, .. } => {
+                *status == 429
+                    || *status >= 500
+                    || matches!(errcode.as_str(), "M_UNKNOWN_TOKEN" | "M_MISSING_TOKEN" | "M_LIMIT_EXCEEDED")
+            }
+        }
+    }
+
+    pub fn errcode(&self) -> Option<&str> {
+        match self {
+            ClientError::Http { errcode, .. } => Some(errcode),
+            _ => None,
+        }
+    }
+}
+
+/// Lets one generic `send` fill in each endpoint family's path input.
+pub trait PathInput: PathBuilder {
+    fn input(versions: &SupportedVersions) -> Self::Input<'_>;
+}
+
+impl PathInput for VersionHistory {
+    fn input(versions: &SupportedVersions) -> Self::Input<'_> {
+        Cow::Borrowed(versions)
+    }
+}
+
+impl PathInput for SinglePath {
+    fn input(_: &SupportedVersions) {}
+}
+
+#[derive(Clone)]
+pub struct HsClient {
+    http: reqwest::Client,
+    base: String,
+    as_token: Secret,
+    versions: SupportedVersions,
+}
+
+impl HsClient {
+    pub fn new(base: &str, as_token: Secret) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            // Joins over federation can take a while; anything slower is stuck.
+            .timeout(Duration::from_secs(90))
+            .user_agent(concat!("gatekeeper/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        // Until /versions is read, assume a server of the spec's v1.x era.
+        let versions = SupportedVersions::from_parts(&["v1.11".to_owned()], &Default::default());
+        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), as_token, versions })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Reads `GET /_matrix/client/versions`; also the reachability check.
+    pub async fn discover_versions(&mut self) -> Result<Vec<String>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Versions {
+            versions: Vec<String>,
+            #[serde(default)]
+            unstable_features: std::collections::BTreeMap<String, bool>,
+        }
+        let url = format!("{}/_matrix/client/versions", self.base);
+        let resp = self.http.get(&url).send().await.map_err(|e| ClientError::Network(error_chain(&e)))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| ClientError::Network(error_chain(&e)))?;
+        if !status.is_success() {
+            return Err(http_error(status.as_u16(), &body));
+        }
+        let v: Versions = serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(format!("/versions: {e}")))?;
+        self.versions = SupportedVersions::from_parts(&v.versions, &v.unstable_features);
+        Ok(v.versions)
+    }
+
+    /// Sends `request` as `as_user` (the bot when `None`).
+    pub async fn send<R>(&self, request: R, as_user: Option<&UserId>) -> Result<R::IncomingResponse, ClientError>
+    where
+        R: OutgoingRequest + OutgoingRequestAppserviceExt,
+        for<'a> R::Authentication: ruma::api::auth_scheme::AuthScheme<Input<'a> = SendAccessToken<'a>>,
+        R::PathBuilder: PathInput,
+    {
+        let identity = as_user.map(AppserviceUserIdentity::new).unwrap_or_default();
+        let http_request: http::Request<Vec<u8>> = request
+            .try_into_http_request_with_identity(
+                &self.base,
+                SendAccessToken::Appservice(self.as_token.expose()),
+                identity,
+                <R::PathBuilder as PathInput>::input(&self.versions),
+            )
+            .map_err(|e| ClientError::Protocol(format!("building the request: {e}")))?;
+        let (status, body) = self.execute(http_request).await?;
+        if !(200..300).contains(&status) {
+            return Err(http_error(status, &body));
+        }
+        let response = http::Response::builder()
+            .status(status)
+            .body(body)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        R::IncomingResponse::try_from_http_response(response).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Sends a JSON body to a path that ruma has no request type for.
+    pub async fn send_json(
+        &self,
+        method: http::Method,
+        path: &str,
+        as_user: Option<&UserId>,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut uri = format!("{}{path}", self.base);
+        if let Some(user) = as_user {
+            uri.push_str(if uri.contains('?') { "&" } else { "?" });
+            uri.push_str("user_id=");
+            uri.push_str(&percent_encode(user.as_str()));
+        }
+        let body = match body {
+            Some(b) => serde_json::to_vec(b).map_err(|e| ClientError::Protocol(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let request = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(http::header::AUTHORIZATION, format!("Bearer {}", self.as_token.expose()))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let (status, bytes) = self.execute(request).await?;
+        if !(200..300).contains(&status) {
+            return Err(http_error(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    async fn execute(&self, request: http::Request<Vec<u8>>) -> Result<(u16, Vec<u8>), ClientError> {
+        let request = reqwest::Request::try_from(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self.http.execute(request).await.map_err(|e| ClientError::Network(error_chain(&e)))?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| ClientError::Network(error_chain(&e)))?;
+        Ok((status, body.to_vec()))
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn http_error(status: u16, body: &[u8]) -> ClientError {
+    #[derive(serde::Deserialize)]
+    struct MatrixError {
+        errcode: Option<String>,
+        error: Option<String>,
+    }
+    let parsed: Option<MatrixError> = serde_json::from_slice(body).ok();
+    ClientError::Http {
+        status,
+        errcode: parsed.as_ref().and_then(|e| e.errcode.clone()).unwrap_or_else(|| "M_UNKNOWN".into()),
+        message: parsed
+            .and_then(|e| e.error)
+            .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()),
+    }
+}
+
+/// reqwest's top-level message hides the cause ("error sending request").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

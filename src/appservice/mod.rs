@@ -1,0 +1,162 @@
+//! Appservice mode: the homeserver pushes transactions to our HTTP intake,
+//! the processor turns them into decisions, and the executor carries the
+//! effects out through the client-server API with identity assertion.
+
+mod auth;
+pub mod client;
+pub mod http;
+mod performer;
+pub mod startup;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::sync::{Notify, watch};
+
+use crate::config::Config;
+use crate::engine::EngineConfig;
+use crate::registration::Registration;
+use crate::store::{SledStore, Store};
+use crate::{executor, processor};
+
+/// Options of `gatekeeper run` that are not configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Accept and persist transactions but decide and do nothing: for
+    /// maintenance and for tests of crash safety.
+    pub hold_processing: bool,
+}
+
+/// How long acknowledged transaction IDs are remembered for replay checks.
+const TXN_MEMORY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+pub fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
+    Ok(EngineConfig {
+        bot: config.bot_user_id().try_into().context("bot user ID")?,
+        server_name: config.homeserver.server_name.as_str().try_into().context("homeserver.server_name")?,
+        users: config.users_regex().context("appservice.users")?,
+    })
+}
+
+pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
+    let problems = crate::config::check(&config);
+    if !problems.is_empty() {
+        bail!("the configuration has problems:\n  - {}", problems.join("\n  - "));
+    }
+    let registration = Registration::load(&config.appservice.registration)?;
+    let mismatches = registration.mismatches(&config);
+    if !mismatches.is_empty() {
+        bail!("the registration does not match the configuration:\n  - {}", mismatches.join("\n  - "));
+    }
+    let engine = Arc::new(engine_config(&config)?);
+    let store: Arc<dyn Store> = Arc::new(
+        SledStore::open(&config.database.path, config.database.cache_capacity_mb)
+            .with_context(|| format!("opening the database at {}", config.database.path.display()))?,
+    );
+    let stats = store.stats()?;
+    tracing::info!(
+        inbox_pending = stats.inbox_pending,
+        outbox_pending = stats.outbox_pending,
+        owners = stats.owners,
+        "database open"
+    );
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let wake = Arc::new(Notify::new());
+    let intake = Arc::new(http::Intake {
+        store: store.clone(),
+        hs_token: registration.hs_token.clone(),
+        wake: wake.clone(),
+        max_body_bytes: config.appservice.max_body_bytes,
+    });
+    let listener = tokio::net::TcpListener::bind(config.appservice.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.appservice.listen))?;
+    tracing::info!(listen = %config.appservice.listen, "appservice API listening");
+    let mut server_shutdown = shutdown_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, http::router(intake))
+            .with_graceful_shutdown(async move {
+                let _ = server_shutdown.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+
+    let client = client::HsClient::new(&config.homeserver.url, registration.as_token.clone())?;
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(startup::run(
+        client.clone(),
+        engine.bot.clone(),
+        config.appservice.bot_localpart.clone(),
+        config.appservice.bot_displayname.clone(),
+        config.appservice.id.clone(),
+        config.appservice.url.clone(),
+        shutdown_rx.clone(),
+    )));
+
+    // Everything already in the outbox was recovered from disk: durable.
+    let (released_tx, released_rx) = watch::channel(store.outbox_high_water()?);
+    if options.hold_processing {
+        tracing::warn!("processing is on hold: transactions are stored but not acted on");
+    } else {
+        tasks.push(tokio::spawn(processor::run(
+            store.clone(),
+            engine.clone(),
+            wake,
+            released_tx,
+            shutdown_rx.clone(),
+        )));
+        let mut executor_client = client;
+        let mut exec_shutdown = shutdown_rx.clone();
+        let exec_store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            if startup::wait_for_homeserver(&mut executor_client, &mut exec_shutdown).await {
+                executor::run(exec_store, Arc::new(executor_client), released_rx, exec_shutdown).await;
+            }
+        }));
+    }
+    tasks.push(tokio::spawn(prune_loop(store.clone(), shutdown_rx.clone())));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown_tx.send_replace(true);
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    store.flush()?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn prune_loop(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let s = store.clone();
+        let before = processor::now_ms().saturating_sub(TXN_MEMORY.as_millis() as u64);
+        match tokio::task::spawn_blocking(move || s.prune_transactions(before)).await {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(forgotten = n, "old transaction IDs pruned"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "pruning transaction IDs failed"),
+            _ => {}
+        }
+        processor::sleep_or_shutdown(Duration::from_secs(3600), &mut shutdown).await;
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,442 @@
+//! Gatekeeper's configuration: the typed YAML file, environment overrides,
+//! and a pure `check` that lists every problem at once.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer};
+use thiserror::Error;
+
+/// Environment variables with this prefix override config keys:
+/// `GATEKEEPER__HOMESERVER__URL` sets `homeserver.url`.
+pub const ENV_PREFIX: &str = "GATEKEEPER__";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub homeserver: HomeserverConfig,
+    pub appservice: AppserviceConfig,
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub logging: LoggingConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HomeserverConfig {
+    /// Client-server API base URL, e.g. `http://127.0.0.1:8008`.
+    pub url: String,
+    /// The homeserver's server name: the part after the colon in user IDs.
+    pub server_name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppserviceConfig {
+    /// The registration's `id`; must be unique on the homeserver.
+    #[serde(default = "default_id")]
+    pub id: String,
+    /// Where Gatekeeper listens for the homeserver's requests.
+    #[serde(deserialize_with = "native_or_text")]
+    pub listen: SocketAddr,
+    /// What the homeserver calls; written into the registration.
+    pub url: String,
+    /// Local part of the bot user, `@<bot_localpart>:<server_name>`.
+    #[serde(default = "default_bot_localpart")]
+    pub bot_localpart: String,
+    /// The bot's display name, set at start-up.
+    #[serde(default = "default_bot_displayname")]
+    pub bot_displayname: String,
+    /// Regex (whole user ID) of the users who may opt in.
+    pub users: String,
+    /// Path of the registration file the tokens are read from; relative
+    /// paths are taken from the config file's directory.
+    #[serde(default = "default_registration")]
+    pub registration: PathBuf,
+    /// Largest transaction body accepted, in bytes. 100 events of the
+    /// maximal 64 KiB each need about 6.4 MiB, so the floor is 8 MiB.
+    #[serde(default = "default_max_body", deserialize_with = "native_or_text")]
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// sled directory; relative paths are taken from the config file's directory.
+    pub path: PathBuf,
+    /// sled page cache, in MiB (sled's own default of 1 GiB is far too much).
+    #[serde(default = "default_cache_mb", deserialize_with = "native_or_text")]
+    pub cache_capacity_mb: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// A `RUST_LOG`-style filter; `RUST_LOG` itself wins when set.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// `text` for people, `json` for log collectors.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self { level: default_log_level(), format: LogFormat::default() }
+    }
+}
+
+fn default_id() -> String {
+    "gatekeeper".into()
+}
+fn default_bot_localpart() -> String {
+    "gatekeeper".into()
+}
+fn default_bot_displayname() -> String {
+    "Gatekeeper".into()
+}
+fn default_registration() -> PathBuf {
+    "registration.yaml".into()
+}
+fn default_max_body() -> usize {
+    16 * 1024 * 1024
+}
+fn default_cache_mb() -> u64 {
+    64
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+/// Environment overrides arrive as text, so numbers and addresses accept
+/// both their YAML form and a string.
+fn native_or_text<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr + Deserialize<'de>,
+    T::Err: std::fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either<T> {
+        Native(T),
+        Text(String),
+    }
+    match Either::<T>::deserialize(d)? {
+        Either::Native(v) => Ok(v),
+        Either::Text(s) => s.parse().map_err(serde::de::Error::custom),
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: invalid YAML: {message}")]
+    Yaml { path: PathBuf, message: String },
+    #[error("{path}: {key}: {message}")]
+    Field { path: PathBuf, key: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+impl Config {
+    /// Reads the file, applies `GATEKEEPER__*` overrides from `env`, and
+    /// resolves relative paths against the file's directory.
+    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let mut config = Self::parse(&text, path, env)?;
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// Parses YAML text; `origin` only names the source in errors.
+    pub fn parse(
+        text: &str,
+        origin: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut tree: serde_json::Value = serde_saphyr::from_str(text)
+            .map_err(|e| ConfigError::Yaml { path: origin.to_owned(), message: e.to_string() })?;
+        if tree.is_null() {
+            tree = serde_json::Value::Object(Default::default());
+        }
+        apply_env_overrides(&mut tree, env)?;
+        serde_path_to_error::deserialize(tree).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Field {
+                path: origin.to_owned(),
+                key: if key == "." { "(top level)".into() } else { key },
+                message: e.into_inner().to_string(),
+            }
+        })
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        if self.appservice.registration.is_relative() {
+            self.appservice.registration = base.join(&self.appservice.registration);
+        }
+        if self.database.path.is_relative() {
+            self.database.path = base.join(&self.database.path);
+        }
+    }
+
+    pub fn bot_user_id(&self) -> String {
+        format!("@{}:{}", self.appservice.bot_localpart, self.homeserver.server_name)
+    }
+
+    /// The opt-in regex, anchored so that it must match the whole user ID
+    /// (stricter than Synapse's prefix match, never looser).
+    pub fn users_regex(&self) -> Result<regex::Regex, regex::Error> {
+        regex::Regex::new(&format!("^(?:{})$", self.appservice.users))
+    }
+}
+
+fn apply_env_overrides(
+    tree: &mut serde_json::Value,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    // Sorted so that the outcome does not depend on the environment's order.
+    let overrides: BTreeMap<String, String> =
+        env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+    for (var, value) in overrides {
+        let keys: Vec<String> =
+            var[ENV_PREFIX.len()..].split("__").map(|k| k.to_ascii_lowercase()).collect();
+        if keys.iter().any(|k| k.is_empty()) {
+            return Err(ConfigError::Env { var, message: "expected GATEKEEPER__SECTION__KEY".into() });
+        }
+        set_path(tree, &keys, value).map_err(|message| ConfigError::Env { var, message })?;
+    }
+    Ok(())
+}
+
+fn set_path(node: &mut serde_json::Value, keys: &[String], value: String) -> Result<(), String> {
+    let serde_json::Value::Object(map) = node else {
+        return Err(format!("cannot set `{}`: its parent is not a section", keys.join(".")));
+    };
+    match keys {
+        [last] => {
+            map.insert(last.clone(), serde_json::Value::String(value));
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let child = map.entry(first.clone()).or_insert_with(|| serde_json::Value::Object(Default::default()));
+            set_path(child, rest, value)
+        }
+        [] => Err("empty key".into()),
+    }
+}
+
+/// Everything wrong with a loaded config, as sentences for the operator.
+/// Pure: looks at files only through the paths it is given by `probe`.
+pub fn check(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    let hs = &config.homeserver;
+    if !(hs.url.starts_with("http://") || hs.url.starts_with("https://")) {
+        problems.push(format!("homeserver.url: `{}` must start with http:// or https://", hs.url));
+    }
+    if ruma::ServerName::parse(&hs.server_name).is_err() {
+        problems.push(format!("homeserver.server_name: `{}` is not a valid server name", hs.server_name));
+    }
+    let asv = &config.appservice;
+    if asv.id.trim().is_empty() {
+        problems.push("appservice.id: must not be empty".into());
+    }
+    if !(asv.url.starts_with("http://") || asv.url.starts_with("https://")) {
+        problems.push(format!("appservice.url: `{}` must start with http:// or https://", asv.url));
+    }
+    let localpart_ok = !asv.bot_localpart.is_empty()
+        && asv.bot_localpart.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'));
+    if !localpart_ok {
+        problems.push(format!(
+            "appservice.bot_localpart: `{}` may only use a-z, 0-9 and ._=-/+",
+            asv.bot_localpart
+        ));
+    } else if ruma::ServerName::parse(&hs.server_name).is_ok() && ruma::UserId::parse(config.bot_user_id()).is_err() {
+        problems.push(format!("appservice.bot_localpart: `{}` is not a valid user ID", config.bot_user_id()));
+    }
+    if asv.bot_displayname.trim().is_empty() {
+        problems.push("appservice.bot_displayname: must not be empty".into());
+    }
+    if let Err(e) = config.users_regex() {
+        problems.push(format!("appservice.users: not a valid regex: {e}"));
+    }
+    if asv.max_body_bytes < 8 * 1024 * 1024 {
+        problems.push(format!(
+            "appservice.max_body_bytes: {} is below 8 MiB; a homeserver may send 100 events of 64 KiB",
+            asv.max_body_bytes
+        ));
+    }
+    if config.database.cache_capacity_mb == 0 {
+        problems.push("database.cache_capacity_mb: must be at least 1".into());
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.logging.level) {
+        problems.push(format!("logging.level: `{}` is not a valid filter: {e}", config.logging.level));
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "
+homeserver:
+  url: http://127.0.0.1:8008
+  server_name: example.org
+appservice:
+  listen: 127.0.0.1:29333
+  url: http://127.0.0.1:29333
+  users: '@.*:example.org'
+database:
+  path: ./data
+";
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::parse(
+            text,
+            Path::new("test.yaml"),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let c = parse(MINIMAL, &[]).unwrap();
+        assert_eq!(c.appservice.id, "gatekeeper");
+        assert_eq!(c.appservice.bot_localpart, "gatekeeper");
+        assert_eq!(c.appservice.registration, PathBuf::from("registration.yaml"));
+        assert_eq!(c.appservice.max_body_bytes, 16 * 1024 * 1024);
+        assert_eq!(c.database.cache_capacity_mb, 64);
+        assert_eq!(c.bot_user_id(), "@gatekeeper:example.org");
+        assert!(check(&c).is_empty(), "{:?}", check(&c));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_that_names_it() {
+        let text = MINIMAL.replace("  users:", "  lsiten: x\n  users:");
+        let err = parse(&text, &[]).unwrap_err().to_string();
+        assert!(err.contains("appservice"), "{err}");
+        assert!(err.contains("lsiten"), "{err}");
+    }
+
+    #[test]
+    fn unknown_section_is_an_error_that_names_it() {
+        let err = parse(&format!("{MINIMAL}\nsmtp: {{}}\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("smtp"), "{err}");
+    }
+
+    #[test]
+    fn missing_required_key_is_named() {
+        let text = MINIMAL.replace("  server_name: example.org\n", "");
+        let err = parse(&text, &[]).unwrap_err().to_string();
+        assert!(err.contains("homeserver") && err.contains("server_name"), "{err}");
+    }
+
+    #[test]
+    fn invalid_yaml_is_reported() {
+        let err = parse("homeserver: [unclosed", &[]).unwrap_err();
+        assert!(matches!(err, ConfigError::Yaml { .. }), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_replace_and_add_keys() {
+        let c = parse(
+            MINIMAL,
+            &[
+                ("GATEKEEPER__HOMESERVER__URL", "https://matrix.example.org"),
+                ("GATEKEEPER__APPSERVICE__LISTEN", "0.0.0.0:9000"),
+                ("GATEKEEPER__DATABASE__CACHE_CAPACITY_MB", "8"),
+                ("GATEKEEPER__APPSERVICE__BOT_LOCALPART", "doorman"),
+                ("UNRELATED", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.homeserver.url, "https://matrix.example.org");
+        assert_eq!(c.appservice.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(c.database.cache_capacity_mb, 8);
+        assert_eq!(c.bot_user_id(), "@doorman:example.org");
+    }
+
+    #[test]
+    fn env_override_of_unknown_key_is_an_error() {
+        let err = parse(MINIMAL, &[("GATEKEEPER__APPSERVICE__TYPO", "1")]).unwrap_err().to_string();
+        assert!(err.contains("typo"), "{err}");
+    }
+
+    #[test]
+    fn env_override_with_bad_value_is_an_error() {
+        let err = parse(MINIMAL, &[("GATEKEEPER__APPSERVICE__LISTEN", "not-an-address")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn check_lists_every_problem() {
+        let text = MINIMAL
+            .replace("http://127.0.0.1:8008", "ftp://x")
+            .replace("'@.*:example.org'", "'@(unclosed'")
+            .replace("server_name: example.org", "server_name: 'bad name!'");
+        let c = parse(&text, &[]).unwrap();
+        let problems = check(&c);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems.iter().any(|p| p.starts_with("homeserver.url")));
+        assert!(problems.iter().any(|p| p.starts_with("homeserver.server_name")));
+        assert!(problems.iter().any(|p| p.starts_with("appservice.users")));
+    }
+
+    #[test]
+    fn small_body_limit_is_refused() {
+        let c = parse(MINIMAL, &[("GATEKEEPER__APPSERVICE__MAX_BODY_BYTES", "1024")]).unwrap();
+        assert!(check(&c).iter().any(|p| p.contains("max_body_bytes")));
+    }
+
+    #[test]
+    fn users_regex_matches_whole_ids_only() {
+        let c = parse(MINIMAL, &[]).unwrap();
+        let re = c.users_regex().unwrap();
+        assert!(re.is_match("@alice:example.org"));
+        assert!(!re.is_match("@alice:example.org.evil.com"));
+    }
+
+    #[test]
+    fn relative_paths_are_taken_from_the_config_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        let c = Config::load(&path, Vec::new()).unwrap();
+        assert_eq!(c.database.path, dir.path().join("./data"));
+        assert_eq!(c.appservice.registration, dir.path().join("registration.yaml"));
+    }
+
+    /// Every example config shipped in the repository must parse and pass
+    /// the check, so the docs cannot drift from the code.
+    #[test]
+    fn shipped_example_configs_are_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut seen = 0;
+        for entry in std::fs::read_dir(root).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name.starts_with("config") && name.ends_with(".example.yaml") {
+                let c = Config::load(&path, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+                assert!(check(&c).is_empty(), "{name}: {:?}", check(&c));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 1, "no config*.example.yaml found");
+    }
+}

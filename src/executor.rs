@@ -1,0 +1,154 @@
+//! Carries out the outbox in order through a connector's [`Performer`],
+//! retrying what may succeed later and setting aside what never will.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::engine::Effect;
+use crate::processor::{now_ms, sleep_or_shutdown};
+use crate::store::{EffectOutcome, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PerformError {
+    /// Network trouble, 429, 5xx: worth retrying with the same request.
+    #[error("temporary: {0}")]
+    Transient(String),
+    /// The homeserver said no for good (e.g. 403): retrying cannot help.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// A connector's way of doing one effect. Must be idempotent: an effect is
+/// repeated after a crash between doing it and recording it.
+pub trait Performer: Send + Sync + 'static {
+    fn perform(&self, effect: &Effect) -> impl Future<Output = Result<(), PerformError>> + Send;
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+pub async fn run<P: Performer>(
+    store: Arc<dyn Store>,
+    performer: Arc<P>,
+    mut released: watch::Receiver<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let up_to = *released.borrow_and_update();
+        let s = store.clone();
+        let batch = match tokio::task::spawn_blocking(move || s.outbox_batch(up_to, 100)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "reading the outbox failed; will retry");
+                sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "outbox task died; will retry");
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            tokio::select! {
+                _ = released.changed() => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        for item in batch {
+            let mut backoff = Duration::from_secs(1);
+            let outcome = loop {
+                match performer.perform(&item.effect).await {
+                    Ok(()) => break EffectOutcome::Done,
+                    Err(PerformError::Permanent(reason)) => {
+                        tracing::warn!(id = item.id, effect = ?item.effect, %reason, "effect failed for good; set aside");
+                        break EffectOutcome::Failed(reason);
+                    }
+                    Err(PerformError::Transient(reason)) => {
+                        tracing::warn!(id = item.id, %reason, retry_in = ?backoff, "effect failed; will retry");
+                        sleep_or_shutdown(backoff, &mut shutdown).await;
+                        if *shutdown.borrow() {
+                            return;
+                        }
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+            };
+            let s = store.clone();
+            let id = item.id;
+            // Recording must not be skipped: an unrecorded effect is done again
+            // on restart (harmless, idempotent) but a lost one never would be.
+            loop {
+                let (s, o) = (s.clone(), outcome.clone());
+                match tokio::task::spawn_blocking(move || s.finish_effect(id, &o, now_ms())).await {
+                    Ok(Ok(())) => break,
+                    Ok(Err(e)) => tracing::error!(error = %e, id, "recording an effect failed; will retry"),
+                    Err(e) => tracing::error!(error = %e, id, "recording task died; will retry"),
+                }
+                sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await;
+                if *shutdown.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Decision;
+    use crate::store::MemoryStore;
+    use ruma::owned_user_id;
+    use std::sync::Mutex;
+
+    /// Fails each room's first attempt transiently, and `!no` rooms for good.
+    #[derive(Default)]
+    struct Flaky {
+        log: Mutex<Vec<String>>,
+    }
+
+    impl Performer for Flaky {
+        async fn perform(&self, effect: &Effect) -> Result<(), PerformError> {
+            let Effect::Join { room_id, .. } = effect else { unreachable!() };
+            let mut log = self.log.lock().unwrap();
+            let tries = log.iter().filter(|r| *r == room_id.as_str()).count();
+            log.push(room_id.to_string());
+            if room_id.as_str().starts_with("!no") {
+                return Err(PerformError::Permanent("M_FORBIDDEN".into()));
+            }
+            if tries == 0 { Err(PerformError::Transient("503".into())) } else { Ok(()) }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn effects_run_in_order_with_retries_and_permanent_failures_are_set_aside() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        store.accept_transaction("t", &[b"{}"], 1).unwrap();
+        let join = |r: &str| Effect::Join { as_user: owned_user_id!("@gatekeeper:x.org"), room_id: r.try_into().unwrap() };
+        let decision = Decision { changes: vec![], effects: vec![join("!a:x.org"), join("!no:x.org"), join("!b:x.org")] };
+        store.commit(store.inbox_batch(1).unwrap()[0].seq, &decision).unwrap();
+        let performer = Arc::new(Flaky::default());
+        let (release_tx, release_rx) = watch::channel(store.outbox_high_water().unwrap());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run(store.clone(), performer.clone(), release_rx, stop_rx));
+        for _ in 0..100 {
+            if store.stats().unwrap().outbox_pending == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+        drop(release_tx);
+        assert_eq!(*performer.log.lock().unwrap(), ["!a:x.org", "!a:x.org", "!no:x.org", "!b:x.org", "!b:x.org"]);
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.effects_done, stats.effects_failed), (2, 1));
+        assert_eq!(store.failed_effects(10).unwrap()[0].reason, "M_FORBIDDEN");
+    }
+}

@@ -1,0 +1,14 @@
+//! Gatekeeper: keeps strangers' instant messages from interrupting a Matrix
+//! user. See ARCHITECTURE.md for the map of this crate.
+
+pub mod appservice;
+pub mod config;
+pub mod engine;
+pub mod executor;
+pub mod inspect;
+pub mod logging;
+pub mod processor;
+pub mod registration;
+pub mod secret;
+pub mod store;
+pub mod translate;

@@ -1,0 +1,126 @@
+//! The `gatekeeper` command line: the binary's edge, where errors become
+//! messages and exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use gatekeeper::config::{self, Config};
+use gatekeeper::registration::Registration;
+use gatekeeper::store::SledStore;
+
+#[derive(Parser)]
+#[command(name = "gatekeeper", version, about = "Keeps strangers' instant messages from interrupting you on Matrix")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write an appservice registration with fresh tokens for the homeserver.
+    GenerateRegistration {
+        #[arg(long, short, env = "GATEKEEPER_CONFIG")]
+        config: PathBuf,
+        /// Where to write it (e.g. registration.yaml).
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Replace an existing file (the homeserver must then get the new one).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the appservice.
+    Run {
+        #[arg(long, short, env = "GATEKEEPER_CONFIG")]
+        config: PathBuf,
+        /// Accept and store transactions, but act on nothing (maintenance).
+        #[arg(long)]
+        hold_processing: bool,
+    },
+    /// Validate the configuration and the registration; exit 0 if fine, 1 if not.
+    CheckConfig {
+        #[arg(long, short, env = "GATEKEEPER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print what the database holds, as JSON (Gatekeeper must be stopped).
+    Inspect {
+        #[arg(long, short, env = "GATEKEEPER_CONFIG")]
+        config: PathBuf,
+        /// How many quarantined events and failed effects to list.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path, std::env::vars())?)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gatekeeper: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::GenerateRegistration { config, output, force } => {
+            let config = load(&config)?;
+            let problems = config::check(&config);
+            if !problems.is_empty() {
+                anyhow::bail!("fix the configuration first:\n  - {}", problems.join("\n  - "));
+            }
+            Registration::generate(&config)?.write_new(&output, force)?;
+            println!(
+                "Wrote {}. Give it to the homeserver (Synapse: add it to app_service_config_files and restart), \
+                 and point appservice.registration at it.",
+                output.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { config: path } => {
+            let config = match load(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    println!("{e:#}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let mut problems = config::check(&config);
+            match Registration::load(&config.appservice.registration) {
+                Ok(reg) => problems.extend(reg.mismatches(&config)),
+                Err(e) => problems.push(format!("{e:#} (create it with `gatekeeper generate-registration`)")),
+            }
+            if problems.is_empty() {
+                println!("{}: OK", path.display());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for p in &problems {
+                    println!("{}: {p}", path.display());
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Command::Run { config, hold_processing } => {
+            let config = load(&config)?;
+            gatekeeper::logging::init(&config.logging);
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(gatekeeper::appservice::run(config, gatekeeper::appservice::RunOptions { hold_processing }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect { config, limit } => {
+            let config = load(&config)?;
+            let store = SledStore::open(&config.database.path, config.database.cache_capacity_mb)?;
+            let report = gatekeeper::inspect::report(&store, limit)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Drains the durable inbox in order: event -> engine -> committed decision.
+//! Each event is committed (state, effects, inbox removal) atomically, and a
+//! batch is flushed before its effects are released to the executor.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use crate::engine::{self, EngineConfig};
+use crate::store::{Store, StoreError};
+use crate::translate::translate;
+
+pub const BATCH: usize = 100;
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How one batch went, for logs and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchReport {
+    pub processed: usize,
+    pub quarantined: usize,
+}
+
+/// Processes up to [`BATCH`] inbox events and flushes. Blocking: run it on a
+/// blocking thread.
+pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchReport, StoreError> {
+    let mut report = BatchReport::default();
+    for item in store.inbox_batch(BATCH)? {
+        let input = match translate(&item.raw) {
+            Ok(Some(input)) => input,
+            Ok(None) => {
+                store.commit(item.seq, &engine::Decision::default())?;
+                report.processed += 1;
+                continue;
+            }
+            Err(reason) => {
+                tracing::warn!(seq = item.seq, %reason, "event set aside (quarantined)");
+                store.quarantine(item.seq, &reason.0, now_ms())?;
+                report.quarantined += 1;
+                continue;
+            }
+        };
+        let snapshot = store.snapshot(&input.meta().room_id, &input.users())?;
+        // A bug in one rule must not wedge the queue behind one event.
+        let decided = std::panic::catch_unwind(AssertUnwindSafe(|| engine::decide(&snapshot, &input, now_ms(), config)));
+        match decided {
+            Ok(decision) => {
+                if !decision.effects.is_empty() || !decision.changes.is_empty() {
+                    tracing::info!(
+                        event_id = %input.meta().event_id,
+                        changes = decision.changes.len(),
+                        effects = decision.effects.len(),
+                        "decided"
+                    );
+                }
+                store.commit(item.seq, &decision)?;
+                report.processed += 1;
+            }
+            Err(_) => {
+                tracing::error!(event_id = %input.meta().event_id, "engine panicked; event set aside");
+                store.quarantine(item.seq, "the engine failed on this event (a bug: please report it)", now_ms())?;
+                report.quarantined += 1;
+            }
+        }
+    }
+    store.flush()?;
+    Ok(report)
+}
+
+/// Runs until `shutdown` fires: wakes on `wake` (new transactions) or every
+/// second, and after each durable batch publishes the outbox high-water mark
+/// so the executor only carries out effects that survive a crash.
+pub async fn run(
+    store: Arc<dyn Store>,
+    config: Arc<EngineConfig>,
+    wake: Arc<Notify>,
+    released: watch::Sender<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let (s, c) = (store.clone(), config.clone());
+        let result = tokio::task::spawn_blocking(move || {
+            let report = process_batch(s.as_ref(), &c)?;
+            Ok::<_, StoreError>((report, s.outbox_high_water()?))
+        })
+        .await;
+        match result {
+            Ok(Ok((report, high))) => {
+                backoff = Duration::from_millis(100);
+                released.send_replace(high);
+                if report.processed + report.quarantined == BATCH {
+                    continue;
+                }
+                if report.processed + report.quarantined > 0 {
+                    tracing::debug!(?report, "inbox batch done");
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, retry_in = ?backoff, "inbox processing failed; will retry");
+                sleep_or_shutdown(backoff, &mut shutdown).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+            Err(join) => {
+                tracing::error!(error = %join, "inbox processing task died; will retry");
+            }
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+pub async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use ruma::owned_user_id;
+
+    fn config() -> EngineConfig {
+        EngineConfig {
+            bot: owned_user_id!("@gatekeeper:example.org"),
+            server_name: "example.org".try_into().unwrap(),
+            users: regex::Regex::new("^(?:@.*:example\\.org)$").unwrap(),
+        }
+    }
+
+    const INVITE: &[u8] = br#"{"type":"m.room.member","event_id":"$i","room_id":"!dm:example.org",
+        "sender":"@alice:example.org","state_key":"@gatekeeper:example.org","origin_server_ts":1,
+        "content":{"membership":"invite","is_direct":true}}"#;
+
+    #[test]
+    fn events_are_processed_once_and_bad_ones_set_aside() {
+        let store = MemoryStore::new();
+        store
+            .accept_transaction("t", &[INVITE, b"{oops", br#"{"type":"m.typing","content":{}}"#], 1)
+            .unwrap();
+        let report = process_batch(&store, &config()).unwrap();
+        assert_eq!(report, BatchReport { processed: 2, quarantined: 1 });
+        assert_eq!(process_batch(&store, &config()).unwrap(), BatchReport::default());
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.events_processed, stats.events_quarantined, stats.outbox_pending), (2, 1, 1));
+        assert_eq!(store.quarantined(10).unwrap()[0].raw, "{oops");
+    }
+}

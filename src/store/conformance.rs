@@ -1,0 +1,181 @@
+//! One behavioural suite that every store backend must pass. A backend's
+//! test module calls `store_conformance!(factory)`, where the factory returns
+//! the store and a guard that keeps its files alive.
+
+use ruma::{owned_room_id, owned_user_id};
+
+use super::*;
+use crate::engine::{RoomState, StateChange};
+
+pub fn sample_decision() -> Decision {
+    Decision {
+        changes: vec![
+            StateChange::PutOwner(OwnerState {
+                user_id: owned_user_id!("@alice:example.org"),
+                control_room: owned_room_id!("!dm:example.org"),
+                since_ms: 7,
+            }),
+            StateChange::PutRoom(
+                owned_room_id!("!dm:example.org"),
+                RoomState::Control { owner: owned_user_id!("@alice:example.org") },
+            ),
+        ],
+        effects: vec![
+            Effect::Join { as_user: owned_user_id!("@gatekeeper:example.org"), room_id: owned_room_id!("!dm:example.org") },
+            Effect::SendNotice {
+                as_user: owned_user_id!("@gatekeeper:example.org"),
+                room_id: owned_room_id!("!dm:example.org"),
+                txn_id: "gk.test".into(),
+                body: "hi".into(),
+                html: "<p>hi</p>".into(),
+            },
+        ],
+    }
+}
+
+const E1: &[u8] = br#"{"event_id":"$1","unsigned":{"age":1}}"#;
+const E1_LATER: &[u8] = br#"{"event_id":"$1","unsigned":{"age":900}}"#;
+const E2: &[u8] = br#"{"event_id":"$2"}"#;
+
+pub fn new_transaction_fills_the_inbox_in_order(s: &dyn Store) {
+    assert_eq!(s.accept_transaction("t1", &[E1, E2], 1).unwrap(), Accepted::New { events: 2 });
+    let batch = s.inbox_batch(10).unwrap();
+    assert_eq!(batch.iter().map(|i| i.raw.as_slice()).collect::<Vec<_>>(), vec![E1, E2]);
+    assert!(batch[0].seq < batch[1].seq);
+    s.accept_transaction("t2", &[E2], 2).unwrap();
+    assert_eq!(s.inbox_batch(10).unwrap().len(), 3);
+    assert_eq!(s.inbox_batch(1).unwrap()[0].raw, E1);
+    let st = s.stats().unwrap();
+    assert_eq!((st.transactions, st.events_received, st.inbox_pending), (2, 3, 3));
+}
+
+pub fn replayed_transaction_stores_nothing(s: &dyn Store) {
+    s.accept_transaction("t1", &[E1], 1).unwrap();
+    // Same ID, same events (the homeserver recomputes unsigned.age).
+    assert_eq!(s.accept_transaction("t1", &[E1_LATER], 2).unwrap(), Accepted::Replay);
+    assert_eq!(s.inbox_batch(10).unwrap().len(), 1);
+    // Still a replay after the events were processed.
+    let item = s.inbox_batch(1).unwrap().remove(0);
+    s.commit(item.seq, &Decision::default()).unwrap();
+    assert_eq!(s.accept_transaction("t1", &[E1], 3).unwrap(), Accepted::Replay);
+    assert_eq!(s.inbox_batch(10).unwrap().len(), 0);
+    let st = s.stats().unwrap();
+    assert_eq!((st.transactions, st.replayed_transactions, st.events_processed), (1, 2, 1));
+}
+
+pub fn reused_id_with_other_events_is_kept(s: &dyn Store) {
+    s.accept_transaction("t1", &[E1], 1).unwrap();
+    assert_eq!(s.accept_transaction("t1", &[E2], 2).unwrap(), Accepted::ReusedId { events: 1 });
+    assert_eq!(s.inbox_batch(10).unwrap().len(), 2);
+}
+
+pub fn empty_transaction_is_accepted(s: &dyn Store) {
+    assert_eq!(s.accept_transaction("t0", &[], 1).unwrap(), Accepted::New { events: 0 });
+    assert_eq!(s.accept_transaction("t0", &[], 1).unwrap(), Accepted::Replay);
+}
+
+pub fn commit_applies_state_enqueues_effects_and_consumes_the_item(s: &dyn Store) {
+    s.accept_transaction("t1", &[E1, E2], 1).unwrap();
+    let item = s.inbox_batch(1).unwrap().remove(0);
+    s.commit(item.seq, &sample_decision()).unwrap();
+    s.flush().unwrap();
+    assert_eq!(s.inbox_batch(10).unwrap().len(), 1);
+    let snap = s.snapshot(&owned_room_id!("!dm:example.org"), &[owned_user_id!("@alice:example.org"), owned_user_id!("@bob:example.org")]).unwrap();
+    assert_eq!(snap.room, Some(RoomState::Control { owner: owned_user_id!("@alice:example.org") }));
+    assert_eq!(snap.owners.len(), 1);
+    let out = s.outbox_batch(u64::MAX, 10).unwrap();
+    assert_eq!(out.iter().map(|o| o.effect.clone()).collect::<Vec<_>>(), sample_decision().effects);
+    assert!(out[0].id < out[1].id);
+    assert_eq!(s.outbox_high_water().unwrap(), out[1].id);
+    // Committing the same item again (a retry after a crash that did land)
+    // must not enqueue the effects twice.
+    s.commit(item.seq, &sample_decision()).unwrap();
+    assert_eq!(s.outbox_batch(u64::MAX, 10).unwrap().len(), 2);
+    assert_eq!(s.stats().unwrap().events_processed, 1);
+}
+
+pub fn removals_apply(s: &dyn Store) {
+    s.accept_transaction("t1", &[E1, E2], 1).unwrap();
+    let items = s.inbox_batch(2).unwrap();
+    s.commit(items[0].seq, &sample_decision()).unwrap();
+    let remove = Decision {
+        changes: vec![
+            StateChange::RemoveOwner(owned_user_id!("@alice:example.org")),
+            StateChange::RemoveRoom(owned_room_id!("!dm:example.org")),
+        ],
+        effects: vec![],
+    };
+    s.commit(items[1].seq, &remove).unwrap();
+    let snap = s.snapshot(&owned_room_id!("!dm:example.org"), &[owned_user_id!("@alice:example.org")]).unwrap();
+    assert_eq!(snap, Snapshot::default());
+    assert!(s.owners().unwrap().is_empty());
+}
+
+pub fn outbox_respects_the_watermark_and_finishing(s: &dyn Store) {
+    s.accept_transaction("t1", &[E1], 1).unwrap();
+    let item = s.inbox_batch(1).unwrap().remove(0);
+    s.commit(item.seq, &sample_decision()).unwrap();
+    let all = s.outbox_batch(u64::MAX, 10).unwrap();
+    assert_eq!(s.outbox_batch(all[0].id, 10).unwrap().len(), 1);
+    assert_eq!(s.outbox_batch(all[0].id - 1, 10).unwrap().len(), 0);
+    s.finish_effect(all[0].id, &EffectOutcome::Done, 5).unwrap();
+    s.finish_effect(all[1].id, &EffectOutcome::Failed("M_FORBIDDEN".into()), 6).unwrap();
+    // Finishing twice is harmless.
+    s.finish_effect(all[1].id, &EffectOutcome::Failed("again".into()), 7).unwrap();
+    assert!(s.outbox_batch(u64::MAX, 10).unwrap().is_empty());
+    let failed = s.failed_effects(10).unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].reason, "M_FORBIDDEN");
+    let st = s.stats().unwrap();
+    assert_eq!((st.effects_done, st.effects_failed, st.outbox_pending), (1, 1, 0));
+}
+
+pub fn quarantine_moves_the_event_aside(s: &dyn Store) {
+    s.accept_transaction("t1", &[b"not json", E2], 1).unwrap();
+    let bad = s.inbox_batch(1).unwrap().remove(0);
+    s.quarantine(bad.seq, "not a Matrix event", 9).unwrap();
+    s.quarantine(bad.seq, "twice", 10).unwrap();
+    let q = s.quarantined(10).unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!((q[0].raw.as_str(), q[0].reason.as_str(), q[0].at_ms), ("not json", "not a Matrix event", 9));
+    assert_eq!(s.inbox_batch(10).unwrap()[0].raw, E2);
+    assert_eq!(s.stats().unwrap().events_quarantined, 1);
+}
+
+pub fn pruning_forgets_old_transaction_ids_only(s: &dyn Store) {
+    s.accept_transaction("old", &[E1], 100).unwrap();
+    s.accept_transaction("new", &[E2], 200).unwrap();
+    assert_eq!(s.prune_transactions(150).unwrap(), 1);
+    assert_eq!(s.accept_transaction("new", &[E2], 300).unwrap(), Accepted::Replay);
+    assert_eq!(s.accept_transaction("old", &[E1], 300).unwrap(), Accepted::New { events: 1 });
+}
+
+#[macro_export]
+macro_rules! store_conformance {
+    ($factory:expr) => {
+        mod conformance {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::store::conformance as suite;
+
+            macro_rules! case {
+                ($name:ident) => {
+                    #[test]
+                    fn $name() {
+                        let (store, _guard) = ($factory)();
+                        suite::$name(&store);
+                    }
+                };
+            }
+            case!(new_transaction_fills_the_inbox_in_order);
+            case!(replayed_transaction_stores_nothing);
+            case!(reused_id_with_other_events_is_kept);
+            case!(empty_transaction_is_accepted);
+            case!(commit_applies_state_enqueues_effects_and_consumes_the_item);
+            case!(removals_apply);
+            case!(outbox_respects_the_watermark_and_finishing);
+            case!(quarantine_moves_the_event_aside);
+            case!(pruning_forgets_old_transaction_ids_only);
+        }
+    };
+}

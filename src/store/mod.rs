@@ -1,0 +1,154 @@
+//! Durable state behind one narrow trait: the transaction inbox, the engine's
+//! state, the outbox of effects, and what was set aside. `sled_store` is the
+//! real one; `memory` backs fast tests. Both pass the same conformance suite.
+
+mod memory;
+mod records;
+mod sled_store;
+
+#[cfg(test)]
+pub(crate) mod conformance;
+
+pub use memory::MemoryStore;
+pub use sled_store::SledStore;
+
+use ruma::{OwnedUserId, RoomId};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::engine::{Decision, Effect, OwnerState, Snapshot};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Backend(String),
+    #[error("stored record is corrupt or from an unknown version: {0}")]
+    Corrupt(String),
+    #[error("the database at {path} is in use by another Gatekeeper process (or could not be locked)")]
+    Locked { path: String },
+}
+
+/// How the intake's write of a transaction went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// Stored and flushed; `events` were added to the inbox.
+    New { events: usize },
+    /// Seen before with the same events: nothing stored.
+    Replay,
+    /// The ID was seen before with other events (the homeserver's database
+    /// was reset, typically): stored as new, so that nothing is lost.
+    ReusedId { events: usize },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxItem {
+    pub seq: u64,
+    pub raw: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    pub id: u64,
+    pub effect: Effect,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EffectOutcome {
+    Done,
+    Failed(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuarantinedEvent {
+    pub seq: u64,
+    pub at_ms: u64,
+    pub reason: String,
+    pub raw: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedEffect {
+    pub id: u64,
+    pub at_ms: u64,
+    pub reason: String,
+    pub effect: String,
+}
+
+/// Counts for operators and tests; pending counts are what is stored now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub transactions: u64,
+    pub replayed_transactions: u64,
+    pub events_received: u64,
+    pub events_processed: u64,
+    pub events_quarantined: u64,
+    pub effects_done: u64,
+    pub effects_failed: u64,
+    pub inbox_pending: u64,
+    pub outbox_pending: u64,
+    pub owners: u64,
+}
+
+pub trait Store: Send + Sync + 'static {
+    /// Stores a transaction's events in the inbox and makes them durable,
+    /// unless this transaction was already accepted. Returns only once the
+    /// events survive a crash.
+    fn accept_transaction(&self, txn_id: &str, events: &[&[u8]], now_ms: u64) -> Result<Accepted, StoreError>;
+
+    /// The oldest inbox events, in arrival order.
+    fn inbox_batch(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError>;
+
+    /// The state a decision about an event in `room` involving `users` may read.
+    fn snapshot(&self, room: &RoomId, users: &[OwnedUserId]) -> Result<Snapshot, StoreError>;
+
+    /// Atomically: applies the decision's state changes, appends its effects
+    /// to the outbox, and removes inbox item `seq`. Durable after [`flush`].
+    ///
+    /// [`flush`]: Store::flush
+    fn commit(&self, seq: u64, decision: &Decision) -> Result<(), StoreError>;
+
+    /// Atomically moves inbox item `seq` aside with the reason it could not
+    /// be handled.
+    fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError>;
+
+    /// Makes every earlier write durable.
+    fn flush(&self) -> Result<(), StoreError>;
+
+    /// The oldest pending effects with `id <= up_to`, in order.
+    fn outbox_batch(&self, up_to: u64, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
+
+    /// The highest outbox ID in use (0 when none ever was).
+    fn outbox_high_water(&self) -> Result<u64, StoreError>;
+
+    /// Removes a carried-out (or permanently failed) effect, durably.
+    fn finish_effect(&self, id: u64, outcome: &EffectOutcome, now_ms: u64) -> Result<(), StoreError>;
+
+    fn stats(&self) -> Result<Stats, StoreError>;
+    fn quarantined(&self, limit: usize) -> Result<Vec<QuarantinedEvent>, StoreError>;
+    fn failed_effects(&self, limit: usize) -> Result<Vec<FailedEffect>, StoreError>;
+    fn owners(&self) -> Result<Vec<OwnerState>, StoreError>;
+
+    /// Forgets accepted transaction IDs older than `before_ms`; the
+    /// homeserver never resends a transaction it saw acknowledged.
+    fn prune_transactions(&self, before_ms: u64) -> Result<usize, StoreError>;
+}
+
+/// Identifies a transaction's content independently of fields the
+/// homeserver recomputes per attempt (`unsigned.age`): the event IDs, or the
+/// raw bytes of an event that has none.
+pub fn transaction_digest(events: &[&[u8]]) -> [u8; 32] {
+    #[derive(serde::Deserialize)]
+    struct Id<'a> {
+        #[serde(borrow)]
+        event_id: Option<&'a str>,
+    }
+    let mut h = Sha256::new();
+    for raw in events {
+        match serde_json::from_slice::<Id<'_>>(raw) {
+            Ok(Id { event_id: Some(id) }) => h.update(id.as_bytes()),
+            _ => h.update(raw),
+        }
+        h.update([0]);
+    }
+    h.finalize().into()
+}

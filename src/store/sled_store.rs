@@ -1,0 +1,343 @@
+//! The sled-backed store. Every multi-key change is one sled transaction,
+//! so a crash leaves either all of it or none of it.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use ruma::{OwnedUserId, RoomId};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::{Transactional, Tree};
+
+use super::records::{self, EffectRecord, FailedEffectRecord, OwnerRecord, QuarantineRecord, RoomRecord, TxnRecord};
+use super::*;
+use crate::engine::{Decision, StateChange};
+
+const C_TRANSACTIONS: &str = "transactions";
+const C_REPLAYS: &str = "replayed_transactions";
+const C_RECEIVED: &str = "events_received";
+const C_PROCESSED: &str = "events_processed";
+const C_QUARANTINED: &str = "events_quarantined";
+const C_EFFECTS_DONE: &str = "effects_done";
+const C_EFFECTS_FAILED: &str = "effects_failed";
+const K_OUTBOX_HIGH: &str = "outbox_high_water";
+
+pub struct SledStore {
+    db: sled::Db,
+    txn_by_id: Tree,
+    inbox_by_seq: Tree,
+    outbox_by_id: Tree,
+    owner_by_user: Tree,
+    room_by_id: Tree,
+    quarantine_by_seq: Tree,
+    failed_effect_by_id: Tree,
+    counters: Tree,
+    /// Serialises intake so that inbox order is arrival order; sled's own
+    /// locking would allow two transactions' events to interleave.
+    intake: Mutex<()>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn tx_err(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => backend(e),
+    }
+}
+
+fn bump(t: &TransactionalTree, key: &str, by: u64) -> Result<(), ConflictableTransactionError<StoreError>> {
+    let old = t.get(key)?.map_or(0, |v| read_u64(&v));
+    t.insert(key, &(old + by).to_be_bytes())?;
+    Ok(())
+}
+
+fn read_u64(v: &[u8]) -> u64 {
+    v.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+fn seq_of(key: &[u8]) -> u64 {
+    read_u64(key)
+}
+
+impl SledStore {
+    pub fn open(path: &Path, cache_capacity_mb: u64) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_capacity_mb * 1024 * 1024)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::Locked { path: path.display().to_string() }
+                }
+                sled::Error::Io(io) if io.raw_os_error() == Some(11) => {
+                    StoreError::Locked { path: path.display().to_string() }
+                }
+                other => backend(format!("opening {}: {other}", path.display())),
+            })?;
+        let tree = |name: &str| db.open_tree(name).map_err(backend);
+        Ok(Self {
+            txn_by_id: tree("txn_by_id")?,
+            inbox_by_seq: tree("inbox_by_seq")?,
+            outbox_by_id: tree("outbox_by_id")?,
+            owner_by_user: tree("owner_by_user")?,
+            room_by_id: tree("room_by_id")?,
+            quarantine_by_seq: tree("quarantine_by_seq")?,
+            failed_effect_by_id: tree("failed_effect_by_id")?,
+            counters: tree("counters")?,
+            intake: Mutex::new(()),
+            db,
+        })
+    }
+
+    fn counter(&self, key: &str) -> Result<u64, StoreError> {
+        Ok(self.counters.get(key).map_err(backend)?.map_or(0, |v| read_u64(&v)))
+    }
+}
+
+impl Store for SledStore {
+    fn accept_transaction(&self, txn_id: &str, events: &[&[u8]], now_ms: u64) -> Result<Accepted, StoreError> {
+        let digest = records::hex(&transaction_digest(events));
+        let _guard = self.intake.lock().unwrap_or_else(|p| p.into_inner());
+        let reused = match self.txn_by_id.get(txn_id).map_err(backend)? {
+            Some(bytes) => {
+                let TxnRecord::V1 { digest: seen, .. } = records::decode("transaction", &bytes)?;
+                if seen == digest {
+                    self.counters
+                        .transaction(|c| bump(c, C_REPLAYS, 1))
+                        .map_err(|e: TransactionError<StoreError>| tx_err(e))?;
+                    return Ok(Accepted::Replay);
+                }
+                true
+            }
+            None => false,
+        };
+        // IDs are taken before the transaction so a conflict retry reuses them.
+        let seqs: Vec<u64> = events.iter().map(|_| self.db.generate_id().map_err(backend)).collect::<Result<_, _>>()?;
+        let record = records::encode(&TxnRecord::V1 { at_ms: now_ms, digest, events: events.len() });
+        (&self.txn_by_id, &self.inbox_by_seq, &self.counters)
+            .transaction(|(txns, inbox, counters)| {
+                txns.insert(txn_id.as_bytes(), record.as_slice())?;
+                for (seq, raw) in seqs.iter().zip(events) {
+                    inbox.insert(&seq.to_be_bytes(), *raw)?;
+                }
+                bump(counters, C_TRANSACTIONS, 1)?;
+                bump(counters, C_RECEIVED, events.len() as u64)?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.flush()?;
+        Ok(if reused { Accepted::ReusedId { events: events.len() } } else { Accepted::New { events: events.len() } })
+    }
+
+    fn inbox_batch(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
+        self.inbox_by_seq
+            .iter()
+            .take(limit)
+            .map(|r| r.map(|(k, v)| InboxItem { seq: seq_of(&k), raw: v.to_vec() }).map_err(backend))
+            .collect()
+    }
+
+    fn snapshot(&self, room: &RoomId, users: &[OwnedUserId]) -> Result<Snapshot, StoreError> {
+        let room = match self.room_by_id.get(room.as_bytes()).map_err(backend)? {
+            Some(b) => Some(records::decode::<RoomRecord>("room", &b)?.into()),
+            None => None,
+        };
+        let mut owners = std::collections::BTreeMap::new();
+        for user in users {
+            if let Some(b) = self.owner_by_user.get(user.as_bytes()).map_err(backend)? {
+                owners.insert(user.clone(), records::decode::<OwnerRecord>("owner", &b)?.into());
+            }
+        }
+        Ok(Snapshot { room, owners })
+    }
+
+    fn commit(&self, seq: u64, decision: &Decision) -> Result<(), StoreError> {
+        let effect_ids: Vec<u64> =
+            decision.effects.iter().map(|_| self.db.generate_id().map_err(backend)).collect::<Result<_, _>>()?;
+        (&self.inbox_by_seq, &self.outbox_by_id, &self.owner_by_user, &self.room_by_id, &self.counters)
+            .transaction(|(inbox, outbox, owners, rooms, counters)| {
+                // A commit for an item that is gone was already made: doing
+                // it again would enqueue its effects twice.
+                if inbox.remove(&seq.to_be_bytes())?.is_none() {
+                    return Ok(());
+                }
+                for change in &decision.changes {
+                    match change {
+                        StateChange::PutOwner(o) => {
+                            owners.insert(o.user_id.as_bytes(), records::encode(&OwnerRecord::from(o)))?;
+                        }
+                        StateChange::RemoveOwner(u) => {
+                            owners.remove(u.as_bytes())?;
+                        }
+                        StateChange::PutRoom(r, s) => {
+                            rooms.insert(r.as_bytes(), records::encode(&RoomRecord::from(s)))?;
+                        }
+                        StateChange::RemoveRoom(r) => {
+                            rooms.remove(r.as_bytes())?;
+                        }
+                    }
+                }
+                for (id, effect) in effect_ids.iter().zip(&decision.effects) {
+                    outbox.insert(&id.to_be_bytes(), records::encode(&EffectRecord::V1(effect.into())))?;
+                }
+                if let Some(high) = effect_ids.last() {
+                    counters.insert(K_OUTBOX_HIGH, &high.to_be_bytes())?;
+                }
+                bump(counters, C_PROCESSED, 1)?;
+                Ok(())
+            })
+            .map_err(tx_err)
+    }
+
+    fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError> {
+        (&self.inbox_by_seq, &self.quarantine_by_seq, &self.counters)
+            .transaction(|(inbox, quarantine, counters)| {
+                let Some(raw) = inbox.remove(&seq.to_be_bytes())? else { return Ok(()) };
+                let record = QuarantineRecord::V1 {
+                    at_ms: now_ms,
+                    reason: reason.to_owned(),
+                    raw: String::from_utf8_lossy(&raw).into_owned(),
+                };
+                quarantine.insert(&seq.to_be_bytes(), records::encode(&record))?;
+                bump(counters, C_QUARANTINED, 1)?;
+                Ok(())
+            })
+            .map_err(tx_err)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(backend)
+    }
+
+    fn outbox_batch(&self, up_to: u64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.outbox_by_id.range(..=up_to.to_be_bytes()).take(limit) {
+            let (k, v) = entry.map_err(backend)?;
+            let EffectRecord::V1(record) = records::decode("effect", &v)?;
+            out.push(OutboxItem { id: seq_of(&k), effect: record.into() });
+        }
+        Ok(out)
+    }
+
+    fn outbox_high_water(&self) -> Result<u64, StoreError> {
+        self.counter(K_OUTBOX_HIGH)
+    }
+
+    fn finish_effect(&self, id: u64, outcome: &EffectOutcome, now_ms: u64) -> Result<(), StoreError> {
+        (&self.outbox_by_id, &self.failed_effect_by_id, &self.counters)
+            .transaction(|(outbox, failed, counters)| {
+                let Some(bytes) = outbox.remove(&id.to_be_bytes())? else { return Ok(()) };
+                match outcome {
+                    EffectOutcome::Done => bump(counters, C_EFFECTS_DONE, 1)?,
+                    EffectOutcome::Failed(reason) => {
+                        let EffectRecord::V1(effect) = records::decode("effect", &bytes)
+                            .map_err(ConflictableTransactionError::Abort)?;
+                        let record = FailedEffectRecord::V1 { at_ms: now_ms, reason: reason.clone(), effect };
+                        failed.insert(&id.to_be_bytes(), records::encode(&record))?;
+                        bump(counters, C_EFFECTS_FAILED, 1)?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.flush()
+    }
+
+    fn stats(&self) -> Result<Stats, StoreError> {
+        Ok(Stats {
+            transactions: self.counter(C_TRANSACTIONS)?,
+            replayed_transactions: self.counter(C_REPLAYS)?,
+            events_received: self.counter(C_RECEIVED)?,
+            events_processed: self.counter(C_PROCESSED)?,
+            events_quarantined: self.counter(C_QUARANTINED)?,
+            effects_done: self.counter(C_EFFECTS_DONE)?,
+            effects_failed: self.counter(C_EFFECTS_FAILED)?,
+            inbox_pending: self.inbox_by_seq.len() as u64,
+            outbox_pending: self.outbox_by_id.len() as u64,
+            owners: self.owner_by_user.len() as u64,
+        })
+    }
+
+    fn quarantined(&self, limit: usize) -> Result<Vec<QuarantinedEvent>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.quarantine_by_seq.iter().take(limit) {
+            let (k, v) = entry.map_err(backend)?;
+            let QuarantineRecord::V1 { at_ms, reason, raw } = records::decode("quarantine", &v)?;
+            out.push(QuarantinedEvent { seq: seq_of(&k), at_ms, reason, raw });
+        }
+        Ok(out)
+    }
+
+    fn failed_effects(&self, limit: usize) -> Result<Vec<FailedEffect>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.failed_effect_by_id.iter().take(limit) {
+            let (k, v) = entry.map_err(backend)?;
+            let FailedEffectRecord::V1 { at_ms, reason, effect } = records::decode("failed effect", &v)?;
+            out.push(FailedEffect { id: seq_of(&k), at_ms, reason, effect: records::effect_summary(&effect.into()) });
+        }
+        Ok(out)
+    }
+
+    fn owners(&self) -> Result<Vec<OwnerState>, StoreError> {
+        self.owner_by_user
+            .iter()
+            .map(|r| r.map_err(backend).and_then(|(_, v)| Ok(records::decode::<OwnerRecord>("owner", &v)?.into())))
+            .collect()
+    }
+
+    fn prune_transactions(&self, before_ms: u64) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for entry in self.txn_by_id.iter() {
+            let (k, v) = entry.map_err(backend)?;
+            let TxnRecord::V1 { at_ms, .. } = records::decode("transaction", &v)?;
+            if at_ms < before_ms {
+                self.txn_by_id.remove(k).map_err(backend)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    crate::store_conformance!(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("db"), 4).unwrap();
+        (store, dir)
+    });
+
+    #[test]
+    fn everything_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let s = SledStore::open(&path, 4).unwrap();
+            s.accept_transaction("t1", &[br#"{"event_id":"$a"}"#, br#"{"event_id":"$b"}"#], 1).unwrap();
+            let first = s.inbox_batch(1).unwrap().remove(0);
+            s.commit(first.seq, &super::super::conformance::sample_decision()).unwrap();
+            s.flush().unwrap();
+        }
+        let s = SledStore::open(&path, 4).unwrap();
+        assert_eq!(s.accept_transaction("t1", &[br#"{"event_id":"$a"}"#, br#"{"event_id":"$b"}"#], 2).unwrap(), Accepted::Replay);
+        assert_eq!(s.inbox_batch(10).unwrap().len(), 1);
+        assert_eq!(s.outbox_batch(u64::MAX, 10).unwrap().len(), 2);
+        assert_eq!(s.owners().unwrap().len(), 1);
+        assert!(s.outbox_high_water().unwrap() > 0);
+    }
+
+    #[test]
+    fn a_second_process_gets_a_clear_locked_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let _first = SledStore::open(&path, 4).unwrap();
+        match SledStore::open(&path, 4) {
+            Err(e) => assert!(e.to_string().contains("in use") || e.to_string().contains("opening"), "{e}"),
+            Ok(_) => panic!("second open of a locked database succeeded"),
+        }
+    }
+}
