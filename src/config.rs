@@ -92,7 +92,10 @@ pub enum LogFormat {
 
 impl Default for LoggingConfig {
     fn default() -> Self {
-        Self { level: default_log_level(), format: LogFormat::default() }
+        Self {
+            level: default_log_level(),
+            format: LogFormat::default(),
+        }
     }
 }
 
@@ -141,11 +144,18 @@ where
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: invalid YAML: {message}")]
     Yaml { path: PathBuf, message: String },
     #[error("{path}: {key}: {message}")]
-    Field { path: PathBuf, key: String, message: String },
+    Field {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
     #[error("environment variable {var}: {message}")]
     Env { var: String, message: String },
 }
@@ -153,11 +163,19 @@ pub enum ConfigError {
 impl Config {
     /// Reads the file, applies `GATEKEEPER__*` overrides from `env`, and
     /// resolves relative paths against the file's directory.
-    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let mut config = Self::parse(&text, path, env)?;
-        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         config.resolve_paths(base);
         Ok(config)
     }
@@ -168,8 +186,11 @@ impl Config {
         origin: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut tree: serde_json::Value = serde_saphyr::from_str(text)
-            .map_err(|e| ConfigError::Yaml { path: origin.to_owned(), message: e.to_string() })?;
+        let mut tree: serde_json::Value =
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Yaml {
+                path: origin.to_owned(),
+                message: e.to_string(),
+            })?;
         if tree.is_null() {
             tree = serde_json::Value::Object(Default::default());
         }
@@ -178,7 +199,11 @@ impl Config {
             let key = e.path().to_string();
             ConfigError::Field {
                 path: origin.to_owned(),
-                key: if key == "." { "(top level)".into() } else { key },
+                key: if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
                 message: e.into_inner().to_string(),
             }
         })
@@ -194,7 +219,10 @@ impl Config {
     }
 
     pub fn bot_user_id(&self) -> String {
-        format!("@{}:{}", self.appservice.bot_localpart, self.homeserver.server_name)
+        format!(
+            "@{}:{}",
+            self.appservice.bot_localpart, self.homeserver.server_name
+        )
     }
 
     /// The opt-in regex, anchored so that it must match the whole user ID
@@ -209,13 +237,20 @@ fn apply_env_overrides(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
     // Sorted so that the outcome does not depend on the environment's order.
-    let overrides: BTreeMap<String, String> =
-        env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+    let overrides: BTreeMap<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
     for (var, value) in overrides {
-        let keys: Vec<String> =
-            var[ENV_PREFIX.len()..].split("__").map(|k| k.to_ascii_lowercase()).collect();
+        let keys: Vec<String> = var[ENV_PREFIX.len()..]
+            .split("__")
+            .map(|k| k.to_ascii_lowercase())
+            .collect();
         if keys.iter().any(|k| k.is_empty()) {
-            return Err(ConfigError::Env { var, message: "expected GATEKEEPER__SECTION__KEY".into() });
+            return Err(ConfigError::Env {
+                var,
+                message: "expected GATEKEEPER__SECTION__KEY".into(),
+            });
         }
         set_path(tree, &keys, value).map_err(|message| ConfigError::Env { var, message })?;
     }
@@ -224,7 +259,10 @@ fn apply_env_overrides(
 
 fn set_path(node: &mut serde_json::Value, keys: &[String], value: String) -> Result<(), String> {
     let serde_json::Value::Object(map) = node else {
-        return Err(format!("cannot set `{}`: its parent is not a section", keys.join(".")));
+        return Err(format!(
+            "cannot set `{}`: its parent is not a section",
+            keys.join(".")
+        ));
     };
     match keys {
         [last] => {
@@ -232,7 +270,9 @@ fn set_path(node: &mut serde_json::Value, keys: &[String], value: String) -> Res
             Ok(())
         }
         [first, rest @ ..] => {
-            let child = map.entry(first.clone()).or_insert_with(|| serde_json::Value::Object(Default::default()));
+            let child = map
+                .entry(first.clone())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
             set_path(child, rest, value)
         }
         [] => Err("empty key".into()),
@@ -245,27 +285,43 @@ pub fn check(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
     let hs = &config.homeserver;
     if !(hs.url.starts_with("http://") || hs.url.starts_with("https://")) {
-        problems.push(format!("homeserver.url: `{}` must start with http:// or https://", hs.url));
+        problems.push(format!(
+            "homeserver.url: `{}` must start with http:// or https://",
+            hs.url
+        ));
     }
     if ruma::ServerName::parse(&hs.server_name).is_err() {
-        problems.push(format!("homeserver.server_name: `{}` is not a valid server name", hs.server_name));
+        problems.push(format!(
+            "homeserver.server_name: `{}` is not a valid server name",
+            hs.server_name
+        ));
     }
     let asv = &config.appservice;
     if asv.id.trim().is_empty() {
         problems.push("appservice.id: must not be empty".into());
     }
     if !(asv.url.starts_with("http://") || asv.url.starts_with("https://")) {
-        problems.push(format!("appservice.url: `{}` must start with http:// or https://", asv.url));
+        problems.push(format!(
+            "appservice.url: `{}` must start with http:// or https://",
+            asv.url
+        ));
     }
     let localpart_ok = !asv.bot_localpart.is_empty()
-        && asv.bot_localpart.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'));
+        && asv.bot_localpart.bytes().all(
+            |b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'),
+        );
     if !localpart_ok {
         problems.push(format!(
             "appservice.bot_localpart: `{}` may only use a-z, 0-9 and ._=-/+",
             asv.bot_localpart
         ));
-    } else if ruma::ServerName::parse(&hs.server_name).is_ok() && ruma::UserId::parse(config.bot_user_id()).is_err() {
-        problems.push(format!("appservice.bot_localpart: `{}` is not a valid user ID", config.bot_user_id()));
+    } else if ruma::ServerName::parse(&hs.server_name).is_ok()
+        && ruma::UserId::parse(config.bot_user_id()).is_err()
+    {
+        problems.push(format!(
+            "appservice.bot_localpart: `{}` is not a valid user ID",
+            config.bot_user_id()
+        ));
     }
     if asv.bot_displayname.trim().is_empty() {
         problems.push("appservice.bot_displayname: must not be empty".into());
@@ -283,7 +339,10 @@ pub fn check(config: &Config) -> Vec<String> {
         problems.push("database.cache_capacity_mb: must be at least 1".into());
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.logging.level) {
-        problems.push(format!("logging.level: `{}` is not a valid filter: {e}", config.logging.level));
+        problems.push(format!(
+            "logging.level: `{}` is not a valid filter: {e}",
+            config.logging.level
+        ));
     }
     problems
 }
@@ -317,7 +376,10 @@ database:
         let c = parse(MINIMAL, &[]).unwrap();
         assert_eq!(c.appservice.id, "gatekeeper");
         assert_eq!(c.appservice.bot_localpart, "gatekeeper");
-        assert_eq!(c.appservice.registration, PathBuf::from("registration.yaml"));
+        assert_eq!(
+            c.appservice.registration,
+            PathBuf::from("registration.yaml")
+        );
         assert_eq!(c.appservice.max_body_bytes, 16 * 1024 * 1024);
         assert_eq!(c.database.cache_capacity_mb, 64);
         assert_eq!(c.bot_user_id(), "@gatekeeper:example.org");
@@ -334,7 +396,9 @@ database:
 
     #[test]
     fn unknown_section_is_an_error_that_names_it() {
-        let err = parse(&format!("{MINIMAL}\nsmtp: {{}}\n"), &[]).unwrap_err().to_string();
+        let err = parse(&format!("{MINIMAL}\nsmtp: {{}}\n"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("smtp"), "{err}");
     }
 
@@ -342,7 +406,10 @@ database:
     fn missing_required_key_is_named() {
         let text = MINIMAL.replace("  server_name: example.org\n", "");
         let err = parse(&text, &[]).unwrap_err().to_string();
-        assert!(err.contains("homeserver") && err.contains("server_name"), "{err}");
+        assert!(
+            err.contains("homeserver") && err.contains("server_name"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -372,15 +439,20 @@ database:
 
     #[test]
     fn env_override_of_unknown_key_is_an_error() {
-        let err = parse(MINIMAL, &[("GATEKEEPER__APPSERVICE__TYPO", "1")]).unwrap_err().to_string();
+        let err = parse(MINIMAL, &[("GATEKEEPER__APPSERVICE__TYPO", "1")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("typo"), "{err}");
     }
 
     #[test]
     fn env_override_with_bad_value_is_an_error() {
-        let err = parse(MINIMAL, &[("GATEKEEPER__APPSERVICE__LISTEN", "not-an-address")])
-            .unwrap_err()
-            .to_string();
+        let err = parse(
+            MINIMAL,
+            &[("GATEKEEPER__APPSERVICE__LISTEN", "not-an-address")],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("listen"), "{err}");
     }
 
@@ -394,13 +466,21 @@ database:
         let problems = check(&c);
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems.iter().any(|p| p.starts_with("homeserver.url")));
-        assert!(problems.iter().any(|p| p.starts_with("homeserver.server_name")));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("homeserver.server_name"))
+        );
         assert!(problems.iter().any(|p| p.starts_with("appservice.users")));
     }
 
     #[test]
     fn small_body_limit_is_refused() {
-        let c = parse(MINIMAL, &[("GATEKEEPER__APPSERVICE__MAX_BODY_BYTES", "1024")]).unwrap();
+        let c = parse(
+            MINIMAL,
+            &[("GATEKEEPER__APPSERVICE__MAX_BODY_BYTES", "1024")],
+        )
+        .unwrap();
         assert!(check(&c).iter().any(|p| p.contains("max_body_bytes")));
     }
 
@@ -419,7 +499,10 @@ database:
         std::fs::write(&path, MINIMAL).unwrap();
         let c = Config::load(&path, Vec::new()).unwrap();
         assert_eq!(c.database.path, dir.path().join("./data"));
-        assert_eq!(c.appservice.registration, dir.path().join("registration.yaml"));
+        assert_eq!(
+            c.appservice.registration,
+            dir.path().join("registration.yaml")
+        );
     }
 
     /// Every example config shipped in the repository must parse and pass

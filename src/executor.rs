@@ -87,7 +87,9 @@ pub async fn run<P: Performer>(
                 let (s, o) = (s.clone(), outcome.clone());
                 match tokio::task::spawn_blocking(move || s.finish_effect(id, &o, now_ms())).await {
                     Ok(Ok(())) => break,
-                    Ok(Err(e)) => tracing::error!(error = %e, id, "recording an effect failed; will retry"),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, id, "recording an effect failed; will retry")
+                    }
                     Err(e) => tracing::error!(error = %e, id, "recording task died; will retry"),
                 }
                 sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await;
@@ -115,14 +117,20 @@ mod tests {
 
     impl Performer for Flaky {
         async fn perform(&self, effect: &Effect) -> Result<(), PerformError> {
-            let Effect::Join { room_id, .. } = effect else { unreachable!() };
+            let Effect::Join { room_id, .. } = effect else {
+                unreachable!()
+            };
             let mut log = self.log.lock().unwrap();
             let tries = log.iter().filter(|r| *r == room_id.as_str()).count();
             log.push(room_id.to_string());
             if room_id.as_str().starts_with("!no") {
                 return Err(PerformError::Permanent("M_FORBIDDEN".into()));
             }
-            if tries == 0 { Err(PerformError::Transient("503".into())) } else { Ok(()) }
+            if tries == 0 {
+                Err(PerformError::Transient("503".into()))
+            } else {
+                Ok(())
+            }
         }
     }
 
@@ -130,9 +138,17 @@ mod tests {
     async fn effects_run_in_order_with_retries_and_permanent_failures_are_set_aside() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         store.accept_transaction("t", &[b"{}"], 1).unwrap();
-        let join = |r: &str| Effect::Join { as_user: owned_user_id!("@gatekeeper:x.org"), room_id: r.try_into().unwrap() };
-        let decision = Decision { changes: vec![], effects: vec![join("!a:x.org"), join("!no:x.org"), join("!b:x.org")] };
-        store.commit(store.inbox_batch(1).unwrap()[0].seq, &decision).unwrap();
+        let join = |r: &str| Effect::Join {
+            as_user: owned_user_id!("@gatekeeper:x.org"),
+            room_id: r.try_into().unwrap(),
+        };
+        let decision = Decision {
+            changes: vec![],
+            effects: vec![join("!a:x.org"), join("!no:x.org"), join("!b:x.org")],
+        };
+        store
+            .commit(store.inbox_batch(1).unwrap()[0].seq, &decision)
+            .unwrap();
         let performer = Arc::new(Flaky::default());
         let (release_tx, release_rx) = watch::channel(store.outbox_high_water().unwrap());
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -146,7 +162,10 @@ mod tests {
         stop_tx.send(true).unwrap();
         task.await.unwrap();
         drop(release_tx);
-        assert_eq!(*performer.log.lock().unwrap(), ["!a:x.org", "!a:x.org", "!no:x.org", "!b:x.org", "!b:x.org"]);
+        assert_eq!(
+            *performer.log.lock().unwrap(),
+            ["!a:x.org", "!a:x.org", "!no:x.org", "!b:x.org", "!b:x.org"]
+        );
         let stats = store.stats().unwrap();
         assert_eq!((stats.effects_done, stats.effects_failed), (2, 1));
         assert_eq!(store.failed_effects(10).unwrap()[0].reason, "M_FORBIDDEN");

@@ -26,7 +26,11 @@ pub fn report(store: &dyn Store, limit: usize) -> Result<Report, StoreError> {
         owners: store
             .owners()?
             .into_iter()
-            .map(|o| OwnerLine { user_id: o.user_id.to_string(), control_room: o.control_room.to_string(), since_ms: o.since_ms })
+            .map(|o| OwnerLine {
+                user_id: o.user_id.to_string(),
+                control_room: o.control_room.to_string(),
+                since_ms: o.since_ms,
+            })
             .collect(),
         quarantined: store.quarantined(limit)?,
         failed_effects: store.failed_effects(limit)?,

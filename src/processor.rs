@@ -15,7 +15,9 @@ use crate::translate::translate;
 pub const BATCH: usize = 100;
 
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// How one batch went, for logs and tests.
@@ -46,7 +48,9 @@ pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchRe
         };
         let snapshot = store.snapshot(&input.meta().room_id, &input.users())?;
         // A bug in one rule must not wedge the queue behind one event.
-        let decided = std::panic::catch_unwind(AssertUnwindSafe(|| engine::decide(&snapshot, &input, now_ms(), config)));
+        let decided = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            engine::decide(&snapshot, &input, now_ms(), config)
+        }));
         match decided {
             Ok(decision) => {
                 if !decision.effects.is_empty() || !decision.changes.is_empty() {
@@ -62,7 +66,11 @@ pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchRe
             }
             Err(_) => {
                 tracing::error!(event_id = %input.meta().event_id, "engine panicked; event set aside");
-                store.quarantine(item.seq, "the engine failed on this event (a bug: please report it)", now_ms())?;
+                store.quarantine(
+                    item.seq,
+                    "the engine failed on this event (a bug: please report it)",
+                    now_ms(),
+                )?;
                 report.quarantined += 1;
             }
         }
@@ -150,13 +158,33 @@ mod tests {
     fn events_are_processed_once_and_bad_ones_set_aside() {
         let store = MemoryStore::new();
         store
-            .accept_transaction("t", &[INVITE, b"{oops", br#"{"type":"m.typing","content":{}}"#], 1)
+            .accept_transaction(
+                "t",
+                &[INVITE, b"{oops", br#"{"type":"m.typing","content":{}}"#],
+                1,
+            )
             .unwrap();
         let report = process_batch(&store, &config()).unwrap();
-        assert_eq!(report, BatchReport { processed: 2, quarantined: 1 });
-        assert_eq!(process_batch(&store, &config()).unwrap(), BatchReport::default());
+        assert_eq!(
+            report,
+            BatchReport {
+                processed: 2,
+                quarantined: 1
+            }
+        );
+        assert_eq!(
+            process_batch(&store, &config()).unwrap(),
+            BatchReport::default()
+        );
         let stats = store.stats().unwrap();
-        assert_eq!((stats.events_processed, stats.events_quarantined, stats.outbox_pending), (2, 1, 1));
+        assert_eq!(
+            (
+                stats.events_processed,
+                stats.events_quarantined,
+                stats.outbox_pending
+            ),
+            (2, 1, 1)
+        );
         assert_eq!(store.quarantined(10).unwrap()[0].raw, "{oops");
     }
 }

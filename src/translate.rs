@@ -48,21 +48,33 @@ pub fn translate(raw: &[u8]) -> Result<Option<Input>, Unreadable> {
     if env.kind != "m.room.member" && env.kind != "m.room.message" {
         return Ok(None);
     }
-    let (Some(event_id), Some(room_id), Some(sender)) = (env.event_id, env.room_id, env.sender) else {
-        return Err(Unreadable(format!("{} event without event_id, room_id or sender", env.kind)));
+    let (Some(event_id), Some(room_id), Some(sender)) = (env.event_id, env.room_id, env.sender)
+    else {
+        return Err(Unreadable(format!(
+            "{} event without event_id, room_id or sender",
+            env.kind
+        )));
     };
-    let meta = EventMeta { event_id, room_id, sender, ts_ms: env.origin_server_ts };
+    let meta = EventMeta {
+        event_id,
+        room_id,
+        sender,
+        ts_ms: env.origin_server_ts,
+    };
     let content = env.content.map(RawValue::get).unwrap_or("{}");
     match env.kind.as_str() {
         "m.room.member" => {
             let target = env
                 .state_key
                 .ok_or_else(|| Unreadable("m.room.member without state_key".into()))?;
-            let target = OwnedUserId::try_from(target)
-                .map_err(|e| Unreadable(format!("m.room.member state_key is not a user ID: {e}")))?;
+            let target = OwnedUserId::try_from(target).map_err(|e| {
+                Unreadable(format!("m.room.member state_key is not a user ID: {e}"))
+            })?;
             let c: MemberContent = serde_json::from_str(content)
                 .map_err(|e| Unreadable(format!("m.room.member content: {e}")))?;
-            let membership = c.membership.ok_or_else(|| Unreadable("m.room.member without membership".into()))?;
+            let membership = c
+                .membership
+                .ok_or_else(|| Unreadable("m.room.member without membership".into()))?;
             Ok(Some(Input::Member {
                 meta,
                 target,
@@ -74,12 +86,18 @@ pub fn translate(raw: &[u8]) -> Result<Option<Input>, Unreadable> {
             let c: MessageContent = serde_json::from_str(content)
                 .map_err(|e| Unreadable(format!("m.room.message content: {e}")))?;
             // A redacted message has empty content: nothing left to act on.
-            let Some(msgtype) = c.msgtype else { return Ok(None) };
+            let Some(msgtype) = c.msgtype else {
+                return Ok(None);
+            };
             let body = match c.body {
                 Some(serde_json::Value::String(s)) => s,
                 _ => String::new(),
             };
-            Ok(Some(Input::Message { meta, msgtype, body }))
+            Ok(Some(Input::Message {
+                meta,
+                msgtype,
+                body,
+            }))
         }
     }
 }
@@ -93,7 +111,13 @@ mod tests {
         let raw = br#"{"type":"m.room.member","event_id":"$e","room_id":"!r:x.org","sender":"@a:x.org",
             "state_key":"@gatekeeper:x.org","origin_server_ts":5,"content":{"membership":"invite","is_direct":true},
             "unsigned":{"age":3}}"#;
-        let Some(Input::Member { meta, target, membership, is_direct }) = translate(raw).unwrap() else {
+        let Some(Input::Member {
+            meta,
+            target,
+            membership,
+            is_direct,
+        }) = translate(raw).unwrap()
+        else {
             panic!()
         };
         assert_eq!(meta.sender, "@a:x.org");
@@ -105,9 +129,12 @@ mod tests {
 
     #[test]
     fn message_becomes_message_input() {
-        let raw = br#"{"type":"m.room.message","event_id":"$e","room_id":"!r:x.org","sender":"@a:x.org",
+        let raw =
+            br#"{"type":"m.room.message","event_id":"$e","room_id":"!r:x.org","sender":"@a:x.org",
             "origin_server_ts":5,"content":{"msgtype":"m.text","body":"hi"}}"#;
-        assert!(matches!(translate(raw).unwrap(), Some(Input::Message { body, .. }) if body == "hi"));
+        assert!(
+            matches!(translate(raw).unwrap(), Some(Input::Message { body, .. }) if body == "hi")
+        );
     }
 
     #[test]

@@ -6,10 +6,23 @@ use ruma::{OwnedRoomId, OwnedUserId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     /// Join a room as `as_user` (joining twice is harmless).
-    Join { as_user: OwnedUserId, room_id: OwnedRoomId },
+    Join {
+        as_user: OwnedUserId,
+        room_id: OwnedRoomId,
+    },
     /// Leave a room, or reject an invite, as `as_user`.
-    Leave { as_user: OwnedUserId, room_id: OwnedRoomId, reason: Option<String> },
+    Leave {
+        as_user: OwnedUserId,
+        room_id: OwnedRoomId,
+        reason: Option<String>,
+    },
     /// Send an `m.notice`. `txn_id` is derived from the triggering event, so
     /// a retry after a crash is recognised by the homeserver as the same send.
-    SendNotice { as_user: OwnedUserId, room_id: OwnedRoomId, txn_id: String, body: String, html: String },
+    SendNotice {
+        as_user: OwnedUserId,
+        room_id: OwnedRoomId,
+        txn_id: String,
+        body: String,
+        html: String,
+    },
 }

@@ -23,10 +23,16 @@ pub fn parse(text: &str) -> Option<Command> {
     let cmd = match first.to_ascii_lowercase().as_str() {
         "help" | "?" => match rest.as_slice() {
             [] => Command::Help { topic: None },
-            [topic] => Command::Help { topic: Some(topic.to_ascii_lowercase()) },
-            _ => Command::Unknown { word: text.trim().to_owned() },
+            [topic] => Command::Help {
+                topic: Some(topic.to_ascii_lowercase()),
+            },
+            _ => Command::Unknown {
+                word: text.trim().to_owned(),
+            },
         },
-        _ => Command::Unknown { word: first.to_owned() },
+        _ => Command::Unknown {
+            word: first.to_owned(),
+        },
     };
     Some(cmd)
 }
@@ -41,7 +47,11 @@ mod tests {
 
     #[test]
     fn parses_every_form() {
-        let help = |t: Option<&str>| Some(Command::Help { topic: t.map(str::to_owned) });
+        let help = |t: Option<&str>| {
+            Some(Command::Help {
+                topic: t.map(str::to_owned),
+            })
+        };
         let unknown = |w: &str| Some(Command::Unknown { word: w.to_owned() });
         check("help", help(None));
         check("  HELP  ", help(None));

@@ -39,9 +39,18 @@ impl Membership {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     /// An `m.room.member` event: `target` is the state key.
-    Member { meta: EventMeta, target: OwnedUserId, membership: Membership, is_direct: bool },
+    Member {
+        meta: EventMeta,
+        target: OwnedUserId,
+        membership: Membership,
+        is_direct: bool,
+    },
     /// An `m.room.message` event.
-    Message { meta: EventMeta, msgtype: String, body: String },
+    Message {
+        meta: EventMeta,
+        msgtype: String,
+        body: String,
+    },
 }
 
 impl Input {

@@ -28,7 +28,9 @@ pub struct EngineConfig {
 
 impl EngineConfig {
     pub fn may_opt_in(&self, user: &UserId) -> bool {
-        user.server_name() == self.server_name && user != self.bot && self.users.is_match(user.as_str())
+        user.server_name() == self.server_name
+            && user != self.bot
+            && self.users.is_match(user.as_str())
     }
 }
 
@@ -69,25 +71,40 @@ pub fn decide(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineCo
         // The bot's own join is how an opt-in completes; everything else it
         // sends is an echo of our own effects.
         return match input {
-            Input::Member { target, membership: Membership::Join, .. } if *target == config.bot => {
-                bot_joined(snapshot, meta, now_ms, config)
-            }
+            Input::Member {
+                target,
+                membership: Membership::Join,
+                ..
+            } if *target == config.bot => bot_joined(snapshot, meta, now_ms, config),
             _ => Decision::default(),
         };
     }
     match input {
-        Input::Member { target, membership, is_direct, .. } if *target == config.bot => {
+        Input::Member {
+            target,
+            membership,
+            is_direct,
+            ..
+        } if *target == config.bot => {
             bot_membership(snapshot, meta, membership, *is_direct, now_ms, config)
         }
-        Input::Member { target, membership: Membership::Leave | Membership::Ban, .. } => {
-            member_left(snapshot, meta, target, config)
-        }
+        Input::Member {
+            target,
+            membership: Membership::Leave | Membership::Ban,
+            ..
+        } => member_left(snapshot, meta, target, config),
         Input::Message { msgtype, body, .. } => message(snapshot, meta, msgtype, body, config),
         Input::Member { .. } => Decision::default(),
     }
 }
 
-fn notice(config: &EngineConfig, room: &OwnedRoomId, meta: &EventMeta, purpose: &str, text: Text) -> Effect {
+fn notice(
+    config: &EngineConfig,
+    room: &OwnedRoomId,
+    meta: &EventMeta,
+    purpose: &str,
+    text: Text,
+) -> Effect {
     Effect::SendNotice {
         as_user: config.bot.clone(),
         room_id: room.clone(),
@@ -109,9 +126,22 @@ fn bot_membership(
     let room = meta.room_id.clone();
     match membership {
         Membership::Invite if !config.may_opt_in(&meta.sender) => Decision::default()
-            .effect(Effect::Join { as_user: bot.clone(), room_id: room.clone() })
-            .effect(notice(config, &room, meta, "refusal", texts::refusal(config.server_name.as_str())))
-            .effect(Effect::Leave { as_user: bot, room_id: room, reason: None }),
+            .effect(Effect::Join {
+                as_user: bot.clone(),
+                room_id: room.clone(),
+            })
+            .effect(notice(
+                config,
+                &room,
+                meta,
+                "refusal",
+                texts::refusal(config.server_name.as_str()),
+            ))
+            .effect(Effect::Leave {
+                as_user: bot,
+                room_id: room,
+                reason: None,
+            }),
         Membership::Invite if !is_direct => Decision::default().effect(Effect::Leave {
             as_user: bot,
             room_id: room,
@@ -120,50 +150,101 @@ fn bot_membership(
         Membership::Invite => Decision::default()
             .change(StateChange::PutRoom(
                 room.clone(),
-                RoomState::PendingControl { inviter: meta.sender.clone(), invited_at_ms: now_ms },
+                RoomState::PendingControl {
+                    inviter: meta.sender.clone(),
+                    invited_at_ms: now_ms,
+                },
             ))
-            .effect(Effect::Join { as_user: bot, room_id: room }),
+            .effect(Effect::Join {
+                as_user: bot,
+                room_id: room,
+            }),
         // Someone removed the bot: from a control room, that is an opt-out.
         Membership::Leave | Membership::Ban => match &snapshot.room {
             Some(RoomState::Control { owner }) => Decision::default()
                 .change(StateChange::RemoveOwner(owner.clone()))
                 .change(StateChange::RemoveRoom(room)),
-            Some(RoomState::PendingControl { .. }) => Decision::default().change(StateChange::RemoveRoom(room)),
+            Some(RoomState::PendingControl { .. }) => {
+                Decision::default().change(StateChange::RemoveRoom(room))
+            }
             None => Decision::default(),
         },
         _ => Decision::default(),
     }
 }
 
-fn bot_joined(snapshot: &Snapshot, meta: &EventMeta, now_ms: u64, config: &EngineConfig) -> Decision {
+fn bot_joined(
+    snapshot: &Snapshot,
+    meta: &EventMeta,
+    now_ms: u64,
+    config: &EngineConfig,
+) -> Decision {
     let Some(RoomState::PendingControl { inviter, .. }) = &snapshot.room else {
         return Decision::default();
     };
     let room = meta.room_id.clone();
     let mut d = Decision::default();
-    if let Some(old) = snapshot.owners.get(inviter).filter(|o| o.control_room != room) {
+    if let Some(old) = snapshot
+        .owners
+        .get(inviter)
+        .filter(|o| o.control_room != room)
+    {
         d = d
             .change(StateChange::RemoveRoom(old.control_room.clone()))
-            .effect(notice(config, &old.control_room, meta, "moved", texts::moved_control_room()))
-            .effect(Effect::Leave { as_user: config.bot.clone(), room_id: old.control_room.clone(), reason: None });
+            .effect(notice(
+                config,
+                &old.control_room,
+                meta,
+                "moved",
+                texts::moved_control_room(),
+            ))
+            .effect(Effect::Leave {
+                as_user: config.bot.clone(),
+                room_id: old.control_room.clone(),
+                reason: None,
+            });
     }
     let since_ms = snapshot.owners.get(inviter).map_or(now_ms, |o| o.since_ms);
-    d.change(StateChange::PutOwner(OwnerState { user_id: inviter.clone(), control_room: room.clone(), since_ms }))
-        .change(StateChange::PutRoom(room.clone(), RoomState::Control { owner: inviter.clone() }))
-        .effect(notice(config, &room, meta, "greeting", texts::greeting()))
+    d.change(StateChange::PutOwner(OwnerState {
+        user_id: inviter.clone(),
+        control_room: room.clone(),
+        since_ms,
+    }))
+    .change(StateChange::PutRoom(
+        room.clone(),
+        RoomState::Control {
+            owner: inviter.clone(),
+        },
+    ))
+    .effect(notice(config, &room, meta, "greeting", texts::greeting()))
 }
 
-fn member_left(snapshot: &Snapshot, meta: &EventMeta, target: &OwnedUserId, config: &EngineConfig) -> Decision {
+fn member_left(
+    snapshot: &Snapshot,
+    meta: &EventMeta,
+    target: &OwnedUserId,
+    config: &EngineConfig,
+) -> Decision {
     match &snapshot.room {
         Some(RoomState::Control { owner }) if owner == target => Decision::default()
             .change(StateChange::RemoveOwner(owner.clone()))
             .change(StateChange::RemoveRoom(meta.room_id.clone()))
-            .effect(Effect::Leave { as_user: config.bot.clone(), room_id: meta.room_id.clone(), reason: None }),
+            .effect(Effect::Leave {
+                as_user: config.bot.clone(),
+                room_id: meta.room_id.clone(),
+                reason: None,
+            }),
         _ => Decision::default(),
     }
 }
 
-fn message(snapshot: &Snapshot, meta: &EventMeta, msgtype: &str, body: &str, config: &EngineConfig) -> Decision {
+fn message(
+    snapshot: &Snapshot,
+    meta: &EventMeta,
+    msgtype: &str,
+    body: &str,
+    config: &EngineConfig,
+) -> Decision {
     // Commands only from the owner, only in the owner's own control room.
     let Some(RoomState::Control { owner }) = &snapshot.room else {
         return Decision::default();

@@ -18,7 +18,10 @@ pub struct OwnerState {
 pub enum RoomState {
     /// A user invited the bot to a DM; it becomes their control room once
     /// the bot's join comes back from the homeserver.
-    PendingControl { inviter: OwnedUserId, invited_at_ms: u64 },
+    PendingControl {
+        inviter: OwnedUserId,
+        invited_at_ms: u64,
+    },
     /// An owner's control room.
     Control { owner: OwnedUserId },
 }

@@ -16,23 +16,48 @@ const NOW: u64 = 1_700_000_000_000;
 
 fn meta(sender: &str, room: &str) -> EventMeta {
     EventMeta {
-        event_id: format!("$ev{}", format!("{sender}{room}").replace(|c: char| !c.is_ascii_alphanumeric(), "")).try_into().unwrap(),
+        event_id: format!(
+            "$ev{}",
+            format!("{sender}{room}").replace(|c: char| !c.is_ascii_alphanumeric(), "")
+        )
+        .try_into()
+        .unwrap(),
         room_id: room.try_into().unwrap(),
         sender: sender.try_into().unwrap(),
         ts_ms: NOW,
     }
 }
 
-fn member(sender: &str, room: &str, target: &str, membership: Membership, is_direct: bool) -> Input {
-    Input::Member { meta: meta(sender, room), target: target.try_into().unwrap(), membership, is_direct }
+fn member(
+    sender: &str,
+    room: &str,
+    target: &str,
+    membership: Membership,
+    is_direct: bool,
+) -> Input {
+    Input::Member {
+        meta: meta(sender, room),
+        target: target.try_into().unwrap(),
+        membership,
+        is_direct,
+    }
 }
 
 fn text(sender: &str, room: &str, body: &str) -> Input {
-    Input::Message { meta: meta(sender, room), msgtype: "m.text".into(), body: body.into() }
+    Input::Message {
+        meta: meta(sender, room),
+        msgtype: "m.text".into(),
+        body: body.into(),
+    }
 }
 
 fn control(owner: &str) -> Snapshot {
-    Snapshot { room: Some(RoomState::Control { owner: owner.try_into().unwrap() }), ..Default::default() }
+    Snapshot {
+        room: Some(RoomState::Control {
+            owner: owner.try_into().unwrap(),
+        }),
+        ..Default::default()
+    }
 }
 
 fn check(snapshot: &Snapshot, input: &Input, expected: Decision) {
@@ -55,11 +80,20 @@ fn effect_kinds(d: &Decision) -> Vec<&'static str> {
 fn eligible_users_dm_invite_makes_a_pending_control_room_and_joins() {
     check(
         &Snapshot::default(),
-        &member("@alice:example.org", "!dm:example.org", "@gatekeeper:example.org", Membership::Invite, true),
+        &member(
+            "@alice:example.org",
+            "!dm:example.org",
+            "@gatekeeper:example.org",
+            Membership::Invite,
+            true,
+        ),
         Decision {
             changes: vec![StateChange::PutRoom(
                 owned_room_id!("!dm:example.org"),
-                RoomState::PendingControl { inviter: owned_user_id!("@alice:example.org"), invited_at_ms: NOW },
+                RoomState::PendingControl {
+                    inviter: owned_user_id!("@alice:example.org"),
+                    invited_at_ms: NOW,
+                },
             )],
             effects: vec![Effect::Join {
                 as_user: owned_user_id!("@gatekeeper:example.org"),
@@ -72,10 +106,19 @@ fn eligible_users_dm_invite_makes_a_pending_control_room_and_joins() {
 #[test]
 fn bots_join_completes_the_opt_in_with_a_greeting() {
     let snapshot = Snapshot {
-        room: Some(RoomState::PendingControl { inviter: owned_user_id!("@alice:example.org"), invited_at_ms: 1 }),
+        room: Some(RoomState::PendingControl {
+            inviter: owned_user_id!("@alice:example.org"),
+            invited_at_ms: 1,
+        }),
         ..Default::default()
     };
-    let input = member("@gatekeeper:example.org", "!dm:example.org", "@gatekeeper:example.org", Membership::Join, false);
+    let input = member(
+        "@gatekeeper:example.org",
+        "!dm:example.org",
+        "@gatekeeper:example.org",
+        Membership::Join,
+        false,
+    );
     let d = decide(&snapshot, &input, NOW, &config());
     assert_eq!(
         d.changes,
@@ -87,12 +130,19 @@ fn bots_join_completes_the_opt_in_with_a_greeting() {
             }),
             StateChange::PutRoom(
                 owned_room_id!("!dm:example.org"),
-                RoomState::Control { owner: owned_user_id!("@alice:example.org") }
+                RoomState::Control {
+                    owner: owned_user_id!("@alice:example.org")
+                }
             ),
         ]
     );
     assert_eq!(effect_kinds(&d), ["notice"]);
-    let Effect::SendNotice { body, txn_id: t, .. } = &d.effects[0] else { unreachable!() };
+    let Effect::SendNotice {
+        body, txn_id: t, ..
+    } = &d.effects[0]
+    else {
+        unreachable!()
+    };
     assert!(body.contains("help"));
     assert_eq!(*t, txn_id(input.meta(), "greeting"));
 }
@@ -100,7 +150,10 @@ fn bots_join_completes_the_opt_in_with_a_greeting() {
 #[test]
 fn a_second_dm_with_the_bot_moves_the_control_room() {
     let mut snapshot = Snapshot {
-        room: Some(RoomState::PendingControl { inviter: owned_user_id!("@alice:example.org"), invited_at_ms: 1 }),
+        room: Some(RoomState::PendingControl {
+            inviter: owned_user_id!("@alice:example.org"),
+            invited_at_ms: 1,
+        }),
         ..Default::default()
     };
     snapshot.owners.insert(
@@ -111,10 +164,19 @@ fn a_second_dm_with_the_bot_moves_the_control_room() {
             since_ms: 5,
         },
     );
-    let input = member("@gatekeeper:example.org", "!new:example.org", "@gatekeeper:example.org", Membership::Join, false);
+    let input = member(
+        "@gatekeeper:example.org",
+        "!new:example.org",
+        "@gatekeeper:example.org",
+        Membership::Join,
+        false,
+    );
     let d = decide(&snapshot, &input, NOW, &config());
     assert_eq!(effect_kinds(&d), ["notice", "leave", "notice"]);
-    assert!(d.changes.contains(&StateChange::RemoveRoom(owned_room_id!("!old:example.org"))));
+    assert!(
+        d.changes
+            .contains(&StateChange::RemoveRoom(owned_room_id!("!old:example.org")))
+    );
     assert!(d.changes.contains(&StateChange::PutOwner(OwnerState {
         user_id: owned_user_id!("@alice:example.org"),
         control_room: owned_room_id!("!new:example.org"),
@@ -124,7 +186,13 @@ fn a_second_dm_with_the_bot_moves_the_control_room() {
 
 #[test]
 fn bots_join_without_a_pending_opt_in_does_nothing() {
-    let input = member("@gatekeeper:example.org", "!x:example.org", "@gatekeeper:example.org", Membership::Join, false);
+    let input = member(
+        "@gatekeeper:example.org",
+        "!x:example.org",
+        "@gatekeeper:example.org",
+        Membership::Join,
+        false,
+    );
     check(&Snapshot::default(), &input, Decision::default());
 }
 
@@ -133,7 +201,13 @@ fn users_outside_the_namespace_get_a_refusal_and_the_bot_leaves() {
     for sender in ["@mallory:evil.org", "@gatekeeper2:example.org.evil"] {
         let d = decide(
             &Snapshot::default(),
-            &member(sender, "!dm:evil.org", "@gatekeeper:example.org", Membership::Invite, true),
+            &member(
+                sender,
+                "!dm:evil.org",
+                "@gatekeeper:example.org",
+                Membership::Invite,
+                true,
+            ),
             NOW,
             &config(),
         );
@@ -148,7 +222,13 @@ fn narrower_namespace_refuses_local_users_outside_it() {
     cfg.users = regex::Regex::new("^(?:@(alice|bob):example\\.org)$").unwrap();
     let d = decide(
         &Snapshot::default(),
-        &member("@carol:example.org", "!dm:example.org", "@gatekeeper:example.org", Membership::Invite, true),
+        &member(
+            "@carol:example.org",
+            "!dm:example.org",
+            "@gatekeeper:example.org",
+            Membership::Invite,
+            true,
+        ),
         NOW,
         &cfg,
     );
@@ -159,7 +239,13 @@ fn narrower_namespace_refuses_local_users_outside_it() {
 fn group_room_invite_is_rejected_with_a_reason() {
     let d = decide(
         &Snapshot::default(),
-        &member("@alice:example.org", "!group:example.org", "@gatekeeper:example.org", Membership::Invite, false),
+        &member(
+            "@alice:example.org",
+            "!group:example.org",
+            "@gatekeeper:example.org",
+            Membership::Invite,
+            false,
+        ),
         NOW,
         &config(),
     );
@@ -171,7 +257,13 @@ fn group_room_invite_is_rejected_with_a_reason() {
 fn owner_leaving_the_control_room_opts_out() {
     check(
         &control("@alice:example.org"),
-        &member("@alice:example.org", "!dm:example.org", "@alice:example.org", Membership::Leave, false),
+        &member(
+            "@alice:example.org",
+            "!dm:example.org",
+            "@alice:example.org",
+            Membership::Leave,
+            false,
+        ),
         Decision {
             changes: vec![
                 StateChange::RemoveOwner(owned_user_id!("@alice:example.org")),
@@ -190,7 +282,13 @@ fn owner_leaving_the_control_room_opts_out() {
 fn someone_else_leaving_a_control_room_changes_nothing() {
     check(
         &control("@alice:example.org"),
-        &member("@bob:example.org", "!dm:example.org", "@bob:example.org", Membership::Leave, false),
+        &member(
+            "@bob:example.org",
+            "!dm:example.org",
+            "@bob:example.org",
+            Membership::Leave,
+            false,
+        ),
         Decision::default(),
     );
 }
@@ -199,7 +297,13 @@ fn someone_else_leaving_a_control_room_changes_nothing() {
 fn bot_removed_from_control_room_opts_out_without_acting() {
     check(
         &control("@alice:example.org"),
-        &member("@alice:example.org", "!dm:example.org", "@gatekeeper:example.org", Membership::Leave, false),
+        &member(
+            "@alice:example.org",
+            "!dm:example.org",
+            "@gatekeeper:example.org",
+            Membership::Leave,
+            false,
+        ),
         Decision {
             changes: vec![
                 StateChange::RemoveOwner(owned_user_id!("@alice:example.org")),
@@ -212,17 +316,34 @@ fn bot_removed_from_control_room_opts_out_without_acting() {
 
 #[test]
 fn owner_help_in_control_room_is_answered_with_a_notice() {
-    let d = decide(&control("@alice:example.org"), &text("@alice:example.org", "!dm:example.org", "help"), NOW, &config());
+    let d = decide(
+        &control("@alice:example.org"),
+        &text("@alice:example.org", "!dm:example.org", "help"),
+        NOW,
+        &config(),
+    );
     assert_eq!(effect_kinds(&d), ["notice"]);
-    let Effect::SendNotice { as_user, room_id, .. } = &d.effects[0] else { unreachable!() };
+    let Effect::SendNotice {
+        as_user, room_id, ..
+    } = &d.effects[0]
+    else {
+        unreachable!()
+    };
     assert_eq!(as_user, "@gatekeeper:example.org");
     assert_eq!(room_id, "!dm:example.org");
 }
 
 #[test]
 fn unknown_command_gets_a_one_line_error() {
-    let d = decide(&control("@alice:example.org"), &text("@alice:example.org", "!dm:example.org", "frob"), NOW, &config());
-    let Effect::SendNotice { body, .. } = &d.effects[0] else { panic!("{d:?}") };
+    let d = decide(
+        &control("@alice:example.org"),
+        &text("@alice:example.org", "!dm:example.org", "frob"),
+        NOW,
+        &config(),
+    );
+    let Effect::SendNotice { body, .. } = &d.effects[0] else {
+        panic!("{d:?}")
+    };
     assert!(body.contains("frob") && body.contains("help"), "{body}");
     assert_eq!(body.lines().count(), 1);
 }
@@ -230,11 +351,23 @@ fn unknown_command_gets_a_one_line_error() {
 #[test]
 fn commands_from_anyone_but_the_owner_or_outside_the_control_room_are_ignored() {
     // Another user in the owner's control room.
-    check(&control("@alice:example.org"), &text("@mallory:example.org", "!dm:example.org", "help"), Decision::default());
+    check(
+        &control("@alice:example.org"),
+        &text("@mallory:example.org", "!dm:example.org", "help"),
+        Decision::default(),
+    );
     // The owner, in a room that is not a control room.
-    check(&Snapshot::default(), &text("@alice:example.org", "!other:example.org", "help"), Decision::default());
+    check(
+        &Snapshot::default(),
+        &text("@alice:example.org", "!other:example.org", "help"),
+        Decision::default(),
+    );
     // The owner, in someone else's control room.
-    check(&control("@bob:example.org"), &text("@alice:example.org", "!dm:example.org", "help"), Decision::default());
+    check(
+        &control("@bob:example.org"),
+        &text("@alice:example.org", "!dm:example.org", "help"),
+        Decision::default(),
+    );
 }
 
 #[test]
@@ -245,7 +378,11 @@ fn notices_and_the_bots_own_messages_are_never_answered() {
         body: "help".into(),
     };
     check(&control("@alice:example.org"), &notice, Decision::default());
-    check(&control("@alice:example.org"), &text("@gatekeeper:example.org", "!dm:example.org", "help"), Decision::default());
+    check(
+        &control("@alice:example.org"),
+        &text("@gatekeeper:example.org", "!dm:example.org", "help"),
+        Decision::default(),
+    );
 }
 
 #[test]
@@ -253,12 +390,21 @@ fn same_event_gives_same_txn_id_and_purposes_differ() {
     let m = meta("@alice:example.org", "!dm:example.org");
     assert_eq!(txn_id(&m, "greeting"), txn_id(&m, "greeting"));
     assert_ne!(txn_id(&m, "greeting"), txn_id(&m, "reply"));
-    assert_ne!(txn_id(&m, "reply"), txn_id(&meta("@bob:example.org", "!dm:example.org"), "reply"));
+    assert_ne!(
+        txn_id(&m, "reply"),
+        txn_id(&meta("@bob:example.org", "!dm:example.org"), "reply")
+    );
 }
 
 #[test]
 fn decide_is_deterministic() {
-    let input = member("@alice:example.org", "!dm:example.org", "@gatekeeper:example.org", Membership::Invite, true);
+    let input = member(
+        "@alice:example.org",
+        "!dm:example.org",
+        "@gatekeeper:example.org",
+        Membership::Invite,
+        true,
+    );
     let a = decide(&Snapshot::default(), &input, NOW, &config());
     let b = decide(&Snapshot::default(), &input, NOW, &config());
     assert_eq!(a, b);

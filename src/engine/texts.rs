@@ -107,7 +107,10 @@ mod tests {
     fn user_text_is_escaped_in_html() {
         let t = unknown_command("<img src=x onerror=alert(1)>&\"'");
         assert!(!t.html.contains("<img"));
-        assert!(t.html.contains("&lt;img src=x onerror=alert(1)&gt;&amp;&quot;&#39;"));
+        assert!(
+            t.html
+                .contains("&lt;img src=x onerror=alert(1)&gt;&amp;&quot;&#39;")
+        );
         assert!(t.plain.contains("<img"));
     }
 }

@@ -1,6 +1,6 @@
 //! One behavioural suite that every store backend must pass. A backend's
-//! test module calls `store_conformance!(factory)`, where the factory returns
-//! the store and a guard that keeps its files alive.
+//! test module calls `store_conformance!(factory)`, where `factory` is a
+//! function returning the store and a guard that keeps its files alive.
 
 use ruma::{owned_room_id, owned_user_id};
 
@@ -17,11 +17,16 @@ pub fn sample_decision() -> Decision {
             }),
             StateChange::PutRoom(
                 owned_room_id!("!dm:example.org"),
-                RoomState::Control { owner: owned_user_id!("@alice:example.org") },
+                RoomState::Control {
+                    owner: owned_user_id!("@alice:example.org"),
+                },
             ),
         ],
         effects: vec![
-            Effect::Join { as_user: owned_user_id!("@gatekeeper:example.org"), room_id: owned_room_id!("!dm:example.org") },
+            Effect::Join {
+                as_user: owned_user_id!("@gatekeeper:example.org"),
+                room_id: owned_room_id!("!dm:example.org"),
+            },
             Effect::SendNotice {
                 as_user: owned_user_id!("@gatekeeper:example.org"),
                 room_id: owned_room_id!("!dm:example.org"),
@@ -38,40 +43,71 @@ const E1_LATER: &[u8] = br#"{"event_id":"$1","unsigned":{"age":900}}"#;
 const E2: &[u8] = br#"{"event_id":"$2"}"#;
 
 pub fn new_transaction_fills_the_inbox_in_order(s: &dyn Store) {
-    assert_eq!(s.accept_transaction("t1", &[E1, E2], 1).unwrap(), Accepted::New { events: 2 });
+    assert_eq!(
+        s.accept_transaction("t1", &[E1, E2], 1).unwrap(),
+        Accepted::New { events: 2 }
+    );
     let batch = s.inbox_batch(10).unwrap();
-    assert_eq!(batch.iter().map(|i| i.raw.as_slice()).collect::<Vec<_>>(), vec![E1, E2]);
+    assert_eq!(
+        batch.iter().map(|i| i.raw.as_slice()).collect::<Vec<_>>(),
+        vec![E1, E2]
+    );
     assert!(batch[0].seq < batch[1].seq);
     s.accept_transaction("t2", &[E2], 2).unwrap();
     assert_eq!(s.inbox_batch(10).unwrap().len(), 3);
     assert_eq!(s.inbox_batch(1).unwrap()[0].raw, E1);
     let st = s.stats().unwrap();
-    assert_eq!((st.transactions, st.events_received, st.inbox_pending), (2, 3, 3));
+    assert_eq!(
+        (st.transactions, st.events_received, st.inbox_pending),
+        (2, 3, 3)
+    );
 }
 
 pub fn replayed_transaction_stores_nothing(s: &dyn Store) {
     s.accept_transaction("t1", &[E1], 1).unwrap();
     // Same ID, same events (the homeserver recomputes unsigned.age).
-    assert_eq!(s.accept_transaction("t1", &[E1_LATER], 2).unwrap(), Accepted::Replay);
+    assert_eq!(
+        s.accept_transaction("t1", &[E1_LATER], 2).unwrap(),
+        Accepted::Replay
+    );
     assert_eq!(s.inbox_batch(10).unwrap().len(), 1);
     // Still a replay after the events were processed.
     let item = s.inbox_batch(1).unwrap().remove(0);
     s.commit(item.seq, &Decision::default()).unwrap();
-    assert_eq!(s.accept_transaction("t1", &[E1], 3).unwrap(), Accepted::Replay);
+    assert_eq!(
+        s.accept_transaction("t1", &[E1], 3).unwrap(),
+        Accepted::Replay
+    );
     assert_eq!(s.inbox_batch(10).unwrap().len(), 0);
     let st = s.stats().unwrap();
-    assert_eq!((st.transactions, st.replayed_transactions, st.events_processed), (1, 2, 1));
+    assert_eq!(
+        (
+            st.transactions,
+            st.replayed_transactions,
+            st.events_processed
+        ),
+        (1, 2, 1)
+    );
 }
 
 pub fn reused_id_with_other_events_is_kept(s: &dyn Store) {
     s.accept_transaction("t1", &[E1], 1).unwrap();
-    assert_eq!(s.accept_transaction("t1", &[E2], 2).unwrap(), Accepted::ReusedId { events: 1 });
+    assert_eq!(
+        s.accept_transaction("t1", &[E2], 2).unwrap(),
+        Accepted::ReusedId { events: 1 }
+    );
     assert_eq!(s.inbox_batch(10).unwrap().len(), 2);
 }
 
 pub fn empty_transaction_is_accepted(s: &dyn Store) {
-    assert_eq!(s.accept_transaction("t0", &[], 1).unwrap(), Accepted::New { events: 0 });
-    assert_eq!(s.accept_transaction("t0", &[], 1).unwrap(), Accepted::Replay);
+    assert_eq!(
+        s.accept_transaction("t0", &[], 1).unwrap(),
+        Accepted::New { events: 0 }
+    );
+    assert_eq!(
+        s.accept_transaction("t0", &[], 1).unwrap(),
+        Accepted::Replay
+    );
 }
 
 pub fn commit_applies_state_enqueues_effects_and_consumes_the_item(s: &dyn Store) {
@@ -80,11 +116,27 @@ pub fn commit_applies_state_enqueues_effects_and_consumes_the_item(s: &dyn Store
     s.commit(item.seq, &sample_decision()).unwrap();
     s.flush().unwrap();
     assert_eq!(s.inbox_batch(10).unwrap().len(), 1);
-    let snap = s.snapshot(&owned_room_id!("!dm:example.org"), &[owned_user_id!("@alice:example.org"), owned_user_id!("@bob:example.org")]).unwrap();
-    assert_eq!(snap.room, Some(RoomState::Control { owner: owned_user_id!("@alice:example.org") }));
+    let snap = s
+        .snapshot(
+            &owned_room_id!("!dm:example.org"),
+            &[
+                owned_user_id!("@alice:example.org"),
+                owned_user_id!("@bob:example.org"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(
+        snap.room,
+        Some(RoomState::Control {
+            owner: owned_user_id!("@alice:example.org")
+        })
+    );
     assert_eq!(snap.owners.len(), 1);
     let out = s.outbox_batch(u64::MAX, 10).unwrap();
-    assert_eq!(out.iter().map(|o| o.effect.clone()).collect::<Vec<_>>(), sample_decision().effects);
+    assert_eq!(
+        out.iter().map(|o| o.effect.clone()).collect::<Vec<_>>(),
+        sample_decision().effects
+    );
     assert!(out[0].id < out[1].id);
     assert_eq!(s.outbox_high_water().unwrap(), out[1].id);
     // Committing the same item again (a retry after a crash that did land)
@@ -106,7 +158,12 @@ pub fn removals_apply(s: &dyn Store) {
         effects: vec![],
     };
     s.commit(items[1].seq, &remove).unwrap();
-    let snap = s.snapshot(&owned_room_id!("!dm:example.org"), &[owned_user_id!("@alice:example.org")]).unwrap();
+    let snap = s
+        .snapshot(
+            &owned_room_id!("!dm:example.org"),
+            &[owned_user_id!("@alice:example.org")],
+        )
+        .unwrap();
     assert_eq!(snap, Snapshot::default());
     assert!(s.owners().unwrap().is_empty());
 }
@@ -119,15 +176,20 @@ pub fn outbox_respects_the_watermark_and_finishing(s: &dyn Store) {
     assert_eq!(s.outbox_batch(all[0].id, 10).unwrap().len(), 1);
     assert_eq!(s.outbox_batch(all[0].id - 1, 10).unwrap().len(), 0);
     s.finish_effect(all[0].id, &EffectOutcome::Done, 5).unwrap();
-    s.finish_effect(all[1].id, &EffectOutcome::Failed("M_FORBIDDEN".into()), 6).unwrap();
+    s.finish_effect(all[1].id, &EffectOutcome::Failed("M_FORBIDDEN".into()), 6)
+        .unwrap();
     // Finishing twice is harmless.
-    s.finish_effect(all[1].id, &EffectOutcome::Failed("again".into()), 7).unwrap();
+    s.finish_effect(all[1].id, &EffectOutcome::Failed("again".into()), 7)
+        .unwrap();
     assert!(s.outbox_batch(u64::MAX, 10).unwrap().is_empty());
     let failed = s.failed_effects(10).unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].reason, "M_FORBIDDEN");
     let st = s.stats().unwrap();
-    assert_eq!((st.effects_done, st.effects_failed, st.outbox_pending), (1, 1, 0));
+    assert_eq!(
+        (st.effects_done, st.effects_failed, st.outbox_pending),
+        (1, 1, 0)
+    );
 }
 
 pub fn quarantine_moves_the_event_aside(s: &dyn Store) {
@@ -137,7 +199,10 @@ pub fn quarantine_moves_the_event_aside(s: &dyn Store) {
     s.quarantine(bad.seq, "twice", 10).unwrap();
     let q = s.quarantined(10).unwrap();
     assert_eq!(q.len(), 1);
-    assert_eq!((q[0].raw.as_str(), q[0].reason.as_str(), q[0].at_ms), ("not json", "not a Matrix event", 9));
+    assert_eq!(
+        (q[0].raw.as_str(), q[0].reason.as_str(), q[0].at_ms),
+        ("not json", "not a Matrix event", 9)
+    );
     assert_eq!(s.inbox_batch(10).unwrap()[0].raw, E2);
     assert_eq!(s.stats().unwrap().events_quarantined, 1);
 }
@@ -146,13 +211,19 @@ pub fn pruning_forgets_old_transaction_ids_only(s: &dyn Store) {
     s.accept_transaction("old", &[E1], 100).unwrap();
     s.accept_transaction("new", &[E2], 200).unwrap();
     assert_eq!(s.prune_transactions(150).unwrap(), 1);
-    assert_eq!(s.accept_transaction("new", &[E2], 300).unwrap(), Accepted::Replay);
-    assert_eq!(s.accept_transaction("old", &[E1], 300).unwrap(), Accepted::New { events: 1 });
+    assert_eq!(
+        s.accept_transaction("new", &[E2], 300).unwrap(),
+        Accepted::Replay
+    );
+    assert_eq!(
+        s.accept_transaction("old", &[E1], 300).unwrap(),
+        Accepted::New { events: 1 }
+    );
 }
 
 #[macro_export]
 macro_rules! store_conformance {
-    ($factory:expr) => {
+    ($factory:path) => {
         mod conformance {
             #[allow(unused_imports)]
             use super::*;
@@ -162,7 +233,7 @@ macro_rules! store_conformance {
                 ($name:ident) => {
                     #[test]
                     fn $name() {
-                        let (store, _guard) = ($factory)();
+                        let (store, _guard) = $factory();
                         suite::$name(&store);
                     }
                 };

@@ -39,7 +39,12 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn accept_transaction(&self, txn_id: &str, events: &[&[u8]], now_ms: u64) -> Result<Accepted, StoreError> {
+    fn accept_transaction(
+        &self,
+        txn_id: &str,
+        events: &[&[u8]],
+        now_ms: u64,
+    ) -> Result<Accepted, StoreError> {
         let digest = transaction_digest(events);
         let mut s = self.lock();
         let reused = match s.txns.get(txn_id) {
@@ -58,18 +63,38 @@ impl Store for MemoryStore {
         }
         s.stats.transactions += 1;
         s.stats.events_received += events.len() as u64;
-        Ok(if reused { Accepted::ReusedId { events: events.len() } } else { Accepted::New { events: events.len() } })
+        Ok(if reused {
+            Accepted::ReusedId {
+                events: events.len(),
+            }
+        } else {
+            Accepted::New {
+                events: events.len(),
+            }
+        })
     }
 
     fn inbox_batch(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
-        Ok(self.lock().inbox.iter().take(limit).map(|(seq, raw)| InboxItem { seq: *seq, raw: raw.clone() }).collect())
+        Ok(self
+            .lock()
+            .inbox
+            .iter()
+            .take(limit)
+            .map(|(seq, raw)| InboxItem {
+                seq: *seq,
+                raw: raw.clone(),
+            })
+            .collect())
     }
 
     fn snapshot(&self, room: &RoomId, users: &[OwnedUserId]) -> Result<Snapshot, StoreError> {
         let s = self.lock();
         Ok(Snapshot {
             room: s.rooms.get(room).cloned(),
-            owners: users.iter().filter_map(|u| s.owners.get(u).map(|o| (u.clone(), o.clone()))).collect(),
+            owners: users
+                .iter()
+                .filter_map(|u| s.owners.get(u).map(|o| (u.clone(), o.clone())))
+                .collect(),
         })
     }
 
@@ -108,7 +133,15 @@ impl Store for MemoryStore {
         let mut s = self.lock();
         if let Some(raw) = s.inbox.remove(&seq) {
             let raw = String::from_utf8_lossy(&raw).into_owned();
-            s.quarantine.insert(seq, QuarantinedEvent { seq, at_ms: now_ms, reason: reason.to_owned(), raw });
+            s.quarantine.insert(
+                seq,
+                QuarantinedEvent {
+                    seq,
+                    at_ms: now_ms,
+                    reason: reason.to_owned(),
+                    raw,
+                },
+            );
             s.stats.events_quarantined += 1;
         }
         Ok(())
@@ -124,7 +157,10 @@ impl Store for MemoryStore {
             .outbox
             .range(..=up_to)
             .take(limit)
-            .map(|(id, e)| OutboxItem { id: *id, effect: e.clone() })
+            .map(|(id, e)| OutboxItem {
+                id: *id,
+                effect: e.clone(),
+            })
             .collect())
     }
 
@@ -132,14 +168,29 @@ impl Store for MemoryStore {
         Ok(self.lock().outbox_high)
     }
 
-    fn finish_effect(&self, id: u64, outcome: &EffectOutcome, now_ms: u64) -> Result<(), StoreError> {
+    fn finish_effect(
+        &self,
+        id: u64,
+        outcome: &EffectOutcome,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         let mut s = self.lock();
-        let Some(effect) = s.outbox.remove(&id) else { return Ok(()) };
+        let Some(effect) = s.outbox.remove(&id) else {
+            return Ok(());
+        };
         match outcome {
             EffectOutcome::Done => s.stats.effects_done += 1,
             EffectOutcome::Failed(reason) => {
                 let effect = super::records::effect_summary(&effect);
-                s.failed.insert(id, FailedEffect { id, at_ms: now_ms, reason: reason.clone(), effect });
+                s.failed.insert(
+                    id,
+                    FailedEffect {
+                        id,
+                        at_ms: now_ms,
+                        reason: reason.clone(),
+                        effect,
+                    },
+                );
                 s.stats.effects_failed += 1;
             }
         }
@@ -157,7 +208,13 @@ impl Store for MemoryStore {
     }
 
     fn quarantined(&self, limit: usize) -> Result<Vec<QuarantinedEvent>, StoreError> {
-        Ok(self.lock().quarantine.values().take(limit).cloned().collect())
+        Ok(self
+            .lock()
+            .quarantine
+            .values()
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     fn failed_effects(&self, limit: usize) -> Result<Vec<FailedEffect>, StoreError> {
@@ -180,5 +237,9 @@ impl Store for MemoryStore {
 mod tests {
     use super::*;
 
-    crate::store_conformance!(|| (MemoryStore::new(), ()));
+    fn fresh() -> (MemoryStore, ()) {
+        (MemoryStore::new(), ())
+    }
+
+    crate::store_conformance!(fresh);
 }

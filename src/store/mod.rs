@@ -24,7 +24,9 @@ pub enum StoreError {
     Backend(String),
     #[error("stored record is corrupt or from an unknown version: {0}")]
     Corrupt(String),
-    #[error("the database at {path} is in use by another Gatekeeper process (or could not be locked)")]
+    #[error(
+        "the database at {path} is in use by another Gatekeeper process (or could not be locked)"
+    )]
     Locked { path: String },
 }
 
@@ -93,7 +95,12 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a transaction's events in the inbox and makes them durable,
     /// unless this transaction was already accepted. Returns only once the
     /// events survive a crash.
-    fn accept_transaction(&self, txn_id: &str, events: &[&[u8]], now_ms: u64) -> Result<Accepted, StoreError>;
+    fn accept_transaction(
+        &self,
+        txn_id: &str,
+        events: &[&[u8]],
+        now_ms: u64,
+    ) -> Result<Accepted, StoreError>;
 
     /// The oldest inbox events, in arrival order.
     fn inbox_batch(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError>;
@@ -121,7 +128,12 @@ pub trait Store: Send + Sync + 'static {
     fn outbox_high_water(&self) -> Result<u64, StoreError>;
 
     /// Removes a carried-out (or permanently failed) effect, durably.
-    fn finish_effect(&self, id: u64, outcome: &EffectOutcome, now_ms: u64) -> Result<(), StoreError>;
+    fn finish_effect(
+        &self,
+        id: u64,
+        outcome: &EffectOutcome,
+        now_ms: u64,
+    ) -> Result<(), StoreError>;
 
     fn stats(&self) -> Result<Stats, StoreError>;
     fn quarantined(&self, limit: usize) -> Result<Vec<QuarantinedEvent>, StoreError>;

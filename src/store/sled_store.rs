@@ -8,7 +8,9 @@ use ruma::{OwnedUserId, RoomId};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
 
-use super::records::{self, EffectRecord, FailedEffectRecord, OwnerRecord, QuarantineRecord, RoomRecord, TxnRecord};
+use super::records::{
+    self, EffectRecord, FailedEffectRecord, OwnerRecord, QuarantineRecord, RoomRecord, TxnRecord,
+};
 use super::*;
 use crate::engine::{Decision, StateChange};
 
@@ -47,7 +49,11 @@ fn tx_err(e: TransactionError<StoreError>) -> StoreError {
     }
 }
 
-fn bump(t: &TransactionalTree, key: &str, by: u64) -> Result<(), ConflictableTransactionError<StoreError>> {
+fn bump(
+    t: &TransactionalTree,
+    key: &str,
+    by: u64,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
     let old = t.get(key)?.map_or(0, |v| read_u64(&v));
     t.insert(key, &(old + by).to_be_bytes())?;
     Ok(())
@@ -69,11 +75,13 @@ impl SledStore {
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                    StoreError::Locked { path: path.display().to_string() }
+                    StoreError::Locked {
+                        path: path.display().to_string(),
+                    }
                 }
-                sled::Error::Io(io) if io.raw_os_error() == Some(11) => {
-                    StoreError::Locked { path: path.display().to_string() }
-                }
+                sled::Error::Io(io) if io.raw_os_error() == Some(11) => StoreError::Locked {
+                    path: path.display().to_string(),
+                },
                 other => backend(format!("opening {}: {other}", path.display())),
             })?;
         let tree = |name: &str| db.open_tree(name).map_err(backend);
@@ -92,12 +100,21 @@ impl SledStore {
     }
 
     fn counter(&self, key: &str) -> Result<u64, StoreError> {
-        Ok(self.counters.get(key).map_err(backend)?.map_or(0, |v| read_u64(&v)))
+        Ok(self
+            .counters
+            .get(key)
+            .map_err(backend)?
+            .map_or(0, |v| read_u64(&v)))
     }
 }
 
 impl Store for SledStore {
-    fn accept_transaction(&self, txn_id: &str, events: &[&[u8]], now_ms: u64) -> Result<Accepted, StoreError> {
+    fn accept_transaction(
+        &self,
+        txn_id: &str,
+        events: &[&[u8]],
+        now_ms: u64,
+    ) -> Result<Accepted, StoreError> {
         let digest = records::hex(&transaction_digest(events));
         let _guard = self.intake.lock().unwrap_or_else(|p| p.into_inner());
         let reused = match self.txn_by_id.get(txn_id).map_err(backend)? {
@@ -114,8 +131,15 @@ impl Store for SledStore {
             None => false,
         };
         // IDs are taken before the transaction so a conflict retry reuses them.
-        let seqs: Vec<u64> = events.iter().map(|_| self.db.generate_id().map_err(backend)).collect::<Result<_, _>>()?;
-        let record = records::encode(&TxnRecord::V1 { at_ms: now_ms, digest, events: events.len() });
+        let seqs: Vec<u64> = events
+            .iter()
+            .map(|_| self.db.generate_id().map_err(backend))
+            .collect::<Result<_, _>>()?;
+        let record = records::encode(&TxnRecord::V1 {
+            at_ms: now_ms,
+            digest,
+            events: events.len(),
+        });
         (&self.txn_by_id, &self.inbox_by_seq, &self.counters)
             .transaction(|(txns, inbox, counters)| {
                 txns.insert(txn_id.as_bytes(), record.as_slice())?;
@@ -128,14 +152,28 @@ impl Store for SledStore {
             })
             .map_err(tx_err)?;
         self.flush()?;
-        Ok(if reused { Accepted::ReusedId { events: events.len() } } else { Accepted::New { events: events.len() } })
+        Ok(if reused {
+            Accepted::ReusedId {
+                events: events.len(),
+            }
+        } else {
+            Accepted::New {
+                events: events.len(),
+            }
+        })
     }
 
     fn inbox_batch(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
         self.inbox_by_seq
             .iter()
             .take(limit)
-            .map(|r| r.map(|(k, v)| InboxItem { seq: seq_of(&k), raw: v.to_vec() }).map_err(backend))
+            .map(|r| {
+                r.map(|(k, v)| InboxItem {
+                    seq: seq_of(&k),
+                    raw: v.to_vec(),
+                })
+                .map_err(backend)
+            })
             .collect()
     }
 
@@ -147,16 +185,28 @@ impl Store for SledStore {
         let mut owners = std::collections::BTreeMap::new();
         for user in users {
             if let Some(b) = self.owner_by_user.get(user.as_bytes()).map_err(backend)? {
-                owners.insert(user.clone(), records::decode::<OwnerRecord>("owner", &b)?.into());
+                owners.insert(
+                    user.clone(),
+                    records::decode::<OwnerRecord>("owner", &b)?.into(),
+                );
             }
         }
         Ok(Snapshot { room, owners })
     }
 
     fn commit(&self, seq: u64, decision: &Decision) -> Result<(), StoreError> {
-        let effect_ids: Vec<u64> =
-            decision.effects.iter().map(|_| self.db.generate_id().map_err(backend)).collect::<Result<_, _>>()?;
-        (&self.inbox_by_seq, &self.outbox_by_id, &self.owner_by_user, &self.room_by_id, &self.counters)
+        let effect_ids: Vec<u64> = decision
+            .effects
+            .iter()
+            .map(|_| self.db.generate_id().map_err(backend))
+            .collect::<Result<_, _>>()?;
+        (
+            &self.inbox_by_seq,
+            &self.outbox_by_id,
+            &self.owner_by_user,
+            &self.room_by_id,
+            &self.counters,
+        )
             .transaction(|(inbox, outbox, owners, rooms, counters)| {
                 // A commit for an item that is gone was already made: doing
                 // it again would enqueue its effects twice.
@@ -166,7 +216,10 @@ impl Store for SledStore {
                 for change in &decision.changes {
                     match change {
                         StateChange::PutOwner(o) => {
-                            owners.insert(o.user_id.as_bytes(), records::encode(&OwnerRecord::from(o)))?;
+                            owners.insert(
+                                o.user_id.as_bytes(),
+                                records::encode(&OwnerRecord::from(o)),
+                            )?;
                         }
                         StateChange::RemoveOwner(u) => {
                             owners.remove(u.as_bytes())?;
@@ -180,7 +233,10 @@ impl Store for SledStore {
                     }
                 }
                 for (id, effect) in effect_ids.iter().zip(&decision.effects) {
-                    outbox.insert(&id.to_be_bytes(), records::encode(&EffectRecord::V1(effect.into())))?;
+                    outbox.insert(
+                        &id.to_be_bytes(),
+                        records::encode(&EffectRecord::V1(effect.into())),
+                    )?;
                 }
                 if let Some(high) = effect_ids.last() {
                     counters.insert(K_OUTBOX_HIGH, &high.to_be_bytes())?;
@@ -194,7 +250,9 @@ impl Store for SledStore {
     fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError> {
         (&self.inbox_by_seq, &self.quarantine_by_seq, &self.counters)
             .transaction(|(inbox, quarantine, counters)| {
-                let Some(raw) = inbox.remove(&seq.to_be_bytes())? else { return Ok(()) };
+                let Some(raw) = inbox.remove(&seq.to_be_bytes())? else {
+                    return Ok(());
+                };
                 let record = QuarantineRecord::V1 {
                     at_ms: now_ms,
                     reason: reason.to_owned(),
@@ -216,7 +274,10 @@ impl Store for SledStore {
         for entry in self.outbox_by_id.range(..=up_to.to_be_bytes()).take(limit) {
             let (k, v) = entry.map_err(backend)?;
             let EffectRecord::V1(record) = records::decode("effect", &v)?;
-            out.push(OutboxItem { id: seq_of(&k), effect: record.into() });
+            out.push(OutboxItem {
+                id: seq_of(&k),
+                effect: record.into(),
+            });
         }
         Ok(out)
     }
@@ -225,16 +286,31 @@ impl Store for SledStore {
         self.counter(K_OUTBOX_HIGH)
     }
 
-    fn finish_effect(&self, id: u64, outcome: &EffectOutcome, now_ms: u64) -> Result<(), StoreError> {
-        (&self.outbox_by_id, &self.failed_effect_by_id, &self.counters)
+    fn finish_effect(
+        &self,
+        id: u64,
+        outcome: &EffectOutcome,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        (
+            &self.outbox_by_id,
+            &self.failed_effect_by_id,
+            &self.counters,
+        )
             .transaction(|(outbox, failed, counters)| {
-                let Some(bytes) = outbox.remove(&id.to_be_bytes())? else { return Ok(()) };
+                let Some(bytes) = outbox.remove(&id.to_be_bytes())? else {
+                    return Ok(());
+                };
                 match outcome {
                     EffectOutcome::Done => bump(counters, C_EFFECTS_DONE, 1)?,
                     EffectOutcome::Failed(reason) => {
                         let EffectRecord::V1(effect) = records::decode("effect", &bytes)
                             .map_err(ConflictableTransactionError::Abort)?;
-                        let record = FailedEffectRecord::V1 { at_ms: now_ms, reason: reason.clone(), effect };
+                        let record = FailedEffectRecord::V1 {
+                            at_ms: now_ms,
+                            reason: reason.clone(),
+                            effect,
+                        };
                         failed.insert(&id.to_be_bytes(), records::encode(&record))?;
                         bump(counters, C_EFFECTS_FAILED, 1)?;
                     }
@@ -265,7 +341,12 @@ impl Store for SledStore {
         for entry in self.quarantine_by_seq.iter().take(limit) {
             let (k, v) = entry.map_err(backend)?;
             let QuarantineRecord::V1 { at_ms, reason, raw } = records::decode("quarantine", &v)?;
-            out.push(QuarantinedEvent { seq: seq_of(&k), at_ms, reason, raw });
+            out.push(QuarantinedEvent {
+                seq: seq_of(&k),
+                at_ms,
+                reason,
+                raw,
+            });
         }
         Ok(out)
     }
@@ -274,8 +355,17 @@ impl Store for SledStore {
         let mut out = Vec::new();
         for entry in self.failed_effect_by_id.iter().take(limit) {
             let (k, v) = entry.map_err(backend)?;
-            let FailedEffectRecord::V1 { at_ms, reason, effect } = records::decode("failed effect", &v)?;
-            out.push(FailedEffect { id: seq_of(&k), at_ms, reason, effect: records::effect_summary(&effect.into()) });
+            let FailedEffectRecord::V1 {
+                at_ms,
+                reason,
+                effect,
+            } = records::decode("failed effect", &v)?;
+            out.push(FailedEffect {
+                id: seq_of(&k),
+                at_ms,
+                reason,
+                effect: records::effect_summary(&effect.into()),
+            });
         }
         Ok(out)
     }
@@ -283,7 +373,10 @@ impl Store for SledStore {
     fn owners(&self) -> Result<Vec<OwnerState>, StoreError> {
         self.owner_by_user
             .iter()
-            .map(|r| r.map_err(backend).and_then(|(_, v)| Ok(records::decode::<OwnerRecord>("owner", &v)?.into())))
+            .map(|r| {
+                r.map_err(backend)
+                    .and_then(|(_, v)| Ok(records::decode::<OwnerRecord>("owner", &v)?.into()))
+            })
             .collect()
     }
 
@@ -305,11 +398,13 @@ impl Store for SledStore {
 mod tests {
     use super::*;
 
-    crate::store_conformance!(|| {
+    fn fresh() -> (SledStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(&dir.path().join("db"), 4).unwrap();
         (store, dir)
-    });
+    }
+
+    crate::store_conformance!(fresh);
 
     #[test]
     fn everything_survives_reopening() {
@@ -317,13 +412,19 @@ mod tests {
         let path = dir.path().join("db");
         {
             let s = SledStore::open(&path, 4).unwrap();
-            s.accept_transaction("t1", &[br#"{"event_id":"$a"}"#, br#"{"event_id":"$b"}"#], 1).unwrap();
+            s.accept_transaction("t1", &[br#"{"event_id":"$a"}"#, br#"{"event_id":"$b"}"#], 1)
+                .unwrap();
             let first = s.inbox_batch(1).unwrap().remove(0);
-            s.commit(first.seq, &super::super::conformance::sample_decision()).unwrap();
+            s.commit(first.seq, &super::super::conformance::sample_decision())
+                .unwrap();
             s.flush().unwrap();
         }
         let s = SledStore::open(&path, 4).unwrap();
-        assert_eq!(s.accept_transaction("t1", &[br#"{"event_id":"$a"}"#, br#"{"event_id":"$b"}"#], 2).unwrap(), Accepted::Replay);
+        assert_eq!(
+            s.accept_transaction("t1", &[br#"{"event_id":"$a"}"#, br#"{"event_id":"$b"}"#], 2)
+                .unwrap(),
+            Accepted::Replay
+        );
         assert_eq!(s.inbox_batch(10).unwrap().len(), 1);
         assert_eq!(s.outbox_batch(u64::MAX, 10).unwrap().len(), 2);
         assert_eq!(s.owners().unwrap().len(), 1);
@@ -336,7 +437,10 @@ mod tests {
         let path = dir.path().join("db");
         let _first = SledStore::open(&path, 4).unwrap();
         match SledStore::open(&path, 4) {
-            Err(e) => assert!(e.to_string().contains("in use") || e.to_string().contains("opening"), "{e}"),
+            Err(e) => assert!(
+                e.to_string().contains("in use") || e.to_string().contains("opening"),
+                "{e}"
+            ),
             Ok(_) => panic!("second open of a locked database succeeded"),
         }
     }

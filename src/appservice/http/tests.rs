@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::*;
 use crate::engine::{Decision, OwnerState, Snapshot};
-use crate::store::{EffectOutcome, FailedEffect, InboxItem, MemoryStore, OutboxItem, QuarantinedEvent, Stats, StoreError};
+use crate::store::{
+    EffectOutcome, FailedEffect, InboxItem, MemoryStore, OutboxItem, QuarantinedEvent, Stats,
+    StoreError,
+};
 use ruma::{OwnedUserId, RoomId};
 
 /// The memory store, but able to fail like a full disk.
@@ -16,7 +19,12 @@ struct Faulty {
 }
 
 impl Store for Faulty {
-    fn accept_transaction(&self, txn_id: &str, events: &[&[u8]], now_ms: u64) -> Result<Accepted, StoreError> {
+    fn accept_transaction(
+        &self,
+        txn_id: &str,
+        events: &[&[u8]],
+        now_ms: u64,
+    ) -> Result<Accepted, StoreError> {
         if self.broken.load(Ordering::SeqCst) {
             return Err(StoreError::Backend("No space left on device".into()));
         }
@@ -43,7 +51,12 @@ impl Store for Faulty {
     fn outbox_high_water(&self) -> Result<u64, StoreError> {
         self.inner.outbox_high_water()
     }
-    fn finish_effect(&self, id: u64, outcome: &EffectOutcome, now_ms: u64) -> Result<(), StoreError> {
+    fn finish_effect(
+        &self,
+        id: u64,
+        outcome: &EffectOutcome,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         self.inner.finish_effect(id, outcome, now_ms)
     }
     fn stats(&self) -> Result<Stats, StoreError> {
@@ -82,18 +95,30 @@ async fn serve() -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router(intake)).await.unwrap() });
-    Server { base, store, http: reqwest::Client::new() }
+    Server {
+        base,
+        store,
+        http: reqwest::Client::new(),
+    }
 }
 
 impl Server {
-    async fn put(&self, path: &str, token: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
+    async fn put(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, serde_json::Value) {
         let mut req = self.http.put(format!("{}{path}", self.base)).body(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
-        (status, serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap_or_default())
+        (
+            status,
+            serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap_or_default(),
+        )
     }
 
     fn stored(&self) -> (u64, u64) {
@@ -108,10 +133,14 @@ const TXN: &str = r#"{"events":[{"type":"m.room.message","event_id":"$a","room_i
 #[tokio::test]
 async fn transaction_is_stored_and_acknowledged_once() {
     let s = serve().await;
-    let (status, body) = s.put("/_matrix/app/v1/transactions/1", Some(TOKEN), TXN).await;
+    let (status, body) = s
+        .put("/_matrix/app/v1/transactions/1", Some(TOKEN), TXN)
+        .await;
     assert_eq!((status, body), (200, serde_json::json!({})));
     assert_eq!(s.stored(), (1, 2));
-    let (status, _) = s.put("/_matrix/app/v1/transactions/1", Some(TOKEN), TXN).await;
+    let (status, _) = s
+        .put("/_matrix/app/v1/transactions/1", Some(TOKEN), TXN)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(s.stored(), (1, 2), "a replay must store nothing");
     assert_eq!(s.store.stats().unwrap().replayed_transactions, 1);
@@ -121,7 +150,10 @@ async fn transaction_is_stored_and_acknowledged_once() {
 async fn missing_token_is_401_and_stores_nothing() {
     let s = serve().await;
     let (status, body) = s.put("/_matrix/app/v1/transactions/1", None, TXN).await;
-    assert_eq!((status, body["errcode"].as_str()), (401, Some("M_MISSING_TOKEN")));
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (401, Some("M_MISSING_TOKEN"))
+    );
     assert_eq!(s.stored(), (0, 0));
 }
 
@@ -129,8 +161,14 @@ async fn missing_token_is_401_and_stores_nothing() {
 async fn wrong_token_is_403_and_stores_nothing() {
     let s = serve().await;
     for token in ["nope", "hs-token-for-test", "hs-token-for-testss", ""] {
-        let (status, body) = s.put("/_matrix/app/v1/transactions/1", Some(token), TXN).await;
-        assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "token {token:?}");
+        let (status, body) = s
+            .put("/_matrix/app/v1/transactions/1", Some(token), TXN)
+            .await;
+        assert_eq!(
+            (status, body["errcode"].as_str()),
+            (403, Some("M_FORBIDDEN")),
+            "token {token:?}"
+        );
     }
     assert_eq!(s.stored(), (0, 0));
 }
@@ -138,9 +176,13 @@ async fn wrong_token_is_403_and_stores_nothing() {
 #[tokio::test]
 async fn legacy_path_and_query_token_are_accepted() {
     let s = serve().await;
-    let (status, _) = s.put(&format!("/transactions/7?access_token={TOKEN}"), None, TXN).await;
+    let (status, _) = s
+        .put(&format!("/transactions/7?access_token={TOKEN}"), None, TXN)
+        .await;
     assert_eq!(status, 200);
-    let (status, _) = s.put("/transactions/8?access_token=wrong", Some(TOKEN), TXN).await;
+    let (status, _) = s
+        .put("/transactions/8?access_token=wrong", Some(TOKEN), TXN)
+        .await;
     assert_eq!(status, 403, "header and query token must agree");
     assert_eq!(s.stored(), (1, 2));
 }
@@ -157,8 +199,14 @@ async fn malformed_bodies_are_400_and_store_nothing() {
         (r#"{"events": {}}"#, "M_BAD_JSON"),
         (r#"{"events": "x"}"#, "M_BAD_JSON"),
     ] {
-        let (status, got) = s.put("/_matrix/app/v1/transactions/1", Some(TOKEN), body).await;
-        assert_eq!((status, got["errcode"].as_str()), (400, Some(errcode)), "body {body:?}");
+        let (status, got) = s
+            .put("/_matrix/app/v1/transactions/1", Some(TOKEN), body)
+            .await;
+        assert_eq!(
+            (status, got["errcode"].as_str()),
+            (400, Some(errcode)),
+            "body {body:?}"
+        );
     }
     assert_eq!(s.stored(), (0, 0));
 }
@@ -167,15 +215,22 @@ async fn malformed_bodies_are_400_and_store_nothing() {
 async fn oversized_body_is_413_and_a_maximal_transaction_fits() {
     let s = serve().await;
     let huge = vec![b' '; 8 * 1024 * 1024 + 1];
-    let (status, body) = s.put("/_matrix/app/v1/transactions/1", Some(TOKEN), huge).await;
-    assert_eq!((status, body["errcode"].as_str()), (413, Some("M_TOO_LARGE")));
+    let (status, body) = s
+        .put("/_matrix/app/v1/transactions/1", Some(TOKEN), huge)
+        .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (413, Some("M_TOO_LARGE"))
+    );
     // 100 events of almost 64 KiB each: what a homeserver may really send.
     let event = format!(
         r#"{{"type":"m.room.message","event_id":"$e","room_id":"!r:x","sender":"@s:x","content":{{"body":"{}"}}}}"#,
         "x".repeat(64_000)
     );
     let body = format!(r#"{{"events":[{}]}}"#, vec![event; 100].join(","));
-    let (status, _) = s.put("/_matrix/app/v1/transactions/2", Some(TOKEN), body).await;
+    let (status, _) = s
+        .put("/_matrix/app/v1/transactions/2", Some(TOKEN), body)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(s.stored(), (1, 100));
 }
@@ -184,10 +239,14 @@ async fn oversized_body_is_413_and_a_maximal_transaction_fits() {
 async fn store_failure_is_500_so_the_homeserver_retries() {
     let s = serve().await;
     s.store.broken.store(true, Ordering::SeqCst);
-    let (status, body) = s.put("/_matrix/app/v1/transactions/1", Some(TOKEN), TXN).await;
+    let (status, body) = s
+        .put("/_matrix/app/v1/transactions/1", Some(TOKEN), TXN)
+        .await;
     assert_eq!((status, body["errcode"].as_str()), (500, Some("M_UNKNOWN")));
     s.store.broken.store(false, Ordering::SeqCst);
-    let (status, _) = s.put("/_matrix/app/v1/transactions/1", Some(TOKEN), TXN).await;
+    let (status, _) = s
+        .put("/_matrix/app/v1/transactions/1", Some(TOKEN), TXN)
+        .await;
     assert_eq!(status, 200, "the retry after recovery is accepted as new");
     assert_eq!(s.stored(), (1, 2));
 }
@@ -204,16 +263,40 @@ async fn ping_queries_and_unknown_routes() {
         .await
         .unwrap();
     assert_eq!(ping.status().as_u16(), 200);
-    let unauth_ping = s.http.post(format!("{}/_matrix/app/v1/ping", s.base)).body("{}").send().await.unwrap();
+    let unauth_ping = s
+        .http
+        .post(format!("{}/_matrix/app/v1/ping", s.base))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unauth_ping.status().as_u16(), 401);
     for (path, status, errcode) in [
-        ("/_matrix/app/v1/users/%40x%3Aexample.org", 404, "M_NOT_FOUND"),
+        (
+            "/_matrix/app/v1/users/%40x%3Aexample.org",
+            404,
+            "M_NOT_FOUND",
+        ),
         ("/users/%40x%3Aexample.org", 404, "M_NOT_FOUND"),
-        ("/_matrix/app/v1/rooms/%23a%3Aexample.org", 404, "M_NOT_FOUND"),
-        ("/_matrix/app/v1/thirdparty/protocol/irc", 404, "M_UNRECOGNIZED"),
+        (
+            "/_matrix/app/v1/rooms/%23a%3Aexample.org",
+            404,
+            "M_NOT_FOUND",
+        ),
+        (
+            "/_matrix/app/v1/thirdparty/protocol/irc",
+            404,
+            "M_UNRECOGNIZED",
+        ),
         ("/_matrix/app/v1/transactions/1", 405, "M_UNRECOGNIZED"),
     ] {
-        let resp = s.http.get(format!("{}{path}", s.base)).bearer_auth(TOKEN).send().await.unwrap();
+        let resp = s
+            .http
+            .get(format!("{}{path}", s.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status().as_u16(), status, "{path}");
         let body: serde_json::Value = resp.json_body().await;
         assert_eq!(body["errcode"], errcode, "{path}");

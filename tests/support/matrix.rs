@@ -1,0 +1,169 @@
+//! A deliberately small Matrix client for playing people in tests: raw
+//! client-server API calls, so that what is tested is Gatekeeper, not an SDK.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub user_id: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+static TXN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Client {
+    pub fn new(base: &str, user_id: &str, token: &str) -> Self {
+        Client {
+            base: base.to_owned(),
+            user_id: user_id.to_owned(),
+            token: token.to_owned(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// Any request; returns status and JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let (status, v) = self.call(method.clone(), path, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path} as {}: {status} {v}",
+            self.user_id
+        );
+        v
+    }
+
+    /// Creates a DM with `invitee` the way clients do (`is_direct`).
+    pub async fn create_dm(&self, invitee: &str) -> String {
+        let v = self
+            .ok(
+                reqwest::Method::POST,
+                "/_matrix/client/v3/createRoom",
+                Some(json!({"preset": "trusted_private_chat", "is_direct": true, "invite": [invitee]})),
+            )
+            .await;
+        v["room_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn create_group(&self, invitees: &[&str]) -> String {
+        let v = self
+            .ok(
+                reqwest::Method::POST,
+                "/_matrix/client/v3/createRoom",
+                Some(json!({"preset": "private_chat", "name": "A group", "invite": invitees})),
+            )
+            .await;
+        v["room_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn send_text(&self, room: &str, body: &str) -> String {
+        let txn = TXN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/t{txn}",
+            enc(room)
+        );
+        let v = self
+            .ok(
+                reqwest::Method::PUT,
+                &path,
+                Some(json!({"msgtype": "m.text", "body": body})),
+            )
+            .await;
+        v["event_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn leave(&self, room: &str) {
+        self.ok(
+            reqwest::Method::POST,
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(room)),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    /// The room's timeline, oldest first (up to 100 events).
+    pub async fn messages(&self, room: &str) -> Vec<Value> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=f&limit=100",
+            enc(room)
+        );
+        let (status, v) = self.call(reqwest::Method::GET, &path, None).await;
+        if status != 200 {
+            return Vec::new();
+        }
+        v["chunk"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The `m.notice` bodies `sender` sent in `room`.
+    pub async fn notices_from(&self, room: &str, sender: &str) -> Vec<String> {
+        self.messages(room)
+            .await
+            .into_iter()
+            .filter(|e| {
+                e["type"] == "m.room.message"
+                    && e["sender"] == sender
+                    && e["content"]["msgtype"] == "m.notice"
+            })
+            .map(|e| e["content"]["body"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// `user`'s membership in `room` as this client sees it.
+    pub async fn membership_of(&self, room: &str, user: &str) -> Option<String> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+            enc(room),
+            enc(user)
+        );
+        let (status, v) = self.call(reqwest::Method::GET, &path, None).await;
+        (status == 200).then(|| v["membership"].as_str().unwrap_or_default().to_owned())
+    }
+
+    pub async fn displayname(&self, user: &str) -> Option<String> {
+        let path = format!("/_matrix/client/v3/profile/{}/displayname", enc(user));
+        let (status, v) = self.call(reqwest::Method::GET, &path, None).await;
+        (status == 200).then(|| v["displayname"].as_str().unwrap_or_default().to_owned())
+    }
+}

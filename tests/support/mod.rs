@@ -1,0 +1,469 @@
+//! The integration-test harness: a real Synapse (installed from PyPI into a
+//! cached venv on first use), the real `gatekeeper` binary, and a small
+//! Matrix client to play people with. Everything listens on 127.0.0.1 and is
+//! stopped by PID.
+
+#![allow(dead_code)]
+
+pub mod matrix;
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use matrix::Client;
+
+pub const SYNAPSE_VERSION: &str = "1.163.2";
+pub const SERVER_NAME: &str = "localhost";
+const SHARED_SECRET: &str = "gatekeeper-tests-shared-secret";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn target_dir() -> PathBuf {
+    // CARGO_TARGET_TMPDIR is <target>/tmp for integration tests.
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The venv with Synapse, created on first use and reused afterwards. A
+/// file lock keeps parallel test binaries from installing twice.
+pub fn synapse_venv() -> PathBuf {
+    let venv = target_dir().join(format!("synapse-venv-{SYNAPSE_VERSION}"));
+    let done = venv.join(".installed");
+    if done.exists() {
+        return venv;
+    }
+    std::fs::create_dir_all(target_dir()).unwrap();
+    let lock = File::create(target_dir().join("synapse-venv.lock")).unwrap();
+    lock.lock().unwrap();
+    if !done.exists() {
+        let _ = std::fs::remove_dir_all(&venv);
+        eprintln!(
+            "installing Synapse {SYNAPSE_VERSION} into {} (first run only)",
+            venv.display()
+        );
+        let status = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 is needed");
+        assert!(status.success(), "python3 -m venv failed");
+        let status = Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .arg(format!("matrix-synapse=={SYNAPSE_VERSION}"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "pip install matrix-synapse failed");
+        std::fs::write(&done, SYNAPSE_VERSION).unwrap();
+    }
+    venv
+}
+
+pub struct Synapse {
+    pub url: String,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Synapse {
+    /// Starts a fresh Synapse in `dir` that knows the given appservice
+    /// registrations and may push to loopback.
+    pub async fn start(dir: &Path, registrations: &[&Path]) -> Synapse {
+        let venv = synapse_venv();
+        let port = free_port();
+        std::fs::create_dir_all(dir).unwrap();
+        let d = dir.display();
+        let regs: Vec<String> = registrations
+            .iter()
+            .map(|r| format!("\"{}\"", r.display()))
+            .collect();
+        let rc = "{per_second: 1000, burst_count: 1000}";
+        let config = format!(
+            r#"server_name: "{SERVER_NAME}"
+pid_file: "{d}/homeserver.pid"
+listeners:
+  - port: {port}
+    bind_addresses: ['127.0.0.1']
+    type: http
+    tls: false
+    x_forwarded: false
+    resources:
+      - names: [client]
+        compress: false
+database:
+  name: sqlite3
+  args:
+    database: "{d}/homeserver.db"
+log_config: "{d}/log.yaml"
+media_store_path: "{d}/media"
+signing_key_path: "{d}/signing.key"
+trusted_key_servers: []
+suppress_key_server_warning: true
+report_stats: false
+enable_registration: false
+registration_shared_secret: "{SHARED_SECRET}"
+macaroon_secret_key: "tests-macaroon"
+form_secret: "tests-form"
+presence:
+  enabled: false
+app_service_config_files: [{regs}]
+ip_range_whitelist: ["127.0.0.0/8"]
+rc_message: {rc}
+rc_registration: {rc}
+rc_login:
+  address: {rc}
+  account: {rc}
+  failed_attempts: {rc}
+rc_joins:
+  local: {rc}
+  remote: {rc}
+rc_joins_per_room: {rc}
+rc_invites:
+  per_room: {rc}
+  per_user: {rc}
+  per_issuer: {rc}
+rc_room_creation: {rc}
+rc_3pid_validation: {rc}
+rc_admin_redaction: {rc}
+rc_presence:
+  per_user: {rc}
+rc_delayed_event_mgmt: {rc}
+rc_reports: {rc}
+rc_user_directory: {rc}
+rc_profile: {rc}
+"#,
+            regs = regs.join(", ")
+        );
+        std::fs::write(dir.join("homeserver.yaml"), config).unwrap();
+        std::fs::write(
+            dir.join("log.yaml"),
+            format!(
+                "version: 1\nformatters:\n  f:\n    format: '%(asctime)s %(levelname)s %(name)s %(message)s'\n\
+                 handlers:\n  file:\n    class: logging.FileHandler\n    filename: \"{d}/homeserver.log\"\n    formatter: f\n\
+                 root:\n  level: INFO\n  handlers: [file]\ndisable_existing_loggers: false\n"
+            ),
+        )
+        .unwrap();
+        let python = venv.join("bin/python");
+        let status = Command::new(&python)
+            .args(["-m", "synapse.app.homeserver", "--config-path"])
+            .arg(dir.join("homeserver.yaml"))
+            .arg("--generate-keys")
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "synapse --generate-keys failed");
+        let out = File::create(dir.join("stdout.log")).unwrap();
+        let child = Command::new(&python)
+            .args(["-m", "synapse.app.homeserver", "--config-path"])
+            .arg(dir.join("homeserver.yaml"))
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let synapse = Synapse {
+            url: url.clone(),
+            dir: dir.to_owned(),
+            child: Some(child),
+        };
+        let http = reqwest::Client::new();
+        let versions = format!("{url}/_matrix/client/versions");
+        eventually(
+            "Synapse to answer /versions",
+            Duration::from_secs(60),
+            || {
+                let (http, versions) = (http.clone(), versions.clone());
+                async move {
+                    http.get(&versions)
+                        .send()
+                        .await
+                        .ok()
+                        .filter(|r| r.status().is_success())
+                        .map(|_| ())
+                }
+            },
+        )
+        .await;
+        synapse
+    }
+
+    /// Registers a user through the shared-secret admin API and returns a
+    /// logged-in client for it.
+    pub async fn register(&self, localpart: &str) -> Client {
+        use hmac::{Hmac, Mac};
+        let http = reqwest::Client::new();
+        let url = format!("{}/_synapse/admin/v1/register", self.url);
+        let nonce: serde_json::Value =
+            serde_json::from_slice(&http.get(&url).send().await.unwrap().bytes().await.unwrap())
+                .unwrap();
+        let nonce = nonce["nonce"].as_str().unwrap().to_owned();
+        let password = format!("pw-{localpart}");
+        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(SHARED_SECRET.as_bytes()).unwrap();
+        for (i, part) in [nonce.as_str(), localpart, password.as_str(), "notadmin"]
+            .iter()
+            .enumerate()
+        {
+            if i > 0 {
+                mac.update(b"\x00");
+            }
+            mac.update(part.as_bytes());
+        }
+        let digest: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let body = serde_json::json!({
+            "nonce": nonce, "username": localpart, "password": password, "admin": false, "mac": digest,
+        });
+        let resp = http.post(&url).body(body.to_string()).send().await.unwrap();
+        let status = resp.status();
+        let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        assert!(status.is_success(), "registering {localpart}: {v}");
+        Client::new(
+            &self.url,
+            v["user_id"].as_str().unwrap(),
+            v["access_token"].as_str().unwrap(),
+        )
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("homeserver.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Synapse {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            stop_by_pid(child, Duration::from_secs(10));
+        }
+    }
+}
+
+/// SIGTERM, then SIGKILL if the process has not ended within `grace`.
+fn stop_by_pid(mut child: Child, grace: Duration) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let start = Instant::now();
+    while start.elapsed() < grace {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A Gatekeeper deployment under test: its directory, config and process.
+pub struct Gatekeeper {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub registration: PathBuf,
+    pub url: String,
+    child: Option<Child>,
+    runs: u32,
+}
+
+/// The homeserver URL written before the homeserver exists (it needs our
+/// registration first).
+pub const PLACEHOLDER_HS: &str = "http://127.0.0.1:1";
+
+pub fn gatekeeper_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_gatekeeper")
+}
+
+impl Gatekeeper {
+    /// Writes a config for a homeserver at `hs_url` (which may not exist yet)
+    /// and a registration made by `gatekeeper generate-registration`.
+    pub fn prepare(dir: &Path, hs_url: &str, users: &str) -> Gatekeeper {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let config = dir.join("config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "homeserver:\n  url: {hs_url}\n  server_name: {SERVER_NAME}\n\
+                 appservice:\n  listen: 127.0.0.1:{port}\n  url: {url}\n  users: '{users}'\n  registration: registration.yaml\n\
+                 database:\n  path: data\n  cache_capacity_mb: 8\n"
+            ),
+        )
+        .unwrap();
+        let registration = dir.join("registration.yaml");
+        let out = Command::new(gatekeeper_bin())
+            .args(["generate-registration", "--config"])
+            .arg(&config)
+            .arg("--output")
+            .arg(&registration)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "generate-registration: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Gatekeeper {
+            dir: dir.to_owned(),
+            config,
+            registration,
+            url,
+            child: None,
+            runs: 0,
+        }
+    }
+
+    /// Points the config at the homeserver once its URL is known.
+    pub fn set_homeserver(&self, hs_url: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let text = text.replacen(
+            &format!("url: {PLACEHOLDER_HS}\n"),
+            &format!("url: {hs_url}\n"),
+            1,
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    pub fn start(&mut self, extra_args: &[&str]) {
+        assert!(self.child.is_none(), "already running");
+        self.runs += 1;
+        let log = File::create(self.dir.join(format!("gatekeeper-{}.log", self.runs))).unwrap();
+        let child = Command::new(gatekeeper_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .args(extra_args)
+            .env("RUST_LOG", "gatekeeper=debug,info")
+            .env("NO_COLOR", "1")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// The log of the current (or last) run.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join(format!("gatekeeper-{}.log", self.runs)))
+            .unwrap_or_default()
+    }
+
+    pub async fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        eventually(&format!("gatekeeper log line {needle:?}"), timeout, || {
+            let found = self.log().contains(needle);
+            async move { found.then_some(()) }
+        })
+        .await;
+    }
+
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("not running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    pub fn stop(&mut self) {
+        let child = self.child.take().expect("not running");
+        stop_by_pid(child, Duration::from_secs(15));
+    }
+
+    /// `gatekeeper inspect` (the process must be stopped).
+    pub fn inspect(&self) -> serde_json::Value {
+        let out = Command::new(gatekeeper_bin())
+            .arg("inspect")
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "inspect: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn hs_token(&self) -> String {
+        token_from(&self.registration, "hs_token")
+    }
+
+    pub fn as_token(&self) -> String {
+        token_from(&self.registration, "as_token")
+    }
+}
+
+fn token_from(registration: &Path, key: &str) -> String {
+    let text = std::fs::read_to_string(registration).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .map(|v| v.trim().trim_matches('"').trim_matches('\'').to_owned())
+        .unwrap_or_else(|| panic!("{key} not in registration"))
+}
+
+impl Drop for Gatekeeper {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            stop_by_pid(child, Duration::from_secs(5));
+        }
+    }
+}
+
+/// A Synapse and a Gatekeeper registered with it, in one temp directory.
+pub struct World {
+    // Dropped in this order: processes stop before their directory goes.
+    pub gatekeeper: Gatekeeper,
+    pub synapse: Synapse,
+    pub tmp: tempfile::TempDir,
+}
+
+impl World {
+    pub async fn new(users: &str) -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let gatekeeper = Gatekeeper::prepare(&tmp.path().join("gatekeeper"), PLACEHOLDER_HS, users);
+        let synapse =
+            Synapse::start(&tmp.path().join("synapse"), &[&gatekeeper.registration]).await;
+        gatekeeper.set_homeserver(&synapse.url);
+        World {
+            gatekeeper,
+            synapse,
+            tmp,
+        }
+    }
+
+    pub fn bot(&self) -> String {
+        format!("@gatekeeper:{SERVER_NAME}")
+    }
+}
