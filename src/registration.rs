@@ -229,6 +229,17 @@ mod tests {
     }
 
     #[test]
+    fn shipped_registration_example_matches_the_example_config() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let reg = Registration::load(&root.join("registration.yaml.example")).unwrap();
+        let config = Config::load(&root.join("config.example.yaml"), Vec::new()).unwrap();
+        assert!(reg.mismatches(&config).is_empty(), "{:?}", reg.mismatches(&config));
+        let generated = Registration::generate(&config).unwrap();
+        assert_eq!(generated.namespaces.users[0].regex, reg.namespaces.users[0].regex);
+        assert_eq!(generated.namespaces.users[1].regex, reg.namespaces.users[1].regex);
+    }
+
+    #[test]
     fn registration_with_equal_tokens_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("reg.yaml");

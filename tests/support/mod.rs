@@ -47,11 +47,12 @@ where
 }
 
 fn target_dir() -> PathBuf {
-    // CARGO_TARGET_TMPDIR is <target>/tmp for integration tests.
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    // CARGO_TARGET_TMPDIR is <target>/tmp for integration tests; the demo
+    // (an example) runs from the repository root.
+    match option_env!("CARGO_TARGET_TMPDIR") {
+        Some(tmp) => PathBuf::from(tmp).parent().unwrap().to_path_buf(),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
+    }
 }
 
 /// The venv with Synapse, created on first use and reused afterwards. A
@@ -219,6 +220,10 @@ rc_profile: {rc}
 
     /// Registers a user through the shared-secret admin API and returns a
     /// logged-in client for it.
+    pub fn password(localpart: &str) -> String {
+        format!("pw-{localpart}")
+    }
+
     pub async fn register(&self, localpart: &str) -> Client {
         use hmac::{Hmac, Mac};
         let http = reqwest::Client::new();
@@ -227,7 +232,7 @@ rc_profile: {rc}
             serde_json::from_slice(&http.get(&url).send().await.unwrap().bytes().await.unwrap())
                 .unwrap();
         let nonce = nonce["nonce"].as_str().unwrap().to_owned();
-        let password = format!("pw-{localpart}");
+        let password = Self::password(localpart);
         let mut mac = Hmac::<sha1::Sha1>::new_from_slice(SHARED_SECRET.as_bytes()).unwrap();
         for (i, part) in [nonce.as_str(), localpart, password.as_str(), "notadmin"]
             .iter()
@@ -302,8 +307,11 @@ pub struct Gatekeeper {
 /// registration first).
 pub const PLACEHOLDER_HS: &str = "http://127.0.0.1:1";
 
-pub fn gatekeeper_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_gatekeeper")
+pub fn gatekeeper_bin() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_gatekeeper") {
+        Some(bin) => PathBuf::from(bin),
+        None => target_dir().join("debug/gatekeeper"),
+    }
 }
 
 impl Gatekeeper {
@@ -358,6 +366,10 @@ impl Gatekeeper {
     }
 
     pub fn start(&mut self, extra_args: &[&str]) {
+        self.start_with_log_filter(extra_args, "gatekeeper=debug,info");
+    }
+
+    pub fn start_with_log_filter(&mut self, extra_args: &[&str], filter: &str) {
         assert!(self.child.is_none(), "already running");
         self.runs += 1;
         let log = File::create(self.dir.join(format!("gatekeeper-{}.log", self.runs))).unwrap();
@@ -366,7 +378,7 @@ impl Gatekeeper {
             .arg("--config")
             .arg(&self.config)
             .args(extra_args)
-            .env("RUST_LOG", "gatekeeper=debug,info")
+            .env("RUST_LOG", filter)
             .env("NO_COLOR", "1")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -451,7 +463,10 @@ pub struct World {
 
 impl World {
     pub async fn new(users: &str) -> World {
-        let tmp = tempfile::tempdir().unwrap();
+        Self::new_in(tempfile::tempdir().unwrap(), users).await
+    }
+
+    pub async fn new_in(tmp: tempfile::TempDir, users: &str) -> World {
         let gatekeeper = Gatekeeper::prepare(&tmp.path().join("gatekeeper"), PLACEHOLDER_HS, users);
         let synapse =
             Synapse::start(&tmp.path().join("synapse"), &[&gatekeeper.registration]).await;
