@@ -20,7 +20,86 @@ pub struct Config {
     pub appservice: AppserviceConfig,
     pub database: DatabaseConfig,
     #[serde(default)]
+    pub gate: GateConfig,
+    #[serde(default)]
     pub logging: LoggingConfig,
+}
+
+/// How the gate treats strangers; owners cannot change these (yet).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateConfig {
+    /// At most one etiquette reply per stranger per owner in this period.
+    #[serde(default = "default_reply_interval", deserialize_with = "native_or_text")]
+    pub reply_interval: HumanDuration,
+    /// At most this many etiquette replies per owner per hour, so that a
+    /// spam wave cannot turn Gatekeeper into a reflector.
+    #[serde(default = "default_max_replies", deserialize_with = "native_or_text")]
+    pub max_replies_per_hour: u32,
+    /// People an owner invites are allowed from then on.
+    #[serde(default = "default_true", deserialize_with = "native_or_text")]
+    pub auto_allow_owner_started: bool,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        Self {
+            reply_interval: default_reply_interval(),
+            max_replies_per_hour: default_max_replies(),
+            auto_allow_owner_started: true,
+        }
+    }
+}
+
+fn default_reply_interval() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(7 * 86_400))
+}
+fn default_max_replies() -> u32 {
+    20
+}
+fn default_true() -> bool {
+    true
+}
+
+/// A duration written for people: `30s`, `15m`, `12h`, `7d`, `2w`, `1h30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub std::time::Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not a duration (use e.g. 30s, 15m, 12h, 7d, 2w)");
+        let mut total: u64 = 0;
+        let mut number = String::new();
+        for c in s.trim().chars() {
+            if c.is_ascii_digit() {
+                number.push(c);
+                continue;
+            }
+            let unit = match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86_400,
+                'w' => 7 * 86_400,
+                _ => return Err(bad()),
+            };
+            let n: u64 = number.parse().map_err(|_| bad())?;
+            total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
+            number.clear();
+        }
+        if !number.is_empty() || total == 0 {
+            return Err(bad());
+        }
+        Ok(HumanDuration(std::time::Duration::from_secs(total)))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,10 +171,7 @@ pub enum LogFormat {
 
 impl Default for LoggingConfig {
     fn default() -> Self {
-        Self {
-            level: default_log_level(),
-            format: LogFormat::default(),
-        }
+        Self { level: default_log_level(), format: LogFormat::default() }
     }
 }
 
@@ -144,18 +220,11 @@ where
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: invalid YAML: {message}")]
     Yaml { path: PathBuf, message: String },
     #[error("{path}: {key}: {message}")]
-    Field {
-        path: PathBuf,
-        key: String,
-        message: String,
-    },
+    Field { path: PathBuf, key: String, message: String },
     #[error("environment variable {var}: {message}")]
     Env { var: String, message: String },
 }
@@ -163,19 +232,11 @@ pub enum ConfigError {
 impl Config {
     /// Reads the file, applies `GATEKEEPER__*` overrides from `env`, and
     /// resolves relative paths against the file's directory.
-    pub fn load(
-        path: &Path,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let mut config = Self::parse(&text, path, env)?;
-        let base = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         config.resolve_paths(base);
         Ok(config)
     }
@@ -186,11 +247,8 @@ impl Config {
         origin: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut tree: serde_json::Value =
-            serde_saphyr::from_str(text).map_err(|e| ConfigError::Yaml {
-                path: origin.to_owned(),
-                message: e.to_string(),
-            })?;
+        let mut tree: serde_json::Value = serde_saphyr::from_str(text)
+            .map_err(|e| ConfigError::Yaml { path: origin.to_owned(), message: e.to_string() })?;
         if tree.is_null() {
             tree = serde_json::Value::Object(Default::default());
         }
@@ -199,11 +257,7 @@ impl Config {
             let key = e.path().to_string();
             ConfigError::Field {
                 path: origin.to_owned(),
-                key: if key == "." {
-                    "(top level)".into()
-                } else {
-                    key
-                },
+                key: if key == "." { "(top level)".into() } else { key },
                 message: e.into_inner().to_string(),
             }
         })
@@ -219,10 +273,7 @@ impl Config {
     }
 
     pub fn bot_user_id(&self) -> String {
-        format!(
-            "@{}:{}",
-            self.appservice.bot_localpart, self.homeserver.server_name
-        )
+        format!("@{}:{}", self.appservice.bot_localpart, self.homeserver.server_name)
     }
 
     /// The opt-in regex, anchored so that it must match the whole user ID
@@ -237,20 +288,11 @@ fn apply_env_overrides(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
     // Sorted so that the outcome does not depend on the environment's order.
-    let overrides: BTreeMap<String, String> = env
-        .into_iter()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-        .collect();
+    let overrides: BTreeMap<String, String> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
     for (var, value) in overrides {
-        let keys: Vec<String> = var[ENV_PREFIX.len()..]
-            .split("__")
-            .map(|k| k.to_ascii_lowercase())
-            .collect();
+        let keys: Vec<String> = var[ENV_PREFIX.len()..].split("__").map(|k| k.to_ascii_lowercase()).collect();
         if keys.iter().any(|k| k.is_empty()) {
-            return Err(ConfigError::Env {
-                var,
-                message: "expected GATEKEEPER__SECTION__KEY".into(),
-            });
+            return Err(ConfigError::Env { var, message: "expected GATEKEEPER__SECTION__KEY".into() });
         }
         set_path(tree, &keys, value).map_err(|message| ConfigError::Env { var, message })?;
     }
@@ -259,10 +301,7 @@ fn apply_env_overrides(
 
 fn set_path(node: &mut serde_json::Value, keys: &[String], value: String) -> Result<(), String> {
     let serde_json::Value::Object(map) = node else {
-        return Err(format!(
-            "cannot set `{}`: its parent is not a section",
-            keys.join(".")
-        ));
+        return Err(format!("cannot set `{}`: its parent is not a section", keys.join(".")));
     };
     match keys {
         [last] => {
@@ -270,9 +309,7 @@ fn set_path(node: &mut serde_json::Value, keys: &[String], value: String) -> Res
             Ok(())
         }
         [first, rest @ ..] => {
-            let child = map
-                .entry(first.clone())
-                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            let child = map.entry(first.clone()).or_insert_with(|| serde_json::Value::Object(Default::default()));
             set_path(child, rest, value)
         }
         [] => Err("empty key".into()),
@@ -285,43 +322,27 @@ pub fn check(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
     let hs = &config.homeserver;
     if !(hs.url.starts_with("http://") || hs.url.starts_with("https://")) {
-        problems.push(format!(
-            "homeserver.url: `{}` must start with http:// or https://",
-            hs.url
-        ));
+        problems.push(format!("homeserver.url: `{}` must start with http:// or https://", hs.url));
     }
     if ruma::ServerName::parse(&hs.server_name).is_err() {
-        problems.push(format!(
-            "homeserver.server_name: `{}` is not a valid server name",
-            hs.server_name
-        ));
+        problems.push(format!("homeserver.server_name: `{}` is not a valid server name", hs.server_name));
     }
     let asv = &config.appservice;
     if asv.id.trim().is_empty() {
         problems.push("appservice.id: must not be empty".into());
     }
     if !(asv.url.starts_with("http://") || asv.url.starts_with("https://")) {
-        problems.push(format!(
-            "appservice.url: `{}` must start with http:// or https://",
-            asv.url
-        ));
+        problems.push(format!("appservice.url: `{}` must start with http:// or https://", asv.url));
     }
     let localpart_ok = !asv.bot_localpart.is_empty()
-        && asv.bot_localpart.bytes().all(
-            |b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'),
-        );
+        && asv
+            .bot_localpart
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'));
     if !localpart_ok {
-        problems.push(format!(
-            "appservice.bot_localpart: `{}` may only use a-z, 0-9 and ._=-/+",
-            asv.bot_localpart
-        ));
-    } else if ruma::ServerName::parse(&hs.server_name).is_ok()
-        && ruma::UserId::parse(config.bot_user_id()).is_err()
-    {
-        problems.push(format!(
-            "appservice.bot_localpart: `{}` is not a valid user ID",
-            config.bot_user_id()
-        ));
+        problems.push(format!("appservice.bot_localpart: `{}` may only use a-z, 0-9 and ._=-/+", asv.bot_localpart));
+    } else if ruma::ServerName::parse(&hs.server_name).is_ok() && ruma::UserId::parse(config.bot_user_id()).is_err() {
+        problems.push(format!("appservice.bot_localpart: `{}` is not a valid user ID", config.bot_user_id()));
     }
     if asv.bot_displayname.trim().is_empty() {
         problems.push("appservice.bot_displayname: must not be empty".into());
@@ -339,10 +360,7 @@ pub fn check(config: &Config) -> Vec<String> {
         problems.push("database.cache_capacity_mb: must be at least 1".into());
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.logging.level) {
-        problems.push(format!(
-            "logging.level: `{}` is not a valid filter: {e}",
-            config.logging.level
-        ));
+        problems.push(format!("logging.level: `{}` is not a valid filter: {e}", config.logging.level));
     }
     problems
 }
@@ -364,11 +382,7 @@ database:
 ";
 
     fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        Config::parse(
-            text,
-            Path::new("test.yaml"),
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
-        )
+        Config::parse(text, Path::new("test.yaml"), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 
     #[test]
@@ -376,10 +390,7 @@ database:
         let c = parse(MINIMAL, &[]).unwrap();
         assert_eq!(c.appservice.id, "gatekeeper");
         assert_eq!(c.appservice.bot_localpart, "gatekeeper");
-        assert_eq!(
-            c.appservice.registration,
-            PathBuf::from("registration.yaml")
-        );
+        assert_eq!(c.appservice.registration, PathBuf::from("registration.yaml"));
         assert_eq!(c.appservice.max_body_bytes, 16 * 1024 * 1024);
         assert_eq!(c.database.cache_capacity_mb, 64);
         assert_eq!(c.bot_user_id(), "@gatekeeper:example.org");
@@ -396,9 +407,7 @@ database:
 
     #[test]
     fn unknown_section_is_an_error_that_names_it() {
-        let err = parse(&format!("{MINIMAL}\nsmtp: {{}}\n"), &[])
-            .unwrap_err()
-            .to_string();
+        let err = parse(&format!("{MINIMAL}\nsmtp: {{}}\n"), &[]).unwrap_err().to_string();
         assert!(err.contains("smtp"), "{err}");
     }
 
@@ -406,10 +415,7 @@ database:
     fn missing_required_key_is_named() {
         let text = MINIMAL.replace("  server_name: example.org\n", "");
         let err = parse(&text, &[]).unwrap_err().to_string();
-        assert!(
-            err.contains("homeserver") && err.contains("server_name"),
-            "{err}"
-        );
+        assert!(err.contains("homeserver") && err.contains("server_name"), "{err}");
     }
 
     #[test]
@@ -439,20 +445,13 @@ database:
 
     #[test]
     fn env_override_of_unknown_key_is_an_error() {
-        let err = parse(MINIMAL, &[("GATEKEEPER__APPSERVICE__TYPO", "1")])
-            .unwrap_err()
-            .to_string();
+        let err = parse(MINIMAL, &[("GATEKEEPER__APPSERVICE__TYPO", "1")]).unwrap_err().to_string();
         assert!(err.contains("typo"), "{err}");
     }
 
     #[test]
     fn env_override_with_bad_value_is_an_error() {
-        let err = parse(
-            MINIMAL,
-            &[("GATEKEEPER__APPSERVICE__LISTEN", "not-an-address")],
-        )
-        .unwrap_err()
-        .to_string();
+        let err = parse(MINIMAL, &[("GATEKEEPER__APPSERVICE__LISTEN", "not-an-address")]).unwrap_err().to_string();
         assert!(err.contains("listen"), "{err}");
     }
 
@@ -466,21 +465,31 @@ database:
         let problems = check(&c);
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems.iter().any(|p| p.starts_with("homeserver.url")));
-        assert!(
-            problems
-                .iter()
-                .any(|p| p.starts_with("homeserver.server_name"))
-        );
+        assert!(problems.iter().any(|p| p.starts_with("homeserver.server_name")));
         assert!(problems.iter().any(|p| p.starts_with("appservice.users")));
     }
 
     #[test]
+    fn durations_parse_and_bad_ones_are_named() {
+        let d = |s: &str| s.parse::<HumanDuration>().map(|h| h.0.as_secs());
+        assert_eq!(d("30s"), Ok(30));
+        assert_eq!(d("7d"), Ok(604_800));
+        assert_eq!(d("1h30m"), Ok(5400));
+        assert_eq!(d("2w"), Ok(1_209_600));
+        for bad in ["", "7", "d", "0d", "7x", "-1d", "99999999999999999999w"] {
+            assert!(d(bad).is_err(), "{bad}");
+        }
+        let c = parse(&format!("{MINIMAL}gate:\n  reply_interval: 3d\n"), &[]).unwrap();
+        assert_eq!(c.gate.reply_interval.0.as_secs(), 3 * 86_400);
+        let err = parse(&format!("{MINIMAL}gate:\n  reply_interval: soon\n"), &[]).unwrap_err().to_string();
+        assert!(err.contains("gate.reply_interval") && err.contains("soon"), "{err}");
+        let env = parse(MINIMAL, &[("GATEKEEPER__GATE__AUTO_ALLOW_OWNER_STARTED", "false")]).unwrap();
+        assert!(!env.gate.auto_allow_owner_started);
+    }
+
+    #[test]
     fn small_body_limit_is_refused() {
-        let c = parse(
-            MINIMAL,
-            &[("GATEKEEPER__APPSERVICE__MAX_BODY_BYTES", "1024")],
-        )
-        .unwrap();
+        let c = parse(MINIMAL, &[("GATEKEEPER__APPSERVICE__MAX_BODY_BYTES", "1024")]).unwrap();
         assert!(check(&c).iter().any(|p| p.contains("max_body_bytes")));
     }
 
@@ -499,10 +508,7 @@ database:
         std::fs::write(&path, MINIMAL).unwrap();
         let c = Config::load(&path, Vec::new()).unwrap();
         assert_eq!(c.database.path, dir.path().join("./data"));
-        assert_eq!(
-            c.appservice.registration,
-            dir.path().join("registration.yaml")
-        );
+        assert_eq!(c.appservice.registration, dir.path().join("registration.yaml"));
     }
 
     /// Every example config shipped in the repository must parse and pass

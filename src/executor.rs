@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use crate::engine::Effect;
 use crate::processor::{now_ms, sleep_or_shutdown};
-use crate::store::{EffectOutcome, Store};
+use crate::store::{EffectOutcome, FollowUp, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PerformError {
@@ -23,8 +23,9 @@ pub enum PerformError {
 
 /// A connector's way of doing one effect. Must be idempotent: an effect is
 /// repeated after a crash between doing it and recording it.
+/// What it learned comes back as follow-ups, to go through the engine.
 pub trait Performer: Send + Sync + 'static {
-    fn perform(&self, effect: &Effect) -> impl Future<Output = Result<(), PerformError>> + Send;
+    fn perform(&self, effect: &Effect) -> impl Future<Output = Result<Vec<FollowUp>, PerformError>> + Send;
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -32,6 +33,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub async fn run<P: Performer>(
     store: Arc<dyn Store>,
     performer: Arc<P>,
+    wake: Arc<tokio::sync::Notify>,
     mut released: watch::Receiver<u64>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -62,12 +64,12 @@ pub async fn run<P: Performer>(
         }
         for item in batch {
             let mut backoff = Duration::from_secs(1);
-            let outcome = loop {
+            let (outcome, follow_ups) = loop {
                 match performer.perform(&item.effect).await {
-                    Ok(()) => break EffectOutcome::Done,
+                    Ok(follow_ups) => break (EffectOutcome::Done, follow_ups),
                     Err(PerformError::Permanent(reason)) => {
                         tracing::warn!(id = item.id, effect = ?item.effect, %reason, "effect failed for good; set aside");
-                        break EffectOutcome::Failed(reason);
+                        break (EffectOutcome::Failed(reason), Vec::new());
                     }
                     Err(PerformError::Transient(reason)) => {
                         tracing::warn!(id = item.id, %reason, retry_in = ?backoff, "effect failed; will retry");
@@ -81,12 +83,18 @@ pub async fn run<P: Performer>(
             };
             let s = store.clone();
             let id = item.id;
+            let had_follow_ups = !follow_ups.is_empty();
             // Recording must not be skipped: an unrecorded effect is done again
             // on restart (harmless, idempotent) but a lost one never would be.
             loop {
-                let (s, o) = (s.clone(), outcome.clone());
-                match tokio::task::spawn_blocking(move || s.finish_effect(id, &o, now_ms())).await {
-                    Ok(Ok(())) => break,
+                let (s, o, f) = (s.clone(), outcome.clone(), follow_ups.clone());
+                match tokio::task::spawn_blocking(move || s.finish_effect(id, &o, &f, now_ms())).await {
+                    Ok(Ok(())) => {
+                        if had_follow_ups {
+                            wake.notify_one();
+                        }
+                        break;
+                    }
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, id, "recording an effect failed; will retry")
                     }
@@ -116,21 +124,15 @@ mod tests {
     }
 
     impl Performer for Flaky {
-        async fn perform(&self, effect: &Effect) -> Result<(), PerformError> {
-            let Effect::Join { room_id, .. } = effect else {
-                unreachable!()
-            };
+        async fn perform(&self, effect: &Effect) -> Result<Vec<FollowUp>, PerformError> {
+            let Effect::Join { room_id, .. } = effect else { unreachable!() };
             let mut log = self.log.lock().unwrap();
             let tries = log.iter().filter(|r| *r == room_id.as_str()).count();
             log.push(room_id.to_string());
             if room_id.as_str().starts_with("!no") {
                 return Err(PerformError::Permanent("M_FORBIDDEN".into()));
             }
-            if tries == 0 {
-                Err(PerformError::Transient("503".into()))
-            } else {
-                Ok(())
-            }
+            if tries == 0 { Err(PerformError::Transient("503".into())) } else { Ok(vec![]) }
         }
     }
 
@@ -138,21 +140,16 @@ mod tests {
     async fn effects_run_in_order_with_retries_and_permanent_failures_are_set_aside() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         store.accept_transaction("t", &[b"{}"], 1).unwrap();
-        let join = |r: &str| Effect::Join {
-            as_user: owned_user_id!("@gatekeeper:x.org"),
-            room_id: r.try_into().unwrap(),
-        };
-        let decision = Decision {
-            changes: vec![],
-            effects: vec![join("!a:x.org"), join("!no:x.org"), join("!b:x.org")],
-        };
-        store
-            .commit(store.inbox_batch(1).unwrap()[0].seq, &decision)
-            .unwrap();
+        let join =
+            |r: &str| Effect::Join { as_user: owned_user_id!("@gatekeeper:x.org"), room_id: r.try_into().unwrap() };
+        let decision =
+            Decision { changes: vec![], effects: vec![join("!a:x.org"), join("!no:x.org"), join("!b:x.org")] };
+        store.commit(store.inbox_batch(1).unwrap()[0].seq, &decision).unwrap();
         let performer = Arc::new(Flaky::default());
         let (release_tx, release_rx) = watch::channel(store.outbox_high_water().unwrap());
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run(store.clone(), performer.clone(), release_rx, stop_rx));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let task = tokio::spawn(run(store.clone(), performer.clone(), wake, release_rx, stop_rx));
         for _ in 0..100 {
             if store.stats().unwrap().outbox_pending == 0 {
                 break;
@@ -162,10 +159,7 @@ mod tests {
         stop_tx.send(true).unwrap();
         task.await.unwrap();
         drop(release_tx);
-        assert_eq!(
-            *performer.log.lock().unwrap(),
-            ["!a:x.org", "!a:x.org", "!no:x.org", "!b:x.org", "!b:x.org"]
-        );
+        assert_eq!(*performer.log.lock().unwrap(), ["!a:x.org", "!a:x.org", "!no:x.org", "!b:x.org", "!b:x.org"]);
         let stats = store.stats().unwrap();
         assert_eq!((stats.effects_done, stats.effects_failed), (2, 1));
         assert_eq!(store.failed_effects(10).unwrap()[0].reason, "M_FORBIDDEN");

@@ -12,11 +12,7 @@ use gatekeeper::registration::Registration;
 use gatekeeper::store::SledStore;
 
 #[derive(Parser)]
-#[command(
-    name = "gatekeeper",
-    version,
-    about = "Keeps strangers' instant messages from interrupting you on Matrix"
-)]
+#[command(name = "gatekeeper", version, about = "Keeps strangers' instant messages from interrupting you on Matrix")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -75,18 +71,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::GenerateRegistration {
-            config,
-            output,
-            force,
-        } => {
+        Command::GenerateRegistration { config, output, force } => {
             let config = load(&config)?;
             let problems = config::check(&config);
             if !problems.is_empty() {
-                anyhow::bail!(
-                    "fix the configuration first:\n  - {}",
-                    problems.join("\n  - ")
-                );
+                anyhow::bail!("fix the configuration first:\n  - {}", problems.join("\n  - "));
             }
             Registration::generate(&config)?.write_new(&output, force)?;
             println!(
@@ -107,9 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut problems = config::check(&config);
             match Registration::load(&config.appservice.registration) {
                 Ok(reg) => problems.extend(reg.mismatches(&config)),
-                Err(e) => problems.push(format!(
-                    "{e:#} (create it with `gatekeeper generate-registration`)"
-                )),
+                Err(e) => problems.push(format!("{e:#} (create it with `gatekeeper generate-registration`)")),
             }
             if problems.is_empty() {
                 println!("{}: OK", path.display());
@@ -121,10 +108,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
-        Command::Run {
-            config,
-            hold_processing,
-        } => {
+        Command::Run { config, hold_processing } => {
             let config = load(&config)?;
             gatekeeper::logging::init(&config.logging);
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

@@ -15,9 +15,7 @@ use crate::translate::translate;
 pub const BATCH: usize = 100;
 
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// How one batch went, for logs and tests.
@@ -32,7 +30,7 @@ pub struct BatchReport {
 pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchReport, StoreError> {
     let mut report = BatchReport::default();
     for item in store.inbox_batch(BATCH)? {
-        let input = match translate(&item.raw) {
+        let input = match translate(&item.raw, item.internal) {
             Ok(Some(input)) => input,
             Ok(None) => {
                 store.commit(item.seq, &engine::Decision::default())?;
@@ -46,16 +44,20 @@ pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchRe
                 continue;
             }
         };
-        let snapshot = store.snapshot(&input.meta().room_id, &input.users())?;
+        let mut snapshot =
+            store.snapshot(input.room_id().map(|r| &**r), &input.users(), input.related_event().map(|e| &**e))?;
+        // Commands and opt-outs look at everything the owner has.
+        if let Some(crate::engine::RoomState::Control { owner }) = &snapshot.room {
+            snapshot.overview = Some(store.overview(owner)?);
+        }
         // A bug in one rule must not wedge the queue behind one event.
-        let decided = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            engine::decide(&snapshot, &input, now_ms(), config)
-        }));
+        let decided =
+            std::panic::catch_unwind(AssertUnwindSafe(|| engine::decide(&snapshot, &input, now_ms(), config)));
         match decided {
             Ok(decision) => {
                 if !decision.effects.is_empty() || !decision.changes.is_empty() {
                     tracing::info!(
-                        event_id = %input.meta().event_id,
+                        event_id = ?input.meta().map(|m| &m.event_id),
                         changes = decision.changes.len(),
                         effects = decision.effects.len(),
                         "decided"
@@ -65,12 +67,8 @@ pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchRe
                 report.processed += 1;
             }
             Err(_) => {
-                tracing::error!(event_id = %input.meta().event_id, "engine panicked; event set aside");
-                store.quarantine(
-                    item.seq,
-                    "the engine failed on this event (a bug: please report it)",
-                    now_ms(),
-                )?;
+                tracing::error!(input = ?input, "engine panicked; event set aside");
+                store.quarantine(item.seq, "the engine failed on this event (a bug: please report it)", now_ms())?;
                 report.quarantined += 1;
             }
         }
@@ -140,14 +138,9 @@ pub async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>
 mod tests {
     use super::*;
     use crate::store::MemoryStore;
-    use ruma::owned_user_id;
 
     fn config() -> EngineConfig {
-        EngineConfig {
-            bot: owned_user_id!("@gatekeeper:example.org"),
-            server_name: "example.org".try_into().unwrap(),
-            users: regex::Regex::new("^(?:@.*:example\\.org)$").unwrap(),
-        }
+        crate::engine::tests_support::config()
     }
 
     const INVITE: &[u8] = br#"{"type":"m.room.member","event_id":"$i","room_id":"!dm:example.org",
@@ -157,34 +150,12 @@ mod tests {
     #[test]
     fn events_are_processed_once_and_bad_ones_set_aside() {
         let store = MemoryStore::new();
-        store
-            .accept_transaction(
-                "t",
-                &[INVITE, b"{oops", br#"{"type":"m.typing","content":{}}"#],
-                1,
-            )
-            .unwrap();
+        store.accept_transaction("t", &[INVITE, b"{oops", br#"{"type":"m.typing","content":{}}"#], 1).unwrap();
         let report = process_batch(&store, &config()).unwrap();
-        assert_eq!(
-            report,
-            BatchReport {
-                processed: 2,
-                quarantined: 1
-            }
-        );
-        assert_eq!(
-            process_batch(&store, &config()).unwrap(),
-            BatchReport::default()
-        );
+        assert_eq!(report, BatchReport { processed: 2, quarantined: 1 });
+        assert_eq!(process_batch(&store, &config()).unwrap(), BatchReport::default());
         let stats = store.stats().unwrap();
-        assert_eq!(
-            (
-                stats.events_processed,
-                stats.events_quarantined,
-                stats.outbox_pending
-            ),
-            (2, 1, 1)
-        );
+        assert_eq!((stats.events_processed, stats.events_quarantined, stats.outbox_pending), (2, 1, 1));
         assert_eq!(store.quarantined(10).unwrap()[0].raw, "{oops");
     }
 }

@@ -42,9 +42,7 @@ pub struct Namespace {
 fn fresh_token() -> anyhow::Result<Secret> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
-    Ok(Secret::new(
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-    ))
+    Ok(Secret::new(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
 }
 
 impl Registration {
@@ -59,16 +57,10 @@ impl Registration {
             namespaces: Namespaces {
                 users: vec![
                     // Only Gatekeeper may be the bot.
-                    Namespace {
-                        exclusive: true,
-                        regex: regex::escape(&config.bot_user_id()),
-                    },
+                    Namespace { exclusive: true, regex: regex::escape(&config.bot_user_id()) },
                     // Protected users keep their own accounts; an exclusive
                     // namespace would also drop them from push evaluation.
-                    Namespace {
-                        exclusive: false,
-                        regex: config.appservice.users.clone(),
-                    },
+                    Namespace { exclusive: false, regex: config.appservice.users.clone() },
                 ],
                 aliases: vec![],
                 rooms: vec![],
@@ -109,10 +101,8 @@ impl Registration {
             ),
             Err(e) => return Err(e).with_context(|| format!("cannot create {}", path.display())),
         };
-        file.write_all(yaml.as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?;
-        file.sync_all()
-            .with_context(|| format!("writing {}", path.display()))?;
+        file.write_all(yaml.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+        file.sync_all().with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }
 
@@ -122,10 +112,7 @@ impl Registration {
         let reg: Self = serde_saphyr::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{}: not a valid registration: {e}", path.display()))?;
         if reg.as_token.expose().is_empty() || reg.hs_token.expose().is_empty() {
-            bail!(
-                "{}: as_token and hs_token must not be empty",
-                path.display()
-            );
+            bail!("{}: as_token and hs_token must not be empty", path.display());
         }
         if reg.as_token == reg.hs_token {
             bail!("{}: as_token and hs_token must differ", path.display());
@@ -138,10 +125,7 @@ impl Registration {
     pub fn mismatches(&self, config: &Config) -> Vec<String> {
         let mut out = Vec::new();
         if self.id != config.appservice.id {
-            out.push(format!(
-                "registration id `{}` differs from appservice.id `{}`",
-                self.id, config.appservice.id
-            ));
+            out.push(format!("registration id `{}` differs from appservice.id `{}`", self.id, config.appservice.id));
         }
         if self.sender_localpart != config.appservice.bot_localpart {
             out.push(format!(
@@ -156,12 +140,7 @@ impl Registration {
                 config.appservice.url
             ));
         }
-        if self
-            .namespaces
-            .users
-            .iter()
-            .any(|n| n.exclusive && n.regex == config.appservice.users)
-        {
+        if self.namespaces.users.iter().any(|n| n.exclusive && n.regex == config.appservice.users) {
             out.push(
                 "the users namespace is exclusive: protected users would be cut out of push rules; set exclusive: false"
                     .into(),
@@ -197,10 +176,7 @@ mod tests {
         assert_eq!(b.as_token.expose(), a.as_token.expose());
         assert_eq!(b.as_token.expose().len(), 64);
         assert_ne!(b.as_token, b.hs_token);
-        assert_ne!(
-            Registration::generate(&config()).unwrap().as_token,
-            a.as_token
-        );
+        assert_ne!(Registration::generate(&config()).unwrap().as_token, a.as_token);
         assert_eq!(b.rate_limited, Some(false));
         assert_eq!(b.sender_localpart, "gatekeeper");
         assert!(b.namespaces.users[0].exclusive);
@@ -248,11 +224,6 @@ mod tests {
             "id: g\nurl: http://x\nas_token: same\nhs_token: same\nsender_localpart: g\nnamespaces: {}\n",
         )
         .unwrap();
-        assert!(
-            Registration::load(&path)
-                .unwrap_err()
-                .to_string()
-                .contains("differ")
-        );
+        assert!(Registration::load(&path).unwrap_err().to_string().contains("differ"));
     }
 }

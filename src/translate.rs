@@ -1,17 +1,29 @@
 //! Homeserver event JSON -> engine input. Shared by every connector, since
 //! the appservice transaction and the client sync carry the same events.
+//! Results of Gatekeeper's own look-ups come back through here too, but
+//! only from the internal source: a homeserver event can never pose as one.
 
+use ruma::html::{HtmlSanitizerMode, RemoveReplyFallback, sanitize_html};
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::engine::{EventMeta, Input, Membership};
+use crate::engine::{EventMeta, Input, Media, Membership, Replacement};
 
 /// Why an event could not be turned into an input: it is quarantined with
 /// this text, never retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Unreadable(pub String);
+
+/// Results of look-ups, as stored in the inbox (internal source only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Internal {
+    Profile { user: OwnedUserId, displayname: Option<String> },
+    Contacts { owner: OwnedUserId, users: Vec<OwnedUserId> },
+    RoomInfo { owner: OwnedUserId, room_id: OwnedRoomId, name: Option<String>, members: u32 },
+}
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
@@ -25,6 +37,10 @@ struct Envelope<'a> {
     origin_server_ts: u64,
     #[serde(borrow)]
     content: Option<&'a RawValue>,
+    /// Before room version 11, redactions name their target here.
+    redacts: Option<OwnedEventId>,
+    #[serde(borrow)]
+    unsigned: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -32,72 +48,160 @@ struct MemberContent {
     membership: Option<String>,
     #[serde(default)]
     is_direct: Option<bool>,
+    displayname: Option<serde_json::Value>,
+    reason: Option<serde_json::Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct MessageContent {
     msgtype: Option<String>,
     body: Option<serde_json::Value>,
+    format: Option<String>,
+    formatted_body: Option<serde_json::Value>,
+    url: Option<String>,
+    filename: Option<String>,
+    info: Option<MediaInfo>,
+    #[serde(rename = "m.relates_to")]
+    relates_to: Option<RelatesTo>,
+    #[serde(rename = "m.new_content")]
+    new_content: Option<Box<MessageContent>>,
+}
+
+#[derive(Deserialize, Default)]
+struct MediaInfo {
+    mimetype: Option<String>,
+    size: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct RelatesTo {
+    rel_type: Option<String>,
+    event_id: Option<OwnedEventId>,
+}
+
+#[derive(Deserialize)]
+struct RedactionContent {
+    redacts: Option<OwnedEventId>,
+}
+
+#[derive(Deserialize)]
+struct Unsigned {
+    #[serde(default)]
+    invite_room_state: Vec<StrippedState>,
+}
+
+#[derive(Deserialize)]
+struct StrippedState {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    content: serde_json::Value,
+}
+
+fn text(v: Option<serde_json::Value>) -> Option<String> {
+    match v {
+        Some(serde_json::Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// Sender-controlled HTML reduced to what the spec allows (no scripts, no
+/// event handlers, no foreign link schemes), reply fallbacks removed.
+pub fn sanitize(html: &str) -> String {
+    sanitize_html(html, HtmlSanitizerMode::Strict, RemoveReplyFallback::Yes)
+}
+
+fn html_of(c: &MessageContent) -> Option<String> {
+    match (&c.format, &c.formatted_body) {
+        (Some(f), Some(serde_json::Value::String(h))) if f == "org.matrix.custom.html" => Some(sanitize(h)),
+        _ => None,
+    }
 }
 
 /// `Ok(None)` for events the engine has no rule for; `Err` for events that
 /// are malformed in a way that must be looked at.
-pub fn translate(raw: &[u8]) -> Result<Option<Input>, Unreadable> {
-    let env: Envelope<'_> =
-        serde_json::from_slice(raw).map_err(|e| Unreadable(format!("not a Matrix event: {e}")))?;
-    if env.kind != "m.room.member" && env.kind != "m.room.message" {
+pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable> {
+    if internal {
+        let result: Internal =
+            serde_json::from_slice(raw).map_err(|e| Unreadable(format!("not a look-up result: {e}")))?;
+        return Ok(Some(match result {
+            Internal::Profile { user, displayname } => Input::ProfileFetched { user, displayname },
+            Internal::Contacts { owner, users } => Input::ContactsImported { owner, users },
+            Internal::RoomInfo { owner, room_id, name, members } => Input::RoomInfo { owner, room_id, name, members },
+        }));
+    }
+    let env: Envelope<'_> = serde_json::from_slice(raw).map_err(|e| Unreadable(format!("not a Matrix event: {e}")))?;
+    if !matches!(env.kind.as_str(), "m.room.member" | "m.room.message" | "m.room.encrypted" | "m.room.redaction") {
         return Ok(None);
     }
-    let (Some(event_id), Some(room_id), Some(sender)) = (env.event_id, env.room_id, env.sender)
-    else {
-        return Err(Unreadable(format!(
-            "{} event without event_id, room_id or sender",
-            env.kind
-        )));
+    let (Some(event_id), Some(room_id), Some(sender)) = (env.event_id, env.room_id, env.sender) else {
+        return Err(Unreadable(format!("{} event without event_id, room_id or sender", env.kind)));
     };
-    let meta = EventMeta {
-        event_id,
-        room_id,
-        sender,
-        ts_ms: env.origin_server_ts,
-    };
+    let meta = EventMeta { event_id, room_id, sender, ts_ms: env.origin_server_ts };
     let content = env.content.map(RawValue::get).unwrap_or("{}");
     match env.kind.as_str() {
         "m.room.member" => {
-            let target = env
-                .state_key
-                .ok_or_else(|| Unreadable("m.room.member without state_key".into()))?;
-            let target = OwnedUserId::try_from(target).map_err(|e| {
-                Unreadable(format!("m.room.member state_key is not a user ID: {e}"))
-            })?;
-            let c: MemberContent = serde_json::from_str(content)
-                .map_err(|e| Unreadable(format!("m.room.member content: {e}")))?;
-            let membership = c
-                .membership
-                .ok_or_else(|| Unreadable("m.room.member without membership".into()))?;
+            let target = env.state_key.ok_or_else(|| Unreadable("m.room.member without state_key".into()))?;
+            let target = OwnedUserId::try_from(target)
+                .map_err(|e| Unreadable(format!("m.room.member state_key is not a user ID: {e}")))?;
+            let c: MemberContent =
+                serde_json::from_str(content).map_err(|e| Unreadable(format!("m.room.member content: {e}")))?;
+            let membership = c.membership.ok_or_else(|| Unreadable("m.room.member without membership".into()))?;
+            let room_name = env
+                .unsigned
+                .and_then(|u| serde_json::from_str::<Unsigned>(u.get()).ok())
+                .and_then(|u| u.invite_room_state.into_iter().find(|s| s.kind == "m.room.name"))
+                .and_then(|s| s.content.get("name").and_then(|n| n.as_str()).map(str::to_owned));
             Ok(Some(Input::Member {
                 meta,
                 target,
                 membership: Membership::parse(&membership),
                 is_direct: c.is_direct.unwrap_or(false),
+                displayname: text(c.displayname),
+                reason: text(c.reason),
+                room_name,
             }))
         }
+        "m.room.encrypted" => Ok(Some(Input::Encrypted { meta })),
+        "m.room.redaction" => {
+            let from_content = serde_json::from_str::<RedactionContent>(content).ok().and_then(|c| c.redacts);
+            match from_content.or(env.redacts) {
+                Some(redacts) => Ok(Some(Input::Redaction { meta, redacts })),
+                None => Err(Unreadable("m.room.redaction without redacts".into())),
+            }
+        }
         _ => {
-            let c: MessageContent = serde_json::from_str(content)
-                .map_err(|e| Unreadable(format!("m.room.message content: {e}")))?;
+            let c: MessageContent =
+                serde_json::from_str(content).map_err(|e| Unreadable(format!("m.room.message content: {e}")))?;
             // A redacted message has empty content: nothing left to act on.
-            let Some(msgtype) = c.msgtype else {
-                return Ok(None);
+            let Some(msgtype) = c.msgtype.clone() else { return Ok(None) };
+            let html = html_of(&c);
+            let replaces = match (&c.relates_to, &c.new_content) {
+                (Some(RelatesTo { rel_type: Some(rel), event_id: Some(original) }), Some(new))
+                    if rel == "m.replace" =>
+                {
+                    Some(Replacement {
+                        original: original.clone(),
+                        body: text(new.body.clone()).unwrap_or_default(),
+                        html: html_of(new),
+                    })
+                }
+                _ => None,
             };
-            let body = match c.body {
-                Some(serde_json::Value::String(s)) => s,
-                _ => String::new(),
+            let body = text(c.body).unwrap_or_default();
+            let media = match c.url {
+                Some(url) if url.starts_with("mxc://") => {
+                    let info = c.info.unwrap_or_default();
+                    Some(Media {
+                        url,
+                        name: c.filename.unwrap_or_else(|| body.clone()),
+                        mimetype: info.mimetype,
+                        size: info.size,
+                    })
+                }
+                _ => None,
             };
-            Ok(Some(Input::Message {
-                meta,
-                msgtype,
-                body,
-            }))
+            Ok(Some(Input::Message { meta, msgtype, body, html, media, replaces }))
         }
     }
 }
@@ -107,16 +211,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn invite_becomes_member_input() {
+    fn invite_becomes_member_input_with_room_name_and_reason() {
         let raw = br#"{"type":"m.room.member","event_id":"$e","room_id":"!r:x.org","sender":"@a:x.org",
-            "state_key":"@gatekeeper:x.org","origin_server_ts":5,"content":{"membership":"invite","is_direct":true},
-            "unsigned":{"age":3}}"#;
-        let Some(Input::Member {
-            meta,
-            target,
-            membership,
-            is_direct,
-        }) = translate(raw).unwrap()
+            "state_key":"@gatekeeper:x.org","origin_server_ts":5,
+            "content":{"membership":"invite","is_direct":true,"reason":"hi there","displayname":"G"},
+            "unsigned":{"age":3,"invite_room_state":[{"type":"m.room.name","state_key":"","content":{"name":"Book club"}}]}}"#;
+        let Some(Input::Member { meta, target, membership, is_direct, reason, room_name, displayname }) =
+            translate(raw, false).unwrap()
         else {
             panic!()
         };
@@ -125,24 +226,67 @@ mod tests {
         assert_eq!(target, "@gatekeeper:x.org");
         assert_eq!(membership, Membership::Invite);
         assert!(is_direct);
+        assert_eq!(reason.as_deref(), Some("hi there"));
+        assert_eq!(room_name.as_deref(), Some("Book club"));
+        assert_eq!(displayname.as_deref(), Some("G"));
     }
 
     #[test]
-    fn message_becomes_message_input() {
-        let raw =
-            br#"{"type":"m.room.message","event_id":"$e","room_id":"!r:x.org","sender":"@a:x.org",
-            "origin_server_ts":5,"content":{"msgtype":"m.text","body":"hi"}}"#;
-        assert!(
-            matches!(translate(raw).unwrap(), Some(Input::Message { body, .. }) if body == "hi")
-        );
+    fn message_html_is_sanitized() {
+        let raw = br#"{"type":"m.room.message","event_id":"$e","room_id":"!r:x.org","sender":"@a:x.org",
+            "origin_server_ts":5,"content":{"msgtype":"m.text","body":"hi","format":"org.matrix.custom.html",
+            "formatted_body":"<b>hi</b><script>alert(1)</script><img src=x onerror=alert(1)><a href=\"javascript:x\">l</a>"}}"#;
+        let Some(Input::Message { body, html: Some(html), .. }) = translate(raw, false).unwrap() else { panic!() };
+        assert_eq!(body, "hi");
+        assert!(html.contains("<b>hi</b>"), "{html}");
+        for bad in ["script", "onerror", "javascript"] {
+            assert!(!html.contains(bad), "{html}");
+        }
+    }
+
+    #[test]
+    fn media_edits_encrypted_and_redactions() {
+        let media = br#"{"type":"m.room.message","event_id":"$e","room_id":"!r:x.org","sender":"@a:x.org",
+            "content":{"msgtype":"m.file","body":"cv.pdf","url":"mxc://x.org/abc","info":{"mimetype":"application/pdf","size":42}}}"#;
+        let Some(Input::Message { media: Some(m), .. }) = translate(media, false).unwrap() else { panic!() };
+        assert_eq!((m.url.as_str(), m.name.as_str(), m.size), ("mxc://x.org/abc", "cv.pdf", Some(42)));
+
+        let edit = br#"{"type":"m.room.message","event_id":"$f","room_id":"!r:x.org","sender":"@a:x.org",
+            "content":{"msgtype":"m.text","body":"* fixed","m.new_content":{"msgtype":"m.text","body":"fixed"},
+            "m.relates_to":{"rel_type":"m.replace","event_id":"$e"}}}"#;
+        let Some(Input::Message { replaces: Some(r), .. }) = translate(edit, false).unwrap() else { panic!() };
+        assert_eq!((r.original.as_str(), r.body.as_str()), ("$e", "fixed"));
+
+        let enc = br#"{"type":"m.room.encrypted","event_id":"$g","room_id":"!r:x.org","sender":"@a:x.org","content":{"algorithm":"m.megolm.v1.aes-sha2"}}"#;
+        assert!(matches!(translate(enc, false).unwrap(), Some(Input::Encrypted { .. })));
+
+        let v11 = br#"{"type":"m.room.redaction","event_id":"$h","room_id":"!r:x.org","sender":"@a:x.org","content":{"redacts":"$e"}}"#;
+        let old = br#"{"type":"m.room.redaction","event_id":"$h","room_id":"!r:x.org","sender":"@a:x.org","redacts":"$e","content":{}}"#;
+        for raw in [&v11[..], &old[..]] {
+            let Some(Input::Redaction { redacts, .. }) = translate(raw, false).unwrap() else { panic!() };
+            assert_eq!(redacts, "$e");
+        }
+    }
+
+    #[test]
+    fn look_up_results_are_only_read_from_the_internal_source() {
+        let raw = br#"{"kind":"contacts","owner":"@o:x.org","users":["@f:x.org"]}"#;
+        assert!(matches!(translate(raw, true).unwrap(), Some(Input::ContactsImported { .. })));
+        // The same bytes from the homeserver are not a Matrix event.
+        assert!(translate(raw, false).is_err());
+        // A homeserver event dressed up as a result is ignored, never trusted.
+        let spoof = br#"{"type":"org.gatekeeper.contacts","kind":"contacts","owner":"@o:x.org","users":["@evil:x.org"],
+            "event_id":"$s","room_id":"!r:x.org","sender":"@evil:x.org","content":{}}"#;
+        assert_eq!(translate(spoof, false).unwrap(), None);
     }
 
     #[test]
     fn unrelated_and_redacted_events_are_ignored() {
-        let typing = br#"{"type":"m.room.topic","event_id":"$e","room_id":"!r:x.org","sender":"@a:x.org","state_key":"","content":{}}"#;
-        assert_eq!(translate(typing).unwrap(), None);
-        let redacted = br#"{"type":"m.room.message","event_id":"$e","room_id":"!r:x.org","sender":"@a:x.org","content":{}}"#;
-        assert_eq!(translate(redacted).unwrap(), None);
+        let topic = br#"{"type":"m.room.topic","event_id":"$e","room_id":"!r:x.org","sender":"@a:x.org","state_key":"","content":{}}"#;
+        assert_eq!(translate(topic, false).unwrap(), None);
+        let redacted =
+            br#"{"type":"m.room.message","event_id":"$e","room_id":"!r:x.org","sender":"@a:x.org","content":{}}"#;
+        assert_eq!(translate(redacted, false).unwrap(), None);
     }
 
     #[test]
@@ -154,8 +298,9 @@ mod tests {
             br#"{"type":"m.room.member","event_id":"$e","room_id":"!r:x.org","sender":"@a:x.org","state_key":"not a user","content":{"membership":"join"}}"#,
             br#"{"type":"m.room.member","event_id":"$e","room_id":"!r:x.org","sender":"@a:x.org","state_key":"@b:x.org","content":{}}"#,
             br#"{"type":"m.room.message","event_id":"$e","room_id":"bad","sender":"@a:x.org","content":{"msgtype":"m.text","body":"x"}}"#,
+            br#"{"type":"m.room.redaction","event_id":"$e","room_id":"!r:x.org","sender":"@a:x.org","content":{}}"#,
         ] {
-            assert!(translate(raw).is_err(), "{}", String::from_utf8_lossy(raw));
+            assert!(translate(raw, false).is_err(), "{}", String::from_utf8_lossy(raw));
         }
     }
 }

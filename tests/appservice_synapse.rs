@@ -30,24 +30,15 @@ async fn startup_registers_the_bot_sets_its_profile_and_the_ping_succeeds() {
     // The homeserver can ping us on demand too, with the registration's as_token.
     let http = reqwest::Client::new();
     let resp = http
-        .post(format!(
-            "{}/_matrix/client/v1/appservice/gatekeeper/ping",
-            w.synapse.url
-        ))
+        .post(format!("{}/_matrix/client/v1/appservice/gatekeeper/ping", w.synapse.url))
         .bearer_auth(w.gatekeeper.as_token())
         .body(r#"{"transaction_id":"from-the-test"}"#)
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    assert!(
-        !w.gatekeeper.log().contains(&w.gatekeeper.as_token()),
-        "a token leaked into the log"
-    );
-    assert!(
-        !w.gatekeeper.log().contains(&w.gatekeeper.hs_token()),
-        "a token leaked into the log"
-    );
+    assert!(!w.gatekeeper.log().contains(&w.gatekeeper.as_token()), "a token leaked into the log");
+    assert!(!w.gatekeeper.log().contains(&w.gatekeeper.hs_token()), "a token leaked into the log");
 }
 
 #[tokio::test]
@@ -64,10 +55,7 @@ async fn a_real_invite_reaches_the_engine_and_the_bot_greets_and_answers_help() 
     })
     .await;
     assert!(greeting.contains("help"), "{greeting}");
-    assert_eq!(
-        alice.membership_of(&room, &w.bot()).await.as_deref(),
-        Some("join")
-    );
+    assert_eq!(alice.membership_of(&room, &w.bot()).await.as_deref(), Some("join"));
 
     alice.send_text(&room, "help").await;
     let notices = eventually("the help answer", LONG, || {
@@ -79,17 +67,9 @@ async fn a_real_invite_reaches_the_engine_and_the_bot_greets_and_answers_help() 
 
     // Notices carry no mentions, so they ping nobody.
     let events = alice.messages(&room).await;
-    let notice = events
-        .iter()
-        .find(|e| e["content"]["msgtype"] == "m.notice")
-        .unwrap();
+    let notice = events.iter().find(|e| e["content"]["msgtype"] == "m.notice").unwrap();
     assert_eq!(notice["content"]["m.mentions"], json!({}));
-    assert!(
-        notice["content"]["formatted_body"]
-            .as_str()
-            .unwrap()
-            .contains("<p>")
-    );
+    assert!(notice["content"]["formatted_body"].as_str().unwrap().contains("<p>"));
 
     w.gatekeeper.stop();
     let report = w.gatekeeper.inspect();
@@ -137,25 +117,13 @@ async fn bad_tokens_are_refused_and_a_replayed_transaction_is_processed_once() {
 
     let missing = http.put(&url).body(body.clone()).send().await.unwrap();
     assert_eq!(missing.status().as_u16(), 401);
-    let wrong = http
-        .put(&url)
-        .bearer_auth("not-the-hs-token")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+    let wrong = http.put(&url).bearer_auth("not-the-hs-token").body(body.clone()).send().await.unwrap();
     assert_eq!(wrong.status().as_u16(), 403);
     let errcode: serde_json::Value = serde_json::from_slice(&wrong.bytes().await.unwrap()).unwrap();
     assert_eq!(errcode["errcode"], "M_FORBIDDEN");
 
     for _ in 0..3 {
-        let ok = http
-            .put(&url)
-            .bearer_auth(w.gatekeeper.hs_token())
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let ok = http.put(&url).bearer_auth(w.gatekeeper.hs_token()).body(body.clone()).send().await.unwrap();
         assert_eq!(ok.status().as_u16(), 200);
     }
     w.gatekeeper.wait_for_log("event set aside", LONG).await;
@@ -180,14 +148,9 @@ async fn kill_9_between_acknowledging_and_processing_loses_nothing() {
     w.gatekeeper.wait_for_log("homeserver ping ok", LONG).await;
     let owner = w.synapse.register("owner1").await;
     let room = owner.create_dm(&w.bot()).await;
-    w.gatekeeper
-        .wait_for_log("transaction accepted", LONG)
-        .await;
+    w.gatekeeper.wait_for_log("transaction accepted", LONG).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        owner.membership_of(&room, &w.bot()).await.as_deref(),
-        Some("invite")
-    );
+    assert_eq!(owner.membership_of(&room, &w.bot()).await.as_deref(), Some("invite"));
     w.gatekeeper.kill9();
 
     // Synapse got its 200 and will not resend: only our inbox has the invite.
@@ -209,8 +172,5 @@ async fn kill_9_between_acknowledging_and_processing_loses_nothing() {
     w.gatekeeper.stop();
     let stats = &w.gatekeeper.inspect()["stats"];
     assert_eq!(stats["inbox_pending"], 0, "{stats}");
-    assert_eq!(
-        stats["events_received"], stats["events_processed"],
-        "{stats}"
-    );
+    assert_eq!(stats["events_received"], stats["events_processed"], "{stats}");
 }

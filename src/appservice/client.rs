@@ -8,8 +8,7 @@ use ruma::UserId;
 use ruma::api::auth_scheme::SendAccessToken;
 use ruma::api::path_builder::{PathBuilder, SinglePath, VersionHistory};
 use ruma::api::{
-    AppserviceUserIdentity, IncomingResponse, OutgoingRequest, OutgoingRequestAppserviceExt,
-    SupportedVersions,
+    AppserviceUserIdentity, IncomingResponse, OutgoingRequest, OutgoingRequestAppserviceExt, SupportedVersions,
 };
 
 use crate::secret::Secret;
@@ -19,11 +18,7 @@ pub enum ClientError {
     #[error("cannot reach the homeserver: {0}")]
     Network(String),
     #[error("homeserver answered {status} {errcode}: {message}")]
-    Http {
-        status: u16,
-        errcode: String,
-        message: String,
-    },
+    Http { status: u16, errcode: String, message: String },
     #[error("unexpected answer from the homeserver: {0}")]
     Protocol(String),
 }
@@ -35,15 +30,10 @@ impl ClientError {
     pub fn is_transient(&self) -> bool {
         match self {
             ClientError::Network(_) | ClientError::Protocol(_) => true,
-            ClientError::Http {
-                status, errcode, ..
-            } => {
+            ClientError::Http { status, errcode, .. } => {
                 *status == 429
                     || *status >= 500
-                    || matches!(
-                        errcode.as_str(),
-                        "M_UNKNOWN_TOKEN" | "M_MISSING_TOKEN" | "M_LIMIT_EXCEEDED"
-                    )
+                    || matches!(errcode.as_str(), "M_UNKNOWN_TOKEN" | "M_MISSING_TOKEN" | "M_LIMIT_EXCEEDED")
             }
         }
     }
@@ -89,12 +79,7 @@ impl HsClient {
             .build()?;
         // Until /versions is read, assume a server of the spec's v1.x era.
         let versions = SupportedVersions::from_parts(&["v1.11".to_owned()], &Default::default());
-        Ok(Self {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
-            as_token,
-            versions,
-        })
+        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), as_token, versions })
     }
 
     pub fn base(&self) -> &str {
@@ -110,36 +95,23 @@ impl HsClient {
             unstable_features: std::collections::BTreeMap<String, bool>,
         }
         let url = format!("{}/_matrix/client/versions", self.base);
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| ClientError::Network(error_chain(&e)))?;
+        let resp = self.http.get(&url).send().await.map_err(|e| ClientError::Network(error_chain(&e)))?;
         let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Network(error_chain(&e)))?;
+        let body = resp.bytes().await.map_err(|e| ClientError::Network(error_chain(&e)))?;
         if !status.is_success() {
             return Err(http_error(status.as_u16(), &body));
         }
-        let v: Versions = serde_json::from_slice(&body)
-            .map_err(|e| ClientError::Protocol(format!("/versions: {e}")))?;
+        let v: Versions =
+            serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(format!("/versions: {e}")))?;
         self.versions = SupportedVersions::from_parts(&v.versions, &v.unstable_features);
         Ok(v.versions)
     }
 
     /// Sends `request` as `as_user` (the bot when `None`).
-    pub async fn send<R>(
-        &self,
-        request: R,
-        as_user: Option<&UserId>,
-    ) -> Result<R::IncomingResponse, ClientError>
+    pub async fn send<R>(&self, request: R, as_user: Option<&UserId>) -> Result<R::IncomingResponse, ClientError>
     where
         R: OutgoingRequest + OutgoingRequestAppserviceExt,
-        for<'a> R::Authentication:
-            ruma::api::auth_scheme::AuthScheme<Input<'a> = SendAccessToken<'a>>,
+        for<'a> R::Authentication: ruma::api::auth_scheme::AuthScheme<Input<'a> = SendAccessToken<'a>>,
         R::PathBuilder: PathInput,
     {
         let identity = as_user.map(AppserviceUserIdentity::new).unwrap_or_default();
@@ -155,12 +127,9 @@ impl HsClient {
         if !(200..300).contains(&status) {
             return Err(http_error(status, &body));
         }
-        let response = http::Response::builder()
-            .status(status)
-            .body(body)
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        R::IncomingResponse::try_from_http_response(response)
-            .map_err(|e| ClientError::Protocol(e.to_string()))
+        let response =
+            http::Response::builder().status(status).body(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        R::IncomingResponse::try_from_http_response(response).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
     /// Sends a JSON body to a path that ruma has no request type for.
@@ -184,10 +153,7 @@ impl HsClient {
         let request = http::Request::builder()
             .method(method)
             .uri(uri)
-            .header(
-                http::header::AUTHORIZATION,
-                format!("Bearer {}", self.as_token.expose()),
-            )
+            .header(http::header::AUTHORIZATION, format!("Bearer {}", self.as_token.expose()))
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body)
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
@@ -198,22 +164,11 @@ impl HsClient {
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
-    async fn execute(
-        &self,
-        request: http::Request<Vec<u8>>,
-    ) -> Result<(u16, Vec<u8>), ClientError> {
-        let request = reqwest::Request::try_from(request)
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let resp = self
-            .http
-            .execute(request)
-            .await
-            .map_err(|e| ClientError::Network(error_chain(&e)))?;
+    async fn execute(&self, request: http::Request<Vec<u8>>) -> Result<(u16, Vec<u8>), ClientError> {
+        let request = reqwest::Request::try_from(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self.http.execute(request).await.map_err(|e| ClientError::Network(error_chain(&e)))?;
         let status = resp.status().as_u16();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::Network(error_chain(&e)))?;
+        let body = resp.bytes().await.map_err(|e| ClientError::Network(error_chain(&e)))?;
         Ok((status, body.to_vec()))
     }
 }
@@ -240,10 +195,7 @@ fn http_error(status: u16, body: &[u8]) -> ClientError {
     let parsed: Option<MatrixError> = serde_json::from_slice(body).ok();
     ClientError::Http {
         status,
-        errcode: parsed
-            .as_ref()
-            .and_then(|e| e.errcode.clone())
-            .unwrap_or_else(|| "M_UNKNOWN".into()),
+        errcode: parsed.as_ref().and_then(|e| e.errcode.clone()).unwrap_or_else(|| "M_UNKNOWN".into()),
         message: parsed
             .and_then(|e| e.error)
             .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()),

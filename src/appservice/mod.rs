@@ -34,37 +34,28 @@ const TXN_MEMORY: Duration = Duration::from_secs(7 * 24 * 3600);
 pub fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
     Ok(EngineConfig {
         bot: config.bot_user_id().try_into().context("bot user ID")?,
-        server_name: config
-            .homeserver
-            .server_name
-            .as_str()
-            .try_into()
-            .context("homeserver.server_name")?,
+        server_name: config.homeserver.server_name.as_str().try_into().context("homeserver.server_name")?,
         users: config.users_regex().context("appservice.users")?,
+        reply_interval_ms: config.gate.reply_interval.0.as_millis() as u64,
+        max_replies_per_hour: config.gate.max_replies_per_hour,
+        auto_allow_owner_started: config.gate.auto_allow_owner_started,
     })
 }
 
 pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
     let problems = crate::config::check(&config);
     if !problems.is_empty() {
-        bail!(
-            "the configuration has problems:\n  - {}",
-            problems.join("\n  - ")
-        );
+        bail!("the configuration has problems:\n  - {}", problems.join("\n  - "));
     }
     let registration = Registration::load(&config.appservice.registration)?;
     let mismatches = registration.mismatches(&config);
     if !mismatches.is_empty() {
-        bail!(
-            "the registration does not match the configuration:\n  - {}",
-            mismatches.join("\n  - ")
-        );
+        bail!("the registration does not match the configuration:\n  - {}", mismatches.join("\n  - "));
     }
     let engine = Arc::new(engine_config(&config)?);
     let store: Arc<dyn Store> = Arc::new(
-        SledStore::open(&config.database.path, config.database.cache_capacity_mb).with_context(
-            || format!("opening the database at {}", config.database.path.display()),
-        )?,
+        SledStore::open(&config.database.path, config.database.cache_capacity_mb)
+            .with_context(|| format!("opening the database at {}", config.database.path.display()))?,
     );
     let stats = store.stats()?;
     tracing::info!(
@@ -115,7 +106,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(processor::run(
             store.clone(),
             engine.clone(),
-            wake,
+            wake.clone(),
             released_tx,
             shutdown_rx.clone(),
         )));
@@ -124,13 +115,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
         let exec_store = store.clone();
         tasks.push(tokio::spawn(async move {
             if startup::wait_for_homeserver(&mut executor_client, &mut exec_shutdown).await {
-                executor::run(
-                    exec_store,
-                    Arc::new(executor_client),
-                    released_rx,
-                    exec_shutdown,
-                )
-                .await;
+                executor::run(exec_store, Arc::new(executor_client), wake, released_rx, exec_shutdown).await;
             }
         }));
     }

@@ -12,10 +12,7 @@ use super::client::{ClientError, HsClient};
 use crate::processor::sleep_or_shutdown;
 
 /// Waits (with backoff, logging) until `/versions` answers.
-pub async fn wait_for_homeserver(
-    client: &mut HsClient,
-    shutdown: &mut watch::Receiver<bool>,
-) -> bool {
+pub async fn wait_for_homeserver(client: &mut HsClient, shutdown: &mut watch::Receiver<bool>) -> bool {
     let mut delay = Duration::from_millis(250);
     loop {
         match client.discover_versions().await {
@@ -42,15 +39,7 @@ pub async fn ensure_bot_user(client: &HsClient, localpart: &str) -> Result<(), C
         "username": localpart,
         "inhibit_login": true,
     });
-    match client
-        .send_json(
-            http::Method::POST,
-            "/_matrix/client/v3/register",
-            None,
-            Some(&body),
-        )
-        .await
-    {
+    match client.send_json(http::Method::POST, "/_matrix/client/v3/register", None, Some(&body)).await {
         Ok(_) => {
             tracing::info!(localpart, "bot user registered");
             Ok(())
@@ -61,28 +50,16 @@ pub async fn ensure_bot_user(client: &HsClient, localpart: &str) -> Result<(), C
 }
 
 /// Sets the bot's display name if it differs; the avatar stays unset.
-pub async fn ensure_bot_profile(
-    client: &HsClient,
-    bot: &UserId,
-    displayname: &str,
-) -> Result<(), ClientError> {
-    let path = format!(
-        "/_matrix/client/v3/profile/{}/displayname",
-        super::client::percent_encode(bot.as_str())
-    );
+pub async fn ensure_bot_profile(client: &HsClient, bot: &UserId, displayname: &str) -> Result<(), ClientError> {
+    let path = format!("/_matrix/client/v3/profile/{}/displayname", super::client::percent_encode(bot.as_str()));
     let current = match client.send_json(http::Method::GET, &path, None, None).await {
-        Ok(v) => v
-            .get("displayname")
-            .and_then(|d| d.as_str())
-            .map(str::to_owned),
+        Ok(v) => v.get("displayname").and_then(|d| d.as_str()).map(str::to_owned),
         Err(e) if e.errcode() == Some("M_NOT_FOUND") => None,
         Err(e) => return Err(e),
     };
     if current.as_deref() != Some(displayname) {
         let body = serde_json::json!({ "displayname": displayname });
-        client
-            .send_json(http::Method::PUT, &path, Some(bot), Some(&body))
-            .await?;
+        client.send_json(http::Method::PUT, &path, Some(bot), Some(&body)).await?;
         tracing::info!(%bot, displayname, "bot display name set");
     }
     Ok(())
@@ -108,11 +85,7 @@ pub fn ping_advice(e: &ClientError, appservice_url: &str) -> String {
 }
 
 /// Asks the homeserver to call our ping endpoint; `Ok` carries its round trip.
-pub async fn ping(
-    client: &HsClient,
-    appservice_id: &str,
-    txn: &str,
-) -> Result<Duration, ClientError> {
+pub async fn ping(client: &HsClient, appservice_id: &str, txn: &str) -> Result<Duration, ClientError> {
     let mut req = request_ping::v1::Request::new(appservice_id.to_owned());
     req.transaction_id = Some(txn.into());
     client.send(req, None).await.map(|r| r.duration)
@@ -139,12 +112,7 @@ pub async fn run(
         let result = async {
             ensure_bot_user(&client, &bot_localpart)
                 .await
-                .map_err(|e| {
-                    format!(
-                        "registering the bot user: {}",
-                        ping_advice(&e, &appservice_url)
-                    )
-                })?;
+                .map_err(|e| format!("registering the bot user: {}", ping_advice(&e, &appservice_url)))?;
             ensure_bot_profile(&client, &bot, &displayname)
                 .await
                 .map_err(|e| format!("setting the bot profile: {e}"))?;

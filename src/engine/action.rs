@@ -3,26 +3,58 @@
 
 use ruma::{OwnedRoomId, OwnedUserId};
 
+/// An `event_match` condition of a push rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    pub key: String,
+    pub pattern: String,
+}
+
+impl Match {
+    pub fn new(key: &str, pattern: &str) -> Self {
+        Self { key: key.to_owned(), pattern: pattern.to_owned() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleActions {
+    /// No actions: matching events never notify.
+    Silent,
+    /// Notify with the default sound, as an invite normally does.
+    Ring,
+}
+
+/// An owner-scoped `override` push rule that Gatekeeper manages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushRule {
+    pub rule_id: String,
+    pub conditions: Vec<Match>,
+    pub actions: RuleActions,
+    /// Insert just before this rule (so it takes precedence over it).
+    pub before: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     /// Join a room as `as_user` (joining twice is harmless).
-    Join {
-        as_user: OwnedUserId,
-        room_id: OwnedRoomId,
-    },
+    Join { as_user: OwnedUserId, room_id: OwnedRoomId },
     /// Leave a room, or reject an invite, as `as_user`.
-    Leave {
-        as_user: OwnedUserId,
-        room_id: OwnedRoomId,
-        reason: Option<String>,
-    },
-    /// Send an `m.notice`. `txn_id` is derived from the triggering event, so
-    /// a retry after a crash is recognised by the homeserver as the same send.
-    SendNotice {
-        as_user: OwnedUserId,
-        room_id: OwnedRoomId,
-        txn_id: String,
-        body: String,
-        html: String,
-    },
+    Leave { as_user: OwnedUserId, room_id: OwnedRoomId, reason: Option<String> },
+    /// Send an `m.notice` without mentions. `txn_id` is derived from the
+    /// triggering event, so a retry after a crash is the same send.
+    SendNotice { as_user: OwnedUserId, room_id: OwnedRoomId, txn_id: String, body: String, html: String },
+    /// Create or replace an owner's push rule.
+    PutPushRule { owner: OwnedUserId, rule: PushRule },
+    /// Remove an owner's push rule (absent already is fine).
+    DeletePushRule { owner: OwnedUserId, rule_id: String },
+    /// Add or remove a room tag such as `m.lowpriority` for an owner.
+    SetTag { owner: OwnedUserId, room_id: OwnedRoomId, tag: String, present: bool },
+    /// Look up a user's display name; answered with `Input::ProfileFetched`.
+    FetchProfile { user: OwnedUserId },
+    /// Read an owner's existing direct chats; answered with
+    /// `Input::ContactsImported`.
+    ImportContacts { owner: OwnedUserId },
+    /// Read a held room's history as its owner (messages sent before the
+    /// join) and its size; answered with those events and `Input::RoomInfo`.
+    Backfill { owner: OwnedUserId, room_id: OwnedRoomId },
 }

@@ -1,7 +1,10 @@
 //! What the engine reacts to: homeserver events reduced to the facts a
-//! decision needs, with IDs already validated.
+//! decision needs, with IDs already validated, and the results of
+//! Gatekeeper's own look-ups, fed back in as inputs.
 
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+
+use super::state::Media;
 
 /// Where and when an event happened, and who sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +39,14 @@ impl Membership {
     }
 }
 
+/// The new content of an edited message (`m.new_content`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacement {
+    pub original: OwnedEventId,
+    pub body: String,
+    pub html: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     /// An `m.room.member` event: `target` is the state key.
@@ -44,19 +55,48 @@ pub enum Input {
         target: OwnedUserId,
         membership: Membership,
         is_direct: bool,
+        displayname: Option<String>,
+        reason: Option<String>,
+        /// The room's name, from the invite's stripped state.
+        room_name: Option<String>,
     },
-    /// An `m.room.message` event.
+    /// An `m.room.message` event; `replaces` is set for edits.
     Message {
         meta: EventMeta,
         msgtype: String,
         body: String,
+        /// Already sanitized to the spec's allowed HTML.
+        html: Option<String>,
+        media: Option<Media>,
+        replaces: Option<Replacement>,
     },
+    /// An `m.room.encrypted` event the appservice cannot read.
+    Encrypted { meta: EventMeta },
+    /// An `m.room.redaction` of `redacts`.
+    Redaction { meta: EventMeta, redacts: OwnedEventId },
+    /// Result of looking up a user's profile.
+    ProfileFetched { user: OwnedUserId, displayname: Option<String> },
+    /// Result of reading an owner's existing direct chats at opt-in.
+    ContactsImported { owner: OwnedUserId, users: Vec<OwnedUserId> },
+    /// Result of looking at a held room after joining it.
+    RoomInfo { owner: OwnedUserId, room_id: OwnedRoomId, name: Option<String>, members: u32 },
 }
 
 impl Input {
-    pub fn meta(&self) -> &EventMeta {
+    pub fn meta(&self) -> Option<&EventMeta> {
         match self {
-            Input::Member { meta, .. } | Input::Message { meta, .. } => meta,
+            Input::Member { meta, .. }
+            | Input::Message { meta, .. }
+            | Input::Encrypted { meta }
+            | Input::Redaction { meta, .. } => Some(meta),
+            _ => None,
+        }
+    }
+
+    pub fn room_id(&self) -> Option<&OwnedRoomId> {
+        match self {
+            Input::RoomInfo { room_id, .. } => Some(room_id),
+            other => other.meta().map(|m| &m.room_id),
         }
     }
 
@@ -66,7 +106,19 @@ impl Input {
             Input::Member { meta, target, .. } if *target != meta.sender => {
                 vec![meta.sender.clone(), target.clone()]
             }
-            other => vec![other.meta().sender.clone()],
+            Input::ProfileFetched { user, .. } => vec![user.clone()],
+            Input::ContactsImported { owner, users } => std::iter::once(owner).chain(users).cloned().collect(),
+            Input::RoomInfo { owner, .. } => vec![owner.clone()],
+            other => other.meta().map(|m| vec![m.sender.clone()]).unwrap_or_default(),
+        }
+    }
+
+    /// The captured message an edit or redaction refers to.
+    pub fn related_event(&self) -> Option<&OwnedEventId> {
+        match self {
+            Input::Message { replaces: Some(r), .. } => Some(&r.original),
+            Input::Redaction { redacts, .. } => Some(redacts),
+            _ => None,
         }
     }
 }

@@ -1,20 +1,26 @@
 //! The pure decision core: `decide(snapshot, input, now, config)` returns the
-//! state changes and effects an event calls for. No I/O, no clock, no
+//! state changes and effects an input calls for. No I/O, no clock, no
 //! randomness: the same arguments always give the same decision.
 
 pub mod action;
 pub mod command;
+mod control;
+mod gate;
 pub mod input;
+mod optin;
+pub mod rules;
 pub mod state;
 pub mod texts;
 
 use ruma::{OwnedRoomId, OwnedServerName, OwnedUserId, UserId};
 use sha2::{Digest, Sha256};
 
-pub use action::Effect;
-use command::Command;
-pub use input::{EventMeta, Input, Membership};
-pub use state::{OwnerState, RoomState, Snapshot, StateChange};
+pub use action::{Effect, Match, PushRule, RuleActions};
+pub use input::{EventMeta, Input, Membership, Replacement};
+pub use state::{
+    AllowSource, Contact, Deferred, HeldRoom, Media, OwnerOverview, OwnerState, PendingEntry, RoomState, Snapshot,
+    StateChange, StrangerState,
+};
 use texts::Text;
 
 /// What the engine needs to know about the deployment.
@@ -24,13 +30,17 @@ pub struct EngineConfig {
     pub server_name: OwnedServerName,
     /// Users who may opt in; must match the whole user ID.
     pub users: regex::Regex,
+    /// At most one etiquette reply per stranger per owner in this period.
+    pub reply_interval_ms: u64,
+    /// At most this many etiquette replies per owner per hour.
+    pub max_replies_per_hour: u32,
+    /// People the owner invites are allowed from then on.
+    pub auto_allow_owner_started: bool,
 }
 
 impl EngineConfig {
     pub fn may_opt_in(&self, user: &UserId) -> bool {
-        user.server_name() == self.server_name
-            && user != self.bot
-            && self.users.is_match(user.as_str())
+        user.server_name() == self.server_name && user != self.bot && self.users.is_match(user.as_str())
     }
 }
 
@@ -66,47 +76,64 @@ pub fn txn_id(meta: &EventMeta, purpose: &str) -> String {
 }
 
 pub fn decide(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineConfig) -> Decision {
-    let meta = input.meta();
-    if meta.sender == config.bot {
-        // The bot's own join is how an opt-in completes; everything else it
-        // sends is an echo of our own effects.
-        return match input {
-            Input::Member {
-                target,
-                membership: Membership::Join,
-                ..
-            } if *target == config.bot => bot_joined(snapshot, meta, now_ms, config),
-            _ => Decision::default(),
-        };
-    }
     match input {
-        Input::Member {
-            target,
-            membership,
-            is_direct,
-            ..
-        } if *target == config.bot => {
-            bot_membership(snapshot, meta, membership, *is_direct, now_ms, config)
+        Input::ProfileFetched { user, displayname } => optin::profile_fetched(snapshot, user, displayname),
+        Input::ContactsImported { owner, users } => optin::contacts_imported(snapshot, owner, users, now_ms, config),
+        Input::RoomInfo { owner, room_id, name, members } => gate::room_info(snapshot, owner, room_id, name, *members),
+        Input::Member { meta, .. }
+        | Input::Message { meta, .. }
+        | Input::Encrypted { meta }
+        | Input::Redaction { meta, .. }
+            if meta.sender == config.bot =>
+        {
+            // The bot's own join is how an opt-in completes; everything else
+            // it sends is an echo of our own effects.
+            match input {
+                Input::Member { target, membership: Membership::Join, .. } if *target == config.bot => {
+                    optin::bot_joined(snapshot, meta, now_ms, config)
+                }
+                _ => Decision::default(),
+            }
         }
-        Input::Member {
-            target,
-            membership: Membership::Leave | Membership::Ban,
-            ..
-        } => member_left(snapshot, meta, target, config),
-        Input::Message { msgtype, body, .. } => message(snapshot, meta, msgtype, body, config),
-        Input::Member { .. } => Decision::default(),
+        Input::Member { meta, target, membership, is_direct, reason, room_name, .. } => {
+            if *target == config.bot {
+                return optin::bot_membership(snapshot, meta, membership, *is_direct, now_ms, config);
+            }
+            match membership {
+                Membership::Invite => {
+                    if let Some(owner) = snapshot.owners.get(target) {
+                        gate::invite(snapshot, meta, owner, *is_direct, reason, room_name, now_ms)
+                    } else if let Some(owner) = snapshot.owners.get(&meta.sender) {
+                        gate::owner_invited(snapshot, owner, target, now_ms, config)
+                    } else {
+                        Decision::default()
+                    }
+                }
+                Membership::Leave | Membership::Ban => optin::member_left(snapshot, meta, target, config),
+                _ => Decision::default(),
+            }
+        }
+        Input::Message { meta, msgtype, body, html, media, replaces } => match &snapshot.room {
+            Some(RoomState::Control { owner }) => control::command(snapshot, meta, owner, msgtype, body, config),
+            Some(RoomState::Held(held)) => {
+                gate::message(snapshot, meta, held, msgtype, body, html, media, replaces, now_ms, config)
+            }
+            _ => Decision::default(),
+        },
+        Input::Encrypted { meta } => match &snapshot.room {
+            Some(RoomState::Held(held)) => gate::encrypted(snapshot, meta, held, now_ms, config),
+            _ => Decision::default(),
+        },
+        Input::Redaction { meta, redacts } => match &snapshot.room {
+            Some(RoomState::Held(held)) => gate::redaction(snapshot, meta, held, redacts),
+            _ => Decision::default(),
+        },
     }
 }
 
-fn notice(
-    config: &EngineConfig,
-    room: &OwnedRoomId,
-    meta: &EventMeta,
-    purpose: &str,
-    text: Text,
-) -> Effect {
+fn notice(as_user: &OwnedUserId, room: &OwnedRoomId, meta: &EventMeta, purpose: &str, text: Text) -> Effect {
     Effect::SendNotice {
-        as_user: config.bot.clone(),
+        as_user: as_user.clone(),
         room_id: room.clone(),
         txn_id: txn_id(meta, purpose),
         body: text.plain,
@@ -114,150 +141,21 @@ fn notice(
     }
 }
 
-fn bot_membership(
-    snapshot: &Snapshot,
-    meta: &EventMeta,
-    membership: &Membership,
-    is_direct: bool,
-    now_ms: u64,
-    config: &EngineConfig,
-) -> Decision {
-    let bot = config.bot.clone();
-    let room = meta.room_id.clone();
-    match membership {
-        Membership::Invite if !config.may_opt_in(&meta.sender) => Decision::default()
-            .effect(Effect::Join {
-                as_user: bot.clone(),
-                room_id: room.clone(),
-            })
-            .effect(notice(
-                config,
-                &room,
-                meta,
-                "refusal",
-                texts::refusal(config.server_name.as_str()),
-            ))
-            .effect(Effect::Leave {
-                as_user: bot,
-                room_id: room,
-                reason: None,
-            }),
-        Membership::Invite if !is_direct => Decision::default().effect(Effect::Leave {
-            as_user: bot,
-            room_id: room,
-            reason: Some(texts::NOT_A_DM_REASON.into()),
-        }),
-        Membership::Invite => Decision::default()
-            .change(StateChange::PutRoom(
-                room.clone(),
-                RoomState::PendingControl {
-                    inviter: meta.sender.clone(),
-                    invited_at_ms: now_ms,
-                },
-            ))
-            .effect(Effect::Join {
-                as_user: bot,
-                room_id: room,
-            }),
-        // Someone removed the bot: from a control room, that is an opt-out.
-        Membership::Leave | Membership::Ban => match &snapshot.room {
-            Some(RoomState::Control { owner }) => Decision::default()
-                .change(StateChange::RemoveOwner(owner.clone()))
-                .change(StateChange::RemoveRoom(room)),
-            Some(RoomState::PendingControl { .. }) => {
-                Decision::default().change(StateChange::RemoveRoom(room))
-            }
-            None => Decision::default(),
-        },
-        _ => Decision::default(),
-    }
-}
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::EngineConfig;
+    use ruma::owned_user_id;
 
-fn bot_joined(
-    snapshot: &Snapshot,
-    meta: &EventMeta,
-    now_ms: u64,
-    config: &EngineConfig,
-) -> Decision {
-    let Some(RoomState::PendingControl { inviter, .. }) = &snapshot.room else {
-        return Decision::default();
-    };
-    let room = meta.room_id.clone();
-    let mut d = Decision::default();
-    if let Some(old) = snapshot
-        .owners
-        .get(inviter)
-        .filter(|o| o.control_room != room)
-    {
-        d = d
-            .change(StateChange::RemoveRoom(old.control_room.clone()))
-            .effect(notice(
-                config,
-                &old.control_room,
-                meta,
-                "moved",
-                texts::moved_control_room(),
-            ))
-            .effect(Effect::Leave {
-                as_user: config.bot.clone(),
-                room_id: old.control_room.clone(),
-                reason: None,
-            });
+    pub fn config() -> EngineConfig {
+        EngineConfig {
+            bot: owned_user_id!("@gatekeeper:example.org"),
+            server_name: "example.org".try_into().unwrap(),
+            users: regex::Regex::new("^(?:@.*:example\\.org)$").unwrap(),
+            reply_interval_ms: 7 * 24 * 3_600_000,
+            max_replies_per_hour: 3,
+            auto_allow_owner_started: true,
+        }
     }
-    let since_ms = snapshot.owners.get(inviter).map_or(now_ms, |o| o.since_ms);
-    d.change(StateChange::PutOwner(OwnerState {
-        user_id: inviter.clone(),
-        control_room: room.clone(),
-        since_ms,
-    }))
-    .change(StateChange::PutRoom(
-        room.clone(),
-        RoomState::Control {
-            owner: inviter.clone(),
-        },
-    ))
-    .effect(notice(config, &room, meta, "greeting", texts::greeting()))
-}
-
-fn member_left(
-    snapshot: &Snapshot,
-    meta: &EventMeta,
-    target: &OwnedUserId,
-    config: &EngineConfig,
-) -> Decision {
-    match &snapshot.room {
-        Some(RoomState::Control { owner }) if owner == target => Decision::default()
-            .change(StateChange::RemoveOwner(owner.clone()))
-            .change(StateChange::RemoveRoom(meta.room_id.clone()))
-            .effect(Effect::Leave {
-                as_user: config.bot.clone(),
-                room_id: meta.room_id.clone(),
-                reason: None,
-            }),
-        _ => Decision::default(),
-    }
-}
-
-fn message(
-    snapshot: &Snapshot,
-    meta: &EventMeta,
-    msgtype: &str,
-    body: &str,
-    config: &EngineConfig,
-) -> Decision {
-    // Commands only from the owner, only in the owner's own control room.
-    let Some(RoomState::Control { owner }) = &snapshot.room else {
-        return Decision::default();
-    };
-    if *owner != meta.sender || msgtype != "m.text" {
-        return Decision::default();
-    }
-    let reply = match command::parse(body) {
-        None => return Decision::default(),
-        Some(Command::Help { topic }) => texts::help(topic.as_deref()),
-        Some(Command::Unknown { word }) => texts::unknown_command(&word),
-    };
-    Decision::default().effect(notice(config, &meta.room_id, meta, "reply", reply))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use ruma::{OwnedRoomId, OwnedUserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 
 /// A user who opted in, and the DM with the bot where they give commands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +11,45 @@ pub struct OwnerState {
     pub user_id: OwnedUserId,
     pub control_room: OwnedRoomId,
     pub since_ms: u64,
+    /// The owner's display name, for the etiquette reply.
+    pub displayname: Option<String>,
+    /// The owner's own etiquette reply text; `None` uses the default.
+    pub reply_template: Option<String>,
+    /// An address shown to strangers in the etiquette reply.
+    pub email: Option<String>,
+    /// Start of the current hour of the reply cap, and replies sent in it.
+    pub reply_window_start_ms: u64,
+    pub replies_in_window: u32,
+}
+
+impl OwnerState {
+    pub fn new(user_id: OwnedUserId, control_room: OwnedRoomId, since_ms: u64) -> Self {
+        Self {
+            user_id,
+            control_room,
+            since_ms,
+            displayname: None,
+            reply_template: None,
+            email: None,
+            reply_window_start_ms: 0,
+            replies_in_window: 0,
+        }
+    }
+}
+
+/// A room a stranger invited an owner to, kept quiet until the owner decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldRoom {
+    pub owner: OwnedUserId,
+    pub inviter: OwnedUserId,
+    /// A direct chat (`is_direct`), as opposed to a group room.
+    pub is_dm: bool,
+    pub invited_at_ms: u64,
+    pub name: Option<String>,
+    pub members: Option<u32>,
+    pub reason: Option<String>,
+    /// The etiquette reply for this invite was sent (never twice per invite).
+    pub replied: bool,
 }
 
 /// What a room is to Gatekeeper.
@@ -18,20 +57,106 @@ pub struct OwnerState {
 pub enum RoomState {
     /// A user invited the bot to a DM; it becomes their control room once
     /// the bot's join comes back from the homeserver.
-    PendingControl {
-        inviter: OwnedUserId,
-        invited_at_ms: u64,
-    },
+    PendingControl { inviter: OwnedUserId, invited_at_ms: u64 },
     /// An owner's control room.
     Control { owner: OwnedUserId },
+    /// A stranger's room, held for its owner.
+    Held(HeldRoom),
 }
 
-/// The slice of stored state one decision may read: the room the event is
-/// in and the owner records of the users it involves.
+/// Where an allowed contact came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllowSource {
+    /// An existing DM partner at opt-in.
+    Imported,
+    /// The owner invited or wrote to them first.
+    OwnerStarted,
+    /// An explicit `allow` command.
+    Command,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Contact {
+    Allowed { since_ms: u64, source: AllowSource },
+    Blocked { since_ms: u64 },
+}
+
+/// A stranger as far as one owner is concerned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StrangerState {
+    /// When this stranger last got an etiquette reply from this owner.
+    pub last_reply_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Media {
+    pub url: String,
+    pub name: String,
+    pub mimetype: Option<String>,
+    pub size: Option<u64>,
+}
+
+/// A stranger's message captured for the digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deferred {
+    pub owner: OwnedUserId,
+    pub room_id: OwnedRoomId,
+    pub event_id: OwnedEventId,
+    pub sender: OwnedUserId,
+    pub ts_ms: u64,
+    pub msgtype: String,
+    pub body: String,
+    /// Sanitized HTML (spec-allowed tags only), when the sender sent HTML.
+    pub html: Option<String>,
+    pub media: Option<Media>,
+    /// The message was end-to-end encrypted and could not be read.
+    pub encrypted: bool,
+    pub edited: bool,
+}
+
+/// A stranger waiting for the owner, as `pending` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEntry {
+    pub sender: OwnedUserId,
+    pub rooms: Vec<OwnedRoomId>,
+    pub messages: usize,
+    pub first_ms: u64,
+    pub last_ms: u64,
+    pub preview: Option<String>,
+}
+
+/// Everything about one owner that commands and opt-out need.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnerOverview {
+    pub contacts: BTreeMap<OwnedUserId, Contact>,
+    pub held: BTreeMap<OwnedRoomId, HeldRoom>,
+    pub deferred: Vec<Deferred>,
+}
+
+/// The slice of stored state one decision may read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
+    /// The room the event is in.
     pub room: Option<RoomState>,
+    /// Owner records of the users the event involves (and of the room's owner).
     pub owners: BTreeMap<OwnedUserId, OwnerState>,
+    /// `(owner, user)` contact entries between those owners and users.
+    pub contacts: BTreeMap<(OwnedUserId, OwnedUserId), Contact>,
+    pub strangers: BTreeMap<(OwnedUserId, OwnedUserId), StrangerState>,
+    /// The captured message an edit or redaction points at.
+    pub related: Option<Deferred>,
+    /// Filled for events in a control room and for opt-outs.
+    pub overview: Option<OwnerOverview>,
+}
+
+impl Snapshot {
+    pub fn contact(&self, owner: &OwnedUserId, user: &OwnedUserId) -> Option<&Contact> {
+        self.contacts.get(&(owner.clone(), user.clone()))
+    }
+
+    pub fn stranger(&self, owner: &OwnedUserId, user: &OwnedUserId) -> StrangerState {
+        self.strangers.get(&(owner.clone(), user.clone())).cloned().unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,4 +165,25 @@ pub enum StateChange {
     RemoveOwner(OwnedUserId),
     PutRoom(OwnedRoomId, RoomState),
     RemoveRoom(OwnedRoomId),
+    PutContact {
+        owner: OwnedUserId,
+        user: OwnedUserId,
+        contact: Contact,
+    },
+    RemoveContact {
+        owner: OwnedUserId,
+        user: OwnedUserId,
+    },
+    PutStranger {
+        owner: OwnedUserId,
+        user: OwnedUserId,
+        state: StrangerState,
+    },
+    PutDeferred(Deferred),
+    RemoveDeferred {
+        owner: OwnedUserId,
+        event_id: OwnedEventId,
+    },
+    /// Forgets everything kept for an owner: contacts, strangers, deferred.
+    ForgetOwnerData(OwnedUserId),
 }

@@ -1,63 +1,100 @@
 //! Data-driven tests of `decide`: each case is a snapshot, an input and the
-//! decision it must produce.
+//! decision (or the parts of it) it must produce.
 
 use super::*;
-use ruma::{owned_room_id, owned_user_id};
+use ruma::{OwnedEventId, owned_room_id, owned_user_id};
 
 fn config() -> EngineConfig {
-    EngineConfig {
-        bot: owned_user_id!("@gatekeeper:example.org"),
-        server_name: "example.org".try_into().unwrap(),
-        users: regex::Regex::new("^(?:@.*:example\\.org)$").unwrap(),
-    }
+    tests_support::config()
 }
 
 const NOW: u64 = 1_700_000_000_000;
+const BOT: &str = "@gatekeeper:example.org";
+const ALICE: &str = "@alice:example.org";
+const STRANGER: &str = "@stranger:remote.org";
+const CONTROL: &str = "!control:example.org";
+const HELD: &str = "!held:remote.org";
 
-fn meta(sender: &str, room: &str) -> EventMeta {
+fn uid(s: &str) -> OwnedUserId {
+    s.try_into().unwrap()
+}
+fn rid(s: &str) -> OwnedRoomId {
+    s.try_into().unwrap()
+}
+
+fn meta_n(sender: &str, room: &str, n: u32) -> EventMeta {
+    let id: String = format!("{sender}{room}{n}").chars().filter(char::is_ascii_alphanumeric).collect();
     EventMeta {
-        event_id: format!(
-            "$ev{}",
-            format!("{sender}{room}").replace(|c: char| !c.is_ascii_alphanumeric(), "")
-        )
-        .try_into()
-        .unwrap(),
-        room_id: room.try_into().unwrap(),
-        sender: sender.try_into().unwrap(),
-        ts_ms: NOW,
+        event_id: format!("${id}").try_into().unwrap(),
+        room_id: rid(room),
+        sender: uid(sender),
+        ts_ms: NOW - 1000,
     }
 }
 
-fn member(
-    sender: &str,
-    room: &str,
-    target: &str,
-    membership: Membership,
-    is_direct: bool,
-) -> Input {
+fn meta(sender: &str, room: &str) -> EventMeta {
+    meta_n(sender, room, 0)
+}
+
+fn member(sender: &str, room: &str, target: &str, membership: Membership, is_direct: bool) -> Input {
     Input::Member {
         meta: meta(sender, room),
-        target: target.try_into().unwrap(),
+        target: uid(target),
         membership,
         is_direct,
+        displayname: None,
+        reason: None,
+        room_name: None,
+    }
+}
+
+fn msg_n(sender: &str, room: &str, msgtype: &str, body: &str, n: u32) -> Input {
+    Input::Message {
+        meta: meta_n(sender, room, n),
+        msgtype: msgtype.into(),
+        body: body.into(),
+        html: None,
+        media: None,
+        replaces: None,
     }
 }
 
 fn text(sender: &str, room: &str, body: &str) -> Input {
-    Input::Message {
-        meta: meta(sender, room),
-        msgtype: "m.text".into(),
-        body: body.into(),
+    msg_n(sender, room, "m.text", body, 0)
+}
+
+fn owner() -> OwnerState {
+    OwnerState { displayname: Some("Alice".into()), ..OwnerState::new(uid(ALICE), rid(CONTROL), 1) }
+}
+
+fn with_owner(mut s: Snapshot) -> Snapshot {
+    s.owners.insert(uid(ALICE), owner());
+    s
+}
+
+fn control() -> Snapshot {
+    with_owner(Snapshot {
+        room: Some(RoomState::Control { owner: uid(ALICE) }),
+        overview: Some(OwnerOverview::default()),
+        ..Default::default()
+    })
+}
+
+fn held_room(is_dm: bool) -> HeldRoom {
+    HeldRoom {
+        owner: uid(ALICE),
+        inviter: uid(STRANGER),
+        is_dm,
+        invited_at_ms: NOW - 5000,
+        name: None,
+        members: None,
+        reason: None,
+        replied: false,
     }
 }
 
-fn control(owner: &str) -> Snapshot {
-    Snapshot {
-        room: Some(RoomState::Control {
-            owner: owner.try_into().unwrap(),
-        }),
-        ..Default::default()
-    }
+fn held(is_dm: bool) -> Snapshot {
+    with_owner(Snapshot { room: Some(RoomState::Held(held_room(is_dm))), ..Default::default() })
 }
 
 fn check(snapshot: &Snapshot, input: &Input, expected: Decision) {
@@ -65,135 +102,93 @@ fn check(snapshot: &Snapshot, input: &Input, expected: Decision) {
     assert_eq!(got, expected, "input: {input:?}");
 }
 
-fn effect_kinds(d: &Decision) -> Vec<&'static str> {
+fn kinds(d: &Decision) -> Vec<&'static str> {
     d.effects
         .iter()
         .map(|e| match e {
             Effect::Join { .. } => "join",
             Effect::Leave { .. } => "leave",
             Effect::SendNotice { .. } => "notice",
+            Effect::PutPushRule { .. } => "rule",
+            Effect::DeletePushRule { .. } => "unrule",
+            Effect::SetTag { present: true, .. } => "tag",
+            Effect::SetTag { present: false, .. } => "untag",
+            Effect::FetchProfile { .. } => "profile",
+            Effect::ImportContacts { .. } => "import",
+            Effect::Backfill { .. } => "backfill",
         })
         .collect()
 }
+
+fn notice_body(d: &Decision) -> String {
+    d.effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::SendNotice { body, .. } => Some(body.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no notice in {d:?}"))
+}
+
+// ---- opting in and out ----
 
 #[test]
 fn eligible_users_dm_invite_makes_a_pending_control_room_and_joins() {
     check(
         &Snapshot::default(),
-        &member(
-            "@alice:example.org",
-            "!dm:example.org",
-            "@gatekeeper:example.org",
-            Membership::Invite,
-            true,
-        ),
+        &member(ALICE, CONTROL, BOT, Membership::Invite, true),
         Decision {
             changes: vec![StateChange::PutRoom(
-                owned_room_id!("!dm:example.org"),
-                RoomState::PendingControl {
-                    inviter: owned_user_id!("@alice:example.org"),
-                    invited_at_ms: NOW,
-                },
+                rid(CONTROL),
+                RoomState::PendingControl { inviter: uid(ALICE), invited_at_ms: NOW },
             )],
-            effects: vec![Effect::Join {
-                as_user: owned_user_id!("@gatekeeper:example.org"),
-                room_id: owned_room_id!("!dm:example.org"),
-            }],
+            effects: vec![Effect::Join { as_user: uid(BOT), room_id: rid(CONTROL) }],
         },
     );
 }
 
 #[test]
-fn bots_join_completes_the_opt_in_with_a_greeting() {
+fn bots_join_completes_the_opt_in_silences_invites_imports_contacts_and_greets() {
     let snapshot = Snapshot {
-        room: Some(RoomState::PendingControl {
-            inviter: owned_user_id!("@alice:example.org"),
-            invited_at_ms: 1,
-        }),
+        room: Some(RoomState::PendingControl { inviter: uid(ALICE), invited_at_ms: 1 }),
         ..Default::default()
     };
-    let input = member(
-        "@gatekeeper:example.org",
-        "!dm:example.org",
-        "@gatekeeper:example.org",
-        Membership::Join,
-        false,
-    );
+    let input = member(BOT, CONTROL, BOT, Membership::Join, false);
     let d = decide(&snapshot, &input, NOW, &config());
     assert_eq!(
         d.changes,
         vec![
-            StateChange::PutOwner(OwnerState {
-                user_id: owned_user_id!("@alice:example.org"),
-                control_room: owned_room_id!("!dm:example.org"),
-                since_ms: NOW,
-            }),
-            StateChange::PutRoom(
-                owned_room_id!("!dm:example.org"),
-                RoomState::Control {
-                    owner: owned_user_id!("@alice:example.org")
-                }
-            ),
+            StateChange::PutOwner(OwnerState::new(uid(ALICE), rid(CONTROL), NOW)),
+            StateChange::PutRoom(rid(CONTROL), RoomState::Control { owner: uid(ALICE) }),
         ]
     );
-    assert_eq!(effect_kinds(&d), ["notice"]);
-    let Effect::SendNotice {
-        body, txn_id: t, ..
-    } = &d.effects[0]
-    else {
-        unreachable!()
-    };
-    assert!(body.contains("help"));
-    assert_eq!(*t, txn_id(input.meta(), "greeting"));
+    assert_eq!(kinds(&d), ["rule", "import", "profile", "notice"]);
+    let Effect::PutPushRule { rule, .. } = &d.effects[0] else { unreachable!() };
+    assert_eq!(*rule, rules::hold_invites(&uid(ALICE)));
+    assert!(notice_body(&d).contains("help"));
+    let Some(Effect::SendNotice { txn_id: t, .. }) = d.effects.last() else { unreachable!() };
+    assert_eq!(*t, txn_id(input.meta().unwrap(), "greeting"));
 }
 
 #[test]
 fn a_second_dm_with_the_bot_moves_the_control_room() {
     let mut snapshot = Snapshot {
-        room: Some(RoomState::PendingControl {
-            inviter: owned_user_id!("@alice:example.org"),
-            invited_at_ms: 1,
-        }),
+        room: Some(RoomState::PendingControl { inviter: uid(ALICE), invited_at_ms: 1 }),
         ..Default::default()
     };
-    snapshot.owners.insert(
-        owned_user_id!("@alice:example.org"),
-        OwnerState {
-            user_id: owned_user_id!("@alice:example.org"),
-            control_room: owned_room_id!("!old:example.org"),
-            since_ms: 5,
-        },
-    );
-    let input = member(
-        "@gatekeeper:example.org",
-        "!new:example.org",
-        "@gatekeeper:example.org",
-        Membership::Join,
-        false,
-    );
+    snapshot.owners.insert(uid(ALICE), owner());
+    let input = member(BOT, "!new:example.org", BOT, Membership::Join, false);
     let d = decide(&snapshot, &input, NOW, &config());
-    assert_eq!(effect_kinds(&d), ["notice", "leave", "notice"]);
+    assert_eq!(kinds(&d), ["notice", "leave", "notice"]);
+    assert!(d.changes.contains(&StateChange::RemoveRoom(rid(CONTROL))));
     assert!(
-        d.changes
-            .contains(&StateChange::RemoveRoom(owned_room_id!("!old:example.org")))
+        d.changes.contains(&StateChange::PutOwner(OwnerState { control_room: rid("!new:example.org"), ..owner() }))
     );
-    assert!(d.changes.contains(&StateChange::PutOwner(OwnerState {
-        user_id: owned_user_id!("@alice:example.org"),
-        control_room: owned_room_id!("!new:example.org"),
-        since_ms: 5,
-    })));
 }
 
 #[test]
 fn bots_join_without_a_pending_opt_in_does_nothing() {
-    let input = member(
-        "@gatekeeper:example.org",
-        "!x:example.org",
-        "@gatekeeper:example.org",
-        Membership::Join,
-        false,
-    );
-    check(&Snapshot::default(), &input, Decision::default());
+    check(&Snapshot::default(), &member(BOT, "!x:example.org", BOT, Membership::Join, false), Decision::default());
 }
 
 #[test]
@@ -201,211 +196,479 @@ fn users_outside_the_namespace_get_a_refusal_and_the_bot_leaves() {
     for sender in ["@mallory:evil.org", "@gatekeeper2:example.org.evil"] {
         let d = decide(
             &Snapshot::default(),
-            &member(
-                sender,
-                "!dm:evil.org",
-                "@gatekeeper:example.org",
-                Membership::Invite,
-                true,
-            ),
+            &member(sender, "!dm:evil.org", BOT, Membership::Invite, true),
             NOW,
             &config(),
         );
-        assert_eq!(effect_kinds(&d), ["join", "notice", "leave"], "{sender}");
+        assert_eq!(kinds(&d), ["join", "notice", "leave"], "{sender}");
         assert!(d.changes.is_empty());
+    }
+    let mut cfg = config();
+    cfg.users = regex::Regex::new("^(?:@(alice|bob):example\\.org)$").unwrap();
+    let d =
+        decide(&Snapshot::default(), &member("@carol:example.org", CONTROL, BOT, Membership::Invite, true), NOW, &cfg);
+    assert_eq!(kinds(&d), ["join", "notice", "leave"]);
+}
+
+#[test]
+fn group_room_invite_of_the_bot_is_rejected_with_a_reason() {
+    let d = decide(
+        &Snapshot::default(),
+        &member(ALICE, "!group:example.org", BOT, Membership::Invite, false),
+        NOW,
+        &config(),
+    );
+    assert_eq!(kinds(&d), ["leave"]);
+    assert!(d.changes.is_empty());
+}
+
+fn overview_with_everything() -> OwnerOverview {
+    let mut o = OwnerOverview::default();
+    o.contacts.insert(uid("@friend:example.org"), Contact::Allowed { since_ms: 1, source: AllowSource::Imported });
+    o.contacts.insert(uid("@spammer:evil.org"), Contact::Blocked { since_ms: 1 });
+    o.held.insert(rid(HELD), held_room(true));
+    o
+}
+
+#[test]
+fn stop_restores_every_rule_and_tag_and_says_goodbye() {
+    let mut snapshot = control();
+    snapshot.overview = Some(overview_with_everything());
+    let d = decide(&snapshot, &text(ALICE, CONTROL, "stop"), NOW, &config());
+    assert_eq!(kinds(&d), ["unrule", "unrule", "unrule", "untag", "notice", "leave"]);
+    let deleted: Vec<String> = d
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::DeletePushRule { rule_id, .. } => Some(rule_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        deleted,
+        [rules::HOLD_INVITES.to_owned(), rules::allow_id(&uid("@friend:example.org")), rules::held_room_id(HELD)]
+    );
+    assert!(notice_body(&d).contains("off"));
+    for change in [
+        StateChange::RemoveRoom(rid(HELD)),
+        StateChange::RemoveRoom(rid(CONTROL)),
+        StateChange::RemoveOwner(uid(ALICE)),
+        StateChange::ForgetOwnerData(uid(ALICE)),
+    ] {
+        assert!(d.changes.contains(&change), "{change:?}");
     }
 }
 
 #[test]
-fn narrower_namespace_refuses_local_users_outside_it() {
-    let mut cfg = config();
-    cfg.users = regex::Regex::new("^(?:@(alice|bob):example\\.org)$").unwrap();
-    let d = decide(
-        &Snapshot::default(),
-        &member(
-            "@carol:example.org",
-            "!dm:example.org",
-            "@gatekeeper:example.org",
-            Membership::Invite,
-            true,
-        ),
-        NOW,
-        &cfg,
-    );
-    assert_eq!(effect_kinds(&d), ["join", "notice", "leave"]);
-}
-
-#[test]
-fn group_room_invite_is_rejected_with_a_reason() {
-    let d = decide(
-        &Snapshot::default(),
-        &member(
-            "@alice:example.org",
-            "!group:example.org",
-            "@gatekeeper:example.org",
-            Membership::Invite,
-            false,
-        ),
-        NOW,
-        &config(),
-    );
-    assert_eq!(effect_kinds(&d), ["leave"]);
-    assert!(d.changes.is_empty());
-}
-
-#[test]
-fn owner_leaving_the_control_room_opts_out() {
-    check(
-        &control("@alice:example.org"),
-        &member(
-            "@alice:example.org",
-            "!dm:example.org",
-            "@alice:example.org",
-            Membership::Leave,
-            false,
-        ),
-        Decision {
-            changes: vec![
-                StateChange::RemoveOwner(owned_user_id!("@alice:example.org")),
-                StateChange::RemoveRoom(owned_room_id!("!dm:example.org")),
-            ],
-            effects: vec![Effect::Leave {
-                as_user: owned_user_id!("@gatekeeper:example.org"),
-                room_id: owned_room_id!("!dm:example.org"),
-                reason: None,
-            }],
-        },
-    );
+fn owner_leaving_the_control_room_opts_out_the_same_way_without_a_notice() {
+    let mut snapshot = control();
+    snapshot.overview = Some(overview_with_everything());
+    let d = decide(&snapshot, &member(ALICE, CONTROL, ALICE, Membership::Leave, false), NOW, &config());
+    assert_eq!(kinds(&d), ["unrule", "unrule", "unrule", "untag", "leave"]);
+    assert!(d.changes.contains(&StateChange::RemoveOwner(uid(ALICE))));
+    // Kicking the bot is an opt-out too.
+    let d = decide(&snapshot, &member(ALICE, CONTROL, BOT, Membership::Leave, false), NOW, &config());
+    assert!(d.changes.contains(&StateChange::RemoveOwner(uid(ALICE))));
 }
 
 #[test]
 fn someone_else_leaving_a_control_room_changes_nothing() {
     check(
-        &control("@alice:example.org"),
-        &member(
-            "@bob:example.org",
-            "!dm:example.org",
-            "@bob:example.org",
-            Membership::Leave,
-            false,
-        ),
+        &control(),
+        &member("@bob:example.org", CONTROL, "@bob:example.org", Membership::Leave, false),
         Decision::default(),
     );
 }
 
 #[test]
-fn bot_removed_from_control_room_opts_out_without_acting() {
+fn look_up_results_update_the_owner() {
+    let d = decide(
+        &with_owner(Snapshot::default()),
+        &Input::ProfileFetched { user: uid(ALICE), displayname: Some("Alice A.".into()) },
+        NOW,
+        &config(),
+    );
+    assert_eq!(d.changes, vec![StateChange::PutOwner(OwnerState { displayname: Some("Alice A.".into()), ..owner() })]);
+
+    let mut snapshot = with_owner(Snapshot::default());
+    snapshot.contacts.insert((uid(ALICE), uid("@blocked:x.org")), Contact::Blocked { since_ms: 1 });
+    let users = vec![uid("@friend:x.org"), uid("@friend:x.org"), uid(ALICE), uid(BOT), uid("@blocked:x.org")];
+    let d = decide(&snapshot, &Input::ContactsImported { owner: uid(ALICE), users }, NOW, &config());
+    assert_eq!(
+        d.changes,
+        vec![StateChange::PutContact {
+            owner: uid(ALICE),
+            user: uid("@friend:x.org"),
+            contact: Contact::Allowed { since_ms: NOW, source: AllowSource::Imported },
+        }]
+    );
+    assert_eq!(
+        d.effects,
+        vec![Effect::PutPushRule { owner: uid(ALICE), rule: rules::allow(&uid(ALICE), &uid("@friend:x.org")) }]
+    );
+    // Results for someone who is no longer an owner are dropped.
+    let d = decide(
+        &Snapshot::default(),
+        &Input::ContactsImported { owner: uid(ALICE), users: vec![uid("@f:x.org")] },
+        NOW,
+        &config(),
+    );
+    assert_eq!(d, Decision::default());
+}
+
+// ---- the gate ----
+
+#[test]
+fn a_strangers_invite_is_held_silenced_before_the_join_and_tagged() {
+    let d = decide(
+        &with_owner(Snapshot::default()),
+        &member(STRANGER, HELD, ALICE, Membership::Invite, true),
+        NOW,
+        &config(),
+    );
+    assert_eq!(kinds(&d), ["rule", "join", "tag", "backfill"]);
+    assert_eq!(d.effects[0], Effect::PutPushRule { owner: uid(ALICE), rule: rules::held_room(HELD) });
+    assert_eq!(d.effects[1], Effect::Join { as_user: uid(ALICE), room_id: rid(HELD) });
+    let [StateChange::PutRoom(r, RoomState::Held(h))] = &d.changes[..] else { panic!("{d:?}") };
+    assert_eq!(*r, rid(HELD));
+    assert!(h.is_dm && !h.replied && h.inviter == STRANGER && h.owner == ALICE);
+}
+
+#[test]
+fn group_invites_are_held_with_name_and_reason_for_the_digest() {
+    let input = Input::Member {
+        meta: meta(STRANGER, HELD),
+        target: uid(ALICE),
+        membership: Membership::Invite,
+        is_direct: false,
+        displayname: None,
+        reason: Some("join us".into()),
+        room_name: Some("Crypto gains".into()),
+    };
+    let d = decide(&with_owner(Snapshot::default()), &input, NOW, &config());
+    let Some(StateChange::PutRoom(_, RoomState::Held(h))) = d.changes.first() else { panic!("{d:?}") };
+    assert!(!h.is_dm);
+    assert_eq!((h.name.as_deref(), h.reason.as_deref()), (Some("Crypto gains"), Some("join us")));
+    let info = Input::RoomInfo { owner: uid(ALICE), room_id: rid(HELD), name: None, members: 12 };
+    let snap = with_owner(Snapshot { room: Some(RoomState::Held(h.clone())), ..Default::default() });
+    let d = decide(&snap, &info, NOW, &config());
+    assert_eq!(
+        d.changes,
+        vec![StateChange::PutRoom(rid(HELD), RoomState::Held(HeldRoom { members: Some(12), ..h.clone() }))]
+    );
+}
+
+#[test]
+fn allowed_senders_invites_are_left_alone_and_blocked_ones_rejected_silently() {
+    let mut snapshot = with_owner(Snapshot::default());
+    snapshot
+        .contacts
+        .insert((uid(ALICE), uid(STRANGER)), Contact::Allowed { since_ms: 1, source: AllowSource::Command });
+    check(&snapshot, &member(STRANGER, HELD, ALICE, Membership::Invite, true), Decision::default());
+    snapshot.contacts.insert((uid(ALICE), uid(STRANGER)), Contact::Blocked { since_ms: 1 });
     check(
-        &control("@alice:example.org"),
-        &member(
-            "@alice:example.org",
-            "!dm:example.org",
-            "@gatekeeper:example.org",
-            Membership::Leave,
-            false,
-        ),
-        Decision {
-            changes: vec![
-                StateChange::RemoveOwner(owned_user_id!("@alice:example.org")),
-                StateChange::RemoveRoom(owned_room_id!("!dm:example.org")),
-            ],
-            effects: vec![],
+        &snapshot,
+        &member(STRANGER, HELD, ALICE, Membership::Invite, true),
+        Decision::default().effect(Effect::Leave { as_user: uid(ALICE), room_id: rid(HELD), reason: None }),
+    );
+}
+
+#[test]
+fn invites_to_users_who_did_not_opt_in_are_untouched() {
+    check(
+        &Snapshot::default(),
+        &member(STRANGER, HELD, "@bob:example.org", Membership::Invite, true),
+        Decision::default(),
+    );
+}
+
+#[test]
+fn a_repeated_invite_for_a_held_room_does_nothing_more() {
+    check(&held(true), &member(STRANGER, HELD, ALICE, Membership::Invite, true), Decision::default());
+}
+
+#[test]
+fn people_the_owner_invites_become_allowed() {
+    let d = decide(
+        &with_owner(Snapshot::default()),
+        &member(ALICE, "!new:example.org", "@new:x.org", Membership::Invite, true),
+        NOW,
+        &config(),
+    );
+    assert_eq!(
+        d.effects,
+        vec![Effect::PutPushRule { owner: uid(ALICE), rule: rules::allow(&uid(ALICE), &uid("@new:x.org")) }]
+    );
+    let mut cfg = config();
+    cfg.auto_allow_owner_started = false;
+    let d = decide(
+        &with_owner(Snapshot::default()),
+        &member(ALICE, "!new:example.org", "@new:x.org", Membership::Invite, true),
+        NOW,
+        &cfg,
+    );
+    assert_eq!(d, Decision::default());
+}
+
+#[test]
+fn a_strangers_first_message_is_captured_and_answered_once_as_the_owner() {
+    let d = decide(&held(true), &text(STRANGER, HELD, "Hi Alice!"), NOW, &config());
+    let Some(StateChange::PutDeferred(m)) = d.changes.first() else { panic!("{d:?}") };
+    assert_eq!((m.body.as_str(), m.sender.as_str(), m.owner.as_str()), ("Hi Alice!", STRANGER, ALICE));
+    assert_eq!(kinds(&d), ["notice"]);
+    let Effect::SendNotice { as_user, room_id, body, html, .. } = &d.effects[0] else { unreachable!() };
+    assert_eq!((as_user.as_str(), room_id.as_str()), (ALICE, HELD));
+    assert!(body.contains("Alice will read it"), "{body}");
+    assert!(html.starts_with("<p>"));
+    assert!(
+        d.changes
+            .contains(&StateChange::PutRoom(rid(HELD), RoomState::Held(HeldRoom { replied: true, ..held_room(true) })))
+    );
+    assert!(d.changes.contains(&StateChange::PutStranger {
+        owner: uid(ALICE),
+        user: uid(STRANGER),
+        state: StrangerState { last_reply_ms: Some(NOW) }
+    }));
+}
+
+#[test]
+fn loop_and_spam_rules_for_the_etiquette_reply() {
+    let cfg = config();
+    // Once per invite.
+    let mut replied = held(true);
+    replied.room = Some(RoomState::Held(HeldRoom { replied: true, ..held_room(true) }));
+    assert!(kinds(&decide(&replied, &text(STRANGER, HELD, "again"), NOW, &cfg)).is_empty());
+    // Never in a group room.
+    assert!(kinds(&decide(&held(false), &text(STRANGER, HELD, "hi all"), NOW, &cfg)).is_empty());
+    // Never to a notice (bots announce themselves with notices).
+    let d = decide(&held(true), &msg_n(STRANGER, HELD, "m.notice", "I am a bot", 0), NOW, &cfg);
+    assert!(kinds(&d).is_empty());
+    assert!(matches!(d.changes.first(), Some(StateChange::PutDeferred(_))), "still captured");
+    // Once per stranger per period, across rooms.
+    let mut recent = held(true);
+    recent.strangers.insert((uid(ALICE), uid(STRANGER)), StrangerState { last_reply_ms: Some(NOW - 3_600_000) });
+    assert!(kinds(&decide(&recent, &text(STRANGER, HELD, "hi"), NOW, &cfg)).is_empty());
+    recent
+        .strangers
+        .insert((uid(ALICE), uid(STRANGER)), StrangerState { last_reply_ms: Some(NOW - cfg.reply_interval_ms) });
+    assert_eq!(kinds(&decide(&recent, &text(STRANGER, HELD, "hi"), NOW, &cfg)), ["notice"]);
+    // An hourly cap per owner.
+    let mut capped = held(true);
+    capped.owners.insert(
+        uid(ALICE),
+        OwnerState { reply_window_start_ms: NOW - 60_000, replies_in_window: cfg.max_replies_per_hour, ..owner() },
+    );
+    assert!(kinds(&decide(&capped, &text(STRANGER, HELD, "hi"), NOW, &cfg)).is_empty());
+    // ... which resets after the hour.
+    capped.owners.insert(
+        uid(ALICE),
+        OwnerState { reply_window_start_ms: NOW - 3_600_001, replies_in_window: cfg.max_replies_per_hour, ..owner() },
+    );
+    let d = decide(&capped, &text(STRANGER, HELD, "hi"), NOW, &cfg);
+    assert_eq!(kinds(&d), ["notice"]);
+    assert!(
+        d.changes.iter().any(
+            |c| matches!(c, StateChange::PutOwner(o) if o.replies_in_window == 1 && o.reply_window_start_ms == NOW)
+        )
+    );
+}
+
+#[test]
+fn the_reply_uses_the_owners_template_and_name() {
+    let mut snapshot = held(true);
+    snapshot.owners.insert(
+        uid(ALICE),
+        OwnerState {
+            reply_template: Some("{name} is away. <b>".into()),
+            email: Some("a@example.org".into()),
+            ..owner()
         },
     );
+    let d = decide(&snapshot, &text(STRANGER, HELD, "hi"), NOW, &config());
+    let Some(Effect::SendNotice { body, html, .. }) = d.effects.first() else { panic!() };
+    assert_eq!(body, "Alice is away. <b>");
+    assert_eq!(html, "<p>Alice is away. &lt;b&gt;</p>");
 }
 
 #[test]
-fn owner_help_in_control_room_is_answered_with_a_notice() {
-    let d = decide(
-        &control("@alice:example.org"),
-        &text("@alice:example.org", "!dm:example.org", "help"),
-        NOW,
-        &config(),
-    );
-    assert_eq!(effect_kinds(&d), ["notice"]);
-    let Effect::SendNotice {
-        as_user, room_id, ..
-    } = &d.effects[0]
-    else {
-        unreachable!()
-    };
-    assert_eq!(as_user, "@gatekeeper:example.org");
-    assert_eq!(room_id, "!dm:example.org");
+fn the_owners_and_the_bots_messages_in_a_held_room_are_not_captured() {
+    check(&held(true), &text(ALICE, HELD, "hello"), Decision::default());
+    check(&held(true), &text(BOT, HELD, "hello"), Decision::default());
 }
 
 #[test]
-fn unknown_command_gets_a_one_line_error() {
-    let d = decide(
-        &control("@alice:example.org"),
-        &text("@alice:example.org", "!dm:example.org", "frob"),
-        NOW,
-        &config(),
-    );
-    let Effect::SendNotice { body, .. } = &d.effects[0] else {
-        panic!("{d:?}")
+fn encrypted_messages_are_captured_as_a_fact() {
+    let d = decide(&held(true), &Input::Encrypted { meta: meta(STRANGER, HELD) }, NOW, &config());
+    let Some(StateChange::PutDeferred(m)) = d.changes.first() else { panic!() };
+    assert!(m.encrypted && m.body.is_empty());
+    assert!(notice_body(&d).contains("encrypted"));
+}
+
+fn captured(event: &OwnedEventId, body: &str) -> Deferred {
+    Deferred {
+        owner: uid(ALICE),
+        room_id: rid(HELD),
+        event_id: event.clone(),
+        sender: uid(STRANGER),
+        ts_ms: 5,
+        msgtype: "m.text".into(),
+        body: body.into(),
+        html: None,
+        media: None,
+        encrypted: false,
+        edited: false,
+    }
+}
+
+#[test]
+fn edits_replace_the_captured_text_and_only_the_authors_count() {
+    let original = meta_n(STRANGER, HELD, 1).event_id;
+    let mut snapshot = held(true);
+    snapshot.related = Some(captured(&original, "helo"));
+    let edit = |sender: &str| Input::Message {
+        meta: meta_n(sender, HELD, 2),
+        msgtype: "m.text".into(),
+        body: "* hello".into(),
+        html: None,
+        media: None,
+        replaces: Some(Replacement { original: original.clone(), body: "hello".into(), html: None }),
     };
-    assert!(body.contains("frob") && body.contains("help"), "{body}");
-    assert_eq!(body.lines().count(), 1);
+    check(
+        &snapshot,
+        &edit(STRANGER),
+        Decision::default().change(StateChange::PutDeferred(Deferred {
+            body: "hello".into(),
+            edited: true,
+            ..captured(&original, "")
+        })),
+    );
+    check(&snapshot, &edit("@other:remote.org"), Decision::default());
+    snapshot.related = None;
+    check(&snapshot, &edit(STRANGER), Decision::default());
+}
+
+#[test]
+fn redactions_remove_the_captured_message() {
+    let original = meta_n(STRANGER, HELD, 1).event_id;
+    let mut snapshot = held(true);
+    snapshot.related = Some(captured(&original, "oops"));
+    let redaction = Input::Redaction { meta: meta_n(STRANGER, HELD, 3), redacts: original.clone() };
+    check(
+        &snapshot,
+        &redaction,
+        Decision::default().change(StateChange::RemoveDeferred { owner: uid(ALICE), event_id: original }),
+    );
+    snapshot.related = None;
+    check(&snapshot, &redaction, Decision::default());
+}
+
+#[test]
+fn the_owner_leaving_a_held_room_stops_holding_it() {
+    let d = decide(&held(true), &member(ALICE, HELD, ALICE, Membership::Leave, false), NOW, &config());
+    assert_eq!(d.changes, vec![StateChange::RemoveRoom(rid(HELD))]);
+    assert_eq!(kinds(&d), ["unrule"]);
+}
+
+// ---- commands ----
+
+#[test]
+fn owner_help_in_control_room_is_answered_with_a_notice_from_the_bot() {
+    let d = decide(&control(), &text(ALICE, CONTROL, "help"), NOW, &config());
+    assert_eq!(kinds(&d), ["notice"]);
+    let Effect::SendNotice { as_user, room_id, body, .. } = &d.effects[0] else { unreachable!() };
+    assert_eq!((as_user.as_str(), room_id.as_str()), (BOT, CONTROL));
+    for cmd in ["pending", "reply", "stop", "help"] {
+        assert!(body.contains(cmd), "{cmd} missing from help");
+    }
+}
+
+#[test]
+fn unknown_commands_and_bad_arguments_get_a_one_line_error() {
+    for (input, needle) in [("frob", "frob"), ("pending now", "pending"), ("reply frob", "reply set")] {
+        let body = notice_body(&decide(&control(), &text(ALICE, CONTROL, input), NOW, &config()));
+        assert!(body.contains(needle), "{input}: {body}");
+        assert_eq!(body.lines().count(), 1, "{input}: {body}");
+    }
 }
 
 #[test]
 fn commands_from_anyone_but_the_owner_or_outside_the_control_room_are_ignored() {
-    // Another user in the owner's control room.
-    check(
-        &control("@alice:example.org"),
-        &text("@mallory:example.org", "!dm:example.org", "help"),
-        Decision::default(),
-    );
-    // The owner, in a room that is not a control room.
-    check(
-        &Snapshot::default(),
-        &text("@alice:example.org", "!other:example.org", "help"),
-        Decision::default(),
-    );
-    // The owner, in someone else's control room.
-    check(
-        &control("@bob:example.org"),
-        &text("@alice:example.org", "!dm:example.org", "help"),
-        Decision::default(),
-    );
+    check(&control(), &text("@mallory:example.org", CONTROL, "stop"), Decision::default());
+    check(&with_owner(Snapshot::default()), &text(ALICE, "!other:example.org", "stop"), Decision::default());
+    let mut someone_elses = control();
+    someone_elses.room = Some(RoomState::Control { owner: uid("@bob:example.org") });
+    check(&someone_elses, &text(ALICE, CONTROL, "stop"), Decision::default());
+    // A control-room record that disagrees with the owner's (stale) is ignored.
+    let mut stale = control();
+    stale.owners.insert(uid(ALICE), OwnerState { control_room: rid("!elsewhere:example.org"), ..owner() });
+    check(&stale, &text(ALICE, CONTROL, "stop"), Decision::default());
 }
 
 #[test]
 fn notices_and_the_bots_own_messages_are_never_answered() {
-    let notice = Input::Message {
-        meta: meta("@alice:example.org", "!dm:example.org"),
-        msgtype: "m.notice".into(),
-        body: "help".into(),
-    };
-    check(&control("@alice:example.org"), &notice, Decision::default());
-    check(
-        &control("@alice:example.org"),
-        &text("@gatekeeper:example.org", "!dm:example.org", "help"),
-        Decision::default(),
+    check(&control(), &msg_n(ALICE, CONTROL, "m.notice", "help", 0), Decision::default());
+    check(&control(), &text(BOT, CONTROL, "help"), Decision::default());
+}
+
+#[test]
+fn pending_lists_strangers_with_counts_and_previews() {
+    let mut snapshot = control();
+    let mut overview = OwnerOverview::default();
+    overview.held.insert(rid(HELD), held_room(true));
+    overview.held.insert(
+        rid("!group:remote.org"),
+        HeldRoom {
+            inviter: uid("@promo:remote.org"),
+            is_dm: false,
+            name: Some("Deals".into()),
+            members: Some(40),
+            ..held_room(false)
+        },
     );
+    for (n, body) in ["first line\nsecond", "<script>latest</script>"].iter().enumerate() {
+        let mut m = captured(&meta_n(STRANGER, HELD, n as u32).event_id, body);
+        m.ts_ms = NOW - 10_000 + n as u64;
+        overview.deferred.push(m);
+    }
+    snapshot.overview = Some(overview);
+    let d = decide(&snapshot, &text(ALICE, CONTROL, "pending"), NOW, &config());
+    let Effect::SendNotice { body, html, .. } = &d.effects[0] else { panic!() };
+    assert!(body.contains("2 people are waiting"), "{body}");
+    assert!(body.contains("@stranger:remote.org — 2 messages"), "{body}");
+    assert!(body.contains("“<script>latest</script>”"), "{body}");
+    assert!(body.contains("invited you to Deals (40 members)"), "{body}");
+    assert!(!html.contains("<script>"), "{html}");
+    let empty = decide(&control(), &text(ALICE, CONTROL, "pending"), NOW, &config());
+    assert!(notice_body(&empty).contains("Nobody is waiting"));
+}
+
+#[test]
+fn reply_commands_show_set_and_reset_the_template() {
+    let show = decide(&control(), &text(ALICE, CONTROL, "reply"), NOW, &config());
+    assert!(notice_body(&show).contains("Alice will read it"));
+    assert!(show.changes.is_empty());
+    let set = decide(&control(), &text(ALICE, CONTROL, "reply set Away till May. — {name}"), NOW, &config());
+    assert!(notice_body(&set).contains("Away till May. — Alice"));
+    assert_eq!(
+        set.changes,
+        vec![StateChange::PutOwner(OwnerState { reply_template: Some("Away till May. — {name}".into()), ..owner() })]
+    );
+    let reset = decide(&control(), &text(ALICE, CONTROL, "reply reset"), NOW, &config());
+    assert_eq!(reset.changes, vec![StateChange::PutOwner(owner())]);
 }
 
 #[test]
 fn same_event_gives_same_txn_id_and_purposes_differ() {
-    let m = meta("@alice:example.org", "!dm:example.org");
+    let m = meta(ALICE, CONTROL);
     assert_eq!(txn_id(&m, "greeting"), txn_id(&m, "greeting"));
     assert_ne!(txn_id(&m, "greeting"), txn_id(&m, "reply"));
-    assert_ne!(
-        txn_id(&m, "reply"),
-        txn_id(&meta("@bob:example.org", "!dm:example.org"), "reply")
-    );
+    assert_ne!(txn_id(&m, "reply"), txn_id(&meta("@bob:example.org", CONTROL), "reply"));
 }
 
 #[test]
 fn decide_is_deterministic() {
-    let input = member(
-        "@alice:example.org",
-        "!dm:example.org",
-        "@gatekeeper:example.org",
-        Membership::Invite,
-        true,
-    );
-    let a = decide(&Snapshot::default(), &input, NOW, &config());
-    let b = decide(&Snapshot::default(), &input, NOW, &config());
-    assert_eq!(a, b);
+    let input = text(STRANGER, HELD, "hello");
+    assert_eq!(decide(&held(true), &input, NOW, &config()), decide(&held(true), &input, NOW, &config()));
+    let _ = owned_room_id!("!x:y");
+    let _ = owned_user_id!("@x:y");
 }

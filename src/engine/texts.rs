@@ -30,14 +30,16 @@ pub fn greeting() -> Text {
                 I keep it quietly for you instead of letting it interrupt you. They get one friendly note \
                 explaining that you read messages from new contacts in a daily summary, and you get that \
                 summary here. People you already have direct chats with are unaffected.\n\n\
-                Send `help` to see what you can tell me. Leave this room at any time to switch me off."
+                Send `pending` to see who is waiting, `help` for everything else, and `stop` (or leave this room) \
+                to switch me off."
             .into(),
         html: "<p>Hello! I'm your Gatekeeper, and this chat is where you talk to me.</p>\
                <p>From now on, when someone you have not talked to before sends you an invite or a message, \
                I keep it quietly for you instead of letting it interrupt you. They get one friendly note \
                explaining that you read messages from new contacts in a daily summary, and you get that \
                summary here. People you already have direct chats with are unaffected.</p>\
-               <p>Send <code>help</code> to see what you can tell me. Leave this room at any time to switch me off.</p>"
+               <p>Send <code>pending</code> to see who is waiting, <code>help</code> for everything else, and \
+               <code>stop</code> (or leave this room) to switch me off.</p>"
             .into(),
     }
 }
@@ -70,23 +72,176 @@ pub const NOT_A_DM_REASON: &str =
     "Gatekeeper only works in a direct chat with you: start a direct message with me instead.";
 
 pub fn help(topic: Option<&str>) -> Text {
+    use super::command::{USAGE_HELP, USAGE_PENDING, USAGE_REPLY, USAGE_STOP};
+    let detail = |usage: &str, what: &str| Text {
+        plain: format!("{usage} — {what}"),
+        html: format!("<p><code>{}</code> — {}</p>", escape_html(usage), escape_html(what)),
+    };
     match topic {
-        None => Text {
-            plain: "Gatekeeper commands (type them here; the `!gk` prefix is optional):\n\
-                    • help [command] — this overview, or details about one command\n\n\
-                    To switch Gatekeeper off, leave this room."
-                .into(),
-            html: "<p>Gatekeeper commands (type them here; the <code>!gk</code> prefix is optional):</p>\
-                   <ul><li><code>help [command]</code> — this overview, or details about one command</li></ul>\
-                   <p>To switch Gatekeeper off, leave this room.</p>"
-                .into(),
-        },
-        Some("help") => Text {
-            plain: "help [command] — shows the list of commands, or what one command does.".into(),
-            html: "<p><code>help [command]</code> — shows the list of commands, or what one command does.</p>".into(),
-        },
+        None => {
+            let rows = [
+                (USAGE_PENDING, "who is waiting, and how many messages they sent"),
+                (USAGE_REPLY, "see or change the automatic reply strangers get"),
+                (USAGE_STOP, "switch Gatekeeper off and undo everything it changed"),
+                (USAGE_HELP, "this overview, or details about one command"),
+            ];
+            let mut plain = String::from("Gatekeeper commands (type them here; the `!gk` prefix is optional):\n");
+            let mut html = String::from(
+                "<p>Gatekeeper commands (type them here; the <code>!gk</code> prefix is optional):</p><ul>",
+            );
+            for (usage, what) in rows {
+                plain.push_str(&format!("• {usage} — {what}\n"));
+                html.push_str(&format!("<li><code>{}</code> — {}</li>", escape_html(usage), escape_html(what)));
+            }
+            html.push_str("</ul>");
+            Text { plain: plain.trim_end().to_owned(), html }
+        }
+        Some("help") => detail(USAGE_HELP, "shows the list of commands, or what one command does."),
+        Some("pending") => detail(
+            USAGE_PENDING,
+            "lists the people who wrote to you or invited you and are waiting: their user ID, how many messages, since when, and the latest line.",
+        ),
+        Some("reply") => detail(
+            USAGE_REPLY,
+            "`reply` shows the note a new contact gets (once a week at most); `reply set <text>` replaces it ({name} becomes your name, {email} your address); `reply reset` restores the default.",
+        ),
+        Some("stop") => detail(
+            USAGE_STOP,
+            "switches Gatekeeper off: held rooms become normal rooms again, and every notification rule and tag it set is removed.",
+        ),
         Some(other) => unknown_command(other),
     }
+}
+
+pub fn bad_args(usage: &str) -> Text {
+    Text {
+        plain: format!("That command takes other arguments. Usage: {usage}"),
+        html: format!("<p>That command takes other arguments. Usage: <code>{}</code></p>", escape_html(usage)),
+    }
+}
+
+/// The default etiquette reply. `{name}` is the owner, `{email_sentence}`
+/// becomes a sentence with the owner's address, or nothing.
+pub const DEFAULT_REPLY: &str = "Hi, and thank you for your message! It has been kept, and {name} will read it. \
+{name} reads first messages from new contacts once a day, in a summary, rather than as instant messages: \
+a chat message asks for attention right now in a way a short email doesn't. You may hear back after that.{email_sentence}\n\n\
+(An automatic note from {name}'s Gatekeeper, sent once.)";
+
+/// Renders the etiquette reply from the owner's template (or the default).
+/// Only the owner's own text reaches it, and it is escaped for HTML.
+pub fn etiquette(template: Option<&str>, name: &str, email: Option<&str>, encrypted: bool) -> Text {
+    let email_sentence = email.map(|e| format!(" If it can't wait, you can also write to {e}.")).unwrap_or_default();
+    let mut plain = template
+        .unwrap_or(DEFAULT_REPLY)
+        .replace("{email_sentence}", &email_sentence)
+        .replace("{email}", email.unwrap_or(""))
+        .replace("{name}", name);
+    if encrypted {
+        plain.push_str(
+            "\n\n(Your message was end-to-end encrypted, so this note could not include it; that you wrote is noted.)",
+        );
+    }
+    let html = plain
+        .split("\n\n")
+        .map(|para| format!("<p>{}</p>", escape_html(para).replace('\n', "<br>")))
+        .collect::<String>();
+    Text { plain, html }
+}
+
+pub fn reply_preview(rendered: &Text, custom: bool) -> Text {
+    let which = if custom { "your own text" } else { "the default" };
+    Text {
+        plain: format!(
+            "New contacts get this note ({which}), at most once a week each:\n\n{}\n\nChange it with `reply set <text>`, or go back with `reply reset`.",
+            rendered.plain
+        ),
+        html: format!(
+            "<p>New contacts get this note ({which}), at most once a week each:</p><blockquote>{}</blockquote>\
+             <p>Change it with <code>reply set &lt;text&gt;</code>, or go back with <code>reply reset</code>.</p>",
+            rendered.html
+        ),
+    }
+}
+
+pub fn stopped() -> Text {
+    Text {
+        plain: "Gatekeeper is off. Rooms I was holding are normal rooms again, and every notification rule and tag I set is gone. \
+                Invite me to a direct chat again whenever you like."
+            .into(),
+        html: "<p>Gatekeeper is off. Rooms I was holding are normal rooms again, and every notification rule and tag I set is gone. \
+               Invite me to a direct chat again whenever you like.</p>"
+            .into(),
+    }
+}
+
+/// A UTC timestamp as `2026-11-25 19:52 UTC` (time zones come with the digest).
+pub fn format_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let (hh, mm) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02} UTC")
+}
+
+/// One line of at most `max` characters, for previews.
+pub fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        format!("{}…", flat.chars().take(max.saturating_sub(1)).collect::<String>())
+    }
+}
+
+pub fn pending(entries: &[super::state::PendingEntry], invites: &[(String, String)]) -> Text {
+    if entries.is_empty() {
+        return Text {
+            plain: "Nobody is waiting: no new contacts have written to you.".into(),
+            html: "<p>Nobody is waiting: no new contacts have written to you.</p>".into(),
+        };
+    }
+    let mut plain = format!("{} waiting:\n", people(entries.len()));
+    let mut html = format!("<p>{} waiting:</p><ol>", people(entries.len()));
+    for e in entries {
+        let count = match e.messages {
+            0 => "no messages yet".to_owned(),
+            1 => "1 message".to_owned(),
+            n => format!("{n} messages"),
+        };
+        let when = if e.first_ms == e.last_ms {
+            format_time(e.first_ms)
+        } else {
+            format!("{} – {}", format_time(e.first_ms), format_time(e.last_ms))
+        };
+        let invite = invites.iter().find(|(who, _)| who == e.sender.as_str()).map(|(_, what)| what.as_str());
+        plain.push_str(&format!("• {} — {count}, {when}", e.sender));
+        html.push_str(&format!("<li><code>{}</code> — {count}, {when}", escape_html(e.sender.as_str())));
+        if let Some(what) = invite {
+            plain.push_str(&format!("\n  {what}"));
+            html.push_str(&format!("<br>{}", escape_html(what)));
+        }
+        if let Some(p) = &e.preview {
+            plain.push_str(&format!("\n  “{p}”"));
+            html.push_str(&format!("<br><i>“{}”</i>", escape_html(p)));
+        }
+        plain.push('\n');
+        html.push_str("</li>");
+    }
+    html.push_str("</ol>");
+    Text { plain: plain.trim_end().to_owned(), html }
+}
+
+fn people(n: usize) -> String {
+    if n == 1 { "1 person is".into() } else { format!("{n} people are") }
 }
 
 pub fn unknown_command(word: &str) -> Text {
@@ -104,13 +259,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn times_are_formatted_in_utc() {
+        assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_time(1_764_100_320_000), "2025-11-25 19:52 UTC");
+        assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00 UTC");
+    }
+
+    #[test]
+    fn etiquette_reply_fills_in_and_escapes() {
+        let t = etiquette(None, "Alice <3", Some("alice@example.org"), false);
+        assert!(t.plain.contains("Alice <3 will read it"));
+        assert!(t.plain.contains("alice@example.org"));
+        assert!(t.html.contains("Alice &lt;3"));
+        assert!(!t.html.contains("<3"));
+        let without = etiquette(None, "Alice", None, false);
+        assert!(!without.plain.contains("write to"));
+        assert!(!without.plain.contains('{'));
+        let custom = etiquette(Some("Back soon. — {name}\n\n<b>bye</b> {email}"), "Al", None, true);
+        assert!(custom.plain.starts_with("Back soon. — Al"));
+        assert!(custom.html.contains("&lt;b&gt;bye&lt;/b&gt;"));
+        assert!(custom.plain.contains("encrypted"));
+    }
+
+    #[test]
+    fn default_reply_is_short_and_never_scolds() {
+        let t = etiquette(None, "Alice", None, false);
+        assert!(t.plain.chars().count() < 600, "{}", t.plain.chars().count());
+        for word in ["spam", "blocked", "filter", "not allowed", "must", "allowlist"] {
+            assert!(!t.plain.to_lowercase().contains(word), "{word}");
+        }
+        assert!(t.plain.contains("thank"));
+    }
+
+    #[test]
+    fn one_line_trims_and_flattens() {
+        assert_eq!(one_line("a\n b   c", 10), "a b c");
+        assert_eq!(one_line("abcdefghijkl", 5), "abcd…");
+    }
+
+    #[test]
     fn user_text_is_escaped_in_html() {
         let t = unknown_command("<img src=x onerror=alert(1)>&\"'");
         assert!(!t.html.contains("<img"));
-        assert!(
-            t.html
-                .contains("&lt;img src=x onerror=alert(1)&gt;&amp;&quot;&#39;")
-        );
+        assert!(t.html.contains("&lt;img src=x onerror=alert(1)&gt;&amp;&quot;&#39;"));
         assert!(t.plain.contains("<img"));
     }
 }

@@ -5,21 +5,20 @@
 use ruma::{owned_room_id, owned_user_id};
 
 use super::*;
-use crate::engine::{RoomState, StateChange};
+use crate::engine::{AllowSource, Contact, Deferred, HeldRoom, RoomState, StateChange, StrangerState};
 
 pub fn sample_decision() -> Decision {
     Decision {
         changes: vec![
             StateChange::PutOwner(OwnerState {
-                user_id: owned_user_id!("@alice:example.org"),
-                control_room: owned_room_id!("!dm:example.org"),
-                since_ms: 7,
+                displayname: Some("Alice".into()),
+                reply_template: Some("Hi {name}".into()),
+                replies_in_window: 2,
+                ..OwnerState::new(owned_user_id!("@alice:example.org"), owned_room_id!("!dm:example.org"), 7)
             }),
             StateChange::PutRoom(
                 owned_room_id!("!dm:example.org"),
-                RoomState::Control {
-                    owner: owned_user_id!("@alice:example.org"),
-                },
+                RoomState::Control { owner: owned_user_id!("@alice:example.org") },
             ),
         ],
         effects: vec![
@@ -43,71 +42,40 @@ const E1_LATER: &[u8] = br#"{"event_id":"$1","unsigned":{"age":900}}"#;
 const E2: &[u8] = br#"{"event_id":"$2"}"#;
 
 pub fn new_transaction_fills_the_inbox_in_order(s: &dyn Store) {
-    assert_eq!(
-        s.accept_transaction("t1", &[E1, E2], 1).unwrap(),
-        Accepted::New { events: 2 }
-    );
+    assert_eq!(s.accept_transaction("t1", &[E1, E2], 1).unwrap(), Accepted::New { events: 2 });
     let batch = s.inbox_batch(10).unwrap();
-    assert_eq!(
-        batch.iter().map(|i| i.raw.as_slice()).collect::<Vec<_>>(),
-        vec![E1, E2]
-    );
+    assert_eq!(batch.iter().map(|i| i.raw.as_slice()).collect::<Vec<_>>(), vec![E1, E2]);
     assert!(batch[0].seq < batch[1].seq);
     s.accept_transaction("t2", &[E2], 2).unwrap();
     assert_eq!(s.inbox_batch(10).unwrap().len(), 3);
     assert_eq!(s.inbox_batch(1).unwrap()[0].raw, E1);
     let st = s.stats().unwrap();
-    assert_eq!(
-        (st.transactions, st.events_received, st.inbox_pending),
-        (2, 3, 3)
-    );
+    assert_eq!((st.transactions, st.events_received, st.inbox_pending), (2, 3, 3));
 }
 
 pub fn replayed_transaction_stores_nothing(s: &dyn Store) {
     s.accept_transaction("t1", &[E1], 1).unwrap();
     // Same ID, same events (the homeserver recomputes unsigned.age).
-    assert_eq!(
-        s.accept_transaction("t1", &[E1_LATER], 2).unwrap(),
-        Accepted::Replay
-    );
+    assert_eq!(s.accept_transaction("t1", &[E1_LATER], 2).unwrap(), Accepted::Replay);
     assert_eq!(s.inbox_batch(10).unwrap().len(), 1);
     // Still a replay after the events were processed.
     let item = s.inbox_batch(1).unwrap().remove(0);
     s.commit(item.seq, &Decision::default()).unwrap();
-    assert_eq!(
-        s.accept_transaction("t1", &[E1], 3).unwrap(),
-        Accepted::Replay
-    );
+    assert_eq!(s.accept_transaction("t1", &[E1], 3).unwrap(), Accepted::Replay);
     assert_eq!(s.inbox_batch(10).unwrap().len(), 0);
     let st = s.stats().unwrap();
-    assert_eq!(
-        (
-            st.transactions,
-            st.replayed_transactions,
-            st.events_processed
-        ),
-        (1, 2, 1)
-    );
+    assert_eq!((st.transactions, st.replayed_transactions, st.events_processed), (1, 2, 1));
 }
 
 pub fn reused_id_with_other_events_is_kept(s: &dyn Store) {
     s.accept_transaction("t1", &[E1], 1).unwrap();
-    assert_eq!(
-        s.accept_transaction("t1", &[E2], 2).unwrap(),
-        Accepted::ReusedId { events: 1 }
-    );
+    assert_eq!(s.accept_transaction("t1", &[E2], 2).unwrap(), Accepted::ReusedId { events: 1 });
     assert_eq!(s.inbox_batch(10).unwrap().len(), 2);
 }
 
 pub fn empty_transaction_is_accepted(s: &dyn Store) {
-    assert_eq!(
-        s.accept_transaction("t0", &[], 1).unwrap(),
-        Accepted::New { events: 0 }
-    );
-    assert_eq!(
-        s.accept_transaction("t0", &[], 1).unwrap(),
-        Accepted::Replay
-    );
+    assert_eq!(s.accept_transaction("t0", &[], 1).unwrap(), Accepted::New { events: 0 });
+    assert_eq!(s.accept_transaction("t0", &[], 1).unwrap(), Accepted::Replay);
 }
 
 pub fn commit_applies_state_enqueues_effects_and_consumes_the_item(s: &dyn Store) {
@@ -118,25 +86,15 @@ pub fn commit_applies_state_enqueues_effects_and_consumes_the_item(s: &dyn Store
     assert_eq!(s.inbox_batch(10).unwrap().len(), 1);
     let snap = s
         .snapshot(
-            &owned_room_id!("!dm:example.org"),
-            &[
-                owned_user_id!("@alice:example.org"),
-                owned_user_id!("@bob:example.org"),
-            ],
+            Some(&owned_room_id!("!dm:example.org")),
+            &[owned_user_id!("@alice:example.org"), owned_user_id!("@bob:example.org")],
+            None,
         )
         .unwrap();
-    assert_eq!(
-        snap.room,
-        Some(RoomState::Control {
-            owner: owned_user_id!("@alice:example.org")
-        })
-    );
+    assert_eq!(snap.room, Some(RoomState::Control { owner: owned_user_id!("@alice:example.org") }));
     assert_eq!(snap.owners.len(), 1);
     let out = s.outbox_batch(u64::MAX, 10).unwrap();
-    assert_eq!(
-        out.iter().map(|o| o.effect.clone()).collect::<Vec<_>>(),
-        sample_decision().effects
-    );
+    assert_eq!(out.iter().map(|o| o.effect.clone()).collect::<Vec<_>>(), sample_decision().effects);
     assert!(out[0].id < out[1].id);
     assert_eq!(s.outbox_high_water().unwrap(), out[1].id);
     // Committing the same item again (a retry after a crash that did land)
@@ -158,12 +116,8 @@ pub fn removals_apply(s: &dyn Store) {
         effects: vec![],
     };
     s.commit(items[1].seq, &remove).unwrap();
-    let snap = s
-        .snapshot(
-            &owned_room_id!("!dm:example.org"),
-            &[owned_user_id!("@alice:example.org")],
-        )
-        .unwrap();
+    let snap =
+        s.snapshot(Some(&owned_room_id!("!dm:example.org")), &[owned_user_id!("@alice:example.org")], None).unwrap();
     assert_eq!(snap, Snapshot::default());
     assert!(s.owners().unwrap().is_empty());
 }
@@ -175,21 +129,16 @@ pub fn outbox_respects_the_watermark_and_finishing(s: &dyn Store) {
     let all = s.outbox_batch(u64::MAX, 10).unwrap();
     assert_eq!(s.outbox_batch(all[0].id, 10).unwrap().len(), 1);
     assert_eq!(s.outbox_batch(all[0].id - 1, 10).unwrap().len(), 0);
-    s.finish_effect(all[0].id, &EffectOutcome::Done, 5).unwrap();
-    s.finish_effect(all[1].id, &EffectOutcome::Failed("M_FORBIDDEN".into()), 6)
-        .unwrap();
+    s.finish_effect(all[0].id, &EffectOutcome::Done, &[], 5).unwrap();
+    s.finish_effect(all[1].id, &EffectOutcome::Failed("M_FORBIDDEN".into()), &[], 6).unwrap();
     // Finishing twice is harmless.
-    s.finish_effect(all[1].id, &EffectOutcome::Failed("again".into()), 7)
-        .unwrap();
+    s.finish_effect(all[1].id, &EffectOutcome::Failed("again".into()), &[], 7).unwrap();
     assert!(s.outbox_batch(u64::MAX, 10).unwrap().is_empty());
     let failed = s.failed_effects(10).unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].reason, "M_FORBIDDEN");
     let st = s.stats().unwrap();
-    assert_eq!(
-        (st.effects_done, st.effects_failed, st.outbox_pending),
-        (1, 1, 0)
-    );
+    assert_eq!((st.effects_done, st.effects_failed, st.outbox_pending), (1, 1, 0));
 }
 
 pub fn quarantine_moves_the_event_aside(s: &dyn Store) {
@@ -199,10 +148,7 @@ pub fn quarantine_moves_the_event_aside(s: &dyn Store) {
     s.quarantine(bad.seq, "twice", 10).unwrap();
     let q = s.quarantined(10).unwrap();
     assert_eq!(q.len(), 1);
-    assert_eq!(
-        (q[0].raw.as_str(), q[0].reason.as_str(), q[0].at_ms),
-        ("not json", "not a Matrix event", 9)
-    );
+    assert_eq!((q[0].raw.as_str(), q[0].reason.as_str(), q[0].at_ms), ("not json", "not a Matrix event", 9));
     assert_eq!(s.inbox_batch(10).unwrap()[0].raw, E2);
     assert_eq!(s.stats().unwrap().events_quarantined, 1);
 }
@@ -211,13 +157,149 @@ pub fn pruning_forgets_old_transaction_ids_only(s: &dyn Store) {
     s.accept_transaction("old", &[E1], 100).unwrap();
     s.accept_transaction("new", &[E2], 200).unwrap();
     assert_eq!(s.prune_transactions(150).unwrap(), 1);
-    assert_eq!(
-        s.accept_transaction("new", &[E2], 300).unwrap(),
-        Accepted::Replay
+    assert_eq!(s.accept_transaction("new", &[E2], 300).unwrap(), Accepted::Replay);
+    assert_eq!(s.accept_transaction("old", &[E1], 300).unwrap(), Accepted::New { events: 1 });
+}
+
+fn deferred(event: &str, body: &str) -> Deferred {
+    Deferred {
+        owner: owned_user_id!("@alice:example.org"),
+        room_id: owned_room_id!("!held:example.org"),
+        event_id: event.try_into().unwrap(),
+        sender: owned_user_id!("@stranger:example.org"),
+        ts_ms: 10,
+        msgtype: "m.text".into(),
+        body: body.into(),
+        html: Some("<b>x</b>".into()),
+        media: Some(crate::engine::Media {
+            url: "mxc://x/y".into(),
+            name: "y.png".into(),
+            mimetype: None,
+            size: Some(3),
+        }),
+        encrypted: false,
+        edited: false,
+    }
+}
+
+fn commit_changes(s: &dyn Store, changes: Vec<StateChange>) {
+    let txn = format!("t{}", s.stats().unwrap().transactions);
+    s.accept_transaction(&txn, &[b"{}"], 1).unwrap();
+    let item = s.inbox_batch(100).unwrap().pop().unwrap();
+    s.commit(item.seq, &Decision { changes, effects: vec![] }).unwrap();
+}
+
+pub fn gate_state_round_trips_and_the_snapshot_finds_it(s: &dyn Store) {
+    let alice = owned_user_id!("@alice:example.org");
+    let stranger = owned_user_id!("@stranger:example.org");
+    let friend = owned_user_id!("@friend:example.org");
+    let held = HeldRoom {
+        owner: alice.clone(),
+        inviter: stranger.clone(),
+        is_dm: true,
+        invited_at_ms: 5,
+        name: Some("Hi".into()),
+        members: Some(2),
+        reason: None,
+        replied: true,
+    };
+    let mut changes = sample_decision().changes;
+    changes.extend([
+        StateChange::PutRoom(owned_room_id!("!held:example.org"), RoomState::Held(held.clone())),
+        StateChange::PutContact {
+            owner: alice.clone(),
+            user: friend.clone(),
+            contact: Contact::Allowed { since_ms: 3, source: AllowSource::Imported },
+        },
+        StateChange::PutContact {
+            owner: alice.clone(),
+            user: stranger.clone(),
+            contact: Contact::Blocked { since_ms: 4 },
+        },
+        StateChange::PutStranger {
+            owner: alice.clone(),
+            user: stranger.clone(),
+            state: StrangerState { last_reply_ms: Some(9) },
+        },
+        StateChange::PutDeferred(deferred("$m1", "hello")),
+        StateChange::PutDeferred(deferred("$m2", "again")),
+    ]);
+    commit_changes(s, changes);
+
+    // An event in the held room from the stranger sees the owner (as the
+    // room's owner), the contact and stranger entries, and the related message.
+    let event = ruma::event_id!("$m1");
+    let snap = s.snapshot(Some(&owned_room_id!("!held:example.org")), std::slice::from_ref(&stranger), Some(event)).unwrap();
+    assert_eq!(snap.room, Some(RoomState::Held(held.clone())));
+    assert!(snap.owners.contains_key(&alice));
+    assert_eq!(snap.contact(&alice, &stranger), Some(&Contact::Blocked { since_ms: 4 }));
+    assert_eq!(snap.stranger(&alice, &stranger).last_reply_ms, Some(9));
+    assert_eq!(snap.related, Some(deferred("$m1", "hello")));
+    assert_eq!(snap.overview, None);
+
+    let overview = s.overview(&alice).unwrap();
+    assert_eq!(overview.contacts.len(), 2);
+    assert_eq!(overview.contacts[&friend], Contact::Allowed { since_ms: 3, source: AllowSource::Imported });
+    assert_eq!(overview.held.len(), 1);
+    assert_eq!(overview.deferred.len(), 2);
+    // Another owner's overview is empty.
+    assert_eq!(s.overview(&friend).unwrap(), crate::engine::OwnerOverview::default());
+    assert_eq!(s.stats().unwrap().deferred_messages, 2);
+}
+
+pub fn removing_and_forgetting_owner_data(s: &dyn Store) {
+    let alice = owned_user_id!("@alice:example.org");
+    let stranger = owned_user_id!("@stranger:example.org");
+    commit_changes(
+        s,
+        vec![
+            StateChange::PutDeferred(deferred("$m1", "hello")),
+            StateChange::PutDeferred(deferred("$m2", "again")),
+            StateChange::PutContact {
+                owner: alice.clone(),
+                user: stranger.clone(),
+                contact: Contact::Blocked { since_ms: 4 },
+            },
+        ],
     );
+    commit_changes(s, vec![StateChange::RemoveDeferred { owner: alice.clone(), event_id: "$m1".try_into().unwrap() }]);
+    assert_eq!(s.overview(&alice).unwrap().deferred, vec![deferred("$m2", "again")]);
+    commit_changes(s, vec![StateChange::RemoveContact { owner: alice.clone(), user: stranger.clone() }]);
+    assert!(s.overview(&alice).unwrap().contacts.is_empty());
+    commit_changes(
+        s,
+        vec![
+            StateChange::PutContact {
+                owner: alice.clone(),
+                user: stranger.clone(),
+                contact: Contact::Blocked { since_ms: 4 },
+            },
+            StateChange::PutStranger { owner: alice.clone(), user: stranger.clone(), state: StrangerState::default() },
+        ],
+    );
+    commit_changes(s, vec![StateChange::ForgetOwnerData(alice.clone())]);
+    assert_eq!(s.overview(&alice).unwrap(), crate::engine::OwnerOverview::default());
+    let snap = s.snapshot(None, &[alice.clone(), stranger.clone()], None).unwrap();
+    assert!(snap.strangers.is_empty() && snap.contacts.is_empty());
+}
+
+pub fn follow_ups_join_the_inbox_with_their_source(s: &dyn Store) {
+    s.accept_transaction("t1", &[E1], 1).unwrap();
+    let item = s.inbox_batch(1).unwrap().remove(0);
+    assert!(!item.internal);
+    s.commit(item.seq, &sample_decision()).unwrap();
+    let effect = s.outbox_batch(u64::MAX, 1).unwrap().remove(0);
+    let follow_ups = [
+        FollowUp { internal: true, raw: b"{\"kind\":\"x\"}".to_vec() },
+        FollowUp { internal: false, raw: E2.to_vec() },
+    ];
+    s.finish_effect(effect.id, &EffectOutcome::Done, &follow_ups, 2).unwrap();
+    // Finishing again (a retry whose first try landed) adds nothing.
+    s.finish_effect(effect.id, &EffectOutcome::Done, &follow_ups, 3).unwrap();
+    let inbox = s.inbox_batch(10).unwrap();
     assert_eq!(
-        s.accept_transaction("old", &[E1], 300).unwrap(),
-        Accepted::New { events: 1 }
+        inbox.iter().map(|i| (i.internal, i.raw.clone())).collect::<Vec<_>>(),
+        vec![(true, follow_ups[0].raw.clone()), (false, E2.to_vec())]
     );
 }
 
@@ -247,6 +329,9 @@ macro_rules! store_conformance {
             case!(outbox_respects_the_watermark_and_finishing);
             case!(quarantine_moves_the_event_aside);
             case!(pruning_forgets_old_transaction_ids_only);
+            case!(gate_state_round_trips_and_the_snapshot_finds_it);
+            case!(removing_and_forgetting_owner_data);
+            case!(follow_ups_join_the_inbox_with_their_source);
         }
     };
 }

@@ -4,18 +4,21 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use ruma::{OwnedRoomId, OwnedUserId, RoomId};
+use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 use super::*;
-use crate::engine::{Decision, RoomState, StateChange};
+use crate::engine::{Contact, Decision, Deferred, RoomState, StateChange, StrangerState};
 
 #[derive(Default)]
 struct Inner {
     txns: HashMap<String, ([u8; 32], u64)>,
-    inbox: BTreeMap<u64, Vec<u8>>,
+    inbox: BTreeMap<u64, (bool, Vec<u8>)>,
     outbox: BTreeMap<u64, Effect>,
     owners: BTreeMap<OwnedUserId, OwnerState>,
     rooms: BTreeMap<OwnedRoomId, RoomState>,
+    contacts: BTreeMap<(OwnedUserId, OwnedUserId), Contact>,
+    strangers: BTreeMap<(OwnedUserId, OwnedUserId), StrangerState>,
+    deferred: BTreeMap<(OwnedUserId, OwnedEventId), Deferred>,
     quarantine: BTreeMap<u64, QuarantinedEvent>,
     failed: BTreeMap<u64, FailedEffect>,
     next_id: u64,
@@ -23,9 +26,18 @@ struct Inner {
     stats: Stats,
 }
 
+impl Inner {
+    fn push_inbox(&mut self, internal: bool, raw: &[u8]) {
+        self.next_id += 1;
+        let seq = self.next_id;
+        self.inbox.insert(seq, (internal, raw.to_vec()));
+    }
+}
+
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryStore {
@@ -33,18 +45,39 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// Makes intake fail as a full disk would, to test what callers do then.
+    pub fn fail_writes(&self, failing: bool) {
+        self.failing.store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
+impl Lookups for Inner {
+    fn room(&self, room: &RoomId) -> Result<Option<RoomState>, StoreError> {
+        Ok(self.rooms.get(room).cloned())
+    }
+    fn owner(&self, user: &UserId) -> Result<Option<OwnerState>, StoreError> {
+        Ok(self.owners.get(user).cloned())
+    }
+    fn contact(&self, owner: &UserId, user: &UserId) -> Result<Option<Contact>, StoreError> {
+        Ok(self.contacts.get(&(owner.to_owned(), user.to_owned())).cloned())
+    }
+    fn stranger(&self, owner: &UserId, user: &UserId) -> Result<Option<StrangerState>, StoreError> {
+        Ok(self.strangers.get(&(owner.to_owned(), user.to_owned())).cloned())
+    }
+    fn deferred(&self, owner: &UserId, event: &EventId) -> Result<Option<Deferred>, StoreError> {
+        Ok(self.deferred.get(&(owner.to_owned(), event.to_owned())).cloned())
+    }
+}
+
 impl Store for MemoryStore {
-    fn accept_transaction(
-        &self,
-        txn_id: &str,
-        events: &[&[u8]],
-        now_ms: u64,
-    ) -> Result<Accepted, StoreError> {
+    fn accept_transaction(&self, txn_id: &str, events: &[&[u8]], now_ms: u64) -> Result<Accepted, StoreError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Backend("No space left on device (simulated)".into()));
+        }
         let digest = transaction_digest(events);
         let mut s = self.lock();
         let reused = match s.txns.get(txn_id) {
@@ -57,21 +90,11 @@ impl Store for MemoryStore {
         };
         s.txns.insert(txn_id.to_owned(), (digest, now_ms));
         for raw in events {
-            s.next_id += 1;
-            let seq = s.next_id;
-            s.inbox.insert(seq, raw.to_vec());
+            s.push_inbox(false, raw);
         }
         s.stats.transactions += 1;
         s.stats.events_received += events.len() as u64;
-        Ok(if reused {
-            Accepted::ReusedId {
-                events: events.len(),
-            }
-        } else {
-            Accepted::New {
-                events: events.len(),
-            }
-        })
+        Ok(if reused { Accepted::ReusedId { events: events.len() } } else { Accepted::New { events: events.len() } })
     }
 
     fn inbox_batch(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
@@ -80,21 +103,37 @@ impl Store for MemoryStore {
             .inbox
             .iter()
             .take(limit)
-            .map(|(seq, raw)| InboxItem {
-                seq: *seq,
-                raw: raw.clone(),
-            })
+            .map(|(seq, (internal, raw))| InboxItem { seq: *seq, internal: *internal, raw: raw.clone() })
             .collect())
     }
 
-    fn snapshot(&self, room: &RoomId, users: &[OwnedUserId]) -> Result<Snapshot, StoreError> {
+    fn snapshot(
+        &self,
+        room: Option<&RoomId>,
+        users: &[OwnedUserId],
+        related: Option<&EventId>,
+    ) -> Result<Snapshot, StoreError> {
+        assemble_snapshot(&*self.lock(), room, users, related)
+    }
+
+    fn overview(&self, owner: &UserId) -> Result<OwnerOverview, StoreError> {
         let s = self.lock();
-        Ok(Snapshot {
-            room: s.rooms.get(room).cloned(),
-            owners: users
+        Ok(OwnerOverview {
+            contacts: s
+                .contacts
                 .iter()
-                .filter_map(|u| s.owners.get(u).map(|o| (u.clone(), o.clone())))
+                .filter(|((o, _), _)| o == owner)
+                .map(|((_, u), c)| (u.clone(), c.clone()))
                 .collect(),
+            held: s
+                .rooms
+                .iter()
+                .filter_map(|(r, st)| match st {
+                    RoomState::Held(h) if h.owner == owner => Some((r.clone(), h.clone())),
+                    _ => None,
+                })
+                .collect(),
+            deferred: s.deferred.iter().filter(|((o, _), _)| o == owner).map(|(_, d)| d.clone()).collect(),
         })
     }
 
@@ -104,18 +143,38 @@ impl Store for MemoryStore {
             return Ok(());
         }
         for change in &decision.changes {
-            match change {
+            match change.clone() {
                 StateChange::PutOwner(o) => {
-                    s.owners.insert(o.user_id.clone(), o.clone());
+                    s.owners.insert(o.user_id.clone(), o);
                 }
                 StateChange::RemoveOwner(u) => {
-                    s.owners.remove(u);
+                    s.owners.remove(&u);
                 }
                 StateChange::PutRoom(r, st) => {
-                    s.rooms.insert(r.clone(), st.clone());
+                    s.rooms.insert(r, st);
                 }
                 StateChange::RemoveRoom(r) => {
-                    s.rooms.remove(r);
+                    s.rooms.remove(&r);
+                }
+                StateChange::PutContact { owner, user, contact } => {
+                    s.contacts.insert((owner, user), contact);
+                }
+                StateChange::RemoveContact { owner, user } => {
+                    s.contacts.remove(&(owner, user));
+                }
+                StateChange::PutStranger { owner, user, state } => {
+                    s.strangers.insert((owner, user), state);
+                }
+                StateChange::PutDeferred(d) => {
+                    s.deferred.insert((d.owner.clone(), d.event_id.clone()), d);
+                }
+                StateChange::RemoveDeferred { owner, event_id } => {
+                    s.deferred.remove(&(owner, event_id));
+                }
+                StateChange::ForgetOwnerData(owner) => {
+                    s.contacts.retain(|(o, _), _| *o != owner);
+                    s.strangers.retain(|(o, _), _| *o != owner);
+                    s.deferred.retain(|(o, _), _| *o != owner);
                 }
             }
         }
@@ -131,17 +190,9 @@ impl Store for MemoryStore {
 
     fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError> {
         let mut s = self.lock();
-        if let Some(raw) = s.inbox.remove(&seq) {
+        if let Some((_, raw)) = s.inbox.remove(&seq) {
             let raw = String::from_utf8_lossy(&raw).into_owned();
-            s.quarantine.insert(
-                seq,
-                QuarantinedEvent {
-                    seq,
-                    at_ms: now_ms,
-                    reason: reason.to_owned(),
-                    raw,
-                },
-            );
+            s.quarantine.insert(seq, QuarantinedEvent { seq, at_ms: now_ms, reason: reason.to_owned(), raw });
             s.stats.events_quarantined += 1;
         }
         Ok(())
@@ -157,10 +208,7 @@ impl Store for MemoryStore {
             .outbox
             .range(..=up_to)
             .take(limit)
-            .map(|(id, e)| OutboxItem {
-                id: *id,
-                effect: e.clone(),
-            })
+            .map(|(id, e)| OutboxItem { id: *id, effect: e.clone() })
             .collect())
     }
 
@@ -172,27 +220,21 @@ impl Store for MemoryStore {
         &self,
         id: u64,
         outcome: &EffectOutcome,
+        follow_ups: &[FollowUp],
         now_ms: u64,
     ) -> Result<(), StoreError> {
         let mut s = self.lock();
-        let Some(effect) = s.outbox.remove(&id) else {
-            return Ok(());
-        };
+        let Some(effect) = s.outbox.remove(&id) else { return Ok(()) };
         match outcome {
             EffectOutcome::Done => s.stats.effects_done += 1,
             EffectOutcome::Failed(reason) => {
                 let effect = super::records::effect_summary(&effect);
-                s.failed.insert(
-                    id,
-                    FailedEffect {
-                        id,
-                        at_ms: now_ms,
-                        reason: reason.clone(),
-                        effect,
-                    },
-                );
+                s.failed.insert(id, FailedEffect { id, at_ms: now_ms, reason: reason.clone(), effect });
                 s.stats.effects_failed += 1;
             }
+        }
+        for f in follow_ups {
+            s.push_inbox(f.internal, &f.raw);
         }
         Ok(())
     }
@@ -203,18 +245,13 @@ impl Store for MemoryStore {
             inbox_pending: s.inbox.len() as u64,
             outbox_pending: s.outbox.len() as u64,
             owners: s.owners.len() as u64,
+            deferred_messages: s.deferred.len() as u64,
             ..s.stats.clone()
         })
     }
 
     fn quarantined(&self, limit: usize) -> Result<Vec<QuarantinedEvent>, StoreError> {
-        Ok(self
-            .lock()
-            .quarantine
-            .values()
-            .take(limit)
-            .cloned()
-            .collect())
+        Ok(self.lock().quarantine.values().take(limit).cloned().collect())
     }
 
     fn failed_effects(&self, limit: usize) -> Result<Vec<FailedEffect>, StoreError> {

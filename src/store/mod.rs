@@ -12,11 +12,11 @@ pub(crate) mod conformance;
 pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 
-use ruma::{OwnedUserId, RoomId};
+use ruma::{EventId, OwnedUserId, RoomId};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::engine::{Decision, Effect, OwnerState, Snapshot};
+use crate::engine::{Decision, Effect, OwnerOverview, OwnerState, Snapshot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -24,9 +24,7 @@ pub enum StoreError {
     Backend(String),
     #[error("stored record is corrupt or from an unknown version: {0}")]
     Corrupt(String),
-    #[error(
-        "the database at {path} is in use by another Gatekeeper process (or could not be locked)"
-    )]
+    #[error("the database at {path} is in use by another Gatekeeper process (or could not be locked)")]
     Locked { path: String },
 }
 
@@ -45,6 +43,16 @@ pub enum Accepted {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxItem {
     pub seq: u64,
+    /// From Gatekeeper's own look-ups, not from the homeserver: only these
+    /// may carry look-up results.
+    pub internal: bool,
+    pub raw: Vec<u8>,
+}
+
+/// Something an effect learned, to go back through the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowUp {
+    pub internal: bool,
     pub raw: Vec<u8>,
 }
 
@@ -89,24 +97,31 @@ pub struct Stats {
     pub inbox_pending: u64,
     pub outbox_pending: u64,
     pub owners: u64,
+    pub deferred_messages: u64,
 }
 
 pub trait Store: Send + Sync + 'static {
     /// Stores a transaction's events in the inbox and makes them durable,
     /// unless this transaction was already accepted. Returns only once the
     /// events survive a crash.
-    fn accept_transaction(
-        &self,
-        txn_id: &str,
-        events: &[&[u8]],
-        now_ms: u64,
-    ) -> Result<Accepted, StoreError>;
+    fn accept_transaction(&self, txn_id: &str, events: &[&[u8]], now_ms: u64) -> Result<Accepted, StoreError>;
 
     /// The oldest inbox events, in arrival order.
     fn inbox_batch(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError>;
 
-    /// The state a decision about an event in `room` involving `users` may read.
-    fn snapshot(&self, room: &RoomId, users: &[OwnedUserId]) -> Result<Snapshot, StoreError>;
+    /// The state a decision may read: the room, the owner records of `users`
+    /// and of the room's owner, the contact and stranger entries between
+    /// those owners and `users`, and the captured message `related` (for
+    /// edits and redactions). `overview` is left empty.
+    fn snapshot(
+        &self,
+        room: Option<&RoomId>,
+        users: &[OwnedUserId],
+        related: Option<&EventId>,
+    ) -> Result<Snapshot, StoreError>;
+
+    /// Everything kept for one owner: contacts, held rooms, captured messages.
+    fn overview(&self, owner: &ruma::UserId) -> Result<OwnerOverview, StoreError>;
 
     /// Atomically: applies the decision's state changes, appends its effects
     /// to the outbox, and removes inbox item `seq`. Durable after [`flush`].
@@ -127,11 +142,13 @@ pub trait Store: Send + Sync + 'static {
     /// The highest outbox ID in use (0 when none ever was).
     fn outbox_high_water(&self) -> Result<u64, StoreError>;
 
-    /// Removes a carried-out (or permanently failed) effect, durably.
+    /// Removes a carried-out (or permanently failed) effect and queues what
+    /// it learned, atomically and durably.
     fn finish_effect(
         &self,
         id: u64,
         outcome: &EffectOutcome,
+        follow_ups: &[FollowUp],
         now_ms: u64,
     ) -> Result<(), StoreError>;
 
@@ -163,4 +180,60 @@ pub fn transaction_digest(events: &[&[u8]]) -> [u8; 32] {
         h.update([0]);
     }
     h.finalize().into()
+}
+
+/// Point look-ups a backend provides, from which [`assemble_snapshot`]
+/// builds the same snapshot for every backend.
+pub(crate) trait Lookups {
+    fn room(&self, room: &RoomId) -> Result<Option<crate::engine::RoomState>, StoreError>;
+    fn owner(&self, user: &ruma::UserId) -> Result<Option<OwnerState>, StoreError>;
+    fn contact(&self, owner: &ruma::UserId, user: &ruma::UserId) -> Result<Option<crate::engine::Contact>, StoreError>;
+    fn stranger(
+        &self,
+        owner: &ruma::UserId,
+        user: &ruma::UserId,
+    ) -> Result<Option<crate::engine::StrangerState>, StoreError>;
+    fn deferred(&self, owner: &ruma::UserId, event: &EventId) -> Result<Option<crate::engine::Deferred>, StoreError>;
+}
+
+pub(crate) fn assemble_snapshot(
+    l: &impl Lookups,
+    room: Option<&RoomId>,
+    users: &[OwnedUserId],
+    related: Option<&EventId>,
+) -> Result<Snapshot, StoreError> {
+    use crate::engine::RoomState;
+    let mut snap = Snapshot::default();
+    if let Some(room) = room {
+        snap.room = l.room(room)?;
+    }
+    let room_owner = match &snap.room {
+        Some(RoomState::Control { owner }) => Some(owner.clone()),
+        Some(RoomState::Held(h)) => Some(h.owner.clone()),
+        _ => None,
+    };
+    for user in users.iter().chain(room_owner.iter()) {
+        if !snap.owners.contains_key(user)
+            && let Some(o) = l.owner(user)?
+        {
+            snap.owners.insert(user.clone(), o);
+        }
+    }
+    let owners: Vec<OwnedUserId> = snap.owners.keys().cloned().collect();
+    for owner in &owners {
+        for user in users.iter().filter(|u| *u != owner) {
+            if let Some(c) = l.contact(owner, user)? {
+                snap.contacts.insert((owner.clone(), user.clone()), c);
+            }
+            if let Some(s) = l.stranger(owner, user)? {
+                snap.strangers.insert((owner.clone(), user.clone()), s);
+            }
+        }
+        if let Some(event) = related
+            && snap.related.is_none()
+        {
+            snap.related = l.deferred(owner, event)?;
+        }
+    }
+    Ok(snap)
 }

@@ -1,11 +1,14 @@
 //! The stored forms of state, versioned apart from the engine's types so
 //! that the engine can change without silently misreading old databases.
 
-use ruma::{OwnedRoomId, OwnedUserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
-use crate::engine::{Effect, OwnerState, RoomState};
+use crate::engine::{
+    AllowSource, Contact, Deferred, Effect, HeldRoom, Match, Media, OwnerState, PushRule, RoomState, RuleActions,
+    StrangerState,
+};
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "v")]
@@ -15,6 +18,11 @@ pub enum OwnerRecord {
         user_id: OwnedUserId,
         control_room: OwnedRoomId,
         since_ms: u64,
+        displayname: Option<String>,
+        reply_template: Option<String>,
+        email: Option<String>,
+        reply_window_start_ms: u64,
+        replies_in_window: u32,
     },
 }
 
@@ -35,6 +43,57 @@ pub enum RoomRecordV1 {
     Control {
         owner: OwnedUserId,
     },
+    Held {
+        owner: OwnedUserId,
+        inviter: OwnedUserId,
+        is_dm: bool,
+        invited_at_ms: u64,
+        name: Option<String>,
+        members: Option<u32>,
+        reason: Option<String>,
+        replied: bool,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "v")]
+pub enum ContactRecord {
+    #[serde(rename = "1")]
+    V1 { allowed: bool, since_ms: u64, source: Option<String> },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "v")]
+pub enum StrangerRecord {
+    #[serde(rename = "1")]
+    V1 { last_reply_ms: Option<u64> },
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+pub struct MediaV1 {
+    url: String,
+    name: String,
+    mimetype: Option<String>,
+    size: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "v")]
+pub enum DeferredRecord {
+    #[serde(rename = "1")]
+    V1 {
+        owner: OwnedUserId,
+        room_id: OwnedRoomId,
+        event_id: OwnedEventId,
+        sender: OwnedUserId,
+        ts_ms: u64,
+        msgtype: String,
+        body: String,
+        html: Option<String>,
+        media: Option<MediaV1>,
+        encrypted: bool,
+        edited: bool,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -44,62 +103,51 @@ pub enum EffectRecord {
     V1(EffectRecordV1),
 }
 
+#[derive(Serialize, Deserialize, Clone)]
+pub struct PushRuleV1 {
+    rule_id: String,
+    conditions: Vec<(String, String)>,
+    ring: bool,
+    before: Option<String>,
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EffectRecordV1 {
-    Join {
-        as_user: OwnedUserId,
-        room_id: OwnedRoomId,
-    },
-    Leave {
-        as_user: OwnedUserId,
-        room_id: OwnedRoomId,
-        reason: Option<String>,
-    },
-    SendNotice {
-        as_user: OwnedUserId,
-        room_id: OwnedRoomId,
-        txn_id: String,
-        body: String,
-        html: String,
-    },
+    Join { as_user: OwnedUserId, room_id: OwnedRoomId },
+    Leave { as_user: OwnedUserId, room_id: OwnedRoomId, reason: Option<String> },
+    SendNotice { as_user: OwnedUserId, room_id: OwnedRoomId, txn_id: String, body: String, html: String },
+    PutPushRule { owner: OwnedUserId, rule: PushRuleV1 },
+    DeletePushRule { owner: OwnedUserId, rule_id: String },
+    SetTag { owner: OwnedUserId, room_id: OwnedRoomId, tag: String, present: bool },
+    FetchProfile { user: OwnedUserId },
+    ImportContacts { owner: OwnedUserId },
+    Backfill { owner: OwnedUserId, room_id: OwnedRoomId },
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "v")]
 pub enum TxnRecord {
     #[serde(rename = "1")]
-    V1 {
-        at_ms: u64,
-        digest: String,
-        events: usize,
-    },
+    V1 { at_ms: u64, digest: String, events: usize },
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "v")]
 pub enum QuarantineRecord {
     #[serde(rename = "1")]
-    V1 {
-        at_ms: u64,
-        reason: String,
-        raw: String,
-    },
+    V1 { at_ms: u64, reason: String, raw: String },
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "v")]
 pub enum FailedEffectRecord {
     #[serde(rename = "1")]
-    V1 {
-        at_ms: u64,
-        reason: String,
-        effect: EffectRecordV1,
-    },
+    V1 { at_ms: u64, reason: String, effect: EffectRecordV1 },
 }
 
 pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
-    // Records hold only strings and integers: serialization cannot fail.
+    // Records hold only strings, integers and booleans: this cannot fail.
     serde_json::to_vec(record).expect("record serializes")
 }
 
@@ -109,42 +157,61 @@ pub fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<
 
 impl From<&OwnerState> for OwnerRecord {
     fn from(o: &OwnerState) -> Self {
+        let o = o.clone();
         OwnerRecord::V1 {
-            user_id: o.user_id.clone(),
-            control_room: o.control_room.clone(),
+            user_id: o.user_id,
+            control_room: o.control_room,
             since_ms: o.since_ms,
+            displayname: o.displayname,
+            reply_template: o.reply_template,
+            email: o.email,
+            reply_window_start_ms: o.reply_window_start_ms,
+            replies_in_window: o.replies_in_window,
         }
     }
 }
 
 impl From<OwnerRecord> for OwnerState {
     fn from(r: OwnerRecord) -> Self {
-        match r {
-            OwnerRecord::V1 {
-                user_id,
-                control_room,
-                since_ms,
-            } => OwnerState {
-                user_id,
-                control_room,
-                since_ms,
-            },
+        let OwnerRecord::V1 {
+            user_id,
+            control_room,
+            since_ms,
+            displayname,
+            reply_template,
+            email,
+            reply_window_start_ms,
+            replies_in_window,
+        } = r;
+        OwnerState {
+            user_id,
+            control_room,
+            since_ms,
+            displayname,
+            reply_template,
+            email,
+            reply_window_start_ms,
+            replies_in_window,
         }
     }
 }
 
 impl From<&RoomState> for RoomRecord {
     fn from(s: &RoomState) -> Self {
-        RoomRecord::V1(match s {
-            RoomState::PendingControl {
-                inviter,
-                invited_at_ms,
-            } => RoomRecordV1::PendingControl {
-                inviter: inviter.clone(),
-                invited_at_ms: *invited_at_ms,
-            },
-            RoomState::Control { owner } => RoomRecordV1::Control {
-                owner: owner.clone(),
+        RoomRecord::V1(match s.clone() {
+            RoomState::PendingControl { inviter, invited_at_ms } => {
+                RoomRecordV1::PendingControl { inviter, invited_at_ms }
+            }
+            RoomState::Control { owner } => RoomRecordV1::Control { owner },
+            RoomState::Held(h) => RoomRecordV1::Held {
+                owner: h.owner,
+                inviter: h.inviter,
+                is_dm: h.is_dm,
+                invited_at_ms: h.invited_at_ms,
+                name: h.name,
+                members: h.members,
+                reason: h.reason,
+                replied: h.replied,
             },
         })
     }
@@ -153,14 +220,140 @@ impl From<&RoomState> for RoomRecord {
 impl From<RoomRecord> for RoomState {
     fn from(r: RoomRecord) -> Self {
         match r {
-            RoomRecord::V1(RoomRecordV1::PendingControl {
-                inviter,
-                invited_at_ms,
-            }) => RoomState::PendingControl {
-                inviter,
-                invited_at_ms,
-            },
+            RoomRecord::V1(RoomRecordV1::PendingControl { inviter, invited_at_ms }) => {
+                RoomState::PendingControl { inviter, invited_at_ms }
+            }
             RoomRecord::V1(RoomRecordV1::Control { owner }) => RoomState::Control { owner },
+            RoomRecord::V1(RoomRecordV1::Held {
+                owner,
+                inviter,
+                is_dm,
+                invited_at_ms,
+                name,
+                members,
+                reason,
+                replied,
+            }) => RoomState::Held(HeldRoom { owner, inviter, is_dm, invited_at_ms, name, members, reason, replied }),
+        }
+    }
+}
+
+impl From<&Contact> for ContactRecord {
+    fn from(c: &Contact) -> Self {
+        match c {
+            Contact::Allowed { since_ms, source } => ContactRecord::V1 {
+                allowed: true,
+                since_ms: *since_ms,
+                source: Some(
+                    match source {
+                        AllowSource::Imported => "imported",
+                        AllowSource::OwnerStarted => "owner_started",
+                        AllowSource::Command => "command",
+                    }
+                    .into(),
+                ),
+            },
+            Contact::Blocked { since_ms } => ContactRecord::V1 { allowed: false, since_ms: *since_ms, source: None },
+        }
+    }
+}
+
+impl From<ContactRecord> for Contact {
+    fn from(r: ContactRecord) -> Self {
+        let ContactRecord::V1 { allowed, since_ms, source } = r;
+        if !allowed {
+            return Contact::Blocked { since_ms };
+        }
+        let source = match source.as_deref() {
+            Some("imported") => AllowSource::Imported,
+            Some("owner_started") => AllowSource::OwnerStarted,
+            _ => AllowSource::Command,
+        };
+        Contact::Allowed { since_ms, source }
+    }
+}
+
+impl From<&StrangerState> for StrangerRecord {
+    fn from(s: &StrangerState) -> Self {
+        StrangerRecord::V1 { last_reply_ms: s.last_reply_ms }
+    }
+}
+
+impl From<StrangerRecord> for StrangerState {
+    fn from(r: StrangerRecord) -> Self {
+        let StrangerRecord::V1 { last_reply_ms } = r;
+        StrangerState { last_reply_ms }
+    }
+}
+
+impl From<&Deferred> for DeferredRecord {
+    fn from(d: &Deferred) -> Self {
+        let d = d.clone();
+        DeferredRecord::V1 {
+            owner: d.owner,
+            room_id: d.room_id,
+            event_id: d.event_id,
+            sender: d.sender,
+            ts_ms: d.ts_ms,
+            msgtype: d.msgtype,
+            body: d.body,
+            html: d.html,
+            media: d.media.map(|m| MediaV1 { url: m.url, name: m.name, mimetype: m.mimetype, size: m.size }),
+            encrypted: d.encrypted,
+            edited: d.edited,
+        }
+    }
+}
+
+impl From<DeferredRecord> for Deferred {
+    fn from(r: DeferredRecord) -> Self {
+        let DeferredRecord::V1 {
+            owner,
+            room_id,
+            event_id,
+            sender,
+            ts_ms,
+            msgtype,
+            body,
+            html,
+            media,
+            encrypted,
+            edited,
+        } = r;
+        Deferred {
+            owner,
+            room_id,
+            event_id,
+            sender,
+            ts_ms,
+            msgtype,
+            body,
+            html,
+            media: media.map(|m| Media { url: m.url, name: m.name, mimetype: m.mimetype, size: m.size }),
+            encrypted,
+            edited,
+        }
+    }
+}
+
+impl From<&PushRule> for PushRuleV1 {
+    fn from(r: &PushRule) -> Self {
+        PushRuleV1 {
+            rule_id: r.rule_id.clone(),
+            conditions: r.conditions.iter().map(|m| (m.key.clone(), m.pattern.clone())).collect(),
+            ring: r.actions == RuleActions::Ring,
+            before: r.before.clone(),
+        }
+    }
+}
+
+impl From<PushRuleV1> for PushRule {
+    fn from(r: PushRuleV1) -> Self {
+        PushRule {
+            rule_id: r.rule_id,
+            conditions: r.conditions.into_iter().map(|(key, pattern)| Match { key, pattern }).collect(),
+            actions: if r.ring { RuleActions::Ring } else { RuleActions::Silent },
+            before: r.before,
         }
     }
 }
@@ -169,28 +362,16 @@ impl From<&Effect> for EffectRecordV1 {
     fn from(e: &Effect) -> Self {
         match e.clone() {
             Effect::Join { as_user, room_id } => EffectRecordV1::Join { as_user, room_id },
-            Effect::Leave {
-                as_user,
-                room_id,
-                reason,
-            } => EffectRecordV1::Leave {
-                as_user,
-                room_id,
-                reason,
-            },
-            Effect::SendNotice {
-                as_user,
-                room_id,
-                txn_id,
-                body,
-                html,
-            } => EffectRecordV1::SendNotice {
-                as_user,
-                room_id,
-                txn_id,
-                body,
-                html,
-            },
+            Effect::Leave { as_user, room_id, reason } => EffectRecordV1::Leave { as_user, room_id, reason },
+            Effect::SendNotice { as_user, room_id, txn_id, body, html } => {
+                EffectRecordV1::SendNotice { as_user, room_id, txn_id, body, html }
+            }
+            Effect::PutPushRule { owner, rule } => EffectRecordV1::PutPushRule { owner, rule: (&rule).into() },
+            Effect::DeletePushRule { owner, rule_id } => EffectRecordV1::DeletePushRule { owner, rule_id },
+            Effect::SetTag { owner, room_id, tag, present } => EffectRecordV1::SetTag { owner, room_id, tag, present },
+            Effect::FetchProfile { user } => EffectRecordV1::FetchProfile { user },
+            Effect::ImportContacts { owner } => EffectRecordV1::ImportContacts { owner },
+            Effect::Backfill { owner, room_id } => EffectRecordV1::Backfill { owner, room_id },
         }
     }
 }
@@ -199,28 +380,16 @@ impl From<EffectRecordV1> for Effect {
     fn from(r: EffectRecordV1) -> Self {
         match r {
             EffectRecordV1::Join { as_user, room_id } => Effect::Join { as_user, room_id },
-            EffectRecordV1::Leave {
-                as_user,
-                room_id,
-                reason,
-            } => Effect::Leave {
-                as_user,
-                room_id,
-                reason,
-            },
-            EffectRecordV1::SendNotice {
-                as_user,
-                room_id,
-                txn_id,
-                body,
-                html,
-            } => Effect::SendNotice {
-                as_user,
-                room_id,
-                txn_id,
-                body,
-                html,
-            },
+            EffectRecordV1::Leave { as_user, room_id, reason } => Effect::Leave { as_user, room_id, reason },
+            EffectRecordV1::SendNotice { as_user, room_id, txn_id, body, html } => {
+                Effect::SendNotice { as_user, room_id, txn_id, body, html }
+            }
+            EffectRecordV1::PutPushRule { owner, rule } => Effect::PutPushRule { owner, rule: rule.into() },
+            EffectRecordV1::DeletePushRule { owner, rule_id } => Effect::DeletePushRule { owner, rule_id },
+            EffectRecordV1::SetTag { owner, room_id, tag, present } => Effect::SetTag { owner, room_id, tag, present },
+            EffectRecordV1::FetchProfile { user } => Effect::FetchProfile { user },
+            EffectRecordV1::ImportContacts { owner } => Effect::ImportContacts { owner },
+            EffectRecordV1::Backfill { owner, room_id } => Effect::Backfill { owner, room_id },
         }
     }
 }
@@ -228,18 +397,31 @@ impl From<EffectRecordV1> for Effect {
 pub fn effect_summary(e: &Effect) -> String {
     match e {
         Effect::Join { as_user, room_id } => format!("join {room_id} as {as_user}"),
-        Effect::Leave {
-            as_user, room_id, ..
-        } => format!("leave {room_id} as {as_user}"),
-        Effect::SendNotice {
-            as_user,
-            room_id,
-            txn_id,
-            ..
-        } => format!("notice {txn_id} in {room_id} as {as_user}"),
+        Effect::Leave { as_user, room_id, .. } => format!("leave {room_id} as {as_user}"),
+        Effect::SendNotice { as_user, room_id, txn_id, .. } => format!("notice {txn_id} in {room_id} as {as_user}"),
+        Effect::PutPushRule { owner, rule } => format!("push rule {} for {owner}", rule.rule_id),
+        Effect::DeletePushRule { owner, rule_id } => format!("delete push rule {rule_id} for {owner}"),
+        Effect::SetTag { owner, room_id, tag, present } => format!("tag {tag}={present} on {room_id} for {owner}"),
+        Effect::FetchProfile { user } => format!("profile of {user}"),
+        Effect::ImportContacts { owner } => format!("import contacts of {owner}"),
+        Effect::Backfill { owner, room_id } => format!("backfill {room_id} as {owner}"),
     }
 }
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `owner \0 rest`: keys that sort by owner, so one owner's entries can be
+/// found with a prefix scan.
+pub fn pair_key(owner: &str, rest: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(owner.len() + rest.len() + 1);
+    k.extend_from_slice(owner.as_bytes());
+    k.push(0);
+    k.extend_from_slice(rest.as_bytes());
+    k
+}
+
+pub fn owner_prefix(owner: &str) -> Vec<u8> {
+    pair_key(owner, "")
 }

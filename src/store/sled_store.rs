@@ -4,15 +4,36 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use ruma::{OwnedUserId, RoomId};
+use ruma::{EventId, OwnedUserId, RoomId, UserId};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
 
 use super::records::{
-    self, EffectRecord, FailedEffectRecord, OwnerRecord, QuarantineRecord, RoomRecord, TxnRecord,
+    self, ContactRecord, DeferredRecord, EffectRecord, FailedEffectRecord, OwnerRecord, QuarantineRecord, RoomRecord,
+    StrangerRecord, TxnRecord, pair_key,
 };
 use super::*;
-use crate::engine::{Decision, StateChange};
+use crate::engine::{Contact, Decision, Deferred, RoomState, StateChange, StrangerState};
+
+/// Inbox values start with their source, so a homeserver event can never
+/// be read as one of our look-up results.
+const FROM_HOMESERVER: u8 = b'H';
+const FROM_LOOKUP: u8 = b'I';
+
+fn inbox_value(internal: bool, raw: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(raw.len() + 1);
+    v.push(if internal { FROM_LOOKUP } else { FROM_HOMESERVER });
+    v.extend_from_slice(raw);
+    v
+}
+
+fn inbox_item(seq: u64, v: &[u8]) -> InboxItem {
+    match v.split_first() {
+        Some((&FROM_LOOKUP, raw)) => InboxItem { seq, internal: true, raw: raw.to_vec() },
+        Some((_, raw)) => InboxItem { seq, internal: false, raw: raw.to_vec() },
+        None => InboxItem { seq, internal: false, raw: Vec::new() },
+    }
+}
 
 const C_TRANSACTIONS: &str = "transactions";
 const C_REPLAYS: &str = "replayed_transactions";
@@ -30,6 +51,9 @@ pub struct SledStore {
     outbox_by_id: Tree,
     owner_by_user: Tree,
     room_by_id: Tree,
+    contact_by_owner_user: Tree,
+    stranger_by_owner_user: Tree,
+    deferred_by_owner_event: Tree,
     quarantine_by_seq: Tree,
     failed_effect_by_id: Tree,
     counters: Tree,
@@ -49,11 +73,7 @@ fn tx_err(e: TransactionError<StoreError>) -> StoreError {
     }
 }
 
-fn bump(
-    t: &TransactionalTree,
-    key: &str,
-    by: u64,
-) -> Result<(), ConflictableTransactionError<StoreError>> {
+fn bump(t: &TransactionalTree, key: &str, by: u64) -> Result<(), ConflictableTransactionError<StoreError>> {
     let old = t.get(key)?.map_or(0, |v| read_u64(&v));
     t.insert(key, &(old + by).to_be_bytes())?;
     Ok(())
@@ -69,21 +89,17 @@ fn seq_of(key: &[u8]) -> u64 {
 
 impl SledStore {
     pub fn open(path: &Path, cache_capacity_mb: u64) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_capacity_mb * 1024 * 1024)
-            .open()
-            .map_err(|e| match e {
+        let db = sled::Config::new().path(path).cache_capacity(cache_capacity_mb * 1024 * 1024).open().map_err(
+            |e| match e {
                 sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                    StoreError::Locked {
-                        path: path.display().to_string(),
-                    }
+                    StoreError::Locked { path: path.display().to_string() }
                 }
-                sled::Error::Io(io) if io.raw_os_error() == Some(11) => StoreError::Locked {
-                    path: path.display().to_string(),
-                },
+                sled::Error::Io(io) if io.raw_os_error() == Some(11) => {
+                    StoreError::Locked { path: path.display().to_string() }
+                }
                 other => backend(format!("opening {}: {other}", path.display())),
-            })?;
+            },
+        )?;
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         Ok(Self {
             txn_by_id: tree("txn_by_id")?,
@@ -91,6 +107,9 @@ impl SledStore {
             outbox_by_id: tree("outbox_by_id")?,
             owner_by_user: tree("owner_by_user")?,
             room_by_id: tree("room_by_id")?,
+            contact_by_owner_user: tree("contact_by_owner_user")?,
+            stranger_by_owner_user: tree("stranger_by_owner_user")?,
+            deferred_by_owner_event: tree("deferred_by_owner_event")?,
             quarantine_by_seq: tree("quarantine_by_seq")?,
             failed_effect_by_id: tree("failed_effect_by_id")?,
             counters: tree("counters")?,
@@ -100,21 +119,45 @@ impl SledStore {
     }
 
     fn counter(&self, key: &str) -> Result<u64, StoreError> {
-        Ok(self
-            .counters
-            .get(key)
-            .map_err(backend)?
-            .map_or(0, |v| read_u64(&v)))
+        Ok(self.counters.get(key).map_err(backend)?.map_or(0, |v| read_u64(&v)))
+    }
+}
+
+impl Lookups for SledStore {
+    fn room(&self, room: &RoomId) -> Result<Option<RoomState>, StoreError> {
+        match self.room_by_id.get(room.as_bytes()).map_err(backend)? {
+            Some(b) => Ok(Some(records::decode::<RoomRecord>("room", &b)?.into())),
+            None => Ok(None),
+        }
+    }
+    fn owner(&self, user: &UserId) -> Result<Option<OwnerState>, StoreError> {
+        match self.owner_by_user.get(user.as_bytes()).map_err(backend)? {
+            Some(b) => Ok(Some(records::decode::<OwnerRecord>("owner", &b)?.into())),
+            None => Ok(None),
+        }
+    }
+    fn contact(&self, owner: &UserId, user: &UserId) -> Result<Option<Contact>, StoreError> {
+        match self.contact_by_owner_user.get(pair_key(owner.as_str(), user.as_str())).map_err(backend)? {
+            Some(b) => Ok(Some(records::decode::<ContactRecord>("contact", &b)?.into())),
+            None => Ok(None),
+        }
+    }
+    fn stranger(&self, owner: &UserId, user: &UserId) -> Result<Option<StrangerState>, StoreError> {
+        match self.stranger_by_owner_user.get(pair_key(owner.as_str(), user.as_str())).map_err(backend)? {
+            Some(b) => Ok(Some(records::decode::<StrangerRecord>("stranger", &b)?.into())),
+            None => Ok(None),
+        }
+    }
+    fn deferred(&self, owner: &UserId, event: &EventId) -> Result<Option<Deferred>, StoreError> {
+        match self.deferred_by_owner_event.get(pair_key(owner.as_str(), event.as_str())).map_err(backend)? {
+            Some(b) => Ok(Some(records::decode::<DeferredRecord>("deferred", &b)?.into())),
+            None => Ok(None),
+        }
     }
 }
 
 impl Store for SledStore {
-    fn accept_transaction(
-        &self,
-        txn_id: &str,
-        events: &[&[u8]],
-        now_ms: u64,
-    ) -> Result<Accepted, StoreError> {
+    fn accept_transaction(&self, txn_id: &str, events: &[&[u8]], now_ms: u64) -> Result<Accepted, StoreError> {
         let digest = records::hex(&transaction_digest(events));
         let _guard = self.intake.lock().unwrap_or_else(|p| p.into_inner());
         let reused = match self.txn_by_id.get(txn_id).map_err(backend)? {
@@ -131,20 +174,13 @@ impl Store for SledStore {
             None => false,
         };
         // IDs are taken before the transaction so a conflict retry reuses them.
-        let seqs: Vec<u64> = events
-            .iter()
-            .map(|_| self.db.generate_id().map_err(backend))
-            .collect::<Result<_, _>>()?;
-        let record = records::encode(&TxnRecord::V1 {
-            at_ms: now_ms,
-            digest,
-            events: events.len(),
-        });
+        let seqs: Vec<u64> = events.iter().map(|_| self.db.generate_id().map_err(backend)).collect::<Result<_, _>>()?;
+        let record = records::encode(&TxnRecord::V1 { at_ms: now_ms, digest, events: events.len() });
         (&self.txn_by_id, &self.inbox_by_seq, &self.counters)
             .transaction(|(txns, inbox, counters)| {
                 txns.insert(txn_id.as_bytes(), record.as_slice())?;
                 for (seq, raw) in seqs.iter().zip(events) {
-                    inbox.insert(&seq.to_be_bytes(), *raw)?;
+                    inbox.insert(&seq.to_be_bytes(), inbox_value(false, raw))?;
                 }
                 bump(counters, C_TRANSACTIONS, 1)?;
                 bump(counters, C_RECEIVED, events.len() as u64)?;
@@ -152,62 +188,85 @@ impl Store for SledStore {
             })
             .map_err(tx_err)?;
         self.flush()?;
-        Ok(if reused {
-            Accepted::ReusedId {
-                events: events.len(),
-            }
-        } else {
-            Accepted::New {
-                events: events.len(),
-            }
-        })
+        Ok(if reused { Accepted::ReusedId { events: events.len() } } else { Accepted::New { events: events.len() } })
     }
 
     fn inbox_batch(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
         self.inbox_by_seq
             .iter()
             .take(limit)
-            .map(|r| {
-                r.map(|(k, v)| InboxItem {
-                    seq: seq_of(&k),
-                    raw: v.to_vec(),
-                })
-                .map_err(backend)
-            })
+            .map(|r| r.map(|(k, v)| inbox_item(seq_of(&k), &v)).map_err(backend))
             .collect()
     }
 
-    fn snapshot(&self, room: &RoomId, users: &[OwnedUserId]) -> Result<Snapshot, StoreError> {
-        let room = match self.room_by_id.get(room.as_bytes()).map_err(backend)? {
-            Some(b) => Some(records::decode::<RoomRecord>("room", &b)?.into()),
-            None => None,
-        };
-        let mut owners = std::collections::BTreeMap::new();
-        for user in users {
-            if let Some(b) = self.owner_by_user.get(user.as_bytes()).map_err(backend)? {
-                owners.insert(
-                    user.clone(),
-                    records::decode::<OwnerRecord>("owner", &b)?.into(),
-                );
+    fn snapshot(
+        &self,
+        room: Option<&RoomId>,
+        users: &[OwnedUserId],
+        related: Option<&EventId>,
+    ) -> Result<Snapshot, StoreError> {
+        assemble_snapshot(self, room, users, related)
+    }
+
+    fn overview(&self, owner: &UserId) -> Result<OwnerOverview, StoreError> {
+        let prefix = records::owner_prefix(owner.as_str());
+        let mut overview = OwnerOverview::default();
+        for entry in self.contact_by_owner_user.scan_prefix(&prefix) {
+            let (k, v) = entry.map_err(backend)?;
+            let user = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            let user = OwnedUserId::try_from(user).map_err(|e| StoreError::Corrupt(format!("contact key: {e}")))?;
+            overview.contacts.insert(user, records::decode::<ContactRecord>("contact", &v)?.into());
+        }
+        for entry in self.deferred_by_owner_event.scan_prefix(&prefix) {
+            let (_, v) = entry.map_err(backend)?;
+            overview.deferred.push(records::decode::<DeferredRecord>("deferred", &v)?.into());
+        }
+        // Held rooms are found by scanning rooms: they are few next to events.
+        for entry in self.room_by_id.iter() {
+            let (k, v) = entry.map_err(backend)?;
+            if let RoomState::Held(h) = records::decode::<RoomRecord>("room", &v)?.into()
+                && h.owner == owner
+            {
+                let room = String::from_utf8_lossy(&k).into_owned();
+                let room =
+                    ruma::OwnedRoomId::try_from(room).map_err(|e| StoreError::Corrupt(format!("room key: {e}")))?;
+                overview.held.insert(room, h);
             }
         }
-        Ok(Snapshot { room, owners })
+        Ok(overview)
     }
 
     fn commit(&self, seq: u64, decision: &Decision) -> Result<(), StoreError> {
-        let effect_ids: Vec<u64> = decision
-            .effects
-            .iter()
-            .map(|_| self.db.generate_id().map_err(backend))
-            .collect::<Result<_, _>>()?;
+        let effect_ids: Vec<u64> =
+            decision.effects.iter().map(|_| self.db.generate_id().map_err(backend)).collect::<Result<_, _>>()?;
+        // Prefix scans cannot run inside a sled transaction: collect the keys
+        // first. The processor is the only writer of these trees.
+        let mut forget: Vec<(u8, sled::IVec)> = Vec::new();
+        for change in &decision.changes {
+            if let StateChange::ForgetOwnerData(owner) = change {
+                let prefix = records::owner_prefix(owner.as_str());
+                for (which, tree) in [
+                    (0u8, &self.contact_by_owner_user),
+                    (1, &self.stranger_by_owner_user),
+                    (2, &self.deferred_by_owner_event),
+                ] {
+                    for key in tree.scan_prefix(&prefix).keys() {
+                        forget.push((which, key.map_err(backend)?));
+                    }
+                }
+            }
+        }
         (
             &self.inbox_by_seq,
             &self.outbox_by_id,
             &self.owner_by_user,
             &self.room_by_id,
+            &self.contact_by_owner_user,
+            &self.stranger_by_owner_user,
+            &self.deferred_by_owner_event,
             &self.counters,
         )
-            .transaction(|(inbox, outbox, owners, rooms, counters)| {
+            .transaction(|(inbox, outbox, owners, rooms, contacts, strangers, deferred, counters)| {
                 // A commit for an item that is gone was already made: doing
                 // it again would enqueue its effects twice.
                 if inbox.remove(&seq.to_be_bytes())?.is_none() {
@@ -216,27 +275,54 @@ impl Store for SledStore {
                 for change in &decision.changes {
                     match change {
                         StateChange::PutOwner(o) => {
-                            owners.insert(
-                                o.user_id.as_bytes(),
-                                records::encode(&OwnerRecord::from(o)),
-                            )?;
+                            owners.insert(o.user_id.as_bytes(), records::encode(&OwnerRecord::from(o)))?;
                         }
                         StateChange::RemoveOwner(u) => {
                             owners.remove(u.as_bytes())?;
                         }
-                        StateChange::PutRoom(r, s) => {
-                            rooms.insert(r.as_bytes(), records::encode(&RoomRecord::from(s)))?;
+                        StateChange::PutRoom(r, st) => {
+                            rooms.insert(r.as_bytes(), records::encode(&RoomRecord::from(st)))?;
                         }
                         StateChange::RemoveRoom(r) => {
                             rooms.remove(r.as_bytes())?;
                         }
+                        StateChange::PutContact { owner, user, contact } => {
+                            contacts.insert(
+                                pair_key(owner.as_str(), user.as_str()),
+                                records::encode(&ContactRecord::from(contact)),
+                            )?;
+                        }
+                        StateChange::RemoveContact { owner, user } => {
+                            contacts.remove(pair_key(owner.as_str(), user.as_str()))?;
+                        }
+                        StateChange::PutStranger { owner, user, state } => {
+                            strangers.insert(
+                                pair_key(owner.as_str(), user.as_str()),
+                                records::encode(&StrangerRecord::from(state)),
+                            )?;
+                        }
+                        StateChange::PutDeferred(d) => {
+                            deferred.insert(
+                                pair_key(d.owner.as_str(), d.event_id.as_str()),
+                                records::encode(&DeferredRecord::from(d)),
+                            )?;
+                        }
+                        StateChange::RemoveDeferred { owner, event_id } => {
+                            deferred.remove(pair_key(owner.as_str(), event_id.as_str()))?;
+                        }
+                        StateChange::ForgetOwnerData(_) => {
+                            for (which, key) in &forget {
+                                match which {
+                                    0 => contacts.remove(key)?,
+                                    1 => strangers.remove(key)?,
+                                    _ => deferred.remove(key)?,
+                                };
+                            }
+                        }
                     }
                 }
                 for (id, effect) in effect_ids.iter().zip(&decision.effects) {
-                    outbox.insert(
-                        &id.to_be_bytes(),
-                        records::encode(&EffectRecord::V1(effect.into())),
-                    )?;
+                    outbox.insert(&id.to_be_bytes(), records::encode(&EffectRecord::V1(effect.into())))?;
                 }
                 if let Some(high) = effect_ids.last() {
                     counters.insert(K_OUTBOX_HIGH, &high.to_be_bytes())?;
@@ -250,9 +336,10 @@ impl Store for SledStore {
     fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError> {
         (&self.inbox_by_seq, &self.quarantine_by_seq, &self.counters)
             .transaction(|(inbox, quarantine, counters)| {
-                let Some(raw) = inbox.remove(&seq.to_be_bytes())? else {
+                let Some(stored) = inbox.remove(&seq.to_be_bytes())? else {
                     return Ok(());
                 };
+                let raw = inbox_item(seq, &stored).raw;
                 let record = QuarantineRecord::V1 {
                     at_ms: now_ms,
                     reason: reason.to_owned(),
@@ -274,10 +361,7 @@ impl Store for SledStore {
         for entry in self.outbox_by_id.range(..=up_to.to_be_bytes()).take(limit) {
             let (k, v) = entry.map_err(backend)?;
             let EffectRecord::V1(record) = records::decode("effect", &v)?;
-            out.push(OutboxItem {
-                id: seq_of(&k),
-                effect: record.into(),
-            });
+            out.push(OutboxItem { id: seq_of(&k), effect: record.into() });
         }
         Ok(out)
     }
@@ -290,27 +374,25 @@ impl Store for SledStore {
         &self,
         id: u64,
         outcome: &EffectOutcome,
+        follow_ups: &[FollowUp],
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        (
-            &self.outbox_by_id,
-            &self.failed_effect_by_id,
-            &self.counters,
-        )
-            .transaction(|(outbox, failed, counters)| {
+        let seqs: Vec<u64> =
+            follow_ups.iter().map(|_| self.db.generate_id().map_err(backend)).collect::<Result<_, _>>()?;
+        (&self.outbox_by_id, &self.failed_effect_by_id, &self.counters, &self.inbox_by_seq)
+            .transaction(|(outbox, failed, counters, inbox)| {
                 let Some(bytes) = outbox.remove(&id.to_be_bytes())? else {
                     return Ok(());
                 };
+                for (seq, f) in seqs.iter().zip(follow_ups) {
+                    inbox.insert(&seq.to_be_bytes(), inbox_value(f.internal, &f.raw))?;
+                }
                 match outcome {
                     EffectOutcome::Done => bump(counters, C_EFFECTS_DONE, 1)?,
                     EffectOutcome::Failed(reason) => {
-                        let EffectRecord::V1(effect) = records::decode("effect", &bytes)
-                            .map_err(ConflictableTransactionError::Abort)?;
-                        let record = FailedEffectRecord::V1 {
-                            at_ms: now_ms,
-                            reason: reason.clone(),
-                            effect,
-                        };
+                        let EffectRecord::V1(effect) =
+                            records::decode("effect", &bytes).map_err(ConflictableTransactionError::Abort)?;
+                        let record = FailedEffectRecord::V1 { at_ms: now_ms, reason: reason.clone(), effect };
                         failed.insert(&id.to_be_bytes(), records::encode(&record))?;
                         bump(counters, C_EFFECTS_FAILED, 1)?;
                     }
@@ -333,6 +415,7 @@ impl Store for SledStore {
             inbox_pending: self.inbox_by_seq.len() as u64,
             outbox_pending: self.outbox_by_id.len() as u64,
             owners: self.owner_by_user.len() as u64,
+            deferred_messages: self.deferred_by_owner_event.len() as u64,
         })
     }
 
@@ -341,12 +424,7 @@ impl Store for SledStore {
         for entry in self.quarantine_by_seq.iter().take(limit) {
             let (k, v) = entry.map_err(backend)?;
             let QuarantineRecord::V1 { at_ms, reason, raw } = records::decode("quarantine", &v)?;
-            out.push(QuarantinedEvent {
-                seq: seq_of(&k),
-                at_ms,
-                reason,
-                raw,
-            });
+            out.push(QuarantinedEvent { seq: seq_of(&k), at_ms, reason, raw });
         }
         Ok(out)
     }
@@ -355,17 +433,8 @@ impl Store for SledStore {
         let mut out = Vec::new();
         for entry in self.failed_effect_by_id.iter().take(limit) {
             let (k, v) = entry.map_err(backend)?;
-            let FailedEffectRecord::V1 {
-                at_ms,
-                reason,
-                effect,
-            } = records::decode("failed effect", &v)?;
-            out.push(FailedEffect {
-                id: seq_of(&k),
-                at_ms,
-                reason,
-                effect: records::effect_summary(&effect.into()),
-            });
+            let FailedEffectRecord::V1 { at_ms, reason, effect } = records::decode("failed effect", &v)?;
+            out.push(FailedEffect { id: seq_of(&k), at_ms, reason, effect: records::effect_summary(&effect.into()) });
         }
         Ok(out)
     }
@@ -373,10 +442,7 @@ impl Store for SledStore {
     fn owners(&self) -> Result<Vec<OwnerState>, StoreError> {
         self.owner_by_user
             .iter()
-            .map(|r| {
-                r.map_err(backend)
-                    .and_then(|(_, v)| Ok(records::decode::<OwnerRecord>("owner", &v)?.into()))
-            })
+            .map(|r| r.map_err(backend).and_then(|(_, v)| Ok(records::decode::<OwnerRecord>("owner", &v)?.into())))
             .collect()
     }
 
@@ -412,17 +478,14 @@ mod tests {
         let path = dir.path().join("db");
         {
             let s = SledStore::open(&path, 4).unwrap();
-            s.accept_transaction("t1", &[br#"{"event_id":"$a"}"#, br#"{"event_id":"$b"}"#], 1)
-                .unwrap();
+            s.accept_transaction("t1", &[br#"{"event_id":"$a"}"#, br#"{"event_id":"$b"}"#], 1).unwrap();
             let first = s.inbox_batch(1).unwrap().remove(0);
-            s.commit(first.seq, &super::super::conformance::sample_decision())
-                .unwrap();
+            s.commit(first.seq, &super::super::conformance::sample_decision()).unwrap();
             s.flush().unwrap();
         }
         let s = SledStore::open(&path, 4).unwrap();
         assert_eq!(
-            s.accept_transaction("t1", &[br#"{"event_id":"$a"}"#, br#"{"event_id":"$b"}"#], 2)
-                .unwrap(),
+            s.accept_transaction("t1", &[br#"{"event_id":"$a"}"#, br#"{"event_id":"$b"}"#], 2).unwrap(),
             Accepted::Replay
         );
         assert_eq!(s.inbox_batch(10).unwrap().len(), 1);
@@ -437,10 +500,7 @@ mod tests {
         let path = dir.path().join("db");
         let _first = SledStore::open(&path, 4).unwrap();
         match SledStore::open(&path, 4) {
-            Err(e) => assert!(
-                e.to_string().contains("in use") || e.to_string().contains("opening"),
-                "{e}"
-            ),
+            Err(e) => assert!(e.to_string().contains("in use") || e.to_string().contains("opening"), "{e}"),
             Ok(_) => panic!("second open of a locked database succeeded"),
         }
     }

@@ -33,45 +33,25 @@ impl Client {
             base: base.to_owned(),
             user_id: user_id.to_owned(),
             token: token.to_owned(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
         }
     }
 
     /// Any request; returns status and JSON body.
-    pub async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
         if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
+            req = req.header("content-type", "application/json").body(b.to_string());
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let (status, v) = self.call(method.clone(), path, body).await;
-        assert!(
-            (200..300).contains(&status),
-            "{method} {path} as {}: {status} {v}",
-            self.user_id
-        );
+        assert!((200..300).contains(&status), "{method} {path} as {}: {status} {v}", self.user_id);
         v
     }
 
@@ -100,35 +80,18 @@ impl Client {
 
     pub async fn send_text(&self, room: &str, body: &str) -> String {
         let txn = TXN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let path = format!(
-            "/_matrix/client/v3/rooms/{}/send/m.room.message/t{txn}",
-            enc(room)
-        );
-        let v = self
-            .ok(
-                reqwest::Method::PUT,
-                &path,
-                Some(json!({"msgtype": "m.text", "body": body})),
-            )
-            .await;
+        let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/t{txn}", enc(room));
+        let v = self.ok(reqwest::Method::PUT, &path, Some(json!({"msgtype": "m.text", "body": body}))).await;
         v["event_id"].as_str().unwrap().to_owned()
     }
 
     pub async fn leave(&self, room: &str) {
-        self.ok(
-            reqwest::Method::POST,
-            &format!("/_matrix/client/v3/rooms/{}/leave", enc(room)),
-            Some(json!({})),
-        )
-        .await;
+        self.ok(reqwest::Method::POST, &format!("/_matrix/client/v3/rooms/{}/leave", enc(room)), Some(json!({}))).await;
     }
 
     /// The room's timeline, oldest first (up to 100 events).
     pub async fn messages(&self, room: &str) -> Vec<Value> {
-        let path = format!(
-            "/_matrix/client/v3/rooms/{}/messages?dir=f&limit=100",
-            enc(room)
-        );
+        let path = format!("/_matrix/client/v3/rooms/{}/messages?dir=f&limit=100", enc(room));
         let (status, v) = self.call(reqwest::Method::GET, &path, None).await;
         if status != 200 {
             return Vec::new();
@@ -141,22 +104,14 @@ impl Client {
         self.messages(room)
             .await
             .into_iter()
-            .filter(|e| {
-                e["type"] == "m.room.message"
-                    && e["sender"] == sender
-                    && e["content"]["msgtype"] == "m.notice"
-            })
+            .filter(|e| e["type"] == "m.room.message" && e["sender"] == sender && e["content"]["msgtype"] == "m.notice")
             .map(|e| e["content"]["body"].as_str().unwrap_or_default().to_owned())
             .collect()
     }
 
     /// `user`'s membership in `room` as this client sees it.
     pub async fn membership_of(&self, room: &str, user: &str) -> Option<String> {
-        let path = format!(
-            "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
-            enc(room),
-            enc(user)
-        );
+        let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", enc(room), enc(user));
         let (status, v) = self.call(reqwest::Method::GET, &path, None).await;
         (status == 200).then(|| v["membership"].as_str().unwrap_or_default().to_owned())
     }

@@ -20,11 +20,7 @@ pub const SERVER_NAME: &str = "localhost";
 const SHARED_SECRET: &str = "gatekeeper-tests-shared-secret";
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Polls `f` until it returns `Some`, or panics after `timeout` naming `what`.
@@ -38,10 +34,7 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -68,15 +61,8 @@ pub fn synapse_venv() -> PathBuf {
     lock.lock().unwrap();
     if !done.exists() {
         let _ = std::fs::remove_dir_all(&venv);
-        eprintln!(
-            "installing Synapse {SYNAPSE_VERSION} into {} (first run only)",
-            venv.display()
-        );
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 is needed");
+        eprintln!("installing Synapse {SYNAPSE_VERSION} into {} (first run only)", venv.display());
+        let status = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().expect("python3 is needed");
         assert!(status.success(), "python3 -m venv failed");
         let status = Command::new(venv.join("bin/pip"))
             .args(["install", "--quiet", "--disable-pip-version-check"])
@@ -103,10 +89,7 @@ impl Synapse {
         let port = free_port();
         std::fs::create_dir_all(dir).unwrap();
         let d = dir.display();
-        let regs: Vec<String> = registrations
-            .iter()
-            .map(|r| format!("\"{}\"", r.display()))
-            .collect();
+        let regs: Vec<String> = registrations.iter().map(|r| format!("\"{}\"", r.display())).collect();
         let rc = "{per_second: 1000, burst_count: 1000}";
         let config = format!(
             r#"server_name: "{SERVER_NAME}"
@@ -192,28 +175,13 @@ rc_profile: {rc}
             .spawn()
             .unwrap();
         let url = format!("http://127.0.0.1:{port}");
-        let synapse = Synapse {
-            url: url.clone(),
-            dir: dir.to_owned(),
-            child: Some(child),
-        };
+        let synapse = Synapse { url: url.clone(), dir: dir.to_owned(), child: Some(child) };
         let http = reqwest::Client::new();
         let versions = format!("{url}/_matrix/client/versions");
-        eventually(
-            "Synapse to answer /versions",
-            Duration::from_secs(60),
-            || {
-                let (http, versions) = (http.clone(), versions.clone());
-                async move {
-                    http.get(&versions)
-                        .send()
-                        .await
-                        .ok()
-                        .filter(|r| r.status().is_success())
-                        .map(|_| ())
-                }
-            },
-        )
+        eventually("Synapse to answer /versions", Duration::from_secs(60), || {
+            let (http, versions) = (http.clone(), versions.clone());
+            async move { http.get(&versions).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+        })
         .await;
         synapse
     }
@@ -229,26 +197,17 @@ rc_profile: {rc}
         let http = reqwest::Client::new();
         let url = format!("{}/_synapse/admin/v1/register", self.url);
         let nonce: serde_json::Value =
-            serde_json::from_slice(&http.get(&url).send().await.unwrap().bytes().await.unwrap())
-                .unwrap();
+            serde_json::from_slice(&http.get(&url).send().await.unwrap().bytes().await.unwrap()).unwrap();
         let nonce = nonce["nonce"].as_str().unwrap().to_owned();
         let password = Self::password(localpart);
         let mut mac = Hmac::<sha1::Sha1>::new_from_slice(SHARED_SECRET.as_bytes()).unwrap();
-        for (i, part) in [nonce.as_str(), localpart, password.as_str(), "notadmin"]
-            .iter()
-            .enumerate()
-        {
+        for (i, part) in [nonce.as_str(), localpart, password.as_str(), "notadmin"].iter().enumerate() {
             if i > 0 {
                 mac.update(b"\x00");
             }
             mac.update(part.as_bytes());
         }
-        let digest: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
         let body = serde_json::json!({
             "nonce": nonce, "username": localpart, "password": password, "admin": false, "mac": digest,
         });
@@ -256,11 +215,7 @@ rc_profile: {rc}
         let status = resp.status();
         let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
         assert!(status.is_success(), "registering {localpart}: {v}");
-        Client::new(
-            &self.url,
-            v["user_id"].as_str().unwrap(),
-            v["access_token"].as_str().unwrap(),
-        )
+        Client::new(&self.url, v["user_id"].as_str().unwrap(), v["access_token"].as_str().unwrap())
     }
 
     pub fn log(&self) -> String {
@@ -278,10 +233,7 @@ impl Drop for Synapse {
 
 /// SIGTERM, then SIGKILL if the process has not ended within `grace`.
 fn stop_by_pid(mut child: Child, grace: Duration) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let start = Instant::now();
     while start.elapsed() < grace {
         if let Ok(Some(_)) = child.try_wait() {
@@ -339,29 +291,14 @@ impl Gatekeeper {
             .arg(&registration)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "generate-registration: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Gatekeeper {
-            dir: dir.to_owned(),
-            config,
-            registration,
-            url,
-            child: None,
-            runs: 0,
-        }
+        assert!(out.status.success(), "generate-registration: {}", String::from_utf8_lossy(&out.stderr));
+        Gatekeeper { dir: dir.to_owned(), config, registration, url, child: None, runs: 0 }
     }
 
     /// Points the config at the homeserver once its URL is known.
     pub fn set_homeserver(&self, hs_url: &str) {
         let text = std::fs::read_to_string(&self.config).unwrap();
-        let text = text.replacen(
-            &format!("url: {PLACEHOLDER_HS}\n"),
-            &format!("url: {hs_url}\n"),
-            1,
-        );
+        let text = text.replacen(&format!("url: {PLACEHOLDER_HS}\n"), &format!("url: {hs_url}\n"), 1);
         std::fs::write(&self.config, text).unwrap();
     }
 
@@ -389,8 +326,7 @@ impl Gatekeeper {
 
     /// The log of the current (or last) run.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join(format!("gatekeeper-{}.log", self.runs)))
-            .unwrap_or_default()
+        std::fs::read_to_string(self.dir.join(format!("gatekeeper-{}.log", self.runs))).unwrap_or_default()
     }
 
     pub async fn wait_for_log(&self, needle: &str, timeout: Duration) {
@@ -414,17 +350,8 @@ impl Gatekeeper {
 
     /// `gatekeeper inspect` (the process must be stopped).
     pub fn inspect(&self) -> serde_json::Value {
-        let out = Command::new(gatekeeper_bin())
-            .arg("inspect")
-            .arg("--config")
-            .arg(&self.config)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "inspect: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = Command::new(gatekeeper_bin()).arg("inspect").arg("--config").arg(&self.config).output().unwrap();
+        assert!(out.status.success(), "inspect: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -468,14 +395,9 @@ impl World {
 
     pub async fn new_in(tmp: tempfile::TempDir, users: &str) -> World {
         let gatekeeper = Gatekeeper::prepare(&tmp.path().join("gatekeeper"), PLACEHOLDER_HS, users);
-        let synapse =
-            Synapse::start(&tmp.path().join("synapse"), &[&gatekeeper.registration]).await;
+        let synapse = Synapse::start(&tmp.path().join("synapse"), &[&gatekeeper.registration]).await;
         gatekeeper.set_homeserver(&synapse.url);
-        World {
-            gatekeeper,
-            synapse,
-            tmp,
-        }
+        World { gatekeeper, synapse, tmp }
     }
 
     pub fn bot(&self) -> String {

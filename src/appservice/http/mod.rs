@@ -30,21 +30,11 @@ pub struct Intake {
 
 pub fn matrix_error(status: StatusCode, errcode: &str, error: &str) -> Response {
     let body = serde_json::json!({ "errcode": errcode, "error": error });
-    (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 fn ok_empty() -> Response {
-    (
-        StatusCode::OK,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        "{}",
-    )
-        .into_response()
+    (StatusCode::OK, [(axum::http::header::CONTENT_TYPE, "application/json")], "{}").into_response()
 }
 
 pub fn router(intake: Arc<Intake>) -> Router {
@@ -58,46 +48,22 @@ pub fn router(intake: Arc<Intake>) -> Router {
         .route("/rooms/{alias}", get(query_room))
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(
-            intake.clone(),
-            require_hs_token,
-        ))
+        .layer(middleware::from_fn_with_state(intake.clone(), require_hs_token))
         .with_state(intake)
 }
 
-async fn require_hs_token(
-    State(intake): State<Arc<Intake>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let header = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .map(|v| v.as_bytes().to_vec());
-    let query: HashMap<String, String> = Query::try_from_uri(request.uri())
-        .map(|Query(q)| q)
-        .unwrap_or_default();
-    match auth::check(
-        header.as_deref(),
-        query.get("access_token").map(String::as_str),
-        &intake.hs_token,
-    ) {
+async fn require_hs_token(State(intake): State<Arc<Intake>>, request: Request, next: Next) -> Response {
+    let header = request.headers().get(axum::http::header::AUTHORIZATION).map(|v| v.as_bytes().to_vec());
+    let query: HashMap<String, String> = Query::try_from_uri(request.uri()).map(|Query(q)| q).unwrap_or_default();
+    match auth::check(header.as_deref(), query.get("access_token").map(String::as_str), &intake.hs_token) {
         Ok(()) => next.run(request).await,
         Err(AuthError::Missing) => {
             tracing::warn!(path = %request.uri().path(), "request without hs_token refused");
-            matrix_error(
-                StatusCode::UNAUTHORIZED,
-                "M_MISSING_TOKEN",
-                "Missing homeserver token (hs_token)",
-            )
+            matrix_error(StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN", "Missing homeserver token (hs_token)")
         }
         Err(AuthError::Wrong) => {
             tracing::warn!(path = %request.uri().path(), "request with a wrong hs_token refused");
-            matrix_error(
-                StatusCode::FORBIDDEN,
-                "M_FORBIDDEN",
-                "Invalid homeserver token (hs_token)",
-            )
+            matrix_error(StatusCode::FORBIDDEN, "M_FORBIDDEN", "Invalid homeserver token (hs_token)")
         }
     }
 }
@@ -128,33 +94,23 @@ fn parse_and_store(store: &dyn Store, txn_id: &str, bytes: &Bytes) -> Parsed {
     }
 }
 
-async fn transaction(
-    State(intake): State<Arc<Intake>>,
-    Path(txn_id): Path<String>,
-    body: Body,
-) -> Response {
+async fn transaction(State(intake): State<Arc<Intake>>, Path(txn_id): Path<String>, body: Body) -> Response {
     let bytes = match axum::body::to_bytes(body, intake.max_body_bytes).await {
         Ok(b) => b,
         Err(_) => {
             return matrix_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "M_TOO_LARGE",
-                &format!(
-                    "Transaction body larger than {} bytes",
-                    intake.max_body_bytes
-                ),
+                &format!("Transaction body larger than {} bytes", intake.max_body_bytes),
             );
         }
     };
     let store = intake.store.clone();
     let id = txn_id.clone();
-    let outcome =
-        match tokio::task::spawn_blocking(move || parse_and_store(store.as_ref(), &id, &bytes))
-            .await
-        {
-            Ok(o) => o,
-            Err(e) => Parsed::StoreFailed(e.to_string()),
-        };
+    let outcome = match tokio::task::spawn_blocking(move || parse_and_store(store.as_ref(), &id, &bytes)).await {
+        Ok(o) => o,
+        Err(e) => Parsed::StoreFailed(e.to_string()),
+    };
     match outcome {
         Parsed::Accepted(Accepted::New { events }) => {
             tracing::debug!(%txn_id, events, "transaction accepted");
@@ -174,11 +130,7 @@ async fn transaction(
             tracing::info!(%txn_id, "replayed transaction acknowledged, not processed again");
             ok_empty()
         }
-        Parsed::NotJson(e) => matrix_error(
-            StatusCode::BAD_REQUEST,
-            "M_NOT_JSON",
-            &format!("Body is not JSON: {e}"),
-        ),
+        Parsed::NotJson(e) => matrix_error(StatusCode::BAD_REQUEST, "M_NOT_JSON", &format!("Body is not JSON: {e}")),
         Parsed::BadJson(e) => matrix_error(
             StatusCode::BAD_REQUEST,
             "M_BAD_JSON",
@@ -187,11 +139,7 @@ async fn transaction(
         Parsed::StoreFailed(e) => {
             // Non-2xx makes the homeserver keep the transaction and retry.
             tracing::error!(%txn_id, error = %e, "could not store transaction; homeserver will retry");
-            matrix_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "M_UNKNOWN",
-                "Could not store the transaction",
-            )
+            matrix_error(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", "Could not store the transaction")
         }
     }
 }
@@ -199,47 +147,27 @@ async fn transaction(
 async fn ping(body: Bytes) -> Response {
     let txn = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
-        .and_then(|v| {
-            v.get("transaction_id")
-                .and_then(|t| t.as_str())
-                .map(str::to_owned)
-        });
+        .and_then(|v| v.get("transaction_id").and_then(|t| t.as_str()).map(str::to_owned));
     tracing::debug!(transaction_id = ?txn, "pinged by the homeserver");
     ok_empty()
 }
 
 async fn query_user(Path(user_id): Path<String>) -> Response {
     tracing::debug!(%user_id, "user query answered: not ours to create");
-    matrix_error(
-        StatusCode::NOT_FOUND,
-        "M_NOT_FOUND",
-        "Gatekeeper does not provide this user",
-    )
+    matrix_error(StatusCode::NOT_FOUND, "M_NOT_FOUND", "Gatekeeper does not provide this user")
 }
 
 async fn query_room(Path(alias): Path<String>) -> Response {
     tracing::debug!(%alias, "room query answered: not ours to create");
-    matrix_error(
-        StatusCode::NOT_FOUND,
-        "M_NOT_FOUND",
-        "Gatekeeper does not provide this room alias",
-    )
+    matrix_error(StatusCode::NOT_FOUND, "M_NOT_FOUND", "Gatekeeper does not provide this room alias")
 }
 
 async fn unrecognized() -> Response {
-    matrix_error(
-        StatusCode::NOT_FOUND,
-        "M_UNRECOGNIZED",
-        "Unrecognized request",
-    )
+    matrix_error(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "Unrecognized request")
 }
 
 async fn method_not_allowed() -> Response {
-    matrix_error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "M_UNRECOGNIZED",
-        "Unsupported method for this endpoint",
-    )
+    matrix_error(StatusCode::METHOD_NOT_ALLOWED, "M_UNRECOGNIZED", "Unsupported method for this endpoint")
 }
 
 #[cfg(test)]

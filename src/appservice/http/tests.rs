@@ -1,91 +1,19 @@
 //! The HTTP boundary in-process: a real listener on 127.0.0.1:0, a real
 //! HTTP client, the in-memory store.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use super::*;
-use crate::engine::{Decision, OwnerState, Snapshot};
-use crate::store::{
-    EffectOutcome, FailedEffect, InboxItem, MemoryStore, OutboxItem, QuarantinedEvent, Stats,
-    StoreError,
-};
-use ruma::{OwnedUserId, RoomId};
-
-/// The memory store, but able to fail like a full disk.
-#[derive(Default)]
-struct Faulty {
-    inner: MemoryStore,
-    broken: AtomicBool,
-}
-
-impl Store for Faulty {
-    fn accept_transaction(
-        &self,
-        txn_id: &str,
-        events: &[&[u8]],
-        now_ms: u64,
-    ) -> Result<Accepted, StoreError> {
-        if self.broken.load(Ordering::SeqCst) {
-            return Err(StoreError::Backend("No space left on device".into()));
-        }
-        self.inner.accept_transaction(txn_id, events, now_ms)
-    }
-    fn inbox_batch(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
-        self.inner.inbox_batch(limit)
-    }
-    fn snapshot(&self, room: &RoomId, users: &[OwnedUserId]) -> Result<Snapshot, StoreError> {
-        self.inner.snapshot(room, users)
-    }
-    fn commit(&self, seq: u64, decision: &Decision) -> Result<(), StoreError> {
-        self.inner.commit(seq, decision)
-    }
-    fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError> {
-        self.inner.quarantine(seq, reason, now_ms)
-    }
-    fn flush(&self) -> Result<(), StoreError> {
-        self.inner.flush()
-    }
-    fn outbox_batch(&self, up_to: u64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        self.inner.outbox_batch(up_to, limit)
-    }
-    fn outbox_high_water(&self) -> Result<u64, StoreError> {
-        self.inner.outbox_high_water()
-    }
-    fn finish_effect(
-        &self,
-        id: u64,
-        outcome: &EffectOutcome,
-        now_ms: u64,
-    ) -> Result<(), StoreError> {
-        self.inner.finish_effect(id, outcome, now_ms)
-    }
-    fn stats(&self) -> Result<Stats, StoreError> {
-        self.inner.stats()
-    }
-    fn quarantined(&self, limit: usize) -> Result<Vec<QuarantinedEvent>, StoreError> {
-        self.inner.quarantined(limit)
-    }
-    fn failed_effects(&self, limit: usize) -> Result<Vec<FailedEffect>, StoreError> {
-        self.inner.failed_effects(limit)
-    }
-    fn owners(&self) -> Result<Vec<OwnerState>, StoreError> {
-        self.inner.owners()
-    }
-    fn prune_transactions(&self, before_ms: u64) -> Result<usize, StoreError> {
-        self.inner.prune_transactions(before_ms)
-    }
-}
+use crate::store::MemoryStore;
 
 const TOKEN: &str = "hs-token-for-tests";
 
 struct Server {
     base: String,
-    store: Arc<Faulty>,
+    store: Arc<MemoryStore>,
     http: reqwest::Client,
 }
 
 async fn serve() -> Server {
-    let store = Arc::new(Faulty::default());
+    let store = Arc::new(MemoryStore::new());
     let intake = Arc::new(Intake {
         store: store.clone(),
         hs_token: Secret::new(TOKEN),
@@ -95,30 +23,18 @@ async fn serve() -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router(intake)).await.unwrap() });
-    Server {
-        base,
-        store,
-        http: reqwest::Client::new(),
-    }
+    Server { base, store, http: reqwest::Client::new() }
 }
 
 impl Server {
-    async fn put(
-        &self,
-        path: &str,
-        token: Option<&str>,
-        body: impl Into<reqwest::Body>,
-    ) -> (u16, serde_json::Value) {
+    async fn put(&self, path: &str, token: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
         let mut req = self.http.put(format!("{}{path}", self.base)).body(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
-        (
-            status,
-            serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap_or_default(),
-        )
+        (status, serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap_or_default())
     }
 
     fn stored(&self) -> (u64, u64) {
@@ -133,14 +49,10 @@ const TXN: &str = r#"{"events":[{"type":"m.room.message","event_id":"$a","room_i
 #[tokio::test]
 async fn transaction_is_stored_and_acknowledged_once() {
     let s = serve().await;
-    let (status, body) = s
-        .put("/_matrix/app/v1/transactions/1", Some(TOKEN), TXN)
-        .await;
+    let (status, body) = s.put("/_matrix/app/v1/transactions/1", Some(TOKEN), TXN).await;
     assert_eq!((status, body), (200, serde_json::json!({})));
     assert_eq!(s.stored(), (1, 2));
-    let (status, _) = s
-        .put("/_matrix/app/v1/transactions/1", Some(TOKEN), TXN)
-        .await;
+    let (status, _) = s.put("/_matrix/app/v1/transactions/1", Some(TOKEN), TXN).await;
     assert_eq!(status, 200);
     assert_eq!(s.stored(), (1, 2), "a replay must store nothing");
     assert_eq!(s.store.stats().unwrap().replayed_transactions, 1);
@@ -150,10 +62,7 @@ async fn transaction_is_stored_and_acknowledged_once() {
 async fn missing_token_is_401_and_stores_nothing() {
     let s = serve().await;
     let (status, body) = s.put("/_matrix/app/v1/transactions/1", None, TXN).await;
-    assert_eq!(
-        (status, body["errcode"].as_str()),
-        (401, Some("M_MISSING_TOKEN"))
-    );
+    assert_eq!((status, body["errcode"].as_str()), (401, Some("M_MISSING_TOKEN")));
     assert_eq!(s.stored(), (0, 0));
 }
 
@@ -161,14 +70,8 @@ async fn missing_token_is_401_and_stores_nothing() {
 async fn wrong_token_is_403_and_stores_nothing() {
     let s = serve().await;
     for token in ["nope", "hs-token-for-test", "hs-token-for-testss", ""] {
-        let (status, body) = s
-            .put("/_matrix/app/v1/transactions/1", Some(token), TXN)
-            .await;
-        assert_eq!(
-            (status, body["errcode"].as_str()),
-            (403, Some("M_FORBIDDEN")),
-            "token {token:?}"
-        );
+        let (status, body) = s.put("/_matrix/app/v1/transactions/1", Some(token), TXN).await;
+        assert_eq!((status, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "token {token:?}");
     }
     assert_eq!(s.stored(), (0, 0));
 }
@@ -176,13 +79,9 @@ async fn wrong_token_is_403_and_stores_nothing() {
 #[tokio::test]
 async fn legacy_path_and_query_token_are_accepted() {
     let s = serve().await;
-    let (status, _) = s
-        .put(&format!("/transactions/7?access_token={TOKEN}"), None, TXN)
-        .await;
+    let (status, _) = s.put(&format!("/transactions/7?access_token={TOKEN}"), None, TXN).await;
     assert_eq!(status, 200);
-    let (status, _) = s
-        .put("/transactions/8?access_token=wrong", Some(TOKEN), TXN)
-        .await;
+    let (status, _) = s.put("/transactions/8?access_token=wrong", Some(TOKEN), TXN).await;
     assert_eq!(status, 403, "header and query token must agree");
     assert_eq!(s.stored(), (1, 2));
 }
@@ -199,14 +98,8 @@ async fn malformed_bodies_are_400_and_store_nothing() {
         (r#"{"events": {}}"#, "M_BAD_JSON"),
         (r#"{"events": "x"}"#, "M_BAD_JSON"),
     ] {
-        let (status, got) = s
-            .put("/_matrix/app/v1/transactions/1", Some(TOKEN), body)
-            .await;
-        assert_eq!(
-            (status, got["errcode"].as_str()),
-            (400, Some(errcode)),
-            "body {body:?}"
-        );
+        let (status, got) = s.put("/_matrix/app/v1/transactions/1", Some(TOKEN), body).await;
+        assert_eq!((status, got["errcode"].as_str()), (400, Some(errcode)), "body {body:?}");
     }
     assert_eq!(s.stored(), (0, 0));
 }
@@ -215,22 +108,15 @@ async fn malformed_bodies_are_400_and_store_nothing() {
 async fn oversized_body_is_413_and_a_maximal_transaction_fits() {
     let s = serve().await;
     let huge = vec![b' '; 8 * 1024 * 1024 + 1];
-    let (status, body) = s
-        .put("/_matrix/app/v1/transactions/1", Some(TOKEN), huge)
-        .await;
-    assert_eq!(
-        (status, body["errcode"].as_str()),
-        (413, Some("M_TOO_LARGE"))
-    );
+    let (status, body) = s.put("/_matrix/app/v1/transactions/1", Some(TOKEN), huge).await;
+    assert_eq!((status, body["errcode"].as_str()), (413, Some("M_TOO_LARGE")));
     // 100 events of almost 64 KiB each: what a homeserver may really send.
     let event = format!(
         r#"{{"type":"m.room.message","event_id":"$e","room_id":"!r:x","sender":"@s:x","content":{{"body":"{}"}}}}"#,
         "x".repeat(64_000)
     );
     let body = format!(r#"{{"events":[{}]}}"#, vec![event; 100].join(","));
-    let (status, _) = s
-        .put("/_matrix/app/v1/transactions/2", Some(TOKEN), body)
-        .await;
+    let (status, _) = s.put("/_matrix/app/v1/transactions/2", Some(TOKEN), body).await;
     assert_eq!(status, 200);
     assert_eq!(s.stored(), (1, 100));
 }
@@ -238,15 +124,11 @@ async fn oversized_body_is_413_and_a_maximal_transaction_fits() {
 #[tokio::test]
 async fn store_failure_is_500_so_the_homeserver_retries() {
     let s = serve().await;
-    s.store.broken.store(true, Ordering::SeqCst);
-    let (status, body) = s
-        .put("/_matrix/app/v1/transactions/1", Some(TOKEN), TXN)
-        .await;
+    s.store.fail_writes(true);
+    let (status, body) = s.put("/_matrix/app/v1/transactions/1", Some(TOKEN), TXN).await;
     assert_eq!((status, body["errcode"].as_str()), (500, Some("M_UNKNOWN")));
-    s.store.broken.store(false, Ordering::SeqCst);
-    let (status, _) = s
-        .put("/_matrix/app/v1/transactions/1", Some(TOKEN), TXN)
-        .await;
+    s.store.fail_writes(false);
+    let (status, _) = s.put("/_matrix/app/v1/transactions/1", Some(TOKEN), TXN).await;
     assert_eq!(status, 200, "the retry after recovery is accepted as new");
     assert_eq!(s.stored(), (1, 2));
 }
@@ -263,40 +145,16 @@ async fn ping_queries_and_unknown_routes() {
         .await
         .unwrap();
     assert_eq!(ping.status().as_u16(), 200);
-    let unauth_ping = s
-        .http
-        .post(format!("{}/_matrix/app/v1/ping", s.base))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let unauth_ping = s.http.post(format!("{}/_matrix/app/v1/ping", s.base)).body("{}").send().await.unwrap();
     assert_eq!(unauth_ping.status().as_u16(), 401);
     for (path, status, errcode) in [
-        (
-            "/_matrix/app/v1/users/%40x%3Aexample.org",
-            404,
-            "M_NOT_FOUND",
-        ),
+        ("/_matrix/app/v1/users/%40x%3Aexample.org", 404, "M_NOT_FOUND"),
         ("/users/%40x%3Aexample.org", 404, "M_NOT_FOUND"),
-        (
-            "/_matrix/app/v1/rooms/%23a%3Aexample.org",
-            404,
-            "M_NOT_FOUND",
-        ),
-        (
-            "/_matrix/app/v1/thirdparty/protocol/irc",
-            404,
-            "M_UNRECOGNIZED",
-        ),
+        ("/_matrix/app/v1/rooms/%23a%3Aexample.org", 404, "M_NOT_FOUND"),
+        ("/_matrix/app/v1/thirdparty/protocol/irc", 404, "M_UNRECOGNIZED"),
         ("/_matrix/app/v1/transactions/1", 405, "M_UNRECOGNIZED"),
     ] {
-        let resp = s
-            .http
-            .get(format!("{}{path}", s.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let resp = s.http.get(format!("{}{path}", s.base)).bearer_auth(TOKEN).send().await.unwrap();
         assert_eq!(resp.status().as_u16(), status, "{path}");
         let body: serde_json::Value = resp.json_body().await;
         assert_eq!(body["errcode"], errcode, "{path}");

@@ -1,0 +1,227 @@
+//! The gate: holding strangers' invites, capturing what they write, and the
+//! one etiquette reply.
+
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+
+use super::*;
+
+const HOUR_MS: u64 = 3_600_000;
+
+/// Someone invited an opted-in owner to a room.
+pub(super) fn invite(
+    snapshot: &Snapshot,
+    meta: &EventMeta,
+    owner: &OwnerState,
+    is_direct: bool,
+    reason: &Option<String>,
+    room_name: &Option<String>,
+    now_ms: u64,
+) -> Decision {
+    let room = &meta.room_id;
+    match snapshot.contact(&owner.user_id, &meta.sender) {
+        Some(Contact::Allowed { .. }) => return Decision::default(),
+        // Rejected at once and without a word.
+        Some(Contact::Blocked { .. }) => {
+            return Decision::default().effect(Effect::Leave {
+                as_user: owner.user_id.clone(),
+                room_id: room.clone(),
+                reason: None,
+            });
+        }
+        None => {}
+    }
+    if snapshot.room.is_some() {
+        // Already held (a replay or a re-invite), or one of our own rooms.
+        return Decision::default();
+    }
+    let held = HeldRoom {
+        owner: owner.user_id.clone(),
+        inviter: meta.sender.clone(),
+        is_dm: is_direct,
+        invited_at_ms: if meta.ts_ms > 0 { meta.ts_ms } else { now_ms },
+        name: room_name.clone(),
+        members: None,
+        reason: reason.clone(),
+        replied: false,
+    };
+    let o = owner.user_id.clone();
+    Decision::default()
+        .change(StateChange::PutRoom(room.clone(), RoomState::Held(held)))
+        // The room's silence must be in place before the owner is in it.
+        .effect(Effect::PutPushRule { owner: o.clone(), rule: rules::held_room(room.as_str()) })
+        .effect(Effect::Join { as_user: o.clone(), room_id: room.clone() })
+        .effect(Effect::SetTag { owner: o.clone(), room_id: room.clone(), tag: "m.lowpriority".into(), present: true })
+        .effect(Effect::Backfill { owner: o, room_id: room.clone() })
+}
+
+/// The owner invited someone: starting a conversation is consent.
+pub(super) fn owner_invited(
+    snapshot: &Snapshot,
+    owner: &OwnerState,
+    target: &OwnedUserId,
+    now_ms: u64,
+    config: &EngineConfig,
+) -> Decision {
+    if !config.auto_allow_owner_started || *target == config.bot || snapshot.contact(&owner.user_id, target).is_some() {
+        return Decision::default();
+    }
+    Decision::default()
+        .change(StateChange::PutContact {
+            owner: owner.user_id.clone(),
+            user: target.clone(),
+            contact: Contact::Allowed { since_ms: now_ms, source: AllowSource::OwnerStarted },
+        })
+        .effect(Effect::PutPushRule { owner: owner.user_id.clone(), rule: rules::allow(&owner.user_id, target) })
+}
+
+fn from_stranger(meta: &EventMeta, held: &HeldRoom, config: &EngineConfig) -> bool {
+    meta.sender != held.owner && meta.sender != config.bot
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn message(
+    snapshot: &Snapshot,
+    meta: &EventMeta,
+    held: &HeldRoom,
+    msgtype: &str,
+    body: &str,
+    html: &Option<String>,
+    media: &Option<Media>,
+    replaces: &Option<Replacement>,
+    now_ms: u64,
+    config: &EngineConfig,
+) -> Decision {
+    if !from_stranger(meta, held, config) {
+        return Decision::default();
+    }
+    if let Some(r) = replaces {
+        return match &snapshot.related {
+            // Only the author's own edits count.
+            Some(original) if original.sender == meta.sender && original.owner == held.owner => Decision::default()
+                .change(StateChange::PutDeferred(Deferred {
+                    body: r.body.clone(),
+                    html: r.html.clone(),
+                    edited: true,
+                    ..original.clone()
+                })),
+            _ => Decision::default(),
+        };
+    }
+    let deferred = Deferred {
+        owner: held.owner.clone(),
+        room_id: meta.room_id.clone(),
+        event_id: meta.event_id.clone(),
+        sender: meta.sender.clone(),
+        ts_ms: meta.ts_ms,
+        msgtype: msgtype.to_owned(),
+        body: body.to_owned(),
+        html: html.clone(),
+        media: media.clone(),
+        encrypted: false,
+        edited: false,
+    };
+    let d = Decision::default().change(StateChange::PutDeferred(deferred));
+    // Bots announce themselves with notices; a notice is never answered.
+    if msgtype == "m.notice" {
+        return d;
+    }
+    maybe_reply(d, snapshot, meta, held, false, now_ms, config)
+}
+
+pub(super) fn encrypted(
+    snapshot: &Snapshot,
+    meta: &EventMeta,
+    held: &HeldRoom,
+    now_ms: u64,
+    config: &EngineConfig,
+) -> Decision {
+    if !from_stranger(meta, held, config) {
+        return Decision::default();
+    }
+    let d = Decision::default().change(StateChange::PutDeferred(Deferred {
+        owner: held.owner.clone(),
+        room_id: meta.room_id.clone(),
+        event_id: meta.event_id.clone(),
+        sender: meta.sender.clone(),
+        ts_ms: meta.ts_ms,
+        msgtype: "m.room.encrypted".into(),
+        body: String::new(),
+        html: None,
+        media: None,
+        encrypted: true,
+        edited: false,
+    }));
+    maybe_reply(d, snapshot, meta, held, true, now_ms, config)
+}
+
+pub(super) fn redaction(snapshot: &Snapshot, meta: &EventMeta, held: &HeldRoom, redacts: &OwnedEventId) -> Decision {
+    match &snapshot.related {
+        Some(original) if original.owner == held.owner && original.room_id == meta.room_id => Decision::default()
+            .change(StateChange::RemoveDeferred { owner: held.owner.clone(), event_id: redacts.clone() }),
+        _ => Decision::default(),
+    }
+}
+
+pub(super) fn room_info(
+    snapshot: &Snapshot,
+    owner: &OwnedUserId,
+    room_id: &OwnedRoomId,
+    name: &Option<String>,
+    members: u32,
+) -> Decision {
+    match &snapshot.room {
+        Some(RoomState::Held(held)) if held.owner == *owner => {
+            let updated =
+                HeldRoom { name: name.clone().or_else(|| held.name.clone()), members: Some(members), ..held.clone() };
+            if updated == *held {
+                return Decision::default();
+            }
+            Decision::default().change(StateChange::PutRoom(room_id.clone(), RoomState::Held(updated)))
+        }
+        _ => Decision::default(),
+    }
+}
+
+/// The etiquette reply, if every loop and spam rule allows it: DMs only,
+/// once per invite, once per stranger per period, and a per-owner hourly cap.
+#[allow(clippy::too_many_arguments)]
+fn maybe_reply(
+    d: Decision,
+    snapshot: &Snapshot,
+    meta: &EventMeta,
+    held: &HeldRoom,
+    encrypted: bool,
+    now_ms: u64,
+    config: &EngineConfig,
+) -> Decision {
+    let Some(owner) = snapshot.owners.get(&held.owner) else { return d };
+    if !held.is_dm || held.replied {
+        return d;
+    }
+    let stranger = snapshot.stranger(&held.owner, &meta.sender);
+    if stranger.last_reply_ms.is_some_and(|last| now_ms.saturating_sub(last) < config.reply_interval_ms) {
+        return d;
+    }
+    let (window_start, used) = if now_ms.saturating_sub(owner.reply_window_start_ms) >= HOUR_MS {
+        (now_ms, 0)
+    } else {
+        (owner.reply_window_start_ms, owner.replies_in_window)
+    };
+    if used >= config.max_replies_per_hour {
+        return d;
+    }
+    let name = owner.displayname.clone().unwrap_or_else(|| owner.user_id.localpart().to_owned());
+    let text = texts::etiquette(owner.reply_template.as_deref(), &name, owner.email.as_deref(), encrypted);
+    d.change(StateChange::PutRoom(meta.room_id.clone(), RoomState::Held(HeldRoom { replied: true, ..held.clone() })))
+        .change(StateChange::PutStranger {
+            owner: held.owner.clone(),
+            user: meta.sender.clone(),
+            state: StrangerState { last_reply_ms: Some(now_ms) },
+        })
+        .change(StateChange::PutOwner(OwnerState {
+            reply_window_start_ms: window_start,
+            replies_in_window: used + 1,
+            ..owner.clone()
+        }))
+        .effect(notice(&held.owner, &meta.room_id, meta, "etiquette", text))
+}

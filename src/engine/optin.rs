@@ -1,0 +1,167 @@
+//! Opting in (inviting the bot to a DM), opting out (leaving it, `stop`),
+//! and what opt-in looks up: the owner's name and existing contacts.
+
+use ruma::OwnedUserId;
+
+use super::*;
+
+pub(super) fn bot_membership(
+    snapshot: &Snapshot,
+    meta: &EventMeta,
+    membership: &Membership,
+    is_direct: bool,
+    now_ms: u64,
+    config: &EngineConfig,
+) -> Decision {
+    let bot = config.bot.clone();
+    let room = meta.room_id.clone();
+    match membership {
+        Membership::Invite if !config.may_opt_in(&meta.sender) => Decision::default()
+            .effect(Effect::Join { as_user: bot.clone(), room_id: room.clone() })
+            .effect(notice(&bot, &room, meta, "refusal", texts::refusal(config.server_name.as_str())))
+            .effect(Effect::Leave { as_user: bot, room_id: room, reason: None }),
+        Membership::Invite if !is_direct => Decision::default().effect(Effect::Leave {
+            as_user: bot,
+            room_id: room,
+            reason: Some(texts::NOT_A_DM_REASON.into()),
+        }),
+        Membership::Invite => Decision::default()
+            .change(StateChange::PutRoom(
+                room.clone(),
+                RoomState::PendingControl { inviter: meta.sender.clone(), invited_at_ms: now_ms },
+            ))
+            .effect(Effect::Join { as_user: bot, room_id: room }),
+        // Someone removed the bot: from a control room, that is an opt-out.
+        Membership::Leave | Membership::Ban => match &snapshot.room {
+            Some(RoomState::Control { owner }) => opt_out(snapshot, owner, None, config),
+            Some(RoomState::PendingControl { .. }) => Decision::default().change(StateChange::RemoveRoom(room)),
+            _ => Decision::default(),
+        },
+        _ => Decision::default(),
+    }
+}
+
+pub(super) fn bot_joined(snapshot: &Snapshot, meta: &EventMeta, now_ms: u64, config: &EngineConfig) -> Decision {
+    let Some(RoomState::PendingControl { inviter, .. }) = &snapshot.room else {
+        return Decision::default();
+    };
+    let room = meta.room_id.clone();
+    let mut d = Decision::default();
+    let owner = match snapshot.owners.get(inviter) {
+        // Already an owner: this DM replaces the old control room.
+        Some(old) => {
+            if old.control_room != room {
+                d = d
+                    .change(StateChange::RemoveRoom(old.control_room.clone()))
+                    .effect(notice(&config.bot, &old.control_room, meta, "moved", texts::moved_control_room()))
+                    .effect(Effect::Leave {
+                        as_user: config.bot.clone(),
+                        room_id: old.control_room.clone(),
+                        reason: None,
+                    });
+            }
+            OwnerState { control_room: room.clone(), ..old.clone() }
+        }
+        None => {
+            d = d
+                .effect(Effect::PutPushRule { owner: inviter.clone(), rule: rules::hold_invites(inviter) })
+                .effect(Effect::ImportContacts { owner: inviter.clone() })
+                .effect(Effect::FetchProfile { user: inviter.clone() });
+            OwnerState::new(inviter.clone(), room.clone(), now_ms)
+        }
+    };
+    d.change(StateChange::PutOwner(owner))
+        .change(StateChange::PutRoom(room.clone(), RoomState::Control { owner: inviter.clone() }))
+        .effect(notice(&config.bot, &room, meta, "greeting", texts::greeting()))
+}
+
+pub(super) fn member_left(
+    snapshot: &Snapshot,
+    meta: &EventMeta,
+    target: &OwnedUserId,
+    config: &EngineConfig,
+) -> Decision {
+    match &snapshot.room {
+        Some(RoomState::Control { owner }) if owner == target => opt_out(snapshot, owner, None, config),
+        // The owner left or rejected a held room themselves: stop holding it.
+        Some(RoomState::Held(held)) if held.owner == *target => {
+            Decision::default().change(StateChange::RemoveRoom(meta.room_id.clone())).effect(Effect::DeletePushRule {
+                owner: held.owner.clone(),
+                rule_id: rules::held_room_id(meta.room_id.as_str()),
+            })
+        }
+        _ => Decision::default(),
+    }
+}
+
+/// Undoes everything Gatekeeper set for `owner`. `farewell` is the event
+/// that asked (for `stop`), to say goodbye in the control room.
+pub(super) fn opt_out(
+    snapshot: &Snapshot,
+    owner: &OwnedUserId,
+    farewell: Option<&EventMeta>,
+    config: &EngineConfig,
+) -> Decision {
+    let Some(state) = snapshot.owners.get(owner) else { return Decision::default() };
+    let overview = snapshot.overview.clone().unwrap_or_default();
+    let mut d = Decision::default()
+        .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::HOLD_INVITES.into() });
+    for (user, contact) in &overview.contacts {
+        if matches!(contact, Contact::Allowed { .. }) {
+            d = d.effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::allow_id(user) });
+        }
+    }
+    for room in overview.held.keys() {
+        d = d
+            .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::held_room_id(room.as_str()) })
+            .effect(Effect::SetTag {
+                owner: owner.clone(),
+                room_id: room.clone(),
+                tag: "m.lowpriority".into(),
+                present: false,
+            })
+            .change(StateChange::RemoveRoom(room.clone()));
+    }
+    if let Some(meta) = farewell {
+        d = d.effect(notice(&config.bot, &state.control_room, meta, "stopped", texts::stopped()));
+    }
+    d.effect(Effect::Leave { as_user: config.bot.clone(), room_id: state.control_room.clone(), reason: None })
+        .change(StateChange::RemoveRoom(state.control_room.clone()))
+        .change(StateChange::RemoveOwner(owner.clone()))
+        .change(StateChange::ForgetOwnerData(owner.clone()))
+}
+
+pub(super) fn profile_fetched(snapshot: &Snapshot, user: &OwnedUserId, displayname: &Option<String>) -> Decision {
+    match snapshot.owners.get(user) {
+        Some(owner) if owner.displayname != *displayname => Decision::default()
+            .change(StateChange::PutOwner(OwnerState { displayname: displayname.clone(), ..owner.clone() })),
+        _ => Decision::default(),
+    }
+}
+
+pub(super) fn contacts_imported(
+    snapshot: &Snapshot,
+    owner: &OwnedUserId,
+    users: &[OwnedUserId],
+    now_ms: u64,
+    config: &EngineConfig,
+) -> Decision {
+    if !snapshot.owners.contains_key(owner) {
+        return Decision::default();
+    }
+    let mut d = Decision::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for user in users {
+        if user == owner || *user == config.bot || !seen.insert(user) || snapshot.contact(owner, user).is_some() {
+            continue;
+        }
+        d = d
+            .change(StateChange::PutContact {
+                owner: owner.clone(),
+                user: user.clone(),
+                contact: Contact::Allowed { since_ms: now_ms, source: AllowSource::Imported },
+            })
+            .effect(Effect::PutPushRule { owner: owner.clone(), rule: rules::allow(owner, user) });
+    }
+    d
+}

@@ -1,0 +1,53 @@
+//! The push rules Gatekeeper manages for an owner, and their IDs. Rule IDs
+//! are derived from what they cover, so adding one twice replaces it and
+//! removing one needs no stored bookkeeping.
+
+use ruma::UserId;
+use sha2::{Digest, Sha256};
+
+use super::action::{Match, PushRule, RuleActions};
+
+/// Silences every invite to the owner; allowed senders have rules above it.
+pub const HOLD_INVITES: &str = "gk.hold.invites";
+
+fn short_hash(s: &str) -> String {
+    Sha256::digest(s.as_bytes())[..10].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn invite_to(owner: &UserId) -> Vec<Match> {
+    vec![
+        Match::new("type", "m.room.member"),
+        Match::new("content.membership", "invite"),
+        Match::new("state_key", owner.as_str()),
+    ]
+}
+
+pub fn hold_invites(owner: &UserId) -> PushRule {
+    PushRule { rule_id: HOLD_INVITES.into(), conditions: invite_to(owner), actions: RuleActions::Silent, before: None }
+}
+
+pub fn allow_id(user: &UserId) -> String {
+    format!("gk.allow.{}", short_hash(user.as_str()))
+}
+
+/// Lets an allowed sender's invites ring as they did before Gatekeeper.
+pub fn allow(owner: &UserId, user: &UserId) -> PushRule {
+    let mut conditions = invite_to(owner);
+    conditions.push(Match::new("sender", user.as_str()));
+    PushRule { rule_id: allow_id(user), conditions, actions: RuleActions::Ring, before: Some(HOLD_INVITES.into()) }
+}
+
+pub fn held_room_id(room: &str) -> String {
+    format!("gk.held.{}", short_hash(room))
+}
+
+/// Silences everything in a held room, mentions included: an override rule
+/// on `room_id` (a room rule would still let mentions through).
+pub fn held_room(room: &str) -> PushRule {
+    PushRule {
+        rule_id: held_room_id(room),
+        conditions: vec![Match::new("room_id", room)],
+        actions: RuleActions::Silent,
+        before: None,
+    }
+}
