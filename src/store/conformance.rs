@@ -229,7 +229,8 @@ pub fn gate_state_round_trips_and_the_snapshot_finds_it(s: &dyn Store) {
     // An event in the held room from the stranger sees the owner (as the
     // room's owner), the contact and stranger entries, and the related message.
     let event = ruma::event_id!("$m1");
-    let snap = s.snapshot(Some(&owned_room_id!("!held:example.org")), std::slice::from_ref(&stranger), Some(event)).unwrap();
+    let snap =
+        s.snapshot(Some(&owned_room_id!("!held:example.org")), std::slice::from_ref(&stranger), Some(event)).unwrap();
     assert_eq!(snap.room, Some(RoomState::Held(held.clone())));
     assert!(snap.owners.contains_key(&alice));
     assert_eq!(snap.contact(&alice, &stranger), Some(&Contact::Blocked { since_ms: 4 }));
@@ -296,6 +297,7 @@ pub fn follow_ups_join_the_inbox_with_their_source(s: &dyn Store) {
     s.finish_effect(effect.id, &EffectOutcome::Done, &follow_ups, 2).unwrap();
     // Finishing again (a retry whose first try landed) adds nothing.
     s.finish_effect(effect.id, &EffectOutcome::Done, &follow_ups, 3).unwrap();
+    assert_eq!(s.stats().unwrap().follow_ups, 2);
     let inbox = s.inbox_batch(10).unwrap();
     assert_eq!(
         inbox.iter().map(|i| (i.internal, i.raw.clone())).collect::<Vec<_>>(),

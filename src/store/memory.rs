@@ -236,6 +236,7 @@ impl Store for MemoryStore {
         for f in follow_ups {
             s.push_inbox(f.internal, &f.raw);
         }
+        s.stats.follow_ups += follow_ups.len() as u64;
         Ok(())
     }
 

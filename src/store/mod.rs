@@ -90,6 +90,8 @@ pub struct Stats {
     pub transactions: u64,
     pub replayed_transactions: u64,
     pub events_received: u64,
+    /// Inputs that effects fed back (look-up results, backfilled events).
+    pub follow_ups: u64,
     pub events_processed: u64,
     pub events_quarantined: u64,
     pub effects_done: u64,

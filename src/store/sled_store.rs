@@ -38,6 +38,7 @@ fn inbox_item(seq: u64, v: &[u8]) -> InboxItem {
 const C_TRANSACTIONS: &str = "transactions";
 const C_REPLAYS: &str = "replayed_transactions";
 const C_RECEIVED: &str = "events_received";
+const C_FOLLOW_UPS: &str = "follow_ups";
 const C_PROCESSED: &str = "events_processed";
 const C_QUARANTINED: &str = "events_quarantined";
 const C_EFFECTS_DONE: &str = "effects_done";
@@ -387,6 +388,7 @@ impl Store for SledStore {
                 for (seq, f) in seqs.iter().zip(follow_ups) {
                     inbox.insert(&seq.to_be_bytes(), inbox_value(f.internal, &f.raw))?;
                 }
+                bump(counters, C_FOLLOW_UPS, follow_ups.len() as u64)?;
                 match outcome {
                     EffectOutcome::Done => bump(counters, C_EFFECTS_DONE, 1)?,
                     EffectOutcome::Failed(reason) => {
@@ -408,6 +410,7 @@ impl Store for SledStore {
             transactions: self.counter(C_TRANSACTIONS)?,
             replayed_transactions: self.counter(C_REPLAYS)?,
             events_received: self.counter(C_RECEIVED)?,
+            follow_ups: self.counter(C_FOLLOW_UPS)?,
             events_processed: self.counter(C_PROCESSED)?,
             events_quarantined: self.counter(C_QUARANTINED)?,
             effects_done: self.counter(C_EFFECTS_DONE)?,

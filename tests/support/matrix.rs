@@ -85,6 +85,47 @@ impl Client {
         v["event_id"].as_str().unwrap().to_owned()
     }
 
+    /// Sends any message content; returns the event ID.
+    pub async fn send(&self, room: &str, content: Value) -> String {
+        let txn = TXN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/t{txn}", enc(room));
+        let v = self.ok(reqwest::Method::PUT, &path, Some(content)).await;
+        v["event_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn redact(&self, room: &str, event: &str) {
+        let txn = TXN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = format!("/_matrix/client/v3/rooms/{}/redact/{}/r{txn}", enc(room), enc(event));
+        self.ok(reqwest::Method::PUT, &path, Some(json!({"reason": "oops"}))).await;
+    }
+
+    pub async fn join(&self, room: &str) {
+        self.ok(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{}", enc(room)), Some(json!({}))).await;
+    }
+
+    pub async fn set_displayname(&self, name: &str) {
+        let path = format!("/_matrix/client/v3/profile/{}/displayname", enc(&self.user_id));
+        self.ok(reqwest::Method::PUT, &path, Some(json!({"displayname": name}))).await;
+    }
+
+    /// The IDs of this user's own override push rules.
+    pub async fn override_rule_ids(&self) -> Vec<String> {
+        let v = self.ok(reqwest::Method::GET, "/_matrix/client/v3/pushrules/", None).await;
+        v["global"]["override"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r["default"] != true)
+            .filter_map(|r| r["rule_id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    pub async fn tags(&self, room: &str) -> Value {
+        let path = format!("/_matrix/client/v3/user/{}/rooms/{}/tags", enc(&self.user_id), enc(room));
+        self.ok(reqwest::Method::GET, &path, None).await["tags"].clone()
+    }
+
     pub async fn leave(&self, room: &str) {
         self.ok(reqwest::Method::POST, &format!("/_matrix/client/v3/rooms/{}/leave", enc(room)), Some(json!({}))).await;
     }

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod matrix;
+pub mod push;
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -14,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use matrix::Client;
+pub use push::PushGateway;
 
 pub const SYNAPSE_VERSION: &str = "1.163.2";
 pub const SERVER_NAME: &str = "localhost";

@@ -1,0 +1,207 @@
+//! The gate against a real Synapse, with a real push gateway counting every
+//! interruption: strangers are held without a single push and answered once;
+//! allowed senders and users who never opted in ring as before.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::{Client, PushGateway, World, eventually};
+
+const LONG: Duration = Duration::from_secs(60);
+/// Synapse pushes within a fraction of a second; waiting this long for a
+/// push that must not come is a generous bound.
+const SETTLE: Duration = Duration::from_secs(3);
+
+/// Opts `owner` in and waits until the invite-silencing rule is in place.
+async fn opt_in(w: &World, owner: &Client) -> String {
+    let control = owner.create_dm(&w.bot()).await;
+    eventually("the greeting", LONG, || {
+        let (o, c, bot) = (owner.clone(), control.clone(), w.bot());
+        async move { o.notices_from(&c, &bot).await.into_iter().next() }
+    })
+    .await;
+    eventually("the invite-silencing push rule", LONG, || {
+        let o = owner.clone();
+        async move { o.override_rule_ids().await.contains(&"gk.hold.invites".to_owned()).then_some(()) }
+    })
+    .await;
+    control
+}
+
+/// Sends a command in the control room and returns Gatekeeper's answer.
+async fn ask(w: &World, owner: &Client, control: &str, command: &str) -> String {
+    let before = owner.notices_from(control, &w.bot()).await.len();
+    owner.send_text(control, command).await;
+    eventually(&format!("the answer to {command:?}"), LONG, || {
+        let (o, c, bot) = (owner.clone(), control.to_owned(), w.bot());
+        async move { o.notices_from(&c, &bot).await.get(before).cloned() }
+    })
+    .await
+}
+
+async fn wait_joined(w: &World, client: &Client, room: &str, user: &str) {
+    eventually(&format!("{user} to be joined to {room}"), LONG, || {
+        let (c, r, u) = (client.clone(), room.to_owned(), user.to_owned());
+        async move { (c.membership_of(&r, &u).await.as_deref() == Some("join")).then_some(()) }
+    })
+    .await;
+    let _ = w;
+}
+
+#[tokio::test]
+async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured() {
+    let mut w = World::new("@.*:localhost").await;
+    let push = PushGateway::start().await;
+    w.gatekeeper.start(&[]);
+    w.gatekeeper.wait_for_log("homeserver ping ok", LONG).await;
+
+    let alice = w.synapse.register("alice").await;
+    alice.set_displayname("Alice").await;
+    push.register(&alice).await;
+    // A friend alice already talks to, before she opts in.
+    let friend = w.synapse.register("friend").await;
+    let old_dm = friend.create_dm(&alice.user_id).await;
+    alice.join(&old_dm).await;
+
+    let control = opt_in(&w, &alice).await;
+    eventually("the friend to be imported as allowed", LONG, || {
+        let a = alice.clone();
+        async move { a.override_rule_ids().await.iter().any(|r| r.starts_with("gk.allow.")).then_some(()) }
+    })
+    .await;
+
+    // The stranger writes: plain, a display-name mention, an m.mentions
+    // mention and an @room, with an edit and a redaction in between.
+    let stranger = w.synapse.register("stranger").await;
+    let held = stranger.create_dm(&alice.user_id).await;
+    wait_joined(&w, &stranger, &held, &alice.user_id).await;
+    let typo = stranger.send_text(&held, "Hello, I have a questoin").await;
+    stranger
+        .send(
+            &held,
+            json!({"msgtype": "m.text", "body": "* Hello, I have a question",
+            "m.new_content": {"msgtype": "m.text", "body": "Hello, I have a question"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": typo}}),
+        )
+        .await;
+    stranger.send_text(&held, "Alice, are you there?").await;
+    stranger
+        .send(&held, json!({"msgtype": "m.text", "body": "hey", "m.mentions": {"user_ids": [alice.user_id]}}))
+        .await;
+    let oops = stranger.send_text(&held, "something I regret").await;
+    stranger.redact(&held, &oops).await;
+    stranger.send(&held, json!({"msgtype": "m.text", "body": "@room ping", "m.mentions": {"room": true}})).await;
+
+    let pending = eventually("pending to show four messages", LONG, || {
+        let (w, a, c) = (&w, alice.clone(), control.clone());
+        async move { Some(ask(w, &a, &c, "pending").await).filter(|p| p.contains("4 messages")) }
+    })
+    .await;
+    assert!(pending.contains("@stranger:localhost"), "{pending}");
+    assert!(pending.contains("@room ping"), "{pending}");
+
+    // Exactly one etiquette reply, sent as alice, as a notice without mentions.
+    let replies = stranger.notices_from(&held, &alice.user_id).await;
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert!(replies[0].contains("Alice will read it"), "{}", replies[0]);
+    let reply_event =
+        stranger.messages(&held).await.into_iter().find(|e| e["content"]["msgtype"] == "m.notice").unwrap();
+    assert_eq!(reply_event["content"]["m.mentions"], json!({}));
+    assert_eq!(alice.tags(&held).await["m.lowpriority"], json!({}));
+
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(push.pushes_in(&alice.user_id, &held), 0, "{:#?}", push.pushes_to(&alice.user_id));
+
+    // The allowed friend still rings: a message, and a new invite.
+    friend.send_text(&old_dm, "dinner tonight?").await;
+    let friends_new = friend.create_dm(&alice.user_id).await;
+    eventually("the friend's message and invite to push", LONG, || {
+        let n = push.pushes_in(&alice.user_id, &old_dm) + push.pushes_in(&alice.user_id, &friends_new);
+        async move { (n >= 2).then_some(()) }
+    })
+    .await;
+
+    // A restart replies to nothing again, and still holds.
+    w.gatekeeper.stop();
+    w.gatekeeper.start(&[]);
+    w.gatekeeper.wait_for_log("homeserver ping ok", LONG).await;
+    stranger.send_text(&held, "one more thing").await;
+    eventually("the new message to be captured", LONG, || {
+        let (w, a, c) = (&w, alice.clone(), control.clone());
+        async move { Some(ask(w, &a, &c, "pending").await).filter(|p| p.contains("5 messages")) }
+    })
+    .await;
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(stranger.notices_from(&held, &alice.user_id).await.len(), 1);
+    assert_eq!(push.pushes_in(&alice.user_id, &held), 0);
+
+    w.gatekeeper.stop();
+    let report = w.gatekeeper.inspect();
+    assert_eq!(report["stats"]["deferred_messages"], 5, "{report}");
+    assert_eq!(report["stats"]["effects_failed"], 0, "{report}");
+}
+
+#[tokio::test]
+async fn group_invites_are_held_others_untouched_and_stop_restores_everything() {
+    let mut w = World::new("@.*:localhost").await;
+    let push = PushGateway::start().await;
+    w.gatekeeper.start(&[]);
+    w.gatekeeper.wait_for_log("homeserver ping ok", LONG).await;
+
+    let alice = w.synapse.register("alice").await;
+    let bob = w.synapse.register("bob").await;
+    push.register(&alice).await;
+    push.register(&bob).await;
+    let control = opt_in(&w, &alice).await;
+
+    let promoter = w.synapse.register("promoter").await;
+    let group = promoter.create_group(&[&alice.user_id]).await;
+    wait_joined(&w, &promoter, &group, &alice.user_id).await;
+    promoter.send_text(&group, "Great deals, Alice!").await;
+    // Bob never opted in: his invite rings as always.
+    let bobs = promoter.create_dm(&bob.user_id).await;
+    eventually("bob's invite to push", LONG, || {
+        let n = push.pushes_in(&bob.user_id, &bobs);
+        async move { (n >= 1).then_some(()) }
+    })
+    .await;
+
+    let pending = eventually("the group invite in pending", LONG, || {
+        let (w, a, c) = (&w, alice.clone(), control.clone());
+        async move { Some(ask(w, &a, &c, "pending").await).filter(|p| p.contains("members")) }
+    })
+    .await;
+    assert!(pending.contains("invited you to A group (2 members)"), "{pending}");
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(push.pushes_in(&alice.user_id, &group), 0);
+    assert!(promoter.notices_from(&group, &alice.user_id).await.is_empty(), "no etiquette reply in groups");
+    assert_eq!(
+        promoter.membership_of(&bobs, &bob.user_id).await.as_deref(),
+        Some("invite"),
+        "bob's rooms are not touched"
+    );
+
+    let answer = ask(&w, &alice, &control, "stop").await;
+    assert!(answer.contains("off"), "{answer}");
+    eventually("every gk rule to be removed", LONG, || {
+        let a = alice.clone();
+        async move { a.override_rule_ids().await.iter().all(|r| !r.starts_with("gk.")).then_some(()) }
+    })
+    .await;
+    eventually("the low-priority tag to be removed", LONG, || {
+        let (a, g) = (alice.clone(), group.clone());
+        async move { a.tags(&g).await.get("m.lowpriority").is_none().then_some(()) }
+    })
+    .await;
+    // Released: the group's next message reaches alice normally.
+    promoter.send_text(&group, "still there?").await;
+    eventually("a push from the released room", LONG, || {
+        let n = push.pushes_in(&alice.user_id, &group);
+        async move { (n >= 1).then_some(()) }
+    })
+    .await;
+    w.gatekeeper.stop();
+    assert_eq!(w.gatekeeper.inspect()["stats"]["owners"], 0);
+}
