@@ -217,11 +217,8 @@ pub fn pending(entries: &[super::state::PendingEntry], invites: &[(String, Strin
             1 => "1 message".to_owned(),
             n => format!("{n} messages"),
         };
-        let when = if e.first_ms == e.last_ms {
-            format_time(e.first_ms)
-        } else {
-            format!("{} – {}", format_time(e.first_ms), format_time(e.last_ms))
-        };
+        let (first, last) = (format_time(e.first_ms), format_time(e.last_ms));
+        let when = if first == last { first } else { format!("{first} – {last}") };
         let invite = invites.iter().find(|(who, _)| who == e.sender.as_str()).map(|(_, what)| what.as_str());
         plain.push_str(&format!("• {} — {count}, {when}", e.sender));
         html.push_str(&format!("<li><code>{}</code> — {count}, {when}", escape_html(e.sender.as_str())));

@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use matrix::Client;
+#[allow(unused_imports)]
 pub use push::PushGateway;
 
 pub const SYNAPSE_VERSION: &str = "1.163.2";
