@@ -39,6 +39,9 @@ pub struct GateConfig {
     /// People an owner invites are allowed from then on.
     #[serde(default = "default_true", deserialize_with = "native_or_text")]
     pub auto_allow_owner_started: bool,
+    /// Captured messages older than this are dropped, decided or not.
+    #[serde(default = "default_retention", deserialize_with = "native_or_text")]
+    pub retention: HumanDuration,
 }
 
 impl Default for GateConfig {
@@ -47,8 +50,13 @@ impl Default for GateConfig {
             reply_interval: default_reply_interval(),
             max_replies_per_hour: default_max_replies(),
             auto_allow_owner_started: true,
+            retention: default_retention(),
         }
     }
+}
+
+fn default_retention() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30 * 86_400))
 }
 
 fn default_reply_interval() -> HumanDuration {

@@ -29,16 +29,20 @@ pub struct BatchReport {
 /// blocking thread.
 pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchReport, StoreError> {
     let mut report = BatchReport::default();
+    // Empty decisions are committed together, but always before the next
+    // non-empty one, so the inbox is consumed strictly in order.
+    let mut empty: Vec<u64> = Vec::new();
     for item in store.inbox_batch(BATCH)? {
         let input = match translate(&item.raw, item.internal) {
             Ok(Some(input)) => input,
             Ok(None) => {
-                store.commit(item.seq, &engine::Decision::default())?;
+                empty.push(item.seq);
                 report.processed += 1;
                 continue;
             }
             Err(reason) => {
                 tracing::warn!(seq = item.seq, %reason, "event set aside (quarantined)");
+                store.commit_empty(&std::mem::take(&mut empty))?;
                 store.quarantine(item.seq, &reason.0, now_ms())?;
                 report.quarantined += 1;
                 continue;
@@ -54,25 +58,30 @@ pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchRe
         let decided =
             std::panic::catch_unwind(AssertUnwindSafe(|| engine::decide(&snapshot, &input, now_ms(), config)));
         match decided {
+            Ok(decision) if decision.effects.is_empty() && decision.changes.is_empty() => {
+                empty.push(item.seq);
+                report.processed += 1;
+            }
             Ok(decision) => {
-                if !decision.effects.is_empty() || !decision.changes.is_empty() {
-                    tracing::info!(
-                        event_id = ?input.meta().map(|m| &m.event_id),
-                        changes = decision.changes.len(),
-                        effects = decision.effects.len(),
-                        "decided"
-                    );
-                }
+                tracing::info!(
+                    event_id = ?input.meta().map(|m| &m.event_id),
+                    changes = decision.changes.len(),
+                    effects = decision.effects.len(),
+                    "decided"
+                );
+                store.commit_empty(&std::mem::take(&mut empty))?;
                 store.commit(item.seq, &decision)?;
                 report.processed += 1;
             }
             Err(_) => {
                 tracing::error!(input = ?input, "engine panicked; event set aside");
+                store.commit_empty(&std::mem::take(&mut empty))?;
                 store.quarantine(item.seq, "the engine failed on this event (a bug: please report it)", now_ms())?;
                 report.quarantined += 1;
             }
         }
     }
+    store.commit_empty(&empty)?;
     store.flush()?;
     Ok(report)
 }

@@ -77,15 +77,7 @@ async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured() {
     let stranger = w.synapse.register("stranger").await;
     let held = stranger.create_dm(&alice.user_id).await;
     wait_joined(&w, &stranger, &held, &alice.user_id).await;
-    let typo = stranger.send_text(&held, "Hello, I have a questoin").await;
-    stranger
-        .send(
-            &held,
-            json!({"msgtype": "m.text", "body": "* Hello, I have a question",
-            "m.new_content": {"msgtype": "m.text", "body": "Hello, I have a question"},
-            "m.relates_to": {"rel_type": "m.replace", "event_id": typo}}),
-        )
-        .await;
+    stranger.send_text(&held, "Hello, I have a question").await;
     stranger.send_text(&held, "Alice, are you there?").await;
     stranger
         .send(&held, json!({"msgtype": "m.text", "body": "hey", "m.mentions": {"user_ids": [alice.user_id]}}))
@@ -93,14 +85,25 @@ async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured() {
     let oops = stranger.send_text(&held, "something I regret").await;
     stranger.redact(&held, &oops).await;
     stranger.send(&held, json!({"msgtype": "m.text", "body": "@room ping", "m.mentions": {"room": true}})).await;
+    let typo = stranger.send_text(&held, "Bye for nwo").await;
+    stranger
+        .send(
+            &held,
+            json!({"msgtype": "m.text", "body": "* Bye for now",
+            "m.new_content": {"msgtype": "m.text", "body": "Bye for now"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": typo}}),
+        )
+        .await;
 
-    let pending = eventually("pending to show four messages", LONG, || {
+    // Five kept: the redacted one is gone, the edit replaced its original.
+    let pending = eventually("pending to show five messages, the last one edited", LONG, || {
         let (w, a, c) = (&w, alice.clone(), control.clone());
-        async move { Some(ask(w, &a, &c, "pending").await).filter(|p| p.contains("4 messages")) }
+        async move {
+            Some(ask(w, &a, &c, "pending").await).filter(|p| p.contains("5 messages") && p.contains("“Bye for now”"))
+        }
     })
     .await;
     assert!(pending.contains("@stranger:localhost"), "{pending}");
-    assert!(pending.contains("@room ping"), "{pending}");
 
     // Exactly one etiquette reply, sent as alice, as a notice without mentions.
     let replies = stranger.notices_from(&held, &alice.user_id).await;
@@ -130,7 +133,7 @@ async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured() {
     stranger.send_text(&held, "one more thing").await;
     eventually("the new message to be captured", LONG, || {
         let (w, a, c) = (&w, alice.clone(), control.clone());
-        async move { Some(ask(w, &a, &c, "pending").await).filter(|p| p.contains("5 messages")) }
+        async move { Some(ask(w, &a, &c, "pending").await).filter(|p| p.contains("6 messages")) }
     })
     .await;
     tokio::time::sleep(SETTLE).await;
@@ -139,7 +142,7 @@ async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured() {
 
     w.gatekeeper.stop();
     let report = w.gatekeeper.inspect();
-    assert_eq!(report["stats"]["deferred_messages"], 5, "{report}");
+    assert_eq!(report["stats"]["deferred_messages"], 6, "{report}");
     assert_eq!(report["stats"]["effects_failed"], 0, "{report}");
 }
 
@@ -204,4 +207,35 @@ async fn group_invites_are_held_others_untouched_and_stop_restores_everything() 
     .await;
     w.gatekeeper.stop();
     assert_eq!(w.gatekeeper.inspect()["stats"]["owners"], 0);
+}
+
+#[tokio::test]
+async fn what_a_stranger_wrote_while_gatekeeper_was_down_is_read_back_after_the_join() {
+    // Only alice is in the users namespace: the homeserver does not send
+    // Gatekeeper the stranger's messages from before alice is in the room.
+    let mut w = World::new("@alice:localhost").await;
+    let push = PushGateway::start().await;
+    w.gatekeeper.start(&[]);
+    w.gatekeeper.wait_for_log("homeserver ping ok", LONG).await;
+    let alice = w.synapse.register("alice").await;
+    push.register(&alice).await;
+    let control = opt_in(&w, &alice).await;
+
+    w.gatekeeper.stop();
+    let stranger = w.synapse.register("stranger").await;
+    let held = stranger.create_dm(&alice.user_id).await;
+    stranger.send_text(&held, "Written while nobody was looking").await;
+    stranger.send_text(&held, "And a second line").await;
+    w.gatekeeper.start(&[]);
+
+    let pending = eventually("both earlier messages to be captured", LONG, || {
+        let (w, a, c) = (&w, alice.clone(), control.clone());
+        async move { Some(ask(w, &a, &c, "pending").await).filter(|p| p.contains("2 messages")) }
+    })
+    .await;
+    assert!(pending.contains("And a second line"), "{pending}");
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(push.pushes_in(&alice.user_id, &held), 0, "the invite was held while Gatekeeper was down too");
+    // The reply follows the backfilled messages, once.
+    assert_eq!(stranger.notices_from(&held, &alice.user_id).await.len(), 1);
 }

@@ -119,7 +119,8 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
             }
         }));
     }
-    tasks.push(tokio::spawn(prune_loop(store.clone(), shutdown_rx.clone())));
+    let retention = config.gate.retention.0;
+    tasks.push(tokio::spawn(prune_loop(store.clone(), retention, shutdown_rx.clone())));
 
     wait_for_signal().await;
     tracing::info!("shutting down");
@@ -133,13 +134,22 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn prune_loop(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
+/// Forgets old transaction IDs and drops captured messages past retention.
+async fn prune_loop(store: Arc<dyn Store>, retention: Duration, mut shutdown: watch::Receiver<bool>) {
     loop {
         let s = store.clone();
-        let before = processor::now_ms().saturating_sub(TXN_MEMORY.as_millis() as u64);
-        match tokio::task::spawn_blocking(move || s.prune_transactions(before)).await {
-            Ok(Ok(n)) if n > 0 => tracing::debug!(forgotten = n, "old transaction IDs pruned"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "pruning transaction IDs failed"),
+        let now = processor::now_ms();
+        let txns_before = now.saturating_sub(TXN_MEMORY.as_millis() as u64);
+        let messages_before = now.saturating_sub(retention.as_millis() as u64);
+        let pruned = tokio::task::spawn_blocking(move || {
+            Ok::<_, crate::store::StoreError>((s.prune_transactions(txns_before)?, s.prune_deferred(messages_before)?))
+        })
+        .await;
+        match pruned {
+            Ok(Ok((txns, messages))) if txns + messages > 0 => {
+                tracing::info!(transaction_ids = txns, captured_messages = messages, "pruned past retention")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "pruning failed; will retry"),
             _ => {}
         }
         processor::sleep_or_shutdown(Duration::from_secs(3600), &mut shutdown).await;

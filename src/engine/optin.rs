@@ -16,6 +16,15 @@ pub(super) fn bot_membership(
     let bot = config.bot.clone();
     let room = meta.room_id.clone();
     match membership {
+        // Users from other servers can never opt in here: the refusal rides
+        // on the rejection itself, so an invite wave costs no messages.
+        Membership::Invite if meta.sender.server_name() != config.server_name => {
+            Decision::default().effect(Effect::Leave {
+                as_user: bot,
+                room_id: room,
+                reason: Some(texts::refusal(config.server_name.as_str()).plain),
+            })
+        }
         Membership::Invite if !config.may_opt_in(&meta.sender) => Decision::default()
             .effect(Effect::Join { as_user: bot.clone(), room_id: room.clone() })
             .effect(notice(&bot, &room, meta, "refusal", texts::refusal(config.server_name.as_str())))

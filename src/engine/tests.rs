@@ -200,7 +200,10 @@ fn users_outside_the_namespace_get_a_refusal_and_the_bot_leaves() {
             NOW,
             &config(),
         );
-        assert_eq!(kinds(&d), ["join", "notice", "leave"], "{sender}");
+        // Other servers' users: rejected with the explanation as the reason.
+        assert_eq!(kinds(&d), ["leave"], "{sender}");
+        let Effect::Leave { reason: Some(reason), .. } = &d.effects[0] else { panic!() };
+        assert!(reason.contains("example.org"));
         assert!(d.changes.is_empty());
     }
     let mut cfg = config();

@@ -305,6 +305,27 @@ pub fn follow_ups_join_the_inbox_with_their_source(s: &dyn Store) {
     );
 }
 
+pub fn retention_drops_old_captured_messages(s: &dyn Store) {
+    let mut old = deferred("$old", "ancient");
+    old.ts_ms = 100;
+    let mut new = deferred("$new", "fresh");
+    new.ts_ms = 300;
+    commit_changes(s, vec![StateChange::PutDeferred(old), StateChange::PutDeferred(new.clone())]);
+    assert_eq!(s.prune_deferred(200).unwrap(), 1);
+    assert_eq!(s.overview(&owned_user_id!("@alice:example.org")).unwrap().deferred, vec![new]);
+    assert_eq!(s.prune_deferred(200).unwrap(), 0);
+}
+
+pub fn empty_decisions_are_committed_in_one_go(s: &dyn Store) {
+    s.accept_transaction("t1", &[E1, E2, E1_LATER], 1).unwrap();
+    let seqs: Vec<u64> = s.inbox_batch(10).unwrap().iter().map(|i| i.seq).collect();
+    s.commit_empty(&seqs[..2]).unwrap();
+    s.commit_empty(&seqs[..2]).unwrap();
+    assert_eq!(s.inbox_batch(10).unwrap().len(), 1);
+    assert_eq!(s.stats().unwrap().events_processed, 2);
+    s.commit_empty(&[]).unwrap();
+}
+
 #[macro_export]
 macro_rules! store_conformance {
     ($factory:path) => {
@@ -334,6 +355,8 @@ macro_rules! store_conformance {
             case!(gate_state_round_trips_and_the_snapshot_finds_it);
             case!(removing_and_forgetting_owner_data);
             case!(follow_ups_join_the_inbox_with_their_source);
+            case!(retention_drops_old_captured_messages);
+            case!(empty_decisions_are_committed_in_one_go);
         }
     };
 }

@@ -188,6 +188,16 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn commit_empty(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        for seq in seqs {
+            if s.inbox.remove(seq).is_some() {
+                s.stats.events_processed += 1;
+            }
+        }
+        Ok(())
+    }
+
     fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError> {
         let mut s = self.lock();
         if let Some((_, raw)) = s.inbox.remove(&seq) {
@@ -268,6 +278,13 @@ impl Store for MemoryStore {
         let before = s.txns.len();
         s.txns.retain(|_, (_, at)| *at >= before_ms);
         Ok(before - s.txns.len())
+    }
+
+    fn prune_deferred(&self, before_ms: u64) -> Result<usize, StoreError> {
+        let mut s = self.lock();
+        let before = s.deferred.len();
+        s.deferred.retain(|_, d| d.ts_ms >= before_ms);
+        Ok(before - s.deferred.len())
     }
 }
 

@@ -131,6 +131,10 @@ pub trait Store: Send + Sync + 'static {
     /// [`flush`]: Store::flush
     fn commit(&self, seq: u64, decision: &Decision) -> Result<(), StoreError>;
 
+    /// Removes inbox items whose decisions were empty, in one write: most
+    /// of a homeserver's traffic concerns nobody Gatekeeper protects.
+    fn commit_empty(&self, seqs: &[u64]) -> Result<(), StoreError>;
+
     /// Atomically moves inbox item `seq` aside with the reason it could not
     /// be handled.
     fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError>;
@@ -162,6 +166,10 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets accepted transaction IDs older than `before_ms`; the
     /// homeserver never resends a transaction it saw acknowledged.
     fn prune_transactions(&self, before_ms: u64) -> Result<usize, StoreError>;
+
+    /// Drops captured messages sent before `before_ms` (the retention
+    /// period), for every owner. Returns how many went.
+    fn prune_deferred(&self, before_ms: u64) -> Result<usize, StoreError>;
 }
 
 /// Identifies a transaction's content independently of fields the

@@ -334,6 +334,24 @@ impl Store for SledStore {
             .map_err(tx_err)
     }
 
+    fn commit_empty(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        (&self.inbox_by_seq, &self.counters)
+            .transaction(|(inbox, counters)| {
+                let mut removed = 0;
+                for seq in seqs {
+                    if inbox.remove(&seq.to_be_bytes())?.is_some() {
+                        removed += 1;
+                    }
+                }
+                bump(counters, C_PROCESSED, removed)?;
+                Ok(())
+            })
+            .map_err(tx_err)
+    }
+
     fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError> {
         (&self.inbox_by_seq, &self.quarantine_by_seq, &self.counters)
             .transaction(|(inbox, quarantine, counters)| {
@@ -447,6 +465,21 @@ impl Store for SledStore {
             .iter()
             .map(|r| r.map_err(backend).and_then(|(_, v)| Ok(records::decode::<OwnerRecord>("owner", &v)?.into())))
             .collect()
+    }
+
+    fn prune_deferred(&self, before_ms: u64) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for entry in self.deferred_by_owner_event.iter() {
+            let (k, v) = entry.map_err(backend)?;
+            let d: Deferred = records::decode::<DeferredRecord>("deferred", &v)?.into();
+            // Compare-and-swap so a concurrent edit of the same message wins.
+            if d.ts_ms < before_ms
+                && self.deferred_by_owner_event.compare_and_swap(&k, Some(&v), None::<&[u8]>).map_err(backend)?.is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     fn prune_transactions(&self, before_ms: u64) -> Result<usize, StoreError> {

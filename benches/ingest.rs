@@ -1,0 +1,214 @@
+//! Ingestion benchmark: 100-event transactions of unrelated traffic through
+//! the real HTTP intake and the processor, next to the floor measured in the
+//! same run (parse + store + one sled flush per transaction), and the time
+//! from a stranger's first message arriving to the etiquette reply being
+//! queued. Run with `cargo bench --bench ingest`; results go to BENCHMARKS.md.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gatekeeper::appservice::http::{Intake, router};
+use gatekeeper::engine::{Effect, EngineConfig, HeldRoom, OwnerState, RoomState, StateChange};
+use gatekeeper::processor::process_batch;
+use gatekeeper::secret::Secret;
+use gatekeeper::store::{SledStore, Store};
+use serde_json::value::RawValue;
+
+const TXNS: usize = 300;
+const EVENTS: usize = 100;
+const TOKEN: &str = "bench-hs-token";
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        bot: "@gatekeeper:example.org".try_into().unwrap(),
+        server_name: "example.org".try_into().unwrap(),
+        users: regex::Regex::new("^(?:@.*:example\\.org)$").unwrap(),
+        reply_interval_ms: 7 * 86_400_000,
+        max_replies_per_hour: 1_000_000,
+        auto_allow_owner_started: true,
+    }
+}
+
+/// Unrelated traffic: messages between users nobody protects, ~600 bytes each.
+fn transaction(t: usize) -> String {
+    let events: Vec<String> = (0..EVENTS)
+        .map(|i| {
+            format!(
+                r#"{{"type":"m.room.message","event_id":"$ev{t}x{i}","room_id":"!room{}:example.org","sender":"@user{}:example.org","origin_server_ts":{},"content":{{"msgtype":"m.text","body":"{}"}},"unsigned":{{"age":12}}}}"#,
+                i % 37,
+                i % 53,
+                1_700_000_000_000u64 + (t * EVENTS + i) as u64,
+                "lorem ipsum dolor sit amet ".repeat(18)
+            )
+        })
+        .collect();
+    format!(r#"{{"events":[{}]}}"#, events.join(","))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn floor(bodies: &[String]) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().path(dir.path()).cache_capacity(64 << 20).open().unwrap();
+    let tree = db.open_tree("inbox").unwrap();
+    #[derive(serde::Deserialize)]
+    struct Body<'a> {
+        #[serde(borrow)]
+        events: Vec<&'a RawValue>,
+    }
+    let start = Instant::now();
+    let mut seq = 0u64;
+    for body in bodies {
+        let parsed: Body<'_> = serde_json::from_str(body).unwrap();
+        for e in parsed.events {
+            seq += 1;
+            tree.insert(seq.to_be_bytes(), e.get().as_bytes()).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    start.elapsed()
+}
+
+struct Intaken {
+    total: Duration,
+    acks: Vec<Duration>,
+}
+
+async fn through_http(store: Arc<SledStore>, bodies: &[String]) -> Intaken {
+    let intake = Arc::new(Intake {
+        store: store.clone(),
+        hs_token: Secret::new(TOKEN),
+        wake: Arc::new(tokio::sync::Notify::new()),
+        max_body_bytes: 16 << 20,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, router(intake)).await.unwrap() });
+    let http = reqwest::Client::new();
+    let mut acks = Vec::with_capacity(bodies.len());
+    let start = Instant::now();
+    // Like a homeserver: one transaction in flight at a time.
+    for (i, body) in bodies.iter().enumerate() {
+        let t = Instant::now();
+        let resp = http
+            .put(format!("{base}/_matrix/app/v1/transactions/{i}"))
+            .bearer_auth(TOKEN)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        acks.push(t.elapsed());
+    }
+    let total = start.elapsed();
+    server.abort();
+    acks.sort();
+    Intaken { total, acks }
+}
+
+fn drain(store: &dyn Store, config: &EngineConfig) -> Duration {
+    let start = Instant::now();
+    while process_batch(store, config).unwrap().processed > 0 {}
+    start.elapsed()
+}
+
+/// From a stranger's first message being accepted to the reply being queued.
+fn invite_to_reply(rounds: usize) -> Vec<Duration> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(&dir.path().join("db"), 64).unwrap();
+    let config = config();
+    let owner: ruma::OwnedUserId = "@alice:example.org".try_into().unwrap();
+    let control: ruma::OwnedRoomId = "!control:example.org".try_into().unwrap();
+    let mut changes = vec![StateChange::PutOwner(OwnerState::new(owner.clone(), control, 1))];
+    for r in 0..rounds {
+        changes.push(StateChange::PutRoom(
+            format!("!held{r}:remote.org").try_into().unwrap(),
+            RoomState::Held(HeldRoom {
+                owner: owner.clone(),
+                inviter: format!("@s{r}:remote.org").try_into().unwrap(),
+                is_dm: true,
+                invited_at_ms: 1,
+                name: None,
+                members: None,
+                reason: None,
+                replied: false,
+            }),
+        ));
+    }
+    store.accept_transaction("setup", &[b"{}"], 1).unwrap();
+    let item = store.inbox_batch(1).unwrap().remove(0);
+    store.commit(item.seq, &gatekeeper::engine::Decision { changes, effects: vec![] }).unwrap();
+    let mut out = Vec::with_capacity(rounds);
+    for r in 0..rounds {
+        let event = format!(
+            r#"{{"type":"m.room.message","event_id":"$first{r}","room_id":"!held{r}:remote.org","sender":"@s{r}:remote.org","origin_server_ts":1,"content":{{"msgtype":"m.text","body":"hello"}}}}"#
+        );
+        let start = Instant::now();
+        store.accept_transaction(&format!("r{r}"), &[event.as_bytes()], 2).unwrap();
+        process_batch(&store, &config).unwrap();
+        out.push(start.elapsed());
+        let queued = store.outbox_batch(u64::MAX, 1000).unwrap();
+        assert!(queued.iter().any(|i| matches!(&i.effect, Effect::SendNotice { room_id, .. } if room_id.as_str() == format!("!held{r}:remote.org"))));
+    }
+    out.sort();
+    out
+}
+
+#[tokio::main]
+async fn main() {
+    let bodies: Vec<String> = (0..TXNS).map(transaction).collect();
+    let bytes: usize = bodies.iter().map(String::len).sum();
+    let events = (TXNS * EVENTS) as f64;
+    println!(
+        "{TXNS} transactions x {EVENTS} events ({:.1} KB each), sequential, loopback",
+        bytes as f64 / TXNS as f64 / 1024.0
+    );
+
+    let floor_time = floor(&bodies);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(&dir.path().join("db"), 64).unwrap());
+    let intake = through_http(store.clone(), &bodies).await;
+    let processing = drain(store.as_ref(), &config());
+    assert_eq!(store.stats().unwrap().events_processed as usize, TXNS * EVENTS);
+
+    let rate = |d: Duration| events / d.as_secs_f64();
+    println!("floor (parse + store + 1 flush/txn): {:>9.0} events/s  {:>8.2?} total", rate(floor_time), floor_time);
+    println!("intake over HTTP (ack'd, durable):   {:>9.0} events/s  {:>8.2?} total", rate(intake.total), intake.total);
+    println!(
+        "intake + processing:                 {:>9.0} events/s  {:>8.2?} total",
+        rate(intake.total + processing),
+        intake.total + processing
+    );
+    println!("ratio intake / floor:                {:.2}", intake.total.as_secs_f64() / floor_time.as_secs_f64());
+    println!(
+        "ratio (intake + processing) / floor: {:.2}",
+        (intake.total + processing).as_secs_f64() / floor_time.as_secs_f64()
+    );
+    println!(
+        "ack latency, 100-event transaction:  p50 {:.2?}  p99 {:.2?}",
+        percentile(&intake.acks, 0.5),
+        percentile(&intake.acks, 0.99)
+    );
+    let small: Vec<String> = (0..TXNS)
+        .map(|t| {
+            let one = transaction(t + 10_000);
+            let first = one.split(r#"},{"type""#).next().unwrap().to_owned();
+            format!("{first}}}]}}")
+        })
+        .collect();
+    let dir1 = tempfile::tempdir().unwrap();
+    let single = through_http(Arc::new(SledStore::open(&dir1.path().join("db"), 64).unwrap()), &small).await;
+    println!(
+        "ack latency, 1-event transaction:    p50 {:.2?}  p99 {:.2?}",
+        percentile(&single.acks, 0.5),
+        percentile(&single.acks, 0.99)
+    );
+    let reply = invite_to_reply(200);
+    println!(
+        "stranger's message -> reply queued:  p50 {:.2?}  p99 {:.2?}  (accept + flush + decide + flush)",
+        percentile(&reply, 0.5),
+        percentile(&reply, 0.99)
+    );
+}
