@@ -26,6 +26,8 @@ fn config() -> EngineConfig {
         reply_interval_ms: 7 * 86_400_000,
         max_replies_per_hour: 1_000_000,
         auto_allow_owner_started: true,
+        notify_allowed: false,
+        retention_ms: 30 * 86_400_000,
     }
 }
 

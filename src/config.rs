@@ -42,6 +42,16 @@ pub struct GateConfig {
     /// Captured messages older than this are dropped, decided or not.
     #[serde(default = "default_retention", deserialize_with = "native_or_text")]
     pub retention: HumanDuration,
+    /// Tell a sender "you can now message <owner> directly" when allowed.
+    #[serde(default, deserialize_with = "native_or_text")]
+    pub notify_allowed: bool,
+    /// How often expired allows and ended pauses are looked for.
+    #[serde(default = "default_housekeeping", deserialize_with = "native_or_text")]
+    pub housekeeping_interval: HumanDuration,
+}
+
+fn default_housekeeping() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30))
 }
 
 impl Default for GateConfig {
@@ -51,6 +61,8 @@ impl Default for GateConfig {
             max_replies_per_hour: default_max_replies(),
             auto_allow_owner_started: true,
             retention: default_retention(),
+            notify_allowed: false,
+            housekeeping_interval: default_housekeeping(),
         }
     }
 }
@@ -77,30 +89,7 @@ impl FromStr for HumanDuration {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("`{s}` is not a duration (use e.g. 30s, 15m, 12h, 7d, 2w)");
-        let mut total: u64 = 0;
-        let mut number = String::new();
-        for c in s.trim().chars() {
-            if c.is_ascii_digit() {
-                number.push(c);
-                continue;
-            }
-            let unit = match c {
-                's' => 1,
-                'm' => 60,
-                'h' => 3600,
-                'd' => 86_400,
-                'w' => 7 * 86_400,
-                _ => return Err(bad()),
-            };
-            let n: u64 = number.parse().map_err(|_| bad())?;
-            total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
-            number.clear();
-        }
-        if !number.is_empty() || total == 0 {
-            return Err(bad());
-        }
-        Ok(HumanDuration(std::time::Duration::from_secs(total)))
+        crate::engine::command::parse_duration(s).map(|ms| HumanDuration(std::time::Duration::from_millis(ms)))
     }
 }
 

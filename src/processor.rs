@@ -50,9 +50,13 @@ pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchRe
         };
         let mut snapshot =
             store.snapshot(input.room_id().map(|r| &**r), &input.users(), input.related_event().map(|e| &**e))?;
-        // Commands and opt-outs look at everything the owner has.
+        // Commands and opt-outs look at everything the owner has; a tick
+        // looks at what has come due.
         if let Some(crate::engine::RoomState::Control { owner }) = &snapshot.room {
             snapshot.overview = Some(store.overview(owner)?);
+        }
+        if matches!(input, crate::engine::Input::Tick) {
+            snapshot.due = Some(store.due(now_ms())?);
         }
         // A bug in one rule must not wedge the queue behind one event.
         let decided =
@@ -132,6 +136,39 @@ pub async fn run(
         }
         if *shutdown.borrow() {
             return;
+        }
+    }
+}
+
+/// Every `interval`, queues a tick if something has come due (an allow that
+/// expired, a pause that ended), so the engine can act on it in order with
+/// everything else.
+pub async fn housekeeping(
+    store: Arc<dyn Store>,
+    wake: Arc<Notify>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let tick = serde_json::to_vec(&crate::translate::Internal::Tick).expect("tick serializes");
+    loop {
+        sleep_or_shutdown(interval, &mut shutdown).await;
+        if *shutdown.borrow() {
+            return;
+        }
+        let (s, t) = (store.clone(), tick.clone());
+        let queued = tokio::task::spawn_blocking(move || {
+            let due = s.due(now_ms())?;
+            if due.expired.is_empty() && due.unpause.is_empty() {
+                return Ok(false);
+            }
+            s.push_internal(&t).map(|()| true)
+        })
+        .await;
+        match queued {
+            Ok(Ok(true)) => wake.notify_one(),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "housekeeping failed; will retry"),
+            Err(e) => tracing::warn!(error = %e, "housekeeping task died; will retry"),
         }
     }
 }

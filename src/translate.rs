@@ -20,9 +20,22 @@ pub struct Unreadable(pub String);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Internal {
-    Profile { user: OwnedUserId, displayname: Option<String> },
-    Contacts { owner: OwnedUserId, users: Vec<OwnedUserId> },
-    RoomInfo { owner: OwnedUserId, room_id: OwnedRoomId, name: Option<String>, members: u32 },
+    Profile {
+        user: OwnedUserId,
+        displayname: Option<String>,
+    },
+    Contacts {
+        owner: OwnedUserId,
+        users: Vec<OwnedUserId>,
+    },
+    RoomInfo {
+        owner: OwnedUserId,
+        room_id: OwnedRoomId,
+        name: Option<String>,
+        members: u32,
+    },
+    /// Housekeeping found something due.
+    Tick,
 }
 
 #[derive(Deserialize)]
@@ -128,6 +141,7 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
             Internal::Profile { user, displayname } => Input::ProfileFetched { user, displayname },
             Internal::Contacts { owner, users } => Input::ContactsImported { owner, users },
             Internal::RoomInfo { owner, room_id, name, members } => Input::RoomInfo { owner, room_id, name, members },
+            Internal::Tick => Input::Tick,
         }));
     }
     let env: Envelope<'_> = serde_json::from_slice(raw).map_err(|e| Unreadable(format!("not a Matrix event: {e}")))?;

@@ -39,6 +39,8 @@ pub fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
         reply_interval_ms: config.gate.reply_interval.0.as_millis() as u64,
         max_replies_per_hour: config.gate.max_replies_per_hour,
         auto_allow_owner_started: config.gate.auto_allow_owner_started,
+        notify_allowed: config.gate.notify_allowed,
+        retention_ms: config.gate.retention.0.as_millis() as u64,
     })
 }
 
@@ -113,11 +115,20 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
         let mut executor_client = client;
         let mut exec_shutdown = shutdown_rx.clone();
         let exec_store = store.clone();
+        let exec_wake = wake.clone();
         tasks.push(tokio::spawn(async move {
             if startup::wait_for_homeserver(&mut executor_client, &mut exec_shutdown).await {
-                executor::run(exec_store, Arc::new(executor_client), wake, released_rx, exec_shutdown).await;
+                executor::run(exec_store, Arc::new(executor_client), exec_wake, released_rx, exec_shutdown).await;
             }
         }));
+    }
+    if !options.hold_processing {
+        tasks.push(tokio::spawn(processor::housekeeping(
+            store.clone(),
+            wake.clone(),
+            config.gate.housekeeping_interval.0,
+            shutdown_rx.clone(),
+        )));
     }
     let retention = config.gate.retention.0;
     tasks.push(tokio::spawn(prune_loop(store.clone(), retention, shutdown_rx.clone())));

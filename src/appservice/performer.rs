@@ -151,6 +151,15 @@ impl Performer for HsClient {
                 self.put_push_rule(owner, rule).await.map_err(classify)?;
                 done
             }
+            Effect::EnablePushRule { owner, rule_id, enabled } => {
+                let path = format!("/_matrix/client/v3/pushrules/global/override/{}/enabled", enc(rule_id));
+                match self.send_json(Method::PUT, &path, Some(owner), Some(&json!({"enabled": enabled}))).await {
+                    Ok(_) => done,
+                    // The rule is gone (an opt-out came first): nothing to switch.
+                    Err(e) if gone(&e) => done,
+                    Err(e) => Err(classify(e)),
+                }
+            }
             Effect::DeletePushRule { owner, rule_id } => {
                 let path = format!("/_matrix/client/v3/pushrules/global/override/{}", enc(rule_id));
                 match self.send_json(Method::DELETE, &path, Some(owner), None).await {

@@ -45,6 +45,8 @@ pub enum Effect {
     SendNotice { as_user: OwnedUserId, room_id: OwnedRoomId, txn_id: String, body: String, html: String },
     /// Create or replace an owner's push rule.
     PutPushRule { owner: OwnedUserId, rule: PushRule },
+    /// Switch an owner's push rule off or on, keeping its place in the order.
+    EnablePushRule { owner: OwnedUserId, rule_id: String, enabled: bool },
     /// Remove an owner's push rule (absent already is fine).
     DeletePushRule { owner: OwnedUserId, rule_id: String },
     /// Add or remove a room tag such as `m.lowpriority` for an owner.

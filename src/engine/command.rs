@@ -1,37 +1,216 @@
-//! Control-room commands, parsed once into an enum before anything runs.
-//! The doc comment of each variant is its help text.
+//! Control-room commands, parsed once into an enum before anything runs:
+//! every argument is validated here, so a command that reaches the engine's
+//! handlers is well-formed. The doc comment of each variant is its help.
+
+use std::sync::OnceLock;
+
+use super::subject::Subject;
 
 /// The prefix other bots use; optional in the control room.
 pub const PREFIX: &str = "!gk";
+
+/// Someone (or a whole server) a command is about, or a number from the
+/// list the owner saw last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Subject(Subject),
+    Number(usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Setting {
+    Reply(String),
+    ReplyInterval(u64),
+    Email(Option<String>),
+    Timezone(String),
+    DigestMinute(u16),
+    Retention(u64),
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `help [command]`: what Gatekeeper does and which commands exist.
     Help { topic: Option<String> },
-    /// `pending`: who is waiting, how many messages, since when.
+    /// `pending`: who is waiting, numbered, with how many messages and since when.
     Pending,
+    /// `show <target>`: every held message from that sender.
+    Show { targets: Vec<Target> },
+    /// `allow <target>... [for <duration>]`: let them reach you directly, and release what they sent.
+    Allow { targets: Vec<Target>, for_ms: Option<u64> },
+    /// `deny <target>...`: not this time: leave their rooms quietly and drop what they sent.
+    Deny { targets: Vec<Target> },
+    /// `block <target>...`: reject them now and in future, without a reply.
+    Block { targets: Vec<Target> },
+    /// `unblock <target>...`: undo a block.
+    Unblock { targets: Vec<Target> },
+    /// `allowed`: who may reach you directly.
+    Allowed,
+    /// `blocked`: who is blocked.
+    Blocked,
+    /// `settings`: your settings.
+    Settings,
+    /// `set <key> <value>`: change a setting.
+    Set(Setting),
     /// `reply`: show the automatic reply strangers get, as they would see it.
     ReplyShow,
-    /// `reply set <text>`: use your own reply; `{name}` and `{email}` are filled in.
-    ReplySet { text: String },
     /// `reply reset`: go back to the default reply.
     ReplyReset,
+    /// `pause [duration]`: stop holding for a while (invites ring again).
+    Pause { for_ms: Option<u64> },
+    /// `resume`: hold again.
+    Resume,
     /// `stop`: switch Gatekeeper off and undo everything it changed.
     Stop,
-    /// A known command with arguments it does not take.
-    BadArgs { usage: &'static str },
+    /// A known command with arguments it cannot take.
+    Invalid { message: String, usage: &'static str },
     /// Anything else: answered with a one-line error and the usage.
     Unknown { word: String },
 }
 
 pub const USAGE_HELP: &str = "help [command]";
 pub const USAGE_PENDING: &str = "pending";
+pub const USAGE_SHOW: &str = "show <target>";
+pub const USAGE_ALLOW: &str = "allow <target>... [for <duration>]";
+pub const USAGE_DENY: &str = "deny <target>...";
+pub const USAGE_BLOCK: &str = "block <target>...";
+pub const USAGE_UNBLOCK: &str = "unblock <target>...";
+pub const USAGE_ALLOWED: &str = "allowed";
+pub const USAGE_BLOCKED: &str = "blocked";
+pub const USAGE_SETTINGS: &str = "settings";
+pub const USAGE_SET: &str = "set <reply|reply-interval|email|timezone|digest-time|retention> <value>";
 pub const USAGE_REPLY: &str = "reply | reply set <text> | reply reset";
+pub const USAGE_PAUSE: &str = "pause [duration]";
+pub const USAGE_RESUME: &str = "resume";
 pub const USAGE_STOP: &str = "stop";
 
-/// Longest reply template accepted: it must fit a notification preview's
-/// spirit and a Matrix event with room to spare.
+/// Longest reply template accepted.
 pub const MAX_TEMPLATE: usize = 2000;
+/// Longest duration accepted anywhere (ten years).
+const MAX_DURATION_MS: u64 = 10 * 365 * 86_400_000;
+
+/// A duration written for people: `30s`, `15m`, `12h`, `7d`, `2w`, `1h30m`,
+/// in milliseconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let bad = || format!("`{s}` is not a duration (use e.g. 30s, 15m, 12h, 7d, 2w)");
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit: u64 = match c {
+            's' => 1000,
+            'm' => 60_000,
+            'h' => 3_600_000,
+            'd' => 86_400_000,
+            'w' => 7 * 86_400_000,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
+        number.clear();
+    }
+    if !number.is_empty() || total == 0 {
+        return Err(bad());
+    }
+    if total > MAX_DURATION_MS {
+        return Err(format!("`{s}` is longer than ten years"));
+    }
+    Ok(total)
+}
+
+/// Whether `name` is an IANA time zone (from the bundled database, so the
+/// answer does not depend on the host).
+pub fn is_time_zone(name: &str) -> bool {
+    static DB: OnceLock<jiff::tz::TimeZoneDatabase> = OnceLock::new();
+    !name.is_empty() && DB.get_or_init(jiff::tz::TimeZoneDatabase::bundled).get(name).is_ok()
+}
+
+/// A plausible e-mail address, and nothing that could break a mail header.
+pub fn check_email(s: &str) -> Result<String, String> {
+    let bad = || format!("`{s}` is not an e-mail address like name@example.org");
+    if s.len() > 254
+        || s.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | ',' | ';' | '"'))
+    {
+        return Err(bad());
+    }
+    let (local, domain) = s.split_once('@').ok_or_else(bad)?;
+    if local.is_empty()
+        || domain.contains('@')
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+    {
+        return Err(bad());
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_targets(args: &[&str], usage: &'static str) -> Result<Vec<Target>, Command> {
+    if args.is_empty() {
+        return Err(Command::Invalid {
+            message: "Say who: a user ID, *:server or a number from `pending`.".into(),
+            usage,
+        });
+    }
+    args.iter()
+        .map(|a| {
+            let number = a.strip_prefix('#').unwrap_or(a);
+            if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
+                return match number.parse::<usize>() {
+                    Ok(n) if n > 0 => Ok(Target::Number(n)),
+                    _ => Err(Command::Invalid { message: format!("`{a}` is not a number from the list."), usage }),
+                };
+            }
+            a.parse::<Subject>().map(Target::Subject).map_err(|message| Command::Invalid { message, usage })
+        })
+        .collect()
+}
+
+fn parse_set(args: &str) -> Command {
+    let invalid = |message: String| Command::Invalid { message, usage: USAGE_SET };
+    let (key, value) = match args.split_once(char::is_whitespace) {
+        Some((k, v)) => (k.to_ascii_lowercase(), v.trim()),
+        None => (args.to_ascii_lowercase(), ""),
+    };
+    if value.is_empty() {
+        return invalid(format!("`set {key}` needs a value."));
+    }
+    let setting = match key.as_str() {
+        "reply" if value.chars().count() > MAX_TEMPLATE => {
+            Err(format!("The reply is limited to {MAX_TEMPLATE} characters."))
+        }
+        "reply" => Ok(Setting::Reply(value.to_owned())),
+        "reply-interval" => parse_duration(value).map(Setting::ReplyInterval),
+        "email" if value.eq_ignore_ascii_case("off") => Ok(Setting::Email(None)),
+        "email" => check_email(value).map(|e| Setting::Email(Some(e))),
+        "timezone" if is_time_zone(value) => Ok(Setting::Timezone(value.to_owned())),
+        "timezone" => Err(format!("`{value}` is not an IANA time zone like Europe/Berlin or America/New_York.")),
+        "digest-time" => parse_clock(value).map(Setting::DigestMinute),
+        "retention" => match parse_duration(value) {
+            Ok(ms) if ms < 86_400_000 => Err("Keep messages at least a day (1d).".into()),
+            Ok(ms) if ms > 365 * 86_400_000 => Err("Messages are kept a year at most (365d).".into()),
+            other => other.map(Setting::Retention),
+        },
+        _ => Err(format!("There is no setting `{key}`.")),
+    };
+    setting.map(Command::Set).unwrap_or_else(invalid)
+}
+
+/// `HH:MM` on a 24-hour clock, as minutes after midnight.
+fn parse_clock(s: &str) -> Result<u16, String> {
+    let bad = || format!("`{s}` is not a time like 08:00 (24-hour clock).");
+    let (h, m) = s.split_once(':').ok_or_else(bad)?;
+    if h.is_empty() || h.len() > 2 || m.len() != 2 {
+        return Err(bad());
+    }
+    let (h, m): (u16, u16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 23 || m > 59 {
+        return Err(bad());
+    }
+    Ok(h * 60 + m)
+}
 
 /// `None` when the text is not addressed to Gatekeeper at all (empty, or
 /// only the prefix), so that chatter in the control room is not answered.
@@ -49,15 +228,67 @@ pub fn parse(text: &str) -> Option<Command> {
     if word.is_empty() {
         return None;
     }
-    let no_args = |cmd: Command, usage| if args.is_empty() { cmd } else { Command::BadArgs { usage } };
+    let words: Vec<&str> = args.split_whitespace().collect();
+    let no_args = |cmd: Command, usage: &'static str| {
+        if args.is_empty() {
+            cmd
+        } else {
+            Command::Invalid { message: "This command takes no arguments.".into(), usage }
+        }
+    };
+    let targets = |usage, make: fn(Vec<Target>) -> Command| match parse_targets(&words, usage) {
+        Ok(t) => make(t),
+        Err(e) => e,
+    };
     let cmd = match word.to_ascii_lowercase().as_str() {
-        "help" | "?" => match args.split_whitespace().collect::<Vec<_>>().as_slice() {
+        "help" | "?" => match words.as_slice() {
             [] => Command::Help { topic: None },
-            [topic] => Command::Help { topic: Some(topic.to_ascii_lowercase()) },
-            _ => Command::BadArgs { usage: USAGE_HELP },
+            [topic] => Command::Help { topic: Some(topic.trim_start_matches(PREFIX).to_ascii_lowercase()) },
+            _ => Command::Invalid { message: "Ask about one command at a time.".into(), usage: USAGE_HELP },
         },
         "pending" => no_args(Command::Pending, USAGE_PENDING),
+        "allowed" => no_args(Command::Allowed, USAGE_ALLOWED),
+        "blocked" => no_args(Command::Blocked, USAGE_BLOCKED),
+        "settings" => no_args(Command::Settings, USAGE_SETTINGS),
+        "resume" => no_args(Command::Resume, USAGE_RESUME),
         "stop" => no_args(Command::Stop, USAGE_STOP),
+        "show" => match words.as_slice() {
+            [_] => targets(USAGE_SHOW, |targets| Command::Show { targets }),
+            _ => Command::Invalid { message: "Show one sender at a time.".into(), usage: USAGE_SHOW },
+        },
+        "deny" => targets(USAGE_DENY, |targets| Command::Deny { targets }),
+        "block" => targets(USAGE_BLOCK, |targets| Command::Block { targets }),
+        "unblock" => targets(USAGE_UNBLOCK, |targets| Command::Unblock { targets }),
+        "allow" => {
+            let (who, for_ms) = match words.iter().position(|w| w.eq_ignore_ascii_case("for")) {
+                Some(i) => match &words[i + 1..] {
+                    [d] => match parse_duration(d) {
+                        Ok(ms) => (&words[..i], Some(ms)),
+                        Err(message) => return Some(Command::Invalid { message, usage: USAGE_ALLOW }),
+                    },
+                    _ => {
+                        return Some(Command::Invalid {
+                            message: "`for` takes one duration, e.g. `for 30d`.".into(),
+                            usage: USAGE_ALLOW,
+                        });
+                    }
+                },
+                None => (&words[..], None),
+            };
+            match parse_targets(who, USAGE_ALLOW) {
+                Ok(targets) => Command::Allow { targets, for_ms },
+                Err(e) => e,
+            }
+        }
+        "pause" => match words.as_slice() {
+            [] => Command::Pause { for_ms: None },
+            [d] => match parse_duration(d) {
+                Ok(ms) => Command::Pause { for_ms: Some(ms) },
+                Err(message) => Command::Invalid { message, usage: USAGE_PAUSE },
+            },
+            _ => Command::Invalid { message: "Pause takes one duration, e.g. `pause 2h`.".into(), usage: USAGE_PAUSE },
+        },
+        "set" => parse_set(args),
         "reply" => {
             let (sub, text) = match args.split_once(char::is_whitespace) {
                 Some((s, t)) => (s, t.trim()),
@@ -66,10 +297,8 @@ pub fn parse(text: &str) -> Option<Command> {
             match (sub.to_ascii_lowercase().as_str(), text) {
                 ("", _) => Command::ReplyShow,
                 ("reset", "") => Command::ReplyReset,
-                ("set", t) if !t.is_empty() && t.chars().count() <= MAX_TEMPLATE => {
-                    Command::ReplySet { text: t.to_owned() }
-                }
-                _ => Command::BadArgs { usage: USAGE_REPLY },
+                ("set", t) => parse_set(&format!("reply {t}")),
+                _ => Command::Invalid { message: "Unknown reply subcommand.".into(), usage: USAGE_REPLY },
             }
         }
         _ => Command::Unknown { word: word.to_owned() },
@@ -85,36 +314,113 @@ mod tests {
         assert_eq!(parse(text), expected, "parsing {text:?}");
     }
 
+    fn user(s: &str) -> Target {
+        Target::Subject(s.parse().unwrap())
+    }
+
+    fn invalid(text: &str, usage: &str) {
+        match parse(text) {
+            Some(Command::Invalid { usage: u, message }) => {
+                assert_eq!(u, usage, "{text}");
+                assert!(!message.is_empty());
+            }
+            other => panic!("{text:?} gave {other:?}"),
+        }
+    }
+
     #[test]
-    fn parses_every_form_and_every_error() {
-        let help = |t: Option<&str>| Some(Command::Help { topic: t.map(str::to_owned) });
-        let unknown = |w: &str| Some(Command::Unknown { word: w.to_owned() });
-        let bad = |usage| Some(Command::BadArgs { usage });
-        check("help", help(None));
-        check("  HELP  ", help(None));
-        check("!gk help", help(None));
-        check("!GK   help", help(None));
-        check("?", help(None));
-        check("help Pending", help(Some("pending")));
-        check("help a b", bad(USAGE_HELP));
+    fn parses_every_command() {
+        check("help", Some(Command::Help { topic: None }));
+        check("  HELP  ", Some(Command::Help { topic: None }));
+        check("!gk help", Some(Command::Help { topic: None }));
+        check("!GK   help", Some(Command::Help { topic: None }));
+        check("?", Some(Command::Help { topic: None }));
+        check("help Pending", Some(Command::Help { topic: Some("pending".into()) }));
         check("pending", Some(Command::Pending));
-        check("!gk pending", Some(Command::Pending));
-        check("pending now", bad(USAGE_PENDING));
+        check("allowed", Some(Command::Allowed));
+        check("blocked", Some(Command::Blocked));
+        check("settings", Some(Command::Settings));
+        check("resume", Some(Command::Resume));
         check("stop", Some(Command::Stop));
-        check("stop it", bad(USAGE_STOP));
+        check("show 2", Some(Command::Show { targets: vec![Target::Number(2)] }));
+        check("show @a:x.org", Some(Command::Show { targets: vec![user("@a:x.org")] }));
+        check(
+            "allow 1 #3 @x:y.org *:example.org",
+            Some(Command::Allow {
+                targets: vec![Target::Number(1), Target::Number(3), user("@x:y.org"), user("*:example.org")],
+                for_ms: None,
+            }),
+        );
+        check(
+            "allow 2 for 30d",
+            Some(Command::Allow { targets: vec![Target::Number(2)], for_ms: Some(30 * 86_400_000) }),
+        );
+        check("deny 1 2", Some(Command::Deny { targets: vec![Target::Number(1), Target::Number(2)] }));
+        check("block *:spam.org", Some(Command::Block { targets: vec![user("*:spam.org")] }));
+        check("unblock @a:x.org", Some(Command::Unblock { targets: vec![user("@a:x.org")] }));
+        check("pause", Some(Command::Pause { for_ms: None }));
+        check("pause 2h", Some(Command::Pause { for_ms: Some(7_200_000) }));
         check("reply", Some(Command::ReplyShow));
         check("reply reset", Some(Command::ReplyReset));
-        check("reply reset now", bad(USAGE_REPLY));
-        check(
-            "reply set Hello {name}!\nSecond line",
-            Some(Command::ReplySet { text: "Hello {name}!\nSecond line".into() }),
-        );
-        check("reply set", bad(USAGE_REPLY));
-        check("reply frob", bad(USAGE_REPLY));
-        check(&format!("reply set {}", "x".repeat(MAX_TEMPLATE + 1)), bad(USAGE_REPLY));
-        check("frobnicate now", unknown("frobnicate"));
+        check("reply set Hello {name}!\nSecond", Some(Command::Set(Setting::Reply("Hello {name}!\nSecond".into()))));
+        check("set reply Hi", Some(Command::Set(Setting::Reply("Hi".into()))));
+        check("set reply-interval 3d", Some(Command::Set(Setting::ReplyInterval(3 * 86_400_000))));
+        check("set email a@example.org", Some(Command::Set(Setting::Email(Some("a@example.org".into())))));
+        check("set email OFF", Some(Command::Set(Setting::Email(None))));
+        check("set timezone Europe/Berlin", Some(Command::Set(Setting::Timezone("Europe/Berlin".into()))));
+        check("set digest-time 8:05", Some(Command::Set(Setting::DigestMinute(485))));
+        check("set retention 60d", Some(Command::Set(Setting::Retention(60 * 86_400_000))));
+        check("frobnicate now", Some(Command::Unknown { word: "frobnicate".into() }));
         check("!gk", None);
         check("", None);
         check("   ", None);
+    }
+
+    #[test]
+    fn every_bad_argument_is_refused_with_the_usage() {
+        invalid("help a b", USAGE_HELP);
+        invalid("pending now", USAGE_PENDING);
+        invalid("stop it", USAGE_STOP);
+        invalid("show", USAGE_SHOW);
+        invalid("show 1 2", USAGE_SHOW);
+        invalid("allow", USAGE_ALLOW);
+        invalid("allow alice", USAGE_ALLOW);
+        invalid("allow @alice", USAGE_ALLOW);
+        invalid("allow 0", USAGE_ALLOW);
+        invalid("allow 99999999999999999999999", USAGE_ALLOW);
+        invalid("allow 1 for", USAGE_ALLOW);
+        invalid("allow 1 for ever", USAGE_ALLOW);
+        invalid("allow 1 for 2d 3d", USAGE_ALLOW);
+        invalid("allow for 2d", USAGE_ALLOW);
+        invalid("deny *:", USAGE_DENY);
+        invalid("block #x", USAGE_BLOCK);
+        invalid("unblock", USAGE_UNBLOCK);
+        invalid("pause soon", USAGE_PAUSE);
+        invalid("pause 1h 2h", USAGE_PAUSE);
+        invalid("reply frob", USAGE_REPLY);
+        invalid("reply set", USAGE_SET);
+        invalid(&format!("reply set {}", "x".repeat(MAX_TEMPLATE + 1)), USAGE_SET);
+        invalid("set", USAGE_SET);
+        invalid("set colour blue", USAGE_SET);
+        invalid("set timezone Mars/Olympus", USAGE_SET);
+        invalid("set timezone", USAGE_SET);
+        invalid("set digest-time 25:00", USAGE_SET);
+        invalid("set digest-time 8", USAGE_SET);
+        invalid("set digest-time 08:5", USAGE_SET);
+        invalid("set reply-interval 0d", USAGE_SET);
+        invalid("set retention 1h", USAGE_SET);
+        invalid("set retention 400d", USAGE_SET);
+        for bad in ["a", "a@b", "@b.org", "a@b.org\r\nBcc: x@y.org", "a b@c.org", "<a@b.org>", "a@b@c.org"] {
+            invalid(&format!("set email {bad}"), USAGE_SET);
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(30_000));
+        assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
+        for bad in ["", "7", "d", "0d", "7x", "-1d", "99999999999999999999w", "11000w"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 }

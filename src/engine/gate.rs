@@ -8,6 +8,7 @@ use super::*;
 const HOUR_MS: u64 = 3_600_000;
 
 /// Someone invited an opted-in owner to a room.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn invite(
     snapshot: &Snapshot,
     meta: &EventMeta,
@@ -16,21 +17,26 @@ pub(super) fn invite(
     reason: &Option<String>,
     room_name: &Option<String>,
     now_ms: u64,
+    config: &EngineConfig,
 ) -> Decision {
     let room = &meta.room_id;
-    match snapshot.contact(&owner.user_id, &meta.sender) {
-        Some(Contact::Allowed { .. }) => return Decision::default(),
-        // Rejected at once and without a word.
-        Some(Contact::Blocked { .. }) => {
+    if meta.sender == config.bot {
+        return Decision::default();
+    }
+    match snapshot.standing(&owner.user_id, &meta.sender, now_ms) {
+        Standing::Allowed => return Decision::default(),
+        // Declined at once and without a word.
+        Standing::Blocked => {
             return Decision::default().effect(Effect::Leave {
                 as_user: owner.user_id.clone(),
                 room_id: room.clone(),
                 reason: None,
             });
         }
-        None => {}
+        Standing::Stranger => {}
     }
-    if snapshot.room.is_some() {
+    // Paused: the invite rang as it used to, and nothing is held.
+    if owner.is_paused(now_ms) || snapshot.room.is_some() {
         // Already held (a replay or a re-invite), or one of our own rooms.
         return Decision::default();
     }
@@ -65,13 +71,14 @@ pub(super) fn owner_invited(
     if !config.auto_allow_owner_started || *target == config.bot || snapshot.contact(&owner.user_id, target).is_some() {
         return Decision::default();
     }
+    let subject = Subject::User(target.clone());
     Decision::default()
+        .effect(Effect::PutPushRule { owner: owner.user_id.clone(), rule: rules::allow(&owner.user_id, &subject) })
         .change(StateChange::PutContact {
             owner: owner.user_id.clone(),
-            user: target.clone(),
-            contact: Contact::Allowed { since_ms: now_ms, source: AllowSource::OwnerStarted },
+            subject,
+            contact: Contact::Allowed { since_ms: now_ms, source: AllowSource::OwnerStarted, until_ms: None },
         })
-        .effect(Effect::PutPushRule { owner: owner.user_id.clone(), rule: rules::allow(&owner.user_id, target) })
 }
 
 fn from_stranger(meta: &EventMeta, held: &HeldRoom, config: &EngineConfig) -> bool {
@@ -199,7 +206,8 @@ fn maybe_reply(
         return d;
     }
     let stranger = snapshot.stranger(&held.owner, &meta.sender);
-    if stranger.last_reply_ms.is_some_and(|last| now_ms.saturating_sub(last) < config.reply_interval_ms) {
+    let interval = owner.reply_interval_ms.unwrap_or(config.reply_interval_ms);
+    if stranger.last_reply_ms.is_some_and(|last| now_ms.saturating_sub(last) < interval) {
         return d;
     }
     let (window_start, used) = if now_ms.saturating_sub(owner.reply_window_start_ms) >= HOUR_MS {

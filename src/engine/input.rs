@@ -80,6 +80,8 @@ pub enum Input {
     ContactsImported { owner: OwnedUserId, users: Vec<OwnedUserId> },
     /// Result of looking at a held room after joining it.
     RoomInfo { owner: OwnedUserId, room_id: OwnedRoomId, name: Option<String>, members: u32 },
+    /// Housekeeping: time-based changes (expired allows, ended pauses) are due.
+    Tick,
 }
 
 impl Input {

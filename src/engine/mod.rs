@@ -10,6 +10,7 @@ pub mod input;
 mod optin;
 pub mod rules;
 pub mod state;
+pub mod subject;
 pub mod texts;
 
 use ruma::{OwnedRoomId, OwnedServerName, OwnedUserId, UserId};
@@ -18,9 +19,10 @@ use sha2::{Digest, Sha256};
 pub use action::{Effect, Match, PushRule, RuleActions};
 pub use input::{EventMeta, Input, Membership, Replacement};
 pub use state::{
-    AllowSource, Contact, Deferred, HeldRoom, Media, OwnerOverview, OwnerState, PendingEntry, RoomState, Snapshot,
-    StateChange, StrangerState,
+    AllowSource, Contact, Deferred, Due, HeldRoom, Media, OwnerOverview, OwnerState, PendingEntry, RoomState, Snapshot,
+    Standing, StateChange, StrangerState,
 };
+pub use subject::Subject;
 use texts::Text;
 
 /// What the engine needs to know about the deployment.
@@ -36,6 +38,10 @@ pub struct EngineConfig {
     pub max_replies_per_hour: u32,
     /// People the owner invites are allowed from then on.
     pub auto_allow_owner_started: bool,
+    /// Tell a sender when the owner allows them.
+    pub notify_allowed: bool,
+    /// How long captured messages are kept by default.
+    pub retention_ms: u64,
 }
 
 impl EngineConfig {
@@ -75,11 +81,19 @@ pub fn txn_id(meta: &EventMeta, purpose: &str) -> String {
     format!("gk.{purpose}.{hex}")
 }
 
+/// [`txn_id`] for decisions without a triggering event (housekeeping).
+pub fn txn_id_for(seed: &str, purpose: &str) -> String {
+    let digest = Sha256::digest(format!("{seed}\0{purpose}").as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("gk.{purpose}.{hex}")
+}
+
 pub fn decide(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineConfig) -> Decision {
     match input {
         Input::ProfileFetched { user, displayname } => optin::profile_fetched(snapshot, user, displayname),
         Input::ContactsImported { owner, users } => optin::contacts_imported(snapshot, owner, users, now_ms, config),
         Input::RoomInfo { owner, room_id, name, members } => gate::room_info(snapshot, owner, room_id, name, *members),
+        Input::Tick => optin::tick(snapshot, now_ms, config),
         Input::Member { meta, .. }
         | Input::Message { meta, .. }
         | Input::Encrypted { meta }
@@ -102,7 +116,7 @@ pub fn decide(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineCo
             match membership {
                 Membership::Invite => {
                     if let Some(owner) = snapshot.owners.get(target) {
-                        gate::invite(snapshot, meta, owner, *is_direct, reason, room_name, now_ms)
+                        gate::invite(snapshot, meta, owner, *is_direct, reason, room_name, now_ms, config)
                     } else if let Some(owner) = snapshot.owners.get(&meta.sender) {
                         gate::owner_invited(snapshot, owner, target, now_ms, config)
                     } else {
@@ -114,7 +128,9 @@ pub fn decide(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineCo
             }
         }
         Input::Message { meta, msgtype, body, html, media, replaces } => match &snapshot.room {
-            Some(RoomState::Control { owner }) => control::command(snapshot, meta, owner, msgtype, body, config),
+            Some(RoomState::Control { owner }) => {
+                control::command(snapshot, meta, owner, msgtype, body, now_ms, config)
+            }
             Some(RoomState::Held(held)) => {
                 gate::message(snapshot, meta, held, msgtype, body, html, media, replaces, now_ms, config)
             }
@@ -154,6 +170,8 @@ pub(crate) mod tests_support {
             reply_interval_ms: 7 * 24 * 3_600_000,
             max_replies_per_hour: 3,
             auto_allow_owner_started: true,
+            notify_allowed: false,
+            retention_ms: 30 * 86_400_000,
         }
     }
 }

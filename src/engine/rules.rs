@@ -6,6 +6,7 @@ use ruma::UserId;
 use sha2::{Digest, Sha256};
 
 use super::action::{Match, PushRule, RuleActions};
+use super::subject::Subject;
 
 /// Silences every invite to the owner; allowed senders have rules above it.
 pub const HOLD_INVITES: &str = "gk.hold.invites";
@@ -26,15 +27,15 @@ pub fn hold_invites(owner: &UserId) -> PushRule {
     PushRule { rule_id: HOLD_INVITES.into(), conditions: invite_to(owner), actions: RuleActions::Silent, before: None }
 }
 
-pub fn allow_id(user: &UserId) -> String {
-    format!("gk.allow.{}", short_hash(user.as_str()))
+pub fn allow_id(subject: &Subject) -> String {
+    format!("gk.allow.{}", short_hash(&subject.to_string()))
 }
 
-/// Lets an allowed sender's invites ring as they did before Gatekeeper.
-pub fn allow(owner: &UserId, user: &UserId) -> PushRule {
+/// Lets an allowed sender's (or server's) invites ring as they did before.
+pub fn allow(owner: &UserId, subject: &Subject) -> PushRule {
     let mut conditions = invite_to(owner);
-    conditions.push(Match::new("sender", user.as_str()));
-    PushRule { rule_id: allow_id(user), conditions, actions: RuleActions::Ring, before: Some(HOLD_INVITES.into()) }
+    conditions.push(Match::new("sender", &subject.sender_pattern()));
+    PushRule { rule_id: allow_id(subject), conditions, actions: RuleActions::Ring, before: Some(HOLD_INVITES.into()) }
 }
 
 pub fn held_room_id(room: &str) -> String {

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, UserId};
+
+use super::subject::Subject;
 
 /// A user who opted in, and the DM with the bot where they give commands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +22,16 @@ pub struct OwnerState {
     /// Start of the current hour of the reply cap, and replies sent in it.
     pub reply_window_start_ms: u64,
     pub replies_in_window: u32,
+    /// The numbered list the owner saw last (`pending`), for `allow 2`.
+    pub last_list: Vec<Subject>,
+    /// Holding is paused until then (`u64::MAX`: until `resume`).
+    pub paused_until_ms: Option<u64>,
+    /// The owner's own settings; `None` uses the deployment's default.
+    pub reply_interval_ms: Option<u64>,
+    pub timezone: Option<String>,
+    /// Minutes after local midnight.
+    pub digest_minute: Option<u16>,
+    pub retention_ms: Option<u64>,
 }
 
 impl OwnerState {
@@ -33,7 +45,17 @@ impl OwnerState {
             email: None,
             reply_window_start_ms: 0,
             replies_in_window: 0,
+            last_list: Vec::new(),
+            paused_until_ms: None,
+            reply_interval_ms: None,
+            timezone: None,
+            digest_minute: None,
+            retention_ms: None,
         }
+    }
+
+    pub fn is_paused(&self, now_ms: u64) -> bool {
+        self.paused_until_ms.is_some_and(|until| until > now_ms)
     }
 }
 
@@ -77,8 +99,23 @@ pub enum AllowSource {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Contact {
-    Allowed { since_ms: u64, source: AllowSource },
-    Blocked { since_ms: u64 },
+    /// May reach the owner directly; until `until_ms` if set.
+    Allowed {
+        since_ms: u64,
+        source: AllowSource,
+        until_ms: Option<u64>,
+    },
+    Blocked {
+        since_ms: u64,
+    },
+}
+
+/// Where a sender stands with an owner right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Allowed,
+    Blocked,
+    Stranger,
 }
 
 /// A stranger as far as one owner is concerned.
@@ -128,7 +165,7 @@ pub struct PendingEntry {
 /// Everything about one owner that commands and opt-out need.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OwnerOverview {
-    pub contacts: BTreeMap<OwnedUserId, Contact>,
+    pub contacts: BTreeMap<Subject, Contact>,
     pub held: BTreeMap<OwnedRoomId, HeldRoom>,
     pub deferred: Vec<Deferred>,
 }
@@ -140,18 +177,43 @@ pub struct Snapshot {
     pub room: Option<RoomState>,
     /// Owner records of the users the event involves (and of the room's owner).
     pub owners: BTreeMap<OwnedUserId, OwnerState>,
-    /// `(owner, user)` contact entries between those owners and users.
-    pub contacts: BTreeMap<(OwnedUserId, OwnedUserId), Contact>,
+    /// Contact entries between those owners and those users (each user's
+    /// own entry and their server's).
+    pub contacts: BTreeMap<(OwnedUserId, Subject), Contact>,
     pub strangers: BTreeMap<(OwnedUserId, OwnedUserId), StrangerState>,
     /// The captured message an edit or redaction points at.
     pub related: Option<Deferred>,
     /// Filled for events in a control room and for opt-outs.
     pub overview: Option<OwnerOverview>,
+    /// Filled for housekeeping ticks: what has come due.
+    pub due: Option<Due>,
+}
+
+/// Time-based changes that have come due.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Due {
+    /// Allow entries past their `until_ms`.
+    pub expired: Vec<(OwnedUserId, Subject)>,
+    /// Owners whose pause has ended.
+    pub unpause: Vec<OwnerState>,
 }
 
 impl Snapshot {
-    pub fn contact(&self, owner: &OwnedUserId, user: &OwnedUserId) -> Option<&Contact> {
-        self.contacts.get(&(owner.clone(), user.clone()))
+    /// The user's own entry, else their server's.
+    pub fn contact(&self, owner: &OwnedUserId, user: &UserId) -> Option<&Contact> {
+        self.contacts
+            .get(&(owner.clone(), Subject::User(user.to_owned())))
+            .or_else(|| self.contacts.get(&(owner.clone(), Subject::Server(user.server_name().to_owned()))))
+    }
+
+    /// Allowed (and not expired), blocked, or a stranger.
+    pub fn standing(&self, owner: &OwnedUserId, user: &UserId, now_ms: u64) -> Standing {
+        match self.contact(owner, user) {
+            Some(Contact::Blocked { .. }) => Standing::Blocked,
+            Some(Contact::Allowed { until_ms: Some(until), .. }) if *until <= now_ms => Standing::Stranger,
+            Some(Contact::Allowed { .. }) => Standing::Allowed,
+            None => Standing::Stranger,
+        }
     }
 
     pub fn stranger(&self, owner: &OwnedUserId, user: &OwnedUserId) -> StrangerState {
@@ -167,12 +229,12 @@ pub enum StateChange {
     RemoveRoom(OwnedRoomId),
     PutContact {
         owner: OwnedUserId,
-        user: OwnedUserId,
+        subject: Subject,
         contact: Contact,
     },
     RemoveContact {
         owner: OwnedUserId,
-        user: OwnedUserId,
+        subject: Subject,
     },
     PutStranger {
         owner: OwnedUserId,

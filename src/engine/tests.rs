@@ -18,6 +18,9 @@ const HELD: &str = "!held:remote.org";
 fn uid(s: &str) -> OwnedUserId {
     s.try_into().unwrap()
 }
+fn usr(s: &str) -> Subject {
+    Subject::User(uid(s))
+}
 fn rid(s: &str) -> OwnedRoomId {
     s.try_into().unwrap()
 }
@@ -111,6 +114,8 @@ fn kinds(d: &Decision) -> Vec<&'static str> {
             Effect::SendNotice { .. } => "notice",
             Effect::PutPushRule { .. } => "rule",
             Effect::DeletePushRule { .. } => "unrule",
+            Effect::EnablePushRule { enabled: false, .. } => "disable",
+            Effect::EnablePushRule { enabled: true, .. } => "enable",
             Effect::SetTag { present: true, .. } => "tag",
             Effect::SetTag { present: false, .. } => "untag",
             Effect::FetchProfile { .. } => "profile",
@@ -227,8 +232,11 @@ fn group_room_invite_of_the_bot_is_rejected_with_a_reason() {
 
 fn overview_with_everything() -> OwnerOverview {
     let mut o = OwnerOverview::default();
-    o.contacts.insert(uid("@friend:example.org"), Contact::Allowed { since_ms: 1, source: AllowSource::Imported });
-    o.contacts.insert(uid("@spammer:evil.org"), Contact::Blocked { since_ms: 1 });
+    o.contacts.insert(
+        usr("@friend:example.org"),
+        Contact::Allowed { since_ms: 1, source: AllowSource::Imported, until_ms: None },
+    );
+    o.contacts.insert(usr("@spammer:evil.org"), Contact::Blocked { since_ms: 1 });
     o.held.insert(rid(HELD), held_room(true));
     o
 }
@@ -249,7 +257,7 @@ fn stop_restores_every_rule_and_tag_and_says_goodbye() {
         .collect();
     assert_eq!(
         deleted,
-        [rules::HOLD_INVITES.to_owned(), rules::allow_id(&uid("@friend:example.org")), rules::held_room_id(HELD)]
+        [rules::HOLD_INVITES.to_owned(), rules::allow_id(&usr("@friend:example.org")), rules::held_room_id(HELD)]
     );
     assert!(notice_body(&d).contains("off"));
     for change in [
@@ -294,20 +302,20 @@ fn look_up_results_update_the_owner() {
     assert_eq!(d.changes, vec![StateChange::PutOwner(OwnerState { displayname: Some("Alice A.".into()), ..owner() })]);
 
     let mut snapshot = with_owner(Snapshot::default());
-    snapshot.contacts.insert((uid(ALICE), uid("@blocked:x.org")), Contact::Blocked { since_ms: 1 });
+    snapshot.contacts.insert((uid(ALICE), usr("@blocked:x.org")), Contact::Blocked { since_ms: 1 });
     let users = vec![uid("@friend:x.org"), uid("@friend:x.org"), uid(ALICE), uid(BOT), uid("@blocked:x.org")];
     let d = decide(&snapshot, &Input::ContactsImported { owner: uid(ALICE), users }, NOW, &config());
     assert_eq!(
         d.changes,
         vec![StateChange::PutContact {
             owner: uid(ALICE),
-            user: uid("@friend:x.org"),
-            contact: Contact::Allowed { since_ms: NOW, source: AllowSource::Imported },
+            subject: usr("@friend:x.org"),
+            contact: Contact::Allowed { since_ms: NOW, source: AllowSource::Imported, until_ms: None },
         }]
     );
     assert_eq!(
         d.effects,
-        vec![Effect::PutPushRule { owner: uid(ALICE), rule: rules::allow(&uid(ALICE), &uid("@friend:x.org")) }]
+        vec![Effect::PutPushRule { owner: uid(ALICE), rule: rules::allow(&uid(ALICE), &usr("@friend:x.org")) }]
     );
     // Results for someone who is no longer an owner are dropped.
     let d = decide(
@@ -364,11 +372,12 @@ fn group_invites_are_held_with_name_and_reason_for_the_digest() {
 #[test]
 fn allowed_senders_invites_are_left_alone_and_blocked_ones_rejected_silently() {
     let mut snapshot = with_owner(Snapshot::default());
-    snapshot
-        .contacts
-        .insert((uid(ALICE), uid(STRANGER)), Contact::Allowed { since_ms: 1, source: AllowSource::Command });
+    snapshot.contacts.insert(
+        (uid(ALICE), usr(STRANGER)),
+        Contact::Allowed { since_ms: 1, source: AllowSource::Command, until_ms: None },
+    );
     check(&snapshot, &member(STRANGER, HELD, ALICE, Membership::Invite, true), Decision::default());
-    snapshot.contacts.insert((uid(ALICE), uid(STRANGER)), Contact::Blocked { since_ms: 1 });
+    snapshot.contacts.insert((uid(ALICE), usr(STRANGER)), Contact::Blocked { since_ms: 1 });
     check(
         &snapshot,
         &member(STRANGER, HELD, ALICE, Membership::Invite, true),
@@ -400,7 +409,7 @@ fn people_the_owner_invites_become_allowed() {
     );
     assert_eq!(
         d.effects,
-        vec![Effect::PutPushRule { owner: uid(ALICE), rule: rules::allow(&uid(ALICE), &uid("@new:x.org")) }]
+        vec![Effect::PutPushRule { owner: uid(ALICE), rule: rules::allow(&uid(ALICE), &usr("@new:x.org")) }]
     );
     let mut cfg = config();
     cfg.auto_allow_owner_started = false;
@@ -674,4 +683,213 @@ fn decide_is_deterministic() {
     assert_eq!(decide(&held(true), &input, NOW, &config()), decide(&held(true), &input, NOW, &config()));
     let _ = owned_room_id!("!x:y");
     let _ = owned_user_id!("@x:y");
+}
+
+// ---- decisions (allow, deny, block, ...) ----
+
+fn with_pending_stranger() -> Snapshot {
+    let mut snapshot = control();
+    let mut overview = OwnerOverview::default();
+    overview.held.insert(rid(HELD), held_room(true));
+    overview.held.insert(rid("!other:remote.org"), HeldRoom { inviter: uid("@other:remote.org"), ..held_room(true) });
+    overview.deferred.push(captured(&meta_n(STRANGER, HELD, 1).event_id, "hi"));
+    overview.deferred.push(captured(&meta_n(STRANGER, HELD, 2).event_id, "hello?"));
+    snapshot.overview = Some(overview);
+    snapshot
+        .owners
+        .insert(uid(ALICE), OwnerState { last_list: vec![usr(STRANGER), usr("@other:remote.org")], ..owner() });
+    snapshot
+}
+
+#[test]
+fn pending_remembers_the_numbering_for_later_commands() {
+    let mut snapshot = with_pending_stranger();
+    snapshot.owners.insert(uid(ALICE), owner());
+    let d = decide(&snapshot, &text(ALICE, CONTROL, "pending"), NOW, &config());
+    assert!(notice_body(&d).contains("1. @other:remote.org") || notice_body(&d).contains("1. @stranger:remote.org"));
+    let Some(StateChange::PutOwner(o)) = d.changes.first() else { panic!("{d:?}") };
+    assert_eq!(o.last_list.len(), 2);
+}
+
+#[test]
+fn allow_by_number_releases_the_held_room_and_lets_invites_ring() {
+    let d = decide(&with_pending_stranger(), &text(ALICE, CONTROL, "allow 1"), NOW, &config());
+    assert!(d.changes.contains(&StateChange::PutContact {
+        owner: uid(ALICE),
+        subject: usr(STRANGER),
+        contact: Contact::Allowed { since_ms: NOW, source: AllowSource::Command, until_ms: None },
+    }));
+    assert!(d.changes.contains(&StateChange::RemoveRoom(rid(HELD))));
+    assert_eq!(d.changes.iter().filter(|c| matches!(c, StateChange::RemoveDeferred { .. })).count(), 2);
+    assert_eq!(kinds(&d), ["rule", "untag", "unrule", "notice"]);
+    assert_eq!(
+        d.effects[0],
+        Effect::PutPushRule { owner: uid(ALICE), rule: rules::allow(&uid(ALICE), &usr(STRANGER)) }
+    );
+    assert_eq!(d.effects[2], Effect::DeletePushRule { owner: uid(ALICE), rule_id: rules::held_room_id(HELD) });
+    assert!(notice_body(&d).contains("Allowed @stranger:remote.org; released 1 room."), "{}", notice_body(&d));
+    // The other stranger's room is untouched.
+    assert!(!d.changes.contains(&StateChange::RemoveRoom(rid("!other:remote.org"))));
+}
+
+#[test]
+fn allow_can_notify_the_sender_when_configured() {
+    let mut cfg = config();
+    cfg.notify_allowed = true;
+    let d = decide(&with_pending_stranger(), &text(ALICE, CONTROL, "allow @stranger:remote.org"), NOW, &cfg);
+    let to_stranger = d
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::SendNotice { as_user, room_id, .. } if *as_user == ALICE && *room_id == HELD));
+    assert!(to_stranger, "{d:?}");
+}
+
+#[test]
+fn a_temporary_allow_expires_on_the_next_tick() {
+    let d = decide(&with_pending_stranger(), &text(ALICE, CONTROL, "allow 1 for 2h"), NOW, &config());
+    assert!(d.changes.contains(&StateChange::PutContact {
+        owner: uid(ALICE),
+        subject: usr(STRANGER),
+        contact: Contact::Allowed { since_ms: NOW, source: AllowSource::Command, until_ms: Some(NOW + 7_200_000) },
+    }));
+    // Until then an invite is let through; after, it is held again.
+    let mut s = with_owner(Snapshot::default());
+    s.contacts.insert(
+        (uid(ALICE), usr(STRANGER)),
+        Contact::Allowed { since_ms: NOW, source: AllowSource::Command, until_ms: Some(NOW + 7_200_000) },
+    );
+    let invite = member(STRANGER, "!new:remote.org", ALICE, Membership::Invite, true);
+    assert_eq!(decide(&s, &invite, NOW + 1000, &config()), Decision::default());
+    assert_eq!(kinds(&decide(&s, &invite, NOW + 7_200_000, &config())), ["rule", "join", "tag", "backfill"]);
+    let tick = Snapshot {
+        due: Some(Due { expired: vec![(uid(ALICE), usr(STRANGER))], unpause: vec![] }),
+        ..Default::default()
+    };
+    let d = decide(&tick, &Input::Tick, NOW, &config());
+    assert_eq!(d.changes, vec![StateChange::RemoveContact { owner: uid(ALICE), subject: usr(STRANGER) }]);
+    assert_eq!(d.effects, vec![Effect::DeletePushRule { owner: uid(ALICE), rule_id: rules::allow_id(&usr(STRANGER)) }]);
+}
+
+#[test]
+fn deny_leaves_quietly_drops_the_messages_and_says_how_many() {
+    let d = decide(&with_pending_stranger(), &text(ALICE, CONTROL, "deny 1"), NOW, &config());
+    assert_eq!(kinds(&d), ["leave", "unrule", "notice"]);
+    assert_eq!(d.effects[0], Effect::Leave { as_user: uid(ALICE), room_id: rid(HELD), reason: None });
+    assert!(notice_body(&d).contains("left 1 room and dropped 2 messages"), "{}", notice_body(&d));
+    assert!(!d.changes.iter().any(|c| matches!(c, StateChange::PutContact { .. })), "deny remembers nobody");
+    let nothing = decide(&with_pending_stranger(), &text(ALICE, CONTROL, "deny @nobody:x.org"), NOW, &config());
+    assert!(notice_body(&nothing).contains("Nothing from @nobody:x.org is waiting"));
+}
+
+#[test]
+fn block_a_whole_server_declines_every_room_from_it_now_and_later() {
+    let d = decide(&with_pending_stranger(), &text(ALICE, CONTROL, "block *:remote.org"), NOW, &config());
+    assert_eq!(kinds(&d), ["leave", "unrule", "leave", "unrule", "notice"]);
+    assert!(d.changes.contains(&StateChange::PutContact {
+        owner: uid(ALICE),
+        subject: Subject::Server("remote.org".try_into().unwrap()),
+        contact: Contact::Blocked { since_ms: NOW },
+    }));
+    let mut later = with_owner(Snapshot::default());
+    later
+        .contacts
+        .insert((uid(ALICE), Subject::Server("remote.org".try_into().unwrap())), Contact::Blocked { since_ms: NOW });
+    let invite = member("@new:remote.org", "!x:remote.org", ALICE, Membership::Invite, true);
+    assert_eq!(kinds(&decide(&later, &invite, NOW, &config())), ["leave"]);
+    // A user-level allow beats a server-level block.
+    later.contacts.insert(
+        (uid(ALICE), usr("@new:remote.org")),
+        Contact::Allowed { since_ms: NOW, source: AllowSource::Command, until_ms: None },
+    );
+    assert_eq!(decide(&later, &invite, NOW, &config()), Decision::default());
+}
+
+#[test]
+fn blocking_an_allowed_sender_removes_their_ringing_rule_and_unblock_undoes_the_block() {
+    let mut snapshot = with_pending_stranger();
+    let mut overview = snapshot.overview.clone().unwrap();
+    overview
+        .contacts
+        .insert(usr("@friend:x.org"), Contact::Allowed { since_ms: 1, source: AllowSource::Imported, until_ms: None });
+    overview.contacts.insert(usr("@spam:x.org"), Contact::Blocked { since_ms: 1 });
+    snapshot.overview = Some(overview);
+    let d = decide(&snapshot, &text(ALICE, CONTROL, "block @friend:x.org"), NOW, &config());
+    assert!(
+        d.effects
+            .contains(&Effect::DeletePushRule { owner: uid(ALICE), rule_id: rules::allow_id(&usr("@friend:x.org")) })
+    );
+    let d = decide(&snapshot, &text(ALICE, CONTROL, "unblock @spam:x.org @friend:x.org"), NOW, &config());
+    assert_eq!(d.changes, vec![StateChange::RemoveContact { owner: uid(ALICE), subject: usr("@spam:x.org") }]);
+    assert!(notice_body(&d).contains("@friend:x.org was not blocked"));
+    let listed = notice_body(&decide(&snapshot, &text(ALICE, CONTROL, "blocked"), NOW, &config()));
+    assert!(listed.contains("@spam:x.org") && !listed.contains("@friend"), "{listed}");
+    let listed = notice_body(&decide(&snapshot, &text(ALICE, CONTROL, "allowed"), NOW, &config()));
+    assert!(listed.contains("@friend:x.org") && listed.contains("an existing chat"), "{listed}");
+}
+
+#[test]
+fn targets_that_do_not_resolve_change_nothing() {
+    let d = decide(&with_pending_stranger(), &text(ALICE, CONTROL, "allow 7"), NOW, &config());
+    assert!(d.changes.is_empty());
+    assert!(notice_body(&d).contains("no number 7"));
+    let d = decide(&with_pending_stranger(), &text(ALICE, CONTROL, "block @bad"), NOW, &config());
+    assert!(d.changes.is_empty());
+    assert!(notice_body(&d).contains("Usage: block"));
+}
+
+#[test]
+fn show_lists_every_held_message_of_one_sender() {
+    let body = notice_body(&decide(&with_pending_stranger(), &text(ALICE, CONTROL, "show 1"), NOW, &config()));
+    assert!(body.contains("2 message(s) from @stranger:remote.org") && body.contains("hello?"), "{body}");
+}
+
+#[test]
+fn pause_disables_holding_and_resume_or_its_end_brings_it_back() {
+    let d = decide(&control(), &text(ALICE, CONTROL, "pause 2h"), NOW, &config());
+    assert_eq!(kinds(&d), ["disable", "notice"]);
+    assert_eq!(
+        d.changes,
+        vec![StateChange::PutOwner(OwnerState { paused_until_ms: Some(NOW + 7_200_000), ..owner() })]
+    );
+    let mut paused = with_owner(Snapshot::default());
+    paused.owners.insert(uid(ALICE), OwnerState { paused_until_ms: Some(NOW + 7_200_000), ..owner() });
+    assert_eq!(
+        decide(&paused, &member(STRANGER, HELD, ALICE, Membership::Invite, true), NOW, &config()),
+        Decision::default()
+    );
+    let mut paused_control = control();
+    paused_control.owners = paused.owners.clone();
+    let d = decide(&paused_control, &text(ALICE, CONTROL, "resume"), NOW, &config());
+    assert_eq!(kinds(&d), ["enable", "notice"]);
+    let o = OwnerState { paused_until_ms: Some(NOW - 1), ..owner() };
+    let tick = Snapshot { due: Some(Due { expired: vec![], unpause: vec![o] }), ..Default::default() };
+    let d = decide(&tick, &Input::Tick, NOW, &config());
+    assert_eq!(kinds(&d), ["enable", "notice"]);
+    assert_eq!(d.changes, vec![StateChange::PutOwner(owner())]);
+}
+
+#[test]
+fn settings_are_validated_shown_and_used() {
+    let d = decide(&control(), &text(ALICE, CONTROL, "set reply-interval 1d"), NOW, &config());
+    let Some(StateChange::PutOwner(o)) = d.changes.first() else { panic!() };
+    assert_eq!(o.reply_interval_ms, Some(86_400_000));
+    let bad = decide(&control(), &text(ALICE, CONTROL, "set timezone Mars/Base"), NOW, &config());
+    assert!(bad.changes.is_empty());
+    let d = decide(&control(), &text(ALICE, CONTROL, "set email me@alice.example"), NOW, &config());
+    assert!(
+        d.changes
+            .iter()
+            .any(|c| matches!(c, StateChange::PutOwner(o) if o.email.as_deref() == Some("me@alice.example")))
+    );
+    let shown = notice_body(&decide(&control(), &text(ALICE, CONTROL, "settings"), NOW, &config()));
+    for key in
+        ["reply-interval: 1w", "email: off", "timezone: UTC", "digest-time: 08:00", "retention: 4w2d", "paused: no"]
+    {
+        assert!(shown.contains(key), "{key} missing in {shown}");
+    }
+    // The owner's interval is what the gate uses.
+    let mut s = held(true);
+    s.owners.insert(uid(ALICE), OwnerState { reply_interval_ms: Some(60_000), ..owner() });
+    s.strangers.insert((uid(ALICE), uid(STRANGER)), StrangerState { last_reply_ms: Some(NOW - 120_000) });
+    assert_eq!(kinds(&decide(&s, &text(STRANGER, HELD, "hi"), NOW, &config())), ["notice"]);
 }

@@ -72,52 +72,100 @@ pub const NOT_A_DM_REASON: &str =
     "Gatekeeper only works in a direct chat with you: start a direct message with me instead.";
 
 pub fn help(topic: Option<&str>) -> Text {
-    use super::command::{USAGE_HELP, USAGE_PENDING, USAGE_REPLY, USAGE_STOP};
-    let detail = |usage: &str, what: &str| Text {
-        plain: format!("{usage} — {what}"),
-        html: format!("<p><code>{}</code> — {}</p>", escape_html(usage), escape_html(what)),
-    };
+    use super::command::*;
+    let all: [(&str, &str, &str); 15] = [
+        ("pending", USAGE_PENDING, "who is waiting, numbered, with how many messages and since when"),
+        ("show", USAGE_SHOW, "every held message from one sender"),
+        ("allow", USAGE_ALLOW, "let them reach you directly and release what they sent; `for 30d` makes it temporary"),
+        ("deny", USAGE_DENY, "not this time: leave their rooms quietly and drop what they sent"),
+        ("block", USAGE_BLOCK, "decline their invites now and in future, without a reply"),
+        ("unblock", USAGE_UNBLOCK, "undo a block"),
+        ("allowed", USAGE_ALLOWED, "who may reach you directly"),
+        ("blocked", USAGE_BLOCKED, "who is blocked"),
+        ("reply", USAGE_REPLY, "see or change the automatic reply new contacts get"),
+        ("settings", USAGE_SETTINGS, "your settings"),
+        ("set", USAGE_SET, "change a setting"),
+        ("pause", USAGE_PAUSE, "stop holding for a while: invites ring again"),
+        ("resume", USAGE_RESUME, "hold again after a pause"),
+        ("stop", USAGE_STOP, "switch Gatekeeper off and undo everything it changed"),
+        ("help", USAGE_HELP, "this overview, or details about one command"),
+    ];
     match topic {
         None => {
-            let rows = [
-                (USAGE_PENDING, "who is waiting, and how many messages they sent"),
-                (USAGE_REPLY, "see or change the automatic reply strangers get"),
-                (USAGE_STOP, "switch Gatekeeper off and undo everything it changed"),
-                (USAGE_HELP, "this overview, or details about one command"),
-            ];
-            let mut plain = String::from("Gatekeeper commands (type them here; the `!gk` prefix is optional):\n");
-            let mut html = String::from(
-                "<p>Gatekeeper commands (type them here; the <code>!gk</code> prefix is optional):</p><ul>",
+            let mut plain = String::from(
+                "Gatekeeper commands (type them here; the `!gk` prefix is optional). \
+                 <target> is a user ID, *:server for everyone on a server, or a number from `pending`:\n",
             );
-            for (usage, what) in rows {
+            let mut html = String::from(
+                "<p>Gatekeeper commands (type them here; the <code>!gk</code> prefix is optional). \
+                 <code>&lt;target&gt;</code> is a user ID, <code>*:server</code> for everyone on a server, \
+                 or a number from <code>pending</code>:</p><ul>",
+            );
+            for (_, usage, what) in all {
                 plain.push_str(&format!("• {usage} — {what}\n"));
                 html.push_str(&format!("<li><code>{}</code> — {}</li>", escape_html(usage), escape_html(what)));
             }
             html.push_str("</ul>");
             Text { plain: plain.trim_end().to_owned(), html }
         }
-        Some("help") => detail(USAGE_HELP, "shows the list of commands, or what one command does."),
-        Some("pending") => detail(
-            USAGE_PENDING,
-            "lists the people who wrote to you or invited you and are waiting: their user ID, how many messages, since when, and the latest line.",
-        ),
-        Some("reply") => detail(
-            USAGE_REPLY,
-            "`reply` shows the note a new contact gets (once a week at most); `reply set <text>` replaces it ({name} becomes your name, {email} your address); `reply reset` restores the default.",
-        ),
-        Some("stop") => detail(
-            USAGE_STOP,
-            "switches Gatekeeper off: held rooms become normal rooms again, and every notification rule and tag it set is removed.",
-        ),
-        Some(other) => unknown_command(other),
+        Some(name) => match all.iter().find(|(n, _, _)| *n == name) {
+            Some((_, usage, what)) => Text {
+                plain: format!("{usage} — {what}."),
+                html: format!("<p><code>{}</code> — {}.</p>", escape_html(usage), escape_html(what)),
+            },
+            None => unknown_command(name),
+        },
     }
 }
 
-pub fn bad_args(usage: &str) -> Text {
+/// A one-line refusal of a command's arguments, with its usage.
+pub fn invalid(message: &str, usage: &str) -> Text {
     Text {
-        plain: format!("That command takes other arguments. Usage: {usage}"),
-        html: format!("<p>That command takes other arguments. Usage: <code>{}</code></p>", escape_html(usage)),
+        plain: format!("{message} Usage: {usage}"),
+        html: format!("<p>{} Usage: <code>{}</code></p>", escape_html(message), escape_html(usage)),
     }
+}
+
+/// Gatekeeper's own sentence, which may quote user-supplied text.
+pub fn plain(text: &str) -> Text {
+    Text { plain: text.to_owned(), html: format!("<p>{}</p>", escape_html(text).replace('\n', "<br>")) }
+}
+
+/// Several sentences, one per line.
+pub fn lines(lines: &[String]) -> Text {
+    Text {
+        plain: lines.join("\n"),
+        html: format!("<p>{}</p>", lines.iter().map(|l| escape_html(l)).collect::<Vec<_>>().join("<br>")),
+    }
+}
+
+/// An introduction and a bulleted list.
+pub fn list(intro: &str, items: &[String]) -> Text {
+    let mut plain = format!("{intro}\n");
+    let mut html = format!("<p>{}</p><ul>", escape_html(intro));
+    for item in items {
+        plain.push_str(&format!("• {item}\n"));
+        html.push_str(&format!("<li>{}</li>", escape_html(item)));
+    }
+    html.push_str("</ul>");
+    Text { plain: plain.trim_end().to_owned(), html }
+}
+
+/// `7d`, `12h`, `1h30m`: the form the commands accept.
+pub fn format_duration(ms: u64) -> String {
+    let mut secs = ms / 1000;
+    let mut out = String::new();
+    for (unit, size) in [("w", 7 * 86_400), ("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    if out.is_empty() { "0s".into() } else { out }
+}
+
+pub fn you_are_allowed(name: &str) -> Text {
+    plain(&format!("Good news: {name} has added you to their contacts, so your messages now reach them directly."))
 }
 
 /// The default etiquette reply. `{name}` is the owner, `{email_sentence}`
@@ -148,15 +196,15 @@ pub fn etiquette(template: Option<&str>, name: &str, email: Option<&str>, encryp
     Text { plain, html }
 }
 
-pub fn reply_preview(rendered: &Text, custom: bool) -> Text {
+pub fn reply_preview(rendered: &Text, custom: bool, interval: &str) -> Text {
     let which = if custom { "your own text" } else { "the default" };
     Text {
         plain: format!(
-            "New contacts get this note ({which}), at most once a week each:\n\n{}\n\nChange it with `reply set <text>`, or go back with `reply reset`.",
+            "New contacts get this note ({which}), at most once every {interval} each:\n\n{}\n\nChange it with `reply set <text>`, or go back with `reply reset`.",
             rendered.plain
         ),
         html: format!(
-            "<p>New contacts get this note ({which}), at most once a week each:</p><blockquote>{}</blockquote>\
+            "<p>New contacts get this note ({which}), at most once every {interval} each:</p><blockquote>{}</blockquote>\
              <p>Change it with <code>reply set &lt;text&gt;</code>, or go back with <code>reply reset</code>.</p>",
             rendered.html
         ),
@@ -211,7 +259,8 @@ pub fn pending(entries: &[super::state::PendingEntry], invites: &[(String, Strin
     }
     let mut plain = format!("{} waiting:\n", people(entries.len()));
     let mut html = format!("<p>{} waiting:</p><ol>", people(entries.len()));
-    for e in entries {
+    for (n, e) in entries.iter().enumerate() {
+        let n = n + 1;
         let count = match e.messages {
             0 => "no messages yet".to_owned(),
             1 => "1 message".to_owned(),
@@ -220,7 +269,7 @@ pub fn pending(entries: &[super::state::PendingEntry], invites: &[(String, Strin
         let (first, last) = (format_time(e.first_ms), format_time(e.last_ms));
         let when = if first == last { first } else { format!("{first} – {last}") };
         let invite = invites.iter().find(|(who, _)| who == e.sender.as_str()).map(|(_, what)| what.as_str());
-        plain.push_str(&format!("• {} — {count}, {when}", e.sender));
+        plain.push_str(&format!("{n}. {} — {count}, {when}", e.sender));
         html.push_str(&format!("<li><code>{}</code> — {count}, {when}", escape_html(e.sender.as_str())));
         if let Some(what) = invite {
             plain.push_str(&format!("\n  {what}"));
@@ -234,7 +283,9 @@ pub fn pending(entries: &[super::state::PendingEntry], invites: &[(String, Strin
         html.push_str("</li>");
     }
     html.push_str("</ol>");
-    Text { plain: plain.trim_end().to_owned(), html }
+    plain.push_str("Act on them with `allow 1`, `deny 1`, `block 1`, or `show 1` to read everything.");
+    html.push_str("<p>Act on them with <code>allow 1</code>, <code>deny 1</code>, <code>block 1</code>, or <code>show 1</code> to read everything.</p>");
+    Text { plain, html }
 }
 
 fn people(n: usize) -> String {

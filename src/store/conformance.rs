@@ -5,7 +5,7 @@
 use ruma::{owned_room_id, owned_user_id};
 
 use super::*;
-use crate::engine::{AllowSource, Contact, Deferred, HeldRoom, RoomState, StateChange, StrangerState};
+use crate::engine::{AllowSource, Contact, Deferred, HeldRoom, RoomState, StateChange, StrangerState, Subject};
 
 pub fn sample_decision() -> Decision {
     Decision {
@@ -208,12 +208,12 @@ pub fn gate_state_round_trips_and_the_snapshot_finds_it(s: &dyn Store) {
         StateChange::PutRoom(owned_room_id!("!held:example.org"), RoomState::Held(held.clone())),
         StateChange::PutContact {
             owner: alice.clone(),
-            user: friend.clone(),
-            contact: Contact::Allowed { since_ms: 3, source: AllowSource::Imported },
+            subject: Subject::User(friend.clone()),
+            contact: Contact::Allowed { since_ms: 3, source: AllowSource::Imported, until_ms: None },
         },
         StateChange::PutContact {
             owner: alice.clone(),
-            user: stranger.clone(),
+            subject: Subject::User(stranger.clone()),
             contact: Contact::Blocked { since_ms: 4 },
         },
         StateChange::PutStranger {
@@ -240,7 +240,10 @@ pub fn gate_state_round_trips_and_the_snapshot_finds_it(s: &dyn Store) {
 
     let overview = s.overview(&alice).unwrap();
     assert_eq!(overview.contacts.len(), 2);
-    assert_eq!(overview.contacts[&friend], Contact::Allowed { since_ms: 3, source: AllowSource::Imported });
+    assert_eq!(
+        overview.contacts[&Subject::User(friend.clone())],
+        Contact::Allowed { since_ms: 3, source: AllowSource::Imported, until_ms: None }
+    );
     assert_eq!(overview.held.len(), 1);
     assert_eq!(overview.deferred.len(), 2);
     // Another owner's overview is empty.
@@ -258,21 +261,24 @@ pub fn removing_and_forgetting_owner_data(s: &dyn Store) {
             StateChange::PutDeferred(deferred("$m2", "again")),
             StateChange::PutContact {
                 owner: alice.clone(),
-                user: stranger.clone(),
+                subject: Subject::User(stranger.clone()),
                 contact: Contact::Blocked { since_ms: 4 },
             },
         ],
     );
     commit_changes(s, vec![StateChange::RemoveDeferred { owner: alice.clone(), event_id: "$m1".try_into().unwrap() }]);
     assert_eq!(s.overview(&alice).unwrap().deferred, vec![deferred("$m2", "again")]);
-    commit_changes(s, vec![StateChange::RemoveContact { owner: alice.clone(), user: stranger.clone() }]);
+    commit_changes(
+        s,
+        vec![StateChange::RemoveContact { owner: alice.clone(), subject: Subject::User(stranger.clone()) }],
+    );
     assert!(s.overview(&alice).unwrap().contacts.is_empty());
     commit_changes(
         s,
         vec![
             StateChange::PutContact {
                 owner: alice.clone(),
-                user: stranger.clone(),
+                subject: Subject::User(stranger.clone()),
                 contact: Contact::Blocked { since_ms: 4 },
             },
             StateChange::PutStranger { owner: alice.clone(), user: stranger.clone(), state: StrangerState::default() },
@@ -326,6 +332,37 @@ pub fn empty_decisions_are_committed_in_one_go(s: &dyn Store) {
     s.commit_empty(&[]).unwrap();
 }
 
+pub fn due_finds_expired_allows_and_ended_pauses(s: &dyn Store) {
+    let alice = owned_user_id!("@alice:example.org");
+    let server = Subject::Server("remote.org".try_into().unwrap());
+    let mut paused = sample_decision().changes;
+    paused.push(StateChange::PutOwner(OwnerState {
+        paused_until_ms: Some(500),
+        ..OwnerState::new(alice.clone(), owned_room_id!("!dm:example.org"), 7)
+    }));
+    paused.extend([
+        StateChange::PutContact {
+            owner: alice.clone(),
+            subject: server.clone(),
+            contact: Contact::Allowed { since_ms: 1, source: AllowSource::Command, until_ms: Some(300) },
+        },
+        StateChange::PutContact {
+            owner: alice.clone(),
+            subject: Subject::User(owned_user_id!("@forever:x.org")),
+            contact: Contact::Allowed { since_ms: 1, source: AllowSource::Command, until_ms: None },
+        },
+    ]);
+    commit_changes(s, paused);
+    assert_eq!(s.due(100).unwrap(), crate::engine::Due::default());
+    let due = s.due(400).unwrap();
+    assert_eq!(due.expired, vec![(alice.clone(), server)]);
+    assert!(due.unpause.is_empty());
+    assert_eq!(s.due(500).unwrap().unpause.len(), 1);
+    s.push_internal(br#"{"kind":"tick"}"#).unwrap();
+    let last = s.inbox_batch(100).unwrap().pop().unwrap();
+    assert!(last.internal);
+}
+
 #[macro_export]
 macro_rules! store_conformance {
     ($factory:path) => {
@@ -357,6 +394,7 @@ macro_rules! store_conformance {
             case!(follow_ups_join_the_inbox_with_their_source);
             case!(retention_drops_old_captured_messages);
             case!(empty_decisions_are_committed_in_one_go);
+            case!(due_finds_expired_allows_and_ended_pauses);
         }
     };
 }

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 use super::*;
-use crate::engine::{Contact, Decision, Deferred, RoomState, StateChange, StrangerState};
+use crate::engine::{Contact, Decision, Deferred, Due, RoomState, StateChange, StrangerState, Subject};
 
 #[derive(Default)]
 struct Inner {
@@ -16,7 +16,7 @@ struct Inner {
     outbox: BTreeMap<u64, Effect>,
     owners: BTreeMap<OwnedUserId, OwnerState>,
     rooms: BTreeMap<OwnedRoomId, RoomState>,
-    contacts: BTreeMap<(OwnedUserId, OwnedUserId), Contact>,
+    contacts: BTreeMap<(OwnedUserId, Subject), Contact>,
     strangers: BTreeMap<(OwnedUserId, OwnedUserId), StrangerState>,
     deferred: BTreeMap<(OwnedUserId, OwnedEventId), Deferred>,
     quarantine: BTreeMap<u64, QuarantinedEvent>,
@@ -62,8 +62,8 @@ impl Lookups for Inner {
     fn owner(&self, user: &UserId) -> Result<Option<OwnerState>, StoreError> {
         Ok(self.owners.get(user).cloned())
     }
-    fn contact(&self, owner: &UserId, user: &UserId) -> Result<Option<Contact>, StoreError> {
-        Ok(self.contacts.get(&(owner.to_owned(), user.to_owned())).cloned())
+    fn contact(&self, owner: &UserId, subject: &Subject) -> Result<Option<Contact>, StoreError> {
+        Ok(self.contacts.get(&(owner.to_owned(), subject.clone())).cloned())
     }
     fn stranger(&self, owner: &UserId, user: &UserId) -> Result<Option<StrangerState>, StoreError> {
         Ok(self.strangers.get(&(owner.to_owned(), user.to_owned())).cloned())
@@ -156,11 +156,11 @@ impl Store for MemoryStore {
                 StateChange::RemoveRoom(r) => {
                     s.rooms.remove(&r);
                 }
-                StateChange::PutContact { owner, user, contact } => {
-                    s.contacts.insert((owner, user), contact);
+                StateChange::PutContact { owner, subject, contact } => {
+                    s.contacts.insert((owner, subject), contact);
                 }
-                StateChange::RemoveContact { owner, user } => {
-                    s.contacts.remove(&(owner, user));
+                StateChange::RemoveContact { owner, subject } => {
+                    s.contacts.remove(&(owner, subject));
                 }
                 StateChange::PutStranger { owner, user, state } => {
                     s.strangers.insert((owner, user), state);
@@ -278,6 +278,24 @@ impl Store for MemoryStore {
         let before = s.txns.len();
         s.txns.retain(|_, (_, at)| *at >= before_ms);
         Ok(before - s.txns.len())
+    }
+
+    fn due(&self, now_ms: u64) -> Result<Due, StoreError> {
+        let s = self.lock();
+        Ok(Due {
+            expired: s
+                .contacts
+                .iter()
+                .filter(|(_, c)| matches!(c, Contact::Allowed { until_ms: Some(u), .. } if *u <= now_ms))
+                .map(|(k, _)| k.clone())
+                .collect(),
+            unpause: s.owners.values().filter(|o| o.paused_until_ms.is_some_and(|u| u <= now_ms)).cloned().collect(),
+        })
+    }
+
+    fn push_internal(&self, raw: &[u8]) -> Result<(), StoreError> {
+        self.lock().push_inbox(true, raw);
+        Ok(())
     }
 
     fn prune_deferred(&self, before_ms: u64) -> Result<usize, StoreError> {

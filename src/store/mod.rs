@@ -16,7 +16,7 @@ use ruma::{EventId, OwnedUserId, RoomId};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::engine::{Decision, Effect, OwnerOverview, OwnerState, Snapshot};
+use crate::engine::{Decision, Due, Effect, OwnerOverview, OwnerState, Snapshot, Subject};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -167,6 +167,12 @@ pub trait Store: Send + Sync + 'static {
     /// homeserver never resends a transaction it saw acknowledged.
     fn prune_transactions(&self, before_ms: u64) -> Result<usize, StoreError>;
 
+    /// Allow entries past their end and pauses that have ended, as of `now_ms`.
+    fn due(&self, now_ms: u64) -> Result<Due, StoreError>;
+
+    /// Queues an input of Gatekeeper's own (a housekeeping tick), durably.
+    fn push_internal(&self, raw: &[u8]) -> Result<(), StoreError>;
+
     /// Drops captured messages sent before `before_ms` (the retention
     /// period), for every owner. Returns how many went.
     fn prune_deferred(&self, before_ms: u64) -> Result<usize, StoreError>;
@@ -197,7 +203,7 @@ pub fn transaction_digest(events: &[&[u8]]) -> [u8; 32] {
 pub(crate) trait Lookups {
     fn room(&self, room: &RoomId) -> Result<Option<crate::engine::RoomState>, StoreError>;
     fn owner(&self, user: &ruma::UserId) -> Result<Option<OwnerState>, StoreError>;
-    fn contact(&self, owner: &ruma::UserId, user: &ruma::UserId) -> Result<Option<crate::engine::Contact>, StoreError>;
+    fn contact(&self, owner: &ruma::UserId, subject: &Subject) -> Result<Option<crate::engine::Contact>, StoreError>;
     fn stranger(
         &self,
         owner: &ruma::UserId,
@@ -232,8 +238,10 @@ pub(crate) fn assemble_snapshot(
     let owners: Vec<OwnedUserId> = snap.owners.keys().cloned().collect();
     for owner in &owners {
         for user in users.iter().filter(|u| *u != owner) {
-            if let Some(c) = l.contact(owner, user)? {
-                snap.contacts.insert((owner.clone(), user.clone()), c);
+            for subject in [Subject::User(user.clone()), Subject::Server(user.server_name().to_owned())] {
+                if let Some(c) = l.contact(owner, &subject)? {
+                    snap.contacts.insert((owner.clone(), subject), c);
+                }
             }
             if let Some(s) = l.stranger(owner, user)? {
                 snap.strangers.insert((owner.clone(), user.clone()), s);

@@ -23,6 +23,12 @@ pub enum OwnerRecord {
         email: Option<String>,
         reply_window_start_ms: u64,
         replies_in_window: u32,
+        last_list: Vec<String>,
+        paused_until_ms: Option<u64>,
+        reply_interval_ms: Option<u64>,
+        timezone: Option<String>,
+        digest_minute: Option<u16>,
+        retention_ms: Option<u64>,
     },
 }
 
@@ -59,7 +65,7 @@ pub enum RoomRecordV1 {
 #[serde(tag = "v")]
 pub enum ContactRecord {
     #[serde(rename = "1")]
-    V1 { allowed: bool, since_ms: u64, source: Option<String> },
+    V1 { allowed: bool, since_ms: u64, source: Option<String>, until_ms: Option<u64> },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -119,6 +125,7 @@ pub enum EffectRecordV1 {
     SendNotice { as_user: OwnedUserId, room_id: OwnedRoomId, txn_id: String, body: String, html: String },
     PutPushRule { owner: OwnedUserId, rule: PushRuleV1 },
     DeletePushRule { owner: OwnedUserId, rule_id: String },
+    EnablePushRule { owner: OwnedUserId, rule_id: String, enabled: bool },
     SetTag { owner: OwnedUserId, room_id: OwnedRoomId, tag: String, present: bool },
     FetchProfile { user: OwnedUserId },
     ImportContacts { owner: OwnedUserId },
@@ -167,6 +174,12 @@ impl From<&OwnerState> for OwnerRecord {
             email: o.email,
             reply_window_start_ms: o.reply_window_start_ms,
             replies_in_window: o.replies_in_window,
+            last_list: o.last_list.iter().map(ToString::to_string).collect(),
+            paused_until_ms: o.paused_until_ms,
+            reply_interval_ms: o.reply_interval_ms,
+            timezone: o.timezone,
+            digest_minute: o.digest_minute,
+            retention_ms: o.retention_ms,
         }
     }
 }
@@ -182,8 +195,21 @@ impl From<OwnerRecord> for OwnerState {
             email,
             reply_window_start_ms,
             replies_in_window,
+            last_list,
+            paused_until_ms,
+            reply_interval_ms,
+            timezone,
+            digest_minute,
+            retention_ms,
         } = r;
         OwnerState {
+            // An entry that no longer parses is dropped, not fatal.
+            last_list: last_list.iter().filter_map(|s| s.parse().ok()).collect(),
+            paused_until_ms,
+            reply_interval_ms,
+            timezone,
+            digest_minute,
+            retention_ms,
             user_id,
             control_room,
             since_ms,
@@ -241,9 +267,10 @@ impl From<RoomRecord> for RoomState {
 impl From<&Contact> for ContactRecord {
     fn from(c: &Contact) -> Self {
         match c {
-            Contact::Allowed { since_ms, source } => ContactRecord::V1 {
+            Contact::Allowed { since_ms, source, until_ms } => ContactRecord::V1 {
                 allowed: true,
                 since_ms: *since_ms,
+                until_ms: *until_ms,
                 source: Some(
                     match source {
                         AllowSource::Imported => "imported",
@@ -253,14 +280,16 @@ impl From<&Contact> for ContactRecord {
                     .into(),
                 ),
             },
-            Contact::Blocked { since_ms } => ContactRecord::V1 { allowed: false, since_ms: *since_ms, source: None },
+            Contact::Blocked { since_ms } => {
+                ContactRecord::V1 { allowed: false, since_ms: *since_ms, source: None, until_ms: None }
+            }
         }
     }
 }
 
 impl From<ContactRecord> for Contact {
     fn from(r: ContactRecord) -> Self {
-        let ContactRecord::V1 { allowed, since_ms, source } = r;
+        let ContactRecord::V1 { allowed, since_ms, source, until_ms } = r;
         if !allowed {
             return Contact::Blocked { since_ms };
         }
@@ -269,7 +298,7 @@ impl From<ContactRecord> for Contact {
             Some("owner_started") => AllowSource::OwnerStarted,
             _ => AllowSource::Command,
         };
-        Contact::Allowed { since_ms, source }
+        Contact::Allowed { since_ms, source, until_ms }
     }
 }
 
@@ -368,6 +397,9 @@ impl From<&Effect> for EffectRecordV1 {
             }
             Effect::PutPushRule { owner, rule } => EffectRecordV1::PutPushRule { owner, rule: (&rule).into() },
             Effect::DeletePushRule { owner, rule_id } => EffectRecordV1::DeletePushRule { owner, rule_id },
+            Effect::EnablePushRule { owner, rule_id, enabled } => {
+                EffectRecordV1::EnablePushRule { owner, rule_id, enabled }
+            }
             Effect::SetTag { owner, room_id, tag, present } => EffectRecordV1::SetTag { owner, room_id, tag, present },
             Effect::FetchProfile { user } => EffectRecordV1::FetchProfile { user },
             Effect::ImportContacts { owner } => EffectRecordV1::ImportContacts { owner },
@@ -386,6 +418,9 @@ impl From<EffectRecordV1> for Effect {
             }
             EffectRecordV1::PutPushRule { owner, rule } => Effect::PutPushRule { owner, rule: rule.into() },
             EffectRecordV1::DeletePushRule { owner, rule_id } => Effect::DeletePushRule { owner, rule_id },
+            EffectRecordV1::EnablePushRule { owner, rule_id, enabled } => {
+                Effect::EnablePushRule { owner, rule_id, enabled }
+            }
             EffectRecordV1::SetTag { owner, room_id, tag, present } => Effect::SetTag { owner, room_id, tag, present },
             EffectRecordV1::FetchProfile { user } => Effect::FetchProfile { user },
             EffectRecordV1::ImportContacts { owner } => Effect::ImportContacts { owner },
@@ -401,6 +436,9 @@ pub fn effect_summary(e: &Effect) -> String {
         Effect::SendNotice { as_user, room_id, txn_id, .. } => format!("notice {txn_id} in {room_id} as {as_user}"),
         Effect::PutPushRule { owner, rule } => format!("push rule {} for {owner}", rule.rule_id),
         Effect::DeletePushRule { owner, rule_id } => format!("delete push rule {rule_id} for {owner}"),
+        Effect::EnablePushRule { owner, rule_id, enabled } => {
+            format!("push rule {rule_id} enabled={enabled} for {owner}")
+        }
         Effect::SetTag { owner, room_id, tag, present } => format!("tag {tag}={present} on {room_id} for {owner}"),
         Effect::FetchProfile { user } => format!("profile of {user}"),
         Effect::ImportContacts { owner } => format!("import contacts of {owner}"),

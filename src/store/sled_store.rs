@@ -13,7 +13,7 @@ use super::records::{
     StrangerRecord, TxnRecord, pair_key,
 };
 use super::*;
-use crate::engine::{Contact, Decision, Deferred, RoomState, StateChange, StrangerState};
+use crate::engine::{Contact, Decision, Deferred, Due, RoomState, StateChange, StrangerState, Subject};
 
 /// Inbox values start with their source, so a homeserver event can never
 /// be read as one of our look-up results.
@@ -137,8 +137,8 @@ impl Lookups for SledStore {
             None => Ok(None),
         }
     }
-    fn contact(&self, owner: &UserId, user: &UserId) -> Result<Option<Contact>, StoreError> {
-        match self.contact_by_owner_user.get(pair_key(owner.as_str(), user.as_str())).map_err(backend)? {
+    fn contact(&self, owner: &UserId, subject: &Subject) -> Result<Option<Contact>, StoreError> {
+        match self.contact_by_owner_user.get(pair_key(owner.as_str(), &subject.to_string())).map_err(backend)? {
             Some(b) => Ok(Some(records::decode::<ContactRecord>("contact", &b)?.into())),
             None => Ok(None),
         }
@@ -214,9 +214,10 @@ impl Store for SledStore {
         let mut overview = OwnerOverview::default();
         for entry in self.contact_by_owner_user.scan_prefix(&prefix) {
             let (k, v) = entry.map_err(backend)?;
-            let user = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            let user = OwnedUserId::try_from(user).map_err(|e| StoreError::Corrupt(format!("contact key: {e}")))?;
-            overview.contacts.insert(user, records::decode::<ContactRecord>("contact", &v)?.into());
+            let subject: Subject = String::from_utf8_lossy(&k[prefix.len()..])
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("contact key: {e}")))?;
+            overview.contacts.insert(subject, records::decode::<ContactRecord>("contact", &v)?.into());
         }
         for entry in self.deferred_by_owner_event.scan_prefix(&prefix) {
             let (_, v) = entry.map_err(backend)?;
@@ -287,14 +288,14 @@ impl Store for SledStore {
                         StateChange::RemoveRoom(r) => {
                             rooms.remove(r.as_bytes())?;
                         }
-                        StateChange::PutContact { owner, user, contact } => {
+                        StateChange::PutContact { owner, subject, contact } => {
                             contacts.insert(
-                                pair_key(owner.as_str(), user.as_str()),
+                                pair_key(owner.as_str(), &subject.to_string()),
                                 records::encode(&ContactRecord::from(contact)),
                             )?;
                         }
-                        StateChange::RemoveContact { owner, user } => {
-                            contacts.remove(pair_key(owner.as_str(), user.as_str()))?;
+                        StateChange::RemoveContact { owner, subject } => {
+                            contacts.remove(pair_key(owner.as_str(), &subject.to_string()))?;
                         }
                         StateChange::PutStranger { owner, user, state } => {
                             strangers.insert(
@@ -465,6 +466,40 @@ impl Store for SledStore {
             .iter()
             .map(|r| r.map_err(backend).and_then(|(_, v)| Ok(records::decode::<OwnerRecord>("owner", &v)?.into())))
             .collect()
+    }
+
+    fn due(&self, now_ms: u64) -> Result<Due, StoreError> {
+        // A scan: expiring allows and pauses are rare, and this runs every
+        // housekeeping interval, not per event.
+        let mut due = Due::default();
+        for entry in self.contact_by_owner_user.iter() {
+            let (k, v) = entry.map_err(backend)?;
+            if let Contact::Allowed { until_ms: Some(until), .. } =
+                records::decode::<ContactRecord>("contact", &v)?.into()
+                && until <= now_ms
+            {
+                let key = String::from_utf8_lossy(&k).into_owned();
+                let Some((owner, subject)) = key.split_once('\0') else { continue };
+                let owner =
+                    OwnedUserId::try_from(owner).map_err(|e| StoreError::Corrupt(format!("contact key: {e}")))?;
+                let subject: Subject = subject.parse().map_err(|e| StoreError::Corrupt(format!("contact key: {e}")))?;
+                due.expired.push((owner, subject));
+            }
+        }
+        for entry in self.owner_by_user.iter() {
+            let (_, v) = entry.map_err(backend)?;
+            let owner: OwnerState = records::decode::<OwnerRecord>("owner", &v)?.into();
+            if owner.paused_until_ms.is_some_and(|u| u <= now_ms) {
+                due.unpause.push(owner);
+            }
+        }
+        Ok(due)
+    }
+
+    fn push_internal(&self, raw: &[u8]) -> Result<(), StoreError> {
+        let seq = self.db.generate_id().map_err(backend)?;
+        self.inbox_by_seq.insert(seq.to_be_bytes(), inbox_value(true, raw)).map_err(backend)?;
+        self.flush()
     }
 
     fn prune_deferred(&self, before_ms: u64) -> Result<usize, StoreError> {

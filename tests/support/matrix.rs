@@ -13,17 +13,7 @@ pub struct Client {
     http: reqwest::Client,
 }
 
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+use gatekeeper::appservice::client::percent_encode as enc;
 
 static TXN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
