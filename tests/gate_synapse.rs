@@ -4,50 +4,15 @@
 
 mod support;
 
-use std::time::Duration;
 
 use serde_json::json;
 use support::{Client, PushGateway, World, eventually};
 
-const LONG: Duration = Duration::from_secs(60);
-/// Synapse pushes within a fraction of a second; waiting this long for a
-/// push that must not come is a generous bound.
-const SETTLE: Duration = Duration::from_secs(3);
-
-/// Opts `owner` in and waits until the invite-silencing rule is in place.
-async fn opt_in(w: &World, owner: &Client) -> String {
-    let control = owner.create_dm(&w.bot()).await;
-    eventually("the greeting", LONG, || {
-        let (o, c, bot) = (owner.clone(), control.clone(), w.bot());
-        async move { o.notices_from(&c, &bot).await.into_iter().next() }
-    })
-    .await;
-    eventually("the invite-silencing push rule", LONG, || {
-        let o = owner.clone();
-        async move { o.override_rule_ids().await.contains(&"gk.hold.invites".to_owned()).then_some(()) }
-    })
-    .await;
-    control
-}
-
-/// Sends a command in the control room and returns Gatekeeper's answer.
-async fn ask(w: &World, owner: &Client, control: &str, command: &str) -> String {
-    let before = owner.notices_from(control, &w.bot()).await.len();
-    owner.send_text(control, command).await;
-    eventually(&format!("the answer to {command:?}"), LONG, || {
-        let (o, c, bot) = (owner.clone(), control.to_owned(), w.bot());
-        async move { o.notices_from(&c, &bot).await.get(before).cloned() }
-    })
-    .await
-}
+use support::gate::{LONG, SETTLE, ask, opt_in, wait_membership};
 
 async fn wait_joined(w: &World, client: &Client, room: &str, user: &str) {
-    eventually(&format!("{user} to be joined to {room}"), LONG, || {
-        let (c, r, u) = (client.clone(), room.to_owned(), user.to_owned());
-        async move { (c.membership_of(&r, &u).await.as_deref() == Some("join")).then_some(()) }
-    })
-    .await;
     let _ = w;
+    wait_membership(client, room, user, "join").await;
 }
 
 #[tokio::test]

@@ -223,8 +223,8 @@ fn deny_or_block(ctx: &Ctx<'_>, subjects: &[Subject], block: bool) -> Decision {
     let mut d = Decision::default();
     let mut lines = Vec::new();
     for subject in subjects {
-        if *subject == Subject::User(owner.clone()) || subject.covers(&ctx.config.bot) && block {
-            lines.push(format!("{subject} cannot be blocked."));
+        if *subject == Subject::User(owner.clone()) {
+            lines.push("You cannot block or deny yourself.".to_owned());
             continue;
         }
         let (rooms, messages) = ctx.held_of(subject);

@@ -89,6 +89,11 @@ impl Client {
         self.ok(reqwest::Method::PUT, &path, Some(json!({"reason": "oops"}))).await;
     }
 
+    pub async fn invite(&self, room: &str, user: &str) {
+        let path = format!("/_matrix/client/v3/rooms/{}/invite", enc(room));
+        self.ok(reqwest::Method::POST, &path, Some(json!({"user_id": user}))).await;
+    }
+
     pub async fn join(&self, room: &str) {
         self.ok(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{}", enc(room)), Some(json!({}))).await;
     }

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod gate;
 pub mod matrix;
 pub mod push;
 
@@ -296,6 +297,13 @@ impl Gatekeeper {
             .unwrap();
         assert!(out.status.success(), "generate-registration: {}", String::from_utf8_lossy(&out.stderr));
         Gatekeeper { dir: dir.to_owned(), config, registration, url, child: None, runs: 0 }
+    }
+
+    /// Adds YAML to the end of the config (a section the harness leaves out).
+    pub fn append_config(&self, yaml: &str) {
+        let mut text = std::fs::read_to_string(&self.config).unwrap();
+        text.push_str(yaml);
+        std::fs::write(&self.config, text).unwrap();
     }
 
     /// Points the config at the homeserver once its URL is known.
