@@ -4,7 +4,6 @@
 
 mod support;
 
-
 use serde_json::json;
 use support::{Client, PushGateway, World, eventually};
 

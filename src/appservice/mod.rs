@@ -151,9 +151,16 @@ async fn prune_loop(store: Arc<dyn Store>, retention: Duration, mut shutdown: wa
         let s = store.clone();
         let now = processor::now_ms();
         let txns_before = now.saturating_sub(TXN_MEMORY.as_millis() as u64);
-        let messages_before = now.saturating_sub(retention.as_millis() as u64);
+        let default_retention = retention.as_millis() as u64;
+        // Each owner's own retention, or the deployment's.
         let pruned = tokio::task::spawn_blocking(move || {
-            Ok::<_, crate::store::StoreError>((s.prune_transactions(txns_before)?, s.prune_deferred(messages_before)?))
+            let txns = s.prune_transactions(txns_before)?;
+            let mut messages = 0;
+            for owner in s.owners()? {
+                let keep = owner.retention_ms.unwrap_or(default_retention);
+                messages += s.prune_deferred(&owner.user_id, now.saturating_sub(keep))?;
+            }
+            Ok::<_, crate::store::StoreError>((txns, messages))
         })
         .await;
         match pruned {

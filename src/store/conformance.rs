@@ -317,9 +317,10 @@ pub fn retention_drops_old_captured_messages(s: &dyn Store) {
     let mut new = deferred("$new", "fresh");
     new.ts_ms = 300;
     commit_changes(s, vec![StateChange::PutDeferred(old), StateChange::PutDeferred(new.clone())]);
-    assert_eq!(s.prune_deferred(200).unwrap(), 1);
+    assert_eq!(s.prune_deferred(&owned_user_id!("@bob:example.org"), 200).unwrap(), 0, "other owners untouched");
+    assert_eq!(s.prune_deferred(&owned_user_id!("@alice:example.org"), 200).unwrap(), 1);
     assert_eq!(s.overview(&owned_user_id!("@alice:example.org")).unwrap().deferred, vec![new]);
-    assert_eq!(s.prune_deferred(200).unwrap(), 0);
+    assert_eq!(s.prune_deferred(&owned_user_id!("@alice:example.org"), 200).unwrap(), 0);
 }
 
 pub fn empty_decisions_are_committed_in_one_go(s: &dyn Store) {

@@ -173,9 +173,9 @@ pub trait Store: Send + Sync + 'static {
     /// Queues an input of Gatekeeper's own (a housekeeping tick), durably.
     fn push_internal(&self, raw: &[u8]) -> Result<(), StoreError>;
 
-    /// Drops captured messages sent before `before_ms` (the retention
-    /// period), for every owner. Returns how many went.
-    fn prune_deferred(&self, before_ms: u64) -> Result<usize, StoreError>;
+    /// Drops `owner`'s captured messages sent before `before_ms` (their
+    /// retention period). Returns how many went.
+    fn prune_deferred(&self, owner: &ruma::UserId, before_ms: u64) -> Result<usize, StoreError>;
 }
 
 /// Identifies a transaction's content independently of fields the

@@ -502,9 +502,9 @@ impl Store for SledStore {
         self.flush()
     }
 
-    fn prune_deferred(&self, before_ms: u64) -> Result<usize, StoreError> {
+    fn prune_deferred(&self, owner: &UserId, before_ms: u64) -> Result<usize, StoreError> {
         let mut removed = 0;
-        for entry in self.deferred_by_owner_event.iter() {
+        for entry in self.deferred_by_owner_event.scan_prefix(records::owner_prefix(owner.as_str())) {
             let (k, v) = entry.map_err(backend)?;
             let d: Deferred = records::decode::<DeferredRecord>("deferred", &v)?.into();
             // Compare-and-swap so a concurrent edit of the same message wins.
