@@ -136,6 +136,7 @@ fn invite_to_reply(rounds: usize) -> Vec<Duration> {
                 members: None,
                 reason: None,
                 replied: false,
+                digested: false,
             }),
         ));
     }

@@ -72,6 +72,12 @@ async fn main() {
     let pending = next_notice(&owner, &room, &w.bot(), asked).await;
     println!("\n  Gatekeeper says:\n{}\n", indent(&pending));
 
+    println!("▶ The daily digest comes at 08:00 Olivia's time; she asks for it now with `digest` …");
+    let asked = owner.notices_from(&room, &w.bot()).await.len();
+    owner.send_text(&room, "digest").await;
+    let digest = next_notice(&owner, &room, &w.bot(), asked).await;
+    println!("\n  Gatekeeper says:\n{}\n", indent(&digest));
+
     println!("Try it yourself with any Matrix client (e.g. Element: choose \"custom homeserver\"):");
     println!("  homeserver  {}", w.synapse.url);
     println!(

@@ -56,7 +56,7 @@ pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchRe
             snapshot.overview = Some(store.overview(owner)?);
         }
         if matches!(input, crate::engine::Input::Tick) {
-            snapshot.due = Some(store.due(now_ms())?);
+            snapshot.due = Some(due_now(store, now_ms(), true)?);
         }
         // A bug in one rule must not wedge the queue behind one event.
         let decided =
@@ -140,9 +140,27 @@ pub async fn run(
     }
 }
 
+/// Everything time-driven that is due: the store's expiries and pauses, and
+/// the owners whose digest slot has passed (with their overviews when
+/// `with_overviews`, which the engine needs and the timer does not).
+pub fn due_now(store: &dyn Store, now: u64, with_overviews: bool) -> Result<crate::engine::Due, StoreError> {
+    use crate::engine::schedule;
+    let mut due = store.due(now)?;
+    for owner in store.owners()? {
+        let tz = schedule::zone(owner.timezone.as_deref());
+        let minute = owner.digest_minute.unwrap_or(schedule::DEFAULT_MINUTE);
+        if let Some(slot_ms) = schedule::due_slot(owner.digest_last_slot_ms, owner.since_ms, now, &tz, minute) {
+            let overview = if with_overviews { store.overview(&owner.user_id)? } else { Default::default() };
+            due.digests.push(crate::engine::DueDigest { owner, overview, slot_ms });
+        }
+    }
+    Ok(due)
+}
+
 /// Every `interval`, queues a tick if something has come due (an allow that
-/// expired, a pause that ended), so the engine can act on it in order with
-/// everything else.
+/// expired, a pause that ended, a digest), so the engine acts on it in order
+/// with everything else. Ticks are idempotent: a tick that finds nothing due
+/// (because an earlier one handled it) decides nothing.
 pub async fn housekeeping(
     store: Arc<dyn Store>,
     wake: Arc<Notify>,
@@ -157,8 +175,8 @@ pub async fn housekeeping(
         }
         let (s, t) = (store.clone(), tick.clone());
         let queued = tokio::task::spawn_blocking(move || {
-            let due = s.due(now_ms())?;
-            if due.expired.is_empty() && due.unpause.is_empty() {
+            let due = due_now(s.as_ref(), now_ms(), false)?;
+            if due.expired.is_empty() && due.unpause.is_empty() && due.digests.is_empty() {
                 return Ok(false);
             }
             s.push_internal(&t).map(|()| true)

@@ -33,6 +33,8 @@ pub enum Command {
     Help { topic: Option<String> },
     /// `pending`: who is waiting, numbered, with how many messages and since when.
     Pending,
+    /// `digest`: the digest of everything new, now (the schedule stays as it is).
+    Digest,
     /// `show <target>`: every held message from that sender.
     Show { targets: Vec<Target> },
     /// `allow <target>... [for <duration>]`: let them reach you directly, and release what they sent.
@@ -69,6 +71,7 @@ pub enum Command {
 
 pub const USAGE_HELP: &str = "help [command]";
 pub const USAGE_PENDING: &str = "pending";
+pub const USAGE_DIGEST: &str = "digest";
 pub const USAGE_SHOW: &str = "show <target>";
 pub const USAGE_ALLOW: &str = "allow <target>... [for <duration>]";
 pub const USAGE_DENY: &str = "deny <target>...";
@@ -247,6 +250,7 @@ pub fn parse(text: &str) -> Option<Command> {
             _ => Command::Invalid { message: "Ask about one command at a time.".into(), usage: USAGE_HELP },
         },
         "pending" => no_args(Command::Pending, USAGE_PENDING),
+        "digest" => no_args(Command::Digest, USAGE_DIGEST),
         "allowed" => no_args(Command::Allowed, USAGE_ALLOWED),
         "blocked" => no_args(Command::Blocked, USAGE_BLOCKED),
         "settings" => no_args(Command::Settings, USAGE_SETTINGS),
@@ -337,6 +341,7 @@ mod tests {
         check("?", Some(Command::Help { topic: None }));
         check("help Pending", Some(Command::Help { topic: Some("pending".into()) }));
         check("pending", Some(Command::Pending));
+        check("digest", Some(Command::Digest));
         check("allowed", Some(Command::Allowed));
         check("blocked", Some(Command::Blocked));
         check("settings", Some(Command::Settings));

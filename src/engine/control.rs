@@ -82,6 +82,10 @@ pub(super) fn command(
         Command::Unknown { word } => answer(texts::unknown_command(&word)),
         Command::Invalid { message, usage } => answer(texts::invalid(&message, usage)),
         Command::Pending => pending(&ctx),
+        Command::Digest => {
+            let seed = meta.event_id.to_string();
+            housekeeping::send_digest(state, ctx.overview, None, now_ms, &seed, config)
+        }
         Command::Show { targets } => with_targets(&targets, &|s| answer(show(&ctx, &s[0]))),
         Command::Allow { targets, for_ms } => with_targets(&targets, &|s| allow(&ctx, s, for_ms)),
         Command::Deny { targets } => with_targets(&targets, &|s| deny_or_block(&ctx, s, false)),

@@ -49,6 +49,7 @@ pub(super) fn invite(
         members: None,
         reason: reason.clone(),
         replied: false,
+        digested: false,
     };
     let o = owner.user_id.clone();
     Decision::default()
@@ -126,6 +127,7 @@ pub(super) fn message(
         media: media.clone(),
         encrypted: false,
         edited: false,
+        digested: false,
     };
     let d = Decision::default().change(StateChange::PutDeferred(deferred));
     // Bots announce themselves with notices; a notice is never answered.
@@ -157,6 +159,7 @@ pub(super) fn encrypted(
         media: None,
         encrypted: true,
         edited: false,
+        digested: false,
     }));
     maybe_reply(d, snapshot, meta, held, true, now_ms, config)
 }

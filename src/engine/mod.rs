@@ -5,10 +5,13 @@
 pub mod action;
 pub mod command;
 mod control;
+pub mod digest;
 mod gate;
+mod housekeeping;
 pub mod input;
 mod optin;
 pub mod rules;
+pub mod schedule;
 pub mod state;
 pub mod subject;
 pub mod texts;
@@ -19,8 +22,8 @@ use sha2::{Digest, Sha256};
 pub use action::{Effect, Match, PushRule, RuleActions};
 pub use input::{EventMeta, Input, Membership, Replacement};
 pub use state::{
-    AllowSource, Contact, Deferred, Due, HeldRoom, Media, OwnerOverview, OwnerState, PendingEntry, RoomState, Snapshot,
-    Standing, StateChange, StrangerState,
+    AllowSource, Contact, Deferred, Due, DueDigest, HeldRoom, Media, OwnerOverview, OwnerState, PendingEntry,
+    RoomState, Snapshot, Standing, StateChange, StrangerState,
 };
 pub use subject::Subject;
 use texts::Text;
@@ -93,7 +96,7 @@ pub fn decide(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineCo
         Input::ProfileFetched { user, displayname } => optin::profile_fetched(snapshot, user, displayname),
         Input::ContactsImported { owner, users } => optin::contacts_imported(snapshot, owner, users, now_ms, config),
         Input::RoomInfo { owner, room_id, name, members } => gate::room_info(snapshot, owner, room_id, name, *members),
-        Input::Tick => optin::tick(snapshot, now_ms, config),
+        Input::Tick => housekeeping::tick(snapshot, now_ms, config),
         Input::Member { meta, .. }
         | Input::Message { meta, .. }
         | Input::Encrypted { meta }

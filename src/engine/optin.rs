@@ -175,33 +175,3 @@ pub(super) fn contacts_imported(
     }
     d
 }
-
-/// Housekeeping: expired allows are removed (their senders are strangers
-/// again, and their invites are held), ended pauses resume holding.
-pub(super) fn tick(snapshot: &Snapshot, now_ms: u64, config: &EngineConfig) -> Decision {
-    let Some(due) = &snapshot.due else { return Decision::default() };
-    let mut d = Decision::default();
-    for (owner, subject) in &due.expired {
-        d = d
-            .change(StateChange::RemoveContact { owner: owner.clone(), subject: subject.clone() })
-            .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::allow_id(subject) });
-    }
-    for owner in due.unpause.iter().filter(|o| o.paused_until_ms.is_some_and(|u| u <= now_ms)) {
-        let seed = format!("{}:{}", owner.user_id, owner.paused_until_ms.unwrap_or_default());
-        d = d
-            .change(StateChange::PutOwner(OwnerState { paused_until_ms: None, ..owner.clone() }))
-            .effect(Effect::EnablePushRule {
-                owner: owner.user_id.clone(),
-                rule_id: rules::HOLD_INVITES.into(),
-                enabled: true,
-            })
-            .effect(Effect::SendNotice {
-                as_user: config.bot.clone(),
-                room_id: owner.control_room.clone(),
-                txn_id: txn_id_for(&seed, "resumed"),
-                body: texts::plain("Your pause is over: holding again.").plain,
-                html: texts::plain("Your pause is over: holding again.").html,
-            });
-    }
-    d
-}

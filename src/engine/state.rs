@@ -32,6 +32,10 @@ pub struct OwnerState {
     /// Minutes after local midnight.
     pub digest_minute: Option<u16>,
     pub retention_ms: Option<u64>,
+    /// The last scheduled digest slot handled (sent, or empty and skipped).
+    pub digest_last_slot_ms: Option<u64>,
+    /// When the last digest went out (scheduled or asked for).
+    pub digest_last_sent_ms: Option<u64>,
 }
 
 impl OwnerState {
@@ -51,6 +55,8 @@ impl OwnerState {
             timezone: None,
             digest_minute: None,
             retention_ms: None,
+            digest_last_slot_ms: None,
+            digest_last_sent_ms: None,
         }
     }
 
@@ -72,6 +78,8 @@ pub struct HeldRoom {
     pub reason: Option<String>,
     /// The etiquette reply for this invite was sent (never twice per invite).
     pub replied: bool,
+    /// The invite itself was in a digest already.
+    pub digested: bool,
 }
 
 /// What a room is to Gatekeeper.
@@ -149,6 +157,8 @@ pub struct Deferred {
     /// The message was end-to-end encrypted and could not be read.
     pub encrypted: bool,
     pub edited: bool,
+    /// It was in a digest already.
+    pub digested: bool,
 }
 
 /// A stranger waiting for the owner, as `pending` lists it.
@@ -196,6 +206,16 @@ pub struct Due {
     pub expired: Vec<(OwnedUserId, Subject)>,
     /// Owners whose pause has ended.
     pub unpause: Vec<OwnerState>,
+    /// Owners whose scheduled digest is due, with everything they have.
+    pub digests: Vec<DueDigest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueDigest {
+    pub owner: OwnerState,
+    pub overview: OwnerOverview,
+    /// The scheduled slot this digest is for.
+    pub slot_ms: u64,
 }
 
 impl Snapshot {

@@ -93,6 +93,7 @@ fn held_room(is_dm: bool) -> HeldRoom {
         members: None,
         reason: None,
         replied: false,
+        digested: false,
     }
 }
 
@@ -529,6 +530,7 @@ fn captured(event: &OwnedEventId, body: &str) -> Deferred {
         media: None,
         encrypted: false,
         edited: false,
+        digested: false,
     }
 }
 
@@ -762,7 +764,7 @@ fn a_temporary_allow_expires_on_the_next_tick() {
     assert_eq!(decide(&s, &invite, NOW + 1000, &config()), Decision::default());
     assert_eq!(kinds(&decide(&s, &invite, NOW + 7_200_000, &config())), ["rule", "join", "tag", "backfill"]);
     let tick = Snapshot {
-        due: Some(Due { expired: vec![(uid(ALICE), usr(STRANGER))], unpause: vec![] }),
+        due: Some(Due { expired: vec![(uid(ALICE), usr(STRANGER))], unpause: vec![], digests: vec![] }),
         ..Default::default()
     };
     let d = decide(&tick, &Input::Tick, NOW, &config());
@@ -862,7 +864,7 @@ fn pause_disables_holding_and_resume_or_its_end_brings_it_back() {
     let d = decide(&paused_control, &text(ALICE, CONTROL, "resume"), NOW, &config());
     assert_eq!(kinds(&d), ["enable", "notice"]);
     let o = OwnerState { paused_until_ms: Some(NOW - 1), ..owner() };
-    let tick = Snapshot { due: Some(Due { expired: vec![], unpause: vec![o] }), ..Default::default() };
+    let tick = Snapshot { due: Some(Due { expired: vec![], unpause: vec![o], digests: vec![] }), ..Default::default() };
     let d = decide(&tick, &Input::Tick, NOW, &config());
     assert_eq!(kinds(&d), ["enable", "notice"]);
     assert_eq!(d.changes, vec![StateChange::PutOwner(owner())]);
@@ -892,4 +894,53 @@ fn settings_are_validated_shown_and_used() {
     s.owners.insert(uid(ALICE), OwnerState { reply_interval_ms: Some(60_000), ..owner() });
     s.strangers.insert((uid(ALICE), uid(STRANGER)), StrangerState { last_reply_ms: Some(NOW - 120_000) });
     assert_eq!(kinds(&decide(&s, &text(STRANGER, HELD, "hi"), NOW, &config())), ["notice"]);
+}
+
+// ---- digests ----
+
+fn due_digest(overview: OwnerOverview, slot: u64) -> Snapshot {
+    Snapshot {
+        due: Some(Due {
+            expired: vec![],
+            unpause: vec![],
+            digests: vec![DueDigest { owner: owner(), overview, slot_ms: slot }],
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_due_digest_is_sent_to_the_control_room_and_marks_everything_digested() {
+    let mut overview = OwnerOverview::default();
+    overview.deferred.push(captured(&meta_n(STRANGER, HELD, 1).event_id, "hello"));
+    let d = decide(&due_digest(overview.clone(), NOW - 5), &Input::Tick, NOW, &config());
+    assert_eq!(kinds(&d), ["notice"]);
+    let Effect::SendNotice { as_user, room_id, body, txn_id: t, .. } = &d.effects[0] else { unreachable!() };
+    assert_eq!((as_user.as_str(), room_id.as_str()), (BOT, CONTROL));
+    assert!(body.contains("1 person wrote to you") && body.contains("hello"), "{body}");
+    assert_eq!(*t, txn_id_for(&format!("{ALICE}:{}", NOW - 5), "digest0"));
+    assert!(d.changes.contains(&StateChange::PutDeferred(Deferred { digested: true, ..overview.deferred[0].clone() })));
+    let Some(StateChange::PutOwner(o)) = d.changes.first() else { panic!() };
+    assert_eq!((o.digest_last_slot_ms, o.digest_last_sent_ms), (Some(NOW - 5), Some(NOW)));
+    assert_eq!(o.last_list, vec![usr(STRANGER)]);
+}
+
+#[test]
+fn an_empty_scheduled_digest_sends_nothing_but_records_the_slot() {
+    let d = decide(&due_digest(OwnerOverview::default(), NOW - 5), &Input::Tick, NOW, &config());
+    assert!(d.effects.is_empty());
+    assert_eq!(d.changes, vec![StateChange::PutOwner(OwnerState { digest_last_slot_ms: Some(NOW - 5), ..owner() })]);
+}
+
+#[test]
+fn the_digest_command_sends_now_without_moving_the_schedule() {
+    let mut snapshot = with_pending_stranger();
+    snapshot.owners.insert(uid(ALICE), owner());
+    let d = decide(&snapshot, &text(ALICE, CONTROL, "digest"), NOW, &config());
+    let Some(StateChange::PutOwner(o)) = d.changes.first() else { panic!("{d:?}") };
+    assert_eq!((o.digest_last_slot_ms, o.digest_last_sent_ms), (None, Some(NOW)));
+    assert!(notice_body(&d).contains("hello?"));
+    let nothing = decide(&control(), &text(ALICE, CONTROL, "digest"), NOW, &config());
+    assert!(notice_body(&nothing).contains("Nothing new"));
+    assert!(nothing.changes.is_empty());
 }

@@ -73,8 +73,9 @@ pub const NOT_A_DM_REASON: &str =
 
 pub fn help(topic: Option<&str>) -> Text {
     use super::command::*;
-    let all: [(&str, &str, &str); 15] = [
+    let all: [(&str, &str, &str); 16] = [
         ("pending", USAGE_PENDING, "who is waiting, numbered, with how many messages and since when"),
+        ("digest", USAGE_DIGEST, "the digest of everything new, now; the daily one still comes as planned"),
         ("show", USAGE_SHOW, "every held message from one sender"),
         ("allow", USAGE_ALLOW, "let them reach you directly and release what they sent; `for 30d` makes it temporary"),
         ("deny", USAGE_DENY, "not this time: leave their rooms quietly and drop what they sent"),

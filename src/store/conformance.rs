@@ -179,6 +179,7 @@ fn deferred(event: &str, body: &str) -> Deferred {
         }),
         encrypted: false,
         edited: false,
+        digested: false,
     }
 }
 
@@ -202,6 +203,7 @@ pub fn gate_state_round_trips_and_the_snapshot_finds_it(s: &dyn Store) {
         members: Some(2),
         reason: None,
         replied: true,
+        digested: false,
     };
     let mut changes = sample_decision().changes;
     changes.extend([

@@ -290,6 +290,7 @@ impl Store for MemoryStore {
                 .map(|(k, _)| k.clone())
                 .collect(),
             unpause: s.owners.values().filter(|o| o.paused_until_ms.is_some_and(|u| u <= now_ms)).cloned().collect(),
+            digests: Vec::new(),
         })
     }
 

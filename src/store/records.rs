@@ -29,6 +29,8 @@ pub enum OwnerRecord {
         timezone: Option<String>,
         digest_minute: Option<u16>,
         retention_ms: Option<u64>,
+        digest_last_slot_ms: Option<u64>,
+        digest_last_sent_ms: Option<u64>,
     },
 }
 
@@ -58,6 +60,8 @@ pub enum RoomRecordV1 {
         members: Option<u32>,
         reason: Option<String>,
         replied: bool,
+        #[serde(default)]
+        digested: bool,
     },
 }
 
@@ -99,6 +103,8 @@ pub enum DeferredRecord {
         media: Option<MediaV1>,
         encrypted: bool,
         edited: bool,
+        #[serde(default)]
+        digested: bool,
     },
 }
 
@@ -180,6 +186,8 @@ impl From<&OwnerState> for OwnerRecord {
             timezone: o.timezone,
             digest_minute: o.digest_minute,
             retention_ms: o.retention_ms,
+            digest_last_slot_ms: o.digest_last_slot_ms,
+            digest_last_sent_ms: o.digest_last_sent_ms,
         }
     }
 }
@@ -201,6 +209,8 @@ impl From<OwnerRecord> for OwnerState {
             timezone,
             digest_minute,
             retention_ms,
+            digest_last_slot_ms,
+            digest_last_sent_ms,
         } = r;
         OwnerState {
             // An entry that no longer parses is dropped, not fatal.
@@ -210,6 +220,8 @@ impl From<OwnerRecord> for OwnerState {
             timezone,
             digest_minute,
             retention_ms,
+            digest_last_slot_ms,
+            digest_last_sent_ms,
             user_id,
             control_room,
             since_ms,
@@ -238,6 +250,7 @@ impl From<&RoomState> for RoomRecord {
                 members: h.members,
                 reason: h.reason,
                 replied: h.replied,
+                digested: h.digested,
             },
         })
     }
@@ -259,7 +272,18 @@ impl From<RoomRecord> for RoomState {
                 members,
                 reason,
                 replied,
-            }) => RoomState::Held(HeldRoom { owner, inviter, is_dm, invited_at_ms, name, members, reason, replied }),
+                digested,
+            }) => RoomState::Held(HeldRoom {
+                owner,
+                inviter,
+                is_dm,
+                invited_at_ms,
+                name,
+                members,
+                reason,
+                replied,
+                digested,
+            }),
         }
     }
 }
@@ -330,6 +354,7 @@ impl From<&Deferred> for DeferredRecord {
             media: d.media.map(|m| MediaV1 { url: m.url, name: m.name, mimetype: m.mimetype, size: m.size }),
             encrypted: d.encrypted,
             edited: d.edited,
+            digested: d.digested,
         }
     }
 }
@@ -348,6 +373,7 @@ impl From<DeferredRecord> for Deferred {
             media,
             encrypted,
             edited,
+            digested,
         } = r;
         Deferred {
             owner,
@@ -361,6 +387,7 @@ impl From<DeferredRecord> for Deferred {
             media: media.map(|m| Media { url: m.url, name: m.name, mimetype: m.mimetype, size: m.size }),
             encrypted,
             edited,
+            digested,
         }
     }
 }

@@ -1,0 +1,92 @@
+//! Time-driven decisions: expired allows, ended pauses, and digests, both
+//! scheduled (from a housekeeping tick) and asked for (`digest`).
+
+use super::*;
+
+/// Housekeeping: expired allows are removed (their senders are strangers
+/// again, and their invites are held), ended pauses resume holding.
+pub(super) fn tick(snapshot: &Snapshot, now_ms: u64, config: &EngineConfig) -> Decision {
+    let Some(due) = &snapshot.due else { return Decision::default() };
+    let mut d = Decision::default();
+    for due_digest in &due.digests {
+        let seed = format!("{}:{}", due_digest.owner.user_id, due_digest.slot_ms);
+        let sent =
+            send_digest(&due_digest.owner, &due_digest.overview, Some(due_digest.slot_ms), now_ms, &seed, config);
+        d.changes.extend(sent.changes);
+        d.effects.extend(sent.effects);
+    }
+    for (owner, subject) in &due.expired {
+        d = d
+            .change(StateChange::RemoveContact { owner: owner.clone(), subject: subject.clone() })
+            .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::allow_id(subject) });
+    }
+    for owner in due.unpause.iter().filter(|o| o.paused_until_ms.is_some_and(|u| u <= now_ms)) {
+        let seed = format!("{}:{}", owner.user_id, owner.paused_until_ms.unwrap_or_default());
+        d = d
+            .change(StateChange::PutOwner(OwnerState { paused_until_ms: None, ..owner.clone() }))
+            .effect(Effect::EnablePushRule {
+                owner: owner.user_id.clone(),
+                rule_id: rules::HOLD_INVITES.into(),
+                enabled: true,
+            })
+            .effect(Effect::SendNotice {
+                as_user: config.bot.clone(),
+                room_id: owner.control_room.clone(),
+                txn_id: txn_id_for(&seed, "resumed"),
+                body: texts::plain("Your pause is over: holding again.").plain,
+                html: texts::plain("Your pause is over: holding again.").html,
+            });
+    }
+    d
+}
+
+/// The digest of everything not yet digested, as notices in the control
+/// room. The items are marked digested in the same commit that queues the
+/// notices, so a crash can neither lose the digest nor send it twice.
+/// `slot_ms` is the schedule slot handled (none when asked for by command).
+pub(super) fn send_digest(
+    owner: &OwnerState,
+    overview: &OwnerOverview,
+    slot_ms: Option<u64>,
+    now_ms: u64,
+    seed: &str,
+    config: &EngineConfig,
+) -> Decision {
+    let mut updated = owner.clone();
+    if slot_ms.is_some() {
+        updated.digest_last_slot_ms = slot_ms;
+    }
+    let Some(digest) = digest::render(owner, overview) else {
+        let d = Decision::default();
+        return match slot_ms {
+            // Nothing new: no message, but the slot is handled.
+            Some(_) => d.change(StateChange::PutOwner(updated)),
+            None => d.effect(Effect::SendNotice {
+                as_user: config.bot.clone(),
+                room_id: owner.control_room.clone(),
+                txn_id: txn_id_for(seed, "digest0"),
+                body: "Nothing new since your last digest.".into(),
+                html: "<p>Nothing new since your last digest.</p>".into(),
+            }),
+        };
+    };
+    updated.digest_last_sent_ms = Some(now_ms);
+    updated.last_list = digest.list.clone();
+    let mut d = Decision::default().change(StateChange::PutOwner(updated));
+    for m in overview.deferred.iter().filter(|m| digest.messages.contains(&m.event_id)) {
+        d = d.change(StateChange::PutDeferred(Deferred { digested: true, ..m.clone() }));
+    }
+    for (room, held) in overview.held.iter().filter(|(r, _)| digest.invites.contains(r)) {
+        d = d.change(StateChange::PutRoom(room.clone(), RoomState::Held(HeldRoom { digested: true, ..held.clone() })));
+    }
+    for (i, part) in digest.parts.into_iter().enumerate() {
+        d = d.effect(Effect::SendNotice {
+            as_user: config.bot.clone(),
+            room_id: owner.control_room.clone(),
+            txn_id: txn_id_for(seed, &format!("digest{i}")),
+            body: part.plain,
+            html: part.html,
+        });
+    }
+    d
+}
