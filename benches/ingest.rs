@@ -28,6 +28,7 @@ fn config() -> EngineConfig {
         auto_allow_owner_started: true,
         notify_allowed: false,
         retention_ms: 30 * 86_400_000,
+        mail_secret: None,
     }
 }
 
@@ -152,7 +153,7 @@ fn invite_to_reply(rounds: usize) -> Vec<Duration> {
         store.accept_transaction(&format!("r{r}"), &[event.as_bytes()], 2).unwrap();
         process_batch(&store, &config).unwrap();
         out.push(start.elapsed());
-        let queued = store.outbox_batch(u64::MAX, 1000).unwrap();
+        let queued = store.outbox_batch(u64::MAX, 1000, false).unwrap();
         assert!(queued.iter().any(|i| matches!(&i.effect, Effect::SendNotice { room_id, .. } if room_id.as_str() == format!("!held{r}:remote.org"))));
     }
     out.sort();

@@ -21,8 +21,25 @@ pub struct Config {
     pub database: DatabaseConfig,
     #[serde(default)]
     pub gate: GateConfig,
+    /// Digests by e-mail; leave out to keep everything on Matrix.
+    #[serde(default)]
+    pub email: Option<EmailConfig>,
     #[serde(default)]
     pub logging: LoggingConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// `smtp://host:25` (plain, for a local relay), `smtp://host:587?tls=required`
+    /// (STARTTLS) or `smtps://host:465` (TLS); `user:password@` may come
+    /// before the host. A secret: it may hold a password.
+    pub smtp_url: crate::secret::Secret,
+    /// The sender, e.g. `Gatekeeper <gatekeeper@example.org>`.
+    pub from: String,
+    /// A random key (at least 32 characters) that verification codes are
+    /// derived from.
+    pub secret: crate::secret::Secret,
 }
 
 /// How the gate treats strangers; owners cannot change these (yet).
@@ -356,6 +373,18 @@ pub fn check(config: &Config) -> Vec<String> {
     if config.database.cache_capacity_mb == 0 {
         problems.push("database.cache_capacity_mb: must be at least 1".into());
     }
+    if let Some(email) = &config.email {
+        let url = email.smtp_url.expose();
+        if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+            problems.push("email.smtp_url: must start with smtp:// or smtps://".into());
+        }
+        if email.from.parse::<lettre::message::Mailbox>().is_err() {
+            problems.push(format!("email.from: `{}` is not an address like Gatekeeper <gk@example.org>", email.from));
+        }
+        if email.secret.expose().len() < 32 {
+            problems.push("email.secret: use at least 32 random characters".into());
+        }
+    }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.logging.level) {
         problems.push(format!("logging.level: `{}` is not a valid filter: {e}", config.logging.level));
     }
@@ -482,6 +511,21 @@ database:
         assert!(err.contains("gate.reply_interval") && err.contains("soon"), "{err}");
         let env = parse(MINIMAL, &[("GATEKEEPER__GATE__AUTO_ALLOW_OWNER_STARTED", "false")]).unwrap();
         assert!(!env.gate.auto_allow_owner_started);
+    }
+
+    #[test]
+    fn email_section_is_optional_checked_and_its_secrets_hidden() {
+        assert!(parse(MINIMAL, &[]).unwrap().email.is_none());
+        let good = format!(
+            "{MINIMAL}email:\n  smtp_url: smtp://user:hunter2@127.0.0.1:2525\n  from: Gatekeeper <gk@example.org>\n  secret: {}\n",
+            "k".repeat(40)
+        );
+        let c = parse(&good, &[]).unwrap();
+        assert!(check(&c).is_empty(), "{:?}", check(&c));
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let bad = "email:\n  smtp_url: http://x\n  from: nobody\n  secret: short\n";
+        let c = parse(&format!("{MINIMAL}{bad}"), &[]).unwrap();
+        assert_eq!(check(&c).len(), 3, "{:?}", check(&c));
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub async fn run<P: Performer>(
     store: Arc<dyn Store>,
     performer: Arc<P>,
     wake: Arc<tokio::sync::Notify>,
+    mail_lane: bool,
     mut released: watch::Receiver<u64>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -43,7 +44,7 @@ pub async fn run<P: Performer>(
         }
         let up_to = *released.borrow_and_update();
         let s = store.clone();
-        let batch = match tokio::task::spawn_blocking(move || s.outbox_batch(up_to, 100)).await {
+        let batch = match tokio::task::spawn_blocking(move || s.outbox_batch(up_to, 100, mail_lane)).await {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "reading the outbox failed; will retry");
@@ -149,7 +150,7 @@ mod tests {
         let (release_tx, release_rx) = watch::channel(store.outbox_high_water().unwrap());
         let (stop_tx, stop_rx) = watch::channel(false);
         let wake = Arc::new(tokio::sync::Notify::new());
-        let task = tokio::spawn(run(store.clone(), performer.clone(), wake, release_rx, stop_rx));
+        let task = tokio::spawn(run(store.clone(), performer.clone(), wake, false, release_rx, stop_rx));
         for _ in 0..100 {
             if store.stats().unwrap().outbox_pending == 0 {
                 break;

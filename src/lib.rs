@@ -3,6 +3,7 @@
 
 pub mod appservice;
 pub mod config;
+pub mod email;
 pub mod engine;
 pub mod executor;
 pub mod inspect;

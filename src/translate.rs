@@ -36,6 +36,12 @@ pub enum Internal {
     },
     /// Housekeeping found something due.
     Tick,
+    /// An e-mail could not be delivered.
+    MailFailed {
+        owner: OwnedUserId,
+        to: String,
+        reason: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -142,6 +148,7 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
             Internal::Contacts { owner, users } => Input::ContactsImported { owner, users },
             Internal::RoomInfo { owner, room_id, name, members } => Input::RoomInfo { owner, room_id, name, members },
             Internal::Tick => Input::Tick,
+            Internal::MailFailed { owner, to, reason } => Input::MailFailed { owner, to, reason },
         }));
     }
     let env: Envelope<'_> = serde_json::from_slice(raw).map_err(|e| Unreadable(format!("not a Matrix event: {e}")))?;

@@ -41,6 +41,7 @@ pub fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
         auto_allow_owner_started: config.gate.auto_allow_owner_started,
         notify_allowed: config.gate.notify_allowed,
         retention_ms: config.gate.retention.0.as_millis() as u64,
+        mail_secret: config.email.as_ref().map(|e| e.secret.clone()),
     })
 }
 
@@ -102,6 +103,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
 
     // Everything already in the outbox was recovered from disk: durable.
     let (released_tx, released_rx) = watch::channel(store.outbox_high_water()?);
+    let released_for_mail = released_rx.clone();
     if options.hold_processing {
         tracing::warn!("processing is on hold: transactions are stored but not acted on");
     } else {
@@ -118,7 +120,8 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
         let exec_wake = wake.clone();
         tasks.push(tokio::spawn(async move {
             if startup::wait_for_homeserver(&mut executor_client, &mut exec_shutdown).await {
-                executor::run(exec_store, Arc::new(executor_client), exec_wake, released_rx, exec_shutdown).await;
+                executor::run(exec_store, Arc::new(executor_client), exec_wake, false, released_rx, exec_shutdown)
+                    .await;
             }
         }));
     }
@@ -131,6 +134,18 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
         )));
     }
     let retention = config.gate.retention.0;
+    if let (Some(email), false) = (&config.email, options.hold_processing) {
+        // E-mail has its own lane: a slow mail server never holds back Matrix.
+        let mailer = Arc::new(crate::email::Mailer::new(email)?);
+        tasks.push(tokio::spawn(executor::run(
+            store.clone(),
+            mailer,
+            wake.clone(),
+            true,
+            released_for_mail.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(prune_loop(store.clone(), retention, shutdown_rx.clone())));
 
     wait_for_signal().await;

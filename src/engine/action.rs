@@ -3,6 +3,14 @@
 
 use ruma::{OwnedRoomId, OwnedUserId};
 
+impl Effect {
+    /// E-mail goes out on its own lane, so that a slow or failing mail
+    /// server never holds back anything on Matrix.
+    pub fn is_mail(&self) -> bool {
+        matches!(self, Effect::SendEmail { .. })
+    }
+}
+
 /// An `event_match` condition of a push rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Match {
@@ -51,6 +59,9 @@ pub enum Effect {
     DeletePushRule { owner: OwnedUserId, rule_id: String },
     /// Add or remove a room tag such as `m.lowpriority` for an owner.
     SetTag { owner: OwnedUserId, room_id: OwnedRoomId, tag: String, present: bool },
+    /// Send an e-mail (multipart plain + HTML, marked auto-generated). Only
+    /// ever to an address the owner verified, or to verify one.
+    SendEmail { owner: OwnedUserId, to: String, subject: String, text: String, html: String, message_id: String },
     /// Look up a user's display name; answered with `Input::ProfileFetched`.
     FetchProfile { user: OwnedUserId },
     /// Read an owner's existing direct chats; answered with

@@ -53,6 +53,8 @@ pub enum Command {
     Settings,
     /// `set <key> <value>`: change a setting.
     Set(Setting),
+    /// `verify <code>`: confirm your e-mail address with the code sent to it.
+    Verify { code: String },
     /// `reply`: show the automatic reply strangers get, as they would see it.
     ReplyShow,
     /// `reply reset`: go back to the default reply.
@@ -83,6 +85,7 @@ pub const USAGE_SETTINGS: &str = "settings";
 pub const USAGE_SET: &str = "set <reply|reply-interval|email|timezone|digest-time|retention> <value>";
 pub const USAGE_REPLY: &str = "reply | reply set <text> | reply reset";
 pub const USAGE_PAUSE: &str = "pause [duration]";
+pub const USAGE_VERIFY: &str = "verify <code>";
 pub const USAGE_RESUME: &str = "resume";
 pub const USAGE_STOP: &str = "stop";
 
@@ -293,6 +296,14 @@ pub fn parse(text: &str) -> Option<Command> {
             _ => Command::Invalid { message: "Pause takes one duration, e.g. `pause 2h`.".into(), usage: USAGE_PAUSE },
         },
         "set" => parse_set(args),
+        "verify" => match words.as_slice() {
+            [code] if code.len() <= 12 && code.bytes().all(|b| b.is_ascii_digit()) => {
+                Command::Verify { code: (*code).to_owned() }
+            }
+            _ => {
+                Command::Invalid { message: "The code is the number in the e-mail I sent.".into(), usage: USAGE_VERIFY }
+            }
+        },
         "reply" => {
             let (sub, text) = match args.split_once(char::is_whitespace) {
                 Some((s, t)) => (s, t.trim()),
@@ -363,6 +374,7 @@ mod tests {
         check("deny 1 2", Some(Command::Deny { targets: vec![Target::Number(1), Target::Number(2)] }));
         check("block *:spam.org", Some(Command::Block { targets: vec![user("*:spam.org")] }));
         check("unblock @a:x.org", Some(Command::Unblock { targets: vec![user("@a:x.org")] }));
+        check("verify 123456", Some(Command::Verify { code: "123456".into() }));
         check("pause", Some(Command::Pause { for_ms: None }));
         check("pause 2h", Some(Command::Pause { for_ms: Some(7_200_000) }));
         check("reply", Some(Command::ReplyShow));
@@ -401,6 +413,8 @@ mod tests {
         invalid("block #x", USAGE_BLOCK);
         invalid("unblock", USAGE_UNBLOCK);
         invalid("pause soon", USAGE_PAUSE);
+        invalid("verify", USAGE_VERIFY);
+        invalid("verify abc", USAGE_VERIFY);
         invalid("pause 1h 2h", USAGE_PAUSE);
         invalid("reply frob", USAGE_REPLY);
         invalid("reply set", USAGE_SET);

@@ -100,6 +100,7 @@ pub(super) fn command(
             set_owner(&ctx, OwnerState { reply_template: None, ..state.clone() }, |o| preview(o, config))
         }
         Command::Pause { for_ms } => pause(&ctx, for_ms),
+        Command::Verify { code } => verify(&ctx, &code),
         Command::Resume => resume(&ctx),
         Command::Stop => optin::opt_out(snapshot, owner, Some(meta), config),
     }
@@ -344,12 +345,45 @@ fn set(ctx: &Ctx<'_>, setting: Setting) -> Decision {
             OwnerState { reply_interval_ms: Some(ms), ..o },
             format!("New contacts get the automatic reply at most once every {}.", texts::format_duration(ms)),
         ),
-        Setting::Email(Some(e)) => {
-            (OwnerState { email: Some(e.clone()), ..o }, format!("The automatic reply now mentions {e}."))
-        }
-        Setting::Email(None) => {
-            (OwnerState { email: None, ..o }, "The automatic reply no longer mentions an address.".into())
-        }
+        Setting::Email(Some(e)) => match &ctx.config.mail_secret {
+            // E-mail is set up: the address must prove it is the owner's
+            // before anything but the code is sent to it.
+            Some(secret) => {
+                let code = mail::verification_code(secret, &o.user_id, &e, ctx.meta.event_id.as_str());
+                let pending = PendingEmail {
+                    address: e.clone(),
+                    code: code.clone(),
+                    expires_ms: ctx.now_ms + mail::CODE_LIFETIME_MS,
+                    attempts: 0,
+                };
+                let updated = OwnerState { email_pending: Some(pending), ..o };
+                let message = texts::verification_email(&code);
+                return Decision::default()
+                    .change(StateChange::PutOwner(updated))
+                    .effect(Effect::SendEmail {
+                        owner: ctx.owner.user_id.clone(),
+                        to: e.clone(),
+                        subject: "Your Gatekeeper verification code".into(),
+                        text: message.plain,
+                        html: message.html,
+                        message_id: mail::message_id(ctx.meta.event_id.as_str(), "verify", ctx.config.server_name.as_str()),
+                    })
+                    .effect(ctx.reply(texts::plain(&format!(
+                        "I sent a code to {e}. Answer with `verify <code>` within an hour; until then nothing else is e-mailed there."
+                    ))));
+            }
+            None => (
+                OwnerState { email: Some(e.clone()), ..o },
+                format!(
+                    "The automatic reply now mentions {e}. (E-mail is not set up on this server, so digests stay here.)"
+                ),
+            ),
+        },
+        Setting::Email(None) => (
+            OwnerState { email: None, email_pending: None, ..o },
+            "Your e-mail address is removed: no more e-mailed digests, and the automatic reply no longer mentions it."
+                .into(),
+        ),
         Setting::Timezone(tz) => {
             (OwnerState { timezone: Some(tz.clone()), ..o }, format!("Your time zone is now {tz}."))
         }
@@ -363,6 +397,34 @@ fn set(ctx: &Ctx<'_>, setting: Setting) -> Decision {
         ),
     };
     set_owner(ctx, updated, |_| texts::plain(&said))
+}
+
+/// At most this many wrong codes before the owner must ask for a new one.
+const MAX_CODE_ATTEMPTS: u32 = 5;
+
+fn verify(ctx: &Ctx<'_>, code: &str) -> Decision {
+    let o = ctx.owner.clone();
+    let Some(pending) = o.email_pending.clone() else {
+        return Decision::default()
+            .effect(ctx.reply(texts::plain("There is no address waiting for a code; use `set email <address>`.")));
+    };
+    if pending.expires_ms <= ctx.now_ms || pending.attempts >= MAX_CODE_ATTEMPTS {
+        return set_owner(ctx, OwnerState { email_pending: None, ..o }, |_| {
+            texts::plain("That code has expired; send `set email <address>` again for a new one.")
+        });
+    }
+    if !mail::codes_match(&pending.code, code) {
+        let left = MAX_CODE_ATTEMPTS - pending.attempts - 1;
+        let updated =
+            OwnerState { email_pending: Some(PendingEmail { attempts: pending.attempts + 1, ..pending }), ..o };
+        return set_owner(ctx, updated, move |_| {
+            texts::plain(&format!("That code does not match ({left} tries left)."))
+        });
+    }
+    let address = pending.address;
+    set_owner(ctx, OwnerState { email: Some(address.clone()), email_pending: None, ..o }, move |_| {
+        texts::plain(&format!("Verified: your digests will also be e-mailed to {address}."))
+    })
 }
 
 fn pause(ctx: &Ctx<'_>, for_ms: Option<u64>) -> Decision {

@@ -89,7 +89,8 @@ pub fn render(owner: &OwnerState, overview: &OwnerOverview) -> Option<Digest> {
         html: format!("<h3>{} wrote to you {}</h3>", escape_html(&people), escape_html(&since)),
     };
     let footer = Text {
-        plain: "\nAnswer with `allow 1`, `allow 1 for 30d`, `deny 1`, `block 1` or `show 1` (the numbers above).".into(),
+        plain: "\nAnswer with `allow 1`, `allow 1 for 30d`, `deny 1`, `block 1` or `show 1` (the numbers above)."
+            .into(),
         html: "<p>Answer with <code>allow 1</code>, <code>allow 1 for 30d</code>, <code>deny 1</code>, \
                <code>block 1</code> or <code>show 1</code> (the numbers above).</p>"
             .into(),

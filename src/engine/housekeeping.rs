@@ -1,6 +1,8 @@
 //! Time-driven decisions: expired allows, ended pauses, and digests, both
 //! scheduled (from a housekeeping tick) and asked for (`digest`).
 
+use ruma::OwnedUserId;
+
 use super::*;
 
 /// Housekeeping: expired allows are removed (their senders are strangers
@@ -79,6 +81,24 @@ pub(super) fn send_digest(
     for (room, held) in overview.held.iter().filter(|(r, _)| digest.invites.contains(r)) {
         d = d.change(StateChange::PutRoom(room.clone(), RoomState::Held(HeldRoom { digested: true, ..held.clone() })));
     }
+    // The e-mail carries the whole digest in one message; it goes on its own
+    // lane, so the notices below never wait for a mail server.
+    if let (Some(to), Some(_)) = (&owner.email, &config.mail_secret) {
+        let count = digest.list.len();
+        let subject = if count == 1 {
+            "Gatekeeper digest: 1 person wrote to you".to_owned()
+        } else {
+            format!("Gatekeeper digest: {count} people wrote to you")
+        };
+        d = d.effect(Effect::SendEmail {
+            owner: owner.user_id.clone(),
+            to: to.clone(),
+            subject,
+            text: digest.parts.iter().map(|p| p.plain.as_str()).collect::<Vec<_>>().join("\n\n"),
+            html: texts::email_document(&digest.parts.iter().map(|p| p.html.as_str()).collect::<String>()),
+            message_id: mail::message_id(seed, "digest", config.server_name.as_str()),
+        });
+    }
     for (i, part) in digest.parts.into_iter().enumerate() {
         d = d.effect(Effect::SendNotice {
             as_user: config.bot.clone(),
@@ -89,4 +109,26 @@ pub(super) fn send_digest(
         });
     }
     d
+}
+
+/// Mail to the owner's address failed for good: say so where they will see it.
+pub(super) fn mail_failed(
+    snapshot: &Snapshot,
+    owner: &OwnedUserId,
+    to: &str,
+    reason: &str,
+    config: &EngineConfig,
+) -> Decision {
+    let Some(state) = snapshot.owners.get(owner) else { return Decision::default() };
+    let text = texts::plain(&format!(
+        "I could not e-mail {to}: {reason}. Your digests still arrive here; I will try again with the next one."
+    ));
+    let seed = format!("{owner}:{to}:{reason}:{}", state.digest_last_sent_ms.unwrap_or_default());
+    Decision::default().effect(Effect::SendNotice {
+        as_user: config.bot.clone(),
+        room_id: state.control_room.clone(),
+        txn_id: txn_id_for(&seed, "mailfailed"),
+        body: text.plain,
+        html: text.html,
+    })
 }

@@ -82,6 +82,8 @@ pub enum Input {
     RoomInfo { owner: OwnedUserId, room_id: OwnedRoomId, name: Option<String>, members: u32 },
     /// Housekeeping: time-based changes (expired allows, ended pauses) are due.
     Tick,
+    /// An e-mail could not be delivered, after retries.
+    MailFailed { owner: OwnedUserId, to: String, reason: String },
 }
 
 impl Input {
@@ -110,7 +112,7 @@ impl Input {
             }
             Input::ProfileFetched { user, .. } => vec![user.clone()],
             Input::ContactsImported { owner, users } => std::iter::once(owner).chain(users).cloned().collect(),
-            Input::RoomInfo { owner, .. } => vec![owner.clone()],
+            Input::RoomInfo { owner, .. } | Input::MailFailed { owner, .. } => vec![owner.clone()],
             other => other.meta().map(|m| vec![m.sender.clone()]).unwrap_or_default(),
         }
     }

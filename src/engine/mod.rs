@@ -9,6 +9,7 @@ pub mod digest;
 mod gate;
 mod housekeeping;
 pub mod input;
+pub mod mail;
 mod optin;
 pub mod rules;
 pub mod schedule;
@@ -22,8 +23,8 @@ use sha2::{Digest, Sha256};
 pub use action::{Effect, Match, PushRule, RuleActions};
 pub use input::{EventMeta, Input, Membership, Replacement};
 pub use state::{
-    AllowSource, Contact, Deferred, Due, DueDigest, HeldRoom, Media, OwnerOverview, OwnerState, PendingEntry,
-    RoomState, Snapshot, Standing, StateChange, StrangerState,
+    AllowSource, Contact, Deferred, Due, DueDigest, HeldRoom, Media, OwnerOverview, OwnerState, PendingEmail,
+    PendingEntry, RoomState, Snapshot, Standing, StateChange, StrangerState,
 };
 pub use subject::Subject;
 use texts::Text;
@@ -45,6 +46,9 @@ pub struct EngineConfig {
     pub notify_allowed: bool,
     /// How long captured messages are kept by default.
     pub retention_ms: u64,
+    /// Set when e-mail is set up: the key verification codes are derived
+    /// from (so the engine stays deterministic without being guessable).
+    pub mail_secret: Option<crate::secret::Secret>,
 }
 
 impl EngineConfig {
@@ -97,6 +101,7 @@ pub fn decide(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineCo
         Input::ContactsImported { owner, users } => optin::contacts_imported(snapshot, owner, users, now_ms, config),
         Input::RoomInfo { owner, room_id, name, members } => gate::room_info(snapshot, owner, room_id, name, *members),
         Input::Tick => housekeeping::tick(snapshot, now_ms, config),
+        Input::MailFailed { owner, to, reason } => housekeeping::mail_failed(snapshot, owner, to, reason, config),
         Input::Member { meta, .. }
         | Input::Message { meta, .. }
         | Input::Encrypted { meta }
@@ -175,6 +180,7 @@ pub(crate) mod tests_support {
             auto_allow_owner_started: true,
             notify_allowed: false,
             retention_ms: 30 * 86_400_000,
+            mail_secret: None,
         }
     }
 }

@@ -17,8 +17,12 @@ pub struct OwnerState {
     pub displayname: Option<String>,
     /// The owner's own etiquette reply text; `None` uses the default.
     pub reply_template: Option<String>,
-    /// An address shown to strangers in the etiquette reply.
+    /// The owner's e-mail address: shown to strangers in the etiquette
+    /// reply, and (where e-mail is set up) where digests go. Verified
+    /// before use when e-mail is set up.
     pub email: Option<String>,
+    /// An address waiting for its verification code.
+    pub email_pending: Option<PendingEmail>,
     /// Start of the current hour of the reply cap, and replies sent in it.
     pub reply_window_start_ms: u64,
     pub replies_in_window: u32,
@@ -47,6 +51,7 @@ impl OwnerState {
             displayname: None,
             reply_template: None,
             email: None,
+            email_pending: None,
             reply_window_start_ms: 0,
             replies_in_window: 0,
             last_list: Vec::new(),
@@ -63,6 +68,15 @@ impl OwnerState {
     pub fn is_paused(&self, now_ms: u64) -> bool {
         self.paused_until_ms.is_some_and(|until| until > now_ms)
     }
+}
+
+/// An address the owner gave, until they type the code mailed to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEmail {
+    pub address: String,
+    pub code: String,
+    pub expires_ms: u64,
+    pub attempts: u32,
 }
 
 /// A room a stranger invited an owner to, kept quiet until the owner decides.

@@ -165,6 +165,29 @@ pub fn format_duration(ms: u64) -> String {
     if out.is_empty() { "0s".into() } else { out }
 }
 
+pub fn verification_email(code: &str) -> Text {
+    Text {
+        plain: format!(
+            "Your Gatekeeper verification code is {code}.\n\nType `verify {code}` in your Gatekeeper chat on Matrix \
+             within an hour, and your daily digests will also be e-mailed here.\n\nIf you did not ask for this, \
+             ignore this message: nothing will be sent to this address."
+        ),
+        html: email_document(&format!(
+            "<p>Your Gatekeeper verification code is <b>{code}</b>.</p><p>Type <code>verify {code}</code> in your \
+             Gatekeeper chat on Matrix within an hour, and your daily digests will also be e-mailed here.</p>\
+             <p>If you did not ask for this, ignore this message: nothing will be sent to this address.</p>"
+        )),
+    }
+}
+
+/// A whole, plain HTML document around a body of Gatekeeper's own markup.
+pub fn email_document(body: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Gatekeeper</title></head>\
+         <body style=\"font-family: sans-serif; max-width: 40em; line-height: 1.5\">{body}</body></html>"
+    )
+}
+
 pub fn you_are_allowed(name: &str) -> Text {
     plain(&format!("Good news: {name} has added you to their contacts, so your messages now reach them directly."))
 }

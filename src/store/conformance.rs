@@ -93,14 +93,14 @@ pub fn commit_applies_state_enqueues_effects_and_consumes_the_item(s: &dyn Store
         .unwrap();
     assert_eq!(snap.room, Some(RoomState::Control { owner: owned_user_id!("@alice:example.org") }));
     assert_eq!(snap.owners.len(), 1);
-    let out = s.outbox_batch(u64::MAX, 10).unwrap();
+    let out = s.outbox_batch(u64::MAX, 10, false).unwrap();
     assert_eq!(out.iter().map(|o| o.effect.clone()).collect::<Vec<_>>(), sample_decision().effects);
     assert!(out[0].id < out[1].id);
     assert_eq!(s.outbox_high_water().unwrap(), out[1].id);
     // Committing the same item again (a retry after a crash that did land)
     // must not enqueue the effects twice.
     s.commit(item.seq, &sample_decision()).unwrap();
-    assert_eq!(s.outbox_batch(u64::MAX, 10).unwrap().len(), 2);
+    assert_eq!(s.outbox_batch(u64::MAX, 10, false).unwrap().len(), 2);
     assert_eq!(s.stats().unwrap().events_processed, 1);
 }
 
@@ -126,14 +126,14 @@ pub fn outbox_respects_the_watermark_and_finishing(s: &dyn Store) {
     s.accept_transaction("t1", &[E1], 1).unwrap();
     let item = s.inbox_batch(1).unwrap().remove(0);
     s.commit(item.seq, &sample_decision()).unwrap();
-    let all = s.outbox_batch(u64::MAX, 10).unwrap();
-    assert_eq!(s.outbox_batch(all[0].id, 10).unwrap().len(), 1);
-    assert_eq!(s.outbox_batch(all[0].id - 1, 10).unwrap().len(), 0);
+    let all = s.outbox_batch(u64::MAX, 10, false).unwrap();
+    assert_eq!(s.outbox_batch(all[0].id, 10, false).unwrap().len(), 1);
+    assert_eq!(s.outbox_batch(all[0].id - 1, 10, false).unwrap().len(), 0);
     s.finish_effect(all[0].id, &EffectOutcome::Done, &[], 5).unwrap();
     s.finish_effect(all[1].id, &EffectOutcome::Failed("M_FORBIDDEN".into()), &[], 6).unwrap();
     // Finishing twice is harmless.
     s.finish_effect(all[1].id, &EffectOutcome::Failed("again".into()), &[], 7).unwrap();
-    assert!(s.outbox_batch(u64::MAX, 10).unwrap().is_empty());
+    assert!(s.outbox_batch(u64::MAX, 10, false).unwrap().is_empty());
     let failed = s.failed_effects(10).unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].reason, "M_FORBIDDEN");
@@ -297,7 +297,7 @@ pub fn follow_ups_join_the_inbox_with_their_source(s: &dyn Store) {
     let item = s.inbox_batch(1).unwrap().remove(0);
     assert!(!item.internal);
     s.commit(item.seq, &sample_decision()).unwrap();
-    let effect = s.outbox_batch(u64::MAX, 1).unwrap().remove(0);
+    let effect = s.outbox_batch(u64::MAX, 1, false).unwrap().remove(0);
     let follow_ups = [
         FollowUp { internal: true, raw: b"{\"kind\":\"x\"}".to_vec() },
         FollowUp { internal: false, raw: E2.to_vec() },
@@ -366,6 +366,26 @@ pub fn due_finds_expired_allows_and_ended_pauses(s: &dyn Store) {
     assert!(last.internal);
 }
 
+pub fn mail_goes_on_its_own_lane(s: &dyn Store) {
+    s.accept_transaction("t1", &[E1], 1).unwrap();
+    let item = s.inbox_batch(1).unwrap().remove(0);
+    let mail = Effect::SendEmail {
+        owner: owned_user_id!("@alice:example.org"),
+        to: "a@example.org".into(),
+        subject: "s".into(),
+        text: "t".into(),
+        html: "<p>t</p>".into(),
+        message_id: "<m@x>".into(),
+    };
+    let mut decision = sample_decision();
+    decision.effects.insert(1, mail.clone());
+    s.commit(item.seq, &decision).unwrap();
+    let matrix = s.outbox_batch(u64::MAX, 10, false).unwrap();
+    assert_eq!(matrix.iter().map(|i| i.effect.clone()).collect::<Vec<_>>(), sample_decision().effects);
+    let mails = s.outbox_batch(u64::MAX, 10, true).unwrap();
+    assert_eq!(mails.iter().map(|i| i.effect.clone()).collect::<Vec<_>>(), vec![mail]);
+}
+
 #[macro_export]
 macro_rules! store_conformance {
     ($factory:path) => {
@@ -398,6 +418,7 @@ macro_rules! store_conformance {
             case!(retention_drops_old_captured_messages);
             case!(empty_decisions_are_committed_in_one_go);
             case!(due_finds_expired_allows_and_ended_pauses);
+            case!(mail_goes_on_its_own_lane);
         }
     };
 }

@@ -212,11 +212,12 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn outbox_batch(&self, up_to: u64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+    fn outbox_batch(&self, up_to: u64, limit: usize, mail: bool) -> Result<Vec<OutboxItem>, StoreError> {
         Ok(self
             .lock()
             .outbox
             .range(..=up_to)
+            .filter(|(_, e)| e.is_mail() == mail)
             .take(limit)
             .map(|(id, e)| OutboxItem { id: *id, effect: e.clone() })
             .collect())

@@ -142,8 +142,9 @@ pub trait Store: Send + Sync + 'static {
     /// Makes every earlier write durable.
     fn flush(&self) -> Result<(), StoreError>;
 
-    /// The oldest pending effects with `id <= up_to`, in order.
-    fn outbox_batch(&self, up_to: u64, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
+    /// The oldest pending effects with `id <= up_to`, in order, of one lane:
+    /// e-mail (`mail`) or everything else.
+    fn outbox_batch(&self, up_to: u64, limit: usize, mail: bool) -> Result<Vec<OutboxItem>, StoreError>;
 
     /// The highest outbox ID in use (0 when none ever was).
     fn outbox_high_water(&self) -> Result<u64, StoreError>;

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use crate::engine::{
-    AllowSource, Contact, Deferred, Effect, HeldRoom, Match, Media, OwnerState, PushRule, RoomState, RuleActions,
-    StrangerState,
+    AllowSource, Contact, Deferred, Effect, HeldRoom, Match, Media, OwnerState, PendingEmail, PushRule, RoomState,
+    RuleActions, StrangerState,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -31,7 +31,16 @@ pub enum OwnerRecord {
         retention_ms: Option<u64>,
         digest_last_slot_ms: Option<u64>,
         digest_last_sent_ms: Option<u64>,
+        email_pending: Option<PendingEmailV1>,
     },
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+pub struct PendingEmailV1 {
+    address: String,
+    code: String,
+    expires_ms: u64,
+    attempts: u32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -133,6 +142,7 @@ pub enum EffectRecordV1 {
     DeletePushRule { owner: OwnedUserId, rule_id: String },
     EnablePushRule { owner: OwnedUserId, rule_id: String, enabled: bool },
     SetTag { owner: OwnedUserId, room_id: OwnedRoomId, tag: String, present: bool },
+    SendEmail { owner: OwnedUserId, to: String, subject: String, text: String, html: String, message_id: String },
     FetchProfile { user: OwnedUserId },
     ImportContacts { owner: OwnedUserId },
     Backfill { owner: OwnedUserId, room_id: OwnedRoomId },
@@ -188,6 +198,12 @@ impl From<&OwnerState> for OwnerRecord {
             retention_ms: o.retention_ms,
             digest_last_slot_ms: o.digest_last_slot_ms,
             digest_last_sent_ms: o.digest_last_sent_ms,
+            email_pending: o.email_pending.map(|p| PendingEmailV1 {
+                address: p.address,
+                code: p.code,
+                expires_ms: p.expires_ms,
+                attempts: p.attempts,
+            }),
         }
     }
 }
@@ -211,6 +227,7 @@ impl From<OwnerRecord> for OwnerState {
             retention_ms,
             digest_last_slot_ms,
             digest_last_sent_ms,
+            email_pending,
         } = r;
         OwnerState {
             // An entry that no longer parses is dropped, not fatal.
@@ -222,6 +239,12 @@ impl From<OwnerRecord> for OwnerState {
             retention_ms,
             digest_last_slot_ms,
             digest_last_sent_ms,
+            email_pending: email_pending.map(|p| PendingEmail {
+                address: p.address,
+                code: p.code,
+                expires_ms: p.expires_ms,
+                attempts: p.attempts,
+            }),
             user_id,
             control_room,
             since_ms,
@@ -428,6 +451,9 @@ impl From<&Effect> for EffectRecordV1 {
                 EffectRecordV1::EnablePushRule { owner, rule_id, enabled }
             }
             Effect::SetTag { owner, room_id, tag, present } => EffectRecordV1::SetTag { owner, room_id, tag, present },
+            Effect::SendEmail { owner, to, subject, text, html, message_id } => {
+                EffectRecordV1::SendEmail { owner, to, subject, text, html, message_id }
+            }
             Effect::FetchProfile { user } => EffectRecordV1::FetchProfile { user },
             Effect::ImportContacts { owner } => EffectRecordV1::ImportContacts { owner },
             Effect::Backfill { owner, room_id } => EffectRecordV1::Backfill { owner, room_id },
@@ -449,6 +475,9 @@ impl From<EffectRecordV1> for Effect {
                 Effect::EnablePushRule { owner, rule_id, enabled }
             }
             EffectRecordV1::SetTag { owner, room_id, tag, present } => Effect::SetTag { owner, room_id, tag, present },
+            EffectRecordV1::SendEmail { owner, to, subject, text, html, message_id } => {
+                Effect::SendEmail { owner, to, subject, text, html, message_id }
+            }
             EffectRecordV1::FetchProfile { user } => Effect::FetchProfile { user },
             EffectRecordV1::ImportContacts { owner } => Effect::ImportContacts { owner },
             EffectRecordV1::Backfill { owner, room_id } => Effect::Backfill { owner, room_id },
@@ -467,6 +496,7 @@ pub fn effect_summary(e: &Effect) -> String {
             format!("push rule {rule_id} enabled={enabled} for {owner}")
         }
         Effect::SetTag { owner, room_id, tag, present } => format!("tag {tag}={present} on {room_id} for {owner}"),
+        Effect::SendEmail { owner, message_id, .. } => format!("e-mail {message_id} for {owner}"),
         Effect::FetchProfile { user } => format!("profile of {user}"),
         Effect::ImportContacts { owner } => format!("import contacts of {owner}"),
         Effect::Backfill { owner, room_id } => format!("backfill {room_id} as {owner}"),

@@ -376,12 +376,18 @@ impl Store for SledStore {
         self.db.flush().map(|_| ()).map_err(backend)
     }
 
-    fn outbox_batch(&self, up_to: u64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+    fn outbox_batch(&self, up_to: u64, limit: usize, mail: bool) -> Result<Vec<OutboxItem>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.outbox_by_id.range(..=up_to.to_be_bytes()).take(limit) {
+        for entry in self.outbox_by_id.range(..=up_to.to_be_bytes()) {
+            if out.len() == limit {
+                break;
+            }
             let (k, v) = entry.map_err(backend)?;
             let EffectRecord::V1(record) = records::decode("effect", &v)?;
-            out.push(OutboxItem { id: seq_of(&k), effect: record.into() });
+            let effect: Effect = record.into();
+            if effect.is_mail() == mail {
+                out.push(OutboxItem { id: seq_of(&k), effect });
+            }
         }
         Ok(out)
     }
@@ -560,7 +566,7 @@ mod tests {
             Accepted::Replay
         );
         assert_eq!(s.inbox_batch(10).unwrap().len(), 1);
-        assert_eq!(s.outbox_batch(u64::MAX, 10).unwrap().len(), 2);
+        assert_eq!(s.outbox_batch(u64::MAX, 10, false).unwrap().len(), 2);
         assert_eq!(s.owners().unwrap().len(), 1);
         assert!(s.outbox_high_water().unwrap() > 0);
     }

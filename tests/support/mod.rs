@@ -8,6 +8,7 @@
 pub mod gate;
 pub mod matrix;
 pub mod push;
+pub mod smtp;
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -236,7 +237,7 @@ impl Drop for Synapse {
 }
 
 /// SIGTERM, then SIGKILL if the process has not ended within `grace`.
-fn stop_by_pid(mut child: Child, grace: Duration) {
+pub fn stop_by_pid(mut child: Child, grace: Duration) {
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let start = Instant::now();
     while start.elapsed() < grace {

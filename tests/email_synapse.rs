@@ -1,0 +1,74 @@
+//! Digests by e-mail, with a real SMTP server: an address is verified with
+//! a mailed code, then the digest arrives as a multipart, auto-generated
+//! message with escaped sender text.
+
+mod support;
+
+use std::time::Duration;
+
+use support::gate::{LONG, ask, opt_in, start, wait_membership};
+use support::smtp::SmtpServer;
+use support::{World, eventually};
+
+#[tokio::test]
+async fn a_verified_address_gets_the_digest_as_a_proper_email() {
+    let mut w = World::new("@.*:localhost").await;
+    let smtp = SmtpServer::start(w.tmp.path()).await;
+    w.gatekeeper.append_config(&format!(
+        "email:\n  smtp_url: smtp://127.0.0.1:{}\n  from: Gatekeeper <gatekeeper@localhost>\n  secret: {}\n",
+        smtp.port,
+        "s".repeat(40)
+    ));
+    start(&mut w).await;
+    let alice = w.synapse.register("alice").await;
+    let control = opt_in(&w, &alice).await;
+
+    let answer = ask(&w, &alice, &control, "set email alice@example.org").await;
+    assert!(answer.contains("I sent a code to alice@example.org"), "{answer}");
+    let code_mail = eventually("the verification e-mail", LONG, || {
+        let found = smtp.messages().into_iter().next();
+        async move { found }
+    })
+    .await;
+    assert_eq!(code_mail["headers"]["To"], "alice@example.org");
+    let plain = code_mail["parts"][0]["content"].as_str().unwrap().to_owned();
+    let code: String = plain.split("code is ").nth(1).unwrap().chars().take(6).collect();
+    assert!(ask(&w, &alice, &control, "verify 000000").await.contains("does not match") || code == "000000");
+    let answer = ask(&w, &alice, &control, &format!("verify {code}")).await;
+    assert!(answer.contains("Verified"), "{answer}");
+
+    let stranger = w.synapse.register("stranger").await;
+    let held = stranger.create_dm(&alice.user_id).await;
+    wait_membership(&stranger, &held, &alice.user_id, "join").await;
+    stranger.send_text(&held, "Hi <b>Alice</b>\r\nBcc: evil@example.org").await;
+    eventually("the message to be captured", LONG, || {
+        let (w, a, c) = (&w, alice.clone(), control.clone());
+        async move { Some(ask(w, &a, &c, "pending").await).filter(|p| p.contains("1 message")) }
+    })
+    .await;
+    let digest = ask(&w, &alice, &control, "digest").await;
+    assert!(digest.contains("1 person wrote to you"), "{digest}");
+
+    let mail = eventually("the digest e-mail", Duration::from_secs(60), || {
+        let found = smtp
+            .messages()
+            .into_iter()
+            .find(|m| m["headers"]["Subject"].as_str().is_some_and(|s| s.contains("digest")));
+        async move { found }
+    })
+    .await;
+    let headers = &mail["headers"];
+    assert_eq!(headers["Subject"], "Gatekeeper digest: 1 person wrote to you");
+    assert_eq!(headers["Auto-Submitted"], "auto-generated");
+    assert_eq!(headers["From"], "Gatekeeper <gatekeeper@localhost>");
+    assert!(headers["Message-ID"].as_str().unwrap().starts_with("<gk.digest."));
+    assert!(headers["Date"].is_string());
+    assert!(headers.get("Bcc").is_none(), "{headers}");
+    assert_eq!(mail["content_type"], "multipart/alternative");
+    let parts = mail["parts"].as_array().unwrap();
+    assert_eq!(parts.iter().map(|p| p["type"].as_str().unwrap()).collect::<Vec<_>>(), ["text/plain", "text/html"]);
+    assert!(parts[0]["content"].as_str().unwrap().contains("Hi <b>Alice</b>"));
+    let html = parts[1]["content"].as_str().unwrap();
+    assert!(html.contains("Hi &lt;b&gt;Alice&lt;/b&gt;") && !html.contains("<b>Alice"), "{html}");
+    assert_eq!(smtp.messages().len(), 2, "one code, one digest");
+}

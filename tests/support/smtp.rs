@@ -1,0 +1,69 @@
+//! A real SMTP server for tests: aiosmtpd from PyPI (installed into the
+//! Synapse venv), storing what it receives in a Maildir; messages are
+//! parsed with Python's own `email` package.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{eventually, free_port, stop_by_pid, synapse_venv};
+
+pub struct SmtpServer {
+    pub port: u16,
+    maildir: PathBuf,
+    python: PathBuf,
+    child: Option<Child>,
+}
+
+impl SmtpServer {
+    pub async fn start(dir: &Path) -> SmtpServer {
+        let venv = synapse_venv();
+        if !venv.join("bin/aiosmtpd").exists() {
+            let status = Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check", "aiosmtpd==1.4.6"])
+                .status()
+                .unwrap();
+            assert!(status.success(), "pip install aiosmtpd failed");
+        }
+        let port = free_port();
+        let maildir = dir.join("maildir");
+        let child = Command::new(venv.join("bin/aiosmtpd"))
+            .args(["-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        eventually("the SMTP server to listen", Duration::from_secs(30), || async move {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+        })
+        .await;
+        SmtpServer { port, maildir, python: venv.join("bin/python"), child: Some(child) }
+    }
+
+    /// Every message received, parsed: headers, and the decoded parts.
+    pub fn messages(&self) -> Vec<Value> {
+        let script = r#"
+import email, email.policy, json, mailbox, sys
+out = []
+for key, msg in sorted(mailbox.Maildir(sys.argv[1], create=True).items()):
+    m = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
+    parts = [{"type": p.get_content_type(), "content": p.get_content()} for p in m.walk() if not p.is_multipart()]
+    out.append({"headers": {k: str(v) for k, v in m.items()}, "content_type": m.get_content_type(), "parts": parts})
+print(json.dumps(out))
+"#;
+        let output = Command::new(&self.python).arg("-c").arg(script).arg(&self.maildir).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            stop_by_pid(child, Duration::from_secs(5));
+        }
+    }
+}
