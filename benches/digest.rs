@@ -69,6 +69,10 @@ fn main() {
     }
     times.sort();
     println!("digest of 10000 messages from 500 senders: {parts} notices");
-    println!("render time: median {:.2?}, worst {:.2?} (target < 50 ms)", times[times.len() / 2], times[times.len() - 1]);
+    println!(
+        "render time: median {:.2?}, worst {:.2?} (target < 50 ms)",
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
     println!("peak extra memory: {:.1} MB (target < 20 MB)", peak_extra as f64 / (1 << 20) as f64);
 }

@@ -38,8 +38,30 @@ pub struct EmailConfig {
     /// The sender, e.g. `Gatekeeper <gatekeeper@example.org>`.
     pub from: String,
     /// A random key (at least 32 characters) that verification codes are
-    /// derived from.
+    /// derived from and one-click links signed with.
     pub secret: crate::secret::Secret,
+    /// Where Gatekeeper's web pages (the one-click links) are reachable by
+    /// owners, e.g. `https://gatekeeper.example.org`. Without it, e-mails
+    /// carry no links.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Where the web pages are served (put a TLS proxy in front).
+    #[serde(default, deserialize_with = "optional_addr")]
+    pub listen: Option<SocketAddr>,
+    /// How long a one-click link works.
+    #[serde(default = "default_link_lifetime", deserialize_with = "native_or_text")]
+    pub link_lifetime: HumanDuration,
+}
+
+fn default_link_lifetime() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(7 * 86_400))
+}
+
+fn optional_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        Some(s) => s.parse().map(Some).map_err(serde::de::Error::custom),
+        None => Ok(None),
+    }
 }
 
 /// How the gate treats strangers; owners cannot change these (yet).
@@ -383,6 +405,14 @@ pub fn check(config: &Config) -> Vec<String> {
         }
         if email.secret.expose().len() < 32 {
             problems.push("email.secret: use at least 32 random characters".into());
+        }
+        match (&email.public_url, &email.listen) {
+            (Some(url), Some(_)) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                problems.push(format!("email.public_url: `{url}` must start with https:// (or http://)"));
+            }
+            (Some(_), None) => problems.push("email.public_url needs email.listen to serve the links".into()),
+            (None, Some(_)) => problems.push("email.listen needs email.public_url for the links it serves".into()),
+            _ => {}
         }
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.logging.level) {

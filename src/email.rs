@@ -36,6 +36,42 @@ impl Header for AutoSubmitted {
     }
 }
 
+#[derive(Clone)]
+struct ListUnsubscribe(String);
+
+impl Header for ListUnsubscribe {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListUnsubscribe(s.to_owned()))
+    }
+
+    fn display(&self) -> HeaderValue {
+        // Pre-encoded: a long URL must not be folded or encoded (folding
+        // inside it would break it). Only printable ASCII reaches here.
+        HeaderValue::dangerous_new_pre_encoded(Self::name(), self.0.clone(), self.0.clone())
+    }
+}
+
+#[derive(Clone)]
+struct ListUnsubscribePost;
+
+impl Header for ListUnsubscribePost {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe-Post")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListUnsubscribePost)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "List-Unsubscribe=One-Click".to_owned())
+    }
+}
+
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
@@ -61,14 +97,20 @@ impl Mailer {
         text: &str,
         html: &str,
         message_id: &str,
+        unsubscribe: Option<&str>,
     ) -> Result<Message, String> {
         let to: Mailbox = to.parse().map_err(|e| format!("bad address: {e}"))?;
-        Message::builder()
+        let mut builder = Message::builder()
             .from(from.clone())
             .to(to)
             .subject(subject)
             .message_id(Some(message_id.to_owned()))
-            .header(AutoSubmitted)
+            .header(AutoSubmitted);
+        if let Some(url) = unsubscribe.filter(|u| u.bytes().all(|b| b.is_ascii_graphic())) {
+            // RFC 8058 one-click: a POST to the URL unsubscribes, no page.
+            builder = builder.header(ListUnsubscribe(format!("<{url}>"))).header(ListUnsubscribePost);
+        }
+        builder
             .multipart(MultiPart::alternative_plain_html(text.to_owned(), html.to_owned()))
             .map_err(|e| e.to_string())
     }
@@ -81,10 +123,10 @@ fn failed(owner: &ruma::OwnedUserId, to: &str, reason: String) -> Vec<FollowUp> 
 
 impl Performer for Mailer {
     async fn perform(&self, effect: &Effect) -> Result<Vec<FollowUp>, PerformError> {
-        let Effect::SendEmail { owner, to, subject, text, html, message_id } = effect else {
+        let Effect::SendEmail { owner, to, subject, text, html, message_id, unsubscribe } = effect else {
             return Err(PerformError::Permanent("not an e-mail".into()));
         };
-        let message = match Self::build(&self.from, to, subject, text, html, message_id) {
+        let message = match Self::build(&self.from, to, subject, text, html, message_id, unsubscribe.as_deref()) {
             Ok(m) => m,
             Err(reason) => return Ok(failed(owner, to, reason)),
         };
@@ -117,18 +159,33 @@ mod tests {
     #[test]
     fn messages_are_multipart_auto_generated_and_headers_cannot_be_injected() {
         let from: Mailbox = "Gatekeeper <gk@example.org>".parse().unwrap();
-        let m =
-            Mailer::build(&from, "a@example.org", "Digest", "plain text", "<p>html</p>", "<gk.1@example.org>").unwrap();
+        let m = Mailer::build(
+            &from,
+            "a@example.org",
+            "Digest",
+            "plain text",
+            "<p>html</p>",
+            "<gk.1@example.org>",
+            Some("https://gk.example.org/action/ab.cd"),
+        )
+        .unwrap();
         let raw = String::from_utf8(m.formatted()).unwrap();
-        for header in
-            ["Auto-Submitted: auto-generated", "Message-ID: <gk.1@example.org>", "Date: ", "To: a@example.org"]
-        {
+        for header in [
+            "Auto-Submitted: auto-generated",
+            "Message-ID: <gk.1@example.org>",
+            "Date: ",
+            "To: a@example.org",
+            "List-Unsubscribe: <https://gk.example.org/action/ab.cd>",
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        ] {
             assert!(raw.contains(header), "{header} missing in {raw}");
         }
         assert!(raw.contains("multipart/alternative"));
         assert!(raw.contains("text/plain") && raw.contains("text/html"));
-        assert!(Mailer::build(&from, "a@example.org\r\nBcc: evil@x.org", "s", "t", "h", "<i@x>").is_err());
-        let injected = Mailer::build(&from, "a@example.org", "Digest\r\nBcc: evil@x.org", "t", "h", "<i@x>").unwrap();
+        assert!(Mailer::build(&from, "a@example.org\r\nBcc: evil@x.org", "s", "t", "h", "<i@x>", None).is_err());
+        let injected =
+            Mailer::build(&from, "a@example.org", "Digest\r\nBcc: evil@x.org", "t", "h", "<i@x>", Some("x\r\nBcc: y"))
+                .unwrap();
         let raw = String::from_utf8(injected.formatted()).unwrap();
         assert!(!raw.contains("\r\nBcc: evil@x.org"), "{raw}");
     }

@@ -13,3 +13,4 @@ pub mod registration;
 pub mod secret;
 pub mod store;
 pub mod translate;
+pub mod web;

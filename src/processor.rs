@@ -55,6 +55,9 @@ pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchRe
         if let Some(crate::engine::RoomState::Control { owner }) = &snapshot.room {
             snapshot.overview = Some(store.overview(owner)?);
         }
+        if let crate::engine::Input::LinkUsed { owner, .. } = &input {
+            snapshot.overview = Some(store.overview(owner)?);
+        }
         if matches!(input, crate::engine::Input::Tick) {
             snapshot.due = Some(due_now(store, now_ms(), true)?);
         }

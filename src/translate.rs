@@ -36,6 +36,13 @@ pub enum Internal {
     },
     /// Housekeeping found something due.
     Tick,
+    /// A one-click link was confirmed (signature, expiry, single use checked).
+    LinkUsed {
+        owner: OwnedUserId,
+        action: crate::engine::links::LinkAction,
+        subject: String,
+        nonce: String,
+    },
     /// An e-mail could not be delivered.
     MailFailed {
         owner: OwnedUserId,
@@ -149,6 +156,12 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
             Internal::RoomInfo { owner, room_id, name, members } => Input::RoomInfo { owner, room_id, name, members },
             Internal::Tick => Input::Tick,
             Internal::MailFailed { owner, to, reason } => Input::MailFailed { owner, to, reason },
+            Internal::LinkUsed { owner, action, subject, nonce } => Input::LinkUsed {
+                owner,
+                action,
+                subject: if subject.is_empty() { None } else { Some(subject.parse().map_err(Unreadable)?) },
+                nonce,
+            },
         }));
     }
     let env: Envelope<'_> = serde_json::from_slice(raw).map_err(|e| Unreadable(format!("not a Matrix event: {e}")))?;

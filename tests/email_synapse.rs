@@ -8,19 +8,23 @@ use std::time::Duration;
 
 use support::gate::{LONG, ask, opt_in, start, wait_membership};
 use support::smtp::SmtpServer;
-use support::{World, eventually};
+use support::{PushGateway, World, eventually, free_port};
 
 #[tokio::test]
 async fn a_verified_address_gets_the_digest_as_a_proper_email() {
     let mut w = World::new("@.*:localhost").await;
     let smtp = SmtpServer::start(w.tmp.path()).await;
+    let pages = free_port();
     w.gatekeeper.append_config(&format!(
-        "email:\n  smtp_url: smtp://127.0.0.1:{}\n  from: Gatekeeper <gatekeeper@localhost>\n  secret: {}\n",
+        "email:\n  smtp_url: smtp://127.0.0.1:{}\n  from: Gatekeeper <gatekeeper@localhost>\n  secret: {}\n  \
+         public_url: http://127.0.0.1:{pages}\n  listen: 127.0.0.1:{pages}\n",
         smtp.port,
         "s".repeat(40)
     ));
+    let push = PushGateway::start().await;
     start(&mut w).await;
     let alice = w.synapse.register("alice").await;
+    push.register(&alice).await;
     let control = opt_in(&w, &alice).await;
 
     let answer = ask(&w, &alice, &control, "set email alice@example.org").await;
@@ -71,4 +75,34 @@ async fn a_verified_address_gets_the_digest_as_a_proper_email() {
     let html = parts[1]["content"].as_str().unwrap();
     assert!(html.contains("Hi &lt;b&gt;Alice&lt;/b&gt;") && !html.contains("<b>Alice"), "{html}");
     assert_eq!(smtp.messages().len(), 2, "one code, one digest");
+    let unsubscribe = headers["List-Unsubscribe"].as_str().unwrap().trim();
+    assert!(!unsubscribe.contains(' '), "never folded inside the URL: {unsubscribe}");
+    assert!(unsubscribe.starts_with(&format!("<http://127.0.0.1:{pages}/action/")), "{unsubscribe}");
+    assert_eq!(headers["List-Unsubscribe-Post"], "List-Unsubscribe=One-Click");
+
+    // One click: the link's page asks, the button allows.
+    let allow = html.split("href=\"").map(|s| s.split('"').next().unwrap()).find(|h| h.contains("/action/")).unwrap();
+    let allow = allow.replace("&amp;", "&");
+    let http = reqwest::Client::new();
+    let page = http.get(&allow).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("Allow @stranger:localhost?") && page.contains("<form method=\"post\">"), "{page}");
+    assert!(alice.tags(&held).await.get("m.lowpriority").is_some(), "a GET changes nothing");
+    let done = http.post(&allow).send().await.unwrap();
+    assert_eq!(done.status().as_u16(), 200);
+    assert_eq!(http.post(&allow).send().await.unwrap().status().as_u16(), 409, "links work once");
+    eventually("the confirmation in the control room", LONG, || {
+        let (a, c, bot) = (alice.clone(), control.clone(), w.bot());
+        async move {
+            a.notices_from(&c, &bot).await.into_iter().find(|n| n.starts_with("From your e-mail: Allowed @stranger"))
+        }
+    })
+    .await;
+    stranger.send_text(&held, "Thanks for letting me through").await;
+    eventually("the allowed stranger's message to push", LONG, || {
+        let n = push.pushes_in(&alice.user_id, &held);
+        async move { (n >= 1).then_some(()) }
+    })
+    .await;
 }

@@ -42,6 +42,12 @@ pub fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
         notify_allowed: config.gate.notify_allowed,
         retention_ms: config.gate.retention.0.as_millis() as u64,
         mail_secret: config.email.as_ref().map(|e| e.secret.clone()),
+        mail_links: config.email.as_ref().and_then(|e| {
+            e.public_url.as_ref().map(|url| crate::engine::MailLinks {
+                public_url: url.trim_end_matches('/').to_owned(),
+                lifetime_ms: e.link_lifetime.0.as_millis() as u64,
+            })
+        }),
     })
 }
 
@@ -134,6 +140,27 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
         )));
     }
     let retention = config.gate.retention.0;
+    if let Some(listen) = config.email.as_ref().and_then(|e| e.listen) {
+        let pages = Arc::new(crate::web::Pages {
+            store: store.clone(),
+            secret: config.email.as_ref().expect("listen is under email").secret.clone(),
+            wake: wake.clone(),
+        });
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        tracing::info!(%listen, "one-click link pages listening");
+        let mut web_shutdown = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(listener, crate::web::router(pages))
+                .with_graceful_shutdown(async move {
+                    let _ = web_shutdown.wait_for(|stop| *stop).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "link pages stopped");
+            }
+        }));
+    }
     if let (Some(email), false) = (&config.email, options.hold_processing) {
         // E-mail has its own lane: a slow mail server never holds back Matrix.
         let mailer = Arc::new(crate::email::Mailer::new(email)?);

@@ -61,7 +61,16 @@ pub enum Effect {
     SetTag { owner: OwnedUserId, room_id: OwnedRoomId, tag: String, present: bool },
     /// Send an e-mail (multipart plain + HTML, marked auto-generated). Only
     /// ever to an address the owner verified, or to verify one.
-    SendEmail { owner: OwnedUserId, to: String, subject: String, text: String, html: String, message_id: String },
+    SendEmail {
+        owner: OwnedUserId,
+        to: String,
+        subject: String,
+        text: String,
+        html: String,
+        message_id: String,
+        /// One-click unsubscribe URL (`List-Unsubscribe`), when links are on.
+        unsubscribe: Option<String>,
+    },
     /// Look up a user's display name; answered with `Input::ProfileFetched`.
     FetchProfile { user: OwnedUserId },
     /// Read an owner's existing direct chats; answered with

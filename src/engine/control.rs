@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use ruma::{OwnedRoomId, OwnedUserId};
 
+use sha2::Digest;
+
 use super::command::{self, Command, Setting, Target};
 use super::*;
 
@@ -367,6 +369,7 @@ fn set(ctx: &Ctx<'_>, setting: Setting) -> Decision {
                         text: message.plain,
                         html: message.html,
                         message_id: mail::message_id(ctx.meta.event_id.as_str(), "verify", ctx.config.server_name.as_str()),
+                        unsubscribe: None,
                     })
                     .effect(ctx.reply(texts::plain(&format!(
                         "I sent a code to {e}. Answer with `verify <code>` within an hour; until then nothing else is e-mailed there."
@@ -512,4 +515,51 @@ pub(super) fn pending_entries(overview: &OwnerOverview) -> (Vec<PendingEntry>, V
     let mut entries: Vec<PendingEntry> = by_sender.into_values().collect();
     entries.sort_by_key(|e| (e.first_ms, e.sender.clone()));
     (entries, invites)
+}
+
+/// A one-click link from an e-mail, confirmed on its web page: the same
+/// decision as the command, answered in the control room.
+pub(super) fn link_used(
+    snapshot: &Snapshot,
+    owner: &OwnedUserId,
+    action: links::LinkAction,
+    subject: Option<&Subject>,
+    nonce: &str,
+    now_ms: u64,
+    config: &EngineConfig,
+) -> Decision {
+    let Some(state) = snapshot.owners.get(owner) else { return Decision::default() };
+    let empty = OwnerOverview::default();
+    // No event asked; the link's nonce seeds the transaction IDs instead.
+    let digest = sha2::Sha256::digest(nonce.as_bytes());
+    let id: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let Ok(event_id) = ruma::OwnedEventId::try_from(format!("$link{id}")) else { return Decision::default() };
+    let meta = EventMeta { event_id, room_id: state.control_room.clone(), sender: owner.clone(), ts_ms: now_ms };
+    let ctx = Ctx { owner: state, overview: snapshot.overview.as_ref().unwrap_or(&empty), meta: &meta, now_ms, config };
+    let subjects: Vec<Subject> = subject.cloned().into_iter().collect();
+    use links::LinkAction as A;
+    let d = match (action, subjects.is_empty()) {
+        (A::Unsubscribe, _) => {
+            return set_owner(&ctx, OwnerState { email: None, email_pending: None, ..state.clone() }, |_| {
+                texts::plain("From your e-mail: digests are no longer e-mailed. Set an address again with `set email`.")
+            });
+        }
+        (_, true) => return Decision::default(),
+        (A::Allow, _) => allow(&ctx, &subjects, None),
+        (A::Allow30, _) => allow(&ctx, &subjects, Some(30 * 86_400_000)),
+        (A::Deny, _) => deny_or_block(&ctx, &subjects, false),
+        (A::Block | A::BlockServer, _) => deny_or_block(&ctx, &subjects, true),
+    };
+    // Say where the decision came from.
+    let effects = d
+        .effects
+        .into_iter()
+        .map(|e| match e {
+            Effect::SendNotice { as_user, room_id, txn_id, body, html } if room_id == state.control_room => {
+                Effect::SendNotice { as_user, room_id, txn_id, body: format!("From your e-mail: {body}"), html }
+            }
+            other => other,
+        })
+        .collect();
+    Decision { changes: d.changes, effects }
 }

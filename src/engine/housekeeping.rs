@@ -3,6 +3,7 @@
 
 use ruma::OwnedUserId;
 
+use super::links::{self, Link, LinkAction};
 use super::*;
 
 /// Housekeeping: expired allows are removed (their senders are strangers
@@ -90,13 +91,58 @@ pub(super) fn send_digest(
         } else {
             format!("Gatekeeper digest: {count} people wrote to you")
         };
+        let mut html: String = digest.parts.iter().map(|p| p.html.as_str()).collect();
+        let mut unsubscribe = None;
+        if let (Some(links), Some(secret)) = (&config.mail_links, &config.mail_secret) {
+            let link = |action: LinkAction, subject: String, n: usize| {
+                let l = Link {
+                    owner: owner.user_id.to_string(),
+                    action,
+                    subject,
+                    expires_ms: now_ms + links.lifetime_ms,
+                    nonce: format!("{seed}:{n}:{action:?}"),
+                };
+                format!("{}/action/{}", links.public_url, links::sign(secret, &l))
+            };
+            html.push_str("<h3>Decide with one click</h3><ol>");
+            for (i, subject) in digest.list.iter().enumerate() {
+                let server = match subject {
+                    Subject::User(u) => Subject::Server(u.server_name().to_owned()).to_string(),
+                    Subject::Server(_) => subject.to_string(),
+                };
+                let actions = [
+                    (LinkAction::Allow, subject.to_string()),
+                    (LinkAction::Allow30, subject.to_string()),
+                    (LinkAction::Deny, subject.to_string()),
+                    (LinkAction::Block, subject.to_string()),
+                    (LinkAction::BlockServer, server),
+                ];
+                let anchors: Vec<String> = actions
+                    .into_iter()
+                    .map(|(a, s)| format!("<a href=\"{}\">{}</a>", texts::escape_html(&link(a, s, i)), a.label()))
+                    .collect();
+                html.push_str(&format!(
+                    "<li><code>{}</code>: {}</li>",
+                    texts::escape_html(&subject.to_string()),
+                    anchors.join(" · ")
+                ));
+            }
+            let stop = link(LinkAction::Unsubscribe, String::new(), usize::MAX);
+            html.push_str(&format!(
+                "</ol><p><small>Links work once and for {}. <a href=\"{}\">Stop these e-mails</a>.</small></p>",
+                texts::format_duration(links.lifetime_ms),
+                texts::escape_html(&stop)
+            ));
+            unsubscribe = Some(stop);
+        }
         d = d.effect(Effect::SendEmail {
             owner: owner.user_id.clone(),
             to: to.clone(),
             subject,
             text: digest.parts.iter().map(|p| p.plain.as_str()).collect::<Vec<_>>().join("\n\n"),
-            html: texts::email_document(&digest.parts.iter().map(|p| p.html.as_str()).collect::<String>()),
+            html: texts::email_document(&html),
             message_id: mail::message_id(seed, "digest", config.server_name.as_str()),
+            unsubscribe,
         });
     }
     for (i, part) in digest.parts.into_iter().enumerate() {

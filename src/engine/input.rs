@@ -84,6 +84,9 @@ pub enum Input {
     Tick,
     /// An e-mail could not be delivered, after retries.
     MailFailed { owner: OwnedUserId, to: String, reason: String },
+    /// The owner confirmed a one-click link from an e-mail (already checked
+    /// for signature, expiry and single use by the web connector).
+    LinkUsed { owner: OwnedUserId, action: super::links::LinkAction, subject: Option<super::Subject>, nonce: String },
 }
 
 impl Input {
@@ -112,7 +115,9 @@ impl Input {
             }
             Input::ProfileFetched { user, .. } => vec![user.clone()],
             Input::ContactsImported { owner, users } => std::iter::once(owner).chain(users).cloned().collect(),
-            Input::RoomInfo { owner, .. } | Input::MailFailed { owner, .. } => vec![owner.clone()],
+            Input::RoomInfo { owner, .. } | Input::MailFailed { owner, .. } | Input::LinkUsed { owner, .. } => {
+                vec![owner.clone()]
+            }
             other => other.meta().map(|m| vec![m.sender.clone()]).unwrap_or_default(),
         }
     }

@@ -9,6 +9,7 @@ pub mod digest;
 mod gate;
 mod housekeeping;
 pub mod input;
+pub mod links;
 pub mod mail;
 mod optin;
 pub mod rules;
@@ -49,6 +50,15 @@ pub struct EngineConfig {
     /// Set when e-mail is set up: the key verification codes are derived
     /// from (so the engine stays deterministic without being guessable).
     pub mail_secret: Option<crate::secret::Secret>,
+    /// Set when e-mails may carry one-click links (a public URL is known).
+    pub mail_links: Option<MailLinks>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MailLinks {
+    /// Where Gatekeeper's web pages are reachable, without a trailing slash.
+    pub public_url: String,
+    pub lifetime_ms: u64,
 }
 
 impl EngineConfig {
@@ -102,6 +112,9 @@ pub fn decide(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineCo
         Input::RoomInfo { owner, room_id, name, members } => gate::room_info(snapshot, owner, room_id, name, *members),
         Input::Tick => housekeeping::tick(snapshot, now_ms, config),
         Input::MailFailed { owner, to, reason } => housekeeping::mail_failed(snapshot, owner, to, reason, config),
+        Input::LinkUsed { owner, action, subject, nonce } => {
+            control::link_used(snapshot, owner, *action, subject.as_ref(), nonce, now_ms, config)
+        }
         Input::Member { meta, .. }
         | Input::Message { meta, .. }
         | Input::Encrypted { meta }
@@ -181,6 +194,7 @@ pub(crate) mod tests_support {
             notify_allowed: false,
             retention_ms: 30 * 86_400_000,
             mail_secret: None,
+            mail_links: None,
         }
     }
 }

@@ -1013,3 +1013,53 @@ fn a_failed_mail_is_reported_in_the_control_room() {
     );
     assert!(notice_body(&d).contains("could not e-mail me@alice.example: 550 no such user"));
 }
+
+#[test]
+fn a_confirmed_link_decides_like_the_command_and_says_so() {
+    let snapshot = with_pending_stranger();
+    let used = |action| Input::LinkUsed { owner: uid(ALICE), action, subject: Some(usr(STRANGER)), nonce: "n1".into() };
+    let d = decide(&snapshot, &used(links::LinkAction::Allow), NOW, &config());
+    assert!(d.changes.contains(&StateChange::RemoveRoom(rid(HELD))));
+    assert!(notice_body(&d).starts_with("From your e-mail: Allowed @stranger:remote.org"), "{}", notice_body(&d));
+    let d = decide(&snapshot, &used(links::LinkAction::BlockServer), NOW, &config());
+    assert!(d.changes.iter().any(|c| matches!(c, StateChange::PutContact { contact: Contact::Blocked { .. }, .. })));
+    let d = decide(
+        &snapshot,
+        &Input::LinkUsed {
+            owner: uid(ALICE),
+            action: links::LinkAction::Unsubscribe,
+            subject: None,
+            nonce: "n2".into(),
+        },
+        NOW,
+        &config(),
+    );
+    assert!(notice_body(&d).contains("no longer e-mailed"));
+    // For someone who is no longer an owner: nothing.
+    let gone = decide(&Snapshot::default(), &used(links::LinkAction::Allow), NOW, &config());
+    assert_eq!(gone, Decision::default());
+}
+
+#[test]
+fn digest_emails_carry_signed_one_click_links_and_an_unsubscribe_header() {
+    let cfg = EngineConfig {
+        mail_links: Some(MailLinks { public_url: "https://gk.example.org".into(), lifetime_ms: 7 * 86_400_000 }),
+        ..mail_config()
+    };
+    let mut overview = OwnerOverview::default();
+    overview.deferred.push(captured(&meta_n(STRANGER, HELD, 1).event_id, "hello"));
+    let mut snapshot = due_digest(overview, NOW - 5);
+    snapshot.due.as_mut().unwrap().digests[0].owner.email = Some("me@alice.example".into());
+    let d = decide(&snapshot, &Input::Tick, NOW, &cfg);
+    let Effect::SendEmail { html, unsubscribe: Some(unsubscribe), .. } = &d.effects[0] else { panic!("{d:?}") };
+    let secret = cfg.mail_secret.clone().unwrap();
+    let token = unsubscribe.strip_prefix("https://gk.example.org/action/").unwrap();
+    assert_eq!(links::verify(&secret, token, NOW).unwrap().action, links::LinkAction::Unsubscribe);
+    for label in ["Allow", "Allow 30 days", "Deny", "Block", "Block server"] {
+        assert!(html.contains(&format!(">{label}</a>")), "{label}");
+    }
+    let first = html.split("href=\"https://gk.example.org/action/").nth(1).unwrap().split('"').next().unwrap();
+    let link = links::verify(&secret, first, NOW).unwrap();
+    assert_eq!((link.owner.as_str(), link.subject.as_str(), link.action), (ALICE, STRANGER, links::LinkAction::Allow));
+    assert!(links::verify(&secret, first, NOW + 7 * 86_400_000).is_err(), "links expire");
+}

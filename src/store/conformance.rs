@@ -376,6 +376,7 @@ pub fn mail_goes_on_its_own_lane(s: &dyn Store) {
         text: "t".into(),
         html: "<p>t</p>".into(),
         message_id: "<m@x>".into(),
+        unsubscribe: None,
     };
     let mut decision = sample_decision();
     decision.effects.insert(1, mail.clone());
@@ -384,6 +385,15 @@ pub fn mail_goes_on_its_own_lane(s: &dyn Store) {
     assert_eq!(matrix.iter().map(|i| i.effect.clone()).collect::<Vec<_>>(), sample_decision().effects);
     let mails = s.outbox_batch(u64::MAX, 10, true).unwrap();
     assert_eq!(mails.iter().map(|i| i.effect.clone()).collect::<Vec<_>>(), vec![mail]);
+}
+
+pub fn a_link_is_used_once(s: &dyn Store) {
+    assert!(s.use_link("n1", 100, br#"{"kind":"tick"}"#).unwrap());
+    assert!(!s.use_link("n1", 100, br#"{"kind":"tick"}"#).unwrap());
+    assert!(s.use_link("n2", 100, br#"{"kind":"tick"}"#).unwrap());
+    let inbox = s.inbox_batch(10).unwrap();
+    assert_eq!(inbox.len(), 2);
+    assert!(inbox.iter().all(|i| i.internal));
 }
 
 #[macro_export]
@@ -419,6 +429,7 @@ macro_rules! store_conformance {
             case!(empty_decisions_are_committed_in_one_go);
             case!(due_finds_expired_allows_and_ended_pauses);
             case!(mail_goes_on_its_own_lane);
+            case!(a_link_is_used_once);
         }
     };
 }

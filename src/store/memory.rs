@@ -20,6 +20,7 @@ struct Inner {
     strangers: BTreeMap<(OwnedUserId, OwnedUserId), StrangerState>,
     deferred: BTreeMap<(OwnedUserId, OwnedEventId), Deferred>,
     quarantine: BTreeMap<u64, QuarantinedEvent>,
+    used_links: HashMap<String, u64>,
     failed: BTreeMap<u64, FailedEffect>,
     next_id: u64,
     outbox_high: u64,
@@ -298,6 +299,16 @@ impl Store for MemoryStore {
     fn push_internal(&self, raw: &[u8]) -> Result<(), StoreError> {
         self.lock().push_inbox(true, raw);
         Ok(())
+    }
+
+    fn use_link(&self, nonce: &str, expires_ms: u64, raw: &[u8]) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        if s.used_links.contains_key(nonce) {
+            return Ok(false);
+        }
+        s.used_links.insert(nonce.to_owned(), expires_ms);
+        s.push_inbox(true, raw);
+        Ok(true)
     }
 
     fn prune_deferred(&self, owner: &UserId, before_ms: u64) -> Result<usize, StoreError> {

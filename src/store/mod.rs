@@ -174,6 +174,10 @@ pub trait Store: Send + Sync + 'static {
     /// Queues an input of Gatekeeper's own (a housekeeping tick), durably.
     fn push_internal(&self, raw: &[u8]) -> Result<(), StoreError>;
 
+    /// Marks a one-click link as used and queues what it asks for, in one
+    /// durable write. `false` (and nothing queued) if it was used before.
+    fn use_link(&self, nonce: &str, expires_ms: u64, raw: &[u8]) -> Result<bool, StoreError>;
+
     /// Drops `owner`'s captured messages sent before `before_ms` (their
     /// retention period). Returns how many went.
     fn prune_deferred(&self, owner: &ruma::UserId, before_ms: u64) -> Result<usize, StoreError>;

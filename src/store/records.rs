@@ -135,17 +135,60 @@ pub struct PushRuleV1 {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EffectRecordV1 {
-    Join { as_user: OwnedUserId, room_id: OwnedRoomId },
-    Leave { as_user: OwnedUserId, room_id: OwnedRoomId, reason: Option<String> },
-    SendNotice { as_user: OwnedUserId, room_id: OwnedRoomId, txn_id: String, body: String, html: String },
-    PutPushRule { owner: OwnedUserId, rule: PushRuleV1 },
-    DeletePushRule { owner: OwnedUserId, rule_id: String },
-    EnablePushRule { owner: OwnedUserId, rule_id: String, enabled: bool },
-    SetTag { owner: OwnedUserId, room_id: OwnedRoomId, tag: String, present: bool },
-    SendEmail { owner: OwnedUserId, to: String, subject: String, text: String, html: String, message_id: String },
-    FetchProfile { user: OwnedUserId },
-    ImportContacts { owner: OwnedUserId },
-    Backfill { owner: OwnedUserId, room_id: OwnedRoomId },
+    Join {
+        as_user: OwnedUserId,
+        room_id: OwnedRoomId,
+    },
+    Leave {
+        as_user: OwnedUserId,
+        room_id: OwnedRoomId,
+        reason: Option<String>,
+    },
+    SendNotice {
+        as_user: OwnedUserId,
+        room_id: OwnedRoomId,
+        txn_id: String,
+        body: String,
+        html: String,
+    },
+    PutPushRule {
+        owner: OwnedUserId,
+        rule: PushRuleV1,
+    },
+    DeletePushRule {
+        owner: OwnedUserId,
+        rule_id: String,
+    },
+    EnablePushRule {
+        owner: OwnedUserId,
+        rule_id: String,
+        enabled: bool,
+    },
+    SetTag {
+        owner: OwnedUserId,
+        room_id: OwnedRoomId,
+        tag: String,
+        present: bool,
+    },
+    SendEmail {
+        owner: OwnedUserId,
+        to: String,
+        subject: String,
+        text: String,
+        html: String,
+        message_id: String,
+        unsubscribe: Option<String>,
+    },
+    FetchProfile {
+        user: OwnedUserId,
+    },
+    ImportContacts {
+        owner: OwnedUserId,
+    },
+    Backfill {
+        owner: OwnedUserId,
+        room_id: OwnedRoomId,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -451,8 +494,8 @@ impl From<&Effect> for EffectRecordV1 {
                 EffectRecordV1::EnablePushRule { owner, rule_id, enabled }
             }
             Effect::SetTag { owner, room_id, tag, present } => EffectRecordV1::SetTag { owner, room_id, tag, present },
-            Effect::SendEmail { owner, to, subject, text, html, message_id } => {
-                EffectRecordV1::SendEmail { owner, to, subject, text, html, message_id }
+            Effect::SendEmail { owner, to, subject, text, html, message_id, unsubscribe } => {
+                EffectRecordV1::SendEmail { owner, to, subject, text, html, message_id, unsubscribe }
             }
             Effect::FetchProfile { user } => EffectRecordV1::FetchProfile { user },
             Effect::ImportContacts { owner } => EffectRecordV1::ImportContacts { owner },
@@ -475,8 +518,8 @@ impl From<EffectRecordV1> for Effect {
                 Effect::EnablePushRule { owner, rule_id, enabled }
             }
             EffectRecordV1::SetTag { owner, room_id, tag, present } => Effect::SetTag { owner, room_id, tag, present },
-            EffectRecordV1::SendEmail { owner, to, subject, text, html, message_id } => {
-                Effect::SendEmail { owner, to, subject, text, html, message_id }
+            EffectRecordV1::SendEmail { owner, to, subject, text, html, message_id, unsubscribe } => {
+                Effect::SendEmail { owner, to, subject, text, html, message_id, unsubscribe }
             }
             EffectRecordV1::FetchProfile { user } => Effect::FetchProfile { user },
             EffectRecordV1::ImportContacts { owner } => Effect::ImportContacts { owner },

@@ -56,6 +56,7 @@ pub struct SledStore {
     stranger_by_owner_user: Tree,
     deferred_by_owner_event: Tree,
     quarantine_by_seq: Tree,
+    used_link_by_nonce: Tree,
     failed_effect_by_id: Tree,
     counters: Tree,
     /// Serialises intake so that inbox order is arrival order; sled's own
@@ -112,6 +113,7 @@ impl SledStore {
             stranger_by_owner_user: tree("stranger_by_owner_user")?,
             deferred_by_owner_event: tree("deferred_by_owner_event")?,
             quarantine_by_seq: tree("quarantine_by_seq")?,
+            used_link_by_nonce: tree("used_link_by_nonce")?,
             failed_effect_by_id: tree("failed_effect_by_id")?,
             counters: tree("counters")?,
             intake: Mutex::new(()),
@@ -500,6 +502,22 @@ impl Store for SledStore {
             }
         }
         Ok(due)
+    }
+
+    fn use_link(&self, nonce: &str, expires_ms: u64, raw: &[u8]) -> Result<bool, StoreError> {
+        let seq = self.db.generate_id().map_err(backend)?;
+        let used = (&self.used_link_by_nonce, &self.inbox_by_seq)
+            .transaction(|(links, inbox)| {
+                if links.get(nonce.as_bytes())?.is_some() {
+                    return Ok(false);
+                }
+                links.insert(nonce.as_bytes(), &expires_ms.to_be_bytes())?;
+                inbox.insert(&seq.to_be_bytes(), inbox_value(true, raw))?;
+                Ok(true)
+            })
+            .map_err(tx_err)?;
+        self.flush()?;
+        Ok(used)
     }
 
     fn push_internal(&self, raw: &[u8]) -> Result<(), StoreError> {
