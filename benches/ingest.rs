@@ -29,6 +29,7 @@ fn config() -> EngineConfig {
         notify_allowed: false,
         retention_ms: 30 * 86_400_000,
         mail_secret: None,
+        mail_links: None,
     }
 }
 
