@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod gate;
 pub mod matrix;
 pub mod push;

@@ -1,0 +1,129 @@
+//! A real headless browser (Debian's chromium, installed by the harness if
+//! missing), driven over the DevTools protocol: open a page, click, read.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{eventually, free_port, stop_by_pid};
+
+const CANDIDATES: [&str; 3] = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
+
+/// The browser binary, installed from Debian's packages on first use.
+pub fn chromium() -> PathBuf {
+    if let Some(found) = CANDIDATES.iter().map(PathBuf::from).find(|p| p.exists()) {
+        return found;
+    }
+    eprintln!("installing Debian's chromium for the browser test (first run only)");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium")
+        .status()
+        .expect("apt-get is needed to install chromium");
+    assert!(status.success(), "installing chromium failed");
+    CANDIDATES.iter().map(PathBuf::from).find(|p| p.exists()).expect("chromium after installing it")
+}
+
+pub struct Browser {
+    port: u16,
+    child: Option<Child>,
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub struct Page {
+    socket: Socket,
+    next_id: u64,
+}
+
+impl Browser {
+    pub async fn start(profile: &Path) -> Browser {
+        let port = free_port();
+        let child = Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                &format!("--remote-debugging-port={port}"),
+                "--remote-debugging-address=127.0.0.1",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let browser = Browser { port, child: Some(child) };
+        eventually("chromium's DevTools endpoint", Duration::from_secs(60), || async move {
+            reqwest::get(format!("http://127.0.0.1:{port}/json/version")).await.ok().filter(|r| r.status().is_success())
+        })
+        .await;
+        browser
+    }
+
+    pub async fn open(&self, url: &str) -> Page {
+        let http = reqwest::Client::new();
+        let target: Value = serde_json::from_slice(
+            &http
+                .put(format!("http://127.0.0.1:{}/json/new?{url}", self.port))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        let ws = target["webSocketDebuggerUrl"].as_str().expect("a debugger URL").to_owned();
+        let (socket, _) = tokio_tungstenite::connect_async(ws).await.unwrap();
+        Page { socket, next_id: 1 }
+    }
+}
+
+impl Page {
+    /// Evaluates JavaScript in the page and returns its value.
+    pub async fn eval(&mut self, expression: &str) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let call = json!({"id": id, "method": "Runtime.evaluate", "params": {"expression": expression, "returnByValue": true}});
+        self.socket.send(Message::text(call.to_string())).await.unwrap();
+        loop {
+            let msg =
+                tokio::time::timeout(Duration::from_secs(30), self.socket.next()).await.unwrap().unwrap().unwrap();
+            if let Message::Text(text) = msg {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                if v["id"] == id {
+                    return v["result"]["result"]["value"].clone();
+                }
+            }
+        }
+    }
+
+    /// The page's visible text, once the document has loaded.
+    pub async fn text(&mut self) -> String {
+        for _ in 0..100 {
+            if self.eval("document.readyState").await == "complete" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.eval("document.body ? document.body.innerText : ''").await.as_str().unwrap_or_default().to_owned()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            stop_by_pid(child, Duration::from_secs(5));
+        }
+    }
+}
