@@ -36,6 +36,7 @@ fn rule_body(rule: &PushRule) -> Value {
         rule.conditions.iter().map(|m| json!({"kind": "event_match", "key": m.key, "pattern": m.pattern})).collect();
     let actions = match rule.actions {
         RuleActions::Silent => json!([]),
+        RuleActions::Quiet => json!(["notify"]),
         RuleActions::Ring => json!(["notify", {"set_tweak": "sound", "value": "default"}]),
     };
     json!({"conditions": conditions, "actions": actions})

@@ -28,6 +28,8 @@ impl Match {
 pub enum RuleActions {
     /// No actions: matching events never notify.
     Silent,
+    /// Notify without a sound: counted, shown, not rung.
+    Quiet,
     /// Notify with the default sound, as an invite normally does.
     Ring,
 }

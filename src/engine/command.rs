@@ -25,6 +25,7 @@ pub enum Setting {
     Timezone(String),
     DigestMinute(u16),
     Retention(u64),
+    Notify(super::state::Notify),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +83,7 @@ pub const USAGE_UNBLOCK: &str = "unblock <target>...";
 pub const USAGE_ALLOWED: &str = "allowed";
 pub const USAGE_BLOCKED: &str = "blocked";
 pub const USAGE_SETTINGS: &str = "settings";
-pub const USAGE_SET: &str = "set <reply|reply-interval|email|timezone|digest-time|retention> <value>";
+pub const USAGE_SET: &str = "set <reply|reply-interval|email|timezone|digest-time|retention|notify> <value>";
 pub const USAGE_REPLY: &str = "reply | reply set <text> | reply reset";
 pub const USAGE_PAUSE: &str = "pause [duration]";
 pub const USAGE_VERIFY: &str = "verify <code>";
@@ -194,6 +195,7 @@ fn parse_set(args: &str) -> Command {
         "timezone" if is_time_zone(value) => Ok(Setting::Timezone(value.to_owned())),
         "timezone" => Err(format!("`{value}` is not an IANA time zone like Europe/Berlin or America/New_York.")),
         "digest-time" => parse_clock(value).map(Setting::DigestMinute),
+        "notify" => value.parse().map(Setting::Notify),
         "retention" => match parse_duration(value) {
             Ok(ms) if ms < 86_400_000 => Err("Keep messages at least a day (1d).".into()),
             Ok(ms) if ms > 365 * 86_400_000 => Err("Messages are kept a year at most (365d).".into()),
@@ -387,6 +389,7 @@ mod tests {
         check("set timezone Europe/Berlin", Some(Command::Set(Setting::Timezone("Europe/Berlin".into()))));
         check("set digest-time 8:05", Some(Command::Set(Setting::DigestMinute(485))));
         check("set retention 60d", Some(Command::Set(Setting::Retention(60 * 86_400_000))));
+        check("set notify sound", Some(Command::Set(Setting::Notify(super::super::state::Notify::Sound))));
         check("frobnicate now", Some(Command::Unknown { word: "frobnicate".into() }));
         check("!gk", None);
         check("", None);
@@ -428,6 +431,7 @@ mod tests {
         invalid("set digest-time 08:5", USAGE_SET);
         invalid("set reply-interval 0d", USAGE_SET);
         invalid("set retention 1h", USAGE_SET);
+        invalid("set notify loud", USAGE_SET);
         invalid("set retention 400d", USAGE_SET);
         for bad in ["a", "a@b", "@b.org", "a@b.org\r\nBcc: x@y.org", "a b@c.org", "<a@b.org>", "a@b@c.org"] {
             invalid(&format!("set email {bad}"), USAGE_SET);

@@ -326,6 +326,7 @@ fn settings(ctx: &Ctx<'_>) -> Text {
         format!("timezone: {}", o.timezone.as_deref().unwrap_or("UTC")),
         format!("digest-time: {:02}:{:02}", minute / 60, minute % 60),
         format!("retention: {}", texts::format_duration(o.retention_ms.unwrap_or(ctx.config.retention_ms))),
+        format!("notify: {}", o.notify.unwrap_or(Notify::Quiet).as_str()),
         match o.paused_until_ms {
             Some(u) if u == u64::MAX => "paused: until you send `resume`".to_owned(),
             Some(u) if u > ctx.now_ms => format!("paused: until {}", texts::format_time(u)),
@@ -394,6 +395,18 @@ fn set(ctx: &Ctx<'_>, setting: Setting) -> Decision {
             OwnerState { digest_minute: Some(m), ..o },
             format!("Your digest time is now {:02}:{:02}.", m / 60, m % 60),
         ),
+        Setting::Notify(mode) => {
+            let rule = rules::control_room(o.control_room.as_str(), &ctx.config.bot, mode);
+            let said = match mode {
+                Notify::Quiet => "Digests and my answers now notify you quietly (no sound).",
+                Notify::Sound => "Digests and my answers now notify you like any direct message.",
+                Notify::Off => "Digests and my answers no longer notify you; they wait here.",
+            };
+            return Decision::default()
+                .change(StateChange::PutOwner(OwnerState { notify: Some(mode), ..o }))
+                .effect(Effect::PutPushRule { owner: ctx.owner.user_id.clone(), rule })
+                .effect(ctx.reply(texts::plain(said)));
+        }
         Setting::Retention(ms) => (
             OwnerState { retention_ms: Some(ms), ..o },
             format!("Messages you have not decided about are kept for {}.", texts::format_duration(ms)),

@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 
 pub use action::{Effect, Match, PushRule, RuleActions};
 pub use input::{EventMeta, Input, Membership, Replacement};
+pub use state::Notify;
 pub use state::{
     AllowSource, Contact, Deferred, Due, DueDigest, HeldRoom, Media, OwnerOverview, OwnerState, PendingEmail,
     PendingEntry, RoomState, Snapshot, Standing, StateChange, StrangerState,

@@ -69,11 +69,19 @@ pub(super) fn bot_joined(snapshot: &Snapshot, meta: &EventMeta, now_ms: u64, con
                         reason: None,
                     });
             }
+            d = d.effect(Effect::PutPushRule {
+                owner: inviter.clone(),
+                rule: rules::control_room(room.as_str(), &config.bot, old.notify.unwrap_or(Notify::Quiet)),
+            });
             OwnerState { control_room: room.clone(), ..old.clone() }
         }
         None => {
             d = d
                 .effect(Effect::PutPushRule { owner: inviter.clone(), rule: rules::hold_invites(inviter) })
+                .effect(Effect::PutPushRule {
+                    owner: inviter.clone(),
+                    rule: rules::control_room(room.as_str(), &config.bot, Notify::Quiet),
+                })
                 .effect(Effect::ImportContacts { owner: inviter.clone() })
                 .effect(Effect::FetchProfile { user: inviter.clone() });
             OwnerState::new(inviter.clone(), room.clone(), now_ms)
@@ -114,7 +122,8 @@ pub(super) fn opt_out(
     let Some(state) = snapshot.owners.get(owner) else { return Decision::default() };
     let overview = snapshot.overview.clone().unwrap_or_default();
     let mut d = Decision::default()
-        .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::HOLD_INVITES.into() });
+        .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::HOLD_INVITES.into() })
+        .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::CONTROL.into() });
     for (subject, contact) in &overview.contacts {
         if matches!(contact, Contact::Allowed { .. }) {
             d = d.effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::allow_id(subject) });

@@ -52,3 +52,20 @@ pub fn held_room(room: &str) -> PushRule {
         before: None,
     }
 }
+
+pub const CONTROL: &str = "gk.control";
+
+/// How Gatekeeper's own messages in the control room notify the owner.
+pub fn control_room(room: &str, bot: &UserId, notify: super::state::Notify) -> PushRule {
+    use super::state::Notify;
+    PushRule {
+        rule_id: CONTROL.into(),
+        conditions: vec![Match::new("room_id", room), Match::new("sender", bot.as_str())],
+        actions: match notify {
+            Notify::Quiet => RuleActions::Quiet,
+            Notify::Sound => RuleActions::Ring,
+            Notify::Off => RuleActions::Silent,
+        },
+        before: None,
+    }
+}

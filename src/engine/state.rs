@@ -23,6 +23,9 @@ pub struct OwnerState {
     pub email: Option<String>,
     /// An address waiting for its verification code.
     pub email_pending: Option<PendingEmail>,
+    /// How Gatekeeper's messages in the control room (digests) notify;
+    /// `None` is the default, one quiet notification.
+    pub notify: Option<Notify>,
     /// Start of the current hour of the reply cap, and replies sent in it.
     pub reply_window_start_ms: u64,
     pub replies_in_window: u32,
@@ -52,6 +55,7 @@ impl OwnerState {
             reply_template: None,
             email: None,
             email_pending: None,
+            notify: None,
             reply_window_start_ms: 0,
             replies_in_window: 0,
             last_list: Vec::new(),
@@ -67,6 +71,40 @@ impl OwnerState {
 
     pub fn is_paused(&self, now_ms: u64) -> bool {
         self.paused_until_ms.is_some_and(|until| until > now_ms)
+    }
+}
+
+/// How the control room's messages (digests above all) reach the owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notify {
+    /// A notification without sound (the default).
+    Quiet,
+    /// A notification with sound, like any direct message.
+    Sound,
+    /// No notification; read it when you look.
+    Off,
+}
+
+impl Notify {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Notify::Quiet => "quiet",
+            Notify::Sound => "sound",
+            Notify::Off => "off",
+        }
+    }
+}
+
+impl std::str::FromStr for Notify {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "quiet" => Ok(Notify::Quiet),
+            "sound" => Ok(Notify::Sound),
+            "off" => Ok(Notify::Off),
+            _ => Err(format!("`{s}` is not one of quiet, sound, off.")),
+        }
     }
 }
 

@@ -169,7 +169,9 @@ fn bots_join_completes_the_opt_in_silences_invites_imports_contacts_and_greets()
             StateChange::PutRoom(rid(CONTROL), RoomState::Control { owner: uid(ALICE) }),
         ]
     );
-    assert_eq!(kinds(&d), ["rule", "import", "profile", "notice"]);
+    assert_eq!(kinds(&d), ["rule", "rule", "import", "profile", "notice"]);
+    let Effect::PutPushRule { rule: quiet, .. } = &d.effects[1] else { unreachable!() };
+    assert_eq!((quiet.rule_id.as_str(), quiet.actions), (rules::CONTROL, RuleActions::Quiet));
     let Effect::PutPushRule { rule, .. } = &d.effects[0] else { unreachable!() };
     assert_eq!(*rule, rules::hold_invites(&uid(ALICE)));
     assert!(notice_body(&d).contains("help"));
@@ -186,7 +188,7 @@ fn a_second_dm_with_the_bot_moves_the_control_room() {
     snapshot.owners.insert(uid(ALICE), owner());
     let input = member(BOT, "!new:example.org", BOT, Membership::Join, false);
     let d = decide(&snapshot, &input, NOW, &config());
-    assert_eq!(kinds(&d), ["notice", "leave", "notice"]);
+    assert_eq!(kinds(&d), ["notice", "leave", "rule", "notice"]);
     assert!(d.changes.contains(&StateChange::RemoveRoom(rid(CONTROL))));
     assert!(
         d.changes.contains(&StateChange::PutOwner(OwnerState { control_room: rid("!new:example.org"), ..owner() }))
@@ -248,7 +250,7 @@ fn stop_restores_every_rule_and_tag_and_says_goodbye() {
     let mut snapshot = control();
     snapshot.overview = Some(overview_with_everything());
     let d = decide(&snapshot, &text(ALICE, CONTROL, "stop"), NOW, &config());
-    assert_eq!(kinds(&d), ["unrule", "unrule", "unrule", "untag", "notice", "leave"]);
+    assert_eq!(kinds(&d), ["unrule", "unrule", "unrule", "unrule", "untag", "notice", "leave"]);
     let deleted: Vec<String> = d
         .effects
         .iter()
@@ -259,7 +261,12 @@ fn stop_restores_every_rule_and_tag_and_says_goodbye() {
         .collect();
     assert_eq!(
         deleted,
-        [rules::HOLD_INVITES.to_owned(), rules::allow_id(&usr("@friend:example.org")), rules::held_room_id(HELD)]
+        [
+            rules::HOLD_INVITES.to_owned(),
+            rules::CONTROL.to_owned(),
+            rules::allow_id(&usr("@friend:example.org")),
+            rules::held_room_id(HELD)
+        ]
     );
     assert!(notice_body(&d).contains("off"));
     for change in [
@@ -277,7 +284,7 @@ fn owner_leaving_the_control_room_opts_out_the_same_way_without_a_notice() {
     let mut snapshot = control();
     snapshot.overview = Some(overview_with_everything());
     let d = decide(&snapshot, &member(ALICE, CONTROL, ALICE, Membership::Leave, false), NOW, &config());
-    assert_eq!(kinds(&d), ["unrule", "unrule", "unrule", "untag", "leave"]);
+    assert_eq!(kinds(&d), ["unrule", "unrule", "unrule", "unrule", "untag", "leave"]);
     assert!(d.changes.contains(&StateChange::RemoveOwner(uid(ALICE))));
     // Kicking the bot is an opt-out too.
     let d = decide(&snapshot, &member(ALICE, CONTROL, BOT, Membership::Leave, false), NOW, &config());
@@ -1062,4 +1069,17 @@ fn digest_emails_carry_signed_one_click_links_and_an_unsubscribe_header() {
     let link = links::verify(&secret, first, NOW).unwrap();
     assert_eq!((link.owner.as_str(), link.subject.as_str(), link.action), (ALICE, STRANGER, links::LinkAction::Allow));
     assert!(links::verify(&secret, first, NOW + 7 * 86_400_000).is_err(), "links expire");
+}
+
+#[test]
+fn how_digests_notify_is_the_owners_setting() {
+    let d = decide(&control(), &text(ALICE, CONTROL, "set notify off"), NOW, &config());
+    assert_eq!(
+        d.effects[0],
+        Effect::PutPushRule { owner: uid(ALICE), rule: rules::control_room(CONTROL, &uid(BOT), Notify::Off) }
+    );
+    assert!(d.changes.contains(&StateChange::PutOwner(OwnerState { notify: Some(Notify::Off), ..owner() })));
+    assert!(
+        notice_body(&decide(&control(), &text(ALICE, CONTROL, "settings"), NOW, &config())).contains("notify: quiet")
+    );
 }

@@ -32,6 +32,8 @@ pub enum OwnerRecord {
         digest_last_slot_ms: Option<u64>,
         digest_last_sent_ms: Option<u64>,
         email_pending: Option<PendingEmailV1>,
+        #[serde(default)]
+        notify: Option<String>,
     },
 }
 
@@ -129,6 +131,8 @@ pub struct PushRuleV1 {
     rule_id: String,
     conditions: Vec<(String, String)>,
     ring: bool,
+    #[serde(default)]
+    quiet: bool,
     before: Option<String>,
 }
 
@@ -241,6 +245,7 @@ impl From<&OwnerState> for OwnerRecord {
             retention_ms: o.retention_ms,
             digest_last_slot_ms: o.digest_last_slot_ms,
             digest_last_sent_ms: o.digest_last_sent_ms,
+            notify: o.notify.map(|n| n.as_str().to_owned()),
             email_pending: o.email_pending.map(|p| PendingEmailV1 {
                 address: p.address,
                 code: p.code,
@@ -271,6 +276,7 @@ impl From<OwnerRecord> for OwnerState {
             digest_last_slot_ms,
             digest_last_sent_ms,
             email_pending,
+            notify,
         } = r;
         OwnerState {
             // An entry that no longer parses is dropped, not fatal.
@@ -282,6 +288,7 @@ impl From<OwnerRecord> for OwnerState {
             retention_ms,
             digest_last_slot_ms,
             digest_last_sent_ms,
+            notify: notify.and_then(|n| n.parse().ok()),
             email_pending: email_pending.map(|p| PendingEmail {
                 address: p.address,
                 code: p.code,
@@ -464,6 +471,7 @@ impl From<&PushRule> for PushRuleV1 {
             rule_id: r.rule_id.clone(),
             conditions: r.conditions.iter().map(|m| (m.key.clone(), m.pattern.clone())).collect(),
             ring: r.actions == RuleActions::Ring,
+            quiet: r.actions == RuleActions::Quiet,
             before: r.before.clone(),
         }
     }
@@ -474,7 +482,11 @@ impl From<PushRuleV1> for PushRule {
         PushRule {
             rule_id: r.rule_id,
             conditions: r.conditions.into_iter().map(|(key, pattern)| Match { key, pattern }).collect(),
-            actions: if r.ring { RuleActions::Ring } else { RuleActions::Silent },
+            actions: match (r.ring, r.quiet) {
+                (true, _) => RuleActions::Ring,
+                (false, true) => RuleActions::Quiet,
+                (false, false) => RuleActions::Silent,
+            },
             before: r.before,
         }
     }
