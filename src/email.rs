@@ -156,6 +156,36 @@ impl Performer for Mailer {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn an_unreachable_mail_server_is_retried_then_reported_not_blocking_forever() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = EmailConfig {
+            smtp_url: crate::secret::Secret::new(format!("smtp://127.0.0.1:{port}")),
+            from: "Gatekeeper <gk@example.org>".into(),
+            secret: crate::secret::Secret::new("s".repeat(40)),
+            public_url: None,
+            listen: None,
+            link_lifetime: crate::config::HumanDuration(Duration::from_secs(60)),
+        };
+        let mut mailer = Mailer::new(&config).unwrap();
+        mailer.first_retry = Duration::from_millis(5);
+        let effect = Effect::SendEmail {
+            owner: "@alice:example.org".try_into().unwrap(),
+            to: "a@example.org".into(),
+            subject: "s".into(),
+            text: "t".into(),
+            html: "<p>t</p>".into(),
+            message_id: "<m@example.org>".into(),
+            unsubscribe: None,
+        };
+        let follow_ups = mailer.perform(&effect).await.unwrap();
+        assert_eq!(follow_ups.len(), 1);
+        let report: Internal = serde_json::from_slice(&follow_ups[0].raw).unwrap();
+        let Internal::MailFailed { to, reason, .. } = report else { panic!() };
+        assert_eq!(to, "a@example.org");
+        assert!(!reason.is_empty());
+    }
+
     #[test]
     fn messages_are_multipart_auto_generated_and_headers_cannot_be_injected() {
         let from: Mailbox = "Gatekeeper <gk@example.org>".parse().unwrap();

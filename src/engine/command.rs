@@ -26,6 +26,7 @@ pub enum Setting {
     DigestMinute(u16),
     Retention(u64),
     Notify(super::state::Notify),
+    EmptyDigest(bool),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +84,8 @@ pub const USAGE_UNBLOCK: &str = "unblock <target>...";
 pub const USAGE_ALLOWED: &str = "allowed";
 pub const USAGE_BLOCKED: &str = "blocked";
 pub const USAGE_SETTINGS: &str = "settings";
-pub const USAGE_SET: &str = "set <reply|reply-interval|email|timezone|digest-time|retention|notify> <value>";
+pub const USAGE_SET: &str =
+    "set <reply|reply-interval|email|timezone|digest-time|retention|notify|empty-digest> <value>";
 pub const USAGE_REPLY: &str = "reply | reply set <text> | reply reset";
 pub const USAGE_PAUSE: &str = "pause [duration]";
 pub const USAGE_VERIFY: &str = "verify <code>";
@@ -196,6 +198,11 @@ fn parse_set(args: &str) -> Command {
         "timezone" => Err(format!("`{value}` is not an IANA time zone like Europe/Berlin or America/New_York.")),
         "digest-time" => parse_clock(value).map(Setting::DigestMinute),
         "notify" => value.parse().map(Setting::Notify),
+        "empty-digest" => match value.to_ascii_lowercase().as_str() {
+            "on" => Ok(Setting::EmptyDigest(true)),
+            "off" => Ok(Setting::EmptyDigest(false)),
+            _ => Err("Use `set empty-digest on` or `off`.".into()),
+        },
         "retention" => match parse_duration(value) {
             Ok(ms) if ms < 86_400_000 => Err("Keep messages at least a day (1d).".into()),
             Ok(ms) if ms > 365 * 86_400_000 => Err("Messages are kept a year at most (365d).".into()),
@@ -432,6 +439,7 @@ mod tests {
         invalid("set reply-interval 0d", USAGE_SET);
         invalid("set retention 1h", USAGE_SET);
         invalid("set notify loud", USAGE_SET);
+        invalid("set empty-digest maybe", USAGE_SET);
         invalid("set retention 400d", USAGE_SET);
         for bad in ["a", "a@b", "@b.org", "a@b.org\r\nBcc: x@y.org", "a b@c.org", "<a@b.org>", "a@b@c.org"] {
             invalid(&format!("set email {bad}"), USAGE_SET);

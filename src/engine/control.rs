@@ -327,6 +327,7 @@ fn settings(ctx: &Ctx<'_>) -> Text {
         format!("digest-time: {:02}:{:02}", minute / 60, minute % 60),
         format!("retention: {}", texts::format_duration(o.retention_ms.unwrap_or(ctx.config.retention_ms))),
         format!("notify: {}", o.notify.unwrap_or(Notify::Quiet).as_str()),
+        format!("empty-digest: {}", if o.digest_when_empty { "on" } else { "off" }),
         match o.paused_until_ms {
             Some(u) if u == u64::MAX => "paused: until you send `resume`".to_owned(),
             Some(u) if u > ctx.now_ms => format!("paused: until {}", texts::format_time(u)),
@@ -407,6 +408,14 @@ fn set(ctx: &Ctx<'_>, setting: Setting) -> Decision {
                 .effect(Effect::PutPushRule { owner: ctx.owner.user_id.clone(), rule })
                 .effect(ctx.reply(texts::plain(said)));
         }
+        Setting::EmptyDigest(on) => (
+            OwnerState { digest_when_empty: on, ..o },
+            if on {
+                "On days with nothing new, the digest says so in one line.".to_owned()
+            } else {
+                "On days with nothing new, there is no digest.".to_owned()
+            },
+        ),
         Setting::Retention(ms) => (
             OwnerState { retention_ms: Some(ms), ..o },
             format!("Messages you have not decided about are kept for {}.", texts::format_duration(ms)),

@@ -62,8 +62,15 @@ pub(super) fn send_digest(
     let Some(digest) = digest::render(owner, overview) else {
         let d = Decision::default();
         return match slot_ms {
-            // Nothing new: no message, but the slot is handled.
-            Some(_) => d.change(StateChange::PutOwner(updated)),
+            // Nothing new: no message (unless asked for), but the slot is handled.
+            Some(_) if !owner.digest_when_empty => d.change(StateChange::PutOwner(updated)),
+            Some(_) => d.change(StateChange::PutOwner(updated)).effect(Effect::SendNotice {
+                as_user: config.bot.clone(),
+                room_id: owner.control_room.clone(),
+                txn_id: txn_id_for(seed, "digest0"),
+                body: "Nothing new since your last digest.".into(),
+                html: "<p>Nothing new since your last digest.</p>".into(),
+            }),
             None => d.effect(Effect::SendNotice {
                 as_user: config.bot.clone(),
                 room_id: owner.control_room.clone(),

@@ -26,6 +26,8 @@ pub struct OwnerState {
     /// How Gatekeeper's messages in the control room (digests) notify;
     /// `None` is the default, one quiet notification.
     pub notify: Option<Notify>,
+    /// Send a one-line "nothing new" when a scheduled digest is empty.
+    pub digest_when_empty: bool,
     /// Start of the current hour of the reply cap, and replies sent in it.
     pub reply_window_start_ms: u64,
     pub replies_in_window: u32,
@@ -56,6 +58,7 @@ impl OwnerState {
             email: None,
             email_pending: None,
             notify: None,
+            digest_when_empty: false,
             reply_window_start_ms: 0,
             replies_in_window: 0,
             last_list: Vec::new(),

@@ -1083,3 +1083,13 @@ fn how_digests_notify_is_the_owners_setting() {
         notice_body(&decide(&control(), &text(ALICE, CONTROL, "settings"), NOW, &config())).contains("notify: quiet")
     );
 }
+
+#[test]
+fn an_empty_digest_can_say_so_in_one_line() {
+    let mut snapshot = due_digest(OwnerOverview::default(), NOW - 5);
+    snapshot.due.as_mut().unwrap().digests[0].owner.digest_when_empty = true;
+    let d = decide(&snapshot, &Input::Tick, NOW, &config());
+    assert_eq!(notice_body(&d), "Nothing new since your last digest.");
+    let set = decide(&control(), &text(ALICE, CONTROL, "set empty-digest on"), NOW, &config());
+    assert!(set.changes.contains(&StateChange::PutOwner(OwnerState { digest_when_empty: true, ..owner() })));
+}

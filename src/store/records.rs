@@ -34,6 +34,8 @@ pub enum OwnerRecord {
         email_pending: Option<PendingEmailV1>,
         #[serde(default)]
         notify: Option<String>,
+        #[serde(default)]
+        digest_when_empty: bool,
     },
 }
 
@@ -246,6 +248,7 @@ impl From<&OwnerState> for OwnerRecord {
             digest_last_slot_ms: o.digest_last_slot_ms,
             digest_last_sent_ms: o.digest_last_sent_ms,
             notify: o.notify.map(|n| n.as_str().to_owned()),
+            digest_when_empty: o.digest_when_empty,
             email_pending: o.email_pending.map(|p| PendingEmailV1 {
                 address: p.address,
                 code: p.code,
@@ -277,6 +280,7 @@ impl From<OwnerRecord> for OwnerState {
             digest_last_sent_ms,
             email_pending,
             notify,
+            digest_when_empty,
         } = r;
         OwnerState {
             // An entry that no longer parses is dropped, not fatal.
@@ -289,6 +293,7 @@ impl From<OwnerRecord> for OwnerState {
             digest_last_slot_ms,
             digest_last_sent_ms,
             notify: notify.and_then(|n| n.parse().ok()),
+            digest_when_empty,
             email_pending: email_pending.map(|p| PendingEmail {
                 address: p.address,
                 code: p.code,
