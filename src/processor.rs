@@ -226,3 +226,46 @@ mod tests {
         assert_eq!(store.quarantined(10).unwrap()[0].raw, "{oops");
     }
 }
+
+#[cfg(test)]
+mod housekeeping_tests {
+    use super::*;
+    use crate::engine::{Decision, OwnerState, StateChange};
+    use crate::store::MemoryStore;
+
+    /// The digest timer runs on tokio time: with the clock paused, nothing
+    /// happens until it is advanced past the interval, then a tick is queued
+    /// for the owner whose digest is due.
+    #[tokio::test(start_paused = true)]
+    async fn housekeeping_queues_a_tick_when_a_digest_is_due() {
+        let store = Arc::new(MemoryStore::new());
+        store.accept_transaction("setup", &[b"{}"], 1).unwrap();
+        let item = store.inbox_batch(1).unwrap().remove(0);
+        // Opted in two days ago: yesterday's 08:00 UTC slot is due.
+        let owner = OwnerState::new(
+            "@alice:example.org".try_into().unwrap(),
+            "!c:example.org".try_into().unwrap(),
+            now_ms() - 2 * 86_400_000,
+        );
+        store.commit(item.seq, &Decision { changes: vec![StateChange::PutOwner(owner)], effects: vec![] }).unwrap();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let wake = Arc::new(Notify::new());
+        let task = tokio::spawn(housekeeping(store.clone(), wake, Duration::from_secs(30), stop_rx));
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        assert!(store.inbox_batch(10).unwrap().is_empty(), "nothing before the interval");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for _ in 0..50 {
+            if !store.inbox_batch(10).unwrap().is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let inbox = store.inbox_batch(10).unwrap();
+        assert_eq!(inbox.len(), 1);
+        assert!(inbox[0].internal);
+        assert_eq!(translate(&inbox[0].raw, true).unwrap(), Some(crate::engine::Input::Tick));
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+}
