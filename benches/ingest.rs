@@ -132,6 +132,7 @@ fn invite_to_reply(rounds: usize) -> Vec<Duration> {
             RoomState::Held(HeldRoom {
                 owner: owner.clone(),
                 inviter: format!("@s{r}:remote.org").try_into().unwrap(),
+                inviter_name: None,
                 is_dm: true,
                 invited_at_ms: 1,
                 name: None,

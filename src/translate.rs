@@ -120,6 +120,7 @@ struct Unsigned {
 struct StrippedState {
     #[serde(rename = "type")]
     kind: String,
+    state_key: Option<String>,
     #[serde(default)]
     content: serde_json::Value,
 }
@@ -181,11 +182,19 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
             let c: MemberContent =
                 serde_json::from_str(content).map_err(|e| Unreadable(format!("m.room.member content: {e}")))?;
             let membership = c.membership.ok_or_else(|| Unreadable("m.room.member without membership".into()))?;
-            let room_name = env
+            let stripped = env
                 .unsigned
                 .and_then(|u| serde_json::from_str::<Unsigned>(u.get()).ok())
-                .and_then(|u| u.invite_room_state.into_iter().find(|s| s.kind == "m.room.name"))
+                .map(|u| u.invite_room_state)
+                .unwrap_or_default();
+            let room_name = stripped
+                .iter()
+                .find(|s| s.kind == "m.room.name")
                 .and_then(|s| s.content.get("name").and_then(|n| n.as_str()).map(str::to_owned));
+            let sender_name = stripped
+                .iter()
+                .find(|s| s.kind == "m.room.member" && s.state_key.as_deref() == Some(meta.sender.as_str()))
+                .and_then(|s| s.content.get("displayname").and_then(|n| n.as_str()).map(str::to_owned));
             Ok(Some(Input::Member {
                 meta,
                 target,
@@ -194,6 +203,7 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
                 displayname: text(c.displayname),
                 reason: text(c.reason),
                 room_name,
+                sender_name,
             }))
         }
         "m.room.encrypted" => Ok(Some(Input::Encrypted { meta })),
@@ -249,8 +259,9 @@ mod tests {
         let raw = br#"{"type":"m.room.member","event_id":"$e","room_id":"!r:x.org","sender":"@a:x.org",
             "state_key":"@gatekeeper:x.org","origin_server_ts":5,
             "content":{"membership":"invite","is_direct":true,"reason":"hi there","displayname":"G"},
-            "unsigned":{"age":3,"invite_room_state":[{"type":"m.room.name","state_key":"","content":{"name":"Book club"}}]}}"#;
-        let Some(Input::Member { meta, target, membership, is_direct, reason, room_name, displayname }) =
+            "unsigned":{"age":3,"invite_room_state":[{"type":"m.room.name","state_key":"","content":{"name":"Book club"}},
+            {"type":"m.room.member","state_key":"@a:x.org","content":{"membership":"join","displayname":"Ann"}}]}}"#;
+        let Some(Input::Member { meta, target, membership, is_direct, reason, room_name, displayname, sender_name }) =
             translate(raw, false).unwrap()
         else {
             panic!()
@@ -263,6 +274,7 @@ mod tests {
         assert_eq!(reason.as_deref(), Some("hi there"));
         assert_eq!(room_name.as_deref(), Some("Book club"));
         assert_eq!(displayname.as_deref(), Some("G"));
+        assert_eq!(sender_name.as_deref(), Some("Ann"));
     }
 
     #[test]

@@ -491,6 +491,7 @@ pub(super) fn pending_entries(overview: &OwnerOverview) -> (Vec<PendingEntry>, V
     for (room, held) in &overview.held {
         let e = by_sender.entry(held.inviter.clone()).or_insert_with(|| PendingEntry {
             sender: held.inviter.clone(),
+            name: held.inviter_name.clone(),
             rooms: vec![],
             messages: 0,
             first_ms: held.invited_at_ms,
@@ -506,6 +507,7 @@ pub(super) fn pending_entries(overview: &OwnerOverview) -> (Vec<PendingEntry>, V
     for m in messages {
         let e = by_sender.entry(m.sender.clone()).or_insert_with(|| PendingEntry {
             sender: m.sender.clone(),
+            name: None,
             rooms: vec![m.room_id.clone()],
             messages: 0,
             first_ms: m.ts_ms,

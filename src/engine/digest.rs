@@ -31,6 +31,7 @@ pub struct Digest {
 
 struct Section {
     sender: OwnedUserId,
+    name: Option<String>,
     messages: Vec<Deferred>,
     invites: Vec<HeldRoom>,
 }
@@ -57,7 +58,12 @@ pub fn render(owner: &OwnerState, overview: &OwnerOverview) -> Option<Digest> {
     let tz = schedule::zone(owner.timezone.as_deref());
     let mut by_sender: BTreeMap<OwnedUserId, Section> = BTreeMap::new();
     let section = |map: &mut BTreeMap<OwnedUserId, Section>, who: &OwnedUserId| {
-        map.entry(who.clone()).or_insert_with(|| Section { sender: who.clone(), messages: vec![], invites: vec![] });
+        map.entry(who.clone()).or_insert_with(|| Section {
+            sender: who.clone(),
+            name: None,
+            messages: vec![],
+            invites: vec![],
+        });
     };
     for m in overview.deferred.iter().filter(|m| !m.digested) {
         section(&mut by_sender, &m.sender);
@@ -69,6 +75,14 @@ pub fn render(owner: &OwnerState, overview: &OwnerOverview) -> Option<Digest> {
     }
     if by_sender.is_empty() {
         return None;
+    }
+    // The name a sender gave when inviting the owner, from any held room.
+    for h in overview.held.values() {
+        if let Some(s) = by_sender.get_mut(&h.inviter)
+            && s.name.is_none()
+        {
+            s.name = h.inviter_name.clone();
+        }
     }
     let mut sections: Vec<Section> = by_sender.into_values().collect();
     for s in &mut sections {
@@ -110,7 +124,8 @@ pub fn render(owner: &OwnerState, overview: &OwnerOverview) -> Option<Digest> {
 }
 
 fn render_section(n: usize, s: &Section, tz: &jiff::tz::TimeZone) -> Text {
-    let who = escape_html(s.sender.as_str());
+    let shown = super::texts::who(s.sender.as_str(), s.name.as_deref());
+    let who = escape_html(&shown);
     let count = match s.messages.len() {
         0 => String::new(),
         1 => "1 message".to_owned(),
@@ -126,7 +141,7 @@ fn render_section(n: usize, s: &Section, tz: &jiff::tz::TimeZone) -> Text {
     let summary =
         [count.as_str(), when.as_str()].iter().filter(|s| !s.is_empty()).cloned().collect::<Vec<_>>().join(", ");
     let mut plain =
-        format!("\n{n}. {}{}\n", s.sender, if summary.is_empty() { String::new() } else { format!(" — {summary}") });
+        format!("\n{n}. {shown}{}\n", if summary.is_empty() { String::new() } else { format!(" — {summary}") });
     let mut html = format!(
         "<p><b>{n}.</b> <code>{who}</code>{}</p>",
         if summary.is_empty() { String::new() } else { format!(" — {}", escape_html(&summary)) }
@@ -261,6 +276,7 @@ mod tests {
             HeldRoom {
                 owner: "@alice:example.org".try_into().unwrap(),
                 inviter: "@promo:x.org".try_into().unwrap(),
+                inviter_name: Some("Gatekeeper\u{202E}".into()),
                 is_dm: false,
                 invited_at_ms: 1_764_000_000_000 + 10 * 60_000,
                 name: Some("<Deals>".into()),
@@ -280,6 +296,8 @@ mod tests {
         );
         assert!(plain.contains("1. @bob:x.org — 2 messages"), "{plain}");
         assert!(plain.contains("invited you to <Deals> (40 members): “join!”"), "{plain}");
+        // A sender named like the bot is shown by user ID first, name quoted.
+        assert!(plain.contains("4. @promo:x.org (“Gatekeeper”)"), "{plain}");
         assert!(plain.contains("[application/pdf: cv.pdf, 41 KB — mxc://x.org/f]"), "{plain}");
         for body in ["first", "second", "alert(1)"] {
             assert_eq!(plain.matches(body).count(), 1, "{body} once in {plain}");

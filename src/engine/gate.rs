@@ -15,7 +15,7 @@ pub(super) fn invite(
     owner: &OwnerState,
     is_direct: bool,
     reason: &Option<String>,
-    room_name: &Option<String>,
+    (room_name, sender_name): &(Option<String>, Option<String>),
     now_ms: u64,
     config: &EngineConfig,
 ) -> Decision {
@@ -43,6 +43,7 @@ pub(super) fn invite(
     let held = HeldRoom {
         owner: owner.user_id.clone(),
         inviter: meta.sender.clone(),
+        inviter_name: sender_name.clone(),
         is_dm: is_direct,
         invited_at_ms: if meta.ts_ms > 0 { meta.ts_ms } else { now_ms },
         name: room_name.clone(),

@@ -59,6 +59,8 @@ pub enum Input {
         reason: Option<String>,
         /// The room's name, from the invite's stripped state.
         room_name: Option<String>,
+        /// The sender's display name, from the invite's stripped state.
+        sender_name: Option<String>,
     },
     /// An `m.room.message` event; `replaces` is set for edits.
     Message {

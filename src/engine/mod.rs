@@ -131,14 +131,15 @@ pub fn decide(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineCo
                 _ => Decision::default(),
             }
         }
-        Input::Member { meta, target, membership, is_direct, reason, room_name, .. } => {
+        Input::Member { meta, target, membership, is_direct, reason, room_name, sender_name, .. } => {
             if *target == config.bot {
                 return optin::bot_membership(snapshot, meta, membership, *is_direct, now_ms, config);
             }
             match membership {
                 Membership::Invite => {
                     if let Some(owner) = snapshot.owners.get(target) {
-                        gate::invite(snapshot, meta, owner, *is_direct, reason, room_name, now_ms, config)
+                        let names = (room_name.clone(), sender_name.clone());
+                        gate::invite(snapshot, meta, owner, *is_direct, reason, &names, now_ms, config)
                     } else if let Some(owner) = snapshot.owners.get(&meta.sender) {
                         gate::owner_invited(snapshot, owner, target, now_ms, config)
                     } else {

@@ -125,6 +125,9 @@ pub struct PendingEmail {
 pub struct HeldRoom {
     pub owner: OwnedUserId,
     pub inviter: OwnedUserId,
+    /// The inviter's display name as they set it: never trusted, always
+    /// shown next to their user ID.
+    pub inviter_name: Option<String>,
     /// A direct chat (`is_direct`), as opposed to a group room.
     pub is_dm: bool,
     pub invited_at_ms: u64,
@@ -220,6 +223,8 @@ pub struct Deferred {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingEntry {
     pub sender: OwnedUserId,
+    /// Their display name, if they invited the owner (never shown alone).
+    pub name: Option<String>,
     pub rooms: Vec<OwnedRoomId>,
     pub messages: usize,
     pub first_ms: u64,

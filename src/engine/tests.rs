@@ -48,6 +48,7 @@ fn member(sender: &str, room: &str, target: &str, membership: Membership, is_dir
         displayname: None,
         reason: None,
         room_name: None,
+        sender_name: None,
     }
 }
 
@@ -87,6 +88,7 @@ fn held_room(is_dm: bool) -> HeldRoom {
     HeldRoom {
         owner: uid(ALICE),
         inviter: uid(STRANGER),
+        inviter_name: None,
         is_dm,
         invited_at_ms: NOW - 5000,
         name: None,
@@ -364,6 +366,7 @@ fn group_invites_are_held_with_name_and_reason_for_the_digest() {
         displayname: None,
         reason: Some("join us".into()),
         room_name: Some("Crypto gains".into()),
+        sender_name: None,
     };
     let d = decide(&with_owner(Snapshot::default()), &input, NOW, &config());
     let Some(StateChange::PutRoom(_, RoomState::Held(h))) = d.changes.first() else { panic!("{d:?}") };
@@ -641,6 +644,7 @@ fn pending_lists_strangers_with_counts_and_previews() {
         rid("!group:remote.org"),
         HeldRoom {
             inviter: uid("@promo:remote.org"),
+            inviter_name: None,
             is_dm: false,
             name: Some("Deals".into()),
             members: Some(40),

@@ -23,6 +23,26 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
+/// A display name made safe to show: no control or bidirectional-override
+/// characters, whitespace collapsed, at most 40 characters. Empty when
+/// nothing is left.
+pub fn clean_name(name: &str) -> String {
+    let kept: String = name
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(*c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}'))
+        .collect();
+    one_line(&kept, 40)
+}
+
+/// Who someone is: the user ID always, their display name never alone
+/// (anyone can call themselves "Alice" or "@alice:example.org").
+pub fn who(user: &str, name: Option<&str>) -> String {
+    match name.map(clean_name).filter(|n| !n.is_empty() && n != user) {
+        Some(n) => format!("{user} (“{n}”)"),
+        None => user.to_owned(),
+    }
+}
+
 pub fn greeting() -> Text {
     Text {
         plain: "Hello! I'm your Gatekeeper, and this chat is where you talk to me.\n\n\
@@ -293,8 +313,9 @@ pub fn pending(entries: &[super::state::PendingEntry], invites: &[(String, Strin
         let (first, last) = (format_time(e.first_ms), format_time(e.last_ms));
         let when = if first == last { first } else { format!("{first} – {last}") };
         let invite = invites.iter().find(|(who, _)| who == e.sender.as_str()).map(|(_, what)| what.as_str());
-        plain.push_str(&format!("{n}. {} — {count}, {when}", e.sender));
-        html.push_str(&format!("<li><code>{}</code> — {count}, {when}", escape_html(e.sender.as_str())));
+        let shown = who(e.sender.as_str(), e.name.as_deref());
+        plain.push_str(&format!("{n}. {shown} — {count}, {when}"));
+        html.push_str(&format!("<li><code>{}</code> — {count}, {when}", escape_html(&shown)));
         if let Some(what) = invite {
             plain.push_str(&format!("\n  {what}"));
             html.push_str(&format!("<br>{}", escape_html(what)));
@@ -361,6 +382,16 @@ mod tests {
             assert!(!t.plain.to_lowercase().contains(word), "{word}");
         }
         assert!(t.plain.contains("thank"));
+    }
+
+    #[test]
+    fn display_names_are_shown_only_beside_the_user_id_and_cleaned() {
+        assert_eq!(who("@a:x.org", None), "@a:x.org");
+        assert_eq!(who("@a:x.org", Some("Ann")), "@a:x.org (“Ann”)");
+        assert_eq!(who("@a:x.org", Some("@a:x.org")), "@a:x.org");
+        assert_eq!(who("@a:x.org", Some("\u{202E}gro.x:a@\n")), "@a:x.org (“gro.x:a@”)");
+        assert_eq!(who("@a:x.org", Some("\u{200B}")), "@a:x.org");
+        assert!(who("@a:x.org", Some(&"x".repeat(100))).chars().count() < 60);
     }
 
     #[test]

@@ -197,6 +197,7 @@ pub fn gate_state_round_trips_and_the_snapshot_finds_it(s: &dyn Store) {
     let held = HeldRoom {
         owner: alice.clone(),
         inviter: stranger.clone(),
+        inviter_name: None,
         is_dm: true,
         invited_at_ms: 5,
         name: Some("Hi".into()),

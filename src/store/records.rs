@@ -67,6 +67,8 @@ pub enum RoomRecordV1 {
     Held {
         owner: OwnedUserId,
         inviter: OwnedUserId,
+        #[serde(default)]
+        inviter_name: Option<String>,
         is_dm: bool,
         invited_at_ms: u64,
         name: Option<String>,
@@ -322,6 +324,7 @@ impl From<&RoomState> for RoomRecord {
             RoomState::Held(h) => RoomRecordV1::Held {
                 owner: h.owner,
                 inviter: h.inviter,
+                inviter_name: h.inviter_name,
                 is_dm: h.is_dm,
                 invited_at_ms: h.invited_at_ms,
                 name: h.name,
@@ -344,6 +347,7 @@ impl From<RoomRecord> for RoomState {
             RoomRecord::V1(RoomRecordV1::Held {
                 owner,
                 inviter,
+                inviter_name,
                 is_dm,
                 invited_at_ms,
                 name,
@@ -354,6 +358,7 @@ impl From<RoomRecord> for RoomState {
             }) => RoomState::Held(HeldRoom {
                 owner,
                 inviter,
+                inviter_name,
                 is_dm,
                 invited_at_ms,
                 name,
