@@ -58,6 +58,13 @@ pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchRe
         if let crate::engine::Input::LinkUsed { owner, .. } = &input {
             snapshot.overview = Some(store.overview(owner)?);
         }
+        // The owner writing in a held room releases it, with its messages.
+        if let (Some(crate::engine::RoomState::Held(held)), crate::engine::Input::Message { meta, .. }) =
+            (&snapshot.room, &input)
+            && meta.sender == held.owner
+        {
+            snapshot.overview = Some(store.overview(&held.owner)?);
+        }
         if matches!(input, crate::engine::Input::Tick) {
             snapshot.due = Some(due_now(store, now_ms(), true)?);
         }

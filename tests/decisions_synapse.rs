@@ -41,7 +41,8 @@ async fn allow_releases_deny_leaves_and_only_the_owner_in_the_control_room_is_ob
     alice.invite(&control, &mallory.user_id).await;
     mallory.join(&control).await;
     mallory.send_text(&control, &format!("allow {dave_n}")).await;
-    alice.send_text(&daves, &format!("allow {dave_n}")).await;
+    let elsewhere = alice.create_group(&[]).await;
+    alice.send_text(&elsewhere, &format!("allow {dave_n}")).await;
     tokio::time::sleep(SETTLE).await;
     assert_eq!(alice.tags(&daves).await["m.lowpriority"], serde_json::json!({}), "still held");
 

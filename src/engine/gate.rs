@@ -83,6 +83,49 @@ pub(super) fn owner_invited(
         })
 }
 
+/// The owner wrote in a held room: answering is consent, like inviting.
+/// The inviter is allowed and this room released, as `allow` would.
+pub(super) fn owner_wrote(
+    snapshot: &Snapshot,
+    meta: &EventMeta,
+    held: &HeldRoom,
+    now_ms: u64,
+    config: &EngineConfig,
+) -> Decision {
+    if !config.auto_allow_owner_started || snapshot.standing(&held.owner, &held.inviter, now_ms) == Standing::Blocked {
+        return Decision::default();
+    }
+    let owner = &held.owner;
+    let subject = Subject::User(held.inviter.clone());
+    let room = &meta.room_id;
+    let mut d = Decision::default()
+        .change(StateChange::PutContact {
+            owner: owner.clone(),
+            subject: subject.clone(),
+            contact: Contact::Allowed { since_ms: now_ms, source: AllowSource::OwnerStarted, until_ms: None },
+        })
+        .change(StateChange::RemoveRoom(room.clone()))
+        .effect(Effect::PutPushRule { owner: owner.clone(), rule: rules::allow(owner, &subject) })
+        .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::held_room_id(room.as_str()) })
+        .effect(Effect::SetTag {
+            owner: owner.clone(),
+            room_id: room.clone(),
+            tag: "m.lowpriority".into(),
+            present: false,
+        });
+    for m in snapshot.overview.iter().flat_map(|o| o.deferred.iter()).filter(|m| m.room_id == *room) {
+        d = d.change(StateChange::RemoveDeferred { owner: owner.clone(), event_id: m.event_id.clone() });
+    }
+    if let Some(state) = snapshot.owners.get(owner) {
+        let text = texts::plain(&format!(
+            "You answered {} in a held chat, so they can reach you directly now (`block {}` undoes it).",
+            held.inviter, held.inviter
+        ));
+        d = d.effect(notice(&config.bot, &state.control_room, meta, "answered", text));
+    }
+    d
+}
+
 fn from_stranger(meta: &EventMeta, held: &HeldRoom, config: &EngineConfig) -> bool {
     meta.sender != held.owner && meta.sender != config.bot
 }

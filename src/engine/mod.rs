@@ -154,6 +154,9 @@ pub fn decide(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineCo
             Some(RoomState::Control { owner }) => {
                 control::command(snapshot, meta, owner, msgtype, body, now_ms, config)
             }
+            Some(RoomState::Held(held)) if meta.sender == held.owner && msgtype != "m.notice" => {
+                gate::owner_wrote(snapshot, meta, held, now_ms, config)
+            }
             Some(RoomState::Held(held)) => {
                 gate::message(snapshot, meta, held, msgtype, body, html, media, replaces, now_ms, config)
             }

@@ -515,9 +515,31 @@ fn the_reply_uses_the_owners_template_and_name() {
 }
 
 #[test]
-fn the_owners_and_the_bots_messages_in_a_held_room_are_not_captured() {
-    check(&held(true), &text(ALICE, HELD, "hello"), Decision::default());
+fn the_bots_messages_in_a_held_room_are_not_captured() {
     check(&held(true), &text(BOT, HELD, "hello"), Decision::default());
+}
+
+#[test]
+fn the_owner_answering_in_a_held_room_allows_the_inviter_and_releases_the_room() {
+    let mut snapshot = held(true);
+    let mut overview = OwnerOverview::default();
+    overview.deferred.push(captured(&meta_n(STRANGER, HELD, 1).event_id, "hi"));
+    snapshot.overview = Some(overview);
+    let d = decide(&snapshot, &text(ALICE, HELD, "Hi! Sure, let's talk."), NOW, &config());
+    assert_eq!(kinds(&d), ["rule", "unrule", "untag", "notice"]);
+    assert!(d.changes.contains(&StateChange::RemoveRoom(rid(HELD))));
+    assert!(d.changes.iter().any(|c| matches!(c, StateChange::RemoveDeferred { .. })));
+    assert!(d.changes.contains(&StateChange::PutContact {
+        owner: uid(ALICE),
+        subject: usr(STRANGER),
+        contact: Contact::Allowed { since_ms: NOW, source: AllowSource::OwnerStarted, until_ms: None },
+    }));
+    // Not when the owner turned that off, nor for a blocked inviter.
+    let mut cfg = config();
+    cfg.auto_allow_owner_started = false;
+    assert_eq!(decide(&snapshot, &text(ALICE, HELD, "hi"), NOW, &cfg), Decision::default());
+    snapshot.contacts.insert((uid(ALICE), usr(STRANGER)), Contact::Blocked { since_ms: 1 });
+    assert_eq!(decide(&snapshot, &text(ALICE, HELD, "hi"), NOW, &config()), Decision::default());
 }
 
 #[test]
