@@ -37,7 +37,9 @@ pub fn clean_name(name: &str) -> String {
 /// Who someone is: the user ID always, their display name never alone
 /// (anyone can call themselves "Alice" or "@alice:example.org").
 pub fn who(user: &str, name: Option<&str>) -> String {
-    match name.map(clean_name).filter(|n| !n.is_empty() && n != user) {
+    // A name that only repeats the user ID (or its local part) adds nothing.
+    let localpart = user.trim_start_matches('@').split(':').next().unwrap_or_default();
+    match name.map(clean_name).filter(|n| !n.is_empty() && n != user && !n.eq_ignore_ascii_case(localpart)) {
         Some(n) => format!("{user} (“{n}”)"),
         None => user.to_owned(),
     }
@@ -388,7 +390,9 @@ mod tests {
     fn display_names_are_shown_only_beside_the_user_id_and_cleaned() {
         assert_eq!(who("@a:x.org", None), "@a:x.org");
         assert_eq!(who("@a:x.org", Some("Ann")), "@a:x.org (“Ann”)");
+        assert_eq!(who("@ann:x.org", Some("Ann B.")), "@ann:x.org (“Ann B.”)");
         assert_eq!(who("@a:x.org", Some("@a:x.org")), "@a:x.org");
+        assert_eq!(who("@ann:x.org", Some("ann")), "@ann:x.org");
         assert_eq!(who("@a:x.org", Some("\u{202E}gro.x:a@\n")), "@a:x.org (“gro.x:a@”)");
         assert_eq!(who("@a:x.org", Some("\u{200B}")), "@a:x.org");
         assert!(who("@a:x.org", Some(&"x".repeat(100))).chars().count() < 60);
