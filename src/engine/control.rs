@@ -157,23 +157,15 @@ fn show(ctx: &Ctx<'_>, subject: &Subject) -> Text {
 
 fn release_or_leave(ctx: &Ctx<'_>, d: Decision, rooms: &[OwnedRoomId], leave: bool) -> Decision {
     let owner = &ctx.owner.user_id;
-    let mut d = d;
-    for room in rooms {
+    rooms.iter().fold(d, |d, room| {
         if leave {
-            d = d.effect(Effect::Leave { as_user: owner.clone(), room_id: room.clone(), reason: None });
+            d.effect(Effect::Leave { as_user: owner.clone(), room_id: room.clone(), reason: None })
+                .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::held_room_id(room.as_str()) })
+                .change(StateChange::RemoveRoom(room.clone()))
         } else {
-            d = d.effect(Effect::SetTag {
-                owner: owner.clone(),
-                room_id: room.clone(),
-                tag: "m.lowpriority".into(),
-                present: false,
-            });
+            release(d, owner, room)
         }
-        d = d
-            .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::held_room_id(room.as_str()) })
-            .change(StateChange::RemoveRoom(room.clone()));
-    }
-    d
+    })
 }
 
 fn drop_messages(d: Decision, owner: &OwnedUserId, messages: &[&Deferred]) -> Decision {

@@ -98,21 +98,14 @@ pub(super) fn owner_wrote(
     let owner = &held.owner;
     let subject = Subject::User(held.inviter.clone());
     let room = &meta.room_id;
-    let mut d = Decision::default()
+    let allowed = Decision::default()
         .change(StateChange::PutContact {
             owner: owner.clone(),
             subject: subject.clone(),
             contact: Contact::Allowed { since_ms: now_ms, source: AllowSource::OwnerStarted, until_ms: None },
         })
-        .change(StateChange::RemoveRoom(room.clone()))
-        .effect(Effect::PutPushRule { owner: owner.clone(), rule: rules::allow(owner, &subject) })
-        .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::held_room_id(room.as_str()) })
-        .effect(Effect::SetTag {
-            owner: owner.clone(),
-            room_id: room.clone(),
-            tag: "m.lowpriority".into(),
-            present: false,
-        });
+        .effect(Effect::PutPushRule { owner: owner.clone(), rule: rules::allow(owner, &subject) });
+    let mut d = release(allowed, owner, room);
     for m in snapshot.overview.iter().flat_map(|o| o.deferred.iter()).filter(|m| m.room_id == *room) {
         d = d.change(StateChange::RemoveDeferred { owner: owner.clone(), event_id: m.event_id.clone() });
     }

@@ -173,6 +173,19 @@ pub fn decide(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineCo
     }
 }
 
+/// A held room becomes a normal room again: its silence and low-priority
+/// tag go, and Gatekeeper forgets holding it.
+fn release(d: Decision, owner: &OwnedUserId, room: &OwnedRoomId) -> Decision {
+    d.effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::held_room_id(room.as_str()) })
+        .effect(Effect::SetTag {
+            owner: owner.clone(),
+            room_id: room.clone(),
+            tag: "m.lowpriority".into(),
+            present: false,
+        })
+        .change(StateChange::RemoveRoom(room.clone()))
+}
+
 fn notice(as_user: &OwnedUserId, room: &OwnedRoomId, meta: &EventMeta, purpose: &str, text: Text) -> Effect {
     Effect::SendNotice {
         as_user: as_user.clone(),

@@ -130,15 +130,7 @@ pub(super) fn opt_out(
         }
     }
     for room in overview.held.keys() {
-        d = d
-            .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::held_room_id(room.as_str()) })
-            .effect(Effect::SetTag {
-                owner: owner.clone(),
-                room_id: room.clone(),
-                tag: "m.lowpriority".into(),
-                present: false,
-            })
-            .change(StateChange::RemoveRoom(room.clone()));
+        d = release(d, owner, room);
     }
     if let Some(meta) = farewell {
         d = d.effect(notice(&config.bot, &state.control_room, meta, "stopped", texts::stopped()));

@@ -757,12 +757,12 @@ fn allow_by_number_releases_the_held_room_and_lets_invites_ring() {
     }));
     assert!(d.changes.contains(&StateChange::RemoveRoom(rid(HELD))));
     assert_eq!(d.changes.iter().filter(|c| matches!(c, StateChange::RemoveDeferred { .. })).count(), 2);
-    assert_eq!(kinds(&d), ["rule", "untag", "unrule", "notice"]);
+    assert_eq!(kinds(&d), ["rule", "unrule", "untag", "notice"]);
     assert_eq!(
         d.effects[0],
         Effect::PutPushRule { owner: uid(ALICE), rule: rules::allow(&uid(ALICE), &usr(STRANGER)) }
     );
-    assert_eq!(d.effects[2], Effect::DeletePushRule { owner: uid(ALICE), rule_id: rules::held_room_id(HELD) });
+    assert_eq!(d.effects[1], Effect::DeletePushRule { owner: uid(ALICE), rule_id: rules::held_room_id(HELD) });
     assert!(notice_body(&d).contains("Allowed @stranger:remote.org; released 1 room."), "{}", notice_body(&d));
     // The other stranger's room is untouched.
     assert!(!d.changes.contains(&StateChange::RemoveRoom(rid("!other:remote.org"))));
