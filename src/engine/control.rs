@@ -123,7 +123,8 @@ fn preview(owner: &OwnerState, config: &EngineConfig) -> Text {
 fn pending(ctx: &Ctx<'_>) -> Decision {
     let (entries, invites) = pending_entries(ctx.overview);
     let list: Vec<Subject> = entries.iter().map(|e| Subject::User(e.sender.clone())).collect();
-    let text = texts::pending(&entries, &invites);
+    let tz = super::schedule::zone(ctx.owner.timezone.as_deref());
+    let text = texts::pending(&entries, &invites, &tz);
     let mut d = Decision::default().effect(ctx.reply(text));
     if list != ctx.owner.last_list {
         d = d.change(StateChange::PutOwner(OwnerState { last_list: list, ..ctx.owner.clone() }));

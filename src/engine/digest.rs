@@ -132,7 +132,7 @@ fn render_section(n: usize, s: &Section, tz: &jiff::tz::TimeZone) -> Text {
         k => format!("{k} messages"),
     };
     let when = match (s.messages.first(), s.messages.last()) {
-        (Some(a), Some(b)) if a.ts_ms != b.ts_ms => {
+        (Some(a), Some(b)) if local_time(a.ts_ms, tz) != local_time(b.ts_ms, tz) => {
             format!("{} – {}", local_time(a.ts_ms, tz), local_time(b.ts_ms, tz))
         }
         (Some(a), _) => local_time(a.ts_ms, tz),

@@ -296,7 +296,8 @@ pub fn one_line(text: &str, max: usize) -> String {
     }
 }
 
-pub fn pending(entries: &[super::state::PendingEntry], invites: &[(String, String)]) -> Text {
+/// `tz` is the owner's time zone: times read as their clock shows them.
+pub fn pending(entries: &[super::state::PendingEntry], invites: &[(String, String)], tz: &jiff::tz::TimeZone) -> Text {
     if entries.is_empty() {
         return Text {
             plain: "Nobody is waiting: no new contacts have written to you.".into(),
@@ -312,7 +313,7 @@ pub fn pending(entries: &[super::state::PendingEntry], invites: &[(String, Strin
             1 => "1 message".to_owned(),
             n => format!("{n} messages"),
         };
-        let (first, last) = (format_time(e.first_ms), format_time(e.last_ms));
+        let (first, last) = (super::schedule::local_time(e.first_ms, tz), super::schedule::local_time(e.last_ms, tz));
         let when = if first == last { first } else { format!("{first} – {last}") };
         let invite = invites.iter().find(|(who, _)| who == e.sender.as_str()).map(|(_, what)| what.as_str());
         let shown = who(e.sender.as_str(), e.name.as_deref());
