@@ -28,7 +28,7 @@ pub async fn wait_for_homeserver(client: &mut HsClient, shutdown: &mut watch::Re
         if *shutdown.borrow() {
             return false;
         }
-        delay = (delay * 2).min(Duration::from_secs(30));
+        delay = (delay * 2).min(Duration::from_secs(10));
     }
 }
 
@@ -136,6 +136,8 @@ pub async fn run(
         if *shutdown.borrow() {
             return;
         }
-        delay = (delay * 2).min(Duration::from_secs(60));
+        // Capped low: a homeserver that is briefly busy should not leave the
+        // wiring unchecked for minutes.
+        delay = (delay * 2).min(Duration::from_secs(15));
     }
 }

@@ -343,11 +343,15 @@ impl Gatekeeper {
     }
 
     pub async fn wait_for_log(&self, needle: &str, timeout: Duration) {
-        eventually(&format!("gatekeeper log line {needle:?}"), timeout, || {
-            let found = self.log().contains(needle);
-            async move { found.then_some(()) }
-        })
-        .await;
+        let start = Instant::now();
+        while !self.log().contains(needle) {
+            if start.elapsed() > timeout {
+                let log = self.log();
+                let tail: String = log.chars().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
+                panic!("timed out after {timeout:?} waiting for gatekeeper log line {needle:?}; log tail:\n{tail}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub fn kill9(&mut self) {
