@@ -108,6 +108,20 @@ impl Page {
         }
     }
 
+    /// Polls the page's text until it contains `needle` (a new tab starts on
+    /// about:blank, already "complete", before the real page loads).
+    pub async fn wait_for_text(&mut self, needle: &str, timeout: Duration) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let text = self.text().await;
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(start.elapsed() < timeout, "page never showed {needle:?}; it shows: {text:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// The page's visible text, once the document has loaded.
     pub async fn text(&mut self) -> String {
         for _ in 0..100 {
