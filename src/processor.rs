@@ -50,20 +50,8 @@ pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchRe
         };
         let mut snapshot =
             store.snapshot(input.room_id().map(|r| &**r), &input.users(), input.related_event().map(|e| &**e))?;
-        // Commands and opt-outs look at everything the owner has; a tick
-        // looks at what has come due.
-        if let Some(crate::engine::RoomState::Control { owner }) = &snapshot.room {
-            snapshot.overview = Some(store.overview(owner)?);
-        }
-        if let crate::engine::Input::LinkUsed { owner, .. } = &input {
-            snapshot.overview = Some(store.overview(owner)?);
-        }
-        // The owner writing in a held room releases it, with its messages.
-        if let (Some(crate::engine::RoomState::Held(held)), crate::engine::Input::Message { meta, .. }) =
-            (&snapshot.room, &input)
-            && meta.sender == held.owner
-        {
-            snapshot.overview = Some(store.overview(&held.owner)?);
+        if let Some(owner) = overview_needed(&snapshot, &input) {
+            snapshot.overview = Some(store.overview(&owner)?);
         }
         if matches!(input, crate::engine::Input::Tick) {
             snapshot.due = Some(due_now(store, now_ms(), true)?);
@@ -98,6 +86,22 @@ pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchRe
     store.commit_empty(&empty)?;
     store.flush()?;
     Ok(report)
+}
+
+/// Whose whole overview a decision reads: the owner commanding in their
+/// control room (commands, opt-out), confirming an e-mailed link, or
+/// answering in a held room (which releases it with its messages). Every
+/// other input decides from the point look-ups alone.
+fn overview_needed(snapshot: &crate::engine::Snapshot, input: &crate::engine::Input) -> Option<ruma::OwnedUserId> {
+    use crate::engine::{Input, RoomState};
+    match (&snapshot.room, input) {
+        (Some(RoomState::Control { owner }), _) => Some(owner.clone()),
+        (_, Input::LinkUsed { owner, .. }) => Some(owner.clone()),
+        (Some(RoomState::Held(held)), Input::Message { meta, .. }) if meta.sender == held.owner => {
+            Some(held.owner.clone())
+        }
+        _ => None,
+    }
 }
 
 /// Runs until `shutdown` fires: wakes on `wake` (new transactions) or every

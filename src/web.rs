@@ -115,19 +115,14 @@ async fn act(State(pages): State<Arc<Pages>>, Path(token): Path<String>) -> Resp
             page(StatusCode::OK, "Done", "<p>Done. Gatekeeper confirms it in your Matrix chat.</p>")
         }
         Ok(Ok(false)) => page(StatusCode::CONFLICT, "Already done", "<p>This link was used before; it works once.</p>"),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "could not record a link");
+        failed => {
+            tracing::error!(error = ?failed, "could not record a link");
             page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Try again",
                 "<p>Something went wrong on our side; try again in a minute.</p>",
             )
         }
-        Err(_) => page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Try again",
-            "<p>Something went wrong on our side; try again in a minute.</p>",
-        ),
     }
 }
 

@@ -5,14 +5,9 @@
 mod support;
 
 use serde_json::json;
-use support::{Client, PushGateway, World, eventually};
+use support::{PushGateway, World, eventually};
 
 use support::gate::{LONG, SETTLE, ask, opt_in, wait_membership};
-
-async fn wait_joined(w: &World, client: &Client, room: &str, user: &str) {
-    let _ = w;
-    wait_membership(client, room, user, "join").await;
-}
 
 #[tokio::test]
 async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured() {
@@ -40,7 +35,7 @@ async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured() {
     // mention and an @room, with an edit and a redaction in between.
     let stranger = w.synapse.register("stranger").await;
     let held = stranger.create_dm(&alice.user_id).await;
-    wait_joined(&w, &stranger, &held, &alice.user_id).await;
+    wait_membership(&stranger, &held, &alice.user_id, "join").await;
     stranger.send_text(&held, "Hello, I have a question").await;
     stranger.send_text(&held, "Alice, are you there?").await;
     stranger
@@ -125,7 +120,7 @@ async fn group_invites_are_held_others_untouched_and_stop_restores_everything() 
 
     let promoter = w.synapse.register("promoter").await;
     let group = promoter.create_group(&[&alice.user_id]).await;
-    wait_joined(&w, &promoter, &group, &alice.user_id).await;
+    wait_membership(&promoter, &group, &alice.user_id, "join").await;
     promoter.send_text(&group, "Great deals, Alice!").await;
     // Bob never opted in: his invite rings as always.
     let bobs = promoter.create_dm(&bob.user_id).await;
