@@ -67,6 +67,29 @@ async fn allow_releases_deny_leaves_and_only_the_owner_in_the_control_room_is_ob
     let listed = ask(&w, &alice, &control, "allowed").await;
     assert!(listed.contains("@carol:localhost") && !listed.contains("@dave"), "{listed}");
     assert!(ask(&w, &alice, &control, "pending").await.contains("Nobody is waiting"));
+
+    // Answering a stranger in the held chat is consent: they ring from then on.
+    let frank = w.synapse.register("frank").await;
+    let franks = frank.create_dm(&alice.user_id).await;
+    wait_membership(&frank, &franks, &alice.user_id, "join").await;
+    frank.send_text(&franks, "Hello Alice, we met at the meetup").await;
+    eventually("frank's etiquette reply", LONG, || {
+        let (f, r, a) = (frank.clone(), franks.clone(), alice.user_id.clone());
+        async move { f.notices_from(&r, &a).await.into_iter().next() }
+    })
+    .await;
+    alice.send_text(&franks, "Hi Frank! Good to hear from you.").await;
+    eventually("the control room to say frank is allowed", LONG, || {
+        let (a, c, bot) = (alice.clone(), control.clone(), w.bot());
+        async move { a.notices_from(&c, &bot).await.into_iter().find(|n| n.starts_with("You answered @frank:localhost")) }
+    })
+    .await;
+    frank.send_text(&franks, "Great, talk soon").await;
+    eventually("frank's next message to push", LONG, || {
+        let n = push.pushes_in(&alice.user_id, &franks);
+        async move { (n >= 1).then_some(()) }
+    })
+    .await;
 }
 
 #[tokio::test]
