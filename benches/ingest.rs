@@ -30,6 +30,7 @@ fn config() -> EngineConfig {
         retention_ms: 30 * 86_400_000,
         mail_secret: None,
         mail_links: None,
+        client_mode: false,
     }
 }
 

@@ -16,8 +16,17 @@ pub const ENV_PREFIX: &str = "GATEKEEPER__";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `appservice` (many owners, on the homeserver) or `client` (one owner,
+    /// a device of their own account, any homeserver).
+    #[serde(default)]
+    pub mode: Mode,
     pub homeserver: HomeserverConfig,
-    pub appservice: AppserviceConfig,
+    /// Required in appservice mode.
+    #[serde(default)]
+    pub appservice: Option<AppserviceConfig>,
+    /// Required in client mode.
+    #[serde(default)]
+    pub client: Option<ClientConfig>,
     pub database: DatabaseConfig,
     #[serde(default)]
     pub gate: GateConfig,
@@ -138,13 +147,41 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Appservice,
+    Client,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HomeserverConfig {
     /// Client-server API base URL, e.g. `http://127.0.0.1:8008`.
     pub url: String,
     /// The homeserver's server name: the part after the colon in user IDs.
+    /// Client mode takes it from `client.user_id` when left out.
+    #[serde(default)]
     pub server_name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The owner's user ID: Gatekeeper is a device of this account.
+    pub user_id: String,
+    /// The name of Gatekeeper's device, as the owner's other clients list it.
+    #[serde(default = "default_device_name")]
+    pub device_name: String,
+    /// matrix-sdk's store: the session, the encryption keys and room state.
+    /// Relative paths are taken from the config file's directory.
+    #[serde(default = "default_client_store")]
+    pub store: PathBuf,
+    /// Whether the control room Gatekeeper creates is end-to-end encrypted
+    /// (the digest quotes strangers' messages, which may have been encrypted).
+    #[serde(default = "default_true")]
+    pub encrypt_control_room: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -211,6 +248,12 @@ impl Default for LoggingConfig {
     }
 }
 
+fn default_device_name() -> String {
+    "Gatekeeper".into()
+}
+fn default_client_store() -> PathBuf {
+    "gatekeeper-client".into()
+}
 fn default_id() -> String {
     "gatekeeper".into()
 }
@@ -300,22 +343,52 @@ impl Config {
     }
 
     fn resolve_paths(&mut self, base: &Path) {
-        if self.appservice.registration.is_relative() {
-            self.appservice.registration = base.join(&self.appservice.registration);
+        if let Some(asv) = &mut self.appservice
+            && asv.registration.is_relative()
+        {
+            asv.registration = base.join(&asv.registration);
+        }
+        if let Some(client) = &mut self.client
+            && client.store.is_relative()
+        {
+            client.store = base.join(&client.store);
         }
         if self.database.path.is_relative() {
             self.database.path = base.join(&self.database.path);
         }
     }
 
+    /// The appservice section, or why there is none.
+    pub fn appservice(&self) -> anyhow::Result<&AppserviceConfig> {
+        self.appservice.as_ref().ok_or_else(|| anyhow::anyhow!("appservice: this needs the appservice section"))
+    }
+
+    /// The client section, or why there is none.
+    pub fn client(&self) -> anyhow::Result<&ClientConfig> {
+        self.client.as_ref().ok_or_else(|| anyhow::anyhow!("client: this needs the client section (mode: client)"))
+    }
+
+    /// `homeserver.server_name`, or in client mode the owner's server.
+    pub fn server_name(&self) -> &str {
+        match (&self.client, self.homeserver.server_name.is_empty()) {
+            (Some(c), true) => c.user_id.split_once(':').map_or("", |(_, server)| server),
+            _ => &self.homeserver.server_name,
+        }
+    }
+
     pub fn bot_user_id(&self) -> String {
-        format!("@{}:{}", self.appservice.bot_localpart, self.homeserver.server_name)
+        let localpart = self.appservice.as_ref().map_or("gatekeeper", |a| a.bot_localpart.as_str());
+        format!("@{localpart}:{}", self.server_name())
     }
 
     /// The opt-in regex, anchored so that it must match the whole user ID
-    /// (stricter than Synapse's prefix match, never looser).
+    /// (stricter than Synapse's prefix match, never looser). Matches
+    /// nobody without an appservice section.
     pub fn users_regex(&self) -> Result<regex::Regex, regex::Error> {
-        regex::Regex::new(&format!("^(?:{})$", self.appservice.users))
+        match &self.appservice {
+            Some(asv) => regex::Regex::new(&format!("^(?:{})$", asv.users)),
+            None => regex::Regex::new("[^\\s\\S]"),
+        }
     }
 }
 
@@ -360,37 +433,24 @@ pub fn check(config: &Config) -> Vec<String> {
     if !(hs.url.starts_with("http://") || hs.url.starts_with("https://")) {
         problems.push(format!("homeserver.url: `{}` must start with http:// or https://", hs.url));
     }
-    if ruma::ServerName::parse(&hs.server_name).is_err() {
-        problems.push(format!("homeserver.server_name: `{}` is not a valid server name", hs.server_name));
+    match (config.mode, &config.appservice, &config.client) {
+        (Mode::Appservice, None, _) => problems.push("appservice: required in appservice mode".into()),
+        (Mode::Client, _, None) => problems.push("client: required with mode: client".into()),
+        (Mode::Appservice, Some(_), Some(_)) => {
+            problems.push("client: only read with mode: client; remove it or set mode: client".into())
+        }
+        (Mode::Client, Some(_), Some(_)) => {
+            problems.push("appservice: not read with mode: client; remove it or set mode: appservice".into())
+        }
+        _ => {}
     }
-    let asv = &config.appservice;
-    if asv.id.trim().is_empty() {
-        problems.push("appservice.id: must not be empty".into());
+    if let (Mode::Client, Some(client)) = (config.mode, &config.client) {
+        check_client(client, &hs.server_name, &mut problems);
     }
-    if !(asv.url.starts_with("http://") || asv.url.starts_with("https://")) {
-        problems.push(format!("appservice.url: `{}` must start with http:// or https://", asv.url));
-    }
-    let localpart_ok = !asv.bot_localpart.is_empty()
-        && asv
-            .bot_localpart
-            .bytes()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'));
-    if !localpart_ok {
-        problems.push(format!("appservice.bot_localpart: `{}` may only use a-z, 0-9 and ._=-/+", asv.bot_localpart));
-    } else if ruma::ServerName::parse(&hs.server_name).is_ok() && ruma::UserId::parse(config.bot_user_id()).is_err() {
-        problems.push(format!("appservice.bot_localpart: `{}` is not a valid user ID", config.bot_user_id()));
-    }
-    if asv.bot_displayname.trim().is_empty() {
-        problems.push("appservice.bot_displayname: must not be empty".into());
-    }
-    if let Err(e) = config.users_regex() {
-        problems.push(format!("appservice.users: not a valid regex: {e}"));
-    }
-    if asv.max_body_bytes < 8 * 1024 * 1024 {
-        problems.push(format!(
-            "appservice.max_body_bytes: {} is below 8 MiB; a homeserver may send 100 events of 64 KiB",
-            asv.max_body_bytes
-        ));
+    if config.mode == Mode::Appservice
+        && let Some(asv) = &config.appservice
+    {
+        check_appservice(config, asv, &mut problems);
     }
     if config.database.cache_capacity_mb == 0 {
         problems.push("database.cache_capacity_mb: must be at least 1".into());
@@ -421,6 +481,55 @@ pub fn check(config: &Config) -> Vec<String> {
     problems
 }
 
+fn check_appservice(config: &Config, asv: &AppserviceConfig, problems: &mut Vec<String>) {
+    let hs = &config.homeserver;
+    if ruma::ServerName::parse(&hs.server_name).is_err() {
+        problems.push(format!("homeserver.server_name: `{}` is not a valid server name", hs.server_name));
+    }
+    if asv.id.trim().is_empty() {
+        problems.push("appservice.id: must not be empty".into());
+    }
+    if !(asv.url.starts_with("http://") || asv.url.starts_with("https://")) {
+        problems.push(format!("appservice.url: `{}` must start with http:// or https://", asv.url));
+    }
+    let localpart_ok = !asv.bot_localpart.is_empty()
+        && asv
+            .bot_localpart
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'));
+    if !localpart_ok {
+        problems.push(format!("appservice.bot_localpart: `{}` may only use a-z, 0-9 and ._=-/+", asv.bot_localpart));
+    } else if ruma::ServerName::parse(&hs.server_name).is_ok() && ruma::UserId::parse(config.bot_user_id()).is_err() {
+        problems.push(format!("appservice.bot_localpart: `{}` is not a valid user ID", config.bot_user_id()));
+    }
+    if asv.bot_displayname.trim().is_empty() {
+        problems.push("appservice.bot_displayname: must not be empty".into());
+    }
+    if let Err(e) = config.users_regex() {
+        problems.push(format!("appservice.users: not a valid regex: {e}"));
+    }
+    if asv.max_body_bytes < 8 * 1024 * 1024 {
+        problems.push(format!(
+            "appservice.max_body_bytes: {} is below 8 MiB; a homeserver may send 100 events of 64 KiB",
+            asv.max_body_bytes
+        ));
+    }
+}
+
+fn check_client(client: &ClientConfig, server_name: &str, problems: &mut Vec<String>) {
+    match ruma::UserId::parse(&client.user_id) {
+        Err(e) => problems.push(format!("client.user_id: `{}` is not a user ID like @alice:example.org: {e}", client.user_id)),
+        Ok(user) if !server_name.is_empty() && user.server_name().as_str() != server_name => problems.push(format!(
+            "homeserver.server_name: `{server_name}` differs from client.user_id's server `{}` (leave it out in client mode)",
+            user.server_name()
+        )),
+        Ok(_) => {}
+    }
+    if client.device_name.trim().is_empty() {
+        problems.push("client.device_name: must not be empty".into());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,10 +553,10 @@ database:
     #[test]
     fn minimal_config_gets_documented_defaults() {
         let c = parse(MINIMAL, &[]).unwrap();
-        assert_eq!(c.appservice.id, "gatekeeper");
-        assert_eq!(c.appservice.bot_localpart, "gatekeeper");
-        assert_eq!(c.appservice.registration, PathBuf::from("registration.yaml"));
-        assert_eq!(c.appservice.max_body_bytes, 16 * 1024 * 1024);
+        assert_eq!(c.appservice().unwrap().id, "gatekeeper");
+        assert_eq!(c.appservice().unwrap().bot_localpart, "gatekeeper");
+        assert_eq!(c.appservice().unwrap().registration, PathBuf::from("registration.yaml"));
+        assert_eq!(c.appservice().unwrap().max_body_bytes, 16 * 1024 * 1024);
         assert_eq!(c.database.cache_capacity_mb, 64);
         assert_eq!(c.bot_user_id(), "@gatekeeper:example.org");
         assert!(check(&c).is_empty(), "{:?}", check(&c));
@@ -469,9 +578,13 @@ database:
 
     #[test]
     fn missing_required_key_is_named() {
-        let text = MINIMAL.replace("  server_name: example.org\n", "");
+        let text = MINIMAL.replace("  url: http://127.0.0.1:8008\n", "");
         let err = parse(&text, &[]).unwrap_err().to_string();
-        assert!(err.contains("homeserver") && err.contains("server_name"), "{err}");
+        assert!(err.contains("homeserver") && err.contains("url"), "{err}");
+        // Only client mode can do without a server name.
+        let text = MINIMAL.replace("  server_name: example.org\n", "");
+        let problems = check(&parse(&text, &[]).unwrap());
+        assert!(problems.iter().any(|p| p.starts_with("homeserver.server_name")), "{problems:?}");
     }
 
     #[test]
@@ -494,7 +607,7 @@ database:
         )
         .unwrap();
         assert_eq!(c.homeserver.url, "https://matrix.example.org");
-        assert_eq!(c.appservice.listen, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(c.appservice().unwrap().listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(c.database.cache_capacity_mb, 8);
         assert_eq!(c.bot_user_id(), "@doorman:example.org");
     }
@@ -579,7 +692,7 @@ database:
         std::fs::write(&path, MINIMAL).unwrap();
         let c = Config::load(&path, Vec::new()).unwrap();
         assert_eq!(c.database.path, dir.path().join("./data"));
-        assert_eq!(c.appservice.registration, dir.path().join("registration.yaml"));
+        assert_eq!(c.appservice().unwrap().registration, dir.path().join("registration.yaml"));
     }
 
     /// Every example config shipped in the repository must parse and pass

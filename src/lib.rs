@@ -2,6 +2,7 @@
 //! user. See ARCHITECTURE.md for the map of this crate.
 
 pub mod appservice;
+pub mod client;
 pub mod config;
 pub mod email;
 pub mod engine;
@@ -14,3 +15,4 @@ pub mod secret;
 pub mod store;
 pub mod translate;
 pub mod web;
+pub mod workers;

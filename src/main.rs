@@ -31,7 +31,20 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Run the appservice.
+    /// Client mode: sign in as a new device ("Gatekeeper") of the owner's
+    /// account. The password comes from GATEKEEPER_PASSWORD or a prompt; an
+    /// existing device's token from GATEKEEPER_ACCESS_TOKEN instead.
+    Login {
+        #[arg(long, short, env = "GATEKEEPER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Client mode: remove Gatekeeper's push rules from the account, then log
+    /// out (which deletes the device and its keys) and forget the session.
+    Logout {
+        #[arg(long, short, env = "GATEKEEPER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run Gatekeeper (the appservice, or with `mode: client` the device).
     Run {
         #[arg(long, short, env = "GATEKEEPER_CONFIG")]
         config: PathBuf,
@@ -52,6 +65,21 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+}
+
+/// The secret `login` signs in with: from the environment, or asked for.
+fn credentials(config: &Config) -> anyhow::Result<gatekeeper::client::Credentials> {
+    use gatekeeper::client::Credentials;
+    use gatekeeper::secret::Secret;
+    if let Ok(token) = std::env::var("GATEKEEPER_ACCESS_TOKEN") {
+        return Ok(Credentials::AccessToken(Secret::new(token)));
+    }
+    if let Ok(password) = std::env::var("GATEKEEPER_PASSWORD") {
+        return Ok(Credentials::Password(Secret::new(password)));
+    }
+    let prompt = format!("Password for {}: ", config.client()?.user_id);
+    let password = rpassword::prompt_password(prompt).context("reading the password (or set GATEKEEPER_PASSWORD)")?;
+    Ok(Credentials::Password(Secret::new(password)))
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Config> {
@@ -94,9 +122,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             let mut problems = config::check(&config);
-            match Registration::load(&config.appservice.registration) {
-                Ok(reg) => problems.extend(reg.mismatches(&config)),
-                Err(e) => problems.push(format!("{e:#} (create it with `gatekeeper generate-registration`)")),
+            if let Ok(asv) = config.appservice()
+                && config.mode == config::Mode::Appservice
+            {
+                match Registration::load(&asv.registration) {
+                    Ok(reg) => problems.extend(reg.mismatches(&config)),
+                    Err(e) => problems.push(format!("{e:#} (create it with `gatekeeper generate-registration`)")),
+                }
             }
             if problems.is_empty() {
                 println!("{}: OK", path.display());
@@ -112,10 +144,44 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load(&config)?;
             gatekeeper::logging::init(&config.logging);
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            runtime.block_on(gatekeeper::appservice::run(
-                config,
-                gatekeeper::appservice::RunOptions { hold_processing },
-            ))?;
+            match config.mode {
+                config::Mode::Appservice => runtime.block_on(gatekeeper::appservice::run(
+                    config,
+                    gatekeeper::appservice::RunOptions { hold_processing },
+                ))?,
+                config::Mode::Client => runtime.block_on(gatekeeper::client::run(config, hold_processing))?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Login { config } => {
+            let config = load(&config)?;
+            let problems = config::check(&config);
+            if !problems.is_empty() {
+                anyhow::bail!("fix the configuration first:\n  - {}", problems.join("\n  - "));
+            }
+            let credentials = credentials(&config)?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let session = runtime.block_on(gatekeeper::client::login(&config, credentials))?;
+            println!(
+                "Logged in as {} on device {} (\"{}\"). Start it with `gatekeeper run`.\n\
+                 To trust it, verify the device from another of your clients (Settings > Sessions).",
+                session.user_id,
+                session.device_id,
+                config.client()?.device_name
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Logout { config } => {
+            let config = load(&config)?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(async {
+                let session = gatekeeper::client::restore(&config).await?;
+                let device = session.device_id.clone();
+                let removed = gatekeeper::client::remove_push_rules(&config, &session).await?;
+                gatekeeper::client::logout(&config, session).await?;
+                println!("Removed {removed} push rules and logged out; device {device} is gone.");
+                anyhow::Ok(())
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { config, limit } => {

@@ -47,12 +47,13 @@ fn fresh_token() -> anyhow::Result<Secret> {
 
 impl Registration {
     pub fn generate(config: &Config) -> anyhow::Result<Self> {
+        let asv = config.appservice()?;
         Ok(Self {
-            id: config.appservice.id.clone(),
-            url: Some(config.appservice.url.clone()),
+            id: asv.id.clone(),
+            url: Some(asv.url.clone()),
             as_token: fresh_token()?,
             hs_token: fresh_token()?,
-            sender_localpart: config.appservice.bot_localpart.clone(),
+            sender_localpart: asv.bot_localpart.clone(),
             rate_limited: Some(false),
             namespaces: Namespaces {
                 users: vec![
@@ -60,7 +61,7 @@ impl Registration {
                     Namespace { exclusive: true, regex: regex::escape(&config.bot_user_id()) },
                     // Protected users keep their own accounts; an exclusive
                     // namespace would also drop them from push evaluation.
-                    Namespace { exclusive: false, regex: config.appservice.users.clone() },
+                    Namespace { exclusive: false, regex: asv.users.clone() },
                 ],
                 aliases: vec![],
                 rooms: vec![],
@@ -124,23 +125,27 @@ impl Registration {
     /// make the homeserver and Gatekeeper talk past each other.
     pub fn mismatches(&self, config: &Config) -> Vec<String> {
         let mut out = Vec::new();
-        if self.id != config.appservice.id {
-            out.push(format!("registration id `{}` differs from appservice.id `{}`", self.id, config.appservice.id));
+        let asv = match config.appservice() {
+            Ok(asv) => asv,
+            Err(e) => return vec![e.to_string()],
+        };
+        if self.id != asv.id {
+            out.push(format!("registration id `{}` differs from appservice.id `{}`", self.id, asv.id));
         }
-        if self.sender_localpart != config.appservice.bot_localpart {
+        if self.sender_localpart != asv.bot_localpart {
             out.push(format!(
                 "registration sender_localpart `{}` differs from appservice.bot_localpart `{}`",
-                self.sender_localpart, config.appservice.bot_localpart
+                self.sender_localpart, asv.bot_localpart
             ));
         }
-        if self.url.as_deref() != Some(config.appservice.url.as_str()) {
+        if self.url.as_deref() != Some(asv.url.as_str()) {
             out.push(format!(
                 "registration url `{}` differs from appservice.url `{}`",
                 self.url.as_deref().unwrap_or("(none)"),
-                config.appservice.url
+                asv.url
             ));
         }
-        if self.namespaces.users.iter().any(|n| n.exclusive && n.regex == config.appservice.users) {
+        if self.namespaces.users.iter().any(|n| n.exclusive && n.regex == asv.users) {
             out.push(
                 "the users namespace is exclusive: protected users would be cut out of push rules; set exclusive: false"
                     .into(),

@@ -36,6 +36,16 @@ pub enum Internal {
     },
     /// Housekeeping found something due.
     Tick,
+    /// Client mode: the owner's control room exists.
+    ControlRoomReady {
+        owner: OwnedUserId,
+        room_id: OwnedRoomId,
+    },
+    /// Client mode: an event first seen as undecryptable, decrypted once
+    /// its key arrived (the event as the crypto layer gives it).
+    Decrypted {
+        event: serde_json::Value,
+    },
     /// A one-click link was confirmed (signature, expiry, single use checked).
     LinkUsed {
         owner: OwnedUserId,
@@ -145,6 +155,19 @@ fn html_of(c: &MessageContent) -> Option<String> {
     }
 }
 
+/// A message decrypted late refers to itself, so that the engine fills in
+/// the capture it made when the event could not be read.
+fn late_decryption(input: Input) -> Input {
+    match input {
+        Input::Message { meta, msgtype, body, html, media, replaces: None } => {
+            let replaces =
+                Some(Replacement { original: meta.event_id.clone(), body: body.clone(), html: html.clone() });
+            Input::Message { meta, msgtype, body, html, media, replaces }
+        }
+        other => other,
+    }
+}
+
 /// `Ok(None)` for events the engine has no rule for; `Err` for events that
 /// are malformed in a way that must be looked at.
 pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable> {
@@ -156,6 +179,11 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
             Internal::Contacts { owner, users } => Input::ContactsImported { owner, users },
             Internal::RoomInfo { owner, room_id, name, members } => Input::RoomInfo { owner, room_id, name, members },
             Internal::Tick => Input::Tick,
+            Internal::ControlRoomReady { owner, room_id } => Input::ControlRoomReady { owner, room_id },
+            Internal::Decrypted { event } => {
+                let raw = serde_json::to_vec(&event).map_err(|e| Unreadable(e.to_string()))?;
+                return Ok(translate(&raw, false)?.map(late_decryption));
+            }
             Internal::MailFailed { owner, to, reason } => Input::MailFailed { owner, to, reason },
             Internal::LinkUsed { owner, action, subject, nonce } => Input::LinkUsed {
                 owner,

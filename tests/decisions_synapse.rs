@@ -17,7 +17,7 @@ async fn allow_releases_deny_leaves_and_only_the_owner_in_the_control_room_is_ob
     start(&mut w).await;
     let alice = w.synapse.register("alice").await;
     push.register(&alice).await;
-    let control = opt_in(&w, &alice).await;
+    let control = opt_in(&mut w, &alice).await;
 
     let carol = w.synapse.register("carol").await;
     let carols = carol.create_dm(&alice.user_id).await;
@@ -100,7 +100,7 @@ async fn block_declines_at_once_and_on_arrival_servers_can_be_allowed_and_allows
     start(&mut w).await;
     let alice = w.synapse.register("alice").await;
     push.register(&alice).await;
-    let control = opt_in(&w, &alice).await;
+    let control = opt_in(&mut w, &alice).await;
 
     let spammer = w.synapse.register("spammer").await;
     let mut rooms = Vec::new();

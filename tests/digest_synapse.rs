@@ -15,7 +15,7 @@ async fn the_digest_arrives_on_schedule_once_and_its_numbers_work() {
     w.gatekeeper.append_config("gate:\n  housekeeping_interval: 1s\n");
     start(&mut w).await;
     let alice = w.synapse.register("alice").await;
-    let control = opt_in(&w, &alice).await;
+    let control = opt_in(&mut w, &alice).await;
 
     let stranger = w.synapse.register("stranger").await;
     let held = stranger.create_dm(&alice.user_id).await;

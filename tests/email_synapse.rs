@@ -26,7 +26,7 @@ async fn a_verified_address_gets_the_digest_as_a_proper_email() {
     start(&mut w).await;
     let alice = w.synapse.register("alice").await;
     push.register(&alice).await;
-    let control = opt_in(&w, &alice).await;
+    let control = opt_in(&mut w, &alice).await;
 
     let answer = ask(&w, &alice, &control, "set email alice@example.org").await;
     assert!(answer.contains("I sent a code to alice@example.org"), "{answer}");

@@ -24,7 +24,7 @@ async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured() {
     let old_dm = friend.create_dm(&alice.user_id).await;
     alice.join(&old_dm).await;
 
-    let control = opt_in(&w, &alice).await;
+    let control = opt_in(&mut w, &alice).await;
     eventually("the friend to be imported as allowed", LONG, || {
         let a = alice.clone();
         async move { a.override_rule_ids().await.iter().any(|r| r.starts_with("gk.allow.")).then_some(()) }
@@ -116,7 +116,7 @@ async fn group_invites_are_held_others_untouched_and_stop_restores_everything() 
     let bob = w.synapse.register("bob").await;
     push.register(&alice).await;
     push.register(&bob).await;
-    let control = opt_in(&w, &alice).await;
+    let control = opt_in(&mut w, &alice).await;
 
     let promoter = w.synapse.register("promoter").await;
     let group = promoter.create_group(&[&alice.user_id]).await;
@@ -178,7 +178,7 @@ async fn what_a_stranger_wrote_while_gatekeeper_was_down_is_read_back_after_the_
     w.gatekeeper.wait_for_log("homeserver ping ok", LONG).await;
     let alice = w.synapse.register("alice").await;
     push.register(&alice).await;
-    let control = opt_in(&w, &alice).await;
+    let control = opt_in(&mut w, &alice).await;
 
     w.gatekeeper.stop();
     let stranger = w.synapse.register("stranger").await;

@@ -1,5 +1,7 @@
 //! The client-server API as the appservice: ruma request types, the
 //! as_token, and identity assertion (`?user_id=`) for the user acted for.
+//! Client mode reuses it with the owner's own access token, where the
+//! user acted for is always the token's owner.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -62,15 +64,40 @@ impl PathInput for SinglePath {
 }
 
 #[derive(Clone)]
+enum Auth {
+    /// The as_token, acting for any namespaced user by identity assertion.
+    Appservice(Secret),
+    /// One user's own access token: `as_user` is ignored.
+    User(Secret),
+}
+
+impl Auth {
+    fn token(&self) -> &str {
+        match self {
+            Auth::Appservice(t) | Auth::User(t) => t.expose(),
+        }
+    }
+}
+
+#[derive(Clone)]
 pub struct HsClient {
     http: reqwest::Client,
     base: String,
-    as_token: Secret,
+    auth: Auth,
     versions: SupportedVersions,
 }
 
 impl HsClient {
     pub fn new(base: &str, as_token: Secret) -> anyhow::Result<Self> {
+        Self::with_auth(base, Auth::Appservice(as_token))
+    }
+
+    /// Acts as the one user `access_token` belongs to (client mode).
+    pub fn for_user(base: &str, access_token: Secret) -> anyhow::Result<Self> {
+        Self::with_auth(base, Auth::User(access_token))
+    }
+
+    fn with_auth(base: &str, auth: Auth) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             // Joins over federation can take a while; anything slower is stuck.
@@ -79,7 +106,7 @@ impl HsClient {
             .build()?;
         // Until /versions is read, assume a server of the spec's v1.x era.
         let versions = SupportedVersions::from_parts(&["v1.11".to_owned()], &Default::default());
-        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), as_token, versions })
+        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), auth, versions })
     }
 
     pub fn base(&self) -> &str {
@@ -114,11 +141,16 @@ impl HsClient {
         for<'a> R::Authentication: ruma::api::auth_scheme::AuthScheme<Input<'a> = SendAccessToken<'a>>,
         R::PathBuilder: PathInput,
     {
-        let identity = as_user.map(AppserviceUserIdentity::new).unwrap_or_default();
+        let (token, identity) = match &self.auth {
+            Auth::Appservice(t) => {
+                (SendAccessToken::Appservice(t.expose()), as_user.map(AppserviceUserIdentity::new).unwrap_or_default())
+            }
+            Auth::User(t) => (SendAccessToken::Always(t.expose()), AppserviceUserIdentity::default()),
+        };
         let http_request: http::Request<Vec<u8>> = request
             .try_into_http_request_with_identity(
                 &self.base,
-                SendAccessToken::Appservice(self.as_token.expose()),
+                token,
                 identity,
                 <R::PathBuilder as PathInput>::input(&self.versions),
             )
@@ -141,7 +173,7 @@ impl HsClient {
         body: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value, ClientError> {
         let mut uri = format!("{}{path}", self.base);
-        if let Some(user) = as_user {
+        if let (Some(user), Auth::Appservice(_)) = (as_user, &self.auth) {
             uri.push_str(if uri.contains('?') { "&" } else { "?" });
             uri.push_str("user_id=");
             uri.push_str(&percent_encode(user.as_str()));
@@ -153,7 +185,7 @@ impl HsClient {
         let request = http::Request::builder()
             .method(method)
             .uri(uri)
-            .header(http::header::AUTHORIZATION, format!("Bearer {}", self.as_token.expose()))
+            .header(http::header::AUTHORIZATION, format!("Bearer {}", self.auth.token()))
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body)
             .map_err(|e| ClientError::Protocol(e.to_string()))?;

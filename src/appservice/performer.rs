@@ -15,7 +15,7 @@ use crate::executor::{PerformError, Performer};
 use crate::store::FollowUp;
 use crate::translate::Internal;
 
-fn classify(e: ClientError) -> PerformError {
+pub(crate) fn classify(e: ClientError) -> PerformError {
     if e.is_transient() { PerformError::Transient(e.to_string()) } else { PerformError::Permanent(e.to_string()) }
 }
 
@@ -99,6 +99,12 @@ impl HsClient {
                 FollowUp { internal: false, raw: serde_json::to_vec(&e).expect("JSON re-serializes") }
             })
             .collect();
+        follow_ups.push(self.room_info(owner, room).await?);
+        Ok(follow_ups)
+    }
+
+    /// The held room's name and size, for the owner's list.
+    pub(crate) async fn room_info(&self, owner: &UserId, room: &RoomId) -> Result<FollowUp, ClientError> {
         let members_path = format!("/_matrix/client/v3/rooms/{}/joined_members", enc(room.as_str()));
         let members = self.send_json(Method::GET, &members_path, Some(owner), None).await?;
         let count = members["joined"].as_object().map_or(0, |m| m.len()) as u32;
@@ -108,13 +114,7 @@ impl HsClient {
             Err(e) if gone(&e) => None,
             Err(e) => return Err(e),
         };
-        follow_ups.push(internal(&Internal::RoomInfo {
-            owner: owner.to_owned(),
-            room_id: room.to_owned(),
-            name,
-            members: count,
-        }));
-        Ok(follow_ups)
+        Ok(internal(&Internal::RoomInfo { owner: owner.to_owned(), room_id: room.to_owned(), name, members: count }))
     }
 }
 

@@ -139,7 +139,20 @@ pub(super) fn message(
     if !from_stranger(meta, held, config) {
         return Decision::default();
     }
-    if let Some(r) = replaces {
+    // A late decryption names its own event: the capture that said "could
+    // not be decrypted" gets the text, and nothing else happens again.
+    if let Some(r) = replaces.as_ref().filter(|r| r.original == meta.event_id) {
+        if let Some(original) = snapshot.related.as_ref().filter(|o| o.owner == held.owner && o.sender == meta.sender) {
+            return Decision::default().change(StateChange::PutDeferred(Deferred {
+                msgtype: msgtype.to_owned(),
+                body: r.body.clone(),
+                html: r.html.clone(),
+                media: media.clone(),
+                encrypted: false,
+                ..original.clone()
+            }));
+        }
+    } else if let Some(r) = replaces {
         return match &snapshot.related {
             // Only the author's own edits count.
             Some(original) if original.sender == meta.sender && original.owner == held.owner => Decision::default()

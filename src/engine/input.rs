@@ -82,6 +82,9 @@ pub enum Input {
     ContactsImported { owner: OwnedUserId, users: Vec<OwnedUserId> },
     /// Result of looking at a held room after joining it.
     RoomInfo { owner: OwnedUserId, room_id: OwnedRoomId, name: Option<String>, members: u32 },
+    /// Client mode: the connector made (or found) the owner's control room,
+    /// which enrols the owner as an invitation to the bot does elsewhere.
+    ControlRoomReady { owner: OwnedUserId, room_id: OwnedRoomId },
     /// Housekeeping: time-based changes (expired allows, ended pauses) are due.
     Tick,
     /// An e-mail could not be delivered, after retries.
@@ -104,7 +107,7 @@ impl Input {
 
     pub fn room_id(&self) -> Option<&OwnedRoomId> {
         match self {
-            Input::RoomInfo { room_id, .. } => Some(room_id),
+            Input::RoomInfo { room_id, .. } | Input::ControlRoomReady { room_id, .. } => Some(room_id),
             other => other.meta().map(|m| &m.room_id),
         }
     }
@@ -117,7 +120,10 @@ impl Input {
             }
             Input::ProfileFetched { user, .. } => vec![user.clone()],
             Input::ContactsImported { owner, users } => std::iter::once(owner).chain(users).cloned().collect(),
-            Input::RoomInfo { owner, .. } | Input::MailFailed { owner, .. } | Input::LinkUsed { owner, .. } => {
+            Input::RoomInfo { owner, .. }
+            | Input::MailFailed { owner, .. }
+            | Input::LinkUsed { owner, .. }
+            | Input::ControlRoomReady { owner, .. } => {
                 vec![owner.clone()]
             }
             other => other.meta().map(|m| vec![m.sender.clone()]).unwrap_or_default(),

@@ -53,6 +53,10 @@ pub struct EngineConfig {
     pub mail_secret: Option<crate::secret::Secret>,
     /// Set when e-mails may carry one-click links (a public URL is known).
     pub mail_links: Option<MailLinks>,
+    /// Client mode: Gatekeeper is a device of the one owner's own account.
+    /// `bot` is then the owner: Gatekeeper speaks as them, their own
+    /// events are theirs (not echoes), and nobody opts in by invitation.
+    pub client_mode: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -64,7 +68,10 @@ pub struct MailLinks {
 
 impl EngineConfig {
     pub fn may_opt_in(&self, user: &UserId) -> bool {
-        user.server_name() == self.server_name && user != self.bot && self.users.is_match(user.as_str())
+        !self.client_mode
+            && user.server_name() == self.server_name
+            && user != self.bot
+            && self.users.is_match(user.as_str())
     }
 }
 
@@ -112,6 +119,9 @@ pub fn decide(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineCo
         Input::ContactsImported { owner, users } => optin::contacts_imported(snapshot, owner, users, now_ms, config),
         Input::RoomInfo { owner, room_id, name, members } => gate::room_info(snapshot, owner, room_id, name, *members),
         Input::Tick => housekeeping::tick(snapshot, now_ms, config),
+        Input::ControlRoomReady { owner, room_id } => {
+            optin::control_room_ready(snapshot, owner, room_id, now_ms, config)
+        }
         Input::MailFailed { owner, to, reason } => housekeeping::mail_failed(snapshot, owner, to, reason, config),
         Input::LinkUsed { owner, action, subject, nonce } => {
             control::link_used(snapshot, owner, *action, subject.as_ref(), nonce, now_ms, config)
@@ -120,7 +130,7 @@ pub fn decide(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineCo
         | Input::Message { meta, .. }
         | Input::Encrypted { meta }
         | Input::Redaction { meta, .. }
-            if meta.sender == config.bot =>
+            if meta.sender == config.bot && !config.client_mode =>
         {
             // The bot's own join is how an opt-in completes; everything else
             // it sends is an echo of our own effects.
@@ -132,7 +142,7 @@ pub fn decide(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineCo
             }
         }
         Input::Member { meta, target, membership, is_direct, reason, room_name, sender_name, .. } => {
-            if *target == config.bot {
+            if *target == config.bot && !config.client_mode {
                 return optin::bot_membership(snapshot, meta, membership, *is_direct, now_ms, config);
             }
             match membership {
@@ -213,6 +223,7 @@ pub(crate) mod tests_support {
             retention_ms: 30 * 86_400_000,
             mail_secret: None,
             mail_links: None,
+            client_mode: false,
         }
     }
 }

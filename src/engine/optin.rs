@@ -1,7 +1,7 @@
 //! Opting in (inviting the bot to a DM), opting out (leaving it, `stop`),
 //! and what opt-in looks up: the owner's name and existing contacts.
 
-use ruma::OwnedUserId;
+use ruma::{OwnedRoomId, OwnedUserId};
 
 use super::*;
 
@@ -76,20 +76,67 @@ pub(super) fn bot_joined(snapshot: &Snapshot, meta: &EventMeta, now_ms: u64, con
             OwnerState { control_room: room.clone(), ..old.clone() }
         }
         None => {
-            d = d
-                .effect(Effect::PutPushRule { owner: inviter.clone(), rule: rules::hold_invites(inviter) })
-                .effect(Effect::PutPushRule {
-                    owner: inviter.clone(),
-                    rule: rules::control_room(room.as_str(), &config.bot, Notify::Quiet),
-                })
-                .effect(Effect::ImportContacts { owner: inviter.clone() })
-                .effect(Effect::FetchProfile { user: inviter.clone() });
-            OwnerState::new(inviter.clone(), room.clone(), now_ms)
+            let quiet = rules::control_room(room.as_str(), &config.bot, Notify::Quiet);
+            let (enrolled, state) = enrol(d, inviter, &room, Some(quiet), now_ms);
+            d = enrolled;
+            state
         }
     };
     d.change(StateChange::PutOwner(owner))
         .change(StateChange::PutRoom(room.clone(), RoomState::Control { owner: inviter.clone() }))
         .effect(notice(&config.bot, &room, meta, "greeting", texts::greeting()))
+}
+
+/// A new owner's invites start being held; their existing contacts and
+/// name are looked up. Returns the owner's fresh record.
+fn enrol(
+    d: Decision,
+    owner: &OwnedUserId,
+    room: &OwnedRoomId,
+    control_rule: Option<PushRule>,
+    now_ms: u64,
+) -> (Decision, OwnerState) {
+    let mut d = d.effect(Effect::PutPushRule { owner: owner.clone(), rule: rules::hold_invites(owner) });
+    if let Some(rule) = control_rule {
+        d = d.effect(Effect::PutPushRule { owner: owner.clone(), rule });
+    }
+    let d =
+        d.effect(Effect::ImportContacts { owner: owner.clone() }).effect(Effect::FetchProfile { user: owner.clone() });
+    (d, OwnerState::new(owner.clone(), room.clone(), now_ms))
+}
+
+/// Client mode's opt-in: the connector made (or found) the owner's
+/// control room. Gatekeeper's messages there come from the owner's own
+/// account, which never pushes to its owner, so no control-room rule.
+pub(super) fn control_room_ready(
+    snapshot: &Snapshot,
+    owner: &OwnedUserId,
+    room: &OwnedRoomId,
+    now_ms: u64,
+    config: &EngineConfig,
+) -> Decision {
+    if !config.client_mode || *owner != config.bot {
+        return Decision::default();
+    }
+    let (d, state) = match snapshot.owners.get(owner) {
+        Some(old) if old.control_room == *room => return Decision::default(),
+        // The old control room was lost (left, or forgotten): this one replaces it.
+        Some(old) => (
+            Decision::default().change(StateChange::RemoveRoom(old.control_room.clone())),
+            OwnerState { control_room: room.clone(), ..old.clone() },
+        ),
+        None => enrol(Decision::default(), owner, room, None, now_ms),
+    };
+    let greeting = texts::greeting();
+    d.change(StateChange::PutOwner(state))
+        .change(StateChange::PutRoom(room.clone(), RoomState::Control { owner: owner.clone() }))
+        .effect(Effect::SendNotice {
+            as_user: owner.clone(),
+            room_id: room.clone(),
+            txn_id: txn_id_for(room.as_str(), "greeting"),
+            body: greeting.plain,
+            html: greeting.html,
+        })
 }
 
 pub(super) fn member_left(

@@ -9,6 +9,8 @@ use super::action::{Match, PushRule, RuleActions};
 use super::subject::Subject;
 
 /// Silences every invite to the owner; allowed senders have rules above it.
+/// Every rule Gatekeeper sets starts with this; no other rule may.
+pub const PREFIX: &str = "gk.";
 pub const HOLD_INVITES: &str = "gk.hold.invites";
 
 fn short_hash(s: &str) -> String {

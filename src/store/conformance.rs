@@ -397,6 +397,37 @@ pub fn a_link_is_used_once(s: &dyn Store) {
     assert!(inbox.iter().all(|i| i.internal));
 }
 
+pub fn sync_position_moves_only_from_where_it_is(s: &dyn Store) {
+    assert_eq!(s.sync_position().unwrap(), None);
+    assert!(s.accept_sync(None, "s1", &[E1]).unwrap());
+    // A second writer from the same start (or a stale one) stores nothing.
+    assert!(!s.accept_sync(None, "s1b", &[E2]).unwrap());
+    assert!(!s.accept_sync(Some("s0"), "s2", &[E2]).unwrap());
+    assert_eq!(s.sync_position().unwrap().as_deref(), Some("s1"));
+    assert!(s.accept_sync(Some("s1"), "s2", &[E2]).unwrap());
+    let inbox = s.inbox_batch(10).unwrap();
+    assert_eq!(inbox.iter().map(|i| i.raw.as_slice()).collect::<Vec<_>>(), vec![E1, E2]);
+    assert!(inbox.iter().all(|i| !i.internal));
+    assert_eq!(s.sync_position().unwrap().as_deref(), Some("s2"));
+    assert_eq!(s.stats().unwrap().events_received, 2);
+}
+
+pub fn connector_values_round_trip(s: &dyn Store) {
+    assert_eq!(s.connector_value("control_room").unwrap(), None);
+    s.set_connector_value("control_room", Some(b"!c:x")).unwrap();
+    s.set_connector_value("utd/!r/$1", Some(b"1")).unwrap();
+    s.set_connector_value("utd/!r/$2", Some(b"2")).unwrap();
+    s.set_connector_value("utdx", Some(b"other")).unwrap();
+    assert_eq!(s.connector_value("control_room").unwrap().as_deref(), Some(&b"!c:x"[..]));
+    let keys: Vec<String> = s.connector_values("utd/").unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, vec!["utd/!r/$1", "utd/!r/$2"]);
+    s.set_connector_value("utd/!r/$1", None).unwrap();
+    assert_eq!(s.connector_values("utd/").unwrap(), vec![("utd/!r/$2".to_owned(), b"2".to_vec())]);
+    // Connector values never touch the sync position.
+    s.set_connector_value("sync_position", Some(b"evil")).unwrap();
+    assert_eq!(s.sync_position().unwrap(), None);
+}
+
 #[macro_export]
 macro_rules! store_conformance {
     ($factory:path) => {
@@ -431,6 +462,8 @@ macro_rules! store_conformance {
             case!(due_finds_expired_allows_and_ended_pauses);
             case!(mail_goes_on_its_own_lane);
             case!(a_link_is_used_once);
+            case!(sync_position_moves_only_from_where_it_is);
+            case!(connector_values_round_trip);
         }
     };
 }

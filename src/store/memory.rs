@@ -24,6 +24,8 @@ struct Inner {
     failed: BTreeMap<u64, FailedEffect>,
     next_id: u64,
     outbox_high: u64,
+    sync_position: Option<String>,
+    connector: BTreeMap<String, Vec<u8>>,
     stats: Stats,
 }
 
@@ -96,6 +98,49 @@ impl Store for MemoryStore {
         s.stats.transactions += 1;
         s.stats.events_received += events.len() as u64;
         Ok(if reused { Accepted::ReusedId { events: events.len() } } else { Accepted::New { events: events.len() } })
+    }
+
+    fn accept_sync(&self, since: Option<&str>, next_batch: &str, events: &[&[u8]]) -> Result<bool, StoreError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Backend("No space left on device (simulated)".into()));
+        }
+        let mut s = self.lock();
+        if s.sync_position.as_deref() != since {
+            return Ok(false);
+        }
+        s.sync_position = Some(next_batch.to_owned());
+        for raw in events {
+            s.push_inbox(false, raw);
+        }
+        s.stats.events_received += events.len() as u64;
+        Ok(true)
+    }
+
+    fn sync_position(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().sync_position.clone())
+    }
+
+    fn connector_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().connector.get(key).cloned())
+    }
+
+    fn set_connector_value(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        match value {
+            Some(v) => s.connector.insert(key.to_owned(), v.to_vec()),
+            None => s.connector.remove(key),
+        };
+        Ok(())
+    }
+
+    fn connector_values(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(self
+            .lock()
+            .connector
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 
     fn inbox_batch(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {

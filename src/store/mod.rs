@@ -108,6 +108,27 @@ pub trait Store: Send + Sync + 'static {
     /// events survive a crash.
     fn accept_transaction(&self, txn_id: &str, events: &[&[u8]], now_ms: u64) -> Result<Accepted, StoreError>;
 
+    /// Client mode: stores one sync response's events in the inbox and the
+    /// sync position they lead to, in one durable write, so that a crash
+    /// keeps both or neither. Stores nothing and returns `false` unless
+    /// `since` is the position stored now (`None` before the first).
+    fn accept_sync(&self, since: Option<&str>, next_batch: &str, events: &[&[u8]]) -> Result<bool, StoreError>;
+
+    /// The position the last [`accept_sync`] stored.
+    ///
+    /// [`accept_sync`]: Store::accept_sync
+    fn sync_position(&self) -> Result<Option<String>, StoreError>;
+
+    /// Small values a connector keeps for itself (client mode: its control
+    /// room, events waiting for their keys).
+    fn connector_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Sets (or with `None` removes) a connector value, durably.
+    fn set_connector_value(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError>;
+
+    /// The connector values whose keys start with `prefix`, in key order.
+    fn connector_values(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
     /// The oldest inbox events, in arrival order.
     fn inbox_batch(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError>;
 

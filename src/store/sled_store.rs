@@ -44,6 +44,8 @@ const C_QUARANTINED: &str = "events_quarantined";
 const C_EFFECTS_DONE: &str = "effects_done";
 const C_EFFECTS_FAILED: &str = "effects_failed";
 const K_OUTBOX_HIGH: &str = "outbox_high_water";
+/// Kept apart from connector values: no connector key can overwrite it.
+const K_SYNC_POSITION: &str = "sync_position";
 
 pub struct SledStore {
     db: sled::Db,
@@ -59,6 +61,7 @@ pub struct SledStore {
     used_link_by_nonce: Tree,
     failed_effect_by_id: Tree,
     counters: Tree,
+    connector: Tree,
     /// Serialises intake so that inbox order is arrival order; sled's own
     /// locking would allow two transactions' events to interleave.
     intake: Mutex<()>,
@@ -116,6 +119,7 @@ impl SledStore {
             used_link_by_nonce: tree("used_link_by_nonce")?,
             failed_effect_by_id: tree("failed_effect_by_id")?,
             counters: tree("counters")?,
+            connector: tree("connector")?,
             intake: Mutex::new(()),
             db,
         })
@@ -192,6 +196,51 @@ impl Store for SledStore {
             .map_err(tx_err)?;
         self.flush()?;
         Ok(if reused { Accepted::ReusedId { events: events.len() } } else { Accepted::New { events: events.len() } })
+    }
+
+    fn accept_sync(&self, since: Option<&str>, next_batch: &str, events: &[&[u8]]) -> Result<bool, StoreError> {
+        let _guard = self.intake.lock().unwrap_or_else(|p| p.into_inner());
+        let seqs: Vec<u64> = events.iter().map(|_| self.db.generate_id().map_err(backend)).collect::<Result<_, _>>()?;
+        let stored = (&self.counters, &self.inbox_by_seq)
+            .transaction(|(counters, inbox)| {
+                let now = counters.get(K_SYNC_POSITION)?;
+                if now.as_deref() != since.map(str::as_bytes) {
+                    return Ok(false);
+                }
+                counters.insert(K_SYNC_POSITION, next_batch.as_bytes())?;
+                for (seq, raw) in seqs.iter().zip(events) {
+                    inbox.insert(&seq.to_be_bytes(), inbox_value(false, raw))?;
+                }
+                bump(counters, C_RECEIVED, events.len() as u64)?;
+                Ok(true)
+            })
+            .map_err(tx_err)?;
+        self.flush()?;
+        Ok(stored)
+    }
+
+    fn sync_position(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.counters.get(K_SYNC_POSITION).map_err(backend)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn connector_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.connector.get(key).map_err(backend)?.map(|v| v.to_vec()))
+    }
+
+    fn set_connector_value(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        match value {
+            Some(v) => self.connector.insert(key, v).map(drop),
+            None => self.connector.remove(key).map(drop),
+        }
+        .map_err(backend)?;
+        self.flush()
+    }
+
+    fn connector_values(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.connector
+            .scan_prefix(prefix)
+            .map(|r| r.map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v.to_vec())).map_err(backend))
+            .collect()
     }
 
     fn inbox_batch(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {

@@ -2,19 +2,38 @@
 
 use std::time::Duration;
 
-use super::{Client, World, eventually};
+use super::{Client, Mode, World, eventually};
 
 pub const LONG: Duration = Duration::from_secs(60);
 /// Synapse pushes within a fraction of a second; waiting this long for a
 /// push that must not come is a generous bound.
 pub const SETTLE: Duration = Duration::from_secs(3);
 
-/// Opts `owner` in and waits until the invite-silencing rule is in place.
-pub async fn opt_in(w: &World, owner: &Client) -> String {
-    let control = owner.create_dm(&w.bot()).await;
+/// Opts `owner` in and waits until the invite-silencing rule is in place:
+/// by inviting the bot, or in client mode by logging Gatekeeper in as a
+/// device of the owner's account and starting it.
+pub async fn opt_in(w: &mut World, owner: &Client) -> String {
+    let control = match w.gatekeeper.mode {
+        Mode::Appservice => owner.create_dm(&w.bot()).await,
+        Mode::Client => {
+            if std::env::var_os("GK_TEST_TIMING").is_some() {
+                eprintln!("login at {}", super::wall());
+            }
+            w.gatekeeper.login();
+            if std::env::var_os("GK_TEST_TIMING").is_some() {
+                eprintln!("logged in at {}", super::wall());
+            }
+            start(w).await;
+            eventually("the control room", LONG, || {
+                let o = owner.clone();
+                async move { o.room_named("Gatekeeper").await }
+            })
+            .await
+        }
+    };
     eventually("the greeting", LONG, || {
-        let (o, c, bot) = (owner.clone(), control.clone(), w.bot());
-        async move { o.notices_from(&c, &bot).await.into_iter().next() }
+        let (o, c, voice) = (owner.clone(), control.clone(), w.voice(&owner.user_id));
+        async move { o.notices_from(&c, &voice).await.into_iter().next() }
     })
     .await;
     eventually("the invite-silencing push rule", LONG, || {
@@ -27,11 +46,12 @@ pub async fn opt_in(w: &World, owner: &Client) -> String {
 
 /// Sends a command in the control room and returns Gatekeeper's answer.
 pub async fn ask(w: &World, owner: &Client, control: &str, command: &str) -> String {
-    let before = owner.notices_from(control, &w.bot()).await.len();
+    let voice = w.voice(&owner.user_id);
+    let before = owner.notices_from(control, &voice).await.len();
     owner.send_text(control, command).await;
     eventually(&format!("the answer to {command:?}"), LONG, || {
-        let (o, c, bot) = (owner.clone(), control.to_owned(), w.bot());
-        async move { o.notices_from(&c, &bot).await.get(before).cloned() }
+        let (o, c, v) = (owner.clone(), control.to_owned(), voice.clone());
+        async move { o.notices_from(&c, &v).await.get(before).cloned() }
     })
     .await
 }
@@ -46,8 +66,13 @@ pub async fn wait_membership(client: &Client, room: &str, user: &str, membership
     .await;
 }
 
-/// Starts Gatekeeper and waits for its start-up ping to succeed.
+/// Starts Gatekeeper and waits until it is ready: the start-up ping, or in
+/// client mode the first sync. A client-mode Gatekeeper not yet logged in
+/// starts at opt-in instead.
 pub async fn start(w: &mut World) {
+    if w.gatekeeper.mode == Mode::Client && !w.gatekeeper.logged_in() {
+        return;
+    }
     w.gatekeeper.start(&[]);
-    w.gatekeeper.wait_for_log("homeserver ping ok", LONG).await;
+    w.gatekeeper.wait_for_log(w.gatekeeper.ready_line(), LONG).await;
 }

@@ -104,6 +104,30 @@ impl Client {
     }
 
     /// The IDs of this user's own override push rules.
+    /// A joined room with this name, if any.
+    pub async fn room_named(&self, name: &str) -> Option<String> {
+        let (_, joined) = self.call(reqwest::Method::GET, "/_matrix/client/v3/joined_rooms", None).await;
+        for room in joined["joined_rooms"].as_array()?.iter().filter_map(Value::as_str) {
+            let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(room));
+            let (status, content) = self.call(reqwest::Method::GET, &path, None).await;
+            if status == 200 && content["name"] == name {
+                return Some(room.to_owned());
+            }
+        }
+        None
+    }
+
+    /// The IDs of this account's devices.
+    pub async fn devices(&self) -> Vec<String> {
+        let (_, v) = self.call(reqwest::Method::GET, "/_matrix/client/v3/devices", None).await;
+        v["devices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["device_id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     pub async fn override_rule_ids(&self) -> Vec<String> {
         let v = self.ok(reqwest::Method::GET, "/_matrix/client/v3/pushrules/", None).await;
         v["global"]["override"]

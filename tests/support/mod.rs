@@ -30,6 +30,12 @@ pub fn free_port() -> u16 {
 }
 
 /// Polls `f` until it returns `Some`, or panics after `timeout` naming `what`.
+/// Wall-clock time of day, to line test steps up with process logs.
+pub fn wall() -> String {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 86_400_000;
+    format!("{:02}:{:02}:{:02}.{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000)
+}
+
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
 where
     F: FnMut() -> Fut,
@@ -38,6 +44,9 @@ where
     let start = Instant::now();
     loop {
         if let Some(v) = f().await {
+            if std::env::var_os("GK_TEST_TIMING").is_some() {
+                eprintln!("[{:>6.1?}] {what} (at {})", start.elapsed(), wall());
+            }
             return v;
         }
         assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for: {what}");
@@ -243,13 +252,29 @@ pub fn stop_by_pid(mut child: Child, grace: Duration) {
     let start = Instant::now();
     while start.elapsed() < grace {
         if let Ok(Some(_)) = child.try_wait() {
+            if std::env::var_os("GK_TEST_TIMING").is_some() {
+                eprintln!("[{:>6.1?}] process {} stopped", start.elapsed(), child.id());
+            }
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    eprintln!("process {} did not stop within {grace:?} of SIGTERM; killed", child.id());
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// How Gatekeeper is deployed in a scenario: one suite, two connectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// On the homeserver; owners opt in by inviting the bot.
+    Appservice,
+    /// A device of the owner's own account (the owner is always `alice`).
+    Client,
+}
+
+/// The owner a client-mode Gatekeeper is set up for.
+pub const CLIENT_OWNER: &str = "alice";
 
 /// A Gatekeeper deployment under test: its directory, config and process.
 pub struct Gatekeeper {
@@ -257,6 +282,7 @@ pub struct Gatekeeper {
     pub config: PathBuf,
     pub registration: PathBuf,
     pub url: String,
+    pub mode: Mode,
     child: Option<Child>,
     runs: u32,
 }
@@ -298,7 +324,70 @@ impl Gatekeeper {
             .output()
             .unwrap();
         assert!(out.status.success(), "generate-registration: {}", String::from_utf8_lossy(&out.stderr));
-        Gatekeeper { dir: dir.to_owned(), config, registration, url, child: None, runs: 0 }
+        Gatekeeper { dir: dir.to_owned(), config, registration, url, mode: Mode::Appservice, child: None, runs: 0 }
+    }
+
+    /// Writes a client-mode config for `@alice` on a homeserver at `hs_url`.
+    /// The control room is left unencrypted so that the harness's plain
+    /// client can type commands and read answers as the owner.
+    pub fn prepare_client(dir: &Path, hs_url: &str) -> Gatekeeper {
+        std::fs::create_dir_all(dir).unwrap();
+        let config = dir.join("config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "mode: client\nhomeserver:\n  url: {hs_url}\n\
+                 client:\n  user_id: '@{CLIENT_OWNER}:{SERVER_NAME}'\n  store: client\n  encrypt_control_room: false\n\
+                 database:\n  path: data\n  cache_capacity_mb: 8\n"
+            ),
+        )
+        .unwrap();
+        let registration = dir.join("no-registration-in-client-mode");
+        Gatekeeper {
+            dir: dir.to_owned(),
+            config,
+            registration,
+            url: String::new(),
+            mode: Mode::Client,
+            child: None,
+            runs: 0,
+        }
+    }
+
+    /// `gatekeeper login` with the owner's password from the environment.
+    pub fn login(&self) {
+        let out = Command::new(gatekeeper_bin())
+            .args(["login", "--config"])
+            .arg(&self.config)
+            .env("GATEKEEPER_PASSWORD", Synapse::password(CLIENT_OWNER))
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "login: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn logged_in(&self) -> bool {
+        self.dir.join("client/session.json").exists()
+    }
+
+    /// `gatekeeper logout`; its output.
+    pub fn logout(&self) -> String {
+        let out = Command::new(gatekeeper_bin()).args(["logout", "--config"]).arg(&self.config).output().unwrap();
+        assert!(out.status.success(), "logout: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The log line that says a start is complete, per mode.
+    pub fn ready_line(&self) -> &'static str {
+        match self.mode {
+            Mode::Appservice => "homeserver ping ok",
+            Mode::Client => "Gatekeeper is guarding this account",
+        }
     }
 
     /// Adds YAML to the end of the config (a section the harness leaves out).
@@ -345,6 +434,12 @@ impl Gatekeeper {
     pub async fn wait_for_log(&self, needle: &str, timeout: Duration) {
         let start = Instant::now();
         while !self.log().contains(needle) {
+            if std::env::var_os("GK_TEST_TIMING").is_some()
+                && start.elapsed() > Duration::from_secs(5)
+                && start.elapsed() < Duration::from_millis(5100)
+            {
+                eprintln!("still waiting for {needle:?} at {}", wall());
+            }
             if start.elapsed() > timeout {
                 let log = self.log();
                 let tail: String = log.chars().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
@@ -361,6 +456,9 @@ impl Gatekeeper {
     }
 
     pub fn stop(&mut self) {
+        if std::env::var_os("GK_TEST_TIMING").is_some() {
+            eprintln!("--- gatekeeper log ---\n{}", self.log());
+        }
         let child = self.child.take().expect("not running");
         stop_by_pid(child, Duration::from_secs(15));
     }
@@ -408,6 +506,28 @@ pub struct World {
 impl World {
     pub async fn new(users: &str) -> World {
         Self::new_in(tempfile::tempdir().unwrap(), users).await
+    }
+
+    /// A Synapse and Gatekeeper deployed in `mode`; client mode guards `alice`.
+    pub async fn with_mode(mode: Mode, users: &str) -> World {
+        match mode {
+            Mode::Appservice => Self::new(users).await,
+            Mode::Client => {
+                let tmp = tempfile::tempdir().unwrap();
+                let synapse = Synapse::start(&tmp.path().join("synapse"), &[]).await;
+                let gatekeeper = Gatekeeper::prepare_client(&tmp.path().join("gatekeeper"), &synapse.url);
+                World { gatekeeper, synapse, tmp }
+            }
+        }
+    }
+
+    /// Who Gatekeeper's notices come from: the bot, or in client mode the
+    /// owner's own account.
+    pub fn voice(&self, owner: &str) -> String {
+        match self.gatekeeper.mode {
+            Mode::Appservice => self.bot(),
+            Mode::Client => owner.to_owned(),
+        }
     }
 
     pub async fn new_in(tmp: tempfile::TempDir, users: &str) -> World {

@@ -1,0 +1,175 @@
+//! Client mode: Gatekeeper as a device of the owner's own account, on any
+//! homeserver, reading end-to-end encrypted chats. The owner's sync feeds
+//! the same inbox and engine as the appservice does; effects are carried out
+//! with the owner's own session.
+
+mod performer;
+pub mod session;
+pub mod sync;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
+use ruma::events::InitialStateEvent;
+use ruma::events::room::encryption::RoomEncryptionEventContent;
+use ruma::{OwnedRoomId, OwnedUserId};
+use tokio::sync::{Notify, watch};
+
+use crate::appservice::client::HsClient;
+use crate::config::Config;
+use crate::engine::EngineConfig;
+use crate::executor;
+use crate::store::Store;
+use crate::translate::Internal;
+use crate::workers::{self, Shared};
+
+pub use session::{Credentials, login, logout, restore};
+
+/// Where the control room's ID is kept among the connector's values.
+const CONTROL_ROOM_KEY: &str = "control_room";
+pub const CONTROL_ROOM_NAME: &str = "Gatekeeper";
+
+pub fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
+    let owner: OwnedUserId = config.client()?.user_id.as_str().try_into().context("client.user_id")?;
+    let mut engine = crate::appservice::engine_config(config)?;
+    engine.server_name = owner.server_name().to_owned();
+    // The owner is the only user, and Gatekeeper speaks as them.
+    engine.bot = owner;
+    engine.client_mode = true;
+    Ok(engine)
+}
+
+pub async fn run(config: Config, hold_processing: bool) -> anyhow::Result<()> {
+    let problems = crate::config::check(&config);
+    if !problems.is_empty() {
+        bail!("the configuration has problems:\n  - {}", problems.join("\n  - "));
+    }
+    let engine = Arc::new(engine_config(&config)?);
+    let session = restore(&config).await?;
+    tracing::info!(user = %session.user_id, device = %session.device_id, "session restored");
+    let store = workers::open_store(&config)?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let wake = Arc::new(Notify::new());
+    let shared =
+        Shared { store: store.clone(), engine: engine.clone(), wake: wake.clone(), shutdown: shutdown_rx.clone() };
+    let (mut tasks, released) = workers::start(&config, &shared, hold_processing).await?;
+
+    let (synced_tx, mut synced_rx) = watch::channel(false);
+    tasks.push(tokio::spawn(sync::run(
+        session.sdk.clone(),
+        session.user_id.clone(),
+        store.clone(),
+        wake.clone(),
+        synced_tx,
+        shutdown_rx.clone(),
+    )));
+    // The control room is made once the first sync has told the SDK which
+    // rooms exist, and before any effect needs it.
+    let mut first_sync = shutdown_rx.clone();
+    tokio::select! {
+        _ = synced_rx.wait_for(|s| *s) => {}
+        _ = first_sync.wait_for(|s| *s) => {}
+        _ = workers::wait_for_signal() => { shutdown_tx.send_replace(true); }
+    }
+    if !*shutdown_rx.borrow() {
+        let encrypted = config.client()?.encrypt_control_room;
+        ensure_control_room(&session.sdk, &session.user_id, store.as_ref(), encrypted).await?;
+        wake.notify_one();
+        if let Some(released) = released {
+            let hs = HsClient::for_user(&config.homeserver.url, session.access_token.clone())?;
+            let performer = Arc::new(performer::ClientPerformer { sdk: session.sdk.clone(), hs });
+            tasks.push(tokio::spawn(executor::run(
+                store.clone(),
+                performer,
+                wake.clone(),
+                false,
+                released,
+                shutdown_rx,
+            )));
+        }
+        tracing::info!(owner = %session.user_id, "Gatekeeper is guarding this account");
+        workers::wait_for_signal().await;
+    }
+    tracing::info!("shutting down");
+    workers::stop(&shutdown_tx, tasks).await;
+    store.flush()?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Makes the owner's private control room once, and tells the engine.
+/// Telling it again at each start is harmless: the engine ignores a room it
+/// already knows.
+async fn ensure_control_room(
+    sdk: &matrix_sdk::Client,
+    owner: &OwnedUserId,
+    store: &dyn Store,
+    encrypted: bool,
+) -> anyhow::Result<OwnedRoomId> {
+    let known =
+        store.connector_value(CONTROL_ROOM_KEY)?.and_then(|v| OwnedRoomId::try_from(String::from_utf8(v).ok()?).ok());
+    let room_id = match known {
+        Some(room) => room,
+        None => {
+            let mut request = CreateRoom::new();
+            request.name = Some(CONTROL_ROOM_NAME.into());
+            request.topic = Some("Gatekeeper's control room: only you are here. Type `help`.".into());
+            request.preset = Some(RoomPreset::PrivateChat);
+            if encrypted {
+                request.initial_state = vec![
+                    InitialStateEvent::with_empty_state_key(RoomEncryptionEventContent::with_recommended_defaults())
+                        .to_raw_any(),
+                ];
+            }
+            let room = create_with_retries(sdk, request).await?;
+            store.set_connector_value(CONTROL_ROOM_KEY, Some(room.as_bytes()))?;
+            tracing::info!(room = %room, encrypted, "control room created");
+            room
+        }
+    };
+    let ready = Internal::ControlRoomReady { owner: owner.clone(), room_id: room_id.clone() };
+    store.push_internal(&serde_json::to_vec(&ready)?)?;
+    Ok(room_id)
+}
+
+async fn create_with_retries(sdk: &matrix_sdk::Client, request: CreateRoom) -> anyhow::Result<OwnedRoomId> {
+    let mut backoff = Duration::from_secs(1);
+    for attempt in 1.. {
+        match sdk.create_room(request.clone()).await {
+            Ok(room) => return Ok(room.room_id().to_owned()),
+            Err(e) if attempt < 6 => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "creating the control room failed; will retry");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            Err(e) => return Err(e).context("creating the control room"),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// Removes every push rule Gatekeeper set on the owner's account, so that
+/// nothing stays silenced once no Gatekeeper watches. Returns how many.
+pub async fn remove_push_rules(config: &Config, session: &session::Session) -> anyhow::Result<usize> {
+    let hs = HsClient::for_user(&config.homeserver.url, session.access_token.clone())?;
+    let rules = hs.send_json(http::Method::GET, "/_matrix/client/v3/pushrules/", None, None).await?;
+    let ours: Vec<String> = rules["global"]["override"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["rule_id"].as_str())
+        .filter(|id| id.starts_with(crate::engine::rules::PREFIX))
+        .map(str::to_owned)
+        .collect();
+    for id in &ours {
+        let path =
+            format!("/_matrix/client/v3/pushrules/global/override/{}", crate::appservice::client::percent_encode(id));
+        hs.send_json(http::Method::DELETE, &path, None, None)
+            .await
+            .with_context(|| format!("removing push rule {id}"))?;
+    }
+    Ok(ours.len())
+}

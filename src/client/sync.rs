@@ -1,0 +1,323 @@
+//! Client mode's intake: the owner's sync, reduced to the events the engine
+//! reads, in the same JSON an appservice transaction carries. Each
+//! response's events and the position after them are stored in one durable
+//! write, so a crash re-reads a response whole or not at all.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use matrix_sdk::config::SyncSettings;
+use matrix_sdk::deserialized_responses::{TimelineEvent, TimelineEventKind};
+use matrix_sdk::sync::SyncResponse;
+use ruma::api::client::filter::{FilterDefinition, RoomEventFilter, RoomFilter};
+use ruma::api::client::sync::sync_events::v3::Filter;
+use ruma::{RoomId, UserId};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, watch};
+
+use crate::processor::sleep_or_shutdown;
+use crate::store::Store;
+use crate::translate::Internal;
+
+/// Undecryptable events waiting for their keys, by `utd/<room>\u{1f}<event>`.
+const UTD_PREFIX: &str = "utd/";
+/// Keys that have not come in a week will not come.
+const UTD_PATIENCE_MS: u64 = 7 * 86_400_000;
+const EVENT_TYPES: [&str; 4] = ["m.room.member", "m.room.message", "m.room.encrypted", "m.room.redaction"];
+
+/// Long-poll time of one sync request.
+const POLL: Duration = Duration::from_secs(30);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+fn filter(timeline_limit: u32) -> Filter {
+    let mut timeline = RoomEventFilter::default();
+    timeline.limit = Some(timeline_limit.into());
+    timeline.types = Some(EVENT_TYPES.iter().map(|t| t.to_string()).collect());
+    let mut room = RoomFilter::default();
+    room.timeline = timeline;
+    let mut def = FilterDefinition::default();
+    def.room = room;
+    Filter::FilterDefinition(def)
+}
+
+/// Syncs until shutdown. The first sync only sets the starting point:
+/// what happened before Gatekeeper was set up is not answered.
+pub async fn run(
+    sdk: matrix_sdk::Client,
+    owner: ruma::OwnedUserId,
+    store: Arc<dyn Store>,
+    wake: Arc<Notify>,
+    synced: watch::Sender<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_secs(1);
+    // The first request of a run catches up without waiting for news, so
+    // that readiness means "caught up", not "something happened".
+    let mut catching_up = true;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let since = match store.sync_position() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the sync position failed; will retry");
+                sleep_or_shutdown(backoff, &mut shutdown).await;
+                continue;
+            }
+        };
+        let settings = match &since {
+            Some(token) => SyncSettings::new()
+                .token(token.clone())
+                .timeout(if catching_up { Duration::ZERO } else { POLL })
+                .filter(filter(100)),
+            // The starting point needs no history.
+            None => SyncSettings::new().timeout(Duration::ZERO).filter(filter(1)),
+        };
+        let response = tokio::select! {
+            r = sdk.sync_once(settings) => r,
+            _ = shutdown.changed() => return,
+        };
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "sync failed; will retry");
+                sleep_or_shutdown(backoff, &mut shutdown).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        backoff = Duration::from_secs(1);
+        catching_up = false;
+        let (events, undecryptable) = match since {
+            Some(_) => inbox_events(&response, &owner),
+            None => (Vec::new(), Vec::new()),
+        };
+        let first = since.is_none();
+        let now = crate::processor::now_ms();
+        let (s, next, to_store) = (store.clone(), response.next_batch.clone(), events);
+        let result = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&[u8]> = to_store.iter().map(Vec::as_slice).collect();
+            s.accept_sync(since.as_deref(), &next, &refs).map(|stored| (stored, refs.len()))
+        })
+        .await;
+        match result {
+            Ok(Ok((true, count))) => {
+                if first {
+                    tracing::info!("first sync: starting from now; what came before is not answered");
+                }
+                if count > 0 {
+                    wake.notify_one();
+                }
+            }
+            Ok(Ok((false, _))) => tracing::warn!("the sync position moved under us; reading again"),
+            Ok(Err(e)) => {
+                // Nothing was stored: the same response is asked for again.
+                tracing::error!(error = %e, "storing synced events failed; will retry");
+                sleep_or_shutdown(backoff, &mut shutdown).await;
+                continue;
+            }
+            Err(e) => tracing::error!(error = %e, "sync storage task died"),
+        }
+        for (room, event) in &undecryptable {
+            let key = utd_key(room, event);
+            if let Err(e) = store.set_connector_value(&key, Some(now.to_string().as_bytes())) {
+                tracing::warn!(error = %e, "remembering an undecryptable event failed");
+            }
+        }
+        if !response.to_device.is_empty() {
+            retry_decryption(&sdk, store.as_ref(), &wake, now).await;
+        }
+        synced.send_replace(true);
+    }
+}
+
+fn utd_key(room: &RoomId, event: &ruma::EventId) -> String {
+    format!("{UTD_PREFIX}{room}\u{1f}{event}")
+}
+
+/// Events that could not be decrypted before are tried again now that keys
+/// came in; the ones that open go back through the engine.
+async fn retry_decryption(sdk: &matrix_sdk::Client, store: &dyn Store, wake: &Notify, now_ms: u64) {
+    let pending = match store.connector_values(UTD_PREFIX) {
+        Ok(p) => p,
+        Err(e) => return tracing::warn!(error = %e, "reading undecryptable events failed"),
+    };
+    for (key, since) in pending {
+        let Some((room, event)) = key[UTD_PREFIX.len()..].split_once('\u{1f}') else { continue };
+        let since: u64 = String::from_utf8_lossy(&since).parse().unwrap_or(0);
+        let (Ok(room_id), Ok(event_id)) = (<&RoomId>::try_from(room), <&ruma::EventId>::try_from(event)) else {
+            let _ = store.set_connector_value(&key, None);
+            continue;
+        };
+        let Some(room) = sdk.get_room(room_id) else { continue };
+        match room.event(event_id, None).await {
+            Ok(TimelineEvent { kind: TimelineEventKind::Decrypted(d), .. }) => {
+                let Ok(mut value) = serde_json::from_str::<Value>(d.event.json().get()) else { continue };
+                value["room_id"] = json!(room_id.as_str());
+                let item = Internal::Decrypted { event: value };
+                let raw = serde_json::to_vec(&item).expect("look-up results serialize");
+                if store.push_internal(&raw).is_ok() {
+                    tracing::info!(%room_id, %event_id, "a late key opened an encrypted message");
+                    let _ = store.set_connector_value(&key, None);
+                    wake.notify_one();
+                }
+            }
+            _ if now_ms.saturating_sub(since) > UTD_PATIENCE_MS => {
+                let _ = store.set_connector_value(&key, None);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The events of one sync response the engine may read, as appservice-style
+/// JSON (with `room_id`), plus the undecryptable ones to try again later.
+pub fn inbox_events(
+    response: &SyncResponse,
+    owner: &UserId,
+) -> (Vec<Vec<u8>>, Vec<(ruma::OwnedRoomId, ruma::OwnedEventId)>) {
+    let mut out = Vec::new();
+    let mut undecryptable = Vec::new();
+    for (room_id, invited) in &response.rooms.invited {
+        let stripped: Vec<Value> =
+            invited.invite_state.events.iter().filter_map(|e| serde_json::from_str(e.json().get()).ok()).collect();
+        if let Some(event) = invite_event(room_id, &stripped, owner) {
+            out.push(serde_json::to_vec(&event).expect("JSON re-serializes"));
+        }
+    }
+    let timelines = response
+        .rooms
+        .joined
+        .iter()
+        .map(|(room, update)| (room, &update.timeline))
+        .chain(response.rooms.left.iter().map(|(room, update)| (room, &update.timeline)));
+    for (room_id, timeline) in timelines {
+        if timeline.limited {
+            tracing::debug!(%room_id, "sync timeline was limited; older events of this gap are not read");
+        }
+        for event in &timeline.events {
+            if let TimelineEventKind::UnableToDecrypt { utd_info, .. } = &event.kind {
+                tracing::info!(%room_id, reason = ?utd_info.reason, "an encrypted message could not be decrypted yet");
+                if let Some(id) = event.event_id() {
+                    undecryptable.push((room_id.clone(), id));
+                }
+            }
+            if let Some(event) = with_room_id(event.kind.raw().json().get(), room_id) {
+                out.push(event);
+            }
+        }
+    }
+    (out, undecryptable)
+}
+
+/// A timeline event (decrypted where the SDK could) with `room_id` set, as
+/// the engine's translator expects; `None` for types it never reads.
+pub fn with_room_id(json: &str, room_id: &RoomId) -> Option<Vec<u8>> {
+    let mut value: Value = serde_json::from_str(json).ok()?;
+    if !EVENT_TYPES.contains(&value["type"].as_str()?) {
+        return None;
+    }
+    value["room_id"] = json!(room_id.as_str());
+    serde_json::to_vec(&value).ok()
+}
+
+/// The owner's invite, rebuilt from the stripped state a sync gives for it:
+/// the member event itself, with the rest of the stripped state under
+/// `unsigned.invite_room_state` as an appservice sees it. Stripped events
+/// carry no event ID; a stable one is derived, so the same invite read
+/// twice is recognised as one.
+pub fn invite_event(room_id: &RoomId, stripped: &[Value], owner: &UserId) -> Option<Value> {
+    let member = stripped.iter().find(|e| {
+        e["type"] == "m.room.member"
+            && e["state_key"] == owner.as_str()
+            && e["content"]["membership"] == "invite"
+            && e["sender"].is_string()
+    })?;
+    let event_id = match member["event_id"].as_str() {
+        Some(id) if id.starts_with('$') => id.to_owned(),
+        _ => {
+            let mut h = Sha256::new();
+            h.update(room_id.as_bytes());
+            h.update([0]);
+            h.update(member["sender"].as_str().unwrap_or_default().as_bytes());
+            h.update([0]);
+            h.update(member["origin_server_ts"].to_string().as_bytes());
+            let hex: String = h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect();
+            format!("$gk-invite-{hex}")
+        }
+    };
+    Some(json!({
+        "type": "m.room.member",
+        "event_id": event_id,
+        "room_id": room_id.as_str(),
+        "sender": member["sender"],
+        "state_key": owner.as_str(),
+        "origin_server_ts": member["origin_server_ts"].as_u64().unwrap_or(0),
+        "content": member["content"],
+        "unsigned": {"invite_room_state": stripped},
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ruma::{room_id, user_id};
+
+    fn stripped() -> Vec<Value> {
+        vec![
+            json!({"type": "m.room.name", "state_key": "", "sender": "@s:x.org", "content": {"name": "Hi"}}),
+            json!({"type": "m.room.member", "state_key": "@s:x.org", "sender": "@s:x.org",
+                   "content": {"membership": "join", "displayname": "Stranger"}}),
+            json!({"type": "m.room.member", "state_key": "@o:x.org", "sender": "@s:x.org",
+                   "content": {"membership": "invite", "is_direct": true}}),
+        ]
+    }
+
+    #[test]
+    fn an_invite_from_stripped_state_reads_like_the_appservice_event() {
+        let room = room_id!("!r:x.org");
+        let event = invite_event(room, &stripped(), user_id!("@o:x.org")).unwrap();
+        let raw = serde_json::to_vec(&event).unwrap();
+        let input = crate::translate::translate(&raw, false).unwrap().unwrap();
+        let crate::engine::Input::Member { meta, target, is_direct, room_name, sender_name, .. } = input else {
+            panic!("not a member input: {input:?}")
+        };
+        assert_eq!(
+            (meta.sender.as_str(), target.as_str(), meta.room_id.as_str()),
+            ("@s:x.org", "@o:x.org", "!r:x.org")
+        );
+        assert!(is_direct);
+        assert_eq!(room_name.as_deref(), Some("Hi"));
+        assert_eq!(sender_name.as_deref(), Some("Stranger"));
+        // Read twice, the same invite has the same ID; another room's differs.
+        let again = invite_event(room, &stripped(), user_id!("@o:x.org")).unwrap();
+        assert_eq!(event["event_id"], again["event_id"]);
+        let other = invite_event(room_id!("!q:x.org"), &stripped(), user_id!("@o:x.org")).unwrap();
+        assert_ne!(event["event_id"], other["event_id"]);
+    }
+
+    #[test]
+    fn no_invite_for_someone_else_or_without_one() {
+        let room = room_id!("!r:x.org");
+        assert!(invite_event(room, &stripped(), user_id!("@other:x.org")).is_none());
+        assert!(invite_event(room, &stripped()[..2], user_id!("@o:x.org")).is_none());
+    }
+
+    #[test]
+    fn timeline_events_get_their_room_and_others_are_skipped() {
+        let room = room_id!("!r:x.org");
+        let msg = r#"{"type":"m.room.message","event_id":"$1","sender":"@s:x.org","origin_server_ts":5,
+                      "content":{"msgtype":"m.text","body":"hello"}}"#;
+        let raw = with_room_id(msg, room).unwrap();
+        let input = crate::translate::translate(&raw, false).unwrap().unwrap();
+        assert_eq!(input.room_id().unwrap().as_str(), "!r:x.org");
+        // The room ID a sender wrote into an event is not trusted.
+        let forged = msg.replace(r#""type""#, r#""room_id":"!elsewhere:x.org","type""#);
+        let raw = with_room_id(&forged, room).unwrap();
+        assert_eq!(crate::translate::translate(&raw, false).unwrap().unwrap().room_id().unwrap().as_str(), "!r:x.org");
+        assert!(with_room_id(r#"{"type":"m.reaction","content":{}}"#, room).is_none());
+        assert!(with_room_id("not json", room).is_none());
+    }
+}

@@ -1,0 +1,108 @@
+//! Client mode against a real Synapse, with a real end-to-end encrypting
+//! stranger (matrix-sdk): Gatekeeper runs as a device of alice's own
+//! account, decrypts the held DM, answers once in an encrypted reply the
+//! stranger can read, and quotes the decrypted text in the digest, with no
+//! push to alice. A restart keeps the session and keys and answers nothing
+//! again; logging out removes the device and every push rule.
+
+mod support;
+
+use std::time::Duration;
+
+use matrix_sdk::config::SyncSettings;
+use matrix_sdk::deserialized_responses::TimelineEventKind;
+use matrix_sdk::room::MessagesOptions;
+use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
+use support::gate::{LONG, SETTLE, ask, opt_in, start};
+use support::{Mode, PushGateway, Synapse, World, eventually};
+
+/// A stranger with their own encrypting client, in memory.
+async fn encrypting_client(w: &World, localpart: &str) -> matrix_sdk::Client {
+    w.synapse.register(localpart).await;
+    let client = matrix_sdk::Client::builder().homeserver_url(&w.synapse.url).build().await.unwrap();
+    client.matrix_auth().login_username(localpart, &Synapse::password(localpart)).send().await.unwrap();
+    // Uploads the device's keys.
+    client.sync_once(SyncSettings::new().timeout(Duration::ZERO)).await.unwrap();
+    client
+}
+
+/// The decrypted notices in `room` from `sender`, as `client` reads them.
+async fn decrypted_notices(client: &matrix_sdk::Client, room: &matrix_sdk::Room, sender: &str) -> Vec<String> {
+    client.sync_once(SyncSettings::new().timeout(Duration::ZERO)).await.unwrap();
+    let page = room.messages(MessagesOptions::backward()).await.unwrap();
+    page.chunk
+        .iter()
+        .filter(|e| matches!(e.kind, TimelineEventKind::Decrypted(_)))
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(e.kind.raw().json().get()).ok())
+        .filter(|e| e["sender"] == sender && e["content"]["msgtype"] == "m.notice")
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_encrypted_dm_is_held_decrypted_answered_once_encrypted_and_digested() {
+    let mut w = World::with_mode(Mode::Client, "").await;
+    let push = PushGateway::start().await;
+    let alice = w.synapse.register("alice").await;
+    alice.set_displayname("Alice").await;
+    push.register(&alice).await;
+    let control = opt_in(&mut w, &alice).await;
+    let devices = alice.devices().await;
+    assert_eq!(devices.len(), 2, "the harness's device and Gatekeeper's: {devices:?}");
+
+    let stranger = encrypting_client(&w, "stranger").await;
+    let alice_id = matrix_sdk::ruma::OwnedUserId::try_from(alice.user_id.as_str()).unwrap();
+    let room = stranger.create_dm(&alice_id).await.unwrap();
+    assert!(room.latest_encryption_state().await.unwrap().is_encrypted());
+    room.send(RoomMessageEventContent::text_plain("A secret hello from the stranger")).await.unwrap();
+    room.send(RoomMessageEventContent::text_plain("And a second secret line")).await.unwrap();
+    let held = room.room_id().to_string();
+
+    // The stranger reads the one reply: it was encrypted for them.
+    let replies = eventually("the stranger to decrypt the etiquette reply", LONG, || {
+        let (s, r, a) = (stranger.clone(), room.clone(), alice.user_id.clone());
+        async move { Some(decrypted_notices(&s, &r, &a).await).filter(|n| !n.is_empty()) }
+    })
+    .await;
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert!(replies[0].contains("Alice will read it"), "{}", replies[0]);
+    // Nothing in the room is readable without the keys.
+    let in_clear = alice.messages(&held).await;
+    assert!(in_clear.iter().all(|e| e["type"] != "m.room.message"), "{in_clear:#?}");
+
+    // The digest quotes the decrypted text.
+    let digest = eventually("the digest to quote the decrypted messages", LONG, || {
+        let (w, a, c) = (&w, alice.clone(), control.clone());
+        async move { Some(ask(w, &a, &c, "digest").await).filter(|d| d.contains("And a second secret line")) }
+    })
+    .await;
+    assert!(digest.contains("A secret hello from the stranger"), "{digest}");
+    assert!(digest.contains("@stranger:localhost"), "{digest}");
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(push.pushes_in(&alice.user_id, &held), 0, "{:#?}", push.pushes_to(&alice.user_id));
+
+    // A restart restores the session and keys: no new device, no new reply,
+    // and the next encrypted message is read.
+    w.gatekeeper.stop();
+    start(&mut w).await;
+    assert!(w.gatekeeper.log().contains("session restored"));
+    room.send(RoomMessageEventContent::text_plain("Third, after the restart")).await.unwrap();
+    eventually("the message after the restart to be captured in clear", LONG, || {
+        let (w, a, c) = (&w, alice.clone(), control.clone());
+        async move { Some(ask(w, &a, &c, "pending").await).filter(|p| p.contains("Third, after the restart")) }
+    })
+    .await;
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(decrypted_notices(&stranger, &room, &alice.user_id).await.len(), 1);
+    assert_eq!(alice.devices().await, devices);
+    assert_eq!(push.pushes_in(&alice.user_id, &held), 0);
+
+    // Logging out removes Gatekeeper's device and all of its push rules.
+    w.gatekeeper.stop();
+    let said = w.gatekeeper.logout();
+    assert!(said.contains("logged out"), "{said}");
+    assert_eq!(alice.devices().await.len(), 1);
+    let rules = alice.override_rule_ids().await;
+    assert!(rules.iter().all(|r| !r.starts_with("gk.")), "{rules:?}");
+    assert!(!w.gatekeeper.logged_in());
+}
