@@ -5,6 +5,8 @@
 //! push to alice. A restart keeps the session and keys and answers nothing
 //! again; logging out removes the device and every push rule.
 
+#![recursion_limit = "256"]
+
 mod support;
 
 use std::time::Duration;
@@ -19,6 +21,11 @@ use support::{Mode, PushGateway, Synapse, World, eventually};
 /// A stranger with their own encrypting client, in memory.
 async fn encrypting_client(w: &World, localpart: &str) -> matrix_sdk::Client {
     w.synapse.register(localpart).await;
+    sdk_login(w, localpart).await
+}
+
+/// A new encrypting device of an existing user, in memory.
+async fn sdk_login(w: &World, localpart: &str) -> matrix_sdk::Client {
     let client = matrix_sdk::Client::builder().homeserver_url(&w.synapse.url).build().await.unwrap();
     client.matrix_auth().login_username(localpart, &Synapse::password(localpart)).send().await.unwrap();
     // Uploads the device's keys.
@@ -81,6 +88,19 @@ async fn an_encrypted_dm_is_held_decrypted_answered_once_encrypted_and_digested(
     tokio::time::sleep(SETTLE).await;
     assert_eq!(push.pushes_in(&alice.user_id, &held), 0, "{:#?}", push.pushes_to(&alice.user_id));
 
+    // A message no key opens is reported as such, never dropped.
+    let raw = support::Client::new(&w.synapse.url, "@stranger:localhost", &stranger.access_token().unwrap());
+    let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.encrypted/undecryptable1", support::matrix::enc(&held));
+    let garbage = serde_json::json!({"algorithm": "m.megolm.v1.aes-sha2", "sender_key": "c2VuZGVy",
+        "device_id": "NOKEYS", "session_id": "bm8tc3VjaC1zZXNzaW9u", "ciphertext": "QUFBQUFBQUFBQUFB"});
+    assert_eq!(raw.call(reqwest::Method::PUT, &path, Some(garbage)).await.0, 200);
+    let digest = eventually("the digest to report the undecryptable message", LONG, || {
+        let (w, a, c) = (&w, alice.clone(), control.clone());
+        async move { Some(ask(w, &a, &c, "digest").await).filter(|d| d.contains("could not read")) }
+    })
+    .await;
+    assert!(digest.contains("(an encrypted message Gatekeeper could not read)"), "{digest}");
+
     // A restart restores the session and keys: no new device, no new reply,
     // and the next encrypted message is read.
     w.gatekeeper.stop();
@@ -105,4 +125,66 @@ async fn an_encrypted_dm_is_held_decrypted_answered_once_encrypted_and_digested(
     let rules = alice.override_rule_ids().await;
     assert!(rules.iter().all(|r| !r.starts_with("gk.")), "{rules:?}");
     assert!(!w.gatekeeper.logged_in());
+}
+
+#[tokio::test]
+async fn the_owner_verifies_gatekeepers_device_by_comparing_emoji() {
+    let mut w = World::with_mode(Mode::Client, "").await;
+    let alice = w.synapse.register("alice").await;
+    let control = opt_in(&mut w, &alice).await;
+    let gatekeeper_device = alice.device_named("Gatekeeper").await.expect("Gatekeeper's device is listed");
+
+    // Alice's phone, another encrypting device of hers, asks to verify it.
+    let phone = sdk_login(&w, "alice").await;
+    let syncing = tokio::spawn({
+        let phone = phone.clone();
+        async move { phone.sync(SyncSettings::new().timeout(Duration::from_millis(500))).await }
+    });
+    let alice_id = matrix_sdk::ruma::OwnedUserId::try_from(alice.user_id.as_str()).unwrap();
+    let device_id: matrix_sdk::ruma::OwnedDeviceId = gatekeeper_device.as_str().into();
+    let device = eventually("the phone to know Gatekeeper's device", LONG, || {
+        let (p, u, d) = (phone.clone(), alice_id.clone(), device_id.clone());
+        async move { p.encryption().get_device(&u, &d).await.ok().flatten() }
+    })
+    .await;
+    assert!(!device.is_verified());
+    let request = device.request_verification().await.unwrap();
+    eventually("Gatekeeper to accept the request", LONG, || {
+        let r = request.clone();
+        async move { r.is_ready().then_some(()) }
+    })
+    .await;
+    let sas = request.start_sas().await.unwrap().expect("emoji verification starts");
+    eventually("the emoji to be ready", LONG, || {
+        let s = sas.clone();
+        async move { s.can_be_presented().then_some(()) }
+    })
+    .await;
+    let emoji: Vec<&str> = sas.emoji().unwrap().iter().map(|e| e.description).collect();
+
+    // Gatekeeper shows the same emoji in the control room; alice compares.
+    let shown = eventually("Gatekeeper to show its emoji", LONG, || {
+        let (a, c) = (alice.clone(), control.clone());
+        async move {
+            a.notices_from(&c, &a.user_id).await.into_iter().find(|n| n.starts_with("Verifying this Gatekeeper device"))
+        }
+    })
+    .await;
+    for e in &emoji {
+        assert!(shown.contains(e), "{e} missing from {shown}");
+    }
+    sas.confirm().await.unwrap();
+    eventually("the verification to finish", LONG, || {
+        let s = sas.clone();
+        async move { s.is_done().then_some(()) }
+    })
+    .await;
+    let device = phone.encryption().get_device(&alice_id, &device_id).await.unwrap().unwrap();
+    assert!(device.is_verified());
+    eventually("Gatekeeper to say it is verified", LONG, || {
+        let (a, c) = (alice.clone(), control.clone());
+        async move { a.notices_from(&c, &a.user_id).await.into_iter().find(|n| n.starts_with("Verified:")) }
+    })
+    .await;
+    syncing.abort();
 }

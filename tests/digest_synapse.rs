@@ -7,11 +7,11 @@ mod support;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use support::gate::{LONG, ask, opt_in, start, wait_membership};
-use support::{World, eventually};
+use support::{Mode, World, eventually};
 
-#[tokio::test]
-async fn the_digest_arrives_on_schedule_once_and_its_numbers_work() {
-    let mut w = World::new("@.*:localhost").await;
+both_modes!(the_digest_arrives_on_schedule_once_and_its_numbers_work);
+async fn the_digest_arrives_on_schedule_once_and_its_numbers_work(mode: Mode) {
+    let mut w = World::with_mode(mode, "@.*:localhost").await;
     w.gatekeeper.append_config("gate:\n  housekeeping_interval: 1s\n");
     start(&mut w).await;
     let alice = w.synapse.register("alice").await;
@@ -35,7 +35,7 @@ async fn the_digest_arrives_on_schedule_once_and_its_numbers_work() {
     assert!(answer.contains("digest time"), "{answer}");
 
     let digest = eventually("the scheduled digest", Duration::from_secs(120), || {
-        let (a, c, bot) = (alice.clone(), control.clone(), w.bot());
+        let (a, c, bot) = (alice.clone(), control.clone(), w.voice(&alice.user_id));
         async move { a.notices_from(&c, &bot).await.into_iter().find(|n| n.contains("wrote to you")) }
     })
     .await;
@@ -54,8 +54,12 @@ async fn the_digest_arrives_on_schedule_once_and_its_numbers_work() {
     w.gatekeeper.stop();
     start(&mut w).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let digests =
-        alice.notices_from(&control, &w.bot()).await.into_iter().filter(|n| n.contains("wrote to you")).count();
+    let digests = alice
+        .notices_from(&control, &w.voice(&alice.user_id))
+        .await
+        .into_iter()
+        .filter(|n| n.contains("wrote to you"))
+        .count();
     assert_eq!(digests, 1);
 
     // The digest's numbers are what `allow` understands.

@@ -9,11 +9,11 @@ use std::time::Duration;
 use support::browser::Browser;
 use support::gate::{LONG, ask, opt_in, start, wait_membership};
 use support::smtp::SmtpServer;
-use support::{PushGateway, World, eventually, free_port};
+use support::{Mode, PushGateway, World, eventually, free_port};
 
-#[tokio::test]
-async fn a_verified_address_gets_the_digest_as_a_proper_email() {
-    let mut w = World::new("@.*:localhost").await;
+both_modes!(a_verified_address_gets_the_digest_as_a_proper_email);
+async fn a_verified_address_gets_the_digest_as_a_proper_email(mode: Mode) {
+    let mut w = World::with_mode(mode, "@.*:localhost").await;
     let smtp = SmtpServer::start(w.tmp.path()).await;
     let pages = free_port();
     w.gatekeeper.append_config(&format!(
@@ -96,7 +96,7 @@ async fn a_verified_address_gets_the_digest_as_a_proper_email() {
     let http = reqwest::Client::new();
     assert_eq!(http.post(&allow).send().await.unwrap().status().as_u16(), 409, "links work once");
     eventually("the confirmation in the control room", LONG, || {
-        let (a, c, bot) = (alice.clone(), control.clone(), w.bot());
+        let (a, c, bot) = (alice.clone(), control.clone(), w.voice(&alice.user_id));
         async move {
             a.notices_from(&c, &bot).await.into_iter().find(|n| n.starts_with("From your e-mail: Allowed @stranger"))
         }

@@ -5,16 +5,15 @@
 mod support;
 
 use serde_json::json;
-use support::{PushGateway, World, eventually};
+use support::{Mode, PushGateway, World, eventually};
 
-use support::gate::{LONG, SETTLE, ask, opt_in, wait_membership};
+use support::gate::{LONG, SETTLE, ask, opt_in, start, wait_membership};
 
-#[tokio::test]
-async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured() {
-    let mut w = World::new("@.*:localhost").await;
+both_modes!(a_strangers_dm_is_held_without_a_push_answered_once_and_captured);
+async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured(mode: Mode) {
+    let mut w = World::with_mode(mode, "@.*:localhost").await;
     let push = PushGateway::start().await;
-    w.gatekeeper.start(&[]);
-    w.gatekeeper.wait_for_log("homeserver ping ok", LONG).await;
+    start(&mut w).await;
 
     let alice = w.synapse.register("alice").await;
     alice.set_displayname("Alice").await;
@@ -87,8 +86,7 @@ async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured() {
 
     // A restart replies to nothing again, and still holds.
     w.gatekeeper.stop();
-    w.gatekeeper.start(&[]);
-    w.gatekeeper.wait_for_log("homeserver ping ok", LONG).await;
+    start(&mut w).await;
     stranger.send_text(&held, "one more thing").await;
     eventually("the new message to be captured", LONG, || {
         let (w, a, c) = (&w, alice.clone(), control.clone());
@@ -105,12 +103,11 @@ async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured() {
     assert_eq!(report["stats"]["effects_failed"], 0, "{report}");
 }
 
-#[tokio::test]
-async fn group_invites_are_held_others_untouched_and_stop_restores_everything() {
-    let mut w = World::new("@.*:localhost").await;
+both_modes!(group_invites_are_held_others_untouched_and_stop_restores_everything);
+async fn group_invites_are_held_others_untouched_and_stop_restores_everything(mode: Mode) {
+    let mut w = World::with_mode(mode, "@.*:localhost").await;
     let push = PushGateway::start().await;
-    w.gatekeeper.start(&[]);
-    w.gatekeeper.wait_for_log("homeserver ping ok", LONG).await;
+    start(&mut w).await;
 
     let alice = w.synapse.register("alice").await;
     let bob = w.synapse.register("bob").await;
@@ -168,14 +165,13 @@ async fn group_invites_are_held_others_untouched_and_stop_restores_everything() 
     assert_eq!(w.gatekeeper.inspect()["stats"]["owners"], 0);
 }
 
-#[tokio::test]
-async fn what_a_stranger_wrote_while_gatekeeper_was_down_is_read_back_after_the_join() {
+both_modes!(what_a_stranger_wrote_while_gatekeeper_was_down_is_read_back_after_the_join);
+async fn what_a_stranger_wrote_while_gatekeeper_was_down_is_read_back_after_the_join(mode: Mode) {
     // Only alice is in the users namespace: the homeserver does not send
     // Gatekeeper the stranger's messages from before alice is in the room.
-    let mut w = World::new("@alice:localhost").await;
+    let mut w = World::with_mode(mode, "@alice:localhost").await;
     let push = PushGateway::start().await;
-    w.gatekeeper.start(&[]);
-    w.gatekeeper.wait_for_log("homeserver ping ok", LONG).await;
+    start(&mut w).await;
     let alice = w.synapse.register("alice").await;
     push.register(&alice).await;
     let control = opt_in(&mut w, &alice).await;

@@ -6,6 +6,7 @@
 mod performer;
 pub mod session;
 pub mod sync;
+mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,7 +77,8 @@ pub async fn run(config: Config, hold_processing: bool) -> anyhow::Result<()> {
     }
     if !*shutdown_rx.borrow() {
         let encrypted = config.client()?.encrypt_control_room;
-        ensure_control_room(&session.sdk, &session.user_id, store.as_ref(), encrypted).await?;
+        let control_room = ensure_control_room(&session.sdk, &session.user_id, store.as_ref(), encrypted).await?;
+        verify::install(&session.sdk, session.user_id.clone(), control_room);
         wake.notify_one();
         if let Some(released) = released {
             let hs = HsClient::for_user(&config.homeserver.url, session.access_token.clone())?;

@@ -13,7 +13,7 @@ pub struct Client {
     http: reqwest::Client,
 }
 
-use gatekeeper::appservice::client::percent_encode as enc;
+pub use gatekeeper::appservice::client::percent_encode as enc;
 
 static TXN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -115,6 +115,12 @@ impl Client {
             }
         }
         None
+    }
+
+    /// The ID of this account's device with this display name.
+    pub async fn device_named(&self, name: &str) -> Option<String> {
+        let (_, v) = self.call(reqwest::Method::GET, "/_matrix/client/v3/devices", None).await;
+        v["devices"].as_array()?.iter().find(|d| d["display_name"] == name)?["device_id"].as_str().map(str::to_owned)
     }
 
     /// The IDs of this account's devices.

@@ -264,6 +264,24 @@ pub fn stop_by_pid(mut child: Child, grace: Duration) {
     let _ = child.wait();
 }
 
+/// Runs a scenario `async fn name(mode: Mode)` once per connector, as the
+/// tests `name::appservice` and `name::client`.
+#[macro_export]
+macro_rules! both_modes {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[tokio::test]
+            async fn appservice() {
+                super::$scenario(super::support::Mode::Appservice).await
+            }
+            #[tokio::test]
+            async fn client() {
+                super::$scenario(super::support::Mode::Client).await
+            }
+        }
+    };
+}
+
 /// How Gatekeeper is deployed in a scenario: one suite, two connectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
