@@ -550,6 +550,46 @@ database:
         Config::parse(text, Path::new("test.yaml"), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 
+    const CLIENT: &str = "
+mode: client
+homeserver:
+  url: https://matrix.example.org
+client:
+  user_id: '@alice:example.org'
+database:
+  path: ./data
+";
+
+    #[test]
+    fn client_mode_needs_only_the_owner_and_takes_the_server_from_them() {
+        let c = parse(CLIENT, &[]).unwrap();
+        assert!(check(&c).is_empty(), "{:?}", check(&c));
+        assert_eq!(c.server_name(), "example.org");
+        let client = c.client().unwrap();
+        assert_eq!((client.device_name.as_str(), client.encrypt_control_room), ("Gatekeeper", true));
+        assert_eq!(client.store, PathBuf::from("gatekeeper-client"));
+        assert!(c.appservice().is_err());
+        // Nobody opts in by invitation in client mode.
+        assert!(!c.users_regex().unwrap().is_match("@alice:example.org"));
+    }
+
+    #[test]
+    fn each_mode_needs_its_own_section_and_only_that() {
+        let problems = check(&parse(&CLIENT.replace("mode: client\n", ""), &[]).unwrap());
+        assert!(problems.iter().any(|p| p.starts_with("appservice: required")), "{problems:?}");
+        let problems = check(&parse(&MINIMAL.replace("homeserver:", "mode: client\nhomeserver:"), &[]).unwrap());
+        assert!(problems.iter().any(|p| p.starts_with("client: required")), "{problems:?}");
+        let both = format!("{MINIMAL}client:\n  user_id: '@alice:example.org'\n");
+        assert!(check(&parse(&both, &[]).unwrap()).iter().any(|p| p.starts_with("client: only read")));
+        let bad = CLIENT.replace("'@alice:example.org'", "alice");
+        assert!(check(&parse(&bad, &[]).unwrap()).iter().any(|p| p.starts_with("client.user_id")));
+        let other_server = CLIENT
+            .replace("  url: https://matrix.example.org\n", "  url: https://m.example.org\n  server_name: other.org\n");
+        assert!(check(&parse(&other_server, &[]).unwrap()).iter().any(|p| p.contains("differs from client.user_id")));
+        let err = parse(&CLIENT.replace("mode: client", "mode: bridge"), &[]).unwrap_err().to_string();
+        assert!(err.contains("mode"), "{err}");
+    }
+
     #[test]
     fn minimal_config_gets_documented_defaults() {
         let c = parse(MINIMAL, &[]).unwrap();

@@ -177,9 +177,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(async {
                 let session = gatekeeper::client::restore(&config).await?;
                 let device = session.device_id.clone();
-                let removed = gatekeeper::client::remove_push_rules(&config, &session).await?;
+                match gatekeeper::client::remove_push_rules(&config, &session).await {
+                    Ok(removed) => println!("Removed {removed} push rules."),
+                    // The session may be over already (the device was removed).
+                    Err(e) => eprintln!(
+                        "gatekeeper: could not remove the push rules ({e:#}); remove the ones starting \
+                         with gk. in your client's notification settings"
+                    ),
+                }
                 gatekeeper::client::logout(&config, session).await?;
-                println!("Removed {removed} push rules and logged out; device {device} is gone.");
+                println!("Logged out; device {device} is gone.");
                 anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)

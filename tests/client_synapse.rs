@@ -120,7 +120,7 @@ async fn an_encrypted_dm_is_held_decrypted_answered_once_encrypted_and_digested(
     // Logging out removes Gatekeeper's device and all of its push rules.
     w.gatekeeper.stop();
     let said = w.gatekeeper.logout();
-    assert!(said.contains("logged out"), "{said}");
+    assert!(said.contains("Logged out"), "{said}");
     assert_eq!(alice.devices().await.len(), 1);
     let rules = alice.override_rule_ids().await;
     assert!(rules.iter().all(|r| !r.starts_with("gk.")), "{rules:?}");
@@ -187,4 +187,53 @@ async fn the_owner_verifies_gatekeepers_device_by_comparing_emoji() {
     })
     .await;
     syncing.abort();
+}
+
+#[tokio::test]
+async fn first_run_starts_from_now_stop_holds_and_an_ended_session_stops_gatekeeper() {
+    let mut w = World::with_mode(Mode::Client, "").await;
+    let push = PushGateway::start().await;
+    let alice = w.synapse.register("alice").await;
+    push.register(&alice).await;
+    // Written before Gatekeeper was set up: not answered, not held.
+    let early = w.synapse.register("early").await;
+    let earlier = early.create_dm(&alice.user_id).await;
+    early.send_text(&earlier, "Written before Gatekeeper existed").await;
+    let control = opt_in(&mut w, &alice).await;
+    tokio::time::sleep(SETTLE).await;
+    assert!(early.notices_from(&earlier, &alice.user_id).await.is_empty());
+    assert!(ask(&w, &alice, &control, "pending").await.contains("Nobody is waiting"));
+
+    // `stop` undoes the rules, and holds across a restart.
+    let bye = ask(&w, &alice, &control, "stop").await;
+    assert!(bye.contains("Gatekeeper is off") && bye.contains("gatekeeper login"), "{bye}");
+    eventually("Gatekeeper's rules to be gone", LONG, || {
+        let a = alice.clone();
+        async move { a.override_rule_ids().await.iter().all(|r| !r.starts_with("gk.")).then_some(()) }
+    })
+    .await;
+    w.gatekeeper.stop();
+    w.gatekeeper.start(&[]);
+    assert!(w.gatekeeper.wait_exit(LONG).await.success());
+    assert!(w.gatekeeper.log().contains("the owner stopped Gatekeeper"), "{}", w.gatekeeper.log());
+    assert!(alice.override_rule_ids().await.iter().all(|r| !r.starts_with("gk.")));
+
+    // Logging in again starts over: a new control room, guarding again.
+    w.gatekeeper.logout();
+    let control = opt_in(&mut w, &alice).await;
+    assert!(alice.override_rule_ids().await.contains(&"gk.hold.invites".to_owned()));
+
+    // The device's session ended elsewhere: Gatekeeper says so and stops.
+    let session: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.gatekeeper.dir.join("client/session.json")).unwrap()).unwrap();
+    let device = support::Client::new(&w.synapse.url, &alice.user_id, session["access_token"].as_str().unwrap());
+    assert_eq!(
+        device.call(reqwest::Method::POST, "/_matrix/client/v3/logout", Some(serde_json::json!({}))).await.0,
+        200
+    );
+    assert!(!w.gatekeeper.wait_exit(LONG).await.success());
+    assert!(w.gatekeeper.log().contains("ended this device's session"), "{}", w.gatekeeper.log());
+    let said = w.gatekeeper.logout();
+    assert!(said.contains("Logged out"), "{said}");
+    let _ = control;
 }

@@ -59,47 +59,65 @@ pub async fn run(config: Config, hold_processing: bool) -> anyhow::Result<()> {
     let (mut tasks, released) = workers::start(&config, &shared, hold_processing).await?;
 
     let (synced_tx, mut synced_rx) = watch::channel(false);
-    tasks.push(tokio::spawn(sync::run(
+    let mut syncing = tokio::spawn(sync::run(
         session.sdk.clone(),
         session.user_id.clone(),
         store.clone(),
         wake.clone(),
         synced_tx,
         shutdown_rx.clone(),
-    )));
+    ));
     // The control room is made once the first sync has told the SDK which
     // rooms exist, and before any effect needs it.
-    let mut first_sync = shutdown_rx.clone();
+    let mut ended = None;
     tokio::select! {
         _ = synced_rx.wait_for(|s| *s) => {}
-        _ = first_sync.wait_for(|s| *s) => {}
-        _ = workers::wait_for_signal() => { shutdown_tx.send_replace(true); }
+        end = &mut syncing => ended = Some(end),
+        _ = workers::wait_for_signal() => {}
     }
-    if !*shutdown_rx.borrow() {
+    let mut outcome = Ok(());
+    if ended.is_none() && *synced_rx.borrow() {
         let encrypted = config.client()?.encrypt_control_room;
-        let control_room = ensure_control_room(&session.sdk, &session.user_id, store.as_ref(), encrypted).await?;
-        verify::install(&session.sdk, session.user_id.clone(), control_room);
-        wake.notify_one();
-        if let Some(released) = released {
-            let hs = HsClient::for_user(&config.homeserver.url, session.access_token.clone())?;
-            let performer = Arc::new(performer::ClientPerformer { sdk: session.sdk.clone(), hs });
-            tasks.push(tokio::spawn(executor::run(
-                store.clone(),
-                performer,
-                wake.clone(),
-                false,
-                released,
-                shutdown_rx,
-            )));
+        match ensure_control_room(&session.sdk, &session.user_id, store.as_ref(), encrypted).await? {
+            Some(control_room) => {
+                verify::install(&session.sdk, session.user_id.clone(), control_room);
+                wake.notify_one();
+                if let Some(released) = released {
+                    let hs = HsClient::for_user(&config.homeserver.url, session.access_token.clone())?;
+                    let performer = Arc::new(performer::ClientPerformer { sdk: session.sdk.clone(), hs });
+                    let exec_shutdown = shutdown_rx.clone();
+                    tasks.push(tokio::spawn(executor::run(
+                        store.clone(),
+                        performer,
+                        wake.clone(),
+                        false,
+                        released,
+                        exec_shutdown,
+                    )));
+                }
+                tracing::info!(owner = %session.user_id, "Gatekeeper is guarding this account");
+                tokio::select! {
+                    end = &mut syncing => ended = Some(end),
+                    _ = workers::wait_for_signal() => {}
+                }
+            }
+            None => tracing::warn!(
+                "the owner stopped Gatekeeper (left its control room); nothing is guarded. \
+                 `gatekeeper logout` removes this device; `gatekeeper logout` then `login` starts over"
+            ),
         }
-        tracing::info!(owner = %session.user_id, "Gatekeeper is guarding this account");
-        workers::wait_for_signal().await;
+    }
+    if let Some(Ok(sync::SyncEnd::SessionEnded)) = ended {
+        outcome = Err(anyhow::anyhow!("the homeserver ended this device's session; log out and in again"));
     }
     tracing::info!("shutting down");
+    tasks.push(tokio::spawn(async move {
+        let _ = syncing.await;
+    }));
     workers::stop(&shutdown_tx, tasks).await;
     store.flush()?;
     tracing::info!("stopped");
-    Ok(())
+    outcome
 }
 
 /// Makes the owner's private control room once, and tells the engine.
@@ -110,9 +128,16 @@ async fn ensure_control_room(
     owner: &OwnedUserId,
     store: &dyn Store,
     encrypted: bool,
-) -> anyhow::Result<OwnedRoomId> {
+) -> anyhow::Result<Option<OwnedRoomId>> {
     let known =
         store.connector_value(CONTROL_ROOM_KEY)?.and_then(|v| OwnedRoomId::try_from(String::from_utf8(v).ok()?).ok());
+    // The owner left the control room (or said `stop`): that is an opt-out,
+    // and it holds across restarts until they log in again.
+    if let Some(room) = &known
+        && sdk.get_room(room).is_some_and(|r| r.state() == matrix_sdk::RoomState::Left)
+    {
+        return Ok(None);
+    }
     let room_id = match known {
         Some(room) => room,
         None => {
@@ -134,7 +159,17 @@ async fn ensure_control_room(
     };
     let ready = Internal::ControlRoomReady { owner: owner.clone(), room_id: room_id.clone() };
     store.push_internal(&serde_json::to_vec(&ready)?)?;
-    Ok(room_id)
+    Ok(Some(room_id))
+}
+
+/// A fresh login is a fresh start: a new first sync, a new control room
+/// (the owner's settings, contacts and captured messages are kept).
+pub(crate) fn start_over(config: &Config) -> anyhow::Result<()> {
+    let store = crate::store::SledStore::open(&config.database.path, config.database.cache_capacity_mb)
+        .with_context(|| format!("opening the database at {}", config.database.path.display()))?;
+    store.reset_sync_position()?;
+    store.set_connector_value(CONTROL_ROOM_KEY, None)?;
+    Ok(())
 }
 
 async fn create_with_retries(sdk: &matrix_sdk::Client, request: CreateRoom) -> anyhow::Result<OwnedRoomId> {

@@ -99,6 +99,8 @@ pub async fn login(config: &Config, credentials: Credentials) -> anyhow::Result<
         bail!("already logged in ({} exists); run `gatekeeper logout` first to replace the device", path.display());
     }
     let wanted: OwnedUserId = client_config.user_id.as_str().try_into().context("client.user_id")?;
+    // Before the login: a session must never sit on a half-reset store.
+    super::start_over(config)?;
     create_private_dir(&client_config.store)?;
     let passphrase = fresh_passphrase()?;
     let homeserver = config.homeserver.url.trim_end_matches('/').to_owned();

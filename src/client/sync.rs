@@ -41,6 +41,14 @@ fn filter(timeline_limit: u32) -> Filter {
     Filter::FilterDefinition(def)
 }
 
+/// Why the sync loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncEnd {
+    Shutdown,
+    /// The access token is no longer valid: nothing more can be done.
+    SessionEnded,
+}
+
 /// Syncs until shutdown. The first sync only sets the starting point:
 /// what happened before Gatekeeper was set up is not answered.
 pub async fn run(
@@ -50,14 +58,14 @@ pub async fn run(
     wake: Arc<Notify>,
     synced: watch::Sender<bool>,
     mut shutdown: watch::Receiver<bool>,
-) {
+) -> SyncEnd {
     let mut backoff = Duration::from_secs(1);
     // The first request of a run catches up without waiting for news, so
     // that readiness means "caught up", not "something happened".
     let mut catching_up = true;
     loop {
         if *shutdown.borrow() {
-            return;
+            return SyncEnd::Shutdown;
         }
         let since = match store.sync_position() {
             Ok(p) => p,
@@ -77,10 +85,17 @@ pub async fn run(
         };
         let response = tokio::select! {
             r = sdk.sync_once(settings) => r,
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => return SyncEnd::Shutdown,
         };
         let response = match response {
             Ok(r) => r,
+            Err(e) if matches!(e.client_api_error_kind(), Some(ruma::api::error::ErrorKind::UnknownToken(_))) => {
+                tracing::error!(
+                    "the homeserver ended this device's session (was the device removed?); \
+                     run `gatekeeper logout`, then `gatekeeper login` to start again"
+                );
+                return SyncEnd::SessionEnded;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "sync failed; will retry");
                 sleep_or_shutdown(backoff, &mut shutdown).await;

@@ -180,7 +180,7 @@ pub(super) fn opt_out(
         d = release(d, owner, room);
     }
     if let Some(meta) = farewell {
-        d = d.effect(notice(&config.bot, &state.control_room, meta, "stopped", texts::stopped()));
+        d = d.effect(notice(&config.bot, &state.control_room, meta, "stopped", texts::stopped(config.client_mode)));
     }
     d.effect(Effect::Leave { as_user: config.bot.clone(), room_id: state.control_room.clone(), reason: None })
         .change(StateChange::RemoveRoom(state.control_room.clone()))

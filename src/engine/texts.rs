@@ -257,15 +257,16 @@ pub fn reply_preview(rendered: &Text, custom: bool, interval: &str) -> Text {
     }
 }
 
-pub fn stopped() -> Text {
-    Text {
-        plain: "Gatekeeper is off. Rooms I was holding are normal rooms again, and every notification rule and tag I set is gone. \
-                Invite me to a direct chat again whenever you like."
-            .into(),
-        html: "<p>Gatekeeper is off. Rooms I was holding are normal rooms again, and every notification rule and tag I set is gone. \
-               Invite me to a direct chat again whenever you like.</p>"
-            .into(),
-    }
+/// `client_mode`: Gatekeeper runs as the owner's own device, so starting
+/// again is a login, not an invitation.
+pub fn stopped(client_mode: bool) -> Text {
+    let again = if client_mode {
+        "To start again, log Gatekeeper's device out and in again (`gatekeeper logout`, then `gatekeeper login`)."
+    } else {
+        "Invite me to a direct chat again whenever you like."
+    };
+    let done = "Gatekeeper is off. Rooms I was holding are normal rooms again, and every notification rule and tag I set is gone.";
+    Text { plain: format!("{done} {again}"), html: format!("<p>{done} {}</p>", escape_html(again)) }
 }
 
 /// A UTC timestamp as `2026-11-25 19:52 UTC` (time zones come with the digest).

@@ -410,6 +410,10 @@ pub fn sync_position_moves_only_from_where_it_is(s: &dyn Store) {
     assert!(inbox.iter().all(|i| !i.internal));
     assert_eq!(s.sync_position().unwrap().as_deref(), Some("s2"));
     assert_eq!(s.stats().unwrap().events_received, 2);
+    // A new device starts over from its own first sync.
+    s.reset_sync_position().unwrap();
+    assert_eq!(s.sync_position().unwrap(), None);
+    assert!(s.accept_sync(None, "t1", &[]).unwrap());
 }
 
 pub fn connector_values_round_trip(s: &dyn Store) {

@@ -120,6 +120,11 @@ impl Store for MemoryStore {
         Ok(self.lock().sync_position.clone())
     }
 
+    fn reset_sync_position(&self) -> Result<(), StoreError> {
+        self.lock().sync_position = None;
+        Ok(())
+    }
+
     fn connector_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.lock().connector.get(key).cloned())
     }

@@ -119,6 +119,10 @@ pub trait Store: Send + Sync + 'static {
     /// [`accept_sync`]: Store::accept_sync
     fn sync_position(&self) -> Result<Option<String>, StoreError>;
 
+    /// Forgets the sync position (a new device starts from its own first
+    /// sync), durably.
+    fn reset_sync_position(&self) -> Result<(), StoreError>;
+
     /// Small values a connector keeps for itself (client mode: its control
     /// room, events waiting for their keys).
     fn connector_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;

@@ -223,6 +223,11 @@ impl Store for SledStore {
         Ok(self.counters.get(K_SYNC_POSITION).map_err(backend)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
+    fn reset_sync_position(&self) -> Result<(), StoreError> {
+        self.counters.remove(K_SYNC_POSITION).map_err(backend)?;
+        self.flush()
+    }
+
     fn connector_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.connector.get(key).map_err(backend)?.map(|v| v.to_vec()))
     }

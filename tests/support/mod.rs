@@ -467,6 +467,19 @@ impl Gatekeeper {
         }
     }
 
+    /// Waits for the process to end by itself; its exit status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.as_mut().expect("not running").try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(start.elapsed() < timeout, "gatekeeper still running after {timeout:?}; log:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn kill9(&mut self) {
         let mut child = self.child.take().expect("not running");
         child.kill().unwrap();
