@@ -35,6 +35,17 @@ pub struct Config {
     pub email: Option<EmailConfig>,
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// `/metrics` and `/health` on their own address; off when left out.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where Prometheus and health checks reach Gatekeeper; keep it private.
+    #[serde(deserialize_with = "native_or_text")]
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, Deserialize)]

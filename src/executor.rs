@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::engine::Effect;
+use crate::metrics::METRICS;
 use crate::processor::{now_ms, sleep_or_shutdown};
 use crate::store::{EffectOutcome, FollowUp, Store};
 
@@ -66,13 +67,19 @@ pub async fn run<P: Performer>(
         for item in batch {
             let mut backoff = Duration::from_secs(1);
             let (outcome, follow_ups) = loop {
-                match performer.perform(&item.effect).await {
-                    Ok(follow_ups) => break (EffectOutcome::Done, follow_ups),
+                let span = tracing::info_span!("action", id = item.id, kind = item.effect.kind());
+                match tracing::Instrument::instrument(performer.perform(&item.effect), span).await {
+                    Ok(follow_ups) => {
+                        METRICS.done(&item.effect);
+                        break (EffectOutcome::Done, follow_ups);
+                    }
                     Err(PerformError::Permanent(reason)) => {
+                        METRICS.action_failures.inc();
                         tracing::warn!(id = item.id, effect = ?item.effect, %reason, "effect failed for good; set aside");
                         break (EffectOutcome::Failed(reason), Vec::new());
                     }
                     Err(PerformError::Transient(reason)) => {
+                        METRICS.action_retries.inc();
                         tracing::warn!(id = item.id, %reason, retry_in = ?backoff, "effect failed; will retry");
                         sleep_or_shutdown(backoff, &mut shutdown).await;
                         if *shutdown.borrow() {

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod executor;
 pub mod inspect;
 pub mod logging;
+pub mod metrics;
 pub mod processor;
 pub mod registration;
 pub mod secret;

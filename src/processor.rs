@@ -2,6 +2,7 @@
 //! Each event is committed (state, effects, inbox removal) atomically, and a
 //! batch is flushed before its effects are released to the executor.
 
+use crate::metrics::METRICS;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,7 @@ pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchRe
         let input = match translate(&item.raw, item.internal) {
             Ok(Some(input)) => input,
             Ok(None) => {
+                METRICS.events.get_or_create(&crate::metrics::KindLabel { kind: "other" }).inc();
                 empty.push(item.seq);
                 report.processed += 1;
                 continue;
@@ -48,6 +50,7 @@ pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchRe
                 continue;
             }
         };
+        let started = std::time::Instant::now();
         let mut snapshot =
             store.snapshot(input.room_id().map(|r| &**r), &input.users(), input.related_event().map(|e| &**e))?;
         if let Some(owner) = overview_needed(&snapshot, &input) {
@@ -59,6 +62,9 @@ pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchRe
         // A bug in one rule must not wedge the queue behind one event.
         let decided =
             std::panic::catch_unwind(AssertUnwindSafe(|| engine::decide(&snapshot, &input, now_ms(), config)));
+        if let Ok(decision) = &decided {
+            METRICS.decided(&input, &snapshot, decision);
+        }
         match decided {
             Ok(decision) if decision.effects.is_empty() && decision.changes.is_empty() => {
                 empty.push(item.seq);
@@ -73,6 +79,7 @@ pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchRe
                 );
                 store.commit_empty(&std::mem::take(&mut empty))?;
                 store.commit(item.seq, &decision)?;
+                METRICS.processing_seconds.observe(started.elapsed().as_secs_f64());
                 report.processed += 1;
             }
             Err(_) => {

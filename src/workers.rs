@@ -101,6 +101,24 @@ pub async fn start(
             )));
         }
     }
+    if let Some(metrics) = &config.metrics {
+        let health = Arc::new(crate::metrics::Health::new(store.clone(), &config.homeserver.url)?);
+        let listener = tokio::net::TcpListener::bind(metrics.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (metrics.listen)", metrics.listen))?;
+        tracing::info!(listen = %metrics.listen, "metrics and health listening");
+        let mut metrics_shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(listener, crate::metrics::router(health))
+                .with_graceful_shutdown(async move {
+                    let _ = metrics_shutdown.wait_for(|stop| *stop).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "metrics listener stopped");
+            }
+        }));
+    }
     tasks.push(tokio::spawn(prune_loop(store.clone(), config.gate.retention.0, shutdown.clone())));
     Ok((tasks, (!hold_processing).then_some(released_rx)))
 }

@@ -119,6 +119,7 @@ pub async fn run(
         .await;
         match result {
             Ok(Ok((true, count))) => {
+                crate::metrics::METRICS.transactions.inc();
                 if first {
                     tracing::info!("first sync: starting from now; what came before is not answered");
                 }

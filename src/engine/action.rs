@@ -9,6 +9,23 @@ impl Effect {
     pub fn is_mail(&self) -> bool {
         matches!(self, Effect::SendEmail { .. })
     }
+
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Effect::Join { .. } => "join",
+            Effect::Leave { .. } => "leave",
+            Effect::SendNotice { .. } => "notice",
+            Effect::PutPushRule { .. } => "put_push_rule",
+            Effect::EnablePushRule { .. } => "enable_push_rule",
+            Effect::DeletePushRule { .. } => "delete_push_rule",
+            Effect::SetTag { .. } => "set_tag",
+            Effect::SendEmail { .. } => "email",
+            Effect::FetchProfile { .. } => "fetch_profile",
+            Effect::ImportContacts { .. } => "import_contacts",
+            Effect::Backfill { .. } => "backfill",
+        }
+    }
 }
 
 /// An `event_match` condition of a push rule.

@@ -238,6 +238,15 @@ rc_profile: {rc}
     }
 }
 
+impl Synapse {
+    /// Stops the homeserver (for tests of what Gatekeeper does without it).
+    pub fn stop(&mut self) {
+        if let Some(child) = self.child.take() {
+            stop_by_pid(child, Duration::from_secs(10));
+        }
+    }
+}
+
 impl Drop for Synapse {
     fn drop(&mut self) {
         if let Some(child) = self.child.take() {

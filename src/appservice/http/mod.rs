@@ -95,6 +95,11 @@ fn parse_and_store(store: &dyn Store, txn_id: &str, bytes: &Bytes) -> Parsed {
 }
 
 async fn transaction(State(intake): State<Arc<Intake>>, Path(txn_id): Path<String>, body: Body) -> Response {
+    let span = tracing::info_span!("transaction", txn_id = %txn_id);
+    tracing::Instrument::instrument(store_transaction(intake, txn_id, body), span).await
+}
+
+async fn store_transaction(intake: Arc<Intake>, txn_id: String, body: Body) -> Response {
     let bytes = match axum::body::to_bytes(body, intake.max_body_bytes).await {
         Ok(b) => b,
         Err(_) => {
@@ -114,6 +119,7 @@ async fn transaction(State(intake): State<Arc<Intake>>, Path(txn_id): Path<Strin
     match outcome {
         Parsed::Accepted(Accepted::New { events }) => {
             tracing::debug!(%txn_id, events, "transaction accepted");
+            crate::metrics::METRICS.transactions.inc();
             intake.wake.notify_one();
             ok_empty()
         }

@@ -1,0 +1,214 @@
+//! What operators watch: Prometheus metrics and health checks, served on a
+//! listener of their own (never on the appservice port the homeserver
+//! reaches). The counters are process-wide, as Prometheus expects.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::engine::{Decision, Effect, Input, RoomState, Snapshot, StateChange};
+use crate::store::Store;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub transactions: Counter,
+    pub events: Family<KindLabel, Counter>,
+    pub held_invites: Counter,
+    pub replies_sent: Counter,
+    pub replies_suppressed: Counter,
+    pub digests_sent: Counter,
+    pub emails_sent: Counter,
+    pub action_failures: Counter,
+    pub action_retries: Counter,
+    pub processing_seconds: Histogram,
+    deferred_messages: Gauge,
+    inbox_pending: Gauge,
+    outbox_pending: Gauge,
+}
+
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("gatekeeper");
+        let m = Metrics {
+            transactions: Counter::default(),
+            events: Family::default(),
+            held_invites: Counter::default(),
+            replies_sent: Counter::default(),
+            replies_suppressed: Counter::default(),
+            digests_sent: Counter::default(),
+            emails_sent: Counter::default(),
+            action_failures: Counter::default(),
+            action_retries: Counter::default(),
+            // 50 µs .. ~1.6 s: one event's decision and commit.
+            processing_seconds: Histogram::new((0..16).map(|i| 0.000_05 * 2f64.powi(i))),
+            deferred_messages: Gauge::default(),
+            inbox_pending: Gauge::default(),
+            outbox_pending: Gauge::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register("transactions", "Transactions (or sync responses) stored", m.transactions.clone());
+        r.register("events", "Events and inputs processed, by kind", m.events.clone());
+        r.register("held_invites", "Invites held for an owner", m.held_invites.clone());
+        r.register("replies_sent", "Etiquette replies sent", m.replies_sent.clone());
+        r.register(
+            "replies_suppressed",
+            "Strangers' messages kept without a reply (limits)",
+            m.replies_suppressed.clone(),
+        );
+        r.register("digests_sent", "Digest notices sent", m.digests_sent.clone());
+        r.register("emails_sent", "E-mails sent", m.emails_sent.clone());
+        r.register("action_failures", "Effects that failed for good", m.action_failures.clone());
+        r.register("action_retries", "Effect attempts that failed and will be retried", m.action_retries.clone());
+        r.register("processing_seconds", "Time to decide and commit one event", m.processing_seconds.clone());
+        r.register("deferred_messages", "Captured messages kept now", m.deferred_messages.clone());
+        r.register("inbox_pending", "Events waiting to be processed", m.inbox_pending.clone());
+        r.register("outbox_pending", "Effects waiting to be carried out", m.outbox_pending.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// Counts what one decided input did, from the state it was decided on.
+    pub fn decided(&self, input: &Input, snapshot: &Snapshot, decision: &Decision) {
+        self.events.get_or_create(&KindLabel { kind: input_kind(input) }).inc();
+        // Held rooms are updated later too (replied, size): count the invite only.
+        if matches!(input, Input::Member { membership: crate::engine::Membership::Invite, .. })
+            && decision.changes.iter().any(|c| matches!(c, StateChange::PutRoom(_, RoomState::Held(_))))
+        {
+            self.held_invites.inc();
+        }
+        // A reply was due (a held DM not yet answered) but a limit held it back.
+        let due = matches!(&snapshot.room, Some(RoomState::Held(h)) if h.is_dm && !h.replied);
+        let captured = matches!(input, Input::Message { replaces: None, .. } | Input::Encrypted { .. })
+            && decision.changes.iter().any(|c| matches!(c, StateChange::PutDeferred(_)));
+        let replied = decision.effects.iter().any(|e| purpose(e) == Some("etiquette"));
+        if due && captured && !replied {
+            self.replies_suppressed.inc();
+        }
+    }
+
+    /// Counts a carried-out effect.
+    pub fn done(&self, effect: &Effect) {
+        match (effect, purpose(effect)) {
+            (Effect::SendEmail { .. }, _) => {
+                self.emails_sent.inc();
+            }
+            (_, Some("etiquette")) => {
+                self.replies_sent.inc();
+            }
+            (_, Some(p)) if p.starts_with("digest") => {
+                self.digests_sent.inc();
+            }
+            _ => {}
+        }
+    }
+
+    fn render(&self, store: &dyn Store) -> Result<String, String> {
+        let stats = store.stats().map_err(|e| e.to_string())?;
+        self.deferred_messages.set(stats.deferred_messages as i64);
+        self.inbox_pending.set(stats.inbox_pending as i64);
+        self.outbox_pending.set(stats.outbox_pending as i64);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+}
+
+fn input_kind(input: &Input) -> &'static str {
+    match input {
+        Input::Member { .. } => "member",
+        Input::Message { .. } => "message",
+        Input::Encrypted { .. } => "encrypted",
+        Input::Redaction { .. } => "redaction",
+        Input::Tick => "tick",
+        _ => "lookup",
+    }
+}
+
+/// The purpose part of a notice's transaction ID (`gk.<purpose>.<hash>`).
+fn purpose(effect: &Effect) -> Option<&str> {
+    match effect {
+        Effect::SendNotice { txn_id, .. } => txn_id.strip_prefix("gk.")?.split('.').next(),
+        _ => None,
+    }
+}
+
+/// What `/health` checks beyond the process being alive.
+pub struct Health {
+    pub store: Arc<dyn Store>,
+    pub homeserver: String,
+    http: reqwest::Client,
+    /// When the homeserver last answered, ms since the epoch (0: never).
+    last_ok_ms: AtomicU64,
+}
+
+impl Health {
+    pub fn new(store: Arc<dyn Store>, homeserver: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
+        Ok(Self { store, homeserver: homeserver.trim_end_matches('/').to_owned(), http, last_ok_ms: AtomicU64::new(0) })
+    }
+
+    /// Ready: the store answers and the homeserver did within 5 s (asked
+    /// again when older, so frequent probes cost one request each 5 s).
+    async fn ready(&self) -> (bool, serde_json::Value) {
+        let store_ok = self.store.stats().is_ok();
+        let now = crate::processor::now_ms();
+        let mut hs_ok = now.saturating_sub(self.last_ok_ms.load(Ordering::Relaxed)) < 5_000;
+        if !hs_ok {
+            let url = format!("{}/_matrix/client/versions", self.homeserver);
+            hs_ok = matches!(self.http.get(url).send().await, Ok(r) if r.status().is_success());
+            if hs_ok {
+                self.last_ok_ms.store(now, Ordering::Relaxed);
+            }
+        }
+        let body = serde_json::json!({
+            "store": if store_ok { "ok" } else { "failing" },
+            "homeserver": if hs_ok { "reachable" } else { "unreachable" },
+        });
+        (store_ok && hs_ok, body)
+    }
+}
+
+pub fn router(health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health/live", get(|| async { (StatusCode::OK, "live\n") }))
+        .route("/health/ready", get(ready))
+        .route("/health", get(ready))
+        .with_state(health)
+}
+
+async fn metrics(State(health): State<Arc<Health>>) -> Response {
+    let store = health.store.clone();
+    match tokio::task::spawn_blocking(move || METRICS.render(store.as_ref())).await {
+        Ok(Ok(text)) => {
+            ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn ready(State(health): State<Arc<Health>>) -> Response {
+    let (ok, body) = health.ready().await;
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], format!("{body}\n")).into_response()
+}

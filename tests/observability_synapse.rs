@@ -1,0 +1,85 @@
+//! What operators see, against a real Synapse in both modes: Prometheus
+//! metrics that count what happened, and health checks that notice a
+//! homeserver going away, on a listener apart from the appservice API.
+
+mod support;
+
+use std::time::Duration;
+
+use support::gate::{LONG, opt_in, start, wait_membership};
+use support::{Mode, World, eventually, free_port};
+
+async fn get(url: &str) -> (u16, String) {
+    let resp = reqwest::get(url).await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// The value of one sample line (`name{labels} value`) of a scrape.
+fn sample(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{name} not in:\n{scrape}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+both_modes!(metrics_count_what_happened_and_health_notices_the_homeserver);
+async fn metrics_count_what_happened_and_health_notices_the_homeserver(mode: Mode) {
+    let mut w = World::with_mode(mode, "@.*:localhost").await;
+    let port = free_port();
+    w.gatekeeper.append_config(&format!("metrics:\n  listen: 127.0.0.1:{port}\n"));
+    let base = format!("http://127.0.0.1:{port}");
+    start(&mut w).await;
+    let alice = w.synapse.register("alice").await;
+    opt_in(&mut w, &alice).await;
+
+    let stranger = w.synapse.register("stranger").await;
+    let held = stranger.create_dm(&alice.user_id).await;
+    wait_membership(&stranger, &held, &alice.user_id, "join").await;
+    stranger.send_text(&held, "Hello?").await;
+    eventually("the etiquette reply", LONG, || {
+        let (s, r, a) = (stranger.clone(), held.clone(), alice.user_id.clone());
+        async move { s.notices_from(&r, &a).await.into_iter().next() }
+    })
+    .await;
+    stranger.send_text(&held, "Hello again?").await;
+
+    let scrape = eventually("the metrics to count both messages", LONG, || {
+        let url = format!("{base}/metrics");
+        async move {
+            let (status, text) = get(&url).await;
+            (status == 200 && text.contains("gatekeeper_deferred_messages 2")).then_some(text)
+        }
+    })
+    .await;
+    assert_eq!(sample(&scrape, "gatekeeper_held_invites_total"), 1.0);
+    assert_eq!(sample(&scrape, "gatekeeper_replies_sent_total"), 1.0);
+    // Answered once per room: the second message is no suppressed reply.
+    assert_eq!(sample(&scrape, "gatekeeper_replies_suppressed_total"), 0.0);
+    assert!(sample(&scrape, "gatekeeper_transactions_total") >= 1.0);
+    assert!(sample(&scrape, "gatekeeper_events_total{kind=\"message\"}") >= 2.0);
+    assert!(sample(&scrape, "gatekeeper_processing_seconds_count") >= 3.0);
+    assert_eq!(sample(&scrape, "gatekeeper_action_failures_total"), 0.0);
+    if mode == Mode::Appservice {
+        // The homeserver's port serves the appservice API only.
+        let (status, body) = get(&format!("{}/metrics", w.gatekeeper.url)).await;
+        assert!(status >= 400 && !body.contains("gatekeeper_"), "{status} {body}");
+    }
+
+    let (status, body) = get(&format!("{base}/health/ready")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"homeserver\":\"reachable\"") && body.contains("\"store\":\"ok\""), "{body}");
+    w.synapse.stop();
+    let body = eventually("readiness to notice the homeserver is gone", Duration::from_secs(30), || {
+        let url = format!("{base}/health/ready");
+        async move {
+            let (status, body) = get(&url).await;
+            (status == 503).then_some(body)
+        }
+    })
+    .await;
+    assert!(body.contains("\"homeserver\":\"unreachable\""), "{body}");
+    assert_eq!(get(&format!("{base}/health/live")).await.0, 200);
+}
