@@ -136,7 +136,7 @@ pub(super) fn message(
     now_ms: u64,
     config: &EngineConfig,
 ) -> Decision {
-    if !from_stranger(meta, held, config) {
+    if !from_stranger(meta, held, config) || seen_before(snapshot, meta, held, replaces) {
         return Decision::default();
     }
     // A late decryption names its own event: the capture that said "could
@@ -187,6 +187,13 @@ pub(super) fn message(
     maybe_reply(d, snapshot, meta, held, false, now_ms, config)
 }
 
+/// The same event captured already (delivered twice: by the homeserver and
+/// by the backfill after joining, or again after a crash).
+fn seen_before(snapshot: &Snapshot, meta: &EventMeta, held: &HeldRoom, replaces: &Option<Replacement>) -> bool {
+    replaces.is_none()
+        && snapshot.related.as_ref().is_some_and(|d| d.event_id == meta.event_id && d.owner == held.owner)
+}
+
 pub(super) fn encrypted(
     snapshot: &Snapshot,
     meta: &EventMeta,
@@ -194,7 +201,7 @@ pub(super) fn encrypted(
     now_ms: u64,
     config: &EngineConfig,
 ) -> Decision {
-    if !from_stranger(meta, held, config) {
+    if !from_stranger(meta, held, config) || seen_before(snapshot, meta, held, &None) {
         return Decision::default();
     }
     let d = Decision::default().change(StateChange::PutDeferred(Deferred {

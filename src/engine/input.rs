@@ -130,10 +130,13 @@ impl Input {
         }
     }
 
-    /// The captured message an edit or redaction refers to.
+    /// The captured message a decision must see: the one an edit or
+    /// redaction refers to, or for a new message the event itself (a
+    /// message delivered twice, by the homeserver and a backfill, is one).
     pub fn related_event(&self) -> Option<&OwnedEventId> {
         match self {
             Input::Message { replaces: Some(r), .. } => Some(&r.original),
+            Input::Message { meta, .. } | Input::Encrypted { meta } => Some(&meta.event_id),
             Input::Redaction { redacts, .. } => Some(redacts),
             _ => None,
         }

@@ -1218,3 +1218,16 @@ fn a_late_decryption_fills_in_the_capture_without_a_second_reply() {
     let d = decide(&held(true), &late, NOW, &client_config());
     assert!(matches!(d.changes.first(), Some(StateChange::PutDeferred(c)) if c.body == "the real text" && !c.edited));
 }
+
+#[test]
+fn a_message_delivered_twice_is_captured_and_answered_once() {
+    let input = text(STRANGER, HELD, "hello");
+    let first = decide(&held(true), &input, NOW, &config());
+    assert!(kinds(&first).contains(&"notice"));
+    // The backfill brings the same event again: nothing more happens.
+    let mut snapshot = held(true);
+    snapshot.related = Some(captured(&meta(STRANGER, HELD).event_id, "hello"));
+    assert_eq!(decide(&snapshot, &input, NOW, &config()), Decision::default());
+    let encrypted = Input::Encrypted { meta: meta(STRANGER, HELD) };
+    assert_eq!(decide(&snapshot, &encrypted, NOW, &config()), Decision::default());
+}

@@ -136,6 +136,8 @@ presence:
   enabled: false
 app_service_config_files: [{regs}]
 ip_range_whitelist: ["127.0.0.0/8"]
+# Test passwords need no strong hashing; registrations stay fast.
+bcrypt_rounds: 4
 rc_message: {rc}
 rc_registration: {rc}
 rc_login:
@@ -487,6 +489,17 @@ impl Gatekeeper {
             assert!(start.elapsed() < timeout, "gatekeeper still running after {timeout:?}; log:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The running process's ID.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The process's peak resident memory so far, in KiB (Linux).
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()
     }
 
     pub fn kill9(&mut self) {
