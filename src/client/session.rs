@@ -168,7 +168,13 @@ pub async fn restore(config: &Config) -> anyhow::Result<Session> {
     if user_id.as_str() != client_config.user_id {
         bail!("the stored session is for {user_id}, but client.user_id is {}; log out first", client_config.user_id);
     }
-    let sdk = sdk_client(&homeserver, &sdk_path(client_config), &store_passphrase).await?;
+    // The configuration says where the homeserver is now (a new proxy or
+    // address); the session only remembers where it was made.
+    let now = config.homeserver.url.trim_end_matches('/');
+    if homeserver != now {
+        tracing::info!(logged_in_at = %homeserver, using = %now, "the homeserver URL changed since the login");
+    }
+    let sdk = sdk_client(now, &sdk_path(client_config), &store_passphrase).await?;
     let session = MatrixSession {
         meta: SessionMeta { user_id: user_id.clone(), device_id: device_id.clone() },
         tokens: SessionTokens { access_token: access_token.expose().to_owned(), refresh_token: None },

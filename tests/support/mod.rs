@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod faults;
 pub mod gate;
 pub mod matrix;
 pub mod push;
@@ -424,6 +425,13 @@ impl Gatekeeper {
         let mut text = std::fs::read_to_string(&self.config).unwrap();
         text.push_str(yaml);
         std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// Points an already configured Gatekeeper at another URL for its own
+    /// calls (a proxy in front of the homeserver).
+    pub fn redirect_homeserver(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(&self.config, text.replacen(&format!("url: {from}\n"), &format!("url: {to}\n"), 1)).unwrap();
     }
 
     /// Points the config at the homeserver once its URL is known.

@@ -1,0 +1,112 @@
+//! A fault-injecting proxy between Gatekeeper and the homeserver: it passes
+//! requests on, except that on a fixed rhythm it answers 429 or 500 without
+//! passing the request on, passes it on and then answers 500 as if the
+//! answer were lost, or answers only after a delay. Only Gatekeeper's own
+//! calls go through it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Clone, Debug, Default)]
+pub struct FaultCounts {
+    pub passed: usize,
+    pub rate_limited: usize,
+    pub failed_before: usize,
+    pub lost_answers: usize,
+    pub delayed: usize,
+}
+
+struct Proxy {
+    upstream: String,
+    http: reqwest::Client,
+    seen: AtomicUsize,
+    counts: std::sync::Mutex<FaultCounts>,
+}
+
+pub struct FaultProxy {
+    pub url: String,
+    proxy: Arc<Proxy>,
+}
+
+impl FaultProxy {
+    pub async fn start(upstream: &str) -> FaultProxy {
+        let proxy = Arc::new(Proxy {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            seen: AtomicUsize::new(0),
+            counts: Default::default(),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = Router::new().fallback(handle).with_state(proxy.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FaultProxy { url, proxy }
+    }
+
+    pub fn counts(&self) -> FaultCounts {
+        self.proxy.counts.lock().unwrap().clone()
+    }
+}
+
+fn matrix_error(status: StatusCode, errcode: &str) -> Response {
+    let body =
+        serde_json::json!({"errcode": errcode, "error": "injected by the test's fault proxy", "retry_after_ms": 200});
+    (status, [("content-type", "application/json")], body.to_string()).into_response()
+}
+
+async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
+    let n = proxy.seen.fetch_add(1, Ordering::SeqCst);
+    // The version check at start-up passes, so that every later call meets faults.
+    let versions = request.uri().path() == "/_matrix/client/versions";
+    // One request in eight of each kind: 3 of 8 fail, 1 of 8 is slow.
+    let fault = if versions { 0 } else { n % 8 };
+    match fault {
+        1 => {
+            proxy.counts.lock().unwrap().rate_limited += 1;
+            return matrix_error(StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED");
+        }
+        3 => {
+            proxy.counts.lock().unwrap().failed_before += 1;
+            return matrix_error(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN");
+        }
+        7 => {
+            proxy.counts.lock().unwrap().delayed += 1;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        _ => {}
+    }
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 64 * 1024 * 1024).await.unwrap();
+    let url = format!("{}{}", proxy.upstream, parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let mut forward = proxy.http.request(parts.method.clone(), url).body(body.to_vec());
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            forward = forward.header(name, value);
+        }
+    }
+    let upstream = match forward.send().await {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    };
+    let status = upstream.status();
+    let content_type = upstream.headers().get("content-type").cloned();
+    let bytes = upstream.bytes().await.unwrap_or_default();
+    if fault == 5 {
+        // Done upstream, but the answer "lost": a retry must not do it twice.
+        proxy.counts.lock().unwrap().lost_answers += 1;
+        return matrix_error(StatusCode::BAD_GATEWAY, "M_UNKNOWN");
+    }
+    proxy.counts.lock().unwrap().passed += 1;
+    let mut response = Response::builder().status(status.as_u16());
+    if let Some(ct) = content_type {
+        response = response.header("content-type", ct);
+    }
+    response.body(Body::from(bytes)).unwrap()
+}
