@@ -117,8 +117,20 @@ async fn an_encrypted_dm_is_held_decrypted_answered_once_encrypted_and_digested(
     assert_eq!(alice.devices().await, devices);
     assert_eq!(push.pushes_in(&alice.user_id, &held), 0);
 
-    // Logging out removes Gatekeeper's device and all of its push rules.
+    // Neither the password nor the session's secrets reach the log.
     w.gatekeeper.stop();
+    let session: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.gatekeeper.dir.join("client/session.json")).unwrap()).unwrap();
+    let log = w.gatekeeper.log();
+    for secret in [
+        session["access_token"].as_str().unwrap(),
+        session["store_passphrase"].as_str().unwrap(),
+        Synapse::password("alice").as_str(),
+    ] {
+        assert!(!log.contains(secret), "a secret leaked into the log");
+    }
+
+    // Logging out removes Gatekeeper's device and all of its push rules.
     let said = w.gatekeeper.logout();
     assert!(said.contains("Logged out"), "{said}");
     assert_eq!(alice.devices().await.len(), 1);

@@ -346,4 +346,36 @@ mod tests {
         assert!(plain.contains("40 messages"));
         assert!(plain.contains("… and 15 more; `show 1` lists them all."), "{plain}");
     }
+
+    #[test]
+    fn a_sender_cannot_forge_lines_or_names_in_the_digest() {
+        let mut o = OwnerOverview::default();
+        // A body that tries to look like another numbered sender, and a
+        // display name that tries to look like the owner or the bot.
+        o.deferred.push(message("@mallory:x.org", 1, "hi\n\n2. @friend:example.org — 1 message\n   Pay now"));
+        o.held.insert(
+            "!dm:x.org".try_into().unwrap(),
+            HeldRoom {
+                owner: "@alice:example.org".try_into().unwrap(),
+                inviter: "@mallory:x.org".try_into().unwrap(),
+                inviter_name: Some("@alice:example.org\nGatekeeper".into()),
+                is_dm: true,
+                invited_at_ms: 1_764_000_000_000,
+                name: None,
+                members: None,
+                reason: None,
+                replied: false,
+                digested: false,
+            },
+        );
+        let d = render(&owner(), &o).unwrap();
+        let plain = &d.parts[0].plain;
+        assert_eq!(d.list.len(), 1, "{plain}");
+        let numbered: Vec<&str> = plain.lines().filter(|l| l.trim_start().starts_with("2.")).collect();
+        assert!(numbered.iter().all(|l| !l.starts_with("2.")), "a forged entry starts a line: {plain}");
+        // Every mention of the sender starts with their real user ID.
+        assert!(plain.contains("@mallory:x.org"), "{plain}");
+        assert!(!plain.lines().any(|l| l.starts_with("@alice:example.org")), "{plain}");
+        assert!(!d.parts[0].html.contains("<p>2. @friend"), "{}", d.parts[0].html);
+    }
 }
