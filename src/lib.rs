@@ -7,6 +7,8 @@ pub mod config;
 pub mod email;
 pub mod engine;
 pub mod executor;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod inspect;
 pub mod logging;
 pub mod metrics;

@@ -74,14 +74,14 @@ struct TransactionBody<'a> {
     events: Vec<&'a RawValue>,
 }
 
-enum Parsed {
+pub(crate) enum Parsed {
     Accepted(Accepted),
     NotJson(String),
     BadJson(String),
     StoreFailed(String),
 }
 
-fn parse_and_store(store: &dyn Store, txn_id: &str, bytes: &Bytes) -> Parsed {
+pub(crate) fn parse_and_store(store: &dyn Store, txn_id: &str, bytes: &Bytes) -> Parsed {
     let body: TransactionBody<'_> = match serde_json::from_slice(bytes) {
         Ok(b) => b,
         Err(e) if e.is_syntax() || e.is_eof() => return Parsed::NotJson(e.to_string()),
