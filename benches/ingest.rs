@@ -119,15 +119,31 @@ fn drain(store: &dyn Store, config: &EngineConfig) -> Duration {
     start.elapsed()
 }
 
-/// From a stranger's first message being accepted to the reply being queued.
-fn invite_to_reply(rounds: usize) -> Vec<Duration> {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(&dir.path().join("db"), 64).unwrap();
-    let config = config();
+/// Strangers' messages in held rooms: every event is captured (and the
+/// first in each room answered), the opposite of unrelated traffic.
+const HELD_ROOMS: usize = 200;
+
+fn stranger_transaction(t: usize) -> String {
+    let events: Vec<String> = (0..EVENTS)
+        .map(|i| {
+            let r = (t * EVENTS + i) % HELD_ROOMS;
+            format!(
+                r#"{{"type":"m.room.message","event_id":"$st{t}x{i}","room_id":"!held{r}:remote.org","sender":"@s{r}:remote.org","origin_server_ts":{},"content":{{"msgtype":"m.text","body":"{}"}},"unsigned":{{"age":12}}}}"#,
+                1_700_000_000_000u64 + (t * EVENTS + i) as u64,
+                "lorem ipsum dolor sit amet ".repeat(18)
+            )
+        })
+        .collect();
+    format!(r#"{{"events":[{}]}}"#, events.join(","))
+}
+
+/// A store with one owner holding `rooms` DMs from strangers.
+fn store_with_held_rooms(path: &std::path::Path, rooms: usize) -> SledStore {
+    let store = SledStore::open(path, 64).unwrap();
     let owner: ruma::OwnedUserId = "@alice:example.org".try_into().unwrap();
     let control: ruma::OwnedRoomId = "!control:example.org".try_into().unwrap();
     let mut changes = vec![StateChange::PutOwner(OwnerState::new(owner.clone(), control, 1))];
-    for r in 0..rounds {
+    for r in 0..rooms {
         changes.push(StateChange::PutRoom(
             format!("!held{r}:remote.org").try_into().unwrap(),
             RoomState::Held(HeldRoom {
@@ -147,6 +163,14 @@ fn invite_to_reply(rounds: usize) -> Vec<Duration> {
     store.accept_transaction("setup", &[b"{}"], 1).unwrap();
     let item = store.inbox_batch(1).unwrap().remove(0);
     store.commit(item.seq, &gatekeeper::engine::Decision { changes, effects: vec![] }).unwrap();
+    store
+}
+
+/// From a stranger's first message being accepted to the reply being queued.
+fn invite_to_reply(rounds: usize) -> Vec<Duration> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_held_rooms(&dir.path().join("db"), rounds);
+    let config = config();
     let mut out = Vec::with_capacity(rounds);
     for r in 0..rounds {
         let event = format!(
@@ -212,6 +236,28 @@ async fn main() {
         percentile(&single.acks, 0.5),
         percentile(&single.acks, 0.99)
     );
+    // The same, for strangers' messages: each one captured, with a reply
+    // decided for the first message of each held room.
+    let strangers: Vec<String> = (0..TXNS).map(stranger_transaction).collect();
+    let stranger_floor = floor(&strangers);
+    let dir2 = tempfile::tempdir().unwrap();
+    let held = Arc::new(store_with_held_rooms(&dir2.path().join("db"), HELD_ROOMS));
+    let stranger_intake = through_http(held.clone(), &strangers).await;
+    let stranger_processing = drain(held.as_ref(), &config());
+    assert_eq!(held.stats().unwrap().deferred_messages as usize, TXNS * EVENTS);
+    println!(
+        "stranger traffic ({HELD_ROOMS} held DMs, every event captured): floor {:.0} events/s; \
+         intake {:.0} events/s; intake + processing {:.0} events/s",
+        rate(stranger_floor),
+        rate(stranger_intake.total),
+        rate(stranger_intake.total + stranger_processing)
+    );
+    println!(
+        "stranger ratios: intake / floor {:.2}; (intake + processing) / floor {:.2}",
+        stranger_intake.total.as_secs_f64() / stranger_floor.as_secs_f64(),
+        (stranger_intake.total + stranger_processing).as_secs_f64() / stranger_floor.as_secs_f64()
+    );
+
     let reply = invite_to_reply(200);
     println!(
         "stranger's message -> reply queued:  p50 {:.2?}  p99 {:.2?}  (accept + flush + decide + flush)",
