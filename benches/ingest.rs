@@ -19,19 +19,7 @@ const EVENTS: usize = 100;
 const TOKEN: &str = "bench-hs-token";
 
 fn config() -> EngineConfig {
-    EngineConfig {
-        bot: "@gatekeeper:example.org".try_into().unwrap(),
-        server_name: "example.org".try_into().unwrap(),
-        users: regex::Regex::new("^(?:@.*:example\\.org)$").unwrap(),
-        reply_interval_ms: 7 * 86_400_000,
-        max_replies_per_hour: 1_000_000,
-        auto_allow_owner_started: true,
-        notify_allowed: false,
-        retention_ms: 30 * 86_400_000,
-        mail_secret: None,
-        mail_links: None,
-        client_mode: false,
-    }
+    EngineConfig { max_replies_per_hour: 1_000_000, ..EngineConfig::example() }
 }
 
 /// Unrelated traffic: messages between users nobody protects, ~600 bytes each.

@@ -36,22 +36,6 @@ fn dir_mib(path: &std::path::Path) -> f64 {
     walk(path) as f64 / (1 << 20) as f64
 }
 
-fn config() -> EngineConfig {
-    EngineConfig {
-        bot: "@gatekeeper:example.org".try_into().unwrap(),
-        server_name: "example.org".try_into().unwrap(),
-        users: regex::Regex::new("^(?:@.*:example\\.org)$").unwrap(),
-        reply_interval_ms: 7 * 86_400_000,
-        max_replies_per_hour: 20,
-        auto_allow_owner_started: true,
-        notify_allowed: false,
-        retention_ms: 30 * 86_400_000,
-        mail_secret: None,
-        mail_links: None,
-        client_mode: false,
-    }
-}
-
 fn owner_decision(o: usize) -> Decision {
     let owner: ruma::OwnedUserId = format!("@owner{o}:example.org").try_into().unwrap();
     let held: ruma::OwnedRoomId = format!("!held{o}:remote.org").try_into().unwrap();
@@ -136,7 +120,7 @@ fn main() {
         let raws: Vec<&[u8]> = chunk.iter().map(|e| e.as_bytes()).collect();
         store.accept_transaction(&format!("t{t}"), &raws, 2).unwrap();
     }
-    while process_batch(&store, &config()).unwrap().processed > 0 {}
+    while process_batch(&store, &EngineConfig::example()).unwrap().processed > 0 {}
     assert_eq!(store.stats().unwrap().deferred_messages as usize, OWNERS * MESSAGES_PER_OWNER + 2_000);
     println!("RSS, after processing 2,000 messages:   {:>7.1} MiB", rss_mib());
     let first: ruma::OwnedUserId = "@owner0:example.org".try_into().unwrap();

@@ -8,19 +8,7 @@ use std::sync::LazyLock;
 use crate::engine::{self, Deferred, EngineConfig, HeldRoom, OwnerOverview, OwnerState};
 use crate::store::{MemoryStore, Store};
 
-static CONFIG: LazyLock<EngineConfig> = LazyLock::new(|| EngineConfig {
-    bot: "@gatekeeper:example.org".try_into().expect("valid"),
-    server_name: "example.org".try_into().expect("valid"),
-    users: regex::Regex::new("^(?:@.*:example\\.org)$").expect("valid"),
-    reply_interval_ms: 7 * 86_400_000,
-    max_replies_per_hour: 20,
-    auto_allow_owner_started: true,
-    notify_allowed: false,
-    retention_ms: 30 * 86_400_000,
-    mail_secret: None,
-    mail_links: None,
-    client_mode: false,
-});
+static CONFIG: LazyLock<EngineConfig> = LazyLock::new(EngineConfig::example);
 
 /// Splits fuzz input into `n` strings at 0xFF bytes (lossy UTF-8).
 fn fields(data: &[u8], n: usize) -> Vec<String> {

@@ -76,17 +76,7 @@ pub async fn start(
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
             tracing::info!(%listen, "one-click link pages listening");
-            let mut web_shutdown = shutdown.clone();
-            tasks.push(tokio::spawn(async move {
-                let served = axum::serve(listener, crate::web::router(pages))
-                    .with_graceful_shutdown(async move {
-                        let _ = web_shutdown.wait_for(|stop| *stop).await;
-                    })
-                    .await;
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "link pages stopped");
-                }
-            }));
+            tasks.push(tokio::spawn(serve(listener, crate::web::router(pages), shutdown.clone(), "link pages")));
         }
         if !hold_processing {
             // E-mail has its own lane: a slow mail server never holds back Matrix.
@@ -107,20 +97,27 @@ pub async fn start(
             .await
             .with_context(|| format!("cannot listen on {} (metrics.listen)", metrics.listen))?;
         tracing::info!(listen = %metrics.listen, "metrics and health listening");
-        let mut metrics_shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let served = axum::serve(listener, crate::metrics::router(health))
-                .with_graceful_shutdown(async move {
-                    let _ = metrics_shutdown.wait_for(|stop| *stop).await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "metrics listener stopped");
-            }
-        }));
+        tasks.push(tokio::spawn(serve(listener, crate::metrics::router(health), shutdown.clone(), "metrics listener")));
     }
     tasks.push(tokio::spawn(prune_loop(store.clone(), config.gate.retention.0, shutdown.clone())));
     Ok((tasks, (!hold_processing).then_some(released_rx)))
+}
+
+/// Serves `router` until shutdown.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+    what: &'static str,
+) {
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "{what} stopped");
+    }
 }
 
 /// Stops `tasks` after a signal, giving each a while to finish its step.

@@ -12,24 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::gate::{LONG, opt_in, start};
+use support::rng::Rng;
 use support::{Client, PushGateway, World, eventually, free_port};
 
 const ITERATIONS: usize = 50;
-
-/// xorshift64*: enough randomness for a test, reproducible from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 struct Stranger {
     client: Client,
@@ -40,11 +26,8 @@ struct Stranger {
 
 #[tokio::test]
 async fn fifty_kill_9s_lose_nothing_and_duplicate_nothing() {
-    let seed = std::env::var("GK_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    }) | 1;
+    let (mut rng, seed) = Rng::from_env("GK_CRASH_SEED");
     println!("crash loop seed: {seed} (GK_CRASH_SEED={seed} replays it)");
-    let mut rng = Rng(seed);
 
     let mut w = World::new("@.*:localhost").await;
     let port = free_port();
@@ -74,7 +57,7 @@ async fn fifty_kill_9s_lose_nothing_and_duplicate_nothing() {
     w.gatekeeper.stop();
     for iteration in 0..ITERATIONS {
         w.gatekeeper.start(&[]);
-        let kill_at = Duration::from_millis(rng.below(2500));
+        let kill_at = Duration::from_millis(rng.below(2500) as u64);
         let begun = Instant::now();
         while begun.elapsed() < kill_at {
             match rng.below(10) {
@@ -86,7 +69,7 @@ async fn fifty_kill_9s_lose_nothing_and_duplicate_nothing() {
                     strangers.push(Stranger { client, room, kept: vec![first] });
                 }
                 3..=5 if !strangers.is_empty() => {
-                    let pick = rng.below(strangers.len() as u64) as usize;
+                    let pick = rng.below(strangers.len());
                     let s = &mut strangers[pick];
                     let body = format!("message {} of {}", s.kept.len(), s.client.user_id);
                     let id = s.client.send_text(&s.room, &body).await;

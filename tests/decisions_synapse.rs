@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::gate::{LONG, SETTLE, ask, opt_in, start, wait_membership};
+use support::gate::{LONG, SETTLE, ask, opt_in, reply_to, start, wait_membership};
 use support::{Mode, PushGateway, World, eventually};
 
 both_modes!(allow_releases_deny_leaves_and_only_the_owner_in_the_control_room_is_obeyed);
@@ -73,11 +73,7 @@ async fn allow_releases_deny_leaves_and_only_the_owner_in_the_control_room_is_ob
     let franks = frank.create_dm(&alice.user_id).await;
     wait_membership(&frank, &franks, &alice.user_id, "join").await;
     frank.send_text(&franks, "Hello Alice, we met at the meetup").await;
-    eventually("frank's etiquette reply", LONG, || {
-        let (f, r, a) = (frank.clone(), franks.clone(), alice.user_id.clone());
-        async move { f.notices_from(&r, &a).await.into_iter().next() }
-    })
-    .await;
+    reply_to(&frank, &franks, &alice.user_id).await;
     alice.send_text(&franks, "Hi Frank! Good to hear from you.").await;
     eventually("the control room to say frank is allowed", LONG, || {
         let (a, c, bot) = (alice.clone(), control.clone(), w.voice(&alice.user_id));
@@ -159,11 +155,7 @@ async fn block_declines_at_once_and_on_arrival_servers_can_be_allowed_and_allows
     let erins = erin.create_dm(&alice.user_id).await;
     wait_membership(&erin, &erins, &alice.user_id, "join").await;
     erin.send_text(&erins, "hello again").await;
-    eventually("erin's reply", LONG, || {
-        let (e, r, a) = (erin.clone(), erins.clone(), alice.user_id.clone());
-        async move { e.notices_from(&r, &a).await.into_iter().next() }
-    })
-    .await;
+    reply_to(&erin, &erins, &alice.user_id).await;
     tokio::time::sleep(SETTLE).await;
     assert_eq!(push.pushes_in(&alice.user_id, &erins), 0);
 }

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::gate::{LONG, ask, opt_in, start, wait_membership};
+use support::gate::{LONG, ask, opt_in, reply_to, start, wait_membership};
 use support::{World, eventually};
 
 const WRITTEN_WHILE_DOWN: usize = 6;
@@ -22,11 +22,7 @@ async fn after_downtime_the_ping_cuts_the_backoff_short_and_all_is_processed_onc
     let held = stranger.create_dm(&alice.user_id).await;
     wait_membership(&stranger, &held, &alice.user_id, "join").await;
     stranger.send_text(&held, "line 0").await;
-    eventually("the reply", LONG, || {
-        let (s, r, a) = (stranger.clone(), held.clone(), alice.user_id.clone());
-        async move { s.notices_from(&r, &a).await.into_iter().next() }
-    })
-    .await;
+    reply_to(&stranger, &held, &alice.user_id).await;
 
     // Down for long enough that the homeserver's retry interval has grown
     // to half a minute or more (2, 4, 8, 16, 32 s ...).

@@ -2,24 +2,13 @@
 //! seed of fuzz/corpus/<target>/ as it is, then a few thousand random
 //! mutations of the seeds (bytes flipped, inserted, deleted, spliced). Any
 //! input a fuzzer finds a bug with belongs in the corpus afterwards.
-//! `GK_FUZZ_ROUNDS=<n>` runs longer.
+//! `GK_FUZZ_ROUNDS=<n>` runs longer; `GK_FUZZ_SEED=<n>` replays a run.
+
+mod support;
 
 use std::path::Path;
 
-/// xorshift64*: reproducible from the seed printed on failure.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use support::rng::Rng;
 
 /// Bytes fuzzers like: structure characters and boundaries of the formats.
 const INTERESTING: &[u8] = b"{}[]\":,\\\r\n\t <>&'@!$#*:.0\xff\xfe\x00";
@@ -61,8 +50,7 @@ fn run(target: &str, f: fn(&[u8])) {
         f(seed);
     }
     let rounds: usize = std::env::var("GK_FUZZ_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(2000);
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
-    let mut rng = Rng(seed);
+    let (mut rng, seed) = Rng::from_env("GK_FUZZ_SEED");
     for round in 0..rounds {
         let input = mutate(&mut rng, &seeds);
         let outcome = std::panic::catch_unwind(|| f(&input));

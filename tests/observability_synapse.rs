@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::gate::{LONG, opt_in, start, wait_membership};
+use support::gate::{LONG, opt_in, reply_to, start, wait_membership};
 use support::{Mode, World, eventually, free_port};
 
 async fn get(url: &str) -> (u16, String) {
@@ -39,11 +39,7 @@ async fn metrics_count_what_happened_and_health_notices_the_homeserver(mode: Mod
     let held = stranger.create_dm(&alice.user_id).await;
     wait_membership(&stranger, &held, &alice.user_id, "join").await;
     stranger.send_text(&held, "Hello?").await;
-    eventually("the etiquette reply", LONG, || {
-        let (s, r, a) = (stranger.clone(), held.clone(), alice.user_id.clone());
-        async move { s.notices_from(&r, &a).await.into_iter().next() }
-    })
-    .await;
+    reply_to(&stranger, &held, &alice.user_id).await;
     stranger.send_text(&held, "Hello again?").await;
 
     let scrape = eventually("the metrics to count both messages", LONG, || {

@@ -67,6 +67,24 @@ pub struct MailLinks {
 }
 
 impl EngineConfig {
+    /// A deployment on `example.org` with the documented defaults (everyone
+    /// there may opt in), for tests, benches and fuzzing.
+    pub fn example() -> Self {
+        EngineConfig {
+            bot: "@gatekeeper:example.org".try_into().expect("a valid user ID"),
+            server_name: "example.org".try_into().expect("a valid server name"),
+            users: regex::Regex::new("^(?:@.*:example\\.org)$").expect("a valid regex"),
+            reply_interval_ms: 7 * 24 * 3_600_000,
+            max_replies_per_hour: 20,
+            auto_allow_owner_started: true,
+            notify_allowed: false,
+            retention_ms: 30 * 86_400_000,
+            mail_secret: None,
+            mail_links: None,
+            client_mode: false,
+        }
+    }
+
     pub fn may_opt_in(&self, user: &UserId) -> bool {
         !self.client_mode
             && user.server_name() == self.server_name
@@ -209,22 +227,10 @@ fn notice(as_user: &OwnedUserId, room: &OwnedRoomId, meta: &EventMeta, purpose: 
 #[cfg(test)]
 pub(crate) mod tests_support {
     use super::EngineConfig;
-    use ruma::owned_user_id;
 
+    /// The example deployment, with the engine tests' reply cap.
     pub fn config() -> EngineConfig {
-        EngineConfig {
-            bot: owned_user_id!("@gatekeeper:example.org"),
-            server_name: "example.org".try_into().unwrap(),
-            users: regex::Regex::new("^(?:@.*:example\\.org)$").unwrap(),
-            reply_interval_ms: 7 * 24 * 3_600_000,
-            max_replies_per_hour: 3,
-            auto_allow_owner_started: true,
-            notify_allowed: false,
-            retention_ms: 30 * 86_400_000,
-            mail_secret: None,
-            mail_links: None,
-            client_mode: false,
-        }
+        EngineConfig { max_replies_per_hour: 3, ..EngineConfig::example() }
     }
 }
 

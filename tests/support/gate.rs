@@ -56,6 +56,15 @@ pub async fn ask(w: &World, owner: &Client, control: &str, command: &str) -> Str
     .await
 }
 
+/// Waits for the etiquette reply `stranger` gets from `owner` in `room`.
+pub async fn reply_to(stranger: &Client, room: &str, owner: &str) -> String {
+    eventually(&format!("the etiquette reply to {}", stranger.user_id), LONG, || {
+        let (s, r, o) = (stranger.clone(), room.to_owned(), owner.to_owned());
+        async move { s.notices_from(&r, &o).await.into_iter().next() }
+    })
+    .await
+}
+
 /// Waits until `client` sees `user`'s membership in `room` become `membership`.
 pub async fn wait_membership(client: &Client, room: &str, user: &str, membership: &str) {
     eventually(&format!("{user} to be {membership} in {room}"), LONG, || {

@@ -10,6 +10,7 @@ pub mod faults;
 pub mod gate;
 pub mod matrix;
 pub mod push;
+pub mod rng;
 pub mod smtp;
 
 use std::fs::File;
