@@ -323,6 +323,10 @@ pub struct Gatekeeper {
 pub const PLACEHOLDER_HS: &str = "http://127.0.0.1:1";
 
 pub fn gatekeeper_bin() -> PathBuf {
+    // A benchmark may point at a release build.
+    if let Some(bin) = std::env::var_os("GK_BIN") {
+        return PathBuf::from(bin);
+    }
     match option_env!("CARGO_BIN_EXE_gatekeeper") {
         Some(bin) => PathBuf::from(bin),
         None => target_dir().join("debug/gatekeeper"),
