@@ -165,8 +165,7 @@ async fn ensure_control_room(
 /// A fresh login is a fresh start: a new first sync, a new control room
 /// (the owner's settings, contacts and captured messages are kept).
 pub(crate) fn start_over(config: &Config) -> anyhow::Result<()> {
-    let store = crate::store::SledStore::open(&config.database.path, config.database.cache_capacity_mb)
-        .with_context(|| format!("opening the database at {}", config.database.path.display()))?;
+    let store = workers::open_store(config)?;
     store.reset_sync_position()?;
     store.set_connector_value(CONTROL_ROOM_KEY, None)?;
     Ok(())

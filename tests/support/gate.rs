@@ -16,13 +16,7 @@ pub async fn opt_in(w: &mut World, owner: &Client) -> String {
     let control = match w.gatekeeper.mode {
         Mode::Appservice => owner.create_dm(&w.bot()).await,
         Mode::Client => {
-            if std::env::var_os("GK_TEST_TIMING").is_some() {
-                eprintln!("login at {}", super::wall());
-            }
             w.gatekeeper.login();
-            if std::env::var_os("GK_TEST_TIMING").is_some() {
-                eprintln!("logged in at {}", super::wall());
-            }
             start(w).await;
             eventually("the control room", LONG, || {
                 let o = owner.clone();

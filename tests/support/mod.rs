@@ -476,12 +476,6 @@ impl Gatekeeper {
     pub async fn wait_for_log(&self, needle: &str, timeout: Duration) {
         let start = Instant::now();
         while !self.log().contains(needle) {
-            if std::env::var_os("GK_TEST_TIMING").is_some()
-                && start.elapsed() > Duration::from_secs(5)
-                && start.elapsed() < Duration::from_millis(5100)
-            {
-                eprintln!("still waiting for {needle:?} at {}", wall());
-            }
             if start.elapsed() > timeout {
                 let log = self.log();
                 let tail: String = log.chars().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
