@@ -1,6 +1,6 @@
 //! Drains the durable inbox in order: event -> engine -> committed decision.
-//! Each event is committed (state, effects, inbox removal) atomically, and a
-//! batch is flushed before its effects are released to the executor.
+//! A batch of decisions (state, effects, inbox removals) is committed
+//! atomically and flushed before its effects are released to the executor.
 
 use crate::metrics::METRICS;
 use std::panic::AssertUnwindSafe;
@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::engine::{self, EngineConfig};
-use crate::store::{Store, StoreError};
+use crate::engine::{self, Decision, EngineConfig, StateChange};
+use crate::store::{Overlay, Store, StoreError, assemble_snapshot};
 use crate::translate::translate;
 
 pub const BATCH: usize = 100;
@@ -28,35 +28,49 @@ pub struct BatchReport {
 
 /// Processes up to [`BATCH`] inbox events and flushes. Blocking: run it on a
 /// blocking thread.
+///
+/// Decisions are committed together, in one write, over an [`Overlay`] that
+/// lets each decision read what the earlier ones in the batch decided. The
+/// batch is committed early only where a decision reads more than point
+/// look-ups (an owner's whole overview, what is due) or forgets an owner's
+/// data, and before an event is set aside, so the inbox is consumed in order.
 pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchReport, StoreError> {
+    process_up_to(store, config, BATCH)
+}
+
+fn process_up_to(store: &dyn Store, config: &EngineConfig, limit: usize) -> Result<BatchReport, StoreError> {
     let mut report = BatchReport::default();
-    // Empty decisions are committed together, but always before the next
-    // non-empty one, so the inbox is consumed strictly in order.
-    let mut empty: Vec<u64> = Vec::new();
-    for item in store.inbox_batch(BATCH)? {
+    let mut pending = Pending::new(store);
+    for item in store.inbox_batch(limit)? {
         let input = match translate(&item.raw, item.internal) {
             Ok(Some(input)) => input,
             Ok(None) => {
                 METRICS.events.get_or_create(&crate::metrics::KindLabel { kind: "other" }).inc();
-                empty.push(item.seq);
+                pending.empty.push(item.seq);
                 report.processed += 1;
                 continue;
             }
             Err(reason) => {
                 tracing::warn!(seq = item.seq, %reason, "event set aside (quarantined)");
-                store.commit_empty(&std::mem::take(&mut empty))?;
+                pending.commit()?;
                 store.quarantine(item.seq, &reason.0, now_ms())?;
                 report.quarantined += 1;
                 continue;
             }
         };
         let started = std::time::Instant::now();
-        let mut snapshot =
-            store.snapshot(input.room_id().map(|r| &**r), &input.users(), input.related_event().map(|e| &**e))?;
+        let mut snapshot = assemble_snapshot(
+            &pending.overlay,
+            input.room_id().map(|r| &**r),
+            &input.users(),
+            input.related_event().map(|e| &**e),
+        )?;
         if let Some(owner) = overview_needed(&snapshot, &input) {
+            pending.commit()?;
             snapshot.overview = Some(store.overview(&owner)?);
         }
         if matches!(input, crate::engine::Input::Tick) {
+            pending.commit()?;
             snapshot.due = Some(due_now(store, now_ms(), true)?);
         }
         // A bug in one rule must not wedge the queue behind one event.
@@ -67,7 +81,7 @@ pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchRe
         }
         match decided {
             Ok(decision) if decision.effects.is_empty() && decision.changes.is_empty() => {
-                empty.push(item.seq);
+                pending.empty.push(item.seq);
                 report.processed += 1;
             }
             Ok(decision) => {
@@ -77,22 +91,61 @@ pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchRe
                     effects = decision.effects.len(),
                     "decided"
                 );
-                store.commit_empty(&std::mem::take(&mut empty))?;
-                store.commit(item.seq, &decision)?;
-                METRICS.processing_seconds.observe(started.elapsed().as_secs_f64());
+                let forgets = decision.changes.iter().any(|c| matches!(c, StateChange::ForgetOwnerData(_)));
+                if forgets {
+                    pending.commit()?;
+                }
+                pending.add(item.seq, decision, started);
+                if forgets {
+                    pending.commit()?;
+                }
                 report.processed += 1;
             }
             Err(_) => {
                 tracing::error!(input = ?input, "engine panicked; event set aside");
-                store.commit_empty(&std::mem::take(&mut empty))?;
+                pending.commit()?;
                 store.quarantine(item.seq, "the engine failed on this event (a bug: please report it)", now_ms())?;
                 report.quarantined += 1;
             }
         }
     }
-    store.commit_empty(&empty)?;
+    pending.commit()?;
     store.flush()?;
     Ok(report)
+}
+
+/// Decisions made and not yet committed, with the overlay they are read
+/// through.
+struct Pending<'a> {
+    store: &'a dyn Store,
+    overlay: Overlay<'a>,
+    decided: Vec<(u64, Decision, std::time::Instant)>,
+    empty: Vec<u64>,
+}
+
+impl<'a> Pending<'a> {
+    fn new(store: &'a dyn Store) -> Self {
+        Self { store, overlay: Overlay::new(store), decided: Vec::new(), empty: Vec::new() }
+    }
+
+    fn add(&mut self, seq: u64, decision: Decision, started: std::time::Instant) {
+        self.overlay.apply(&decision.changes);
+        self.decided.push((seq, decision, started));
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        if self.decided.is_empty() && self.empty.is_empty() {
+            return Ok(());
+        }
+        let decided: Vec<(u64, &Decision)> = self.decided.iter().map(|(seq, d, _)| (*seq, d)).collect();
+        self.store.commit_batch(&decided, &self.empty)?;
+        for (_, _, started) in self.decided.drain(..) {
+            METRICS.processing_seconds.observe(started.elapsed().as_secs_f64());
+        }
+        self.empty.clear();
+        self.overlay.clear();
+        Ok(())
+    }
 }
 
 /// Whose whole overview a decision reads: the owner commanding in their
@@ -242,6 +295,129 @@ mod tests {
         let stats = store.stats().unwrap();
         assert_eq!((stats.events_processed, stats.events_quarantined, stats.outbox_pending), (2, 1, 1));
         assert_eq!(store.quarantined(10).unwrap()[0].raw, "{oops");
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+    use crate::engine::{HeldRoom, OwnerState, RoomState};
+    use crate::store::MemoryStore;
+
+    const OWNER: &str = "@alice:example.org";
+    const CONTROL: &str = "!control:example.org";
+
+    fn held(r: usize) -> RoomState {
+        RoomState::Held(HeldRoom {
+            owner: OWNER.try_into().unwrap(),
+            inviter: format!("@s{r}:remote.org").try_into().unwrap(),
+            inviter_name: None,
+            is_dm: true,
+            invited_at_ms: 1,
+            name: None,
+            members: None,
+            reason: None,
+            replied: false,
+            digested: false,
+        })
+    }
+
+    /// An owner with five held DMs from five strangers.
+    fn setup(store: &dyn Store) {
+        let mut changes =
+            vec![StateChange::PutOwner(OwnerState::new(OWNER.try_into().unwrap(), CONTROL.try_into().unwrap(), 1))];
+        changes.push(StateChange::PutRoom(
+            CONTROL.try_into().unwrap(),
+            RoomState::Control { owner: OWNER.try_into().unwrap() },
+        ));
+        for r in 0..5 {
+            changes.push(StateChange::PutRoom(format!("!held{r}:remote.org").try_into().unwrap(), held(r)));
+        }
+        store.accept_transaction("setup", &[b"{}"], 1).unwrap();
+        let item = store.inbox_batch(1).unwrap().remove(0);
+        store.commit(item.seq, &Decision { changes, effects: vec![] }).unwrap();
+    }
+
+    fn message(id: &str, room: &str, sender: &str, body: &str) -> String {
+        format!(
+            r#"{{"type":"m.room.message","event_id":"${id}","room_id":"{room}","sender":"{sender}","origin_server_ts":5,
+            "content":{{"msgtype":"m.text","body":"{body}"}}}}"#
+        )
+    }
+
+    /// Everything that reads what an earlier event in the same batch
+    /// decided: replies counted against the cap, a message delivered twice,
+    /// an edit and a redaction of a message just captured, the owner's
+    /// command and the owner answering a held room (which read the whole
+    /// overview), and a bad event in between.
+    fn events() -> Vec<String> {
+        let mut e: Vec<String> = (0..5)
+            .map(|r| message(&format!("m{r}"), &format!("!held{r}:remote.org"), &format!("@s{r}:remote.org"), "hi"))
+            .collect();
+        e.push(message("m0", "!held0:remote.org", "@s0:remote.org", "hi"));
+        e.push(
+            r#"{"type":"m.room.message","event_id":"$edit","room_id":"!held1:remote.org","sender":"@s1:remote.org",
+            "origin_server_ts":6,"content":{"msgtype":"m.text","body":"* fixed","m.new_content":{"msgtype":"m.text","body":"fixed"},
+            "m.relates_to":{"rel_type":"m.replace","event_id":"$m1"}}}"#
+                .into(),
+        );
+        e.push(
+            r#"{"type":"m.room.redaction","event_id":"$red","room_id":"!held2:remote.org","sender":"@s2:remote.org",
+            "origin_server_ts":7,"redacts":"$m2","content":{}}"#
+                .into(),
+        );
+        e.push("{not json".into());
+        e.push(message("m3b", "!held3:remote.org", "@s3:remote.org", "again"));
+        e.push(message("cmd", CONTROL, OWNER, "allow @s4:remote.org"));
+        e.push(message("m4b", "!held4:remote.org", "@s4:remote.org", "after allow"));
+        e.push(message("own", "!held3:remote.org", OWNER, "hello back"));
+        e.push(message("m3c", "!held3:remote.org", "@s3:remote.org", "after answer"));
+        e
+    }
+
+    fn outcome(store: &MemoryStore) -> (Vec<crate::engine::Effect>, crate::engine::OwnerOverview, crate::store::Stats) {
+        let effects = store.outbox_batch(u64::MAX, 1000, false).unwrap().into_iter().map(|i| i.effect).collect();
+        let mut overview = store.overview(&ruma::UserId::parse(OWNER).unwrap()).unwrap();
+        // The clock moves between the two runs.
+        for contact in overview.contacts.values_mut() {
+            if let crate::engine::Contact::Allowed { since_ms, .. } = contact {
+                *since_ms = 0;
+            }
+        }
+        (effects, overview, store.stats().unwrap())
+    }
+
+    /// A batch decides exactly what one event at a time decides.
+    #[test]
+    fn a_batch_decides_what_one_at_a_time_decides() {
+        let events = events();
+        let raw: Vec<&[u8]> = events.iter().map(|e| e.as_bytes()).collect();
+        let (one, batched) = (MemoryStore::new(), MemoryStore::new());
+        for store in [&one, &batched] {
+            setup(store);
+            store.accept_transaction("t", &raw, 2).unwrap();
+        }
+        while process_up_to(&one, &config(), 1).unwrap() != BatchReport::default() {}
+        let report = process_batch(&batched, &config()).unwrap();
+        assert_eq!(report, BatchReport { processed: raw.len() - 1, quarantined: 1 });
+        let (effects, overview, stats) = outcome(&batched);
+        assert_eq!((effects.clone(), overview.clone(), stats.clone()), outcome(&one));
+        // And what it decided is right: three replies (the cap), the
+        // duplicate captured once, the edit applied, the redaction honoured,
+        // the allowed and the answered strangers' messages released.
+        let replies = effects
+            .iter()
+            .filter(|e| matches!(e, crate::engine::Effect::SendNotice { room_id, .. } if room_id.as_str() != CONTROL))
+            .count();
+        assert_eq!(replies, 3, "{effects:#?}");
+        let bodies: Vec<&str> = overview.deferred.iter().map(|d| d.body.as_str()).collect();
+        assert_eq!(bodies, ["hi", "fixed"]);
+        assert_eq!(overview.held.len(), 3);
+        assert_eq!(stats.events_quarantined, 1);
+    }
+
+    fn config() -> EngineConfig {
+        crate::engine::tests_support::config()
     }
 }
 

@@ -336,6 +336,39 @@ pub fn empty_decisions_are_committed_in_one_go(s: &dyn Store) {
     s.commit_empty(&[]).unwrap();
 }
 
+pub fn a_batch_commits_in_order_and_skips_what_was_committed(s: &dyn Store) {
+    const E3: &[u8] = br#"{"event_id":"$3"}"#;
+    s.accept_transaction("t1", &[E1, E2, E3], 1).unwrap();
+    let seqs: Vec<u64> = s.inbox_batch(10).unwrap().iter().map(|i| i.seq).collect();
+    let alice = owned_user_id!("@alice:example.org");
+    // The first item was committed already (a retry after a crash that
+    // did land): its effects must not be queued again.
+    s.commit(seqs[0], &sample_decision()).unwrap();
+    let later = Decision {
+        changes: vec![StateChange::PutOwner(OwnerState {
+            replies_in_window: 3,
+            ..OwnerState::new(alice.clone(), owned_room_id!("!dm:example.org"), 7)
+        })],
+        effects: vec![Effect::Join { as_user: alice.clone(), room_id: owned_room_id!("!other:example.org") }],
+    };
+    s.commit_batch(&[(seqs[0], &sample_decision()), (seqs[2], &later)], &[seqs[1]]).unwrap();
+    s.flush().unwrap();
+    assert!(s.inbox_batch(10).unwrap().is_empty());
+    // Later decisions in a batch win over earlier ones.
+    assert_eq!(s.owner(&alice).unwrap().unwrap().replies_in_window, 3);
+    let out: Vec<Effect> = s.outbox_batch(u64::MAX, 10, false).unwrap().into_iter().map(|o| o.effect).collect();
+    let mut expected = sample_decision().effects;
+    expected.extend(later.effects.clone());
+    assert_eq!(out, expected);
+    let high = s.outbox_high_water().unwrap();
+    assert_eq!(s.outbox_batch(u64::MAX, 10, false).unwrap().last().unwrap().id, high);
+    assert_eq!(s.stats().unwrap().events_processed, 3);
+    // The whole batch again changes nothing.
+    s.commit_batch(&[(seqs[0], &sample_decision()), (seqs[2], &later)], &[seqs[1]]).unwrap();
+    assert_eq!(s.outbox_batch(u64::MAX, 10, false).unwrap().len(), 3);
+    assert_eq!(s.stats().unwrap().events_processed, 3);
+}
+
 pub fn due_finds_expired_allows_and_ended_pauses(s: &dyn Store) {
     let alice = owned_user_id!("@alice:example.org");
     let server = Subject::Server("remote.org".try_into().unwrap());
@@ -463,6 +496,7 @@ macro_rules! store_conformance {
             case!(follow_ups_join_the_inbox_with_their_source);
             case!(retention_drops_old_captured_messages);
             case!(empty_decisions_are_committed_in_one_go);
+            case!(a_batch_commits_in_order_and_skips_what_was_committed);
             case!(due_finds_expired_allows_and_ended_pauses);
             case!(mail_goes_on_its_own_lane);
             case!(a_link_is_used_once);

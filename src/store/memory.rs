@@ -30,6 +30,55 @@ struct Inner {
 }
 
 impl Inner {
+    fn commit_one(&mut self, seq: u64, decision: &Decision) {
+        if self.inbox.remove(&seq).is_none() {
+            return;
+        }
+        for change in &decision.changes {
+            match change.clone() {
+                StateChange::PutOwner(o) => {
+                    self.owners.insert(o.user_id.clone(), o);
+                }
+                StateChange::RemoveOwner(u) => {
+                    self.owners.remove(&u);
+                }
+                StateChange::PutRoom(r, st) => {
+                    self.rooms.insert(r, st);
+                }
+                StateChange::RemoveRoom(r) => {
+                    self.rooms.remove(&r);
+                }
+                StateChange::PutContact { owner, subject, contact } => {
+                    self.contacts.insert((owner, subject), contact);
+                }
+                StateChange::RemoveContact { owner, subject } => {
+                    self.contacts.remove(&(owner, subject));
+                }
+                StateChange::PutStranger { owner, user, state } => {
+                    self.strangers.insert((owner, user), state);
+                }
+                StateChange::PutDeferred(d) => {
+                    self.deferred.insert((d.owner.clone(), d.event_id.clone()), d);
+                }
+                StateChange::RemoveDeferred { owner, event_id } => {
+                    self.deferred.remove(&(owner, event_id));
+                }
+                StateChange::ForgetOwnerData(owner) => {
+                    self.contacts.retain(|(o, _), _| *o != owner);
+                    self.strangers.retain(|(o, _), _| *o != owner);
+                    self.deferred.retain(|(o, _), _| *o != owner);
+                }
+            }
+        }
+        for effect in &decision.effects {
+            self.next_id += 1;
+            let id = self.next_id;
+            self.outbox.insert(id, effect.clone());
+            self.outbox_high = id;
+        }
+        self.stats.events_processed += 1;
+    }
+
     fn push_inbox(&mut self, internal: bool, raw: &[u8]) {
         self.next_id += 1;
         let seq = self.next_id;
@@ -73,6 +122,24 @@ impl Lookups for Inner {
     }
     fn deferred(&self, owner: &UserId, event: &EventId) -> Result<Option<Deferred>, StoreError> {
         Ok(self.deferred.get(&(owner.to_owned(), event.to_owned())).cloned())
+    }
+}
+
+impl Lookups for MemoryStore {
+    fn room(&self, room: &RoomId) -> Result<Option<RoomState>, StoreError> {
+        self.lock().room(room)
+    }
+    fn owner(&self, user: &UserId) -> Result<Option<OwnerState>, StoreError> {
+        self.lock().owner(user)
+    }
+    fn contact(&self, owner: &UserId, subject: &Subject) -> Result<Option<Contact>, StoreError> {
+        self.lock().contact(owner, subject)
+    }
+    fn stranger(&self, owner: &UserId, user: &UserId) -> Result<Option<StrangerState>, StoreError> {
+        self.lock().stranger(owner, user)
+    }
+    fn deferred(&self, owner: &UserId, event: &EventId) -> Result<Option<Deferred>, StoreError> {
+        self.lock().deferred(owner, event)
     }
 }
 
@@ -188,63 +255,15 @@ impl Store for MemoryStore {
         })
     }
 
-    fn commit(&self, seq: u64, decision: &Decision) -> Result<(), StoreError> {
+    fn commit_batch(&self, decided: &[(u64, &Decision)], empty: &[u64]) -> Result<(), StoreError> {
         let mut s = self.lock();
-        if s.inbox.remove(&seq).is_none() {
-            return Ok(());
-        }
-        for change in &decision.changes {
-            match change.clone() {
-                StateChange::PutOwner(o) => {
-                    s.owners.insert(o.user_id.clone(), o);
-                }
-                StateChange::RemoveOwner(u) => {
-                    s.owners.remove(&u);
-                }
-                StateChange::PutRoom(r, st) => {
-                    s.rooms.insert(r, st);
-                }
-                StateChange::RemoveRoom(r) => {
-                    s.rooms.remove(&r);
-                }
-                StateChange::PutContact { owner, subject, contact } => {
-                    s.contacts.insert((owner, subject), contact);
-                }
-                StateChange::RemoveContact { owner, subject } => {
-                    s.contacts.remove(&(owner, subject));
-                }
-                StateChange::PutStranger { owner, user, state } => {
-                    s.strangers.insert((owner, user), state);
-                }
-                StateChange::PutDeferred(d) => {
-                    s.deferred.insert((d.owner.clone(), d.event_id.clone()), d);
-                }
-                StateChange::RemoveDeferred { owner, event_id } => {
-                    s.deferred.remove(&(owner, event_id));
-                }
-                StateChange::ForgetOwnerData(owner) => {
-                    s.contacts.retain(|(o, _), _| *o != owner);
-                    s.strangers.retain(|(o, _), _| *o != owner);
-                    s.deferred.retain(|(o, _), _| *o != owner);
-                }
-            }
-        }
-        for effect in &decision.effects {
-            s.next_id += 1;
-            let id = s.next_id;
-            s.outbox.insert(id, effect.clone());
-            s.outbox_high = id;
-        }
-        s.stats.events_processed += 1;
-        Ok(())
-    }
-
-    fn commit_empty(&self, seqs: &[u64]) -> Result<(), StoreError> {
-        let mut s = self.lock();
-        for seq in seqs {
+        for seq in empty {
             if s.inbox.remove(seq).is_some() {
                 s.stats.events_processed += 1;
             }
+        }
+        for (seq, decision) in decided {
+            s.commit_one(*seq, decision);
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! real one; `memory` backs fast tests. Both pass the same conformance suite.
 
 mod memory;
+mod overlay;
 mod records;
 mod sled_store;
 
@@ -10,6 +11,7 @@ mod sled_store;
 pub(crate) mod conformance;
 
 pub use memory::MemoryStore;
+pub use overlay::Overlay;
 pub use sled_store::SledStore;
 
 use ruma::{EventId, OwnedUserId, RoomId};
@@ -102,7 +104,7 @@ pub struct Stats {
     pub deferred_messages: u64,
 }
 
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Lookups + Send + Sync + 'static {
     /// Stores a transaction's events in the inbox and makes them durable,
     /// unless this transaction was already accepted. Returns only once the
     /// events survive a crash.
@@ -150,15 +152,29 @@ pub trait Store: Send + Sync + 'static {
     /// Everything kept for one owner: contacts, held rooms, captured messages.
     fn overview(&self, owner: &ruma::UserId) -> Result<OwnerOverview, StoreError>;
 
-    /// Atomically: applies the decision's state changes, appends its effects
-    /// to the outbox, and removes inbox item `seq`. Durable after [`flush`].
+    /// Atomically, for a whole batch: applies each decision's state changes
+    /// in order, appends its effects to the outbox, and removes its inbox
+    /// item; removes the inbox items in `empty`, whose decisions were empty
+    /// (most of a homeserver's traffic concerns nobody Gatekeeper protects).
+    /// A decision whose inbox item is gone was committed before and is
+    /// skipped, so that its effects are never queued twice. Durable after
+    /// [`flush`].
     ///
     /// [`flush`]: Store::flush
-    fn commit(&self, seq: u64, decision: &Decision) -> Result<(), StoreError>;
+    fn commit_batch(&self, decided: &[(u64, &Decision)], empty: &[u64]) -> Result<(), StoreError>;
 
-    /// Removes inbox items whose decisions were empty, in one write: most
-    /// of a homeserver's traffic concerns nobody Gatekeeper protects.
-    fn commit_empty(&self, seqs: &[u64]) -> Result<(), StoreError>;
+    /// [`commit_batch`](Store::commit_batch) for one decision.
+    fn commit(&self, seq: u64, decision: &Decision) -> Result<(), StoreError> {
+        self.commit_batch(&[(seq, decision)], &[])
+    }
+
+    /// [`commit_batch`](Store::commit_batch) for empty decisions only.
+    fn commit_empty(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        self.commit_batch(&[], seqs)
+    }
 
     /// Atomically moves inbox item `seq` aside with the reason it could not
     /// be handled.
@@ -229,8 +245,8 @@ pub fn transaction_digest(events: &[&[u8]]) -> [u8; 32] {
 }
 
 /// Point look-ups a backend provides, from which [`assemble_snapshot`]
-/// builds the same snapshot for every backend.
-pub(crate) trait Lookups {
+/// builds the same snapshot for every backend (and for an [`Overlay`]).
+pub trait Lookups {
     fn room(&self, room: &RoomId) -> Result<Option<crate::engine::RoomState>, StoreError>;
     fn owner(&self, user: &ruma::UserId) -> Result<Option<OwnerState>, StoreError>;
     fn contact(&self, owner: &ruma::UserId, subject: &Subject) -> Result<Option<crate::engine::Contact>, StoreError>;
@@ -242,8 +258,8 @@ pub(crate) trait Lookups {
     fn deferred(&self, owner: &ruma::UserId, event: &EventId) -> Result<Option<crate::engine::Deferred>, StoreError>;
 }
 
-pub(crate) fn assemble_snapshot(
-    l: &impl Lookups,
+pub fn assemble_snapshot(
+    l: &(impl Lookups + ?Sized),
     room: Option<&RoomId>,
     users: &[OwnedUserId],
     related: Option<&EventId>,

@@ -294,13 +294,17 @@ impl Store for SledStore {
         Ok(overview)
     }
 
-    fn commit(&self, seq: u64, decision: &Decision) -> Result<(), StoreError> {
-        let effect_ids: Vec<u64> =
-            decision.effects.iter().map(|_| self.db.generate_id().map_err(backend)).collect::<Result<_, _>>()?;
+    fn commit_batch(&self, decided: &[(u64, &Decision)], empty: &[u64]) -> Result<(), StoreError> {
+        let effect_ids: Vec<Vec<u64>> = decided
+            .iter()
+            .map(|(_, d)| d.effects.iter().map(|_| self.db.generate_id().map_err(backend)).collect())
+            .collect::<Result<_, _>>()?;
         // Prefix scans cannot run inside a sled transaction: collect the keys
-        // first. The processor is the only writer of these trees.
+        // first. The processor is the only writer of these trees, and commits
+        // a decision that forgets an owner's data in a batch of its own (keys
+        // written earlier in the same batch would not be seen here).
         let mut forget: Vec<(u8, sled::IVec)> = Vec::new();
-        for change in &decision.changes {
+        for change in decided.iter().flat_map(|(_, d)| &d.changes) {
             if let StateChange::ForgetOwnerData(owner) = change {
                 let prefix = records::owner_prefix(owner.as_str());
                 for (which, tree) in [
@@ -325,85 +329,80 @@ impl Store for SledStore {
             &self.counters,
         )
             .transaction(|(inbox, outbox, owners, rooms, contacts, strangers, deferred, counters)| {
-                // A commit for an item that is gone was already made: doing
-                // it again would enqueue its effects twice.
-                if inbox.remove(&seq.to_be_bytes())?.is_none() {
-                    return Ok(());
+                let mut processed = 0;
+                for seq in empty {
+                    if inbox.remove(&seq.to_be_bytes())?.is_some() {
+                        processed += 1;
+                    }
                 }
-                for change in &decision.changes {
-                    match change {
-                        StateChange::PutOwner(o) => {
-                            owners.insert(o.user_id.as_bytes(), records::encode(&OwnerRecord::from(o)))?;
-                        }
-                        StateChange::RemoveOwner(u) => {
-                            owners.remove(u.as_bytes())?;
-                        }
-                        StateChange::PutRoom(r, st) => {
-                            rooms.insert(r.as_bytes(), records::encode(&RoomRecord::from(st)))?;
-                        }
-                        StateChange::RemoveRoom(r) => {
-                            rooms.remove(r.as_bytes())?;
-                        }
-                        StateChange::PutContact { owner, subject, contact } => {
-                            contacts.insert(
-                                pair_key(owner.as_str(), &subject.to_string()),
-                                records::encode(&ContactRecord::from(contact)),
-                            )?;
-                        }
-                        StateChange::RemoveContact { owner, subject } => {
-                            contacts.remove(pair_key(owner.as_str(), &subject.to_string()))?;
-                        }
-                        StateChange::PutStranger { owner, user, state } => {
-                            strangers.insert(
-                                pair_key(owner.as_str(), user.as_str()),
-                                records::encode(&StrangerRecord::from(state)),
-                            )?;
-                        }
-                        StateChange::PutDeferred(d) => {
-                            deferred.insert(
-                                pair_key(d.owner.as_str(), d.event_id.as_str()),
-                                records::encode(&DeferredRecord::from(d)),
-                            )?;
-                        }
-                        StateChange::RemoveDeferred { owner, event_id } => {
-                            deferred.remove(pair_key(owner.as_str(), event_id.as_str()))?;
-                        }
-                        StateChange::ForgetOwnerData(_) => {
-                            for (which, key) in &forget {
-                                match which {
-                                    0 => contacts.remove(key)?,
-                                    1 => strangers.remove(key)?,
-                                    _ => deferred.remove(key)?,
-                                };
+                let mut high = None;
+                for ((seq, decision), ids) in decided.iter().zip(&effect_ids) {
+                    // A commit for an item that is gone was already made:
+                    // doing it again would enqueue its effects twice.
+                    if inbox.remove(&seq.to_be_bytes())?.is_none() {
+                        continue;
+                    }
+                    processed += 1;
+                    for change in &decision.changes {
+                        match change {
+                            StateChange::PutOwner(o) => {
+                                owners.insert(o.user_id.as_bytes(), records::encode(&OwnerRecord::from(o)))?;
+                            }
+                            StateChange::RemoveOwner(u) => {
+                                owners.remove(u.as_bytes())?;
+                            }
+                            StateChange::PutRoom(r, st) => {
+                                rooms.insert(r.as_bytes(), records::encode(&RoomRecord::from(st)))?;
+                            }
+                            StateChange::RemoveRoom(r) => {
+                                rooms.remove(r.as_bytes())?;
+                            }
+                            StateChange::PutContact { owner, subject, contact } => {
+                                contacts.insert(
+                                    pair_key(owner.as_str(), &subject.to_string()),
+                                    records::encode(&ContactRecord::from(contact)),
+                                )?;
+                            }
+                            StateChange::RemoveContact { owner, subject } => {
+                                contacts.remove(pair_key(owner.as_str(), &subject.to_string()))?;
+                            }
+                            StateChange::PutStranger { owner, user, state } => {
+                                strangers.insert(
+                                    pair_key(owner.as_str(), user.as_str()),
+                                    records::encode(&StrangerRecord::from(state)),
+                                )?;
+                            }
+                            StateChange::PutDeferred(d) => {
+                                deferred.insert(
+                                    pair_key(d.owner.as_str(), d.event_id.as_str()),
+                                    records::encode(&DeferredRecord::from(d)),
+                                )?;
+                            }
+                            StateChange::RemoveDeferred { owner, event_id } => {
+                                deferred.remove(pair_key(owner.as_str(), event_id.as_str()))?;
+                            }
+                            StateChange::ForgetOwnerData(_) => {
+                                for (which, key) in &forget {
+                                    match which {
+                                        0 => contacts.remove(key)?,
+                                        1 => strangers.remove(key)?,
+                                        _ => deferred.remove(key)?,
+                                    };
+                                }
                             }
                         }
                     }
+                    for (id, effect) in ids.iter().zip(&decision.effects) {
+                        outbox.insert(&id.to_be_bytes(), records::encode(&EffectRecord::V1(effect.into())))?;
+                    }
+                    high = ids.last().or(high);
                 }
-                for (id, effect) in effect_ids.iter().zip(&decision.effects) {
-                    outbox.insert(&id.to_be_bytes(), records::encode(&EffectRecord::V1(effect.into())))?;
-                }
-                if let Some(high) = effect_ids.last() {
+                if let Some(high) = high {
                     counters.insert(K_OUTBOX_HIGH, &high.to_be_bytes())?;
                 }
-                bump(counters, C_PROCESSED, 1)?;
-                Ok(())
-            })
-            .map_err(tx_err)
-    }
-
-    fn commit_empty(&self, seqs: &[u64]) -> Result<(), StoreError> {
-        if seqs.is_empty() {
-            return Ok(());
-        }
-        (&self.inbox_by_seq, &self.counters)
-            .transaction(|(inbox, counters)| {
-                let mut removed = 0;
-                for seq in seqs {
-                    if inbox.remove(&seq.to_be_bytes())?.is_some() {
-                        removed += 1;
-                    }
+                if processed > 0 {
+                    bump(counters, C_PROCESSED, processed)?;
                 }
-                bump(counters, C_PROCESSED, removed)?;
                 Ok(())
             })
             .map_err(tx_err)

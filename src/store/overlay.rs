@@ -1,0 +1,231 @@
+//! Decisions made but not yet committed, layered over the store's point
+//! look-ups. The processor commits a whole batch of decisions in one write;
+//! until then each decision must still read what the ones before it decided
+//! (a reply counted against the hourly cap, a message captured twice).
+//!
+//! Reads of owners, rooms, contacts and strangers are kept too: within a
+//! batch the processor is the only writer of that state, and a hundred
+//! messages to one owner then decode the owner's record once. Captured
+//! messages are not cached, because retention pruning deletes them from
+//! another task; only this batch's own writes to them are layered.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+
+use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+
+use super::{Lookups, StoreError};
+use crate::engine::{Contact, Deferred, OwnerState, RoomState, StateChange, StrangerState, Subject};
+
+type Cache<K, V> = RefCell<HashMap<K, Option<V>>>;
+
+pub struct Overlay<'a> {
+    base: &'a dyn Lookups,
+    rooms: Cache<OwnedRoomId, RoomState>,
+    owners: Cache<OwnedUserId, OwnerState>,
+    contacts: Cache<(OwnedUserId, Subject), Contact>,
+    strangers: Cache<(OwnedUserId, OwnedUserId), StrangerState>,
+    deferred: HashMap<(OwnedUserId, OwnedEventId), Option<Deferred>>,
+    /// Owners whose contacts, strangers and captures this batch forgot:
+    /// whatever the store still holds for them reads as gone.
+    forgotten: HashSet<OwnedUserId>,
+}
+
+fn cached<K: Eq + std::hash::Hash, V: Clone>(
+    cache: &Cache<K, V>,
+    key: K,
+    load: impl FnOnce() -> Result<Option<V>, StoreError>,
+) -> Result<Option<V>, StoreError> {
+    if let Some(v) = cache.borrow().get(&key) {
+        return Ok(v.clone());
+    }
+    let v = load()?;
+    cache.borrow_mut().insert(key, v.clone());
+    Ok(v)
+}
+
+impl<'a> Overlay<'a> {
+    pub fn new(base: &'a dyn Lookups) -> Self {
+        Self {
+            base,
+            rooms: Default::default(),
+            owners: Default::default(),
+            contacts: Default::default(),
+            strangers: Default::default(),
+            deferred: HashMap::new(),
+            forgotten: HashSet::new(),
+        }
+    }
+
+    /// Layers a decision's changes over what is stored.
+    pub fn apply(&mut self, changes: &[StateChange]) {
+        for change in changes {
+            match change.clone() {
+                StateChange::PutOwner(o) => {
+                    self.owners.get_mut().insert(o.user_id.clone(), Some(o));
+                }
+                StateChange::RemoveOwner(u) => {
+                    self.owners.get_mut().insert(u, None);
+                }
+                StateChange::PutRoom(r, st) => {
+                    self.rooms.get_mut().insert(r, Some(st));
+                }
+                StateChange::RemoveRoom(r) => {
+                    self.rooms.get_mut().insert(r, None);
+                }
+                StateChange::PutContact { owner, subject, contact } => {
+                    self.contacts.get_mut().insert((owner, subject), Some(contact));
+                }
+                StateChange::RemoveContact { owner, subject } => {
+                    self.contacts.get_mut().insert((owner, subject), None);
+                }
+                StateChange::PutStranger { owner, user, state } => {
+                    self.strangers.get_mut().insert((owner, user), Some(state));
+                }
+                StateChange::PutDeferred(d) => {
+                    self.deferred.insert((d.owner.clone(), d.event_id.clone()), Some(d));
+                }
+                StateChange::RemoveDeferred { owner, event_id } => {
+                    self.deferred.insert((owner, event_id), None);
+                }
+                StateChange::ForgetOwnerData(owner) => {
+                    self.contacts.get_mut().retain(|(o, _), _| *o != owner);
+                    self.strangers.get_mut().retain(|(o, _), _| *o != owner);
+                    self.deferred.retain(|(o, _), _| *o != owner);
+                    self.forgotten.insert(owner);
+                }
+            }
+        }
+    }
+
+    /// Forgets everything layered: call once the batch is committed.
+    pub fn clear(&mut self) {
+        self.rooms.get_mut().clear();
+        self.owners.get_mut().clear();
+        self.contacts.get_mut().clear();
+        self.strangers.get_mut().clear();
+        self.deferred.clear();
+        self.forgotten.clear();
+    }
+}
+
+impl Lookups for Overlay<'_> {
+    fn room(&self, room: &RoomId) -> Result<Option<RoomState>, StoreError> {
+        cached(&self.rooms, room.to_owned(), || self.base.room(room))
+    }
+
+    fn owner(&self, user: &UserId) -> Result<Option<OwnerState>, StoreError> {
+        cached(&self.owners, user.to_owned(), || self.base.owner(user))
+    }
+
+    fn contact(&self, owner: &UserId, subject: &Subject) -> Result<Option<Contact>, StoreError> {
+        cached(&self.contacts, (owner.to_owned(), subject.clone()), || {
+            if self.forgotten.contains(owner) { Ok(None) } else { self.base.contact(owner, subject) }
+        })
+    }
+
+    fn stranger(&self, owner: &UserId, user: &UserId) -> Result<Option<StrangerState>, StoreError> {
+        cached(&self.strangers, (owner.to_owned(), user.to_owned()), || {
+            if self.forgotten.contains(owner) { Ok(None) } else { self.base.stranger(owner, user) }
+        })
+    }
+
+    fn deferred(&self, owner: &UserId, event: &EventId) -> Result<Option<Deferred>, StoreError> {
+        if let Some(d) = self.deferred.get(&(owner.to_owned(), event.to_owned())) {
+            return Ok(d.clone());
+        }
+        if self.forgotten.contains(owner) {
+            return Ok(None);
+        }
+        self.base.deferred(owner, event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::{owned_event_id, owned_room_id, owned_user_id};
+
+    use super::*;
+    use crate::engine::{AllowSource, Decision, Deferred};
+    use crate::store::{MemoryStore, Store};
+
+    fn capture(event: OwnedEventId, body: &str) -> Deferred {
+        Deferred {
+            owner: owned_user_id!("@alice:example.org"),
+            room_id: owned_room_id!("!held:example.org"),
+            event_id: event,
+            sender: owned_user_id!("@stranger:example.org"),
+            ts_ms: 1,
+            msgtype: "m.text".into(),
+            body: body.into(),
+            html: None,
+            media: None,
+            encrypted: false,
+            edited: false,
+            digested: false,
+        }
+    }
+
+    fn stored() -> MemoryStore {
+        let store = MemoryStore::new();
+        store.accept_transaction("t", &[b"{}"], 1).unwrap();
+        let seq = store.inbox_batch(1).unwrap()[0].seq;
+        let alice = owned_user_id!("@alice:example.org");
+        let decision = Decision {
+            changes: vec![
+                StateChange::PutOwner(OwnerState::new(alice.clone(), owned_room_id!("!c:example.org"), 1)),
+                StateChange::PutContact {
+                    owner: alice.clone(),
+                    subject: Subject::User(owned_user_id!("@friend:example.org")),
+                    contact: Contact::Allowed { source: AllowSource::Imported, until_ms: None, since_ms: 1 },
+                },
+                StateChange::PutDeferred(capture(owned_event_id!("$old"), "stored")),
+            ],
+            effects: vec![],
+        };
+        store.commit(seq, &decision).unwrap();
+        store
+    }
+
+    #[test]
+    fn reads_the_store_until_the_batch_changes_it() {
+        let store = stored();
+        let alice = owned_user_id!("@alice:example.org");
+        let friend = Subject::User(owned_user_id!("@friend:example.org"));
+        let mut overlay = Overlay::new(&store);
+        assert_eq!(overlay.owner(&alice).unwrap().unwrap().replies_in_window, 0);
+        assert!(overlay.contact(&alice, &friend).unwrap().is_some());
+        overlay.apply(&[
+            StateChange::PutOwner(OwnerState {
+                replies_in_window: 2,
+                ..OwnerState::new(alice.clone(), owned_room_id!("!c:example.org"), 1)
+            }),
+            StateChange::RemoveContact { owner: alice.clone(), subject: friend.clone() },
+            StateChange::PutDeferred(capture(owned_event_id!("$new"), "new")),
+        ]);
+        assert_eq!(overlay.owner(&alice).unwrap().unwrap().replies_in_window, 2);
+        assert_eq!(overlay.contact(&alice, &friend).unwrap(), None);
+        assert_eq!(overlay.deferred(&alice, &owned_event_id!("$new")).unwrap().unwrap().body, "new");
+        assert_eq!(overlay.deferred(&alice, &owned_event_id!("$old")).unwrap().unwrap().body, "stored");
+        // The store itself is untouched until the batch is committed.
+        assert_eq!(store.owner(&alice).unwrap().unwrap().replies_in_window, 0);
+        assert!(store.deferred(&alice, &owned_event_id!("$new")).unwrap().is_none());
+        overlay.clear();
+        assert_eq!(overlay.owner(&alice).unwrap().unwrap().replies_in_window, 0);
+    }
+
+    #[test]
+    fn forgetting_an_owner_hides_what_the_store_still_holds() {
+        let store = stored();
+        let alice = owned_user_id!("@alice:example.org");
+        let friend = Subject::User(owned_user_id!("@friend:example.org"));
+        let mut overlay = Overlay::new(&store);
+        assert!(overlay.contact(&alice, &friend).unwrap().is_some());
+        overlay.apply(&[StateChange::ForgetOwnerData(alice.clone())]);
+        assert_eq!(overlay.contact(&alice, &friend).unwrap(), None);
+        assert_eq!(overlay.deferred(&alice, &owned_event_id!("$old")).unwrap(), None);
+        // What the batch writes after forgetting is seen again.
+        overlay.apply(&[StateChange::PutDeferred(capture(owned_event_id!("$after"), "after"))]);
+        assert!(overlay.deferred(&alice, &owned_event_id!("$after")).unwrap().is_some());
+    }
+}
