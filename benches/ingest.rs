@@ -42,16 +42,15 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn floor(bodies: &[String]) -> Duration {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sled::Config::new().path(dir.path()).cache_capacity(64 << 20).open().unwrap();
-    let tree = db.open_tree("inbox").unwrap();
-    #[derive(serde::Deserialize)]
-    struct Body<'a> {
-        #[serde(borrow)]
-        events: Vec<&'a RawValue>,
-    }
-    let start = Instant::now();
+#[derive(serde::Deserialize)]
+struct Body<'a> {
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+}
+
+/// Parses each transaction and stores its events under sequence numbers in
+/// `tree`, with one flush per transaction.
+fn store_transactions(db: &sled::Db, tree: &sled::Tree, bodies: &[String]) {
     let mut seq = 0u64;
     for body in bodies {
         let parsed: Body<'_> = serde_json::from_str(body).unwrap();
@@ -61,6 +60,14 @@ fn floor(bodies: &[String]) -> Duration {
         }
         db.flush().unwrap();
     }
+}
+
+fn floor(bodies: &[String]) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().path(dir.path()).cache_capacity(64 << 20).open().unwrap();
+    let tree = db.open_tree("inbox").unwrap();
+    let start = Instant::now();
+    store_transactions(&db, &tree, bodies);
     start.elapsed()
 }
 
@@ -75,25 +82,12 @@ fn capture_floor(bodies: &[String]) -> Duration {
     let db = sled::Config::new().path(dir.path()).cache_capacity(64 << 20).open().unwrap();
     let (inbox, captured) = (db.open_tree("inbox").unwrap(), db.open_tree("captured").unwrap());
     #[derive(serde::Deserialize)]
-    struct Body<'a> {
-        #[serde(borrow)]
-        events: Vec<&'a RawValue>,
-    }
-    #[derive(serde::Deserialize)]
     struct Ids<'a> {
         room_id: &'a str,
         event_id: &'a str,
     }
     let start = Instant::now();
-    let mut seq = 0u64;
-    for body in bodies {
-        let parsed: Body<'_> = serde_json::from_str(body).unwrap();
-        for e in parsed.events {
-            seq += 1;
-            inbox.insert(seq.to_be_bytes(), e.get().as_bytes()).unwrap();
-        }
-        db.flush().unwrap();
-    }
+    store_transactions(&db, &inbox, bodies);
     loop {
         let batch: Vec<(sled::IVec, sled::IVec)> = inbox.iter().take(100).map(Result::unwrap).collect();
         if batch.is_empty() {

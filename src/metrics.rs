@@ -169,7 +169,7 @@ impl Health {
     /// Ready: the store answers and the homeserver did within 5 s (asked
     /// again when older, so frequent probes cost one request each 5 s).
     async fn ready(&self) -> (bool, serde_json::Value) {
-        let store_ok = self.store.stats().is_ok();
+        let store_ok = self.store.failure().is_none() && self.store.stats().is_ok();
         let now = crate::processor::now_ms();
         let mut hs_ok = now.saturating_sub(self.last_ok_ms.load(Ordering::Relaxed)) < 5_000;
         if !hs_ok {

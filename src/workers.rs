@@ -160,6 +160,32 @@ async fn prune_loop(store: Arc<dyn Store>, retention: Duration, mut shutdown: wa
     }
 }
 
+/// Waits for a signal to stop, or for the database to fail for good (see
+/// [`Store::failure`]); the latter is an error, so that Gatekeeper exits
+/// non-zero and its service manager starts it again.
+pub async fn wait_for_stop(store: &Arc<dyn Store>) -> anyhow::Result<()> {
+    let failed = async {
+        loop {
+            if let Some(reason) = store.failure() {
+                return reason;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    tokio::select! {
+        _ = wait_for_signal() => Ok(()),
+        reason = failed => {
+            tracing::error!(
+                %reason,
+                "the database cannot write any more (a full disk?); stopping so that Gatekeeper is started again \
+                 once there is room. Nothing acknowledged is lost: what the homeserver sent since was refused, \
+                 and it sends it again"
+            );
+            Err(anyhow::anyhow!("the database failed to write: {reason}"))
+        }
+    }
+}
+
 pub async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]

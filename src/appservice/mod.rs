@@ -114,10 +114,11 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
         }));
     }
 
-    workers::wait_for_signal().await;
+    let outcome = workers::wait_for_stop(&store).await;
     tracing::info!("shutting down");
     workers::stop(&shutdown_tx, tasks).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    outcome?;
     store.flush()?;
     tracing::info!("stopped");
     Ok(())

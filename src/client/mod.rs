@@ -70,13 +70,14 @@ pub async fn run(config: Config, hold_processing: bool) -> anyhow::Result<()> {
     // The control room is made once the first sync has told the SDK which
     // rooms exist, and before any effect needs it.
     let mut ended = None;
+    let mut outcome = Ok(());
+    let mut stopped = false;
     tokio::select! {
         _ = synced_rx.wait_for(|s| *s) => {}
         end = &mut syncing => ended = Some(end),
-        _ = workers::wait_for_signal() => {}
+        stop = workers::wait_for_stop(&store) => (outcome, stopped) = (stop, true),
     }
-    let mut outcome = Ok(());
-    if ended.is_none() && *synced_rx.borrow() {
+    if ended.is_none() && !stopped && *synced_rx.borrow() {
         let encrypted = config.client()?.encrypt_control_room;
         match ensure_control_room(&session.sdk, &session.user_id, store.as_ref(), encrypted).await? {
             Some(control_room) => {
@@ -98,7 +99,7 @@ pub async fn run(config: Config, hold_processing: bool) -> anyhow::Result<()> {
                 tracing::info!(owner = %session.user_id, "Gatekeeper is guarding this account");
                 tokio::select! {
                     end = &mut syncing => ended = Some(end),
-                    _ = workers::wait_for_signal() => {}
+                    stop = workers::wait_for_stop(&store) => outcome = stop,
                 }
             }
             None => tracing::warn!(
@@ -115,9 +116,10 @@ pub async fn run(config: Config, hold_processing: bool) -> anyhow::Result<()> {
         let _ = syncing.await;
     }));
     workers::stop(&shutdown_tx, tasks).await;
+    outcome?;
     store.flush()?;
     tracing::info!("stopped");
-    outcome
+    Ok(())
 }
 
 /// Makes the owner's private control room once, and tells the engine.

@@ -183,6 +183,14 @@ pub trait Store: Lookups + Send + Sync + 'static {
     /// Makes every earlier write durable.
     fn flush(&self) -> Result<(), StoreError>;
 
+    /// Why the database cannot write any more until it is reopened, once
+    /// that has happened (sled keeps an I/O error, a full disk above all,
+    /// until then). Gatekeeper then stops, so that its service manager
+    /// starts it again: reopening recovers everything made durable.
+    fn failure(&self) -> Option<String> {
+        None
+    }
+
     /// The oldest pending effects with `id <= up_to`, in order, of one lane:
     /// e-mail (`mail`) or everything else.
     fn outbox_batch(&self, up_to: u64, limit: usize, mail: bool) -> Result<Vec<OutboxItem>, StoreError>;

@@ -65,6 +65,10 @@ pub struct SledStore {
     /// Serialises intake so that inbox order is arrival order; sled's own
     /// locking would allow two transactions' events to interleave.
     intake: Mutex<()>,
+    /// The first I/O error. sled keeps any it meets while writing its log
+    /// and fails every later write with it, so this is for good until the
+    /// database is reopened.
+    failure: Mutex<Option<String>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -121,42 +125,63 @@ impl SledStore {
             counters: tree("counters")?,
             connector: tree("connector")?,
             intake: Mutex::new(()),
+            failure: Mutex::new(None),
             db,
         })
     }
 
+    /// Maps a sled error, keeping the first I/O error: sled fails every
+    /// later write with it until the database is reopened.
+    fn failed(&self, e: sled::Error) -> StoreError {
+        if let sled::Error::Io(io) = &e {
+            self.failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| io.to_string());
+        }
+        backend(e)
+    }
+
+    fn failed_tx(&self, e: TransactionError<StoreError>) -> StoreError {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => self.failed(e),
+        }
+    }
+
     fn counter(&self, key: &str) -> Result<u64, StoreError> {
-        Ok(self.counters.get(key).map_err(backend)?.map_or(0, |v| read_u64(&v)))
+        Ok(self.counters.get(key).map_err(|e| self.failed(e))?.map_or(0, |v| read_u64(&v)))
     }
 }
 
 impl Lookups for SledStore {
     fn room(&self, room: &RoomId) -> Result<Option<RoomState>, StoreError> {
-        match self.room_by_id.get(room.as_bytes()).map_err(backend)? {
+        match self.room_by_id.get(room.as_bytes()).map_err(|e| self.failed(e))? {
             Some(b) => Ok(Some(records::decode::<RoomRecord>("room", &b)?.into())),
             None => Ok(None),
         }
     }
     fn owner(&self, user: &UserId) -> Result<Option<OwnerState>, StoreError> {
-        match self.owner_by_user.get(user.as_bytes()).map_err(backend)? {
+        match self.owner_by_user.get(user.as_bytes()).map_err(|e| self.failed(e))? {
             Some(b) => Ok(Some(records::decode::<OwnerRecord>("owner", &b)?.into())),
             None => Ok(None),
         }
     }
     fn contact(&self, owner: &UserId, subject: &Subject) -> Result<Option<Contact>, StoreError> {
-        match self.contact_by_owner_user.get(pair_key(owner.as_str(), &subject.to_string())).map_err(backend)? {
+        match self
+            .contact_by_owner_user
+            .get(pair_key(owner.as_str(), &subject.to_string()))
+            .map_err(|e| self.failed(e))?
+        {
             Some(b) => Ok(Some(records::decode::<ContactRecord>("contact", &b)?.into())),
             None => Ok(None),
         }
     }
     fn stranger(&self, owner: &UserId, user: &UserId) -> Result<Option<StrangerState>, StoreError> {
-        match self.stranger_by_owner_user.get(pair_key(owner.as_str(), user.as_str())).map_err(backend)? {
+        match self.stranger_by_owner_user.get(pair_key(owner.as_str(), user.as_str())).map_err(|e| self.failed(e))? {
             Some(b) => Ok(Some(records::decode::<StrangerRecord>("stranger", &b)?.into())),
             None => Ok(None),
         }
     }
     fn deferred(&self, owner: &UserId, event: &EventId) -> Result<Option<Deferred>, StoreError> {
-        match self.deferred_by_owner_event.get(pair_key(owner.as_str(), event.as_str())).map_err(backend)? {
+        match self.deferred_by_owner_event.get(pair_key(owner.as_str(), event.as_str())).map_err(|e| self.failed(e))? {
             Some(b) => Ok(Some(records::decode::<DeferredRecord>("deferred", &b)?.into())),
             None => Ok(None),
         }
@@ -167,7 +192,7 @@ impl Store for SledStore {
     fn accept_transaction(&self, txn_id: &str, events: &[&[u8]], now_ms: u64) -> Result<Accepted, StoreError> {
         let digest = records::hex(&transaction_digest(events));
         let _guard = self.intake.lock().unwrap_or_else(|p| p.into_inner());
-        let reused = match self.txn_by_id.get(txn_id).map_err(backend)? {
+        let reused = match self.txn_by_id.get(txn_id).map_err(|e| self.failed(e))? {
             Some(bytes) => {
                 let TxnRecord::V1 { digest: seen, .. } = records::decode("transaction", &bytes)?;
                 if seen == digest {
@@ -181,7 +206,8 @@ impl Store for SledStore {
             None => false,
         };
         // IDs are taken before the transaction so a conflict retry reuses them.
-        let seqs: Vec<u64> = events.iter().map(|_| self.db.generate_id().map_err(backend)).collect::<Result<_, _>>()?;
+        let seqs: Vec<u64> =
+            events.iter().map(|_| self.db.generate_id().map_err(|e| self.failed(e))).collect::<Result<_, _>>()?;
         let record = records::encode(&TxnRecord::V1 { at_ms: now_ms, digest, events: events.len() });
         (&self.txn_by_id, &self.inbox_by_seq, &self.counters)
             .transaction(|(txns, inbox, counters)| {
@@ -193,14 +219,15 @@ impl Store for SledStore {
                 bump(counters, C_RECEIVED, events.len() as u64)?;
                 Ok(())
             })
-            .map_err(tx_err)?;
+            .map_err(|e| self.failed_tx(e))?;
         self.flush()?;
         Ok(if reused { Accepted::ReusedId { events: events.len() } } else { Accepted::New { events: events.len() } })
     }
 
     fn accept_sync(&self, since: Option<&str>, next_batch: &str, events: &[&[u8]]) -> Result<bool, StoreError> {
         let _guard = self.intake.lock().unwrap_or_else(|p| p.into_inner());
-        let seqs: Vec<u64> = events.iter().map(|_| self.db.generate_id().map_err(backend)).collect::<Result<_, _>>()?;
+        let seqs: Vec<u64> =
+            events.iter().map(|_| self.db.generate_id().map_err(|e| self.failed(e))).collect::<Result<_, _>>()?;
         let stored = (&self.counters, &self.inbox_by_seq)
             .transaction(|(counters, inbox)| {
                 let now = counters.get(K_SYNC_POSITION)?;
@@ -214,22 +241,26 @@ impl Store for SledStore {
                 bump(counters, C_RECEIVED, events.len() as u64)?;
                 Ok(true)
             })
-            .map_err(tx_err)?;
+            .map_err(|e| self.failed_tx(e))?;
         self.flush()?;
         Ok(stored)
     }
 
     fn sync_position(&self) -> Result<Option<String>, StoreError> {
-        Ok(self.counters.get(K_SYNC_POSITION).map_err(backend)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+        Ok(self
+            .counters
+            .get(K_SYNC_POSITION)
+            .map_err(|e| self.failed(e))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     fn reset_sync_position(&self) -> Result<(), StoreError> {
-        self.counters.remove(K_SYNC_POSITION).map_err(backend)?;
+        self.counters.remove(K_SYNC_POSITION).map_err(|e| self.failed(e))?;
         self.flush()
     }
 
     fn connector_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.connector.get(key).map_err(backend)?.map(|v| v.to_vec()))
+        Ok(self.connector.get(key).map_err(|e| self.failed(e))?.map(|v| v.to_vec()))
     }
 
     fn set_connector_value(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
@@ -237,14 +268,14 @@ impl Store for SledStore {
             Some(v) => self.connector.insert(key, v).map(drop),
             None => self.connector.remove(key).map(drop),
         }
-        .map_err(backend)?;
+        .map_err(|e| self.failed(e))?;
         self.flush()
     }
 
     fn connector_values(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.connector
             .scan_prefix(prefix)
-            .map(|r| r.map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v.to_vec())).map_err(backend))
+            .map(|r| r.map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v.to_vec())).map_err(|e| self.failed(e)))
             .collect()
     }
 
@@ -252,7 +283,7 @@ impl Store for SledStore {
         self.inbox_by_seq
             .iter()
             .take(limit)
-            .map(|r| r.map(|(k, v)| inbox_item(seq_of(&k), &v)).map_err(backend))
+            .map(|r| r.map(|(k, v)| inbox_item(seq_of(&k), &v)).map_err(|e| self.failed(e)))
             .collect()
     }
 
@@ -269,19 +300,19 @@ impl Store for SledStore {
         let prefix = records::owner_prefix(owner.as_str());
         let mut overview = OwnerOverview::default();
         for entry in self.contact_by_owner_user.scan_prefix(&prefix) {
-            let (k, v) = entry.map_err(backend)?;
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
             let subject: Subject = String::from_utf8_lossy(&k[prefix.len()..])
                 .parse()
                 .map_err(|e| StoreError::Corrupt(format!("contact key: {e}")))?;
             overview.contacts.insert(subject, records::decode::<ContactRecord>("contact", &v)?.into());
         }
         for entry in self.deferred_by_owner_event.scan_prefix(&prefix) {
-            let (_, v) = entry.map_err(backend)?;
+            let (_, v) = entry.map_err(|e| self.failed(e))?;
             overview.deferred.push(records::decode::<DeferredRecord>("deferred", &v)?.into());
         }
         // Held rooms are found by scanning rooms: they are few next to events.
         for entry in self.room_by_id.iter() {
-            let (k, v) = entry.map_err(backend)?;
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
             if let RoomState::Held(h) = records::decode::<RoomRecord>("room", &v)?.into()
                 && h.owner == owner
             {
@@ -297,7 +328,7 @@ impl Store for SledStore {
     fn commit_batch(&self, decided: &[(u64, &Decision)], empty: &[u64]) -> Result<(), StoreError> {
         let effect_ids: Vec<Vec<u64>> = decided
             .iter()
-            .map(|(_, d)| d.effects.iter().map(|_| self.db.generate_id().map_err(backend)).collect())
+            .map(|(_, d)| d.effects.iter().map(|_| self.db.generate_id().map_err(|e| self.failed(e))).collect())
             .collect::<Result<_, _>>()?;
         // Prefix scans cannot run inside a sled transaction: collect the keys
         // first. The processor is the only writer of these trees, and commits
@@ -313,7 +344,7 @@ impl Store for SledStore {
                     (2, &self.deferred_by_owner_event),
                 ] {
                     for key in tree.scan_prefix(&prefix).keys() {
-                        forget.push((which, key.map_err(backend)?));
+                        forget.push((which, key.map_err(|e| self.failed(e))?));
                     }
                 }
             }
@@ -405,7 +436,7 @@ impl Store for SledStore {
                 }
                 Ok(())
             })
-            .map_err(tx_err)
+            .map_err(|e| self.failed_tx(e))
     }
 
     fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError> {
@@ -424,11 +455,15 @@ impl Store for SledStore {
                 bump(counters, C_QUARANTINED, 1)?;
                 Ok(())
             })
-            .map_err(tx_err)
+            .map_err(|e| self.failed_tx(e))
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(backend)
+        self.db.flush().map(|_| ()).map_err(|e| self.failed(e))
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn outbox_batch(&self, up_to: u64, limit: usize, mail: bool) -> Result<Vec<OutboxItem>, StoreError> {
@@ -437,7 +472,7 @@ impl Store for SledStore {
             if out.len() == limit {
                 break;
             }
-            let (k, v) = entry.map_err(backend)?;
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
             let EffectRecord::V1(record) = records::decode("effect", &v)?;
             let effect: Effect = record.into();
             if effect.is_mail() == mail {
@@ -459,7 +494,7 @@ impl Store for SledStore {
         now_ms: u64,
     ) -> Result<(), StoreError> {
         let seqs: Vec<u64> =
-            follow_ups.iter().map(|_| self.db.generate_id().map_err(backend)).collect::<Result<_, _>>()?;
+            follow_ups.iter().map(|_| self.db.generate_id().map_err(|e| self.failed(e))).collect::<Result<_, _>>()?;
         (&self.outbox_by_id, &self.failed_effect_by_id, &self.counters, &self.inbox_by_seq)
             .transaction(|(outbox, failed, counters, inbox)| {
                 let Some(bytes) = outbox.remove(&id.to_be_bytes())? else {
@@ -481,7 +516,7 @@ impl Store for SledStore {
                 }
                 Ok(())
             })
-            .map_err(tx_err)?;
+            .map_err(|e| self.failed_tx(e))?;
         self.flush()
     }
 
@@ -505,7 +540,7 @@ impl Store for SledStore {
     fn quarantined(&self, limit: usize) -> Result<Vec<QuarantinedEvent>, StoreError> {
         let mut out = Vec::new();
         for entry in self.quarantine_by_seq.iter().take(limit) {
-            let (k, v) = entry.map_err(backend)?;
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
             let QuarantineRecord::V1 { at_ms, reason, raw } = records::decode("quarantine", &v)?;
             out.push(QuarantinedEvent { seq: seq_of(&k), at_ms, reason, raw });
         }
@@ -515,7 +550,7 @@ impl Store for SledStore {
     fn failed_effects(&self, limit: usize) -> Result<Vec<FailedEffect>, StoreError> {
         let mut out = Vec::new();
         for entry in self.failed_effect_by_id.iter().take(limit) {
-            let (k, v) = entry.map_err(backend)?;
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
             let FailedEffectRecord::V1 { at_ms, reason, effect } = records::decode("failed effect", &v)?;
             out.push(FailedEffect { id: seq_of(&k), at_ms, reason, effect: records::effect_summary(&effect.into()) });
         }
@@ -525,7 +560,9 @@ impl Store for SledStore {
     fn owners(&self) -> Result<Vec<OwnerState>, StoreError> {
         self.owner_by_user
             .iter()
-            .map(|r| r.map_err(backend).and_then(|(_, v)| Ok(records::decode::<OwnerRecord>("owner", &v)?.into())))
+            .map(|r| {
+                r.map_err(|e| self.failed(e)).and_then(|(_, v)| Ok(records::decode::<OwnerRecord>("owner", &v)?.into()))
+            })
             .collect()
     }
 
@@ -534,7 +571,7 @@ impl Store for SledStore {
         // housekeeping interval, not per event.
         let mut due = Due::default();
         for entry in self.contact_by_owner_user.iter() {
-            let (k, v) = entry.map_err(backend)?;
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
             if let Contact::Allowed { until_ms: Some(until), .. } =
                 records::decode::<ContactRecord>("contact", &v)?.into()
                 && until <= now_ms
@@ -548,7 +585,7 @@ impl Store for SledStore {
             }
         }
         for entry in self.owner_by_user.iter() {
-            let (_, v) = entry.map_err(backend)?;
+            let (_, v) = entry.map_err(|e| self.failed(e))?;
             let owner: OwnerState = records::decode::<OwnerRecord>("owner", &v)?.into();
             if owner.paused_until_ms.is_some_and(|u| u <= now_ms) {
                 due.unpause.push(owner);
@@ -558,7 +595,7 @@ impl Store for SledStore {
     }
 
     fn use_link(&self, nonce: &str, expires_ms: u64, raw: &[u8]) -> Result<bool, StoreError> {
-        let seq = self.db.generate_id().map_err(backend)?;
+        let seq = self.db.generate_id().map_err(|e| self.failed(e))?;
         let used = (&self.used_link_by_nonce, &self.inbox_by_seq)
             .transaction(|(links, inbox)| {
                 if links.get(nonce.as_bytes())?.is_some() {
@@ -568,25 +605,29 @@ impl Store for SledStore {
                 inbox.insert(&seq.to_be_bytes(), inbox_value(true, raw))?;
                 Ok(true)
             })
-            .map_err(tx_err)?;
+            .map_err(|e| self.failed_tx(e))?;
         self.flush()?;
         Ok(used)
     }
 
     fn push_internal(&self, raw: &[u8]) -> Result<(), StoreError> {
-        let seq = self.db.generate_id().map_err(backend)?;
-        self.inbox_by_seq.insert(seq.to_be_bytes(), inbox_value(true, raw)).map_err(backend)?;
+        let seq = self.db.generate_id().map_err(|e| self.failed(e))?;
+        self.inbox_by_seq.insert(seq.to_be_bytes(), inbox_value(true, raw)).map_err(|e| self.failed(e))?;
         self.flush()
     }
 
     fn prune_deferred(&self, owner: &UserId, before_ms: u64) -> Result<usize, StoreError> {
         let mut removed = 0;
         for entry in self.deferred_by_owner_event.scan_prefix(records::owner_prefix(owner.as_str())) {
-            let (k, v) = entry.map_err(backend)?;
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
             let d: Deferred = records::decode::<DeferredRecord>("deferred", &v)?.into();
             // Compare-and-swap so a concurrent edit of the same message wins.
             if d.ts_ms < before_ms
-                && self.deferred_by_owner_event.compare_and_swap(&k, Some(&v), None::<&[u8]>).map_err(backend)?.is_ok()
+                && self
+                    .deferred_by_owner_event
+                    .compare_and_swap(&k, Some(&v), None::<&[u8]>)
+                    .map_err(|e| self.failed(e))?
+                    .is_ok()
             {
                 removed += 1;
             }
@@ -597,10 +638,10 @@ impl Store for SledStore {
     fn prune_transactions(&self, before_ms: u64) -> Result<usize, StoreError> {
         let mut removed = 0;
         for entry in self.txn_by_id.iter() {
-            let (k, v) = entry.map_err(backend)?;
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
             let TxnRecord::V1 { at_ms, .. } = records::decode("transaction", &v)?;
             if at_ms < before_ms {
-                self.txn_by_id.remove(k).map_err(backend)?;
+                self.txn_by_id.remove(k).map_err(|e| self.failed(e))?;
                 removed += 1;
             }
         }

@@ -451,20 +451,48 @@ impl Gatekeeper {
     }
 
     pub fn start_with_log_filter(&mut self, extra_args: &[&str], filter: &str) {
-        assert!(self.child.is_none(), "already running");
-        self.runs += 1;
-        let log = File::create(self.dir.join(format!("gatekeeper-{}.log", self.runs))).unwrap();
-        let child = Command::new(gatekeeper_bin())
+        let command = self.command(extra_args, filter);
+        self.spawn(command);
+    }
+
+    /// Starts Gatekeeper with every file it writes limited to `bytes`
+    /// (`RLIMIT_FSIZE`), so that its database meets a full disk: a write
+    /// past the limit fails with EFBIG (SIGXFSZ is ignored, as it would
+    /// otherwise kill the process instead).
+    pub fn start_with_file_size_limit(&mut self, bytes: u64) {
+        use std::os::unix::process::CommandExt;
+        let mut command = self.command(&[], "info");
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let limit = libc::rlimit { rlim_cur: bytes, rlim_max: libc::RLIM_INFINITY };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self.spawn(command);
+    }
+
+    fn command(&self, extra_args: &[&str], filter: &str) -> Command {
+        let mut command = Command::new(gatekeeper_bin());
+        command
             .arg("run")
             .arg("--config")
             .arg(&self.config)
             .args(extra_args)
             .env("RUST_LOG", filter)
-            .env("NO_COLOR", "1")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+            .env("NO_COLOR", "1");
+        command
+    }
+
+    fn spawn(&mut self, mut command: Command) {
+        assert!(self.child.is_none(), "already running");
+        self.runs += 1;
+        let log = File::create(self.dir.join(format!("gatekeeper-{}.log", self.runs))).unwrap();
+        let child = command.stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
         self.child = Some(child);
     }
 
@@ -496,6 +524,13 @@ impl Gatekeeper {
             assert!(start.elapsed() < timeout, "gatekeeper still running after {timeout:?}; log:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The exit status, if the process has ended by itself.
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut().expect("not running").try_wait().unwrap()?;
+        self.child = None;
+        Some(status)
     }
 
     /// The running process's ID.
