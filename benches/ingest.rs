@@ -178,18 +178,7 @@ fn store_with_held_rooms(path: &std::path::Path, rooms: usize) -> SledStore {
     for r in 0..rooms {
         changes.push(StateChange::PutRoom(
             format!("!held{r}:remote.org").try_into().unwrap(),
-            RoomState::Held(HeldRoom {
-                owner: owner.clone(),
-                inviter: format!("@s{r}:remote.org").try_into().unwrap(),
-                inviter_name: None,
-                is_dm: true,
-                invited_at_ms: 1,
-                name: None,
-                members: None,
-                reason: None,
-                replied: false,
-                digested: false,
-            }),
+            RoomState::Held(HeldRoom::new(owner.clone(), format!("@s{r}:remote.org").try_into().unwrap(), true, 1)),
         ));
     }
     store.accept_transaction("setup", &[b"{}"], 1).unwrap();

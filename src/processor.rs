@@ -308,18 +308,12 @@ mod batch_tests {
     const CONTROL: &str = "!control:example.org";
 
     fn held(r: usize) -> RoomState {
-        RoomState::Held(HeldRoom {
-            owner: OWNER.try_into().unwrap(),
-            inviter: format!("@s{r}:remote.org").try_into().unwrap(),
-            inviter_name: None,
-            is_dm: true,
-            invited_at_ms: 1,
-            name: None,
-            members: None,
-            reason: None,
-            replied: false,
-            digested: false,
-        })
+        RoomState::Held(HeldRoom::new(
+            OWNER.try_into().unwrap(),
+            format!("@s{r}:remote.org").try_into().unwrap(),
+            true,
+            1,
+        ))
     }
 
     /// An owner with five held DMs from five strangers.

@@ -186,7 +186,7 @@ pub async fn wait_for_stop(store: &Arc<dyn Store>) -> anyhow::Result<()> {
     }
 }
 
-pub async fn wait_for_signal() {
+async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

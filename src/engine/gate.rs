@@ -40,17 +40,12 @@ pub(super) fn invite(
         // Already held (a replay or a re-invite), or one of our own rooms.
         return Decision::default();
     }
+    let invited_at_ms = if meta.ts_ms > 0 { meta.ts_ms } else { now_ms };
     let held = HeldRoom {
-        owner: owner.user_id.clone(),
-        inviter: meta.sender.clone(),
         inviter_name: sender_name.clone(),
-        is_dm: is_direct,
-        invited_at_ms: if meta.ts_ms > 0 { meta.ts_ms } else { now_ms },
         name: room_name.clone(),
-        members: None,
         reason: reason.clone(),
-        replied: false,
-        digested: false,
+        ..HeldRoom::new(owner.user_id.clone(), meta.sender.clone(), is_direct, invited_at_ms)
     };
     let o = owner.user_id.clone();
     Decision::default()

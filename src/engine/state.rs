@@ -140,6 +140,25 @@ pub struct HeldRoom {
     pub digested: bool,
 }
 
+impl HeldRoom {
+    /// A room `inviter` invited `owner` to, not yet answered or digested,
+    /// with nothing known of it beyond the invite.
+    pub fn new(owner: OwnedUserId, inviter: OwnedUserId, is_dm: bool, invited_at_ms: u64) -> Self {
+        Self {
+            owner,
+            inviter,
+            inviter_name: None,
+            is_dm,
+            invited_at_ms,
+            name: None,
+            members: None,
+            reason: None,
+            replied: false,
+            digested: false,
+        }
+    }
+}
+
 /// What a room is to Gatekeeper.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomState {

@@ -85,18 +85,7 @@ fn control() -> Snapshot {
 }
 
 fn held_room(is_dm: bool) -> HeldRoom {
-    HeldRoom {
-        owner: uid(ALICE),
-        inviter: uid(STRANGER),
-        inviter_name: None,
-        is_dm,
-        invited_at_ms: NOW - 5000,
-        name: None,
-        members: None,
-        reason: None,
-        replied: false,
-        digested: false,
-    }
+    HeldRoom::new(uid(ALICE), uid(STRANGER), is_dm, NOW - 5000)
 }
 
 fn held(is_dm: bool) -> Snapshot {

@@ -225,6 +225,7 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    // All look-ups under one lock, so that the snapshot is consistent.
     fn snapshot(
         &self,
         room: Option<&RoomId>,

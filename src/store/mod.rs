@@ -147,7 +147,9 @@ pub trait Store: Lookups + Send + Sync + 'static {
         room: Option<&RoomId>,
         users: &[OwnedUserId],
         related: Option<&EventId>,
-    ) -> Result<Snapshot, StoreError>;
+    ) -> Result<Snapshot, StoreError> {
+        assemble_snapshot(self, room, users, related)
+    }
 
     /// Everything kept for one owner: contacts, held rooms, captured messages.
     fn overview(&self, owner: &ruma::UserId) -> Result<OwnerOverview, StoreError>;

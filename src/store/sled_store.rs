@@ -75,13 +75,6 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn tx_err(e: TransactionError<StoreError>) -> StoreError {
-    match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => backend(e),
-    }
-}
-
 fn bump(t: &TransactionalTree, key: &str, by: u64) -> Result<(), ConflictableTransactionError<StoreError>> {
     let old = t.get(key)?.map_or(0, |v| read_u64(&v));
     t.insert(key, &(old + by).to_be_bytes())?;
@@ -198,7 +191,7 @@ impl Store for SledStore {
                 if seen == digest {
                     self.counters
                         .transaction(|c| bump(c, C_REPLAYS, 1))
-                        .map_err(|e: TransactionError<StoreError>| tx_err(e))?;
+                        .map_err(|e: TransactionError<StoreError>| self.failed_tx(e))?;
                     return Ok(Accepted::Replay);
                 }
                 true
@@ -285,15 +278,6 @@ impl Store for SledStore {
             .take(limit)
             .map(|r| r.map(|(k, v)| inbox_item(seq_of(&k), &v)).map_err(|e| self.failed(e)))
             .collect()
-    }
-
-    fn snapshot(
-        &self,
-        room: Option<&RoomId>,
-        users: &[OwnedUserId],
-        related: Option<&EventId>,
-    ) -> Result<Snapshot, StoreError> {
-        assemble_snapshot(self, room, users, related)
     }
 
     fn overview(&self, owner: &UserId) -> Result<OwnerOverview, StoreError> {
