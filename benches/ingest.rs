@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use gatekeeper::appservice::http::{Intake, router};
 use gatekeeper::engine::{Effect, EngineConfig, HeldRoom, OwnerState, RoomState, StateChange};
-use gatekeeper::processor::process_batch;
+use gatekeeper::pipeline::processor::process_batch;
 use gatekeeper::secret::Secret;
 use gatekeeper::store::{SledStore, Store};
 use serde_json::value::RawValue;
@@ -119,6 +119,7 @@ async fn through_http(store: Arc<SledStore>, bodies: &[String]) -> Intaken {
         hs_token: Secret::new(TOKEN),
         wake: Arc::new(tokio::sync::Notify::new()),
         max_body_bytes: 16 << 20,
+        clock: gatekeeper::pipeline::clock::system(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -147,7 +148,7 @@ async fn through_http(store: Arc<SledStore>, bodies: &[String]) -> Intaken {
 
 fn drain(store: &dyn Store, config: &EngineConfig) -> Duration {
     let start = Instant::now();
-    while process_batch(store, config).unwrap().processed > 0 {}
+    while process_batch(store, config, &gatekeeper::pipeline::clock::SystemClock).unwrap().processed > 0 {}
     start.elapsed()
 }
 
@@ -183,7 +184,7 @@ fn store_with_held_rooms(path: &std::path::Path, rooms: usize) -> SledStore {
     }
     store.accept_transaction("setup", &[b"{}"], 1).unwrap();
     let item = store.inbox_batch(1).unwrap().remove(0);
-    store.commit(item.seq, &gatekeeper::engine::Decision { changes, effects: vec![] }).unwrap();
+    store.commit(item.seq, &gatekeeper::engine::Decision { changes, effects: vec![], outcomes: vec![] }).unwrap();
     store
 }
 
@@ -199,7 +200,7 @@ fn invite_to_reply(rounds: usize) -> Vec<Duration> {
         );
         let start = Instant::now();
         store.accept_transaction(&format!("r{r}"), &[event.as_bytes()], 2).unwrap();
-        process_batch(&store, &config).unwrap();
+        process_batch(&store, &config, &gatekeeper::pipeline::clock::SystemClock).unwrap();
         out.push(start.elapsed());
         let queued = store.outbox_batch(u64::MAX, 1000, false).unwrap();
         assert!(queued.iter().any(|i| matches!(&i.effect, Effect::SendNotice { room_id, .. } if room_id.as_str() == format!("!held{r}:remote.org"))));

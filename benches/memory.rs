@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use gatekeeper::engine::{Decision, Deferred, EngineConfig, HeldRoom, OwnerState, RoomState, StateChange};
-use gatekeeper::processor::process_batch;
+use gatekeeper::pipeline::processor::process_batch;
 use gatekeeper::store::{SledStore, Store};
 
 const OWNERS: usize = 10_000;
@@ -74,7 +74,7 @@ fn owner_decision(o: usize) -> Decision {
             digested: false,
         }));
     }
-    Decision { changes, effects: vec![] }
+    Decision { changes, effects: vec![], outcomes: vec![] }
 }
 
 fn main() {
@@ -120,7 +120,9 @@ fn main() {
         let raws: Vec<&[u8]> = chunk.iter().map(|e| e.as_bytes()).collect();
         store.accept_transaction(&format!("t{t}"), &raws, 2).unwrap();
     }
-    while process_batch(&store, &EngineConfig::example()).unwrap().processed > 0 {}
+    while process_batch(&store, &EngineConfig::example(), &gatekeeper::pipeline::clock::SystemClock).unwrap().processed
+        > 0
+    {}
     assert_eq!(store.stats().unwrap().deferred_messages as usize, OWNERS * MESSAGES_PER_OWNER + 2_000);
     println!("RSS, after processing 2,000 messages:   {:>7.1} MiB", rss_mib());
     let first: ruma::OwnedUserId = "@owner0:example.org".try_into().unwrap();

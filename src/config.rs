@@ -148,7 +148,7 @@ impl FromStr for HumanDuration {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        crate::engine::command::parse_duration(s).map(|ms| HumanDuration(std::time::Duration::from_millis(ms)))
+        gatekeeper_common::duration::parse(s).map(|ms| HumanDuration(std::time::Duration::from_millis(ms)))
     }
 }
 

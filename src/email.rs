@@ -12,9 +12,9 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::EmailConfig;
 use crate::engine::Effect;
-use crate::executor::{PerformError, Performer};
+use crate::pipeline::executor::{PerformError, Performer};
+use crate::pipeline::translate::Internal;
 use crate::store::FollowUp;
-use crate::translate::Internal;
 
 /// Tries per e-mail before the owner is told it failed.
 const ATTEMPTS: u32 = 5;

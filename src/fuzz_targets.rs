@@ -30,9 +30,10 @@ pub fn transaction(data: &[u8]) {
         br#"{"type":"m.room.member","event_id":"$k","room_id":"!h:x.org","sender":"@s:x.org","state_key":"@alice:example.org","content":{"membership":"invite","is_direct":true}}"#,
     ];
     store.accept_transaction("setup", &setup, 1).expect("memory store");
-    let _ = crate::appservice::http::parse_and_store(&store, "fuzz", &bytes::Bytes::copy_from_slice(data));
+    let _ = crate::appservice::http::parse_and_store(&store, "fuzz", &bytes::Bytes::copy_from_slice(data), 1);
     while store.stats().expect("memory store").inbox_pending > 0 {
-        crate::processor::process_batch(&store, &CONFIG).expect("memory store");
+        crate::pipeline::processor::process_batch(&store, &CONFIG, &crate::pipeline::clock::ManualClock::at(1))
+            .expect("memory store");
     }
     for q in store.quarantined(1000).expect("memory store") {
         assert!(!q.reason.contains("engine failed"), "the engine panicked on: {}", q.raw);
@@ -87,7 +88,7 @@ pub fn digest(data: &[u8]) {
         sender: sender.clone(),
         ts_ms: 1_700_000_000_000,
         msgtype: "m.text".into(),
-        html: Some(crate::translate::sanitize(&body)),
+        html: Some(crate::pipeline::translate::sanitize(&body)),
         body,
         media: None,
         encrypted: false,

@@ -1,21 +1,23 @@
 //! Gatekeeper: keeps strangers' instant messages from interrupting a Matrix
 //! user. See ARCHITECTURE.md for the map of this crate.
 
+pub use gatekeeper_common::secret;
+/// The pure decision core, its own crate so that the compiler keeps it free
+/// of I/O.
+pub use gatekeeper_engine as engine;
+
+pub mod app;
 pub mod appservice;
 pub mod client;
 pub mod config;
 pub mod email;
-pub mod engine;
-pub mod executor;
 #[doc(hidden)]
 pub mod fuzz_targets;
 pub mod inspect;
 pub mod logging;
+pub mod matrix;
 pub mod metrics;
-pub mod processor;
+pub mod pipeline;
 pub mod registration;
-pub mod secret;
 pub mod store;
-pub mod translate;
 pub mod web;
-pub mod workers;

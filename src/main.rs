@@ -144,13 +144,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load(&config)?;
             gatekeeper::logging::init(&config.logging);
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            match config.mode {
-                config::Mode::Appservice => runtime.block_on(gatekeeper::appservice::run(
-                    config,
-                    gatekeeper::appservice::RunOptions { hold_processing },
-                ))?,
-                config::Mode::Client => runtime.block_on(gatekeeper::client::run(config, hold_processing))?,
-            }
+            runtime.block_on(gatekeeper::app::run(config, gatekeeper::app::RunOptions { hold_processing }))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Login { config } => {

@@ -2,7 +2,6 @@
 //! listener of their own (never on the appservice port the homeserver
 //! reaches). The counters are process-wide, as Prometheus expects.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::engine::{Decision, Effect, Input, RoomState, Snapshot, StateChange};
+use crate::engine::{Decision, Effect, Input, Outcome};
 use crate::store::Store;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -86,38 +85,29 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// Counts what one decided input did, from the state it was decided on.
-    pub fn decided(&self, input: &Input, snapshot: &Snapshot, decision: &Decision) {
+    /// Counts one decided input and what the engine said it amounted to.
+    pub fn decided(&self, input: &Input, decision: &Decision) {
         self.events.get_or_create(&KindLabel { kind: input_kind(input) }).inc();
-        // Held rooms are updated later too (replied, size): count the invite only.
-        if matches!(input, Input::Member { membership: crate::engine::Membership::Invite, .. })
-            && decision.changes.iter().any(|c| matches!(c, StateChange::PutRoom(_, RoomState::Held(_))))
-        {
-            self.held_invites.inc();
+        for outcome in &decision.outcomes {
+            match outcome {
+                Outcome::InviteHeld => self.held_invites.inc(),
+                Outcome::ReplySent => self.replies_sent.inc(),
+                Outcome::ReplySuppressed => self.replies_suppressed.inc(),
+                Outcome::DigestSent { notices } => self.digests_sent.inc_by(*notices as u64),
+                Outcome::MessageCaptured => 0,
+            };
         }
-        // A reply was due (a held DM not yet answered) but a limit held it back.
-        let due = matches!(&snapshot.room, Some(RoomState::Held(h)) if h.is_dm && !h.replied);
-        let captured = matches!(input, Input::Message { replaces: None, .. } | Input::Encrypted { .. })
-            && decision.changes.iter().any(|c| matches!(c, StateChange::PutDeferred(_)));
-        let replied = decision.effects.iter().any(|e| purpose(e) == Some("etiquette"));
-        if due && captured && !replied {
-            self.replies_suppressed.inc();
-        }
+    }
+
+    /// Counts an event that concerns nobody Gatekeeper protects.
+    pub fn ignored(&self) {
+        self.events.get_or_create(&KindLabel { kind: "other" }).inc();
     }
 
     /// Counts a carried-out effect.
     pub fn done(&self, effect: &Effect) {
-        match (effect, purpose(effect)) {
-            (Effect::SendEmail { .. }, _) => {
-                self.emails_sent.inc();
-            }
-            (_, Some("etiquette")) => {
-                self.replies_sent.inc();
-            }
-            (_, Some(p)) if p.starts_with("digest") => {
-                self.digests_sent.inc();
-            }
-            _ => {}
+        if let Effect::SendEmail { .. } = effect {
+            self.emails_sent.inc();
         }
     }
 
@@ -132,7 +122,8 @@ impl Metrics {
     }
 }
 
-fn input_kind(input: &Input) -> &'static str {
+/// The label an input is counted under.
+pub fn input_kind(input: &Input) -> &'static str {
     match input {
         Input::Member { .. } => "member",
         Input::Message { .. } => "message",
@@ -143,40 +134,33 @@ fn input_kind(input: &Input) -> &'static str {
     }
 }
 
-/// The purpose part of a notice's transaction ID (`gk.<purpose>.<hash>`).
-fn purpose(effect: &Effect) -> Option<&str> {
-    match effect {
-        Effect::SendNotice { txn_id, .. } => txn_id.strip_prefix("gk.")?.split('.').next(),
-        _ => None,
-    }
-}
-
 /// What `/health` checks beyond the process being alive.
 pub struct Health {
     pub store: Arc<dyn Store>,
     pub homeserver: String,
     http: reqwest::Client,
-    /// When the homeserver last answered, ms since the epoch (0: never).
-    last_ok_ms: AtomicU64,
+    /// When the homeserver last answered (a monotonic instant: readiness
+    /// must not jump with the wall clock).
+    last_ok: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Health {
     pub fn new(store: Arc<dyn Store>, homeserver: &str) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
-        Ok(Self { store, homeserver: homeserver.trim_end_matches('/').to_owned(), http, last_ok_ms: AtomicU64::new(0) })
+        Ok(Self { store, homeserver: homeserver.trim_end_matches('/').to_owned(), http, last_ok: Default::default() })
     }
 
     /// Ready: the store answers and the homeserver did within 5 s (asked
     /// again when older, so frequent probes cost one request each 5 s).
     async fn ready(&self) -> (bool, serde_json::Value) {
         let store_ok = self.store.failure().is_none() && self.store.stats().is_ok();
-        let now = crate::processor::now_ms();
-        let mut hs_ok = now.saturating_sub(self.last_ok_ms.load(Ordering::Relaxed)) < 5_000;
+        let recent = |t: &Option<std::time::Instant>| t.is_some_and(|t| t.elapsed() < Duration::from_secs(5));
+        let mut hs_ok = recent(&self.last_ok.lock().expect("not poisoned"));
         if !hs_ok {
             let url = format!("{}/_matrix/client/versions", self.homeserver);
             hs_ok = matches!(self.http.get(url).send().await, Ok(r) if r.status().is_success());
             if hs_ok {
-                self.last_ok_ms.store(now, Ordering::Relaxed);
+                *self.last_ok.lock().expect("not poisoned") = Some(std::time::Instant::now());
             }
         }
         let body = serde_json::json!({

@@ -15,14 +15,16 @@ use tokio::sync::Notify;
 
 use crate::engine::links::{self, Link, LinkAction, LinkError};
 use crate::engine::texts::escape_html;
-use crate::processor::now_ms;
+use crate::pipeline::Clock;
+use crate::pipeline::translate::Internal;
 use crate::secret::Secret;
 use crate::store::Store;
-use crate::translate::Internal;
 
 pub struct Pages {
     pub store: Arc<dyn Store>,
     pub secret: Secret,
+    /// Links expire by this clock.
+    pub clock: Arc<dyn Clock>,
     pub wake: Arc<Notify>,
 }
 
@@ -83,7 +85,7 @@ fn refused(e: LinkError) -> Response {
 }
 
 async fn show(State(pages): State<Arc<Pages>>, Path(token): Path<String>) -> Response {
-    let link = match links::verify(&pages.secret, &token, now_ms()) {
+    let link = match links::verify(&pages.secret, &token, pages.clock.now_ms()) {
         Ok(l) => l,
         Err(e) => return refused(e),
     };
@@ -98,7 +100,7 @@ async fn show(State(pages): State<Arc<Pages>>, Path(token): Path<String>) -> Res
 }
 
 async fn act(State(pages): State<Arc<Pages>>, Path(token): Path<String>) -> Response {
-    let link = match links::verify(&pages.secret, &token, now_ms()) {
+    let link = match links::verify(&pages.secret, &token, pages.clock.now_ms()) {
         Ok(l) => l,
         Err(e) => return refused(e),
     };
@@ -134,7 +136,12 @@ mod tests {
     async fn serve() -> (String, Arc<MemoryStore>, Secret) {
         let store = Arc::new(MemoryStore::new());
         let secret = Secret::new("s".repeat(40));
-        let pages = Arc::new(Pages { store: store.clone(), secret: secret.clone(), wake: Arc::new(Notify::new()) });
+        let pages = Arc::new(Pages {
+            store: store.clone(),
+            secret: secret.clone(),
+            clock: crate::pipeline::clock::system(),
+            wake: Arc::new(Notify::new()),
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router(pages)).await.unwrap() });

@@ -4,33 +4,10 @@
 
 use std::time::Duration;
 
+use crate::matrix::{ClientError, HsClient};
+use crate::pipeline::{Clock, Shutdown};
 use ruma::UserId;
 use ruma::api::client::appservice::request_ping;
-use tokio::sync::watch;
-
-use super::client::{ClientError, HsClient};
-use crate::processor::sleep_or_shutdown;
-
-/// Waits (with backoff, logging) until `/versions` answers.
-pub async fn wait_for_homeserver(client: &mut HsClient, shutdown: &mut watch::Receiver<bool>) -> bool {
-    let mut delay = Duration::from_millis(250);
-    loop {
-        match client.discover_versions().await {
-            Ok(v) => {
-                tracing::info!(homeserver = client.base(), versions = ?v.last(), "homeserver reachable");
-                return true;
-            }
-            Err(e) => {
-                tracing::warn!(homeserver = client.base(), error = %e, retry_in = ?delay, "waiting for the homeserver")
-            }
-        }
-        sleep_or_shutdown(delay, shutdown).await;
-        if *shutdown.borrow() {
-            return false;
-        }
-        delay = (delay * 2).min(Duration::from_secs(10));
-    }
-}
 
 /// Registers the bot user if the homeserver has not already.
 pub async fn ensure_bot_user(client: &HsClient, localpart: &str) -> Result<(), ClientError> {
@@ -51,7 +28,8 @@ pub async fn ensure_bot_user(client: &HsClient, localpart: &str) -> Result<(), C
 
 /// Sets the bot's display name if it differs; the avatar stays unset.
 pub async fn ensure_bot_profile(client: &HsClient, bot: &UserId, displayname: &str) -> Result<(), ClientError> {
-    let path = format!("/_matrix/client/v3/profile/{}/displayname", super::client::percent_encode(bot.as_str()));
+    let path =
+        format!("/_matrix/client/v3/profile/{}/displayname", crate::matrix::client::percent_encode(bot.as_str()));
     let current = match client.send_json(http::Method::GET, &path, None, None).await {
         Ok(v) => v.get("displayname").and_then(|d| d.as_str()).map(str::to_owned),
         Err(e) if e.errcode() == Some("M_NOT_FOUND") => None,
@@ -100,9 +78,10 @@ pub async fn run(
     displayname: String,
     appservice_id: String,
     appservice_url: String,
-    mut shutdown: watch::Receiver<bool>,
+    clock: std::sync::Arc<dyn Clock>,
+    mut shutdown: Shutdown,
 ) {
-    if !wait_for_homeserver(&mut client, &mut shutdown).await {
+    if !client.wait_for_homeserver(&mut shutdown).await {
         return;
     }
     let mut delay = Duration::from_secs(1);
@@ -116,7 +95,7 @@ pub async fn run(
             ensure_bot_profile(&client, &bot, &displayname)
                 .await
                 .map_err(|e| format!("setting the bot profile: {e}"))?;
-            let txn = format!("gk-startup-{}-{attempt}", crate::processor::now_ms());
+            let txn = format!("gk-startup-{}-{attempt}", clock.now_ms());
             ping(&client, &appservice_id, &txn)
                 .await
                 .map_err(|e| format!("ping failed: {}", ping_advice(&e, &appservice_url)))
@@ -132,8 +111,7 @@ pub async fn run(
             }
             Err(problem) => tracing::error!(retry_in = ?delay, "{problem}"),
         }
-        sleep_or_shutdown(delay, &mut shutdown).await;
-        if *shutdown.borrow() {
+        if shutdown.sleep(delay).await {
             return;
         }
         // Capped low: a homeserver that is briefly busy should not leave the

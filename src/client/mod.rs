@@ -1,30 +1,26 @@
-//! Client mode: Gatekeeper as a device of the owner's own account, on any
-//! homeserver, reading end-to-end encrypted chats. The owner's sync feeds
-//! the same inbox and engine as the appservice does; effects are carried out
-//! with the owner's own session.
+//! The client-mode connector: Gatekeeper as a device of the owner's own
+//! account, on any homeserver, reading end-to-end encrypted chats. The
+//! owner's sync feeds the same inbox and engine as the appservice does;
+//! effects are carried out with the owner's own session (wired in
+//! `app::client`).
 
-mod performer;
+pub mod performer;
 pub mod session;
 pub mod sync;
-mod verify;
+pub mod verify;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
 use ruma::events::InitialStateEvent;
 use ruma::events::room::encryption::RoomEncryptionEventContent;
 use ruma::{OwnedRoomId, OwnedUserId};
-use tokio::sync::{Notify, watch};
 
-use crate::appservice::client::HsClient;
 use crate::config::Config;
-use crate::engine::EngineConfig;
-use crate::executor;
+use crate::matrix::HsClient;
+use crate::pipeline::translate::Internal;
 use crate::store::Store;
-use crate::translate::Internal;
-use crate::workers::{self, Shared};
 
 pub use session::{Credentials, login, logout, restore};
 
@@ -32,100 +28,10 @@ pub use session::{Credentials, login, logout, restore};
 const CONTROL_ROOM_KEY: &str = "control_room";
 pub const CONTROL_ROOM_NAME: &str = "Gatekeeper";
 
-pub fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
-    let owner: OwnedUserId = config.client()?.user_id.as_str().try_into().context("client.user_id")?;
-    let mut engine = crate::appservice::engine_config(config)?;
-    engine.server_name = owner.server_name().to_owned();
-    // The owner is the only user, and Gatekeeper speaks as them.
-    engine.bot = owner;
-    engine.client_mode = true;
-    Ok(engine)
-}
-
-pub async fn run(config: Config, hold_processing: bool) -> anyhow::Result<()> {
-    let problems = crate::config::check(&config);
-    if !problems.is_empty() {
-        bail!("the configuration has problems:\n  - {}", problems.join("\n  - "));
-    }
-    let engine = Arc::new(engine_config(&config)?);
-    let session = restore(&config).await?;
-    tracing::info!(user = %session.user_id, device = %session.device_id, "session restored");
-    let store = workers::open_store(&config)?;
-
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let wake = Arc::new(Notify::new());
-    let shared =
-        Shared { store: store.clone(), engine: engine.clone(), wake: wake.clone(), shutdown: shutdown_rx.clone() };
-    let (mut tasks, released) = workers::start(&config, &shared, hold_processing).await?;
-
-    let (synced_tx, mut synced_rx) = watch::channel(false);
-    let mut syncing = tokio::spawn(sync::run(
-        session.sdk.clone(),
-        session.user_id.clone(),
-        store.clone(),
-        wake.clone(),
-        synced_tx,
-        shutdown_rx.clone(),
-    ));
-    // The control room is made once the first sync has told the SDK which
-    // rooms exist, and before any effect needs it.
-    let mut ended = None;
-    let mut outcome = Ok(());
-    let mut stopped = false;
-    tokio::select! {
-        _ = synced_rx.wait_for(|s| *s) => {}
-        end = &mut syncing => ended = Some(end),
-        stop = workers::wait_for_stop(&store) => (outcome, stopped) = (stop, true),
-    }
-    if ended.is_none() && !stopped && *synced_rx.borrow() {
-        let encrypted = config.client()?.encrypt_control_room;
-        match ensure_control_room(&session.sdk, &session.user_id, store.as_ref(), encrypted).await? {
-            Some(control_room) => {
-                verify::install(&session.sdk, session.user_id.clone(), control_room);
-                wake.notify_one();
-                if let Some(released) = released {
-                    let hs = HsClient::for_user(&config.homeserver.url, session.access_token.clone())?;
-                    let performer = Arc::new(performer::ClientPerformer { sdk: session.sdk.clone(), hs });
-                    let exec_shutdown = shutdown_rx.clone();
-                    tasks.push(tokio::spawn(executor::run(
-                        store.clone(),
-                        performer,
-                        wake.clone(),
-                        false,
-                        released,
-                        exec_shutdown,
-                    )));
-                }
-                tracing::info!(owner = %session.user_id, "Gatekeeper is guarding this account");
-                tokio::select! {
-                    end = &mut syncing => ended = Some(end),
-                    stop = workers::wait_for_stop(&store) => outcome = stop,
-                }
-            }
-            None => tracing::warn!(
-                "the owner stopped Gatekeeper (left its control room); nothing is guarded. \
-                 `gatekeeper logout` removes this device; `gatekeeper logout` then `login` starts over"
-            ),
-        }
-    }
-    if let Some(Ok(sync::SyncEnd::SessionEnded)) = ended {
-        outcome = Err(anyhow::anyhow!("the homeserver ended this device's session; log out and in again"));
-    }
-    tracing::info!("shutting down");
-    tasks.push(tokio::spawn(async move {
-        let _ = syncing.await;
-    }));
-    workers::stop(&shutdown_tx, tasks).await;
-    outcome?;
-    store.flush()?;
-    tracing::info!("stopped");
-    Ok(())
-}
-
 /// Makes the owner's private control room once, and tells the engine.
 /// Telling it again at each start is harmless: the engine ignores a room it
 /// already knows.
-async fn ensure_control_room(
+pub async fn ensure_control_room(
     sdk: &matrix_sdk::Client,
     owner: &OwnedUserId,
     store: &dyn Store,
@@ -167,7 +73,7 @@ async fn ensure_control_room(
 /// A fresh login is a fresh start: a new first sync, a new control room
 /// (the owner's settings, contacts and captured messages are kept).
 pub(crate) fn start_over(config: &Config) -> anyhow::Result<()> {
-    let store = workers::open_store(config)?;
+    let store = crate::store::open(&config.database)?;
     store.reset_sync_position()?;
     store.set_connector_value(CONTROL_ROOM_KEY, None)?;
     Ok(())
@@ -204,7 +110,7 @@ pub async fn remove_push_rules(config: &Config, session: &session::Session) -> a
         .collect();
     for id in &ours {
         let path =
-            format!("/_matrix/client/v3/pushrules/global/override/{}", crate::appservice::client::percent_encode(id));
+            format!("/_matrix/client/v3/pushrules/global/override/{}", crate::matrix::client::percent_encode(id));
         hs.send_json(http::Method::DELETE, &path, None, None)
             .await
             .with_context(|| format!("removing push rule {id}"))?;

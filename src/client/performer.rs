@@ -8,10 +8,9 @@ use ruma::events::Mentions;
 use ruma::events::room::message::RoomMessageEventContent;
 use ruma::{OwnedTransactionId, RoomId, uint};
 
-use crate::appservice::client::HsClient;
-use crate::appservice::performer::classify;
 use crate::engine::Effect;
-use crate::executor::{PerformError, Performer};
+use crate::matrix::{HsClient, classify};
+use crate::pipeline::executor::{PerformError, Performer};
 use crate::store::FollowUp;
 
 pub struct ClientPerformer {

@@ -10,8 +10,8 @@ use matrix_sdk::{Client, SessionMeta, SessionTokens};
 use ruma::{OwnedDeviceId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 
-use crate::appservice::client::HsClient;
 use crate::config::{ClientConfig, Config};
+use crate::matrix::HsClient;
 use crate::secret::Secret;
 
 /// How `login` proves who the owner is.

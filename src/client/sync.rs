@@ -3,7 +3,6 @@
 //! response's events and the position after them are stored in one durable
 //! write, so a crash re-reads a response whole or not at all.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use matrix_sdk::config::SyncSettings;
@@ -16,9 +15,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 
-use crate::processor::sleep_or_shutdown;
+use crate::pipeline::Shared;
+use crate::pipeline::translate::Internal;
 use crate::store::Store;
-use crate::translate::Internal;
 
 /// Undecryptable events waiting for their keys, by `utd/<room>\u{1f}<event>`.
 const UTD_PREFIX: &str = "utd/";
@@ -54,24 +53,23 @@ pub enum SyncEnd {
 pub async fn run(
     sdk: matrix_sdk::Client,
     owner: ruma::OwnedUserId,
-    store: Arc<dyn Store>,
-    wake: Arc<Notify>,
+    shared: Shared,
     synced: watch::Sender<bool>,
-    mut shutdown: watch::Receiver<bool>,
 ) -> SyncEnd {
+    let Shared { store, clock, wake, mut shutdown, .. } = shared;
     let mut backoff = Duration::from_secs(1);
     // The first request of a run catches up without waiting for news, so
     // that readiness means "caught up", not "something happened".
     let mut catching_up = true;
     loop {
-        if *shutdown.borrow() {
+        if shutdown.is_set() {
             return SyncEnd::Shutdown;
         }
         let since = match store.sync_position() {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "reading the sync position failed; will retry");
-                sleep_or_shutdown(backoff, &mut shutdown).await;
+                shutdown.sleep(backoff).await;
                 continue;
             }
         };
@@ -85,7 +83,7 @@ pub async fn run(
         };
         let response = tokio::select! {
             r = sdk.sync_once(settings) => r,
-            _ = shutdown.changed() => return SyncEnd::Shutdown,
+            _ = shutdown.wait() => return SyncEnd::Shutdown,
         };
         let response = match response {
             Ok(r) => r,
@@ -98,7 +96,7 @@ pub async fn run(
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "sync failed; will retry");
-                sleep_or_shutdown(backoff, &mut shutdown).await;
+                shutdown.sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
@@ -110,7 +108,7 @@ pub async fn run(
             None => (Vec::new(), Vec::new()),
         };
         let first = since.is_none();
-        let now = crate::processor::now_ms();
+        let now = clock.now_ms();
         let (s, next, to_store) = (store.clone(), response.next_batch.clone(), events);
         let result = tokio::task::spawn_blocking(move || {
             let refs: Vec<&[u8]> = to_store.iter().map(Vec::as_slice).collect();
@@ -131,7 +129,7 @@ pub async fn run(
             Ok(Err(e)) => {
                 // Nothing was stored: the same response is asked for again.
                 tracing::error!(error = %e, "storing synced events failed; will retry");
-                sleep_or_shutdown(backoff, &mut shutdown).await;
+                shutdown.sleep(backoff).await;
                 continue;
             }
             Err(e) => tracing::error!(error = %e, "sync storage task died"),
@@ -296,7 +294,7 @@ mod tests {
         let room = room_id!("!r:x.org");
         let event = invite_event(room, &stripped(), user_id!("@o:x.org")).unwrap();
         let raw = serde_json::to_vec(&event).unwrap();
-        let input = crate::translate::translate(&raw, false).unwrap().unwrap();
+        let input = crate::pipeline::translate::translate(&raw, false).unwrap().unwrap();
         let crate::engine::Input::Member { meta, target, is_direct, room_name, sender_name, .. } = input else {
             panic!("not a member input: {input:?}")
         };
@@ -327,12 +325,15 @@ mod tests {
         let msg = r#"{"type":"m.room.message","event_id":"$1","sender":"@s:x.org","origin_server_ts":5,
                       "content":{"msgtype":"m.text","body":"hello"}}"#;
         let raw = with_room_id(msg, room).unwrap();
-        let input = crate::translate::translate(&raw, false).unwrap().unwrap();
+        let input = crate::pipeline::translate::translate(&raw, false).unwrap().unwrap();
         assert_eq!(input.room_id().unwrap().as_str(), "!r:x.org");
         // The room ID a sender wrote into an event is not trusted.
         let forged = msg.replace(r#""type""#, r#""room_id":"!elsewhere:x.org","type""#);
         let raw = with_room_id(&forged, room).unwrap();
-        assert_eq!(crate::translate::translate(&raw, false).unwrap().unwrap().room_id().unwrap().as_str(), "!r:x.org");
+        assert_eq!(
+            crate::pipeline::translate::translate(&raw, false).unwrap().unwrap().room_id().unwrap().as_str(),
+            "!r:x.org"
+        );
         assert!(with_room_id(r#"{"type":"m.reaction","content":{}}"#, room).is_none());
         assert!(with_room_id("not json", room).is_none());
     }

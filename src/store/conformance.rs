@@ -34,6 +34,7 @@ pub fn sample_decision() -> Decision {
                 html: "<p>hi</p>".into(),
             },
         ],
+        outcomes: vec![],
     }
 }
 
@@ -114,6 +115,7 @@ pub fn removals_apply(s: &dyn Store) {
             StateChange::RemoveRoom(owned_room_id!("!dm:example.org")),
         ],
         effects: vec![],
+        outcomes: vec![],
     };
     s.commit(items[1].seq, &remove).unwrap();
     let snap =
@@ -187,7 +189,7 @@ fn commit_changes(s: &dyn Store, changes: Vec<StateChange>) {
     let txn = format!("t{}", s.stats().unwrap().transactions);
     s.accept_transaction(&txn, &[b"{}"], 1).unwrap();
     let item = s.inbox_batch(100).unwrap().pop().unwrap();
-    s.commit(item.seq, &Decision { changes, effects: vec![] }).unwrap();
+    s.commit(item.seq, &Decision { changes, effects: vec![], outcomes: vec![] }).unwrap();
 }
 
 pub fn gate_state_round_trips_and_the_snapshot_finds_it(s: &dyn Store) {
@@ -350,6 +352,7 @@ pub fn a_batch_commits_in_order_and_skips_what_was_committed(s: &dyn Store) {
             ..OwnerState::new(alice.clone(), owned_room_id!("!dm:example.org"), 7)
         })],
         effects: vec![Effect::Join { as_user: alice.clone(), room_id: owned_room_id!("!other:example.org") }],
+        outcomes: vec![],
     };
     s.commit_batch(&[(seqs[0], &sample_decision()), (seqs[2], &later)], &[seqs[1]]).unwrap();
     s.flush().unwrap();

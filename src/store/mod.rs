@@ -234,6 +234,21 @@ pub trait Store: Lookups + Send + Sync + 'static {
     fn prune_deferred(&self, owner: &ruma::UserId, before_ms: u64) -> Result<usize, StoreError>;
 }
 
+/// Opens the configured database and says in the log what it holds.
+pub fn open(database: &crate::config::DatabaseConfig) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    use anyhow::Context;
+    let store = SledStore::open(&database.path, database.cache_capacity_mb)
+        .with_context(|| format!("opening the database at {}", database.path.display()))?;
+    let stats = store.stats()?;
+    tracing::info!(
+        inbox_pending = stats.inbox_pending,
+        outbox_pending = stats.outbox_pending,
+        owners = stats.owners,
+        "database open"
+    );
+    Ok(std::sync::Arc::new(store))
+}
+
 /// Identifies a transaction's content independently of fields the
 /// homeserver recomputes per attempt (`unsigned.age`): the event IDs, or the
 /// raw bytes of an event that has none.

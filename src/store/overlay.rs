@@ -182,6 +182,7 @@ mod tests {
                 StateChange::PutDeferred(capture(owned_event_id!("$old"), "stored")),
             ],
             effects: vec![],
+            outcomes: vec![],
         };
         store.commit(seq, &decision).unwrap();
         store

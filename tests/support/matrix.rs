@@ -13,7 +13,7 @@ pub struct Client {
     http: reqwest::Client,
 }
 
-pub use gatekeeper::appservice::client::percent_encode as enc;
+pub use gatekeeper::matrix::client::percent_encode as enc;
 
 static TXN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 

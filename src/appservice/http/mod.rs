@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
 use super::auth::{self, AuthError};
-use crate::processor::now_ms;
+use crate::pipeline::Clock;
 use crate::secret::Secret;
 use crate::store::{Accepted, Store};
 
@@ -26,6 +26,8 @@ pub struct Intake {
     /// Woken after each accepted transaction so processing starts at once.
     pub wake: Arc<Notify>,
     pub max_body_bytes: usize,
+    /// When a transaction was accepted (for forgetting old IDs later).
+    pub clock: Arc<dyn Clock>,
 }
 
 pub fn matrix_error(status: StatusCode, errcode: &str, error: &str) -> Response {
@@ -81,14 +83,14 @@ pub(crate) enum Parsed {
     StoreFailed(String),
 }
 
-pub(crate) fn parse_and_store(store: &dyn Store, txn_id: &str, bytes: &Bytes) -> Parsed {
+pub(crate) fn parse_and_store(store: &dyn Store, txn_id: &str, bytes: &Bytes, now_ms: u64) -> Parsed {
     let body: TransactionBody<'_> = match serde_json::from_slice(bytes) {
         Ok(b) => b,
         Err(e) if e.is_syntax() || e.is_eof() => return Parsed::NotJson(e.to_string()),
         Err(e) => return Parsed::BadJson(e.to_string()),
     };
     let events: Vec<&[u8]> = body.events.iter().map(|e| e.get().as_bytes()).collect();
-    match store.accept_transaction(txn_id, &events, now_ms()) {
+    match store.accept_transaction(txn_id, &events, now_ms) {
         Ok(a) => Parsed::Accepted(a),
         Err(e) => Parsed::StoreFailed(e.to_string()),
     }
@@ -112,7 +114,8 @@ async fn store_transaction(intake: Arc<Intake>, txn_id: String, body: Body) -> R
     };
     let store = intake.store.clone();
     let id = txn_id.clone();
-    let outcome = match tokio::task::spawn_blocking(move || parse_and_store(store.as_ref(), &id, &bytes)).await {
+    let now = intake.clock.now_ms();
+    let outcome = match tokio::task::spawn_blocking(move || parse_and_store(store.as_ref(), &id, &bytes, now)).await {
         Ok(o) => o,
         Err(e) => Parsed::StoreFailed(e.to_string()),
     };

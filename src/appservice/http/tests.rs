@@ -19,6 +19,7 @@ async fn serve() -> Server {
         hs_token: Secret::new(TOKEN),
         wake: Arc::new(Notify::new()),
         max_body_bytes: 8 * 1024 * 1024,
+        clock: crate::pipeline::clock::system(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

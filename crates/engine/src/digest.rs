@@ -222,7 +222,7 @@ fn pack(header: Text, sections: Vec<Text>, footer: Text) -> Vec<Text> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Media;
+    use crate::Media;
 
     fn owner() -> OwnerState {
         OwnerState {

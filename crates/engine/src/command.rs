@@ -94,40 +94,8 @@ pub const USAGE_STOP: &str = "stop";
 
 /// Longest reply template accepted.
 pub const MAX_TEMPLATE: usize = 2000;
-/// Longest duration accepted anywhere (ten years).
-const MAX_DURATION_MS: u64 = 10 * 365 * 86_400_000;
-
-/// A duration written for people: `30s`, `15m`, `12h`, `7d`, `2w`, `1h30m`,
-/// in milliseconds.
-pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let bad = || format!("`{s}` is not a duration (use e.g. 30s, 15m, 12h, 7d, 2w)");
-    let mut total: u64 = 0;
-    let mut number = String::new();
-    for c in s.trim().chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit: u64 = match c {
-            's' => 1000,
-            'm' => 60_000,
-            'h' => 3_600_000,
-            'd' => 86_400_000,
-            'w' => 7 * 86_400_000,
-            _ => return Err(bad()),
-        };
-        let n: u64 = number.parse().map_err(|_| bad())?;
-        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
-        number.clear();
-    }
-    if !number.is_empty() || total == 0 {
-        return Err(bad());
-    }
-    if total > MAX_DURATION_MS {
-        return Err(format!("`{s}` is longer than ten years"));
-    }
-    Ok(total)
-}
+/// Durations are written the same way in commands and in the config file.
+pub use gatekeeper_common::duration::parse as parse_duration;
 
 /// Whether `name` is an IANA time zone (from the bundled database, so the
 /// answer does not depend on the host).
@@ -443,15 +411,6 @@ mod tests {
         invalid("set retention 400d", USAGE_SET);
         for bad in ["a", "a@b", "@b.org", "a@b.org\r\nBcc: x@y.org", "a b@c.org", "<a@b.org>", "a@b@c.org"] {
             invalid(&format!("set email {bad}"), USAGE_SET);
-        }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(30_000));
-        assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
-        for bad in ["", "7", "d", "0d", "7x", "-1d", "99999999999999999999w", "11000w"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
 }

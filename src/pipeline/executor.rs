@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::Shared;
 use crate::engine::Effect;
 use crate::metrics::METRICS;
-use crate::processor::{now_ms, sleep_or_shutdown};
-use crate::store::{EffectOutcome, FollowUp, Store};
+use crate::store::{EffectOutcome, FollowUp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PerformError {
@@ -31,16 +31,12 @@ pub trait Performer: Send + Sync + 'static {
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
-pub async fn run<P: Performer>(
-    store: Arc<dyn Store>,
-    performer: Arc<P>,
-    wake: Arc<tokio::sync::Notify>,
-    mail_lane: bool,
-    mut released: watch::Receiver<u64>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Carries out one lane of the outbox (`mail_lane`: e-mail, else every
+/// Matrix effect), up to what `released` says is durable, until shutdown.
+pub async fn run<P: Performer>(shared: Shared, performer: Arc<P>, mail_lane: bool, mut released: watch::Receiver<u64>) {
+    let Shared { store, clock, wake, mut shutdown, .. } = shared;
     loop {
-        if *shutdown.borrow() {
+        if shutdown.is_set() {
             return;
         }
         let up_to = *released.borrow_and_update();
@@ -49,7 +45,7 @@ pub async fn run<P: Performer>(
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "reading the outbox failed; will retry");
-                sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await;
+                shutdown.sleep(Duration::from_secs(1)).await;
                 continue;
             }
             Err(e) => {
@@ -60,7 +56,7 @@ pub async fn run<P: Performer>(
         if batch.is_empty() {
             tokio::select! {
                 _ = released.changed() => {}
-                _ = shutdown.changed() => {}
+                _ = shutdown.wait() => {}
             }
             continue;
         }
@@ -75,14 +71,13 @@ pub async fn run<P: Performer>(
                     }
                     Err(PerformError::Permanent(reason)) => {
                         METRICS.action_failures.inc();
-                        tracing::warn!(id = item.id, effect = ?item.effect, %reason, "effect failed for good; set aside");
+                        tracing::warn!(id = item.id, kind = item.effect.kind(), %reason, "effect failed for good; set aside");
                         break (EffectOutcome::Failed(reason), Vec::new());
                     }
                     Err(PerformError::Transient(reason)) => {
                         METRICS.action_retries.inc();
                         tracing::warn!(id = item.id, %reason, retry_in = ?backoff, "effect failed; will retry");
-                        sleep_or_shutdown(backoff, &mut shutdown).await;
-                        if *shutdown.borrow() {
+                        if shutdown.sleep(backoff).await {
                             return;
                         }
                         backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -95,8 +90,8 @@ pub async fn run<P: Performer>(
             // Recording must not be skipped: an unrecorded effect is done again
             // on restart (harmless, idempotent) but a lost one never would be.
             loop {
-                let (s, o, f) = (s.clone(), outcome.clone(), follow_ups.clone());
-                match tokio::task::spawn_blocking(move || s.finish_effect(id, &o, &f, now_ms())).await {
+                let (s, o, f, now) = (s.clone(), outcome.clone(), follow_ups.clone(), clock.now_ms());
+                match tokio::task::spawn_blocking(move || s.finish_effect(id, &o, &f, now)).await {
                     Ok(Ok(())) => {
                         if had_follow_ups {
                             wake.notify_one();
@@ -108,8 +103,7 @@ pub async fn run<P: Performer>(
                     }
                     Err(e) => tracing::error!(error = %e, id, "recording task died; will retry"),
                 }
-                sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await;
-                if *shutdown.borrow() {
+                if shutdown.sleep(Duration::from_secs(1)).await {
                     return;
                 }
             }
@@ -121,7 +115,8 @@ pub async fn run<P: Performer>(
 mod tests {
     use super::*;
     use crate::engine::Decision;
-    use crate::store::MemoryStore;
+    use crate::pipeline::{clock::ManualClock, shutdown};
+    use crate::store::{MemoryStore, Store};
     use ruma::owned_user_id;
     use std::sync::Mutex;
 
@@ -151,20 +146,26 @@ mod tests {
         let join =
             |r: &str| Effect::Join { as_user: owned_user_id!("@gatekeeper:x.org"), room_id: r.try_into().unwrap() };
         let decision =
-            Decision { changes: vec![], effects: vec![join("!a:x.org"), join("!no:x.org"), join("!b:x.org")] };
+            Decision { effects: vec![join("!a:x.org"), join("!no:x.org"), join("!b:x.org")], ..Default::default() };
         store.commit(store.inbox_batch(1).unwrap()[0].seq, &decision).unwrap();
         let performer = Arc::new(Flaky::default());
         let (release_tx, release_rx) = watch::channel(store.outbox_high_water().unwrap());
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let wake = Arc::new(tokio::sync::Notify::new());
-        let task = tokio::spawn(run(store.clone(), performer.clone(), wake, false, release_rx, stop_rx));
+        let (trigger, shutdown) = shutdown::channel();
+        let shared = Shared {
+            store: store.clone(),
+            engine: Arc::new(crate::engine::tests_support::config()),
+            clock: Arc::new(ManualClock::at(1)),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            shutdown,
+        };
+        let task = tokio::spawn(run(shared, performer.clone(), false, release_rx));
         for _ in 0..100 {
             if store.stats().unwrap().outbox_pending == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        stop_tx.send(true).unwrap();
+        trigger.fire();
         task.await.unwrap();
         drop(release_tx);
         assert_eq!(*performer.log.lock().unwrap(), ["!a:x.org", "!a:x.org", "!no:x.org", "!b:x.org", "!b:x.org"]);

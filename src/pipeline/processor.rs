@@ -2,22 +2,19 @@
 //! A batch of decisions (state, effects, inbox removals) is committed
 //! atomically and flushed before its effects are released to the executor.
 
-use crate::metrics::METRICS;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
-use crate::engine::{self, Decision, EngineConfig, StateChange};
+use super::Shared;
+use super::clock::Clock;
+use super::translate::translate;
+use crate::engine::{self, Decision, Due, DueDigest, EngineConfig, Input, StateChange, schedule};
+use crate::metrics::METRICS;
 use crate::store::{Overlay, Store, StoreError, assemble_snapshot};
-use crate::translate::translate;
 
 pub const BATCH: usize = 100;
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
 
 /// How one batch went, for logs and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -32,20 +29,26 @@ pub struct BatchReport {
 /// Decisions are committed together, in one write, over an [`Overlay`] that
 /// lets each decision read what the earlier ones in the batch decided. The
 /// batch is committed early only where a decision reads more than point
-/// look-ups (an owner's whole overview, what is due) or forgets an owner's
-/// data, and before an event is set aside, so the inbox is consumed in order.
-pub fn process_batch(store: &dyn Store, config: &EngineConfig) -> Result<BatchReport, StoreError> {
-    process_up_to(store, config, BATCH)
+/// look-ups (an owner's whole overview, what is due: see
+/// [`engine::reads`]) or forgets an owner's data, and before an event is set
+/// aside, so the inbox is consumed in order.
+pub fn process_batch(store: &dyn Store, config: &EngineConfig, clock: &dyn Clock) -> Result<BatchReport, StoreError> {
+    process_up_to(store, config, clock, BATCH)
 }
 
-fn process_up_to(store: &dyn Store, config: &EngineConfig, limit: usize) -> Result<BatchReport, StoreError> {
+pub(crate) fn process_up_to(
+    store: &dyn Store,
+    config: &EngineConfig,
+    clock: &dyn Clock,
+    limit: usize,
+) -> Result<BatchReport, StoreError> {
     let mut report = BatchReport::default();
     let mut pending = Pending::new(store);
     for item in store.inbox_batch(limit)? {
         let input = match translate(&item.raw, item.internal) {
             Ok(Some(input)) => input,
             Ok(None) => {
-                METRICS.events.get_or_create(&crate::metrics::KindLabel { kind: "other" }).inc();
+                METRICS.ignored();
                 pending.empty.push(item.seq);
                 report.processed += 1;
                 continue;
@@ -53,38 +56,36 @@ fn process_up_to(store: &dyn Store, config: &EngineConfig, limit: usize) -> Resu
             Err(reason) => {
                 tracing::warn!(seq = item.seq, %reason, "event set aside (quarantined)");
                 pending.commit()?;
-                store.quarantine(item.seq, &reason.0, now_ms())?;
+                store.quarantine(item.seq, &reason.0, clock.now_ms())?;
                 report.quarantined += 1;
                 continue;
             }
         };
         let started = std::time::Instant::now();
-        let mut snapshot = assemble_snapshot(
-            &pending.overlay,
-            input.room_id().map(|r| &**r),
-            &input.users(),
-            input.related_event().map(|e| &**e),
-        )?;
-        if let Some(owner) = overview_needed(&snapshot, &input) {
+        let now_ms = clock.now_ms();
+        let reads = engine::reads(&input);
+        let mut snapshot =
+            assemble_snapshot(&pending.overlay, reads.room.as_deref(), &reads.users, reads.related.as_deref())?;
+        if let Some(owner) = engine::overview_read(&snapshot, &input) {
             pending.commit()?;
             snapshot.overview = Some(store.overview(&owner)?);
         }
-        if matches!(input, crate::engine::Input::Tick) {
+        if reads.due {
             pending.commit()?;
-            snapshot.due = Some(due_now(store, now_ms(), true)?);
+            snapshot.due = Some(due_now(store, now_ms, true)?);
         }
         // A bug in one rule must not wedge the queue behind one event.
-        let decided =
-            std::panic::catch_unwind(AssertUnwindSafe(|| engine::decide(&snapshot, &input, now_ms(), config)));
+        let decided = std::panic::catch_unwind(AssertUnwindSafe(|| engine::decide(&snapshot, &input, now_ms, config)));
         if let Ok(decision) = &decided {
-            METRICS.decided(&input, &snapshot, decision);
+            METRICS.decided(&input, decision);
         }
         match decided {
-            Ok(decision) if decision.effects.is_empty() && decision.changes.is_empty() => {
+            Ok(decision) if decision.is_empty() => {
                 pending.empty.push(item.seq);
                 report.processed += 1;
             }
             Ok(decision) => {
+                // Bodies and texts stay out of the log: kinds and counts only.
                 tracing::info!(
                     event_id = ?input.meta().map(|m| &m.event_id),
                     changes = decision.changes.len(),
@@ -102,9 +103,13 @@ fn process_up_to(store: &dyn Store, config: &EngineConfig, limit: usize) -> Resu
                 report.processed += 1;
             }
             Err(_) => {
-                tracing::error!(input = ?input, "engine panicked; event set aside");
+                tracing::error!(kind = input_kind(&input), "the engine panicked; event set aside");
                 pending.commit()?;
-                store.quarantine(item.seq, "the engine failed on this event (a bug: please report it)", now_ms())?;
+                store.quarantine(
+                    item.seq,
+                    "the engine failed on this event (a bug: please report it)",
+                    clock.now_ms(),
+                )?;
                 report.quarantined += 1;
             }
         }
@@ -112,6 +117,10 @@ fn process_up_to(store: &dyn Store, config: &EngineConfig, limit: usize) -> Resu
     pending.commit()?;
     store.flush()?;
     Ok(report)
+}
+
+fn input_kind(input: &Input) -> &'static str {
+    crate::metrics::input_kind(input)
 }
 
 /// Decisions made and not yet committed, with the overlay they are read
@@ -148,37 +157,16 @@ impl<'a> Pending<'a> {
     }
 }
 
-/// Whose whole overview a decision reads: the owner commanding in their
-/// control room (commands, opt-out), confirming an e-mailed link, or
-/// answering in a held room (which releases it with its messages). Every
-/// other input decides from the point look-ups alone.
-fn overview_needed(snapshot: &crate::engine::Snapshot, input: &crate::engine::Input) -> Option<ruma::OwnedUserId> {
-    use crate::engine::{Input, RoomState};
-    match (&snapshot.room, input) {
-        (Some(RoomState::Control { owner }), _) => Some(owner.clone()),
-        (_, Input::LinkUsed { owner, .. }) => Some(owner.clone()),
-        (Some(RoomState::Held(held)), Input::Message { meta, .. }) if meta.sender == held.owner => {
-            Some(held.owner.clone())
-        }
-        _ => None,
-    }
-}
-
-/// Runs until `shutdown` fires: wakes on `wake` (new transactions) or every
+/// Runs until shutdown: wakes on `shared.wake` (new transactions) or every
 /// second, and after each durable batch publishes the outbox high-water mark
 /// so the executor only carries out effects that survive a crash.
-pub async fn run(
-    store: Arc<dyn Store>,
-    config: Arc<EngineConfig>,
-    wake: Arc<Notify>,
-    released: watch::Sender<u64>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run(shared: Shared, released: watch::Sender<u64>) {
+    let Shared { store, engine, clock, wake, mut shutdown } = shared;
     let mut backoff = Duration::from_millis(100);
     loop {
-        let (s, c) = (store.clone(), config.clone());
+        let (s, c, k) = (store.clone(), engine.clone(), clock.clone());
         let result = tokio::task::spawn_blocking(move || {
-            let report = process_batch(s.as_ref(), &c)?;
+            let report = process_batch(s.as_ref(), &c, k.as_ref())?;
             Ok::<_, StoreError>((report, s.outbox_high_water()?))
         })
         .await;
@@ -195,7 +183,9 @@ pub async fn run(
             }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, retry_in = ?backoff, "inbox processing failed; will retry");
-                sleep_or_shutdown(backoff, &mut shutdown).await;
+                if shutdown.sleep(backoff).await {
+                    return;
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
                 continue;
             }
@@ -206,9 +196,9 @@ pub async fn run(
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = shutdown.changed() => {}
+            _ = shutdown.wait() => {}
         }
-        if *shutdown.borrow() {
+        if shutdown.is_set() {
             return;
         }
     }
@@ -217,64 +207,27 @@ pub async fn run(
 /// Everything time-driven that is due: the store's expiries and pauses, and
 /// the owners whose digest slot has passed (with their overviews when
 /// `with_overviews`, which the engine needs and the timer does not).
-pub fn due_now(store: &dyn Store, now: u64, with_overviews: bool) -> Result<crate::engine::Due, StoreError> {
-    use crate::engine::schedule;
+pub fn due_now(store: &dyn Store, now: u64, with_overviews: bool) -> Result<Due, StoreError> {
     let mut due = store.due(now)?;
     for owner in store.owners()? {
         let tz = schedule::zone(owner.timezone.as_deref());
         let minute = owner.digest_minute.unwrap_or(schedule::DEFAULT_MINUTE);
         if let Some(slot_ms) = schedule::due_slot(owner.digest_last_slot_ms, owner.since_ms, now, &tz, minute) {
             let overview = if with_overviews { store.overview(&owner.user_id)? } else { Default::default() };
-            due.digests.push(crate::engine::DueDigest { owner, overview, slot_ms });
+            due.digests.push(DueDigest { owner, overview, slot_ms });
         }
     }
     Ok(due)
 }
 
-/// Every `interval`, queues a tick if something has come due (an allow that
-/// expired, a pause that ended, a digest), so the engine acts on it in order
-/// with everything else. Ticks are idempotent: a tick that finds nothing due
-/// (because an earlier one handled it) decides nothing.
-pub async fn housekeeping(
-    store: Arc<dyn Store>,
-    wake: Arc<Notify>,
-    interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let tick = serde_json::to_vec(&crate::translate::Internal::Tick).expect("tick serializes");
-    loop {
-        sleep_or_shutdown(interval, &mut shutdown).await;
-        if *shutdown.borrow() {
-            return;
-        }
-        let (s, t) = (store.clone(), tick.clone());
-        let queued = tokio::task::spawn_blocking(move || {
-            let due = due_now(s.as_ref(), now_ms(), false)?;
-            if due.expired.is_empty() && due.unpause.is_empty() && due.digests.is_empty() {
-                return Ok(false);
-            }
-            s.push_internal(&t).map(|()| true)
-        })
-        .await;
-        match queued {
-            Ok(Ok(true)) => wake.notify_one(),
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "housekeeping failed; will retry"),
-            Err(e) => tracing::warn!(error = %e, "housekeeping task died; will retry"),
-        }
-    }
-}
-
-pub async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => {}
-        _ = shutdown.changed() => {}
-    }
-}
+/// A fixed "now" for the tests in this file.
+#[cfg(test)]
+const NOW: u64 = 1_700_000_000_000;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::clock::ManualClock;
     use crate::store::MemoryStore;
 
     fn config() -> EngineConfig {
@@ -289,9 +242,9 @@ mod tests {
     fn events_are_processed_once_and_bad_ones_set_aside() {
         let store = MemoryStore::new();
         store.accept_transaction("t", &[INVITE, b"{oops", br#"{"type":"m.typing","content":{}}"#], 1).unwrap();
-        let report = process_batch(&store, &config()).unwrap();
+        let report = process_batch(&store, &config(), &ManualClock::at(NOW)).unwrap();
         assert_eq!(report, BatchReport { processed: 2, quarantined: 1 });
-        assert_eq!(process_batch(&store, &config()).unwrap(), BatchReport::default());
+        assert_eq!(process_batch(&store, &config(), &ManualClock::at(NOW)).unwrap(), BatchReport::default());
         let stats = store.stats().unwrap();
         assert_eq!((stats.events_processed, stats.events_quarantined, stats.outbox_pending), (2, 1, 1));
         assert_eq!(store.quarantined(10).unwrap()[0].raw, "{oops");
@@ -302,6 +255,7 @@ mod tests {
 mod batch_tests {
     use super::*;
     use crate::engine::{HeldRoom, OwnerState, RoomState};
+    use crate::pipeline::clock::ManualClock;
     use crate::store::MemoryStore;
 
     const OWNER: &str = "@alice:example.org";
@@ -329,7 +283,7 @@ mod batch_tests {
         }
         store.accept_transaction("setup", &[b"{}"], 1).unwrap();
         let item = store.inbox_batch(1).unwrap().remove(0);
-        store.commit(item.seq, &Decision { changes, effects: vec![] }).unwrap();
+        store.commit(item.seq, &Decision { changes, effects: vec![], outcomes: vec![] }).unwrap();
     }
 
     fn message(id: &str, room: &str, sender: &str, body: &str) -> String {
@@ -391,8 +345,8 @@ mod batch_tests {
             setup(store);
             store.accept_transaction("t", &raw, 2).unwrap();
         }
-        while process_up_to(&one, &config(), 1).unwrap() != BatchReport::default() {}
-        let report = process_batch(&batched, &config()).unwrap();
+        while process_up_to(&one, &config(), &ManualClock::at(NOW), 1).unwrap() != BatchReport::default() {}
+        let report = process_batch(&batched, &config(), &ManualClock::at(NOW)).unwrap();
         assert_eq!(report, BatchReport { processed: raw.len() - 1, quarantined: 1 });
         let (effects, overview, stats) = outcome(&batched);
         assert_eq!((effects.clone(), overview.clone(), stats.clone()), outcome(&one));
@@ -412,48 +366,5 @@ mod batch_tests {
 
     fn config() -> EngineConfig {
         crate::engine::tests_support::config()
-    }
-}
-
-#[cfg(test)]
-mod housekeeping_tests {
-    use super::*;
-    use crate::engine::{Decision, OwnerState, StateChange};
-    use crate::store::MemoryStore;
-
-    /// The digest timer runs on tokio time: with the clock paused, nothing
-    /// happens until it is advanced past the interval, then a tick is queued
-    /// for the owner whose digest is due.
-    #[tokio::test(start_paused = true)]
-    async fn housekeeping_queues_a_tick_when_a_digest_is_due() {
-        let store = Arc::new(MemoryStore::new());
-        store.accept_transaction("setup", &[b"{}"], 1).unwrap();
-        let item = store.inbox_batch(1).unwrap().remove(0);
-        // Opted in two days ago: yesterday's 08:00 UTC slot is due.
-        let owner = OwnerState::new(
-            "@alice:example.org".try_into().unwrap(),
-            "!c:example.org".try_into().unwrap(),
-            now_ms() - 2 * 86_400_000,
-        );
-        store.commit(item.seq, &Decision { changes: vec![StateChange::PutOwner(owner)], effects: vec![] }).unwrap();
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let wake = Arc::new(Notify::new());
-        let task = tokio::spawn(housekeeping(store.clone(), wake, Duration::from_secs(30), stop_rx));
-        tokio::time::sleep(Duration::from_secs(29)).await;
-        assert!(store.inbox_batch(10).unwrap().is_empty(), "nothing before the interval");
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        for _ in 0..50 {
-            if !store.inbox_batch(10).unwrap().is_empty() {
-                break;
-            }
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let inbox = store.inbox_batch(10).unwrap();
-        assert_eq!(inbox.len(), 1);
-        assert!(inbox[0].internal);
-        assert_eq!(translate(&inbox[0].raw, true).unwrap(), Some(crate::engine::Input::Tick));
-        stop_tx.send(true).unwrap();
-        task.await.unwrap();
     }
 }

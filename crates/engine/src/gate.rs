@@ -55,6 +55,7 @@ pub(super) fn invite(
         .effect(Effect::Join { as_user: o.clone(), room_id: room.clone() })
         .effect(Effect::SetTag { owner: o.clone(), room_id: room.clone(), tag: "m.lowpriority".into(), present: true })
         .effect(Effect::Backfill { owner: o, room_id: room.clone() })
+        .outcome(Outcome::InviteHeld)
 }
 
 /// The owner invited someone: starting a conversation is consent.
@@ -174,7 +175,7 @@ pub(super) fn message(
         edited: false,
         digested: false,
     };
-    let d = Decision::default().change(StateChange::PutDeferred(deferred));
+    let d = Decision::default().change(StateChange::PutDeferred(deferred)).outcome(Outcome::MessageCaptured);
     // Bots announce themselves with notices; a notice is never answered.
     if msgtype == "m.notice" {
         return d;
@@ -199,20 +200,22 @@ pub(super) fn encrypted(
     if !from_stranger(meta, held, config) || seen_before(snapshot, meta, held, &None) {
         return Decision::default();
     }
-    let d = Decision::default().change(StateChange::PutDeferred(Deferred {
-        owner: held.owner.clone(),
-        room_id: meta.room_id.clone(),
-        event_id: meta.event_id.clone(),
-        sender: meta.sender.clone(),
-        ts_ms: meta.ts_ms,
-        msgtype: "m.room.encrypted".into(),
-        body: String::new(),
-        html: None,
-        media: None,
-        encrypted: true,
-        edited: false,
-        digested: false,
-    }));
+    let d = Decision::default()
+        .change(StateChange::PutDeferred(Deferred {
+            owner: held.owner.clone(),
+            room_id: meta.room_id.clone(),
+            event_id: meta.event_id.clone(),
+            sender: meta.sender.clone(),
+            ts_ms: meta.ts_ms,
+            msgtype: "m.room.encrypted".into(),
+            body: String::new(),
+            html: None,
+            media: None,
+            encrypted: true,
+            edited: false,
+            digested: false,
+        }))
+        .outcome(Outcome::MessageCaptured);
     maybe_reply(d, snapshot, meta, held, true, now_ms, config)
 }
 
@@ -263,7 +266,7 @@ fn maybe_reply(
     let stranger = snapshot.stranger(&held.owner, &meta.sender);
     let interval = owner.reply_interval_ms.unwrap_or(config.reply_interval_ms);
     if stranger.last_reply_ms.is_some_and(|last| now_ms.saturating_sub(last) < interval) {
-        return d;
+        return d.outcome(Outcome::ReplySuppressed);
     }
     let (window_start, used) = if now_ms.saturating_sub(owner.reply_window_start_ms) >= HOUR_MS {
         (now_ms, 0)
@@ -271,7 +274,7 @@ fn maybe_reply(
         (owner.reply_window_start_ms, owner.replies_in_window)
     };
     if used >= config.max_replies_per_hour {
-        return d;
+        return d.outcome(Outcome::ReplySuppressed);
     }
     let name = owner.displayname.clone().unwrap_or_else(|| owner.user_id.localpart().to_owned());
     let text = texts::etiquette(owner.reply_template.as_deref(), &name, owner.email.as_deref(), encrypted);
@@ -287,4 +290,5 @@ fn maybe_reply(
             ..owner.clone()
         }))
         .effect(notice(&held.owner, &meta.room_id, meta, "etiquette", text))
+        .outcome(Outcome::ReplySent)
 }

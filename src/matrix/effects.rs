@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 
 use super::client::{ClientError, HsClient, percent_encode as enc};
 use crate::engine::{Effect, PushRule, RuleActions};
-use crate::executor::{PerformError, Performer};
+use crate::pipeline::executor::{PerformError, Performer};
+use crate::pipeline::translate::Internal;
 use crate::store::FollowUp;
-use crate::translate::Internal;
 
-pub(crate) fn classify(e: ClientError) -> PerformError {
+pub fn classify(e: ClientError) -> PerformError {
     if e.is_transient() { PerformError::Transient(e.to_string()) } else { PerformError::Permanent(e.to_string()) }
 }
 
@@ -104,7 +104,7 @@ impl HsClient {
     }
 
     /// The held room's name and size, for the owner's list.
-    pub(crate) async fn room_info(&self, owner: &UserId, room: &RoomId) -> Result<FollowUp, ClientError> {
+    pub async fn room_info(&self, owner: &UserId, room: &RoomId) -> Result<FollowUp, ClientError> {
         let members_path = format!("/_matrix/client/v3/rooms/{}/joined_members", enc(room.as_str()));
         let members = self.send_json(Method::GET, &members_path, Some(owner), None).await?;
         let count = members["joined"].as_object().map_or(0, |m| m.len()) as u32;

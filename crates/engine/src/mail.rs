@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::secret::Secret;
+use gatekeeper_common::Secret;
 
 /// A code is good for an hour.
 pub const CODE_LIFETIME_MS: u64 = 3_600_000;

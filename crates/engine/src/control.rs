@@ -578,5 +578,5 @@ pub(super) fn link_used(
             other => other,
         })
         .collect();
-    Decision { changes: d.changes, effects }
+    Decision { changes: d.changes, effects, outcomes: d.outcomes }
 }

@@ -17,6 +17,7 @@ pub(super) fn tick(snapshot: &Snapshot, now_ms: u64, config: &EngineConfig) -> D
             send_digest(&due_digest.owner, &due_digest.overview, Some(due_digest.slot_ms), now_ms, &seed, config);
         d.changes.extend(sent.changes);
         d.effects.extend(sent.effects);
+        d.outcomes.extend(sent.outcomes);
     }
     for (owner, subject) in &due.expired {
         d = d
@@ -64,20 +65,25 @@ pub(super) fn send_digest(
         return match slot_ms {
             // Nothing new: no message (unless asked for), but the slot is handled.
             Some(_) if !owner.digest_when_empty => d.change(StateChange::PutOwner(updated)),
-            Some(_) => d.change(StateChange::PutOwner(updated)).effect(Effect::SendNotice {
-                as_user: config.bot.clone(),
-                room_id: owner.control_room.clone(),
-                txn_id: txn_id_for(seed, "digest0"),
-                body: "Nothing new since your last digest.".into(),
-                html: "<p>Nothing new since your last digest.</p>".into(),
-            }),
-            None => d.effect(Effect::SendNotice {
-                as_user: config.bot.clone(),
-                room_id: owner.control_room.clone(),
-                txn_id: txn_id_for(seed, "digest0"),
-                body: "Nothing new since your last digest.".into(),
-                html: "<p>Nothing new since your last digest.</p>".into(),
-            }),
+            Some(_) => d
+                .change(StateChange::PutOwner(updated))
+                .effect(Effect::SendNotice {
+                    as_user: config.bot.clone(),
+                    room_id: owner.control_room.clone(),
+                    txn_id: txn_id_for(seed, "digest0"),
+                    body: "Nothing new since your last digest.".into(),
+                    html: "<p>Nothing new since your last digest.</p>".into(),
+                })
+                .outcome(Outcome::DigestSent { notices: 1 }),
+            None => d
+                .effect(Effect::SendNotice {
+                    as_user: config.bot.clone(),
+                    room_id: owner.control_room.clone(),
+                    txn_id: txn_id_for(seed, "digest0"),
+                    body: "Nothing new since your last digest.".into(),
+                    html: "<p>Nothing new since your last digest.</p>".into(),
+                })
+                .outcome(Outcome::DigestSent { notices: 1 }),
         };
     };
     updated.digest_last_sent_ms = Some(now_ms);
@@ -152,6 +158,7 @@ pub(super) fn send_digest(
             unsubscribe,
         });
     }
+    let notices = digest.parts.len();
     for (i, part) in digest.parts.into_iter().enumerate() {
         d = d.effect(Effect::SendNotice {
             as_user: config.bot.clone(),
@@ -161,7 +168,7 @@ pub(super) fn send_digest(
             html: part.html,
         });
     }
-    d
+    d.outcome(Outcome::DigestSent { notices })
 }
 
 /// Mail to the owner's address failed for good: say so where they will see it.

@@ -18,7 +18,7 @@ pub mod state;
 pub mod subject;
 pub mod texts;
 
-use ruma::{OwnedRoomId, OwnedServerName, OwnedUserId, UserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, UserId};
 use sha2::{Digest, Sha256};
 
 pub use action::{Effect, Match, PushRule, RuleActions};
@@ -50,7 +50,7 @@ pub struct EngineConfig {
     pub retention_ms: u64,
     /// Set when e-mail is set up: the key verification codes are derived
     /// from (so the engine stays deterministic without being guessable).
-    pub mail_secret: Option<crate::secret::Secret>,
+    pub mail_secret: Option<gatekeeper_common::Secret>,
     /// Set when e-mails may carry one-click links (a public URL is known).
     pub mail_links: Option<MailLinks>,
     /// Client mode: Gatekeeper is a device of the one owner's own account.
@@ -98,6 +98,25 @@ impl EngineConfig {
 pub struct Decision {
     pub changes: Vec<StateChange>,
     pub effects: Vec<Effect>,
+    /// What the decision amounted to, said by the rule that made it, so
+    /// that nothing outside the engine re-derives it (metrics count these).
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Something a rule did that operators count. Never read back to decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// A stranger's invite is held for an owner.
+    InviteHeld,
+    /// A stranger's message (or one that could not be decrypted) is kept.
+    MessageCaptured,
+    /// The etiquette reply is queued.
+    ReplySent,
+    /// A reply was due (a held DM not yet answered) but a limit held it
+    /// back: the per-stranger interval or the owner's hourly cap.
+    ReplySuppressed,
+    /// A digest is queued as this many notices in the control room.
+    DigestSent { notices: usize },
 }
 
 impl Decision {
@@ -108,6 +127,60 @@ impl Decision {
     fn effect(mut self, e: Effect) -> Self {
         self.effects.push(e);
         self
+    }
+    fn outcome(mut self, o: Outcome) -> Self {
+        self.outcomes.push(o);
+        self
+    }
+
+    /// Neither changes state nor does anything (outcomes aside).
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.effects.is_empty()
+    }
+}
+
+/// What deciding an input reads from the store, declared here beside the
+/// rules so that the processor asks and never guesses: point look-ups
+/// first, then (see [`overview_read`]) an owner's whole overview.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reads {
+    /// The room's state (control room, held room).
+    pub room: Option<OwnedRoomId>,
+    /// Owner records of these users (and of the room's owner), and the
+    /// contact and stranger entries between them.
+    pub users: Vec<OwnedUserId>,
+    /// The captured message an edit, redaction or repeat refers to.
+    pub related: Option<OwnedEventId>,
+    /// Everything due now: expired allows, ended pauses, digests with their
+    /// owners' overviews.
+    pub due: bool,
+}
+
+/// The point look-ups an input needs, from the input alone.
+pub fn reads(input: &Input) -> Reads {
+    Reads {
+        room: input.room_id().cloned(),
+        users: input.users(),
+        related: input.related_event().cloned(),
+        due: matches!(input, Input::Tick),
+    }
+}
+
+/// Whose whole overview (contacts, held rooms, captured messages) the rule
+/// for `input` reads, once the point look-ups are in `snapshot`: the owner
+/// commanding in their control room (commands, opt-out), confirming an
+/// e-mailed link, or answering in a held room (which releases it with its
+/// messages). Every other rule decides from the point look-ups alone. A
+/// test decides a corpus of inputs both with these reads and with every
+/// overview loaded, and finds the same decisions.
+pub fn overview_read(snapshot: &Snapshot, input: &Input) -> Option<OwnedUserId> {
+    match (&snapshot.room, input) {
+        (Some(RoomState::Control { owner }), _) => Some(owner.clone()),
+        (_, Input::LinkUsed { owner, .. }) => Some(owner.clone()),
+        (Some(RoomState::Held(held)), Input::Message { meta, .. }) if meta.sender == held.owner => {
+            Some(held.owner.clone())
+        }
+        _ => None,
     }
 }
 
@@ -224,8 +297,10 @@ fn notice(as_user: &OwnedUserId, room: &OwnedRoomId, meta: &EventMeta, purpose: 
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests_support {
+/// Fixtures shared by the engine's tests and the pipeline's, which live in
+/// another crate (so this cannot be `cfg(test)`).
+#[doc(hidden)]
+pub mod tests_support {
     use super::EngineConfig;
 
     /// The example deployment, with the engine tests' reply cap.

@@ -174,18 +174,8 @@ pub fn list(intro: &str, items: &[String]) -> Text {
     Text { plain: plain.trim_end().to_owned(), html }
 }
 
-/// `7d`, `12h`, `1h30m`: the form the commands accept.
-pub fn format_duration(ms: u64) -> String {
-    let mut secs = ms / 1000;
-    let mut out = String::new();
-    for (unit, size) in [("w", 7 * 86_400), ("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if secs >= size {
-            out.push_str(&format!("{}{unit}", secs / size));
-            secs %= size;
-        }
-    }
-    if out.is_empty() { "0s".into() } else { out }
-}
+/// Durations read back the way the commands accept them.
+pub use gatekeeper_common::duration::format as format_duration;
 
 pub fn verification_email(code: &str) -> Text {
     Text {

@@ -1,7 +1,7 @@
-//! The client-server API as the appservice: ruma request types, the
-//! as_token, and identity assertion (`?user_id=`) for the user acted for.
-//! Client mode reuses it with the owner's own access token, where the
-//! user acted for is always the token's owner.
+//! The client-server API for both connectors: ruma request types sent with
+//! the as_token and identity assertion (`?user_id=`) for the user acted
+//! for, or in client mode with the owner's own access token, where the user
+//! acted for is always the token's owner.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use ruma::api::{
     AppserviceUserIdentity, IncomingResponse, OutgoingRequest, OutgoingRequestAppserviceExt, SupportedVersions,
 };
 
+use crate::pipeline::Shutdown;
 use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +133,27 @@ impl HsClient {
             serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(format!("/versions: {e}")))?;
         self.versions = SupportedVersions::from_parts(&v.versions, &v.unstable_features);
         Ok(v.versions)
+    }
+
+    /// Waits (with backoff, logging) until `/versions` answers; `false`
+    /// when the shutdown came first.
+    pub async fn wait_for_homeserver(&mut self, shutdown: &mut Shutdown) -> bool {
+        let mut delay = Duration::from_millis(250);
+        loop {
+            match self.discover_versions().await {
+                Ok(v) => {
+                    tracing::info!(homeserver = self.base(), versions = ?v.last(), "homeserver reachable");
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(homeserver = self.base(), error = %e, retry_in = ?delay, "waiting for the homeserver")
+                }
+            }
+            if shutdown.sleep(delay).await {
+                return false;
+            }
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
     }
 
     /// Sends `request` as `as_user` (the bot when `None`).

@@ -1,0 +1,65 @@
+//! Wires appservice mode: the homeserver pushes transactions to the HTTP
+//! intake, the shared pipeline decides, and the Matrix executor acts through
+//! the client-server API with identity assertion.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use super::{RunOptions, Running, engine_config};
+use crate::appservice::{http, startup};
+use crate::config::Config;
+use crate::matrix::HsClient;
+use crate::pipeline::executor;
+use crate::registration::Registration;
+
+pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
+    let asv = config.appservice()?.clone();
+    let registration = Registration::load(&asv.registration)?;
+    let mismatches = registration.mismatches(&config);
+    if !mismatches.is_empty() {
+        bail!("the registration does not match the configuration:\n  - {}", mismatches.join("\n  - "));
+    }
+    let mut running = Running::start(&config, engine_config(&config)?, options).await?;
+    let shared = running.shared.clone();
+
+    let intake = Arc::new(http::Intake {
+        store: shared.store.clone(),
+        hs_token: registration.hs_token.clone(),
+        wake: shared.wake.clone(),
+        max_body_bytes: asv.max_body_bytes,
+        clock: shared.clock.clone(),
+    });
+    let listener =
+        tokio::net::TcpListener::bind(asv.listen).await.with_context(|| format!("cannot listen on {}", asv.listen))?;
+    tracing::info!(listen = %asv.listen, "appservice API listening");
+    let server = tokio::spawn(super::serve(listener, http::router(intake), shared.shutdown.clone(), "appservice API"));
+
+    let client = HsClient::new(&config.homeserver.url, registration.as_token.clone())?;
+    running.tasks.push(tokio::spawn(startup::run(
+        client.clone(),
+        shared.engine.bot.clone(),
+        asv.bot_localpart.clone(),
+        asv.bot_displayname.clone(),
+        asv.id.clone(),
+        asv.url.clone(),
+        shared.clock.clone(),
+        shared.shutdown.clone(),
+    )));
+    if let Some(released) = running.released.clone() {
+        let mut executor_client = client;
+        let shared = shared.clone();
+        running.tasks.push(tokio::spawn(async move {
+            let mut shutdown = shared.shutdown.clone();
+            if executor_client.wait_for_homeserver(&mut shutdown).await {
+                executor::run(shared, Arc::new(executor_client), false, released).await;
+            }
+        }));
+    }
+
+    let outcome = running.wait_for_stop().await;
+    let stopped = running.stop().await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    outcome.and(stopped)
+}

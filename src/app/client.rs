@@ -1,0 +1,79 @@
+//! Wires client mode: the owner's own session syncs into the shared
+//! pipeline, the control room is made once the first sync has told the SDK
+//! which rooms exist, and effects are carried out as the owner's device.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use ruma::OwnedUserId;
+use tokio::sync::watch;
+
+use super::{RunOptions, Running};
+use crate::client::{ensure_control_room, performer::ClientPerformer, restore, sync, verify};
+use crate::config::Config;
+use crate::engine::EngineConfig;
+use crate::matrix::HsClient;
+use crate::pipeline::executor;
+
+/// The appservice's engine configuration, seen from the owner's account.
+fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
+    let owner: OwnedUserId = config.client()?.user_id.as_str().try_into().context("client.user_id")?;
+    let mut engine = super::engine_config(config)?;
+    engine.server_name = owner.server_name().to_owned();
+    // The owner is the only user, and Gatekeeper speaks as them.
+    engine.bot = owner;
+    engine.client_mode = true;
+    Ok(engine)
+}
+
+pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
+    let engine = engine_config(&config)?;
+    let session = restore(&config).await?;
+    tracing::info!(user = %session.user_id, device = %session.device_id, "session restored");
+    let mut running = Running::start(&config, engine, options).await?;
+    let shared = running.shared.clone();
+
+    let (synced_tx, mut synced_rx) = watch::channel(false);
+    let mut syncing = tokio::spawn(sync::run(session.sdk.clone(), session.user_id.clone(), shared.clone(), synced_tx));
+    // The control room is made once the first sync has told the SDK which
+    // rooms exist, and before any effect needs it.
+    let mut ended = None;
+    let mut outcome = Ok(());
+    let mut stopped = false;
+    tokio::select! {
+        _ = synced_rx.wait_for(|s| *s) => {}
+        end = &mut syncing => ended = Some(end),
+        stop = running.wait_for_stop() => (outcome, stopped) = (stop, true),
+    }
+    if ended.is_none() && !stopped && *synced_rx.borrow() {
+        let encrypted = config.client()?.encrypt_control_room;
+        match ensure_control_room(&session.sdk, &session.user_id, shared.store.as_ref(), encrypted).await? {
+            Some(control_room) => {
+                verify::install(&session.sdk, session.user_id.clone(), control_room);
+                shared.wake.notify_one();
+                if let Some(released) = running.released.clone() {
+                    let hs = HsClient::for_user(&config.homeserver.url, session.access_token.clone())?;
+                    let performer = Arc::new(ClientPerformer { sdk: session.sdk.clone(), hs });
+                    running.tasks.push(tokio::spawn(executor::run(shared.clone(), performer, false, released)));
+                }
+                tracing::info!(owner = %session.user_id, "Gatekeeper is guarding this account");
+                tokio::select! {
+                    end = &mut syncing => ended = Some(end),
+                    stop = running.wait_for_stop() => outcome = stop,
+                }
+            }
+            None => tracing::warn!(
+                "the owner stopped Gatekeeper (left its control room); nothing is guarded. \
+                 `gatekeeper logout` removes this device; `gatekeeper logout` then `login` starts over"
+            ),
+        }
+    }
+    if let Some(Ok(sync::SyncEnd::SessionEnded)) = ended {
+        outcome = Err(anyhow::anyhow!("the homeserver ended this device's session; log out and in again"));
+    }
+    running.tasks.push(tokio::spawn(async move {
+        let _ = syncing.await;
+    }));
+    let stopped = running.stop().await;
+    outcome.and(stopped)
+}
