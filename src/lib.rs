@@ -21,3 +21,6 @@ pub mod pipeline;
 pub mod registration;
 pub mod store;
 pub mod web;
+
+#[cfg(test)]
+mod tidy;

@@ -40,10 +40,7 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
     running.tasks.push(tokio::spawn(startup::run(
         client.clone(),
         shared.engine.bot.clone(),
-        asv.bot_localpart.clone(),
-        asv.bot_displayname.clone(),
-        asv.id.clone(),
-        asv.url.clone(),
+        asv.clone(),
         shared.clock.clone(),
         shared.shutdown.clone(),
     )));

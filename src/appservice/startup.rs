@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::config::AppserviceConfig;
 use crate::matrix::{ClientError, HsClient};
 use crate::pipeline::{Clock, Shutdown};
 use ruma::UserId;
@@ -74,13 +75,13 @@ pub async fn ping(client: &HsClient, appservice_id: &str, txn: &str) -> Result<D
 pub async fn run(
     mut client: HsClient,
     bot: ruma::OwnedUserId,
-    bot_localpart: String,
-    displayname: String,
-    appservice_id: String,
-    appservice_url: String,
+    appservice: AppserviceConfig,
     clock: std::sync::Arc<dyn Clock>,
     mut shutdown: Shutdown,
 ) {
+    let AppserviceConfig {
+        bot_localpart, bot_displayname: displayname, id: appservice_id, url: appservice_url, ..
+    } = appservice;
     if !client.wait_for_homeserver(&mut shutdown).await {
         return;
     }

@@ -295,6 +295,43 @@ pub fn removing_and_forgetting_owner_data(s: &dyn Store) {
     assert!(snap.strangers.is_empty() && snap.contacts.is_empty());
 }
 
+/// An opt-out in the middle of a batch: what the batch put before it is
+/// forgotten with the rest of the owner's data, what it puts after stays,
+/// and nobody else's data is touched.
+pub fn forgetting_an_owner_inside_a_batch(s: &dyn Store) {
+    let alice = owned_user_id!("@alice:example.org");
+    let bob = owned_user_id!("@bob:example.org");
+    let stranger = owned_user_id!("@stranger:example.org");
+    let bobs = Deferred { owner: bob.clone(), event_id: "$b1".try_into().unwrap(), ..deferred("$b1", "for bob") };
+    commit_changes(
+        s,
+        vec![StateChange::PutDeferred(deferred("$m1", "before the batch")), StateChange::PutDeferred(bobs.clone())],
+    );
+    s.accept_transaction("t-forget", &[E1, E2, b"{}"], 1).unwrap();
+    let seqs: Vec<u64> = s.inbox_batch(3).unwrap().iter().map(|i| i.seq).collect();
+    let blocked = || StateChange::PutContact {
+        owner: alice.clone(),
+        subject: Subject::User(stranger.clone()),
+        contact: Contact::Blocked { since_ms: 9 },
+    };
+    let before = Decision {
+        changes: vec![StateChange::PutDeferred(deferred("$m2", "in the batch")), blocked()],
+        ..Default::default()
+    };
+    let forget = Decision { changes: vec![StateChange::ForgetOwnerData(alice.clone())], ..Default::default() };
+    let after = Decision {
+        changes: vec![StateChange::PutDeferred(deferred("$m3", "after the opt-out"))],
+        ..Default::default()
+    };
+    s.commit_batch(&[(seqs[0], &before), (seqs[1], &forget), (seqs[2], &after)], &[]).unwrap();
+    let overview = s.overview(&alice).unwrap();
+    assert_eq!(overview.deferred, vec![deferred("$m3", "after the opt-out")]);
+    assert!(overview.contacts.is_empty(), "the block made before the opt-out is forgotten");
+    assert_eq!(s.overview(&bob).unwrap().deferred, vec![bobs]);
+    assert!(s.inbox_batch(10).unwrap().is_empty());
+    assert_eq!(s.stats().unwrap().deferred_messages, 2);
+}
+
 pub fn follow_ups_join_the_inbox_with_their_source(s: &dyn Store) {
     s.accept_transaction("t1", &[E1], 1).unwrap();
     let item = s.inbox_batch(1).unwrap().remove(0);
@@ -496,6 +533,7 @@ macro_rules! store_conformance {
             case!(pruning_forgets_old_transaction_ids_only);
             case!(gate_state_round_trips_and_the_snapshot_finds_it);
             case!(removing_and_forgetting_owner_data);
+            case!(forgetting_an_owner_inside_a_batch);
             case!(follow_ups_join_the_inbox_with_their_source);
             case!(retention_drops_old_captured_messages);
             case!(empty_decisions_are_committed_in_one_go);

@@ -314,23 +314,27 @@ impl Store for SledStore {
             .iter()
             .map(|(_, d)| d.effects.iter().map(|_| self.db.generate_id().map_err(|e| self.failed(e))).collect())
             .collect::<Result<_, _>>()?;
-        // Prefix scans cannot run inside a sled transaction: collect the keys
-        // first. The processor is the only writer of these trees, and commits
-        // a decision that forgets an owner's data in a batch of its own (keys
-        // written earlier in the same batch would not be seen here).
-        let mut forget: Vec<(u8, sled::IVec)> = Vec::new();
+        // Prefix scans cannot run inside a sled transaction: collect each
+        // forgotten owner's stored keys first. Keys the batch itself writes
+        // are tracked inside the transaction, so an opt-out in the middle of
+        // a batch forgets what came before it and keeps what comes after.
+        let mut forget: std::collections::HashMap<&ruma::UserId, Vec<(u8, sled::IVec)>> = Default::default();
         for change in decided.iter().flat_map(|(_, d)| &d.changes) {
-            if let StateChange::ForgetOwnerData(owner) = change {
+            if let StateChange::ForgetOwnerData(owner) = change
+                && !forget.contains_key(&**owner)
+            {
                 let prefix = records::owner_prefix(owner.as_str());
+                let mut keys = Vec::new();
                 for (which, tree) in [
                     (0u8, &self.contact_by_owner_user),
                     (1, &self.stranger_by_owner_user),
                     (2, &self.deferred_by_owner_event),
                 ] {
                     for key in tree.scan_prefix(&prefix).keys() {
-                        forget.push((which, key.map_err(|e| self.failed(e))?));
+                        keys.push((which, key.map_err(|e| self.failed(e))?));
                     }
                 }
+                forget.insert(owner, keys);
             }
         }
         (
@@ -344,6 +348,8 @@ impl Store for SledStore {
             &self.counters,
         )
             .transaction(|(inbox, outbox, owners, rooms, contacts, strangers, deferred, counters)| {
+                // Per-owner keys this attempt wrote (sled may retry the closure).
+                let mut written: Vec<(u8, Vec<u8>)> = Vec::new();
                 let mut processed = 0;
                 for seq in empty {
                     if inbox.remove(&seq.to_be_bytes())?.is_some() {
@@ -373,37 +379,39 @@ impl Store for SledStore {
                                 rooms.remove(r.as_bytes())?;
                             }
                             StateChange::PutContact { owner, subject, contact } => {
-                                contacts.insert(
-                                    pair_key(owner.as_str(), &subject.to_string()),
-                                    records::encode(&ContactRecord::from(contact)),
-                                )?;
+                                let key = pair_key(owner.as_str(), &subject.to_string());
+                                contacts.insert(key.as_slice(), records::encode(&ContactRecord::from(contact)))?;
+                                written.push((0, key));
                             }
                             StateChange::RemoveContact { owner, subject } => {
                                 contacts.remove(pair_key(owner.as_str(), &subject.to_string()))?;
                             }
                             StateChange::PutStranger { owner, user, state } => {
-                                strangers.insert(
-                                    pair_key(owner.as_str(), user.as_str()),
-                                    records::encode(&StrangerRecord::from(state)),
-                                )?;
+                                let key = pair_key(owner.as_str(), user.as_str());
+                                strangers.insert(key.as_slice(), records::encode(&StrangerRecord::from(state)))?;
+                                written.push((1, key));
                             }
                             StateChange::PutDeferred(d) => {
-                                deferred.insert(
-                                    pair_key(d.owner.as_str(), d.event_id.as_str()),
-                                    records::encode(&DeferredRecord::from(d)),
-                                )?;
+                                let key = pair_key(d.owner.as_str(), d.event_id.as_str());
+                                deferred.insert(key.as_slice(), records::encode(&DeferredRecord::from(d)))?;
+                                written.push((2, key));
                             }
                             StateChange::RemoveDeferred { owner, event_id } => {
                                 deferred.remove(pair_key(owner.as_str(), event_id.as_str()))?;
                             }
-                            StateChange::ForgetOwnerData(_) => {
-                                for (which, key) in &forget {
+                            StateChange::ForgetOwnerData(owner) => {
+                                let prefix = records::owner_prefix(owner.as_str());
+                                let stored = forget.get(&**owner).into_iter().flatten().map(|(w, k)| (*w, &k[..]));
+                                let in_batch =
+                                    written.iter().filter(|(_, k)| k.starts_with(&prefix)).map(|(w, k)| (*w, &k[..]));
+                                for (which, key) in stored.chain(in_batch) {
                                     match which {
                                         0 => contacts.remove(key)?,
                                         1 => strangers.remove(key)?,
                                         _ => deferred.remove(key)?,
                                     };
                                 }
+                                written.retain(|(_, k)| !k.starts_with(&prefix));
                             }
                         }
                     }
