@@ -12,6 +12,7 @@ pub mod verify;
 use std::time::Duration;
 
 use anyhow::Context;
+use ruma::api::client::push::{RuleKind, delete_pushrule, get_pushrules_all};
 use ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
 use ruma::events::InitialStateEvent;
 use ruma::events::room::encryption::RoomEncryptionEventContent;
@@ -99,19 +100,17 @@ async fn create_with_retries(sdk: &matrix_sdk::Client, request: CreateRoom) -> a
 /// nothing stays silenced once no Gatekeeper watches. Returns how many.
 pub async fn remove_push_rules(config: &Config, session: &session::Session) -> anyhow::Result<usize> {
     let hs = HsClient::for_user(&config.homeserver.url, session.access_token.clone())?;
-    let rules = hs.send_json(http::Method::GET, "/_matrix/client/v3/pushrules/", None, None).await?;
-    let ours: Vec<String> = rules["global"]["override"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["rule_id"].as_str())
+    let rules = hs.send(get_pushrules_all::v3::Request::new(), None).await.context("reading the push rules")?;
+    let ours: Vec<String> = rules
+        .global
+        .override_
+        .iter()
+        .map(|r| r.rule_id.as_str())
         .filter(|id| id.starts_with(crate::engine::rules::PREFIX))
         .map(str::to_owned)
         .collect();
     for id in &ours {
-        let path =
-            format!("/_matrix/client/v3/pushrules/global/override/{}", crate::matrix::client::percent_encode(id));
-        hs.send_json(http::Method::DELETE, &path, None, None)
+        hs.send(delete_pushrule::v3::Request::new(RuleKind::Override, id.clone()), None)
             .await
             .with_context(|| format!("removing push rule {id}"))?;
     }

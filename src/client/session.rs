@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use matrix_sdk::authentication::matrix::MatrixSession;
 use matrix_sdk::{Client, SessionMeta, SessionTokens};
+use ruma::api::client::account::whoami;
 use ruma::{OwnedDeviceId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 
@@ -116,15 +117,10 @@ pub async fn login(config: &Config, credentials: Credentials) -> anyhow::Result<
         }
         Credentials::AccessToken(token) => {
             let hs = HsClient::for_user(&homeserver, token.clone())?;
-            let who = hs
-                .send_json(http::Method::GET, "/_matrix/client/v3/account/whoami", None, None)
-                .await
-                .context("checking the access token")?;
-            let user_id: OwnedUserId = who["user_id"].as_str().unwrap_or_default().try_into().context("whoami")?;
-            let device_id: OwnedDeviceId = who["device_id"]
-                .as_str()
-                .context("the access token belongs to no device; log in with a password instead")?
-                .into();
+            let who = hs.send(whoami::v3::Request::new(), None).await.context("checking the access token")?;
+            let user_id = who.user_id;
+            let device_id: OwnedDeviceId =
+                who.device_id.context("the access token belongs to no device; log in with a password instead")?;
             let session = MatrixSession {
                 meta: SessionMeta { user_id, device_id },
                 tokens: SessionTokens { access_token: token.expose().to_owned(), refresh_token: None },

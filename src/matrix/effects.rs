@@ -2,14 +2,24 @@
 //! itself, or an owner by identity assertion. Look-ups return what they
 //! found as follow-ups for the engine.
 
-use http::Method;
+use ruma::api::client::config::get_global_account_data;
+use ruma::api::client::membership::{joined_members, joined_rooms};
+use ruma::api::client::message::get_message_events;
+use ruma::api::client::profile::get_display_name;
+use ruma::api::client::push::{RuleKind, delete_pushrule, set_pushrule, set_pushrule_enabled};
+use ruma::api::client::state::get_state_event_for_key;
+use ruma::api::client::tag::{create_tag, delete_tag};
 use ruma::api::client::{membership, message};
-use ruma::events::Mentions;
 use ruma::events::room::message::RoomMessageEventContent;
-use ruma::{OwnedUserId, RoomId, UserId};
+use ruma::events::tag::TagInfo;
+use ruma::events::{GlobalAccountDataEventType, Mentions, StateEventType};
+use ruma::push::{
+    Action, EventMatchConditionData, NewConditionalPushRule, NewPushRule, PushCondition, SoundTweakValue, Tweak,
+};
+use ruma::{OwnedUserId, RoomId, UserId, uint};
 use serde_json::{Value, json};
 
-use super::client::{ClientError, HsClient, percent_encode as enc};
+use super::client::{ClientError, HsClient};
 use crate::engine::{Effect, PushRule, RuleActions};
 use crate::pipeline::executor::{PerformError, Performer};
 use crate::pipeline::translate::Internal;
@@ -31,51 +41,73 @@ fn internal(result: &Internal) -> FollowUp {
 /// make the opt-in slow for little gain (m.direct covers the usual case).
 const MAX_ROOMS_SCANNED: usize = 300;
 
-fn rule_body(rule: &PushRule) -> Value {
-    let conditions: Vec<Value> =
-        rule.conditions.iter().map(|m| json!({"kind": "event_match", "key": m.key, "pattern": m.pattern})).collect();
+/// The timeline events the engine reads from a backfill.
+const BACKFILL_TYPES: [&str; 3] = ["m.room.message", "m.room.encrypted", "m.room.redaction"];
+
+/// Always an `override` rule: a `room` rule would not silence a mention,
+/// and the invite rules must come before the server's own override rules
+/// (both seen with Synapse, NOTES.md).
+fn new_push_rule(rule: &PushRule) -> NewPushRule {
+    let conditions = rule
+        .conditions
+        .iter()
+        .map(|m| PushCondition::EventMatch(EventMatchConditionData::new(m.key.clone(), m.pattern.clone())))
+        .collect();
     let actions = match rule.actions {
-        RuleActions::Silent => json!([]),
-        RuleActions::Quiet => json!(["notify"]),
-        RuleActions::Ring => json!(["notify", {"set_tweak": "sound", "value": "default"}]),
+        RuleActions::Silent => vec![],
+        RuleActions::Quiet => vec![Action::Notify],
+        RuleActions::Ring => vec![Action::Notify, Action::SetTweak(Tweak::Sound(SoundTweakValue::Default))],
     };
-    json!({"conditions": conditions, "actions": actions})
+    NewPushRule::Override(NewConditionalPushRule::new(rule.rule_id.clone(), conditions, actions))
+}
+
+/// The rule as ruma's request; `before` only when asked, so that the
+/// same rule can be put again without its anchor.
+fn set_push_rule_request(rule: &PushRule, with_before: bool) -> set_pushrule::v3::Request {
+    let mut request = set_pushrule::v3::Request::new(new_push_rule(rule));
+    if with_before {
+        request.before = rule.before.clone();
+    }
+    request
+}
+
+/// The keys of a JSON object as user IDs, skipping any that are not.
+fn user_keys(value: &Value) -> impl Iterator<Item = OwnedUserId> + '_ {
+    value.as_object().into_iter().flat_map(|map| map.keys()).filter_map(|k| OwnedUserId::try_from(k.as_str()).ok())
 }
 
 impl HsClient {
     async fn put_push_rule(&self, owner: &UserId, rule: &PushRule) -> Result<(), ClientError> {
-        let path = format!("/_matrix/client/v3/pushrules/global/override/{}", enc(&rule.rule_id));
-        let body = rule_body(rule);
-        if let Some(before) = &rule.before {
-            let with_before = format!("{path}?before={}", enc(before));
-            match self.send_json(Method::PUT, &with_before, Some(owner), Some(&body)).await {
+        if rule.before.is_some() {
+            match self.send(set_push_rule_request(rule, true), Some(owner)).await {
                 // The anchor rule is gone (the owner removed it): still add ours.
                 Err(e) if gone(&e) => {}
                 other => return other.map(drop),
             }
         }
-        self.send_json(Method::PUT, &path, Some(owner), Some(&body)).await.map(drop)
+        self.send(set_push_rule_request(rule, false), Some(owner)).await.map(drop)
     }
 
     async fn import_contacts(&self, owner: &UserId) -> Result<Vec<OwnedUserId>, ClientError> {
         let mut users: Vec<OwnedUserId> = Vec::new();
-        let direct_path = format!("/_matrix/client/v3/user/{}/account_data/m.direct", enc(owner.as_str()));
-        match self.send_json(Method::GET, &direct_path, Some(owner), None).await {
-            Ok(Value::Object(map)) => users.extend(map.keys().filter_map(|k| OwnedUserId::try_from(k.as_str()).ok())),
-            Ok(_) => {}
+        let direct = get_global_account_data::v3::Request::new(owner.to_owned(), GlobalAccountDataEventType::Direct);
+        match self.send(direct, Some(owner)).await {
+            // Read loosely (a JSON object's keys), not as ruma's
+            // DirectEventContent: one malformed entry must not lose the rest.
+            Ok(response) => {
+                if let Ok(content) = serde_json::from_str::<Value>(response.account_data.json().get()) {
+                    users.extend(user_keys(&content));
+                }
+            }
             Err(e) if gone(&e) => {}
             Err(e) => return Err(e),
         }
         // Two-person rooms are DMs too, whatever m.direct says.
-        let joined = self.send_json(Method::GET, "/_matrix/client/v3/joined_rooms", Some(owner), None).await?;
-        let rooms = joined["joined_rooms"].as_array().cloned().unwrap_or_default();
-        for room in rooms.iter().filter_map(Value::as_str).take(MAX_ROOMS_SCANNED) {
-            let path = format!("/_matrix/client/v3/rooms/{}/joined_members", enc(room));
-            let Ok(members) = self.send_json(Method::GET, &path, Some(owner), None).await else { continue };
-            if let Some(map) = members["joined"].as_object()
-                && map.len() == 2
-            {
-                users.extend(map.keys().filter_map(|k| OwnedUserId::try_from(k.as_str()).ok()).filter(|u| u != owner));
+        let joined = self.send(joined_rooms::v3::Request::new(), Some(owner)).await?;
+        for room in joined.joined_rooms.into_iter().take(MAX_ROOMS_SCANNED) {
+            let Ok(members) = self.send(joined_members::v3::Request::new(room), Some(owner)).await else { continue };
+            if members.joined.len() == 2 {
+                users.extend(members.joined.into_keys().filter(|u| u != owner));
             }
         }
         users.sort();
@@ -84,15 +116,17 @@ impl HsClient {
     }
 
     async fn backfill(&self, owner: &UserId, room: &RoomId) -> Result<Vec<FollowUp>, ClientError> {
-        let path = format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100", enc(room.as_str()));
-        let page = self.send_json(Method::GET, &path, Some(owner), None).await?;
-        let mut follow_ups: Vec<FollowUp> = page["chunk"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
+        let mut request = get_message_events::v3::Request::backward(room.to_owned());
+        request.limit = uint!(100);
+        let page = self.send(request, Some(owner)).await?;
+        // The events stay raw JSON (ruma's `Raw`): deserializing them into
+        // ruma's types and back could drop what the engine reads.
+        let mut follow_ups: Vec<FollowUp> = page
+            .chunk
+            .iter()
             .rev()
-            .filter(|e| matches!(e["type"].as_str(), Some("m.room.message" | "m.room.encrypted" | "m.room.redaction")))
+            .filter_map(|raw| serde_json::from_str::<Value>(raw.json().get()).ok())
+            .filter(|e| e["type"].as_str().is_some_and(|t| BACKFILL_TYPES.contains(&t)))
             .map(|mut e| {
                 // /messages omits room_id; the engine needs it.
                 e["room_id"] = json!(room.as_str());
@@ -105,16 +139,36 @@ impl HsClient {
 
     /// The held room's name and size, for the owner's list.
     pub async fn room_info(&self, owner: &UserId, room: &RoomId) -> Result<FollowUp, ClientError> {
-        let members_path = format!("/_matrix/client/v3/rooms/{}/joined_members", enc(room.as_str()));
-        let members = self.send_json(Method::GET, &members_path, Some(owner), None).await?;
-        let count = members["joined"].as_object().map_or(0, |m| m.len()) as u32;
-        let name_path = format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(room.as_str()));
-        let name = match self.send_json(Method::GET, &name_path, Some(owner), None).await {
-            Ok(v) => v["name"].as_str().map(str::to_owned).filter(|n| !n.is_empty()),
+        let members = self.send(joined_members::v3::Request::new(room.to_owned()), Some(owner)).await?;
+        let count = members.joined.len() as u32;
+        let name_request =
+            get_state_event_for_key::v3::Request::new(room.to_owned(), StateEventType::RoomName, String::new());
+        let name = match self.send(name_request, Some(owner)).await {
+            // Read loosely: a name that is not a string is no name, not an
+            // error to retry.
+            Ok(response) => serde_json::from_str::<Value>(response.event_or_content.get())
+                .ok()
+                .and_then(|v| v["name"].as_str().map(str::to_owned))
+                .filter(|n| !n.is_empty()),
             Err(e) if gone(&e) => None,
             Err(e) => return Err(e),
         };
         Ok(internal(&Internal::RoomInfo { owner: owner.to_owned(), room_id: room.to_owned(), name, members: count }))
+    }
+
+    /// The user's display name, as the bot (profiles are public).
+    async fn display_name(&self, user: &UserId) -> Result<Option<String>, ClientError> {
+        // The deprecated endpoint, not `get_profile_field`: that one fails on
+        // `{"displayname": null}`, which would make an unset name an error
+        // retried forever (matrix-sdk keeps `get_avatar_url` for the same
+        // reason). The path and the answer are the same.
+        #[allow(deprecated)]
+        let request = get_display_name::v3::Request::new(user.to_owned());
+        match self.send(request, None).await {
+            Ok(response) => Ok(response.displayname),
+            Err(e) if gone(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -153,8 +207,8 @@ impl Performer for HsClient {
                 done
             }
             Effect::EnablePushRule { owner, rule_id, enabled } => {
-                let path = format!("/_matrix/client/v3/pushrules/global/override/{}/enabled", enc(rule_id));
-                match self.send_json(Method::PUT, &path, Some(owner), Some(&json!({"enabled": enabled}))).await {
+                let req = set_pushrule_enabled::v3::Request::new(RuleKind::Override, rule_id.clone(), *enabled);
+                match self.send(req, Some(owner)).await {
                     Ok(_) => done,
                     // The rule is gone (an opt-out came first): nothing to switch.
                     Err(e) if gone(&e) => done,
@@ -162,24 +216,20 @@ impl Performer for HsClient {
                 }
             }
             Effect::DeletePushRule { owner, rule_id } => {
-                let path = format!("/_matrix/client/v3/pushrules/global/override/{}", enc(rule_id));
-                match self.send_json(Method::DELETE, &path, Some(owner), None).await {
+                let req = delete_pushrule::v3::Request::new(RuleKind::Override, rule_id.clone());
+                match self.send(req, Some(owner)).await {
                     Ok(_) => done,
                     Err(e) if gone(&e) => done,
                     Err(e) => Err(classify(e)),
                 }
             }
             Effect::SetTag { owner, room_id, tag, present } => {
-                let path = format!(
-                    "/_matrix/client/v3/user/{}/rooms/{}/tags/{}",
-                    enc(owner.as_str()),
-                    enc(room_id.as_str()),
-                    enc(tag)
-                );
                 let result = if *present {
-                    self.send_json(Method::PUT, &path, Some(owner), Some(&json!({}))).await
+                    let req = create_tag::v3::Request::new(owner.clone(), room_id.clone(), tag.clone(), TagInfo::new());
+                    self.send(req, Some(owner)).await.map(drop)
                 } else {
-                    self.send_json(Method::DELETE, &path, Some(owner), None).await
+                    let req = delete_tag::v3::Request::new(owner.clone(), room_id.clone(), tag.clone());
+                    self.send(req, Some(owner)).await.map(drop)
                 };
                 match result {
                     Ok(_) => done,
@@ -188,12 +238,7 @@ impl Performer for HsClient {
                 }
             }
             Effect::FetchProfile { user } => {
-                let path = format!("/_matrix/client/v3/profile/{}/displayname", enc(user.as_str()));
-                let displayname = match self.send_json(Method::GET, &path, None, None).await {
-                    Ok(v) => v["displayname"].as_str().map(str::to_owned),
-                    Err(e) if gone(&e) => None,
-                    Err(e) => return Err(classify(e)),
-                };
+                let displayname = self.display_name(user).await.map_err(classify)?;
                 Ok(vec![internal(&Internal::Profile { user: user.clone(), displayname })])
             }
             Effect::ImportContacts { owner } => {
@@ -206,6 +251,164 @@ impl Performer for HsClient {
             Effect::SendEmail { .. } => {
                 Err(PerformError::Permanent("e-mail is not sent by the Matrix connector".into()))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use ruma::api::auth_scheme::SendAccessToken;
+    use ruma::api::{AppserviceUserIdentity, OutgoingRequestAppserviceExt, SupportedVersions};
+    use ruma::{room_id, user_id};
+
+    use super::*;
+    use crate::engine::Match;
+
+    const BASE: &str = "https://hs.example";
+
+    /// What `HsClient::send` puts on the wire for `request` as `as_user`.
+    fn wire<R>(request: R, as_user: Option<&UserId>) -> (http::Method, String, Option<Value>)
+    where
+        R: OutgoingRequestAppserviceExt,
+        for<'a> R::Authentication: ruma::api::auth_scheme::AuthScheme<Input<'a> = SendAccessToken<'a>>,
+        for<'a> R::PathBuilder: ruma::api::path_builder::PathBuilder<Input<'a> = Cow<'a, SupportedVersions>>,
+    {
+        let versions = SupportedVersions::from_parts(&["v1.11".to_owned()], &Default::default());
+        let identity = as_user.map(AppserviceUserIdentity::new).unwrap_or_default();
+        let http: http::Request<Vec<u8>> = request
+            .try_into_http_request_with_identity(BASE, SendAccessToken::Always("t"), identity, Cow::Owned(versions))
+            .unwrap();
+        assert_eq!(http.headers()[http::header::AUTHORIZATION], "Bearer t");
+        let body = (!http.body().is_empty()).then(|| serde_json::from_slice(http.body()).unwrap());
+        (http.method().clone(), http.uri().to_string(), body)
+    }
+
+    fn rule(actions: RuleActions, before: Option<&str>) -> PushRule {
+        PushRule {
+            rule_id: "gk.allow.0123abcd".into(),
+            conditions: vec![Match::new("type", "m.room.member"), Match::new("sender", "@*:spam.example")],
+            actions,
+            before: before.map(str::to_owned),
+        }
+    }
+
+    /// The body Gatekeeper sent before ruma's request types, written out.
+    fn body_sent_before(actions: Value) -> Value {
+        json!({
+            "conditions": [
+                {"kind": "event_match", "key": "type", "pattern": "m.room.member"},
+                {"kind": "event_match", "key": "sender", "pattern": "@*:spam.example"},
+            ],
+            "actions": actions,
+        })
+    }
+
+    #[test]
+    fn a_push_rule_is_put_with_the_same_body_as_before_for_every_kind_of_action() {
+        let owner = user_id!("@o:x.org");
+        let path = "https://hs.example/_matrix/client/v3/pushrules/global/override/gk.allow.0123abcd";
+        for (actions, expected) in [
+            (RuleActions::Silent, json!([])),
+            (RuleActions::Quiet, json!(["notify"])),
+            (RuleActions::Ring, json!(["notify", {"set_tweak": "sound", "value": "default"}])),
+        ] {
+            let with_anchor = rule(actions, Some("gk.hold.invites"));
+            let (method, uri, body) = wire(set_push_rule_request(&with_anchor, true), Some(owner));
+            assert_eq!(method, http::Method::PUT);
+            assert_eq!(uri, format!("{path}?before=gk.hold.invites&user_id=%40o%3Ax.org"));
+            assert_eq!(body, Some(body_sent_before(expected.clone())), "{actions:?} with before");
+
+            // The fallback when the anchor is gone, and a rule without one.
+            for request in
+                [set_push_rule_request(&with_anchor, false), set_push_rule_request(&rule(actions, None), true)]
+            {
+                let (method, uri, body) = wire(request, Some(owner));
+                assert_eq!(method, http::Method::PUT);
+                assert_eq!(uri, format!("{path}?user_id=%40o%3Ax.org"));
+                assert_eq!(body, Some(body_sent_before(expected.clone())), "{actions:?} without before");
+            }
+        }
+    }
+
+    #[test]
+    fn typed_requests_reach_the_endpoints_the_hand_built_paths_did() {
+        let o = user_id!("@o:x.org");
+        let room = room_id!("!r:x.org");
+        let v3 = "https://hs.example/_matrix/client/v3";
+        let as_o = "user_id=%40o%3Ax.org";
+        let tag = |present| {
+            let req = if present {
+                wire(
+                    create_tag::v3::Request::new(o.into(), room.into(), "m.lowpriority".into(), TagInfo::new()),
+                    Some(o),
+                )
+            } else {
+                wire(delete_tag::v3::Request::new(o.into(), room.into(), "m.lowpriority".into()), Some(o))
+            };
+            (req.0, req.1, req.2)
+        };
+        let mut messages = get_message_events::v3::Request::backward(room.into());
+        messages.limit = uint!(100);
+        #[allow(deprecated)]
+        let profile = get_display_name::v3::Request::new(o.into());
+        let cases = [
+            (
+                wire(set_pushrule_enabled::v3::Request::new(RuleKind::Override, "gk.control".into(), false), Some(o)),
+                (http::Method::PUT, format!("{v3}/pushrules/global/override/gk.control/enabled?{as_o}")),
+                Some(json!({"enabled": false})),
+            ),
+            (
+                wire(delete_pushrule::v3::Request::new(RuleKind::Override, "gk.control".into()), Some(o)),
+                (http::Method::DELETE, format!("{v3}/pushrules/global/override/gk.control?{as_o}")),
+                // ruma gives every request but a GET a JSON body; the hand-built
+                // DELETEs had none. The homeserver reads neither.
+                Some(json!({})),
+            ),
+            (
+                tag(true),
+                (http::Method::PUT, format!("{v3}/user/@o:x.org/rooms/!r:x.org/tags/m.lowpriority?{as_o}")),
+                Some(json!({})),
+            ),
+            (
+                tag(false),
+                (http::Method::DELETE, format!("{v3}/user/@o:x.org/rooms/!r:x.org/tags/m.lowpriority?{as_o}")),
+                Some(json!({})),
+            ),
+            (wire(profile, None), (http::Method::GET, format!("{v3}/profile/@o:x.org/displayname")), None),
+            (
+                wire(get_global_account_data::v3::Request::new(o.into(), GlobalAccountDataEventType::Direct), Some(o)),
+                (http::Method::GET, format!("{v3}/user/@o:x.org/account_data/m.direct?{as_o}")),
+                None,
+            ),
+            (
+                wire(joined_rooms::v3::Request::new(), Some(o)),
+                (http::Method::GET, format!("{v3}/joined_rooms?{as_o}")),
+                None,
+            ),
+            (
+                wire(joined_members::v3::Request::new(room.into()), Some(o)),
+                (http::Method::GET, format!("{v3}/rooms/!r:x.org/joined_members?{as_o}")),
+                None,
+            ),
+            (
+                wire(
+                    get_state_event_for_key::v3::Request::new(room.into(), StateEventType::RoomName, String::new()),
+                    Some(o),
+                ),
+                (http::Method::GET, format!("{v3}/rooms/!r:x.org/state/m.room.name/?{as_o}")),
+                None,
+            ),
+            (
+                wire(messages, Some(o)),
+                (http::Method::GET, format!("{v3}/rooms/!r:x.org/messages?dir=b&limit=100&{as_o}")),
+                None,
+            ),
+        ];
+        for ((method, uri, body), (expected_method, expected_uri), expected_body) in cases {
+            assert_eq!((&method, &uri), (&expected_method, &expected_uri));
+            assert_eq!(body, expected_body, "{method} {uri}");
         }
     }
 }
