@@ -80,7 +80,6 @@ pub async fn ping(client: &HsClient, appservice_id: &str, txn: &str) -> Result<D
 /// beside the intake, so a homeserver that starts later is waited for.
 // One caller spawns this with what start-up needs; a struct for that one
 // call would only move the list.
-#[allow(clippy::too_many_arguments)]
 pub async fn run(
     mut client: HsClient,
     bot: ruma::OwnedUserId,
