@@ -119,3 +119,37 @@ fn pause_disables_holding_and_resume_or_its_end_brings_it_back() {
     assert_eq!(kinds(&d), ["enable", "notice"]);
     assert_eq!(d.changes, vec![StateChange::PutOwner(owner())]);
 }
+
+fn help(topic: &str) -> String {
+    let asked = if topic.is_empty() { "help".to_owned() } else { format!("help {topic}") };
+    notice_body(&decide(&control(), &text(ALICE, CONTROL, &asked), NOW, &config()))
+}
+
+#[test]
+fn every_command_and_alias_has_help_and_the_overview_lists_every_command() {
+    let overview = help("");
+    let mut words = std::collections::BTreeSet::new();
+    for spec in crate::commands::ALL {
+        assert!(spec.usage.starts_with(spec.name), "{}: usage {:?}", spec.name, spec.usage);
+        assert!(!spec.summary.is_empty() && !spec.summary.ends_with('.'), "{}: summary {:?}", spec.name, spec.summary);
+        assert!(
+            overview.contains(&format!("\n• {} — {}", spec.usage, spec.summary)),
+            "{} not in {overview}",
+            spec.name
+        );
+        for word in std::iter::once(spec.name).chain(spec.aliases.iter().copied()) {
+            assert!(words.insert(word), "`{word}` names two commands");
+            assert_eq!(crate::commands::find(word).map(|s| s.name), Some(spec.name), "{word}");
+            assert_eq!(help(word), format!("{} — {}.", spec.usage, spec.summary), "help {word}");
+            assert_eq!(help(&word.to_uppercase()), help(word), "help {word} in capitals");
+        }
+    }
+    assert_eq!(overview.lines().filter(|l| l.starts_with("• ")).count(), crate::commands::ALL.len(), "{overview}");
+    assert!(help("frobnicate").contains("I don't know the command \"frobnicate\""));
+}
+
+#[test]
+fn help_verify_explains_verify() {
+    assert_eq!(help("verify"), "verify <code> — confirm your e-mail address with the code sent to it.");
+    assert!(help("").contains("• verify <code> — "));
+}

@@ -12,6 +12,7 @@ mod mail;
 mod optin;
 mod replies;
 mod security;
+mod tidy;
 
 use super::*;
 use ruma::OwnedEventId;
