@@ -10,6 +10,8 @@ mod digest;
 mod gate;
 mod mail;
 mod optin;
+mod outcomes;
+mod reads;
 mod replies;
 mod security;
 mod tidy;
