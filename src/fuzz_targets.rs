@@ -43,7 +43,7 @@ pub fn transaction(data: &[u8]) {
 /// Any text as a command from the owner in the control room.
 pub fn command(data: &[u8]) {
     let body = String::from_utf8_lossy(data);
-    let _ = engine::command::parse(&body);
+    let _ = engine::commands::parse(&body);
     let owner = OwnerState::new(
         "@alice:example.org".try_into().expect("valid"),
         "!c:example.org".try_into().expect("valid"),

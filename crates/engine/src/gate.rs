@@ -106,10 +106,7 @@ pub(super) fn owner_wrote(
         d = d.change(StateChange::RemoveDeferred { owner: owner.clone(), event_id: m.event_id.clone() });
     }
     if let Some(state) = snapshot.owners.get(owner) {
-        let text = texts::plain(&format!(
-            "You answered {} in a held chat, so they can reach you directly now (`block {}` undoes it).",
-            held.inviter, held.inviter
-        ));
+        let text = texts::answered_in_held_chat(&held.inviter);
         d = d.effect(notice(&config.bot, &state.control_room, meta, "answered", text));
     }
     d

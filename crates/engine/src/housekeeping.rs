@@ -26,6 +26,7 @@ pub(super) fn tick(snapshot: &Snapshot, now_ms: u64, config: &EngineConfig) -> D
     }
     for owner in due.unpause.iter().filter(|o| o.paused_until_ms.is_some_and(|u| u <= now_ms)) {
         let seed = format!("{}:{}", owner.user_id, owner.paused_until_ms.unwrap_or_default());
+        let said = texts::pause_over();
         d = d
             .change(StateChange::PutOwner(OwnerState { paused_until_ms: None, ..owner.clone() }))
             .effect(Effect::EnablePushRule {
@@ -37,8 +38,8 @@ pub(super) fn tick(snapshot: &Snapshot, now_ms: u64, config: &EngineConfig) -> D
                 as_user: config.bot.clone(),
                 room_id: owner.control_room.clone(),
                 txn_id: txn_id_for(&seed, "resumed"),
-                body: texts::plain("Your pause is over: holding again.").plain,
-                html: texts::plain("Your pause is over: holding again.").html,
+                body: said.plain,
+                html: said.html,
             });
     }
     d
@@ -61,29 +62,25 @@ pub(super) fn send_digest(
         updated.digest_last_slot_ms = slot_ms;
     }
     let Some(digest) = digest::render(owner, overview) else {
+        let nothing_new = || {
+            let said = digest::nothing_new();
+            Effect::SendNotice {
+                as_user: config.bot.clone(),
+                room_id: owner.control_room.clone(),
+                txn_id: txn_id_for(seed, "digest0"),
+                body: said.plain,
+                html: said.html,
+            }
+        };
         let d = Decision::default();
         return match slot_ms {
             // Nothing new: no message (unless asked for), but the slot is handled.
             Some(_) if !owner.digest_when_empty => d.change(StateChange::PutOwner(updated)),
             Some(_) => d
                 .change(StateChange::PutOwner(updated))
-                .effect(Effect::SendNotice {
-                    as_user: config.bot.clone(),
-                    room_id: owner.control_room.clone(),
-                    txn_id: txn_id_for(seed, "digest0"),
-                    body: "Nothing new since your last digest.".into(),
-                    html: "<p>Nothing new since your last digest.</p>".into(),
-                })
+                .effect(nothing_new())
                 .outcome(Outcome::DigestSent { notices: 1 }),
-            None => d
-                .effect(Effect::SendNotice {
-                    as_user: config.bot.clone(),
-                    room_id: owner.control_room.clone(),
-                    txn_id: txn_id_for(seed, "digest0"),
-                    body: "Nothing new since your last digest.".into(),
-                    html: "<p>Nothing new since your last digest.</p>".into(),
-                })
-                .outcome(Outcome::DigestSent { notices: 1 }),
+            None => d.effect(nothing_new()).outcome(Outcome::DigestSent { notices: 1 }),
         };
     };
     updated.digest_last_sent_ms = Some(now_ms);
@@ -98,12 +95,7 @@ pub(super) fn send_digest(
     // The e-mail carries the whole digest in one message; it goes on its own
     // lane, so the notices below never wait for a mail server.
     if let (Some(to), Some(_)) = (&owner.email, &config.mail_secret) {
-        let count = digest.list.len();
-        let subject = if count == 1 {
-            "Gatekeeper digest: 1 person wrote to you".to_owned()
-        } else {
-            format!("Gatekeeper digest: {count} people wrote to you")
-        };
+        let subject = texts::digest_email_subject(digest.list.len());
         let mut html: String = digest.parts.iter().map(|p| p.html.as_str()).collect();
         let mut unsubscribe = None;
         if let (Some(links), Some(secret)) = (&config.mail_links, &config.mail_secret) {
@@ -117,35 +109,27 @@ pub(super) fn send_digest(
                 };
                 format!("{}/action/{}", links.public_url, links::sign(secret, &l))
             };
-            html.push_str("<h3>Decide with one click</h3><ol>");
-            for (i, subject) in digest.list.iter().enumerate() {
-                let server = match subject {
-                    Subject::User(u) => Subject::Server(u.server_name().to_owned()).to_string(),
-                    Subject::Server(_) => subject.to_string(),
-                };
-                let actions = [
-                    (LinkAction::Allow, subject.to_string()),
-                    (LinkAction::Allow30, subject.to_string()),
-                    (LinkAction::Deny, subject.to_string()),
-                    (LinkAction::Block, subject.to_string()),
-                    (LinkAction::BlockServer, server),
-                ];
-                let anchors: Vec<String> = actions
-                    .into_iter()
-                    .map(|(a, s)| format!("<a href=\"{}\">{}</a>", texts::escape_html(&link(a, s, i)), a.label()))
-                    .collect();
-                html.push_str(&format!(
-                    "<li><code>{}</code>: {}</li>",
-                    texts::escape_html(&subject.to_string()),
-                    anchors.join(" · ")
-                ));
-            }
+            let senders: Vec<(String, Vec<(LinkAction, String)>)> = digest
+                .list
+                .iter()
+                .enumerate()
+                .map(|(i, subject)| {
+                    let server = match subject {
+                        Subject::User(u) => Subject::Server(u.server_name().to_owned()).to_string(),
+                        Subject::Server(_) => subject.to_string(),
+                    };
+                    let actions = [
+                        (LinkAction::Allow, subject.to_string()),
+                        (LinkAction::Allow30, subject.to_string()),
+                        (LinkAction::Deny, subject.to_string()),
+                        (LinkAction::Block, subject.to_string()),
+                        (LinkAction::BlockServer, server),
+                    ];
+                    (subject.to_string(), actions.into_iter().map(|(a, s)| (a, link(a, s, i))).collect())
+                })
+                .collect();
             let stop = link(LinkAction::Unsubscribe, String::new(), usize::MAX);
-            html.push_str(&format!(
-                "</ol><p><small>Links work once and for {}. <a href=\"{}\">Stop these e-mails</a>.</small></p>",
-                texts::format_duration(links.lifetime_ms),
-                texts::escape_html(&stop)
-            ));
+            html.push_str(&texts::one_click_links(&senders, links.lifetime_ms, &stop));
             unsubscribe = Some(stop);
         }
         d = d.effect(Effect::SendEmail {
@@ -180,9 +164,7 @@ pub(super) fn mail_failed(
     config: &EngineConfig,
 ) -> Decision {
     let Some(state) = snapshot.owners.get(owner) else { return Decision::default() };
-    let text = texts::plain(&format!(
-        "I could not e-mail {to}: {reason}. Your digests still arrive here; I will try again with the next one."
-    ));
+    let text = texts::mail_failed(to, reason);
     let seed = format!("{owner}:{to}:{reason}:{}", state.digest_last_sent_ms.unwrap_or_default());
     Decision::default().effect(Effect::SendNotice {
         as_user: config.bot.clone(),

@@ -3,9 +3,8 @@
 //! randomness: the same arguments always give the same decision.
 
 pub mod action;
-pub mod command;
+pub mod commands;
 mod control;
-pub mod digest;
 mod gate;
 mod housekeeping;
 pub mod input;
@@ -30,6 +29,8 @@ pub use state::{
 };
 pub use subject::Subject;
 use texts::Text;
+/// The digest is words Gatekeeper says; it lives with them.
+pub use texts::digest;
 
 /// What the engine needs to know about the deployment.
 #[derive(Debug, Clone)]

@@ -21,15 +21,9 @@ pub enum LinkAction {
 }
 
 impl LinkAction {
+    /// What the link's button says.
     pub fn label(self) -> &'static str {
-        match self {
-            LinkAction::Allow => "Allow",
-            LinkAction::Allow30 => "Allow 30 days",
-            LinkAction::Deny => "Deny",
-            LinkAction::Block => "Block",
-            LinkAction::BlockServer => "Block server",
-            LinkAction::Unsubscribe => "Unsubscribe",
-        }
+        crate::texts::link_label(self)
     }
 }
 

@@ -168,6 +168,17 @@ pub(super) fn opt_out(
 ) -> Decision {
     let Some(state) = snapshot.owners.get(owner) else { return Decision::default() };
     let overview = snapshot.overview.clone().unwrap_or_default();
+    undo_everything(state, &overview, farewell, config)
+}
+
+/// [`opt_out`] of an owner whose overview is at hand (`stop`).
+pub(super) fn undo_everything(
+    state: &OwnerState,
+    overview: &OwnerOverview,
+    farewell: Option<&EventMeta>,
+    config: &EngineConfig,
+) -> Decision {
+    let owner = &state.user_id;
     let mut d = Decision::default()
         .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::HOLD_INVITES.into() })
         .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::CONTROL.into() });

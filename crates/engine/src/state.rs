@@ -106,7 +106,7 @@ impl std::str::FromStr for Notify {
             "quiet" => Ok(Notify::Quiet),
             "sound" => Ok(Notify::Sound),
             "off" => Ok(Notify::Off),
-            _ => Err(format!("`{s}` is not one of quiet, sound, off.")),
+            _ => Err(crate::texts::not_a_notify_mode(s)),
         }
     }
 }

@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use ruma::{OwnedServerName, OwnedUserId, UserId};
 
+use crate::texts;
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Subject {
     User(OwnedUserId),
@@ -43,14 +45,12 @@ impl FromStr for Subject {
 
     fn from_str(s: &str) -> Result<Self, String> {
         if let Some(server) = s.strip_prefix("*:") {
-            return ruma::ServerName::parse(server)
-                .map(Subject::Server)
-                .map_err(|_| format!("`{s}` is not a server pattern like *:example.org"));
+            return ruma::ServerName::parse(server).map(Subject::Server).map_err(|_| texts::not_a_server_pattern(s));
         }
         if s.starts_with('@') {
-            return OwnedUserId::try_from(s).map(Subject::User).map_err(|_| format!("`{s}` is not a valid user ID"));
+            return OwnedUserId::try_from(s).map(Subject::User).map_err(|_| texts::not_a_user_id(s));
         }
-        Err(format!("`{s}` is neither a user ID (@name:server), a server (*:server) nor a number from the list"))
+        Err(texts::not_a_target(s))
     }
 }
 

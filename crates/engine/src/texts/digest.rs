@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 
-use super::schedule::{self, local_time};
-use super::state::{Deferred, HeldRoom, OwnerOverview, OwnerState};
-use super::subject::Subject;
-use super::texts::{Text, escape_html};
+use super::{Text, UNREADABLE, escape_html, plain};
+use crate::schedule::{self, local_time};
+use crate::state::{Deferred, HeldRoom, OwnerOverview, OwnerState};
+use crate::subject::Subject;
 
 /// Longest message quoted in full; longer ones are trimmed with a note.
 pub const MAX_MESSAGE_CHARS: usize = 1200;
@@ -124,7 +124,7 @@ pub fn render(owner: &OwnerState, overview: &OwnerOverview) -> Option<Digest> {
 }
 
 fn render_section(n: usize, s: &Section, tz: &jiff::tz::TimeZone) -> Text {
-    let shown = super::texts::who(s.sender.as_str(), s.name.as_deref());
+    let shown = super::who(s.sender.as_str(), s.name.as_deref());
     let who = escape_html(&shown);
     let count = match s.messages.len() {
         0 => String::new(),
@@ -161,7 +161,7 @@ fn render_section(n: usize, s: &Section, tz: &jiff::tz::TimeZone) -> Text {
         let stamp = local_time(m.ts_ms, tz);
         let edited = if m.edited { " (edited)" } else { "" };
         let (text, cut) = if m.encrypted {
-            ("(an encrypted message Gatekeeper could not read)".to_owned(), false)
+            (UNREADABLE.to_owned(), false)
         } else if let Some(media) = &m.media {
             let kind = media.mimetype.clone().unwrap_or_else(|| "file".into());
             (format!("[{kind}: {}{} — {}]", media.name, size(media.size), media.url), false)
@@ -187,6 +187,11 @@ fn render_section(n: usize, s: &Section, tz: &jiff::tz::TimeZone) -> Text {
         html.push_str(&format!("<p>{}</p>", escape_html(&line)));
     }
     Text { plain, html }
+}
+
+/// A digest with nothing in it, when one is asked for or wanted anyway.
+pub fn nothing_new() -> Text {
+    plain("Nothing new since your last digest.")
 }
 
 /// Packs the header, sections and footer into notices within the budget.

@@ -1,0 +1,367 @@
+//! Control-room commands, one file each: a command's name, aliases, usage
+//! and help line (its [`Spec`]), how its arguments are read, and what it
+//! does. The parser, `help` and the dispatcher all read the one list in
+//! `registry!` below, so they cannot drift apart. A command is parsed once
+//! into a [`Command`] before anything runs: every argument is validated
+//! then, so a handler only sees well-formed commands. Who may command (the
+//! owner, in their own control room) is checked by `control` before any
+//! handler runs.
+
+mod args;
+
+mod allow;
+mod allowed;
+mod block;
+mod blocked;
+mod deny;
+mod digest;
+mod help;
+mod pause;
+mod pending;
+mod reply;
+mod resume;
+mod set;
+mod settings;
+mod show;
+mod stop;
+mod unblock;
+mod verify;
+
+use ruma::{OwnedRoomId, OwnedUserId};
+
+use crate::texts::{self, Text};
+use crate::{Decision, Deferred, Effect, EngineConfig, EventMeta, OwnerOverview, OwnerState, StateChange, Subject};
+
+pub(crate) use allow::allow;
+pub use args::{Args, Target, check_email, is_time_zone, parse_duration};
+pub(crate) use block::block;
+pub(crate) use deny::deny;
+pub use set::MAX_TEMPLATE;
+
+/// The prefix other bots use; optional in the control room.
+pub const PREFIX: &str = "!gk";
+
+/// What the parser and `help` know about a command.
+pub struct Spec {
+    pub name: &'static str,
+    /// Other words that mean the same command (`?` for `help`).
+    pub aliases: &'static [&'static str],
+    pub usage: &'static str,
+    /// What the command does, for `help`: lower case and without a full
+    /// stop, as it also ends a line of the overview.
+    pub summary: &'static str,
+    /// Reads the words after the name. An `Err` is why they were refused,
+    /// answered with this command's usage.
+    pub parse: fn(&Args<'_>) -> Result<Command, String>,
+}
+
+/// What a well-formed command does for the owner who gave it.
+trait Handler {
+    fn run(self, ctx: &Ctx<'_>) -> Decision;
+}
+
+/// The list of commands: `Variant(module::Type)`, in the order `help`
+/// shows them. Each module has a `SPEC` and a `Type` that implements
+/// [`Handler`]. This one list makes the [`Command`] enum, [`ALL`] (what the
+/// parser and `help` read) and the dispatch, so that adding a command is
+/// writing its file and naming it here.
+macro_rules! registry {
+    ($($variant:ident($module:ident::$type:ident)),* $(,)?) => {
+        $(pub use $module::$type;)*
+
+        /// A control-room command, parsed.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Command {
+            $($variant($type),)*
+            /// A known command with arguments it cannot take.
+            Invalid { message: String, usage: &'static str },
+            /// Anything else: answered with a one-line error.
+            Unknown { word: String },
+        }
+
+        /// Every command, in the order `help` lists them.
+        pub const ALL: &[&Spec] = &[$(&$module::SPEC),*];
+
+        impl Command {
+            /// Which command this is; `None` for one refused or unknown.
+            pub fn spec(&self) -> Option<&'static Spec> {
+                match self {
+                    $(Command::$variant(_) => Some(&$module::SPEC),)*
+                    Command::Invalid { .. } | Command::Unknown { .. } => None,
+                }
+            }
+
+            /// Carries the command out. Only for the owner in their own
+            /// control room: the caller has checked that.
+            pub(crate) fn run(self, ctx: &Ctx<'_>) -> Decision {
+                match self {
+                    $(Command::$variant(command) => Handler::run(command, ctx),)*
+                    Command::Invalid { message, usage } => ctx.answer(texts::invalid(&message, usage)),
+                    Command::Unknown { word } => ctx.answer(texts::unknown_command(&word)),
+                }
+            }
+        }
+    };
+}
+
+registry! {
+    Pending(pending::Pending),
+    Digest(digest::Digest),
+    Show(show::Show),
+    Allow(allow::Allow),
+    Deny(deny::Deny),
+    Block(block::Block),
+    Unblock(unblock::Unblock),
+    Allowed(allowed::Allowed),
+    Blocked(blocked::Blocked),
+    Reply(reply::Reply),
+    Settings(settings::Settings),
+    Set(set::Setting),
+    Verify(verify::Verify),
+    Pause(pause::Pause),
+    Resume(resume::Resume),
+    Stop(stop::Stop),
+    Help(help::Help),
+}
+
+/// The command called `name` (lower case), by its name or an alias.
+pub fn find(name: &str) -> Option<&'static Spec> {
+    ALL.iter().copied().find(|spec| spec.name == name || spec.aliases.contains(&name))
+}
+
+/// `None` when the text is not addressed to Gatekeeper at all (empty, or
+/// only the prefix), so that chatter in the control room is not answered.
+pub fn parse(text: &str) -> Option<Command> {
+    let trimmed = text.trim();
+    let rest = match trimmed.split_once(char::is_whitespace) {
+        Some((first, rest)) if first.eq_ignore_ascii_case(PREFIX) => rest.trim_start(),
+        None if trimmed.eq_ignore_ascii_case(PREFIX) => return None,
+        _ => trimmed,
+    };
+    let (word, args) = match rest.split_once(char::is_whitespace) {
+        Some((w, a)) => (w, a.trim()),
+        None => (rest, ""),
+    };
+    if word.is_empty() {
+        return None;
+    }
+    let Some(spec) = find(&word.to_ascii_lowercase()) else {
+        return Some(Command::Unknown { word: word.to_owned() });
+    };
+    let args = Args { text: args, words: args.split_whitespace().collect() };
+    Some((spec.parse)(&args).unwrap_or_else(|message| Command::Invalid { message, usage: spec.usage }))
+}
+
+/// What a handler may read: the owner, their overview, the event that
+/// asked. Nothing else, so a handler cannot reach another owner's data.
+pub(crate) struct Ctx<'a> {
+    pub(crate) owner: &'a OwnerState,
+    pub(crate) overview: &'a OwnerOverview,
+    pub(crate) meta: &'a EventMeta,
+    pub(crate) now_ms: u64,
+    pub(crate) config: &'a EngineConfig,
+}
+
+impl Ctx<'_> {
+    /// Gatekeeper's answer where the command was given.
+    pub(crate) fn reply(&self, text: Text) -> Effect {
+        crate::notice(&self.config.bot, &self.meta.room_id, self.meta, "reply", text)
+    }
+
+    /// Only an answer: nothing changes.
+    pub(crate) fn answer(&self, text: Text) -> Decision {
+        Decision::default().effect(self.reply(text))
+    }
+
+    /// The owner's record replaced by `updated`, and an answer.
+    pub(crate) fn update(&self, updated: OwnerState, text: Text) -> Decision {
+        Decision::default().change(StateChange::PutOwner(updated)).effect(self.reply(text))
+    }
+
+    /// How the owner is called where others read it.
+    fn name(&self) -> String {
+        self.owner.displayname.clone().unwrap_or_else(|| self.owner.user_id.localpart().to_owned())
+    }
+
+    /// Numbers refer to the list the owner saw last.
+    fn resolve(&self, targets: &[Target]) -> Result<Vec<Subject>, Text> {
+        let mut out = Vec::new();
+        for t in targets {
+            let subject = match t {
+                Target::Subject(s) => s.clone(),
+                Target::Number(n) => {
+                    self.owner.last_list.get(n - 1).cloned().ok_or_else(|| texts::no_such_number(*n))?
+                }
+            };
+            if !out.contains(&subject) {
+                out.push(subject);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `run` on the subjects `targets` name, or the answer why they do not
+    /// resolve (and nothing changes).
+    fn with_subjects(&self, targets: &[Target], run: impl FnOnce(&[Subject]) -> Decision) -> Decision {
+        match self.resolve(targets) {
+            Ok(subjects) => run(&subjects),
+            Err(why) => self.answer(why),
+        }
+    }
+
+    /// Held rooms of `subject`, and the captured messages that go with them.
+    fn held_of(&self, subject: &Subject) -> (Vec<OwnedRoomId>, Vec<&Deferred>) {
+        let rooms: Vec<OwnedRoomId> =
+            self.overview.held.iter().filter(|(_, h)| subject.covers(&h.inviter)).map(|(r, _)| r.clone()).collect();
+        let messages =
+            self.overview.deferred.iter().filter(|d| subject.covers(&d.sender) || rooms.contains(&d.room_id)).collect();
+        (rooms, messages)
+    }
+
+    /// Leaves `subject`'s held rooms as the owner, quietly, and forgets
+    /// them and what was captured there: `deny` and `block`. Also says how
+    /// many rooms and messages that was.
+    fn leave_and_drop(&self, d: Decision, subject: &Subject) -> (Decision, usize, usize) {
+        let owner = &self.owner.user_id;
+        let (rooms, messages) = self.held_of(subject);
+        let d = rooms.iter().fold(d, |d, room| {
+            d.effect(Effect::Leave { as_user: owner.clone(), room_id: room.clone(), reason: None })
+                .effect(Effect::DeletePushRule {
+                    owner: owner.clone(),
+                    rule_id: crate::rules::held_room_id(room.as_str()),
+                })
+                .change(StateChange::RemoveRoom(room.clone()))
+        });
+        (drop_messages(d, owner, &messages), rooms.len(), messages.len())
+    }
+}
+
+fn drop_messages(d: Decision, owner: &OwnedUserId, messages: &[&Deferred]) -> Decision {
+    messages
+        .iter()
+        .fold(d, |d, m| d.change(StateChange::RemoveDeferred { owner: owner.clone(), event_id: m.event_id.clone() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Notify;
+
+    fn check(text: &str, expected: Option<Command>) {
+        assert_eq!(parse(text), expected, "parsing {text:?}");
+    }
+
+    fn user(s: &str) -> Target {
+        Target::Subject(s.parse().unwrap())
+    }
+
+    fn usage(name: &str) -> &'static str {
+        find(name).unwrap_or_else(|| panic!("no command {name}")).usage
+    }
+
+    fn invalid(text: &str, command: &str) {
+        match parse(text) {
+            Some(Command::Invalid { usage: u, message }) => {
+                assert_eq!(u, usage(command), "{text}");
+                assert!(!message.is_empty());
+            }
+            other => panic!("{text:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_every_command() {
+        let help = |topic: Option<&str>| Some(Command::Help(Help { topic: topic.map(Into::into) }));
+        let set = |s: Setting| Some(Command::Set(s));
+        check("help", help(None));
+        check("  HELP  ", help(None));
+        check("!gk help", help(None));
+        check("!GK   help", help(None));
+        check("?", help(None));
+        check("help Pending", help(Some("pending")));
+        check("pending", Some(Command::Pending(Pending)));
+        check("digest", Some(Command::Digest(Digest)));
+        check("allowed", Some(Command::Allowed(Allowed)));
+        check("blocked", Some(Command::Blocked(Blocked)));
+        check("settings", Some(Command::Settings(Settings)));
+        check("resume", Some(Command::Resume(Resume)));
+        check("stop", Some(Command::Stop(Stop)));
+        check("show 2", Some(Command::Show(Show { target: Target::Number(2) })));
+        check("show @a:x.org", Some(Command::Show(Show { target: user("@a:x.org") })));
+        check(
+            "allow 1 #3 @x:y.org *:example.org",
+            Some(Command::Allow(Allow {
+                targets: vec![Target::Number(1), Target::Number(3), user("@x:y.org"), user("*:example.org")],
+                for_ms: None,
+            })),
+        );
+        check(
+            "allow 2 for 30d",
+            Some(Command::Allow(Allow { targets: vec![Target::Number(2)], for_ms: Some(30 * 86_400_000) })),
+        );
+        check("deny 1 2", Some(Command::Deny(Deny { targets: vec![Target::Number(1), Target::Number(2)] })));
+        check("block *:spam.org", Some(Command::Block(Block { targets: vec![user("*:spam.org")] })));
+        check("unblock @a:x.org", Some(Command::Unblock(Unblock { targets: vec![user("@a:x.org")] })));
+        check("verify 123456", Some(Command::Verify(Verify { code: "123456".into() })));
+        check("pause", Some(Command::Pause(Pause { for_ms: None })));
+        check("pause 2h", Some(Command::Pause(Pause { for_ms: Some(7_200_000) })));
+        check("reply", Some(Command::Reply(Reply::Show)));
+        check("reply reset", Some(Command::Reply(Reply::Reset)));
+        check("reply set Hello {name}!\nSecond", set(Setting::Reply("Hello {name}!\nSecond".into())));
+        check("set reply Hi", set(Setting::Reply("Hi".into())));
+        check("set reply-interval 3d", set(Setting::ReplyInterval(3 * 86_400_000)));
+        check("set email a@example.org", set(Setting::Email(Some("a@example.org".into()))));
+        check("set email OFF", set(Setting::Email(None)));
+        check("set timezone Europe/Berlin", set(Setting::Timezone("Europe/Berlin".into())));
+        check("set digest-time 8:05", set(Setting::DigestMinute(485)));
+        check("set retention 60d", set(Setting::Retention(60 * 86_400_000)));
+        check("set notify sound", set(Setting::Notify(Notify::Sound)));
+        check("frobnicate now", Some(Command::Unknown { word: "frobnicate".into() }));
+        check("!gk", None);
+        check("", None);
+        check("   ", None);
+    }
+
+    #[test]
+    fn every_bad_argument_is_refused_with_the_usage() {
+        invalid("help a b", "help");
+        invalid("pending now", "pending");
+        invalid("stop it", "stop");
+        invalid("show", "show");
+        invalid("show 1 2", "show");
+        invalid("allow", "allow");
+        invalid("allow alice", "allow");
+        invalid("allow @alice", "allow");
+        invalid("allow 0", "allow");
+        invalid("allow 99999999999999999999999", "allow");
+        invalid("allow 1 for", "allow");
+        invalid("allow 1 for ever", "allow");
+        invalid("allow 1 for 2d 3d", "allow");
+        invalid("allow for 2d", "allow");
+        invalid("deny *:", "deny");
+        invalid("block #x", "block");
+        invalid("unblock", "unblock");
+        invalid("pause soon", "pause");
+        invalid("verify", "verify");
+        invalid("verify abc", "verify");
+        invalid("pause 1h 2h", "pause");
+        invalid("reply frob", "reply");
+        invalid("reply set", "set");
+        invalid(&format!("reply set {}", "x".repeat(MAX_TEMPLATE + 1)), "set");
+        invalid("set", "set");
+        invalid("set colour blue", "set");
+        invalid("set timezone Mars/Olympus", "set");
+        invalid("set timezone", "set");
+        invalid("set digest-time 25:00", "set");
+        invalid("set digest-time 8", "set");
+        invalid("set digest-time 08:5", "set");
+        invalid("set reply-interval 0d", "set");
+        invalid("set retention 1h", "set");
+        invalid("set notify loud", "set");
+        invalid("set empty-digest maybe", "set");
+        invalid("set retention 400d", "set");
+        for bad in ["a", "a@b", "@b.org", "a@b.org\r\nBcc: x@y.org", "a b@c.org", "<a@b.org>", "a@b@c.org"] {
+            invalid(&format!("set email {bad}"), "set");
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! `set <key> <value>`: change one of the owner's settings.
+
+use super::args::{check_email, clock_time, is_time_zone, parse_duration};
+use super::{Args, Command, Ctx, Handler, Spec, reply};
+use crate::state::Notify;
+use crate::{Decision, Effect, OwnerState, PendingEmail, StateChange, mail, rules, texts};
+
+pub(super) const SPEC: Spec = Spec {
+    name: "set",
+    aliases: &[],
+    usage: "set <reply|reply-interval|email|timezone|digest-time|retention|notify|empty-digest> <value>",
+    summary: "change a setting",
+    parse,
+};
+
+/// Longest reply template accepted.
+pub const MAX_TEMPLATE: usize = 2000;
+
+/// Shortest and longest time messages may be kept.
+const MIN_RETENTION_MS: u64 = 86_400_000;
+const MAX_RETENTION_MS: u64 = 365 * 86_400_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Setting {
+    /// The owner's own etiquette reply.
+    Reply(String),
+    ReplyInterval(u64),
+    /// `None`: no address (`set email off`).
+    Email(Option<String>),
+    Timezone(String),
+    /// Minutes after local midnight.
+    DigestMinute(u16),
+    Retention(u64),
+    Notify(Notify),
+    EmptyDigest(bool),
+}
+
+fn parse(args: &Args<'_>) -> Result<Command, String> {
+    let (key, value) = args.text.split_once(char::is_whitespace).unwrap_or((args.text, ""));
+    setting(key, value).map(Command::Set)
+}
+
+/// `set <key> <value>` by another name (`reply set <text>`), refused with
+/// `set`'s usage.
+pub(super) fn command(key: &str, value: &str) -> Command {
+    setting(key, value).map(Command::Set).unwrap_or_else(|message| Command::Invalid { message, usage: SPEC.usage })
+}
+
+fn setting(key: &str, value: &str) -> Result<Setting, String> {
+    let (key, value) = (key.to_ascii_lowercase(), value.trim());
+    if value.is_empty() {
+        return Err(texts::needs_a_value(&key));
+    }
+    match key.as_str() {
+        "reply" if value.chars().count() > MAX_TEMPLATE => Err(texts::reply_too_long(MAX_TEMPLATE)),
+        "reply" => Ok(Setting::Reply(value.to_owned())),
+        "reply-interval" => parse_duration(value).map(Setting::ReplyInterval),
+        "email" if value.eq_ignore_ascii_case("off") => Ok(Setting::Email(None)),
+        "email" => check_email(value).map(|e| Setting::Email(Some(e))),
+        "timezone" if is_time_zone(value) => Ok(Setting::Timezone(value.to_owned())),
+        "timezone" => Err(texts::not_a_time_zone(value)),
+        "digest-time" => clock_time(value).map(Setting::DigestMinute),
+        "notify" => value.parse().map(Setting::Notify),
+        "empty-digest" => match value.to_ascii_lowercase().as_str() {
+            "on" => Ok(Setting::EmptyDigest(true)),
+            "off" => Ok(Setting::EmptyDigest(false)),
+            _ => Err(texts::empty_digest_is_on_or_off()),
+        },
+        "retention" => match parse_duration(value) {
+            Ok(ms) if ms < MIN_RETENTION_MS => Err(texts::retention_too_short()),
+            Ok(ms) if ms > MAX_RETENTION_MS => Err(texts::retention_too_long()),
+            other => other.map(Setting::Retention),
+        },
+        _ => Err(texts::no_such_setting(&key)),
+    }
+}
+
+impl Handler for Setting {
+    fn run(self, ctx: &Ctx<'_>) -> Decision {
+        let o = ctx.owner.clone();
+        let (updated, said) = match self {
+            Setting::Reply(text) => {
+                let updated = OwnerState { reply_template: Some(text), ..o };
+                let preview = reply::preview(&updated, ctx.config);
+                (updated, preview)
+            }
+            Setting::ReplyInterval(ms) => {
+                (OwnerState { reply_interval_ms: Some(ms), ..o }, texts::reply_interval_set(ms))
+            }
+            Setting::Email(Some(address)) => match &ctx.config.mail_secret {
+                // E-mail is set up: the address must prove it is the
+                // owner's before anything but the code is sent to it.
+                Some(secret) => {
+                    let code = mail::verification_code(secret, &o.user_id, &address, ctx.meta.event_id.as_str());
+                    let pending = PendingEmail {
+                        address: address.clone(),
+                        code: code.clone(),
+                        expires_ms: ctx.now_ms + mail::CODE_LIFETIME_MS,
+                        attempts: 0,
+                    };
+                    let message = texts::verification_email(&code);
+                    let server = ctx.config.server_name.as_str();
+                    return Decision::default()
+                        .change(StateChange::PutOwner(OwnerState { email_pending: Some(pending), ..o }))
+                        .effect(Effect::SendEmail {
+                            owner: ctx.owner.user_id.clone(),
+                            to: address.clone(),
+                            subject: texts::verification_subject(),
+                            text: message.plain,
+                            html: message.html,
+                            message_id: mail::message_id(ctx.meta.event_id.as_str(), "verify", server),
+                            unsubscribe: None,
+                        })
+                        .effect(ctx.reply(texts::code_sent(&address)));
+                }
+                None => (OwnerState { email: Some(address.clone()), ..o }, texts::email_in_reply(&address)),
+            },
+            Setting::Email(None) => (OwnerState { email: None, email_pending: None, ..o }, texts::email_removed()),
+            Setting::Timezone(zone) => {
+                let said = texts::time_zone_set(&zone);
+                (OwnerState { timezone: Some(zone), ..o }, said)
+            }
+            Setting::DigestMinute(m) => (OwnerState { digest_minute: Some(m), ..o }, texts::digest_time_set(m)),
+            Setting::Notify(mode) => {
+                let rule = rules::control_room(o.control_room.as_str(), &ctx.config.bot, mode);
+                return Decision::default()
+                    .change(StateChange::PutOwner(OwnerState { notify: Some(mode), ..o }))
+                    .effect(Effect::PutPushRule { owner: ctx.owner.user_id.clone(), rule })
+                    .effect(ctx.reply(texts::notify_set(mode)));
+            }
+            Setting::EmptyDigest(on) => (OwnerState { digest_when_empty: on, ..o }, texts::empty_digest_set(on)),
+            Setting::Retention(ms) => (OwnerState { retention_ms: Some(ms), ..o }, texts::retention_set(ms)),
+        };
+        ctx.update(updated, said)
+    }
+}

@@ -1,0 +1,104 @@
+//! Capturing what strangers write in held rooms: messages, encrypted ones, edits, redactions, late decryptions and repeats.
+
+use super::*;
+
+#[test]
+fn the_bots_messages_in_a_held_room_are_not_captured() {
+    check(&held(true), &text(BOT, HELD, "hello"), Decision::default());
+}
+
+#[test]
+fn encrypted_messages_are_captured_as_a_fact() {
+    let d = decide(&held(true), &Input::Encrypted { meta: meta(STRANGER, HELD) }, NOW, &config());
+    let Some(StateChange::PutDeferred(m)) = d.changes.first() else { panic!() };
+    assert!(m.encrypted && m.body.is_empty());
+    assert!(notice_body(&d).contains("encrypted"));
+}
+
+#[test]
+fn edits_replace_the_captured_text_and_only_the_authors_count() {
+    let original = meta_n(STRANGER, HELD, 1).event_id;
+    let mut snapshot = held(true);
+    snapshot.related = Some(captured(&original, "helo"));
+    let edit = |sender: &str| Input::Message {
+        meta: meta_n(sender, HELD, 2),
+        msgtype: "m.text".into(),
+        body: "* hello".into(),
+        html: None,
+        media: None,
+        replaces: Some(Replacement { original: original.clone(), body: "hello".into(), html: None }),
+    };
+    check(
+        &snapshot,
+        &edit(STRANGER),
+        Decision::default().change(StateChange::PutDeferred(Deferred {
+            body: "hello".into(),
+            edited: true,
+            ..captured(&original, "")
+        })),
+    );
+    check(&snapshot, &edit("@other:remote.org"), Decision::default());
+    snapshot.related = None;
+    check(&snapshot, &edit(STRANGER), Decision::default());
+}
+
+#[test]
+fn redactions_remove_the_captured_message() {
+    let original = meta_n(STRANGER, HELD, 1).event_id;
+    let mut snapshot = held(true);
+    snapshot.related = Some(captured(&original, "oops"));
+    let redaction = Input::Redaction { meta: meta_n(STRANGER, HELD, 3), redacts: original.clone() };
+    check(
+        &snapshot,
+        &redaction,
+        Decision::default().change(StateChange::RemoveDeferred { owner: uid(ALICE), event_id: original }),
+    );
+    snapshot.related = None;
+    check(&snapshot, &redaction, Decision::default());
+}
+
+#[test]
+fn a_late_decryption_fills_in_the_capture_without_a_second_reply() {
+    let m = meta(STRANGER, HELD);
+    let mut snapshot = held(true);
+    snapshot.related = Some(Deferred {
+        msgtype: "m.room.encrypted".into(),
+        body: String::new(),
+        encrypted: true,
+        digested: true,
+        ..captured(&m.event_id, "")
+    });
+    let late = Input::Message {
+        meta: m.clone(),
+        msgtype: "m.text".into(),
+        body: "the real text".into(),
+        html: None,
+        media: None,
+        replaces: Some(Replacement { original: m.event_id.clone(), body: "the real text".into(), html: None }),
+    };
+    let d = decide(&snapshot, &late, NOW, &client_config());
+    let [StateChange::PutDeferred(filled)] = d.changes.as_slice() else { panic!("{d:?}") };
+    assert_eq!(
+        (filled.body.as_str(), filled.encrypted, filled.edited, filled.msgtype.as_str()),
+        ("the real text", false, false, "m.text")
+    );
+    // What the digest already said stays said.
+    assert!(filled.digested);
+    assert!(d.effects.is_empty());
+    // Without an earlier capture it is captured like any message.
+    let d = decide(&held(true), &late, NOW, &client_config());
+    assert!(matches!(d.changes.first(), Some(StateChange::PutDeferred(c)) if c.body == "the real text" && !c.edited));
+}
+
+#[test]
+fn a_message_delivered_twice_is_captured_and_answered_once() {
+    let input = text(STRANGER, HELD, "hello");
+    let first = decide(&held(true), &input, NOW, &config());
+    assert!(kinds(&first).contains(&"notice"));
+    // The backfill brings the same event again: nothing more happens.
+    let mut snapshot = held(true);
+    snapshot.related = Some(captured(&meta(STRANGER, HELD).event_id, "hello"));
+    assert_eq!(decide(&snapshot, &input, NOW, &config()), Decision::default());
+    let encrypted = Input::Encrypted { meta: meta(STRANGER, HELD) };
+    assert_eq!(decide(&snapshot, &encrypted, NOW, &config()), Decision::default());
+}

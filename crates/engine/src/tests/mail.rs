@@ -1,0 +1,119 @@
+//! E-mail: verifying an address, mailed digests, failures, and the one-click links they carry.
+
+use super::*;
+
+fn mail_config() -> EngineConfig {
+    EngineConfig { mail_secret: Some(gatekeeper_common::Secret::new("k".repeat(40))), ..config() }
+}
+
+#[test]
+fn an_address_is_verified_with_a_mailed_code_before_digests_go_there() {
+    let cfg = mail_config();
+    let set = decide(&control(), &text(ALICE, CONTROL, "set email me@alice.example"), NOW, &cfg);
+    assert_eq!(kinds(&set), ["mail", "notice"]);
+    let Effect::SendEmail { to, text: mail_text, .. } = &set.effects[0] else { unreachable!() };
+    assert_eq!(to, "me@alice.example");
+    let Some(StateChange::PutOwner(pending_owner)) = set.changes.first() else { panic!() };
+    let pending = pending_owner.email_pending.clone().unwrap();
+    assert_eq!(pending_owner.email, None, "not used before it is verified");
+    assert!(mail_text.contains(&pending.code));
+
+    let mut waiting = control();
+    waiting.owners.insert(uid(ALICE), pending_owner.clone());
+    let wrong = decide(&waiting, &text(ALICE, CONTROL, "verify 000000"), NOW, &cfg);
+    assert!(notice_body(&wrong).contains("does not match"));
+    let right = decide(&waiting, &text(ALICE, CONTROL, &format!("verify {}", pending.code)), NOW, &cfg);
+    let Some(StateChange::PutOwner(verified)) = right.changes.first() else { panic!() };
+    assert_eq!((verified.email.as_deref(), verified.email_pending.is_none()), (Some("me@alice.example"), true));
+    let late = decide(&waiting, &text(ALICE, CONTROL, &format!("verify {}", pending.code)), pending.expires_ms, &cfg);
+    assert!(notice_body(&late).contains("expired"));
+
+    // Too many wrong codes: ask for a new one.
+    let mut tired = control();
+    tired.owners.insert(
+        uid(ALICE),
+        OwnerState { email_pending: Some(PendingEmail { attempts: 5, ..pending.clone() }), ..owner() },
+    );
+    let d = decide(&tired, &text(ALICE, CONTROL, &format!("verify {}", pending.code)), NOW, &cfg);
+    assert!(notice_body(&d).contains("expired"));
+}
+
+#[test]
+fn the_digest_is_also_mailed_to_a_verified_address_only() {
+    let mut overview = OwnerOverview::default();
+    overview.deferred.push(captured(&meta_n(STRANGER, HELD, 1).event_id, "<b>hello</b>"));
+    let mut snapshot = due_digest(overview.clone(), NOW - 5);
+    let d = decide(&snapshot, &Input::Tick, NOW, &mail_config());
+    assert_eq!(kinds(&d), ["notice"], "no verified address, no mail");
+    snapshot.due.as_mut().unwrap().digests[0].owner.email = Some("me@alice.example".into());
+    let d = decide(&snapshot, &Input::Tick, NOW, &mail_config());
+    assert_eq!(kinds(&d), ["mail", "notice"]);
+    let Effect::SendEmail { subject, html, text, message_id, .. } = &d.effects[0] else { unreachable!() };
+    assert_eq!(subject, "Gatekeeper digest: 1 person wrote to you");
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("&lt;b&gt;hello"));
+    assert!(text.contains("<b>hello</b>"));
+    assert!(message_id.starts_with("<gk.digest."));
+    // Without e-mail set up on the server, never.
+    assert_eq!(kinds(&decide(&snapshot, &Input::Tick, NOW, &config())), ["notice"]);
+}
+
+#[test]
+fn a_failed_mail_is_reported_in_the_control_room() {
+    let d = decide(
+        &with_owner(Snapshot::default()),
+        &Input::MailFailed { owner: uid(ALICE), to: "me@alice.example".into(), reason: "550 no such user".into() },
+        NOW,
+        &config(),
+    );
+    assert!(notice_body(&d).contains("could not e-mail me@alice.example: 550 no such user"));
+}
+
+#[test]
+fn a_confirmed_link_decides_like_the_command_and_says_so() {
+    let snapshot = with_pending_stranger();
+    let used = |action| Input::LinkUsed { owner: uid(ALICE), action, subject: Some(usr(STRANGER)), nonce: "n1".into() };
+    let d = decide(&snapshot, &used(links::LinkAction::Allow), NOW, &config());
+    assert!(d.changes.contains(&StateChange::RemoveRoom(rid(HELD))));
+    assert!(notice_body(&d).starts_with("From your e-mail: Allowed @stranger:remote.org"), "{}", notice_body(&d));
+    let d = decide(&snapshot, &used(links::LinkAction::BlockServer), NOW, &config());
+    assert!(d.changes.iter().any(|c| matches!(c, StateChange::PutContact { contact: Contact::Blocked { .. }, .. })));
+    let d = decide(
+        &snapshot,
+        &Input::LinkUsed {
+            owner: uid(ALICE),
+            action: links::LinkAction::Unsubscribe,
+            subject: None,
+            nonce: "n2".into(),
+        },
+        NOW,
+        &config(),
+    );
+    assert!(notice_body(&d).contains("no longer e-mailed"));
+    // For someone who is no longer an owner: nothing.
+    let gone = decide(&Snapshot::default(), &used(links::LinkAction::Allow), NOW, &config());
+    assert_eq!(gone, Decision::default());
+}
+
+#[test]
+fn digest_emails_carry_signed_one_click_links_and_an_unsubscribe_header() {
+    let cfg = EngineConfig {
+        mail_links: Some(MailLinks { public_url: "https://gk.example.org".into(), lifetime_ms: 7 * 86_400_000 }),
+        ..mail_config()
+    };
+    let mut overview = OwnerOverview::default();
+    overview.deferred.push(captured(&meta_n(STRANGER, HELD, 1).event_id, "hello"));
+    let mut snapshot = due_digest(overview, NOW - 5);
+    snapshot.due.as_mut().unwrap().digests[0].owner.email = Some("me@alice.example".into());
+    let d = decide(&snapshot, &Input::Tick, NOW, &cfg);
+    let Effect::SendEmail { html, unsubscribe: Some(unsubscribe), .. } = &d.effects[0] else { panic!("{d:?}") };
+    let secret = cfg.mail_secret.clone().unwrap();
+    let token = unsubscribe.strip_prefix("https://gk.example.org/action/").unwrap();
+    assert_eq!(links::verify(&secret, token, NOW).unwrap().action, links::LinkAction::Unsubscribe);
+    for label in ["Allow", "Allow 30 days", "Deny", "Block", "Block server"] {
+        assert!(html.contains(&format!(">{label}</a>")), "{label}");
+    }
+    let first = html.split("href=\"https://gk.example.org/action/").nth(1).unwrap().split('"').next().unwrap();
+    let link = links::verify(&secret, first, NOW).unwrap();
+    assert_eq!((link.owner.as_str(), link.subject.as_str(), link.action), (ALICE, STRANGER, links::LinkAction::Allow));
+    assert!(links::verify(&secret, first, NOW + 7 * 86_400_000).is_err(), "links expire");
+}

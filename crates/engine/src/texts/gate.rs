@@ -1,0 +1,58 @@
+//! What strangers are told (the etiquette reply) and what the owner hears
+//! about it.
+
+use super::{Text, escape_html, plain};
+
+pub fn you_are_allowed(name: &str) -> Text {
+    plain(&format!("Good news: {name} has added you to their contacts, so your messages now reach them directly."))
+}
+
+/// The default etiquette reply. `{name}` is the owner, `{email_sentence}`
+/// becomes a sentence with the owner's address, or nothing.
+pub const DEFAULT_REPLY: &str = "Hi, and thank you for your message! It has been kept, and {name} will read it. \
+{name} reads first messages from new contacts once a day, in a summary, rather than as instant messages: \
+a chat message asks for attention right now in a way a short email doesn't. You may hear back after that.{email_sentence}\n\n\
+(An automatic note from {name}'s Gatekeeper, sent once.)";
+
+/// Renders the etiquette reply from the owner's template (or the default).
+/// Only the owner's own text reaches it, and it is escaped for HTML.
+pub fn etiquette(template: Option<&str>, name: &str, email: Option<&str>, encrypted: bool) -> Text {
+    let email_sentence = email.map(|e| format!(" If it can't wait, you can also write to {e}.")).unwrap_or_default();
+    let mut plain = template
+        .unwrap_or(DEFAULT_REPLY)
+        .replace("{email_sentence}", &email_sentence)
+        .replace("{email}", email.unwrap_or(""))
+        .replace("{name}", name);
+    if encrypted {
+        plain.push_str(
+            "\n\n(Your message was end-to-end encrypted, so this note could not include it; that you wrote is noted.)",
+        );
+    }
+    let html = plain
+        .split("\n\n")
+        .map(|para| format!("<p>{}</p>", escape_html(para).replace('\n', "<br>")))
+        .collect::<String>();
+    Text { plain, html }
+}
+
+pub fn reply_preview(rendered: &Text, custom: bool, interval: &str) -> Text {
+    let which = if custom { "your own text" } else { "the default" };
+    Text {
+        plain: format!(
+            "New contacts get this note ({which}), at most once every {interval} each:\n\n{}\n\nChange it with `reply set <text>`, or go back with `reply reset`.",
+            rendered.plain
+        ),
+        html: format!(
+            "<p>New contacts get this note ({which}), at most once every {interval} each:</p><blockquote>{}</blockquote>\
+             <p>Change it with <code>reply set &lt;text&gt;</code>, or go back with <code>reply reset</code>.</p>",
+            rendered.html
+        ),
+    }
+}
+
+/// The owner wrote in a held chat, which allowed its inviter.
+pub fn answered_in_held_chat(inviter: &ruma::UserId) -> Text {
+    plain(&format!(
+        "You answered {inviter} in a held chat, so they can reach you directly now (`block {inviter}` undoes it)."
+    ))
+}

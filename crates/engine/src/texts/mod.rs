@@ -1,0 +1,193 @@
+//! The words Gatekeeper says, in plain text and in HTML. Any text that came
+//! from a user goes through [`escape_html`] before it reaches HTML.
+//!
+//! Every sentence Gatekeeper says lives under this module, so that wording
+//! is reviewed in one place and rules only decide (a test reads the rules'
+//! sources and refuses sentences there). A function returns [`Text`] for a
+//! whole message; one that returns `String` gives a single plain line (a
+//! line of a multi-subject answer, a list item, the reason inside a
+//! refusal) that a combinator here ([`lines`], [`list`], [`invalid`])
+//! escapes once when it builds the message.
+
+mod commands;
+pub mod digest;
+mod gate;
+mod mail;
+mod welcome;
+
+pub use commands::*;
+pub use gate::*;
+pub use mail::*;
+pub use welcome::*;
+
+/// A message in both forms a Matrix client may show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text {
+    pub plain: String,
+    pub html: String,
+}
+
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A display name made safe to show: no control or bidirectional-override
+/// characters, whitespace collapsed, at most 40 characters. Empty when
+/// nothing is left.
+pub fn clean_name(name: &str) -> String {
+    let kept: String = name
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(*c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}'))
+        .collect();
+    one_line(&kept, 40)
+}
+
+/// Who someone is: the user ID always, their display name never alone
+/// (anyone can call themselves "Alice" or "@alice:example.org").
+pub fn who(user: &str, name: Option<&str>) -> String {
+    // A name that only repeats the user ID (or its local part) adds nothing.
+    let localpart = user.trim_start_matches('@').split(':').next().unwrap_or_default();
+    match name.map(clean_name).filter(|n| !n.is_empty() && n != user && !n.eq_ignore_ascii_case(localpart)) {
+        Some(n) => format!("{user} (“{n}”)"),
+        None => user.to_owned(),
+    }
+}
+
+/// Gatekeeper's own sentence, which may quote user-supplied text.
+pub fn plain(text: &str) -> Text {
+    Text { plain: text.to_owned(), html: format!("<p>{}</p>", escape_html(text).replace('\n', "<br>")) }
+}
+
+/// Several sentences, one per line.
+pub fn lines(lines: &[String]) -> Text {
+    Text {
+        plain: lines.join("\n"),
+        html: format!("<p>{}</p>", lines.iter().map(|l| escape_html(l)).collect::<Vec<_>>().join("<br>")),
+    }
+}
+
+/// An introduction and a bulleted list.
+pub fn list(intro: &str, items: &[String]) -> Text {
+    let mut plain = format!("{intro}\n");
+    let mut html = format!("<p>{}</p><ul>", escape_html(intro));
+    for item in items {
+        plain.push_str(&format!("• {item}\n"));
+        html.push_str(&format!("<li>{}</li>", escape_html(item)));
+    }
+    html.push_str("</ul>");
+    Text { plain: plain.trim_end().to_owned(), html }
+}
+
+/// Durations read back the way the commands accept them.
+pub use gatekeeper_common::duration::format as format_duration;
+
+/// A UTC timestamp as `2026-11-25 19:52 UTC` (time zones come with the digest).
+pub fn format_time(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let (hh, mm) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02} UTC")
+}
+
+/// One line of at most `max` characters, for previews.
+pub fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        format!("{}…", flat.chars().take(max.saturating_sub(1)).collect::<String>())
+    }
+}
+
+/// `1 room`, `2 rooms`.
+fn plural(n: usize, one: &str) -> String {
+    if n == 1 { format!("1 {one}") } else { format!("{n} {one}s") }
+}
+
+/// What stands for a message that could not be decrypted, where it is listed.
+const UNREADABLE: &str = "(an encrypted message Gatekeeper could not read)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_formatted_in_utc() {
+        assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_time(1_764_100_320_000), "2025-11-25 19:52 UTC");
+        assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00 UTC");
+    }
+
+    #[test]
+    fn etiquette_reply_fills_in_and_escapes() {
+        let t = etiquette(None, "Alice <3", Some("alice@example.org"), false);
+        assert!(t.plain.contains("Alice <3 will read it"));
+        assert!(t.plain.contains("alice@example.org"));
+        assert!(t.html.contains("Alice &lt;3"));
+        assert!(!t.html.contains("<3"));
+        let without = etiquette(None, "Alice", None, false);
+        assert!(!without.plain.contains("write to"));
+        assert!(!without.plain.contains('{'));
+        let custom = etiquette(Some("Back soon. — {name}\n\n<b>bye</b> {email}"), "Al", None, true);
+        assert!(custom.plain.starts_with("Back soon. — Al"));
+        assert!(custom.html.contains("&lt;b&gt;bye&lt;/b&gt;"));
+        assert!(custom.plain.contains("encrypted"));
+    }
+
+    #[test]
+    fn default_reply_is_short_and_never_scolds() {
+        let t = etiquette(None, "Alice", None, false);
+        assert!(t.plain.chars().count() < 600, "{}", t.plain.chars().count());
+        for word in ["spam", "blocked", "filter", "not allowed", "must", "allowlist"] {
+            assert!(!t.plain.to_lowercase().contains(word), "{word}");
+        }
+        assert!(t.plain.contains("thank"));
+    }
+
+    #[test]
+    fn display_names_are_shown_only_beside_the_user_id_and_cleaned() {
+        assert_eq!(who("@a:x.org", None), "@a:x.org");
+        assert_eq!(who("@a:x.org", Some("Ann")), "@a:x.org (“Ann”)");
+        assert_eq!(who("@ann:x.org", Some("Ann B.")), "@ann:x.org (“Ann B.”)");
+        assert_eq!(who("@a:x.org", Some("@a:x.org")), "@a:x.org");
+        assert_eq!(who("@ann:x.org", Some("ann")), "@ann:x.org");
+        assert_eq!(who("@a:x.org", Some("\u{202E}gro.x:a@\n")), "@a:x.org (“gro.x:a@”)");
+        assert_eq!(who("@a:x.org", Some("\u{200B}")), "@a:x.org");
+        assert!(who("@a:x.org", Some(&"x".repeat(100))).chars().count() < 60);
+    }
+
+    #[test]
+    fn one_line_trims_and_flattens() {
+        assert_eq!(one_line("a\n b   c", 10), "a b c");
+        assert_eq!(one_line("abcdefghijkl", 5), "abcd…");
+    }
+
+    #[test]
+    fn user_text_is_escaped_in_html() {
+        let t = unknown_command("<img src=x onerror=alert(1)>&\"'");
+        assert!(!t.html.contains("<img"));
+        assert!(t.html.contains("&lt;img src=x onerror=alert(1)&gt;&amp;&quot;&#39;"));
+        assert!(t.plain.contains("<img"));
+    }
+}
