@@ -252,6 +252,49 @@ mod tests {
 }
 
 #[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+    use crate::engine::{Effect, OwnerState, RoomState};
+    use crate::pipeline::clock::ManualClock;
+    use crate::store::MemoryStore;
+
+    /// An owner who opens a second DM with the bot keeps their settings and
+    /// moves their control room: deciding the bot's join reads the owner
+    /// record of the user who invited it. (It used to enrol them afresh.)
+    #[test]
+    fn a_second_dm_with_the_bot_moves_the_control_room_and_keeps_the_settings() {
+        let store = MemoryStore::new();
+        let alice: ruma::OwnedUserId = "@alice:example.org".parse().unwrap();
+        let (old, new): (ruma::OwnedRoomId, ruma::OwnedRoomId) =
+            ("!old:example.org".parse().unwrap(), "!new:example.org".parse().unwrap());
+        let owner =
+            OwnerState { timezone: Some("Europe/Berlin".into()), ..OwnerState::new(alice.clone(), old.clone(), 1) };
+        let changes = vec![
+            StateChange::PutOwner(owner),
+            StateChange::PutRoom(old.clone(), RoomState::Control { owner: alice.clone() }),
+            StateChange::PutRoom(new.clone(), RoomState::PendingControl { inviter: alice.clone(), invited_at_ms: 1 }),
+        ];
+        store.accept_transaction("setup", &[b"{}"], 1).unwrap();
+        let item = store.inbox_batch(1).unwrap().remove(0);
+        store.commit(item.seq, &Decision { changes, ..Default::default() }).unwrap();
+        let join = serde_json::json!({
+            "type": "m.room.member", "event_id": "$join", "room_id": new, "sender": "@gatekeeper:example.org",
+            "state_key": "@gatekeeper:example.org", "origin_server_ts": NOW, "content": {"membership": "join"},
+        });
+        store.accept_transaction("t", &[join.to_string().as_bytes()], 1).unwrap();
+        process_batch(&store, &crate::engine::tests_support::config(), &ManualClock::at(NOW)).unwrap();
+        let owner = store.owners().unwrap().remove(0);
+        assert_eq!((owner.control_room, owner.timezone.as_deref()), (new, Some("Europe/Berlin")));
+        let effects: Vec<Effect> =
+            store.outbox_batch(u64::MAX, 100, false).unwrap().into_iter().map(|i| i.effect).collect();
+        assert!(
+            effects.iter().any(|e| matches!(e, Effect::Leave { room_id, .. } if *room_id == old)),
+            "the bot leaves the old control room: {effects:?}"
+        );
+    }
+}
+
+#[cfg(test)]
 mod batch_tests {
     //! Batching is an optimisation only: over random mixes of inputs, a
     //! batch decides exactly what one input at a time decides, on every

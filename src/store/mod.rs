@@ -289,16 +289,11 @@ pub fn assemble_snapshot(
     users: &[OwnedUserId],
     related: Option<&EventId>,
 ) -> Result<Snapshot, StoreError> {
-    use crate::engine::RoomState;
     let mut snap = Snapshot::default();
     if let Some(room) = room {
         snap.room = l.room(room)?;
     }
-    let room_owner = match &snap.room {
-        Some(RoomState::Control { owner }) => Some(owner.clone()),
-        Some(RoomState::Held(h)) => Some(h.owner.clone()),
-        _ => None,
-    };
+    let room_owner = snap.room.as_ref().map(|r| r.owner().clone());
     for user in users.iter().chain(room_owner.iter()) {
         if !snap.owners.contains_key(user)
             && let Some(o) = l.owner(user)?

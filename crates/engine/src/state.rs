@@ -171,6 +171,19 @@ pub enum RoomState {
     Held(HeldRoom),
 }
 
+impl RoomState {
+    /// The user whose owner record a decision about this room reads: the
+    /// owner it is kept for, or (pending) the user who invited the bot, who
+    /// may be an owner already opening a new control room.
+    pub fn owner(&self) -> &OwnedUserId {
+        match self {
+            RoomState::PendingControl { inviter, .. } => inviter,
+            RoomState::Control { owner } => owner,
+            RoomState::Held(h) => &h.owner,
+        }
+    }
+}
+
 /// Where an allowed contact came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AllowSource {

@@ -13,6 +13,7 @@ const BOB_CONTROL: &str = "!bobcontrol:example.org";
 const BOB_HELD: &str = "!bobheld:remote.org";
 const GROUP: &str = "!group:remote.org";
 const PENDING_CONTROL: &str = "!newdm:example.org";
+const SECOND_DM: &str = "!seconddm:example.org";
 const FRIEND: &str = "@friend:example.org";
 const SPAMMER: &str = "@spammer:evil.org";
 
@@ -54,11 +55,7 @@ impl World {
     fn point_lookups(&self, declared: &Reads) -> Snapshot {
         let mut snap =
             Snapshot { room: declared.room.as_ref().and_then(|r| self.rooms.get(r)).cloned(), ..Default::default() };
-        let room_owner = match &snap.room {
-            Some(RoomState::Control { owner }) => Some(owner.clone()),
-            Some(RoomState::Held(h)) => Some(h.owner.clone()),
-            _ => None,
-        };
+        let room_owner = snap.room.as_ref().map(|r| r.owner().clone());
         for user in declared.users.iter().chain(room_owner.iter()) {
             if let Some(o) = self.owners.get(user) {
                 snap.owners.insert(user.clone(), o.clone());
@@ -136,6 +133,8 @@ fn world() -> World {
         rid(PENDING_CONTROL),
         RoomState::PendingControl { inviter: uid("@carol:example.org"), invited_at_ms: 1 },
     );
+    // Alice, an owner already, opens a second DM with the bot.
+    w.rooms.insert(rid(SECOND_DM), RoomState::PendingControl { inviter: uid(ALICE), invited_at_ms: 1 });
     w.deferred.push(captured(&meta_n(STRANGER, HELD, 1).event_id, "hi"));
     w.deferred.push(Deferred {
         room_id: rid(GROUP),
@@ -246,6 +245,7 @@ fn inputs() -> Vec<Input> {
     inputs.push(member("@carol:example.org", PENDING_CONTROL, BOT, Membership::Invite, true));
     inputs.push(member("@eve:evil.org", "!evil:evil.org", BOT, Membership::Invite, true));
     inputs.push(member(BOT, PENDING_CONTROL, BOT, Membership::Join, false));
+    inputs.push(member(BOT, SECOND_DM, BOT, Membership::Join, false));
     inputs.push(member(ALICE, CONTROL, ALICE, Membership::Leave, false));
     inputs.push(member(ALICE, CONTROL, BOT, Membership::Leave, false));
     inputs.push(member(ALICE, HELD, ALICE, Membership::Leave, false));
