@@ -235,3 +235,16 @@ fn the_tidy_reader_sees_imports_in_all_their_forms() {
     let resolved: BTreeSet<String> = refs.iter().filter_map(|p| resolve(p, &known)).collect();
     assert_eq!(resolved, ["a", "a::x", "b", "c"].iter().map(|s| s.to_string()).collect());
 }
+
+#[test]
+fn the_readme_documents_every_command() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let table: Vec<&str> = readme.lines().filter(|l| l.trim_start().starts_with("| `")).collect();
+    for spec in crate::engine::commands::ALL {
+        let documented = table.iter().any(|row| {
+            let first_cell = row.trim_start().trim_start_matches('|').split(" | ").next().unwrap_or_default();
+            first_cell.contains(&format!("`{}", spec.name))
+        });
+        assert!(documented, "README.md's command table has no row for `{}`", spec.name);
+    }
+}
