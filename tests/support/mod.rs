@@ -285,11 +285,11 @@ macro_rules! both_modes {
         mod $scenario {
             #[tokio::test]
             async fn appservice() {
-                super::$scenario(super::support::Mode::Appservice).await
+                super::$scenario($crate::support::Mode::Appservice).await
             }
             #[tokio::test]
             async fn client() {
-                super::$scenario(super::support::Mode::Client).await
+                super::$scenario($crate::support::Mode::Client).await
             }
         }
     };

@@ -2,12 +2,10 @@
 //! control room, once (also across a restart), its numbers work for
 //! decisions, and `digest` sends one on demand.
 
-mod support;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use support::gate::{LONG, ask, opt_in, start, wait_membership};
-use support::{Mode, World, eventually};
+use crate::support::gate::{LONG, ask, opt_in, start, wait_membership};
+use crate::support::{Mode, World, eventually};
 
 both_modes!(the_digest_arrives_on_schedule_once_and_its_numbers_work);
 async fn the_digest_arrives_on_schedule_once_and_its_numbers_work(mode: Mode) {

@@ -2,14 +2,12 @@
 //! a mailed code, then the digest arrives as a multipart, auto-generated
 //! message with escaped sender text.
 
-mod support;
-
 use std::time::Duration;
 
-use support::browser::Browser;
-use support::gate::{LONG, ask, opt_in, start, wait_membership};
-use support::smtp::SmtpServer;
-use support::{Mode, PushGateway, World, eventually, free_port};
+use crate::support::browser::Browser;
+use crate::support::gate::{LONG, ask, opt_in, start, wait_membership};
+use crate::support::smtp::SmtpServer;
+use crate::support::{Mode, PushGateway, World, eventually, free_port};
 
 both_modes!(a_verified_address_gets_the_digest_as_a_proper_email);
 async fn a_verified_address_gets_the_digest_as_a_proper_email(mode: Mode) {

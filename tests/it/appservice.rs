@@ -1,12 +1,10 @@
 //! The appservice against a real Synapse: wiring, intake guarantees and the
 //! opt-in flow, with the real `gatekeeper` binary as a separate process.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{World, eventually};
 use serde_json::json;
-use support::{World, eventually};
 
 const LONG: Duration = Duration::from_secs(60);
 

@@ -2,12 +2,10 @@
 //! burst. The owner's phone gets no push, replies stay within the hourly
 //! cap, every invite is held with its message, and memory stays bounded.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::gate::{opt_in, start};
-use support::{PushGateway, World, eventually, free_port};
+use crate::support::gate::{opt_in, start};
+use crate::support::{PushGateway, World, eventually, free_port};
 
 const STRANGERS: usize = 500;
 const REPLY_CAP: usize = 20;

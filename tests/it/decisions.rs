@@ -3,12 +3,10 @@
 //! arrival), a server-wide allow rings, a temporary allow expires, and only
 //! the owner in the control room is obeyed.
 
-mod support;
-
 use std::time::Duration;
 
-use support::gate::{LONG, SETTLE, ask, opt_in, reply_to, start, wait_membership};
-use support::{Mode, PushGateway, World, eventually};
+use crate::support::gate::{LONG, SETTLE, ask, opt_in, reply_to, start, wait_membership};
+use crate::support::{Mode, PushGateway, World, eventually};
 
 both_modes!(allow_releases_deny_leaves_and_only_the_owner_in_the_control_room_is_obeyed);
 async fn allow_releases_deny_leaves_and_only_the_owner_in_the_control_room_is_obeyed(mode: Mode) {

@@ -2,12 +2,10 @@
 //! interruption: strangers are held without a single push and answered once;
 //! allowed senders and users who never opted in ring as before.
 
-mod support;
-
+use crate::support::{Mode, PushGateway, World, eventually};
 use serde_json::json;
-use support::{Mode, PushGateway, World, eventually};
 
-use support::gate::{LONG, SETTLE, ask, opt_in, start, wait_membership};
+use crate::support::gate::{LONG, SETTLE, ask, opt_in, start, wait_membership};
 
 both_modes!(a_strangers_dm_is_held_without_a_push_answered_once_and_captured);
 async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured(mode: Mode) {

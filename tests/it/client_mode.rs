@@ -5,18 +5,14 @@
 //! push to alice. A restart keeps the session and keys and answers nothing
 //! again; logging out removes the device and every push rule.
 
-#![recursion_limit = "256"]
-
-mod support;
-
 use std::time::Duration;
 
+use crate::support::gate::{LONG, SETTLE, ask, opt_in, start};
+use crate::support::{self, Mode, PushGateway, Synapse, World, eventually};
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk::deserialized_responses::TimelineEventKind;
 use matrix_sdk::room::MessagesOptions;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
-use support::gate::{LONG, SETTLE, ask, opt_in, start};
-use support::{Mode, PushGateway, Synapse, World, eventually};
 
 /// A stranger with their own encrypting client, in memory.
 async fn encrypting_client(w: &World, localpart: &str) -> matrix_sdk::Client {
