@@ -4,7 +4,9 @@
 //!
 //! libtest runs these tests on parallel threads of one process (two on a
 //! two-core machine), so nothing here may rely on a process of its own: each
-//! scenario has its own temporary directory, ports, Synapse and Gatekeeper.
+//! scenario has its own temporary directory, ports, Synapse and Gatekeeper,
+//! and every install step the harness takes runs once under a file lock
+//! (`support::install`).
 
 // matrix-sdk's futures in `client_mode` nest deeper than the default allows.
 #![recursion_limit = "256"]
@@ -26,5 +28,6 @@ mod email;
 mod fuzz_smoke;
 mod gate;
 mod homeserver_faults;
+mod install;
 mod observability;
 mod spam_wave;
