@@ -198,23 +198,6 @@ impl HsClient {
     }
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-///
-/// Gatekeeper itself builds no paths by hand any more (ruma's request types
-/// do); the tests' deliberately raw client (`tests/support/matrix.rs`)
-/// still builds its paths with this.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn http_error(status: u16, body: &[u8]) -> ClientError {
     #[derive(serde::Deserialize)]
     struct MatrixError {

@@ -9,23 +9,17 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{eventually, free_port, stop_by_pid};
+use super::{eventually, free_port, install, stop_by_pid};
 
 const CANDIDATES: [&str; 3] = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
 
 /// The browser binary, installed from Debian's packages on first use.
 pub fn chromium() -> PathBuf {
-    if let Some(found) = CANDIDATES.iter().map(PathBuf::from).find(|p| p.exists()) {
-        return found;
-    }
-    eprintln!("installing Debian's chromium for the browser test (first run only)");
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium")
-        .status()
-        .expect("apt-get is needed to install chromium");
-    assert!(status.success(), "installing chromium failed");
-    CANDIDATES.iter().map(PathBuf::from).find(|p| p.exists()).expect("chromium after installing it")
+    install::ensure_installed(
+        "Debian's chromium for the browser test",
+        || CANDIDATES.iter().map(PathBuf::from).find(|p| p.exists()),
+        || install::apt_install(&["chromium"]),
+    )
 }
 
 pub struct Browser {

@@ -1,13 +1,12 @@
-//! Steps shared by the gate and decision scenarios.
+//! Steps shared by the gate and decision scenarios, and the barriers that
+//! show something did not happen without waiting a fixed time.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{Client, Mode, World, eventually};
+use super::{Client, Mode, PushGateway, World, eventually};
 
 pub const LONG: Duration = Duration::from_secs(60);
-/// Synapse pushes within a fraction of a second; waiting this long for a
-/// push that must not come is a generous bound.
-pub const SETTLE: Duration = Duration::from_secs(3);
 
 /// Opts `owner` in and waits until the invite-silencing rule is in place:
 /// by inviting the bot, or in client mode by logging Gatekeeper in as a
@@ -78,4 +77,64 @@ pub async fn start(w: &mut World) {
     }
     w.gatekeeper.start(&[]);
     w.gatekeeper.wait_for_log(w.gatekeeper.ready_line(), LONG).await;
+}
+
+/// Returns once Gatekeeper has decided every event sent before the call and
+/// carried out (or set aside) every effect those decisions queued on its
+/// Matrix lane: after it, a reply or an action that has not shown up will
+/// not.
+///
+/// The owner sends two words Gatekeeper does not know, the second after the
+/// first's answer, and each answer names its word. One word is not enough:
+/// neither intake keeps the order of events across rooms (Synapse's
+/// appservice sender handles the rooms of one batch side by side; a sync
+/// response groups its events by room), so an earlier event in another room
+/// may be queued after the first word. The second word is sent after
+/// Gatekeeper answered the first, so after everything up to the first word
+/// was handed to it: it is queued behind every earlier event. Gatekeeper
+/// decides its inbox in order and the executor carries out the outbox in
+/// order, so the second answer comes after every earlier effect.
+///
+/// Not covered, so wait for what they show instead: the e-mail lane (a
+/// queue of its own), and effects decided from what an earlier effect
+/// learned (a follow-up, such as the messages read back after a join).
+pub async fn barrier(w: &World, owner: &Client, control: &str) {
+    static WORDS: AtomicU64 = AtomicU64::new(0);
+    let voice = w.voice(&owner.user_id);
+    for _ in 0..2 {
+        let word = format!("barrier-{}", WORDS.fetch_add(1, Ordering::Relaxed));
+        owner.send_text(control, &word).await;
+        let named = format!("\"{word}\"");
+        eventually(&format!("the answer to {word:?}"), LONG, || {
+            let (o, c, v, named) = (owner.clone(), control.to_owned(), voice.clone(), named.clone());
+            async move { o.notices_from(&c, &v).await.iter().any(|n| n.contains(&named)).then_some(()) }
+        })
+        .await;
+    }
+}
+
+/// A chat of two the owner started, whose messages ring her (Synapse's
+/// default one-to-one rule; Gatekeeper holds only what others start): the
+/// barrier for "no push came".
+pub struct Bell {
+    pub room: String,
+    client: Client,
+}
+
+impl Bell {
+    pub async fn hang(w: &World, owner: &Client) -> Bell {
+        let client = w.synapse.register("bell").await;
+        let room = owner.create_dm(&client.user_id).await;
+        client.join(&room).await;
+        Bell { room, client }
+    }
+
+    /// Rings and waits for the push. Synapse decides an event's pushes when
+    /// it stores the event, and its pusher sends an owner's pushes one at a
+    /// time in that order: once this one has arrived, no push for an event
+    /// sent before the call is still to come.
+    pub async fn ring(&self, push: &PushGateway, owner: &Client) {
+        let event = self.client.send_text(&self.room, "ring").await;
+        push.wait_for(&owner.user_id, &event).await;
+    }
 }

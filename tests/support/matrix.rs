@@ -13,7 +13,16 @@ pub struct Client {
     http: reqwest::Client,
 }
 
-pub use gatekeeper::matrix::client::percent_encode as enc;
+/// Percent-encodes a path segment (room IDs, user IDs, tokens). The harness
+/// keeps its own rather than borrow Gatekeeper's, which it is testing.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
 
 static TXN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -155,14 +164,24 @@ impl Client {
         self.ok(reqwest::Method::POST, &format!("/_matrix/client/v3/rooms/{}/leave", enc(room)), Some(json!({}))).await;
     }
 
-    /// The room's timeline, oldest first (up to 100 events).
+    /// The room's whole timeline, oldest first (as far as this user may
+    /// read it): a control room outgrows one page in a long scenario.
     pub async fn messages(&self, room: &str) -> Vec<Value> {
-        let path = format!("/_matrix/client/v3/rooms/{}/messages?dir=f&limit=100", enc(room));
-        let (status, v) = self.call(reqwest::Method::GET, &path, None).await;
-        if status != 200 {
-            return Vec::new();
+        let mut events = Vec::new();
+        let mut from = String::new();
+        loop {
+            let path = format!("/_matrix/client/v3/rooms/{}/messages?dir=f&limit=100{from}", enc(room));
+            let (status, v) = self.call(reqwest::Method::GET, &path, None).await;
+            let chunk = v["chunk"].as_array().cloned().unwrap_or_default();
+            if status != 200 || chunk.is_empty() {
+                return events;
+            }
+            events.extend(chunk);
+            match v["end"].as_str() {
+                Some(end) => from = format!("&from={}", enc(end)),
+                None => return events,
+            }
         }
-        v["chunk"].as_array().cloned().unwrap_or_default()
     }
 
     /// The `m.notice` bodies `sender` sent in `room`.

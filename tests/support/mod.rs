@@ -8,6 +8,7 @@
 pub mod browser;
 pub mod faults;
 pub mod gate;
+pub mod install;
 pub mod matrix;
 pub mod push;
 pub mod rng;
@@ -65,31 +66,25 @@ fn target_dir() -> PathBuf {
     }
 }
 
-/// The venv with Synapse, created on first use and reused afterwards. A
-/// file lock keeps parallel test binaries from installing twice.
+/// The venv with Synapse, created on first use and reused afterwards.
 pub fn synapse_venv() -> PathBuf {
     let venv = target_dir().join(format!("synapse-venv-{SYNAPSE_VERSION}"));
     let done = venv.join(".installed");
-    if done.exists() {
-        return venv;
-    }
-    std::fs::create_dir_all(target_dir()).unwrap();
-    let lock = File::create(target_dir().join("synapse-venv.lock")).unwrap();
-    lock.lock().unwrap();
-    if !done.exists() {
-        let _ = std::fs::remove_dir_all(&venv);
-        eprintln!("installing Synapse {SYNAPSE_VERSION} into {} (first run only)", venv.display());
-        let status = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().expect("python3 is needed");
-        assert!(status.success(), "python3 -m venv failed");
-        let status = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .arg(format!("matrix-synapse=={SYNAPSE_VERSION}"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "pip install matrix-synapse failed");
-        std::fs::write(&done, SYNAPSE_VERSION).unwrap();
-    }
-    venv
+    install::ensure_installed(
+        &format!("Synapse {SYNAPSE_VERSION} into {}", venv.display()),
+        || done.exists().then(|| venv.clone()),
+        || {
+            // A venv half made by an interrupted run is made again.
+            let _ = std::fs::remove_dir_all(&venv);
+            install::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+            install::run(
+                Command::new(venv.join("bin/pip"))
+                    .args(["install", "--quiet", "--disable-pip-version-check"])
+                    .arg(format!("matrix-synapse=={SYNAPSE_VERSION}")),
+            )?;
+            std::fs::write(&done, SYNAPSE_VERSION).map_err(|e| format!("writing {}: {e}", done.display()))
+        },
+    )
 }
 
 pub struct Synapse {
@@ -285,11 +280,11 @@ macro_rules! both_modes {
         mod $scenario {
             #[tokio::test]
             async fn appservice() {
-                super::$scenario(super::support::Mode::Appservice).await
+                super::$scenario($crate::support::Mode::Appservice).await
             }
             #[tokio::test]
             async fn client() {
-                super::$scenario(super::support::Mode::Client).await
+                super::$scenario($crate::support::Mode::Client).await
             }
         }
     };

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use super::Client;
+use super::{Client, eventually};
 
 #[derive(Clone, Default)]
 pub struct PushGateway {
@@ -58,5 +58,14 @@ impl PushGateway {
 
     pub fn pushes_in(&self, user: &str, room: &str) -> usize {
         self.pushes_to(user).iter().filter(|n| n["room_id"] == room).count()
+    }
+
+    /// Waits for the push of `event_id` to reach `user`.
+    pub async fn wait_for(&self, user: &str, event_id: &str) {
+        eventually(&format!("the push of {event_id} to {user}"), std::time::Duration::from_secs(60), || {
+            let arrived = self.pushes_to(user).iter().any(|n| n["event_id"] == event_id);
+            async move { arrived.then_some(()) }
+        })
+        .await;
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{eventually, free_port, stop_by_pid, synapse_venv};
+use super::{eventually, free_port, install, stop_by_pid, synapse_venv};
+
+const AIOSMTPD_VERSION: &str = "1.4.6";
 
 pub struct SmtpServer {
     pub port: u16,
@@ -20,16 +22,21 @@ pub struct SmtpServer {
 impl SmtpServer {
     pub async fn start(dir: &Path) -> SmtpServer {
         let venv = synapse_venv();
-        if !venv.join("bin/aiosmtpd").exists() {
-            let status = Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check", "aiosmtpd==1.4.6"])
-                .status()
-                .unwrap();
-            assert!(status.success(), "pip install aiosmtpd failed");
-        }
+        let aiosmtpd = venv.join("bin/aiosmtpd");
+        install::ensure_installed(
+            &format!("aiosmtpd {AIOSMTPD_VERSION} into {}", venv.display()),
+            || aiosmtpd.exists().then_some(()),
+            || {
+                install::run(
+                    Command::new(venv.join("bin/pip"))
+                        .args(["install", "--quiet", "--disable-pip-version-check"])
+                        .arg(format!("aiosmtpd=={AIOSMTPD_VERSION}")),
+                )
+            },
+        );
         let port = free_port();
         let maildir = dir.join("maildir");
-        let child = Command::new(venv.join("bin/aiosmtpd"))
+        let child = Command::new(&aiosmtpd)
             .args(["-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&maildir)
             .stdout(Stdio::null())

@@ -3,11 +3,9 @@
 //! delays others. Every effect is retried with backoff and completes;
 //! nothing is lost and nothing is done twice.
 
-mod support;
-
-use support::faults::FaultProxy;
-use support::gate::{LONG, ask, opt_in, start};
-use support::{Mode, PushGateway, World, eventually, free_port};
+use crate::support::faults::FaultProxy;
+use crate::support::gate::{LONG, ask, opt_in, start};
+use crate::support::{Mode, PushGateway, World, eventually, free_port};
 
 const STRANGERS: usize = 4;
 

@@ -5,15 +5,13 @@
 //! stranger got exactly one reply, the friend was never held, and the store
 //! opens cleanly. `GK_CRASH_SEED=<n>` replays a run.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::support::gate::{LONG, opt_in, start};
+use crate::support::rng::Rng;
+use crate::support::{Client, PushGateway, World, eventually, free_port};
 use serde_json::json;
-use support::gate::{LONG, opt_in, start};
-use support::rng::Rng;
-use support::{Client, PushGateway, World, eventually, free_port};
 
 const ITERATIONS: usize = 50;
 

@@ -2,14 +2,12 @@
 //! a mailed code, then the digest arrives as a multipart, auto-generated
 //! message with escaped sender text.
 
-mod support;
-
 use std::time::Duration;
 
-use support::browser::Browser;
-use support::gate::{LONG, ask, opt_in, start, wait_membership};
-use support::smtp::SmtpServer;
-use support::{Mode, PushGateway, World, eventually, free_port};
+use crate::support::browser::Browser;
+use crate::support::gate::{LONG, ask, opt_in, start, wait_membership};
+use crate::support::smtp::SmtpServer;
+use crate::support::{Mode, PushGateway, World, eventually, free_port};
 
 both_modes!(a_verified_address_gets_the_digest_as_a_proper_email);
 async fn a_verified_address_gets_the_digest_as_a_proper_email(mode: Mode) {
@@ -88,7 +86,10 @@ async fn a_verified_address_gets_the_digest_as_a_proper_email(mode: Mode) {
     let mut page = browser.open(&allow).await;
     let text = page.wait_for_text("Allow @stranger:localhost?", Duration::from_secs(30)).await;
     assert!(text.contains("For @alice:localhost."), "{text}");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Had opening the page acted, its input would be queued before the page
+    // was served, so before this command, and carried out before its answer.
+    let pending = ask(&w, &alice, &control, "pending").await;
+    assert!(pending.contains("@stranger:localhost"), "opening the page changes nothing: {pending}");
     assert!(alice.tags(&held).await.get("m.lowpriority").is_some(), "opening the page changes nothing");
     page.eval("document.querySelector('form button').click()").await;
     let done = page.wait_for_text("Done", Duration::from_secs(30)).await;

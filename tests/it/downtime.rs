@@ -3,12 +3,10 @@
 //! start-up ping makes the homeserver send at once (not when the backoff
 //! runs out), and everything is processed once, in order.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::gate::{LONG, ask, opt_in, reply_to, start, wait_membership};
-use support::{World, eventually};
+use crate::support::gate::{LONG, ask, opt_in, reply_to, start, wait_membership};
+use crate::support::{World, eventually};
 
 const WRITTEN_WHILE_DOWN: usize = 6;
 

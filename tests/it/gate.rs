@@ -2,12 +2,10 @@
 //! interruption: strangers are held without a single push and answered once;
 //! allowed senders and users who never opted in ring as before.
 
-mod support;
-
 use serde_json::json;
-use support::{Mode, PushGateway, World, eventually};
 
-use support::gate::{LONG, SETTLE, ask, opt_in, start, wait_membership};
+use crate::support::gate::{Bell, LONG, ask, barrier, opt_in, start, wait_membership};
+use crate::support::{Mode, PushGateway, World, eventually};
 
 both_modes!(a_strangers_dm_is_held_without_a_push_answered_once_and_captured);
 async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured(mode: Mode) {
@@ -72,15 +70,16 @@ async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured(mode: 
     assert_eq!(reply_event["content"]["m.mentions"], json!({}));
     assert_eq!(alice.tags(&held).await["m.lowpriority"], json!({}));
 
-    tokio::time::sleep(SETTLE).await;
+    // The allowed friend still rings: a message, and a new invite. The
+    // message's push is also the barrier for the stranger's: pushes reach
+    // alice in the order their events were stored (see `Bell::ring`).
+    let dinner = friend.send_text(&old_dm, "dinner tonight?").await;
+    push.wait_for(&alice.user_id, &dinner).await;
     assert_eq!(push.pushes_in(&alice.user_id, &held), 0, "{:#?}", push.pushes_to(&alice.user_id));
-
-    // The allowed friend still rings: a message, and a new invite.
-    friend.send_text(&old_dm, "dinner tonight?").await;
     let friends_new = friend.create_dm(&alice.user_id).await;
-    eventually("the friend's message and invite to push", LONG, || {
-        let n = push.pushes_in(&alice.user_id, &old_dm) + push.pushes_in(&alice.user_id, &friends_new);
-        async move { (n >= 2).then_some(()) }
+    eventually("the friend's invite to push", LONG, || {
+        let n = push.pushes_in(&alice.user_id, &friends_new);
+        async move { (n >= 1).then_some(()) }
     })
     .await;
 
@@ -88,13 +87,16 @@ async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured(mode: 
     w.gatekeeper.stop();
     start(&mut w).await;
     stranger.send_text(&held, "one more thing").await;
+    // The answer that counts the new message was decided after it, so a
+    // reply to it would already be in the room.
     eventually("the new message to be captured", LONG, || {
         let (w, a, c) = (&w, alice.clone(), control.clone());
         async move { Some(ask(w, &a, &c, "pending").await).filter(|p| p.contains("6 messages")) }
     })
     .await;
-    tokio::time::sleep(SETTLE).await;
     assert_eq!(stranger.notices_from(&held, &alice.user_id).await.len(), 1);
+    let later = friend.send_text(&old_dm, "see you there").await;
+    push.wait_for(&alice.user_id, &later).await;
     assert_eq!(push.pushes_in(&alice.user_id, &held), 0);
 
     w.gatekeeper.stop();
@@ -114,6 +116,7 @@ async fn group_invites_are_held_others_untouched_and_stop_restores_everything(mo
     push.register(&alice).await;
     push.register(&bob).await;
     let control = opt_in(&mut w, &alice).await;
+    let bell = Bell::hang(&w, &alice).await;
 
     let promoter = w.synapse.register("promoter").await;
     let group = promoter.create_group(&[&alice.user_id]).await;
@@ -127,15 +130,21 @@ async fn group_invites_are_held_others_untouched_and_stop_restores_everything(mo
     })
     .await;
 
-    let pending = eventually("the group invite in pending", LONG, || {
-        let (w, a, c) = (&w, alice.clone(), control.clone());
-        async move { Some(ask(w, &a, &c, "pending").await).filter(|p| p.contains("members")) }
-    })
-    .await;
+    // Pending shows the message once it is decided, with any reply to it.
+    let pending =
+        eventually("the group invite and its message in pending", LONG, || {
+            let (w, a, c) = (&w, alice.clone(), control.clone());
+            async move {
+                Some(ask(w, &a, &c, "pending").await).filter(|p| p.contains("members") && p.contains("Great deals"))
+            }
+        })
+        .await;
     assert!(pending.contains("invited you to A group (2 members)"), "{pending}");
-    tokio::time::sleep(SETTLE).await;
-    assert_eq!(push.pushes_in(&alice.user_id, &group), 0);
     assert!(promoter.notices_from(&group, &alice.user_id).await.is_empty(), "no etiquette reply in groups");
+    bell.ring(&push, &alice).await;
+    assert_eq!(push.pushes_in(&alice.user_id, &group), 0);
+    // Bob's invite came before the barrier: anything done about it is done.
+    barrier(&w, &alice, &control).await;
     assert_eq!(
         promoter.membership_of(&bobs, &bob.user_id).await.as_deref(),
         Some("invite"),
@@ -175,6 +184,7 @@ async fn what_a_stranger_wrote_while_gatekeeper_was_down_is_read_back_after_the_
     let alice = w.synapse.register("alice").await;
     push.register(&alice).await;
     let control = opt_in(&mut w, &alice).await;
+    let bell = Bell::hang(&w, &alice).await;
 
     w.gatekeeper.stop();
     let stranger = w.synapse.register("stranger").await;
@@ -189,8 +199,9 @@ async fn what_a_stranger_wrote_while_gatekeeper_was_down_is_read_back_after_the_
     })
     .await;
     assert!(pending.contains("And a second line"), "{pending}");
-    tokio::time::sleep(SETTLE).await;
+    bell.ring(&push, &alice).await;
     assert_eq!(push.pushes_in(&alice.user_id, &held), 0, "the invite was held while Gatekeeper was down too");
-    // The reply follows the backfilled messages, once.
+    // The reply follows the backfilled messages, once: it was decided with
+    // them, before the answer that counts them.
     assert_eq!(stranger.notices_from(&held, &alice.user_id).await.len(), 1);
 }

@@ -4,11 +4,9 @@
 //! input a fuzzer finds a bug with belongs in the corpus afterwards.
 //! `GK_FUZZ_ROUNDS=<n>` runs longer; `GK_FUZZ_SEED=<n>` replays a run.
 
-mod support;
-
 use std::path::Path;
 
-use support::rng::Rng;
+use crate::support::rng::Rng;
 
 /// Bytes fuzzers like: structure characters and boundaries of the formats.
 const INTERESTING: &[u8] = b"{}[]\":,\\\r\n\t <>&'@!$#*:.0\xff\xfe\x00";

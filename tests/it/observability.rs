@@ -2,12 +2,10 @@
 //! metrics that count what happened, and health checks that notice a
 //! homeserver going away, on a listener apart from the appservice API.
 
-mod support;
-
 use std::time::Duration;
 
-use support::gate::{LONG, opt_in, reply_to, start, wait_membership};
-use support::{Mode, World, eventually, free_port};
+use crate::support::gate::{LONG, opt_in, reply_to, start, wait_membership};
+use crate::support::{Mode, World, eventually, free_port};
 
 async fn get(url: &str) -> (u16, String) {
     let resp = reqwest::get(url).await.unwrap();

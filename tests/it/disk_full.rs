@@ -5,12 +5,10 @@
 //! with a database that cannot write any more, and once there is room
 //! again (the service manager starts it), take everything in once.
 
-mod support;
-
 use std::time::Duration;
 
-use support::gate::{LONG, opt_in, reply_to, start, wait_membership};
-use support::{World, eventually, free_port};
+use crate::support::gate::{LONG, opt_in, reply_to, start, wait_membership};
+use crate::support::{World, eventually, free_port};
 
 /// sled writes its log in segments of this size, and opening it may start
 /// a new one: the limit leaves room for that and for three more.

@@ -3,12 +3,10 @@
 //! arrival), a server-wide allow rings, a temporary allow expires, and only
 //! the owner in the control room is obeyed.
 
-mod support;
-
 use std::time::Duration;
 
-use support::gate::{LONG, SETTLE, ask, opt_in, reply_to, start, wait_membership};
-use support::{Mode, PushGateway, World, eventually};
+use crate::support::gate::{Bell, LONG, ask, barrier, opt_in, reply_to, start, wait_membership};
+use crate::support::{Mode, PushGateway, World, eventually};
 
 both_modes!(allow_releases_deny_leaves_and_only_the_owner_in_the_control_room_is_obeyed);
 async fn allow_releases_deny_leaves_and_only_the_owner_in_the_control_room_is_obeyed(mode: Mode) {
@@ -43,7 +41,7 @@ async fn allow_releases_deny_leaves_and_only_the_owner_in_the_control_room_is_ob
     mallory.send_text(&control, &format!("allow {dave_n}")).await;
     let elsewhere = alice.create_group(&[]).await;
     alice.send_text(&elsewhere, &format!("allow {dave_n}")).await;
-    tokio::time::sleep(SETTLE).await;
+    barrier(&w, &alice, &control).await;
     assert_eq!(alice.tags(&daves).await["m.lowpriority"], serde_json::json!({}), "still held");
 
     let answer = ask(&w, &alice, &control, &format!("allow {carol_n}")).await;
@@ -97,6 +95,7 @@ async fn block_declines_at_once_and_on_arrival_servers_can_be_allowed_and_allows
     let alice = w.synapse.register("alice").await;
     push.register(&alice).await;
     let control = opt_in(&mut w, &alice).await;
+    let bell = Bell::hang(&w, &alice).await;
 
     let spammer = w.synapse.register("spammer").await;
     let mut rooms = Vec::new();
@@ -113,10 +112,13 @@ async fn block_declines_at_once_and_on_arrival_servers_can_be_allowed_and_allows
     }
     let fourth = spammer.create_dm(&alice.user_id).await;
     wait_membership(&spammer, &fourth, &alice.user_id, "leave").await;
-    tokio::time::sleep(SETTLE).await;
+    bell.ring(&push, &alice).await;
     // Only Gatekeeper's own (quiet) answers in the control room reached her.
-    let interruptions: Vec<_> =
-        push.pushes_to(&alice.user_id).into_iter().filter(|n| n["room_id"] != control.as_str()).collect();
+    let interruptions: Vec<_> = push
+        .pushes_to(&alice.user_id)
+        .into_iter()
+        .filter(|n| n["room_id"] != control.as_str() && n["room_id"] != bell.room.as_str())
+        .collect();
     assert!(interruptions.is_empty(), "{interruptions:#?}");
     let answers: Vec<_> =
         push.pushes_to(&alice.user_id).into_iter().filter(|n| n["room_id"] == control.as_str()).collect();
@@ -156,6 +158,6 @@ async fn block_declines_at_once_and_on_arrival_servers_can_be_allowed_and_allows
     wait_membership(&erin, &erins, &alice.user_id, "join").await;
     erin.send_text(&erins, "hello again").await;
     reply_to(&erin, &erins, &alice.user_id).await;
-    tokio::time::sleep(SETTLE).await;
+    bell.ring(&push, &alice).await;
     assert_eq!(push.pushes_in(&alice.user_id, &erins), 0);
 }
