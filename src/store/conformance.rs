@@ -170,6 +170,7 @@ fn deferred(event: &str, body: &str) -> Deferred {
         event_id: event.try_into().unwrap(),
         sender: owned_user_id!("@stranger:example.org"),
         ts_ms: 10,
+        received_ms: 10,
         msgtype: "m.text".into(),
         body: body.into(),
         html: Some("<b>x</b>".into()),
@@ -353,11 +354,14 @@ pub fn follow_ups_join_the_inbox_with_their_source(s: &dyn Store) {
     );
 }
 
+/// Retention counts from when Gatekeeper received a message: the sender's
+/// timestamp (far in the future here, far in the past there) changes
+/// nothing.
 pub fn retention_drops_old_captured_messages(s: &dyn Store) {
     let mut old = deferred("$old", "ancient");
-    old.ts_ms = 100;
+    (old.ts_ms, old.received_ms) = (u64::MAX / 2, 100);
     let mut new = deferred("$new", "fresh");
-    new.ts_ms = 300;
+    (new.ts_ms, new.received_ms) = (1, 300);
     commit_changes(s, vec![StateChange::PutDeferred(old), StateChange::PutDeferred(new.clone())]);
     assert_eq!(s.prune_deferred(&owned_user_id!("@bob:example.org"), 200).unwrap(), 0, "other owners untouched");
     assert_eq!(s.prune_deferred(&owned_user_id!("@alice:example.org"), 200).unwrap(), 1);

@@ -384,7 +384,7 @@ impl Store for MemoryStore {
     fn prune_deferred(&self, owner: &UserId, before_ms: u64) -> Result<usize, StoreError> {
         let mut s = self.lock();
         let before = s.deferred.len();
-        s.deferred.retain(|(o, _), d| o != owner || d.ts_ms >= before_ms);
+        s.deferred.retain(|(o, _), d| o != owner || d.received_ms >= before_ms);
         Ok(before - s.deferred.len())
     }
 }

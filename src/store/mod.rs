@@ -229,8 +229,9 @@ pub trait Store: Lookups + Send + Sync + 'static {
     /// durable write. `false` (and nothing queued) if it was used before.
     fn use_link(&self, nonce: &str, expires_ms: u64, raw: &[u8]) -> Result<bool, StoreError>;
 
-    /// Drops `owner`'s captured messages sent before `before_ms` (their
-    /// retention period). Returns how many went.
+    /// Drops `owner`'s captured messages received before `before_ms` (their
+    /// retention period), by Gatekeeper's clock, not the sender's. Returns
+    /// how many went.
     fn prune_deferred(&self, owner: &ruma::UserId, before_ms: u64) -> Result<usize, StoreError>;
 }
 

@@ -614,7 +614,7 @@ impl Store for SledStore {
             let (k, v) = entry.map_err(|e| self.failed(e))?;
             let d: Deferred = records::decode::<DeferredRecord>("deferred", &v)?.into();
             // Compare-and-swap so a concurrent edit of the same message wins.
-            if d.ts_ms < before_ms
+            if d.received_ms < before_ms
                 && self
                     .deferred_by_owner_event
                     .compare_and_swap(&k, Some(&v), None::<&[u8]>)
