@@ -17,7 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::engine::{Decision, Effect, Input, Outcome};
+use crate::engine::{Effect, Input, Outcome};
 use crate::store::Store;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,13 +68,13 @@ impl Metrics {
         r.register("transactions", "Transactions (or sync responses) stored", m.transactions.clone());
         r.register("events", "Events and inputs processed, by kind", m.events.clone());
         r.register("held_invites", "Invites held for an owner", m.held_invites.clone());
-        r.register("replies_sent", "Etiquette replies sent", m.replies_sent.clone());
+        r.register("replies_sent", "Etiquette replies decided and queued to send", m.replies_sent.clone());
         r.register(
             "replies_suppressed",
             "Strangers' messages kept without a reply (limits)",
             m.replies_suppressed.clone(),
         );
-        r.register("digests_sent", "Digest notices sent", m.digests_sent.clone());
+        r.register("digests_sent", "Digest notices decided and queued to send", m.digests_sent.clone());
         r.register("emails_sent", "E-mails sent", m.emails_sent.clone());
         r.register("action_failures", "Effects that failed for good", m.action_failures.clone());
         r.register("action_retries", "Effect attempts that failed and will be retried", m.action_retries.clone());
@@ -85,23 +85,20 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// Counts one decided input and what the engine said it amounted to.
-    pub fn decided(&self, input: &Input, decision: &Decision) {
-        self.events.get_or_create(&KindLabel { kind: input_kind(input) }).inc();
-        for outcome in &decision.outcomes {
+    /// Counts one committed input of `kind` and what the engine said it
+    /// amounted to.
+    pub fn decided(&self, kind: &'static str, outcomes: &[Outcome]) {
+        self.events.get_or_create(&KindLabel { kind }).inc();
+        for outcome in outcomes {
             match outcome {
                 Outcome::InviteHeld => self.held_invites.inc(),
                 Outcome::ReplySent => self.replies_sent.inc(),
                 Outcome::ReplySuppressed => self.replies_suppressed.inc(),
                 Outcome::DigestSent { notices } => self.digests_sent.inc_by(*notices as u64),
+                // Kept messages are a gauge read from the store.
                 Outcome::MessageCaptured => 0,
             };
         }
-    }
-
-    /// Counts an event that concerns nobody Gatekeeper protects.
-    pub fn ignored(&self) {
-        self.events.get_or_create(&KindLabel { kind: "other" }).inc();
     }
 
     /// Counts a carried-out effect.

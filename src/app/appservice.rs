@@ -3,7 +3,6 @@
 //! the client-server API with identity assertion.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 
@@ -21,6 +20,9 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
     if !mismatches.is_empty() {
         bail!("the registration does not match the configuration:\n  - {}", mismatches.join("\n  - "));
     }
+    // Bound before anything starts: a port in use fails the start cleanly.
+    let listener =
+        tokio::net::TcpListener::bind(asv.listen).await.with_context(|| format!("cannot listen on {}", asv.listen))?;
     let mut running = Running::start(&config, engine_config(&config)?, options).await?;
     let shared = running.shared.clone();
 
@@ -31,10 +33,13 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
         max_body_bytes: asv.max_body_bytes,
         clock: shared.clock.clone(),
     });
-    let listener =
-        tokio::net::TcpListener::bind(asv.listen).await.with_context(|| format!("cannot listen on {}", asv.listen))?;
     tracing::info!(listen = %asv.listen, "appservice API listening");
-    let server = tokio::spawn(super::serve(listener, http::router(intake), shared.shutdown.clone(), "appservice API"));
+    running.tasks.push(tokio::spawn(super::serve(
+        listener,
+        http::router(intake),
+        shared.shutdown.clone(),
+        "appservice API",
+    )));
 
     let client = HsClient::new(&config.homeserver.url, registration.as_token.clone())?;
     running.tasks.push(tokio::spawn(startup::run(
@@ -57,6 +62,5 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
 
     let outcome = running.wait_for_stop().await;
     let stopped = running.stop().await;
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
     outcome.and(stopped)
 }

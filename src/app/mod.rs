@@ -74,13 +74,24 @@ struct Running {
 
 impl Running {
     /// Opens the store and starts the work every mode shares: deciding,
-    /// housekeeping, pruning, the e-mail lane, link pages and metrics.
+    /// housekeeping, pruning, the e-mail lane, link pages, metrics, and the
+    /// signal listener that fires the shutdown.
     async fn start(config: &Config, engine: EngineConfig, options: RunOptions) -> anyhow::Result<Self> {
+        // Every port is bound before any work starts, so a port in use stops
+        // Gatekeeper before it has acted on anything.
+        let pages = match config.email.as_ref().and_then(|e| e.listen) {
+            Some(listen) => Some(bind(listen, "email.listen").await?),
+            None => None,
+        };
+        let metrics = match &config.metrics {
+            Some(m) => Some(bind(m.listen, "metrics.listen").await?),
+            None => None,
+        };
         let store = crate::store::open(&config.database)?;
         let (trigger, shutdown) = shutdown::channel();
         let shared =
             Shared { store, engine: Arc::new(engine), clock: clock::system(), wake: Arc::new(Notify::new()), shutdown };
-        let mut tasks = Vec::new();
+        let mut tasks = vec![tokio::spawn(fire_on_signal(trigger.clone()))];
         // Everything already in the outbox was recovered from disk: durable.
         let (released_tx, released_rx) = watch::channel(shared.store.outbox_high_water()?);
         let hold = options.hold_processing;
@@ -92,15 +103,14 @@ impl Running {
                 .push(tokio::spawn(housekeeping::queue_due_ticks(shared.clone(), config.gate.housekeeping_interval.0)));
         }
         if let Some(email) = &config.email {
-            if let Some(listen) = email.listen {
+            if let Some(listener) = pages {
                 let pages = Arc::new(crate::web::Pages {
                     store: shared.store.clone(),
                     secret: email.secret.clone(),
                     clock: shared.clock.clone(),
                     wake: shared.wake.clone(),
                 });
-                let listener = bind(listen, "email.listen").await?;
-                tracing::info!(%listen, "one-click link pages listening");
+                tracing::info!(listen = ?listener.local_addr().ok(), "one-click link pages listening");
                 tasks.push(tokio::spawn(serve(
                     listener,
                     crate::web::router(pages),
@@ -114,10 +124,9 @@ impl Running {
                 tasks.push(tokio::spawn(executor::run(shared.clone(), mailer, true, released_rx.clone())));
             }
         }
-        if let Some(metrics) = &config.metrics {
+        if let Some(listener) = metrics {
             let health = Arc::new(crate::metrics::Health::new(shared.store.clone(), &config.homeserver.url)?);
-            let listener = bind(metrics.listen, "metrics.listen").await?;
-            tracing::info!(listen = %metrics.listen, "metrics and health listening");
+            tracing::info!(listen = ?listener.local_addr().ok(), "metrics and health listening");
             tasks.push(tokio::spawn(serve(
                 listener,
                 crate::metrics::router(health),
@@ -129,10 +138,12 @@ impl Running {
         Ok(Running { shared, trigger, tasks, released: (!hold).then_some(released_rx) })
     }
 
-    /// Waits for a signal to stop, or for the database to fail for good
-    /// (see [`Store::failure`]); the latter is an error, so that Gatekeeper
-    /// exits non-zero and its service manager starts it again.
+    /// Waits for the shutdown (a signal fires it), or for the database to
+    /// fail for good (see [`Store::failure`]); the latter is an error, so
+    /// that Gatekeeper exits non-zero and its service manager starts it
+    /// again.
     async fn wait_for_stop(&self) -> anyhow::Result<()> {
+        let mut shutdown = self.shared.shutdown.clone();
         let store = self.shared.store.clone();
         let failed = async move {
             loop {
@@ -143,7 +154,7 @@ impl Running {
             }
         };
         tokio::select! {
-            _ = wait_for_signal() => Ok(()),
+            _ = shutdown.wait() => Ok(()),
             reason = failed => {
                 tracing::error!(
                     %reason,
@@ -156,15 +167,19 @@ impl Running {
         }
     }
 
-    /// Fires the shutdown, gives each task a while to finish its step, and
-    /// makes the store durable.
+    /// Fires the shutdown, gives each task (the intake server included) a
+    /// while to finish its step, and makes the store durable.
     async fn stop(self) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         self.trigger.fire();
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
-        self.shared.store.flush()?;
+        // After a database failure a flush can only fail again; a restart
+        // recovers everything that was made durable.
+        if self.shared.store.failure().is_none() {
+            self.shared.store.flush()?;
+        }
         tracing::info!("stopped");
         Ok(())
     }
@@ -180,6 +195,14 @@ async fn serve(listener: tokio::net::TcpListener, router: axum::Router, mut shut
     if let Err(e) = served {
         tracing::error!(error = %e, "{what} stopped");
     }
+}
+
+/// Fires the shutdown on SIGINT or SIGTERM. Listening once, for the whole
+/// run, means no signal is missed between two waits.
+async fn fire_on_signal(trigger: Trigger) {
+    wait_for_signal().await;
+    tracing::info!("signal received");
+    trigger.fire();
 }
 
 async fn wait_for_signal() {

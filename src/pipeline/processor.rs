@@ -48,8 +48,8 @@ pub(crate) fn process_up_to(
         let input = match translate(&item.raw, item.internal) {
             Ok(Some(input)) => input,
             Ok(None) => {
-                METRICS.ignored();
                 pending.empty.push(item.seq);
+                pending.counts.push(("other", Vec::new()));
                 report.processed += 1;
                 continue;
             }
@@ -77,7 +77,7 @@ pub(crate) fn process_up_to(
         // A bug in one rule must not wedge the queue behind one event.
         let decided = std::panic::catch_unwind(AssertUnwindSafe(|| engine::decide(&snapshot, &input, now_ms, config)));
         if let Ok(decision) = &decided {
-            METRICS.decided(&input, decision);
+            pending.counts.push((crate::metrics::input_kind(&input), decision.outcomes.clone()));
         }
         match decided {
             Ok(decision) if decision.is_empty() => {
@@ -130,11 +130,14 @@ struct Pending<'a> {
     overlay: Overlay<'a>,
     decided: Vec<(u64, Decision, std::time::Instant)>,
     empty: Vec<u64>,
+    /// What the batch's inputs amounted to, counted once it is committed (a
+    /// batch that fails is decided again, and must not count twice).
+    counts: Vec<(&'static str, Vec<crate::engine::Outcome>)>,
 }
 
 impl<'a> Pending<'a> {
     fn new(store: &'a dyn Store) -> Self {
-        Self { store, overlay: Overlay::new(store), decided: Vec::new(), empty: Vec::new() }
+        Self { store, overlay: Overlay::new(store), decided: Vec::new(), empty: Vec::new(), counts: Vec::new() }
     }
 
     fn add(&mut self, seq: u64, decision: Decision, started: std::time::Instant) {
@@ -150,6 +153,9 @@ impl<'a> Pending<'a> {
         self.store.commit_batch(&decided, &self.empty)?;
         for (_, _, started) in self.decided.drain(..) {
             METRICS.processing_seconds.observe(started.elapsed().as_secs_f64());
+        }
+        for (kind, outcomes) in self.counts.drain(..) {
+            METRICS.decided(kind, &outcomes);
         }
         self.empty.clear();
         self.overlay.clear();
@@ -291,6 +297,121 @@ mod snapshot_tests {
             effects.iter().any(|e| matches!(e, Effect::Leave { room_id, .. } if *room_id == old)),
             "the bot leaves the old control room: {effects:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod batch_example_tests {
+    //! One hand-written batch whose right answers are spelled out, beside
+    //! the random property below.
+
+    use super::*;
+    use crate::engine::{HeldRoom, OwnerState, RoomState};
+    use crate::pipeline::clock::ManualClock;
+    use crate::store::MemoryStore;
+
+    const OWNER: &str = "@alice:example.org";
+    const CONTROL: &str = "!control:example.org";
+
+    fn held(r: usize) -> RoomState {
+        RoomState::Held(HeldRoom::new(
+            OWNER.try_into().unwrap(),
+            format!("@s{r}:remote.org").try_into().unwrap(),
+            true,
+            1,
+        ))
+    }
+
+    /// An owner with five held DMs from five strangers.
+    fn setup(store: &dyn Store) {
+        let mut changes =
+            vec![StateChange::PutOwner(OwnerState::new(OWNER.try_into().unwrap(), CONTROL.try_into().unwrap(), 1))];
+        changes.push(StateChange::PutRoom(
+            CONTROL.try_into().unwrap(),
+            RoomState::Control { owner: OWNER.try_into().unwrap() },
+        ));
+        for r in 0..5 {
+            changes.push(StateChange::PutRoom(format!("!held{r}:remote.org").try_into().unwrap(), held(r)));
+        }
+        store.accept_transaction("setup", &[b"{}"], 1).unwrap();
+        let item = store.inbox_batch(1).unwrap().remove(0);
+        store.commit(item.seq, &Decision { changes, ..Default::default() }).unwrap();
+    }
+
+    fn message(id: &str, room: &str, sender: &str, body: &str) -> String {
+        format!(
+            r#"{{"type":"m.room.message","event_id":"${id}","room_id":"{room}","sender":"{sender}","origin_server_ts":5,
+            "content":{{"msgtype":"m.text","body":"{body}"}}}}"#
+        )
+    }
+
+    /// Everything that reads what an earlier event in the same batch
+    /// decided: replies counted against the cap, a message delivered twice,
+    /// an edit and a redaction of a message just captured, the owner's
+    /// command and the owner answering a held room (which read the whole
+    /// overview), and a bad event in between.
+    fn events() -> Vec<String> {
+        let mut e: Vec<String> = (0..5)
+            .map(|r| message(&format!("m{r}"), &format!("!held{r}:remote.org"), &format!("@s{r}:remote.org"), "hi"))
+            .collect();
+        e.push(message("m0", "!held0:remote.org", "@s0:remote.org", "hi"));
+        e.push(
+            r#"{"type":"m.room.message","event_id":"$edit","room_id":"!held1:remote.org","sender":"@s1:remote.org",
+            "origin_server_ts":6,"content":{"msgtype":"m.text","body":"* fixed","m.new_content":{"msgtype":"m.text","body":"fixed"},
+            "m.relates_to":{"rel_type":"m.replace","event_id":"$m1"}}}"#
+                .into(),
+        );
+        e.push(
+            r#"{"type":"m.room.redaction","event_id":"$red","room_id":"!held2:remote.org","sender":"@s2:remote.org",
+            "origin_server_ts":7,"redacts":"$m2","content":{}}"#
+                .into(),
+        );
+        e.push("{not json".into());
+        e.push(message("m3b", "!held3:remote.org", "@s3:remote.org", "again"));
+        e.push(message("cmd", CONTROL, OWNER, "allow @s4:remote.org"));
+        e.push(message("m4b", "!held4:remote.org", "@s4:remote.org", "after allow"));
+        e.push(message("own", "!held3:remote.org", OWNER, "hello back"));
+        e.push(message("m3c", "!held3:remote.org", "@s3:remote.org", "after answer"));
+        e
+    }
+
+    fn outcome(store: &MemoryStore) -> (Vec<crate::engine::Effect>, crate::engine::OwnerOverview, crate::store::Stats) {
+        let effects = store.outbox_batch(u64::MAX, 1000, false).unwrap().into_iter().map(|i| i.effect).collect();
+        let overview = store.overview(&ruma::UserId::parse(OWNER).unwrap()).unwrap();
+        (effects, overview, store.stats().unwrap())
+    }
+
+    /// A batch decides exactly what one event at a time decides.
+    #[test]
+    fn a_known_batch_decides_what_one_at_a_time_decides_and_decides_it_right() {
+        let events = events();
+        let raw: Vec<&[u8]> = events.iter().map(|e| e.as_bytes()).collect();
+        let (one, batched) = (MemoryStore::new(), MemoryStore::new());
+        for store in [&one, &batched] {
+            setup(store);
+            store.accept_transaction("t", &raw, 2).unwrap();
+        }
+        while process_up_to(&one, &config(), &ManualClock::at(NOW), 1).unwrap() != BatchReport::default() {}
+        let report = process_batch(&batched, &config(), &ManualClock::at(NOW)).unwrap();
+        assert_eq!(report, BatchReport { processed: raw.len() - 1, quarantined: 1 });
+        let (effects, overview, stats) = outcome(&batched);
+        assert_eq!((effects.clone(), overview.clone(), stats.clone()), outcome(&one));
+        // And what it decided is right: three replies (the cap), the
+        // duplicate captured once, the edit applied, the redaction honoured,
+        // the allowed and the answered strangers' messages released.
+        let replies = effects
+            .iter()
+            .filter(|e| matches!(e, crate::engine::Effect::SendNotice { room_id, .. } if room_id.as_str() != CONTROL))
+            .count();
+        assert_eq!(replies, 3, "{effects:#?}");
+        let bodies: Vec<&str> = overview.deferred.iter().map(|d| d.body.as_str()).collect();
+        assert_eq!(bodies, ["hi", "fixed"]);
+        assert_eq!(overview.held.len(), 3);
+        assert_eq!(stats.events_quarantined, 1);
+    }
+
+    fn config() -> EngineConfig {
+        crate::engine::tests_support::config()
     }
 }
 

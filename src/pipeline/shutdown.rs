@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-/// Fires the shutdown for every [`Shutdown`] made from it.
-#[derive(Debug)]
-pub struct Trigger(watch::Sender<bool>);
+/// Fires the shutdown for every [`Shutdown`] made from it; clones fire the
+/// same signal.
+#[derive(Debug, Clone)]
+pub struct Trigger(std::sync::Arc<watch::Sender<bool>>);
 
 /// A task's view of the shutdown signal. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -16,7 +17,7 @@ pub struct Shutdown(watch::Receiver<bool>);
 /// A trigger and the signal it fires.
 pub fn channel() -> (Trigger, Shutdown) {
     let (tx, rx) = watch::channel(false);
-    (Trigger(tx), Shutdown(rx))
+    (Trigger(std::sync::Arc::new(tx)), Shutdown(rx))
 }
 
 impl Trigger {
@@ -31,9 +32,10 @@ impl Trigger {
 }
 
 impl Shutdown {
-    /// Whether the shutdown has fired.
+    /// Whether the shutdown has fired, or can no longer fire because every
+    /// trigger is gone (a task then stops rather than spin).
     pub fn is_set(&self) -> bool {
-        *self.0.borrow()
+        *self.0.borrow() || self.0.has_changed().is_err()
     }
 
     /// Resolves once the shutdown fires (at once if it has). Also resolves
@@ -68,5 +70,15 @@ mod tests {
         assert!(sleeper.await.unwrap(), "the sleep saw the shutdown");
         assert!(shutdown.is_set());
         shutdown.wait().await;
+    }
+
+    /// With every trigger gone nothing can fire it: loops stop instead of
+    /// spinning on a sleep that returns at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_signal_nobody_can_fire_counts_as_fired() {
+        let (trigger, mut shutdown) = channel();
+        drop(trigger);
+        assert!(shutdown.is_set());
+        assert!(shutdown.sleep(Duration::from_secs(3600)).await);
     }
 }
