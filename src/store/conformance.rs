@@ -155,6 +155,29 @@ pub fn quarantine_moves_the_event_aside(s: &dyn Store) {
     assert_eq!(s.stats().unwrap().events_quarantined, 1);
 }
 
+/// The quarantine is bounded: what is kept of an event, how long, and how
+/// many.
+pub fn the_quarantine_is_bounded_in_size_age_and_count(s: &dyn Store) {
+    let huge = format!("{{\"x\":\"{}\"}}", "é".repeat(super::QUARANTINE_RAW_BYTES));
+    let events: Vec<Vec<u8>> =
+        std::iter::once(huge.into_bytes()).chain((0..5).map(|i| format!("bad {i}").into_bytes())).collect();
+    let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+    s.accept_transaction("tq", &refs, 1).unwrap();
+    for (i, item) in s.inbox_batch(10).unwrap().into_iter().enumerate() {
+        s.quarantine(item.seq, "bad", 100 + i as u64).unwrap();
+    }
+    let kept = s.quarantined(10).unwrap();
+    assert_eq!(kept.len(), 6);
+    assert!(kept[0].raw.len() < super::QUARANTINE_RAW_BYTES + 100, "{} bytes kept", kept[0].raw.len());
+    assert!(kept[0].raw.ends_with("bytes in all)"));
+    // Older than 102 goes (two), then the oldest beyond three kept (one).
+    assert_eq!(s.prune_quarantine(102, 3).unwrap(), 3);
+    let reasons: Vec<u64> = s.quarantined(10).unwrap().iter().map(|q| q.at_ms).collect();
+    assert_eq!(reasons, [103, 104, 105]);
+    assert_eq!(s.prune_quarantine(0, 10).unwrap(), 0);
+    assert_eq!(s.stats().unwrap().events_quarantined, 6, "the count of all ever set aside stays");
+}
+
 pub fn pruning_forgets_old_transaction_ids_only(s: &dyn Store) {
     s.accept_transaction("old", &[E1], 100).unwrap();
     s.accept_transaction("new", &[E2], 200).unwrap();
@@ -534,6 +557,7 @@ macro_rules! store_conformance {
             case!(removals_apply);
             case!(outbox_respects_the_watermark_and_finishing);
             case!(quarantine_moves_the_event_aside);
+            case!(the_quarantine_is_bounded_in_size_age_and_count);
             case!(pruning_forgets_old_transaction_ids_only);
             case!(gate_state_round_trips_and_the_snapshot_finds_it);
             case!(removing_and_forgetting_owner_data);

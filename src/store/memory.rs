@@ -272,11 +272,21 @@ impl Store for MemoryStore {
     fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError> {
         let mut s = self.lock();
         if let Some((_, raw)) = s.inbox.remove(&seq) {
-            let raw = String::from_utf8_lossy(&raw).into_owned();
+            let raw = super::quarantined_raw(&raw);
             s.quarantine.insert(seq, QuarantinedEvent { seq, at_ms: now_ms, reason: reason.to_owned(), raw });
             s.stats.events_quarantined += 1;
         }
         Ok(())
+    }
+
+    fn prune_quarantine(&self, before_ms: u64, keep: usize) -> Result<usize, StoreError> {
+        let mut s = self.lock();
+        let before = s.quarantine.len();
+        s.quarantine.retain(|_, q| q.at_ms >= before_ms);
+        while s.quarantine.len() > keep {
+            s.quarantine.pop_first();
+        }
+        Ok(before - s.quarantine.len())
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -441,7 +441,7 @@ impl Store for SledStore {
                 let record = QuarantineRecord::V1 {
                     at_ms: now_ms,
                     reason: reason.to_owned(),
-                    raw: String::from_utf8_lossy(&raw).into_owned(),
+                    raw: super::quarantined_raw(&raw),
                 };
                 quarantine.insert(&seq.to_be_bytes(), records::encode(&record))?;
                 bump(counters, C_QUARANTINED, 1)?;
@@ -527,6 +527,23 @@ impl Store for SledStore {
             owners: self.owner_by_user.len() as u64,
             deferred_messages: self.deferred_by_owner_event.len() as u64,
         })
+    }
+
+    fn prune_quarantine(&self, before_ms: u64, keep: usize) -> Result<usize, StoreError> {
+        let mut excess = self.quarantine_by_seq.len().saturating_sub(keep);
+        let mut removed = 0;
+        // Oldest first (keys are inbox sequence numbers).
+        for entry in self.quarantine_by_seq.iter() {
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
+            let QuarantineRecord::V1 { at_ms, .. } = records::decode("quarantine", &v)?;
+            if excess == 0 && at_ms >= before_ms {
+                continue;
+            }
+            self.quarantine_by_seq.remove(k).map_err(|e| self.failed(e))?;
+            excess = excess.saturating_sub(1);
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     fn quarantined(&self, limit: usize) -> Result<Vec<QuarantinedEvent>, StoreError> {
