@@ -74,6 +74,16 @@ pub fn reused_id_with_other_events_is_kept(s: &dyn Store) {
     assert_eq!(s.inbox_batch(10).unwrap().len(), 2);
 }
 
+pub fn the_highest_numeric_transaction_id_is_remembered(s: &dyn Store) {
+    assert_eq!(s.highest_transaction_number().unwrap(), None);
+    s.accept_transaction("7", &[E1], 1).unwrap();
+    s.accept_transaction("not-a-number", &[E2], 1).unwrap();
+    s.accept_transaction("5", &[b"{}"], 1).unwrap();
+    assert_eq!(s.highest_transaction_number().unwrap(), Some(7), "an older one (a retry) does not lower it");
+    s.accept_transaction("8", &[b"{\"x\":1}"], 1).unwrap();
+    assert_eq!(s.highest_transaction_number().unwrap(), Some(8));
+}
+
 pub fn empty_transaction_is_accepted(s: &dyn Store) {
     assert_eq!(s.accept_transaction("t0", &[], 1).unwrap(), Accepted::New { events: 0 });
     assert_eq!(s.accept_transaction("t0", &[], 1).unwrap(), Accepted::Replay);
@@ -553,6 +563,7 @@ macro_rules! store_conformance {
             case!(replayed_transaction_stores_nothing);
             case!(reused_id_with_other_events_is_kept);
             case!(empty_transaction_is_accepted);
+            case!(the_highest_numeric_transaction_id_is_remembered);
             case!(commit_applies_state_enqueues_effects_and_consumes_the_item);
             case!(removals_apply);
             case!(outbox_respects_the_watermark_and_finishing);

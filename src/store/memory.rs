@@ -25,6 +25,7 @@ struct Inner {
     next_id: u64,
     outbox_high: u64,
     sync_position: Option<String>,
+    highest_txn: Option<u64>,
     connector: BTreeMap<String, Vec<u8>>,
     stats: Stats,
 }
@@ -164,7 +165,14 @@ impl Store for MemoryStore {
         }
         s.stats.transactions += 1;
         s.stats.events_received += events.len() as u64;
+        if let Ok(n) = txn_id.parse::<u64>() {
+            s.highest_txn = Some(s.highest_txn.map_or(n, |h| h.max(n)));
+        }
         Ok(if reused { Accepted::ReusedId { events: events.len() } } else { Accepted::New { events: events.len() } })
+    }
+
+    fn highest_transaction_number(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.lock().highest_txn)
     }
 
     fn accept_sync(&self, since: Option<&str>, next_batch: &str, events: &[&[u8]]) -> Result<bool, StoreError> {

@@ -110,6 +110,11 @@ pub trait Store: Lookups + Send + Sync + 'static {
     /// events survive a crash.
     fn accept_transaction(&self, txn_id: &str, events: &[&[u8]], now_ms: u64) -> Result<Accepted, StoreError>;
 
+    /// The highest numeric transaction ID accepted so far (Synapse numbers
+    /// its transactions 1, 2, 3 …), recorded in the same write as the
+    /// transaction, so that a gap can be noticed across restarts.
+    fn highest_transaction_number(&self) -> Result<Option<u64>, StoreError>;
+
     /// Client mode: stores one sync response's events in the inbox and the
     /// sync position they lead to, in one durable write, so that a crash
     /// keeps both or neither. Stores nothing and returns `false` unless

@@ -46,6 +46,7 @@ const C_EFFECTS_FAILED: &str = "effects_failed";
 const K_OUTBOX_HIGH: &str = "outbox_high_water";
 /// Kept apart from connector values: no connector key can overwrite it.
 const K_SYNC_POSITION: &str = "sync_position";
+const K_TXN_HIGH: &str = "highest_transaction_number";
 
 pub struct SledStore {
     db: sled::Db,
@@ -210,11 +211,21 @@ impl Store for SledStore {
                 }
                 bump(counters, C_TRANSACTIONS, 1)?;
                 bump(counters, C_RECEIVED, events.len() as u64)?;
+                if let Ok(n) = txn_id.parse::<u64>() {
+                    let high = counters.get(K_TXN_HIGH)?.map(|v| read_u64(&v));
+                    if high.is_none_or(|h| n > h) {
+                        counters.insert(K_TXN_HIGH, &n.to_be_bytes())?;
+                    }
+                }
                 Ok(())
             })
             .map_err(|e| self.failed_tx(e))?;
         self.flush()?;
         Ok(if reused { Accepted::ReusedId { events: events.len() } } else { Accepted::New { events: events.len() } })
+    }
+
+    fn highest_transaction_number(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.counters.get(K_TXN_HIGH).map_err(|e| self.failed(e))?.map(|v| read_u64(&v)))
     }
 
     fn accept_sync(&self, since: Option<&str>, next_batch: &str, events: &[&[u8]]) -> Result<bool, StoreError> {
