@@ -44,6 +44,7 @@ fn main() {
             event_id: format!("$e{i}").try_into().unwrap(),
             sender: format!("@sender{s}:remote.org").try_into().unwrap(),
             ts_ms: 1_764_000_000_000 + i * 1000,
+            received_ms: 1_764_000_000_000 + i * 1000,
             msgtype: "m.text".into(),
             body: format!("Message {i}: {}", "a reasonably long line of text, ".repeat(4)),
             html: None,

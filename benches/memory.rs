@@ -65,6 +65,7 @@ fn owner_decision(o: usize) -> Decision {
             event_id: format!("$m{o}x{m}").try_into().unwrap(),
             sender: stranger.clone(),
             ts_ms: 1_764_000_000_000 + m as u64,
+            received_ms: 1_764_000_000_000 + m as u64,
             msgtype: "m.text".into(),
             body: "Hello, I found your profile and wanted to ask about the project. ".repeat(3),
             html: None,

@@ -87,6 +87,7 @@ pub fn digest(data: &[u8]) {
         event_id: "$m".try_into().expect("valid"),
         sender: sender.clone(),
         ts_ms: 1_700_000_000_000,
+        received_ms: 1_700_000_000_000,
         msgtype: "m.text".into(),
         html: Some(crate::pipeline::translate::sanitize(&body)),
         body,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 
 use super::{RunOptions, Running, engine_config};
+use crate::appservice::gaps::Gaps;
 use crate::appservice::{http, startup};
 use crate::config::Config;
 use crate::matrix::HsClient;
@@ -32,6 +33,7 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
         wake: shared.wake.clone(),
         max_body_bytes: asv.max_body_bytes,
         clock: shared.clock.clone(),
+        gaps: std::sync::Mutex::new(Gaps::after(shared.store.highest_transaction_number()?)),
     });
     tracing::info!(listen = %asv.listen, "appservice API listening");
     running.tasks.push(tokio::spawn(super::serve(

@@ -4,5 +4,6 @@
 //! mode is wired in `app::appservice`.
 
 mod auth;
+pub mod gaps;
 pub mod http;
 pub mod startup;

@@ -11,6 +11,10 @@ use crate::store::StoreError;
 
 /// How long acknowledged transaction IDs are remembered for replay checks.
 const TXN_MEMORY: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long an event set aside is kept to look at (`gatekeeper inspect`).
+const QUARANTINE_MEMORY: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How many events set aside are kept at most, newest first.
+const QUARANTINE_KEEP: usize = 10_000;
 
 /// Every `interval`, queues a tick if something has come due (an allow that
 /// expired, a pause that ended, a digest), so the engine acts on it in order
@@ -52,6 +56,7 @@ pub async fn prune(shared: Shared, default_retention: Duration) {
         let default_retention = default_retention.as_millis() as u64;
         let pruned = tokio::task::spawn_blocking(move || {
             let txns = s.prune_transactions(txns_before)?;
+            s.prune_quarantine(now.saturating_sub(QUARANTINE_MEMORY.as_millis() as u64), QUARANTINE_KEEP)?;
             let mut messages = 0;
             for owner in s.owners()? {
                 let keep = owner.retention_ms.unwrap_or(default_retention);

@@ -12,7 +12,7 @@ use super::clock::Clock;
 use super::translate::translate;
 use crate::engine::{self, Decision, Due, DueDigest, EngineConfig, Input, StateChange, schedule};
 use crate::metrics::METRICS;
-use crate::store::{Overlay, Store, StoreError, assemble_snapshot};
+use crate::store::{Lookups, Overlay, Store, StoreError, assemble_snapshot};
 
 pub const BATCH: usize = 100;
 
@@ -50,6 +50,15 @@ pub(crate) fn process_up_to(
             Ok(None) => {
                 pending.empty.push(item.seq);
                 pending.counts.push(("other", Vec::new()));
+                report.processed += 1;
+                continue;
+            }
+            // Only events of rooms Gatekeeper tracks (and its own inputs) are
+            // worth keeping to look at: with the `@.*:server` namespace most
+            // traffic concerns nobody, and keeping it would grow without bound.
+            Err(_) if !item.internal && !tracked(&pending.overlay, &item.raw)? => {
+                pending.empty.push(item.seq);
+                pending.counts.push(("unreadable", Vec::new()));
                 report.processed += 1;
                 continue;
             }
@@ -121,6 +130,24 @@ pub(crate) fn process_up_to(
 
 fn input_kind(input: &Input) -> &'static str {
     crate::metrics::input_kind(input)
+}
+
+/// Whether an unreadable event belongs to a room Gatekeeper tracks (a
+/// held room, a control room, one pending), as far as its `room_id` can be
+/// read at all.
+fn tracked(lookups: &dyn Lookups, raw: &[u8]) -> Result<bool, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct RoomOnly {
+        room_id: Option<serde_json::Value>,
+    }
+    let room = serde_json::from_slice::<RoomOnly>(raw)
+        .ok()
+        .and_then(|r| r.room_id)
+        .and_then(|v| v.as_str().and_then(|s| ruma::OwnedRoomId::try_from(s).ok()));
+    match room {
+        Some(room) => Ok(lookups.room(&room)?.is_some()),
+        None => Ok(false),
+    }
 }
 
 /// Decisions made and not yet committed, with the overlay they are read
@@ -244,16 +271,27 @@ mod tests {
         "sender":"@alice:example.org","state_key":"@gatekeeper:example.org","origin_server_ts":1,
         "content":{"membership":"invite","is_direct":true}}"#;
 
+    /// A member event without a state key, in the room the invite just made
+    /// Gatekeeper track.
+    const BROKEN: &[u8] = br#"{"type":"m.room.member","event_id":"$b","room_id":"!dm:example.org",
+        "sender":"@alice:example.org","content":{"membership":"join"}}"#;
+
+    /// Bad events are set aside where Gatekeeper tracks the room, and
+    /// dropped where it does not (most of a server's traffic, which would
+    /// otherwise fill the quarantine); neither blocks the queue.
     #[test]
     fn events_are_processed_once_and_bad_ones_set_aside() {
         let store = MemoryStore::new();
-        store.accept_transaction("t", &[INVITE, b"{oops", br#"{"type":"m.typing","content":{}}"#], 1).unwrap();
+        let events: [&[u8]; 4] = [INVITE, b"{oops", br#"{"type":"m.typing","content":{}}"#, BROKEN];
+        store.accept_transaction("t", &events, 1).unwrap();
         let report = process_batch(&store, &config(), &ManualClock::at(NOW)).unwrap();
-        assert_eq!(report, BatchReport { processed: 2, quarantined: 1 });
+        assert_eq!(report, BatchReport { processed: 3, quarantined: 1 });
         assert_eq!(process_batch(&store, &config(), &ManualClock::at(NOW)).unwrap(), BatchReport::default());
         let stats = store.stats().unwrap();
-        assert_eq!((stats.events_processed, stats.events_quarantined, stats.outbox_pending), (2, 1, 1));
-        assert_eq!(store.quarantined(10).unwrap()[0].raw, "{oops");
+        assert_eq!((stats.events_processed, stats.events_quarantined, stats.outbox_pending), (3, 1, 1));
+        let quarantined = store.quarantined(10).unwrap();
+        assert_eq!(quarantined.len(), 1);
+        assert_eq!(quarantined[0].raw.as_bytes(), BROKEN);
     }
 }
 
@@ -366,7 +404,8 @@ mod batch_example_tests {
             "origin_server_ts":7,"redacts":"$m2","content":{}}"#
                 .into(),
         );
-        e.push("{not json".into());
+        // Unreadable in a held room: set aside.
+        e.push(r#"{"type":"m.room.message","event_id":"$bad","room_id":"!held0:remote.org","content":{}}"#.into());
         e.push(message("m3b", "!held3:remote.org", "@s3:remote.org", "again"));
         e.push(message("cmd", CONTROL, OWNER, "allow @s4:remote.org"));
         e.push(message("m4b", "!held4:remote.org", "@s4:remote.org", "after allow"));
@@ -559,7 +598,11 @@ mod batch_tests {
                         nonce: format!("n{i}"),
                     })
                 }
-                _ => Entry::Homeserver("{not json".into()),
+                // Unreadable: in no room (dropped), or in a held one (set aside).
+                _ if i % 2 == 0 => Entry::Homeserver("{not json".into()),
+                _ => Entry::Homeserver(
+                    serde_json::json!({"type": "m.room.redaction", "event_id": format!("$x{i}"), "room_id": held_room(o, r), "sender": stranger(o, r), "content": {}}).to_string(),
+                ),
             };
             out.push(entry);
         }

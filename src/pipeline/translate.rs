@@ -79,10 +79,25 @@ struct Envelope<'a> {
     unsigned: Option<&'a RawValue>,
 }
 
+// Optional content fields are read leniently: a field of the wrong type
+// (`"info": {"size": 1.5}`, `"is_direct": "yes"`) reads as absent, so a
+// real message is still captured instead of being set aside whole. Only
+// what the engine cannot do without (membership, a redaction's target)
+// makes an event unreadable.
+
+/// An optional field: absent, or of the wrong type, is `None`.
+fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    Ok(serde_json::Value::deserialize(d).ok().and_then(|v| serde_json::from_value(v).ok()))
+}
+
 #[derive(Deserialize)]
 struct MemberContent {
     membership: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient")]
     is_direct: Option<bool>,
     displayname: Option<serde_json::Value>,
     reason: Option<serde_json::Value>,
@@ -90,28 +105,37 @@ struct MemberContent {
 
 #[derive(Deserialize, Default)]
 struct MessageContent {
+    #[serde(default, deserialize_with = "lenient")]
     msgtype: Option<String>,
     body: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "lenient")]
     format: Option<String>,
     formatted_body: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "lenient")]
     url: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
     filename: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
     info: Option<MediaInfo>,
-    #[serde(rename = "m.relates_to")]
+    #[serde(rename = "m.relates_to", default, deserialize_with = "lenient")]
     relates_to: Option<RelatesTo>,
-    #[serde(rename = "m.new_content")]
+    #[serde(rename = "m.new_content", default, deserialize_with = "lenient")]
     new_content: Option<Box<MessageContent>>,
 }
 
 #[derive(Deserialize, Default)]
 struct MediaInfo {
+    #[serde(default, deserialize_with = "lenient")]
     mimetype: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
     size: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct RelatesTo {
+    #[serde(default, deserialize_with = "lenient")]
     rel_type: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
     event_id: Option<OwnedEventId>,
 }
 
@@ -133,6 +157,11 @@ struct StrippedState {
     state_key: Option<String>,
     #[serde(default)]
     content: serde_json::Value,
+}
+
+/// Whether the content names `key` at all (whatever its type).
+fn content_has(content: &str, key: &str) -> bool {
+    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(content).is_ok_and(|m| m.contains_key(key))
 }
 
 fn text(v: Option<serde_json::Value>) -> Option<String> {
@@ -246,7 +275,13 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
             let c: MessageContent =
                 serde_json::from_str(content).map_err(|e| Unreadable(format!("m.room.message content: {e}")))?;
             // A redacted message has empty content: nothing left to act on.
-            let Some(msgtype) = c.msgtype.clone() else { return Ok(None) };
+            // A body with a msgtype that is not a string is still a message.
+            let msgtype = match (&c.msgtype, &c.body) {
+                (Some(m), _) => m.clone(),
+                (None, Some(serde_json::Value::String(_))) if !content_has(content, "msgtype") => return Ok(None),
+                (None, Some(serde_json::Value::String(_))) => "m.text".to_owned(),
+                (None, _) => return Ok(None),
+            };
             let html = html_of(&c);
             let replaces = match (&c.relates_to, &c.new_content) {
                 (Some(RelatesTo { rel_type: Some(rel), event_id: Some(original) }), Some(new))
@@ -376,5 +411,34 @@ mod tests {
         ] {
             assert!(translate(raw, false).is_err(), "{}", String::from_utf8_lossy(raw));
         }
+    }
+
+    /// Optional fields of the wrong type read as absent: the message is
+    /// captured, not set aside (issue 13: the quarantine caught real mail).
+    #[test]
+    fn optional_fields_of_the_wrong_type_are_read_leniently() {
+        let raw = br#"{"type":"m.room.message","event_id":"$m","room_id":"!r:x.org","sender":"@s:y.org",
+            "origin_server_ts":5,"content":{"msgtype":"m.image","body":"cat.png","url":"mxc://y.org/c",
+            "info":{"size":1.5,"mimetype":7},"filename":["x"],"format":3,"formatted_body":"<b>x</b>",
+            "m.relates_to":"nonsense","m.new_content":12}}"#;
+        let Some(Input::Message { msgtype, body, html, media, replaces, .. }) = translate(raw, false).unwrap() else {
+            panic!("not a message")
+        };
+        assert_eq!((msgtype.as_str(), body.as_str(), html, replaces), ("m.image", "cat.png", None, None));
+        let media = media.expect("the media reference is kept");
+        assert_eq!(
+            (media.url.as_str(), media.name.as_str(), media.size, media.mimetype),
+            ("mxc://y.org/c", "cat.png", None, None)
+        );
+
+        let numeric_type = br#"{"type":"m.room.message","event_id":"$n","room_id":"!r:x.org","sender":"@s:y.org",
+            "content":{"msgtype":1,"body":"hello"}}"#;
+        let Some(Input::Message { msgtype, body, .. }) = translate(numeric_type, false).unwrap() else { panic!() };
+        assert_eq!((msgtype.as_str(), body.as_str()), ("m.text", "hello"));
+
+        let direct = br#"{"type":"m.room.member","event_id":"$i","room_id":"!r:x.org","sender":"@s:y.org",
+            "state_key":"@a:x.org","content":{"membership":"invite","is_direct":"yes"}}"#;
+        let Some(Input::Member { is_direct, .. }) = translate(direct, false).unwrap() else { panic!() };
+        assert!(!is_direct, "a claim of the wrong type is no claim");
     }
 }

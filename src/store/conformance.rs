@@ -74,6 +74,16 @@ pub fn reused_id_with_other_events_is_kept(s: &dyn Store) {
     assert_eq!(s.inbox_batch(10).unwrap().len(), 2);
 }
 
+pub fn the_highest_numeric_transaction_id_is_remembered(s: &dyn Store) {
+    assert_eq!(s.highest_transaction_number().unwrap(), None);
+    s.accept_transaction("7", &[E1], 1).unwrap();
+    s.accept_transaction("not-a-number", &[E2], 1).unwrap();
+    s.accept_transaction("5", &[b"{}"], 1).unwrap();
+    assert_eq!(s.highest_transaction_number().unwrap(), Some(7), "an older one (a retry) does not lower it");
+    s.accept_transaction("8", &[b"{\"x\":1}"], 1).unwrap();
+    assert_eq!(s.highest_transaction_number().unwrap(), Some(8));
+}
+
 pub fn empty_transaction_is_accepted(s: &dyn Store) {
     assert_eq!(s.accept_transaction("t0", &[], 1).unwrap(), Accepted::New { events: 0 });
     assert_eq!(s.accept_transaction("t0", &[], 1).unwrap(), Accepted::Replay);
@@ -155,6 +165,29 @@ pub fn quarantine_moves_the_event_aside(s: &dyn Store) {
     assert_eq!(s.stats().unwrap().events_quarantined, 1);
 }
 
+/// The quarantine is bounded: what is kept of an event, how long, and how
+/// many.
+pub fn the_quarantine_is_bounded_in_size_age_and_count(s: &dyn Store) {
+    let huge = format!("{{\"x\":\"{}\"}}", "é".repeat(super::QUARANTINE_RAW_BYTES));
+    let events: Vec<Vec<u8>> =
+        std::iter::once(huge.into_bytes()).chain((0..5).map(|i| format!("bad {i}").into_bytes())).collect();
+    let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+    s.accept_transaction("tq", &refs, 1).unwrap();
+    for (i, item) in s.inbox_batch(10).unwrap().into_iter().enumerate() {
+        s.quarantine(item.seq, "bad", 100 + i as u64).unwrap();
+    }
+    let kept = s.quarantined(10).unwrap();
+    assert_eq!(kept.len(), 6);
+    assert!(kept[0].raw.len() < super::QUARANTINE_RAW_BYTES + 100, "{} bytes kept", kept[0].raw.len());
+    assert!(kept[0].raw.ends_with("bytes in all)"));
+    // Older than 102 goes (two), then the oldest beyond three kept (one).
+    assert_eq!(s.prune_quarantine(102, 3).unwrap(), 3);
+    let reasons: Vec<u64> = s.quarantined(10).unwrap().iter().map(|q| q.at_ms).collect();
+    assert_eq!(reasons, [103, 104, 105]);
+    assert_eq!(s.prune_quarantine(0, 10).unwrap(), 0);
+    assert_eq!(s.stats().unwrap().events_quarantined, 6, "the count of all ever set aside stays");
+}
+
 pub fn pruning_forgets_old_transaction_ids_only(s: &dyn Store) {
     s.accept_transaction("old", &[E1], 100).unwrap();
     s.accept_transaction("new", &[E2], 200).unwrap();
@@ -170,6 +203,7 @@ fn deferred(event: &str, body: &str) -> Deferred {
         event_id: event.try_into().unwrap(),
         sender: owned_user_id!("@stranger:example.org"),
         ts_ms: 10,
+        received_ms: 10,
         msgtype: "m.text".into(),
         body: body.into(),
         html: Some("<b>x</b>".into()),
@@ -353,11 +387,14 @@ pub fn follow_ups_join_the_inbox_with_their_source(s: &dyn Store) {
     );
 }
 
+/// Retention counts from when Gatekeeper received a message: the sender's
+/// timestamp (far in the future here, far in the past there) changes
+/// nothing.
 pub fn retention_drops_old_captured_messages(s: &dyn Store) {
     let mut old = deferred("$old", "ancient");
-    old.ts_ms = 100;
+    (old.ts_ms, old.received_ms) = (u64::MAX / 2, 100);
     let mut new = deferred("$new", "fresh");
-    new.ts_ms = 300;
+    (new.ts_ms, new.received_ms) = (1, 300);
     commit_changes(s, vec![StateChange::PutDeferred(old), StateChange::PutDeferred(new.clone())]);
     assert_eq!(s.prune_deferred(&owned_user_id!("@bob:example.org"), 200).unwrap(), 0, "other owners untouched");
     assert_eq!(s.prune_deferred(&owned_user_id!("@alice:example.org"), 200).unwrap(), 1);
@@ -526,10 +563,12 @@ macro_rules! store_conformance {
             case!(replayed_transaction_stores_nothing);
             case!(reused_id_with_other_events_is_kept);
             case!(empty_transaction_is_accepted);
+            case!(the_highest_numeric_transaction_id_is_remembered);
             case!(commit_applies_state_enqueues_effects_and_consumes_the_item);
             case!(removals_apply);
             case!(outbox_respects_the_watermark_and_finishing);
             case!(quarantine_moves_the_event_aside);
+            case!(the_quarantine_is_bounded_in_size_age_and_count);
             case!(pruning_forgets_old_transaction_ids_only);
             case!(gate_state_round_trips_and_the_snapshot_finds_it);
             case!(removing_and_forgetting_owner_data);

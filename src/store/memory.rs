@@ -25,6 +25,7 @@ struct Inner {
     next_id: u64,
     outbox_high: u64,
     sync_position: Option<String>,
+    highest_txn: Option<u64>,
     connector: BTreeMap<String, Vec<u8>>,
     stats: Stats,
 }
@@ -164,7 +165,14 @@ impl Store for MemoryStore {
         }
         s.stats.transactions += 1;
         s.stats.events_received += events.len() as u64;
+        if let Ok(n) = txn_id.parse::<u64>() {
+            s.highest_txn = Some(s.highest_txn.map_or(n, |h| h.max(n)));
+        }
         Ok(if reused { Accepted::ReusedId { events: events.len() } } else { Accepted::New { events: events.len() } })
+    }
+
+    fn highest_transaction_number(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.lock().highest_txn)
     }
 
     fn accept_sync(&self, since: Option<&str>, next_batch: &str, events: &[&[u8]]) -> Result<bool, StoreError> {
@@ -272,11 +280,21 @@ impl Store for MemoryStore {
     fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError> {
         let mut s = self.lock();
         if let Some((_, raw)) = s.inbox.remove(&seq) {
-            let raw = String::from_utf8_lossy(&raw).into_owned();
+            let raw = super::quarantined_raw(&raw);
             s.quarantine.insert(seq, QuarantinedEvent { seq, at_ms: now_ms, reason: reason.to_owned(), raw });
             s.stats.events_quarantined += 1;
         }
         Ok(())
+    }
+
+    fn prune_quarantine(&self, before_ms: u64, keep: usize) -> Result<usize, StoreError> {
+        let mut s = self.lock();
+        let before = s.quarantine.len();
+        s.quarantine.retain(|_, q| q.at_ms >= before_ms);
+        while s.quarantine.len() > keep {
+            s.quarantine.pop_first();
+        }
+        Ok(before - s.quarantine.len())
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -384,7 +402,7 @@ impl Store for MemoryStore {
     fn prune_deferred(&self, owner: &UserId, before_ms: u64) -> Result<usize, StoreError> {
         let mut s = self.lock();
         let before = s.deferred.len();
-        s.deferred.retain(|(o, _), d| o != owner || d.ts_ms >= before_ms);
+        s.deferred.retain(|(o, _), d| o != owner || d.received_ms >= before_ms);
         Ok(before - s.deferred.len())
     }
 }

@@ -110,6 +110,11 @@ pub trait Store: Lookups + Send + Sync + 'static {
     /// events survive a crash.
     fn accept_transaction(&self, txn_id: &str, events: &[&[u8]], now_ms: u64) -> Result<Accepted, StoreError>;
 
+    /// The highest numeric transaction ID accepted so far (Synapse numbers
+    /// its transactions 1, 2, 3 …), recorded in the same write as the
+    /// transaction, so that a gap can be noticed across restarts.
+    fn highest_transaction_number(&self) -> Result<Option<u64>, StoreError>;
+
     /// Client mode: stores one sync response's events in the inbox and the
     /// sync position they lead to, in one durable write, so that a crash
     /// keeps both or neither. Stores nothing and returns `false` unless
@@ -179,8 +184,12 @@ pub trait Store: Lookups + Send + Sync + 'static {
     }
 
     /// Atomically moves inbox item `seq` aside with the reason it could not
-    /// be handled.
+    /// be handled, keeping at most [`QUARANTINE_RAW_BYTES`] of it.
     fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError>;
+
+    /// Forgets quarantined events set aside before `before_ms`, and the
+    /// oldest beyond the newest `keep`. Returns how many went.
+    fn prune_quarantine(&self, before_ms: u64, keep: usize) -> Result<usize, StoreError>;
 
     /// Makes every earlier write durable.
     fn flush(&self) -> Result<(), StoreError>;
@@ -229,9 +238,28 @@ pub trait Store: Lookups + Send + Sync + 'static {
     /// durable write. `false` (and nothing queued) if it was used before.
     fn use_link(&self, nonce: &str, expires_ms: u64, raw: &[u8]) -> Result<bool, StoreError>;
 
-    /// Drops `owner`'s captured messages sent before `before_ms` (their
-    /// retention period). Returns how many went.
+    /// Drops `owner`'s captured messages received before `before_ms` (their
+    /// retention period), by Gatekeeper's clock, not the sender's. Returns
+    /// how many went.
     fn prune_deferred(&self, owner: &ruma::UserId, before_ms: u64) -> Result<usize, StoreError>;
+}
+
+/// How much of a quarantined event is kept: enough to see what it was,
+/// bounded whatever a sender makes the homeserver deliver.
+pub const QUARANTINE_RAW_BYTES: usize = 16 * 1024;
+
+/// A quarantined event's raw bytes as kept: lossy UTF-8, cut at a
+/// character boundary to [`QUARANTINE_RAW_BYTES`], with a note when cut.
+pub fn quarantined_raw(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    if text.len() <= QUARANTINE_RAW_BYTES {
+        return text.into_owned();
+    }
+    let mut end = QUARANTINE_RAW_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &text[..end], raw.len())
 }
 
 /// Opens the configured database and says in the log what it holds.

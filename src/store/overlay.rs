@@ -156,6 +156,7 @@ mod tests {
             event_id: event,
             sender: owned_user_id!("@stranger:example.org"),
             ts_ms: 1,
+            received_ms: 1,
             msgtype: "m.text".into(),
             body: body.into(),
             html: None,

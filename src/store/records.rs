@@ -112,6 +112,9 @@ pub enum DeferredRecord {
         event_id: OwnedEventId,
         sender: OwnedUserId,
         ts_ms: u64,
+        /// Missing in records written before retention counted from receipt.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        received_ms: Option<u64>,
         msgtype: String,
         body: String,
         html: Option<String>,
@@ -431,6 +434,7 @@ impl From<&Deferred> for DeferredRecord {
             event_id: d.event_id,
             sender: d.sender,
             ts_ms: d.ts_ms,
+            received_ms: Some(d.received_ms),
             msgtype: d.msgtype,
             body: d.body,
             html: d.html,
@@ -450,6 +454,7 @@ impl From<DeferredRecord> for Deferred {
             event_id,
             sender,
             ts_ms,
+            received_ms,
             msgtype,
             body,
             html,
@@ -464,6 +469,8 @@ impl From<DeferredRecord> for Deferred {
             event_id,
             sender,
             ts_ms,
+            // Older records only know the sender's time.
+            received_ms: received_ms.unwrap_or(ts_ms),
             msgtype,
             body,
             html,
@@ -584,4 +591,27 @@ pub fn pair_key(owner: &str, rest: &str) -> Vec<u8> {
 
 pub fn owner_prefix(owner: &str) -> Vec<u8> {
     pair_key(owner, "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A captured message stored before retention counted from receipt
+    /// still reads, with the sender's time standing in for the receipt.
+    #[test]
+    fn a_capture_stored_without_its_receipt_time_reads_with_the_senders_time() {
+        let old = br#"{"v":"1","owner":"@a:x.org","room_id":"!r:x.org","event_id":"$e","sender":"@s:y.org",
+            "ts_ms":42,"msgtype":"m.text","body":"hi","html":null,"media":null,"encrypted":false,"edited":false,
+            "digested":false}"#;
+        let d: Deferred = decode::<DeferredRecord>("deferred", old).unwrap().into();
+        assert_eq!((d.ts_ms, d.received_ms), (42, 42));
+        let again: Deferred = decode::<DeferredRecord>(
+            "deferred",
+            &encode(&DeferredRecord::from(&Deferred { received_ms: 99, ..d.clone() })),
+        )
+        .unwrap()
+        .into();
+        assert_eq!(again.received_ms, 99);
+    }
 }

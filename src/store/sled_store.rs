@@ -46,6 +46,7 @@ const C_EFFECTS_FAILED: &str = "effects_failed";
 const K_OUTBOX_HIGH: &str = "outbox_high_water";
 /// Kept apart from connector values: no connector key can overwrite it.
 const K_SYNC_POSITION: &str = "sync_position";
+const K_TXN_HIGH: &str = "highest_transaction_number";
 
 pub struct SledStore {
     db: sled::Db,
@@ -210,11 +211,21 @@ impl Store for SledStore {
                 }
                 bump(counters, C_TRANSACTIONS, 1)?;
                 bump(counters, C_RECEIVED, events.len() as u64)?;
+                if let Ok(n) = txn_id.parse::<u64>() {
+                    let high = counters.get(K_TXN_HIGH)?.map(|v| read_u64(&v));
+                    if high.is_none_or(|h| n > h) {
+                        counters.insert(K_TXN_HIGH, &n.to_be_bytes())?;
+                    }
+                }
                 Ok(())
             })
             .map_err(|e| self.failed_tx(e))?;
         self.flush()?;
         Ok(if reused { Accepted::ReusedId { events: events.len() } } else { Accepted::New { events: events.len() } })
+    }
+
+    fn highest_transaction_number(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.counters.get(K_TXN_HIGH).map_err(|e| self.failed(e))?.map(|v| read_u64(&v)))
     }
 
     fn accept_sync(&self, since: Option<&str>, next_batch: &str, events: &[&[u8]]) -> Result<bool, StoreError> {
@@ -441,7 +452,7 @@ impl Store for SledStore {
                 let record = QuarantineRecord::V1 {
                     at_ms: now_ms,
                     reason: reason.to_owned(),
-                    raw: String::from_utf8_lossy(&raw).into_owned(),
+                    raw: super::quarantined_raw(&raw),
                 };
                 quarantine.insert(&seq.to_be_bytes(), records::encode(&record))?;
                 bump(counters, C_QUARANTINED, 1)?;
@@ -529,6 +540,23 @@ impl Store for SledStore {
         })
     }
 
+    fn prune_quarantine(&self, before_ms: u64, keep: usize) -> Result<usize, StoreError> {
+        let mut excess = self.quarantine_by_seq.len().saturating_sub(keep);
+        let mut removed = 0;
+        // Oldest first (keys are inbox sequence numbers).
+        for entry in self.quarantine_by_seq.iter() {
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
+            let QuarantineRecord::V1 { at_ms, .. } = records::decode("quarantine", &v)?;
+            if excess == 0 && at_ms >= before_ms {
+                continue;
+            }
+            self.quarantine_by_seq.remove(k).map_err(|e| self.failed(e))?;
+            excess = excess.saturating_sub(1);
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     fn quarantined(&self, limit: usize) -> Result<Vec<QuarantinedEvent>, StoreError> {
         let mut out = Vec::new();
         for entry in self.quarantine_by_seq.iter().take(limit) {
@@ -614,7 +642,7 @@ impl Store for SledStore {
             let (k, v) = entry.map_err(|e| self.failed(e))?;
             let d: Deferred = records::decode::<DeferredRecord>("deferred", &v)?.into();
             // Compare-and-swap so a concurrent edit of the same message wins.
-            if d.ts_ms < before_ms
+            if d.received_ms < before_ms
                 && self
                     .deferred_by_owner_event
                     .compare_and_swap(&k, Some(&v), None::<&[u8]>)

@@ -238,7 +238,12 @@ pub struct Deferred {
     pub room_id: OwnedRoomId,
     pub event_id: OwnedEventId,
     pub sender: OwnedUserId,
+    /// When the sender says they sent it (their server's clock): shown,
+    /// never trusted for anything that matters.
     pub ts_ms: u64,
+    /// When Gatekeeper captured it, on its own clock: retention counts from
+    /// here, so a far-future `origin_server_ts` cannot keep a message forever.
+    pub received_ms: u64,
     pub msgtype: String,
     pub body: String,
     /// Sanitized HTML (spec-allowed tags only), when the sender sent HTML.

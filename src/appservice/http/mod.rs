@@ -28,6 +28,8 @@ pub struct Intake {
     pub max_body_bytes: usize,
     /// When a transaction was accepted (for forgetting old IDs later).
     pub clock: Arc<dyn Clock>,
+    /// The homeserver's transaction numbering, to notice one it stranded.
+    pub gaps: std::sync::Mutex<super::gaps::Gaps>,
 }
 
 pub fn matrix_error(status: StatusCode, errcode: &str, error: &str) -> Response {
@@ -112,6 +114,22 @@ async fn store_transaction(intake: Arc<Intake>, txn_id: String, body: Body) -> R
             );
         }
     };
+    // A std Mutex: held for a comparison, never across an await. The
+    // homeserver sends one transaction at a time, so checks do not race.
+    let verdict = intake.gaps.lock().unwrap_or_else(|p| p.into_inner()).check(&txn_id);
+    if let super::gaps::Verdict::RefuseGap { missing: (from, to) } = verdict {
+        tracing::warn!(
+            %txn_id,
+            from,
+            to,
+            "transactions before this one never arrived; refusing it once so that the homeserver sends them first"
+        );
+        return matrix_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "M_UNKNOWN",
+            &format!("Transactions {from} to {to} have not arrived; send them first"),
+        );
+    }
     let store = intake.store.clone();
     let id = txn_id.clone();
     let now = intake.clock.now_ms();
@@ -121,12 +139,14 @@ async fn store_transaction(intake: Arc<Intake>, txn_id: String, body: Body) -> R
     };
     match outcome {
         Parsed::Accepted(Accepted::New { events }) => {
+            intake.gaps.lock().unwrap_or_else(|p| p.into_inner()).accepted(&txn_id);
             tracing::debug!(%txn_id, events, "transaction accepted");
             crate::metrics::METRICS.transactions.inc();
             intake.wake.notify_one();
             ok_empty()
         }
         Parsed::Accepted(Accepted::ReusedId { events }) => {
+            intake.gaps.lock().unwrap_or_else(|p| p.into_inner()).accepted(&txn_id);
             tracing::warn!(
                 %txn_id,
                 events,

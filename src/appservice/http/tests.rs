@@ -20,6 +20,7 @@ async fn serve() -> Server {
         wake: Arc::new(Notify::new()),
         max_body_bytes: 8 * 1024 * 1024,
         clock: crate::pipeline::clock::system(),
+        gaps: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -170,4 +171,33 @@ impl JsonBody for reqwest::Response {
     async fn json_body(self) -> serde_json::Value {
         serde_json::from_slice(&self.bytes().await.unwrap()).unwrap()
     }
+}
+
+fn one_event(id: &str) -> String {
+    format!(
+        r#"{{"events":[{{"type":"m.room.message","event_id":"${id}","room_id":"!r:x","sender":"@s:x","content":{{}}}}]}}"#
+    )
+}
+
+/// Transaction 30 was stranded by the homeserver: 31 is refused once with a
+/// retryable error and nothing of it stored, then 30 and 31 are accepted.
+#[tokio::test]
+async fn a_gap_in_the_numbering_is_refused_once_so_the_homeserver_sends_the_missing_one() {
+    let s = serve().await;
+    let server = &s;
+    let put = |n: u32| {
+        let path = format!("/_matrix/app/v1/transactions/{n}");
+        let body = one_event(&format!("e{n}"));
+        async move { server.put(&path, Some(TOKEN), body).await }
+    };
+    assert_eq!(put(29).await.0, 200);
+    let (status, body) = put(31).await;
+    assert_eq!((status, body["errcode"].as_str()), (503, Some("M_UNKNOWN")));
+    assert_eq!(s.stored(), (1, 1), "nothing of the refused transaction is stored");
+    assert_eq!(put(30).await.0, 200);
+    assert_eq!(put(31).await.0, 200);
+    assert_eq!(s.stored(), (3, 3));
+    let order: Vec<String> =
+        s.store.inbox_batch(10).unwrap().iter().map(|i| String::from_utf8_lossy(&i.raw).into_owned()).collect();
+    assert!(order[1].contains("$e30") && order[2].contains("$e31"), "in the homeserver's order: {order:?}");
 }

@@ -102,3 +102,19 @@ fn a_message_delivered_twice_is_captured_and_answered_once() {
     let encrypted = Input::Encrypted { meta: meta(STRANGER, HELD) };
     assert_eq!(decide(&snapshot, &encrypted, NOW, &config()), Decision::default());
 }
+
+#[test]
+fn a_capture_is_stamped_with_gatekeepers_clock_whatever_the_sender_claims() {
+    for claimed in [0, NOW - 400 * 86_400_000, u64::MAX / 2] {
+        let mut input = text(STRANGER, HELD, "hi");
+        if let Input::Message { meta, .. } = &mut input {
+            meta.ts_ms = claimed;
+        }
+        let d = decide(&held(true), &input, NOW, &config());
+        let Some(StateChange::PutDeferred(m)) = d.changes.first() else { panic!("not captured: {d:?}") };
+        assert_eq!((m.ts_ms, m.received_ms), (claimed, NOW));
+        let encrypted = decide(&held(true), &Input::Encrypted { meta: meta_n(STRANGER, HELD, 3) }, NOW, &config());
+        let Some(StateChange::PutDeferred(m)) = encrypted.changes.first() else { panic!() };
+        assert_eq!(m.received_ms, NOW);
+    }
+}

@@ -159,6 +159,7 @@ fn captured(event: &OwnedEventId, body: &str) -> Deferred {
         event_id: event.clone(),
         sender: uid(STRANGER),
         ts_ms: 5,
+        received_ms: 5,
         msgtype: "m.text".into(),
         body: body.into(),
         html: None,

@@ -243,6 +243,7 @@ mod tests {
             event_id: format!("$e{n}{}", sender.len()).try_into().unwrap(),
             sender: sender.try_into().unwrap(),
             ts_ms: 1_764_000_000_000 + n as u64 * 60_000,
+            received_ms: 1_764_000_000_000 + n as u64 * 60_000,
             msgtype: "m.text".into(),
             body: body.into(),
             html: None,
