@@ -56,7 +56,8 @@ pub(crate) fn process_up_to(
             // Only events of rooms Gatekeeper tracks (and its own inputs) are
             // worth keeping to look at: with the `@.*:server` namespace most
             // traffic concerns nobody, and keeping it would grow without bound.
-            Err(_) if !item.internal && !tracked(&pending.overlay, &item.raw)? => {
+            Err(reason) if !item.internal && !tracked(&pending.overlay, &item.raw)? => {
+                tracing::debug!(seq = item.seq, %reason, "unreadable event of no tracked room dropped");
                 pending.empty.push(item.seq);
                 pending.counts.push(("unreadable", Vec::new()));
                 report.processed += 1;
