@@ -47,7 +47,7 @@ impl Handler for Show {
             let pages = texts::paginate(&items, &texts::show_frame(subject), ctx.config.client_mode);
             ctx.answer(match pages.get(self.page - 1) {
                 Some(range) => texts::show_page(subject, &items[range.clone()], self.page, pages.len(), items.len()),
-                None => texts::no_such_page(self.page, pages.len(), &format!("show {subject}")),
+                None => texts::no_such_page(self.page, pages.len(), &format!("show {subject} page")),
             })
         })
     }

@@ -182,7 +182,8 @@ fn show_pages_through_one_senders_messages_in_order_each_once_trimmed() {
     assert_eq!(order, (0..600).collect::<Vec<_>>(), "every message once, in the order they came");
     assert!(all.contains("more characters not shown)"), "the huge one is trimmed with a note");
     let (past, _) = ask(&snapshot, &format!("show {user} page {}", pages + 1));
-    assert!(past.starts_with(&format!("There are {pages} pages")), "{past}");
+    let last = format!("`show {user} page {pages}` shows the last one.");
+    assert!(past.starts_with(&format!("There are {pages} pages")) && past.ends_with(&last), "{past}");
 }
 
 /// One sender whose 25 quoted messages cannot share one notice.

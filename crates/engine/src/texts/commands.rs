@@ -108,10 +108,11 @@ pub fn pending_frame() -> Text {
     pending_page(&[], usize::MAX - 1, usize::MAX, usize::MAX)
 }
 
-/// A page beyond the last of `command`'s pages.
-pub fn no_such_page(page: usize, pages: usize, command: &str) -> Text {
+/// A page beyond the last; `asks_for` is how a page is asked for, before
+/// its number (`pending`, `show @x:y.org page`).
+pub fn no_such_page(page: usize, pages: usize, asks_for: &str) -> Text {
     let there = if pages == 1 { "There is only 1 page".to_owned() } else { format!("There are {pages} pages") };
-    plain(&format!("{there}, so there is no page {page}; `{command} {pages}` shows the last one."))
+    plain(&format!("{there}, so there is no page {page}; `{asks_for} {pages}` shows the last one."))
 }
 
 fn people_count(n: usize) -> String {
