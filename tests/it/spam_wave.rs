@@ -1,10 +1,11 @@
 //! A spam wave against a real Synapse: 500 invites from 500 new users in a
 //! burst. The owner's phone gets no push, replies stay within the hourly
-//! cap, every invite is held with its message, and memory stays bounded.
+//! cap, every invite is held with its message, memory stays bounded, and
+//! `pending` lists all of them in pages that each fit one event.
 
 use std::time::{Duration, Instant};
 
-use crate::support::gate::{Bell, opt_in, start};
+use crate::support::gate::{Bell, ask, opt_in, start};
 use crate::support::{PushGateway, World, eventually, free_port};
 
 const STRANGERS: usize = 500;
@@ -78,6 +79,30 @@ async fn a_wave_of_500_stranger_invites_is_held_silently_with_replies_capped() {
     assert_eq!(sample(&settled, "gatekeeper_replies_sent_total") as usize, REPLY_CAP);
     assert_eq!(sample(&settled, "gatekeeper_replies_suppressed_total") as usize, STRANGERS - REPLY_CAP);
     assert_eq!(sample(&settled, "gatekeeper_action_failures_total"), 0.0);
+
+    // `pending` lists all 500 in pages, each one event, none set aside
+    // (one notice for everyone was ~100 KB, beyond the 64 KiB limit).
+    let first = ask(&w, &alice, &control, "pending").await;
+    let pages: usize = first
+        .strip_prefix("Page 1 of ")
+        .and_then(|r| r.split(',').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("not paged: {first}"));
+    let mut listed = std::collections::BTreeMap::new();
+    for page in 1..=pages {
+        let body = if page == 1 { first.clone() } else { ask(&w, &alice, &control, &format!("pending {page}")).await };
+        assert!(body.starts_with(&format!("Page {page} of {pages}, {STRANGERS} people waiting")), "{body}");
+        for line in body.lines() {
+            if let Some((n, rest)) = line.split_once(". @") {
+                let who = rest.split(' ').next().unwrap().to_owned();
+                assert!(listed.insert(n.parse::<usize>().unwrap(), who).is_none(), "number {n} twice");
+            }
+        }
+    }
+    assert_eq!(listed.len(), STRANGERS, "every stranger on some page");
+    assert_eq!(listed.keys().copied().collect::<Vec<_>>(), (1..=STRANGERS).collect::<Vec<_>>());
+    assert_eq!(listed.values().collect::<std::collections::BTreeSet<_>>().len(), STRANGERS);
+    let after = scrape(&base).await;
+    assert_eq!(sample(&after, "gatekeeper_action_failures_total"), 0.0, "a page was set aside");
 
     w.gatekeeper.stop();
     let report = w.gatekeeper.inspect();

@@ -1,6 +1,8 @@
 //! Time-driven decisions: expired allows, ended pauses, and digests, both
 //! scheduled (from a housekeeping tick) and asked for (`digest`).
 
+use std::collections::BTreeSet;
+
 use ruma::OwnedUserId;
 
 use super::links::{self, Link, LinkAction};
@@ -46,8 +48,10 @@ pub(super) fn tick(snapshot: &Snapshot, now_ms: u64, config: &EngineConfig) -> D
 }
 
 /// The digest of everything not yet digested, as notices in the control
-/// room. The items are marked digested in the same commit that queues the
-/// notices, so a crash can neither lose the digest nor send it twice.
+/// room. Each item is marked digested in the same commit that queues the
+/// notice carrying it, so a crash can neither lose the digest nor send it
+/// twice; an item whose notice is not queued (only one too big to send,
+/// which the renderer never makes) stays for the next digest.
 /// `slot_ms` is the schedule slot handled (none when asked for by command).
 pub(super) fn send_digest(
     owner: &OwnerState,
@@ -61,7 +65,7 @@ pub(super) fn send_digest(
     if slot_ms.is_some() {
         updated.digest_last_slot_ms = slot_ms;
     }
-    let Some(digest) = digest::render(owner, overview) else {
+    let Some(digest) = digest::render_for(owner, overview, config.client_mode) else {
         let nothing_new = || {
             let said = digest::nothing_new();
             Effect::SendNotice {
@@ -86,10 +90,18 @@ pub(super) fn send_digest(
     updated.digest_last_sent_ms = Some(now_ms);
     updated.last_list = digest.list.clone();
     let mut d = Decision::default().change(StateChange::PutOwner(updated));
-    for m in overview.deferred.iter().filter(|m| digest.messages.contains(&m.event_id)) {
+    let sendable: Vec<bool> =
+        digest.parts.iter().map(|p| limits::fits(&p.plain, &p.html, config.client_mode)).collect();
+    let carried = digest.carried.iter().zip(&sendable).filter(|(_, ok)| **ok).map(|(c, _)| c);
+    let (mut messages, mut invites) = (BTreeSet::new(), BTreeSet::new());
+    for c in carried {
+        messages.extend(c.messages.iter());
+        invites.extend(c.invites.iter());
+    }
+    for m in overview.deferred.iter().filter(|m| messages.contains(&m.event_id)) {
         d = d.change(StateChange::PutDeferred(Deferred { digested: true, ..m.clone() }));
     }
-    for (room, held) in overview.held.iter().filter(|(r, _)| digest.invites.contains(r)) {
+    for (room, held) in overview.held.iter().filter(|(r, _)| invites.contains(r)) {
         d = d.change(StateChange::PutRoom(room.clone(), RoomState::Held(HeldRoom { digested: true, ..held.clone() })));
     }
     // The e-mail carries the whole digest in one message; it goes on its own
@@ -142,8 +154,9 @@ pub(super) fn send_digest(
             unsubscribe,
         });
     }
-    let notices = digest.parts.len();
-    for (i, part) in digest.parts.into_iter().enumerate() {
+    let mut notices = 0;
+    for (i, part) in digest.parts.into_iter().enumerate().filter(|(i, _)| sendable[*i]) {
+        notices += 1;
         d = d.effect(Effect::SendNotice {
             as_user: config.bot.clone(),
             room_id: owner.control_room.clone(),

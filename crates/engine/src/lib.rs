@@ -8,6 +8,7 @@ mod control;
 mod gate;
 mod housekeeping;
 pub mod input;
+pub mod limits;
 pub mod links;
 pub mod mail;
 mod optin;
@@ -206,6 +207,26 @@ pub fn txn_id_for(seed: &str, purpose: &str) -> String {
 }
 
 pub fn decide(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineConfig) -> Decision {
+    fit_notices(decide_input(snapshot, input, now_ms, config), config.client_mode)
+}
+
+/// Every notice leaves the engine small enough for one event: a send the
+/// homeserver refuses for size fails for good and the owner hears nothing.
+/// Renderers of unbounded data page themselves; this only catches what the
+/// owner's own text can blow up (see `texts::fitted`).
+fn fit_notices(mut d: Decision, client_mode: bool) -> Decision {
+    for effect in &mut d.effects {
+        if let Effect::SendNotice { body, html, .. } = effect
+            && !limits::fits(body, html, client_mode)
+        {
+            let text = texts::fitted(Text { plain: std::mem::take(body), html: std::mem::take(html) }, client_mode);
+            (*body, *html) = (text.plain, text.html);
+        }
+    }
+    d
+}
+
+fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineConfig) -> Decision {
     match input {
         Input::ProfileFetched { user, displayname } => optin::profile_fetched(snapshot, user, displayname),
         Input::ContactsImported { owner, users } => optin::contacts_imported(snapshot, owner, users, now_ms, config),

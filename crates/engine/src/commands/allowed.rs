@@ -16,6 +16,6 @@ fn parse(args: &Args<'_>) -> Result<Command, String> {
 
 impl Handler for Allowed {
     fn run(self, ctx: &Ctx<'_>) -> Decision {
-        ctx.answer(texts::contacts(&ctx.overview.contacts, true, ctx.now_ms))
+        ctx.answer(texts::contacts(&ctx.overview.contacts, true, ctx.now_ms, ctx.config.client_mode))
     }
 }

@@ -43,6 +43,14 @@ pub fn target(word: &str) -> Result<Target, String> {
     word.parse::<Subject>().map(Target::Subject)
 }
 
+/// A page number: 1 or more.
+pub fn page(word: &str) -> Result<usize, String> {
+    match word.parse::<usize>() {
+        Ok(n) if n > 0 && word.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        _ => Err(texts::not_a_page_number(word)),
+    }
+}
+
 /// `<target>...`: at least one.
 pub fn targets(words: &[&str]) -> Result<Vec<Target>, String> {
     if words.is_empty() {

@@ -279,15 +279,18 @@ mod tests {
         check("!GK   help", help(None));
         check("?", help(None));
         check("help Pending", help(Some("pending")));
-        check("pending", Some(Command::Pending(Pending)));
+        check("pending", Some(Command::Pending(Pending { page: None })));
         check("digest", Some(Command::Digest(Digest)));
         check("allowed", Some(Command::Allowed(Allowed)));
         check("blocked", Some(Command::Blocked(Blocked)));
         check("settings", Some(Command::Settings(Settings)));
         check("resume", Some(Command::Resume(Resume)));
         check("stop", Some(Command::Stop(Stop)));
-        check("show 2", Some(Command::Show(Show { target: Target::Number(2) })));
-        check("show @a:x.org", Some(Command::Show(Show { target: user("@a:x.org") })));
+        check("show 2", Some(Command::Show(Show { target: Target::Number(2), page: 1 })));
+        check("show @a:x.org", Some(Command::Show(Show { target: user("@a:x.org"), page: 1 })));
+        check("show #2 PAGE 3", Some(Command::Show(Show { target: Target::Number(2), page: 3 })));
+        check("pending 2", Some(Command::Pending(Pending { page: Some(2) })));
+        check("pending page 2", Some(Command::Pending(Pending { page: Some(2) })));
         check(
             "allow 1 #3 @x:y.org *:example.org",
             Some(Command::Allow(Allow {
@@ -326,6 +329,11 @@ mod tests {
     fn every_bad_argument_is_refused_with_the_usage() {
         invalid("help a b", "help");
         invalid("pending now", "pending");
+        invalid("pending 0", "pending");
+        invalid("pending 1 2", "pending");
+        invalid("show 1 page", "show");
+        invalid("show 1 page 0", "show");
+        invalid("show 1 2 3", "show");
         invalid("stop it", "stop");
         invalid("show", "show");
         invalid("show 1 2", "show");

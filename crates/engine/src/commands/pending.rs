@@ -1,5 +1,16 @@
-//! `pending`: who is waiting, oldest first and numbered; later commands'
-//! numbers refer to this list.
+//! `pending [page]`: who is waiting, newest first, numbered, a page at a
+//! time; later commands' numbers refer to this numbering.
+//!
+//! Numbers are global across pages, never per page: `pending` numbers
+//! everyone waiting (newest first) and remembers that numbering as
+//! `last_list`; `pending 2` shows a later page of the *same* numbering,
+//! adding anyone who arrived since at the end. So within one numbering a
+//! number never names two people, whichever page the owner read it on, and
+//! `allow 3` means the person shown as 3 on any page since the last bare
+//! `pending` (or digest), which is the list the owner saw last. Per-page
+//! numbers would make page 1's "3." and page 2's "3." different people,
+//! and renumbering on every page would shift page 1's numbers when someone
+//! new arrives between two pages.
 
 use std::collections::BTreeMap;
 
@@ -11,34 +22,77 @@ use crate::{Decision, Deferred, OwnerOverview, OwnerState, PendingEntry, StateCh
 pub(super) const SPEC: Spec = Spec {
     name: "pending",
     aliases: &[],
-    usage: "pending",
-    summary: "who is waiting, numbered, with how many messages and since when",
+    usage: "pending [page]",
+    summary: "who is waiting, newest first and numbered, with how many messages and since when; \
+              long lists come in pages (`pending 2`)",
     parse,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pending;
+pub struct Pending {
+    /// The page asked for; `None` starts a new numbering at page 1.
+    pub page: Option<usize>,
+}
 
 fn parse(args: &Args<'_>) -> Result<Command, String> {
-    args.none()?;
-    Ok(Command::Pending(Pending))
+    let page = match args.words.as_slice() {
+        [] => None,
+        [n] | ["page", n] => Some(super::args::page(n)?),
+        _ => return Err(texts::one_page_number()),
+    };
+    Ok(Command::Pending(Pending { page }))
 }
 
 impl Handler for Pending {
     fn run(self, ctx: &Ctx<'_>) -> Decision {
-        let (entries, invites) = entries(ctx.overview);
-        let list: Vec<Subject> = entries.iter().map(|e| Subject::User(e.sender.clone())).collect();
+        let (mut waiting, invites) = entries(ctx.overview);
         let tz = schedule::zone(ctx.owner.timezone.as_deref());
-        let mut d = Decision::default().effect(ctx.reply(texts::pending(&entries, &invites, &tz)));
+        if waiting.is_empty() {
+            return ctx.answer(texts::nobody_waiting());
+        }
+        let list = numbering(&ctx.owner.last_list, &waiting, self.page.is_some());
+        let numbered: Vec<(usize, PendingEntry)> = list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                Subject::User(u) => waiting.remove(u).map(|e| (i + 1, e)),
+                Subject::Server(_) => None,
+            })
+            .collect();
+        let items: Vec<texts::Text> = numbered
+            .iter()
+            .map(|(n, e)| texts::pending_entry(*n, e, invites.get(&e.sender).map(String::as_str), &tz))
+            .collect();
+        let pages = texts::paginate(&items, &texts::pending_frame(), ctx.config.client_mode);
+        let page = self.page.unwrap_or(1);
+        let text = match pages.get(page - 1) {
+            Some(range) => texts::pending_page(&items[range.clone()], page, pages.len(), numbered.len()),
+            None => texts::no_such_page(page, pages.len(), "pending"),
+        };
+        let d = ctx.answer(text);
         if list != ctx.owner.last_list {
-            d = d.change(StateChange::PutOwner(OwnerState { last_list: list, ..ctx.owner.clone() }));
+            return d.change(StateChange::PutOwner(OwnerState { last_list: list, ..ctx.owner.clone() }));
         }
         d
     }
 }
 
-/// Strangers waiting, oldest first, with their group-room invitations.
-fn entries(overview: &OwnerOverview) -> (Vec<PendingEntry>, Vec<(String, String)>) {
+/// The numbering a page is shown in: a new one (everyone waiting, newest
+/// first) unless `continuing` the owner's last list, which then keeps every
+/// number it gave and numbers newcomers after it.
+fn numbering(last_list: &[Subject], waiting: &BTreeMap<OwnedUserId, PendingEntry>, continuing: bool) -> Vec<Subject> {
+    let mut newest_first: Vec<&PendingEntry> = waiting.values().collect();
+    newest_first.sort_by(|a, b| b.first_ms.cmp(&a.first_ms).then_with(|| a.sender.cmp(&b.sender)));
+    let mut list = if continuing { last_list.to_vec() } else { Vec::new() };
+    let known: std::collections::BTreeSet<Subject> = list.iter().cloned().collect();
+    list.extend(newest_first.into_iter().map(|e| Subject::User(e.sender.clone())).filter(|s| !known.contains(s)));
+    list
+}
+
+/// Strangers waiting, by sender, with their group-room invitations.
+type Waiting = (BTreeMap<OwnedUserId, PendingEntry>, BTreeMap<OwnedUserId, String>);
+
+fn entries(overview: &OwnerOverview) -> Waiting {
     let mut by_sender: BTreeMap<OwnedUserId, PendingEntry> = BTreeMap::new();
     for (room, held) in &overview.held {
         let e = by_sender.entry(held.inviter.clone()).or_insert_with(|| PendingEntry {
@@ -56,7 +110,9 @@ fn entries(overview: &OwnerOverview) -> (Vec<PendingEntry>, Vec<(String, String)
     }
     let mut messages: Vec<&Deferred> = overview.deferred.iter().collect();
     messages.sort_by_key(|m| m.ts_ms);
+    let mut latest: BTreeMap<&OwnedUserId, &Deferred> = BTreeMap::new();
     for m in messages {
+        latest.insert(&m.sender, m);
         let e = by_sender.entry(m.sender.clone()).or_insert_with(|| PendingEntry {
             sender: m.sender.clone(),
             name: None,
@@ -69,11 +125,17 @@ fn entries(overview: &OwnerOverview) -> (Vec<PendingEntry>, Vec<(String, String)
         e.messages += 1;
         e.first_ms = e.first_ms.min(m.ts_ms);
         e.last_ms = e.last_ms.max(m.ts_ms);
-        e.preview = Some(texts::pending_preview(m));
     }
-    let invites =
-        overview.held.values().filter(|h| !h.is_dm).map(|h| (h.inviter.to_string(), texts::group_invite(h))).collect();
-    let mut entries: Vec<PendingEntry> = by_sender.into_values().collect();
-    entries.sort_by_key(|e| (e.first_ms, e.sender.clone()));
-    (entries, invites)
+    // Only the latest line of each is shown: only that one is read.
+    for (sender, m) in latest {
+        if let Some(e) = by_sender.get_mut(sender) {
+            e.preview = Some(texts::pending_preview(m));
+        }
+    }
+    // The first group invitation of each sender is the one shown.
+    let mut invites = BTreeMap::new();
+    for h in overview.held.values().filter(|h| !h.is_dm) {
+        invites.entry(h.inviter.clone()).or_insert_with(|| texts::group_invite(h));
+    }
+    (by_sender, invites)
 }

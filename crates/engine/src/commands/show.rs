@@ -1,20 +1,33 @@
-//! `show <target>`: every held message from one sender.
+//! `show <target> [page <n>]`: every held message from one sender, in the
+//! order they came, a page at a time. `page` is a word of its own so that
+//! `show 2 3` stays what it was, a refusal (one sender at a time), rather
+//! than quietly meaning "sender 2, page 3".
 
 use super::args::{self, Target};
 use super::{Args, Command, Ctx, Handler, Spec};
 use crate::{Decision, texts};
 
-pub(super) const SPEC: Spec =
-    Spec { name: "show", aliases: &[], usage: "show <target>", summary: "every held message from one sender", parse };
+pub(super) const SPEC: Spec = Spec {
+    name: "show",
+    aliases: &[],
+    usage: "show <target> [page <n>]",
+    summary: "every held message from one sender, a page at a time",
+    parse,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Show {
     pub target: Target,
+    /// 1 unless asked for.
+    pub page: usize,
 }
 
 fn parse(args: &Args<'_>) -> Result<Command, String> {
     match args.words.as_slice() {
-        [word] => Ok(Command::Show(Show { target: args::target(word)? })),
+        [word] => Ok(Command::Show(Show { target: args::target(word)?, page: 1 })),
+        [word, p, n] if p.eq_ignore_ascii_case("page") => {
+            Ok(Command::Show(Show { target: args::target(word)?, page: args::page(n)? }))
+        }
         _ => Err(texts::one_sender_at_a_time()),
     }
 }
@@ -26,8 +39,16 @@ impl Handler for Show {
             let (_, mut messages) = ctx.held_of(subject);
             // Not what others wrote in the same rooms.
             messages.retain(|m| subject.covers(&m.sender));
+            if messages.is_empty() {
+                return ctx.answer(texts::plain(&texts::nothing_waiting_from(subject)));
+            }
             messages.sort_by_key(|m| m.ts_ms);
-            ctx.answer(texts::show(subject, &messages))
+            let items: Vec<texts::Text> = messages.iter().map(|m| texts::show_item(m)).collect();
+            let pages = texts::paginate(&items, &texts::show_frame(subject), ctx.config.client_mode);
+            ctx.answer(match pages.get(self.page - 1) {
+                Some(range) => texts::show_page(subject, &items[range.clone()], self.page, pages.len(), items.len()),
+                None => texts::no_such_page(self.page, pages.len(), &format!("show {subject} page")),
+            })
         })
     }
 }

@@ -174,5 +174,5 @@ fn targets_that_do_not_resolve_change_nothing() {
 #[test]
 fn show_lists_every_held_message_of_one_sender() {
     let body = notice_body(&decide(&with_pending_stranger(), &text(ALICE, CONTROL, "show 1"), NOW, &config()));
-    assert!(body.contains("2 message(s) from @stranger:remote.org") && body.contains("hello?"), "{body}");
+    assert!(body.contains("2 messages from @stranger:remote.org") && body.contains("hello?"), "{body}");
 }

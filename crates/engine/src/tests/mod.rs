@@ -7,6 +7,7 @@ mod client_mode;
 mod commands;
 mod decisions;
 mod digest;
+mod fits;
 mod gate;
 mod mail;
 mod optin;

@@ -44,44 +44,79 @@ pub fn invalid(message: &str, usage: &str) -> Text {
     }
 }
 
-/// `tz` is the owner's time zone: times read as their clock shows them.
-pub fn pending(entries: &[PendingEntry], invites: &[(String, String)], tz: &TimeZone) -> Text {
-    if entries.is_empty() {
-        return Text {
-            plain: "Nobody is waiting: no new contacts have written to you.".into(),
-            html: "<p>Nobody is waiting: no new contacts have written to you.</p>".into(),
-        };
+pub fn nobody_waiting() -> Text {
+    Text {
+        plain: "Nobody is waiting: no new contacts have written to you.".into(),
+        html: "<p>Nobody is waiting: no new contacts have written to you.</p>".into(),
     }
-    let mut plain = format!("{} waiting:\n", people(entries.len()));
-    let mut html = format!("<p>{} waiting:</p><ol>", people(entries.len()));
-    for (n, e) in entries.iter().enumerate() {
-        let n = n + 1;
-        let count = match e.messages {
-            0 => "no messages yet".to_owned(),
-            1 => "1 message".to_owned(),
-            n => format!("{n} messages"),
-        };
-        let (first, last) = (local_time(e.first_ms, tz), local_time(e.last_ms, tz));
-        let when = if first == last { first } else { format!("{first} – {last}") };
-        let invite = invites.iter().find(|(who, _)| who == e.sender.as_str()).map(|(_, what)| what.as_str());
-        let shown = who(e.sender.as_str(), e.name.as_deref());
-        plain.push_str(&format!("{n}. {shown} — {count}, {when}"));
-        html.push_str(&format!("<li><code>{}</code> — {count}, {when}", escape_html(&shown)));
-        if let Some(what) = invite {
-            plain.push_str(&format!("\n  {what}"));
-            html.push_str(&format!("<br>{}", escape_html(what)));
-        }
-        if let Some(p) = &e.preview {
-            plain.push_str(&format!("\n  “{p}”"));
-            html.push_str(&format!("<br><i>“{}”</i>", escape_html(p)));
-        }
-        plain.push('\n');
-        html.push_str("</li>");
+}
+
+/// One waiting sender in `pending`, numbered `n`, with their first group
+/// invitation if any. `tz` is the owner's time zone.
+pub fn pending_entry(n: usize, e: &PendingEntry, invite: Option<&str>, tz: &TimeZone) -> Text {
+    let count = match e.messages {
+        0 => "no messages yet".to_owned(),
+        1 => "1 message".to_owned(),
+        n => format!("{n} messages"),
+    };
+    let (first, last) = (local_time(e.first_ms, tz), local_time(e.last_ms, tz));
+    let when = if first == last { first } else { format!("{first} – {last}") };
+    let shown = who(e.sender.as_str(), e.name.as_deref());
+    let mut plain = format!("{n}. {shown} — {count}, {when}");
+    // The number is written out, not left to an <ol>: later pages and gaps
+    // (someone decided meanwhile) keep the numbers of the whole list.
+    let mut html = format!("<p><b>{n}.</b> <code>{}</code> — {count}, {when}", escape_html(&shown));
+    if let Some(what) = invite {
+        plain.push_str(&format!("\n  {what}"));
+        html.push_str(&format!("<br>{}", escape_html(what)));
     }
-    html.push_str("</ol>");
+    if let Some(p) = &e.preview {
+        plain.push_str(&format!("\n  “{p}”"));
+        html.push_str(&format!("<br><i>“{}”</i>", escape_html(p)));
+    }
+    plain.push('\n');
+    html.push_str("</p>");
+    Text { plain, html }
+}
+
+/// A page of `pending`: `items` from [`pending_entry`], page `page` of
+/// `pages`, `waiting` people in all.
+pub fn pending_page(items: &[Text], page: usize, pages: usize, waiting: usize) -> Text {
+    let heading = if pages > 1 {
+        format!("Page {page} of {pages}, {} waiting:", people_count(waiting))
+    } else {
+        format!("{} waiting:", people(waiting))
+    };
+    let mut plain = format!("{heading}\n");
+    let mut html = format!("<p>{}</p>", escape_html(&heading));
+    for item in items {
+        plain.push_str(&item.plain);
+        html.push_str(&item.html);
+    }
     plain.push_str("Act on them with `allow 1`, `deny 1`, `block 1`, or `show 1` to read everything.");
     html.push_str("<p>Act on them with <code>allow 1</code>, <code>deny 1</code>, <code>block 1</code>, or <code>show 1</code> to read everything.</p>");
+    if page < pages {
+        let next = page + 1;
+        plain.push_str(&format!(" `pending {next}` shows the next page; the numbers stay the same."));
+        html.push_str(&format!("<p><code>pending {next}</code> shows the next page; the numbers stay the same.</p>"));
+    }
     Text { plain, html }
+}
+
+/// The longest header and footer a `pending` page can have, for paging.
+pub fn pending_frame() -> Text {
+    pending_page(&[], usize::MAX - 1, usize::MAX, usize::MAX)
+}
+
+/// A page beyond the last; `asks_for` is how a page is asked for, before
+/// its number (`pending`, `show @x:y.org page`).
+pub fn no_such_page(page: usize, pages: usize, asks_for: &str) -> Text {
+    let there = if pages == 1 { "There is only 1 page".to_owned() } else { format!("There are {pages} pages") };
+    plain(&format!("{there}, so there is no page {page}; `{asks_for} {pages}` shows the last one."))
+}
+
+fn people_count(n: usize) -> String {
+    if n == 1 { "1 person".into() } else { format!("{n} people") }
 }
 
 fn people(n: usize) -> String {
@@ -109,7 +144,15 @@ pub fn one_topic_at_a_time() -> String {
 }
 
 pub fn one_sender_at_a_time() -> String {
-    "Show one sender at a time.".into()
+    "Show one sender at a time; `show 2 page 3` for a later page.".into()
+}
+
+pub fn one_page_number() -> String {
+    "Give one page number, e.g. `pending 2`.".into()
+}
+
+pub fn not_a_page_number(given: &str) -> String {
+    format!("`{}` is not a page number (1, 2, …).", one_line(given, 40))
 }
 
 pub fn say_who() -> String {
@@ -214,26 +257,53 @@ pub fn group_invite(held: &HeldRoom) -> String {
     format!("invited you to {}{size}{reason}", one_line(&name, 60))
 }
 
-/// `show`: `messages` in the order they came.
-pub fn show(subject: &Subject, messages: &[&Deferred]) -> Text {
-    if messages.is_empty() {
-        return plain(&nothing_waiting_from(subject));
+/// The most one message may cost on a `show` page (plain and HTML,
+/// JSON-escaped): longer ones are trimmed with a note, so that a page holds
+/// at least three whatever the bodies are.
+pub const SHOW_MESSAGE_BUDGET: usize = 12_000;
+
+/// One message in `show`, trimmed to [`SHOW_MESSAGE_BUDGET`].
+pub fn show_item(m: &Deferred) -> Text {
+    let (what, cut) = if m.encrypted {
+        (UNREADABLE.to_owned(), 0)
+    } else if let Some(media) = &m.media {
+        (format!("(sent {}: {})", one_line(&media.name, 200), one_line(&media.url, 300)), 0)
+    } else {
+        super::trim_to_cost(&m.body, SHOW_MESSAGE_BUDGET)
+    };
+    let edited = if m.edited { " (edited)" } else { "" };
+    let note = if cut > 0 { format!(" … ({cut} more characters not shown)") } else { String::new() };
+    let line = format!("{}{edited} — {what}{note}", format_time(m.ts_ms));
+    Text { plain: format!("• {line}\n"), html: format!("<li>{}</li>", escape_html(&line).replace('\n', "<br>")) }
+}
+
+/// A page of `show`: `items` from [`show_item`], `total` messages from
+/// `subject` in all, in the order they came.
+pub fn show_page(subject: &Subject, items: &[Text], page: usize, pages: usize, total: usize) -> Text {
+    let messages = if total == 1 { "1 message".to_owned() } else { format!("{total} messages") };
+    let heading = if pages > 1 {
+        format!("{messages} from {subject}, page {page} of {pages}:")
+    } else {
+        format!("{messages} from {subject}:")
+    };
+    let mut plain = format!("{heading}\n");
+    let mut html = format!("<p>{}</p><ul>", escape_html(&heading));
+    for item in items {
+        plain.push_str(&item.plain);
+        html.push_str(&item.html);
     }
-    let items: Vec<String> = messages
-        .iter()
-        .map(|m| {
-            let what = if m.encrypted {
-                UNREADABLE.to_owned()
-            } else if let Some(media) = &m.media {
-                format!("(sent {}: {})", media.name, media.url)
-            } else {
-                m.body.clone()
-            };
-            let edited = if m.edited { " (edited)" } else { "" };
-            format!("{}{edited} — {what}", format_time(m.ts_ms))
-        })
-        .collect();
-    list(&format!("{} message(s) from {subject}:", items.len()), &items)
+    html.push_str("</ul>");
+    if page < pages {
+        let next = format!("show {subject} page {}", page + 1);
+        plain.push_str(&format!("`{next}` shows the next page."));
+        html.push_str(&format!("<p><code>{}</code> shows the next page.</p>", escape_html(&next)));
+    }
+    Text { plain: plain.trim_end().to_owned(), html }
+}
+
+/// The longest header and footer a `show` page about `subject` can have.
+pub fn show_frame(subject: &Subject) -> Text {
+    show_page(subject, &[], usize::MAX - 1, usize::MAX, usize::MAX)
 }
 
 pub fn nothing_waiting_from(subject: &Subject) -> String {
@@ -285,6 +355,7 @@ pub fn contacts<'a>(
     contacts: impl IntoIterator<Item = (&'a Subject, &'a Contact)>,
     allowed: bool,
     now_ms: u64,
+    client_mode: bool,
 ) -> Text {
     let mut items: Vec<String> = contacts
         .into_iter()
@@ -311,12 +382,25 @@ pub fn contacts<'a>(
         return plain(&format!("Nobody is {what}."));
     }
     let total = items.len();
-    items.truncate(LIST_LIMIT);
-    if total > LIST_LIMIT {
-        items.push(format!("… and {} more", total - LIST_LIMIT));
-    }
     let entries = if total == 1 { "1 entry".to_owned() } else { format!("{total} entries") };
-    list(&format!("{entries} {what}:"), &items)
+    let intro = format!("{entries} {what}:");
+    // At most LIST_LIMIT, and only as many as fit one event with the
+    // "… and N more" line (255-character IDs make 100 too many).
+    let frame = list(&intro, &[format!("… and {total} more")]);
+    let mut meter = crate::limits::Meter::new(client_mode, &[(&frame.plain, &frame.html)]);
+    let shown = items
+        .iter()
+        .take(LIST_LIMIT)
+        .take_while(|i| {
+            let html = escape_html(i);
+            meter.take(crate::limits::Meter::cost(i, &html) + crate::limits::escaped_len("• \n<li></li>"))
+        })
+        .count();
+    items.truncate(shown);
+    if total > shown {
+        items.push(format!("… and {} more", total - shown));
+    }
+    list(&intro, &items)
 }
 
 /// `settings`. The two durations are the owner's or, unset, the deployment's.

@@ -89,6 +89,85 @@ pub fn list(intro: &str, items: &[String]) -> Text {
     Text { plain: plain.trim_end().to_owned(), html }
 }
 
+/// A notice that does not fit one event (only owner-set text can make one:
+/// a long reply template, a huge unknown command word) cut to the longest
+/// plain prefix that fits, with a note; its HTML is then the plain text
+/// escaped. Anything listing stranger data is paged before it gets here.
+pub fn fitted(text: Text, client_mode: bool) -> Text {
+    if crate::limits::fits(&text.plain, &text.html, client_mode) {
+        return text;
+    }
+    let chars: Vec<char> = text.plain.chars().collect();
+    let cut = |n: usize| {
+        let kept: String = chars[..n].iter().collect();
+        let plain = format!("{kept}… {SHORTENED}");
+        let html = format!("<p>{}</p>", escape_html(&plain).replace('\n', "<br>"));
+        Text { plain, html }
+    };
+    // The longest prefix that fits: fitting only gets harder as it grows.
+    let (mut lo, mut hi) = (0, chars.len());
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        let t = cut(mid);
+        if crate::limits::fits(&t.plain, &t.html, client_mode) { lo = mid } else { hi = mid - 1 }
+    }
+    cut(lo)
+}
+
+const SHORTENED: &str = "(shortened: too long for one message)";
+
+/// What one character of user text costs in a notice: once in the plain
+/// body, once escaped in the HTML (a line break there is `<br>`).
+fn char_cost(c: char) -> usize {
+    use crate::limits::escaped_char_len;
+    // What `escape_html` and the line breaks make of it, without building it.
+    let html = match c {
+        '\n' => "<br>".len(),
+        '&' | '\'' => 5,
+        '<' | '>' => 4,
+        '"' => 6,
+        c => escaped_char_len(c),
+    };
+    escaped_char_len(c) + html
+}
+
+/// The longest prefix of `text` that costs at most `budget` bytes in a
+/// notice (plain and HTML, JSON-escaped), and how many characters were
+/// left out. Bounds by bytes, so neither 4-byte characters nor quotes and
+/// control characters (6 bytes each once escaped) can overflow a page.
+pub fn trim_to_cost(text: &str, budget: usize) -> (String, usize) {
+    let mut used = 0;
+    for (i, c) in text.char_indices() {
+        used += char_cost(c);
+        if used > budget {
+            return (text[..i].to_owned(), text[i..].chars().count());
+        }
+    }
+    (text.to_owned(), 0)
+}
+
+/// Splits `items` into pages: each page takes items while the next still
+/// fits beside `frame` (the page's header and footer at their longest).
+/// A page holds at least one item. Returns the index ranges of the pages.
+pub fn paginate(items: &[Text], frame: &Text, client_mode: bool) -> Vec<std::ops::Range<usize>> {
+    use crate::limits::Meter;
+    let mut pages = Vec::new();
+    let mut start = 0;
+    let mut meter = Meter::new(client_mode, &[(&frame.plain, &frame.html)]);
+    for (i, item) in items.iter().enumerate() {
+        if !meter.take(Meter::cost(&item.plain, &item.html)) && i > start {
+            pages.push(start..i);
+            start = i;
+            meter = Meter::new(client_mode, &[(&frame.plain, &frame.html)]);
+            meter.take(Meter::cost(&item.plain, &item.html));
+        }
+    }
+    if start < items.len() {
+        pages.push(start..items.len());
+    }
+    pages
+}
+
 /// Durations read back the way the commands accept them.
 pub use gatekeeper_common::duration::format as format_duration;
 
@@ -175,6 +254,17 @@ mod tests {
         assert_eq!(who("@a:x.org", Some("\u{202E}gro.x:a@\n")), "@a:x.org (“gro.x:a@”)");
         assert_eq!(who("@a:x.org", Some("\u{200B}")), "@a:x.org");
         assert!(who("@a:x.org", Some(&"x".repeat(100))).chars().count() < 60);
+    }
+
+    #[test]
+    fn a_characters_cost_is_what_it_adds_to_a_notice() {
+        for c in ['a', '"', '\\', '\n', '\u{1}', '<', '>', '&', '\'', 'é', '😀', '\u{2028}'] {
+            let s = c.to_string();
+            let html = escape_html(&s).replace('\n', "<br>");
+            assert_eq!(char_cost(c), crate::limits::escaped_len(&s) + crate::limits::escaped_len(&html), "{c:?}");
+        }
+        let (kept, cut) = trim_to_cost("ab\"c", 2 + 2 + 8);
+        assert_eq!((kept.as_str(), cut), ("ab\"", 1));
     }
 
     #[test]
