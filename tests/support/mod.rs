@@ -78,7 +78,8 @@ pub fn synapse_venv() -> PathBuf {
             let _ = std::fs::remove_dir_all(&venv);
             install::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
             install::run(
-                Command::new(venv.join("bin/pip"))
+                Command::new(venv.join("bin/python"))
+                    .args(["-m", "pip"])
                     .args(["install", "--quiet", "--disable-pip-version-check"])
                     .arg(format!("matrix-synapse=={SYNAPSE_VERSION}")),
             )?;

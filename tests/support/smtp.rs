@@ -22,22 +22,31 @@ pub struct SmtpServer {
 impl SmtpServer {
     pub async fn start(dir: &Path) -> SmtpServer {
         let venv = synapse_venv();
-        let aiosmtpd = venv.join("bin/aiosmtpd");
+        // `python -m`, not the venv's scripts: their first line names the
+        // interpreter by absolute path, which breaks when a target/ is copied.
+        let python = venv.join("bin/python");
+        let present = || {
+            Command::new(&python)
+                .args(["-c", "import aiosmtpd"])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
         install::ensure_installed(
             &format!("aiosmtpd {AIOSMTPD_VERSION} into {}", venv.display()),
-            || aiosmtpd.exists().then_some(()),
+            || present().then_some(()),
             || {
                 install::run(
-                    Command::new(venv.join("bin/pip"))
-                        .args(["install", "--quiet", "--disable-pip-version-check"])
+                    Command::new(&python)
+                        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
                         .arg(format!("aiosmtpd=={AIOSMTPD_VERSION}")),
                 )
             },
         );
         let port = free_port();
         let maildir = dir.join("maildir");
-        let child = Command::new(&aiosmtpd)
-            .args(["-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+        let child = Command::new(&python)
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&maildir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -47,7 +56,7 @@ impl SmtpServer {
             std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
         })
         .await;
-        SmtpServer { port, maildir, python: venv.join("bin/python"), child: Some(child) }
+        SmtpServer { port, maildir, python, child: Some(child) }
     }
 
     /// Every message received, parsed: headers, and the decoded parts.
