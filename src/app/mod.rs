@@ -62,6 +62,11 @@ fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
     })
 }
 
+/// How the executors retry, from the configuration.
+fn executor_policy(config: &Config) -> executor::Policy {
+    executor::Policy { retry_for: config.gate.effect_retry_for.0, ..executor::Policy::default() }
+}
+
 /// A mode's running tasks and the signal that stops them.
 struct Running {
     shared: Shared,
@@ -111,7 +116,8 @@ impl Running {
             if !hold {
                 // E-mail has its own lane: a slow mail server never holds back Matrix.
                 let mailer = Arc::new(crate::email::Mailer::new(email)?);
-                tasks.push(tokio::spawn(executor::run(shared.clone(), mailer, true, released_rx.clone())));
+                let policy = executor_policy(config);
+                tasks.push(tokio::spawn(executor::run(shared.clone(), mailer, true, released_rx.clone(), policy)));
             }
         }
         if let Some(metrics) = &config.metrics {

@@ -15,6 +15,7 @@ mod reads;
 mod replies;
 mod security;
 mod tidy;
+mod unreadable;
 
 use super::*;
 use ruma::OwnedEventId;

@@ -289,6 +289,7 @@ mod tests {
                 reason: Some("join!".into()),
                 replied: false,
                 digested: false,
+                unreadable: None,
             },
         );
         let d = render(&owner(), &o).unwrap();
@@ -371,6 +372,7 @@ mod tests {
                 reason: None,
                 replied: false,
                 digested: false,
+                unreadable: None,
             },
         );
         let d = render(&owner(), &o).unwrap();
