@@ -116,7 +116,9 @@ impl Running {
             if !hold {
                 // E-mail has its own lane: a slow mail server never holds back Matrix.
                 let mailer = Arc::new(crate::email::Mailer::new(email)?);
-                let policy = executor_policy(config);
+                // The mailer retries on its own (up to a few minutes) before
+                // it reports a failure to the owner: let it finish.
+                let policy = executor::Policy { attempt_timeout: Duration::from_secs(600), ..executor_policy(config) };
                 tasks.push(tokio::spawn(executor::run(shared.clone(), mailer, true, released_rx.clone(), policy)));
             }
         }

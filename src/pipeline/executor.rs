@@ -46,11 +46,20 @@ pub struct Policy {
     /// At most this many lanes have an effect in flight at once. A lane
     /// waiting to retry holds no place.
     pub max_in_flight: usize,
+    /// An attempt that has not returned after this long counts as failed
+    /// (and is tried again): a request that hangs, or a client library
+    /// retrying on its own (matrix-sdk retries a 5xx for 15 minutes), must
+    /// not hold a place in flight, nor its room, past the retry bound.
+    pub attempt_timeout: Duration,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { retry_for: Duration::from_secs(24 * 3600), max_in_flight: 32 }
+        Policy {
+            retry_for: Duration::from_secs(24 * 3600),
+            max_in_flight: 32,
+            attempt_timeout: Duration::from_secs(120),
+        }
     }
 }
 
@@ -80,14 +89,22 @@ enum Stage {
 struct LaneState {
     items: VecDeque<OutboxItem>,
     stage: Stage,
-    /// When the first effect started failing, and the wait before its next try.
-    failing_since: Option<Instant>,
+    /// When the first effect was first tried (its retry bound counts from
+    /// then), whether it has failed since, and the wait before its next try.
+    first_try: Option<Instant>,
+    retrying: bool,
     backoff: Duration,
 }
 
 impl LaneState {
     fn new() -> Self {
-        LaneState { items: VecDeque::new(), stage: Stage::Idle, failing_since: None, backoff: FIRST_BACKOFF }
+        LaneState {
+            items: VecDeque::new(),
+            stage: Stage::Idle,
+            first_try: None,
+            retrying: false,
+            backoff: FIRST_BACKOFF,
+        }
     }
 }
 
@@ -212,8 +229,12 @@ pub async fn run<P: Performer>(
             };
             state.stage = Stage::Running;
             in_flight += 1;
+            let now = Instant::now();
+            let deadline = *state.first_try.get_or_insert(now) + policy.retry_for;
+            // At least a moment: a retry due at the bound still gets its try.
+            let limit = policy.attempt_timeout.min(deadline.saturating_duration_since(now)).max(Duration::from_secs(1));
             let ctx = Ctx { shared: shared.clone(), up_to, mail };
-            tasks.spawn(lane, attempt(ctx, performer.clone(), item));
+            tasks.spawn(lane, attempt(ctx, performer.clone(), item, limit));
         }
         let (lane, report) = tokio::select! {
             _ = shutdown.wait() => return,
@@ -239,7 +260,8 @@ pub async fn run<P: Performer>(
                         skip.insert(id);
                     }
                 }
-                if state.failing_since.take().is_some() {
+                state.first_try = None;
+                if std::mem::take(&mut state.retrying) {
                     METRICS.lanes_retrying.dec();
                 }
                 state.backoff = FIRST_BACKOFF;
@@ -254,11 +276,10 @@ pub async fn run<P: Performer>(
                 in_flight -= 1;
                 let Some(item) = state.items.front().cloned() else { continue };
                 let now = Instant::now();
-                let since = *state.failing_since.get_or_insert_with(|| {
+                if !std::mem::replace(&mut state.retrying, true) {
                     METRICS.lanes_retrying.inc();
-                    now
-                });
-                let deadline = since + policy.retry_for;
+                }
+                let deadline = *state.first_try.get_or_insert(now) + policy.retry_for;
                 if now >= deadline {
                     // Given up: set aside like a refusal, and reported. The
                     // lane keeps its place in flight while that is recorded.
@@ -295,10 +316,16 @@ pub async fn run<P: Performer>(
     }
 }
 
-/// One try at a lane's first effect; recorded unless it may succeed later.
-async fn attempt<P: Performer>(ctx: Ctx, performer: Arc<P>, item: OutboxItem) -> Report {
+/// One try at a lane's first effect, for at most `limit`; recorded unless
+/// it may succeed later.
+async fn attempt<P: Performer>(ctx: Ctx, performer: Arc<P>, item: OutboxItem, limit: Duration) -> Report {
     let span = tracing::info_span!("action", id = item.id, kind = item.effect.kind());
-    match tracing::Instrument::instrument(performer.perform(&item.effect), span).await {
+    let tried = tokio::time::timeout(limit, tracing::Instrument::instrument(performer.perform(&item.effect), span));
+    let answered = tried.await.unwrap_or_else(|_| {
+        let limit = gatekeeper_common::duration::format(limit.as_millis() as u64);
+        Err(PerformError::Transient(format!("no answer within {limit}")))
+    });
+    match answered {
         Ok(follow_ups) => {
             METRICS.done(&item.effect);
             record(&ctx, &[(item.id, EffectOutcome::Done)], &follow_ups).await;
@@ -406,6 +433,8 @@ mod tests {
         NeverAnswers,
         /// Nothing about the room is ever answered.
         Unreachable,
+        /// Joins never return at all (a library retrying on its own).
+        JoinsHang,
         /// Refused for good.
         Refused,
         /// The first attempt of each effect never returns (it is in flight
@@ -466,6 +495,8 @@ mod tests {
                 }
                 Script::NeverAnswers => Ok(vec![]),
                 Script::Unreachable => Err(PerformError::Transient("502".into())),
+                Script::JoinsHang if matches!(effect, Effect::Join { .. }) => std::future::pending().await,
+                Script::JoinsHang => Ok(vec![]),
                 Script::Refused => Err(PerformError::Permanent("M_FORBIDDEN".into())),
                 Script::HangsOnce if tries == 0 => std::future::pending().await,
                 Script::HangsOnce => Ok(vec![]),
@@ -647,6 +678,28 @@ mod tests {
             reports(&store)[..],
             [Input::EffectFailed { step: FailedStep::Join, no_answer: true, .. }, ..]
         ));
+        running.trigger.fire();
+        running.task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_that_never_returns_is_bounded_too() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        queue(store.as_ref(), hold("!r:slow.org"));
+        queue(store.as_ref(), vec![join("!s:slow.org")]);
+        let performer = StandIn::new(&[("!r:slow.org", Script::JoinsHang), ("!s:slow.org", Script::JoinsHang)]);
+        let policy = Policy { retry_for: Duration::from_secs(300), ..Policy::default() };
+        let running = start(&store, performer.clone(), policy);
+        let took =
+            until("both joins set aside", Duration::from_secs(400), || store.failed_effects(10).unwrap().len() == 2)
+                .await;
+        assert!((Duration::from_secs(300)..Duration::from_secs(302)).contains(&took), "given up after {took:?}");
+        // At 0 and 2 min (each attempt runs out after 2 min), then at 4 min
+        // for what is left until the bound.
+        assert_eq!(performer.in_room("!s:slow.org"), ["join !s:slow.org"; 3]);
+        let failed = store.failed_effects(10).unwrap();
+        assert!(failed[0].reason.starts_with("still failing after 5m: no answer within"), "{failed:?}");
+        until("the rest of the held room", Duration::from_secs(1), || pending(&store).is_empty()).await;
         running.trigger.fire();
         running.task.await.unwrap();
     }
