@@ -55,6 +55,7 @@ fn owner_decision(o: usize) -> Decision {
                 reason: None,
                 replied: true,
                 digested: false,
+                unreadable: None,
             }),
         ),
     ];

@@ -107,6 +107,15 @@ pub struct GateConfig {
     /// How often expired allows and ended pauses are looked for.
     #[serde(default = "default_housekeeping", deserialize_with = "native_or_text")]
     pub housekeeping_interval: HumanDuration,
+    /// How long an effect that keeps failing transiently (a stranger's
+    /// server that does not answer) is retried before it is set aside and
+    /// the owner is told; it holds up only its own room meanwhile.
+    #[serde(default = "default_effect_retry_for", deserialize_with = "native_or_text")]
+    pub effect_retry_for: HumanDuration,
+}
+
+fn default_effect_retry_for() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(24 * 3600))
 }
 
 fn default_housekeeping() -> HumanDuration {
@@ -122,6 +131,7 @@ impl Default for GateConfig {
             retention: default_retention(),
             notify_allowed: false,
             housekeeping_interval: default_housekeeping(),
+            effect_retry_for: default_effect_retry_for(),
         }
     }
 }
@@ -463,6 +473,12 @@ pub fn check(config: &Config) -> Vec<String> {
     {
         check_appservice(config, asv, &mut problems);
     }
+    // Unbounded retrying is what the bound is for: a room that never
+    // answers would wait forever, and its owner would never hear of it.
+    let retry_for = config.gate.effect_retry_for.0;
+    if retry_for < std::time::Duration::from_secs(1) || retry_for > std::time::Duration::from_secs(30 * 86_400) {
+        problems.push("gate.effect_retry_for: must be between 1s and 30d (24h is the default)".into());
+    }
     if config.database.cache_capacity_mb == 0 {
         problems.push("database.cache_capacity_mb: must be at least 1".into());
     }
@@ -673,6 +689,18 @@ database:
     fn env_override_with_bad_value_is_an_error() {
         let err = parse(MINIMAL, &[("GATEKEEPER__APPSERVICE__LISTEN", "not-an-address")]).unwrap_err().to_string();
         assert!(err.contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn effect_retry_for_defaults_to_a_day_and_is_bounded() {
+        let c = parse(MINIMAL, &[]).unwrap();
+        assert_eq!(c.gate.effect_retry_for.0.as_secs(), 24 * 3600);
+        assert!(check(&c).is_empty());
+        let short = parse(&format!("{MINIMAL}gate:\n  effect_retry_for: 20s\n"), &[]).unwrap();
+        assert_eq!(short.gate.effect_retry_for.0.as_secs(), 20);
+        assert!(check(&short).is_empty());
+        let forever = parse(&format!("{MINIMAL}gate:\n  effect_retry_for: 60d\n"), &[]).unwrap();
+        assert!(check(&forever).iter().any(|p| p.starts_with("gate.effect_retry_for")), "{:?}", check(&forever));
     }
 
     #[test]

@@ -109,6 +109,7 @@ pub fn digest(data: &[u8]) {
             reason: Some(reason),
             replied: false,
             digested: false,
+            unreadable: None,
         },
     );
     let owner = OwnerState::new(owner_id, "!c:example.org".try_into().expect("valid"), 1);

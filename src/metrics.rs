@@ -36,6 +36,8 @@ pub struct Metrics {
     pub emails_sent: Counter,
     pub action_failures: Counter,
     pub action_retries: Counter,
+    pub effects_given_up: Counter,
+    pub lanes_retrying: Gauge,
     pub processing_seconds: Histogram,
     deferred_messages: Gauge,
     inbox_pending: Gauge,
@@ -57,6 +59,8 @@ impl Metrics {
             emails_sent: Counter::default(),
             action_failures: Counter::default(),
             action_retries: Counter::default(),
+            effects_given_up: Counter::default(),
+            lanes_retrying: Gauge::default(),
             // 50 µs .. ~1.6 s: one event's decision and commit.
             processing_seconds: Histogram::new((0..16).map(|i| 0.000_05 * 2f64.powi(i))),
             deferred_messages: Gauge::default(),
@@ -78,6 +82,16 @@ impl Metrics {
         r.register("emails_sent", "E-mails sent", m.emails_sent.clone());
         r.register("action_failures", "Effects that failed for good", m.action_failures.clone());
         r.register("action_retries", "Effect attempts that failed and will be retried", m.action_retries.clone());
+        r.register(
+            "effects_given_up",
+            "Effects still failing when their retry time ran out, set aside",
+            m.effects_given_up.clone(),
+        );
+        r.register(
+            "lanes_retrying",
+            "Lanes (rooms, owners) whose next effect is failing and being retried",
+            m.lanes_retrying.clone(),
+        );
         r.register("processing_seconds", "Time to decide and commit one event", m.processing_seconds.clone());
         r.register("deferred_messages", "Captured messages kept now", m.deferred_messages.clone());
         r.register("inbox_pending", "Events waiting to be processed", m.inbox_pending.clone());

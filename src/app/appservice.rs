@@ -52,12 +52,13 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
         shared.shutdown.clone(),
     )));
     if let Some(released) = running.released.clone() {
+        let policy = super::executor_policy(&config);
         let mut executor_client = client;
         let shared = shared.clone();
         running.tasks.push(tokio::spawn(async move {
             let mut shutdown = shared.shutdown.clone();
             if executor_client.wait_for_homeserver(&mut shutdown).await {
-                executor::run(shared, Arc::new(executor_client), false, released).await;
+                executor::run(shared, Arc::new(executor_client), false, released, policy).await;
             }
         }));
     }

@@ -54,7 +54,8 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
                 if let Some(released) = running.released.clone() {
                     let hs = HsClient::for_user(&config.homeserver.url, session.access_token.clone())?;
                     let performer = Arc::new(ClientPerformer { sdk: session.sdk.clone(), hs });
-                    running.tasks.push(tokio::spawn(executor::run(shared.clone(), performer, false, released)));
+                    let policy = super::executor_policy(&config);
+                    running.tasks.push(tokio::spawn(executor::run(shared.clone(), performer, false, released, policy)));
                 }
                 tracing::info!(owner = %session.user_id, "Gatekeeper is guarding this account");
                 tokio::select! {

@@ -62,6 +62,11 @@ fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
     })
 }
 
+/// How the executors retry, from the configuration.
+fn executor_policy(config: &Config) -> executor::Policy {
+    executor::Policy { retry_for: config.gate.effect_retry_for.0, ..executor::Policy::default() }
+}
+
 /// A mode's running tasks and the signal that stops them.
 struct Running {
     shared: Shared,
@@ -121,7 +126,10 @@ impl Running {
             if !hold {
                 // E-mail has its own lane: a slow mail server never holds back Matrix.
                 let mailer = Arc::new(crate::email::Mailer::new(email)?);
-                tasks.push(tokio::spawn(executor::run(shared.clone(), mailer, true, released_rx.clone())));
+                // The mailer retries on its own (up to a few minutes) before
+                // it reports a failure to the owner: let it finish.
+                let policy = executor::Policy { attempt_timeout: Duration::from_secs(600), ..executor_policy(config) };
+                tasks.push(tokio::spawn(executor::run(shared.clone(), mailer, true, released_rx.clone(), policy)));
             }
         }
         if let Some(listener) = metrics {

@@ -28,7 +28,10 @@ fn sdk_error(e: matrix_sdk::Error) -> PerformError {
 
 impl ClientPerformer {
     fn room(&self, room_id: &RoomId) -> Result<matrix_sdk::Room, PerformError> {
-        // Rooms come to the SDK's state through its own join or a sync.
+        // Rooms come to the SDK's state through its own join or a sync: a
+        // room not known yet may be soon, so this is retried, but only
+        // within the executor's bound (`gate.effect_retry_for`), since a
+        // join that never succeeds leaves it unknown for good.
         self.sdk.get_room(room_id).ok_or_else(|| PerformError::Transient(format!("{room_id} is not known yet")))
     }
 

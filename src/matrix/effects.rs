@@ -215,7 +215,7 @@ impl Performer for HsClient {
                     Err(e) => Err(classify(e)),
                 }
             }
-            Effect::DeletePushRule { owner, rule_id } => {
+            Effect::DeletePushRule { owner, rule_id, .. } => {
                 let req = delete_pushrule::v3::Request::new(RuleKind::Override, rule_id.clone());
                 match self.send(req, Some(owner)).await {
                     Ok(_) => done,

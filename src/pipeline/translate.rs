@@ -8,7 +8,7 @@ use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::engine::{EventMeta, Input, Media, Membership, Replacement};
+use crate::engine::{EventMeta, FailedStep, Input, Media, Membership, Replacement};
 
 /// Why an event could not be turned into an input: it is quarantined with
 /// this text, never retried.
@@ -59,6 +59,40 @@ pub enum Internal {
         to: String,
         reason: String,
     },
+    /// The executor set a step of holding a room aside (see
+    /// `Effect::failure_report`): refused, or unanswered past the retry bound.
+    EffectFailed {
+        room_id: OwnedRoomId,
+        step: Step,
+        no_answer: bool,
+        reason: String,
+    },
+}
+
+/// [`crate::engine::FailedStep`] as stored in the inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Silence,
+    Join,
+}
+
+impl From<FailedStep> for Step {
+    fn from(s: FailedStep) -> Self {
+        match s {
+            FailedStep::Silence => Step::Silence,
+            FailedStep::Join => Step::Join,
+        }
+    }
+}
+
+impl From<Step> for FailedStep {
+    fn from(s: Step) -> Self {
+        match s {
+            Step::Silence => FailedStep::Silence,
+            Step::Join => FailedStep::Join,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -214,6 +248,9 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
                 return Ok(translate(&raw, false)?.map(late_decryption));
             }
             Internal::MailFailed { owner, to, reason } => Input::MailFailed { owner, to, reason },
+            Internal::EffectFailed { room_id, step, no_answer, reason } => {
+                Input::EffectFailed { room_id, step: step.into(), no_answer, reason }
+            }
             Internal::LinkUsed { owner, action, subject, nonce } => Input::LinkUsed {
                 owner,
                 action,

@@ -5,7 +5,9 @@
 use ruma::{owned_room_id, owned_user_id};
 
 use super::*;
-use crate::engine::{AllowSource, Contact, Deferred, HeldRoom, RoomState, StateChange, StrangerState, Subject};
+use crate::engine::{
+    AllowSource, Contact, Deferred, HeldRoom, RoomState, StateChange, StrangerState, Subject, Unreadable,
+};
 
 pub fn sample_decision() -> Decision {
     Decision {
@@ -153,6 +155,42 @@ pub fn outbox_respects_the_watermark_and_finishing(s: &dyn Store) {
     assert_eq!((st.effects_done, st.effects_failed, st.outbox_pending), (1, 1, 0));
 }
 
+pub fn the_outbox_is_read_on_past_what_was_read(s: &dyn Store) {
+    s.accept_transaction("t1", &[E1], 1).unwrap();
+    let item = s.inbox_batch(1).unwrap().remove(0);
+    s.commit(item.seq, &sample_decision()).unwrap();
+    let high = s.outbox_high_water().unwrap();
+    let all = s.outbox_after(0, high, 10, false).unwrap();
+    assert_eq!(all.len(), 2);
+    let rest = s.outbox_after(all[0].id, high, 10, false).unwrap();
+    assert_eq!(rest, all[1..]);
+    assert!(s.outbox_after(all[1].id, high, 10, false).unwrap().is_empty());
+    assert!(s.outbox_after(high, high, 10, false).unwrap().is_empty());
+    // What was read but not finished stays, for the next executor after a crash.
+    assert_eq!(s.outbox_batch(high, 10, false).unwrap(), all);
+}
+
+pub fn effects_that_stand_or_fall_together_are_finished_together(s: &dyn Store) {
+    s.accept_transaction("t1", &[E1], 1).unwrap();
+    let item = s.inbox_batch(1).unwrap().remove(0);
+    s.commit(item.seq, &sample_decision()).unwrap();
+    let all = s.outbox_batch(u64::MAX, 10, false).unwrap();
+    let (first, second) = (all[0].id, all[1].id);
+    let follow_ups = [FollowUp { internal: true, raw: b"{\"kind\":\"tick\"}".to_vec() }];
+    let finished =
+        [(first, EffectOutcome::Failed("no answer".into())), (second, EffectOutcome::Failed("needs the first".into()))];
+    s.finish_effects(&finished, &follow_ups, 4).unwrap();
+    assert!(s.outbox_batch(u64::MAX, 10, false).unwrap().is_empty());
+    let failed = s.failed_effects(10).unwrap();
+    assert_eq!(failed.iter().map(|f| f.reason.as_str()).collect::<Vec<_>>(), ["no answer", "needs the first"]);
+    assert_eq!(s.inbox_batch(10).unwrap().len(), 1);
+    // Again (a crash before the executor knew it was recorded): nothing more.
+    s.finish_effects(&finished, &follow_ups, 5).unwrap();
+    assert_eq!(s.inbox_batch(10).unwrap().len(), 1);
+    let st = s.stats().unwrap();
+    assert_eq!((st.effects_failed, st.follow_ups, st.outbox_pending), (2, 1, 0));
+}
+
 pub fn quarantine_moves_the_event_aside(s: &dyn Store) {
     s.accept_transaction("t1", &[b"not json", E2], 1).unwrap();
     let bad = s.inbox_batch(1).unwrap().remove(0);
@@ -241,6 +279,7 @@ pub fn gate_state_round_trips_and_the_snapshot_finds_it(s: &dyn Store) {
         reason: None,
         replied: true,
         digested: false,
+        unreadable: Some(Unreadable::NoAnswer),
     };
     let mut changes = sample_decision().changes;
     changes.extend([
@@ -567,6 +606,8 @@ macro_rules! store_conformance {
             case!(commit_applies_state_enqueues_effects_and_consumes_the_item);
             case!(removals_apply);
             case!(outbox_respects_the_watermark_and_finishing);
+            case!(the_outbox_is_read_on_past_what_was_read);
+            case!(effects_that_stand_or_fall_together_are_finished_together);
             case!(quarantine_moves_the_event_aside);
             case!(the_quarantine_is_bounded_in_size_age_and_count);
             case!(pruning_forgets_old_transaction_ids_only);

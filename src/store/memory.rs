@@ -301,11 +301,14 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn outbox_batch(&self, up_to: u64, limit: usize, mail: bool) -> Result<Vec<OutboxItem>, StoreError> {
+    fn outbox_after(&self, after: u64, up_to: u64, limit: usize, mail: bool) -> Result<Vec<OutboxItem>, StoreError> {
+        if after >= up_to {
+            return Ok(Vec::new());
+        }
         Ok(self
             .lock()
             .outbox
-            .range(..=up_to)
+            .range(after + 1..=up_to)
             .filter(|(_, e)| e.is_mail() == mail)
             .take(limit)
             .map(|(id, e)| OutboxItem { id: *id, effect: e.clone() })
@@ -316,21 +319,26 @@ impl Store for MemoryStore {
         Ok(self.lock().outbox_high)
     }
 
-    fn finish_effect(
+    fn finish_effects(
         &self,
-        id: u64,
-        outcome: &EffectOutcome,
+        finished: &[(u64, EffectOutcome)],
         follow_ups: &[FollowUp],
         now_ms: u64,
     ) -> Result<(), StoreError> {
         let mut s = self.lock();
-        let Some(effect) = s.outbox.remove(&id) else { return Ok(()) };
-        match outcome {
-            EffectOutcome::Done => s.stats.effects_done += 1,
-            EffectOutcome::Failed(reason) => {
-                let effect = super::records::effect_summary(&effect);
-                s.failed.insert(id, FailedEffect { id, at_ms: now_ms, reason: reason.clone(), effect });
-                s.stats.effects_failed += 1;
+        let Some((first, _)) = finished.first() else { return Ok(()) };
+        if !s.outbox.contains_key(first) {
+            return Ok(());
+        }
+        for (id, outcome) in finished {
+            let Some(effect) = s.outbox.remove(id) else { continue };
+            match outcome {
+                EffectOutcome::Done => s.stats.effects_done += 1,
+                EffectOutcome::Failed(reason) => {
+                    let effect = super::records::effect_summary(&effect);
+                    s.failed.insert(*id, FailedEffect { id: *id, at_ms: now_ms, reason: reason.clone(), effect });
+                    s.stats.effects_failed += 1;
+                }
             }
         }
         for f in follow_ups {

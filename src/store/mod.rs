@@ -202,9 +202,15 @@ pub trait Store: Lookups + Send + Sync + 'static {
         None
     }
 
-    /// The oldest pending effects with `id <= up_to`, in order, of one lane:
-    /// e-mail (`mail`) or everything else.
-    fn outbox_batch(&self, up_to: u64, limit: usize, mail: bool) -> Result<Vec<OutboxItem>, StoreError>;
+    /// The oldest pending effects with `id <= up_to`, in order, of one
+    /// executor: e-mail (`mail`) or everything else.
+    fn outbox_batch(&self, up_to: u64, limit: usize, mail: bool) -> Result<Vec<OutboxItem>, StoreError> {
+        self.outbox_after(0, up_to, limit, mail)
+    }
+
+    /// [`outbox_batch`](Store::outbox_batch) past `after`: what an executor
+    /// has not read yet while it still works on what it has.
+    fn outbox_after(&self, after: u64, up_to: u64, limit: usize, mail: bool) -> Result<Vec<OutboxItem>, StoreError>;
 
     /// The highest outbox ID in use (0 when none ever was).
     fn outbox_high_water(&self) -> Result<u64, StoreError>;
@@ -215,6 +221,19 @@ pub trait Store: Lookups + Send + Sync + 'static {
         &self,
         id: u64,
         outcome: &EffectOutcome,
+        follow_ups: &[FollowUp],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.finish_effects(&[(id, outcome.clone())], follow_ups, now_ms)
+    }
+
+    /// [`finish_effect`](Store::finish_effect) for an effect (the first)
+    /// and others that stand or fall with it (a held room's join when its
+    /// silence failed), in one atomic, durable write. A finish whose first
+    /// effect is gone (finished before) changes nothing.
+    fn finish_effects(
+        &self,
+        finished: &[(u64, EffectOutcome)],
         follow_ups: &[FollowUp],
         now_ms: u64,
     ) -> Result<(), StoreError>;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::StoreError;
 use crate::engine::{
     AllowSource, Contact, Deferred, Effect, HeldRoom, Match, Media, OwnerState, PendingEmail, PushRule, RoomState,
-    RuleActions, StrangerState,
+    RuleActions, StrangerState, Unreadable,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -77,6 +77,10 @@ pub enum RoomRecordV1 {
         replied: bool,
         #[serde(default)]
         digested: bool,
+        /// Why the room could not be read (`no_answer`, `refused`,
+        /// `not_silenced`); absent in records from before it was kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unreadable: Option<String>,
     },
 }
 
@@ -169,6 +173,10 @@ pub enum EffectRecordV1 {
     DeletePushRule {
         owner: OwnedUserId,
         rule_id: String,
+        /// A held room's silence; absent in records from before lanes (they
+        /// then go on the owner's lane).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<OwnedRoomId>,
     },
     EnablePushRule {
         owner: OwnedUserId,
@@ -335,6 +343,7 @@ impl From<&RoomState> for RoomRecord {
                 reason: h.reason,
                 replied: h.replied,
                 digested: h.digested,
+                unreadable: h.unreadable.map(|u| u.as_str().to_owned()),
             },
         })
     }
@@ -358,6 +367,7 @@ impl From<RoomRecord> for RoomState {
                 reason,
                 replied,
                 digested,
+                unreadable,
             }) => RoomState::Held(HeldRoom {
                 owner,
                 inviter,
@@ -369,6 +379,9 @@ impl From<RoomRecord> for RoomState {
                 reason,
                 replied,
                 digested,
+                // A reason this version does not know reads as "no answer":
+                // still unreadable, still listed.
+                unreadable: unreadable.map(|u| Unreadable::parse(&u).unwrap_or(Unreadable::NoAnswer)),
             }),
         }
     }
@@ -518,7 +531,7 @@ impl From<&Effect> for EffectRecordV1 {
                 EffectRecordV1::SendNotice { as_user, room_id, txn_id, body, html }
             }
             Effect::PutPushRule { owner, rule } => EffectRecordV1::PutPushRule { owner, rule: (&rule).into() },
-            Effect::DeletePushRule { owner, rule_id } => EffectRecordV1::DeletePushRule { owner, rule_id },
+            Effect::DeletePushRule { owner, rule_id, room } => EffectRecordV1::DeletePushRule { owner, rule_id, room },
             Effect::EnablePushRule { owner, rule_id, enabled } => {
                 EffectRecordV1::EnablePushRule { owner, rule_id, enabled }
             }
@@ -542,7 +555,7 @@ impl From<EffectRecordV1> for Effect {
                 Effect::SendNotice { as_user, room_id, txn_id, body, html }
             }
             EffectRecordV1::PutPushRule { owner, rule } => Effect::PutPushRule { owner, rule: rule.into() },
-            EffectRecordV1::DeletePushRule { owner, rule_id } => Effect::DeletePushRule { owner, rule_id },
+            EffectRecordV1::DeletePushRule { owner, rule_id, room } => Effect::DeletePushRule { owner, rule_id, room },
             EffectRecordV1::EnablePushRule { owner, rule_id, enabled } => {
                 Effect::EnablePushRule { owner, rule_id, enabled }
             }
@@ -563,7 +576,7 @@ pub fn effect_summary(e: &Effect) -> String {
         Effect::Leave { as_user, room_id, .. } => format!("leave {room_id} as {as_user}"),
         Effect::SendNotice { as_user, room_id, txn_id, .. } => format!("notice {txn_id} in {room_id} as {as_user}"),
         Effect::PutPushRule { owner, rule } => format!("push rule {} for {owner}", rule.rule_id),
-        Effect::DeletePushRule { owner, rule_id } => format!("delete push rule {rule_id} for {owner}"),
+        Effect::DeletePushRule { owner, rule_id, .. } => format!("delete push rule {rule_id} for {owner}"),
         Effect::EnablePushRule { owner, rule_id, enabled } => {
             format!("push rule {rule_id} enabled={enabled} for {owner}")
         }
@@ -613,5 +626,30 @@ mod tests {
         .unwrap()
         .into();
         assert_eq!(again.received_ms, 99);
+    }
+
+    #[test]
+    fn records_from_before_lanes_still_read() {
+        let held = br#"{"v":"1","kind":"held","owner":"@a:x.org","inviter":"@s:y.org","is_dm":true,
+            "invited_at_ms":5,"name":null,"members":null,"reason":null,"replied":false}"#;
+        let RoomState::Held(h) = RoomState::from(decode::<RoomRecord>("room", held).unwrap()) else { panic!() };
+        assert_eq!(h.unreadable, None);
+        let unrule = br#"{"v":"1","kind":"delete_push_rule","owner":"@a:x.org","rule_id":"gk.held.00"}"#;
+        let EffectRecord::V1(r) = decode::<EffectRecord>("effect", unrule).unwrap();
+        let effect = Effect::from(r);
+        assert_eq!(effect.lane(), crate::engine::Lane::Owner("@a:x.org".try_into().unwrap()));
+    }
+
+    #[test]
+    fn an_unreadable_room_round_trips_and_an_unknown_reason_still_reads_as_unreadable() {
+        let mut h = HeldRoom::new("@a:x.org".try_into().unwrap(), "@s:y.org".try_into().unwrap(), true, 5);
+        h.unreadable = Some(Unreadable::NotSilenced);
+        let bytes = encode(&RoomRecord::from(&RoomState::Held(h.clone())));
+        assert_eq!(RoomState::from(decode::<RoomRecord>("room", &bytes).unwrap()), RoomState::Held(h));
+        let later = String::from_utf8(bytes).unwrap().replace("not_silenced", "something_new");
+        let RoomState::Held(read) = RoomState::from(decode::<RoomRecord>("room", later.as_bytes()).unwrap()) else {
+            panic!()
+        };
+        assert_eq!(read.unreadable, Some(Unreadable::NoAnswer));
     }
 }

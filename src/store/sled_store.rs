@@ -469,9 +469,12 @@ impl Store for SledStore {
         self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn outbox_batch(&self, up_to: u64, limit: usize, mail: bool) -> Result<Vec<OutboxItem>, StoreError> {
+    fn outbox_after(&self, after: u64, up_to: u64, limit: usize, mail: bool) -> Result<Vec<OutboxItem>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.outbox_by_id.range(..=up_to.to_be_bytes()) {
+        if after >= up_to {
+            return Ok(out);
+        }
+        for entry in self.outbox_by_id.range((after + 1).to_be_bytes()..=up_to.to_be_bytes()) {
             if out.len() == limit {
                 break;
             }
@@ -489,32 +492,35 @@ impl Store for SledStore {
         self.counter(K_OUTBOX_HIGH)
     }
 
-    fn finish_effect(
+    fn finish_effects(
         &self,
-        id: u64,
-        outcome: &EffectOutcome,
+        finished: &[(u64, EffectOutcome)],
         follow_ups: &[FollowUp],
         now_ms: u64,
     ) -> Result<(), StoreError> {
+        let Some((first, _)) = finished.first() else { return Ok(()) };
         let seqs: Vec<u64> =
             follow_ups.iter().map(|_| self.db.generate_id().map_err(|e| self.failed(e))).collect::<Result<_, _>>()?;
         (&self.outbox_by_id, &self.failed_effect_by_id, &self.counters, &self.inbox_by_seq)
             .transaction(|(outbox, failed, counters, inbox)| {
-                let Some(bytes) = outbox.remove(&id.to_be_bytes())? else {
+                if outbox.get(first.to_be_bytes())?.is_none() {
                     return Ok(());
-                };
+                }
                 for (seq, f) in seqs.iter().zip(follow_ups) {
                     inbox.insert(&seq.to_be_bytes(), inbox_value(f.internal, &f.raw))?;
                 }
                 bump(counters, C_FOLLOW_UPS, follow_ups.len() as u64)?;
-                match outcome {
-                    EffectOutcome::Done => bump(counters, C_EFFECTS_DONE, 1)?,
-                    EffectOutcome::Failed(reason) => {
-                        let EffectRecord::V1(effect) =
-                            records::decode("effect", &bytes).map_err(ConflictableTransactionError::Abort)?;
-                        let record = FailedEffectRecord::V1 { at_ms: now_ms, reason: reason.clone(), effect };
-                        failed.insert(&id.to_be_bytes(), records::encode(&record))?;
-                        bump(counters, C_EFFECTS_FAILED, 1)?;
+                for (id, outcome) in finished {
+                    let Some(bytes) = outbox.remove(&id.to_be_bytes())? else { continue };
+                    match outcome {
+                        EffectOutcome::Done => bump(counters, C_EFFECTS_DONE, 1)?,
+                        EffectOutcome::Failed(reason) => {
+                            let EffectRecord::V1(effect) =
+                                records::decode("effect", &bytes).map_err(ConflictableTransactionError::Abort)?;
+                            let record = FailedEffectRecord::V1 { at_ms: now_ms, reason: reason.clone(), effect };
+                            failed.insert(&id.to_be_bytes(), records::encode(&record))?;
+                            bump(counters, C_EFFECTS_FAILED, 1)?;
+                        }
                     }
                 }
                 Ok(())

@@ -29,5 +29,6 @@ mod fuzz_smoke;
 mod gate;
 mod homeserver_faults;
 mod install;
+mod lanes;
 mod observability;
 mod spam_wave;

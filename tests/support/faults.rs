@@ -1,8 +1,10 @@
 //! A fault-injecting proxy between Gatekeeper and the homeserver: it passes
 //! requests on, except that on a fixed rhythm it answers 429 or 500 without
 //! passing the request on, passes it on and then answers 500 as if the
-//! answer were lost, or answers only after a delay. Only Gatekeeper's own
-//! calls go through it.
+//! answer were lost, or answers only after a delay. Or, started with
+//! [`FaultProxy::passing`], it passes everything but the joins of rooms it
+//! is told to fail, which it answers with 502 forever (a room whose server
+//! does not answer). Only Gatekeeper's own calls go through it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +23,8 @@ pub struct FaultCounts {
     pub failed_before: usize,
     pub lost_answers: usize,
     pub delayed: usize,
+    /// Joins of a failing room answered with 502.
+    pub refused_joins: usize,
 }
 
 struct Proxy {
@@ -28,6 +32,10 @@ struct Proxy {
     http: reqwest::Client,
     seen: AtomicUsize,
     counts: std::sync::Mutex<FaultCounts>,
+    /// Faults on the fixed rhythm (`start`), or none (`passing`).
+    rhythm: bool,
+    /// Rooms whose joins fail with 502.
+    failing_joins: std::sync::Mutex<Vec<String>>,
 }
 
 pub struct FaultProxy {
@@ -37,11 +45,29 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     pub async fn start(upstream: &str) -> FaultProxy {
+        Self::spawn(upstream, true).await
+    }
+
+    /// A proxy that passes everything, until told to fail a room's joins.
+    pub async fn passing(upstream: &str) -> FaultProxy {
+        Self::spawn(upstream, false).await
+    }
+
+    /// From now on every join of `room` (by ID, either join endpoint) is
+    /// answered 502 without reaching the homeserver, as Synapse answers
+    /// when the room's server does not answer its `make_join`.
+    pub fn fail_joins_of(&self, room: &str) {
+        self.proxy.failing_joins.lock().unwrap().push(room.to_owned());
+    }
+
+    async fn spawn(upstream: &str, rhythm: bool) -> FaultProxy {
         let proxy = Arc::new(Proxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
             seen: AtomicUsize::new(0),
             counts: Default::default(),
+            rhythm,
+            failing_joins: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -61,12 +87,25 @@ fn matrix_error(status: StatusCode, errcode: &str) -> Response {
     (status, [("content-type", "application/json")], body.to_string()).into_response()
 }
 
+/// `/_matrix/client/v3/rooms/{room}/join` or `/_matrix/client/v3/join/{room}`
+/// for one of `rooms`, the path percent-decoded.
+fn is_join_of(path: &str, rooms: &[String]) -> bool {
+    let path = path.replace("%21", "!").replace("%3A", ":").replace("%3a", ":");
+    let join = path.ends_with("/join") || path.contains("/join/");
+    join && rooms.iter().any(|room| path.contains(room.as_str()))
+}
+
 async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     let n = proxy.seen.fetch_add(1, Ordering::SeqCst);
+    if is_join_of(request.uri().path(), &proxy.failing_joins.lock().unwrap()) {
+        proxy.counts.lock().unwrap().refused_joins += 1;
+        let body = serde_json::json!({"errcode": "M_UNKNOWN", "error": "Failed to make_join (injected by the test)"});
+        return (StatusCode::BAD_GATEWAY, [("content-type", "application/json")], body.to_string()).into_response();
+    }
     // The version check at start-up passes, so that every later call meets faults.
     let versions = request.uri().path() == "/_matrix/client/versions";
     // One request in eight of each kind: 3 of 8 fail, 1 of 8 is slow.
-    let fault = if versions { 0 } else { n % 8 };
+    let fault = if versions || !proxy.rhythm { 0 } else { n % 8 };
     match fault {
         1 => {
             proxy.counts.lock().unwrap().rate_limited += 1;

@@ -3,11 +3,76 @@
 
 use ruma::{OwnedRoomId, OwnedUserId};
 
+use super::input::FailedStep;
+
+/// Effects that must keep their order share a lane; lanes never wait for
+/// each other, so a room whose server never answers holds up only itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Lane {
+    /// Everything done in or to one room: a held room's silence, join, tag
+    /// and history in that order; a control room's answers in order.
+    Room(OwnedRoomId),
+    /// What concerns an owner's whole account (push rules other than a held
+    /// room's silence, contacts, their profile), whichever room it came from.
+    Owner(OwnedUserId),
+    /// E-mail: its own executor, so that a slow mail server never holds
+    /// back anything on Matrix.
+    Mail,
+}
+
 impl Effect {
     /// E-mail goes out on its own lane, so that a slow or failing mail
     /// server never holds back anything on Matrix.
     pub fn is_mail(&self) -> bool {
         matches!(self, Effect::SendEmail { .. })
+    }
+
+    /// The lane this effect keeps its order in.
+    pub fn lane(&self) -> Lane {
+        match self {
+            Effect::Join { room_id, .. }
+            | Effect::Leave { room_id, .. }
+            | Effect::SendNotice { room_id, .. }
+            | Effect::SetTag { room_id, .. }
+            | Effect::Backfill { room_id, .. }
+            | Effect::DeletePushRule { room: Some(room_id), .. } => Lane::Room(room_id.clone()),
+            Effect::PutPushRule { owner, .. } => {
+                self.silenced_room().map_or_else(|| Lane::Owner(owner.clone()), Lane::Room)
+            }
+            Effect::DeletePushRule { owner, room: None, .. }
+            | Effect::EnablePushRule { owner, .. }
+            | Effect::ImportContacts { owner } => Lane::Owner(owner.clone()),
+            Effect::FetchProfile { user } => Lane::Owner(user.clone()),
+            Effect::SendEmail { .. } => Lane::Mail,
+        }
+    }
+
+    /// The held room this effect silences, if it is a held room's silence:
+    /// the join that follows it in the room's lane must not happen without it.
+    pub fn silenced_room(&self) -> Option<OwnedRoomId> {
+        let Effect::PutPushRule { rule, .. } = self else { return None };
+        if !rule.rule_id.starts_with(super::rules::HELD_PREFIX) {
+            return None;
+        }
+        let room = rule.conditions.iter().find(|m| m.key == "room_id")?;
+        room.pattern.as_str().try_into().ok()
+    }
+
+    /// Whether this effect must not happen in a room whose silence failed:
+    /// it would bring the room to the owner (the join) or only makes sense
+    /// once they are in it (the tag, reading its history).
+    pub fn needs_silence(&self) -> bool {
+        matches!(self, Effect::Join { .. } | Effect::Backfill { .. } | Effect::SetTag { present: true, .. })
+    }
+
+    /// What the engine wants to hear when this effect is set aside (refused
+    /// for good, or not answered within the retry bound): the room and the
+    /// step, for the rules that react to it. `None`: nothing depends on it.
+    pub fn failure_report(&self) -> Option<(OwnedRoomId, FailedStep)> {
+        match self {
+            Effect::Join { room_id, .. } => Some((room_id.clone(), FailedStep::Join)),
+            _ => self.silenced_room().map(|room| (room, FailedStep::Silence)),
+        }
     }
 
     /// A short name for logs and metrics.
@@ -74,8 +139,10 @@ pub enum Effect {
     PutPushRule { owner: OwnedUserId, rule: PushRule },
     /// Switch an owner's push rule off or on, keeping its place in the order.
     EnablePushRule { owner: OwnedUserId, rule_id: String, enabled: bool },
-    /// Remove an owner's push rule (absent already is fine).
-    DeletePushRule { owner: OwnedUserId, rule_id: String },
+    /// Remove an owner's push rule (absent already is fine). `room` is set
+    /// for a held room's silence, so that its removal keeps its place in
+    /// that room's lane (after the silence itself, however long that took).
+    DeletePushRule { owner: OwnedUserId, rule_id: String, room: Option<OwnedRoomId> },
     /// Add or remove a room tag such as `m.lowpriority` for an owner.
     SetTag { owner: OwnedUserId, room_id: OwnedRoomId, tag: String, present: bool },
     /// Send an e-mail (multipart plain + HTML, marked auto-generated). Only

@@ -246,6 +246,24 @@ pub(super) fn room_info(
     }
 }
 
+/// A step of holding a room was set aside: the room is remembered as
+/// unreadable (the first reason counts: a join set aside because its silence
+/// failed stays "not silenced"), and stays in `pending` for the owner to
+/// decide on from what the invite said.
+pub(super) fn effect_failed(snapshot: &Snapshot, room_id: &OwnedRoomId, step: FailedStep, no_answer: bool) -> Decision {
+    let Some(RoomState::Held(held)) = &snapshot.room else { return Decision::default() };
+    if held.unreadable.is_some() {
+        return Decision::default();
+    }
+    let why = match (step, no_answer) {
+        (FailedStep::Silence, _) => Unreadable::NotSilenced,
+        (FailedStep::Join, true) => Unreadable::NoAnswer,
+        (FailedStep::Join, false) => Unreadable::Refused,
+    };
+    let updated = HeldRoom { unreadable: Some(why), ..held.clone() };
+    Decision::default().change(StateChange::PutRoom(room_id.clone(), RoomState::Held(updated)))
+}
+
 /// The etiquette reply, if every loop and spam rule allows it: DMs only,
 /// once per invite, once per stranger per period, and a per-owner hourly cap.
 #[allow(clippy::too_many_arguments)]

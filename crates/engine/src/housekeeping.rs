@@ -24,7 +24,7 @@ pub(super) fn tick(snapshot: &Snapshot, now_ms: u64, config: &EngineConfig) -> D
     for (owner, subject) in &due.expired {
         d = d
             .change(StateChange::RemoveContact { owner: owner.clone(), subject: subject.clone() })
-            .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::allow_id(subject) });
+            .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::allow_id(subject), room: None });
     }
     for owner in due.unpause.iter().filter(|o| o.paused_until_ms.is_some_and(|u| u <= now_ms)) {
         let seed = format!("{}:{}", owner.user_id, owner.paused_until_ms.unwrap_or_default());

@@ -47,6 +47,16 @@ pub struct Replacement {
     pub html: Option<String>,
 }
 
+/// Which step of holding a room was set aside (see
+/// [`Effect::failure_report`](super::Effect::failure_report)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailedStep {
+    /// The held room's silence rule.
+    Silence,
+    /// The owner's join.
+    Join,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     /// An `m.room.member` event: `target` is the state key.
@@ -89,6 +99,9 @@ pub enum Input {
     Tick,
     /// An e-mail could not be delivered, after retries.
     MailFailed { owner: OwnedUserId, to: String, reason: String },
+    /// A step in `room_id` was set aside: refused for good, or (`no_answer`)
+    /// still failing when the retry bound ran out.
+    EffectFailed { room_id: OwnedRoomId, step: FailedStep, no_answer: bool, reason: String },
     /// The owner confirmed a one-click link from an e-mail (already checked
     /// for signature, expiry and single use by the web connector).
     LinkUsed { owner: OwnedUserId, action: super::links::LinkAction, subject: Option<super::Subject>, nonce: String },
@@ -107,7 +120,9 @@ impl Input {
 
     pub fn room_id(&self) -> Option<&OwnedRoomId> {
         match self {
-            Input::RoomInfo { room_id, .. } | Input::ControlRoomReady { room_id, .. } => Some(room_id),
+            Input::RoomInfo { room_id, .. }
+            | Input::ControlRoomReady { room_id, .. }
+            | Input::EffectFailed { room_id, .. } => Some(room_id),
             other => other.meta().map(|m| &m.room_id),
         }
     }

@@ -21,12 +21,12 @@ pub mod texts;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, UserId};
 use sha2::{Digest, Sha256};
 
-pub use action::{Effect, Match, PushRule, RuleActions};
-pub use input::{EventMeta, Input, Membership, Replacement};
+pub use action::{Effect, Lane, Match, PushRule, RuleActions};
+pub use input::{EventMeta, FailedStep, Input, Membership, Replacement};
 pub use state::Notify;
 pub use state::{
     AllowSource, Contact, Deferred, Due, DueDigest, HeldRoom, Media, OwnerOverview, OwnerState, PendingEmail,
-    PendingEntry, RoomState, Snapshot, Standing, StateChange, StrangerState,
+    PendingEntry, RoomState, Snapshot, Standing, StateChange, StrangerState, Unreadable,
 };
 pub use subject::Subject;
 use texts::Text;
@@ -236,6 +236,9 @@ fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &Engine
             optin::control_room_ready(snapshot, owner, room_id, now_ms, config)
         }
         Input::MailFailed { owner, to, reason } => housekeeping::mail_failed(snapshot, owner, to, reason, config),
+        Input::EffectFailed { room_id, step, no_answer, .. } => {
+            gate::effect_failed(snapshot, room_id, *step, *no_answer)
+        }
         Input::LinkUsed { owner, action, subject, nonce } => {
             control::link_used(snapshot, owner, *action, subject.as_ref(), nonce, now_ms, config)
         }
@@ -299,7 +302,7 @@ fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &Engine
 /// A held room becomes a normal room again: its silence and low-priority
 /// tag go, and Gatekeeper forgets holding it.
 fn release(d: Decision, owner: &OwnedUserId, room: &OwnedRoomId) -> Decision {
-    d.effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::held_room_id(room.as_str()) })
+    d.effect(unsilence(owner, room))
         .effect(Effect::SetTag {
             owner: owner.clone(),
             room_id: room.clone(),
@@ -307,6 +310,15 @@ fn release(d: Decision, owner: &OwnedUserId, room: &OwnedRoomId) -> Decision {
             present: false,
         })
         .change(StateChange::RemoveRoom(room.clone()))
+}
+
+/// Removes a held room's silence, in that room's lane.
+fn unsilence(owner: &OwnedUserId, room: &OwnedRoomId) -> Effect {
+    Effect::DeletePushRule {
+        owner: owner.clone(),
+        rule_id: rules::held_room_id(room.as_str()),
+        room: Some(room.clone()),
+    }
 }
 
 fn notice(as_user: &OwnedUserId, room: &OwnedRoomId, meta: &EventMeta, purpose: &str, text: Text) -> Effect {

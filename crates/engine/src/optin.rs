@@ -148,12 +148,9 @@ pub(super) fn member_left(
     match &snapshot.room {
         Some(RoomState::Control { owner }) if owner == target => opt_out(snapshot, owner, None, config),
         // The owner left or rejected a held room themselves: stop holding it.
-        Some(RoomState::Held(held)) if held.owner == *target => {
-            Decision::default().change(StateChange::RemoveRoom(meta.room_id.clone())).effect(Effect::DeletePushRule {
-                owner: held.owner.clone(),
-                rule_id: rules::held_room_id(meta.room_id.as_str()),
-            })
-        }
+        Some(RoomState::Held(held)) if held.owner == *target => Decision::default()
+            .change(StateChange::RemoveRoom(meta.room_id.clone()))
+            .effect(unsilence(&held.owner, &meta.room_id)),
         _ => Decision::default(),
     }
 }
@@ -180,11 +177,15 @@ pub(super) fn undo_everything(
 ) -> Decision {
     let owner = &state.user_id;
     let mut d = Decision::default()
-        .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::HOLD_INVITES.into() })
-        .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::CONTROL.into() });
+        .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::HOLD_INVITES.into(), room: None })
+        .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::CONTROL.into(), room: None });
     for (subject, contact) in &overview.contacts {
         if matches!(contact, Contact::Allowed { .. }) {
-            d = d.effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::allow_id(subject) });
+            d = d.effect(Effect::DeletePushRule {
+                owner: owner.clone(),
+                rule_id: rules::allow_id(subject),
+                room: None,
+            });
         }
     }
     for room in overview.held.keys() {

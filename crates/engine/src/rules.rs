@@ -40,8 +40,11 @@ pub fn allow(owner: &UserId, subject: &Subject) -> PushRule {
     PushRule { rule_id: allow_id(subject), conditions, actions: RuleActions::Ring, before: Some(HOLD_INVITES.into()) }
 }
 
+/// How every held room's silence rule ID starts.
+pub const HELD_PREFIX: &str = "gk.held.";
+
 pub fn held_room_id(room: &str) -> String {
-    format!("gk.held.{}", short_hash(room))
+    format!("{HELD_PREFIX}{}", short_hash(room))
 }
 
 /// Silences everything in a held room, mentions included: an override rule

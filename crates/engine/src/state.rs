@@ -138,6 +138,35 @@ pub struct HeldRoom {
     pub replied: bool,
     /// The invite itself was in a digest already.
     pub digested: bool,
+    /// Why Gatekeeper could not read the room, if it gave up: the owner
+    /// still decides on the invite, from what the invite said.
+    pub unreadable: Option<Unreadable>,
+}
+
+/// Why a held room could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Joining kept failing until the retry bound ran out: the room's
+    /// server does not answer.
+    NoAnswer,
+    /// The homeserver refused the join for good.
+    Refused,
+    /// Its silence could not be set, so it was not joined.
+    NotSilenced,
+}
+
+impl Unreadable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unreadable::NoAnswer => "no_answer",
+            Unreadable::Refused => "refused",
+            Unreadable::NotSilenced => "not_silenced",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Unreadable::NoAnswer, Unreadable::Refused, Unreadable::NotSilenced].into_iter().find(|u| u.as_str() == s)
+    }
 }
 
 impl HeldRoom {
@@ -155,6 +184,7 @@ impl HeldRoom {
             reason: None,
             replied: false,
             digested: false,
+            unreadable: None,
         }
     }
 }
@@ -267,6 +297,8 @@ pub struct PendingEntry {
     pub first_ms: u64,
     pub last_ms: u64,
     pub preview: Option<String>,
+    /// One of their rooms could not be read, and why.
+    pub unreadable: Option<Unreadable>,
 }
 
 /// Everything about one owner that commands and opt-out need.

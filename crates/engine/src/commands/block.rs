@@ -41,7 +41,11 @@ pub(crate) fn block(ctx: &Ctx<'_>, subjects: &[Subject]) -> Decision {
         d = left;
         // An allowed sender's invites would still ring.
         if matches!(ctx.overview.contacts.get(subject), Some(Contact::Allowed { .. })) {
-            d = d.effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::allow_id(subject) });
+            d = d.effect(Effect::DeletePushRule {
+                owner: owner.clone(),
+                rule_id: rules::allow_id(subject),
+                room: None,
+            });
         }
         d = d.change(StateChange::PutContact {
             owner: owner.clone(),

@@ -226,10 +226,7 @@ impl Ctx<'_> {
         let (rooms, messages) = self.held_of(subject);
         let d = rooms.iter().fold(d, |d, room| {
             d.effect(Effect::Leave { as_user: owner.clone(), room_id: room.clone(), reason: None })
-                .effect(Effect::DeletePushRule {
-                    owner: owner.clone(),
-                    rule_id: crate::rules::held_room_id(room.as_str()),
-                })
+                .effect(crate::unsilence(owner, room))
                 .change(StateChange::RemoveRoom(room.clone()))
         });
         (drop_messages(d, owner, &messages), rooms.len(), messages.len())

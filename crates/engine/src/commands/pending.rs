@@ -103,7 +103,9 @@ fn entries(overview: &OwnerOverview) -> Waiting {
             first_ms: held.invited_at_ms,
             last_ms: held.invited_at_ms,
             preview: None,
+            unreadable: None,
         });
+        e.unreadable = e.unreadable.or(held.unreadable);
         e.rooms.push(room.clone());
         e.first_ms = e.first_ms.min(held.invited_at_ms);
         e.last_ms = e.last_ms.max(held.invited_at_ms);
@@ -121,6 +123,7 @@ fn entries(overview: &OwnerOverview) -> Waiting {
             first_ms: m.ts_ms,
             last_ms: m.ts_ms,
             preview: None,
+            unreadable: None,
         });
         e.messages += 1;
         e.first_ms = e.first_ms.min(m.ts_ms);

@@ -60,7 +60,10 @@ fn allow_by_number_releases_the_held_room_and_lets_invites_ring() {
         d.effects[0],
         Effect::PutPushRule { owner: uid(ALICE), rule: rules::allow(&uid(ALICE), &usr(STRANGER)) }
     );
-    assert_eq!(d.effects[1], Effect::DeletePushRule { owner: uid(ALICE), rule_id: rules::held_room_id(HELD) });
+    assert_eq!(
+        d.effects[1],
+        Effect::DeletePushRule { owner: uid(ALICE), rule_id: rules::held_room_id(HELD), room: Some(rid(HELD)) }
+    );
     assert!(notice_body(&d).contains("Allowed @stranger:remote.org; released 1 room."), "{}", notice_body(&d));
     // The other stranger's room is untouched.
     assert!(!d.changes.contains(&StateChange::RemoveRoom(rid("!other:remote.org"))));
@@ -101,7 +104,10 @@ fn a_temporary_allow_expires_on_the_next_tick() {
     };
     let d = decide(&tick, &Input::Tick, NOW, &config());
     assert_eq!(d.changes, vec![StateChange::RemoveContact { owner: uid(ALICE), subject: usr(STRANGER) }]);
-    assert_eq!(d.effects, vec![Effect::DeletePushRule { owner: uid(ALICE), rule_id: rules::allow_id(&usr(STRANGER)) }]);
+    assert_eq!(
+        d.effects,
+        vec![Effect::DeletePushRule { owner: uid(ALICE), rule_id: rules::allow_id(&usr(STRANGER)), room: None }]
+    );
 }
 
 #[test]
@@ -148,10 +154,11 @@ fn blocking_an_allowed_sender_removes_their_ringing_rule_and_unblock_undoes_the_
     overview.contacts.insert(usr("@spam:x.org"), Contact::Blocked { since_ms: 1 });
     snapshot.overview = Some(overview);
     let d = decide(&snapshot, &text(ALICE, CONTROL, "block @friend:x.org"), NOW, &config());
-    assert!(
-        d.effects
-            .contains(&Effect::DeletePushRule { owner: uid(ALICE), rule_id: rules::allow_id(&usr("@friend:x.org")) })
-    );
+    assert!(d.effects.contains(&Effect::DeletePushRule {
+        owner: uid(ALICE),
+        rule_id: rules::allow_id(&usr("@friend:x.org")),
+        room: None
+    }));
     let d = decide(&snapshot, &text(ALICE, CONTROL, "unblock @spam:x.org @friend:x.org"), NOW, &config());
     assert_eq!(d.changes, vec![StateChange::RemoveContact { owner: uid(ALICE), subject: usr("@spam:x.org") }]);
     assert!(notice_body(&d).contains("@friend:x.org was not blocked"));

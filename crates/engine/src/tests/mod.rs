@@ -16,6 +16,7 @@ mod reads;
 mod replies;
 mod security;
 mod tidy;
+mod unreadable;
 
 use super::*;
 use ruma::OwnedEventId;

@@ -257,6 +257,9 @@ fn inputs() -> Vec<Input> {
     inputs.push(Input::RoomInfo { owner: uid(ALICE), room_id: rid(GROUP), name: Some("Deals!".into()), members: 40 });
     inputs.push(Input::ControlRoomReady { owner: uid(ALICE), room_id: rid("!elsewhere:example.org") });
     inputs.push(Input::MailFailed { owner: uid(BOB), to: "bob@example.org".into(), reason: "550".into() });
+    for (room, step) in [(HELD, FailedStep::Join), (BOB_HELD, FailedStep::Silence), (CONTROL, FailedStep::Join)] {
+        inputs.push(Input::EffectFailed { room_id: rid(room), step, no_answer: true, reason: "502".into() });
+    }
     for action in [
         links::LinkAction::Allow,
         links::LinkAction::Allow30,

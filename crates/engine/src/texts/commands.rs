@@ -6,7 +6,7 @@ use jiff::tz::TimeZone;
 use super::{Text, UNREADABLE, escape_html, format_duration, format_time, list, one_line, plain, plural, who};
 use crate::commands::Spec;
 use crate::schedule::local_time;
-use crate::state::{AllowSource, Contact, Deferred, HeldRoom, Notify, OwnerState, PendingEntry};
+use crate::state::{AllowSource, Contact, Deferred, HeldRoom, Notify, OwnerState, PendingEntry, Unreadable};
 use crate::subject::Subject;
 
 /// Every command, one line each, in the order given.
@@ -73,6 +73,10 @@ pub fn pending_entry(n: usize, e: &PendingEntry, invite: Option<&str>, tz: &Time
     if let Some(p) = &e.preview {
         plain.push_str(&format!("\n  “{p}”"));
         html.push_str(&format!("<br><i>“{}”</i>", escape_html(p)));
+    }
+    if let Some(why) = e.unreadable {
+        plain.push_str(&format!("\n  {}", unreadable(why)));
+        html.push_str(&format!("<br>{}", unreadable(why)));
     }
     plain.push('\n');
     html.push_str("</p>");
@@ -246,6 +250,16 @@ pub fn pending_preview(m: &Deferred) -> String {
         format!("(sent {})", one_line(&media.name, 60))
     } else {
         one_line(&m.body, 80)
+    }
+}
+
+/// What `pending` says about a held room Gatekeeper gave up reading (no
+/// user text: safe in HTML as it is).
+pub fn unreadable(why: Unreadable) -> &'static str {
+    match why {
+        Unreadable::NoAnswer => "could not be read: their server does not answer",
+        Unreadable::Refused => "could not be read: their server refused to let you in",
+        Unreadable::NotSilenced => "could not be read: it could not be silenced, so it was not joined",
     }
 }
 

@@ -407,6 +407,7 @@ mod tests {
                 reason: Some("join!".into()),
                 replied: false,
                 digested: false,
+                unreadable: None,
             },
         );
         let d = render(&owner(), &o).unwrap();
@@ -489,6 +490,7 @@ mod tests {
                 reason: None,
                 replied: false,
                 digested: false,
+                unreadable: None,
             },
         );
         let d = render(&owner(), &o).unwrap();
