@@ -232,6 +232,13 @@ pub struct AppserviceConfig {
     /// maximal 64 KiB each need about 6.4 MiB, so the floor is 8 MiB.
     #[serde(default = "default_max_body", deserialize_with = "native_or_text")]
     pub max_body_bytes: usize,
+    /// Refuse a transaction once when its numeric ID skips numbers, so
+    /// that the homeserver sends a stranded one first. Only sound when
+    /// Gatekeeper is the homeserver's only appservice: Synapse numbers the
+    /// transactions of all its appservices from one sequence, so with a
+    /// second one, skipped numbers are normal. Off by default.
+    #[serde(default, deserialize_with = "native_or_text")]
+    pub refuse_transaction_gaps: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

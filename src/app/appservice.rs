@@ -33,7 +33,10 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
         wake: shared.wake.clone(),
         max_body_bytes: asv.max_body_bytes,
         clock: shared.clock.clone(),
-        gaps: std::sync::Mutex::new(Gaps::after(shared.store.highest_transaction_number()?)),
+        gaps: std::sync::Mutex::new(match asv.refuse_transaction_gaps {
+            true => Gaps::after(shared.store.highest_transaction_number()?),
+            false => Gaps::off(),
+        }),
     });
     tracing::info!(listen = %asv.listen, "appservice API listening");
     running.tasks.push(tokio::spawn(super::serve(

@@ -1,4 +1,5 @@
-//! Noticing a transaction the homeserver stranded. Synapse numbers an
+//! Noticing a transaction the homeserver stranded (opt-in:
+//! `appservice.refuse_transaction_gaps`). Synapse numbers an
 //! appservice's transactions 1, 2, 3 … and sends them one at a time, oldest
 //! first; a race in its sender can create one while it marks Gatekeeper as
 //! down and then never send it while Gatekeeper is up. A jump in the
@@ -23,15 +24,27 @@ pub enum Verdict {
 pub struct Gaps {
     highest: Option<u64>,
     refused: Option<u64>,
+    /// Off (the default): Synapse numbers the transactions of all its
+    /// appservices from one sequence, so beside a bridge, skipped numbers
+    /// are normal and refusing them would slow every transaction down.
+    on: bool,
 }
 
 impl Gaps {
     /// After a restart: the highest number the store accepted.
     pub fn after(highest: Option<u64>) -> Self {
-        Gaps { highest, refused: None }
+        Gaps { highest, refused: None, on: true }
+    }
+
+    /// Accepts everything (`appservice.refuse_transaction_gaps: false`).
+    pub fn off() -> Self {
+        Gaps::default()
     }
 
     pub fn check(&mut self, txn_id: &str) -> Verdict {
+        if !self.on {
+            return Verdict::Accept;
+        }
         let (Ok(n), Some(high)) = (txn_id.parse::<u64>(), self.highest) else { return Verdict::Accept };
         if n <= high.saturating_add(1) || self.refused == Some(n) {
             // In order, a retry of an older one, or refused once already:
@@ -75,8 +88,15 @@ mod tests {
     }
 
     #[test]
+    fn off_accepts_every_jump() {
+        let mut g = Gaps::off();
+        g.accepted("29");
+        assert_eq!(g.check("31"), Verdict::Accept);
+    }
+
+    #[test]
     fn first_contact_retries_and_other_numberings_are_accepted() {
-        let mut fresh = Gaps::default();
+        let mut fresh = Gaps::after(None);
         assert_eq!(fresh.check("500"), Verdict::Accept, "a new store knows no numbering yet");
         fresh.accepted("500");
         assert_eq!(fresh.check("499"), Verdict::Accept, "an older transaction is a retry");

@@ -102,12 +102,17 @@ struct Envelope<'a> {
     event_id: Option<OwnedEventId>,
     room_id: Option<OwnedRoomId>,
     sender: Option<OwnedUserId>,
+    // A sender's server controls these: a wrong type (a negative or float
+    // timestamp, a number as `redacts`) must not make an invite unreadable,
+    // which would drop it unheld.
+    #[serde(default, deserialize_with = "lenient")]
     state_key: Option<String>,
-    #[serde(default)]
-    origin_server_ts: u64,
+    #[serde(default, deserialize_with = "lenient")]
+    origin_server_ts: Option<u64>,
     #[serde(borrow)]
     content: Option<&'a RawValue>,
     /// Before room version 11, redactions name their target here.
+    #[serde(default, deserialize_with = "lenient")]
     redacts: Option<OwnedEventId>,
     #[serde(borrow)]
     unsigned: Option<&'a RawValue>,
@@ -266,7 +271,7 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
     let (Some(event_id), Some(room_id), Some(sender)) = (env.event_id, env.room_id, env.sender) else {
         return Err(Unreadable(format!("{} event without event_id, room_id or sender", env.kind)));
     };
-    let meta = EventMeta { event_id, room_id, sender, ts_ms: env.origin_server_ts };
+    let meta = EventMeta { event_id, room_id, sender, ts_ms: env.origin_server_ts.unwrap_or(0) };
     let content = env.content.map(RawValue::get).unwrap_or("{}");
     match env.kind.as_str() {
         "m.room.member" => {
@@ -477,5 +482,17 @@ mod tests {
             "state_key":"@a:x.org","content":{"membership":"invite","is_direct":"yes"}}"#;
         let Some(Input::Member { is_direct, .. }) = translate(direct, false).unwrap() else { panic!() };
         assert!(!is_direct, "a claim of the wrong type is no claim");
+
+        // The envelope's own optional fields, set by the sender's server.
+        for hostile in
+            [r#""origin_server_ts":-1"#, r#""origin_server_ts":1.5"#, r#""redacts":5"#, r#""origin_server_ts":"x""#]
+        {
+            let raw = format!(
+                r#"{{"type":"m.room.member","event_id":"$h","room_id":"!r:x.org","sender":"@s:y.org",
+                "state_key":"@a:x.org",{hostile},"content":{{"membership":"invite","is_direct":true}}}}"#
+            );
+            let input = translate(raw.as_bytes(), false).unwrap_or_else(|e| panic!("{hostile}: {e}"));
+            assert!(matches!(input, Some(Input::Member { is_direct: true, .. })), "{hostile}: {input:?}");
+        }
     }
 }

@@ -20,7 +20,7 @@ async fn serve() -> Server {
         wake: Arc::new(Notify::new()),
         max_body_bytes: 8 * 1024 * 1024,
         clock: crate::pipeline::clock::system(),
-        gaps: Default::default(),
+        gaps: std::sync::Mutex::new(crate::appservice::gaps::Gaps::after(None)),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
