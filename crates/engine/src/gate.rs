@@ -158,22 +158,13 @@ pub(super) fn message(
             _ => Decision::default(),
         };
     }
-    let deferred = Deferred {
-        owner: held.owner.clone(),
-        room_id: meta.room_id.clone(),
-        event_id: meta.event_id.clone(),
-        sender: meta.sender.clone(),
-        ts_ms: meta.ts_ms,
-        received_ms: now_ms,
+    let d = capture(Deferred {
         msgtype: msgtype.to_owned(),
         body: body.to_owned(),
         html: html.clone(),
         media: media.clone(),
-        encrypted: false,
-        edited: false,
-        digested: false,
-    };
-    let d = Decision::default().change(StateChange::PutDeferred(deferred)).outcome(Outcome::MessageCaptured);
+        ..fresh_capture(meta, held, now_ms)
+    });
     // Bots announce themselves with notices; a notice is never answered.
     if msgtype == "m.notice" {
         return d;
@@ -198,24 +189,33 @@ pub(super) fn encrypted(
     if !from_stranger(meta, held, config) || seen_before(snapshot, meta, held, &None) {
         return Decision::default();
     }
-    let d = Decision::default()
-        .change(StateChange::PutDeferred(Deferred {
-            owner: held.owner.clone(),
-            room_id: meta.room_id.clone(),
-            event_id: meta.event_id.clone(),
-            sender: meta.sender.clone(),
-            ts_ms: meta.ts_ms,
-            received_ms: now_ms,
-            msgtype: "m.room.encrypted".into(),
-            body: String::new(),
-            html: None,
-            media: None,
-            encrypted: true,
-            edited: false,
-            digested: false,
-        }))
-        .outcome(Outcome::MessageCaptured);
+    let d =
+        capture(Deferred { msgtype: "m.room.encrypted".into(), encrypted: true, ..fresh_capture(meta, held, now_ms) });
     maybe_reply(d, snapshot, meta, held, true, now_ms, config)
+}
+
+/// What every new capture of `meta` for `held`'s owner starts from, stamped
+/// with Gatekeeper's clock; the caller fills in the content.
+fn fresh_capture(meta: &EventMeta, held: &HeldRoom, now_ms: u64) -> Deferred {
+    Deferred {
+        owner: held.owner.clone(),
+        room_id: meta.room_id.clone(),
+        event_id: meta.event_id.clone(),
+        sender: meta.sender.clone(),
+        ts_ms: meta.ts_ms,
+        received_ms: now_ms,
+        msgtype: String::new(),
+        body: String::new(),
+        html: None,
+        media: None,
+        encrypted: false,
+        edited: false,
+        digested: false,
+    }
+}
+
+fn capture(deferred: Deferred) -> Decision {
+    Decision::default().change(StateChange::PutDeferred(deferred)).outcome(Outcome::MessageCaptured)
 }
 
 pub(super) fn redaction(snapshot: &Snapshot, meta: &EventMeta, held: &HeldRoom, redacts: &OwnedEventId) -> Decision {
