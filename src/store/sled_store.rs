@@ -90,19 +90,38 @@ fn seq_of(key: &[u8]) -> u64 {
     read_u64(key)
 }
 
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// sled reports a held lock as a generic I/O error with this wording.
+fn is_lock_conflict(e: &sled::Error) -> bool {
+    match e {
+        sled::Error::Io(io) => {
+            io.kind() == std::io::ErrorKind::WouldBlock
+                || io.raw_os_error() == Some(11)
+                || io.to_string().contains("could not acquire lock")
+        }
+        _ => false,
+    }
+}
+
 impl SledStore {
     pub fn open(path: &Path, cache_capacity_mb: u64) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(path).cache_capacity(cache_capacity_mb * 1024 * 1024).open().map_err(
-            |e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                    StoreError::Locked { path: path.display().to_string() }
+        // A database just dropped in this process can still be locked for a
+        // moment by sled's background I/O threads; another process holding
+        // it keeps it for good. So a lock is waited on briefly, then reported.
+        let give_up = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match sled::Config::new().path(path).cache_capacity(cache_capacity_mb * 1024 * 1024).open() {
+                Ok(db) => break db,
+                Err(e) if is_lock_conflict(&e) => {
+                    if std::time::Instant::now() >= give_up {
+                        return Err(StoreError::Locked { path: path.display().to_string() });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
                 }
-                sled::Error::Io(io) if io.raw_os_error() == Some(11) => {
-                    StoreError::Locked { path: path.display().to_string() }
-                }
-                other => backend(format!("opening {}: {other}", path.display())),
-            },
-        )?;
+                Err(other) => return Err(backend(format!("opening {}: {other}", path.display()))),
+            }
+        };
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         Ok(Self {
             txn_by_id: tree("txn_by_id")?,
@@ -715,7 +734,7 @@ mod tests {
         let path = dir.path().join("db");
         let _first = SledStore::open(&path, 4).unwrap();
         match SledStore::open(&path, 4) {
-            Err(e) => assert!(e.to_string().contains("in use") || e.to_string().contains("opening"), "{e}"),
+            Err(e) => assert!(matches!(e, StoreError::Locked { .. }), "{e}"),
             Ok(_) => panic!("second open of a locked database succeeded"),
         }
     }
