@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 use super::*;
-use crate::engine::{Contact, Decision, Deferred, Due, RoomState, StateChange, StrangerState, Subject};
+use crate::engine::{Contact, Decision, Deferred, Due, Kept, RoomState, StateChange, StrangerState, Subject};
 
 #[derive(Default)]
 struct Inner {
@@ -124,6 +124,18 @@ impl Lookups for Inner {
     fn deferred(&self, owner: &UserId, event: &EventId) -> Result<Option<Deferred>, StoreError> {
         Ok(self.deferred.get(&(owner.to_owned(), event.to_owned())).cloned())
     }
+    /// Counted by looking: the memory store is the reference the kept
+    /// counts of the real store are tested against.
+    fn kept(&self, owner: &UserId, with: Option<&UserId>) -> Result<Kept, StoreError> {
+        let held_rooms = self
+            .rooms
+            .values()
+            .filter(|r| matches!(r, RoomState::Held(h) if h.owner == owner && with.is_none_or(|w| h.inviter == w)))
+            .count() as u64;
+        let messages =
+            self.deferred.values().filter(|d| d.owner == owner && with.is_none_or(|w| d.sender == w)).count() as u64;
+        Ok(Kept { held_rooms, messages })
+    }
 }
 
 impl Lookups for MemoryStore {
@@ -141,6 +153,9 @@ impl Lookups for MemoryStore {
     }
     fn deferred(&self, owner: &UserId, event: &EventId) -> Result<Option<Deferred>, StoreError> {
         self.lock().deferred(owner, event)
+    }
+    fn kept(&self, owner: &UserId, with: Option<&UserId>) -> Result<Kept, StoreError> {
+        self.lock().kept(owner, with)
     }
 }
 
@@ -261,6 +276,12 @@ impl Store for MemoryStore {
                 })
                 .collect(),
             deferred: s.deferred.iter().filter(|((o, _), _)| o == owner).map(|(_, d)| d.clone()).collect(),
+            strangers: s
+                .strangers
+                .iter()
+                .filter(|((o, _), st)| o == owner && counts_something(st))
+                .map(|((_, u), st)| (u.clone(), st.clone()))
+                .collect(),
         })
     }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::StoreError;
 use crate::engine::{
     AllowSource, Contact, Deferred, Effect, HeldRoom, Match, Media, OwnerState, PendingEmail, PushRule, RoomState,
-    RuleActions, StrangerState, Unreadable,
+    RuleActions, StrangerState, Tally, Unreadable,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -36,6 +36,9 @@ pub enum OwnerRecord {
         notify: Option<String>,
         #[serde(default)]
         digest_when_empty: bool,
+        /// Invitations counted, not held (total, reported).
+        #[serde(default)]
+        invites_not_held: (u32, u32),
     },
 }
 
@@ -95,7 +98,21 @@ pub enum ContactRecord {
 #[serde(tag = "v")]
 pub enum StrangerRecord {
     #[serde(rename = "1")]
-    V1 { last_reply_ms: Option<u64> },
+    V1 {
+        last_reply_ms: Option<u64>,
+        #[serde(default)]
+        invites_not_held: (u32, u32),
+        #[serde(default)]
+        messages_not_kept: (u32, u32),
+    },
+}
+
+fn tally_pair(t: Tally) -> (u32, u32) {
+    (t.total, t.reported)
+}
+
+fn tally_of((total, reported): (u32, u32)) -> Tally {
+    Tally { total, reported }
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -262,6 +279,7 @@ impl From<&OwnerState> for OwnerRecord {
             digest_last_sent_ms: o.digest_last_sent_ms,
             notify: o.notify.map(|n| n.as_str().to_owned()),
             digest_when_empty: o.digest_when_empty,
+            invites_not_held: tally_pair(o.invites_not_held),
             email_pending: o.email_pending.map(|p| PendingEmailV1 {
                 address: p.address,
                 code: p.code,
@@ -294,6 +312,7 @@ impl From<OwnerRecord> for OwnerState {
             email_pending,
             notify,
             digest_when_empty,
+            invites_not_held,
         } = r;
         OwnerState {
             // An entry that no longer parses is dropped, not fatal.
@@ -307,6 +326,7 @@ impl From<OwnerRecord> for OwnerState {
             digest_last_sent_ms,
             notify: notify.and_then(|n| n.parse().ok()),
             digest_when_empty,
+            invites_not_held: tally_of(invites_not_held),
             email_pending: email_pending.map(|p| PendingEmail {
                 address: p.address,
                 code: p.code,
@@ -427,14 +447,22 @@ impl From<ContactRecord> for Contact {
 
 impl From<&StrangerState> for StrangerRecord {
     fn from(s: &StrangerState) -> Self {
-        StrangerRecord::V1 { last_reply_ms: s.last_reply_ms }
+        StrangerRecord::V1 {
+            last_reply_ms: s.last_reply_ms,
+            invites_not_held: tally_pair(s.invites_not_held),
+            messages_not_kept: tally_pair(s.messages_not_kept),
+        }
     }
 }
 
 impl From<StrangerRecord> for StrangerState {
     fn from(r: StrangerRecord) -> Self {
-        let StrangerRecord::V1 { last_reply_ms } = r;
-        StrangerState { last_reply_ms }
+        let StrangerRecord::V1 { last_reply_ms, invites_not_held, messages_not_kept } = r;
+        StrangerState {
+            last_reply_ms,
+            invites_not_held: tally_of(invites_not_held),
+            messages_not_kept: tally_of(messages_not_kept),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use super::records::{
     StrangerRecord, TxnRecord, pair_key,
 };
 use super::*;
-use crate::engine::{Contact, Decision, Deferred, Due, RoomState, StateChange, StrangerState, Subject};
+use crate::engine::{Contact, Decision, Deferred, Due, Kept, RoomState, StateChange, StrangerState, Subject};
 
 /// Inbox values start with their source, so a homeserver event can never
 /// be read as one of our look-up results.
@@ -63,6 +63,11 @@ pub struct SledStore {
     failed_effect_by_id: Tree,
     counters: Tree,
     connector: Tree,
+    /// Counts of held rooms and kept messages (see `tally`).
+    kept_by_key: Tree,
+    /// Each owner's held rooms (`owner \0 room`), so that an owner's
+    /// overview reads their rooms and no one else's.
+    held_by_owner_room: Tree,
     /// Serialises intake so that inbox order is arrival order; sled's own
     /// locking would allow two transactions' events to interleave.
     intake: Mutex<()>,
@@ -123,7 +128,7 @@ impl SledStore {
             }
         };
         let tree = |name: &str| db.open_tree(name).map_err(backend);
-        Ok(Self {
+        Self {
             txn_by_id: tree("txn_by_id")?,
             inbox_by_seq: tree("inbox_by_seq")?,
             outbox_by_id: tree("outbox_by_id")?,
@@ -137,10 +142,54 @@ impl SledStore {
             failed_effect_by_id: tree("failed_effect_by_id")?,
             counters: tree("counters")?,
             connector: tree("connector")?,
+            kept_by_key: tree("kept_by_key")?,
+            held_by_owner_room: tree("held_by_owner_room")?,
             intake: Mutex::new(()),
             failure: Mutex::new(None),
             db,
-        })
+        }
+        .with_tallies()
+    }
+
+    /// Counts what is kept, and indexes held rooms by owner, once for a
+    /// database written before these were: from then on every write keeps them.
+    fn with_tallies(self) -> Result<Self, StoreError> {
+        const BUILT: &[u8] = b"built";
+        if self.kept_by_key.contains_key(BUILT).map_err(|e| self.failed(e))? {
+            return Ok(self);
+        }
+        let mut counts: std::collections::HashMap<Vec<u8>, u64> = Default::default();
+        let mut add = |deltas: Vec<(tally::Key, i64)>| {
+            for (k, d) in deltas {
+                let c = counts.entry(k.encode()).or_default();
+                *c = tally::apply(*c, d);
+            }
+        };
+        let mut index = sled::Batch::default();
+        for entry in self.room_by_id.iter() {
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
+            let room: RoomState = records::decode::<RoomRecord>("room", &v)?.into();
+            if let RoomState::Held(h) = &room {
+                index.insert(pair_key(h.owner.as_str(), &String::from_utf8_lossy(&k)), &[]);
+            }
+            add(tally::room(None, Some(&room)));
+        }
+        self.held_by_owner_room.apply_batch(index).map_err(|e| self.failed(e))?;
+        for entry in self.deferred_by_owner_event.iter() {
+            let (_, v) = entry.map_err(|e| self.failed(e))?;
+            add(tally::message(None, Some(&records::decode::<DeferredRecord>("deferred", &v)?.into())));
+        }
+        let mut batch = sled::Batch::default();
+        for (k, c) in counts {
+            batch.insert(k, &c.to_be_bytes());
+        }
+        batch.insert(BUILT, &[]);
+        self.kept_by_key.apply_batch(batch).map_err(|e| self.failed(e))?;
+        Ok(self)
+    }
+
+    fn count(&self, key: &tally::Key) -> Result<u64, StoreError> {
+        Ok(self.kept_by_key.get(key.encode()).map_err(|e| self.failed(e))?.map(|v| read_u64(&v)).unwrap_or(0))
     }
 
     /// Maps a sled error, keeping the first I/O error: sled fails every
@@ -198,6 +247,56 @@ impl Lookups for SledStore {
             Some(b) => Ok(Some(records::decode::<DeferredRecord>("deferred", &b)?.into())),
             None => Ok(None),
         }
+    }
+    fn kept(&self, owner: &UserId, with: Option<&UserId>) -> Result<Kept, StoreError> {
+        tally::kept(|k| self.count(k), owner, with)
+    }
+}
+
+/// Applies count changes inside a transaction.
+fn count_in(
+    t: &TransactionalTree,
+    deltas: Vec<(tally::Key, i64)>,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    for (key, delta) in deltas {
+        let key = key.encode();
+        let now = t.get(&key)?.map(|v| read_u64(&v)).unwrap_or(0);
+        t.insert(key, &tally::apply(now, delta).to_be_bytes())?;
+    }
+    Ok(())
+}
+
+/// Keeps the per-owner index of held rooms in step with a room's change.
+fn index_held(
+    t: &TransactionalTree,
+    room: &RoomId,
+    before: Option<&RoomState>,
+    after: Option<&RoomState>,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    let owner = |r: Option<&RoomState>| match r {
+        Some(RoomState::Held(h)) => Some(pair_key(h.owner.as_str(), room.as_str())),
+        _ => None,
+    };
+    let (before, after) = (owner(before), owner(after));
+    if before != after {
+        if let Some(k) = before {
+            t.remove(k)?;
+        }
+        if let Some(k) = after {
+            t.insert(k, &[])?;
+        }
+    }
+    Ok(())
+}
+
+/// A stored record read inside a transaction, for the counts it changes.
+fn decoded<R: serde::de::DeserializeOwned + Into<T>, T>(
+    what: &str,
+    stored: Option<sled::IVec>,
+) -> Result<Option<T>, ConflictableTransactionError<StoreError>> {
+    match stored {
+        Some(v) => Ok(Some(records::decode::<R>(what, &v).map_err(ConflictableTransactionError::Abort)?.into())),
+        None => Ok(None),
     }
 }
 
@@ -324,15 +423,25 @@ impl Store for SledStore {
             let (_, v) = entry.map_err(|e| self.failed(e))?;
             overview.deferred.push(records::decode::<DeferredRecord>("deferred", &v)?.into());
         }
-        // Held rooms are found by scanning rooms: they are few next to events.
-        for entry in self.room_by_id.iter() {
+        for entry in self.stranger_by_owner_user.scan_prefix(&prefix) {
             let (k, v) = entry.map_err(|e| self.failed(e))?;
-            if let RoomState::Held(h) = records::decode::<RoomRecord>("room", &v)?.into()
+            let st: StrangerState = records::decode::<StrangerRecord>("stranger", &v)?.into();
+            if counts_something(&st) {
+                let user = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                let user =
+                    ruma::OwnedUserId::try_from(user).map_err(|e| StoreError::Corrupt(format!("stranger key: {e}")))?;
+                overview.strangers.insert(user, st);
+            }
+        }
+        for entry in self.held_by_owner_room.scan_prefix(&prefix) {
+            let (k, _) = entry.map_err(|e| self.failed(e))?;
+            let room = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            let room = ruma::OwnedRoomId::try_from(room).map_err(|e| StoreError::Corrupt(format!("room key: {e}")))?;
+            // The index and the room change in one write; a room it names
+            // that is not held by this owner would be a bug, and is skipped.
+            if let Some(RoomState::Held(h)) = self.room(&room)?
                 && h.owner == owner
             {
-                let room = String::from_utf8_lossy(&k).into_owned();
-                let room =
-                    ruma::OwnedRoomId::try_from(room).map_err(|e| StoreError::Corrupt(format!("room key: {e}")))?;
                 overview.held.insert(room, h);
             }
         }
@@ -376,8 +485,10 @@ impl Store for SledStore {
             &self.stranger_by_owner_user,
             &self.deferred_by_owner_event,
             &self.counters,
+            &self.kept_by_key,
+            &self.held_by_owner_room,
         )
-            .transaction(|(inbox, outbox, owners, rooms, contacts, strangers, deferred, counters)| {
+            .transaction(|(inbox, outbox, owners, rooms, contacts, strangers, deferred, counters, kept, held)| {
                 // Per-owner keys this attempt wrote (sled may retry the closure).
                 let mut written: Vec<(u8, Vec<u8>)> = Vec::new();
                 let mut processed = 0;
@@ -403,10 +514,15 @@ impl Store for SledStore {
                                 owners.remove(u.as_bytes())?;
                             }
                             StateChange::PutRoom(r, st) => {
-                                rooms.insert(r.as_bytes(), records::encode(&RoomRecord::from(st)))?;
+                                let before = rooms.insert(r.as_bytes(), records::encode(&RoomRecord::from(st)))?;
+                                let before = decoded::<RoomRecord, RoomState>("room", before)?;
+                                index_held(held, r, before.as_ref(), Some(st))?;
+                                count_in(kept, tally::room(before.as_ref(), Some(st)))?;
                             }
                             StateChange::RemoveRoom(r) => {
-                                rooms.remove(r.as_bytes())?;
+                                let before = decoded::<RoomRecord, RoomState>("room", rooms.remove(r.as_bytes())?)?;
+                                index_held(held, r, before.as_ref(), None)?;
+                                count_in(kept, tally::room(before.as_ref(), None))?;
                             }
                             StateChange::PutContact { owner, subject, contact } => {
                                 let key = pair_key(owner.as_str(), &subject.to_string());
@@ -423,11 +539,16 @@ impl Store for SledStore {
                             }
                             StateChange::PutDeferred(d) => {
                                 let key = pair_key(d.owner.as_str(), d.event_id.as_str());
-                                deferred.insert(key.as_slice(), records::encode(&DeferredRecord::from(d)))?;
+                                let before =
+                                    deferred.insert(key.as_slice(), records::encode(&DeferredRecord::from(d)))?;
+                                let before = decoded::<DeferredRecord, Deferred>("deferred", before)?;
+                                count_in(kept, tally::message(before.as_ref(), Some(d)))?;
                                 written.push((2, key));
                             }
                             StateChange::RemoveDeferred { owner, event_id } => {
-                                deferred.remove(pair_key(owner.as_str(), event_id.as_str()))?;
+                                let before = deferred.remove(pair_key(owner.as_str(), event_id.as_str()))?;
+                                let before = decoded::<DeferredRecord, Deferred>("deferred", before)?;
+                                count_in(kept, tally::message(before.as_ref(), None))?;
                             }
                             StateChange::ForgetOwnerData(owner) => {
                                 let prefix = records::owner_prefix(owner.as_str());
@@ -436,9 +557,17 @@ impl Store for SledStore {
                                     written.iter().filter(|(_, k)| k.starts_with(&prefix)).map(|(w, k)| (*w, &k[..]));
                                 for (which, key) in stored.chain(in_batch) {
                                     match which {
-                                        0 => contacts.remove(key)?,
-                                        1 => strangers.remove(key)?,
-                                        _ => deferred.remove(key)?,
+                                        0 => {
+                                            contacts.remove(key)?;
+                                        }
+                                        1 => {
+                                            strangers.remove(key)?;
+                                        }
+                                        _ => {
+                                            let before =
+                                                decoded::<DeferredRecord, Deferred>("deferred", deferred.remove(key)?)?;
+                                            count_in(kept, tally::message(before.as_ref(), None))?;
+                                        }
                                     };
                                 }
                                 written.retain(|(_, k)| !k.starts_with(&prefix));
@@ -561,7 +690,7 @@ impl Store for SledStore {
             inbox_pending: self.inbox_by_seq.len() as u64,
             outbox_pending: self.outbox_by_id.len() as u64,
             owners: self.owner_by_user.len() as u64,
-            deferred_messages: self.deferred_by_owner_event.len() as u64,
+            deferred_messages: self.count(&tally::Key { what: tally::What::Messages, owner: None, with: None })?,
         })
     }
 
@@ -666,16 +795,22 @@ impl Store for SledStore {
         for entry in self.deferred_by_owner_event.scan_prefix(records::owner_prefix(owner.as_str())) {
             let (k, v) = entry.map_err(|e| self.failed(e))?;
             let d: Deferred = records::decode::<DeferredRecord>("deferred", &v)?.into();
-            // Compare-and-swap so a concurrent edit of the same message wins.
-            if d.received_ms < before_ms
-                && self
-                    .deferred_by_owner_event
-                    .compare_and_swap(&k, Some(&v), None::<&[u8]>)
-                    .map_err(|e| self.failed(e))?
-                    .is_ok()
-            {
-                removed += 1;
+            if d.received_ms >= before_ms {
+                continue;
             }
+            // Only if unchanged, so a concurrent edit of the same message
+            // wins; the counts change in the same write.
+            let gone = (&self.deferred_by_owner_event, &self.kept_by_key)
+                .transaction(|(deferred, kept)| {
+                    if deferred.get(&k)?.as_ref() != Some(&v) {
+                        return Ok(false);
+                    }
+                    deferred.remove(&k)?;
+                    count_in(kept, tally::message(Some(&d), None))?;
+                    Ok(true)
+                })
+                .map_err(|e| self.failed_tx(e))?;
+            removed += usize::from(gone);
         }
         Ok(removed)
     }
@@ -726,6 +861,32 @@ mod tests {
         assert_eq!(s.outbox_batch(u64::MAX, 10, false).unwrap().len(), 2);
         assert_eq!(s.owners().unwrap().len(), 1);
         assert!(s.outbox_high_water().unwrap() > 0);
+    }
+
+    #[test]
+    fn counts_missing_from_an_older_database_are_made_once_on_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let alice = ruma::owned_user_id!("@alice:example.org");
+        {
+            let s = SledStore::open(&path, 4).unwrap();
+            s.accept_transaction("t1", &[b"{}"], 1).unwrap();
+            let seq = s.inbox_batch(1).unwrap()[0].seq;
+            let held = crate::engine::HeldRoom::new(alice.clone(), ruma::owned_user_id!("@x:evil.example"), true, 1);
+            let d = Decision {
+                changes: vec![StateChange::PutRoom(ruma::owned_room_id!("!h:e"), RoomState::Held(held))],
+                effects: vec![],
+                outcomes: vec![],
+            };
+            s.commit(seq, &d).unwrap();
+            // As a database from before the counts and the index were kept.
+            s.kept_by_key.clear().unwrap();
+            s.held_by_owner_room.clear().unwrap();
+            s.flush().unwrap();
+        }
+        let s = SledStore::open(&path, 4).unwrap();
+        assert_eq!(s.kept(&alice, None).unwrap().held_rooms, 1);
+        assert_eq!(s.overview(&alice).unwrap().held.len(), 1);
     }
 
     #[test]

@@ -78,6 +78,11 @@ pub fn pending_entry(n: usize, e: &PendingEntry, invite: Option<&str>, tz: &Time
         plain.push_str(&format!("\n  {}", unreadable(why)));
         html.push_str(&format!("<br>{}", unreadable(why)));
     }
+    let counted = super::not_kept(e.invites_not_held, e.messages_not_kept);
+    if !counted.is_empty() {
+        plain.push_str(&format!("\n  {counted}"));
+        html.push_str(&format!("<br>{}", escape_html(&counted)));
+    }
     plain.push('\n');
     html.push_str("</p>");
     Text { plain, html }
