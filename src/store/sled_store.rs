@@ -44,6 +44,12 @@ const C_QUARANTINED: &str = "events_quarantined";
 const C_EFFECTS_DONE: &str = "effects_done";
 const C_EFFECTS_FAILED: &str = "effects_failed";
 const K_OUTBOX_HIGH: &str = "outbox_high_water";
+// Sizes kept with every write that changes them, so that /metrics reads
+// three keys instead of counting three trees.
+const G_INBOX: &str = "inbox_len";
+const G_OUTBOX: &str = "outbox_len";
+const G_OWNERS: &str = "owners_len";
+const G_BUILT: &str = "sizes_built";
 /// Kept apart from connector values: no connector key can overwrite it.
 const K_SYNC_POSITION: &str = "sync_position";
 const K_TXN_HIGH: &str = "highest_transaction_number";
@@ -79,6 +85,16 @@ pub struct SledStore {
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
+}
+
+/// Moves a kept size up or down.
+fn resize(t: &TransactionalTree, key: &str, by: i64) -> Result<(), ConflictableTransactionError<StoreError>> {
+    if by == 0 {
+        return Ok(());
+    }
+    let now = t.get(key)?.map_or(0, |v| read_u64(&v));
+    t.insert(key, &now.saturating_add_signed(by).to_be_bytes())?;
+    Ok(())
 }
 
 fn bump(t: &TransactionalTree, key: &str, by: u64) -> Result<(), ConflictableTransactionError<StoreError>> {
@@ -154,6 +170,16 @@ impl SledStore {
     /// Counts what is kept, and indexes held rooms by owner, once for a
     /// database written before these were: from then on every write keeps them.
     fn with_tallies(self) -> Result<Self, StoreError> {
+        if !self.counters.contains_key(G_BUILT).map_err(|e| self.failed(e))? {
+            let mut sizes = sled::Batch::default();
+            for (key, tree) in
+                [(G_INBOX, &self.inbox_by_seq), (G_OUTBOX, &self.outbox_by_id), (G_OWNERS, &self.owner_by_user)]
+            {
+                sizes.insert(key, &(tree.len() as u64).to_be_bytes());
+            }
+            sizes.insert(G_BUILT, &[]);
+            self.counters.apply_batch(sizes).map_err(|e| self.failed(e))?;
+        }
         const BUILT: &[u8] = b"built";
         if self.kept_by_key.contains_key(BUILT).map_err(|e| self.failed(e))? {
             return Ok(self);
@@ -329,6 +355,7 @@ impl Store for SledStore {
                 }
                 bump(counters, C_TRANSACTIONS, 1)?;
                 bump(counters, C_RECEIVED, events.len() as u64)?;
+                resize(counters, G_INBOX, events.len() as i64)?;
                 if let Ok(n) = txn_id.parse::<u64>() {
                     let high = counters.get(K_TXN_HIGH)?.map(|v| read_u64(&v));
                     if high.is_none_or(|h| n > h) {
@@ -361,6 +388,7 @@ impl Store for SledStore {
                     inbox.insert(&seq.to_be_bytes(), inbox_value(false, raw))?;
                 }
                 bump(counters, C_RECEIVED, events.len() as u64)?;
+                resize(counters, G_INBOX, events.len() as i64)?;
                 Ok(true)
             })
             .map_err(|e| self.failed_tx(e))?;
@@ -508,10 +536,17 @@ impl Store for SledStore {
                     for change in &decision.changes {
                         match change {
                             StateChange::PutOwner(o) => {
-                                owners.insert(o.user_id.as_bytes(), records::encode(&OwnerRecord::from(o)))?;
+                                if owners
+                                    .insert(o.user_id.as_bytes(), records::encode(&OwnerRecord::from(o)))?
+                                    .is_none()
+                                {
+                                    resize(counters, G_OWNERS, 1)?;
+                                }
                             }
                             StateChange::RemoveOwner(u) => {
-                                owners.remove(u.as_bytes())?;
+                                if owners.remove(u.as_bytes())?.is_some() {
+                                    resize(counters, G_OWNERS, -1)?;
+                                }
                             }
                             StateChange::PutRoom(r, st) => {
                                 let before = rooms.insert(r.as_bytes(), records::encode(&RoomRecord::from(st)))?;
@@ -577,6 +612,7 @@ impl Store for SledStore {
                     for (id, effect) in ids.iter().zip(&decision.effects) {
                         outbox.insert(&id.to_be_bytes(), records::encode(&EffectRecord::V1(effect.into())))?;
                     }
+                    resize(counters, G_OUTBOX, ids.len() as i64)?;
                     high = ids.last().or(high);
                 }
                 if let Some(high) = high {
@@ -584,6 +620,7 @@ impl Store for SledStore {
                 }
                 if processed > 0 {
                     bump(counters, C_PROCESSED, processed)?;
+                    resize(counters, G_INBOX, -(processed as i64))?;
                 }
                 Ok(())
             })
@@ -604,6 +641,7 @@ impl Store for SledStore {
                 };
                 quarantine.insert(&seq.to_be_bytes(), records::encode(&record))?;
                 bump(counters, C_QUARANTINED, 1)?;
+                resize(counters, G_INBOX, -1)?;
                 Ok(())
             })
             .map_err(|e| self.failed_tx(e))
@@ -658,8 +696,10 @@ impl Store for SledStore {
                     inbox.insert(&seq.to_be_bytes(), inbox_value(f.internal, &f.raw))?;
                 }
                 bump(counters, C_FOLLOW_UPS, follow_ups.len() as u64)?;
+                resize(counters, G_INBOX, follow_ups.len() as i64)?;
                 for (id, outcome) in finished {
                     let Some(bytes) = outbox.remove(&id.to_be_bytes())? else { continue };
+                    resize(counters, G_OUTBOX, -1)?;
                     match outcome {
                         EffectOutcome::Done => bump(counters, C_EFFECTS_DONE, 1)?,
                         EffectOutcome::Failed(reason) => {
@@ -687,9 +727,9 @@ impl Store for SledStore {
             events_quarantined: self.counter(C_QUARANTINED)?,
             effects_done: self.counter(C_EFFECTS_DONE)?,
             effects_failed: self.counter(C_EFFECTS_FAILED)?,
-            inbox_pending: self.inbox_by_seq.len() as u64,
-            outbox_pending: self.outbox_by_id.len() as u64,
-            owners: self.owner_by_user.len() as u64,
+            inbox_pending: self.counter(G_INBOX)?,
+            outbox_pending: self.counter(G_OUTBOX)?,
+            owners: self.counter(G_OWNERS)?,
             deferred_messages: self.count(&tally::Key { what: tally::What::Messages, owner: None, with: None })?,
         })
     }
@@ -770,13 +810,14 @@ impl Store for SledStore {
 
     fn use_link(&self, nonce: &str, expires_ms: u64, raw: &[u8]) -> Result<bool, StoreError> {
         let seq = self.db.generate_id().map_err(|e| self.failed(e))?;
-        let used = (&self.used_link_by_nonce, &self.inbox_by_seq)
-            .transaction(|(links, inbox)| {
+        let used = (&self.used_link_by_nonce, &self.inbox_by_seq, &self.counters)
+            .transaction(|(links, inbox, counters)| {
                 if links.get(nonce.as_bytes())?.is_some() {
                     return Ok(false);
                 }
                 links.insert(nonce.as_bytes(), &expires_ms.to_be_bytes())?;
                 inbox.insert(&seq.to_be_bytes(), inbox_value(true, raw))?;
+                resize(counters, G_INBOX, 1)?;
                 Ok(true)
             })
             .map_err(|e| self.failed_tx(e))?;
@@ -786,7 +827,12 @@ impl Store for SledStore {
 
     fn push_internal(&self, raw: &[u8]) -> Result<(), StoreError> {
         let seq = self.db.generate_id().map_err(|e| self.failed(e))?;
-        self.inbox_by_seq.insert(seq.to_be_bytes(), inbox_value(true, raw)).map_err(|e| self.failed(e))?;
+        (&self.inbox_by_seq, &self.counters)
+            .transaction(|(inbox, counters)| {
+                inbox.insert(&seq.to_be_bytes(), inbox_value(true, raw))?;
+                resize(counters, G_INBOX, 1)
+            })
+            .map_err(|e| self.failed_tx(e))?;
         self.flush()
     }
 
@@ -887,6 +933,44 @@ mod tests {
         let s = SledStore::open(&path, 4).unwrap();
         assert_eq!(s.kept(&alice, None).unwrap().held_rooms, 1);
         assert_eq!(s.overview(&alice).unwrap().held.len(), 1);
+    }
+
+    /// The sizes /metrics reads are kept by the writes; they must say what
+    /// counting the trees says, through every way in and out.
+    #[test]
+    fn kept_sizes_match_the_trees() {
+        let (s, _dir) = fresh();
+        let check = |s: &SledStore| {
+            let st = s.stats().unwrap();
+            assert_eq!(
+                (st.inbox_pending, st.outbox_pending, st.owners),
+                (s.inbox_by_seq.len() as u64, s.outbox_by_id.len() as u64, s.owner_by_user.len() as u64)
+            );
+        };
+        s.accept_transaction("t1", &[b"{}", b"{}", b"{}"], 1).unwrap();
+        check(&s);
+        let items = s.inbox_batch(10).unwrap();
+        s.commit(items[0].seq, &super::super::conformance::sample_decision()).unwrap();
+        s.commit(items[0].seq, &super::super::conformance::sample_decision()).unwrap();
+        check(&s);
+        s.quarantine(items[1].seq, "bad", 1).unwrap();
+        s.commit_empty(&[items[2].seq]).unwrap();
+        check(&s);
+        let out = s.outbox_batch(u64::MAX, 10, false).unwrap();
+        let follow = FollowUp { internal: true, raw: b"{}".to_vec() };
+        s.finish_effect(out[0].id, &EffectOutcome::Done, std::slice::from_ref(&follow), 2).unwrap();
+        s.finish_effect(out[1].id, &EffectOutcome::Failed("no".into()), &[], 2).unwrap();
+        check(&s);
+        s.push_internal(b"{}").unwrap();
+        s.use_link("n", 5, b"{}").unwrap();
+        s.use_link("n", 5, b"{}").unwrap();
+        s.accept_sync(None, "s1", &[b"{}"]).unwrap();
+        check(&s);
+        let owner = ruma::owned_user_id!("@alice:example.org");
+        let remove = Decision { changes: vec![StateChange::RemoveOwner(owner)], effects: vec![], outcomes: vec![] };
+        let seq = s.inbox_batch(1).unwrap()[0].seq;
+        s.commit(seq, &remove).unwrap();
+        check(&s);
     }
 
     #[test]
