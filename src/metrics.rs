@@ -136,7 +136,8 @@ impl Metrics {
         }
     }
 
-    fn render(&self, store: &dyn Store) -> Result<String, String> {
+    /// What `/metrics` serves: the counters, and the store's kept sizes.
+    pub fn render(&self, store: &dyn Store) -> Result<String, String> {
         let stats = store.stats().map_err(|e| e.to_string())?;
         self.deferred_messages.set(stats.deferred_messages as i64);
         self.inbox_pending.set(stats.inbox_pending as i64);
