@@ -254,6 +254,7 @@ fn deferred(event: &str, body: &str) -> Deferred {
         encrypted: false,
         edited: false,
         digested: false,
+        redacted_by: None,
     }
 }
 

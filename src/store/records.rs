@@ -144,6 +144,8 @@ pub enum DeferredRecord {
         edited: bool,
         #[serde(default)]
         digested: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        redacted_by: Option<OwnedUserId>,
     },
 }
 
@@ -483,6 +485,7 @@ impl From<&Deferred> for DeferredRecord {
             encrypted: d.encrypted,
             edited: d.edited,
             digested: d.digested,
+            redacted_by: d.redacted_by,
         }
     }
 }
@@ -503,6 +506,7 @@ impl From<DeferredRecord> for Deferred {
             encrypted,
             edited,
             digested,
+            redacted_by,
         } = r;
         Deferred {
             owner,
@@ -519,6 +523,7 @@ impl From<DeferredRecord> for Deferred {
             encrypted,
             edited,
             digested,
+            redacted_by,
         }
     }
 }

@@ -250,6 +250,7 @@ fn fresh_capture(meta: &EventMeta, held: &HeldRoom, now_ms: u64) -> Deferred {
         encrypted: false,
         edited: false,
         digested: false,
+        redacted_by: None,
     }
 }
 
@@ -308,10 +309,24 @@ fn bounded_media(media: &Media, limit: usize) -> Media {
     }
 }
 
+/// The sender withdrawing their message (or the owner removing it) drops
+/// what was kept; anyone else's redaction is only noted: another member of
+/// a stranger's room must not be able to erase what a stranger said.
 pub(super) fn redaction(snapshot: &Snapshot, meta: &EventMeta, held: &HeldRoom, redacts: &OwnedEventId) -> Decision {
     match &snapshot.related {
-        Some(original) if original.owner == held.owner && original.room_id == meta.room_id => Decision::default()
-            .change(StateChange::RemoveDeferred { owner: held.owner.clone(), event_id: redacts.clone() }),
+        Some(original) if original.owner == held.owner && original.room_id == meta.room_id => {
+            if meta.sender == original.sender || meta.sender == held.owner {
+                Decision::default()
+                    .change(StateChange::RemoveDeferred { owner: held.owner.clone(), event_id: redacts.clone() })
+            } else if original.redacted_by.is_none() {
+                Decision::default().change(StateChange::PutDeferred(Deferred {
+                    redacted_by: Some(meta.sender.clone()),
+                    ..original.clone()
+                }))
+            } else {
+                Decision::default()
+            }
+        }
         _ => Decision::default(),
     }
 }

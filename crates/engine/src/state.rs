@@ -332,6 +332,10 @@ pub struct Deferred {
     pub edited: bool,
     /// It was in a digest already.
     pub digested: bool,
+    /// Someone other than its sender (or the owner) redacted it: it is
+    /// kept, and shown with who did, since only the sender may withdraw
+    /// what they said.
+    pub redacted_by: Option<OwnedUserId>,
 }
 
 /// A stranger waiting for the owner, as `pending` lists it.

@@ -170,6 +170,7 @@ fn captured(event: &OwnedEventId, body: &str) -> Deferred {
         encrypted: false,
         edited: false,
         digested: false,
+        redacted_by: None,
     }
 }
 

@@ -291,7 +291,10 @@ pub fn show_item(m: &Deferred) -> Text {
         super::trim_to_cost(&m.body, SHOW_MESSAGE_BUDGET)
     };
     let edited = if m.edited { " (edited)" } else { "" };
-    let note = if cut > 0 { format!(" … ({cut} more characters not shown)") } else { String::new() };
+    let mut note = if cut > 0 { format!(" … ({cut} more characters not shown)") } else { String::new() };
+    if let Some(by) = &m.redacted_by {
+        note.push_str(&format!(" (removed from the room by {by}, not by its sender)"));
+    }
     let line = format!("{}{edited} — {what}{note}", format_time(m.ts_ms));
     Text { plain: format!("• {line}\n"), html: format!("<li>{}</li>", escape_html(&line).replace('\n', "<br>")) }
 }

@@ -416,6 +416,7 @@ mod tests {
             encrypted: false,
             edited: false,
             digested: false,
+            redacted_by: None,
         }
     }
 
