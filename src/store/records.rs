@@ -39,6 +39,8 @@ pub enum OwnerRecord {
         /// Invitations counted, not held (total, reported).
         #[serde(default)]
         invites_not_held: (u32, u32),
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        codes_mailed: Vec<u64>,
     },
 }
 
@@ -282,6 +284,7 @@ impl From<&OwnerState> for OwnerRecord {
             notify: o.notify.map(|n| n.as_str().to_owned()),
             digest_when_empty: o.digest_when_empty,
             invites_not_held: tally_pair(o.invites_not_held),
+            codes_mailed: o.codes_mailed,
             email_pending: o.email_pending.map(|p| PendingEmailV1 {
                 address: p.address,
                 code: p.code,
@@ -315,6 +318,7 @@ impl From<OwnerRecord> for OwnerState {
             notify,
             digest_when_empty,
             invites_not_held,
+            codes_mailed,
         } = r;
         OwnerState {
             // An entry that no longer parses is dropped, not fatal.
@@ -329,6 +333,7 @@ impl From<OwnerRecord> for OwnerState {
             notify: notify.and_then(|n| n.parse().ok()),
             digest_when_empty,
             invites_not_held: tally_of(invites_not_held),
+            codes_mailed,
             email_pending: email_pending.map(|p| PendingEmail {
                 address: p.address,
                 code: p.code,

@@ -10,6 +10,11 @@ use gatekeeper_common::Secret;
 
 /// A code is good for an hour.
 pub const CODE_LIFETIME_MS: u64 = 3_600_000;
+/// At most one code mailed per owner every 10 minutes, and 5 a day:
+/// `set email` must not turn the operator's mail relay into a flood.
+pub const CODE_INTERVAL_MS: u64 = 600_000;
+pub const CODES_PER_DAY: usize = 5;
+pub const DAY_MS: u64 = 86_400_000;
 
 /// Six digits from HMAC(key, owner, address, the asking event): the same
 /// every time that event is decided again, unknowable without the key.

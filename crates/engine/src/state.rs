@@ -48,6 +48,9 @@ pub struct OwnerState {
     /// Invitations not held because the owner had the most held rooms
     /// allowed: left silent and unjoined, only counted.
     pub invites_not_held: Tally,
+    /// When verification codes were mailed in the last day (at most
+    /// [`crate::mail::CODES_PER_DAY`]): `set email` cannot flood an address.
+    pub codes_mailed: Vec<u64>,
 }
 
 /// Something counted rather than kept: how many in all, and how many of
@@ -96,6 +99,7 @@ impl OwnerState {
             digest_last_slot_ms: None,
             digest_last_sent_ms: None,
             invites_not_held: Tally::default(),
+            codes_mailed: Vec::new(),
         }
     }
 

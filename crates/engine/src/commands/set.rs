@@ -91,6 +91,22 @@ impl Handler for Setting {
                 // E-mail is set up: the address must prove it is the
                 // owner's before anything but the code is sent to it.
                 Some(secret) => {
+                    let recent: Vec<u64> = o
+                        .codes_mailed
+                        .iter()
+                        .copied()
+                        .filter(|t| ctx.now_ms.saturating_sub(*t) < mail::DAY_MS)
+                        .collect();
+                    if let Some(last) = recent.iter().copied().max()
+                        && ctx.now_ms.saturating_sub(last) < mail::CODE_INTERVAL_MS
+                    {
+                        return ctx.answer(texts::code_wait(last + mail::CODE_INTERVAL_MS));
+                    }
+                    if recent.len() >= mail::CODES_PER_DAY {
+                        return ctx.answer(texts::code_wait(recent.iter().copied().min().unwrap_or(0) + mail::DAY_MS));
+                    }
+                    let mut codes_mailed = recent;
+                    codes_mailed.push(ctx.now_ms);
                     let code = mail::verification_code(secret, &o.user_id, &address, ctx.meta.event_id.as_str());
                     let pending = PendingEmail {
                         address: address.clone(),
@@ -101,7 +117,7 @@ impl Handler for Setting {
                     let message = texts::verification_email(&code);
                     let server = ctx.config.server_name.as_str();
                     return Decision::default()
-                        .change(StateChange::PutOwner(OwnerState { email_pending: Some(pending), ..o }))
+                        .change(StateChange::PutOwner(OwnerState { email_pending: Some(pending), codes_mailed, ..o }))
                         .effect(Effect::SendEmail {
                             owner: ctx.owner.user_id.clone(),
                             to: address.clone(),

@@ -39,6 +39,30 @@ fn an_address_is_verified_with_a_mailed_code_before_digests_go_there() {
 }
 
 #[test]
+fn codes_are_mailed_at_most_once_per_ten_minutes_and_five_times_a_day() {
+    let cfg = mail_config();
+    let mut s = control();
+    let mut mailed = 0;
+    let mut t = NOW;
+    // Asking every minute for a day and a half.
+    for n in 0..(36 * 60) {
+        let d = decide(&s, &msg_n(ALICE, CONTROL, "m.text", &format!("set email me{n}@alice.example"), n), t, &cfg);
+        if kinds(&d).contains(&"mail") {
+            mailed += 1;
+            let Some(StateChange::PutOwner(o)) = d.changes.first() else { panic!("{d:?}") };
+            s.owners.insert(uid(ALICE), o.clone());
+        } else {
+            assert!(notice_body(&d).contains("A code was mailed a short while ago"), "{}", notice_body(&d));
+            assert!(d.changes.is_empty());
+        }
+        t += 60_000;
+    }
+    // Five on the first day, five more once the first ones are a day old.
+    assert_eq!(mailed, 10);
+    assert!(s.owners[&uid(ALICE)].codes_mailed.len() <= crate::mail::CODES_PER_DAY);
+}
+
+#[test]
 fn the_digest_is_also_mailed_to_a_verified_address_only() {
     let mut overview = OwnerOverview::default();
     overview.deferred.push(captured(&meta_n(STRANGER, HELD, 1).event_id, "<b>hello</b>"));

@@ -454,6 +454,14 @@ pub fn reply_interval_set(ms: u64) -> Text {
 }
 
 /// `set email` where e-mail is set up: the address must prove itself first.
+/// `set email` too soon after the last code: when it may be asked again.
+pub fn code_wait(from_ms: u64) -> Text {
+    plain(&format!(
+        "A code was mailed a short while ago; use that one with `verify <code>`, or ask for a new one after {}.",
+        format_time(from_ms)
+    ))
+}
+
 pub fn code_sent(address: &str) -> Text {
     plain(&format!(
         "I sent a code to {address}. Answer with `verify <code>` within an hour; until then nothing else is e-mailed there."
