@@ -66,9 +66,17 @@ impl Default for Policy {
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Effects read ahead of what is finished, at most: memory stays bounded
-/// whatever waits. Reading resumes as lanes finish.
+/// whatever waits. Reading resumes as lanes finish. A lane waiting to retry
+/// keeps none of its effects here (they stay in the store, read again when
+/// it is its turn), so retrying lanes cannot fill the read-ahead.
 const MAX_QUEUED: usize = 10_000;
+/// Lanes known at most (each a few dozen bytes while it waits to retry):
+/// reading pauses beyond it.
+const MAX_LANES: usize = 100_000;
 const READ_BATCH: usize = 500;
+/// A lane's effects read back from the store at a time, once the effect at
+/// its head that was retried is finished.
+const LANE_REFILL: usize = 64;
 /// A held room's silence and what needs it are committed together, one
 /// decision's effects in a row: this many following items cover them.
 const DEPENDENTS_WINDOW: usize = 8;
@@ -87,7 +95,13 @@ enum Stage {
 }
 
 struct LaneState {
+    /// The lane's first effects, in order.
     items: VecDeque<OutboxItem>,
+    /// `Some(id)`: the lane's effects after `id`, up to the cursor, are in
+    /// the store but not in `items` (set aside while its head waited to
+    /// retry); they are read again, in order, when `items` runs out. What
+    /// the cursor reads for the lane meanwhile is left in the store too.
+    behind: Option<u64>,
     stage: Stage,
     /// When the first effect was first tried (its retry bound counts from
     /// then), whether it has failed since, and the wait before its next try.
@@ -100,6 +114,7 @@ impl LaneState {
     fn new() -> Self {
         LaneState {
             items: VecDeque::new(),
+            behind: None,
             stage: Stage::Idle,
             first_try: None,
             retrying: false,
@@ -189,7 +204,7 @@ pub async fn run<P: Performer>(
         if shutdown.is_set() {
             return;
         }
-        if cursor < up_to && queued < MAX_QUEUED {
+        if cursor < up_to && queued < MAX_QUEUED && lanes.len() < MAX_LANES {
             let (store, after) = (shared.store.clone(), cursor);
             match tokio::task::spawn_blocking(move || store.outbox_after(after, up_to, READ_BATCH, mail)).await {
                 Ok(Ok(batch)) => {
@@ -200,6 +215,10 @@ pub async fn run<P: Performer>(
                         }
                         let lane = item.effect.lane();
                         let state = lanes.entry(lane.clone()).or_insert_with(LaneState::new);
+                        if state.behind.is_some() {
+                            // Read again from the store when it is the lane's turn.
+                            continue;
+                        }
                         state.items.push_back(item);
                         queued += 1;
                         if state.stage == Stage::Idle {
@@ -223,8 +242,36 @@ pub async fn run<P: Performer>(
             && let Some(lane) = ready.pop_front()
         {
             let Some(state) = lanes.get_mut(&lane) else { continue };
+            if state.items.is_empty()
+                && let Some(after) = state.behind
+            {
+                // While the head is retried only it is read back; after
+                // that, the lane's next effects.
+                let want = if state.retrying { 1 } else { LANE_REFILL };
+                match read_lane(&shared, &lane, after, cursor, want, mail).await {
+                    Ok(items) => {
+                        state.behind = (items.len() == want).then(|| items.last().map_or(after, |i| i.id));
+                        queued += items.len();
+                        state.items.extend(items);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, ?lane, "reading a lane's effects failed; will retry");
+                        state.stage = Stage::Waiting;
+                        let mut sleeper = shutdown.clone();
+                        tasks.spawn(lane, async move {
+                            sleeper.sleep(Duration::from_secs(1)).await;
+                            Report::Wake
+                        });
+                        continue;
+                    }
+                }
+            }
             let Some(item) = state.items.front().cloned() else {
-                state.stage = Stage::Idle;
+                // Nothing left in it (finished along with another's effect).
+                if state.retrying {
+                    METRICS.lanes_retrying.dec();
+                }
+                lanes.remove(&lane);
                 continue;
             };
             state.stage = Stage::Running;
@@ -265,7 +312,7 @@ pub async fn run<P: Performer>(
                     METRICS.lanes_retrying.dec();
                 }
                 state.backoff = FIRST_BACKOFF;
-                if state.items.is_empty() {
+                if state.items.is_empty() && state.behind.is_none() {
                     lanes.remove(&lane);
                 } else {
                     state.stage = Stage::Ready;
@@ -300,6 +347,13 @@ pub async fn run<P: Performer>(
                 tracing::warn!(id = item.id, kind = item.effect.kind(), %reason, retry_in = ?wait, "effect failed; will retry");
                 state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
                 state.stage = Stage::Waiting;
+                // While it waits, the lane keeps nothing read ahead: its
+                // effects stay in the store (the head too) and count for
+                // nothing here, so that waiting lanes cannot stop the
+                // reading for everyone else.
+                queued -= state.items.len();
+                state.items.clear();
+                state.behind = Some(item.id - 1);
                 let mut sleeper = shutdown.clone();
                 tasks.spawn(lane, async move {
                     sleeper.sleep(wait).await;
@@ -314,6 +368,33 @@ pub async fn run<P: Performer>(
             }
         }
     }
+}
+
+/// The next `want` effects of `lane` after `after`, up to `up_to`, from the
+/// store, in order (fewer when there are no more).
+async fn read_lane(
+    shared: &Shared,
+    lane: &Lane,
+    after: u64,
+    up_to: u64,
+    want: usize,
+    mail: bool,
+) -> Result<Vec<OutboxItem>, String> {
+    let mut found = Vec::new();
+    let mut from = after;
+    // The lane's head is usually the very next item: look at that first.
+    let mut batch = want.min(READ_BATCH);
+    while found.len() < want && from < up_to {
+        let store = shared.store.clone();
+        let next = tokio::task::spawn_blocking(move || store.outbox_after(from, up_to, batch, mail))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        from = if next.len() < batch { up_to } else { next.last().map_or(up_to, |i| i.id) };
+        found.extend(next.into_iter().filter(|i| i.effect.lane() == *lane).take(want - found.len()));
+        batch = READ_BATCH;
+    }
+    Ok(found)
 }
 
 /// One try at a lane's first effect, for at most `limit`; recorded unless
@@ -583,7 +664,7 @@ mod tests {
     }
 
     fn pending(store: &Arc<dyn Store>) -> Vec<Effect> {
-        store.outbox_batch(u64::MAX, 10_000, false).unwrap().into_iter().map(|i| i.effect).collect()
+        store.outbox_batch(u64::MAX, 100_000, false).unwrap().into_iter().map(|i| i.effect).collect()
     }
 
     /// The engine inputs the executor queued.
@@ -625,6 +706,34 @@ mod tests {
             performer.in_room("!b:x.org"),
             ["put_push_rule !b:x.org", "join !b:x.org", "set_tag !b:x.org", "backfill !b:x.org"]
         );
+        running.trigger.fire();
+        running.task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn thousands_of_retrying_lanes_do_not_stop_the_reading_for_the_others() {
+        // Each held room whose join never succeeds keeps its join, tag and
+        // history waiting: more of them than the read-ahead holds.
+        let rooms = MAX_QUEUED / 3 + 200;
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let names: Vec<String> = (0..rooms).map(|n| format!("!stuck{n}:dead.org")).collect();
+        for room in &names {
+            queue(store.as_ref(), hold(room));
+        }
+        queue(store.as_ref(), vec![notice("!control:x.org", "answer")]);
+        let scripts: Vec<(&str, Script)> = names.iter().map(|r| (r.as_str(), Script::NeverAnswers)).collect();
+        let performer = StandIn::new(&scripts);
+        let running = start(&store, performer.clone(), day());
+        until("the other owner's answer", Duration::from_secs(60), || {
+            performer.log().contains(&"answer !control:x.org".to_owned())
+        })
+        .await;
+        // Every stuck room got its silence and is still retrying its join,
+        // in order: nothing after the join was tried.
+        let log = performer.log();
+        assert_eq!(log.iter().filter(|l| l.starts_with("put_push_rule")).count(), rooms);
+        assert!(!log.iter().any(|l| l.starts_with("set_tag") || l.starts_with("backfill")));
+        assert_eq!(pending(&store).len(), 3 * rooms);
         running.trigger.fire();
         running.task.await.unwrap();
     }
