@@ -460,10 +460,17 @@ async fn dependents(ctx: &Ctx, silence: &OutboxItem) -> Vec<OutboxItem> {
     }
 }
 
-/// The input that tells the engine an effect was set aside, if it asked.
+/// The input that tells the engine an effect was set aside, if it asked:
+/// a held room's silence or join, or a digest's part (whose items go back
+/// into the next digest).
 fn report(effect: &Effect, reason: &str, no_answer: bool) -> Option<FollowUp> {
-    let (room_id, step) = effect.failure_report()?;
-    let input = Internal::EffectFailed { room_id, step: step.into(), no_answer, reason: reason.to_owned() };
+    let input = if let Effect::SendNotice { digest: Some(part), .. } = effect {
+        let part = part.as_ref().clone();
+        Internal::DigestPartFailed { owner: part.owner, messages: part.messages, invites: part.invites }
+    } else {
+        let (room_id, step) = effect.failure_report()?;
+        Internal::EffectFailed { room_id, step: step.into(), no_answer, reason: reason.to_owned() }
+    };
     Some(FollowUp { internal: true, raw: serde_json::to_vec(&input).expect("results serialize") })
 }
 
@@ -618,6 +625,7 @@ mod tests {
             txn_id: txn.into(),
             body: "b".into(),
             html: "h".into(),
+            digest: None,
         }
     }
 
@@ -787,6 +795,37 @@ mod tests {
             reports(&store)[..],
             [Input::EffectFailed { step: FailedStep::Join, no_answer: true, .. }, ..]
         ));
+        running.trigger.fire();
+        running.task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_digest_part_set_aside_is_reported_with_the_items_it_carried() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let part = crate::engine::DigestPart {
+            owner: ALICE.try_into().unwrap(),
+            messages: vec![ruma::owned_event_id!("$m1:remote.org"), ruma::owned_event_id!("$m2:remote.org")],
+            invites: vec![rid("!group:remote.org")],
+        };
+        let digest = |txn: &str, part: Option<crate::engine::DigestPart>| {
+            let mut effect = notice("!control:x.org", txn);
+            if let Effect::SendNotice { digest, .. } = &mut effect {
+                *digest = part.map(Box::new);
+            }
+            effect
+        };
+        queue(store.as_ref(), vec![digest("digest0", Some(part.clone())), digest("digest1", None)]);
+        // The homeserver never answers: both parts are set aside at the bound.
+        let performer = StandIn::new(&[("!control:x.org", Script::Unreachable)]);
+        let policy = Policy { retry_for: Duration::from_secs(60), ..Policy::default() };
+        let running = start(&store, performer, policy);
+        until("both parts set aside", Duration::from_secs(200), || pending(&store).is_empty()).await;
+        assert_eq!(store.failed_effects(10).unwrap().len(), 2);
+        // Only the part that carried items is reported, with them.
+        assert_eq!(
+            reports(&store),
+            [Input::DigestPartFailed { owner: part.owner, messages: part.messages, invites: part.invites }]
+        );
         running.trigger.fire();
         running.task.await.unwrap();
     }

@@ -67,6 +67,13 @@ pub enum Internal {
         no_answer: bool,
         reason: String,
     },
+    /// The executor set a digest part aside: what it carried goes back
+    /// into the next digest.
+    DigestPartFailed {
+        owner: OwnedUserId,
+        messages: Vec<OwnedEventId>,
+        invites: Vec<OwnedRoomId>,
+    },
 }
 
 /// [`crate::engine::FailedStep`] as stored in the inbox.
@@ -255,6 +262,9 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
             Internal::MailFailed { owner, to, reason } => Input::MailFailed { owner, to, reason },
             Internal::EffectFailed { room_id, step, no_answer, reason } => {
                 Input::EffectFailed { room_id, step: step.into(), no_answer, reason }
+            }
+            Internal::DigestPartFailed { owner, messages, invites } => {
+                Input::DigestPartFailed { owner, messages, invites }
             }
             Internal::LinkUsed { owner, action, subject, nonce } => Input::LinkUsed {
                 owner,

@@ -34,6 +34,7 @@ pub fn sample_decision() -> Decision {
                 txn_id: "gk.test".into(),
                 body: "hi".into(),
                 html: "<p>hi</p>".into(),
+                digest: None,
             },
         ],
         outcomes: vec![],

@@ -102,6 +102,10 @@ pub enum Input {
     /// A step in `room_id` was set aside: refused for good, or (`no_answer`)
     /// still failing when the retry bound ran out.
     EffectFailed { room_id: OwnedRoomId, step: FailedStep, no_answer: bool, reason: String },
+    /// A part of `owner`'s digest was set aside (refused for good, or
+    /// unanswered past the retry bound): the items it carried were never
+    /// shown, so they go back into the next digest.
+    DigestPartFailed { owner: OwnedUserId, messages: Vec<OwnedEventId>, invites: Vec<OwnedRoomId> },
     /// The owner confirmed a one-click link from an e-mail (already checked
     /// for signature, expiry and single use by the web connector).
     LinkUsed { owner: OwnedUserId, action: super::links::LinkAction, subject: Option<super::Subject>, nonce: String },
@@ -138,6 +142,7 @@ impl Input {
             Input::RoomInfo { owner, .. }
             | Input::MailFailed { owner, .. }
             | Input::LinkUsed { owner, .. }
+            | Input::DigestPartFailed { owner, .. }
             | Input::ControlRoomReady { owner, .. } => {
                 vec![owner.clone()]
             }

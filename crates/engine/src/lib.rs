@@ -21,7 +21,7 @@ pub mod texts;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, UserId};
 use sha2::{Digest, Sha256};
 
-pub use action::{Effect, Lane, Match, PushRule, RuleActions};
+pub use action::{DigestPart, Effect, Lane, Match, PushRule, RuleActions};
 pub use input::{EventMeta, FailedStep, Input, Membership, Replacement};
 pub use state::Notify;
 pub use state::{
@@ -178,7 +178,7 @@ pub fn reads(input: &Input) -> Reads {
 pub fn overview_read(snapshot: &Snapshot, input: &Input) -> Option<OwnedUserId> {
     match (&snapshot.room, input) {
         (Some(RoomState::Control { owner }), _) => Some(owner.clone()),
-        (_, Input::LinkUsed { owner, .. }) => Some(owner.clone()),
+        (_, Input::LinkUsed { owner, .. } | Input::DigestPartFailed { owner, .. }) => Some(owner.clone()),
         (Some(RoomState::Held(held)), Input::Message { meta, .. }) if meta.sender == held.owner => {
             Some(held.owner.clone())
         }
@@ -238,6 +238,9 @@ fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &Engine
         Input::MailFailed { owner, to, reason } => housekeeping::mail_failed(snapshot, owner, to, reason, config),
         Input::EffectFailed { room_id, step, no_answer, .. } => {
             gate::effect_failed(snapshot, room_id, *step, *no_answer)
+        }
+        Input::DigestPartFailed { messages, invites, .. } => {
+            housekeeping::digest_part_failed(snapshot, messages, invites)
         }
         Input::LinkUsed { owner, action, subject, nonce } => {
             control::link_used(snapshot, owner, *action, subject.as_ref(), nonce, now_ms, config)
@@ -328,6 +331,7 @@ fn notice(as_user: &OwnedUserId, room: &OwnedRoomId, meta: &EventMeta, purpose: 
         txn_id: txn_id(meta, purpose),
         body: text.plain,
         html: text.html,
+        digest: None,
     }
 }
 

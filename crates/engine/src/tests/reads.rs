@@ -260,6 +260,11 @@ fn inputs() -> Vec<Input> {
     for (room, step) in [(HELD, FailedStep::Join), (BOB_HELD, FailedStep::Silence), (CONTROL, FailedStep::Join)] {
         inputs.push(Input::EffectFailed { room_id: rid(room), step, no_answer: true, reason: "502".into() });
     }
+    inputs.push(Input::DigestPartFailed {
+        owner: uid(ALICE),
+        messages: vec![original.clone(), meta_n(STRANGER, GROUP, 1).event_id],
+        invites: vec![rid(GROUP), rid(BOB_HELD)],
+    });
     for action in [
         links::LinkAction::Allow,
         links::LinkAction::Allow30,
