@@ -19,6 +19,7 @@ use super::translate::Internal;
 use crate::engine::{Effect, Lane};
 use crate::metrics::METRICS;
 use crate::store::{EffectOutcome, FollowUp, OutboxItem};
+use ruma::{OwnedUserId, UserId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PerformError {
@@ -46,6 +47,10 @@ pub struct Policy {
     /// At most this many lanes have an effect in flight at once. A lane
     /// waiting to retry holds no place.
     pub max_in_flight: usize,
+    /// Of those, at most this many act for one owner (see [`Share`]): one
+    /// owner's rooms (one stranger's flood of invitations to them) cannot
+    /// take every place while another owner's effects wait.
+    pub max_in_flight_per_owner: usize,
     /// An attempt that has not returned after this long counts as failed
     /// (and is tried again): a request that hangs, or a client library
     /// retrying on its own (matrix-sdk retries a 5xx for 15 minutes), must
@@ -58,6 +63,7 @@ impl Default for Policy {
         Policy {
             retry_for: Duration::from_secs(24 * 3600),
             max_in_flight: 32,
+            max_in_flight_per_owner: 8,
             attempt_timeout: Duration::from_secs(120),
         }
     }
@@ -95,6 +101,8 @@ enum Stage {
 }
 
 struct LaneState {
+    /// Whose turn the lane is started in.
+    share: Share,
     /// The lane's first effects, in order.
     items: VecDeque<OutboxItem>,
     /// `Some(id)`: the lane's effects after `id`, up to the cursor, are in
@@ -111,14 +119,104 @@ struct LaneState {
 }
 
 impl LaneState {
-    fn new() -> Self {
+    fn new(share: Share) -> Self {
         LaneState {
+            share,
             items: VecDeque::new(),
             behind: None,
             stage: Stage::Idle,
             first_try: None,
             retrying: false,
             backoff: FIRST_BACKOFF,
+        }
+    }
+}
+
+/// Whose turn a lane is started in: the owner its effects act for, so that
+/// owners take turns for the places in flight and none holds more than its
+/// cap. The bot's notices (control rooms' answers) take turns per room.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Share {
+    Owner(OwnedUserId),
+    Lane(Lane),
+}
+
+impl Share {
+    fn of(effect: &Effect, bot: &UserId) -> Share {
+        let user = match effect {
+            Effect::Join { as_user, .. } | Effect::Leave { as_user, .. } | Effect::SendNotice { as_user, .. } => {
+                as_user
+            }
+            Effect::PutPushRule { owner, .. }
+            | Effect::EnablePushRule { owner, .. }
+            | Effect::DeletePushRule { owner, .. }
+            | Effect::SetTag { owner, .. }
+            | Effect::SendEmail { owner, .. }
+            | Effect::ImportContacts { owner }
+            | Effect::Backfill { owner, .. } => owner,
+            Effect::FetchProfile { user } => user,
+        };
+        match effect {
+            // Control rooms' answers (and in client mode, where the bot is
+            // the owner, every notice) take turns room by room.
+            Effect::SendNotice { .. } if user == bot => Share::Lane(effect.lane()),
+            _ => Share::Owner(user.clone()),
+        }
+    }
+}
+
+/// The lanes waiting for a place in flight, by share. Shares take turns (one
+/// lane each, round and round), and a share at its cap is passed over until
+/// one of its places is free.
+#[derive(Default)]
+struct Ready {
+    queues: HashMap<Share, VecDeque<Lane>>,
+    turns: VecDeque<Share>,
+    busy: HashMap<Share, usize>,
+}
+
+impl Ready {
+    fn push(&mut self, share: &Share, lane: Lane) {
+        let queue = self.queues.entry(share.clone()).or_default();
+        if queue.is_empty() {
+            self.turns.push_back(share.clone());
+        }
+        queue.push_back(lane);
+    }
+
+    /// The next lane to start, taking its share's place (at most `cap` each).
+    fn pop(&mut self, cap: usize) -> Option<Lane> {
+        // At most `max_in_flight / cap` shares are at their cap: few are passed over.
+        for _ in 0..self.turns.len() {
+            let share = self.turns.pop_front()?;
+            if self.busy.get(&share).is_some_and(|n| *n >= cap) {
+                self.turns.push_back(share);
+                continue;
+            }
+            let queue = self.queues.get_mut(&share)?;
+            let lane = queue.pop_front();
+            if queue.is_empty() {
+                self.queues.remove(&share);
+            } else {
+                self.turns.push_back(share);
+            }
+            return lane;
+        }
+        None
+    }
+
+    /// A lane of `share` holds a place in flight.
+    fn take(&mut self, share: &Share) {
+        *self.busy.entry(share.clone()).or_default() += 1;
+    }
+
+    /// A lane of `share` gives its place back.
+    fn give(&mut self, share: &Share) {
+        if let Some(n) = self.busy.get_mut(share) {
+            *n -= 1;
+            if *n == 0 {
+                self.busy.remove(share);
+            }
         }
     }
 }
@@ -189,7 +287,8 @@ pub async fn run<P: Performer>(
 ) {
     let mut shutdown = shared.shutdown.clone();
     let mut lanes: HashMap<Lane, LaneState> = HashMap::new();
-    let mut ready: VecDeque<Lane> = VecDeque::new();
+    let mut ready = Ready::default();
+    let bot = shared.engine.bot.clone();
     let mut tasks = Tasks::default();
     // Finished together with another lane's effect before this executor read
     // them: never to be done (ids at most `cursor` cannot come again).
@@ -200,6 +299,7 @@ pub async fn run<P: Performer>(
     let mut up_to = *released.borrow_and_update();
     let mut released_open = true;
     let max_in_flight = policy.max_in_flight.max(1);
+    let per_owner = policy.max_in_flight_per_owner.max(1);
     loop {
         if shutdown.is_set() {
             return;
@@ -214,7 +314,8 @@ pub async fn run<P: Performer>(
                             continue;
                         }
                         let lane = item.effect.lane();
-                        let state = lanes.entry(lane.clone()).or_insert_with(LaneState::new);
+                        let share = || Share::of(&item.effect, &bot);
+                        let state = lanes.entry(lane.clone()).or_insert_with(|| LaneState::new(share()));
                         if state.behind.is_some() {
                             // Read again from the store when it is the lane's turn.
                             continue;
@@ -223,7 +324,7 @@ pub async fn run<P: Performer>(
                         queued += 1;
                         if state.stage == Stage::Idle {
                             state.stage = Stage::Ready;
-                            ready.push_back(lane);
+                            ready.push(&state.share, lane);
                         }
                     }
                     skip.retain(|id| *id > cursor);
@@ -239,7 +340,7 @@ pub async fn run<P: Performer>(
             continue;
         }
         while in_flight < max_in_flight
-            && let Some(lane) = ready.pop_front()
+            && let Some(lane) = ready.pop(per_owner)
         {
             let Some(state) = lanes.get_mut(&lane) else { continue };
             if state.items.is_empty()
@@ -276,6 +377,7 @@ pub async fn run<P: Performer>(
             };
             state.stage = Stage::Running;
             in_flight += 1;
+            ready.take(&state.share);
             let now = Instant::now();
             let deadline = *state.first_try.get_or_insert(now) + policy.retry_for;
             // At least a moment: a retry due at the bound still gets its try.
@@ -299,6 +401,7 @@ pub async fn run<P: Performer>(
         match report {
             Report::Finished { ids } => {
                 in_flight -= 1;
+                ready.give(&state.share);
                 for id in ids {
                     if let Some(at) = state.items.iter().position(|i| i.id == id) {
                         state.items.remove(at);
@@ -316,11 +419,12 @@ pub async fn run<P: Performer>(
                     lanes.remove(&lane);
                 } else {
                     state.stage = Stage::Ready;
-                    ready.push_back(lane);
+                    ready.push(&state.share, lane);
                 }
             }
             Report::Failed(reason) => {
                 in_flight -= 1;
+                ready.give(&state.share);
                 let Some(item) = state.items.front().cloned() else { continue };
                 let now = Instant::now();
                 if !std::mem::replace(&mut state.retrying, true) {
@@ -336,6 +440,7 @@ pub async fn run<P: Performer>(
                         "effect still failing when its retry time ran out; set aside"
                     );
                     in_flight += 1;
+                    ready.take(&state.share);
                     let ctx = Ctx { shared: shared.clone(), up_to, mail };
                     let bound = gatekeeper_common::duration::format(policy.retry_for.as_millis() as u64);
                     let why = format!("still failing after {bound}: {reason}");
@@ -363,7 +468,7 @@ pub async fn run<P: Performer>(
             Report::Wake => {
                 if state.stage == Stage::Waiting {
                     state.stage = Stage::Ready;
-                    ready.push_back(lane);
+                    ready.push(&state.share, lane);
                 }
             }
         }
@@ -908,6 +1013,54 @@ mod tests {
         assert_eq!(performer.log().len(), 2, "{:?}", performer.log());
         running.trigger.fire();
         running.task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_owner_cannot_take_every_place_in_flight() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        // A stranger's flood of rooms for Alice, whose joins all hang...
+        let rooms: Vec<String> = (0..100).map(|n| format!("!flood{n}:spam.org")).collect();
+        for room in &rooms {
+            queue(store.as_ref(), vec![join(room)]);
+        }
+        // ... queued before Bob's and the bot's work.
+        let bob = Effect::Join { as_user: owned_user_id!("@bob:x.org"), room_id: rid("!b:x.org") };
+        queue(store.as_ref(), vec![bob, notice("!control:x.org", "answer")]);
+        let scripts: Vec<(&str, Script)> = rooms.iter().map(|r| (r.as_str(), Script::HangsOnce)).collect();
+        let performer = StandIn::new(&scripts);
+        let running = start(&store, performer.clone(), day());
+        until("Bob's join and the answer", Duration::from_secs(5), || {
+            let log = performer.log();
+            log.contains(&"join !b:x.org".to_owned()) && log.contains(&"answer !control:x.org".to_owned())
+        })
+        .await;
+        // Alice's share: at most her cap in flight, though places were free.
+        let flood = performer.log().iter().filter(|l| l.ends_with(":spam.org")).count();
+        assert_eq!(flood, Policy::default().max_in_flight_per_owner);
+        running.trigger.fire();
+        running.task.await.unwrap();
+    }
+
+    #[test]
+    fn owners_take_turns_for_the_places_in_flight() {
+        let alice = Share::Owner(ALICE.try_into().unwrap());
+        let bob = Share::Owner(owned_user_id!("@bob:x.org"));
+        let mut ready = Ready::default();
+        for n in 0..5 {
+            ready.push(&alice, Lane::Room(rid(&format!("!a{n}:x.org"))));
+        }
+        ready.push(&bob, Lane::Room(rid("!b0:x.org")));
+        ready.push(&bob, Lane::Room(rid("!b1:x.org")));
+        let mut started = Vec::new();
+        while let Some(Lane::Room(room)) = ready.pop(3) {
+            let share = if room.as_str().starts_with("!a") { &alice } else { &bob };
+            ready.take(share);
+            started.push(room.to_string());
+        }
+        assert_eq!(started, ["!a0:x.org", "!b0:x.org", "!a1:x.org", "!b1:x.org", "!a2:x.org"]);
+        // A place given back lets Alice go on.
+        ready.give(&alice);
+        assert_eq!(ready.pop(3), Some(Lane::Room(rid("!a3:x.org"))));
     }
 
     #[tokio::test(start_paused = true)]
