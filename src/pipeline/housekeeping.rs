@@ -7,14 +7,12 @@ use std::time::Duration;
 use super::Shared;
 use super::processor::due_now;
 use super::translate::Internal;
-use crate::store::StoreError;
+use crate::store::{QUARANTINE_KEEP, StoreError};
 
 /// How long acknowledged transaction IDs are remembered for replay checks.
 const TXN_MEMORY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long an event set aside is kept to look at (`gatekeeper inspect`).
 const QUARANTINE_MEMORY: Duration = Duration::from_secs(30 * 24 * 3600);
-/// How many events set aside are kept at most, newest first.
-const QUARANTINE_KEEP: usize = 10_000;
 
 /// Every `interval`, queues a tick if something has come due (an allow that
 /// expired, a pause that ended, a digest), so the engine acts on it in order
