@@ -67,6 +67,11 @@ pub enum Internal {
         no_answer: bool,
         reason: String,
     },
+    /// Housekeeping: this owner's scheduled digest may be due (one owner
+    /// per input, so one decision holds one overview at most).
+    DigestDue {
+        owner: OwnedUserId,
+    },
     /// The executor set a digest part aside: what it carried goes back
     /// into the next digest.
     DigestPartFailed {
@@ -254,6 +259,7 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
             Internal::Contacts { owner, users } => Input::ContactsImported { owner, users },
             Internal::RoomInfo { owner, room_id, name, members } => Input::RoomInfo { owner, room_id, name, members },
             Internal::Tick => Input::Tick,
+            Internal::DigestDue { owner } => Input::DigestDue { owner },
             Internal::ControlRoomReady { owner, room_id } => Input::ControlRoomReady { owner, room_id },
             Internal::Decrypted { event } => {
                 let raw = serde_json::to_vec(&event).map_err(|e| Unreadable(e.to_string()))?;

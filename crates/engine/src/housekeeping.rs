@@ -8,19 +8,24 @@ use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use super::links::{self, Link, LinkAction};
 use super::*;
 
+/// A scheduled digest, one owner's per input (their overview is the only
+/// one a decision holds): sent if it is still due (a repeated input finds
+/// the slot handled and does nothing).
+pub(super) fn digest_due(snapshot: &Snapshot, owner: &OwnedUserId, now_ms: u64, config: &EngineConfig) -> Decision {
+    let Some(due) = &snapshot.due else { return Decision::default() };
+    let Some(due_digest) = due.digests.iter().find(|d| d.owner.user_id == *owner) else {
+        return Decision::default();
+    };
+    let seed = format!("{}:{}", due_digest.owner.user_id, due_digest.slot_ms);
+    send_digest(&due_digest.owner, &due_digest.overview, Some(due_digest.slot_ms), now_ms, &seed, config)
+}
+
 /// Housekeeping: expired allows are removed (their senders are strangers
 /// again, and their invites are held), ended pauses resume holding.
+/// Digests come one owner at a time ([`digest_due`]).
 pub(super) fn tick(snapshot: &Snapshot, now_ms: u64, config: &EngineConfig) -> Decision {
     let Some(due) = &snapshot.due else { return Decision::default() };
     let mut d = Decision::default();
-    for due_digest in &due.digests {
-        let seed = format!("{}:{}", due_digest.owner.user_id, due_digest.slot_ms);
-        let sent =
-            send_digest(&due_digest.owner, &due_digest.overview, Some(due_digest.slot_ms), now_ms, &seed, config);
-        d.changes.extend(sent.changes);
-        d.effects.extend(sent.effects);
-        d.outcomes.extend(sent.outcomes);
-    }
     for (owner, subject) in &due.expired {
         d = d
             .change(StateChange::RemoveContact { owner: owner.clone(), subject: subject.clone() })

@@ -97,6 +97,9 @@ pub enum Input {
     ControlRoomReady { owner: OwnedUserId, room_id: OwnedRoomId },
     /// Housekeeping: time-based changes (expired allows, ended pauses) are due.
     Tick,
+    /// Housekeeping: `owner`'s scheduled digest may be due. One owner per
+    /// input, so that one decision holds one owner's overview at most.
+    DigestDue { owner: OwnedUserId },
     /// An e-mail could not be delivered, after retries.
     MailFailed { owner: OwnedUserId, to: String, reason: String },
     /// A step in `room_id` was set aside: refused for good, or (`no_answer`)

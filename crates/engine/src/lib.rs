@@ -153,9 +153,11 @@ pub struct Reads {
     pub users: Vec<OwnedUserId>,
     /// The captured message an edit, redaction or repeat refers to.
     pub related: Option<OwnedEventId>,
-    /// Everything due now: expired allows, ended pauses, digests with their
-    /// owners' overviews.
+    /// Everything due now: expired allows, ended pauses (no digests).
     pub due: bool,
+    /// This owner's scheduled digest, if it is due, with their overview
+    /// (in `Snapshot::due`): one owner's at a time.
+    pub digest_of: Option<OwnedUserId>,
 }
 
 /// The point look-ups an input needs, from the input alone.
@@ -165,6 +167,10 @@ pub fn reads(input: &Input) -> Reads {
         users: input.users(),
         related: input.related_event().cloned(),
         due: matches!(input, Input::Tick),
+        digest_of: match input {
+            Input::DigestDue { owner } => Some(owner.clone()),
+            _ => None,
+        },
     }
 }
 
@@ -232,6 +238,7 @@ fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &Engine
         Input::ContactsImported { owner, users } => optin::contacts_imported(snapshot, owner, users, now_ms, config),
         Input::RoomInfo { owner, room_id, name, members } => gate::room_info(snapshot, owner, room_id, name, *members),
         Input::Tick => housekeeping::tick(snapshot, now_ms, config),
+        Input::DigestDue { owner } => housekeeping::digest_due(snapshot, owner, now_ms, config),
         Input::ControlRoomReady { owner, room_id } => {
             optin::control_room_ready(snapshot, owner, room_id, now_ms, config)
         }

@@ -89,7 +89,11 @@ impl World {
             snap.overview = Some(self.overview(&owner));
         }
         if declared.due {
-            snap.due = Some(self.due.clone());
+            snap.due = Some(Due { digests: vec![], ..self.due.clone() });
+        }
+        if let Some(owner) = &declared.digest_of {
+            let digests = self.due.digests.iter().filter(|d| d.owner.user_id == *owner).cloned().collect();
+            snap.due = Some(Due { digests, ..Due::default() });
         }
         snap
     }
@@ -276,6 +280,9 @@ fn inputs() -> Vec<Input> {
         inputs.push(Input::LinkUsed { owner: uid(ALICE), action, subject: Some(usr(STRANGER)), nonce: "n".into() });
     }
     inputs.push(Input::Tick);
+    for owner in [ALICE, BOB] {
+        inputs.push(Input::DigestDue { owner: uid(owner) });
+    }
     inputs
 }
 
