@@ -852,6 +852,35 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_lane_read_back_from_the_store_keeps_its_order_and_loses_nothing() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let queue_both = |from: usize, to: usize| {
+            for n in from..to {
+                queue(store.as_ref(), vec![notice("!a:x.org", &format!("a{n}")), notice("!b:x.org", &format!("b{n}"))]);
+            }
+        };
+        queue_both(0, 100);
+        // Every effect in room a fails once: its lane is set aside and read
+        // back from the store, again and again, past the read-back batch.
+        let performer = StandIn::new(&[("!a:x.org", Script::FailsOnce)]);
+        let running = start(&store, performer.clone(), day());
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // More arrives while room a waits: the cursor passes it by, and it is
+        // read back in its turn.
+        queue_both(100, 150);
+        running._released.send(store.outbox_high_water().unwrap()).unwrap();
+        until("all done", Duration::from_secs(3600), || pending(&store).is_empty()).await;
+        let expected_a: Vec<String> =
+            (0..150).flat_map(|n| [format!("a{n} !a:x.org"), format!("a{n} !a:x.org")]).collect();
+        assert_eq!(performer.in_room("!a:x.org"), expected_a);
+        let expected_b: Vec<String> = (0..150).map(|n| format!("b{n} !b:x.org")).collect();
+        assert_eq!(performer.in_room("!b:x.org"), expected_b);
+        assert_eq!(store.stats().unwrap().effects_done, 300);
+        running.trigger.fire();
+        running.task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn within_a_lane_effects_keep_their_order_through_retries() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         queue(store.as_ref(), hold("!r:x.org"));
