@@ -155,7 +155,7 @@ pub fn input_kind(input: &Input) -> &'static str {
         Input::Message { .. } => "message",
         Input::Encrypted { .. } => "encrypted",
         Input::Redaction { .. } => "redaction",
-        Input::Tick => "tick",
+        Input::Tick | Input::DigestDue { .. } => "tick",
         _ => "lookup",
     }
 }

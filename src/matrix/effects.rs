@@ -192,7 +192,7 @@ impl Performer for HsClient {
                     Err(e) => Err(classify(e)),
                 }
             }
-            Effect::SendNotice { as_user, room_id, txn_id, body, html } => {
+            Effect::SendNotice { as_user, room_id, txn_id, body, html, .. } => {
                 let mut content = RoomMessageEventContent::notice_html(body.clone(), html.clone());
                 // Gatekeeper's messages never ping anyone.
                 content.mentions = Some(Mentions::new());

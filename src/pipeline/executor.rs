@@ -19,6 +19,7 @@ use super::translate::Internal;
 use crate::engine::{Effect, Lane};
 use crate::metrics::METRICS;
 use crate::store::{EffectOutcome, FollowUp, OutboxItem};
+use ruma::{OwnedUserId, UserId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PerformError {
@@ -46,6 +47,10 @@ pub struct Policy {
     /// At most this many lanes have an effect in flight at once. A lane
     /// waiting to retry holds no place.
     pub max_in_flight: usize,
+    /// Of those, at most this many act for one owner (see [`Share`]): one
+    /// owner's rooms (one stranger's flood of invitations to them) cannot
+    /// take every place while another owner's effects wait.
+    pub max_in_flight_per_owner: usize,
     /// An attempt that has not returned after this long counts as failed
     /// (and is tried again): a request that hangs, or a client library
     /// retrying on its own (matrix-sdk retries a 5xx for 15 minutes), must
@@ -58,6 +63,7 @@ impl Default for Policy {
         Policy {
             retry_for: Duration::from_secs(24 * 3600),
             max_in_flight: 32,
+            max_in_flight_per_owner: 8,
             attempt_timeout: Duration::from_secs(120),
         }
     }
@@ -66,9 +72,17 @@ impl Default for Policy {
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Effects read ahead of what is finished, at most: memory stays bounded
-/// whatever waits. Reading resumes as lanes finish.
+/// whatever waits. Reading resumes as lanes finish. A lane waiting to retry
+/// keeps none of its effects here (they stay in the store, read again when
+/// it is its turn), so retrying lanes cannot fill the read-ahead.
 const MAX_QUEUED: usize = 10_000;
+/// Lanes known at most (each a few dozen bytes while it waits to retry):
+/// reading pauses beyond it.
+const MAX_LANES: usize = 100_000;
 const READ_BATCH: usize = 500;
+/// A lane's effects read back from the store at a time, once the effect at
+/// its head that was retried is finished.
+const LANE_REFILL: usize = 64;
 /// A held room's silence and what needs it are committed together, one
 /// decision's effects in a row: this many following items cover them.
 const DEPENDENTS_WINDOW: usize = 8;
@@ -87,7 +101,15 @@ enum Stage {
 }
 
 struct LaneState {
+    /// Whose turn the lane is started in.
+    share: Share,
+    /// The lane's first effects, in order.
     items: VecDeque<OutboxItem>,
+    /// `Some(id)`: the lane's effects after `id`, up to the cursor, are in
+    /// the store but not in `items` (set aside while its head waited to
+    /// retry); they are read again, in order, when `items` runs out. What
+    /// the cursor reads for the lane meanwhile is left in the store too.
+    behind: Option<u64>,
     stage: Stage,
     /// When the first effect was first tried (its retry bound counts from
     /// then), whether it has failed since, and the wait before its next try.
@@ -97,13 +119,104 @@ struct LaneState {
 }
 
 impl LaneState {
-    fn new() -> Self {
+    fn new(share: Share) -> Self {
         LaneState {
+            share,
             items: VecDeque::new(),
+            behind: None,
             stage: Stage::Idle,
             first_try: None,
             retrying: false,
             backoff: FIRST_BACKOFF,
+        }
+    }
+}
+
+/// Whose turn a lane is started in: the owner its effects act for, so that
+/// owners take turns for the places in flight and none holds more than its
+/// cap. The bot's notices (control rooms' answers) take turns per room.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Share {
+    Owner(OwnedUserId),
+    Lane(Lane),
+}
+
+impl Share {
+    fn of(effect: &Effect, bot: &UserId) -> Share {
+        let user = match effect {
+            Effect::Join { as_user, .. } | Effect::Leave { as_user, .. } | Effect::SendNotice { as_user, .. } => {
+                as_user
+            }
+            Effect::PutPushRule { owner, .. }
+            | Effect::EnablePushRule { owner, .. }
+            | Effect::DeletePushRule { owner, .. }
+            | Effect::SetTag { owner, .. }
+            | Effect::SendEmail { owner, .. }
+            | Effect::ImportContacts { owner }
+            | Effect::Backfill { owner, .. } => owner,
+            Effect::FetchProfile { user } => user,
+        };
+        match effect {
+            // Control rooms' answers (and in client mode, where the bot is
+            // the owner, every notice) take turns room by room.
+            Effect::SendNotice { .. } if user == bot => Share::Lane(effect.lane()),
+            _ => Share::Owner(user.clone()),
+        }
+    }
+}
+
+/// The lanes waiting for a place in flight, by share. Shares take turns (one
+/// lane each, round and round), and a share at its cap is passed over until
+/// one of its places is free.
+#[derive(Default)]
+struct Ready {
+    queues: HashMap<Share, VecDeque<Lane>>,
+    turns: VecDeque<Share>,
+    busy: HashMap<Share, usize>,
+}
+
+impl Ready {
+    fn push(&mut self, share: &Share, lane: Lane) {
+        let queue = self.queues.entry(share.clone()).or_default();
+        if queue.is_empty() {
+            self.turns.push_back(share.clone());
+        }
+        queue.push_back(lane);
+    }
+
+    /// The next lane to start, taking its share's place (at most `cap` each).
+    fn pop(&mut self, cap: usize) -> Option<Lane> {
+        // At most `max_in_flight / cap` shares are at their cap: few are passed over.
+        for _ in 0..self.turns.len() {
+            let share = self.turns.pop_front()?;
+            if self.busy.get(&share).is_some_and(|n| *n >= cap) {
+                self.turns.push_back(share);
+                continue;
+            }
+            let queue = self.queues.get_mut(&share)?;
+            let lane = queue.pop_front();
+            if queue.is_empty() {
+                self.queues.remove(&share);
+            } else {
+                self.turns.push_back(share);
+            }
+            return lane;
+        }
+        None
+    }
+
+    /// A lane of `share` holds a place in flight.
+    fn take(&mut self, share: &Share) {
+        *self.busy.entry(share.clone()).or_default() += 1;
+    }
+
+    /// A lane of `share` gives its place back.
+    fn give(&mut self, share: &Share) {
+        if let Some(n) = self.busy.get_mut(share) {
+            *n -= 1;
+            if *n == 0 {
+                self.busy.remove(share);
+            }
         }
     }
 }
@@ -174,7 +287,8 @@ pub async fn run<P: Performer>(
 ) {
     let mut shutdown = shared.shutdown.clone();
     let mut lanes: HashMap<Lane, LaneState> = HashMap::new();
-    let mut ready: VecDeque<Lane> = VecDeque::new();
+    let mut ready = Ready::default();
+    let bot = shared.engine.bot.clone();
     let mut tasks = Tasks::default();
     // Finished together with another lane's effect before this executor read
     // them: never to be done (ids at most `cursor` cannot come again).
@@ -185,11 +299,12 @@ pub async fn run<P: Performer>(
     let mut up_to = *released.borrow_and_update();
     let mut released_open = true;
     let max_in_flight = policy.max_in_flight.max(1);
+    let per_owner = policy.max_in_flight_per_owner.max(1);
     loop {
         if shutdown.is_set() {
             return;
         }
-        if cursor < up_to && queued < MAX_QUEUED {
+        if cursor < up_to && queued < MAX_QUEUED && lanes.len() < MAX_LANES {
             let (store, after) = (shared.store.clone(), cursor);
             match tokio::task::spawn_blocking(move || store.outbox_after(after, up_to, READ_BATCH, mail)).await {
                 Ok(Ok(batch)) => {
@@ -199,12 +314,17 @@ pub async fn run<P: Performer>(
                             continue;
                         }
                         let lane = item.effect.lane();
-                        let state = lanes.entry(lane.clone()).or_insert_with(LaneState::new);
+                        let share = || Share::of(&item.effect, &bot);
+                        let state = lanes.entry(lane.clone()).or_insert_with(|| LaneState::new(share()));
+                        if state.behind.is_some() {
+                            // Read again from the store when it is the lane's turn.
+                            continue;
+                        }
                         state.items.push_back(item);
                         queued += 1;
                         if state.stage == Stage::Idle {
                             state.stage = Stage::Ready;
-                            ready.push_back(lane);
+                            ready.push(&state.share, lane);
                         }
                     }
                     skip.retain(|id| *id > cursor);
@@ -220,15 +340,44 @@ pub async fn run<P: Performer>(
             continue;
         }
         while in_flight < max_in_flight
-            && let Some(lane) = ready.pop_front()
+            && let Some(lane) = ready.pop(per_owner)
         {
             let Some(state) = lanes.get_mut(&lane) else { continue };
+            if state.items.is_empty()
+                && let Some(after) = state.behind
+            {
+                // While the head is retried only it is read back; after
+                // that, the lane's next effects.
+                let want = if state.retrying { 1 } else { LANE_REFILL };
+                match read_lane(&shared, &lane, after, cursor, want, mail).await {
+                    Ok(items) => {
+                        state.behind = (items.len() == want).then(|| items.last().map_or(after, |i| i.id));
+                        queued += items.len();
+                        state.items.extend(items);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, ?lane, "reading a lane's effects failed; will retry");
+                        state.stage = Stage::Waiting;
+                        let mut sleeper = shutdown.clone();
+                        tasks.spawn(lane, async move {
+                            sleeper.sleep(Duration::from_secs(1)).await;
+                            Report::Wake
+                        });
+                        continue;
+                    }
+                }
+            }
             let Some(item) = state.items.front().cloned() else {
-                state.stage = Stage::Idle;
+                // Nothing left in it (finished along with another's effect).
+                if state.retrying {
+                    METRICS.lanes_retrying.dec();
+                }
+                lanes.remove(&lane);
                 continue;
             };
             state.stage = Stage::Running;
             in_flight += 1;
+            ready.take(&state.share);
             let now = Instant::now();
             let deadline = *state.first_try.get_or_insert(now) + policy.retry_for;
             // At least a moment: a retry due at the bound still gets its try.
@@ -252,6 +401,7 @@ pub async fn run<P: Performer>(
         match report {
             Report::Finished { ids } => {
                 in_flight -= 1;
+                ready.give(&state.share);
                 for id in ids {
                     if let Some(at) = state.items.iter().position(|i| i.id == id) {
                         state.items.remove(at);
@@ -265,15 +415,16 @@ pub async fn run<P: Performer>(
                     METRICS.lanes_retrying.dec();
                 }
                 state.backoff = FIRST_BACKOFF;
-                if state.items.is_empty() {
+                if state.items.is_empty() && state.behind.is_none() {
                     lanes.remove(&lane);
                 } else {
                     state.stage = Stage::Ready;
-                    ready.push_back(lane);
+                    ready.push(&state.share, lane);
                 }
             }
             Report::Failed(reason) => {
                 in_flight -= 1;
+                ready.give(&state.share);
                 let Some(item) = state.items.front().cloned() else { continue };
                 let now = Instant::now();
                 if !std::mem::replace(&mut state.retrying, true) {
@@ -289,6 +440,7 @@ pub async fn run<P: Performer>(
                         "effect still failing when its retry time ran out; set aside"
                     );
                     in_flight += 1;
+                    ready.take(&state.share);
                     let ctx = Ctx { shared: shared.clone(), up_to, mail };
                     let bound = gatekeeper_common::duration::format(policy.retry_for.as_millis() as u64);
                     let why = format!("still failing after {bound}: {reason}");
@@ -300,6 +452,13 @@ pub async fn run<P: Performer>(
                 tracing::warn!(id = item.id, kind = item.effect.kind(), %reason, retry_in = ?wait, "effect failed; will retry");
                 state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
                 state.stage = Stage::Waiting;
+                // While it waits, the lane keeps nothing read ahead: its
+                // effects stay in the store (the head too) and count for
+                // nothing here, so that waiting lanes cannot stop the
+                // reading for everyone else.
+                queued -= state.items.len();
+                state.items.clear();
+                state.behind = Some(item.id - 1);
                 let mut sleeper = shutdown.clone();
                 tasks.spawn(lane, async move {
                     sleeper.sleep(wait).await;
@@ -309,11 +468,38 @@ pub async fn run<P: Performer>(
             Report::Wake => {
                 if state.stage == Stage::Waiting {
                     state.stage = Stage::Ready;
-                    ready.push_back(lane);
+                    ready.push(&state.share, lane);
                 }
             }
         }
     }
+}
+
+/// The next `want` effects of `lane` after `after`, up to `up_to`, from the
+/// store, in order (fewer when there are no more).
+async fn read_lane(
+    shared: &Shared,
+    lane: &Lane,
+    after: u64,
+    up_to: u64,
+    want: usize,
+    mail: bool,
+) -> Result<Vec<OutboxItem>, String> {
+    let mut found = Vec::new();
+    let mut from = after;
+    // The lane's head is usually the very next item: look at that first.
+    let mut batch = want.min(READ_BATCH);
+    while found.len() < want && from < up_to {
+        let store = shared.store.clone();
+        let next = tokio::task::spawn_blocking(move || store.outbox_after(from, up_to, batch, mail))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        from = if next.len() < batch { up_to } else { next.last().map_or(up_to, |i| i.id) };
+        found.extend(next.into_iter().filter(|i| i.effect.lane() == *lane).take(want - found.len()));
+        batch = READ_BATCH;
+    }
+    Ok(found)
 }
 
 /// One try at a lane's first effect, for at most `limit`; recorded unless
@@ -379,10 +565,17 @@ async fn dependents(ctx: &Ctx, silence: &OutboxItem) -> Vec<OutboxItem> {
     }
 }
 
-/// The input that tells the engine an effect was set aside, if it asked.
+/// The input that tells the engine an effect was set aside, if it asked:
+/// a held room's silence or join, or a digest's part (whose items go back
+/// into the next digest).
 fn report(effect: &Effect, reason: &str, no_answer: bool) -> Option<FollowUp> {
-    let (room_id, step) = effect.failure_report()?;
-    let input = Internal::EffectFailed { room_id, step: step.into(), no_answer, reason: reason.to_owned() };
+    let input = if let Effect::SendNotice { digest: Some(part), .. } = effect {
+        let part = part.as_ref().clone();
+        Internal::DigestPartFailed { owner: part.owner, messages: part.messages, invites: part.invites }
+    } else {
+        let (room_id, step) = effect.failure_report()?;
+        Internal::EffectFailed { room_id, step: step.into(), no_answer, reason: reason.to_owned() }
+    };
     Some(FollowUp { internal: true, raw: serde_json::to_vec(&input).expect("results serialize") })
 }
 
@@ -537,6 +730,7 @@ mod tests {
             txn_id: txn.into(),
             body: "b".into(),
             html: "h".into(),
+            digest: None,
         }
     }
 
@@ -583,7 +777,7 @@ mod tests {
     }
 
     fn pending(store: &Arc<dyn Store>) -> Vec<Effect> {
-        store.outbox_batch(u64::MAX, 10_000, false).unwrap().into_iter().map(|i| i.effect).collect()
+        store.outbox_batch(u64::MAX, 100_000, false).unwrap().into_iter().map(|i| i.effect).collect()
     }
 
     /// The engine inputs the executor queued.
@@ -625,6 +819,63 @@ mod tests {
             performer.in_room("!b:x.org"),
             ["put_push_rule !b:x.org", "join !b:x.org", "set_tag !b:x.org", "backfill !b:x.org"]
         );
+        running.trigger.fire();
+        running.task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn thousands_of_retrying_lanes_do_not_stop_the_reading_for_the_others() {
+        // Each held room whose join never succeeds keeps its join, tag and
+        // history waiting: more of them than the read-ahead holds.
+        let rooms = MAX_QUEUED / 3 + 200;
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let names: Vec<String> = (0..rooms).map(|n| format!("!stuck{n}:dead.org")).collect();
+        for room in &names {
+            queue(store.as_ref(), hold(room));
+        }
+        queue(store.as_ref(), vec![notice("!control:x.org", "answer")]);
+        let scripts: Vec<(&str, Script)> = names.iter().map(|r| (r.as_str(), Script::NeverAnswers)).collect();
+        let performer = StandIn::new(&scripts);
+        let running = start(&store, performer.clone(), day());
+        until("the other owner's answer", Duration::from_secs(60), || {
+            performer.log().contains(&"answer !control:x.org".to_owned())
+        })
+        .await;
+        // Every stuck room got its silence and is still retrying its join,
+        // in order: nothing after the join was tried.
+        let log = performer.log();
+        assert_eq!(log.iter().filter(|l| l.starts_with("put_push_rule")).count(), rooms);
+        assert!(!log.iter().any(|l| l.starts_with("set_tag") || l.starts_with("backfill")));
+        assert_eq!(pending(&store).len(), 3 * rooms);
+        running.trigger.fire();
+        running.task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lane_read_back_from_the_store_keeps_its_order_and_loses_nothing() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let queue_both = |from: usize, to: usize| {
+            for n in from..to {
+                queue(store.as_ref(), vec![notice("!a:x.org", &format!("a{n}")), notice("!b:x.org", &format!("b{n}"))]);
+            }
+        };
+        queue_both(0, 100);
+        // Every effect in room a fails once: its lane is set aside and read
+        // back from the store, again and again, past the read-back batch.
+        let performer = StandIn::new(&[("!a:x.org", Script::FailsOnce)]);
+        let running = start(&store, performer.clone(), day());
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // More arrives while room a waits: the cursor passes it by, and it is
+        // read back in its turn.
+        queue_both(100, 150);
+        running._released.send(store.outbox_high_water().unwrap()).unwrap();
+        until("all done", Duration::from_secs(3600), || pending(&store).is_empty()).await;
+        let expected_a: Vec<String> =
+            (0..150).flat_map(|n| [format!("a{n} !a:x.org"), format!("a{n} !a:x.org")]).collect();
+        assert_eq!(performer.in_room("!a:x.org"), expected_a);
+        let expected_b: Vec<String> = (0..150).map(|n| format!("b{n} !b:x.org")).collect();
+        assert_eq!(performer.in_room("!b:x.org"), expected_b);
+        assert_eq!(store.stats().unwrap().effects_done, 300);
         running.trigger.fire();
         running.task.await.unwrap();
     }
@@ -678,6 +929,37 @@ mod tests {
             reports(&store)[..],
             [Input::EffectFailed { step: FailedStep::Join, no_answer: true, .. }, ..]
         ));
+        running.trigger.fire();
+        running.task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_digest_part_set_aside_is_reported_with_the_items_it_carried() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let part = crate::engine::DigestPart {
+            owner: ALICE.try_into().unwrap(),
+            messages: vec![ruma::owned_event_id!("$m1:remote.org"), ruma::owned_event_id!("$m2:remote.org")],
+            invites: vec![rid("!group:remote.org")],
+        };
+        let digest = |txn: &str, part: Option<crate::engine::DigestPart>| {
+            let mut effect = notice("!control:x.org", txn);
+            if let Effect::SendNotice { digest, .. } = &mut effect {
+                *digest = part.map(Box::new);
+            }
+            effect
+        };
+        queue(store.as_ref(), vec![digest("digest0", Some(part.clone())), digest("digest1", None)]);
+        // The homeserver never answers: both parts are set aside at the bound.
+        let performer = StandIn::new(&[("!control:x.org", Script::Unreachable)]);
+        let policy = Policy { retry_for: Duration::from_secs(60), ..Policy::default() };
+        let running = start(&store, performer, policy);
+        until("both parts set aside", Duration::from_secs(200), || pending(&store).is_empty()).await;
+        assert_eq!(store.failed_effects(10).unwrap().len(), 2);
+        // Only the part that carried items is reported, with them.
+        assert_eq!(
+            reports(&store),
+            [Input::DigestPartFailed { owner: part.owner, messages: part.messages, invites: part.invites }]
+        );
         running.trigger.fire();
         running.task.await.unwrap();
     }
@@ -760,6 +1042,54 @@ mod tests {
         assert_eq!(performer.log().len(), 2, "{:?}", performer.log());
         running.trigger.fire();
         running.task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_owner_cannot_take_every_place_in_flight() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        // A stranger's flood of rooms for Alice, whose joins all hang...
+        let rooms: Vec<String> = (0..100).map(|n| format!("!flood{n}:spam.org")).collect();
+        for room in &rooms {
+            queue(store.as_ref(), vec![join(room)]);
+        }
+        // ... queued before Bob's and the bot's work.
+        let bob = Effect::Join { as_user: owned_user_id!("@bob:x.org"), room_id: rid("!b:x.org") };
+        queue(store.as_ref(), vec![bob, notice("!control:x.org", "answer")]);
+        let scripts: Vec<(&str, Script)> = rooms.iter().map(|r| (r.as_str(), Script::HangsOnce)).collect();
+        let performer = StandIn::new(&scripts);
+        let running = start(&store, performer.clone(), day());
+        until("Bob's join and the answer", Duration::from_secs(5), || {
+            let log = performer.log();
+            log.contains(&"join !b:x.org".to_owned()) && log.contains(&"answer !control:x.org".to_owned())
+        })
+        .await;
+        // Alice's share: at most her cap in flight, though places were free.
+        let flood = performer.log().iter().filter(|l| l.ends_with(":spam.org")).count();
+        assert_eq!(flood, Policy::default().max_in_flight_per_owner);
+        running.trigger.fire();
+        running.task.await.unwrap();
+    }
+
+    #[test]
+    fn owners_take_turns_for_the_places_in_flight() {
+        let alice = Share::Owner(ALICE.try_into().unwrap());
+        let bob = Share::Owner(owned_user_id!("@bob:x.org"));
+        let mut ready = Ready::default();
+        for n in 0..5 {
+            ready.push(&alice, Lane::Room(rid(&format!("!a{n}:x.org"))));
+        }
+        ready.push(&bob, Lane::Room(rid("!b0:x.org")));
+        ready.push(&bob, Lane::Room(rid("!b1:x.org")));
+        let mut started = Vec::new();
+        while let Some(Lane::Room(room)) = ready.pop(3) {
+            let share = if room.as_str().starts_with("!a") { &alice } else { &bob };
+            ready.take(share);
+            started.push(room.to_string());
+        }
+        assert_eq!(started, ["!a0:x.org", "!b0:x.org", "!a1:x.org", "!b1:x.org", "!a2:x.org"]);
+        // A place given back lets Alice go on.
+        ready.give(&alice);
+        assert_eq!(ready.pop(3), Some(Lane::Room(rid("!a3:x.org"))));
     }
 
     #[tokio::test(start_paused = true)]

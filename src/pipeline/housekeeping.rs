@@ -2,38 +2,59 @@
 //! housekeeping tick when an allow expired, a pause ended or a digest slot
 //! passed, and an hourly loop prunes what retention no longer keeps.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use ruma::OwnedUserId;
 
 use super::Shared;
 use super::processor::due_now;
 use super::translate::Internal;
-use crate::store::StoreError;
+use crate::store::{QUARANTINE_KEEP, StoreError};
 
 /// How long acknowledged transaction IDs are remembered for replay checks.
 const TXN_MEMORY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long an event set aside is kept to look at (`gatekeeper inspect`).
 const QUARANTINE_MEMORY: Duration = Duration::from_secs(30 * 24 * 3600);
-/// How many events set aside are kept at most, newest first.
-const QUARANTINE_KEEP: usize = 10_000;
 
 /// Every `interval`, queues a tick if something has come due (an allow that
-/// expired, a pause that ended, a digest), so the engine acts on it in order
-/// with everything else. Ticks are idempotent: a tick that finds nothing due
-/// (because an earlier one handled it) decides nothing.
+/// expired, a pause that ended), and one digest input per owner whose
+/// digest is due — so that deciding it holds that one owner's overview,
+/// not every due owner's at once — for the engine to act on in order with
+/// everything else. Both are idempotent: one that finds nothing due
+/// (because an earlier one handled it) decides nothing. An owner's digest
+/// is queued once per slot while this runs (again after a restart).
 pub async fn queue_due_ticks(shared: Shared, interval: Duration) {
     let Shared { store, clock, wake, mut shutdown, .. } = shared;
     let tick = serde_json::to_vec(&Internal::Tick).expect("tick serializes");
+    // Owners whose digest is queued, and for which slot.
+    let queued_digests: Arc<Mutex<HashMap<OwnedUserId, u64>>> = Arc::default();
     loop {
         if shutdown.sleep(interval).await {
             return;
         }
-        let (s, t, now) = (store.clone(), tick.clone(), clock.now_ms());
+        let (s, t, now, queued_digests) = (store.clone(), tick.clone(), clock.now_ms(), queued_digests.clone());
         let queued = tokio::task::spawn_blocking(move || {
-            let due = due_now(s.as_ref(), now, false)?;
-            if due.expired.is_empty() && due.unpause.is_empty() && due.digests.is_empty() {
-                return Ok(false);
+            let due = due_now(s.as_ref(), now)?;
+            let mut queued = false;
+            if !due.expired.is_empty() || !due.unpause.is_empty() {
+                s.push_internal(&t)?;
+                queued = true;
             }
-            s.push_internal(&t).map(|()| true)
+            let mut sent = queued_digests.lock().unwrap_or_else(|p| p.into_inner());
+            let still_due: HashSet<&OwnedUserId> = due.digests.iter().map(|d| &d.owner.user_id).collect();
+            sent.retain(|owner, _| still_due.contains(owner));
+            for d in &due.digests {
+                if sent.get(&d.owner.user_id) == Some(&d.slot_ms) {
+                    continue;
+                }
+                let input = Internal::DigestDue { owner: d.owner.user_id.clone() };
+                s.push_internal(&serde_json::to_vec(&input).expect("inputs serialize"))?;
+                sent.insert(d.owner.user_id.clone(), d.slot_ms);
+                queued = true;
+            }
+            Ok::<_, StoreError>(queued)
         })
         .await;
         match queued {
@@ -134,7 +155,12 @@ mod tests {
         let inbox = store.inbox_batch(10).unwrap();
         assert_eq!(inbox.len(), 1);
         assert!(inbox[0].internal);
-        assert_eq!(translate(&inbox[0].raw, true).unwrap(), Some(crate::engine::Input::Tick));
+        // The owner's own input: deciding it loads their overview only.
+        let alice = "@alice:example.org".try_into().unwrap();
+        assert_eq!(translate(&inbox[0].raw, true).unwrap(), Some(crate::engine::Input::DigestDue { owner: alice }));
+        // Not handled yet, still due: not queued again for the same slot.
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert_eq!(store.inbox_batch(10).unwrap().len(), 1);
         trigger.fire();
         task.await.unwrap();
     }

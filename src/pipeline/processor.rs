@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use super::Shared;
 use super::clock::Clock;
 use super::translate::translate;
-use crate::engine::{self, Decision, Due, DueDigest, EngineConfig, Input, StateChange, schedule};
+use crate::engine::{self, Decision, Due, DueDigest, EngineConfig, Input, OwnerState, StateChange, schedule};
 use crate::metrics::METRICS;
 use crate::store::{Lookups, Overlay, Store, StoreError, assemble_snapshot};
 
@@ -82,7 +82,11 @@ pub(crate) fn process_up_to(
         }
         if reads.due {
             pending.commit()?;
-            snapshot.due = Some(due_now(store, now_ms, true)?);
+            snapshot.due = Some(store.due(now_ms)?);
+        }
+        if let Some(owner) = &reads.digest_of {
+            pending.commit()?;
+            snapshot.due = Some(digest_due(store, owner, now_ms)?);
         }
         // A bug in one rule must not wedge the queue behind one event.
         let decided = std::panic::catch_unwind(AssertUnwindSafe(|| engine::decide(&snapshot, &input, now_ms, config)));
@@ -239,18 +243,36 @@ pub async fn run(shared: Shared, released: watch::Sender<u64>) {
     }
 }
 
-/// Everything time-driven that is due: the store's expiries and pauses, and
-/// the owners whose digest slot has passed (with their overviews when
-/// `with_overviews`, which the engine needs and the timer does not).
-pub fn due_now(store: &dyn Store, now: u64, with_overviews: bool) -> Result<Due, StoreError> {
+/// Everything time-driven that is due, for the timer: the store's expiries
+/// and pauses, and the owners whose digest slot has passed (without their
+/// overviews: each owner's digest is decided on its own input).
+pub fn due_now(store: &dyn Store, now: u64) -> Result<Due, StoreError> {
     let mut due = store.due(now)?;
     for owner in store.owners()? {
-        let tz = schedule::zone(owner.timezone.as_deref());
-        let minute = owner.digest_minute.unwrap_or(schedule::DEFAULT_MINUTE);
-        if let Some(slot_ms) = schedule::due_slot(owner.digest_last_slot_ms, owner.since_ms, now, &tz, minute) {
-            let overview = if with_overviews { store.overview(&owner.user_id)? } else { Default::default() };
-            due.digests.push(DueDigest { owner, overview, slot_ms });
+        if let Some(slot_ms) = due_slot(&owner, now) {
+            due.digests.push(DueDigest { owner, overview: Default::default(), slot_ms });
         }
+    }
+    Ok(due)
+}
+
+/// The slot of `owner`'s scheduled digest that has passed and is not yet
+/// handled, if any.
+pub fn due_slot(owner: &OwnerState, now: u64) -> Option<u64> {
+    let tz = schedule::zone(owner.timezone.as_deref());
+    let minute = owner.digest_minute.unwrap_or(schedule::DEFAULT_MINUTE);
+    schedule::due_slot(owner.digest_last_slot_ms, owner.since_ms, now, &tz, minute)
+}
+
+/// What `Input::DigestDue` reads: that one owner's digest, with their
+/// overview, if it is due (and nothing else is loaded).
+fn digest_due(store: &dyn Store, owner: &ruma::UserId, now: u64) -> Result<Due, StoreError> {
+    let mut due = Due::default();
+    if let Some(state) = store.owner(owner)?
+        && let Some(slot_ms) = due_slot(&state, now)
+    {
+        let overview = store.overview(owner)?;
+        due.digests.push(DueDigest { owner: state, overview, slot_ms });
     }
     Ok(due)
 }
@@ -588,7 +610,8 @@ mod batch_tests {
                     })
                     .to_string(),
                 ),
-                9 => Entry::Internal(Internal::Tick),
+                9 if i % 2 == 0 => Entry::Internal(Internal::Tick),
+                9 => Entry::Internal(Internal::DigestDue { owner: owner.parse().unwrap() }),
                 10 => {
                     let action = [LinkAction::Allow, LinkAction::Deny, LinkAction::Block, LinkAction::Unsubscribe]
                         [rng.below(4)];
@@ -633,6 +656,196 @@ mod batch_tests {
         // The two runs flush and batch differently; what was decided is the same.
         stats.transactions = 0;
         (effects, mail, overviews, store.owners().unwrap(), stats, store.quarantined(1000).unwrap().len())
+    }
+
+    /// A store that logs each overview it loads (`overview <owner>`) and each
+    /// commit, delegating everything to a memory store.
+    #[derive(Default)]
+    struct Counting {
+        inner: MemoryStore,
+        log: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Counting {
+        fn note(&self, what: String) {
+            self.log.lock().unwrap().push(what);
+        }
+    }
+
+    impl crate::store::Lookups for Counting {
+        fn room(&self, room: &ruma::RoomId) -> Result<Option<RoomState>, StoreError> {
+            self.inner.room(room)
+        }
+        fn kept(&self, owner: &ruma::UserId, with: Option<&ruma::UserId>) -> Result<crate::engine::Kept, StoreError> {
+            self.inner.kept(owner, with)
+        }
+        fn owner(&self, user: &ruma::UserId) -> Result<Option<OwnerState>, StoreError> {
+            self.inner.owner(user)
+        }
+        fn contact(
+            &self,
+            owner: &ruma::UserId,
+            subject: &crate::engine::Subject,
+        ) -> Result<Option<crate::engine::Contact>, StoreError> {
+            self.inner.contact(owner, subject)
+        }
+        fn stranger(
+            &self,
+            owner: &ruma::UserId,
+            user: &ruma::UserId,
+        ) -> Result<Option<crate::engine::StrangerState>, StoreError> {
+            self.inner.stranger(owner, user)
+        }
+        fn deferred(
+            &self,
+            owner: &ruma::UserId,
+            event: &ruma::EventId,
+        ) -> Result<Option<crate::engine::Deferred>, StoreError> {
+            self.inner.deferred(owner, event)
+        }
+    }
+
+    impl Store for Counting {
+        fn accept_transaction(
+            &self,
+            txn_id: &str,
+            events: &[&[u8]],
+            now_ms: u64,
+        ) -> Result<crate::store::Accepted, StoreError> {
+            self.inner.accept_transaction(txn_id, events, now_ms)
+        }
+        fn highest_transaction_number(&self) -> Result<Option<u64>, StoreError> {
+            self.inner.highest_transaction_number()
+        }
+        fn accept_sync(&self, since: Option<&str>, next_batch: &str, events: &[&[u8]]) -> Result<bool, StoreError> {
+            self.inner.accept_sync(since, next_batch, events)
+        }
+        fn sync_position(&self) -> Result<Option<String>, StoreError> {
+            self.inner.sync_position()
+        }
+        fn reset_sync_position(&self) -> Result<(), StoreError> {
+            self.inner.reset_sync_position()
+        }
+        fn connector_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.connector_value(key)
+        }
+        fn set_connector_value(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+            self.inner.set_connector_value(key, value)
+        }
+        fn connector_values(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+            self.inner.connector_values(prefix)
+        }
+        fn inbox_batch(&self, limit: usize) -> Result<Vec<crate::store::InboxItem>, StoreError> {
+            self.inner.inbox_batch(limit)
+        }
+        fn overview(&self, owner: &ruma::UserId) -> Result<crate::engine::OwnerOverview, StoreError> {
+            self.note(format!("overview {owner}"));
+            self.inner.overview(owner)
+        }
+        fn commit_batch(&self, decided: &[(u64, &Decision)], empty: &[u64]) -> Result<(), StoreError> {
+            self.note("commit".into());
+            self.inner.commit_batch(decided, empty)
+        }
+        fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError> {
+            self.inner.quarantine(seq, reason, now_ms)
+        }
+        fn prune_quarantine(&self, before_ms: u64, keep: usize) -> Result<usize, StoreError> {
+            self.inner.prune_quarantine(before_ms, keep)
+        }
+        fn flush(&self) -> Result<(), StoreError> {
+            self.inner.flush()
+        }
+        fn outbox_after(
+            &self,
+            after: u64,
+            up_to: u64,
+            limit: usize,
+            mail: bool,
+        ) -> Result<Vec<crate::store::OutboxItem>, StoreError> {
+            self.inner.outbox_after(after, up_to, limit, mail)
+        }
+        fn outbox_high_water(&self) -> Result<u64, StoreError> {
+            self.inner.outbox_high_water()
+        }
+        fn finish_effects(
+            &self,
+            finished: &[(u64, crate::store::EffectOutcome)],
+            follow_ups: &[crate::store::FollowUp],
+            now_ms: u64,
+        ) -> Result<(), StoreError> {
+            self.inner.finish_effects(finished, follow_ups, now_ms)
+        }
+        fn stats(&self) -> Result<crate::store::Stats, StoreError> {
+            self.inner.stats()
+        }
+        fn quarantined(&self, limit: usize) -> Result<Vec<crate::store::QuarantinedEvent>, StoreError> {
+            self.inner.quarantined(limit)
+        }
+        fn failed_effects(&self, limit: usize) -> Result<Vec<crate::store::FailedEffect>, StoreError> {
+            self.inner.failed_effects(limit)
+        }
+        fn owners(&self) -> Result<Vec<OwnerState>, StoreError> {
+            self.inner.owners()
+        }
+        fn prune_transactions(&self, before_ms: u64) -> Result<usize, StoreError> {
+            self.inner.prune_transactions(before_ms)
+        }
+        fn due(&self, now_ms: u64) -> Result<Due, StoreError> {
+            self.inner.due(now_ms)
+        }
+        fn push_internal(&self, raw: &[u8]) -> Result<(), StoreError> {
+            self.inner.push_internal(raw)
+        }
+        fn use_link(&self, nonce: &str, expires_ms: u64, raw: &[u8]) -> Result<bool, StoreError> {
+            self.inner.use_link(nonce, expires_ms, raw)
+        }
+        fn prune_deferred(&self, owner: &ruma::UserId, before_ms: u64) -> Result<usize, StoreError> {
+            self.inner.prune_deferred(owner, before_ms)
+        }
+    }
+
+    #[test]
+    fn the_daily_tick_holds_one_owners_overview_at_a_time() {
+        let store = Counting::default();
+        setup(&store);
+        // Every stranger wrote: both owners have something to digest.
+        for (o, (_, _, rooms)) in OWNERS.iter().enumerate() {
+            for r in 0..*rooms {
+                let raw = message(&format!("m{o}x{r}"), &held_room(o, r), &stranger(o, r), "hello");
+                store.accept_transaction(&format!("m{o}x{r}"), &[raw.as_bytes()], NOW).unwrap();
+            }
+        }
+        let clock = ManualClock::at(NOW);
+        while process_batch(&store, &config(), &clock).unwrap() != BatchReport::default() {}
+        // What the timer queues when the digests are due: a tick for the
+        // rest, and one input per due owner.
+        let due = due_now(&store, NOW).unwrap();
+        assert_eq!(due.digests.len(), OWNERS.len());
+        assert!(due.digests.iter().all(|d| d.overview == Default::default()), "the timer loads no overview");
+        store.push_internal(&serde_json::to_vec(&Internal::Tick).unwrap()).unwrap();
+        for d in &due.digests {
+            let input = Internal::DigestDue { owner: d.owner.user_id.clone() };
+            store.push_internal(&serde_json::to_vec(&input).unwrap()).unwrap();
+        }
+        store.log.lock().unwrap().clear();
+        while process_batch(&store, &config(), &clock).unwrap() != BatchReport::default() {}
+        let log = store.log.lock().unwrap().clone();
+        // Each owner's overview loaded once, and a commit between any two:
+        // never two owners' overviews held for one decision.
+        let loads: Vec<&String> = log.iter().filter(|l| l.starts_with("overview")).collect();
+        assert_eq!(loads, ["overview @alice:example.org", "overview @bob:example.org"], "{log:?}");
+        assert!(log.windows(2).all(|w| !(w[0].starts_with("overview") && w[1].starts_with("overview"))), "{log:?}");
+        // Both digests were sent, and are not sent again.
+        let digests = |store: &Counting| {
+            store
+                .outbox_batch(u64::MAX, 1000, false)
+                .unwrap()
+                .into_iter()
+                .filter(|i| matches!(&i.effect, crate::engine::Effect::SendNotice { txn_id, .. } if txn_id.starts_with("gk.digest")))
+                .count()
+        };
+        assert_eq!(digests(&store), OWNERS.len());
+        assert!(due_now(&store, NOW).unwrap().digests.is_empty());
     }
 
     fn one_at_a_time_and_batched(one: &dyn Store, batched: &dyn Store, entries: &[Entry], seed: u64) {

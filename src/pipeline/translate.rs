@@ -67,6 +67,18 @@ pub enum Internal {
         no_answer: bool,
         reason: String,
     },
+    /// Housekeeping: this owner's scheduled digest may be due (one owner
+    /// per input, so one decision holds one overview at most).
+    DigestDue {
+        owner: OwnedUserId,
+    },
+    /// The executor set a digest part aside: what it carried goes back
+    /// into the next digest.
+    DigestPartFailed {
+        owner: OwnedUserId,
+        messages: Vec<OwnedEventId>,
+        invites: Vec<OwnedRoomId>,
+    },
 }
 
 /// [`crate::engine::FailedStep`] as stored in the inbox.
@@ -247,6 +259,7 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
             Internal::Contacts { owner, users } => Input::ContactsImported { owner, users },
             Internal::RoomInfo { owner, room_id, name, members } => Input::RoomInfo { owner, room_id, name, members },
             Internal::Tick => Input::Tick,
+            Internal::DigestDue { owner } => Input::DigestDue { owner },
             Internal::ControlRoomReady { owner, room_id } => Input::ControlRoomReady { owner, room_id },
             Internal::Decrypted { event } => {
                 let raw = serde_json::to_vec(&event).map_err(|e| Unreadable(e.to_string()))?;
@@ -255,6 +268,9 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
             Internal::MailFailed { owner, to, reason } => Input::MailFailed { owner, to, reason },
             Internal::EffectFailed { room_id, step, no_answer, reason } => {
                 Input::EffectFailed { room_id, step: step.into(), no_answer, reason }
+            }
+            Internal::DigestPartFailed { owner, messages, invites } => {
+                Input::DigestPartFailed { owner, messages, invites }
             }
             Internal::LinkUsed { owner, action, subject, nonce } => Input::LinkUsed {
                 owner,

@@ -34,6 +34,7 @@ pub fn sample_decision() -> Decision {
                 txn_id: "gk.test".into(),
                 body: "hi".into(),
                 html: "<p>hi</p>".into(),
+                digest: None,
             },
         ],
         outcomes: vec![],
@@ -224,6 +225,30 @@ pub fn the_quarantine_is_bounded_in_size_age_and_count(s: &dyn Store) {
     assert_eq!(reasons, [103, 104, 105]);
     assert_eq!(s.prune_quarantine(0, 10).unwrap(), 0);
     assert_eq!(s.stats().unwrap().events_quarantined, 6, "the count of all ever set aside stays");
+}
+
+/// The count bound holds between prunings: a flood of events set aside
+/// keeps the newest [`super::QUARANTINE_KEEP`], whatever comes.
+pub fn the_quarantine_count_is_bounded_as_events_are_set_aside(s: &dyn Store) {
+    let keep = super::QUARANTINE_KEEP;
+    let events: Vec<Vec<u8>> = (0..keep + 5).map(|i| format!("bad {i}").into_bytes()).collect();
+    let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+    s.accept_transaction("flood", &refs, 1).unwrap();
+    let items = s.inbox_batch(keep + 10).unwrap();
+    assert_eq!(items.len(), keep + 5);
+    for (i, item) in items.iter().enumerate() {
+        s.quarantine(item.seq, "bad", 100 + i as u64).unwrap();
+    }
+    let kept = s.quarantined(keep + 10).unwrap();
+    assert_eq!(kept.len(), keep, "no pruning ran: bounded as they came");
+    assert_eq!((kept[0].raw.as_str(), kept[keep - 1].raw.clone()), ("bad 5", format!("bad {}", keep + 4)));
+    assert_eq!(s.stats().unwrap().events_quarantined as usize, keep + 5, "the count of all ever set aside stays");
+    // Pruning and setting aside go on together.
+    assert_eq!(s.prune_quarantine(0, keep - 2).unwrap(), 2);
+    s.accept_transaction("more", &[b"bad again"], 2).unwrap();
+    let next = s.inbox_batch(1).unwrap().remove(0);
+    s.quarantine(next.seq, "bad", 1_000_000).unwrap();
+    assert_eq!(s.quarantined(keep + 10).unwrap().len(), keep - 1);
 }
 
 pub fn pruning_forgets_old_transaction_ids_only(s: &dyn Store) {
@@ -717,6 +742,7 @@ macro_rules! store_conformance {
             case!(effects_that_stand_or_fall_together_are_finished_together);
             case!(quarantine_moves_the_event_aside);
             case!(the_quarantine_is_bounded_in_size_age_and_count);
+            case!(the_quarantine_count_is_bounded_as_events_are_set_aside);
             case!(pruning_forgets_old_transaction_ids_only);
             case!(gate_state_round_trips_and_the_snapshot_finds_it);
             case!(removing_and_forgetting_owner_data);

@@ -305,6 +305,9 @@ impl Store for MemoryStore {
             s.quarantine.insert(seq, QuarantinedEvent { seq, at_ms: now_ms, reason: reason.to_owned(), raw });
             s.stats.events_quarantined += 1;
         }
+        while s.quarantine.len() > super::QUARANTINE_KEEP {
+            s.quarantine.pop_first();
+        }
         Ok(())
     }
 

@@ -185,7 +185,9 @@ pub trait Store: Lookups + Send + Sync + 'static {
     }
 
     /// Atomically moves inbox item `seq` aside with the reason it could not
-    /// be handled, keeping at most [`QUARANTINE_RAW_BYTES`] of it.
+    /// be handled, keeping at most [`QUARANTINE_RAW_BYTES`] of it. At most
+    /// [`QUARANTINE_KEEP`] events are kept: beyond it the oldest go, right
+    /// away, not at the next pruning (a flood cannot grow the quarantine).
     fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError>;
 
     /// Forgets quarantined events set aside before `before_ms`, and the
@@ -263,6 +265,10 @@ pub trait Store: Lookups + Send + Sync + 'static {
     /// how many went.
     fn prune_deferred(&self, owner: &ruma::UserId, before_ms: u64) -> Result<usize, StoreError>;
 }
+
+/// How many quarantined events are kept at most, newest first: enforced
+/// as each is set aside (the hourly pruning also drops the old ones).
+pub const QUARANTINE_KEEP: usize = 10_000;
 
 /// How much of a quarantined event is kept: enough to see what it was,
 /// bounded whatever a sender makes the homeserver deliver.

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use crate::engine::{
-    AllowSource, Contact, Deferred, Effect, HeldRoom, Match, Media, OwnerState, PendingEmail, PushRule, RoomState,
-    RuleActions, StrangerState, Tally, Unreadable,
+    AllowSource, Contact, Deferred, DigestPart, Effect, HeldRoom, Match, Media, OwnerState, PendingEmail, PushRule,
+    RoomState, RuleActions, StrangerState, Tally, Unreadable,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -168,6 +168,14 @@ pub struct PushRuleV1 {
     before: Option<String>,
 }
 
+/// The items a digest part carries (see `DigestPart`).
+#[derive(Serialize, Deserialize)]
+pub struct DigestPartV1 {
+    owner: OwnedUserId,
+    messages: Vec<OwnedEventId>,
+    invites: Vec<OwnedRoomId>,
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EffectRecordV1 {
@@ -186,6 +194,9 @@ pub enum EffectRecordV1 {
         txn_id: String,
         body: String,
         html: String,
+        /// A digest part's items (absent in records written before).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digest: Option<DigestPartV1>,
     },
     PutPushRule {
         owner: OwnedUserId,
@@ -565,8 +576,9 @@ impl From<&Effect> for EffectRecordV1 {
         match e.clone() {
             Effect::Join { as_user, room_id } => EffectRecordV1::Join { as_user, room_id },
             Effect::Leave { as_user, room_id, reason } => EffectRecordV1::Leave { as_user, room_id, reason },
-            Effect::SendNotice { as_user, room_id, txn_id, body, html } => {
-                EffectRecordV1::SendNotice { as_user, room_id, txn_id, body, html }
+            Effect::SendNotice { as_user, room_id, txn_id, body, html, digest } => {
+                let digest = digest.map(|p| DigestPartV1 { owner: p.owner, messages: p.messages, invites: p.invites });
+                EffectRecordV1::SendNotice { as_user, room_id, txn_id, body, html, digest }
             }
             Effect::PutPushRule { owner, rule } => EffectRecordV1::PutPushRule { owner, rule: (&rule).into() },
             Effect::DeletePushRule { owner, rule_id, room } => EffectRecordV1::DeletePushRule { owner, rule_id, room },
@@ -589,8 +601,10 @@ impl From<EffectRecordV1> for Effect {
         match r {
             EffectRecordV1::Join { as_user, room_id } => Effect::Join { as_user, room_id },
             EffectRecordV1::Leave { as_user, room_id, reason } => Effect::Leave { as_user, room_id, reason },
-            EffectRecordV1::SendNotice { as_user, room_id, txn_id, body, html } => {
-                Effect::SendNotice { as_user, room_id, txn_id, body, html }
+            EffectRecordV1::SendNotice { as_user, room_id, txn_id, body, html, digest } => {
+                let digest =
+                    digest.map(|p| Box::new(DigestPart { owner: p.owner, messages: p.messages, invites: p.invites }));
+                Effect::SendNotice { as_user, room_id, txn_id, body, html, digest }
             }
             EffectRecordV1::PutPushRule { owner, rule } => Effect::PutPushRule { owner, rule: rule.into() },
             EffectRecordV1::DeletePushRule { owner, rule_id, room } => Effect::DeletePushRule { owner, rule_id, room },

@@ -77,6 +77,9 @@ pub struct SledStore {
     /// Serialises intake so that inbox order is arrival order; sled's own
     /// locking would allow two transactions' events to interleave.
     intake: Mutex<()>,
+    /// How many events the quarantine keeps, once counted: its bound is
+    /// enforced as each is set aside, without walking the tree each time.
+    quarantine_len: Mutex<Option<usize>>,
     /// The first I/O error. sled keeps any it meets while writing its log
     /// and fails every later write with it, so this is for good until the
     /// database is reopened.
@@ -161,6 +164,7 @@ impl SledStore {
             kept_by_key: tree("kept_by_key")?,
             held_by_owner_room: tree("held_by_owner_room")?,
             intake: Mutex::new(()),
+            quarantine_len: Mutex::new(None),
             failure: Mutex::new(None),
             db,
         }
@@ -628,10 +632,16 @@ impl Store for SledStore {
     }
 
     fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError> {
-        (&self.inbox_by_seq, &self.quarantine_by_seq, &self.counters)
+        let mut kept = self.quarantine_len.lock().unwrap_or_else(|p| p.into_inner());
+        let before = match *kept {
+            Some(n) => n,
+            // Counted once per start (sled counts by walking the tree).
+            None => self.quarantine_by_seq.len(),
+        };
+        let added = (&self.inbox_by_seq, &self.quarantine_by_seq, &self.counters)
             .transaction(|(inbox, quarantine, counters)| {
                 let Some(stored) = inbox.remove(&seq.to_be_bytes())? else {
-                    return Ok(());
+                    return Ok(0);
                 };
                 let raw = inbox_item(seq, &stored).raw;
                 let record = QuarantineRecord::V1 {
@@ -642,9 +652,21 @@ impl Store for SledStore {
                 quarantine.insert(&seq.to_be_bytes(), records::encode(&record))?;
                 bump(counters, C_QUARANTINED, 1)?;
                 resize(counters, G_INBOX, -1)?;
-                Ok(())
+                Ok(1)
             })
-            .map_err(|e| self.failed_tx(e))
+            .map_err(|e| self.failed_tx(e))?;
+        // Beyond the bound the oldest go at once (keys are inbox sequence
+        // numbers: oldest first). A crash in between leaves one too many,
+        // dropped by the next call.
+        let mut now_kept = before + added;
+        while now_kept > super::QUARANTINE_KEEP {
+            if self.quarantine_by_seq.pop_min().map_err(|e| self.failed(e))?.is_none() {
+                break;
+            }
+            now_kept -= 1;
+        }
+        *kept = Some(now_kept);
+        Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -735,6 +757,9 @@ impl Store for SledStore {
     }
 
     fn prune_quarantine(&self, before_ms: u64, keep: usize) -> Result<usize, StoreError> {
+        let mut kept = self.quarantine_len.lock().unwrap_or_else(|p| p.into_inner());
+        // Counted again after pruning.
+        *kept = None;
         let mut excess = self.quarantine_by_seq.len().saturating_sub(keep);
         let mut removed = 0;
         // Oldest first (keys are inbox sequence numbers).

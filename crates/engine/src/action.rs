@@ -1,7 +1,7 @@
 //! What the engine asks the outside world to do. Connectors carry these out
 //! through the client-server API; each is safe to repeat.
 
-use ruma::{OwnedRoomId, OwnedUserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 
 use super::input::FailedStep;
 
@@ -93,6 +93,18 @@ impl Effect {
     }
 }
 
+/// The items one part of an owner's digest carries (shows, or counts in
+/// "… and 15 more"). They are marked digested in the commit that queues the
+/// part; if its send is set aside, the engine hears of it
+/// (`Input::DigestPartFailed`) and marks them back, so the next digest
+/// carries them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestPart {
+    pub owner: OwnedUserId,
+    pub messages: Vec<OwnedEventId>,
+    pub invites: Vec<OwnedRoomId>,
+}
+
 /// An `event_match` condition of a push rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Match {
@@ -133,8 +145,17 @@ pub enum Effect {
     /// Leave a room, or reject an invite, as `as_user`.
     Leave { as_user: OwnedUserId, room_id: OwnedRoomId, reason: Option<String> },
     /// Send an `m.notice` without mentions. `txn_id` is derived from the
-    /// triggering event, so a retry after a crash is the same send.
-    SendNotice { as_user: OwnedUserId, room_id: OwnedRoomId, txn_id: String, body: String, html: String },
+    /// triggering event, so a retry after a crash is the same send. A
+    /// digest's part says which items it carries (`digest`): they are marked
+    /// digested when it is queued, and marked back if it is set aside.
+    SendNotice {
+        as_user: OwnedUserId,
+        room_id: OwnedRoomId,
+        txn_id: String,
+        body: String,
+        html: String,
+        digest: Option<Box<DigestPart>>,
+    },
     /// Create or replace an owner's push rule.
     PutPushRule { owner: OwnedUserId, rule: PushRule },
     /// Switch an owner's push rule off or on, keeping its place in the order.

@@ -3,24 +3,29 @@
 
 use std::collections::BTreeSet;
 
-use ruma::OwnedUserId;
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 
 use super::links::{self, Link, LinkAction};
 use super::*;
 
+/// A scheduled digest, one owner's per input (their overview is the only
+/// one a decision holds): sent if it is still due (a repeated input finds
+/// the slot handled and does nothing).
+pub(super) fn digest_due(snapshot: &Snapshot, owner: &OwnedUserId, now_ms: u64, config: &EngineConfig) -> Decision {
+    let Some(due) = &snapshot.due else { return Decision::default() };
+    let Some(due_digest) = due.digests.iter().find(|d| d.owner.user_id == *owner) else {
+        return Decision::default();
+    };
+    let seed = format!("{}:{}", due_digest.owner.user_id, due_digest.slot_ms);
+    send_digest(&due_digest.owner, &due_digest.overview, Some(due_digest.slot_ms), now_ms, &seed, config)
+}
+
 /// Housekeeping: expired allows are removed (their senders are strangers
 /// again, and their invites are held), ended pauses resume holding.
+/// Digests come one owner at a time ([`digest_due`]).
 pub(super) fn tick(snapshot: &Snapshot, now_ms: u64, config: &EngineConfig) -> Decision {
     let Some(due) = &snapshot.due else { return Decision::default() };
     let mut d = Decision::default();
-    for due_digest in &due.digests {
-        let seed = format!("{}:{}", due_digest.owner.user_id, due_digest.slot_ms);
-        let sent =
-            send_digest(&due_digest.owner, &due_digest.overview, Some(due_digest.slot_ms), now_ms, &seed, config);
-        d.changes.extend(sent.changes);
-        d.effects.extend(sent.effects);
-        d.outcomes.extend(sent.outcomes);
-    }
     for (owner, subject) in &due.expired {
         d = d
             .change(StateChange::RemoveContact { owner: owner.clone(), subject: subject.clone() })
@@ -42,6 +47,7 @@ pub(super) fn tick(snapshot: &Snapshot, now_ms: u64, config: &EngineConfig) -> D
                 txn_id: txn_id_for(&seed, "resumed"),
                 body: said.plain,
                 html: said.html,
+                digest: None,
             });
     }
     d
@@ -51,7 +57,8 @@ pub(super) fn tick(snapshot: &Snapshot, now_ms: u64, config: &EngineConfig) -> D
 /// room. Each item is marked digested in the same commit that queues the
 /// notice carrying it, so a crash can neither lose the digest nor send it
 /// twice; an item whose notice is not queued (only one too big to send,
-/// which the renderer never makes) stays for the next digest.
+/// which the renderer never makes) stays for the next digest, and so does
+/// one whose notice is set aside (see [`digest_part_failed`]).
 /// `slot_ms` is the schedule slot handled (none when asked for by command).
 pub(super) fn send_digest(
     owner: &OwnerState,
@@ -74,6 +81,7 @@ pub(super) fn send_digest(
                 txn_id: txn_id_for(seed, "digest0"),
                 body: said.plain,
                 html: said.html,
+                digest: None,
             }
         };
         let d = Decision::default();
@@ -165,17 +173,40 @@ pub(super) fn send_digest(
         });
     }
     let mut notices = 0;
-    for (i, part) in digest.parts.into_iter().enumerate().filter(|(i, _)| sendable[*i]) {
+    let parts = digest.parts.into_iter().zip(digest.carried).enumerate().filter(|(i, _)| sendable[*i]);
+    for (i, (part, carried)) in parts {
         notices += 1;
+        let carries = !carried.messages.is_empty() || !carried.invites.is_empty();
         d = d.effect(Effect::SendNotice {
             as_user: config.bot.clone(),
             room_id: owner.control_room.clone(),
             txn_id: txn_id_for(seed, &format!("digest{i}")),
             body: part.plain,
             html: part.html,
+            digest: carries.then(|| {
+                let (messages, invites) = (carried.messages, carried.invites);
+                Box::new(DigestPart { owner: owner.user_id.clone(), messages, invites })
+            }),
         });
     }
     d.outcome(Outcome::DigestSent { notices })
+}
+
+/// A part of the owner's digest was set aside: what it carried was never
+/// shown, so it is marked back as not digested, and the next digest carries
+/// it. Only what is still kept and still marked is touched (the owner may
+/// have decided about the sender since).
+pub(super) fn digest_part_failed(snapshot: &Snapshot, messages: &[OwnedEventId], invites: &[OwnedRoomId]) -> Decision {
+    let Some(overview) = &snapshot.overview else { return Decision::default() };
+    let (messages, invites): (BTreeSet<_>, BTreeSet<_>) = (messages.iter().collect(), invites.iter().collect());
+    let mut d = Decision::default();
+    for m in overview.deferred.iter().filter(|m| m.digested && messages.contains(&m.event_id)) {
+        d = d.change(StateChange::PutDeferred(Deferred { digested: false, ..m.clone() }));
+    }
+    for (room, held) in overview.held.iter().filter(|(r, h)| h.digested && invites.contains(r)) {
+        d = d.change(StateChange::PutRoom(room.clone(), RoomState::Held(HeldRoom { digested: false, ..held.clone() })));
+    }
+    d
 }
 
 /// Mail to the owner's address failed for good: say so where they will see it.
@@ -195,5 +226,6 @@ pub(super) fn mail_failed(
         txn_id: txn_id_for(&seed, "mailfailed"),
         body: text.plain,
         html: text.html,
+        digest: None,
     })
 }

@@ -97,11 +97,18 @@ pub enum Input {
     ControlRoomReady { owner: OwnedUserId, room_id: OwnedRoomId },
     /// Housekeeping: time-based changes (expired allows, ended pauses) are due.
     Tick,
+    /// Housekeeping: `owner`'s scheduled digest may be due. One owner per
+    /// input, so that one decision holds one owner's overview at most.
+    DigestDue { owner: OwnedUserId },
     /// An e-mail could not be delivered, after retries.
     MailFailed { owner: OwnedUserId, to: String, reason: String },
     /// A step in `room_id` was set aside: refused for good, or (`no_answer`)
     /// still failing when the retry bound ran out.
     EffectFailed { room_id: OwnedRoomId, step: FailedStep, no_answer: bool, reason: String },
+    /// A part of `owner`'s digest was set aside (refused for good, or
+    /// unanswered past the retry bound): the items it carried were never
+    /// shown, so they go back into the next digest.
+    DigestPartFailed { owner: OwnedUserId, messages: Vec<OwnedEventId>, invites: Vec<OwnedRoomId> },
     /// The owner confirmed a one-click link from an e-mail (already checked
     /// for signature, expiry and single use by the web connector).
     LinkUsed { owner: OwnedUserId, action: super::links::LinkAction, subject: Option<super::Subject>, nonce: String },
@@ -138,6 +145,7 @@ impl Input {
             Input::RoomInfo { owner, .. }
             | Input::MailFailed { owner, .. }
             | Input::LinkUsed { owner, .. }
+            | Input::DigestPartFailed { owner, .. }
             | Input::ControlRoomReady { owner, .. } => {
                 vec![owner.clone()]
             }

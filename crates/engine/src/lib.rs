@@ -21,7 +21,7 @@ pub mod texts;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, UserId};
 use sha2::{Digest, Sha256};
 
-pub use action::{Effect, Lane, Match, PushRule, RuleActions};
+pub use action::{DigestPart, Effect, Lane, Match, PushRule, RuleActions};
 pub use input::{EventMeta, FailedStep, Input, Membership, Replacement};
 pub use state::Notify;
 pub use state::{
@@ -193,9 +193,11 @@ pub struct Reads {
     pub users: Vec<OwnedUserId>,
     /// The captured message an edit, redaction or repeat refers to.
     pub related: Option<OwnedEventId>,
-    /// Everything due now: expired allows, ended pauses, digests with their
-    /// owners' overviews.
+    /// Everything due now: expired allows, ended pauses (no digests).
     pub due: bool,
+    /// This owner's scheduled digest, if it is due, with their overview
+    /// (in `Snapshot::due`): one owner's at a time.
+    pub digest_of: Option<OwnedUserId>,
 }
 
 /// The point look-ups an input needs, from the input alone.
@@ -205,6 +207,10 @@ pub fn reads(input: &Input) -> Reads {
         users: input.users(),
         related: input.related_event().cloned(),
         due: matches!(input, Input::Tick),
+        digest_of: match input {
+            Input::DigestDue { owner } => Some(owner.clone()),
+            _ => None,
+        },
     }
 }
 
@@ -218,7 +224,7 @@ pub fn reads(input: &Input) -> Reads {
 pub fn overview_read(snapshot: &Snapshot, input: &Input) -> Option<OwnedUserId> {
     match (&snapshot.room, input) {
         (Some(RoomState::Control { owner }), _) => Some(owner.clone()),
-        (_, Input::LinkUsed { owner, .. }) => Some(owner.clone()),
+        (_, Input::LinkUsed { owner, .. } | Input::DigestPartFailed { owner, .. }) => Some(owner.clone()),
         (Some(RoomState::Held(held)), Input::Message { meta, .. }) if meta.sender == held.owner => {
             Some(held.owner.clone())
         }
@@ -272,12 +278,16 @@ fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &Engine
         Input::ContactsImported { owner, users } => optin::contacts_imported(snapshot, owner, users, now_ms, config),
         Input::RoomInfo { owner, room_id, name, members } => gate::room_info(snapshot, owner, room_id, name, *members),
         Input::Tick => housekeeping::tick(snapshot, now_ms, config),
+        Input::DigestDue { owner } => housekeeping::digest_due(snapshot, owner, now_ms, config),
         Input::ControlRoomReady { owner, room_id } => {
             optin::control_room_ready(snapshot, owner, room_id, now_ms, config)
         }
         Input::MailFailed { owner, to, reason } => housekeeping::mail_failed(snapshot, owner, to, reason, config),
         Input::EffectFailed { room_id, step, no_answer, .. } => {
             gate::effect_failed(snapshot, room_id, *step, *no_answer)
+        }
+        Input::DigestPartFailed { messages, invites, .. } => {
+            housekeeping::digest_part_failed(snapshot, messages, invites)
         }
         Input::LinkUsed { owner, action, subject, nonce } => {
             control::link_used(snapshot, owner, *action, subject.as_ref(), nonce, now_ms, config)
@@ -368,6 +378,7 @@ fn notice(as_user: &OwnedUserId, room: &OwnedRoomId, meta: &EventMeta, purpose: 
         txn_id: txn_id(meta, purpose),
         body: text.plain,
         html: text.html,
+        digest: None,
     }
 }
 

@@ -136,6 +136,7 @@ pub(super) fn control_room_ready(
             txn_id: txn_id_for(room.as_str(), "greeting"),
             body: greeting.plain,
             html: greeting.html,
+            digest: None,
         })
 }
 

@@ -401,7 +401,8 @@ pub struct Due {
     pub expired: Vec<(OwnedUserId, Subject)>,
     /// Owners whose pause has ended.
     pub unpause: Vec<OwnerState>,
-    /// Owners whose scheduled digest is due, with everything they have.
+    /// For `Input::DigestDue`: that one owner's scheduled digest, if due,
+    /// with everything they have (never more than one owner's).
     pub digests: Vec<DueDigest>,
 }
 

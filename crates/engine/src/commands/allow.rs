@@ -68,6 +68,7 @@ pub(crate) fn allow(ctx: &Ctx<'_>, subjects: &[Subject], for_ms: Option<u64>) ->
                     txn_id: txn_id(ctx.meta, &format!("allowed.{room}")),
                     body: note.plain,
                     html: note.html,
+                    digest: None,
                 });
             }
         }

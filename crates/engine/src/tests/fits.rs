@@ -232,7 +232,7 @@ fn a_digest_splits_inside_a_section_with_a_continued_line_and_marks_what_each_pa
         assert_eq!(carried.len(), 41);
     }
 
-    let d = decide(&due_digest(overview.clone(), NOW - 5), &Input::Tick, NOW, &config());
+    let d = decide(&due_digest(overview.clone(), NOW - 5), &alices_digest(), NOW, &config());
     let notices = d.effects.iter().filter(|e| matches!(e, Effect::SendNotice { .. })).count();
     let marked: Vec<&Deferred> = d
         .changes
@@ -259,7 +259,7 @@ fn the_mailed_digest_still_carries_every_part() {
     let cfg = EngineConfig { mail_secret: Some(gatekeeper_common::Secret::new("k".repeat(40))), ..config() };
     let mut snapshot = due_digest(overview, NOW - 5);
     snapshot.due.as_mut().unwrap().digests[0].owner.email = Some("me@alice.example".into());
-    let d = decide(&snapshot, &Input::Tick, NOW, &cfg);
+    let d = decide(&snapshot, &alices_digest(), NOW, &cfg);
     let Some(Effect::SendEmail { text, .. }) = d.effects.iter().find(|e| e.is_mail()) else { panic!("{d:?}") };
     let parts: Vec<&String> = d
         .effects
@@ -484,7 +484,7 @@ fn every_notice_fits_one_event_whatever_strangers_and_the_owner_send() {
                 }),
                 ..Default::default()
             };
-            let d = decide(&tick, &Input::Tick, NOW, &cfg);
+            let d = decide(&tick, &Input::DigestDue { owner: owner.user_id.clone() }, NOW, &cfg);
             assert!(assert_notices_fit(&d, client_mode, seed, "digest") > 1);
             let marked = d.changes.iter().filter(|c| matches!(c, StateChange::PutDeferred(m) if m.digested)).count();
             assert_eq!(marked, overview.deferred.len(), "seed {seed}: every message digested once");

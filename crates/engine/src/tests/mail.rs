@@ -67,10 +67,10 @@ fn the_digest_is_also_mailed_to_a_verified_address_only() {
     let mut overview = OwnerOverview::default();
     overview.deferred.push(captured(&meta_n(STRANGER, HELD, 1).event_id, "<b>hello</b>"));
     let mut snapshot = due_digest(overview.clone(), NOW - 5);
-    let d = decide(&snapshot, &Input::Tick, NOW, &mail_config());
+    let d = decide(&snapshot, &alices_digest(), NOW, &mail_config());
     assert_eq!(kinds(&d), ["notice"], "no verified address, no mail");
     snapshot.due.as_mut().unwrap().digests[0].owner.email = Some("me@alice.example".into());
-    let d = decide(&snapshot, &Input::Tick, NOW, &mail_config());
+    let d = decide(&snapshot, &alices_digest(), NOW, &mail_config());
     assert_eq!(kinds(&d), ["mail", "notice"]);
     let Effect::SendEmail { subject, html, text, message_id, .. } = &d.effects[0] else { unreachable!() };
     assert_eq!(subject, "Gatekeeper digest: 1 person wrote to you");
@@ -78,7 +78,7 @@ fn the_digest_is_also_mailed_to_a_verified_address_only() {
     assert!(text.contains("<b>hello</b>"));
     assert!(message_id.starts_with("<gk.digest."));
     // Without e-mail set up on the server, never.
-    assert_eq!(kinds(&decide(&snapshot, &Input::Tick, NOW, &config())), ["notice"]);
+    assert_eq!(kinds(&decide(&snapshot, &alices_digest(), NOW, &config())), ["notice"]);
 }
 
 #[test]
@@ -128,7 +128,7 @@ fn digest_emails_carry_signed_one_click_links_and_an_unsubscribe_header() {
     overview.deferred.push(captured(&meta_n(STRANGER, HELD, 1).event_id, "hello"));
     let mut snapshot = due_digest(overview, NOW - 5);
     snapshot.due.as_mut().unwrap().digests[0].owner.email = Some("me@alice.example".into());
-    let d = decide(&snapshot, &Input::Tick, NOW, &cfg);
+    let d = decide(&snapshot, &alices_digest(), NOW, &cfg);
     let Effect::SendEmail { html, unsubscribe: Some(unsubscribe), .. } = &d.effects[0] else { panic!("{d:?}") };
     let secret = cfg.mail_secret.clone().unwrap();
     let token = unsubscribe.strip_prefix("https://gk.example.org/action/").unwrap();

@@ -188,6 +188,11 @@ fn with_pending_stranger() -> Snapshot {
     snapshot
 }
 
+/// The input that asks whether Alice's scheduled digest is due.
+fn alices_digest() -> Input {
+    Input::DigestDue { owner: uid(ALICE) }
+}
+
 fn due_digest(overview: OwnerOverview, slot: u64) -> Snapshot {
     Snapshot {
         due: Some(Due {

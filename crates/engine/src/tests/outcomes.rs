@@ -80,7 +80,7 @@ fn a_message_in_a_held_group_room_is_captured_with_no_reply_outcome() {
 fn a_digest_reports_how_many_notices_it_queued() {
     let mut small = OwnerOverview::default();
     small.deferred.push(captured(&meta_n(STRANGER, HELD, 1).event_id, "hello"));
-    let d = decide(&due_digest(small, NOW - 5), &Input::Tick, NOW, &config());
+    let d = decide(&due_digest(small, NOW - 5), &alices_digest(), NOW, &config());
     assert_eq!(d.outcomes, [Outcome::DigestSent { notices: 1 }]);
     assert_eq!(notices(&d), 1);
 
@@ -91,7 +91,7 @@ fn a_digest_reports_how_many_notices_it_queued() {
         m.sender = uid(&format!("@s{n}:remote.org"));
         big.deferred.push(m);
     }
-    let d = decide(&due_digest(big, NOW - 5), &Input::Tick, NOW, &config());
+    let d = decide(&due_digest(big, NOW - 5), &alices_digest(), NOW, &config());
     assert!(notices(&d) > 1, "{}", notices(&d));
     assert_eq!(d.outcomes, [Outcome::DigestSent { notices: notices(&d) }]);
 
@@ -99,7 +99,7 @@ fn a_digest_reports_how_many_notices_it_queued() {
     let d = decide(&control(), &text(ALICE, CONTROL, "digest"), NOW, &config());
     assert_eq!(d.outcomes, [Outcome::DigestSent { notices: 1 }]);
     // A scheduled digest with nothing new sends nothing, and says so.
-    let d = decide(&due_digest(OwnerOverview::default(), NOW - 5), &Input::Tick, NOW, &config());
+    let d = decide(&due_digest(OwnerOverview::default(), NOW - 5), &alices_digest(), NOW, &config());
     assert_eq!((d.outcomes.as_slice(), notices(&d)), (&[][..], 0));
 }
 

@@ -90,7 +90,11 @@ impl World {
             snap.overview = Some(self.overview(&owner));
         }
         if declared.due {
-            snap.due = Some(self.due.clone());
+            snap.due = Some(Due { digests: vec![], ..self.due.clone() });
+        }
+        if let Some(owner) = &declared.digest_of {
+            let digests = self.due.digests.iter().filter(|d| d.owner.user_id == *owner).cloned().collect();
+            snap.due = Some(Due { digests, ..Due::default() });
         }
         snap
     }
@@ -262,6 +266,11 @@ fn inputs() -> Vec<Input> {
     for (room, step) in [(HELD, FailedStep::Join), (BOB_HELD, FailedStep::Silence), (CONTROL, FailedStep::Join)] {
         inputs.push(Input::EffectFailed { room_id: rid(room), step, no_answer: true, reason: "502".into() });
     }
+    inputs.push(Input::DigestPartFailed {
+        owner: uid(ALICE),
+        messages: vec![original.clone(), meta_n(STRANGER, GROUP, 1).event_id],
+        invites: vec![rid(GROUP), rid(BOB_HELD)],
+    });
     for action in [
         links::LinkAction::Allow,
         links::LinkAction::Allow30,
@@ -273,6 +282,9 @@ fn inputs() -> Vec<Input> {
         inputs.push(Input::LinkUsed { owner: uid(ALICE), action, subject: Some(usr(STRANGER)), nonce: "n".into() });
     }
     inputs.push(Input::Tick);
+    for owner in [ALICE, BOB] {
+        inputs.push(Input::DigestDue { owner: uid(owner) });
+    }
     inputs
 }
 
