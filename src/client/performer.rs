@@ -71,7 +71,12 @@ impl Performer for ClientPerformer {
                 self.sdk.join_room_by_id(room_id).await.map_err(sdk_error)?;
                 Ok(Vec::new())
             }
-            Effect::SendNotice { room_id, txn_id, body, html, .. } => {
+            Effect::SendNotice { as_user, room_id, txn_id, body, html, only_with, .. } => {
+                if let Some(with) = only_with
+                    && let Some(not_sent) = self.hs.not_two_people(as_user, room_id, with).await.map_err(classify)?
+                {
+                    return Ok(vec![not_sent]);
+                }
                 self.send_notice(room_id, txn_id, body, html).await?;
                 Ok(Vec::new())
             }

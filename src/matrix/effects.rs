@@ -3,7 +3,7 @@
 //! found as follow-ups for the engine.
 
 use ruma::api::client::config::get_global_account_data;
-use ruma::api::client::membership::{joined_members, joined_rooms};
+use ruma::api::client::membership::{get_member_events, joined_members, joined_rooms};
 use ruma::api::client::message::get_message_events;
 use ruma::api::client::profile::get_display_name;
 use ruma::api::client::push::{RuleKind, delete_pushrule, set_pushrule, set_pushrule_enabled};
@@ -137,6 +137,33 @@ impl HsClient {
         Ok(follow_ups)
     }
 
+    /// Whether `owner` and `with` are the room's only members (joined or
+    /// invited), just before a reply meant for a two-person room is sent;
+    /// if not, the follow-up that says so instead of the reply. The
+    /// member list is the homeserver's, whatever the invite claimed.
+    pub async fn not_two_people(
+        &self,
+        owner: &UserId,
+        room: &RoomId,
+        with: &UserId,
+    ) -> Result<Option<FollowUp>, ClientError> {
+        let members = self.send(get_member_events::v3::Request::new(room.to_owned()), Some(owner)).await?;
+        // Read loosely: a member event that does not parse is still someone.
+        let present: std::collections::BTreeSet<String> = members
+            .chunk
+            .iter()
+            .filter_map(|raw| serde_json::from_str::<Value>(raw.json().get()).ok())
+            .filter(|e| matches!(e["content"]["membership"].as_str(), Some("join" | "invite")))
+            .map(|e| e["state_key"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        let expected: std::collections::BTreeSet<String> = [owner.as_str().to_owned(), with.as_str().to_owned()].into();
+        if present == expected {
+            return Ok(None);
+        }
+        let room_id = room.to_owned();
+        Ok(Some(internal(&Internal::NotTwoPeople { owner: owner.to_owned(), room_id, members: present.len() as u32 })))
+    }
+
     /// The held room's name and size, for the owner's list.
     pub async fn room_info(&self, owner: &UserId, room: &RoomId) -> Result<FollowUp, ClientError> {
         let members = self.send(joined_members::v3::Request::new(room.to_owned()), Some(owner)).await?;
@@ -192,7 +219,12 @@ impl Performer for HsClient {
                     Err(e) => Err(classify(e)),
                 }
             }
-            Effect::SendNotice { as_user, room_id, txn_id, body, html, .. } => {
+            Effect::SendNotice { as_user, room_id, txn_id, body, html, only_with, .. } => {
+                if let Some(with) = only_with
+                    && let Some(not_sent) = self.not_two_people(as_user, room_id, with).await.map_err(classify)?
+                {
+                    return Ok(vec![not_sent]);
+                }
                 let mut content = RoomMessageEventContent::notice_html(body.clone(), html.clone());
                 // Gatekeeper's messages never ping anyone.
                 content.mentions = Some(Mentions::new());

@@ -731,6 +731,7 @@ mod tests {
             body: "b".into(),
             html: "h".into(),
             digest: None,
+            only_with: None,
         }
     }
 

@@ -34,6 +34,12 @@ pub enum Internal {
         name: Option<String>,
         members: u32,
     },
+    /// A reply for a two-person room found other members there.
+    NotTwoPeople {
+        owner: OwnedUserId,
+        room_id: OwnedRoomId,
+        members: u32,
+    },
     /// Housekeeping found something due.
     Tick,
     /// Client mode: the owner's control room exists.
@@ -258,6 +264,7 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
             Internal::Profile { user, displayname } => Input::ProfileFetched { user, displayname },
             Internal::Contacts { owner, users } => Input::ContactsImported { owner, users },
             Internal::RoomInfo { owner, room_id, name, members } => Input::RoomInfo { owner, room_id, name, members },
+            Internal::NotTwoPeople { owner, room_id, members } => Input::NotTwoPeople { owner, room_id, members },
             Internal::Tick => Input::Tick,
             Internal::DigestDue { owner } => Input::DigestDue { owner },
             Internal::ControlRoomReady { owner, room_id } => Input::ControlRoomReady { owner, room_id },

@@ -35,6 +35,7 @@ pub fn sample_decision() -> Decision {
                 body: "hi".into(),
                 html: "<p>hi</p>".into(),
                 digest: None,
+                only_with: None,
             },
         ],
         outcomes: vec![],

@@ -197,6 +197,8 @@ pub enum EffectRecordV1 {
         /// A digest part's items (absent in records written before).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         digest: Option<DigestPartV1>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        only_with: Option<OwnedUserId>,
     },
     PutPushRule {
         owner: OwnedUserId,
@@ -576,9 +578,9 @@ impl From<&Effect> for EffectRecordV1 {
         match e.clone() {
             Effect::Join { as_user, room_id } => EffectRecordV1::Join { as_user, room_id },
             Effect::Leave { as_user, room_id, reason } => EffectRecordV1::Leave { as_user, room_id, reason },
-            Effect::SendNotice { as_user, room_id, txn_id, body, html, digest } => {
+            Effect::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with } => {
                 let digest = digest.map(|p| DigestPartV1 { owner: p.owner, messages: p.messages, invites: p.invites });
-                EffectRecordV1::SendNotice { as_user, room_id, txn_id, body, html, digest }
+                EffectRecordV1::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with }
             }
             Effect::PutPushRule { owner, rule } => EffectRecordV1::PutPushRule { owner, rule: (&rule).into() },
             Effect::DeletePushRule { owner, rule_id, room } => EffectRecordV1::DeletePushRule { owner, rule_id, room },
@@ -601,10 +603,10 @@ impl From<EffectRecordV1> for Effect {
         match r {
             EffectRecordV1::Join { as_user, room_id } => Effect::Join { as_user, room_id },
             EffectRecordV1::Leave { as_user, room_id, reason } => Effect::Leave { as_user, room_id, reason },
-            EffectRecordV1::SendNotice { as_user, room_id, txn_id, body, html, digest } => {
+            EffectRecordV1::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with } => {
                 let digest =
                     digest.map(|p| Box::new(DigestPart { owner: p.owner, messages: p.messages, invites: p.invites }));
-                Effect::SendNotice { as_user, room_id, txn_id, body, html, digest }
+                Effect::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with }
             }
             EffectRecordV1::PutPushRule { owner, rule } => Effect::PutPushRule { owner, rule: rule.into() },
             EffectRecordV1::DeletePushRule { owner, rule_id, room } => Effect::DeletePushRule { owner, rule_id, room },

@@ -105,6 +105,47 @@ async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured(mode: 
     assert_eq!(report["stats"]["effects_failed"], 0, "{report}");
 }
 
+both_modes!(a_direct_invite_to_a_room_with_others_is_held_as_a_group_and_gets_no_reply);
+async fn a_direct_invite_to_a_room_with_others_is_held_as_a_group_and_gets_no_reply(mode: Mode) {
+    let mut w = World::with_mode(mode, "@.*:localhost").await;
+    let push = PushGateway::start().await;
+    start(&mut w).await;
+    let alice = w.synapse.register("alice").await;
+    alice.set_displayname("Alice").await;
+    push.register(&alice).await;
+    let control = opt_in(&mut w, &alice).await;
+
+    // `is_direct` is the stranger's claim: the room has a third member.
+    let stranger = w.synapse.register("stranger").await;
+    let crowd = w.synapse.register("crowd").await;
+    let (status, created) = stranger
+        .call(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/createRoom",
+            Some(json!({"preset": "trusted_private_chat", "is_direct": true,
+                        "invite": [alice.user_id, crowd.user_id]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    crowd.join(&room).await;
+    wait_membership(&stranger, &room, &alice.user_id, "join").await;
+    stranger.send_text(&room, "hi, read this now").await;
+
+    let pending = eventually("pending to list it as a group invitation", LONG, || {
+        let (w, a, c) = (&w, alice.clone(), control.clone());
+        async move {
+            Some(ask(w, &a, &c, "pending").await).filter(|p| p.contains("3 members") && p.contains("read this now"))
+        }
+    })
+    .await;
+    assert!(pending.contains("@stranger:localhost"), "{pending}");
+    barrier(&w, &alice, &control).await;
+    // Nothing was said in alice's name in a room of three.
+    assert!(stranger.notices_from(&room, &alice.user_id).await.is_empty(), "no reply where others listen");
+    assert_eq!(push.pushes_in(&alice.user_id, &room), 0);
+}
+
 both_modes!(group_invites_are_held_others_untouched_and_stop_restores_everything);
 async fn group_invites_are_held_others_untouched_and_stop_restores_everything(mode: Mode) {
     let mut w = World::with_mode(mode, "@.*:localhost").await;

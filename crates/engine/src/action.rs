@@ -155,6 +155,12 @@ pub enum Effect {
         body: String,
         html: String,
         digest: Option<Box<DigestPart>>,
+        /// Send only if the room's members (joined or invited) are exactly
+        /// `as_user` and this user, checked just before sending; otherwise
+        /// not sent, and `Input::NotTwoPeople` says so. For the etiquette
+        /// reply: `is_direct` is the stranger's claim, and the reply speaks
+        /// for the owner.
+        only_with: Option<OwnedUserId>,
     },
     /// Create or replace an owner's push rule.
     PutPushRule { owner: OwnedUserId, rule: PushRule },

@@ -71,8 +71,11 @@ pub(super) fn link_used(
         .effects
         .into_iter()
         .map(|e| match e {
-            Effect::SendNotice { as_user, room_id, txn_id, body, html, digest } if room_id == state.control_room => {
-                Effect::SendNotice { as_user, room_id, txn_id, body: texts::from_your_email(&body), html, digest }
+            Effect::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with }
+                if room_id == state.control_room =>
+            {
+                let body = texts::from_your_email(&body);
+                Effect::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with }
             }
             other => other,
         })

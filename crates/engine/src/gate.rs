@@ -351,6 +351,33 @@ pub(super) fn room_info(
     }
 }
 
+/// A notice sent only if `user` and its sender are the room's only members.
+fn only_with(notice: Effect, user: &OwnedUserId) -> Effect {
+    match notice {
+        Effect::SendNotice { as_user, room_id, txn_id, body, html, digest, .. } => {
+            Effect::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with: Some(user.clone()) }
+        }
+        other => other,
+    }
+}
+
+/// The reply found more people in the room than the owner and the
+/// stranger: the "direct" invite was a group's, and is held as one.
+pub(super) fn not_two_people(
+    snapshot: &Snapshot,
+    owner: &OwnedUserId,
+    room_id: &OwnedRoomId,
+    members: u32,
+) -> Decision {
+    match &snapshot.room {
+        Some(RoomState::Held(held)) if held.owner == *owner && held.is_dm => {
+            let group = HeldRoom { is_dm: false, members: Some(members), ..held.clone() };
+            Decision::default().change(StateChange::PutRoom(room_id.clone(), RoomState::Held(group)))
+        }
+        _ => Decision::default(),
+    }
+}
+
 /// A step of holding a room was set aside: the room is remembered as
 /// unreadable (the first reason counts: a join set aside because its silence
 /// failed stays "not silenced"), and stays in `pending` for the owner to
@@ -422,6 +449,6 @@ fn maybe_reply(
             replies_in_window: used + 1,
             ..owner.clone()
         }))
-        .effect(notice(&held.owner, &meta.room_id, meta, "etiquette", text))
+        .effect(only_with(notice(&held.owner, &meta.room_id, meta, "etiquette", text), &meta.sender))
         .outcome(Outcome::ReplySent)
 }

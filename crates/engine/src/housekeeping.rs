@@ -48,6 +48,7 @@ pub(super) fn tick(snapshot: &Snapshot, now_ms: u64, config: &EngineConfig) -> D
                 body: said.plain,
                 html: said.html,
                 digest: None,
+                only_with: None,
             });
     }
     d
@@ -82,6 +83,7 @@ pub(super) fn send_digest(
                 body: said.plain,
                 html: said.html,
                 digest: None,
+                only_with: None,
             }
         };
         let d = Decision::default();
@@ -187,6 +189,7 @@ pub(super) fn send_digest(
                 let (messages, invites) = (carried.messages, carried.invites);
                 Box::new(DigestPart { owner: owner.user_id.clone(), messages, invites })
             }),
+            only_with: None,
         });
     }
     d.outcome(Outcome::DigestSent { notices })
@@ -227,5 +230,6 @@ pub(super) fn mail_failed(
         body: text.plain,
         html: text.html,
         digest: None,
+        only_with: None,
     })
 }

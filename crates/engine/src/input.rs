@@ -92,6 +92,10 @@ pub enum Input {
     ContactsImported { owner: OwnedUserId, users: Vec<OwnedUserId> },
     /// Result of looking at a held room after joining it.
     RoomInfo { owner: OwnedUserId, room_id: OwnedRoomId, name: Option<String>, members: u32 },
+    /// The etiquette reply was not sent: the room has other members than
+    /// the owner and the stranger (`members`, joined or invited), whatever
+    /// its invite said. It is a group invitation.
+    NotTwoPeople { owner: OwnedUserId, room_id: OwnedRoomId, members: u32 },
     /// Client mode: the connector made (or found) the owner's control room,
     /// which enrols the owner as an invitation to the bot does elsewhere.
     ControlRoomReady { owner: OwnedUserId, room_id: OwnedRoomId },
@@ -128,6 +132,7 @@ impl Input {
     pub fn room_id(&self) -> Option<&OwnedRoomId> {
         match self {
             Input::RoomInfo { room_id, .. }
+            | Input::NotTwoPeople { room_id, .. }
             | Input::ControlRoomReady { room_id, .. }
             | Input::EffectFailed { room_id, .. } => Some(room_id),
             other => other.meta().map(|m| &m.room_id),
@@ -143,6 +148,7 @@ impl Input {
             Input::ProfileFetched { user, .. } => vec![user.clone()],
             Input::ContactsImported { owner, users } => std::iter::once(owner).chain(users).cloned().collect(),
             Input::RoomInfo { owner, .. }
+            | Input::NotTwoPeople { owner, .. }
             | Input::MailFailed { owner, .. }
             | Input::LinkUsed { owner, .. }
             | Input::DigestPartFailed { owner, .. }

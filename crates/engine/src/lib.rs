@@ -277,6 +277,7 @@ fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &Engine
         Input::ProfileFetched { user, displayname } => optin::profile_fetched(snapshot, user, displayname),
         Input::ContactsImported { owner, users } => optin::contacts_imported(snapshot, owner, users, now_ms, config),
         Input::RoomInfo { owner, room_id, name, members } => gate::room_info(snapshot, owner, room_id, name, *members),
+        Input::NotTwoPeople { owner, room_id, members } => gate::not_two_people(snapshot, owner, room_id, *members),
         Input::Tick => housekeeping::tick(snapshot, now_ms, config),
         Input::DigestDue { owner } => housekeeping::digest_due(snapshot, owner, now_ms, config),
         Input::ControlRoomReady { owner, room_id } => {
@@ -379,6 +380,7 @@ fn notice(as_user: &OwnedUserId, room: &OwnedRoomId, meta: &EventMeta, purpose: 
         body: text.plain,
         html: text.html,
         digest: None,
+        only_with: None,
     }
 }
 

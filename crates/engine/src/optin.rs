@@ -137,6 +137,7 @@ pub(super) fn control_room_ready(
             body: greeting.plain,
             html: greeting.html,
             digest: None,
+            only_with: None,
         })
 }
 

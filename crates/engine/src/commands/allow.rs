@@ -69,6 +69,7 @@ pub(crate) fn allow(ctx: &Ctx<'_>, subjects: &[Subject], for_ms: Option<u64>) ->
                     body: note.plain,
                     html: note.html,
                     digest: None,
+                    only_with: None,
                 });
             }
         }

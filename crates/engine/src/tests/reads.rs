@@ -261,6 +261,7 @@ fn inputs() -> Vec<Input> {
     inputs
         .push(Input::ContactsImported { owner: uid(ALICE), users: vec![uid(FRIEND), uid("@old:x.org"), uid(SPAMMER)] });
     inputs.push(Input::RoomInfo { owner: uid(ALICE), room_id: rid(GROUP), name: Some("Deals!".into()), members: 40 });
+    inputs.push(Input::NotTwoPeople { owner: uid(ALICE), room_id: rid(HELD), members: 3 });
     inputs.push(Input::ControlRoomReady { owner: uid(ALICE), room_id: rid("!elsewhere:example.org") });
     inputs.push(Input::MailFailed { owner: uid(BOB), to: "bob@example.org".into(), reason: "550".into() });
     for (room, step) in [(HELD, FailedStep::Join), (BOB_HELD, FailedStep::Silence), (CONTROL, FailedStep::Join)] {

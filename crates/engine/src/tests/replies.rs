@@ -85,3 +85,22 @@ fn the_reply_uses_the_owners_template_and_name() {
     assert_eq!(body, "Alice is away. <b>");
     assert_eq!(html, "<p>Alice is away. &lt;b&gt;</p>");
 }
+
+#[test]
+fn the_reply_goes_only_where_the_owner_and_the_stranger_are_alone_and_a_crowded_dm_is_a_group() {
+    let d = decide(&held(true), &text(STRANGER, HELD, "hello"), NOW, &config());
+    let reply = d.effects.iter().find(|e| matches!(e, Effect::SendNotice { .. })).expect("a reply");
+    let Effect::SendNotice { only_with, as_user, .. } = reply else { unreachable!() };
+    assert_eq!((as_user, only_with.as_ref()), (&uid(ALICE), Some(&uid(STRANGER))));
+
+    // The check found a third member: held as a group invitation from now on.
+    let crowded = Input::NotTwoPeople { owner: uid(ALICE), room_id: rid(HELD), members: 5000 };
+    let d = decide(&held(true), &crowded, NOW, &config());
+    let [StateChange::PutRoom(room, RoomState::Held(h))] = d.changes.as_slice() else { panic!("{d:?}") };
+    assert_eq!((room, h.is_dm, h.members), (&rid(HELD), false, Some(5000)));
+    assert!(d.effects.is_empty());
+    // Another owner's room, or one no longer held, is left alone.
+    let other = Input::NotTwoPeople { owner: uid("@bob:example.org"), room_id: rid(HELD), members: 3 };
+    assert!(decide(&held(true), &other, NOW, &config()).is_empty());
+    assert!(decide(&with_owner(Snapshot::default()), &crowded, NOW, &config()).is_empty());
+}
