@@ -59,13 +59,20 @@ fn fresh_passphrase() -> anyhow::Result<Secret> {
     Ok(Secret::new(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
 }
 
-async fn sdk_client(homeserver: &str, store: &Path, passphrase: &Secret) -> anyhow::Result<Client> {
-    Client::builder()
+/// matrix-sdk's store, in `client.store` (which also holds the session
+/// file). SQLite makes its files with the process umask, so the whole
+/// directory is made readable by Gatekeeper's user only once it is open.
+async fn sdk_client(homeserver: &str, client: &ClientConfig, passphrase: &Secret) -> anyhow::Result<Client> {
+    let store = sdk_path(client);
+    let sdk = Client::builder()
         .homeserver_url(homeserver)
-        .sqlite_store(store, Some(passphrase.expose()))
+        .sqlite_store(&store, Some(passphrase.expose()))
         .build()
         .await
-        .with_context(|| format!("opening matrix-sdk's store at {}", store.display()))
+        .with_context(|| format!("opening matrix-sdk's store at {}", store.display()))?;
+    crate::store::private::make_private(&client.store)
+        .with_context(|| format!("making {} private", client.store.display()))?;
+    Ok(sdk)
 }
 
 /// Written whole to a temporary file, then renamed: a crash leaves the old
@@ -105,7 +112,7 @@ pub async fn login(config: &Config, credentials: Credentials) -> anyhow::Result<
     create_private_dir(&client_config.store)?;
     let passphrase = fresh_passphrase()?;
     let homeserver = config.homeserver.url.trim_end_matches('/').to_owned();
-    let sdk = sdk_client(&homeserver, &sdk_path(client_config), &passphrase).await?;
+    let sdk = sdk_client(&homeserver, client_config, &passphrase).await?;
     match credentials {
         Credentials::Password(password) => {
             sdk.matrix_auth()
@@ -170,7 +177,7 @@ pub async fn restore(config: &Config) -> anyhow::Result<Session> {
     if homeserver != now {
         tracing::info!(logged_in_at = %homeserver, using = %now, "the homeserver URL changed since the login");
     }
-    let sdk = sdk_client(now, &sdk_path(client_config), &store_passphrase).await?;
+    let sdk = sdk_client(now, client_config, &store_passphrase).await?;
     let session = MatrixSession {
         meta: SessionMeta { user_id: user_id.clone(), device_id: device_id.clone() },
         tokens: SessionTokens { access_token: access_token.expose().to_owned(), refresh_token: None },

@@ -211,6 +211,13 @@ async fn first_run_starts_from_now_stop_holds_and_an_ended_session_stops_gatekee
     let earlier = early.create_dm(&alice.user_id).await;
     early.send_text(&earlier, "Written before Gatekeeper existed").await;
     let control = opt_in(&mut w, &alice).await;
+    // What Gatekeeper keeps (its database; matrix-sdk's store with the
+    // device's keys and decrypted state; the session) is its user's only,
+    // though the test runs with the usual umask 022.
+    for kept in ["data", "client"] {
+        let open = support::open_to_others(&w.gatekeeper.dir.join(kept));
+        assert!(open.is_empty(), "readable by others: {open:?}");
+    }
     // Had the first sync read them, they would be queued before this command
     // (a later sync), and anything done about them done before its answer.
     assert!(ask(&w, &alice, &control, "pending").await.contains("Nobody is waiting"));

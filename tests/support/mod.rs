@@ -587,6 +587,26 @@ impl Drop for Gatekeeper {
 }
 
 /// A Synapse and a Gatekeeper registered with it, in one temp directory.
+/// Every file or directory under `dir` that users other than its owner may
+/// read, with its mode.
+pub fn open_to_others(dir: &Path) -> Vec<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut open = Vec::new();
+    let meta = std::fs::symlink_metadata(dir).unwrap();
+    if meta.permissions().mode() & 0o077 != 0 {
+        open.push((dir.to_owned(), meta.permissions().mode() & 0o777));
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !std::fs::symlink_metadata(&path).unwrap().file_type().is_symlink() {
+                open.extend(open_to_others(&path));
+            }
+        }
+    }
+    open
+}
+
 pub struct World {
     // Dropped in this order: processes stop before their directory goes.
     pub gatekeeper: Gatekeeper,
