@@ -310,6 +310,8 @@ pub struct Gatekeeper {
     pub registration: PathBuf,
     pub url: String,
     pub mode: Mode,
+    /// Runs log at the configured level (no `RUST_LOG`), as an operator's would.
+    pub default_log_level: bool,
     child: Option<Child>,
     runs: u32,
 }
@@ -355,7 +357,16 @@ impl Gatekeeper {
             .output()
             .unwrap();
         assert!(out.status.success(), "generate-registration: {}", String::from_utf8_lossy(&out.stderr));
-        Gatekeeper { dir: dir.to_owned(), config, registration, url, mode: Mode::Appservice, child: None, runs: 0 }
+        Gatekeeper {
+            dir: dir.to_owned(),
+            config,
+            registration,
+            url,
+            mode: Mode::Appservice,
+            default_log_level: false,
+            child: None,
+            runs: 0,
+        }
     }
 
     /// Writes a client-mode config for `@alice` on a homeserver at `hs_url`.
@@ -380,6 +391,7 @@ impl Gatekeeper {
             registration,
             url: String::new(),
             mode: Mode::Client,
+            default_log_level: false,
             child: None,
             runs: 0,
         }
@@ -443,6 +455,11 @@ impl Gatekeeper {
     }
 
     pub fn start(&mut self, extra_args: &[&str]) {
+        if self.default_log_level {
+            let mut command = self.command(extra_args, "");
+            command.env_remove("RUST_LOG");
+            return self.spawn(command);
+        }
         self.start_with_log_filter(extra_args, "gatekeeper=debug,info");
     }
 
