@@ -100,6 +100,14 @@ fn create_private_dir(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Signs in as a new device named `client.device_name` and keeps the session.
+///
+/// A login that fails leaves nothing behind that could block the next one:
+/// matrix-sdk's store is encrypted with a passphrase that is kept only in
+/// the session file, so a store without a session file (a failed login, or
+/// one that crashed before the session was written) can never be opened
+/// again. Such a store is removed, before the login and after a failed
+/// one. A store with a session file is never touched: `login` refuses to
+/// run while one exists.
 pub async fn login(config: &Config, credentials: Credentials) -> anyhow::Result<Session> {
     let client_config = config.client()?;
     let path = session_path(client_config);
@@ -110,6 +118,34 @@ pub async fn login(config: &Config, credentials: Credentials) -> anyhow::Result<
     // Before the login: a session must never sit on a half-reset store.
     super::start_over(config)?;
     create_private_dir(&client_config.store)?;
+    remove_orphaned_store(client_config)?;
+    match sign_in(config, client_config, credentials, wanted, &path).await {
+        Ok(session) => Ok(session),
+        Err(e) => {
+            if !path.exists() {
+                remove_orphaned_store(client_config)?;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// matrix-sdk's store when no session file says how to open it.
+fn remove_orphaned_store(client: &ClientConfig) -> anyhow::Result<()> {
+    let sdk = sdk_path(client);
+    if session_path(client).exists() || !sdk.exists() {
+        return Ok(());
+    }
+    std::fs::remove_dir_all(&sdk).with_context(|| format!("removing {} (left by a failed login)", sdk.display()))
+}
+
+async fn sign_in(
+    config: &Config,
+    client_config: &ClientConfig,
+    credentials: Credentials,
+    wanted: OwnedUserId,
+    path: &Path,
+) -> anyhow::Result<Session> {
     let passphrase = fresh_passphrase()?;
     let homeserver = config.homeserver.url.trim_end_matches('/').to_owned();
     let sdk = sdk_client(&homeserver, client_config, &passphrase).await?;
@@ -146,7 +182,7 @@ pub async fn login(config: &Config, credentials: Credentials) -> anyhow::Result<
         access_token: Secret::new(session.tokens.access_token.clone()),
         store_passphrase: passphrase,
     };
-    write_private(&path, &serde_json::to_vec_pretty(&file)?)?;
+    write_private(path, &serde_json::to_vec_pretty(&file)?)?;
     Ok(Session {
         sdk,
         user_id: session.meta.user_id,

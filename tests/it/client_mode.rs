@@ -256,3 +256,27 @@ async fn first_run_starts_from_now_stop_holds_and_an_ended_session_stops_gatekee
     assert!(said.contains("Logged out"), "{said}");
     let _ = control;
 }
+
+#[tokio::test]
+async fn a_failed_login_leaves_nothing_that_blocks_the_next_one() {
+    let mut w = World::with_mode(Mode::Client, "").await;
+    let alice = w.synapse.register("alice").await;
+    let out = w.gatekeeper.login_with("not-alices-password");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("logging in"), "{said}");
+    assert!(!w.gatekeeper.logged_in());
+    assert!(!w.gatekeeper.dir.join("client/sdk").exists(), "the failed login's store is left");
+
+    // The right password then works, and Gatekeeper guards the account.
+    let control = opt_in(&mut w, &alice).await;
+    assert!(ask(&w, &alice, &control, "pending").await.contains("Nobody is waiting"));
+
+    // A login while a session exists is refused, and leaves the working
+    // session's store alone: a restart opens it as before.
+    let out = w.gatekeeper.login_with("not-alices-password");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("already logged in"), "{said}");
+    w.gatekeeper.stop();
+    start(&mut w).await;
+    assert!(ask(&w, &alice, &control, "pending").await.contains("Nobody is waiting"));
+}

@@ -397,15 +397,20 @@ impl Gatekeeper {
         }
     }
 
-    /// `gatekeeper login` with the owner's password from the environment.
-    pub fn login(&self) {
-        let out = Command::new(gatekeeper_bin())
+    /// `gatekeeper login` with `password` from the environment: its output.
+    pub fn login_with(&self, password: &str) -> std::process::Output {
+        Command::new(gatekeeper_bin())
             .args(["login", "--config"])
             .arg(&self.config)
-            .env("GATEKEEPER_PASSWORD", Synapse::password(CLIENT_OWNER))
+            .env("GATEKEEPER_PASSWORD", password)
             .env("RUST_LOG", "warn")
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// `gatekeeper login` with the owner's password from the environment.
+    pub fn login(&self) {
+        let out = self.login_with(&Synapse::password(CLIENT_OWNER));
         assert!(
             out.status.success(),
             "login: {}{}",
