@@ -604,9 +604,83 @@ fn check_client(client: &ClientConfig, server_name: &str, problems: &mut Vec<Str
     }
 }
 
+/// Files holding secrets (the config may hold the SMTP password and the
+/// link key; the registration holds both tokens) that users other than
+/// their owner may read: one warning per file, with the fix.
+pub fn exposed_files(config_path: &Path, config: &Config) -> Vec<String> {
+    let mut files = vec![config_path.to_owned()];
+    if let Ok(asv) = config.appservice()
+        && config.mode == Mode::Appservice
+    {
+        files.push(asv.registration.clone());
+    }
+    files
+        .iter()
+        .filter(|path| open_to_others(path))
+        .map(|path| {
+            format!(
+                "warning: {} is readable by other users and holds secrets; run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            )
+        })
+        .collect()
+}
+
+/// Whether the file's mode gives group or others any access.
+fn open_to_others(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn check_config_warns_of_secrets_others_can_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        let registration = dir.path().join("registration.yaml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        std::fs::write(&registration, "id: gatekeeper\n").unwrap();
+        let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        mode(&path, 0o644);
+        mode(&registration, 0o640);
+        let c = Config::load(&path, Vec::new()).unwrap();
+        let warnings = exposed_files(&path, &c);
+        assert_eq!(
+            warnings,
+            vec![
+                format!(
+                    "warning: {} is readable by other users and holds secrets; run `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                ),
+                format!(
+                    "warning: {} is readable by other users and holds secrets; run `chmod 600 {}`",
+                    registration.display(),
+                    registration.display()
+                ),
+            ]
+        );
+        mode(&path, 0o600);
+        mode(&registration, 0o600);
+        assert_eq!(exposed_files(&path, &c), Vec::<String>::new());
+        // A missing registration is reported by the check itself, not here.
+        std::fs::remove_file(&registration).unwrap();
+        assert_eq!(exposed_files(&path, &c), Vec::<String>::new());
+    }
 
     const MINIMAL: &str = "
 homeserver:

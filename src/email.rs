@@ -116,6 +116,15 @@ impl Mailer {
     }
 }
 
+/// A mail server's answer as it may be logged: mail servers quote the
+/// addresses they refuse, and an owner's address stays out of the logs.
+fn loggable(error: &impl std::fmt::Display) -> String {
+    static ADDRESS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+").expect("a valid pattern")
+    });
+    ADDRESS.replace_all(&error.to_string(), "[address]").into_owned()
+}
+
 fn failed(owner: &ruma::OwnedUserId, to: &str, reason: String) -> Vec<FollowUp> {
     let result = Internal::MailFailed { owner: owner.clone(), to: to.to_owned(), reason };
     vec![FollowUp { internal: true, raw: serde_json::to_vec(&result).expect("results serialize") }]
@@ -138,11 +147,11 @@ impl Performer for Mailer {
                     return Ok(Vec::new());
                 }
                 Err(e) if e.is_permanent() || attempt == ATTEMPTS => {
-                    tracing::warn!(%owner, message_id, error = %e, "e-mail failed; telling the owner");
+                    tracing::warn!(%owner, message_id, error = loggable(&e), "e-mail failed; telling the owner");
                     return Ok(failed(owner, to, format!("the mail server said: {e}")));
                 }
                 Err(e) => {
-                    tracing::warn!(%owner, message_id, error = %e, retry_in = ?delay, "e-mail failed; will retry");
+                    tracing::warn!(%owner, message_id, error = loggable(&e), retry_in = ?delay, "e-mail failed; will retry");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
@@ -155,6 +164,14 @@ impl Performer for Mailer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mail_server_answers_are_logged_without_addresses() {
+        let answer = "permanent error (550): 5.1.1 <alice.o+gk@mail.example.org>: Recipient address rejected";
+        assert_eq!(loggable(&answer), "permanent error (550): 5.1.1 <[address]>: Recipient address rejected");
+        // Matrix IDs are no addresses.
+        assert_eq!(loggable(&"@alice:example.org"), "@alice:example.org");
+    }
 
     #[tokio::test]
     async fn an_unreachable_mail_server_is_retried_then_reported_not_blocking_forever() {

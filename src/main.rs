@@ -97,7 +97,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whatever Gatekeeper writes while it runs (the database, matrix-sdk's
+/// store, the session) is its user's only: files are created 0600 and
+/// directories 0700 whatever umask it was started with. The stores also
+/// make themselves private when opened; this covers the files they make
+/// later. Not for `generate-registration`: the homeserver, often another
+/// user, must read the registration.
+fn private_files() {
+    // SAFETY: umask only sets the process's file mode mask; no memory is touched.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if matches!(
+        cli.command,
+        Command::Run { .. } | Command::Login { .. } | Command::Logout { .. } | Command::Inspect { .. }
+    ) {
+        private_files();
+    }
     match cli.command {
         Command::GenerateRegistration { config, output, force } => {
             let config = load(&config)?;
@@ -129,6 +148,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(reg) => problems.extend(reg.mismatches(&config)),
                     Err(e) => problems.push(format!("{e:#} (create it with `gatekeeper generate-registration`)")),
                 }
+            }
+            // Warnings, not problems: a homeserver running as another user
+            // may need to read the registration through its group.
+            for warning in config::exposed_files(&path, &config) {
+                println!("{warning}");
             }
             if problems.is_empty() {
                 println!("{}: OK", path.display());

@@ -59,13 +59,20 @@ fn fresh_passphrase() -> anyhow::Result<Secret> {
     Ok(Secret::new(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
 }
 
-async fn sdk_client(homeserver: &str, store: &Path, passphrase: &Secret) -> anyhow::Result<Client> {
-    Client::builder()
+/// matrix-sdk's store, in `client.store` (which also holds the session
+/// file). SQLite makes its files with the process umask, so the whole
+/// directory is made readable by Gatekeeper's user only once it is open.
+async fn sdk_client(homeserver: &str, client: &ClientConfig, passphrase: &Secret) -> anyhow::Result<Client> {
+    let store = sdk_path(client);
+    let sdk = Client::builder()
         .homeserver_url(homeserver)
-        .sqlite_store(store, Some(passphrase.expose()))
+        .sqlite_store(&store, Some(passphrase.expose()))
         .build()
         .await
-        .with_context(|| format!("opening matrix-sdk's store at {}", store.display()))
+        .with_context(|| format!("opening matrix-sdk's store at {}", store.display()))?;
+    crate::store::private::make_private(&client.store)
+        .with_context(|| format!("making {} private", client.store.display()))?;
+    Ok(sdk)
 }
 
 /// Written whole to a temporary file, then renamed: a crash leaves the old
@@ -93,6 +100,14 @@ fn create_private_dir(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Signs in as a new device named `client.device_name` and keeps the session.
+///
+/// A login that fails leaves nothing behind that could block the next one:
+/// matrix-sdk's store is encrypted with a passphrase that is kept only in
+/// the session file, so a store without a session file (a failed login, or
+/// one that crashed before the session was written) can never be opened
+/// again. Such a store is removed, before the login and after a failed
+/// one. A store with a session file is never touched: `login` refuses to
+/// run while one exists.
 pub async fn login(config: &Config, credentials: Credentials) -> anyhow::Result<Session> {
     let client_config = config.client()?;
     let path = session_path(client_config);
@@ -103,9 +118,37 @@ pub async fn login(config: &Config, credentials: Credentials) -> anyhow::Result<
     // Before the login: a session must never sit on a half-reset store.
     super::start_over(config)?;
     create_private_dir(&client_config.store)?;
+    remove_orphaned_store(client_config)?;
+    match sign_in(config, client_config, credentials, wanted, &path).await {
+        Ok(session) => Ok(session),
+        Err(e) => {
+            if !path.exists() {
+                remove_orphaned_store(client_config)?;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// matrix-sdk's store when no session file says how to open it.
+fn remove_orphaned_store(client: &ClientConfig) -> anyhow::Result<()> {
+    let sdk = sdk_path(client);
+    if session_path(client).exists() || !sdk.exists() {
+        return Ok(());
+    }
+    std::fs::remove_dir_all(&sdk).with_context(|| format!("removing {} (left by a failed login)", sdk.display()))
+}
+
+async fn sign_in(
+    config: &Config,
+    client_config: &ClientConfig,
+    credentials: Credentials,
+    wanted: OwnedUserId,
+    path: &Path,
+) -> anyhow::Result<Session> {
     let passphrase = fresh_passphrase()?;
     let homeserver = config.homeserver.url.trim_end_matches('/').to_owned();
-    let sdk = sdk_client(&homeserver, &sdk_path(client_config), &passphrase).await?;
+    let sdk = sdk_client(&homeserver, client_config, &passphrase).await?;
     match credentials {
         Credentials::Password(password) => {
             sdk.matrix_auth()
@@ -139,7 +182,7 @@ pub async fn login(config: &Config, credentials: Credentials) -> anyhow::Result<
         access_token: Secret::new(session.tokens.access_token.clone()),
         store_passphrase: passphrase,
     };
-    write_private(&path, &serde_json::to_vec_pretty(&file)?)?;
+    write_private(path, &serde_json::to_vec_pretty(&file)?)?;
     Ok(Session {
         sdk,
         user_id: session.meta.user_id,
@@ -170,7 +213,7 @@ pub async fn restore(config: &Config) -> anyhow::Result<Session> {
     if homeserver != now {
         tracing::info!(logged_in_at = %homeserver, using = %now, "the homeserver URL changed since the login");
     }
-    let sdk = sdk_client(now, &sdk_path(client_config), &store_passphrase).await?;
+    let sdk = sdk_client(now, client_config, &store_passphrase).await?;
     let session = MatrixSession {
         meta: SessionMeta { user_id: user_id.clone(), device_id: device_id.clone() },
         tokens: SessionTokens { access_token: access_token.expose().to_owned(), refresh_token: None },

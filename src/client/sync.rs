@@ -239,11 +239,18 @@ pub fn with_room_id(json: &str, room_id: &RoomId) -> Option<Vec<u8>> {
 
 /// The owner's invite, rebuilt from the stripped state a sync gives for it:
 /// the member event itself, with the rest of the stripped state under
-/// `unsigned.invite_room_state` as an appservice sees it. Stripped events
-/// carry no event ID; a stable one is derived, so the same invite read
+/// `unsigned.invite_room_state` as an appservice sees it.
+///
+/// Who invited is read from the genuine invite event only. The homeserver
+/// puts the inviting server's `invite_room_state` first (unverified: a
+/// remote server writes whatever it likes there, member events for the
+/// owner "sent" by anyone included) and the invite event itself last, with
+/// its event ID. So the inviter is the *last* stripped member event for the
+/// owner with membership `invite`, and where the sync gives that event's ID
+/// it is used. Otherwise a stable ID is derived, so the same invite read
 /// twice is recognised as one.
 pub fn invite_event(room_id: &RoomId, stripped: &[Value], owner: &UserId) -> Option<Value> {
-    let member = stripped.iter().find(|e| {
+    let member = stripped.iter().rev().find(|e| {
         e["type"] == "m.room.member"
             && e["state_key"] == owner.as_str()
             && e["content"]["membership"] == "invite"
@@ -310,6 +317,57 @@ mod tests {
         assert_eq!(event["event_id"], again["event_id"]);
         let other = invite_event(room_id!("!q:x.org"), &stripped(), user_id!("@o:x.org")).unwrap();
         assert_ne!(event["event_id"], other["event_id"]);
+    }
+
+    /// An invite as Synapse's `/sync` gives it, read through matrix-sdk's
+    /// types: the inviting server's `invite_room_state` first (here forged:
+    /// it names the owner's friend as the inviter), the genuine invite event
+    /// last.
+    fn synced_invite(room: &RoomId, forged: Vec<Value>, genuine: Value) -> Vec<Value> {
+        let mut events = forged;
+        events.push(genuine);
+        let invited: ruma::api::client::sync::sync_events::v3::InvitedRoom =
+            serde_json::from_value(json!({"invite_state": {"events": events}})).unwrap();
+        let mut response = SyncResponse::default();
+        response.rooms.invited.insert(room.to_owned(), invited);
+        let (events, undecryptable) = inbox_events(&response, user_id!("@o:x.org"));
+        assert!(undecryptable.is_empty());
+        events.iter().map(|raw| serde_json::from_slice(raw).unwrap()).collect()
+    }
+
+    #[test]
+    fn the_inviter_is_the_genuine_invite_event_not_the_forged_stripped_state() {
+        let room = room_id!("!r:evil.org");
+        let forged = vec![
+            json!({"type": "m.room.name", "state_key": "", "sender": "@friend:x.org", "content": {"name": "Hi"}}),
+            json!({"type": "m.room.member", "state_key": "@o:x.org", "sender": "@friend:x.org",
+                   "content": {"membership": "invite", "is_direct": true}}),
+            json!({"type": "m.room.member", "state_key": "@friend:x.org", "sender": "@friend:x.org",
+                   "content": {"membership": "join", "displayname": "Friend"}}),
+        ];
+        let genuine = json!({"type": "m.room.member", "state_key": "@o:x.org", "sender": "@s:evil.org",
+                             "event_id": "$genuine", "origin_server_ts": 7,
+                             "content": {"membership": "invite", "is_direct": true},
+                             "unsigned": {"age": 3}});
+        let events = synced_invite(room, forged, genuine);
+        assert_eq!(events.len(), 1, "{events:?}");
+        let raw = serde_json::to_vec(&events[0]).unwrap();
+        let input = crate::pipeline::translate::translate(&raw, false).unwrap().unwrap();
+        let crate::engine::Input::Member { meta, target, .. } = input else { panic!("not a member input: {input:?}") };
+        assert_eq!((meta.sender.as_str(), target.as_str()), ("@s:evil.org", "@o:x.org"));
+        assert_eq!((meta.event_id.as_str(), meta.ts_ms), ("$genuine", 7));
+    }
+
+    #[test]
+    fn a_forged_invite_alone_is_still_read_by_its_last_member_event() {
+        // Without a genuine event after it (no homeserver sends that), the
+        // last member event for the owner is the one read, never the first.
+        let room = room_id!("!r:x.org");
+        let mut state = stripped();
+        state.push(json!({"type": "m.room.member", "state_key": "@o:x.org", "sender": "@later:x.org",
+                          "content": {"membership": "invite"}}));
+        let event = invite_event(room, &state, user_id!("@o:x.org")).unwrap();
+        assert_eq!(event["sender"], "@later:x.org");
     }
 
     #[test]

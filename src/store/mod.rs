@@ -4,6 +4,7 @@
 
 mod memory;
 mod overlay;
+pub mod private;
 mod records;
 mod sled_store;
 mod tally;

@@ -134,6 +134,13 @@ impl SledStore {
         // moment by sled's background I/O threads; another process holding
         // it keeps it for good. So a lock is waited on briefly, then reported.
         let give_up = std::time::Instant::now() + LOCK_WAIT;
+        // Readable by Gatekeeper's user only, whatever the umask: before the
+        // open (the directory), and after it (the files sled made).
+        let private = |what: &str| {
+            super::private::make_private(path)
+                .map_err(|e| backend(format!("making {} private ({what}): {e}", path.display())))
+        };
+        private("before opening")?;
         let db = loop {
             match sled::Config::new().path(path).cache_capacity(cache_capacity_mb * 1024 * 1024).open() {
                 Ok(db) => break db,
@@ -147,6 +154,7 @@ impl SledStore {
             }
         };
         let tree = |name: &str| db.open_tree(name).map_err(backend);
+        private("after opening")?;
         Self {
             txn_by_id: tree("txn_by_id")?,
             inbox_by_seq: tree("inbox_by_seq")?,
@@ -911,6 +919,29 @@ mod tests {
     }
 
     crate::store_conformance!(fresh);
+
+    #[cfg(unix)]
+    #[test]
+    fn the_database_is_readable_by_its_user_only_whatever_the_umask() {
+        use crate::store::private::tests::{open_entries, under_umask_022};
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        under_umask_022(|| {
+            let s = SledStore::open(&path, 4).unwrap();
+            s.accept_transaction("t1", &[br#"{"event_id":"$a","body":"a stranger's words"}"#], 1).unwrap();
+            s.flush().unwrap();
+        });
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o700);
+        assert!(std::fs::read_dir(&path).unwrap().count() > 0);
+        assert_eq!(open_entries(&path), Vec::<(String, u32)>::new());
+        // A database made before this (or by hand) is made private when opened.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(path.join("db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(!open_entries(&path).is_empty());
+        drop(under_umask_022(|| SledStore::open(&path, 4).unwrap()));
+        assert_eq!(open_entries(&path), Vec::<(String, u32)>::new());
+    }
 
     #[test]
     fn everything_survives_reopening() {

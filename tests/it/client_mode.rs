@@ -211,6 +211,13 @@ async fn first_run_starts_from_now_stop_holds_and_an_ended_session_stops_gatekee
     let earlier = early.create_dm(&alice.user_id).await;
     early.send_text(&earlier, "Written before Gatekeeper existed").await;
     let control = opt_in(&mut w, &alice).await;
+    // What Gatekeeper keeps (its database; matrix-sdk's store with the
+    // device's keys and decrypted state; the session) is its user's only,
+    // though the test runs with the usual umask 022.
+    for kept in ["data", "client"] {
+        let open = support::open_to_others(&w.gatekeeper.dir.join(kept));
+        assert!(open.is_empty(), "readable by others: {open:?}");
+    }
     // Had the first sync read them, they would be queued before this command
     // (a later sync), and anything done about them done before its answer.
     assert!(ask(&w, &alice, &control, "pending").await.contains("Nobody is waiting"));
@@ -248,4 +255,28 @@ async fn first_run_starts_from_now_stop_holds_and_an_ended_session_stops_gatekee
     let said = w.gatekeeper.logout();
     assert!(said.contains("Logged out"), "{said}");
     let _ = control;
+}
+
+#[tokio::test]
+async fn a_failed_login_leaves_nothing_that_blocks_the_next_one() {
+    let mut w = World::with_mode(Mode::Client, "").await;
+    let alice = w.synapse.register("alice").await;
+    let out = w.gatekeeper.login_with("not-alices-password");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("logging in"), "{said}");
+    assert!(!w.gatekeeper.logged_in());
+    assert!(!w.gatekeeper.dir.join("client/sdk").exists(), "the failed login's store is left");
+
+    // The right password then works, and Gatekeeper guards the account.
+    let control = opt_in(&mut w, &alice).await;
+    assert!(ask(&w, &alice, &control, "pending").await.contains("Nobody is waiting"));
+
+    // A login while a session exists is refused, and leaves the working
+    // session's store alone: a restart opens it as before.
+    let out = w.gatekeeper.login_with("not-alices-password");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("already logged in"), "{said}");
+    w.gatekeeper.stop();
+    start(&mut w).await;
+    assert!(ask(&w, &alice, &control, "pending").await.contains("Nobody is waiting"));
 }

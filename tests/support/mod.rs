@@ -310,6 +310,8 @@ pub struct Gatekeeper {
     pub registration: PathBuf,
     pub url: String,
     pub mode: Mode,
+    /// Runs log at the configured level (no `RUST_LOG`), as an operator's would.
+    pub default_log_level: bool,
     child: Option<Child>,
     runs: u32,
 }
@@ -355,7 +357,16 @@ impl Gatekeeper {
             .output()
             .unwrap();
         assert!(out.status.success(), "generate-registration: {}", String::from_utf8_lossy(&out.stderr));
-        Gatekeeper { dir: dir.to_owned(), config, registration, url, mode: Mode::Appservice, child: None, runs: 0 }
+        Gatekeeper {
+            dir: dir.to_owned(),
+            config,
+            registration,
+            url,
+            mode: Mode::Appservice,
+            default_log_level: false,
+            child: None,
+            runs: 0,
+        }
     }
 
     /// Writes a client-mode config for `@alice` on a homeserver at `hs_url`.
@@ -380,20 +391,26 @@ impl Gatekeeper {
             registration,
             url: String::new(),
             mode: Mode::Client,
+            default_log_level: false,
             child: None,
             runs: 0,
         }
     }
 
-    /// `gatekeeper login` with the owner's password from the environment.
-    pub fn login(&self) {
-        let out = Command::new(gatekeeper_bin())
+    /// `gatekeeper login` with `password` from the environment: its output.
+    pub fn login_with(&self, password: &str) -> std::process::Output {
+        Command::new(gatekeeper_bin())
             .args(["login", "--config"])
             .arg(&self.config)
-            .env("GATEKEEPER_PASSWORD", Synapse::password(CLIENT_OWNER))
+            .env("GATEKEEPER_PASSWORD", password)
             .env("RUST_LOG", "warn")
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// `gatekeeper login` with the owner's password from the environment.
+    pub fn login(&self) {
+        let out = self.login_with(&Synapse::password(CLIENT_OWNER));
         assert!(
             out.status.success(),
             "login: {}{}",
@@ -443,6 +460,11 @@ impl Gatekeeper {
     }
 
     pub fn start(&mut self, extra_args: &[&str]) {
+        if self.default_log_level {
+            let mut command = self.command(extra_args, "");
+            command.env_remove("RUST_LOG");
+            return self.spawn(command);
+        }
         self.start_with_log_filter(extra_args, "gatekeeper=debug,info");
     }
 
@@ -587,6 +609,26 @@ impl Drop for Gatekeeper {
 }
 
 /// A Synapse and a Gatekeeper registered with it, in one temp directory.
+/// Every file or directory under `dir` that users other than its owner may
+/// read, with its mode.
+pub fn open_to_others(dir: &Path) -> Vec<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut open = Vec::new();
+    let meta = std::fs::symlink_metadata(dir).unwrap();
+    if meta.permissions().mode() & 0o077 != 0 {
+        open.push((dir.to_owned(), meta.permissions().mode() & 0o777));
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !std::fs::symlink_metadata(&path).unwrap().file_type().is_symlink() {
+                open.extend(open_to_others(&path));
+            }
+        }
+    }
+    open
+}
+
 pub struct World {
     // Dropped in this order: processes stop before their directory goes.
     pub gatekeeper: Gatekeeper,
