@@ -41,6 +41,17 @@ pub enum OwnerRecord {
         invites_not_held: (u32, u32),
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         codes_mailed: Vec<u64>,
+        /// What the reply shows strangers (absent before it was its own).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        contact: Option<String>,
+        /// Set when `email` is the confirmed digest address. Records from
+        /// before lack it: their `email` may never have been confirmed (it
+        /// was kept as is where e-mail was not set up), so it is read as
+        /// unconfirmed — neither mailed nor shown.
+        #[serde(default)]
+        email_confirmed: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        email_unconfirmed: Option<String>,
     },
 }
 
@@ -298,6 +309,9 @@ impl From<&OwnerState> for OwnerRecord {
             digest_when_empty: o.digest_when_empty,
             invites_not_held: tally_pair(o.invites_not_held),
             codes_mailed: o.codes_mailed,
+            contact: o.contact,
+            email_confirmed: true,
+            email_unconfirmed: o.email_unconfirmed,
             email_pending: o.email_pending.map(|p| PendingEmailV1 {
                 address: p.address,
                 code: p.code,
@@ -332,7 +346,11 @@ impl From<OwnerRecord> for OwnerState {
             digest_when_empty,
             invites_not_held,
             codes_mailed,
+            contact,
+            email_confirmed,
+            email_unconfirmed,
         } = r;
+        let (email, email_unconfirmed) = if email_confirmed { (email, email_unconfirmed) } else { (None, email) };
         OwnerState {
             // An entry that no longer parses is dropped, not fatal.
             last_list: last_list.iter().filter_map(|s| s.parse().ok()).collect(),
@@ -347,6 +365,8 @@ impl From<OwnerRecord> for OwnerState {
             digest_when_empty,
             invites_not_held: tally_of(invites_not_held),
             codes_mailed,
+            contact,
+            email_unconfirmed,
             email_pending: email_pending.map(|p| PendingEmail {
                 address: p.address,
                 code: p.code,
@@ -663,6 +683,27 @@ pub fn owner_prefix(owner: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An owner record from before the digest address and the contact
+    /// were apart: its address may never have been confirmed, so it is
+    /// neither mailed nor shown, only offered back; a confirmed one written
+    /// since reads as it was written.
+    #[test]
+    fn an_older_owners_address_is_kept_as_unconfirmed_and_a_new_one_round_trips() {
+        let old = br#"{"v":"1","user_id":"@a:x.org","control_room":"!c:x.org","since_ms":1,"displayname":null,
+            "reply_template":null,"email":"a@x.org","reply_window_start_ms":0,"replies_in_window":0,"last_list":[],
+            "paused_until_ms":null,"reply_interval_ms":null,"timezone":null,"digest_minute":null,
+            "retention_ms":null,"digest_last_slot_ms":null,"digest_last_sent_ms":null,"email_pending":null}"#;
+        let o: OwnerState = decode::<OwnerRecord>("owner", old).unwrap().into();
+        assert_eq!((o.email, o.contact, o.email_unconfirmed.as_deref()), (None, None, Some("a@x.org")));
+        let confirmed = OwnerState {
+            email: Some("a@x.org".into()),
+            contact: Some("office@x.org".into()),
+            ..OwnerState::new("@a:x.org".try_into().unwrap(), "!c:x.org".try_into().unwrap(), 1)
+        };
+        let back: OwnerState = decode::<OwnerRecord>("owner", &encode(&OwnerRecord::from(&confirmed))).unwrap().into();
+        assert_eq!(back, confirmed);
+    }
 
     /// A captured message stored before retention counted from receipt
     /// still reads, with the sender's time standing in for the receipt.

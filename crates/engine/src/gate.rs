@@ -437,7 +437,7 @@ fn maybe_reply(
         return d.outcome(Outcome::ReplySuppressed);
     }
     let name = owner.displayname.clone().unwrap_or_else(|| owner.user_id.localpart().to_owned());
-    let text = texts::etiquette(owner.reply_template.as_deref(), &name, owner.email.as_deref(), encrypted);
+    let text = texts::etiquette(owner.reply_template.as_deref(), &name, owner.contact.as_deref(), encrypted);
     d.change(StateChange::PutRoom(meta.room_id.clone(), RoomState::Held(HeldRoom { replied: true, ..held.clone() })))
         .change(StateChange::PutStranger {
             owner: held.owner.clone(),

@@ -17,10 +17,16 @@ pub struct OwnerState {
     pub displayname: Option<String>,
     /// The owner's own etiquette reply text; `None` uses the default.
     pub reply_template: Option<String>,
-    /// The owner's e-mail address: shown to strangers in the etiquette
-    /// reply, and (where e-mail is set up) where digests go. Verified
-    /// before use when e-mail is set up.
+    /// The digest address: where digests are mailed. Always one the owner
+    /// confirmed with a mailed code; never shown to anyone.
     pub email: Option<String>,
+    /// What the owner chose to show strangers in the automatic reply
+    /// (`{contact}`): an address or a short text. None by default.
+    pub contact: Option<String>,
+    /// An address kept from before the two were separate, when it is not
+    /// known to have been confirmed: neither mailed nor shown, only
+    /// offered back in `settings`.
+    pub email_unconfirmed: Option<String>,
     /// An address waiting for its verification code.
     pub email_pending: Option<PendingEmail>,
     /// How Gatekeeper's messages in the control room (digests) notify;
@@ -85,6 +91,8 @@ impl OwnerState {
             displayname: None,
             reply_template: None,
             email: None,
+            contact: None,
+            email_unconfirmed: None,
             email_pending: None,
             notify: None,
             digest_when_empty: false,

@@ -49,7 +49,7 @@ impl Handler for Reply {
 /// The reply as a stranger would get it from `owner`, introduced.
 pub(super) fn preview(owner: &OwnerState, config: &EngineConfig) -> Text {
     let name = owner.displayname.clone().unwrap_or_else(|| owner.user_id.localpart().to_owned());
-    let rendered = texts::etiquette(owner.reply_template.as_deref(), &name, owner.email.as_deref(), false);
+    let rendered = texts::etiquette(owner.reply_template.as_deref(), &name, owner.contact.as_deref(), false);
     let interval = owner.reply_interval_ms.unwrap_or(config.reply_interval_ms);
     texts::reply_preview(&rendered, owner.reply_template.is_some(), &texts::format_duration(interval))
 }

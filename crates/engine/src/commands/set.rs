@@ -8,7 +8,7 @@ use crate::{Decision, Effect, OwnerState, PendingEmail, StateChange, mail, rules
 pub(super) const SPEC: Spec = Spec {
     name: "set",
     aliases: &[],
-    usage: "set <reply|reply-interval|email|timezone|digest-time|retention|notify|empty-digest> <value>",
+    usage: "set <reply|reply-interval|email|contact|timezone|digest-time|retention|notify|empty-digest> <value>",
     summary: "change a setting",
     parse,
 };
@@ -18,6 +18,8 @@ pub const MAX_TEMPLATE: usize = 2000;
 
 /// Shortest and longest time messages may be kept.
 const MIN_RETENTION_MS: u64 = 86_400_000;
+/// Longest contact text: one line in the reply.
+const MAX_CONTACT: usize = 200;
 const MAX_RETENTION_MS: u64 = 365 * 86_400_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +27,10 @@ pub enum Setting {
     /// The owner's own etiquette reply.
     Reply(String),
     ReplyInterval(u64),
-    /// `None`: no address (`set email off`).
+    /// The digest address; `None`: none (`set email off`).
     Email(Option<String>),
+    /// What the reply shows strangers; `None`: nothing (`set contact off`).
+    Contact(Option<String>),
     Timezone(String),
     /// Minutes after local midnight.
     DigestMinute(u16),
@@ -57,6 +61,11 @@ fn setting(key: &str, value: &str) -> Result<Setting, String> {
         "reply-interval" => parse_duration(value).map(Setting::ReplyInterval),
         "email" if value.eq_ignore_ascii_case("off") => Ok(Setting::Email(None)),
         "email" => check_email(value).map(|e| Setting::Email(Some(e))),
+        "contact" if value.eq_ignore_ascii_case("off") => Ok(Setting::Contact(None)),
+        "contact" if value.chars().count() > MAX_CONTACT || value.chars().any(char::is_control) => {
+            Err(texts::contact_too_long(MAX_CONTACT))
+        }
+        "contact" => Ok(Setting::Contact(Some(value.to_owned()))),
         "timezone" if is_time_zone(value) => Ok(Setting::Timezone(value.to_owned())),
         "timezone" => Err(texts::not_a_time_zone(value)),
         "digest-time" => clock_time(value).map(Setting::DigestMinute),
@@ -129,9 +138,18 @@ impl Handler for Setting {
                         })
                         .effect(ctx.reply(texts::code_sent(&address)));
                 }
-                None => (OwnerState { email: Some(address.clone()), ..o }, texts::email_in_reply(&address)),
+                // Without e-mail nothing can confirm the address: it is not
+                // stored, or it would be mailed unconfirmed once e-mail is
+                // set up.
+                None => return ctx.answer(texts::no_mail_here()),
             },
-            Setting::Email(None) => (OwnerState { email: None, email_pending: None, ..o }, texts::email_removed()),
+            Setting::Contact(contact) => {
+                let said = texts::contact_set(contact.as_deref());
+                (OwnerState { contact, ..o }, said)
+            }
+            Setting::Email(None) => {
+                (OwnerState { email: None, email_pending: None, email_unconfirmed: None, ..o }, texts::email_removed())
+            }
             Setting::Timezone(zone) => {
                 let said = texts::time_zone_set(&zone);
                 (OwnerState { timezone: Some(zone), ..o }, said)

@@ -63,16 +63,26 @@ fn settings_are_validated_shown_and_used() {
     assert_eq!(o.reply_interval_ms, Some(86_400_000));
     let bad = decide(&control(), &text(ALICE, CONTROL, "set timezone Mars/Base"), NOW, &config());
     assert!(bad.changes.is_empty());
+    // Without e-mail nothing can confirm a digest address: none is kept,
+    // so none is ever mailed unconfirmed once e-mail is set up.
     let d = decide(&control(), &text(ALICE, CONTROL, "set email me@alice.example"), NOW, &config());
-    assert!(
-        d.changes
-            .iter()
-            .any(|c| matches!(c, StateChange::PutOwner(o) if o.email.as_deref() == Some("me@alice.example")))
-    );
+    assert!(d.changes.is_empty(), "{d:?}");
+    assert!(notice_body(&d).contains("set contact"), "{}", notice_body(&d));
+    let d = decide(&control(), &text(ALICE, CONTROL, "set contact me@alice.example"), NOW, &config());
+    let Some(StateChange::PutOwner(o)) = d.changes.first() else { panic!("{d:?}") };
+    assert_eq!((o.contact.as_deref(), o.email.as_deref()), (Some("me@alice.example"), None));
+    let bad = decide(&control(), &text(ALICE, CONTROL, &format!("set contact {}", "x".repeat(201))), NOW, &config());
+    assert!(bad.changes.is_empty());
     let shown = notice_body(&decide(&control(), &text(ALICE, CONTROL, "settings"), NOW, &config()));
-    for key in
-        ["reply-interval: 1w", "email: off", "timezone: UTC", "digest-time: 08:00", "retention: 4w2d", "paused: no"]
-    {
+    for key in [
+        "reply-interval: 1w",
+        "email (digests, never shown): off",
+        "contact (shown in your reply): off",
+        "timezone: UTC",
+        "digest-time: 08:00",
+        "retention: 4w2d",
+        "paused: no",
+    ] {
         assert!(shown.contains(key), "{key} missing in {shown}");
     }
     // The owner's interval is what the gate uses.

@@ -104,3 +104,34 @@ fn the_reply_goes_only_where_the_owner_and_the_stranger_are_alone_and_a_crowded_
     assert!(decide(&held(true), &other, NOW, &config()).is_empty());
     assert!(decide(&with_owner(Snapshot::default()), &crowded, NOW, &config()).is_empty());
 }
+
+#[test]
+fn the_reply_shows_the_contact_the_owner_chose_never_the_digest_address() {
+    let mut s = held(true);
+    s.owners.insert(uid(ALICE), OwnerState { email: Some("digests@alice.example".into()), ..owner() });
+    let body = notice_body(&decide(&s, &text(STRANGER, HELD, "hello"), NOW, &config()));
+    assert!(!body.contains("digests@alice.example"), "{body}");
+    assert!(!body.contains("If it can't wait"), "{body}");
+    s.owners.insert(
+        uid(ALICE),
+        OwnerState {
+            email: Some("digests@alice.example".into()),
+            contact: Some("office@alice.example".into()),
+            ..owner()
+        },
+    );
+    let body = notice_body(&decide(&s, &text(STRANGER, HELD, "hello"), NOW, &config()));
+    assert!(body.contains("you can also reach Alice at office@alice.example"), "{body}");
+    assert!(!body.contains("digests@alice.example"), "{body}");
+    // An older template's `{email}` is the contact too.
+    s.owners.insert(
+        uid(ALICE),
+        OwnerState {
+            email: Some("digests@alice.example".into()),
+            reply_template: Some("Write to {email} or {contact}".into()),
+            ..owner()
+        },
+    );
+    let body = notice_body(&decide(&s, &text(STRANGER, HELD, "hello"), NOW, &config()));
+    assert!(!body.contains("digests@alice.example"), "{body}");
+}

@@ -434,7 +434,14 @@ pub fn settings(o: &OwnerState, reply_interval_ms: u64, retention_ms: u64, now_m
             if o.reply_template.is_some() { "your own text (see `reply`)" } else { "the default (see `reply`)" }
         ),
         format!("reply-interval: {}", format_duration(reply_interval_ms)),
-        format!("email: {}", o.email.as_deref().unwrap_or("off")),
+        format!("email (digests, never shown): {}", o.email.as_deref().unwrap_or("off")),
+        format!("contact (shown in your reply): {}", o.contact.as_deref().unwrap_or("off")),
+        match &o.email_unconfirmed {
+            Some(a) => format!(
+                "an earlier address, {a}, was never confirmed, so it is neither mailed nor shown: `set email {a}` confirms it for digests, `set contact {a}` shows it in your reply"
+            ),
+            None => String::new(),
+        },
         format!("timezone: {}", o.timezone.as_deref().unwrap_or("UTC")),
         format!("digest-time: {:02}:{:02}", minute / 60, minute % 60),
         format!("retention: {}", format_duration(retention_ms)),
@@ -446,6 +453,7 @@ pub fn settings(o: &OwnerState, reply_interval_ms: u64, retention_ms: u64, now_m
             _ => "paused: no".to_owned(),
         },
     ];
+    let items: Vec<String> = items.into_iter().filter(|i| !i.is_empty()).collect();
     list("Your settings (change one with `set <key> <value>`):", &items)
 }
 
@@ -469,14 +477,29 @@ pub fn code_sent(address: &str) -> Text {
 }
 
 /// `set email` where e-mail is not set up: the address only goes into the reply.
-pub fn email_in_reply(address: &str) -> Text {
-    plain(&format!(
-        "The automatic reply now mentions {address}. (E-mail is not set up on this server, so digests stay here.)"
-    ))
+/// `set email` where e-mail is not set up: nothing could confirm it.
+pub fn no_mail_here() -> Text {
+    plain(
+        "E-mail is not set up on this server, so digests stay here and no address is kept. To show strangers an address in your automatic reply, use `set contact <address>`.",
+    )
 }
 
 pub fn email_removed() -> Text {
-    plain("Your e-mail address is removed: no more e-mailed digests, and the automatic reply no longer mentions it.")
+    plain("Your digest address is removed: no more e-mailed digests.")
+}
+
+/// `set contact`: what strangers are shown from now on.
+pub fn contact_set(contact: Option<&str>) -> Text {
+    match contact {
+        Some(c) => plain(&format!(
+            "Strangers now see “{c}” in your automatic reply, as a way to reach you (`reply` shows it; `set contact off` removes it)."
+        )),
+        None => plain("Your automatic reply no longer shows a way to reach you."),
+    }
+}
+
+pub fn contact_too_long(max: usize) -> String {
+    format!("A contact is one line of at most {max} characters: an address, or a few words.")
 }
 
 pub fn time_zone_set(zone: &str) -> Text {

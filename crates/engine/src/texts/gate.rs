@@ -8,7 +8,8 @@ pub fn you_are_allowed(name: &str) -> Text {
 }
 
 /// The default etiquette reply. `{name}` is the owner, `{email_sentence}`
-/// becomes a sentence with the owner's address, or nothing.
+/// becomes a sentence with what the owner chose to show strangers
+/// (`set contact`), or nothing.
 pub const DEFAULT_REPLY: &str = "Hi, and thank you for your message! It has been kept, and {name} will read it. \
 {name} reads first messages from new contacts once a day, in a summary, rather than as instant messages: \
 a chat message asks for attention right now in a way a short email doesn't. You may hear back after that.{email_sentence}\n\n\
@@ -16,12 +17,17 @@ a chat message asks for attention right now in a way a short email doesn't. You 
 
 /// Renders the etiquette reply from the owner's template (or the default).
 /// Only the owner's own text reaches it, and it is escaped for HTML.
-pub fn etiquette(template: Option<&str>, name: &str, email: Option<&str>, encrypted: bool) -> Text {
-    let email_sentence = email.map(|e| format!(" If it can't wait, you can also write to {e}.")).unwrap_or_default();
+///
+/// `{contact}` (and `{email}`, its name in older templates) is the contact
+/// text, never the digest address: that one is private.
+pub fn etiquette(template: Option<&str>, name: &str, contact: Option<&str>, encrypted: bool) -> Text {
+    let email_sentence =
+        contact.map(|c| format!(" If it can't wait, you can also reach {name} at {c}.")).unwrap_or_default();
     let mut plain = template
         .unwrap_or(DEFAULT_REPLY)
         .replace("{email_sentence}", &email_sentence)
-        .replace("{email}", email.unwrap_or(""))
+        .replace("{contact}", contact.unwrap_or(""))
+        .replace("{email}", contact.unwrap_or(""))
         .replace("{name}", name);
     if encrypted {
         plain.push_str(
