@@ -112,7 +112,28 @@ pub struct GateConfig {
     /// the owner is told; it holds up only its own room meanwhile.
     #[serde(default = "default_effect_retry_for", deserialize_with = "native_or_text")]
     pub effect_retry_for: HumanDuration,
+    /// A sender who invites this many owners within an hour is a wave: no
+    /// automatic reply, grouped in the digest.
+    #[serde(default = "default_wave_owners_per_sender", deserialize_with = "native_or_text")]
+    pub wave_owners_per_sender: u32,
+    /// This many new senders from one server (not the owners' own) within
+    /// an hour are a wave.
+    #[serde(default = "default_wave_senders_per_server", deserialize_with = "native_or_text")]
+    pub wave_senders_per_server: u32,
 }
+
+fn default_wave_owners_per_sender() -> u32 {
+    3
+}
+
+fn default_wave_senders_per_server() -> u32 {
+    20
+}
+
+/// The thresholds' bounds: a wave record keeps up to its threshold of
+/// entries, so this bounds what one sender or server costs.
+pub const WAVE_OWNERS_RANGE: std::ops::RangeInclusive<u32> = 2..=100;
+pub const WAVE_SENDERS_RANGE: std::ops::RangeInclusive<u32> = 2..=1000;
 
 fn default_effect_retry_for() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(24 * 3600))
@@ -132,6 +153,8 @@ impl Default for GateConfig {
             notify_allowed: false,
             housekeeping_interval: default_housekeeping(),
             effect_retry_for: default_effect_retry_for(),
+            wave_owners_per_sender: default_wave_owners_per_sender(),
+            wave_senders_per_server: default_wave_senders_per_server(),
         }
     }
 }
@@ -485,6 +508,20 @@ pub fn check(config: &Config) -> Vec<String> {
     let retry_for = config.gate.effect_retry_for.0;
     if retry_for < std::time::Duration::from_secs(1) || retry_for > std::time::Duration::from_secs(30 * 86_400) {
         problems.push("gate.effect_retry_for: must be between 1s and 30d (24h is the default)".into());
+    }
+    if !WAVE_OWNERS_RANGE.contains(&config.gate.wave_owners_per_sender) {
+        problems.push(format!(
+            "gate.wave_owners_per_sender: must be between {} and {} (3 is the default)",
+            WAVE_OWNERS_RANGE.start(),
+            WAVE_OWNERS_RANGE.end()
+        ));
+    }
+    if !WAVE_SENDERS_RANGE.contains(&config.gate.wave_senders_per_server) {
+        problems.push(format!(
+            "gate.wave_senders_per_server: must be between {} and {} (20 is the default)",
+            WAVE_SENDERS_RANGE.start(),
+            WAVE_SENDERS_RANGE.end()
+        ));
     }
     if config.database.cache_capacity_mb == 0 {
         problems.push("database.cache_capacity_mb: must be at least 1".into());

@@ -59,6 +59,8 @@ fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
             })
         }),
         client_mode: false,
+        wave_owners_per_sender: config.gate.wave_owners_per_sender,
+        wave_senders_per_server: config.gate.wave_senders_per_server,
     })
 }
 

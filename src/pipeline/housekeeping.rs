@@ -30,7 +30,7 @@ pub async fn queue_due_ticks(shared: Shared, interval: Duration) {
         let (s, t, now) = (store.clone(), tick.clone(), clock.now_ms());
         let queued = tokio::task::spawn_blocking(move || {
             let due = due_now(s.as_ref(), now, false)?;
-            if due.expired.is_empty() && due.unpause.is_empty() && due.digests.is_empty() {
+            if due.expired.is_empty() && due.unpause.is_empty() && due.digests.is_empty() && due.replies.is_empty() {
                 return Ok(false);
             }
             s.push_internal(&t).map(|()| true)
@@ -57,6 +57,8 @@ pub async fn prune(shared: Shared, default_retention: Duration) {
         let pruned = tokio::task::spawn_blocking(move || {
             let txns = s.prune_transactions(txns_before)?;
             s.prune_quarantine(now.saturating_sub(QUARANTINE_MEMORY.as_millis() as u64), QUARANTINE_KEEP)?;
+            // Wave records past their window (and memory) say nothing.
+            s.prune_waves(now)?;
             let mut messages = 0;
             for owner in s.owners()? {
                 let keep = owner.retention_ms.unwrap_or(default_retention);

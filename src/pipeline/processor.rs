@@ -10,9 +10,11 @@ use tokio::sync::watch;
 use super::Shared;
 use super::clock::Clock;
 use super::translate::translate;
-use crate::engine::{self, Decision, Due, DueDigest, EngineConfig, Input, StateChange, schedule};
+use crate::engine::{
+    self, Decision, Due, DueDigest, DueReplies, EngineConfig, Input, OwnerState, StateChange, schedule,
+};
 use crate::metrics::METRICS;
-use crate::store::{Lookups, Overlay, Store, StoreError, assemble_snapshot};
+use crate::store::{Lookups, Overlay, Store, StoreError, assemble_snapshot, read_waves};
 
 pub const BATCH: usize = 100;
 
@@ -76,6 +78,9 @@ pub(crate) fn process_up_to(
         let reads = engine::reads(&input);
         let mut snapshot =
             assemble_snapshot(&pending.overlay, reads.room.as_deref(), &reads.users, reads.related.as_deref())?;
+        if let Some(sender) = &reads.waves {
+            snapshot.waves = read_waves(&pending.overlay, sender)?;
+        }
         if let Some(owner) = engine::overview_read(&snapshot, &input) {
             pending.commit()?;
             snapshot.overview = Some(store.overview(&owner)?);
@@ -248,8 +253,29 @@ pub fn due_now(store: &dyn Store, now: u64, with_overviews: bool) -> Result<Due,
         let minute = owner.digest_minute.unwrap_or(schedule::DEFAULT_MINUTE);
         if let Some(slot_ms) = schedule::due_slot(owner.digest_last_slot_ms, owner.since_ms, now, &tz, minute) {
             let overview = if with_overviews { store.overview(&owner.user_id)? } else { Default::default() };
-            due.digests.push(DueDigest { owner, overview, slot_ms });
+            due.digests.push(DueDigest { owner: owner.clone(), overview, slot_ms });
         }
+        if owner.replies_owed && now.saturating_sub(owner.reply_window_start_ms) >= engine::waves::WINDOW_MS {
+            due.replies.push(owed_replies(store, owner, with_overviews)?);
+        }
+    }
+    Ok(due)
+}
+
+/// What deciding `owner`'s owed replies reads: their overview, and the
+/// stranger entry and wave records of each owed room's inviter.
+fn owed_replies(store: &dyn Store, owner: OwnerState, with_overviews: bool) -> Result<DueReplies, StoreError> {
+    let mut due =
+        DueReplies { overview: Default::default(), strangers: Default::default(), waves: Default::default(), owner };
+    if !with_overviews {
+        return Ok(due);
+    }
+    due.overview = store.overview(&due.owner.user_id)?;
+    for held in due.overview.held.values().filter(|h| h.reply_owed_ms.is_some()) {
+        if let Some(s) = store.stranger(&due.owner.user_id, &held.inviter)? {
+            due.strangers.insert(held.inviter.clone(), s);
+        }
+        due.waves.extend(read_waves(store, &held.inviter)?);
     }
     Ok(due)
 }

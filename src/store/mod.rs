@@ -261,6 +261,13 @@ pub trait Store: Lookups + Send + Sync + 'static {
     /// retention period), by Gatekeeper's clock, not the sender's. Returns
     /// how many went.
     fn prune_deferred(&self, owner: &ruma::UserId, before_ms: u64) -> Result<usize, StoreError>;
+
+    /// Forgets wave records that say nothing any more (past their
+    /// `expires_ms`). Returns how many went.
+    fn prune_waves(&self, now_ms: u64) -> Result<usize, StoreError>;
+
+    /// How many wave records are kept now.
+    fn wave_records(&self) -> Result<usize, StoreError>;
 }
 
 /// How much of a quarantined event is kept: enough to see what it was,
@@ -328,6 +335,23 @@ pub trait Lookups {
         user: &ruma::UserId,
     ) -> Result<Option<crate::engine::StrangerState>, StoreError>;
     fn deferred(&self, owner: &ruma::UserId, event: &EventId) -> Result<Option<crate::engine::Deferred>, StoreError>;
+    /// A sender's or a server's recent invitations, expired or not.
+    fn wave(&self, key: &crate::engine::WaveKey) -> Result<Option<crate::engine::WaveRecord>, StoreError>;
+}
+
+/// The wave records of `sender` (see [`crate::engine::Reads::waves`]), for
+/// the snapshot of an invite or a message.
+pub fn read_waves(
+    l: &(impl Lookups + ?Sized),
+    sender: &ruma::UserId,
+) -> Result<std::collections::BTreeMap<crate::engine::WaveKey, crate::engine::WaveRecord>, StoreError> {
+    let mut waves = std::collections::BTreeMap::new();
+    for key in crate::engine::waves::keys(sender) {
+        if let Some(r) = l.wave(&key)? {
+            waves.insert(key, r);
+        }
+    }
+    Ok(waves)
 }
 
 pub fn assemble_snapshot(

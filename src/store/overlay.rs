@@ -15,7 +15,9 @@ use std::collections::{HashMap, HashSet};
 use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 use super::{Lookups, StoreError};
-use crate::engine::{Contact, Deferred, OwnerState, RoomState, StateChange, StrangerState, Subject};
+use crate::engine::{
+    Contact, Deferred, OwnerState, RoomState, StateChange, StrangerState, Subject, WaveKey, WaveRecord,
+};
 
 type Cache<K, V> = RefCell<HashMap<K, Option<V>>>;
 
@@ -25,6 +27,7 @@ pub struct Overlay<'a> {
     owners: Cache<OwnedUserId, OwnerState>,
     contacts: Cache<(OwnedUserId, Subject), Contact>,
     strangers: Cache<(OwnedUserId, OwnedUserId), StrangerState>,
+    waves: Cache<WaveKey, WaveRecord>,
     deferred: HashMap<(OwnedUserId, OwnedEventId), Option<Deferred>>,
     /// Owners whose contacts, strangers and captures this batch forgot:
     /// whatever the store still holds for them reads as gone.
@@ -52,6 +55,7 @@ impl<'a> Overlay<'a> {
             owners: Default::default(),
             contacts: Default::default(),
             strangers: Default::default(),
+            waves: Default::default(),
             deferred: HashMap::new(),
             forgotten: HashSet::new(),
         }
@@ -94,6 +98,9 @@ impl<'a> Overlay<'a> {
                     self.deferred.retain(|(o, _), _| *o != owner);
                     self.forgotten.insert(owner);
                 }
+                StateChange::PutWave(key, record) => {
+                    self.waves.get_mut().insert(key, Some(record));
+                }
             }
         }
     }
@@ -104,6 +111,7 @@ impl<'a> Overlay<'a> {
         self.owners.get_mut().clear();
         self.contacts.get_mut().clear();
         self.strangers.get_mut().clear();
+        self.waves.get_mut().clear();
         self.deferred.clear();
         self.forgotten.clear();
     }
@@ -138,6 +146,10 @@ impl Lookups for Overlay<'_> {
             return Ok(None);
         }
         self.base.deferred(owner, event)
+    }
+
+    fn wave(&self, key: &WaveKey) -> Result<Option<WaveRecord>, StoreError> {
+        cached(&self.waves, key.clone(), || self.base.wave(key))
     }
 }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::StoreError;
 use crate::engine::{
     AllowSource, Contact, Deferred, Effect, HeldRoom, Match, Media, OwnerState, PendingEmail, PushRule, RoomState,
-    RuleActions, StrangerState, Unreadable,
+    RuleActions, StrangerState, Unreadable, WaveKey, WaveKind, WaveRecord,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -36,6 +36,8 @@ pub enum OwnerRecord {
         notify: Option<String>,
         #[serde(default)]
         digest_when_empty: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        replies_owed: bool,
     },
 }
 
@@ -81,6 +83,12 @@ pub enum RoomRecordV1 {
         /// `not_silenced`); absent in records from before it was kept.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         unreadable: Option<String>,
+        /// Part of a wave (`sender`, `server`); absent before waves.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wave: Option<String>,
+        /// When the hourly cap held its reply back; absent when none is owed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_owed_ms: Option<u64>,
     },
 }
 
@@ -96,6 +104,35 @@ pub enum ContactRecord {
 pub enum StrangerRecord {
     #[serde(rename = "1")]
     V1 { last_reply_ms: Option<u64> },
+}
+
+/// A sender's or a server's recent invitations (see `engine::waves`).
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "v")]
+pub enum WaveRecordV {
+    #[serde(rename = "1")]
+    V1 { seen: Vec<(OwnedUserId, u64)>, wave_ms: Option<u64>, expires_ms: u64 },
+}
+
+impl From<&WaveRecord> for WaveRecordV {
+    fn from(w: &WaveRecord) -> Self {
+        WaveRecordV::V1 { seen: w.seen.clone(), wave_ms: w.wave_ms, expires_ms: w.expires_ms }
+    }
+}
+
+impl From<WaveRecordV> for WaveRecord {
+    fn from(r: WaveRecordV) -> Self {
+        let WaveRecordV::V1 { seen, wave_ms, expires_ms } = r;
+        WaveRecord { seen, wave_ms, expires_ms }
+    }
+}
+
+/// `u\0@user:server` or `s\0server`: one tree for both kinds of wave record.
+pub fn wave_key(key: &WaveKey) -> Vec<u8> {
+    match key {
+        WaveKey::Sender(u) => pair_key("u", u.as_str()),
+        WaveKey::Server(s) => pair_key("s", s.as_str()),
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -262,6 +299,7 @@ impl From<&OwnerState> for OwnerRecord {
             digest_last_sent_ms: o.digest_last_sent_ms,
             notify: o.notify.map(|n| n.as_str().to_owned()),
             digest_when_empty: o.digest_when_empty,
+            replies_owed: o.replies_owed,
             email_pending: o.email_pending.map(|p| PendingEmailV1 {
                 address: p.address,
                 code: p.code,
@@ -294,6 +332,7 @@ impl From<OwnerRecord> for OwnerState {
             email_pending,
             notify,
             digest_when_empty,
+            replies_owed,
         } = r;
         OwnerState {
             // An entry that no longer parses is dropped, not fatal.
@@ -321,6 +360,7 @@ impl From<OwnerRecord> for OwnerState {
             email,
             reply_window_start_ms,
             replies_in_window,
+            replies_owed,
         }
     }
 }
@@ -344,6 +384,8 @@ impl From<&RoomState> for RoomRecord {
                 replied: h.replied,
                 digested: h.digested,
                 unreadable: h.unreadable.map(|u| u.as_str().to_owned()),
+                wave: h.wave.map(|w| w.as_str().to_owned()),
+                reply_owed_ms: h.reply_owed_ms,
             },
         })
     }
@@ -368,6 +410,8 @@ impl From<RoomRecord> for RoomState {
                 replied,
                 digested,
                 unreadable,
+                wave,
+                reply_owed_ms,
             }) => RoomState::Held(HeldRoom {
                 owner,
                 inviter,
@@ -382,6 +426,9 @@ impl From<RoomRecord> for RoomState {
                 // A reason this version does not know reads as "no answer":
                 // still unreadable, still listed.
                 unreadable: unreadable.map(|u| Unreadable::parse(&u).unwrap_or(Unreadable::NoAnswer)),
+                // A kind this version does not know is still a wave.
+                wave: wave.map(|w| WaveKind::parse(&w).unwrap_or(WaveKind::Sender)),
+                reply_owed_ms,
             }),
         }
     }

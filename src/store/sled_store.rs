@@ -10,10 +10,12 @@ use sled::{Transactional, Tree};
 
 use super::records::{
     self, ContactRecord, DeferredRecord, EffectRecord, FailedEffectRecord, OwnerRecord, QuarantineRecord, RoomRecord,
-    StrangerRecord, TxnRecord, pair_key,
+    StrangerRecord, TxnRecord, WaveRecordV, pair_key,
 };
 use super::*;
-use crate::engine::{Contact, Decision, Deferred, Due, RoomState, StateChange, StrangerState, Subject};
+use crate::engine::{
+    Contact, Decision, Deferred, Due, RoomState, StateChange, StrangerState, Subject, WaveKey, WaveRecord,
+};
 
 /// Inbox values start with their source, so a homeserver event can never
 /// be read as one of our look-up results.
@@ -58,6 +60,8 @@ pub struct SledStore {
     contact_by_owner_user: Tree,
     stranger_by_owner_user: Tree,
     deferred_by_owner_event: Tree,
+    /// Wave records, by `records::wave_key`.
+    wave_by_key: Tree,
     quarantine_by_seq: Tree,
     used_link_by_nonce: Tree,
     failed_effect_by_id: Tree,
@@ -132,6 +136,7 @@ impl SledStore {
             contact_by_owner_user: tree("contact_by_owner_user")?,
             stranger_by_owner_user: tree("stranger_by_owner_user")?,
             deferred_by_owner_event: tree("deferred_by_owner_event")?,
+            wave_by_key: tree("wave_by_key")?,
             quarantine_by_seq: tree("quarantine_by_seq")?,
             used_link_by_nonce: tree("used_link_by_nonce")?,
             failed_effect_by_id: tree("failed_effect_by_id")?,
@@ -196,6 +201,12 @@ impl Lookups for SledStore {
     fn deferred(&self, owner: &UserId, event: &EventId) -> Result<Option<Deferred>, StoreError> {
         match self.deferred_by_owner_event.get(pair_key(owner.as_str(), event.as_str())).map_err(|e| self.failed(e))? {
             Some(b) => Ok(Some(records::decode::<DeferredRecord>("deferred", &b)?.into())),
+            None => Ok(None),
+        }
+    }
+    fn wave(&self, key: &WaveKey) -> Result<Option<WaveRecord>, StoreError> {
+        match self.wave_by_key.get(records::wave_key(key)).map_err(|e| self.failed(e))? {
+            Some(b) => Ok(Some(records::decode::<WaveRecordV>("wave", &b)?.into())),
             None => Ok(None),
         }
     }
@@ -376,8 +387,9 @@ impl Store for SledStore {
             &self.stranger_by_owner_user,
             &self.deferred_by_owner_event,
             &self.counters,
+            &self.wave_by_key,
         )
-            .transaction(|(inbox, outbox, owners, rooms, contacts, strangers, deferred, counters)| {
+            .transaction(|(inbox, outbox, owners, rooms, contacts, strangers, deferred, counters, waves)| {
                 // Per-owner keys this attempt wrote (sled may retry the closure).
                 let mut written: Vec<(u8, Vec<u8>)> = Vec::new();
                 let mut processed = 0;
@@ -442,6 +454,9 @@ impl Store for SledStore {
                                     };
                                 }
                                 written.retain(|(_, k)| !k.starts_with(&prefix));
+                            }
+                            StateChange::PutWave(key, record) => {
+                                waves.insert(records::wave_key(key), records::encode(&WaveRecordV::from(record)))?;
                             }
                         }
                     }
@@ -678,6 +693,25 @@ impl Store for SledStore {
             }
         }
         Ok(removed)
+    }
+
+    fn prune_waves(&self, now_ms: u64) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for entry in self.wave_by_key.iter() {
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
+            let w: WaveRecord = records::decode::<WaveRecordV>("wave", &v)?.into();
+            // Compare-and-swap so an invite noted meanwhile keeps its record.
+            if w.expires_ms <= now_ms
+                && self.wave_by_key.compare_and_swap(&k, Some(&v), None::<&[u8]>).map_err(|e| self.failed(e))?.is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn wave_records(&self) -> Result<usize, StoreError> {
+        Ok(self.wave_by_key.len())
     }
 
     fn prune_transactions(&self, before_ms: u64) -> Result<usize, StoreError> {

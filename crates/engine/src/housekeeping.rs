@@ -13,10 +13,18 @@ use super::*;
 pub(super) fn tick(snapshot: &Snapshot, now_ms: u64, config: &EngineConfig) -> Decision {
     let Some(due) = &snapshot.due else { return Decision::default() };
     let mut d = Decision::default();
+    // Owed replies first; a digest for the same owner then starts from
+    // what they changed, so neither write undoes the other.
+    for owed in &due.replies {
+        let late = waves::owed_replies(owed, now_ms, config);
+        d.changes.extend(late.changes);
+        d.effects.extend(late.effects);
+        d.outcomes.extend(late.outcomes);
+    }
     for due_digest in &due.digests {
+        let (owner, overview) = patched(&due_digest.owner, &due_digest.overview, &d.changes);
         let seed = format!("{}:{}", due_digest.owner.user_id, due_digest.slot_ms);
-        let sent =
-            send_digest(&due_digest.owner, &due_digest.overview, Some(due_digest.slot_ms), now_ms, &seed, config);
+        let sent = send_digest(&owner, &overview, Some(due_digest.slot_ms), now_ms, &seed, config);
         d.changes.extend(sent.changes);
         d.effects.extend(sent.effects);
         d.outcomes.extend(sent.outcomes);
@@ -45,6 +53,22 @@ pub(super) fn tick(snapshot: &Snapshot, now_ms: u64, config: &EngineConfig) -> D
             });
     }
     d
+}
+
+/// An owner's record and overview with the owner and held-room changes
+/// already decided in this tick applied.
+fn patched(owner: &OwnerState, overview: &OwnerOverview, changes: &[StateChange]) -> (OwnerState, OwnerOverview) {
+    let (mut owner, mut overview) = (owner.clone(), overview.clone());
+    for change in changes {
+        match change {
+            StateChange::PutOwner(o) if o.user_id == owner.user_id => owner = o.clone(),
+            StateChange::PutRoom(room, RoomState::Held(h)) if h.owner == owner.user_id => {
+                overview.held.insert(room.clone(), h.clone());
+            }
+            _ => {}
+        }
+    }
+    (owner, overview)
 }
 
 /// The digest of everything not yet digested, as notices in the control

@@ -17,6 +17,7 @@ pub mod schedule;
 pub mod state;
 pub mod subject;
 pub mod texts;
+pub mod waves;
 
 use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, UserId};
 use sha2::{Digest, Sha256};
@@ -25,8 +26,9 @@ pub use action::{Effect, Lane, Match, PushRule, RuleActions};
 pub use input::{EventMeta, FailedStep, Input, Membership, Replacement};
 pub use state::Notify;
 pub use state::{
-    AllowSource, Contact, Deferred, Due, DueDigest, HeldRoom, Media, OwnerOverview, OwnerState, PendingEmail,
-    PendingEntry, RoomState, Snapshot, Standing, StateChange, StrangerState, Unreadable,
+    AllowSource, Contact, Deferred, Due, DueDigest, DueReplies, HeldRoom, Media, OwnerOverview, OwnerState,
+    PendingEmail, PendingEntry, RoomState, Snapshot, Standing, StateChange, StrangerState, Unreadable, WaveKey,
+    WaveKind, WaveRecord,
 };
 pub use subject::Subject;
 use texts::Text;
@@ -59,6 +61,12 @@ pub struct EngineConfig {
     /// `bot` is then the owner: Gatekeeper speaks as them, their own
     /// events are theirs (not echoes), and nobody opts in by invitation.
     pub client_mode: bool,
+    /// A sender who invites this many owners within the wave window is a
+    /// wave: no automatic reply, grouped in the digest.
+    pub wave_owners_per_sender: u32,
+    /// This many new senders from one server (not the owners' own) within
+    /// the wave window are a wave.
+    pub wave_senders_per_server: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +92,8 @@ impl EngineConfig {
             mail_secret: None,
             mail_links: None,
             client_mode: false,
+            wave_owners_per_sender: 3,
+            wave_senders_per_server: 20,
         }
     }
 
@@ -119,6 +129,12 @@ pub enum Outcome {
     ReplySuppressed,
     /// A digest is queued as this many notices in the control room.
     DigestSent { notices: usize },
+    /// A reply was due but the sender is part of a wave: none is sent, ever.
+    ReplySuppressedWave,
+    /// An invite made its sender part of a wave (or came from one).
+    WaveInvite,
+    /// A reply the hourly cap held back is queued now that the budget allows.
+    ReplySentLate,
 }
 
 impl Decision {
@@ -154,8 +170,11 @@ pub struct Reads {
     /// The captured message an edit, redaction or repeat refers to.
     pub related: Option<OwnedEventId>,
     /// Everything due now: expired allows, ended pauses, digests with their
-    /// owners' overviews.
+    /// owners' overviews, owed replies.
     pub due: bool,
+    /// The sender whose wave records (their own, and their server's) an
+    /// invite or a stranger's message is decided with.
+    pub waves: Option<OwnedUserId>,
 }
 
 /// The point look-ups an input needs, from the input alone.
@@ -165,6 +184,7 @@ pub fn reads(input: &Input) -> Reads {
         users: input.users(),
         related: input.related_event().cloned(),
         due: matches!(input, Input::Tick),
+        waves: waves::reads(input),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, UserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, UserId};
 
 use super::subject::Subject;
 
@@ -45,6 +45,10 @@ pub struct OwnerState {
     pub digest_last_slot_ms: Option<u64>,
     /// When the last digest went out (scheduled or asked for).
     pub digest_last_sent_ms: Option<u64>,
+    /// Some held DM's etiquette reply was held back by the hourly cap and
+    /// is still owed: the tick after the hour looks at this owner's rooms
+    /// (and only then), and sends what the budget allows, oldest first.
+    pub replies_owed: bool,
 }
 
 impl OwnerState {
@@ -69,6 +73,7 @@ impl OwnerState {
             retention_ms: None,
             digest_last_slot_ms: None,
             digest_last_sent_ms: None,
+            replies_owed: false,
         }
     }
 
@@ -141,6 +146,57 @@ pub struct HeldRoom {
     /// Why Gatekeeper could not read the room, if it gave up: the owner
     /// still decides on the invite, from what the invite said.
     pub unreadable: Option<Unreadable>,
+    /// The inviter was part of a wave: they never get an automatic reply,
+    /// and the digest groups them.
+    pub wave: Option<WaveKind>,
+    /// When the etiquette reply was held back by the owner's hourly cap;
+    /// it is sent later, oldest first, when the budget allows.
+    pub reply_owed_ms: Option<u64>,
+}
+
+/// Why an inviter counts as part of a wave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WaveKind {
+    /// They invited several owners within the wave window.
+    Sender,
+    /// They are one of many new senders from their server within the window.
+    Server,
+}
+
+impl WaveKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaveKind::Sender => "sender",
+            WaveKind::Server => "server",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [WaveKind::Sender, WaveKind::Server].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Whose recent invitations a [`WaveRecord`] counts.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WaveKey {
+    /// The owners one sender invited.
+    Sender(OwnedUserId),
+    /// The new senders seen from one server.
+    Server(OwnedServerName),
+}
+
+/// Recent invitations of one sender (the owners they invited) or from one
+/// server (the new senders seen from it). Bounded: at most the threshold of
+/// entries, all within the wave window; a record past `expires_ms` is dead
+/// and pruned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WaveRecord {
+    /// Who was seen and when, oldest first, distinct users.
+    pub seen: Vec<(OwnedUserId, u64)>,
+    /// When the threshold was last reached: a wave, remembered for a while.
+    pub wave_ms: Option<u64>,
+    /// After this, the record says nothing any more.
+    pub expires_ms: u64,
 }
 
 /// Why a held room could not be read.
@@ -185,6 +241,8 @@ impl HeldRoom {
             replied: false,
             digested: false,
             unreadable: None,
+            wave: None,
+            reply_owed_ms: None,
         }
     }
 }
@@ -326,6 +384,9 @@ pub struct Snapshot {
     pub overview: Option<OwnerOverview>,
     /// Filled for housekeeping ticks: what has come due.
     pub due: Option<Due>,
+    /// The wave records of an inviting or writing sender and of their
+    /// server (see [`crate::Reads::waves`]).
+    pub waves: BTreeMap<WaveKey, WaveRecord>,
 }
 
 /// Time-based changes that have come due.
@@ -337,6 +398,19 @@ pub struct Due {
     pub unpause: Vec<OwnerState>,
     /// Owners whose scheduled digest is due, with everything they have.
     pub digests: Vec<DueDigest>,
+    /// Owners owed etiquette replies whose hourly budget has come back.
+    pub replies: Vec<DueReplies>,
+}
+
+/// An owner with replies owed, and what deciding them reads: their held
+/// rooms and captures, and for each owed room's inviter their stranger
+/// entry and wave records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueReplies {
+    pub owner: OwnerState,
+    pub overview: OwnerOverview,
+    pub strangers: BTreeMap<OwnedUserId, StrangerState>,
+    pub waves: BTreeMap<WaveKey, WaveRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -397,4 +471,6 @@ pub enum StateChange {
     },
     /// Forgets everything kept for an owner: contacts, strangers, deferred.
     ForgetOwnerData(OwnedUserId),
+    /// A sender's or a server's recent invitations (waves).
+    PutWave(WaveKey, WaveRecord),
 }

@@ -17,6 +17,7 @@ mod replies;
 mod security;
 mod tidy;
 mod unreadable;
+mod waves;
 
 use super::*;
 use ruma::OwnedEventId;
@@ -192,6 +193,7 @@ fn due_digest(overview: OwnerOverview, slot: u64) -> Snapshot {
             expired: vec![],
             unpause: vec![],
             digests: vec![DueDigest { owner: owner(), overview, slot_ms: slot }],
+            replies: vec![],
         }),
         ..Default::default()
     }

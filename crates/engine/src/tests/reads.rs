@@ -28,6 +28,7 @@ struct World {
     contacts: BTreeMap<(OwnedUserId, Subject), Contact>,
     strangers: BTreeMap<(OwnedUserId, OwnedUserId), StrangerState>,
     deferred: Vec<Deferred>,
+    waves: BTreeMap<WaveKey, WaveRecord>,
     due: Due,
 }
 
@@ -78,6 +79,13 @@ impl World {
                 snap.related = self.deferred.iter().find(|d| d.owner == *owner && d.event_id == *event).cloned();
             }
         }
+        if let Some(sender) = &declared.waves {
+            for key in crate::waves::keys(sender) {
+                if let Some(r) = self.waves.get(&key) {
+                    snap.waves.insert(key, r.clone());
+                }
+            }
+        }
         snap
     }
 
@@ -100,6 +108,7 @@ impl World {
         let mut snap = self.point_lookups(&reads(input));
         snap.overview = Some(self.overview(owner));
         snap.due = Some(self.due.clone());
+        snap.waves = self.waves.clone();
         snap
     }
 }
@@ -114,6 +123,7 @@ fn world() -> World {
         contacts: BTreeMap::new(),
         strangers: BTreeMap::new(),
         deferred: Vec::new(),
+        waves: BTreeMap::new(),
         due: Due::default(),
     };
     let alice = OwnerState { last_list: vec![usr(STRANGER), usr("@promo:remote.org")], ..owner() };
@@ -152,11 +162,31 @@ fn world() -> World {
     w.contacts.insert((uid(ALICE), Subject::Server("evil.org".try_into().unwrap())), Contact::Blocked { since_ms: 1 });
     w.contacts.insert((uid(BOB), usr(FRIEND)), allowed);
     w.strangers.insert((uid(BOB), uid(STRANGER)), StrangerState { last_reply_ms: Some(NOW - 60_000) });
+    // The promoter invited several owners within the hour: a wave.
+    w.waves.insert(
+        WaveKey::Sender(uid("@promo:remote.org")),
+        WaveRecord { seen: vec![], wave_ms: Some(NOW - 60_000), expires_ms: NOW + 3_600_000 },
+    );
     let alice_overview = w.overview(&uid(ALICE));
+    let bob_owes = OwnerState { replies_owed: true, reply_window_start_ms: NOW - 7_200_000, ..bob.clone() };
+    let mut bob_overview = w.overview(&uid(BOB));
+    bob_overview.held.insert(
+        rid("!owed:remote.org"),
+        HeldRoom {
+            reply_owed_ms: Some(NOW - 5_000_000),
+            ..HeldRoom::new(uid(BOB), uid(FRIEND), true, NOW - 5_000_000)
+        },
+    );
     w.due = Due {
         expired: vec![(uid(BOB), usr(FRIEND))],
         unpause: vec![OwnerState { paused_until_ms: Some(NOW - 1), ..bob }],
         digests: vec![DueDigest { owner: alice, overview: alice_overview, slot_ms: NOW - 5 }],
+        replies: vec![DueReplies {
+            owner: bob_owes,
+            overview: bob_overview,
+            strangers: BTreeMap::new(),
+            waves: BTreeMap::new(),
+        }],
     };
     w
 }
