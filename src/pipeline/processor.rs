@@ -366,6 +366,114 @@ mod snapshot_tests {
 }
 
 #[cfg(test)]
+mod wave_tests {
+    //! Waves through the pipeline: records read and written through a
+    //! batch's overlay, and owed replies found by the tick.
+
+    use super::*;
+    use crate::engine::{Effect, HeldRoom, OwnerState, RoomState, WaveKey};
+    use crate::pipeline::clock::ManualClock;
+    use crate::pipeline::translate::Internal;
+    use crate::store::MemoryStore;
+
+    fn setup(store: &MemoryStore, changes: Vec<StateChange>) {
+        store.accept_transaction("setup", &[b"{}"], 1).unwrap();
+        let item = store.inbox_batch(1).unwrap().remove(0);
+        store.commit(item.seq, &Decision { changes, ..Default::default() }).unwrap();
+    }
+
+    fn owner(name: &str) -> OwnerState {
+        OwnerState::new(
+            format!("@{name}:example.org").try_into().unwrap(),
+            format!("!control-{name}:example.org").try_into().unwrap(),
+            1,
+        )
+    }
+
+    fn notices_in(store: &MemoryStore, room: &str) -> usize {
+        store
+            .outbox_batch(u64::MAX, 1000, false)
+            .unwrap()
+            .into_iter()
+            .filter(|i| matches!(&i.effect, Effect::SendNotice { room_id, .. } if room_id.as_str() == room))
+            .count()
+    }
+
+    /// One batch: a sender invites three owners, then writes to each. The
+    /// third invite reads the first two through the overlay, and none of
+    /// the messages (all decided after it) is answered.
+    #[test]
+    fn a_wave_in_one_batch_is_seen_and_none_of_it_is_answered() {
+        let store = MemoryStore::new();
+        setup(&store, ["alice", "bob", "carol"].map(|n| StateChange::PutOwner(owner(n))).to_vec());
+        let mut events = Vec::new();
+        for (i, name) in ["alice", "bob", "carol"].iter().enumerate() {
+            events.push(serde_json::json!({
+                "type": "m.room.member", "event_id": format!("$inv{i}"), "room_id": format!("!r{i}:remote.org"),
+                "sender": "@spam:remote.org", "state_key": format!("@{name}:example.org"), "origin_server_ts": NOW,
+                "content": {"membership": "invite", "is_direct": true},
+            }));
+        }
+        for i in 0..3 {
+            events.push(serde_json::json!({
+                "type": "m.room.message", "event_id": format!("$msg{i}"), "room_id": format!("!r{i}:remote.org"),
+                "sender": "@spam:remote.org", "origin_server_ts": NOW, "content": {"msgtype": "m.text", "body": "hi"},
+            }));
+        }
+        let raw: Vec<Vec<u8>> = events.iter().map(|e| e.to_string().into_bytes()).collect();
+        store.accept_transaction("t", &raw.iter().map(Vec::as_slice).collect::<Vec<_>>(), NOW).unwrap();
+        process_batch(&store, &crate::engine::tests_support::config(), &ManualClock::at(NOW)).unwrap();
+        for i in 0..3 {
+            assert_eq!(notices_in(&store, &format!("!r{i}:remote.org")), 0, "room {i} answered");
+        }
+        let record = store.wave(&WaveKey::Sender("@spam:remote.org".try_into().unwrap())).unwrap().unwrap();
+        assert_eq!((record.seen.len(), record.wave_ms), (3, Some(NOW)));
+        for i in 0..3 {
+            let room: ruma::OwnedRoomId = format!("!r{i}:remote.org").try_into().unwrap();
+            let Some(RoomState::Held(h)) = store.room(&room).unwrap() else { panic!("room {i} not held") };
+            assert!(h.wave.is_some(), "room {i} marked for the digest");
+        }
+        assert_eq!(store.stats().unwrap().deferred_messages, 3);
+    }
+
+    /// An owner owed replies is due once their hour is over, and only then;
+    /// the tick sends the reply.
+    #[test]
+    fn owed_replies_come_due_after_the_hour_and_the_tick_sends_them() {
+        let store = MemoryStore::new();
+        let room: ruma::OwnedRoomId = "!owed:remote.org".try_into().unwrap();
+        let alice = OwnerState {
+            replies_owed: true,
+            reply_window_start_ms: NOW - 1000,
+            replies_in_window: 3,
+            digest_last_slot_ms: Some(u64::MAX / 2),
+            ..owner("alice")
+        };
+        let held = HeldRoom {
+            reply_owed_ms: Some(NOW - 2000),
+            ..HeldRoom::new(alice.user_id.clone(), "@someone:remote.org".try_into().unwrap(), true, NOW - 3000)
+        };
+        setup(
+            &store,
+            vec![StateChange::PutOwner(alice.clone()), StateChange::PutRoom(room.clone(), RoomState::Held(held))],
+        );
+        assert!(due_now(&store, NOW, true).unwrap().replies.is_empty(), "not within the hour");
+        let later = NOW - 1000 + engine::waves::WINDOW_MS;
+        let timer = due_now(&store, later, false).unwrap();
+        assert_eq!(timer.replies.len(), 1, "the timer sees it, without loading anything");
+        assert!(timer.replies[0].overview.held.is_empty());
+        let due = due_now(&store, later, true).unwrap();
+        assert_eq!(due.replies[0].overview.held.len(), 1);
+        store.push_internal(&serde_json::to_vec(&Internal::Tick).unwrap()).unwrap();
+        process_batch(&store, &crate::engine::tests_support::config(), &ManualClock::at(later)).unwrap();
+        assert_eq!(notices_in(&store, room.as_str()), 1);
+        let after = store.owner(&alice.user_id).unwrap().unwrap();
+        assert_eq!((after.replies_owed, after.replies_in_window), (false, 1));
+        assert!(due_now(&store, later + engine::waves::WINDOW_MS, true).unwrap().replies.is_empty());
+    }
+}
+
+#[cfg(test)]
 mod batch_example_tests {
     //! One hand-written batch whose right answers are spelled out, beside
     //! the random property below.
