@@ -357,6 +357,8 @@ pub struct PendingEntry {
     pub preview: Option<String>,
     /// One of their rooms could not be read, and why.
     pub unreadable: Option<Unreadable>,
+    /// They are part of a wave: no automatic reply.
+    pub wave: Option<WaveKind>,
 }
 
 /// Everything about one owner that commands and opt-out need.

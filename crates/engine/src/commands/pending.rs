@@ -104,8 +104,10 @@ fn entries(overview: &OwnerOverview) -> Waiting {
             last_ms: held.invited_at_ms,
             preview: None,
             unreadable: None,
+            wave: None,
         });
         e.unreadable = e.unreadable.or(held.unreadable);
+        e.wave = e.wave.max(held.wave);
         e.rooms.push(room.clone());
         e.first_ms = e.first_ms.min(held.invited_at_ms);
         e.last_ms = e.last_ms.max(held.invited_at_ms);
@@ -124,6 +126,7 @@ fn entries(overview: &OwnerOverview) -> Waiting {
             last_ms: m.ts_ms,
             preview: None,
             unreadable: None,
+            wave: None,
         });
         e.messages += 1;
         e.first_ms = e.first_ms.min(m.ts_ms);

@@ -512,3 +512,17 @@ fn the_digest_groups_a_servers_wave_with_the_command_that_blocks_it() {
     }
     assert_eq!(crate::digest::render(&owner(), &overview), None);
 }
+
+#[test]
+fn pending_says_who_is_part_of_a_wave() {
+    let mut snapshot = control();
+    let mut overview = OwnerOverview::default();
+    overview.held.insert(rid(HELD), HeldRoom { wave: Some(WaveKind::Server), ..held_room(true) });
+    overview.held.insert(rid("!other:remote.org"), HeldRoom::new(uid(ALICE), uid("@other:remote.org"), true, NOW));
+    snapshot.overview = Some(overview);
+    let body = notice_body(&decide(&snapshot, &text(ALICE, CONTROL, "pending"), NOW, &config()));
+    assert_eq!(body.matches("part of a wave from their server: no automatic reply").count(), 1, "{body}");
+    let wave_line = body.lines().position(|l| l.contains("part of a wave")).unwrap();
+    let numbered_above = body.lines().take(wave_line).filter(|l| l.contains(". @")).last().unwrap();
+    assert!(numbered_above.contains(STRANGER), "{body}");
+}
