@@ -748,6 +748,25 @@ database:
     }
 
     #[test]
+    fn wave_thresholds_default_to_three_owners_and_twenty_senders_and_are_bounded() {
+        let c = parse(MINIMAL, &[]).unwrap();
+        assert_eq!((c.gate.wave_owners_per_sender, c.gate.wave_senders_per_server), (3, 20));
+        let set =
+            parse(&format!("{MINIMAL}gate:\n  wave_owners_per_sender: 5\n  wave_senders_per_server: '50'\n"), &[])
+                .unwrap();
+        assert_eq!((set.gate.wave_owners_per_sender, set.gate.wave_senders_per_server), (5, 50));
+        assert!(check(&set).is_empty(), "{:?}", check(&set));
+        for (key, bad) in
+            [("wave_owners_per_sender", 1), ("wave_owners_per_sender", 101), ("wave_senders_per_server", 0)]
+        {
+            let c = parse(&format!("{MINIMAL}gate:\n  {key}: {bad}\n"), &[]).unwrap();
+            assert!(check(&c).iter().any(|p| p.starts_with(&format!("gate.{key}"))), "{key}: {bad}: {:?}", check(&c));
+        }
+        let c = parse(&format!("{MINIMAL}gate:\n  wave_senders_per_server: 1001\n"), &[]).unwrap();
+        assert!(check(&c).iter().any(|p| p.starts_with("gate.wave_senders_per_server")));
+    }
+
+    #[test]
     fn check_lists_every_problem() {
         let text = MINIMAL
             .replace("http://127.0.0.1:8008", "ftp://x")
