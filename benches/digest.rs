@@ -52,6 +52,7 @@ fn main() {
             encrypted: false,
             edited: false,
             digested: false,
+            redacted_by: None,
         });
     }
     let mut times = Vec::new();

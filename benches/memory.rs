@@ -76,6 +76,7 @@ fn owner_decision(o: usize) -> Decision {
             encrypted: false,
             edited: false,
             digested: false,
+            redacted_by: None,
         }));
     }
     Decision { changes, effects: vec![], outcomes: vec![] }

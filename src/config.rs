@@ -112,6 +112,23 @@ pub struct GateConfig {
     /// the owner is told; it holds up only its own room meanwhile.
     #[serde(default = "default_effect_retry_for", deserialize_with = "native_or_text")]
     pub effect_retry_for: HumanDuration,
+    /// Held rooms per stranger per owner; further invitations from the same
+    /// sender stay silent and unjoined, and are counted.
+    #[serde(default = "default_held_per_stranger", deserialize_with = "native_or_text")]
+    pub max_held_rooms_per_stranger: u64,
+    /// Held rooms per owner; beyond it, invitations stay silent and
+    /// unjoined, and are counted.
+    #[serde(default = "default_held_per_owner", deserialize_with = "native_or_text")]
+    pub max_held_rooms_per_owner: u64,
+    /// Messages kept per stranger per owner; further ones are counted.
+    #[serde(default = "default_messages_per_stranger", deserialize_with = "native_or_text")]
+    pub max_messages_per_stranger: u64,
+    /// Messages kept per owner, all strangers together.
+    #[serde(default = "default_messages_per_owner", deserialize_with = "native_or_text")]
+    pub max_messages_per_owner: u64,
+    /// Bytes of one kept message's text; longer ones are trimmed with a note.
+    #[serde(default = "default_message_bytes", deserialize_with = "native_or_text")]
+    pub max_message_bytes: usize,
     /// A sender who invites this many owners within an hour is a wave: no
     /// automatic reply, grouped in the digest.
     #[serde(default = "default_wave_owners_per_sender", deserialize_with = "native_or_text")]
@@ -120,6 +137,24 @@ pub struct GateConfig {
     /// an hour are a wave.
     #[serde(default = "default_wave_senders_per_server", deserialize_with = "native_or_text")]
     pub wave_senders_per_server: u32,
+}
+
+// The same numbers as the engine's `Bounds::default()` (app/ tests that
+// they agree): the configuration does not import the engine.
+fn default_held_per_stranger() -> u64 {
+    5
+}
+fn default_held_per_owner() -> u64 {
+    1_000
+}
+fn default_messages_per_stranger() -> u64 {
+    1_000
+}
+fn default_messages_per_owner() -> u64 {
+    20_000
+}
+fn default_message_bytes() -> usize {
+    16_384
 }
 
 fn default_wave_owners_per_sender() -> u32 {
@@ -153,6 +188,11 @@ impl Default for GateConfig {
             notify_allowed: false,
             housekeeping_interval: default_housekeeping(),
             effect_retry_for: default_effect_retry_for(),
+            max_held_rooms_per_stranger: default_held_per_stranger(),
+            max_held_rooms_per_owner: default_held_per_owner(),
+            max_messages_per_stranger: default_messages_per_stranger(),
+            max_messages_per_owner: default_messages_per_owner(),
+            max_message_bytes: default_message_bytes(),
             wave_owners_per_sender: default_wave_owners_per_sender(),
             wave_senders_per_server: default_wave_senders_per_server(),
         }

@@ -95,6 +95,7 @@ pub fn digest(data: &[u8]) {
         encrypted: false,
         edited: false,
         digested: false,
+        redacted_by: None,
     });
     overview.held.insert(
         "!g:x.org".try_into().expect("valid"),

@@ -21,6 +21,11 @@ use crate::engine::{Effect, Input, Outcome};
 use crate::store::Store;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WhatLabel {
+    pub what: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: &'static str,
 }
@@ -41,6 +46,7 @@ pub struct Metrics {
     pub action_retries: Counter,
     pub effects_given_up: Counter,
     pub lanes_retrying: Gauge,
+    pub not_kept: Family<WhatLabel, Counter>,
     pub processing_seconds: Histogram,
     deferred_messages: Gauge,
     inbox_pending: Gauge,
@@ -67,6 +73,7 @@ impl Metrics {
             action_retries: Counter::default(),
             effects_given_up: Counter::default(),
             lanes_retrying: Gauge::default(),
+            not_kept: Family::default(),
             // 50 µs .. ~1.6 s: one event's decision and commit.
             processing_seconds: Histogram::new((0..16).map(|i| 0.000_05 * 2f64.powi(i))),
             deferred_messages: Gauge::default(),
@@ -109,6 +116,11 @@ impl Metrics {
             "Lanes (rooms, owners) whose next effect is failing and being retried",
             m.lanes_retrying.clone(),
         );
+        r.register(
+            "not_kept",
+            "Strangers' invitations (what=invitation) and messages (what=message) counted but not kept: a bound was reached",
+            m.not_kept.clone(),
+        );
         r.register("processing_seconds", "Time to decide and commit one event", m.processing_seconds.clone());
         r.register("deferred_messages", "Captured messages kept now", m.deferred_messages.clone());
         r.register("inbox_pending", "Events waiting to be processed", m.inbox_pending.clone());
@@ -132,6 +144,8 @@ impl Metrics {
                     self.replies_sent.inc()
                 }
                 Outcome::DigestSent { notices } => self.digests_sent.inc_by(*notices as u64),
+                Outcome::InviteNotHeld => self.not_kept.get_or_create(&WhatLabel { what: "invitation" }).inc(),
+                Outcome::MessageNotKept => self.not_kept.get_or_create(&WhatLabel { what: "message" }).inc(),
                 // Kept messages are a gauge read from the store.
                 Outcome::MessageCaptured => 0,
             };
@@ -145,7 +159,8 @@ impl Metrics {
         }
     }
 
-    fn render(&self, store: &dyn Store) -> Result<String, String> {
+    /// What `/metrics` serves: the counters, and the store's kept sizes.
+    pub fn render(&self, store: &dyn Store) -> Result<String, String> {
         let stats = store.stats().map_err(|e| e.to_string())?;
         self.deferred_messages.set(stats.deferred_messages as i64);
         self.inbox_pending.set(stats.inbox_pending as i64);

@@ -58,10 +58,22 @@ fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
                 lifetime_ms: e.link_lifetime.0.as_millis() as u64,
             })
         }),
+        bounds: bounds(&config.gate),
         client_mode: false,
         wave_owners_per_sender: config.gate.wave_owners_per_sender,
         wave_senders_per_server: config.gate.wave_senders_per_server,
     })
+}
+
+/// What strangers may make Gatekeeper keep, from the configuration.
+fn bounds(gate: &crate::config::GateConfig) -> crate::engine::Bounds {
+    crate::engine::Bounds {
+        held_rooms_per_stranger: gate.max_held_rooms_per_stranger,
+        held_rooms_per_owner: gate.max_held_rooms_per_owner,
+        messages_per_stranger: gate.max_messages_per_stranger,
+        messages_per_owner: gate.max_messages_per_owner,
+        message_bytes: gate.max_message_bytes,
+    }
 }
 
 /// How the executors retry, from the configuration.
@@ -228,4 +240,12 @@ async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_configured_bounds_default_to_the_engines() {
+        assert_eq!(super::bounds(&crate::config::GateConfig::default()), crate::engine::Bounds::default());
+    }
 }

@@ -111,7 +111,7 @@ pub(crate) fn process_up_to(
                 if forgets {
                     pending.commit()?;
                 }
-                pending.add(item.seq, decision, started);
+                pending.add(item.seq, decision, started)?;
                 if forgets {
                     pending.commit()?;
                 }
@@ -173,9 +173,10 @@ impl<'a> Pending<'a> {
         Self { store, overlay: Overlay::new(store), decided: Vec::new(), empty: Vec::new(), counts: Vec::new() }
     }
 
-    fn add(&mut self, seq: u64, decision: Decision, started: std::time::Instant) {
-        self.overlay.apply(&decision.changes);
+    fn add(&mut self, seq: u64, decision: Decision, started: std::time::Instant) -> Result<(), StoreError> {
+        self.overlay.apply(&decision.changes)?;
         self.decided.push((seq, decision, started));
+        Ok(())
     }
 
     fn commit(&mut self) -> Result<(), StoreError> {

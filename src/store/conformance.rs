@@ -255,6 +255,7 @@ fn deferred(event: &str, body: &str) -> Deferred {
         encrypted: false,
         edited: false,
         digested: false,
+        redacted_by: None,
     }
 }
 
@@ -300,7 +301,7 @@ pub fn gate_state_round_trips_and_the_snapshot_finds_it(s: &dyn Store) {
         StateChange::PutStranger {
             owner: alice.clone(),
             user: stranger.clone(),
-            state: StrangerState { last_reply_ms: Some(9) },
+            state: StrangerState { last_reply_ms: Some(9), ..Default::default() },
         },
         StateChange::PutDeferred(deferred("$m1", "hello")),
         StateChange::PutDeferred(deferred("$m2", "again")),
@@ -619,7 +620,7 @@ pub fn wave_records_round_trip_and_expire(s: &dyn Store) {
     // A batch reads its own uncommitted records.
     let mut overlay = Overlay::new(s);
     let newer = WaveRecord { wave_ms: Some(30), expires_ms: 900, ..sender_record.clone() };
-    overlay.apply(&[StateChange::PutWave(by_sender.clone(), newer.clone())]);
+    overlay.apply(&[StateChange::PutWave(by_sender.clone(), newer.clone())]).unwrap();
     assert_eq!(overlay.wave(&by_sender).unwrap(), Some(newer));
     assert_eq!(s.wave(&by_sender).unwrap(), Some(sender_record));
     // Pruning: the sender's record (expires at 100) goes at 100, the server's stays.
@@ -630,6 +631,112 @@ pub fn wave_records_round_trip_and_expire(s: &dyn Store) {
     assert_eq!(s.wave(&by_server).unwrap(), Some(server_record));
     assert_eq!(s.prune_waves(u64::MAX).unwrap(), 1);
     assert_eq!(s.wave_records().unwrap(), 0);
+}
+
+fn kept(s: &dyn Store, owner: &str, with: Option<&str>) -> (u64, u64) {
+    let owner: ruma::OwnedUserId = owner.try_into().unwrap();
+    let with: Option<ruma::OwnedUserId> = with.map(|w| w.try_into().unwrap());
+    let k = s.kept(&owner, with.as_deref()).unwrap();
+    (k.held_rooms, k.messages)
+}
+
+fn held_by(owner: &str, inviter: &str) -> RoomState {
+    RoomState::Held(HeldRoom::new(owner.try_into().unwrap(), inviter.try_into().unwrap(), true, 1))
+}
+
+fn message_from(event: &str, sender: &str) -> Deferred {
+    Deferred { sender: sender.try_into().unwrap(), ..deferred(event, "hi") }
+}
+
+/// The held-room and message counts the bounds read, through every change
+/// that adds, replaces or removes what they count.
+pub fn kept_counts_follow_every_way_in_and_out(s: &dyn Store) {
+    const A: &str = "@alice:example.org";
+    const X: &str = "@x:evil.example";
+    const Y: &str = "@y:evil.example";
+    commit_changes(
+        s,
+        vec![
+            StateChange::PutRoom(owned_room_id!("!1:e"), held_by(A, X)),
+            StateChange::PutRoom(owned_room_id!("!2:e"), held_by(A, X)),
+            StateChange::PutRoom(owned_room_id!("!3:e"), held_by(A, Y)),
+            StateChange::PutRoom(
+                owned_room_id!("!c:e"),
+                RoomState::Control { owner: owned_user_id!("@alice:example.org") },
+            ),
+            StateChange::PutDeferred(message_from("$1", X)),
+            StateChange::PutDeferred(message_from("$2", X)),
+            StateChange::PutDeferred(message_from("$3", Y)),
+        ],
+    );
+    assert_eq!(kept(s, A, None), (3, 3));
+    assert_eq!(kept(s, A, Some(X)), (2, 2));
+    assert_eq!(kept(s, A, Some(Y)), (1, 1));
+    assert_eq!(s.stats().unwrap().deferred_messages, 3);
+    // Updating what is there (marked digested, edited, unreadable) counts nothing.
+    commit_changes(
+        s,
+        vec![
+            StateChange::PutRoom(owned_room_id!("!1:e"), held_by(A, X)),
+            StateChange::PutDeferred(Deferred { digested: true, ..message_from("$1", X) }),
+        ],
+    );
+    assert_eq!(kept(s, A, Some(X)), (2, 2));
+    // Removals, and removals of what is already gone.
+    commit_changes(
+        s,
+        vec![
+            StateChange::RemoveRoom(owned_room_id!("!2:e")),
+            StateChange::RemoveRoom(owned_room_id!("!2:e")),
+            StateChange::RemoveDeferred { owner: A.try_into().unwrap(), event_id: "$2".try_into().unwrap() },
+            StateChange::RemoveDeferred { owner: A.try_into().unwrap(), event_id: "$gone".try_into().unwrap() },
+            StateChange::PutRoom(owned_room_id!("!3:e"), RoomState::Control { owner: A.try_into().unwrap() }),
+        ],
+    );
+    assert_eq!(kept(s, A, None), (1, 2));
+    assert_eq!(kept(s, A, Some(X)), (1, 1));
+    assert_eq!(kept(s, A, Some(Y)), (0, 1));
+    // Retention, then forgetting the owner's data.
+    commit_changes(s, vec![StateChange::PutDeferred(Deferred { received_ms: 100, ..message_from("$4", Y) })]);
+    assert_eq!(s.prune_deferred(&owned_user_id!("@alice:example.org"), 50).unwrap(), 2);
+    assert_eq!(kept(s, A, None), (1, 1));
+    assert_eq!(kept(s, A, Some(Y)), (0, 1));
+    commit_changes(s, vec![StateChange::ForgetOwnerData(A.try_into().unwrap())]);
+    assert_eq!(kept(s, A, None), (1, 0));
+    assert_eq!(kept(s, A, Some(Y)), (0, 0));
+    assert_eq!(s.stats().unwrap().deferred_messages, 0);
+}
+
+pub fn an_overview_has_its_owners_rooms_and_counted_strangers_only(s: &dyn Store) {
+    const A: &str = "@alice:example.org";
+    const B: &str = "@bob:example.org";
+    let counted =
+        StrangerState { messages_not_kept: crate::engine::Tally { total: 3, reported: 1 }, ..StrangerState::default() };
+    commit_changes(
+        s,
+        vec![
+            StateChange::PutRoom(owned_room_id!("!a:e"), held_by(A, "@x:evil.example")),
+            StateChange::PutRoom(owned_room_id!("!b:e"), held_by(B, "@x:evil.example")),
+            StateChange::PutStranger {
+                owner: A.try_into().unwrap(),
+                user: owned_user_id!("@x:evil.example"),
+                state: counted.clone(),
+            },
+            StateChange::PutStranger {
+                owner: A.try_into().unwrap(),
+                user: owned_user_id!("@quiet:evil.example"),
+                state: StrangerState { last_reply_ms: Some(5), ..StrangerState::default() },
+            },
+        ],
+    );
+    let o = s.overview(&owned_user_id!("@alice:example.org")).unwrap();
+    assert_eq!(o.held.keys().cloned().collect::<Vec<_>>(), vec![owned_room_id!("!a:e")]);
+    assert_eq!(o.strangers.into_iter().collect::<Vec<_>>(), vec![(owned_user_id!("@x:evil.example"), counted)]);
+    // A room that moves from one owner to another (or stops being held)
+    // leaves the first owner's overview.
+    commit_changes(s, vec![StateChange::PutRoom(owned_room_id!("!a:e"), held_by(B, "@x:evil.example"))]);
+    assert!(s.overview(&owned_user_id!("@alice:example.org")).unwrap().held.is_empty());
+    assert_eq!(s.overview(&owned_user_id!("@bob:example.org")).unwrap().held.len(), 2);
 }
 
 #[macro_export]
@@ -675,6 +782,8 @@ macro_rules! store_conformance {
             case!(sync_position_moves_only_from_where_it_is);
             case!(connector_values_round_trip);
             case!(wave_records_round_trip_and_expire);
+            case!(kept_counts_follow_every_way_in_and_out);
+            case!(an_overview_has_its_owners_rooms_and_counted_strangers_only);
         }
     };
 }

@@ -8,7 +8,7 @@ use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 use super::*;
 use crate::engine::{
-    Contact, Decision, Deferred, Due, RoomState, StateChange, StrangerState, Subject, WaveKey, WaveRecord,
+    Contact, Decision, Deferred, Due, Kept, RoomState, StateChange, StrangerState, Subject, WaveKey, WaveRecord,
 };
 
 #[derive(Default)]
@@ -133,6 +133,18 @@ impl Lookups for Inner {
     fn wave(&self, key: &WaveKey) -> Result<Option<WaveRecord>, StoreError> {
         Ok(self.waves.get(key).cloned())
     }
+    /// Counted by looking: the memory store is the reference the kept
+    /// counts of the real store are tested against.
+    fn kept(&self, owner: &UserId, with: Option<&UserId>) -> Result<Kept, StoreError> {
+        let held_rooms = self
+            .rooms
+            .values()
+            .filter(|r| matches!(r, RoomState::Held(h) if h.owner == owner && with.is_none_or(|w| h.inviter == w)))
+            .count() as u64;
+        let messages =
+            self.deferred.values().filter(|d| d.owner == owner && with.is_none_or(|w| d.sender == w)).count() as u64;
+        Ok(Kept { held_rooms, messages })
+    }
 }
 
 impl Lookups for MemoryStore {
@@ -153,6 +165,9 @@ impl Lookups for MemoryStore {
     }
     fn wave(&self, key: &WaveKey) -> Result<Option<WaveRecord>, StoreError> {
         self.lock().wave(key)
+    }
+    fn kept(&self, owner: &UserId, with: Option<&UserId>) -> Result<Kept, StoreError> {
+        self.lock().kept(owner, with)
     }
 }
 
@@ -273,6 +288,12 @@ impl Store for MemoryStore {
                 })
                 .collect(),
             deferred: s.deferred.iter().filter(|((o, _), _)| o == owner).map(|(_, d)| d.clone()).collect(),
+            strangers: s
+                .strangers
+                .iter()
+                .filter(|((o, _), st)| o == owner && counts_something(st))
+                .map(|((_, u), st)| (u.clone(), st.clone()))
+                .collect(),
         })
     }
 

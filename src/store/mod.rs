@@ -6,6 +6,7 @@ mod memory;
 mod overlay;
 mod records;
 mod sled_store;
+mod tally;
 
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -323,6 +324,12 @@ pub fn transaction_digest(events: &[&[u8]]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// A stranger entry an overview includes: one with something counted,
+/// not kept, for commands and digests to report. The rest only pace replies.
+pub fn counts_something(st: &crate::engine::StrangerState) -> bool {
+    st.invites_not_held.total > 0 || st.messages_not_kept.total > 0
+}
+
 /// Point look-ups a backend provides, from which [`assemble_snapshot`]
 /// builds the same snapshot for every backend (and for an [`Overlay`]).
 pub trait Lookups {
@@ -335,6 +342,8 @@ pub trait Lookups {
         user: &ruma::UserId,
     ) -> Result<Option<crate::engine::StrangerState>, StoreError>;
     fn deferred(&self, owner: &ruma::UserId, event: &EventId) -> Result<Option<crate::engine::Deferred>, StoreError>;
+    /// What is kept for `owner` (held rooms, messages), or for `with` with them.
+    fn kept(&self, owner: &ruma::UserId, with: Option<&ruma::UserId>) -> Result<crate::engine::Kept, StoreError>;
     /// A sender's or a server's recent invitations, expired or not.
     fn wave(&self, key: &crate::engine::WaveKey) -> Result<Option<crate::engine::WaveRecord>, StoreError>;
 }
@@ -374,7 +383,9 @@ pub fn assemble_snapshot(
     }
     let owners: Vec<OwnedUserId> = snap.owners.keys().cloned().collect();
     for owner in &owners {
+        snap.kept.insert(owner.clone(), l.kept(owner, None)?);
         for user in users.iter().filter(|u| *u != owner) {
+            snap.kept_with.insert((owner.clone(), user.clone()), l.kept(owner, Some(user))?);
             for subject in [Subject::User(user.clone()), Subject::Server(user.server_name().to_owned())] {
                 if let Some(c) = l.contact(owner, &subject)? {
                     snap.contacts.insert((owner.clone(), subject), c);

@@ -14,9 +14,10 @@ use std::collections::{HashMap, HashSet};
 
 use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 
+use super::tally;
 use super::{Lookups, StoreError};
 use crate::engine::{
-    Contact, Deferred, OwnerState, RoomState, StateChange, StrangerState, Subject, WaveKey, WaveRecord,
+    Contact, Deferred, Kept, OwnerState, RoomState, StateChange, StrangerState, Subject, WaveKey, WaveRecord,
 };
 
 type Cache<K, V> = RefCell<HashMap<K, Option<V>>>;
@@ -32,6 +33,8 @@ pub struct Overlay<'a> {
     /// Owners whose contacts, strangers and captures this batch forgot:
     /// whatever the store still holds for them reads as gone.
     forgotten: HashSet<OwnedUserId>,
+    /// How this batch changed the kept counts, over the store's.
+    counted: HashMap<tally::Key, i64>,
 }
 
 fn cached<K: Eq + std::hash::Hash, V: Clone>(
@@ -58,12 +61,39 @@ impl<'a> Overlay<'a> {
             waves: Default::default(),
             deferred: HashMap::new(),
             forgotten: HashSet::new(),
+            counted: HashMap::new(),
         }
     }
 
-    /// Layers a decision's changes over what is stored.
-    pub fn apply(&mut self, changes: &[StateChange]) {
+    fn count(&mut self, deltas: Vec<(tally::Key, i64)>) {
+        for (k, d) in deltas {
+            *self.counted.entry(k).or_default() += d;
+        }
+    }
+
+    /// Layers a decision's changes over what is stored. Reads what each
+    /// change replaces, for the kept counts.
+    pub fn apply(&mut self, changes: &[StateChange]) -> Result<(), StoreError> {
         for change in changes {
+            match change {
+                StateChange::PutRoom(r, st) => {
+                    let before = self.room(r)?;
+                    self.count(tally::room(before.as_ref(), Some(st)));
+                }
+                StateChange::RemoveRoom(r) => {
+                    let before = self.room(r)?;
+                    self.count(tally::room(before.as_ref(), None));
+                }
+                StateChange::PutDeferred(d) => {
+                    let before = self.deferred(&d.owner, &d.event_id)?;
+                    self.count(tally::message(before.as_ref(), Some(d)));
+                }
+                StateChange::RemoveDeferred { owner, event_id } => {
+                    let before = self.deferred(owner, event_id)?;
+                    self.count(tally::message(before.as_ref(), None));
+                }
+                _ => {}
+            }
             match change.clone() {
                 StateChange::PutOwner(o) => {
                     self.owners.get_mut().insert(o.user_id.clone(), Some(o));
@@ -96,6 +126,8 @@ impl<'a> Overlay<'a> {
                     self.contacts.get_mut().retain(|(o, _), _| *o != owner);
                     self.strangers.get_mut().retain(|(o, _), _| *o != owner);
                     self.deferred.retain(|(o, _), _| *o != owner);
+                    // Its message counts read as none from here on.
+                    self.counted.retain(|k, _| !(k.what == tally::What::Messages && k.owner.as_ref() == Some(&owner)));
                     self.forgotten.insert(owner);
                 }
                 StateChange::PutWave(key, record) => {
@@ -103,6 +135,7 @@ impl<'a> Overlay<'a> {
                 }
             }
         }
+        Ok(())
     }
 
     /// Forgets everything layered: call once the batch is committed.
@@ -114,6 +147,7 @@ impl<'a> Overlay<'a> {
         self.waves.get_mut().clear();
         self.deferred.clear();
         self.forgotten.clear();
+        self.counted.clear();
     }
 }
 
@@ -151,6 +185,20 @@ impl Lookups for Overlay<'_> {
     fn wave(&self, key: &WaveKey) -> Result<Option<WaveRecord>, StoreError> {
         cached(&self.waves, key.clone(), || self.base.wave(key))
     }
+
+    fn kept(&self, owner: &UserId, with: Option<&UserId>) -> Result<Kept, StoreError> {
+        let stored = self.base.kept(owner, with)?;
+        // A forgotten owner's messages are gone, whatever the store says.
+        let messages = if self.forgotten.contains(owner) { 0 } else { stored.messages };
+        let delta = |what| {
+            let key = tally::Key { what, owner: Some(owner.to_owned()), with: with.map(ToOwned::to_owned) };
+            self.counted.get(&key).copied().unwrap_or(0)
+        };
+        Ok(Kept {
+            held_rooms: tally::apply(stored.held_rooms, delta(tally::What::HeldRooms)),
+            messages: tally::apply(messages, delta(tally::What::Messages)),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -176,6 +224,7 @@ mod tests {
             encrypted: false,
             edited: false,
             digested: false,
+            redacted_by: None,
         }
     }
 
@@ -209,14 +258,16 @@ mod tests {
         let mut overlay = Overlay::new(&store);
         assert_eq!(overlay.owner(&alice).unwrap().unwrap().replies_in_window, 0);
         assert!(overlay.contact(&alice, &friend).unwrap().is_some());
-        overlay.apply(&[
-            StateChange::PutOwner(OwnerState {
-                replies_in_window: 2,
-                ..OwnerState::new(alice.clone(), owned_room_id!("!c:example.org"), 1)
-            }),
-            StateChange::RemoveContact { owner: alice.clone(), subject: friend.clone() },
-            StateChange::PutDeferred(capture(owned_event_id!("$new"), "new")),
-        ]);
+        overlay
+            .apply(&[
+                StateChange::PutOwner(OwnerState {
+                    replies_in_window: 2,
+                    ..OwnerState::new(alice.clone(), owned_room_id!("!c:example.org"), 1)
+                }),
+                StateChange::RemoveContact { owner: alice.clone(), subject: friend.clone() },
+                StateChange::PutDeferred(capture(owned_event_id!("$new"), "new")),
+            ])
+            .unwrap();
         assert_eq!(overlay.owner(&alice).unwrap().unwrap().replies_in_window, 2);
         assert_eq!(overlay.contact(&alice, &friend).unwrap(), None);
         assert_eq!(overlay.deferred(&alice, &owned_event_id!("$new")).unwrap().unwrap().body, "new");
@@ -235,11 +286,39 @@ mod tests {
         let friend = Subject::User(owned_user_id!("@friend:example.org"));
         let mut overlay = Overlay::new(&store);
         assert!(overlay.contact(&alice, &friend).unwrap().is_some());
-        overlay.apply(&[StateChange::ForgetOwnerData(alice.clone())]);
+        overlay.apply(&[StateChange::ForgetOwnerData(alice.clone())]).unwrap();
         assert_eq!(overlay.contact(&alice, &friend).unwrap(), None);
         assert_eq!(overlay.deferred(&alice, &owned_event_id!("$old")).unwrap(), None);
         // What the batch writes after forgetting is seen again.
-        overlay.apply(&[StateChange::PutDeferred(capture(owned_event_id!("$after"), "after"))]);
+        overlay.apply(&[StateChange::PutDeferred(capture(owned_event_id!("$after"), "after"))]).unwrap();
         assert!(overlay.deferred(&alice, &owned_event_id!("$after")).unwrap().is_some());
+    }
+
+    #[test]
+    fn kept_counts_include_the_batch_and_match_the_store_once_committed() {
+        let store = stored();
+        let alice = owned_user_id!("@alice:example.org");
+        let stranger = owned_user_id!("@stranger:example.org");
+        let mut overlay = Overlay::new(&store);
+        assert_eq!(overlay.kept(&alice, Some(&stranger)).unwrap().messages, 1);
+        let room = RoomState::Held(crate::engine::HeldRoom::new(alice.clone(), stranger.clone(), true, 1));
+        let changes = vec![
+            StateChange::PutDeferred(capture(owned_event_id!("$new"), "new")),
+            // Seen before: replaced, not added.
+            StateChange::PutDeferred(capture(owned_event_id!("$old"), "edited")),
+            StateChange::PutRoom(owned_room_id!("!held:example.org"), room.clone()),
+            StateChange::PutRoom(owned_room_id!("!held:example.org"), room),
+        ];
+        overlay.apply(&changes).unwrap();
+        let through_overlay = overlay.kept(&alice, Some(&stranger)).unwrap();
+        assert_eq!((through_overlay.held_rooms, through_overlay.messages), (1, 2));
+        assert_eq!(store.kept(&alice, Some(&stranger)).unwrap().messages, 1);
+        store.accept_transaction("t2", &[b"{}"], 1).unwrap();
+        let seq = store.inbox_batch(1).unwrap()[0].seq;
+        store.commit(seq, &Decision { changes, effects: vec![], outcomes: vec![] }).unwrap();
+        overlay.clear();
+        assert_eq!(overlay.kept(&alice, Some(&stranger)).unwrap(), through_overlay);
+        overlay.apply(&[StateChange::ForgetOwnerData(alice.clone())]).unwrap();
+        assert_eq!(overlay.kept(&alice, None).unwrap().messages, 0);
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::StoreError;
 use crate::engine::{
     AllowSource, Contact, Deferred, Effect, HeldRoom, Match, Media, OwnerState, PendingEmail, PushRule, RoomState,
-    RuleActions, StrangerState, Unreadable, WaveKey, WaveKind, WaveRecord,
+    RuleActions, StrangerState, Tally, Unreadable, WaveKey, WaveKind, WaveRecord,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -36,6 +36,9 @@ pub enum OwnerRecord {
         notify: Option<String>,
         #[serde(default)]
         digest_when_empty: bool,
+        /// Invitations counted, not held (total, reported).
+        #[serde(default)]
+        invites_not_held: (u32, u32),
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         replies_owed: bool,
     },
@@ -103,7 +106,21 @@ pub enum ContactRecord {
 #[serde(tag = "v")]
 pub enum StrangerRecord {
     #[serde(rename = "1")]
-    V1 { last_reply_ms: Option<u64> },
+    V1 {
+        last_reply_ms: Option<u64>,
+        #[serde(default)]
+        invites_not_held: (u32, u32),
+        #[serde(default)]
+        messages_not_kept: (u32, u32),
+    },
+}
+
+fn tally_pair(t: Tally) -> (u32, u32) {
+    (t.total, t.reported)
+}
+
+fn tally_of((total, reported): (u32, u32)) -> Tally {
+    Tally { total, reported }
 }
 
 /// A sender's or a server's recent invitations (see `engine::waves`).
@@ -164,6 +181,8 @@ pub enum DeferredRecord {
         edited: bool,
         #[serde(default)]
         digested: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        redacted_by: Option<OwnedUserId>,
     },
 }
 
@@ -299,6 +318,7 @@ impl From<&OwnerState> for OwnerRecord {
             digest_last_sent_ms: o.digest_last_sent_ms,
             notify: o.notify.map(|n| n.as_str().to_owned()),
             digest_when_empty: o.digest_when_empty,
+            invites_not_held: tally_pair(o.invites_not_held),
             replies_owed: o.replies_owed,
             email_pending: o.email_pending.map(|p| PendingEmailV1 {
                 address: p.address,
@@ -332,6 +352,7 @@ impl From<OwnerRecord> for OwnerState {
             email_pending,
             notify,
             digest_when_empty,
+            invites_not_held,
             replies_owed,
         } = r;
         OwnerState {
@@ -346,6 +367,7 @@ impl From<OwnerRecord> for OwnerState {
             digest_last_sent_ms,
             notify: notify.and_then(|n| n.parse().ok()),
             digest_when_empty,
+            invites_not_held: tally_of(invites_not_held),
             email_pending: email_pending.map(|p| PendingEmail {
                 address: p.address,
                 code: p.code,
@@ -474,14 +496,22 @@ impl From<ContactRecord> for Contact {
 
 impl From<&StrangerState> for StrangerRecord {
     fn from(s: &StrangerState) -> Self {
-        StrangerRecord::V1 { last_reply_ms: s.last_reply_ms }
+        StrangerRecord::V1 {
+            last_reply_ms: s.last_reply_ms,
+            invites_not_held: tally_pair(s.invites_not_held),
+            messages_not_kept: tally_pair(s.messages_not_kept),
+        }
     }
 }
 
 impl From<StrangerRecord> for StrangerState {
     fn from(r: StrangerRecord) -> Self {
-        let StrangerRecord::V1 { last_reply_ms } = r;
-        StrangerState { last_reply_ms }
+        let StrangerRecord::V1 { last_reply_ms, invites_not_held, messages_not_kept } = r;
+        StrangerState {
+            last_reply_ms,
+            invites_not_held: tally_of(invites_not_held),
+            messages_not_kept: tally_of(messages_not_kept),
+        }
     }
 }
 
@@ -502,6 +532,7 @@ impl From<&Deferred> for DeferredRecord {
             encrypted: d.encrypted,
             edited: d.edited,
             digested: d.digested,
+            redacted_by: d.redacted_by,
         }
     }
 }
@@ -522,6 +553,7 @@ impl From<DeferredRecord> for Deferred {
             encrypted,
             edited,
             digested,
+            redacted_by,
         } = r;
         Deferred {
             owner,
@@ -538,6 +570,7 @@ impl From<DeferredRecord> for Deferred {
             encrypted,
             edited,
             digested,
+            redacted_by,
         }
     }
 }

@@ -14,7 +14,7 @@ use super::records::{
 };
 use super::*;
 use crate::engine::{
-    Contact, Decision, Deferred, Due, RoomState, StateChange, StrangerState, Subject, WaveKey, WaveRecord,
+    Contact, Decision, Deferred, Due, Kept, RoomState, StateChange, StrangerState, Subject, WaveKey, WaveRecord,
 };
 
 /// Inbox values start with their source, so a homeserver event can never
@@ -46,6 +46,12 @@ const C_QUARANTINED: &str = "events_quarantined";
 const C_EFFECTS_DONE: &str = "effects_done";
 const C_EFFECTS_FAILED: &str = "effects_failed";
 const K_OUTBOX_HIGH: &str = "outbox_high_water";
+// Sizes kept with every write that changes them, so that /metrics reads
+// three keys instead of counting three trees.
+const G_INBOX: &str = "inbox_len";
+const G_OUTBOX: &str = "outbox_len";
+const G_OWNERS: &str = "owners_len";
+const G_BUILT: &str = "sizes_built";
 /// Kept apart from connector values: no connector key can overwrite it.
 const K_SYNC_POSITION: &str = "sync_position";
 const K_TXN_HIGH: &str = "highest_transaction_number";
@@ -67,6 +73,11 @@ pub struct SledStore {
     failed_effect_by_id: Tree,
     counters: Tree,
     connector: Tree,
+    /// Counts of held rooms and kept messages (see `tally`).
+    kept_by_key: Tree,
+    /// Each owner's held rooms (`owner \0 room`), so that an owner's
+    /// overview reads their rooms and no one else's.
+    held_by_owner_room: Tree,
     /// Serialises intake so that inbox order is arrival order; sled's own
     /// locking would allow two transactions' events to interleave.
     intake: Mutex<()>,
@@ -78,6 +89,16 @@ pub struct SledStore {
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
+}
+
+/// Moves a kept size up or down.
+fn resize(t: &TransactionalTree, key: &str, by: i64) -> Result<(), ConflictableTransactionError<StoreError>> {
+    if by == 0 {
+        return Ok(());
+    }
+    let now = t.get(key)?.map_or(0, |v| read_u64(&v));
+    t.insert(key, &now.saturating_add_signed(by).to_be_bytes())?;
+    Ok(())
 }
 
 fn bump(t: &TransactionalTree, key: &str, by: u64) -> Result<(), ConflictableTransactionError<StoreError>> {
@@ -127,7 +148,7 @@ impl SledStore {
             }
         };
         let tree = |name: &str| db.open_tree(name).map_err(backend);
-        Ok(Self {
+        Self {
             txn_by_id: tree("txn_by_id")?,
             inbox_by_seq: tree("inbox_by_seq")?,
             outbox_by_id: tree("outbox_by_id")?,
@@ -142,10 +163,64 @@ impl SledStore {
             failed_effect_by_id: tree("failed_effect_by_id")?,
             counters: tree("counters")?,
             connector: tree("connector")?,
+            kept_by_key: tree("kept_by_key")?,
+            held_by_owner_room: tree("held_by_owner_room")?,
             intake: Mutex::new(()),
             failure: Mutex::new(None),
             db,
-        })
+        }
+        .with_tallies()
+    }
+
+    /// Counts what is kept, and indexes held rooms by owner, once for a
+    /// database written before these were: from then on every write keeps them.
+    fn with_tallies(self) -> Result<Self, StoreError> {
+        if !self.counters.contains_key(G_BUILT).map_err(|e| self.failed(e))? {
+            let mut sizes = sled::Batch::default();
+            for (key, tree) in
+                [(G_INBOX, &self.inbox_by_seq), (G_OUTBOX, &self.outbox_by_id), (G_OWNERS, &self.owner_by_user)]
+            {
+                sizes.insert(key, &(tree.len() as u64).to_be_bytes());
+            }
+            sizes.insert(G_BUILT, &[]);
+            self.counters.apply_batch(sizes).map_err(|e| self.failed(e))?;
+        }
+        const BUILT: &[u8] = b"built";
+        if self.kept_by_key.contains_key(BUILT).map_err(|e| self.failed(e))? {
+            return Ok(self);
+        }
+        let mut counts: std::collections::HashMap<Vec<u8>, u64> = Default::default();
+        let mut add = |deltas: Vec<(tally::Key, i64)>| {
+            for (k, d) in deltas {
+                let c = counts.entry(k.encode()).or_default();
+                *c = tally::apply(*c, d);
+            }
+        };
+        let mut index = sled::Batch::default();
+        for entry in self.room_by_id.iter() {
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
+            let room: RoomState = records::decode::<RoomRecord>("room", &v)?.into();
+            if let RoomState::Held(h) = &room {
+                index.insert(pair_key(h.owner.as_str(), &String::from_utf8_lossy(&k)), &[]);
+            }
+            add(tally::room(None, Some(&room)));
+        }
+        self.held_by_owner_room.apply_batch(index).map_err(|e| self.failed(e))?;
+        for entry in self.deferred_by_owner_event.iter() {
+            let (_, v) = entry.map_err(|e| self.failed(e))?;
+            add(tally::message(None, Some(&records::decode::<DeferredRecord>("deferred", &v)?.into())));
+        }
+        let mut batch = sled::Batch::default();
+        for (k, c) in counts {
+            batch.insert(k, &c.to_be_bytes());
+        }
+        batch.insert(BUILT, &[]);
+        self.kept_by_key.apply_batch(batch).map_err(|e| self.failed(e))?;
+        Ok(self)
+    }
+
+    fn count(&self, key: &tally::Key) -> Result<u64, StoreError> {
+        Ok(self.kept_by_key.get(key.encode()).map_err(|e| self.failed(e))?.map(|v| read_u64(&v)).unwrap_or(0))
     }
 
     /// Maps a sled error, keeping the first I/O error: sled fails every
@@ -210,6 +285,56 @@ impl Lookups for SledStore {
             None => Ok(None),
         }
     }
+    fn kept(&self, owner: &UserId, with: Option<&UserId>) -> Result<Kept, StoreError> {
+        tally::kept(|k| self.count(k), owner, with)
+    }
+}
+
+/// Applies count changes inside a transaction.
+fn count_in(
+    t: &TransactionalTree,
+    deltas: Vec<(tally::Key, i64)>,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    for (key, delta) in deltas {
+        let key = key.encode();
+        let now = t.get(&key)?.map(|v| read_u64(&v)).unwrap_or(0);
+        t.insert(key, &tally::apply(now, delta).to_be_bytes())?;
+    }
+    Ok(())
+}
+
+/// Keeps the per-owner index of held rooms in step with a room's change.
+fn index_held(
+    t: &TransactionalTree,
+    room: &RoomId,
+    before: Option<&RoomState>,
+    after: Option<&RoomState>,
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    let owner = |r: Option<&RoomState>| match r {
+        Some(RoomState::Held(h)) => Some(pair_key(h.owner.as_str(), room.as_str())),
+        _ => None,
+    };
+    let (before, after) = (owner(before), owner(after));
+    if before != after {
+        if let Some(k) = before {
+            t.remove(k)?;
+        }
+        if let Some(k) = after {
+            t.insert(k, &[])?;
+        }
+    }
+    Ok(())
+}
+
+/// A stored record read inside a transaction, for the counts it changes.
+fn decoded<R: serde::de::DeserializeOwned + Into<T>, T>(
+    what: &str,
+    stored: Option<sled::IVec>,
+) -> Result<Option<T>, ConflictableTransactionError<StoreError>> {
+    match stored {
+        Some(v) => Ok(Some(records::decode::<R>(what, &v).map_err(ConflictableTransactionError::Abort)?.into())),
+        None => Ok(None),
+    }
 }
 
 impl Store for SledStore {
@@ -241,6 +366,7 @@ impl Store for SledStore {
                 }
                 bump(counters, C_TRANSACTIONS, 1)?;
                 bump(counters, C_RECEIVED, events.len() as u64)?;
+                resize(counters, G_INBOX, events.len() as i64)?;
                 if let Ok(n) = txn_id.parse::<u64>() {
                     let high = counters.get(K_TXN_HIGH)?.map(|v| read_u64(&v));
                     if high.is_none_or(|h| n > h) {
@@ -273,6 +399,7 @@ impl Store for SledStore {
                     inbox.insert(&seq.to_be_bytes(), inbox_value(false, raw))?;
                 }
                 bump(counters, C_RECEIVED, events.len() as u64)?;
+                resize(counters, G_INBOX, events.len() as i64)?;
                 Ok(true)
             })
             .map_err(|e| self.failed_tx(e))?;
@@ -335,15 +462,25 @@ impl Store for SledStore {
             let (_, v) = entry.map_err(|e| self.failed(e))?;
             overview.deferred.push(records::decode::<DeferredRecord>("deferred", &v)?.into());
         }
-        // Held rooms are found by scanning rooms: they are few next to events.
-        for entry in self.room_by_id.iter() {
+        for entry in self.stranger_by_owner_user.scan_prefix(&prefix) {
             let (k, v) = entry.map_err(|e| self.failed(e))?;
-            if let RoomState::Held(h) = records::decode::<RoomRecord>("room", &v)?.into()
+            let st: StrangerState = records::decode::<StrangerRecord>("stranger", &v)?.into();
+            if counts_something(&st) {
+                let user = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                let user =
+                    ruma::OwnedUserId::try_from(user).map_err(|e| StoreError::Corrupt(format!("stranger key: {e}")))?;
+                overview.strangers.insert(user, st);
+            }
+        }
+        for entry in self.held_by_owner_room.scan_prefix(&prefix) {
+            let (k, _) = entry.map_err(|e| self.failed(e))?;
+            let room = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            let room = ruma::OwnedRoomId::try_from(room).map_err(|e| StoreError::Corrupt(format!("room key: {e}")))?;
+            // The index and the room change in one write; a room it names
+            // that is not held by this owner would be a bug, and is skipped.
+            if let Some(RoomState::Held(h)) = self.room(&room)?
                 && h.owner == owner
             {
-                let room = String::from_utf8_lossy(&k).into_owned();
-                let room =
-                    ruma::OwnedRoomId::try_from(room).map_err(|e| StoreError::Corrupt(format!("room key: {e}")))?;
                 overview.held.insert(room, h);
             }
         }
@@ -387,92 +524,128 @@ impl Store for SledStore {
             &self.stranger_by_owner_user,
             &self.deferred_by_owner_event,
             &self.counters,
+            &self.kept_by_key,
+            &self.held_by_owner_room,
             &self.wave_by_key,
         )
-            .transaction(|(inbox, outbox, owners, rooms, contacts, strangers, deferred, counters, waves)| {
-                // Per-owner keys this attempt wrote (sled may retry the closure).
-                let mut written: Vec<(u8, Vec<u8>)> = Vec::new();
-                let mut processed = 0;
-                for seq in empty {
-                    if inbox.remove(&seq.to_be_bytes())?.is_some() {
-                        processed += 1;
-                    }
-                }
-                let mut high = None;
-                for ((seq, decision), ids) in decided.iter().zip(&effect_ids) {
-                    // A commit for an item that is gone was already made:
-                    // doing it again would enqueue its effects twice.
-                    if inbox.remove(&seq.to_be_bytes())?.is_none() {
-                        continue;
-                    }
-                    processed += 1;
-                    for change in &decision.changes {
-                        match change {
-                            StateChange::PutOwner(o) => {
-                                owners.insert(o.user_id.as_bytes(), records::encode(&OwnerRecord::from(o)))?;
-                            }
-                            StateChange::RemoveOwner(u) => {
-                                owners.remove(u.as_bytes())?;
-                            }
-                            StateChange::PutRoom(r, st) => {
-                                rooms.insert(r.as_bytes(), records::encode(&RoomRecord::from(st)))?;
-                            }
-                            StateChange::RemoveRoom(r) => {
-                                rooms.remove(r.as_bytes())?;
-                            }
-                            StateChange::PutContact { owner, subject, contact } => {
-                                let key = pair_key(owner.as_str(), &subject.to_string());
-                                contacts.insert(key.as_slice(), records::encode(&ContactRecord::from(contact)))?;
-                                written.push((0, key));
-                            }
-                            StateChange::RemoveContact { owner, subject } => {
-                                contacts.remove(pair_key(owner.as_str(), &subject.to_string()))?;
-                            }
-                            StateChange::PutStranger { owner, user, state } => {
-                                let key = pair_key(owner.as_str(), user.as_str());
-                                strangers.insert(key.as_slice(), records::encode(&StrangerRecord::from(state)))?;
-                                written.push((1, key));
-                            }
-                            StateChange::PutDeferred(d) => {
-                                let key = pair_key(d.owner.as_str(), d.event_id.as_str());
-                                deferred.insert(key.as_slice(), records::encode(&DeferredRecord::from(d)))?;
-                                written.push((2, key));
-                            }
-                            StateChange::RemoveDeferred { owner, event_id } => {
-                                deferred.remove(pair_key(owner.as_str(), event_id.as_str()))?;
-                            }
-                            StateChange::ForgetOwnerData(owner) => {
-                                let prefix = records::owner_prefix(owner.as_str());
-                                let stored = forget.get(&**owner).into_iter().flatten().map(|(w, k)| (*w, &k[..]));
-                                let in_batch =
-                                    written.iter().filter(|(_, k)| k.starts_with(&prefix)).map(|(w, k)| (*w, &k[..]));
-                                for (which, key) in stored.chain(in_batch) {
-                                    match which {
-                                        0 => contacts.remove(key)?,
-                                        1 => strangers.remove(key)?,
-                                        _ => deferred.remove(key)?,
-                                    };
-                                }
-                                written.retain(|(_, k)| !k.starts_with(&prefix));
-                            }
-                            StateChange::PutWave(key, record) => {
-                                waves.insert(records::wave_key(key), records::encode(&WaveRecordV::from(record)))?;
-                            }
+            .transaction(
+                |(inbox, outbox, owners, rooms, contacts, strangers, deferred, counters, kept, held, waves)| {
+                    // Per-owner keys this attempt wrote (sled may retry the closure).
+                    let mut written: Vec<(u8, Vec<u8>)> = Vec::new();
+                    let mut processed = 0;
+                    for seq in empty {
+                        if inbox.remove(&seq.to_be_bytes())?.is_some() {
+                            processed += 1;
                         }
                     }
-                    for (id, effect) in ids.iter().zip(&decision.effects) {
-                        outbox.insert(&id.to_be_bytes(), records::encode(&EffectRecord::V1(effect.into())))?;
+                    let mut high = None;
+                    for ((seq, decision), ids) in decided.iter().zip(&effect_ids) {
+                        // A commit for an item that is gone was already made:
+                        // doing it again would enqueue its effects twice.
+                        if inbox.remove(&seq.to_be_bytes())?.is_none() {
+                            continue;
+                        }
+                        processed += 1;
+                        for change in &decision.changes {
+                            match change {
+                                StateChange::PutOwner(o) => {
+                                    if owners
+                                        .insert(o.user_id.as_bytes(), records::encode(&OwnerRecord::from(o)))?
+                                        .is_none()
+                                    {
+                                        resize(counters, G_OWNERS, 1)?;
+                                    }
+                                }
+                                StateChange::RemoveOwner(u) => {
+                                    if owners.remove(u.as_bytes())?.is_some() {
+                                        resize(counters, G_OWNERS, -1)?;
+                                    }
+                                }
+                                StateChange::PutRoom(r, st) => {
+                                    let before = rooms.insert(r.as_bytes(), records::encode(&RoomRecord::from(st)))?;
+                                    let before = decoded::<RoomRecord, RoomState>("room", before)?;
+                                    index_held(held, r, before.as_ref(), Some(st))?;
+                                    count_in(kept, tally::room(before.as_ref(), Some(st)))?;
+                                }
+                                StateChange::RemoveRoom(r) => {
+                                    let before = decoded::<RoomRecord, RoomState>("room", rooms.remove(r.as_bytes())?)?;
+                                    index_held(held, r, before.as_ref(), None)?;
+                                    count_in(kept, tally::room(before.as_ref(), None))?;
+                                }
+                                StateChange::PutContact { owner, subject, contact } => {
+                                    let key = pair_key(owner.as_str(), &subject.to_string());
+                                    contacts.insert(key.as_slice(), records::encode(&ContactRecord::from(contact)))?;
+                                    written.push((0, key));
+                                }
+                                StateChange::RemoveContact { owner, subject } => {
+                                    contacts.remove(pair_key(owner.as_str(), &subject.to_string()))?;
+                                }
+                                StateChange::PutStranger { owner, user, state } => {
+                                    let key = pair_key(owner.as_str(), user.as_str());
+                                    strangers.insert(key.as_slice(), records::encode(&StrangerRecord::from(state)))?;
+                                    written.push((1, key));
+                                }
+                                StateChange::PutDeferred(d) => {
+                                    let key = pair_key(d.owner.as_str(), d.event_id.as_str());
+                                    let before =
+                                        deferred.insert(key.as_slice(), records::encode(&DeferredRecord::from(d)))?;
+                                    let before = decoded::<DeferredRecord, Deferred>("deferred", before)?;
+                                    count_in(kept, tally::message(before.as_ref(), Some(d)))?;
+                                    written.push((2, key));
+                                }
+                                StateChange::RemoveDeferred { owner, event_id } => {
+                                    let before = deferred.remove(pair_key(owner.as_str(), event_id.as_str()))?;
+                                    let before = decoded::<DeferredRecord, Deferred>("deferred", before)?;
+                                    count_in(kept, tally::message(before.as_ref(), None))?;
+                                }
+                                StateChange::ForgetOwnerData(owner) => {
+                                    let prefix = records::owner_prefix(owner.as_str());
+                                    let stored = forget.get(&**owner).into_iter().flatten().map(|(w, k)| (*w, &k[..]));
+                                    let in_batch = written
+                                        .iter()
+                                        .filter(|(_, k)| k.starts_with(&prefix))
+                                        .map(|(w, k)| (*w, &k[..]));
+                                    for (which, key) in stored.chain(in_batch) {
+                                        match which {
+                                            0 => {
+                                                contacts.remove(key)?;
+                                            }
+                                            1 => {
+                                                strangers.remove(key)?;
+                                            }
+                                            _ => {
+                                                let before = decoded::<DeferredRecord, Deferred>(
+                                                    "deferred",
+                                                    deferred.remove(key)?,
+                                                )?;
+                                                count_in(kept, tally::message(before.as_ref(), None))?;
+                                            }
+                                        };
+                                    }
+                                    written.retain(|(_, k)| !k.starts_with(&prefix));
+                                }
+                                StateChange::PutWave(key, record) => {
+                                    waves
+                                        .insert(records::wave_key(key), records::encode(&WaveRecordV::from(record)))?;
+                                }
+                            }
+                        }
+                        for (id, effect) in ids.iter().zip(&decision.effects) {
+                            outbox.insert(&id.to_be_bytes(), records::encode(&EffectRecord::V1(effect.into())))?;
+                        }
+                        resize(counters, G_OUTBOX, ids.len() as i64)?;
+                        high = ids.last().or(high);
                     }
-                    high = ids.last().or(high);
-                }
-                if let Some(high) = high {
-                    counters.insert(K_OUTBOX_HIGH, &high.to_be_bytes())?;
-                }
-                if processed > 0 {
-                    bump(counters, C_PROCESSED, processed)?;
-                }
-                Ok(())
-            })
+                    if let Some(high) = high {
+                        counters.insert(K_OUTBOX_HIGH, &high.to_be_bytes())?;
+                    }
+                    if processed > 0 {
+                        bump(counters, C_PROCESSED, processed)?;
+                        resize(counters, G_INBOX, -(processed as i64))?;
+                    }
+                    Ok(())
+                },
+            )
             .map_err(|e| self.failed_tx(e))
     }
 
@@ -490,6 +663,7 @@ impl Store for SledStore {
                 };
                 quarantine.insert(&seq.to_be_bytes(), records::encode(&record))?;
                 bump(counters, C_QUARANTINED, 1)?;
+                resize(counters, G_INBOX, -1)?;
                 Ok(())
             })
             .map_err(|e| self.failed_tx(e))
@@ -544,8 +718,10 @@ impl Store for SledStore {
                     inbox.insert(&seq.to_be_bytes(), inbox_value(f.internal, &f.raw))?;
                 }
                 bump(counters, C_FOLLOW_UPS, follow_ups.len() as u64)?;
+                resize(counters, G_INBOX, follow_ups.len() as i64)?;
                 for (id, outcome) in finished {
                     let Some(bytes) = outbox.remove(&id.to_be_bytes())? else { continue };
+                    resize(counters, G_OUTBOX, -1)?;
                     match outcome {
                         EffectOutcome::Done => bump(counters, C_EFFECTS_DONE, 1)?,
                         EffectOutcome::Failed(reason) => {
@@ -573,10 +749,10 @@ impl Store for SledStore {
             events_quarantined: self.counter(C_QUARANTINED)?,
             effects_done: self.counter(C_EFFECTS_DONE)?,
             effects_failed: self.counter(C_EFFECTS_FAILED)?,
-            inbox_pending: self.inbox_by_seq.len() as u64,
-            outbox_pending: self.outbox_by_id.len() as u64,
-            owners: self.owner_by_user.len() as u64,
-            deferred_messages: self.deferred_by_owner_event.len() as u64,
+            inbox_pending: self.counter(G_INBOX)?,
+            outbox_pending: self.counter(G_OUTBOX)?,
+            owners: self.counter(G_OWNERS)?,
+            deferred_messages: self.count(&tally::Key { what: tally::What::Messages, owner: None, with: None })?,
         })
     }
 
@@ -656,13 +832,14 @@ impl Store for SledStore {
 
     fn use_link(&self, nonce: &str, expires_ms: u64, raw: &[u8]) -> Result<bool, StoreError> {
         let seq = self.db.generate_id().map_err(|e| self.failed(e))?;
-        let used = (&self.used_link_by_nonce, &self.inbox_by_seq)
-            .transaction(|(links, inbox)| {
+        let used = (&self.used_link_by_nonce, &self.inbox_by_seq, &self.counters)
+            .transaction(|(links, inbox, counters)| {
                 if links.get(nonce.as_bytes())?.is_some() {
                     return Ok(false);
                 }
                 links.insert(nonce.as_bytes(), &expires_ms.to_be_bytes())?;
                 inbox.insert(&seq.to_be_bytes(), inbox_value(true, raw))?;
+                resize(counters, G_INBOX, 1)?;
                 Ok(true)
             })
             .map_err(|e| self.failed_tx(e))?;
@@ -672,7 +849,12 @@ impl Store for SledStore {
 
     fn push_internal(&self, raw: &[u8]) -> Result<(), StoreError> {
         let seq = self.db.generate_id().map_err(|e| self.failed(e))?;
-        self.inbox_by_seq.insert(seq.to_be_bytes(), inbox_value(true, raw)).map_err(|e| self.failed(e))?;
+        (&self.inbox_by_seq, &self.counters)
+            .transaction(|(inbox, counters)| {
+                inbox.insert(&seq.to_be_bytes(), inbox_value(true, raw))?;
+                resize(counters, G_INBOX, 1)
+            })
+            .map_err(|e| self.failed_tx(e))?;
         self.flush()
     }
 
@@ -681,16 +863,22 @@ impl Store for SledStore {
         for entry in self.deferred_by_owner_event.scan_prefix(records::owner_prefix(owner.as_str())) {
             let (k, v) = entry.map_err(|e| self.failed(e))?;
             let d: Deferred = records::decode::<DeferredRecord>("deferred", &v)?.into();
-            // Compare-and-swap so a concurrent edit of the same message wins.
-            if d.received_ms < before_ms
-                && self
-                    .deferred_by_owner_event
-                    .compare_and_swap(&k, Some(&v), None::<&[u8]>)
-                    .map_err(|e| self.failed(e))?
-                    .is_ok()
-            {
-                removed += 1;
+            if d.received_ms >= before_ms {
+                continue;
             }
+            // Only if unchanged, so a concurrent edit of the same message
+            // wins; the counts change in the same write.
+            let gone = (&self.deferred_by_owner_event, &self.kept_by_key)
+                .transaction(|(deferred, kept)| {
+                    if deferred.get(&k)?.as_ref() != Some(&v) {
+                        return Ok(false);
+                    }
+                    deferred.remove(&k)?;
+                    count_in(kept, tally::message(Some(&d), None))?;
+                    Ok(true)
+                })
+                .map_err(|e| self.failed_tx(e))?;
+            removed += usize::from(gone);
         }
         Ok(removed)
     }
@@ -760,6 +948,70 @@ mod tests {
         assert_eq!(s.outbox_batch(u64::MAX, 10, false).unwrap().len(), 2);
         assert_eq!(s.owners().unwrap().len(), 1);
         assert!(s.outbox_high_water().unwrap() > 0);
+    }
+
+    #[test]
+    fn counts_missing_from_an_older_database_are_made_once_on_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let alice = ruma::owned_user_id!("@alice:example.org");
+        {
+            let s = SledStore::open(&path, 4).unwrap();
+            s.accept_transaction("t1", &[b"{}"], 1).unwrap();
+            let seq = s.inbox_batch(1).unwrap()[0].seq;
+            let held = crate::engine::HeldRoom::new(alice.clone(), ruma::owned_user_id!("@x:evil.example"), true, 1);
+            let d = Decision {
+                changes: vec![StateChange::PutRoom(ruma::owned_room_id!("!h:e"), RoomState::Held(held))],
+                effects: vec![],
+                outcomes: vec![],
+            };
+            s.commit(seq, &d).unwrap();
+            // As a database from before the counts and the index were kept.
+            s.kept_by_key.clear().unwrap();
+            s.held_by_owner_room.clear().unwrap();
+            s.flush().unwrap();
+        }
+        let s = SledStore::open(&path, 4).unwrap();
+        assert_eq!(s.kept(&alice, None).unwrap().held_rooms, 1);
+        assert_eq!(s.overview(&alice).unwrap().held.len(), 1);
+    }
+
+    /// The sizes /metrics reads are kept by the writes; they must say what
+    /// counting the trees says, through every way in and out.
+    #[test]
+    fn kept_sizes_match_the_trees() {
+        let (s, _dir) = fresh();
+        let check = |s: &SledStore| {
+            let st = s.stats().unwrap();
+            assert_eq!(
+                (st.inbox_pending, st.outbox_pending, st.owners),
+                (s.inbox_by_seq.len() as u64, s.outbox_by_id.len() as u64, s.owner_by_user.len() as u64)
+            );
+        };
+        s.accept_transaction("t1", &[b"{}", b"{}", b"{}"], 1).unwrap();
+        check(&s);
+        let items = s.inbox_batch(10).unwrap();
+        s.commit(items[0].seq, &super::super::conformance::sample_decision()).unwrap();
+        s.commit(items[0].seq, &super::super::conformance::sample_decision()).unwrap();
+        check(&s);
+        s.quarantine(items[1].seq, "bad", 1).unwrap();
+        s.commit_empty(&[items[2].seq]).unwrap();
+        check(&s);
+        let out = s.outbox_batch(u64::MAX, 10, false).unwrap();
+        let follow = FollowUp { internal: true, raw: b"{}".to_vec() };
+        s.finish_effect(out[0].id, &EffectOutcome::Done, std::slice::from_ref(&follow), 2).unwrap();
+        s.finish_effect(out[1].id, &EffectOutcome::Failed("no".into()), &[], 2).unwrap();
+        check(&s);
+        s.push_internal(b"{}").unwrap();
+        s.use_link("n", 5, b"{}").unwrap();
+        s.use_link("n", 5, b"{}").unwrap();
+        s.accept_sync(None, "s1", &[b"{}"]).unwrap();
+        check(&s);
+        let owner = ruma::owned_user_id!("@alice:example.org");
+        let remove = Decision { changes: vec![StateChange::RemoveOwner(owner)], effects: vec![], outcomes: vec![] };
+        let seq = s.inbox_batch(1).unwrap()[0].seq;
+        s.commit(seq, &remove).unwrap();
+        check(&s);
     }
 
     #[test]

@@ -40,6 +40,28 @@ pub(super) fn invite(
         // Already held (a replay or a re-invite), or one of our own rooms.
         return Decision::default();
     }
+    // Past a bound the invite stays as it is: silent (the owner's invites
+    // are held by one rule) and unjoined, so it costs neither a push rule,
+    // a join nor a backfill. Only the count is kept.
+    let bounds = &config.bounds;
+    if snapshot.kept_with(&owner.user_id, &meta.sender).held_rooms >= bounds.held_rooms_per_stranger {
+        let stranger = snapshot.stranger(&owner.user_id, &meta.sender);
+        return Decision::default()
+            .change(StateChange::PutStranger {
+                owner: owner.user_id.clone(),
+                user: meta.sender.clone(),
+                state: StrangerState { invites_not_held: stranger.invites_not_held.bump(), ..stranger },
+            })
+            .outcome(Outcome::InviteNotHeld);
+    }
+    if snapshot.kept(&owner.user_id).held_rooms >= bounds.held_rooms_per_owner {
+        return Decision::default()
+            .change(StateChange::PutOwner(OwnerState {
+                invites_not_held: owner.invites_not_held.bump(),
+                ..owner.clone()
+            }))
+            .outcome(Outcome::InviteNotHeld);
+    }
     let invited_at_ms = if meta.ts_ms > 0 { meta.ts_ms } else { now_ms };
     let (wave_changes, wave) = waves::observe_invite(snapshot, &meta.sender, &owner.user_id, now_ms, config);
     let held = HeldRoom {
@@ -140,37 +162,51 @@ pub(super) fn message(
     }
     // A late decryption names its own event: the capture that said "could
     // not be decrypted" gets the text, and nothing else happens again.
+    let limit = config.bounds.message_bytes;
     if let Some(r) = replaces.as_ref().filter(|r| r.original == meta.event_id) {
-        if let Some(original) = snapshot.related.as_ref().filter(|o| o.owner == held.owner && o.sender == meta.sender) {
-            return Decision::default().change(StateChange::PutDeferred(Deferred {
-                msgtype: msgtype.to_owned(),
-                body: r.body.clone(),
-                html: r.html.clone(),
-                media: media.clone(),
-                encrypted: false,
-                ..original.clone()
-            }));
-        }
+        // The capture it completes is gone (redacted, pruned, decided on,
+        // or never kept past a bound): nothing to complete, and nothing to
+        // capture anew.
+        let Some(original) = snapshot.related.as_ref().filter(|o| o.owner == held.owner && o.sender == meta.sender)
+        else {
+            return Decision::default();
+        };
+        let (body, html) = bounded_text(&r.body, &r.html, limit);
+        return Decision::default().change(StateChange::PutDeferred(Deferred {
+            msgtype: msgtype.to_owned(),
+            body,
+            html,
+            media: media.as_ref().map(|m| bounded_media(m, limit)),
+            encrypted: false,
+            ..original.clone()
+        }));
     } else if let Some(r) = replaces {
         return match &snapshot.related {
             // Only the author's own edits count.
-            Some(original) if original.sender == meta.sender && original.owner == held.owner => Decision::default()
-                .change(StateChange::PutDeferred(Deferred {
-                    body: r.body.clone(),
-                    html: r.html.clone(),
+            Some(original) if original.sender == meta.sender && original.owner == held.owner => {
+                let (body, html) = bounded_text(&r.body, &r.html, limit);
+                Decision::default().change(StateChange::PutDeferred(Deferred {
+                    body,
+                    html,
                     edited: true,
                     ..original.clone()
-                })),
+                }))
+            }
             _ => Decision::default(),
         };
     }
-    let d = capture(Deferred {
-        msgtype: msgtype.to_owned(),
-        body: body.to_owned(),
-        html: html.clone(),
-        media: media.clone(),
-        ..fresh_capture(meta, held, now_ms)
-    });
+    let (body, html) = bounded_text(body, html, limit);
+    let d = capture(
+        snapshot,
+        Deferred {
+            msgtype: msgtype.to_owned(),
+            body,
+            html,
+            media: media.as_ref().map(|m| bounded_media(m, limit)),
+            ..fresh_capture(meta, held, now_ms)
+        },
+        config,
+    );
     // Bots announce themselves with notices; a notice is never answered.
     if msgtype == "m.notice" {
         return d;
@@ -195,8 +231,11 @@ pub(super) fn encrypted(
     if !from_stranger(meta, held, config) || seen_before(snapshot, meta, held, &None) {
         return Decision::default();
     }
-    let d =
-        capture(Deferred { msgtype: "m.room.encrypted".into(), encrypted: true, ..fresh_capture(meta, held, now_ms) });
+    let d = capture(
+        snapshot,
+        Deferred { msgtype: "m.room.encrypted".into(), encrypted: true, ..fresh_capture(meta, held, now_ms) },
+        config,
+    );
     maybe_reply(d, snapshot, meta, held, true, now_ms, config)
 }
 
@@ -217,17 +256,83 @@ fn fresh_capture(meta: &EventMeta, held: &HeldRoom, now_ms: u64) -> Deferred {
         encrypted: false,
         edited: false,
         digested: false,
+        redacted_by: None,
     }
 }
 
-fn capture(deferred: Deferred) -> Decision {
+/// Keeps a new message, unless its sender (or all strangers together) have
+/// as many kept for this owner as the bounds allow: then it is counted.
+fn capture(snapshot: &Snapshot, deferred: Deferred, config: &EngineConfig) -> Decision {
+    let bounds = &config.bounds;
+    let (owner, sender) = (&deferred.owner, &deferred.sender);
+    if snapshot.kept_with(owner, sender).messages >= bounds.messages_per_stranger
+        || snapshot.kept(owner).messages >= bounds.messages_per_owner
+    {
+        let stranger = snapshot.stranger(owner, sender);
+        return Decision::default()
+            .change(StateChange::PutStranger {
+                owner: owner.clone(),
+                user: sender.clone(),
+                state: StrangerState { messages_not_kept: stranger.messages_not_kept.bump(), ..stranger },
+            })
+            .outcome(Outcome::MessageNotKept);
+    }
     Decision::default().change(StateChange::PutDeferred(deferred)).outcome(Outcome::MessageCaptured)
 }
 
+/// A message's text within `limit` bytes: the body cut at a character
+/// boundary with a note saying so; HTML that does not fit is dropped (cut
+/// HTML is not HTML), leaving the body, which every message has.
+fn bounded_text(body: &str, html: &Option<String>, limit: usize) -> (String, Option<String>) {
+    let html = html.clone().filter(|h| h.len() <= limit);
+    if body.len() <= limit {
+        return (body.to_owned(), html);
+    }
+    let note = texts::trimmed_on_capture(body.len());
+    let mut cut = limit.saturating_sub(note.len());
+    while !body.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    (format!("{}{note}", &body[..cut]), None)
+}
+
+/// A file's description within bounds: its name and type are the sender's
+/// words, shown in the digest.
+fn bounded_media(media: &Media, limit: usize) -> Media {
+    let cut = |s: &str, max: usize| -> String {
+        let mut end = s.len().min(max);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s[..end].to_owned()
+    };
+    let short = limit.min(1_024);
+    Media {
+        url: cut(&media.url, short),
+        name: cut(&media.name, short),
+        mimetype: media.mimetype.as_deref().map(|m| cut(m, 255)),
+        size: media.size,
+    }
+}
+
+/// The sender withdrawing their message (or the owner removing it) drops
+/// what was kept; anyone else's redaction is only noted: another member of
+/// a stranger's room must not be able to erase what a stranger said.
 pub(super) fn redaction(snapshot: &Snapshot, meta: &EventMeta, held: &HeldRoom, redacts: &OwnedEventId) -> Decision {
     match &snapshot.related {
-        Some(original) if original.owner == held.owner && original.room_id == meta.room_id => Decision::default()
-            .change(StateChange::RemoveDeferred { owner: held.owner.clone(), event_id: redacts.clone() }),
+        Some(original) if original.owner == held.owner && original.room_id == meta.room_id => {
+            if meta.sender == original.sender || meta.sender == held.owner {
+                Decision::default()
+                    .change(StateChange::RemoveDeferred { owner: held.owner.clone(), event_id: redacts.clone() })
+            } else if original.redacted_by.is_none() {
+                Decision::default().change(StateChange::PutDeferred(Deferred {
+                    redacted_by: Some(meta.sender.clone()),
+                    ..original.clone()
+                }))
+            } else {
+                Decision::default()
+            }
+        }
         _ => Decision::default(),
     }
 }
@@ -295,7 +400,18 @@ fn maybe_reply(
         let marked = HeldRoom { wave: Some(kind), reply_owed_ms: None, ..held.clone() };
         return d.change(StateChange::PutRoom(meta.room_id.clone(), RoomState::Held(marked)));
     }
-    let stranger = snapshot.stranger(&held.owner, &meta.sender);
+    // This decision may have counted something for the stranger already.
+    let stranger = d
+        .changes
+        .iter()
+        .rev()
+        .find_map(|c| match c {
+            StateChange::PutStranger { owner, user, state } if *owner == held.owner && *user == meta.sender => {
+                Some(state.clone())
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| snapshot.stranger(&held.owner, &meta.sender));
     let interval = owner.reply_interval_ms.unwrap_or(config.reply_interval_ms);
     if stranger.last_reply_ms.is_some_and(|last| now_ms.saturating_sub(last) < interval) {
         return d.outcome(Outcome::ReplySuppressed);
@@ -324,7 +440,7 @@ fn maybe_reply(
         .change(StateChange::PutStranger {
             owner: held.owner.clone(),
             user: meta.sender.clone(),
-            state: StrangerState { last_reply_ms: Some(now_ms) },
+            state: StrangerState { last_reply_ms: Some(now_ms), ..stranger },
         })
         .change(StateChange::PutOwner(OwnerState {
             reply_window_start_ms: window_start,

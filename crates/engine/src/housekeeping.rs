@@ -65,6 +65,11 @@ fn patched(owner: &OwnerState, overview: &OwnerOverview, changes: &[StateChange]
             StateChange::PutRoom(room, RoomState::Held(h)) if h.owner == owner.user_id => {
                 overview.held.insert(room.clone(), h.clone());
             }
+            StateChange::PutStranger { owner: o, user, state } if *o == owner.user_id => {
+                if let Some(s) = overview.strangers.get_mut(user) {
+                    *s = state.clone();
+                }
+            }
             _ => {}
         }
     }
@@ -113,14 +118,24 @@ pub(super) fn send_digest(
     };
     updated.digest_last_sent_ms = Some(now_ms);
     updated.last_list = digest.list.clone();
+    updated.invites_not_held = owner.invites_not_held.all_reported();
     let mut d = Decision::default().change(StateChange::PutOwner(updated));
     let sendable: Vec<bool> =
         digest.parts.iter().map(|p| limits::fits(&p.plain, &p.html, config.client_mode)).collect();
     let carried = digest.carried.iter().zip(&sendable).filter(|(_, ok)| **ok).map(|(c, _)| c);
-    let (mut messages, mut invites) = (BTreeSet::new(), BTreeSet::new());
+    let (mut messages, mut invites, mut counted) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     for c in carried {
         messages.extend(c.messages.iter());
         invites.extend(c.invites.iter());
+        counted.extend(c.counted.iter());
+    }
+    for (user, st) in overview.strangers.iter().filter(|(u, _)| counted.contains(u)) {
+        let state = StrangerState {
+            invites_not_held: st.invites_not_held.all_reported(),
+            messages_not_kept: st.messages_not_kept.all_reported(),
+            ..st.clone()
+        };
+        d = d.change(StateChange::PutStranger { owner: owner.user_id.clone(), user: user.clone(), state });
     }
     for m in overview.deferred.iter().filter(|m| messages.contains(&m.event_id)) {
         d = d.change(StateChange::PutDeferred(Deferred { digested: true, ..m.clone() }));

@@ -26,8 +26,8 @@ pub use action::{Effect, Lane, Match, PushRule, RuleActions};
 pub use input::{EventMeta, FailedStep, Input, Membership, Replacement};
 pub use state::Notify;
 pub use state::{
-    AllowSource, Contact, Deferred, Due, DueDigest, DueReplies, HeldRoom, Media, OwnerOverview, OwnerState,
-    PendingEmail, PendingEntry, RoomState, Snapshot, Standing, StateChange, StrangerState, Unreadable, WaveKey,
+    AllowSource, Contact, Deferred, Due, DueDigest, DueReplies, HeldRoom, Kept, Media, OwnerOverview, OwnerState,
+    PendingEmail, PendingEntry, RoomState, Snapshot, Standing, StateChange, StrangerState, Tally, Unreadable, WaveKey,
     WaveKind, WaveRecord,
 };
 pub use subject::Subject;
@@ -57,6 +57,8 @@ pub struct EngineConfig {
     pub mail_secret: Option<gatekeeper_common::Secret>,
     /// Set when e-mails may carry one-click links (a public URL is known).
     pub mail_links: Option<MailLinks>,
+    /// What one stranger (and all of them together) may make Gatekeeper keep.
+    pub bounds: Bounds,
     /// Client mode: Gatekeeper is a device of the one owner's own account.
     /// `bot` is then the owner: Gatekeeper speaks as them, their own
     /// events are theirs (not echoes), and nobody opts in by invitation.
@@ -67,6 +69,37 @@ pub struct EngineConfig {
     /// This many new senders from one server (not the owners' own) within
     /// the wave window are a wave.
     pub wave_senders_per_server: u32,
+}
+
+/// How much strangers may make Gatekeeper keep for one owner. Past a bound,
+/// further invitations stay silent and unjoined and further messages are
+/// counted, not stored: what a stranger sends can cost the owner a line in
+/// the digest, never memory, disk, push rules or joins without limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Held rooms per stranger per owner.
+    pub held_rooms_per_stranger: u64,
+    /// Held rooms per owner, all strangers together.
+    pub held_rooms_per_owner: u64,
+    /// Messages kept per stranger per owner.
+    pub messages_per_stranger: u64,
+    /// Messages kept per owner, all strangers together (a group room of
+    /// many made-up senders).
+    pub messages_per_owner: u64,
+    /// Bytes of one kept message's text; longer ones are trimmed with a note.
+    pub message_bytes: usize,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            held_rooms_per_stranger: 5,
+            held_rooms_per_owner: 1_000,
+            messages_per_stranger: 1_000,
+            messages_per_owner: 20_000,
+            message_bytes: 16_384,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +124,7 @@ impl EngineConfig {
             retention_ms: 30 * 86_400_000,
             mail_secret: None,
             mail_links: None,
+            bounds: Bounds::default(),
             client_mode: false,
             wave_owners_per_sender: 3,
             wave_senders_per_server: 20,
@@ -129,6 +163,12 @@ pub enum Outcome {
     ReplySuppressed,
     /// A digest is queued as this many notices in the control room.
     DigestSent { notices: usize },
+    /// A stranger's invite was left silent and unjoined, only counted: the
+    /// held rooms allowed per stranger or per owner were reached.
+    InviteNotHeld,
+    /// A stranger's message was counted, not stored: the messages kept per
+    /// stranger or per owner were reached.
+    MessageNotKept,
     /// A reply was due but the sender is part of a wave: none is sent, ever.
     ReplySuppressedWave,
     /// An invite made its sender part of a wave (or came from one).

@@ -45,10 +45,36 @@ pub struct OwnerState {
     pub digest_last_slot_ms: Option<u64>,
     /// When the last digest went out (scheduled or asked for).
     pub digest_last_sent_ms: Option<u64>,
+    /// Invitations not held because the owner had the most held rooms
+    /// allowed: left silent and unjoined, only counted.
+    pub invites_not_held: Tally,
     /// Some held DM's etiquette reply was held back by the hourly cap and
     /// is still owed: the tick after the hour looks at this owner's rooms
     /// (and only then), and sends what the budget allows, oldest first.
     pub replies_owed: bool,
+}
+
+/// Something counted rather than kept: how many in all, and how many of
+/// those a digest has reported already.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub total: u32,
+    pub reported: u32,
+}
+
+impl Tally {
+    pub fn bump(self) -> Self {
+        Tally { total: self.total.saturating_add(1), ..self }
+    }
+
+    /// Counted since the last digest.
+    pub fn unreported(self) -> u32 {
+        self.total.saturating_sub(self.reported)
+    }
+
+    pub fn all_reported(self) -> Self {
+        Tally { reported: self.total, ..self }
+    }
 }
 
 impl OwnerState {
@@ -73,6 +99,7 @@ impl OwnerState {
             retention_ms: None,
             digest_last_slot_ms: None,
             digest_last_sent_ms: None,
+            invites_not_held: Tally::default(),
             replies_owed: false,
         }
     }
@@ -309,6 +336,27 @@ pub enum Standing {
 pub struct StrangerState {
     /// When this stranger last got an etiquette reply from this owner.
     pub last_reply_ms: Option<u64>,
+    /// Further invitations past the held rooms allowed per stranger: left
+    /// silent and unjoined, only counted.
+    pub invites_not_held: Tally,
+    /// Further messages past the messages kept per stranger (or per owner):
+    /// counted, not stored.
+    pub messages_not_kept: Tally,
+}
+
+impl StrangerState {
+    /// Nothing counted that the owner has not heard of.
+    pub fn has_unreported(&self) -> bool {
+        self.invites_not_held.unreported() > 0 || self.messages_not_kept.unreported() > 0
+    }
+}
+
+/// What the store keeps for an owner (or for one sender with an owner):
+/// counted by the store as it writes, so the bounds cost one read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Kept {
+    pub held_rooms: u64,
+    pub messages: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,6 +390,10 @@ pub struct Deferred {
     pub edited: bool,
     /// It was in a digest already.
     pub digested: bool,
+    /// Someone other than its sender (or the owner) redacted it: it is
+    /// kept, and shown with who did, since only the sender may withdraw
+    /// what they said.
+    pub redacted_by: Option<OwnedUserId>,
 }
 
 /// A stranger waiting for the owner, as `pending` lists it.
@@ -357,6 +409,9 @@ pub struct PendingEntry {
     pub preview: Option<String>,
     /// One of their rooms could not be read, and why.
     pub unreadable: Option<Unreadable>,
+    /// Invitations and messages of theirs counted, not kept.
+    pub invites_not_held: u32,
+    pub messages_not_kept: u32,
     /// They are part of a wave: no automatic reply.
     pub wave: Option<WaveKind>,
 }
@@ -367,6 +422,9 @@ pub struct OwnerOverview {
     pub contacts: BTreeMap<Subject, Contact>,
     pub held: BTreeMap<OwnedRoomId, HeldRoom>,
     pub deferred: Vec<Deferred>,
+    /// Strangers with something counted rather than kept (the rest have
+    /// nothing a command or digest shows).
+    pub strangers: BTreeMap<OwnedUserId, StrangerState>,
 }
 
 /// The slice of stored state one decision may read.
@@ -382,6 +440,10 @@ pub struct Snapshot {
     pub strangers: BTreeMap<(OwnedUserId, OwnedUserId), StrangerState>,
     /// The captured message an edit or redaction points at.
     pub related: Option<Deferred>,
+    /// What is kept for each of those owners, and for each of those users
+    /// with each owner: the bounds read these.
+    pub kept: BTreeMap<OwnedUserId, Kept>,
+    pub kept_with: BTreeMap<(OwnedUserId, OwnedUserId), Kept>,
     /// Filled for events in a control room and for opt-outs.
     pub overview: Option<OwnerOverview>,
     /// Filled for housekeeping ticks: what has come due.
@@ -443,6 +505,14 @@ impl Snapshot {
 
     pub fn stranger(&self, owner: &OwnedUserId, user: &OwnedUserId) -> StrangerState {
         self.strangers.get(&(owner.clone(), user.clone())).cloned().unwrap_or_default()
+    }
+
+    pub fn kept(&self, owner: &OwnedUserId) -> Kept {
+        self.kept.get(owner).copied().unwrap_or_default()
+    }
+
+    pub fn kept_with(&self, owner: &OwnedUserId, user: &OwnedUserId) -> Kept {
+        self.kept_with.get(&(owner.clone(), user.clone())).copied().unwrap_or_default()
     }
 }
 

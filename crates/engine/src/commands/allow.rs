@@ -58,7 +58,7 @@ pub(crate) fn allow(ctx: &Ctx<'_>, subjects: &[Subject], for_ms: Option<u64>) ->
             })
             .effect(Effect::PutPushRule { owner: owner.clone(), rule: rules::allow(owner, subject) });
         d = rooms.iter().fold(d, |d, room| crate::release(d, owner, room));
-        d = drop_messages(d, owner, &messages);
+        d = ctx.forget_counts(drop_messages(d, owner, &messages), subject);
         if ctx.config.notify_allowed {
             for room in rooms.iter().filter(|r| ctx.overview.held.get(*r).is_some_and(|h| h.is_dm)) {
                 let note = texts::you_are_allowed(&ctx.name());

@@ -229,7 +229,21 @@ impl Ctx<'_> {
                 .effect(crate::unsilence(owner, room))
                 .change(StateChange::RemoveRoom(room.clone()))
         });
-        (drop_messages(d, owner, &messages), rooms.len(), messages.len())
+        let d = self.forget_counts(drop_messages(d, owner, &messages), subject);
+        (d, rooms.len(), messages.len())
+    }
+
+    /// Once the owner decided on `subject`, what was counted of them (not
+    /// held, not kept) is settled too: counting starts over if they return.
+    fn forget_counts(&self, d: Decision, subject: &Subject) -> Decision {
+        let owner = &self.owner.user_id;
+        self.overview.strangers.iter().filter(|(user, _)| subject.covers(user)).fold(d, |d, (user, state)| {
+            d.change(StateChange::PutStranger {
+                owner: owner.clone(),
+                user: user.clone(),
+                state: crate::StrangerState { last_reply_ms: state.last_reply_ms, ..Default::default() },
+            })
+        })
     }
 }
 

@@ -48,7 +48,7 @@ impl Handler for Pending {
         let (mut waiting, invites) = entries(ctx.overview);
         let tz = schedule::zone(ctx.owner.timezone.as_deref());
         if waiting.is_empty() {
-            return ctx.answer(texts::nobody_waiting());
+            return ctx.answer(with_not_held(texts::nobody_waiting(), ctx));
         }
         let list = numbering(&ctx.owner.last_list, &waiting, self.page.is_some());
         let numbered: Vec<(usize, PendingEntry)> = list
@@ -63,18 +63,30 @@ impl Handler for Pending {
             .iter()
             .map(|(n, e)| texts::pending_entry(*n, e, invites.get(&e.sender).map(String::as_str), &tz))
             .collect();
-        let pages = texts::paginate(&items, &texts::pending_frame(), ctx.config.client_mode);
+        let pages = texts::paginate(&items, &with_not_held(texts::pending_frame(), ctx), ctx.config.client_mode);
         let page = self.page.unwrap_or(1);
         let text = match pages.get(page - 1) {
             Some(range) => texts::pending_page(&items[range.clone()], page, pages.len(), numbered.len()),
             None => texts::no_such_page(page, pages.len(), "pending"),
         };
-        let d = ctx.answer(text);
+        let d = ctx.answer(with_not_held(text, ctx));
         if list != ctx.owner.last_list {
             return d.change(StateChange::PutOwner(OwnerState { last_list: list, ..ctx.owner.clone() }));
         }
         d
     }
+}
+
+/// Invitations not held at all (the owner's bound was reached) since the
+/// last digest, said below the list: they have no entry of their own.
+fn with_not_held(mut text: texts::Text, ctx: &Ctx<'_>) -> texts::Text {
+    let n = ctx.owner.invites_not_held.unreported();
+    if n > 0 {
+        let note = texts::invites_not_held(n, ctx.overview.held.len() as u64);
+        text.plain.push_str(&format!("\n\n{note}"));
+        text.html.push_str(&format!("<p>{}</p>", texts::escape_html(&note)));
+    }
+    text
 }
 
 /// The numbering a page is shown in: a new one (everyone waiting, newest
@@ -104,6 +116,8 @@ fn entries(overview: &OwnerOverview) -> Waiting {
             last_ms: held.invited_at_ms,
             preview: None,
             unreadable: None,
+            invites_not_held: 0,
+            messages_not_kept: 0,
             wave: None,
         });
         e.unreadable = e.unreadable.or(held.unreadable);
@@ -126,11 +140,19 @@ fn entries(overview: &OwnerOverview) -> Waiting {
             last_ms: m.ts_ms,
             preview: None,
             unreadable: None,
+            invites_not_held: 0,
+            messages_not_kept: 0,
             wave: None,
         });
         e.messages += 1;
         e.first_ms = e.first_ms.min(m.ts_ms);
         e.last_ms = e.last_ms.max(m.ts_ms);
+    }
+    for (sender, counted) in &overview.strangers {
+        if let Some(e) = by_sender.get_mut(sender) {
+            e.invites_not_held = counted.invites_not_held.total;
+            e.messages_not_kept = counted.messages_not_kept.total;
+        }
     }
     // Only the latest line of each is shown: only that one is read.
     for (sender, m) in latest {

@@ -78,7 +78,10 @@ fn settings_are_validated_shown_and_used() {
     // The owner's interval is what the gate uses.
     let mut s = held(true);
     s.owners.insert(uid(ALICE), OwnerState { reply_interval_ms: Some(60_000), ..owner() });
-    s.strangers.insert((uid(ALICE), uid(STRANGER)), StrangerState { last_reply_ms: Some(NOW - 120_000) });
+    s.strangers.insert(
+        (uid(ALICE), uid(STRANGER)),
+        StrangerState { last_reply_ms: Some(NOW - 120_000), ..Default::default() },
+    );
     assert_eq!(kinds(&decide(&s, &text(STRANGER, HELD, "hi"), NOW, &config())), ["notice"]);
 }
 

@@ -38,6 +38,7 @@ fn deferred(sender: &OwnedUserId, room: &OwnedRoomId, n: usize, ts_ms: u64, body
         encrypted: false,
         edited: false,
         digested: false,
+        redacted_by: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! snapshot, an input and the decision (or the parts of it) it must
 //! produce. The fixtures they share are here.
 
+mod bounds;
 mod capture;
 mod client_mode;
 mod commands;
@@ -170,6 +171,7 @@ fn captured(event: &OwnedEventId, body: &str) -> Deferred {
         encrypted: false,
         edited: false,
         digested: false,
+        redacted_by: None,
     }
 }
 

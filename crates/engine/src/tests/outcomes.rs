@@ -47,7 +47,9 @@ fn a_reply_held_back_by_the_hourly_cap_or_the_interval_reports_reply_suppressed(
     assert_eq!(d.outcomes, [Outcome::MessageCaptured, Outcome::ReplySuppressed]);
     assert_eq!(notices(&d), 0);
     let mut recent = held(true);
-    recent.strangers.insert((uid(ALICE), uid(STRANGER)), StrangerState { last_reply_ms: Some(NOW - 60_000) });
+    recent
+        .strangers
+        .insert((uid(ALICE), uid(STRANGER)), StrangerState { last_reply_ms: Some(NOW - 60_000), ..Default::default() });
     let d = decide(&recent, &text(STRANGER, HELD, "hi"), NOW, &config());
     assert_eq!(d.outcomes, [Outcome::MessageCaptured, Outcome::ReplySuppressed]);
     assert_eq!(notices(&d), 0);

@@ -35,6 +35,7 @@ struct World {
 impl World {
     fn overview(&self, owner: &OwnedUserId) -> OwnerOverview {
         OwnerOverview {
+            strangers: Default::default(),
             contacts: self
                 .contacts
                 .iter()
@@ -161,7 +162,8 @@ fn world() -> World {
     w.contacts.insert((uid(ALICE), usr(SPAMMER)), Contact::Blocked { since_ms: 1 });
     w.contacts.insert((uid(ALICE), Subject::Server("evil.org".try_into().unwrap())), Contact::Blocked { since_ms: 1 });
     w.contacts.insert((uid(BOB), usr(FRIEND)), allowed);
-    w.strangers.insert((uid(BOB), uid(STRANGER)), StrangerState { last_reply_ms: Some(NOW - 60_000) });
+    w.strangers
+        .insert((uid(BOB), uid(STRANGER)), StrangerState { last_reply_ms: Some(NOW - 60_000), ..Default::default() });
     // The promoter invited several owners within the hour: a wave.
     w.waves.insert(
         WaveKey::Sender(uid("@promo:remote.org")),

@@ -19,7 +19,7 @@ fn a_strangers_first_message_is_captured_and_answered_once_as_the_owner() {
     assert!(d.changes.contains(&StateChange::PutStranger {
         owner: uid(ALICE),
         user: uid(STRANGER),
-        state: StrangerState { last_reply_ms: Some(NOW) }
+        state: StrangerState { last_reply_ms: Some(NOW), ..Default::default() }
     }));
 }
 
@@ -38,11 +38,15 @@ fn the_etiquette_reply_goes_once_per_invite_and_stranger_to_dms_only_never_to_no
     assert!(matches!(d.changes.first(), Some(StateChange::PutDeferred(_))), "still captured");
     // Once per stranger per period, across rooms.
     let mut recent = held(true);
-    recent.strangers.insert((uid(ALICE), uid(STRANGER)), StrangerState { last_reply_ms: Some(NOW - 3_600_000) });
+    recent.strangers.insert(
+        (uid(ALICE), uid(STRANGER)),
+        StrangerState { last_reply_ms: Some(NOW - 3_600_000), ..Default::default() },
+    );
     assert!(kinds(&decide(&recent, &text(STRANGER, HELD, "hi"), NOW, &cfg)).is_empty());
-    recent
-        .strangers
-        .insert((uid(ALICE), uid(STRANGER)), StrangerState { last_reply_ms: Some(NOW - cfg.reply_interval_ms) });
+    recent.strangers.insert(
+        (uid(ALICE), uid(STRANGER)),
+        StrangerState { last_reply_ms: Some(NOW - cfg.reply_interval_ms), ..Default::default() },
+    );
     assert_eq!(kinds(&decide(&recent, &text(STRANGER, HELD, "hi"), NOW, &cfg)), ["notice"]);
     // An hourly cap per owner.
     let mut capped = held(true);

@@ -163,7 +163,10 @@ fn a_sender_the_owner_knows_is_not_new_and_does_not_count_for_the_server() {
     // Alice answered @known before: a stranger entry.
     let mut snap = Snapshot::default();
     snap.owners.insert(uid(ALICE), owner_state(ALICE));
-    snap.strangers.insert((uid(ALICE), uid("@known:spam.example")), StrangerState { last_reply_ms: Some(NOW - 1) });
+    snap.strangers.insert(
+        (uid(ALICE), uid("@known:spam.example")),
+        StrangerState { last_reply_ms: Some(NOW - 1), ..Default::default() },
+    );
     let input = member("@known:spam.example", "!k:spam.example", ALICE, Membership::Invite, true);
     let d = decide(&snap, &input, NOW, &cfg);
     keep(&mut records, &d);
@@ -401,7 +404,8 @@ fn strangers_decided_meanwhile_answered_elsewhere_or_in_a_wave_get_no_late_reply
     );
     overview.contacts.insert(Subject::Server("evil.org".try_into().unwrap()), Contact::Blocked { since_ms: 1 });
     let mut due = due_replies(OwnerState { replies_owed: true, ..capped_owner() }, overview);
-    due.strangers.insert(uid("@answered:remote.org"), StrangerState { last_reply_ms: Some(NOW - 1000) });
+    due.strangers
+        .insert(uid("@answered:remote.org"), StrangerState { last_reply_ms: Some(NOW - 1000), ..Default::default() });
     due.waves.insert(
         WaveKey::Server("spam.example".try_into().unwrap()),
         WaveRecord { seen: vec![], wave_ms: Some(NOW - 1000), expires_ms: NOW + WAVE_MEMORY_MS },

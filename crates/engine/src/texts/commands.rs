@@ -78,6 +78,11 @@ pub fn pending_entry(n: usize, e: &PendingEntry, invite: Option<&str>, tz: &Time
         plain.push_str(&format!("\n  {}", unreadable(why)));
         html.push_str(&format!("<br>{}", unreadable(why)));
     }
+    let counted = super::not_kept(e.invites_not_held, e.messages_not_kept);
+    if !counted.is_empty() {
+        plain.push_str(&format!("\n  {counted}"));
+        html.push_str(&format!("<br>{}", escape_html(&counted)));
+    }
     if let Some(kind) = e.wave {
         plain.push_str(&format!("\n  {}", wave(kind)));
         html.push_str(&format!("<br>{}", wave(kind)));
@@ -298,7 +303,10 @@ pub fn show_item(m: &Deferred) -> Text {
         super::trim_to_cost(&m.body, SHOW_MESSAGE_BUDGET)
     };
     let edited = if m.edited { " (edited)" } else { "" };
-    let note = if cut > 0 { format!(" … ({cut} more characters not shown)") } else { String::new() };
+    let mut note = if cut > 0 { format!(" … ({cut} more characters not shown)") } else { String::new() };
+    if let Some(by) = &m.redacted_by {
+        note.push_str(&format!(" (removed from the room by {by}, not by its sender)"));
+    }
     let line = format!("{}{edited} — {what}{note}", format_time(m.ts_ms));
     Text { plain: format!("• {line}\n"), html: format!("<li>{}</li>", escape_html(&line).replace('\n', "<br>")) }
 }

@@ -20,6 +20,13 @@ use crate::subject::Subject;
 pub const MAX_MESSAGE_CHARS: usize = 1200;
 /// Messages quoted per sender; the rest are counted, for `show`.
 pub const MAX_MESSAGES_PER_SENDER: usize = 25;
+/// Messages quoted in one digest, all senders together: many made-up
+/// senders in one group room get counted, not quoted, past it.
+pub const MAX_QUOTED_PER_DIGEST: usize = 200;
+/// Senders listed by number in one digest; the rest are one line that
+/// points to `pending`. With the quotes bound, this keeps a digest (and
+/// its e-mail) to a few notices, whatever strangers do.
+pub const MAX_SENDERS_PER_DIGEST: usize = 200;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Digest {
@@ -37,6 +44,8 @@ pub struct Digest {
 pub struct Carried {
     pub messages: Vec<OwnedEventId>,
     pub invites: Vec<OwnedRoomId>,
+    /// Senders whose counted-not-kept numbers this part reports.
+    pub counted: Vec<OwnedUserId>,
 }
 
 impl Digest {
@@ -56,6 +65,8 @@ struct Section {
     name: Option<String>,
     messages: Vec<Deferred>,
     invites: Vec<(OwnedRoomId, HeldRoom)>,
+    /// Invitations and messages counted, not kept, since the last digest.
+    counted: (u32, u32),
 }
 
 /// The smallest piece of a digest a part boundary may not cut.
@@ -114,6 +125,7 @@ pub fn render_for(owner: &OwnerState, overview: &OwnerOverview, client_mode: boo
             name: None,
             messages: vec![],
             invites: vec![],
+            counted: (0, 0),
         });
     };
     for m in overview.deferred.iter().filter(|m| !m.digested) {
@@ -136,7 +148,13 @@ pub fn render_for(owner: &OwnerState, overview: &OwnerOverview, client_mode: boo
         section(&mut by_sender, &h.inviter);
         by_sender.get_mut(&h.inviter).expect("just inserted").invites.push((room.clone(), h.clone()));
     }
-    if by_sender.is_empty() {
+    for (who, st) in overview.strangers.iter().filter(|(_, st)| st.has_unreported()) {
+        section(&mut by_sender, who);
+        let s = by_sender.get_mut(who).expect("just inserted");
+        s.counted = (st.invites_not_held.unreported(), st.messages_not_kept.unreported());
+    }
+    let not_held = owner.invites_not_held.unreported();
+    if by_sender.is_empty() && not_held == 0 {
         return None;
     }
     // The name a sender gave when inviting the owner, from any held room.
@@ -152,10 +170,15 @@ pub fn render_for(owner: &OwnerState, overview: &OwnerOverview, client_mode: boo
         s.messages.sort_by_key(|m| m.ts_ms);
     }
     let first_seen = |s: &Section| {
-        s.messages.iter().map(|m| m.ts_ms).chain(s.invites.iter().map(|(_, h)| h.invited_at_ms)).min().unwrap_or(0)
+        s.messages
+            .iter()
+            .map(|m| m.ts_ms)
+            .chain(s.invites.iter().map(|(_, h)| h.invited_at_ms))
+            .min()
+            .unwrap_or(u64::MAX)
     };
     sections.sort_by_key(|s| (first_seen(s), s.sender.clone()));
-    let (waved, sections): (Vec<Section>, Vec<Section>) =
+    let (waved, mut sections): (Vec<Section>, Vec<Section>) =
         sections.into_iter().partition(|s| wave_of.contains_key(&s.sender));
     let groups = wave_groups(waved, &wave_of);
 
@@ -165,10 +188,15 @@ pub fn render_for(owner: &OwnerState, overview: &OwnerOverview, client_mode: boo
         Some(t) => format!("since {}", local_time(t, &tz)),
         None => format!("since {}", local_time(owner.since_ms, &tz)),
     };
-    let header = Text {
+    let mut header = Text {
         plain: format!("{people} wrote to you {since}.\n"),
         html: format!("<h3>{} wrote to you {}</h3>", escape_html(&people), escape_html(&since)),
     };
+    if not_held > 0 {
+        let note = super::invites_not_held(not_held, overview.held.len() as u64);
+        header.plain.push_str(&format!("{note}\n"));
+        header.html.push_str(&format!("<p>{}</p>", escape_html(&note)));
+    }
     let footer = Text {
         plain: "\nAnswer with `allow 1`, `allow 1 for 30d`, `deny 1`, `block 1` or `show 1` (the numbers above)."
             .into(),
@@ -177,9 +205,21 @@ pub fn render_for(owner: &OwnerState, overview: &OwnerOverview, client_mode: boo
             .into(),
     };
 
+    let rest = sections.split_off(sections.len().min(MAX_SENDERS_PER_DIGEST));
     let mut atoms = Vec::new();
+    let mut quotes_left = MAX_QUOTED_PER_DIGEST;
     for (i, s) in sections.iter().enumerate() {
-        section_atoms(&mut atoms, i, s, &tz);
+        section_atoms(&mut atoms, i, s, &tz, &mut quotes_left);
+    }
+    if !rest.is_empty() {
+        let line = format!("… and {} more people; `pending` lists everyone waiting.", rest.len());
+        let text = Text { plain: format!("\n{line}\n"), html: format!("<p>{}</p>", escape_html(&line)) };
+        let carried = Carried {
+            messages: rest.iter().flat_map(|s| s.messages.iter().map(|m| m.event_id.clone())).collect(),
+            invites: rest.iter().flat_map(|s| s.invites.iter().map(|(r, _)| r.clone())).collect(),
+            counted: rest.iter().filter(|s| s.counted != (0, 0)).map(|s| s.sender.clone()).collect(),
+        };
+        atoms.push(Atom { kind: Kind::Line, section: None, text, carried });
     }
     let mut list: Vec<Subject> = sections.iter().map(|s| Subject::User(s.sender.clone())).collect();
     for g in groups {
@@ -216,7 +256,11 @@ fn wave_groups(waved: Vec<Section>, wave_of: &BTreeMap<OwnedUserId, WaveKind>) -
             messages: 0,
             carried: Carried::default(),
         });
-        g.messages += s.messages.len();
+        // Messages counted rather than kept are theirs too.
+        g.messages += s.messages.len() + s.counted.1 as usize;
+        if s.counted != (0, 0) {
+            g.carried.counted.push(s.sender.clone());
+        }
         g.carried.messages.extend(s.messages.into_iter().map(|m| m.event_id));
         g.carried.invites.extend(s.invites.into_iter().map(|(r, _)| r));
         g.senders.push(s.sender);
@@ -292,7 +336,7 @@ fn continued(n: usize, s: &Section) -> Text {
     head_line(n, s, "continued")
 }
 
-fn section_atoms(atoms: &mut Vec<Atom>, i: usize, s: &Section, tz: &jiff::tz::TimeZone) {
+fn section_atoms(atoms: &mut Vec<Atom>, i: usize, s: &Section, tz: &jiff::tz::TimeZone, quotes_left: &mut usize) {
     let n = i + 1;
     let count = match s.messages.len() {
         0 => String::new(),
@@ -318,9 +362,16 @@ fn section_atoms(atoms: &mut Vec<Atom>, i: usize, s: &Section, tz: &jiff::tz::Ti
         let reason = h.reason.as_ref().map(|r| format!(": “{}”", one_line(r, 300))).unwrap_or_default();
         let line = format!("invited you to {name}{members}{reason} — {}", local_time(h.invited_at_ms, tz));
         let text = Text { plain: format!("   {line}\n"), html: format!("<p><i>{}</i></p>", escape_html(&line)) };
-        atoms.push(atom(Kind::Line, text, Carried { messages: vec![], invites: vec![room.clone()] }));
+        atoms.push(atom(Kind::Line, text, Carried { invites: vec![room.clone()], ..Carried::default() }));
     }
-    for m in s.messages.iter().take(MAX_MESSAGES_PER_SENDER) {
+    if s.counted != (0, 0) {
+        let line = super::not_kept(s.counted.0, s.counted.1);
+        let text = Text { plain: format!("   {line}\n"), html: format!("<p><i>{}</i></p>", escape_html(&line)) };
+        atoms.push(atom(Kind::Line, text, Carried { counted: vec![s.sender.clone()], ..Carried::default() }));
+    }
+    let quoted = s.messages.len().min(MAX_MESSAGES_PER_SENDER).min(*quotes_left);
+    *quotes_left -= quoted;
+    for m in s.messages.iter().take(quoted) {
         let stamp = local_time(m.ts_ms, tz);
         let edited = if m.edited { " (edited)" } else { "" };
         let (text, cut) = if m.encrypted {
@@ -342,13 +393,13 @@ fn section_atoms(atoms: &mut Vec<Atom>, i: usize, s: &Section, tz: &jiff::tz::Ti
                 escape_html(&note)
             ),
         };
-        atoms.push(atom(Kind::Quote, text, Carried { messages: vec![m.event_id.clone()], invites: vec![] }));
+        atoms.push(atom(Kind::Quote, text, Carried { messages: vec![m.event_id.clone()], ..Carried::default() }));
     }
-    if s.messages.len() > MAX_MESSAGES_PER_SENDER {
-        let rest = &s.messages[MAX_MESSAGES_PER_SENDER..];
+    if s.messages.len() > quoted {
+        let rest = &s.messages[quoted..];
         let line = format!("… and {} more; `show {n}` lists them all.", rest.len());
         let text = Text { plain: format!("   {line}\n"), html: format!("<p>{}</p>", escape_html(&line)) };
-        let carried = Carried { messages: rest.iter().map(|m| m.event_id.clone()).collect(), invites: vec![] };
+        let carried = Carried { messages: rest.iter().map(|m| m.event_id.clone()).collect(), ..Carried::default() };
         atoms.push(atom(Kind::Line, text, carried));
     }
 }
@@ -426,6 +477,7 @@ fn pack(
         text.html.push_str(&a.text.html);
         carried.messages.extend(a.carried.messages.iter().cloned());
         carried.invites.extend(a.carried.invites.iter().cloned());
+        carried.counted.extend(a.carried.counted.iter().cloned());
     }
     let (last, _) = parts.last_mut().expect("a part is open");
     if quoting {
@@ -473,6 +525,7 @@ mod tests {
             encrypted: false,
             edited: false,
             digested: false,
+            redacted_by: None,
         }
     }
 
@@ -560,9 +613,13 @@ mod tests {
             assert!(crate::limits::fits(&p.plain, &p.html, false), "{}", p.plain.len() + p.html.len());
         }
         let all: String = d.parts.iter().map(|p| p.plain.as_str()).collect();
-        for s in 0..300 {
+        // The first senders are listed; the rest are counted, carried
+        // (marked with the part that counts them) and left to `pending`.
+        for s in 0..MAX_SENDERS_PER_DIGEST {
             assert!(all.contains(&format!("@sender{s}:x.org")), "sender {s} lost");
         }
+        assert!(all.contains("… and 100 more people; `pending` lists everyone waiting."), "{all}");
+        assert_eq!(d.list.len(), MAX_SENDERS_PER_DIGEST);
         assert!(d.parts[1].plain.starts_with("(digest, part 2 of"));
         assert_eq!(d.messages().count(), 900);
     }

@@ -56,3 +56,31 @@ pub fn answered_in_held_chat(inviter: &ruma::UserId) -> Text {
         "You answered {inviter} in a held chat, so they can reach you directly now (`block {inviter}` undoes it)."
     ))
 }
+
+/// Ends a message trimmed when it was kept: the digest and `show` quote it
+/// with this, so the owner knows there was more.
+pub fn trimmed_on_capture(bytes: usize) -> String {
+    format!(" … [trimmed: the message was {bytes} bytes long]")
+}
+
+/// What a digest or `pending` says of invitations and messages counted but
+/// not kept for one sender (empty when there are none).
+pub fn not_kept(invites: u32, messages: u32) -> String {
+    let mut parts = Vec::new();
+    if invites > 0 {
+        parts.push(format!("+{invites} more {} not held", if invites == 1 { "invitation" } else { "invitations" }));
+    }
+    if messages > 0 {
+        parts.push(format!("and {messages} more {} not kept", if messages == 1 { "message" } else { "messages" }));
+    }
+    parts.join(", ")
+}
+
+/// Invitations left silent and unjoined because the owner had the most
+/// held rooms allowed.
+pub fn invites_not_held(n: u32, held: u64) -> String {
+    format!(
+        "{n} more {} came while {held} held rooms were waiting (the most Gatekeeper holds); they are left silent and unjoined in your invitations. Decide on some waiting people to make room.",
+        if n == 1 { "invitation" } else { "invitations" }
+    )
+}
