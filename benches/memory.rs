@@ -56,6 +56,8 @@ fn owner_decision(o: usize) -> Decision {
                 replied: true,
                 digested: false,
                 unreadable: None,
+                wave: None,
+                reply_owed_ms: None,
             }),
         ),
     ];

@@ -129,6 +129,14 @@ pub struct GateConfig {
     /// Bytes of one kept message's text; longer ones are trimmed with a note.
     #[serde(default = "default_message_bytes", deserialize_with = "native_or_text")]
     pub max_message_bytes: usize,
+    /// A sender who invites this many owners within an hour is a wave: no
+    /// automatic reply, grouped in the digest.
+    #[serde(default = "default_wave_owners_per_sender", deserialize_with = "native_or_text")]
+    pub wave_owners_per_sender: u32,
+    /// This many new senders from one server (not the owners' own) within
+    /// an hour are a wave.
+    #[serde(default = "default_wave_senders_per_server", deserialize_with = "native_or_text")]
+    pub wave_senders_per_server: u32,
 }
 
 // The same numbers as the engine's `Bounds::default()` (app/ tests that
@@ -148,6 +156,19 @@ fn default_messages_per_owner() -> u64 {
 fn default_message_bytes() -> usize {
     16_384
 }
+
+fn default_wave_owners_per_sender() -> u32 {
+    3
+}
+
+fn default_wave_senders_per_server() -> u32 {
+    20
+}
+
+/// The thresholds' bounds: a wave record keeps up to its threshold of
+/// entries, so this bounds what one sender or server costs.
+pub const WAVE_OWNERS_RANGE: std::ops::RangeInclusive<u32> = 2..=100;
+pub const WAVE_SENDERS_RANGE: std::ops::RangeInclusive<u32> = 2..=1000;
 
 fn default_effect_retry_for() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(24 * 3600))
@@ -172,6 +193,8 @@ impl Default for GateConfig {
             max_messages_per_stranger: default_messages_per_stranger(),
             max_messages_per_owner: default_messages_per_owner(),
             max_message_bytes: default_message_bytes(),
+            wave_owners_per_sender: default_wave_owners_per_sender(),
+            wave_senders_per_server: default_wave_senders_per_server(),
         }
     }
 }
@@ -526,6 +549,20 @@ pub fn check(config: &Config) -> Vec<String> {
     if retry_for < std::time::Duration::from_secs(1) || retry_for > std::time::Duration::from_secs(30 * 86_400) {
         problems.push("gate.effect_retry_for: must be between 1s and 30d (24h is the default)".into());
     }
+    if !WAVE_OWNERS_RANGE.contains(&config.gate.wave_owners_per_sender) {
+        problems.push(format!(
+            "gate.wave_owners_per_sender: must be between {} and {} (3 is the default)",
+            WAVE_OWNERS_RANGE.start(),
+            WAVE_OWNERS_RANGE.end()
+        ));
+    }
+    if !WAVE_SENDERS_RANGE.contains(&config.gate.wave_senders_per_server) {
+        problems.push(format!(
+            "gate.wave_senders_per_server: must be between {} and {} (20 is the default)",
+            WAVE_SENDERS_RANGE.start(),
+            WAVE_SENDERS_RANGE.end()
+        ));
+    }
     if config.database.cache_capacity_mb == 0 {
         problems.push("database.cache_capacity_mb: must be at least 1".into());
     }
@@ -822,6 +859,25 @@ database:
         assert!(check(&short).is_empty());
         let forever = parse(&format!("{MINIMAL}gate:\n  effect_retry_for: 60d\n"), &[]).unwrap();
         assert!(check(&forever).iter().any(|p| p.starts_with("gate.effect_retry_for")), "{:?}", check(&forever));
+    }
+
+    #[test]
+    fn wave_thresholds_default_to_three_owners_and_twenty_senders_and_are_bounded() {
+        let c = parse(MINIMAL, &[]).unwrap();
+        assert_eq!((c.gate.wave_owners_per_sender, c.gate.wave_senders_per_server), (3, 20));
+        let set =
+            parse(&format!("{MINIMAL}gate:\n  wave_owners_per_sender: 5\n  wave_senders_per_server: '50'\n"), &[])
+                .unwrap();
+        assert_eq!((set.gate.wave_owners_per_sender, set.gate.wave_senders_per_server), (5, 50));
+        assert!(check(&set).is_empty(), "{:?}", check(&set));
+        for (key, bad) in
+            [("wave_owners_per_sender", 1), ("wave_owners_per_sender", 101), ("wave_senders_per_server", 0)]
+        {
+            let c = parse(&format!("{MINIMAL}gate:\n  {key}: {bad}\n"), &[]).unwrap();
+            assert!(check(&c).iter().any(|p| p.starts_with(&format!("gate.{key}"))), "{key}: {bad}: {:?}", check(&c));
+        }
+        let c = parse(&format!("{MINIMAL}gate:\n  wave_senders_per_server: 1001\n"), &[]).unwrap();
+        assert!(check(&c).iter().any(|p| p.starts_with("gate.wave_senders_per_server")));
     }
 
     #[test]

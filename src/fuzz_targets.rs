@@ -111,6 +111,8 @@ pub fn digest(data: &[u8]) {
             replied: false,
             digested: false,
             unreadable: None,
+            wave: None,
+            reply_owed_ms: None,
         },
     );
     let owner = OwnerState::new(owner_id, "!c:example.org".try_into().expect("valid"), 1);

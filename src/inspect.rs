@@ -22,6 +22,10 @@ pub struct OwnerLine {
     pub held_rooms: usize,
     pub captured_messages: usize,
     pub replied_rooms: usize,
+    /// Held DMs whose reply the hourly cap held back, still owed.
+    pub owed_replies: usize,
+    /// Held rooms of senders who are part of a wave.
+    pub wave_rooms: usize,
     pub allowed: usize,
     pub blocked: usize,
 }
@@ -40,6 +44,8 @@ pub fn report(store: &dyn Store, limit: usize) -> Result<Report, StoreError> {
             held_rooms: overview.held.len(),
             captured_messages: overview.deferred.len(),
             replied_rooms: overview.held.values().filter(|h| h.replied).count(),
+            owed_replies: overview.held.values().filter(|h| h.reply_owed_ms.is_some()).count(),
+            wave_rooms: overview.held.values().filter(|h| h.wave.is_some()).count(),
             allowed: count(true),
             blocked: count(false),
         });

@@ -37,6 +37,9 @@ pub struct Metrics {
     pub held_invites: Counter,
     pub replies_sent: Counter,
     pub replies_suppressed: Counter,
+    pub replies_suppressed_wave: Counter,
+    pub replies_sent_late: Counter,
+    pub wave_invites: Counter,
     pub digests_sent: Counter,
     pub emails_sent: Counter,
     pub action_failures: Counter,
@@ -61,6 +64,9 @@ impl Metrics {
             held_invites: Counter::default(),
             replies_sent: Counter::default(),
             replies_suppressed: Counter::default(),
+            replies_suppressed_wave: Counter::default(),
+            replies_sent_late: Counter::default(),
+            wave_invites: Counter::default(),
             digests_sent: Counter::default(),
             emails_sent: Counter::default(),
             action_failures: Counter::default(),
@@ -85,6 +91,17 @@ impl Metrics {
             "Strangers' messages kept without a reply (limits)",
             m.replies_suppressed.clone(),
         );
+        r.register(
+            "replies_suppressed_wave",
+            "Strangers' messages kept without a reply because the sender is part of a wave",
+            m.replies_suppressed_wave.clone(),
+        );
+        r.register(
+            "replies_sent_late",
+            "Etiquette replies the hourly cap held back, queued once the budget allowed (also in replies_sent)",
+            m.replies_sent_late.clone(),
+        );
+        r.register("wave_invites", "Invites held from senders who are part of a wave", m.wave_invites.clone());
         r.register("digests_sent", "Digest notices decided and queued to send", m.digests_sent.clone());
         r.register("emails_sent", "E-mails sent", m.emails_sent.clone());
         r.register("action_failures", "Effects that failed for good", m.action_failures.clone());
@@ -120,6 +137,12 @@ impl Metrics {
                 Outcome::InviteHeld => self.held_invites.inc(),
                 Outcome::ReplySent => self.replies_sent.inc(),
                 Outcome::ReplySuppressed => self.replies_suppressed.inc(),
+                Outcome::ReplySuppressedWave => self.replies_suppressed_wave.inc(),
+                Outcome::WaveInvite => self.wave_invites.inc(),
+                Outcome::ReplySentLate => {
+                    self.replies_sent_late.inc();
+                    self.replies_sent.inc()
+                }
                 Outcome::DigestSent { notices } => self.digests_sent.inc_by(*notices as u64),
                 Outcome::InviteNotHeld => self.not_kept.get_or_create(&WhatLabel { what: "invitation" }).inc(),
                 Outcome::MessageNotKept => self.not_kept.get_or_create(&WhatLabel { what: "message" }).inc(),
@@ -155,7 +178,7 @@ pub fn input_kind(input: &Input) -> &'static str {
         Input::Message { .. } => "message",
         Input::Encrypted { .. } => "encrypted",
         Input::Redaction { .. } => "redaction",
-        Input::Tick | Input::DigestDue { .. } => "tick",
+        Input::Tick | Input::OwnerDue { .. } => "tick",
         _ => "lookup",
     }
 }

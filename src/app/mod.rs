@@ -60,6 +60,8 @@ fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
         }),
         bounds: bounds(&config.gate),
         client_mode: false,
+        wave_owners_per_sender: config.gate.wave_owners_per_sender,
+        wave_senders_per_server: config.gate.wave_senders_per_server,
     })
 }
 

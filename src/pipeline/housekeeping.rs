@@ -2,7 +2,7 @@
 //! housekeeping tick when an allow expired, a pause ended or a digest slot
 //! passed, and an hourly loop prunes what retention no longer keeps.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,13 +28,15 @@ const QUARANTINE_MEMORY: Duration = Duration::from_secs(30 * 24 * 3600);
 pub async fn queue_due_ticks(shared: Shared, interval: Duration) {
     let Shared { store, clock, wake, mut shutdown, .. } = shared;
     let tick = serde_json::to_vec(&Internal::Tick).expect("tick serializes");
-    // Owners whose digest is queued, and for which slot.
-    let queued_digests: Arc<Mutex<HashMap<OwnedUserId, u64>>> = Arc::default();
+    // Owners whose work is queued, and for what: the digest slot and the
+    // reply window, so that each is queued once while it stays due.
+    type Queued = HashMap<OwnedUserId, (Option<u64>, Option<u64>)>;
+    let queued_owners: Arc<Mutex<Queued>> = Arc::default();
     loop {
         if shutdown.sleep(interval).await {
             return;
         }
-        let (s, t, now, queued_digests) = (store.clone(), tick.clone(), clock.now_ms(), queued_digests.clone());
+        let (s, t, now, queued_owners) = (store.clone(), tick.clone(), clock.now_ms(), queued_owners.clone());
         let queued = tokio::task::spawn_blocking(move || {
             let due = due_now(s.as_ref(), now)?;
             let mut queued = false;
@@ -42,16 +44,22 @@ pub async fn queue_due_ticks(shared: Shared, interval: Duration) {
                 s.push_internal(&t)?;
                 queued = true;
             }
-            let mut sent = queued_digests.lock().unwrap_or_else(|p| p.into_inner());
-            let still_due: HashSet<&OwnedUserId> = due.digests.iter().map(|d| &d.owner.user_id).collect();
-            sent.retain(|owner, _| still_due.contains(owner));
+            let mut work: HashMap<OwnedUserId, (Option<u64>, Option<u64>)> = HashMap::new();
             for d in &due.digests {
-                if sent.get(&d.owner.user_id) == Some(&d.slot_ms) {
+                work.entry(d.owner.user_id.clone()).or_default().0 = Some(d.slot_ms);
+            }
+            for r in &due.replies {
+                work.entry(r.owner.user_id.clone()).or_default().1 = Some(r.owner.reply_window_start_ms);
+            }
+            let mut sent = queued_owners.lock().unwrap_or_else(|p| p.into_inner());
+            sent.retain(|owner, _| work.contains_key(owner));
+            for (owner, what) in work {
+                if sent.get(&owner) == Some(&what) {
                     continue;
                 }
-                let input = Internal::DigestDue { owner: d.owner.user_id.clone() };
+                let input = Internal::OwnerDue { owner: owner.clone() };
                 s.push_internal(&serde_json::to_vec(&input).expect("inputs serialize"))?;
-                sent.insert(d.owner.user_id.clone(), d.slot_ms);
+                sent.insert(owner, what);
                 queued = true;
             }
             Ok::<_, StoreError>(queued)
@@ -78,6 +86,8 @@ pub async fn prune(shared: Shared, default_retention: Duration) {
         let pruned = tokio::task::spawn_blocking(move || {
             let txns = s.prune_transactions(txns_before)?;
             s.prune_quarantine(now.saturating_sub(QUARANTINE_MEMORY.as_millis() as u64), QUARANTINE_KEEP)?;
+            // Wave records past their window (and memory) say nothing.
+            s.prune_waves(now)?;
             let mut messages = 0;
             for owner in s.owners()? {
                 let keep = owner.retention_ms.unwrap_or(default_retention);
@@ -157,7 +167,7 @@ mod tests {
         assert!(inbox[0].internal);
         // The owner's own input: deciding it loads their overview only.
         let alice = "@alice:example.org".try_into().unwrap();
-        assert_eq!(translate(&inbox[0].raw, true).unwrap(), Some(crate::engine::Input::DigestDue { owner: alice }));
+        assert_eq!(translate(&inbox[0].raw, true).unwrap(), Some(crate::engine::Input::OwnerDue { owner: alice }));
         // Not handled yet, still due: not queued again for the same slot.
         tokio::time::sleep(Duration::from_secs(61)).await;
         assert_eq!(store.inbox_batch(10).unwrap().len(), 1);

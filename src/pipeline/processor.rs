@@ -10,9 +10,11 @@ use tokio::sync::watch;
 use super::Shared;
 use super::clock::Clock;
 use super::translate::translate;
-use crate::engine::{self, Decision, Due, DueDigest, EngineConfig, Input, OwnerState, StateChange, schedule};
+use crate::engine::{
+    self, Decision, Due, DueDigest, DueReplies, EngineConfig, Input, OwnerState, StateChange, schedule,
+};
 use crate::metrics::METRICS;
-use crate::store::{Lookups, Overlay, Store, StoreError, assemble_snapshot};
+use crate::store::{Lookups, Overlay, Store, StoreError, assemble_snapshot, read_waves};
 
 pub const BATCH: usize = 100;
 
@@ -76,6 +78,9 @@ pub(crate) fn process_up_to(
         let reads = engine::reads(&input);
         let mut snapshot =
             assemble_snapshot(&pending.overlay, reads.room.as_deref(), &reads.users, reads.related.as_deref())?;
+        if let Some(sender) = &reads.waves {
+            snapshot.waves = read_waves(&pending.overlay, sender)?;
+        }
         if let Some(owner) = engine::overview_read(&snapshot, &input) {
             pending.commit()?;
             snapshot.overview = Some(store.overview(&owner)?);
@@ -84,9 +89,9 @@ pub(crate) fn process_up_to(
             pending.commit()?;
             snapshot.due = Some(store.due(now_ms)?);
         }
-        if let Some(owner) = &reads.digest_of {
+        if let Some(owner) = &reads.due_of {
             pending.commit()?;
-            snapshot.due = Some(digest_due(store, owner, now_ms)?);
+            snapshot.due = Some(owner_due(store, owner, now_ms)?);
         }
         // A bug in one rule must not wedge the queue behind one event.
         let decided = std::panic::catch_unwind(AssertUnwindSafe(|| engine::decide(&snapshot, &input, now_ms, config)));
@@ -244,14 +249,46 @@ pub async fn run(shared: Shared, released: watch::Sender<u64>) {
 }
 
 /// Everything time-driven that is due, for the timer: the store's expiries
-/// and pauses, and the owners whose digest slot has passed (without their
-/// overviews: each owner's digest is decided on its own input).
+/// and pauses, the owners whose digest slot has passed, and the owners owed
+/// replies whose hourly budget is back — without their overviews: each
+/// owner's work is decided on its own input (`Input::OwnerDue`).
 pub fn due_now(store: &dyn Store, now: u64) -> Result<Due, StoreError> {
     let mut due = store.due(now)?;
     for owner in store.owners()? {
         if let Some(slot_ms) = due_slot(&owner, now) {
-            due.digests.push(DueDigest { owner, overview: Default::default(), slot_ms });
+            due.digests.push(DueDigest { owner: owner.clone(), overview: Default::default(), slot_ms });
         }
+        if replies_due(&owner, now) {
+            due.replies.push(DueReplies {
+                owner,
+                overview: Default::default(),
+                strangers: Default::default(),
+                waves: Default::default(),
+            });
+        }
+    }
+    Ok(due)
+}
+
+/// Some of `owner`'s replies were held back by the hourly cap, and the hour
+/// is over.
+pub fn replies_due(owner: &OwnerState, now: u64) -> bool {
+    owner.replies_owed && now.saturating_sub(owner.reply_window_start_ms) >= engine::waves::WINDOW_MS
+}
+
+/// What deciding `owner`'s owed replies reads beyond their overview: the
+/// stranger entry and wave records of each owed room's inviter.
+fn owed_replies(
+    store: &dyn Store,
+    owner: OwnerState,
+    overview: engine::OwnerOverview,
+) -> Result<DueReplies, StoreError> {
+    let mut due = DueReplies { overview, strangers: Default::default(), waves: Default::default(), owner };
+    for held in due.overview.held.values().filter(|h| h.reply_owed_ms.is_some()) {
+        if let Some(s) = store.stranger(&due.owner.user_id, &held.inviter)? {
+            due.strangers.insert(held.inviter.clone(), s);
+        }
+        due.waves.extend(read_waves(store, &held.inviter)?);
     }
     Ok(due)
 }
@@ -264,14 +301,21 @@ pub fn due_slot(owner: &OwnerState, now: u64) -> Option<u64> {
     schedule::due_slot(owner.digest_last_slot_ms, owner.since_ms, now, &tz, minute)
 }
 
-/// What `Input::DigestDue` reads: that one owner's digest, with their
-/// overview, if it is due (and nothing else is loaded).
-fn digest_due(store: &dyn Store, owner: &ruma::UserId, now: u64) -> Result<Due, StoreError> {
+/// What `Input::OwnerDue` reads: that one owner's owed replies and digest,
+/// with their overview (read once, for both), if either is due; nothing of
+/// anyone else.
+fn owner_due(store: &dyn Store, owner: &ruma::UserId, now: u64) -> Result<Due, StoreError> {
     let mut due = Due::default();
-    if let Some(state) = store.owner(owner)?
-        && let Some(slot_ms) = due_slot(&state, now)
-    {
-        let overview = store.overview(owner)?;
+    let Some(state) = store.owner(owner)? else { return Ok(due) };
+    let slot = due_slot(&state, now);
+    if slot.is_none() && !replies_due(&state, now) {
+        return Ok(due);
+    }
+    let overview = store.overview(owner)?;
+    if replies_due(&state, now) {
+        due.replies.push(owed_replies(store, state.clone(), overview.clone())?);
+    }
+    if let Some(slot_ms) = slot {
         due.digests.push(DueDigest { owner: state, overview, slot_ms });
     }
     Ok(due)
@@ -359,6 +403,117 @@ mod snapshot_tests {
             effects.iter().any(|e| matches!(e, Effect::Leave { room_id, .. } if *room_id == old)),
             "the bot leaves the old control room: {effects:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod wave_tests {
+    //! Waves through the pipeline: records read and written through a
+    //! batch's overlay, and owed replies found by the tick.
+
+    use super::*;
+    use crate::engine::{Effect, HeldRoom, OwnerState, RoomState, WaveKey};
+    use crate::pipeline::clock::ManualClock;
+    use crate::pipeline::translate::Internal;
+    use crate::store::MemoryStore;
+
+    fn setup(store: &MemoryStore, changes: Vec<StateChange>) {
+        store.accept_transaction("setup", &[b"{}"], 1).unwrap();
+        let item = store.inbox_batch(1).unwrap().remove(0);
+        store.commit(item.seq, &Decision { changes, ..Default::default() }).unwrap();
+    }
+
+    fn owner(name: &str) -> OwnerState {
+        OwnerState::new(
+            format!("@{name}:example.org").try_into().unwrap(),
+            format!("!control-{name}:example.org").try_into().unwrap(),
+            1,
+        )
+    }
+
+    fn notices_in(store: &MemoryStore, room: &str) -> usize {
+        store
+            .outbox_batch(u64::MAX, 1000, false)
+            .unwrap()
+            .into_iter()
+            .filter(|i| matches!(&i.effect, Effect::SendNotice { room_id, .. } if room_id.as_str() == room))
+            .count()
+    }
+
+    /// One batch: a sender invites three owners, then writes to each. The
+    /// third invite reads the first two through the overlay, and none of
+    /// the messages (all decided after it) is answered.
+    #[test]
+    fn a_wave_in_one_batch_is_seen_and_none_of_it_is_answered() {
+        let store = MemoryStore::new();
+        setup(&store, ["alice", "bob", "carol"].map(|n| StateChange::PutOwner(owner(n))).to_vec());
+        let mut events = Vec::new();
+        for (i, name) in ["alice", "bob", "carol"].iter().enumerate() {
+            events.push(serde_json::json!({
+                "type": "m.room.member", "event_id": format!("$inv{i}"), "room_id": format!("!r{i}:remote.org"),
+                "sender": "@spam:remote.org", "state_key": format!("@{name}:example.org"), "origin_server_ts": NOW,
+                "content": {"membership": "invite", "is_direct": true},
+            }));
+        }
+        for i in 0..3 {
+            events.push(serde_json::json!({
+                "type": "m.room.message", "event_id": format!("$msg{i}"), "room_id": format!("!r{i}:remote.org"),
+                "sender": "@spam:remote.org", "origin_server_ts": NOW, "content": {"msgtype": "m.text", "body": "hi"},
+            }));
+        }
+        let raw: Vec<Vec<u8>> = events.iter().map(|e| e.to_string().into_bytes()).collect();
+        store.accept_transaction("t", &raw.iter().map(Vec::as_slice).collect::<Vec<_>>(), NOW).unwrap();
+        process_batch(&store, &crate::engine::tests_support::config(), &ManualClock::at(NOW)).unwrap();
+        for i in 0..3 {
+            assert_eq!(notices_in(&store, &format!("!r{i}:remote.org")), 0, "room {i} answered");
+        }
+        let record = store.wave(&WaveKey::Sender("@spam:remote.org".try_into().unwrap())).unwrap().unwrap();
+        assert_eq!((record.seen.len(), record.wave_ms), (3, Some(NOW)));
+        for i in 0..3 {
+            let room: ruma::OwnedRoomId = format!("!r{i}:remote.org").try_into().unwrap();
+            let Some(RoomState::Held(h)) = store.room(&room).unwrap() else { panic!("room {i} not held") };
+            assert!(h.wave.is_some(), "room {i} marked for the digest");
+        }
+        assert_eq!(store.stats().unwrap().deferred_messages, 3);
+    }
+
+    /// An owner owed replies is due once their hour is over, and only then;
+    /// the tick sends the reply.
+    #[test]
+    fn owed_replies_come_due_after_the_hour_and_the_tick_sends_them() {
+        let store = MemoryStore::new();
+        let room: ruma::OwnedRoomId = "!owed:remote.org".try_into().unwrap();
+        let alice = OwnerState {
+            replies_owed: true,
+            reply_window_start_ms: NOW - 1000,
+            replies_in_window: 3,
+            digest_last_slot_ms: Some(u64::MAX / 2),
+            ..owner("alice")
+        };
+        let held = HeldRoom {
+            reply_owed_ms: Some(NOW - 2000),
+            ..HeldRoom::new(alice.user_id.clone(), "@someone:remote.org".try_into().unwrap(), true, NOW - 3000)
+        };
+        setup(
+            &store,
+            vec![StateChange::PutOwner(alice.clone()), StateChange::PutRoom(room.clone(), RoomState::Held(held))],
+        );
+        assert!(due_now(&store, NOW).unwrap().replies.is_empty(), "not within the hour");
+        assert!(owner_due(&store, &alice.user_id, NOW).unwrap().replies.is_empty());
+        let later = NOW - 1000 + engine::waves::WINDOW_MS;
+        let timer = due_now(&store, later).unwrap();
+        assert_eq!(timer.replies.len(), 1, "the timer sees it, without loading anything");
+        assert!(timer.replies[0].overview.held.is_empty());
+        let due = owner_due(&store, &alice.user_id, later).unwrap();
+        assert_eq!(due.replies[0].overview.held.len(), 1, "the owner's own input reads their rooms");
+        store
+            .push_internal(&serde_json::to_vec(&Internal::OwnerDue { owner: alice.user_id.clone() }).unwrap())
+            .unwrap();
+        process_batch(&store, &crate::engine::tests_support::config(), &ManualClock::at(later)).unwrap();
+        assert_eq!(notices_in(&store, room.as_str()), 1);
+        let after = store.owner(&alice.user_id).unwrap().unwrap();
+        assert_eq!((after.replies_owed, after.replies_in_window), (false, 1));
+        assert!(due_now(&store, later + engine::waves::WINDOW_MS).unwrap().replies.is_empty());
     }
 }
 
@@ -611,7 +766,7 @@ mod batch_tests {
                     .to_string(),
                 ),
                 9 if i % 2 == 0 => Entry::Internal(Internal::Tick),
-                9 => Entry::Internal(Internal::DigestDue { owner: owner.parse().unwrap() }),
+                9 => Entry::Internal(Internal::OwnerDue { owner: owner.parse().unwrap() }),
                 10 => {
                     let action = [LinkAction::Allow, LinkAction::Deny, LinkAction::Block, LinkAction::Unsubscribe]
                         [rng.below(4)];
@@ -703,9 +858,18 @@ mod batch_tests {
         ) -> Result<Option<crate::engine::Deferred>, StoreError> {
             self.inner.deferred(owner, event)
         }
+        fn wave(&self, key: &crate::engine::WaveKey) -> Result<Option<crate::engine::WaveRecord>, StoreError> {
+            self.inner.wave(key)
+        }
     }
 
     impl Store for Counting {
+        fn prune_waves(&self, now_ms: u64) -> Result<usize, StoreError> {
+            self.inner.prune_waves(now_ms)
+        }
+        fn wave_records(&self) -> Result<usize, StoreError> {
+            self.inner.wave_records()
+        }
         fn accept_transaction(
             &self,
             txn_id: &str,
@@ -824,7 +988,7 @@ mod batch_tests {
         assert!(due.digests.iter().all(|d| d.overview == Default::default()), "the timer loads no overview");
         store.push_internal(&serde_json::to_vec(&Internal::Tick).unwrap()).unwrap();
         for d in &due.digests {
-            let input = Internal::DigestDue { owner: d.owner.user_id.clone() };
+            let input = Internal::OwnerDue { owner: d.owner.user_id.clone() };
             store.push_internal(&serde_json::to_vec(&input).unwrap()).unwrap();
         }
         store.log.lock().unwrap().clear();

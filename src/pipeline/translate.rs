@@ -75,7 +75,7 @@ pub enum Internal {
     },
     /// Housekeeping: this owner's scheduled digest may be due (one owner
     /// per input, so one decision holds one overview at most).
-    DigestDue {
+    OwnerDue {
         owner: OwnedUserId,
     },
     /// The executor set a digest part aside: what it carried goes back
@@ -266,7 +266,7 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
             Internal::RoomInfo { owner, room_id, name, members } => Input::RoomInfo { owner, room_id, name, members },
             Internal::NotTwoPeople { owner, room_id, members } => Input::NotTwoPeople { owner, room_id, members },
             Internal::Tick => Input::Tick,
-            Internal::DigestDue { owner } => Input::DigestDue { owner },
+            Internal::OwnerDue { owner } => Input::OwnerDue { owner },
             Internal::ControlRoomReady { owner, room_id } => Input::ControlRoomReady { owner, room_id },
             Internal::Decrypted { event } => {
                 let raw = serde_json::to_vec(&event).map_err(|e| Unreadable(e.to_string()))?;

@@ -6,7 +6,8 @@ use ruma::{owned_room_id, owned_user_id};
 
 use super::*;
 use crate::engine::{
-    AllowSource, Contact, Deferred, HeldRoom, RoomState, StateChange, StrangerState, Subject, Unreadable,
+    AllowSource, Contact, Deferred, HeldRoom, RoomState, StateChange, StrangerState, Subject, Unreadable, WaveKey,
+    WaveKind, WaveRecord,
 };
 
 pub fn sample_decision() -> Decision {
@@ -307,6 +308,8 @@ pub fn gate_state_round_trips_and_the_snapshot_finds_it(s: &dyn Store) {
         replied: true,
         digested: false,
         unreadable: Some(Unreadable::NoAnswer),
+        wave: Some(WaveKind::Server),
+        reply_owed_ms: Some(6),
     };
     let mut changes = sample_decision().changes;
     changes.extend([
@@ -608,6 +611,54 @@ pub fn connector_values_round_trip(s: &dyn Store) {
     assert_eq!(s.sync_position().unwrap(), None);
 }
 
+/// Wave records round-trip by key (a sender's and a server's apart), are
+/// read through a batch's overlay, an owner's `replies_owed` mark is kept,
+/// and pruning forgets exactly the records past their `expires_ms`.
+pub fn wave_records_round_trip_and_expire(s: &dyn Store) {
+    let spammer = owned_user_id!("@spam1:spam.example");
+    let by_sender = WaveKey::Sender(spammer.clone());
+    let by_server = WaveKey::Server("spam.example".try_into().unwrap());
+    let sender_record = WaveRecord {
+        seen: vec![(owned_user_id!("@alice:example.org"), 10), (owned_user_id!("@bob:example.org"), 20)],
+        wave_ms: None,
+        expires_ms: 100,
+    };
+    let server_record = WaveRecord { seen: vec![(spammer.clone(), 20)], wave_ms: Some(20), expires_ms: 500 };
+    let owes = OwnerState {
+        replies_owed: true,
+        ..OwnerState::new(owned_user_id!("@alice:example.org"), owned_room_id!("!dm:example.org"), 7)
+    };
+    commit_changes(
+        s,
+        vec![
+            StateChange::PutOwner(owes),
+            StateChange::PutWave(by_sender.clone(), sender_record.clone()),
+            StateChange::PutWave(by_server.clone(), server_record.clone()),
+        ],
+    );
+    assert!(s.owner(&owned_user_id!("@alice:example.org")).unwrap().unwrap().replies_owed);
+    assert_eq!(s.wave(&by_sender).unwrap(), Some(sender_record.clone()));
+    assert_eq!(s.wave(&by_server).unwrap(), Some(server_record.clone()));
+    assert_eq!(s.wave(&WaveKey::Sender(owned_user_id!("@spam2:spam.example"))).unwrap(), None);
+    let both = read_waves(s, &spammer).unwrap();
+    assert_eq!(both.len(), 2);
+    assert_eq!(both[&by_server], server_record);
+    // A batch reads its own uncommitted records.
+    let mut overlay = Overlay::new(s);
+    let newer = WaveRecord { wave_ms: Some(30), expires_ms: 900, ..sender_record.clone() };
+    overlay.apply(&[StateChange::PutWave(by_sender.clone(), newer.clone())]).unwrap();
+    assert_eq!(overlay.wave(&by_sender).unwrap(), Some(newer));
+    assert_eq!(s.wave(&by_sender).unwrap(), Some(sender_record));
+    // Pruning: the sender's record (expires at 100) goes at 100, the server's stays.
+    assert_eq!(s.wave_records().unwrap(), 2);
+    assert_eq!(s.prune_waves(99).unwrap(), 0);
+    assert_eq!(s.prune_waves(100).unwrap(), 1);
+    assert_eq!(s.wave(&by_sender).unwrap(), None);
+    assert_eq!(s.wave(&by_server).unwrap(), Some(server_record));
+    assert_eq!(s.prune_waves(u64::MAX).unwrap(), 1);
+    assert_eq!(s.wave_records().unwrap(), 0);
+}
+
 fn kept(s: &dyn Store, owner: &str, with: Option<&str>) -> (u64, u64) {
     let owner: ruma::OwnedUserId = owner.try_into().unwrap();
     let with: Option<ruma::OwnedUserId> = with.map(|w| w.try_into().unwrap());
@@ -757,6 +808,7 @@ macro_rules! store_conformance {
             case!(a_link_is_used_once);
             case!(sync_position_moves_only_from_where_it_is);
             case!(connector_values_round_trip);
+            case!(wave_records_round_trip_and_expire);
             case!(kept_counts_follow_every_way_in_and_out);
             case!(an_overview_has_its_owners_rooms_and_counted_strangers_only);
         }

@@ -7,7 +7,9 @@ use std::sync::Mutex;
 use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 use super::*;
-use crate::engine::{Contact, Decision, Deferred, Due, Kept, RoomState, StateChange, StrangerState, Subject};
+use crate::engine::{
+    Contact, Decision, Deferred, Due, Kept, RoomState, StateChange, StrangerState, Subject, WaveKey, WaveRecord,
+};
 
 #[derive(Default)]
 struct Inner {
@@ -19,6 +21,7 @@ struct Inner {
     contacts: BTreeMap<(OwnedUserId, Subject), Contact>,
     strangers: BTreeMap<(OwnedUserId, OwnedUserId), StrangerState>,
     deferred: BTreeMap<(OwnedUserId, OwnedEventId), Deferred>,
+    waves: BTreeMap<WaveKey, WaveRecord>,
     quarantine: BTreeMap<u64, QuarantinedEvent>,
     used_links: HashMap<String, u64>,
     failed: BTreeMap<u64, FailedEffect>,
@@ -68,6 +71,9 @@ impl Inner {
                     self.contacts.retain(|(o, _), _| *o != owner);
                     self.strangers.retain(|(o, _), _| *o != owner);
                     self.deferred.retain(|(o, _), _| *o != owner);
+                }
+                StateChange::PutWave(key, record) => {
+                    self.waves.insert(key, record);
                 }
             }
         }
@@ -124,6 +130,9 @@ impl Lookups for Inner {
     fn deferred(&self, owner: &UserId, event: &EventId) -> Result<Option<Deferred>, StoreError> {
         Ok(self.deferred.get(&(owner.to_owned(), event.to_owned())).cloned())
     }
+    fn wave(&self, key: &WaveKey) -> Result<Option<WaveRecord>, StoreError> {
+        Ok(self.waves.get(key).cloned())
+    }
     /// Counted by looking: the memory store is the reference the kept
     /// counts of the real store are tested against.
     fn kept(&self, owner: &UserId, with: Option<&UserId>) -> Result<Kept, StoreError> {
@@ -153,6 +162,9 @@ impl Lookups for MemoryStore {
     }
     fn deferred(&self, owner: &UserId, event: &EventId) -> Result<Option<Deferred>, StoreError> {
         self.lock().deferred(owner, event)
+    }
+    fn wave(&self, key: &WaveKey) -> Result<Option<WaveRecord>, StoreError> {
+        self.lock().wave(key)
     }
     fn kept(&self, owner: &UserId, with: Option<&UserId>) -> Result<Kept, StoreError> {
         self.lock().kept(owner, with)
@@ -413,6 +425,7 @@ impl Store for MemoryStore {
                 .collect(),
             unpause: s.owners.values().filter(|o| o.paused_until_ms.is_some_and(|u| u <= now_ms)).cloned().collect(),
             digests: Vec::new(),
+            replies: Vec::new(),
         })
     }
 
@@ -436,6 +449,17 @@ impl Store for MemoryStore {
         let before = s.deferred.len();
         s.deferred.retain(|(o, _), d| o != owner || d.received_ms >= before_ms);
         Ok(before - s.deferred.len())
+    }
+
+    fn prune_waves(&self, now_ms: u64) -> Result<usize, StoreError> {
+        let mut s = self.lock();
+        let before = s.waves.len();
+        s.waves.retain(|_, w| w.expires_ms > now_ms);
+        Ok(before - s.waves.len())
+    }
+
+    fn wave_records(&self) -> Result<usize, StoreError> {
+        Ok(self.lock().waves.len())
     }
 }
 

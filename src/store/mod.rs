@@ -265,6 +265,13 @@ pub trait Store: Lookups + Send + Sync + 'static {
     /// retention period), by Gatekeeper's clock, not the sender's. Returns
     /// how many went.
     fn prune_deferred(&self, owner: &ruma::UserId, before_ms: u64) -> Result<usize, StoreError>;
+
+    /// Forgets wave records that say nothing any more (past their
+    /// `expires_ms`). Returns how many went.
+    fn prune_waves(&self, now_ms: u64) -> Result<usize, StoreError>;
+
+    /// How many wave records are kept now.
+    fn wave_records(&self) -> Result<usize, StoreError>;
 }
 
 /// How many quarantined events are kept at most, newest first: enforced
@@ -344,6 +351,23 @@ pub trait Lookups {
     fn deferred(&self, owner: &ruma::UserId, event: &EventId) -> Result<Option<crate::engine::Deferred>, StoreError>;
     /// What is kept for `owner` (held rooms, messages), or for `with` with them.
     fn kept(&self, owner: &ruma::UserId, with: Option<&ruma::UserId>) -> Result<crate::engine::Kept, StoreError>;
+    /// A sender's or a server's recent invitations, expired or not.
+    fn wave(&self, key: &crate::engine::WaveKey) -> Result<Option<crate::engine::WaveRecord>, StoreError>;
+}
+
+/// The wave records of `sender` (see [`crate::engine::Reads::waves`]), for
+/// the snapshot of an invite or a message.
+pub fn read_waves(
+    l: &(impl Lookups + ?Sized),
+    sender: &ruma::UserId,
+) -> Result<std::collections::BTreeMap<crate::engine::WaveKey, crate::engine::WaveRecord>, StoreError> {
+    let mut waves = std::collections::BTreeMap::new();
+    for key in crate::engine::waves::keys(sender) {
+        if let Some(r) = l.wave(&key)? {
+            waves.insert(key, r);
+        }
+    }
+    Ok(waves)
 }
 
 pub fn assemble_snapshot(

@@ -16,7 +16,9 @@ use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 use super::tally;
 use super::{Lookups, StoreError};
-use crate::engine::{Contact, Deferred, Kept, OwnerState, RoomState, StateChange, StrangerState, Subject};
+use crate::engine::{
+    Contact, Deferred, Kept, OwnerState, RoomState, StateChange, StrangerState, Subject, WaveKey, WaveRecord,
+};
 
 type Cache<K, V> = RefCell<HashMap<K, Option<V>>>;
 
@@ -26,6 +28,7 @@ pub struct Overlay<'a> {
     owners: Cache<OwnedUserId, OwnerState>,
     contacts: Cache<(OwnedUserId, Subject), Contact>,
     strangers: Cache<(OwnedUserId, OwnedUserId), StrangerState>,
+    waves: Cache<WaveKey, WaveRecord>,
     deferred: HashMap<(OwnedUserId, OwnedEventId), Option<Deferred>>,
     /// Owners whose contacts, strangers and captures this batch forgot:
     /// whatever the store still holds for them reads as gone.
@@ -55,6 +58,7 @@ impl<'a> Overlay<'a> {
             owners: Default::default(),
             contacts: Default::default(),
             strangers: Default::default(),
+            waves: Default::default(),
             deferred: HashMap::new(),
             forgotten: HashSet::new(),
             counted: HashMap::new(),
@@ -126,6 +130,9 @@ impl<'a> Overlay<'a> {
                     self.counted.retain(|k, _| !(k.what == tally::What::Messages && k.owner.as_ref() == Some(&owner)));
                     self.forgotten.insert(owner);
                 }
+                StateChange::PutWave(key, record) => {
+                    self.waves.get_mut().insert(key, Some(record));
+                }
             }
         }
         Ok(())
@@ -137,6 +144,7 @@ impl<'a> Overlay<'a> {
         self.owners.get_mut().clear();
         self.contacts.get_mut().clear();
         self.strangers.get_mut().clear();
+        self.waves.get_mut().clear();
         self.deferred.clear();
         self.forgotten.clear();
         self.counted.clear();
@@ -172,6 +180,10 @@ impl Lookups for Overlay<'_> {
             return Ok(None);
         }
         self.base.deferred(owner, event)
+    }
+
+    fn wave(&self, key: &WaveKey) -> Result<Option<WaveRecord>, StoreError> {
+        cached(&self.waves, key.clone(), || self.base.wave(key))
     }
 
     fn kept(&self, owner: &UserId, with: Option<&UserId>) -> Result<Kept, StoreError> {

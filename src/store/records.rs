@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::StoreError;
 use crate::engine::{
     AllowSource, Contact, Deferred, DigestPart, Effect, HeldRoom, Match, Media, OwnerState, PendingEmail, PushRule,
-    RoomState, RuleActions, StrangerState, Tally, Unreadable,
+    RoomState, RuleActions, StrangerState, Tally, Unreadable, WaveKey, WaveKind, WaveRecord,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -52,6 +52,8 @@ pub enum OwnerRecord {
         email_confirmed: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         email_unconfirmed: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        replies_owed: bool,
     },
 }
 
@@ -97,6 +99,12 @@ pub enum RoomRecordV1 {
         /// `not_silenced`); absent in records from before it was kept.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         unreadable: Option<String>,
+        /// Part of a wave (`sender`, `server`); absent before waves.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wave: Option<String>,
+        /// When the hourly cap held its reply back; absent when none is owed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_owed_ms: Option<u64>,
     },
 }
 
@@ -126,6 +134,35 @@ fn tally_pair(t: Tally) -> (u32, u32) {
 
 fn tally_of((total, reported): (u32, u32)) -> Tally {
     Tally { total, reported }
+}
+
+/// A sender's or a server's recent invitations (see `engine::waves`).
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "v")]
+pub enum WaveRecordV {
+    #[serde(rename = "1")]
+    V1 { seen: Vec<(OwnedUserId, u64)>, wave_ms: Option<u64>, expires_ms: u64 },
+}
+
+impl From<&WaveRecord> for WaveRecordV {
+    fn from(w: &WaveRecord) -> Self {
+        WaveRecordV::V1 { seen: w.seen.clone(), wave_ms: w.wave_ms, expires_ms: w.expires_ms }
+    }
+}
+
+impl From<WaveRecordV> for WaveRecord {
+    fn from(r: WaveRecordV) -> Self {
+        let WaveRecordV::V1 { seen, wave_ms, expires_ms } = r;
+        WaveRecord { seen, wave_ms, expires_ms }
+    }
+}
+
+/// `u\0@user:server` or `s\0server`: one tree for both kinds of wave record.
+pub fn wave_key(key: &WaveKey) -> Vec<u8> {
+    match key {
+        WaveKey::Sender(u) => pair_key("u", u.as_str()),
+        WaveKey::Server(s) => pair_key("s", s.as_str()),
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -312,6 +349,7 @@ impl From<&OwnerState> for OwnerRecord {
             contact: o.contact,
             email_confirmed: true,
             email_unconfirmed: o.email_unconfirmed,
+            replies_owed: o.replies_owed,
             email_pending: o.email_pending.map(|p| PendingEmailV1 {
                 address: p.address,
                 code: p.code,
@@ -349,6 +387,7 @@ impl From<OwnerRecord> for OwnerState {
             contact,
             email_confirmed,
             email_unconfirmed,
+            replies_owed,
         } = r;
         let (email, email_unconfirmed) = if email_confirmed { (email, email_unconfirmed) } else { (None, email) };
         OwnerState {
@@ -381,6 +420,7 @@ impl From<OwnerRecord> for OwnerState {
             email,
             reply_window_start_ms,
             replies_in_window,
+            replies_owed,
         }
     }
 }
@@ -404,6 +444,8 @@ impl From<&RoomState> for RoomRecord {
                 replied: h.replied,
                 digested: h.digested,
                 unreadable: h.unreadable.map(|u| u.as_str().to_owned()),
+                wave: h.wave.map(|w| w.as_str().to_owned()),
+                reply_owed_ms: h.reply_owed_ms,
             },
         })
     }
@@ -428,6 +470,8 @@ impl From<RoomRecord> for RoomState {
                 replied,
                 digested,
                 unreadable,
+                wave,
+                reply_owed_ms,
             }) => RoomState::Held(HeldRoom {
                 owner,
                 inviter,
@@ -442,6 +486,9 @@ impl From<RoomRecord> for RoomState {
                 // A reason this version does not know reads as "no answer":
                 // still unreadable, still listed.
                 unreadable: unreadable.map(|u| Unreadable::parse(&u).unwrap_or(Unreadable::NoAnswer)),
+                // A kind this version does not know is still a wave.
+                wave: wave.map(|w| WaveKind::parse(&w).unwrap_or(WaveKind::Sender)),
+                reply_owed_ms,
             }),
         }
     }

@@ -10,10 +10,12 @@ use sled::{Transactional, Tree};
 
 use super::records::{
     self, ContactRecord, DeferredRecord, EffectRecord, FailedEffectRecord, OwnerRecord, QuarantineRecord, RoomRecord,
-    StrangerRecord, TxnRecord, pair_key,
+    StrangerRecord, TxnRecord, WaveRecordV, pair_key,
 };
 use super::*;
-use crate::engine::{Contact, Decision, Deferred, Due, Kept, RoomState, StateChange, StrangerState, Subject};
+use crate::engine::{
+    Contact, Decision, Deferred, Due, Kept, RoomState, StateChange, StrangerState, Subject, WaveKey, WaveRecord,
+};
 
 /// Inbox values start with their source, so a homeserver event can never
 /// be read as one of our look-up results.
@@ -64,6 +66,8 @@ pub struct SledStore {
     contact_by_owner_user: Tree,
     stranger_by_owner_user: Tree,
     deferred_by_owner_event: Tree,
+    /// Wave records, by `records::wave_key`.
+    wave_by_key: Tree,
     quarantine_by_seq: Tree,
     used_link_by_nonce: Tree,
     failed_effect_by_id: Tree,
@@ -164,6 +168,7 @@ impl SledStore {
             contact_by_owner_user: tree("contact_by_owner_user")?,
             stranger_by_owner_user: tree("stranger_by_owner_user")?,
             deferred_by_owner_event: tree("deferred_by_owner_event")?,
+            wave_by_key: tree("wave_by_key")?,
             quarantine_by_seq: tree("quarantine_by_seq")?,
             used_link_by_nonce: tree("used_link_by_nonce")?,
             failed_effect_by_id: tree("failed_effect_by_id")?,
@@ -283,6 +288,12 @@ impl Lookups for SledStore {
     fn deferred(&self, owner: &UserId, event: &EventId) -> Result<Option<Deferred>, StoreError> {
         match self.deferred_by_owner_event.get(pair_key(owner.as_str(), event.as_str())).map_err(|e| self.failed(e))? {
             Some(b) => Ok(Some(records::decode::<DeferredRecord>("deferred", &b)?.into())),
+            None => Ok(None),
+        }
+    }
+    fn wave(&self, key: &WaveKey) -> Result<Option<WaveRecord>, StoreError> {
+        match self.wave_by_key.get(records::wave_key(key)).map_err(|e| self.failed(e))? {
+            Some(b) => Ok(Some(records::decode::<WaveRecordV>("wave", &b)?.into())),
             None => Ok(None),
         }
     }
@@ -527,115 +538,126 @@ impl Store for SledStore {
             &self.counters,
             &self.kept_by_key,
             &self.held_by_owner_room,
+            &self.wave_by_key,
         )
-            .transaction(|(inbox, outbox, owners, rooms, contacts, strangers, deferred, counters, kept, held)| {
-                // Per-owner keys this attempt wrote (sled may retry the closure).
-                let mut written: Vec<(u8, Vec<u8>)> = Vec::new();
-                let mut processed = 0;
-                for seq in empty {
-                    if inbox.remove(&seq.to_be_bytes())?.is_some() {
-                        processed += 1;
-                    }
-                }
-                let mut high = None;
-                for ((seq, decision), ids) in decided.iter().zip(&effect_ids) {
-                    // A commit for an item that is gone was already made:
-                    // doing it again would enqueue its effects twice.
-                    if inbox.remove(&seq.to_be_bytes())?.is_none() {
-                        continue;
-                    }
-                    processed += 1;
-                    for change in &decision.changes {
-                        match change {
-                            StateChange::PutOwner(o) => {
-                                if owners
-                                    .insert(o.user_id.as_bytes(), records::encode(&OwnerRecord::from(o)))?
-                                    .is_none()
-                                {
-                                    resize(counters, G_OWNERS, 1)?;
-                                }
-                            }
-                            StateChange::RemoveOwner(u) => {
-                                if owners.remove(u.as_bytes())?.is_some() {
-                                    resize(counters, G_OWNERS, -1)?;
-                                }
-                            }
-                            StateChange::PutRoom(r, st) => {
-                                let before = rooms.insert(r.as_bytes(), records::encode(&RoomRecord::from(st)))?;
-                                let before = decoded::<RoomRecord, RoomState>("room", before)?;
-                                index_held(held, r, before.as_ref(), Some(st))?;
-                                count_in(kept, tally::room(before.as_ref(), Some(st)))?;
-                            }
-                            StateChange::RemoveRoom(r) => {
-                                let before = decoded::<RoomRecord, RoomState>("room", rooms.remove(r.as_bytes())?)?;
-                                index_held(held, r, before.as_ref(), None)?;
-                                count_in(kept, tally::room(before.as_ref(), None))?;
-                            }
-                            StateChange::PutContact { owner, subject, contact } => {
-                                let key = pair_key(owner.as_str(), &subject.to_string());
-                                contacts.insert(key.as_slice(), records::encode(&ContactRecord::from(contact)))?;
-                                written.push((0, key));
-                            }
-                            StateChange::RemoveContact { owner, subject } => {
-                                contacts.remove(pair_key(owner.as_str(), &subject.to_string()))?;
-                            }
-                            StateChange::PutStranger { owner, user, state } => {
-                                let key = pair_key(owner.as_str(), user.as_str());
-                                strangers.insert(key.as_slice(), records::encode(&StrangerRecord::from(state)))?;
-                                written.push((1, key));
-                            }
-                            StateChange::PutDeferred(d) => {
-                                let key = pair_key(d.owner.as_str(), d.event_id.as_str());
-                                let before =
-                                    deferred.insert(key.as_slice(), records::encode(&DeferredRecord::from(d)))?;
-                                let before = decoded::<DeferredRecord, Deferred>("deferred", before)?;
-                                count_in(kept, tally::message(before.as_ref(), Some(d)))?;
-                                written.push((2, key));
-                            }
-                            StateChange::RemoveDeferred { owner, event_id } => {
-                                let before = deferred.remove(pair_key(owner.as_str(), event_id.as_str()))?;
-                                let before = decoded::<DeferredRecord, Deferred>("deferred", before)?;
-                                count_in(kept, tally::message(before.as_ref(), None))?;
-                            }
-                            StateChange::ForgetOwnerData(owner) => {
-                                let prefix = records::owner_prefix(owner.as_str());
-                                let stored = forget.get(&**owner).into_iter().flatten().map(|(w, k)| (*w, &k[..]));
-                                let in_batch =
-                                    written.iter().filter(|(_, k)| k.starts_with(&prefix)).map(|(w, k)| (*w, &k[..]));
-                                for (which, key) in stored.chain(in_batch) {
-                                    match which {
-                                        0 => {
-                                            contacts.remove(key)?;
-                                        }
-                                        1 => {
-                                            strangers.remove(key)?;
-                                        }
-                                        _ => {
-                                            let before =
-                                                decoded::<DeferredRecord, Deferred>("deferred", deferred.remove(key)?)?;
-                                            count_in(kept, tally::message(before.as_ref(), None))?;
-                                        }
-                                    };
-                                }
-                                written.retain(|(_, k)| !k.starts_with(&prefix));
-                            }
+            .transaction(
+                |(inbox, outbox, owners, rooms, contacts, strangers, deferred, counters, kept, held, waves)| {
+                    // Per-owner keys this attempt wrote (sled may retry the closure).
+                    let mut written: Vec<(u8, Vec<u8>)> = Vec::new();
+                    let mut processed = 0;
+                    for seq in empty {
+                        if inbox.remove(&seq.to_be_bytes())?.is_some() {
+                            processed += 1;
                         }
                     }
-                    for (id, effect) in ids.iter().zip(&decision.effects) {
-                        outbox.insert(&id.to_be_bytes(), records::encode(&EffectRecord::V1(effect.into())))?;
+                    let mut high = None;
+                    for ((seq, decision), ids) in decided.iter().zip(&effect_ids) {
+                        // A commit for an item that is gone was already made:
+                        // doing it again would enqueue its effects twice.
+                        if inbox.remove(&seq.to_be_bytes())?.is_none() {
+                            continue;
+                        }
+                        processed += 1;
+                        for change in &decision.changes {
+                            match change {
+                                StateChange::PutOwner(o) => {
+                                    if owners
+                                        .insert(o.user_id.as_bytes(), records::encode(&OwnerRecord::from(o)))?
+                                        .is_none()
+                                    {
+                                        resize(counters, G_OWNERS, 1)?;
+                                    }
+                                }
+                                StateChange::RemoveOwner(u) => {
+                                    if owners.remove(u.as_bytes())?.is_some() {
+                                        resize(counters, G_OWNERS, -1)?;
+                                    }
+                                }
+                                StateChange::PutRoom(r, st) => {
+                                    let before = rooms.insert(r.as_bytes(), records::encode(&RoomRecord::from(st)))?;
+                                    let before = decoded::<RoomRecord, RoomState>("room", before)?;
+                                    index_held(held, r, before.as_ref(), Some(st))?;
+                                    count_in(kept, tally::room(before.as_ref(), Some(st)))?;
+                                }
+                                StateChange::RemoveRoom(r) => {
+                                    let before = decoded::<RoomRecord, RoomState>("room", rooms.remove(r.as_bytes())?)?;
+                                    index_held(held, r, before.as_ref(), None)?;
+                                    count_in(kept, tally::room(before.as_ref(), None))?;
+                                }
+                                StateChange::PutContact { owner, subject, contact } => {
+                                    let key = pair_key(owner.as_str(), &subject.to_string());
+                                    contacts.insert(key.as_slice(), records::encode(&ContactRecord::from(contact)))?;
+                                    written.push((0, key));
+                                }
+                                StateChange::RemoveContact { owner, subject } => {
+                                    contacts.remove(pair_key(owner.as_str(), &subject.to_string()))?;
+                                }
+                                StateChange::PutStranger { owner, user, state } => {
+                                    let key = pair_key(owner.as_str(), user.as_str());
+                                    strangers.insert(key.as_slice(), records::encode(&StrangerRecord::from(state)))?;
+                                    written.push((1, key));
+                                }
+                                StateChange::PutDeferred(d) => {
+                                    let key = pair_key(d.owner.as_str(), d.event_id.as_str());
+                                    let before =
+                                        deferred.insert(key.as_slice(), records::encode(&DeferredRecord::from(d)))?;
+                                    let before = decoded::<DeferredRecord, Deferred>("deferred", before)?;
+                                    count_in(kept, tally::message(before.as_ref(), Some(d)))?;
+                                    written.push((2, key));
+                                }
+                                StateChange::RemoveDeferred { owner, event_id } => {
+                                    let before = deferred.remove(pair_key(owner.as_str(), event_id.as_str()))?;
+                                    let before = decoded::<DeferredRecord, Deferred>("deferred", before)?;
+                                    count_in(kept, tally::message(before.as_ref(), None))?;
+                                }
+                                StateChange::ForgetOwnerData(owner) => {
+                                    let prefix = records::owner_prefix(owner.as_str());
+                                    let stored = forget.get(&**owner).into_iter().flatten().map(|(w, k)| (*w, &k[..]));
+                                    let in_batch = written
+                                        .iter()
+                                        .filter(|(_, k)| k.starts_with(&prefix))
+                                        .map(|(w, k)| (*w, &k[..]));
+                                    for (which, key) in stored.chain(in_batch) {
+                                        match which {
+                                            0 => {
+                                                contacts.remove(key)?;
+                                            }
+                                            1 => {
+                                                strangers.remove(key)?;
+                                            }
+                                            _ => {
+                                                let before = decoded::<DeferredRecord, Deferred>(
+                                                    "deferred",
+                                                    deferred.remove(key)?,
+                                                )?;
+                                                count_in(kept, tally::message(before.as_ref(), None))?;
+                                            }
+                                        };
+                                    }
+                                    written.retain(|(_, k)| !k.starts_with(&prefix));
+                                }
+                                StateChange::PutWave(key, record) => {
+                                    waves
+                                        .insert(records::wave_key(key), records::encode(&WaveRecordV::from(record)))?;
+                                }
+                            }
+                        }
+                        for (id, effect) in ids.iter().zip(&decision.effects) {
+                            outbox.insert(&id.to_be_bytes(), records::encode(&EffectRecord::V1(effect.into())))?;
+                        }
+                        resize(counters, G_OUTBOX, ids.len() as i64)?;
+                        high = ids.last().or(high);
                     }
-                    resize(counters, G_OUTBOX, ids.len() as i64)?;
-                    high = ids.last().or(high);
-                }
-                if let Some(high) = high {
-                    counters.insert(K_OUTBOX_HIGH, &high.to_be_bytes())?;
-                }
-                if processed > 0 {
-                    bump(counters, C_PROCESSED, processed)?;
-                    resize(counters, G_INBOX, -(processed as i64))?;
-                }
-                Ok(())
-            })
+                    if let Some(high) = high {
+                        counters.insert(K_OUTBOX_HIGH, &high.to_be_bytes())?;
+                    }
+                    if processed > 0 {
+                        bump(counters, C_PROCESSED, processed)?;
+                        resize(counters, G_INBOX, -(processed as i64))?;
+                    }
+                    Ok(())
+                },
+            )
             .map_err(|e| self.failed_tx(e))
     }
 
@@ -892,6 +914,25 @@ impl Store for SledStore {
             removed += usize::from(gone);
         }
         Ok(removed)
+    }
+
+    fn prune_waves(&self, now_ms: u64) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for entry in self.wave_by_key.iter() {
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
+            let w: WaveRecord = records::decode::<WaveRecordV>("wave", &v)?.into();
+            // Compare-and-swap so an invite noted meanwhile keeps its record.
+            if w.expires_ms <= now_ms
+                && self.wave_by_key.compare_and_swap(&k, Some(&v), None::<&[u8]>).map_err(|e| self.failed(e))?.is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn wave_records(&self) -> Result<usize, StoreError> {
+        Ok(self.wave_by_key.len())
     }
 
     fn prune_transactions(&self, before_ms: u64) -> Result<usize, StoreError> {

@@ -1,11 +1,15 @@
 //! A spam wave against a real Synapse: 500 invites from 500 new users in a
-//! burst. The owner's phone gets no push, replies stay within the hourly
-//! cap, every invite is held with its message, memory stays bounded, and
-//! `pending` lists all of them in pages that each fit one event.
+//! burst. They are all of the owner's own server, which never counts as a
+//! wave server, and each invites one owner: not a wave by either rule. The
+//! owner's phone gets no push, replies stay within the hourly cap (the rest
+//! are owed, to go out hour by hour, oldest first), every invite is held
+//! with its message, memory stays bounded, and `pending` lists all of them
+//! in pages that each fit one event. Then one user invites three owners: a
+//! wave, so the third gets no reply and the digest groups them.
 
 use std::time::{Duration, Instant};
 
-use crate::support::gate::{Bell, ask, opt_in, start};
+use crate::support::gate::{Bell, ask, opt_in, reply_to, start};
 use crate::support::{PushGateway, World, eventually, free_port};
 
 const STRANGERS: usize = 500;
@@ -78,6 +82,9 @@ async fn a_wave_of_500_stranger_invites_is_held_silently_with_replies_capped() {
     assert!(interruptions.is_empty(), "{} pushes, e.g. {:#?}", interruptions.len(), interruptions.first());
     assert_eq!(sample(&settled, "gatekeeper_replies_sent_total") as usize, REPLY_CAP);
     assert_eq!(sample(&settled, "gatekeeper_replies_suppressed_total") as usize, STRANGERS - REPLY_CAP);
+    // The owners' own server is never a wave server.
+    assert_eq!(sample(&settled, "gatekeeper_wave_invites_total"), 0.0);
+    assert_eq!(sample(&settled, "gatekeeper_replies_suppressed_wave_total"), 0.0);
     assert_eq!(sample(&settled, "gatekeeper_action_failures_total"), 0.0);
 
     // `pending` lists all 500 in pages, each one event, none set aside
@@ -104,17 +111,57 @@ async fn a_wave_of_500_stranger_invites_is_held_silently_with_replies_capped() {
     let after = scrape(&base).await;
     assert_eq!(sample(&after, "gatekeeper_action_failures_total"), 0.0, "a page was set aside");
 
+    // One user invites three owners within the hour and writes to each:
+    // the first two are answered, the third is a wave and is not.
+    let wave_started = Instant::now();
+    let owners = [w.synapse.register("bob").await, w.synapse.register("carol").await, w.synapse.register("dave").await];
+    let mut controls = Vec::new();
+    for o in &owners {
+        controls.push(opt_in(&mut w, o).await);
+    }
+    let multi = w.synapse.register("multi").await;
+    let mut rooms = Vec::new();
+    for o in &owners {
+        let room = multi.create_dm(&o.user_id).await;
+        multi.send_text(&room, "Hello! Quick question for you.").await;
+        rooms.push(room);
+    }
+    reply_to(&multi, &rooms[0], &owners[0].user_id).await;
+    reply_to(&multi, &rooms[1], &owners[1].user_id).await;
+    // The barrier: the engine said "no reply, a wave" for the third room.
+    eventually("the third invite seen as a wave, its reply suppressed", PATIENCE, || {
+        let base = base.clone();
+        async move {
+            let s = scrape(&base).await;
+            (sample(&s, "gatekeeper_wave_invites_total") == 1.0
+                && sample(&s, "gatekeeper_replies_suppressed_wave_total") == 1.0
+                && sample(&s, "gatekeeper_outbox_pending") == 0.0)
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(multi.notices_from(&rooms[2], &owners[2].user_id).await.is_empty(), "the wave sender was answered");
+    let digest = ask(&w, &owners[2], &controls[2], "digest").await;
+    assert!(digest.contains("1 account invited several people within an hour (1 message)"), "{digest}");
+    assert!(digest.contains(&format!("`block {}` blocks one.", multi.user_id)), "{digest}");
+    let wave_took = wave_started.elapsed();
+
     w.gatekeeper.stop();
     let report = w.gatekeeper.inspect();
-    let owner = &report["owners"][0];
+    let owner = report["owners"].as_array().unwrap().iter().find(|o| o["user_id"] == alice.user_id.as_str()).unwrap();
     assert_eq!(owner["held_rooms"], STRANGERS, "{report}");
     assert_eq!(owner["captured_messages"], STRANGERS, "{report}");
     assert_eq!(owner["replied_rooms"], REPLY_CAP, "{report}");
+    assert_eq!(owner["owed_replies"], STRANGERS - REPLY_CAP, "{report}");
+    assert_eq!(owner["wave_rooms"], 0, "{report}");
+    let dave = report["owners"].as_array().unwrap().iter().find(|o| o["user_id"] == owners[2].user_id.as_str());
+    assert_eq!(dave.unwrap()["wave_rooms"], 1, "{report}");
     assert_eq!(report["stats"]["effects_failed"], 0, "{report}");
     assert!(peak_kib < 512 * 1024, "peak RSS {peak_kib} KiB");
     println!(
         "spam wave: {STRANGERS} invites sent in {sent_in:.1?}, all held in {handled_in:.1?}; \
-         0 pushes; {REPLY_CAP} replies, {} suppressed; Gatekeeper peak RSS {} MiB",
+         0 pushes; {REPLY_CAP} replies, {} owed; Gatekeeper peak RSS {} MiB; \
+         the three-owner wave took {wave_took:.1?}",
         STRANGERS - REPLY_CAP,
         peak_kib / 1024
     );

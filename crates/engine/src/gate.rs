@@ -63,15 +63,21 @@ pub(super) fn invite(
             .outcome(Outcome::InviteNotHeld);
     }
     let invited_at_ms = if meta.ts_ms > 0 { meta.ts_ms } else { now_ms };
+    let (wave_changes, wave) = waves::observe_invite(snapshot, &meta.sender, &owner.user_id, now_ms, config);
     let held = HeldRoom {
         inviter_name: sender_name.clone(),
         name: room_name.clone(),
         reason: reason.clone(),
+        wave,
         ..HeldRoom::new(owner.user_id.clone(), meta.sender.clone(), is_direct, invited_at_ms)
     };
     let o = owner.user_id.clone();
-    Decision::default()
-        .change(StateChange::PutRoom(room.clone(), RoomState::Held(held)))
+    let mut d = Decision::default().change(StateChange::PutRoom(room.clone(), RoomState::Held(held)));
+    d.changes.extend(wave_changes);
+    if wave.is_some() {
+        d = d.outcome(Outcome::WaveInvite);
+    }
+    d
         // The room's silence must be in place before the owner is in it.
         .effect(Effect::PutPushRule { owner: o.clone(), rule: rules::held_room(room.as_str()) })
         .effect(Effect::Join { as_user: o.clone(), room_id: room.clone() })
@@ -412,6 +418,15 @@ fn maybe_reply(
     if !held.is_dm || held.replied {
         return d;
     }
+    // A wave sender never gets a reply: it would confirm the account is live.
+    if let Some(kind) = waves::in_wave(&snapshot.waves, held, &meta.sender, now_ms, config) {
+        let d = d.outcome(Outcome::ReplySuppressedWave);
+        if held.wave.is_some() && held.reply_owed_ms.is_none() {
+            return d;
+        }
+        let marked = HeldRoom { wave: Some(kind), reply_owed_ms: None, ..held.clone() };
+        return d.change(StateChange::PutRoom(meta.room_id.clone(), RoomState::Held(marked)));
+    }
     // This decision may have counted something for the stranger already.
     let stranger = d
         .changes
@@ -434,11 +449,21 @@ fn maybe_reply(
         (owner.reply_window_start_ms, owner.replies_in_window)
     };
     if used >= config.max_replies_per_hour {
-        return d.outcome(Outcome::ReplySuppressed);
+        // Owed: sent when the budget allows, oldest first (see `waves`).
+        let mut d = d.outcome(Outcome::ReplySuppressed);
+        if held.reply_owed_ms.is_none() {
+            let owed = HeldRoom { reply_owed_ms: Some(now_ms), ..held.clone() };
+            d = d.change(StateChange::PutRoom(meta.room_id.clone(), RoomState::Held(owed)));
+        }
+        if !owner.replies_owed {
+            d = d.change(StateChange::PutOwner(OwnerState { replies_owed: true, ..owner.clone() }));
+        }
+        return d;
     }
     let name = owner.displayname.clone().unwrap_or_else(|| owner.user_id.localpart().to_owned());
     let text = texts::etiquette(owner.reply_template.as_deref(), &name, owner.contact.as_deref(), encrypted);
-    d.change(StateChange::PutRoom(meta.room_id.clone(), RoomState::Held(HeldRoom { replied: true, ..held.clone() })))
+    let replied = HeldRoom { replied: true, reply_owed_ms: None, ..held.clone() };
+    d.change(StateChange::PutRoom(meta.room_id.clone(), RoomState::Held(replied)))
         .change(StateChange::PutStranger {
             owner: held.owner.clone(),
             user: meta.sender.clone(),

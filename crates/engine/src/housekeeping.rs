@@ -8,21 +8,34 @@ use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use super::links::{self, Link, LinkAction};
 use super::*;
 
-/// A scheduled digest, one owner's per input (their overview is the only
-/// one a decision holds): sent if it is still due (a repeated input finds
-/// the slot handled and does nothing).
-pub(super) fn digest_due(snapshot: &Snapshot, owner: &OwnedUserId, now_ms: u64, config: &EngineConfig) -> Decision {
+/// An owner's time-driven work, one owner's per input (their overview is
+/// the only one a decision holds): the replies the hourly cap held back,
+/// if the budget is back, oldest first; then the scheduled digest if it is
+/// still due, starting from what the replies changed so that neither write
+/// undoes the other. A repeated input finds nothing due and does nothing.
+pub(super) fn owner_due(snapshot: &Snapshot, owner: &OwnedUserId, now_ms: u64, config: &EngineConfig) -> Decision {
     let Some(due) = &snapshot.due else { return Decision::default() };
-    let Some(due_digest) = due.digests.iter().find(|d| d.owner.user_id == *owner) else {
-        return Decision::default();
-    };
-    let seed = format!("{}:{}", due_digest.owner.user_id, due_digest.slot_ms);
-    send_digest(&due_digest.owner, &due_digest.overview, Some(due_digest.slot_ms), now_ms, &seed, config)
+    let mut d = Decision::default();
+    for owed in due.replies.iter().filter(|r| r.owner.user_id == *owner) {
+        let late = waves::owed_replies(owed, now_ms, config);
+        d.changes.extend(late.changes);
+        d.effects.extend(late.effects);
+        d.outcomes.extend(late.outcomes);
+    }
+    if let Some(due_digest) = due.digests.iter().find(|d| d.owner.user_id == *owner) {
+        let (state, overview) = patched(&due_digest.owner, &due_digest.overview, &d.changes);
+        let seed = format!("{}:{}", due_digest.owner.user_id, due_digest.slot_ms);
+        let sent = send_digest(&state, &overview, Some(due_digest.slot_ms), now_ms, &seed, config);
+        d.changes.extend(sent.changes);
+        d.effects.extend(sent.effects);
+        d.outcomes.extend(sent.outcomes);
+    }
+    d
 }
 
 /// Housekeeping: expired allows are removed (their senders are strangers
 /// again, and their invites are held), ended pauses resume holding.
-/// Digests come one owner at a time ([`digest_due`]).
+/// Digests and owed replies come one owner at a time ([`owner_due`]).
 pub(super) fn tick(snapshot: &Snapshot, now_ms: u64, config: &EngineConfig) -> Decision {
     let Some(due) = &snapshot.due else { return Decision::default() };
     let mut d = Decision::default();
@@ -52,6 +65,27 @@ pub(super) fn tick(snapshot: &Snapshot, now_ms: u64, config: &EngineConfig) -> D
             });
     }
     d
+}
+
+/// An owner's record and overview with the owner and held-room changes
+/// already decided in this tick applied.
+fn patched(owner: &OwnerState, overview: &OwnerOverview, changes: &[StateChange]) -> (OwnerState, OwnerOverview) {
+    let (mut owner, mut overview) = (owner.clone(), overview.clone());
+    for change in changes {
+        match change {
+            StateChange::PutOwner(o) if o.user_id == owner.user_id => owner = o.clone(),
+            StateChange::PutRoom(room, RoomState::Held(h)) if h.owner == owner.user_id => {
+                overview.held.insert(room.clone(), h.clone());
+            }
+            StateChange::PutStranger { owner: o, user, state } if *o == owner.user_id => {
+                if let Some(s) = overview.strangers.get_mut(user) {
+                    *s = state.clone();
+                }
+            }
+            _ => {}
+        }
+    }
+    (owner, overview)
 }
 
 /// The digest of everything not yet digested, as notices in the control

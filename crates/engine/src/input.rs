@@ -103,7 +103,7 @@ pub enum Input {
     Tick,
     /// Housekeeping: `owner`'s scheduled digest may be due. One owner per
     /// input, so that one decision holds one owner's overview at most.
-    DigestDue { owner: OwnedUserId },
+    OwnerDue { owner: OwnedUserId },
     /// An e-mail could not be delivered, after retries.
     MailFailed { owner: OwnedUserId, to: String, reason: String },
     /// A step in `room_id` was set aside: refused for good, or (`no_answer`)

@@ -17,6 +17,7 @@ pub mod schedule;
 pub mod state;
 pub mod subject;
 pub mod texts;
+pub mod waves;
 
 use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, UserId};
 use sha2::{Digest, Sha256};
@@ -25,8 +26,9 @@ pub use action::{DigestPart, Effect, Lane, Match, PushRule, RuleActions};
 pub use input::{EventMeta, FailedStep, Input, Membership, Replacement};
 pub use state::Notify;
 pub use state::{
-    AllowSource, Contact, Deferred, Due, DueDigest, HeldRoom, Kept, Media, OwnerOverview, OwnerState, PendingEmail,
-    PendingEntry, RoomState, Snapshot, Standing, StateChange, StrangerState, Tally, Unreadable,
+    AllowSource, Contact, Deferred, Due, DueDigest, DueReplies, HeldRoom, Kept, Media, OwnerOverview, OwnerState,
+    PendingEmail, PendingEntry, RoomState, Snapshot, Standing, StateChange, StrangerState, Tally, Unreadable, WaveKey,
+    WaveKind, WaveRecord,
 };
 pub use subject::Subject;
 use texts::Text;
@@ -61,6 +63,12 @@ pub struct EngineConfig {
     /// `bot` is then the owner: Gatekeeper speaks as them, their own
     /// events are theirs (not echoes), and nobody opts in by invitation.
     pub client_mode: bool,
+    /// A sender who invites this many owners within the wave window is a
+    /// wave: no automatic reply, grouped in the digest.
+    pub wave_owners_per_sender: u32,
+    /// This many new senders from one server (not the owners' own) within
+    /// the wave window are a wave.
+    pub wave_senders_per_server: u32,
 }
 
 /// How much strangers may make Gatekeeper keep for one owner. Past a bound,
@@ -118,6 +126,8 @@ impl EngineConfig {
             mail_links: None,
             bounds: Bounds::default(),
             client_mode: false,
+            wave_owners_per_sender: 3,
+            wave_senders_per_server: 20,
         }
     }
 
@@ -159,6 +169,12 @@ pub enum Outcome {
     /// A stranger's message was counted, not stored: the messages kept per
     /// stranger or per owner were reached.
     MessageNotKept,
+    /// A reply was due but the sender is part of a wave: none is sent, ever.
+    ReplySuppressedWave,
+    /// An invite made its sender part of a wave (or came from one).
+    WaveInvite,
+    /// A reply the hourly cap held back is queued now that the budget allows.
+    ReplySentLate,
 }
 
 impl Decision {
@@ -193,11 +209,16 @@ pub struct Reads {
     pub users: Vec<OwnedUserId>,
     /// The captured message an edit, redaction or repeat refers to.
     pub related: Option<OwnedEventId>,
-    /// Everything due now: expired allows, ended pauses (no digests).
+    /// Everything due now: expired allows, ended pauses (no digests, no
+    /// owed replies: those come one owner at a time, see `due_of`).
     pub due: bool,
-    /// This owner's scheduled digest, if it is due, with their overview
-    /// (in `Snapshot::due`): one owner's at a time.
-    pub digest_of: Option<OwnedUserId>,
+    /// This owner's time-driven work, with their overview (in
+    /// `Snapshot::due`): replies owed whose budget is back, then the
+    /// scheduled digest if due. One owner's at a time.
+    pub due_of: Option<OwnedUserId>,
+    /// The sender whose wave records (their own, and their server's) an
+    /// invite or a stranger's message is decided with.
+    pub waves: Option<OwnedUserId>,
 }
 
 /// The point look-ups an input needs, from the input alone.
@@ -207,10 +228,11 @@ pub fn reads(input: &Input) -> Reads {
         users: input.users(),
         related: input.related_event().cloned(),
         due: matches!(input, Input::Tick),
-        digest_of: match input {
-            Input::DigestDue { owner } => Some(owner.clone()),
+        due_of: match input {
+            Input::OwnerDue { owner } => Some(owner.clone()),
             _ => None,
         },
+        waves: waves::reads(input),
     }
 }
 
@@ -279,7 +301,7 @@ fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &Engine
         Input::RoomInfo { owner, room_id, name, members } => gate::room_info(snapshot, owner, room_id, name, *members),
         Input::NotTwoPeople { owner, room_id, members } => gate::not_two_people(snapshot, owner, room_id, *members),
         Input::Tick => housekeeping::tick(snapshot, now_ms, config),
-        Input::DigestDue { owner } => housekeeping::digest_due(snapshot, owner, now_ms, config),
+        Input::OwnerDue { owner } => housekeeping::owner_due(snapshot, owner, now_ms, config),
         Input::ControlRoomReady { owner, room_id } => {
             optin::control_room_ready(snapshot, owner, room_id, now_ms, config)
         }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, UserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, UserId};
 
 use super::subject::Subject;
 
@@ -57,6 +57,10 @@ pub struct OwnerState {
     /// When verification codes were mailed in the last day (at most
     /// [`crate::mail::CODES_PER_DAY`]): `set email` cannot flood an address.
     pub codes_mailed: Vec<u64>,
+    /// Some held DM's etiquette reply was held back by the hourly cap and
+    /// is still owed: the tick after the hour looks at this owner's rooms
+    /// (and only then), and sends what the budget allows, oldest first.
+    pub replies_owed: bool,
 }
 
 /// Something counted rather than kept: how many in all, and how many of
@@ -108,6 +112,7 @@ impl OwnerState {
             digest_last_sent_ms: None,
             invites_not_held: Tally::default(),
             codes_mailed: Vec::new(),
+            replies_owed: false,
         }
     }
 
@@ -180,6 +185,57 @@ pub struct HeldRoom {
     /// Why Gatekeeper could not read the room, if it gave up: the owner
     /// still decides on the invite, from what the invite said.
     pub unreadable: Option<Unreadable>,
+    /// The inviter was part of a wave: they never get an automatic reply,
+    /// and the digest groups them.
+    pub wave: Option<WaveKind>,
+    /// When the etiquette reply was held back by the owner's hourly cap;
+    /// it is sent later, oldest first, when the budget allows.
+    pub reply_owed_ms: Option<u64>,
+}
+
+/// Why an inviter counts as part of a wave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WaveKind {
+    /// They invited several owners within the wave window.
+    Sender,
+    /// They are one of many new senders from their server within the window.
+    Server,
+}
+
+impl WaveKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaveKind::Sender => "sender",
+            WaveKind::Server => "server",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [WaveKind::Sender, WaveKind::Server].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Whose recent invitations a [`WaveRecord`] counts.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WaveKey {
+    /// The owners one sender invited.
+    Sender(OwnedUserId),
+    /// The new senders seen from one server.
+    Server(OwnedServerName),
+}
+
+/// Recent invitations of one sender (the owners they invited) or from one
+/// server (the new senders seen from it). Bounded: at most the threshold of
+/// entries, all within the wave window; a record past `expires_ms` is dead
+/// and pruned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WaveRecord {
+    /// Who was seen and when, oldest first, distinct users.
+    pub seen: Vec<(OwnedUserId, u64)>,
+    /// When the threshold was last reached: a wave, remembered for a while.
+    pub wave_ms: Option<u64>,
+    /// After this, the record says nothing any more.
+    pub expires_ms: u64,
 }
 
 /// Why a held room could not be read.
@@ -224,6 +280,8 @@ impl HeldRoom {
             replied: false,
             digested: false,
             unreadable: None,
+            wave: None,
+            reply_owed_ms: None,
         }
     }
 }
@@ -366,6 +424,8 @@ pub struct PendingEntry {
     /// Invitations and messages of theirs counted, not kept.
     pub invites_not_held: u32,
     pub messages_not_kept: u32,
+    /// They are part of a wave: no automatic reply.
+    pub wave: Option<WaveKind>,
 }
 
 /// Everything about one owner that commands and opt-out need.
@@ -400,6 +460,9 @@ pub struct Snapshot {
     pub overview: Option<OwnerOverview>,
     /// Filled for housekeeping ticks: what has come due.
     pub due: Option<Due>,
+    /// The wave records of an inviting or writing sender and of their
+    /// server (see [`crate::Reads::waves`]).
+    pub waves: BTreeMap<WaveKey, WaveRecord>,
 }
 
 /// Time-based changes that have come due.
@@ -409,9 +472,22 @@ pub struct Due {
     pub expired: Vec<(OwnedUserId, Subject)>,
     /// Owners whose pause has ended.
     pub unpause: Vec<OwnerState>,
-    /// For `Input::DigestDue`: that one owner's scheduled digest, if due,
+    /// For `Input::OwnerDue`: that one owner's scheduled digest, if due,
     /// with everything they have (never more than one owner's).
     pub digests: Vec<DueDigest>,
+    /// Owners owed etiquette replies whose hourly budget has come back.
+    pub replies: Vec<DueReplies>,
+}
+
+/// An owner with replies owed, and what deciding them reads: their held
+/// rooms and captures, and for each owed room's inviter their stranger
+/// entry and wave records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueReplies {
+    pub owner: OwnerState,
+    pub overview: OwnerOverview,
+    pub strangers: BTreeMap<OwnedUserId, StrangerState>,
+    pub waves: BTreeMap<WaveKey, WaveRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -480,4 +556,6 @@ pub enum StateChange {
     },
     /// Forgets everything kept for an owner: contacts, strangers, deferred.
     ForgetOwnerData(OwnedUserId),
+    /// A sender's or a server's recent invitations (waves).
+    PutWave(WaveKey, WaveRecord),
 }

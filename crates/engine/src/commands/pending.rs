@@ -118,8 +118,10 @@ fn entries(overview: &OwnerOverview) -> Waiting {
             unreadable: None,
             invites_not_held: 0,
             messages_not_kept: 0,
+            wave: None,
         });
         e.unreadable = e.unreadable.or(held.unreadable);
+        e.wave = e.wave.max(held.wave);
         e.rooms.push(room.clone());
         e.first_ms = e.first_ms.min(held.invited_at_ms);
         e.last_ms = e.last_ms.max(held.invited_at_ms);
@@ -140,6 +142,7 @@ fn entries(overview: &OwnerOverview) -> Waiting {
             unreadable: None,
             invites_not_held: 0,
             messages_not_kept: 0,
+            wave: None,
         });
         e.messages += 1;
         e.first_ms = e.first_ms.min(m.ts_ms);

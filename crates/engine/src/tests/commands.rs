@@ -127,7 +127,10 @@ fn pause_disables_holding_and_resume_or_its_end_brings_it_back() {
     let d = decide(&paused_control, &text(ALICE, CONTROL, "resume"), NOW, &config());
     assert_eq!(kinds(&d), ["enable", "notice"]);
     let o = OwnerState { paused_until_ms: Some(NOW - 1), ..owner() };
-    let tick = Snapshot { due: Some(Due { expired: vec![], unpause: vec![o], digests: vec![] }), ..Default::default() };
+    let tick = Snapshot {
+        due: Some(Due { expired: vec![], unpause: vec![o], digests: vec![], replies: vec![] }),
+        ..Default::default()
+    };
     let d = decide(&tick, &Input::Tick, NOW, &config());
     assert_eq!(kinds(&d), ["enable", "notice"]);
     assert_eq!(d.changes, vec![StateChange::PutOwner(owner())]);

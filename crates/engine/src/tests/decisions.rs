@@ -99,7 +99,12 @@ fn a_temporary_allow_expires_on_the_next_tick() {
     assert_eq!(decide(&s, &invite, NOW + 1000, &config()), Decision::default());
     assert_eq!(kinds(&decide(&s, &invite, NOW + 7_200_000, &config())), ["rule", "join", "tag", "backfill"]);
     let tick = Snapshot {
-        due: Some(Due { expired: vec![(uid(ALICE), usr(STRANGER))], unpause: vec![], digests: vec![] }),
+        due: Some(Due {
+            expired: vec![(uid(ALICE), usr(STRANGER))],
+            unpause: vec![],
+            digests: vec![],
+            replies: vec![],
+        }),
         ..Default::default()
     };
     let d = decide(&tick, &Input::Tick, NOW, &config());

@@ -114,10 +114,10 @@ fn scheduled_digests_come_one_owner_per_input_never_with_the_tick() {
     let snapshot = due_digest(overview, NOW - 5);
     // The tick reads no overview and sends no digest; each owner's input
     // declares that owner's digest, and only theirs.
-    assert_eq!(reads(&Input::Tick).digest_of, None);
+    assert_eq!(reads(&Input::Tick).due_of, None);
     assert!(decide(&snapshot, &Input::Tick, NOW, &config()).is_empty());
-    let bobs = Input::DigestDue { owner: uid("@bob:example.org") };
-    assert_eq!(reads(&bobs).digest_of, Some(uid("@bob:example.org")));
+    let bobs = Input::OwnerDue { owner: uid("@bob:example.org") };
+    assert_eq!(reads(&bobs).due_of, Some(uid("@bob:example.org")));
     assert!(!reads(&bobs).due);
     assert!(decide(&snapshot, &bobs, NOW, &config()).is_empty());
     assert_eq!(kinds(&decide(&snapshot, &alices_digest(), NOW, &config())), ["notice"]);

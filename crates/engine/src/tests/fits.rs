@@ -320,6 +320,13 @@ fn adversarial(rng: &mut Rng, senders: usize, chatty_messages: usize) -> (OwnerS
         h.name = Some(rng.text(2_000));
         h.reason = Some(rng.text(5_000));
         h.members = Some(rng.next() as u32);
+        // Some of them are part of a wave (each of their own server's, or
+        // inviting several owners): grouped lines with long IDs.
+        h.wave = match rng.below(8) {
+            0 => Some(WaveKind::Server),
+            1 => Some(WaveKind::Sender),
+            _ => None,
+        };
         overview.held.insert(room.clone(), h);
         let messages = if i == 0 { chatty_messages } else { rng.below(4) };
         for n in 0..messages {
@@ -348,6 +355,21 @@ fn adversarial(rng: &mut Rng, senders: usize, chatty_messages: usize) -> (OwnerS
                 _ => {}
             }
             overview.deferred.push(m);
+        }
+    }
+    // A wave of 300 accounts from one server with a name as long as an ID
+    // allows, half of them writing too.
+    let server = format!("{}.example", "w".repeat(180));
+    for i in 0..300 {
+        let local = format!("wave{i}-");
+        let user: OwnedUserId =
+            format!("@{local}{}:{server}", "v".repeat(255 - 2 - local.len() - server.len())).try_into().unwrap();
+        let room = long_room(20_000 + i, 255);
+        let h =
+            HeldRoom { wave: Some(WaveKind::Server), ..HeldRoom::new(uid(ALICE), user.clone(), true, NOW - i as u64) };
+        overview.held.insert(room.clone(), h);
+        if i % 2 == 0 {
+            overview.deferred.push(deferred(&user, &room, 0, NOW - i as u64, rng.text(3_000)));
         }
     }
     for i in 0..300 {
@@ -484,10 +506,26 @@ fn every_notice_fits_one_event_whatever_strangers_and_the_owner_send() {
                 }),
                 ..Default::default()
             };
-            let d = decide(&tick, &Input::DigestDue { owner: owner.user_id.clone() }, NOW, &cfg);
+            let d = decide(&tick, &Input::OwnerDue { owner: owner.user_id.clone() }, NOW, &cfg);
             assert!(assert_notices_fit(&d, client_mode, seed, "digest") > 1);
             let marked = d.changes.iter().filter(|c| matches!(c, StateChange::PutDeferred(m) if m.digested)).count();
             assert_eq!(marked, overview.deferred.len(), "seed {seed}: every message digested once");
+            let waves = overview.held.values().filter(|h| h.wave.is_some()).count();
+            let marked = d
+                .changes
+                .iter()
+                .filter(|c| matches!(c, StateChange::PutRoom(_, RoomState::Held(h)) if h.digested && h.wave.is_some()))
+                .count();
+            assert_eq!(marked, waves, "seed {seed}: every wave invitation digested once");
+            let all: String = d
+                .effects
+                .iter()
+                .filter_map(|e| match e {
+                    Effect::SendNotice { body, .. } => Some(body.as_str()),
+                    _ => None,
+                })
+                .collect();
+            assert!(all.contains("300 accounts from www"), "seed {seed}: the long server's wave is one line");
             // The etiquette reply, from the owner's 2,000-character template.
             let (stranger, room) = (long_user(77_777, 255), long_room(77_777, 255));
             let mut held = Snapshot {

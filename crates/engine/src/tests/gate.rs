@@ -13,8 +13,15 @@ fn a_strangers_invite_is_held_silenced_before_the_join_and_tagged() {
     assert_eq!(kinds(&d), ["rule", "join", "tag", "backfill"]);
     assert_eq!(d.effects[0], Effect::PutPushRule { owner: uid(ALICE), rule: rules::held_room(HELD) });
     assert_eq!(d.effects[1], Effect::Join { as_user: uid(ALICE), room_id: rid(HELD) });
-    let [StateChange::PutRoom(r, RoomState::Held(h))] = &d.changes[..] else { panic!("{d:?}") };
+    // The room, then the invite noted for wave detection (the sender's
+    // record and their server's).
+    let [StateChange::PutRoom(r, RoomState::Held(h)), StateChange::PutWave(..), StateChange::PutWave(..)] =
+        &d.changes[..]
+    else {
+        panic!("{d:?}")
+    };
     assert_eq!(*r, rid(HELD));
+    assert_eq!(h.wave, None);
     assert!(h.is_dm && !h.replied && h.inviter == STRANGER && h.owner == ALICE);
 }
 

@@ -18,6 +18,7 @@ mod replies;
 mod security;
 mod tidy;
 mod unreadable;
+mod waves;
 
 use super::*;
 use ruma::OwnedEventId;
@@ -190,7 +191,7 @@ fn with_pending_stranger() -> Snapshot {
 
 /// The input that asks whether Alice's scheduled digest is due.
 fn alices_digest() -> Input {
-    Input::DigestDue { owner: uid(ALICE) }
+    Input::OwnerDue { owner: uid(ALICE) }
 }
 
 fn due_digest(overview: OwnerOverview, slot: u64) -> Snapshot {
@@ -199,6 +200,7 @@ fn due_digest(overview: OwnerOverview, slot: u64) -> Snapshot {
             expired: vec![],
             unpause: vec![],
             digests: vec![DueDigest { owner: owner(), overview, slot_ms: slot }],
+            replies: vec![],
         }),
         ..Default::default()
     }

@@ -28,6 +28,7 @@ struct World {
     contacts: BTreeMap<(OwnedUserId, Subject), Contact>,
     strangers: BTreeMap<(OwnedUserId, OwnedUserId), StrangerState>,
     deferred: Vec<Deferred>,
+    waves: BTreeMap<WaveKey, WaveRecord>,
     due: Due,
 }
 
@@ -79,6 +80,13 @@ impl World {
                 snap.related = self.deferred.iter().find(|d| d.owner == *owner && d.event_id == *event).cloned();
             }
         }
+        if let Some(sender) = &declared.waves {
+            for key in crate::waves::keys(sender) {
+                if let Some(r) = self.waves.get(&key) {
+                    snap.waves.insert(key, r.clone());
+                }
+            }
+        }
         snap
     }
 
@@ -90,11 +98,12 @@ impl World {
             snap.overview = Some(self.overview(&owner));
         }
         if declared.due {
-            snap.due = Some(Due { digests: vec![], ..self.due.clone() });
+            snap.due = Some(Due { digests: vec![], replies: vec![], ..self.due.clone() });
         }
-        if let Some(owner) = &declared.digest_of {
+        if let Some(owner) = &declared.due_of {
             let digests = self.due.digests.iter().filter(|d| d.owner.user_id == *owner).cloned().collect();
-            snap.due = Some(Due { digests, ..Due::default() });
+            let replies = self.due.replies.iter().filter(|r| r.owner.user_id == *owner).cloned().collect();
+            snap.due = Some(Due { digests, replies, ..Due::default() });
         }
         snap
     }
@@ -105,6 +114,7 @@ impl World {
         let mut snap = self.point_lookups(&reads(input));
         snap.overview = Some(self.overview(owner));
         snap.due = Some(self.due.clone());
+        snap.waves = self.waves.clone();
         snap
     }
 }
@@ -119,6 +129,7 @@ fn world() -> World {
         contacts: BTreeMap::new(),
         strangers: BTreeMap::new(),
         deferred: Vec::new(),
+        waves: BTreeMap::new(),
         due: Due::default(),
     };
     let alice = OwnerState { last_list: vec![usr(STRANGER), usr("@promo:remote.org")], ..owner() };
@@ -158,11 +169,31 @@ fn world() -> World {
     w.contacts.insert((uid(BOB), usr(FRIEND)), allowed);
     w.strangers
         .insert((uid(BOB), uid(STRANGER)), StrangerState { last_reply_ms: Some(NOW - 60_000), ..Default::default() });
+    // The promoter invited several owners within the hour: a wave.
+    w.waves.insert(
+        WaveKey::Sender(uid("@promo:remote.org")),
+        WaveRecord { seen: vec![], wave_ms: Some(NOW - 60_000), expires_ms: NOW + 3_600_000 },
+    );
     let alice_overview = w.overview(&uid(ALICE));
+    let bob_owes = OwnerState { replies_owed: true, reply_window_start_ms: NOW - 7_200_000, ..bob.clone() };
+    let mut bob_overview = w.overview(&uid(BOB));
+    bob_overview.held.insert(
+        rid("!owed:remote.org"),
+        HeldRoom {
+            reply_owed_ms: Some(NOW - 5_000_000),
+            ..HeldRoom::new(uid(BOB), uid(FRIEND), true, NOW - 5_000_000)
+        },
+    );
     w.due = Due {
         expired: vec![(uid(BOB), usr(FRIEND))],
         unpause: vec![OwnerState { paused_until_ms: Some(NOW - 1), ..bob }],
         digests: vec![DueDigest { owner: alice, overview: alice_overview, slot_ms: NOW - 5 }],
+        replies: vec![DueReplies {
+            owner: bob_owes,
+            overview: bob_overview,
+            strangers: BTreeMap::new(),
+            waves: BTreeMap::new(),
+        }],
     };
     w
 }
@@ -284,7 +315,7 @@ fn inputs() -> Vec<Input> {
     }
     inputs.push(Input::Tick);
     for owner in [ALICE, BOB] {
-        inputs.push(Input::DigestDue { owner: uid(owner) });
+        inputs.push(Input::OwnerDue { owner: uid(owner) });
     }
     inputs
 }

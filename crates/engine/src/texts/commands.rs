@@ -6,7 +6,7 @@ use jiff::tz::TimeZone;
 use super::{Text, UNREADABLE, escape_html, format_duration, format_time, list, one_line, plain, plural, who};
 use crate::commands::Spec;
 use crate::schedule::local_time;
-use crate::state::{AllowSource, Contact, Deferred, HeldRoom, Notify, OwnerState, PendingEntry, Unreadable};
+use crate::state::{AllowSource, Contact, Deferred, HeldRoom, Notify, OwnerState, PendingEntry, Unreadable, WaveKind};
 use crate::subject::Subject;
 
 /// Every command, one line each, in the order given.
@@ -82,6 +82,10 @@ pub fn pending_entry(n: usize, e: &PendingEntry, invite: Option<&str>, tz: &Time
     if !counted.is_empty() {
         plain.push_str(&format!("\n  {counted}"));
         html.push_str(&format!("<br>{}", escape_html(&counted)));
+    }
+    if let Some(kind) = e.wave {
+        plain.push_str(&format!("\n  {}", wave(kind)));
+        html.push_str(&format!("<br>{}", wave(kind)));
     }
     plain.push('\n');
     html.push_str("</p>");
@@ -265,6 +269,14 @@ pub fn unreadable(why: Unreadable) -> &'static str {
         Unreadable::NoAnswer => "could not be read: their server does not answer",
         Unreadable::Refused => "could not be read: their server refused to let you in",
         Unreadable::NotSilenced => "could not be read: it could not be silenced, so it was not joined",
+    }
+}
+
+/// What `pending` says about a wave sender (no user text: safe in HTML).
+pub fn wave(kind: WaveKind) -> &'static str {
+    match kind {
+        WaveKind::Server => "part of a wave from their server: no automatic reply",
+        WaveKind::Sender => "invited several people at once: no automatic reply",
     }
 }
 

@@ -8,12 +8,12 @@
 
 use std::collections::BTreeMap;
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId};
 
 use super::{Text, UNREADABLE, escape_html, one_line, plain};
 use crate::limits::Meter;
 use crate::schedule::{self, local_time};
-use crate::state::{Deferred, HeldRoom, OwnerOverview, OwnerState};
+use crate::state::{Deferred, HeldRoom, OwnerOverview, OwnerState, WaveKind};
 use crate::subject::Subject;
 
 /// Longest message quoted in full; longer ones are trimmed with a note.
@@ -132,7 +132,19 @@ pub fn render_for(owner: &OwnerState, overview: &OwnerOverview, client_mode: boo
         section(&mut by_sender, &m.sender);
         by_sender.get_mut(&m.sender).expect("just inserted").messages.push(m.clone());
     }
-    for (room, h) in overview.held.iter().filter(|(_, h)| !h.is_dm && !h.digested) {
+    // Wave senders, by the strongest reason any of their invites was marked
+    // with (a server's wave groups them by server).
+    let mut wave_of: BTreeMap<OwnedUserId, WaveKind> = BTreeMap::new();
+    for h in overview.held.values() {
+        if let Some(k) = h.wave {
+            let kind = wave_of.entry(h.inviter.clone()).or_insert(k);
+            *kind = (*kind).max(k);
+        }
+    }
+    // Group invitations, and a wave sender's every invitation: a wave is
+    // counted by the accounts that invited, message or not.
+    let shown = |h: &HeldRoom| (!h.is_dm || wave_of.contains_key(&h.inviter)) && !h.digested;
+    for (room, h) in overview.held.iter().filter(|(_, h)| shown(h)) {
         section(&mut by_sender, &h.inviter);
         by_sender.get_mut(&h.inviter).expect("just inserted").invites.push((room.clone(), h.clone()));
     }
@@ -166,8 +178,12 @@ pub fn render_for(owner: &OwnerState, overview: &OwnerOverview, client_mode: boo
             .unwrap_or(u64::MAX)
     };
     sections.sort_by_key(|s| (first_seen(s), s.sender.clone()));
+    let (waved, mut sections): (Vec<Section>, Vec<Section>) =
+        sections.into_iter().partition(|s| wave_of.contains_key(&s.sender));
+    let groups = wave_groups(waved, &wave_of);
 
-    let people = if sections.len() == 1 { "1 person".to_owned() } else { format!("{} people", sections.len()) };
+    let everyone = sections.len() + groups.iter().map(|g| g.senders.len()).sum::<usize>();
+    let people = if everyone == 1 { "1 person".to_owned() } else { format!("{everyone} people") };
     let since = match owner.digest_last_sent_ms {
         Some(t) => format!("since {}", local_time(t, &tz)),
         None => format!("since {}", local_time(owner.since_ms, &tz)),
@@ -205,9 +221,102 @@ pub fn render_for(owner: &OwnerState, overview: &OwnerOverview, client_mode: boo
         };
         atoms.push(Atom { kind: Kind::Line, section: None, text, carried });
     }
+    let mut list: Vec<Subject> = sections.iter().map(|s| Subject::User(s.sender.clone())).collect();
+    for g in groups {
+        let text = match &g.server {
+            Some(server) => {
+                list.push(Subject::Server(server.clone()));
+                wave_server_line(list.len(), server.as_str(), g.senders.len(), g.messages)
+            }
+            None => wave_senders_line(&g.senders, g.messages),
+        };
+        atoms.push(Atom { kind: Kind::Line, section: None, text, carried: g.carried });
+    }
     let continued: Vec<Text> = sections.iter().enumerate().map(|(i, s)| continued(i + 1, s)).collect();
     let (parts, carried) = pack(header, atoms, &continued, footer, client_mode);
-    Some(Digest { parts, carried, list: sections.iter().map(|s| Subject::User(s.sender.clone())).collect() })
+    Some(Digest { parts, carried, list })
+}
+
+/// Wave senders grouped: one group per server whose new senders made a
+/// wave, and one for senders who invited several owners.
+struct WaveGroup {
+    server: Option<OwnedServerName>,
+    senders: Vec<OwnedUserId>,
+    messages: usize,
+    carried: Carried,
+}
+
+fn wave_groups(waved: Vec<Section>, wave_of: &BTreeMap<OwnedUserId, WaveKind>) -> Vec<WaveGroup> {
+    let mut groups: BTreeMap<Option<OwnedServerName>, WaveGroup> = BTreeMap::new();
+    for s in waved {
+        let server = (wave_of.get(&s.sender) == Some(&WaveKind::Server)).then(|| s.sender.server_name().to_owned());
+        let g = groups.entry(server.clone()).or_insert_with(|| WaveGroup {
+            server,
+            senders: vec![],
+            messages: 0,
+            carried: Carried::default(),
+        });
+        // Messages counted rather than kept are theirs too.
+        g.messages += s.messages.len() + s.counted.1 as usize;
+        if s.counted != (0, 0) {
+            g.carried.counted.push(s.sender.clone());
+        }
+        g.carried.messages.extend(s.messages.into_iter().map(|m| m.event_id));
+        g.carried.invites.extend(s.invites.into_iter().map(|(r, _)| r));
+        g.senders.push(s.sender);
+    }
+    // Servers first, by how many accounts came from them; then the senders.
+    let mut groups: Vec<WaveGroup> = groups.into_values().collect();
+    groups.sort_by_key(|g| (g.server.is_none(), std::cmp::Reverse(g.senders.len())));
+    groups
+}
+
+/// Shown by user ID in a group of wave senders; the rest are counted.
+pub const WAVE_SENDERS_SHOWN: usize = 10;
+
+fn messages_note(messages: usize) -> String {
+    match messages {
+        0 => String::new(),
+        1 => " (1 message)".into(),
+        n => format!(" ({n} messages)"),
+    }
+}
+
+/// Item `n`: the accounts of one server's wave, and the command that blocks it.
+fn wave_server_line(n: usize, server: &str, accounts: usize, messages: usize) -> Text {
+    let who = if accounts == 1 { "1 account".to_owned() } else { format!("{accounts} accounts") };
+    let line = format!(
+        "{who} from {server} invited you{} within an hour, as part of a wave; none got an automatic reply.",
+        messages_note(messages)
+    );
+    let block = format!("block *:{server}");
+    Text {
+        plain: format!("\n{n}. {line} `{block}` blocks them all.\n"),
+        html: format!(
+            "<p><b>{n}.</b> {} <code>{}</code> blocks them all.</p>",
+            escape_html(&line),
+            escape_html(&block)
+        ),
+    }
+}
+
+/// Senders who invited several people at once, by user ID (the first
+/// [`WAVE_SENDERS_SHOWN`]), with the command that blocks the first.
+fn wave_senders_line(senders: &[OwnedUserId], messages: usize) -> Text {
+    let shown: Vec<&str> = senders.iter().take(WAVE_SENDERS_SHOWN).map(|s| s.as_str()).collect();
+    let more = senders.len().saturating_sub(WAVE_SENDERS_SHOWN);
+    let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+    let who = if senders.len() == 1 { "1 account".to_owned() } else { format!("{} accounts", senders.len()) };
+    let line = format!(
+        "{who} invited several people within an hour{}, as part of a wave; none got an automatic reply: {}{more}.",
+        messages_note(messages),
+        shown.join(", ")
+    );
+    let block = format!("block {}", senders[0]);
+    Text {
+        plain: format!("\n{line} `{block}` blocks one.\n"),
+        html: format!("<p>{} <code>{}</code> blocks one.</p>", escape_html(&line), escape_html(&block)),
+    }
 }
 
 fn head_line(n: usize, s: &Section, summary: &str) -> Text {
@@ -457,6 +566,8 @@ mod tests {
                 replied: false,
                 digested: false,
                 unreadable: None,
+                wave: None,
+                reply_owed_ms: None,
             },
         );
         let d = render(&owner(), &o).unwrap();
@@ -544,6 +655,8 @@ mod tests {
                 replied: false,
                 digested: false,
                 unreadable: None,
+                wave: None,
+                reply_owed_ms: None,
             },
         );
         let d = render(&owner(), &o).unwrap();
