@@ -3,6 +3,7 @@
 //! found as follow-ups for the engine.
 
 use ruma::api::client::config::get_global_account_data;
+use ruma::api::client::context::get_context;
 use ruma::api::client::membership::{joined_members, joined_rooms};
 use ruma::api::client::message::get_message_events;
 use ruma::api::client::profile::get_display_name;
@@ -16,7 +17,7 @@ use ruma::events::{GlobalAccountDataEventType, Mentions, StateEventType};
 use ruma::push::{
     Action, EventMatchConditionData, NewConditionalPushRule, NewPushRule, PushCondition, SoundTweakValue, Tweak,
 };
-use ruma::{OwnedUserId, RoomId, UserId, uint};
+use ruma::{EventId, OwnedUserId, RoomId, UserId, uint};
 use serde_json::{Value, json};
 
 use super::client::{ClientError, HsClient};
@@ -43,6 +44,29 @@ const MAX_ROOMS_SCANNED: usize = 300;
 
 /// The timeline events the engine reads from a backfill.
 const BACKFILL_TYPES: [&str; 3] = ["m.room.message", "m.room.encrypted", "m.room.redaction"];
+
+/// Events per page of a read forward.
+pub const FORWARD_PAGE: u32 = 100;
+
+/// A page of timeline events (in the order given) as inputs: only the
+/// kinds the engine reads, not those already redacted (nothing is left of
+/// them to keep), with the `room_id` that `/messages` leaves out. The
+/// events stay raw JSON (ruma's `Raw`): deserializing them into ruma's
+/// types and back could drop what the engine reads.
+fn timeline_follow_ups<'a>(
+    chunk: impl Iterator<Item = &'a ruma::serde::Raw<ruma::events::AnyTimelineEvent>>,
+    room: &RoomId,
+) -> Vec<FollowUp> {
+    chunk
+        .filter_map(|raw| serde_json::from_str::<Value>(raw.json().get()).ok())
+        .filter(|e| e["type"].as_str().is_some_and(|t| BACKFILL_TYPES.contains(&t)))
+        .filter(|e| e["unsigned"]["redacted_because"].is_null())
+        .map(|mut e| {
+            e["room_id"] = json!(room.as_str());
+            FollowUp { internal: false, raw: serde_json::to_vec(&e).expect("JSON re-serializes") }
+        })
+        .collect()
+}
 
 /// Always an `override` rule: a `room` rule would not silence a mention,
 /// and the invite rules must come before the server's own override rules
@@ -119,21 +143,38 @@ impl HsClient {
         let mut request = get_message_events::v3::Request::backward(room.to_owned());
         request.limit = uint!(100);
         let page = self.send(request, Some(owner)).await?;
-        // The events stay raw JSON (ruma's `Raw`): deserializing them into
-        // ruma's types and back could drop what the engine reads.
-        let mut follow_ups: Vec<FollowUp> = page
-            .chunk
-            .iter()
-            .rev()
-            .filter_map(|raw| serde_json::from_str::<Value>(raw.json().get()).ok())
-            .filter(|e| e["type"].as_str().is_some_and(|t| BACKFILL_TYPES.contains(&t)))
-            .map(|mut e| {
-                // /messages omits room_id; the engine needs it.
-                e["room_id"] = json!(room.as_str());
-                FollowUp { internal: false, raw: serde_json::to_vec(&e).expect("JSON re-serializes") }
-            })
-            .collect();
+        let mut follow_ups = timeline_follow_ups(page.chunk.iter().rev(), room);
         follow_ups.push(self.room_info(owner, room).await?);
+        Ok(follow_ups)
+    }
+
+    /// Reads `room` forward, as `as_user` (the bot when `None`), from just
+    /// after `from`, an event Gatekeeper has: at most `pages` pages of
+    /// [`FORWARD_PAGE`] events, oldest first, as inputs like the homeserver's
+    /// own. Whatever the homeserver never delivered is among them; what it
+    /// did deliver is skipped when decided (the processor's seen events).
+    pub async fn read_forward(
+        &self,
+        as_user: Option<&UserId>,
+        room: &RoomId,
+        from: &EventId,
+        pages: usize,
+    ) -> Result<Vec<FollowUp>, ClientError> {
+        let mut context = get_context::v3::Request::new(room.to_owned(), from.to_owned());
+        context.limit = uint!(0);
+        let Some(mut token) = self.send(context, as_user).await?.end else { return Ok(Vec::new()) };
+        let mut follow_ups = Vec::new();
+        for _ in 0..pages {
+            let mut request = get_message_events::v3::Request::forward(room.to_owned()).from(token.clone());
+            request.limit = FORWARD_PAGE.into();
+            let page = self.send(request, as_user).await?;
+            follow_ups.extend(timeline_follow_ups(page.chunk.iter(), room));
+            match page.end {
+                // The end of the room is a page without an `end` (or an empty one).
+                Some(end) if !page.chunk.is_empty() && end != token => token = end,
+                _ => break,
+            }
+        }
         Ok(follow_ups)
     }
 

@@ -29,6 +29,10 @@ pub struct Overlay<'a> {
     /// Owners whose contacts, strangers and captures this batch forgot:
     /// whatever the store still holds for them reads as gone.
     forgotten: HashSet<OwnedUserId>,
+    /// Events of tracked rooms this batch consumed, in order, and each
+    /// room's list with them.
+    seen: Vec<super::Seen>,
+    seen_lists: Cache<OwnedRoomId, Vec<OwnedEventId>>,
 }
 
 fn cached<K: Eq + std::hash::Hash, V: Clone>(
@@ -54,7 +58,24 @@ impl<'a> Overlay<'a> {
             strangers: Default::default(),
             deferred: HashMap::new(),
             forgotten: HashSet::new(),
+            seen: Vec::new(),
+            seen_lists: Default::default(),
         }
+    }
+
+    /// Notes that inbox item `seq`, an event of a tracked room, is consumed
+    /// by this batch; the store remembers it in the batch's write.
+    pub fn note_seen(&mut self, seq: u64, room: &RoomId, event: &EventId) -> Result<(), StoreError> {
+        let mut list = self.seen_events(room)?;
+        super::remember(&mut list, event);
+        self.seen_lists.get_mut().insert(room.to_owned(), Some(list));
+        self.seen.push(super::Seen { seq, room: room.to_owned(), event: event.to_owned() });
+        Ok(())
+    }
+
+    /// What [`note_seen`](Self::note_seen) noted, for the batch's write.
+    pub fn seen(&self) -> &[super::Seen] {
+        &self.seen
     }
 
     /// Layers a decision's changes over what is stored.
@@ -71,6 +92,7 @@ impl<'a> Overlay<'a> {
                     self.rooms.get_mut().insert(r, Some(st));
                 }
                 StateChange::RemoveRoom(r) => {
+                    self.seen_lists.get_mut().insert(r.clone(), None);
                     self.rooms.get_mut().insert(r, None);
                 }
                 StateChange::PutContact { owner, subject, contact } => {
@@ -106,6 +128,8 @@ impl<'a> Overlay<'a> {
         self.strangers.get_mut().clear();
         self.deferred.clear();
         self.forgotten.clear();
+        self.seen.clear();
+        self.seen_lists.get_mut().clear();
     }
 }
 
@@ -138,6 +162,10 @@ impl Lookups for Overlay<'_> {
             return Ok(None);
         }
         self.base.deferred(owner, event)
+    }
+
+    fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError> {
+        Ok(cached(&self.seen_lists, room.to_owned(), || self.base.seen_events(room).map(Some))?.unwrap_or_default())
     }
 }
 

@@ -10,7 +10,7 @@ use sled::{Transactional, Tree};
 
 use super::records::{
     self, ContactRecord, DeferredRecord, EffectRecord, FailedEffectRecord, OwnerRecord, QuarantineRecord, RoomRecord,
-    StrangerRecord, TxnRecord, pair_key,
+    SeenRecord, StrangerRecord, TxnRecord, pair_key,
 };
 use super::*;
 use crate::engine::{Contact, Decision, Deferred, Due, RoomState, StateChange, StrangerState, Subject};
@@ -63,6 +63,7 @@ pub struct SledStore {
     failed_effect_by_id: Tree,
     counters: Tree,
     connector: Tree,
+    seen_by_room: Tree,
     /// Serialises intake so that inbox order is arrival order; sled's own
     /// locking would allow two transactions' events to interleave.
     intake: Mutex<()>,
@@ -137,6 +138,7 @@ impl SledStore {
             failed_effect_by_id: tree("failed_effect_by_id")?,
             counters: tree("counters")?,
             connector: tree("connector")?,
+            seen_by_room: tree("seen_by_room")?,
             intake: Mutex::new(()),
             failure: Mutex::new(None),
             db,
@@ -197,6 +199,12 @@ impl Lookups for SledStore {
         match self.deferred_by_owner_event.get(pair_key(owner.as_str(), event.as_str())).map_err(|e| self.failed(e))? {
             Some(b) => Ok(Some(records::decode::<DeferredRecord>("deferred", &b)?.into())),
             None => Ok(None),
+        }
+    }
+    fn seen_events(&self, room: &RoomId) -> Result<Vec<ruma::OwnedEventId>, StoreError> {
+        match self.seen_by_room.get(room.as_bytes()).map_err(|e| self.failed(e))? {
+            Some(b) => Ok(records::decode::<SeenRecord>("seen", &b)?.into()),
+            None => Ok(Vec::new()),
         }
     }
 }
@@ -339,7 +347,7 @@ impl Store for SledStore {
         Ok(overview)
     }
 
-    fn commit_batch(&self, decided: &[(u64, &Decision)], empty: &[u64]) -> Result<(), StoreError> {
+    fn commit_batch_seen(&self, decided: &[(u64, &Decision)], empty: &[u64], seen: &[Seen]) -> Result<(), StoreError> {
         let effect_ids: Vec<Vec<u64>> = decided
             .iter()
             .map(|(_, d)| d.effects.iter().map(|_| self.db.generate_id().map_err(|e| self.failed(e))).collect())
@@ -376,14 +384,18 @@ impl Store for SledStore {
             &self.stranger_by_owner_user,
             &self.deferred_by_owner_event,
             &self.counters,
+            &self.seen_by_room,
         )
-            .transaction(|(inbox, outbox, owners, rooms, contacts, strangers, deferred, counters)| {
+            .transaction(|(inbox, outbox, owners, rooms, contacts, strangers, deferred, counters, seen_rooms)| {
                 // Per-owner keys this attempt wrote (sled may retry the closure).
                 let mut written: Vec<(u8, Vec<u8>)> = Vec::new();
                 let mut processed = 0;
+                // The inbox items this write consumes: only their events are remembered.
+                let mut consumed = std::collections::HashSet::new();
                 for seq in empty {
                     if inbox.remove(&seq.to_be_bytes())?.is_some() {
                         processed += 1;
+                        consumed.insert(*seq);
                     }
                 }
                 let mut high = None;
@@ -394,6 +406,7 @@ impl Store for SledStore {
                         continue;
                     }
                     processed += 1;
+                    consumed.insert(*seq);
                     for change in &decision.changes {
                         match change {
                             StateChange::PutOwner(o) => {
@@ -407,6 +420,7 @@ impl Store for SledStore {
                             }
                             StateChange::RemoveRoom(r) => {
                                 rooms.remove(r.as_bytes())?;
+                                seen_rooms.remove(r.as_bytes())?;
                             }
                             StateChange::PutContact { owner, subject, contact } => {
                                 let key = pair_key(owner.as_str(), &subject.to_string());
@@ -456,9 +470,61 @@ impl Store for SledStore {
                 if processed > 0 {
                     bump(counters, C_PROCESSED, processed)?;
                 }
+                let mut lists: std::collections::HashMap<&RoomId, Vec<ruma::OwnedEventId>> = Default::default();
+                for s in seen.iter().filter(|s| consumed.contains(&s.seq)) {
+                    // A room this batch stopped tracking keeps no list.
+                    if rooms.get(s.room.as_bytes())?.is_none() {
+                        continue;
+                    }
+                    let list = match lists.entry(&s.room) {
+                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            let stored = match seen_rooms.get(s.room.as_bytes())? {
+                                Some(b) => records::decode::<SeenRecord>("seen", &b)
+                                    .map_err(ConflictableTransactionError::Abort)?
+                                    .into(),
+                                None => Vec::new(),
+                            };
+                            v.insert(stored)
+                        }
+                    };
+                    super::remember(list, &s.event);
+                }
+                for (room, list) in &lists {
+                    seen_rooms.insert(room.as_bytes(), records::encode(&SeenRecord::from(list.as_slice())))?;
+                }
                 Ok(())
             })
             .map_err(|e| self.failed_tx(e))
+    }
+
+    fn seen_rooms(&self) -> Result<Vec<(ruma::OwnedRoomId, Vec<ruma::OwnedEventId>)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.seen_by_room.iter() {
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
+            let room = ruma::OwnedRoomId::try_from(String::from_utf8_lossy(&k).into_owned())
+                .map_err(|e| StoreError::Corrupt(format!("seen key: {e}")))?;
+            out.push((room, records::decode::<SeenRecord>("seen", &v)?.into()));
+        }
+        Ok(out)
+    }
+
+    fn push_follow_ups(&self, follow_ups: &[FollowUp]) -> Result<(), StoreError> {
+        if follow_ups.is_empty() {
+            return Ok(());
+        }
+        let seqs: Vec<u64> =
+            follow_ups.iter().map(|_| self.db.generate_id().map_err(|e| self.failed(e))).collect::<Result<_, _>>()?;
+        (&self.inbox_by_seq, &self.counters)
+            .transaction(|(inbox, counters)| {
+                for (seq, f) in seqs.iter().zip(follow_ups) {
+                    inbox.insert(&seq.to_be_bytes(), inbox_value(f.internal, &f.raw))?;
+                }
+                bump(counters, C_FOLLOW_UPS, follow_ups.len() as u64)?;
+                Ok(())
+            })
+            .map_err(|e| self.failed_tx(e))?;
+        self.flush()
     }
 
     fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError> {
