@@ -46,8 +46,9 @@ pub struct Read {
 
 /// What to read, from each room's events consumed last and what the room
 /// is now: held rooms as their owner, control rooms as the bot, each from
-/// the oldest event remembered. Rooms no longer held or controlled, and
-/// rooms with nothing remembered, are not read.
+/// the oldest event remembered. Rooms no longer held or controlled, held
+/// rooms that could not be joined, and rooms with nothing remembered, are
+/// not read.
 pub fn plan(
     seen: Vec<(OwnedRoomId, Vec<OwnedEventId>)>,
     mut room: impl FnMut(&OwnedRoomId) -> Result<Option<RoomState>, StoreError>,
@@ -56,7 +57,8 @@ pub fn plan(
     for (id, events) in seen {
         let Some(from) = events.into_iter().next() else { continue };
         let as_user = match room(&id)? {
-            Some(RoomState::Held(held)) => Some(held.owner),
+            // A room the owner could not join cannot be read either.
+            Some(RoomState::Held(held)) if held.unreadable.is_none() => Some(held.owner),
             Some(RoomState::Control { .. }) => None,
             _ => continue,
         };
@@ -134,7 +136,7 @@ mod tests {
     use ruma::{owned_event_id, owned_room_id, owned_user_id};
 
     use super::*;
-    use crate::engine::HeldRoom;
+    use crate::engine::{HeldRoom, Unreadable};
 
     #[test]
     fn held_rooms_are_read_as_their_owner_control_rooms_as_the_bot_from_the_oldest_event_kept() {
@@ -146,12 +148,18 @@ mod tests {
             (owned_room_id!("!pending:example.org"), vec![owned_event_id!("$p1")]),
             (owned_room_id!("!released:remote.org"), vec![owned_event_id!("$r1")]),
             (owned_room_id!("!nothing:remote.org"), vec![]),
+            (owned_room_id!("!unjoined:remote.org"), vec![owned_event_id!("$u1")]),
         ];
+        let unjoined = match held.clone() {
+            RoomState::Held(h) => RoomState::Held(HeldRoom { unreadable: Some(Unreadable::NoAnswer), ..h }),
+            other => other,
+        };
         let reads = plan(seen, |room| {
             Ok(match room.as_str() {
                 "!held:remote.org" | "!nothing:remote.org" => Some(held.clone()),
                 "!control:example.org" => Some(RoomState::Control { owner: alice.clone() }),
                 "!pending:example.org" => Some(RoomState::PendingControl { inviter: alice.clone(), invited_at_ms: 1 }),
+                "!unjoined:remote.org" => Some(unjoined.clone()),
                 _ => None,
             })
         })

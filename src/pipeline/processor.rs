@@ -50,6 +50,7 @@ pub(crate) fn process_up_to(
         // after a join. A command must never run twice.
         let event = if item.internal { None } else { event_of(&item.raw) };
         if let Some((room, id)) = &event
+            && pending.overlay.room(room)?.is_some()
             && pending.overlay.seen_events(room)?.contains(id)
         {
             tracing::debug!(seq = item.seq, event_id = %id, "event decided before; skipped");
