@@ -373,6 +373,32 @@ mod tests {
         }
     }
 
+    /// What a page read back becomes: only the kinds the engine reads, in
+    /// the order given, redacted ones left out, each with its room.
+    #[test]
+    fn a_page_of_timeline_events_becomes_inputs_with_their_room() {
+        let raw = |v: Value| ruma::serde::Raw::from_json(serde_json::value::to_raw_value(&v).unwrap());
+        let chunk = [
+            raw(json!({"type": "m.room.message", "event_id": "$1", "content": {"body": "a"}})),
+            raw(json!({"type": "m.room.member", "event_id": "$2", "state_key": "@x:y.org", "content": {}})),
+            raw(json!({"type": "m.room.message", "event_id": "$3", "content": {},
+                "unsigned": {"redacted_because": {"type": "m.room.redaction"}}})),
+            raw(json!({"type": "m.room.redaction", "event_id": "$4", "redacts": "$3", "content": {}})),
+            raw(json!({"type": "m.room.encrypted", "event_id": "$5", "content": {}})),
+        ];
+        let room = room_id!("!r:x.org");
+        let inputs: Vec<Value> = timeline_follow_ups(chunk.iter(), room)
+            .into_iter()
+            .map(|f| {
+                assert!(!f.internal, "read from the homeserver, never a look-up result");
+                serde_json::from_slice(&f.raw).unwrap()
+            })
+            .collect();
+        let ids: Vec<&str> = inputs.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["$1", "$4", "$5"]);
+        assert!(inputs.iter().all(|e| e["room_id"] == "!r:x.org"));
+    }
+
     #[test]
     fn typed_requests_reach_the_endpoints_the_hand_built_paths_did() {
         let o = user_id!("@o:x.org");
@@ -392,6 +418,10 @@ mod tests {
         };
         let mut messages = get_message_events::v3::Request::backward(room.into());
         messages.limit = uint!(100);
+        let mut forward = get_message_events::v3::Request::forward(room.into()).from("t1-2".to_owned());
+        forward.limit = FORWARD_PAGE.into();
+        let mut context = get_context::v3::Request::new(room.into(), ruma::owned_event_id!("$e"));
+        context.limit = uint!(0);
         #[allow(deprecated)]
         let profile = get_display_name::v3::Request::new(o.into());
         let cases = [
@@ -446,6 +476,12 @@ mod tests {
                 (http::Method::GET, format!("{v3}/rooms/!r:x.org/messages?dir=b&limit=100&{as_o}")),
                 None,
             ),
+            (
+                wire(forward, Some(o)),
+                (http::Method::GET, format!("{v3}/rooms/!r:x.org/messages?from=t1-2&dir=f&limit=100&{as_o}")),
+                None,
+            ),
+            (wire(context, None), (http::Method::GET, format!("{v3}/rooms/!r:x.org/context/$e?limit=0")), None),
         ];
         for ((method, uri, body), (expected_method, expected_uri), expected_body) in cases {
             assert_eq!((&method, &uri), (&expected_method, &expected_uri));
