@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 
 use super::{RunOptions, Running, engine_config};
 use crate::appservice::gaps::Gaps;
-use crate::appservice::{http, startup};
+use crate::appservice::{catch_up, http, startup};
 use crate::config::Config;
 use crate::matrix::HsClient;
 use crate::pipeline::executor;
@@ -55,6 +55,9 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
         shared.shutdown.clone(),
     )));
     if let Some(released) = running.released.clone() {
+        // What the homeserver never delivered (a stranded transaction) is
+        // read after every start, in the background.
+        running.tasks.push(tokio::spawn(catch_up::run(shared.clone(), client.clone())));
         let policy = super::executor_policy(&config);
         let mut executor_client = client;
         let shared = shared.clone();

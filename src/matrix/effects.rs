@@ -3,6 +3,7 @@
 //! found as follow-ups for the engine.
 
 use ruma::api::client::config::get_global_account_data;
+use ruma::api::client::context::get_context;
 use ruma::api::client::membership::{get_member_events, joined_members, joined_rooms};
 use ruma::api::client::message::get_message_events;
 use ruma::api::client::profile::get_display_name;
@@ -16,7 +17,7 @@ use ruma::events::{GlobalAccountDataEventType, Mentions, StateEventType};
 use ruma::push::{
     Action, EventMatchConditionData, NewConditionalPushRule, NewPushRule, PushCondition, SoundTweakValue, Tweak,
 };
-use ruma::{OwnedUserId, RoomId, UserId, uint};
+use ruma::{EventId, OwnedUserId, RoomId, UserId, uint};
 use serde_json::{Value, json};
 
 use super::client::{ClientError, HsClient};
@@ -43,6 +44,29 @@ const MAX_ROOMS_SCANNED: usize = 300;
 
 /// The timeline events the engine reads from a backfill.
 const BACKFILL_TYPES: [&str; 3] = ["m.room.message", "m.room.encrypted", "m.room.redaction"];
+
+/// Events per page of a read forward.
+pub const FORWARD_PAGE: u32 = 100;
+
+/// A page of timeline events (in the order given) as inputs: only the
+/// kinds the engine reads, not those already redacted (nothing is left of
+/// them to keep), with the `room_id` that `/messages` leaves out. The
+/// events stay raw JSON (ruma's `Raw`): deserializing them into ruma's
+/// types and back could drop what the engine reads.
+fn timeline_follow_ups<'a>(
+    chunk: impl Iterator<Item = &'a ruma::serde::Raw<ruma::events::AnyTimelineEvent>>,
+    room: &RoomId,
+) -> Vec<FollowUp> {
+    chunk
+        .filter_map(|raw| serde_json::from_str::<Value>(raw.json().get()).ok())
+        .filter(|e| e["type"].as_str().is_some_and(|t| BACKFILL_TYPES.contains(&t)))
+        .filter(|e| e["unsigned"]["redacted_because"].is_null())
+        .map(|mut e| {
+            e["room_id"] = json!(room.as_str());
+            FollowUp { internal: false, raw: serde_json::to_vec(&e).expect("JSON re-serializes") }
+        })
+        .collect()
+}
 
 /// Always an `override` rule: a `room` rule would not silence a mention,
 /// and the invite rules must come before the server's own override rules
@@ -119,20 +143,7 @@ impl HsClient {
         let mut request = get_message_events::v3::Request::backward(room.to_owned());
         request.limit = uint!(100);
         let page = self.send(request, Some(owner)).await?;
-        // The events stay raw JSON (ruma's `Raw`): deserializing them into
-        // ruma's types and back could drop what the engine reads.
-        let mut follow_ups: Vec<FollowUp> = page
-            .chunk
-            .iter()
-            .rev()
-            .filter_map(|raw| serde_json::from_str::<Value>(raw.json().get()).ok())
-            .filter(|e| e["type"].as_str().is_some_and(|t| BACKFILL_TYPES.contains(&t)))
-            .map(|mut e| {
-                // /messages omits room_id; the engine needs it.
-                e["room_id"] = json!(room.as_str());
-                FollowUp { internal: false, raw: serde_json::to_vec(&e).expect("JSON re-serializes") }
-            })
-            .collect();
+        let mut follow_ups = timeline_follow_ups(page.chunk.iter().rev(), room);
         follow_ups.push(self.room_info(owner, room).await?);
         Ok(follow_ups)
     }
@@ -162,6 +173,36 @@ impl HsClient {
         }
         let room_id = room.to_owned();
         Ok(Some(internal(&Internal::NotTwoPeople { owner: owner.to_owned(), room_id, members: present.len() as u32 })))
+    }
+
+    /// Reads `room` forward, as `as_user` (the bot when `None`), from just
+    /// after `from`, an event Gatekeeper has: at most `pages` pages of
+    /// [`FORWARD_PAGE`] events, oldest first, as inputs like the homeserver's
+    /// own. Whatever the homeserver never delivered is among them; what it
+    /// did deliver is skipped when decided (the processor's seen events).
+    pub async fn read_forward(
+        &self,
+        as_user: Option<&UserId>,
+        room: &RoomId,
+        from: &EventId,
+        pages: usize,
+    ) -> Result<Vec<FollowUp>, ClientError> {
+        let mut context = get_context::v3::Request::new(room.to_owned(), from.to_owned());
+        context.limit = uint!(0);
+        let Some(mut token) = self.send(context, as_user).await?.end else { return Ok(Vec::new()) };
+        let mut follow_ups = Vec::new();
+        for _ in 0..pages {
+            let mut request = get_message_events::v3::Request::forward(room.to_owned()).from(token.clone());
+            request.limit = FORWARD_PAGE.into();
+            let page = self.send(request, as_user).await?;
+            follow_ups.extend(timeline_follow_ups(page.chunk.iter(), room));
+            match page.end {
+                // The end of the room is a page without an `end` (or an empty one).
+                Some(end) if !page.chunk.is_empty() && end != token => token = end,
+                _ => break,
+            }
+        }
+        Ok(follow_ups)
     }
 
     /// The held room's name and size, for the owner's list.
@@ -364,6 +405,32 @@ mod tests {
         }
     }
 
+    /// What a page read back becomes: only the kinds the engine reads, in
+    /// the order given, redacted ones left out, each with its room.
+    #[test]
+    fn a_page_of_timeline_events_becomes_inputs_with_their_room() {
+        let raw = |v: Value| ruma::serde::Raw::from_json(serde_json::value::to_raw_value(&v).unwrap());
+        let chunk = [
+            raw(json!({"type": "m.room.message", "event_id": "$1", "content": {"body": "a"}})),
+            raw(json!({"type": "m.room.member", "event_id": "$2", "state_key": "@x:y.org", "content": {}})),
+            raw(json!({"type": "m.room.message", "event_id": "$3", "content": {},
+                "unsigned": {"redacted_because": {"type": "m.room.redaction"}}})),
+            raw(json!({"type": "m.room.redaction", "event_id": "$4", "redacts": "$3", "content": {}})),
+            raw(json!({"type": "m.room.encrypted", "event_id": "$5", "content": {}})),
+        ];
+        let room = room_id!("!r:x.org");
+        let inputs: Vec<Value> = timeline_follow_ups(chunk.iter(), room)
+            .into_iter()
+            .map(|f| {
+                assert!(!f.internal, "read from the homeserver, never a look-up result");
+                serde_json::from_slice(&f.raw).unwrap()
+            })
+            .collect();
+        let ids: Vec<&str> = inputs.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["$1", "$4", "$5"]);
+        assert!(inputs.iter().all(|e| e["room_id"] == "!r:x.org"));
+    }
+
     #[test]
     fn typed_requests_reach_the_endpoints_the_hand_built_paths_did() {
         let o = user_id!("@o:x.org");
@@ -383,6 +450,10 @@ mod tests {
         };
         let mut messages = get_message_events::v3::Request::backward(room.into());
         messages.limit = uint!(100);
+        let mut forward = get_message_events::v3::Request::forward(room.into()).from("t1-2".to_owned());
+        forward.limit = FORWARD_PAGE.into();
+        let mut context = get_context::v3::Request::new(room.into(), ruma::owned_event_id!("$e"));
+        context.limit = uint!(0);
         #[allow(deprecated)]
         let profile = get_display_name::v3::Request::new(o.into());
         let cases = [
@@ -437,6 +508,12 @@ mod tests {
                 (http::Method::GET, format!("{v3}/rooms/!r:x.org/messages?dir=b&limit=100&{as_o}")),
                 None,
             ),
+            (
+                wire(forward, Some(o)),
+                (http::Method::GET, format!("{v3}/rooms/!r:x.org/messages?from=t1-2&dir=f&limit=100&{as_o}")),
+                None,
+            ),
+            (wire(context, None), (http::Method::GET, format!("{v3}/rooms/!r:x.org/context/$e?limit=0")), None),
         ];
         for ((method, uri, body), (expected_method, expected_uri), expected_body) in cases {
             assert_eq!((&method, &uri), (&expected_method, &expected_uri));

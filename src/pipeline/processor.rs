@@ -47,9 +47,24 @@ pub(crate) fn process_up_to(
     let mut report = BatchReport::default();
     let mut pending = Pending::new(store);
     for item in store.inbox_batch(limit)? {
+        // An event of a tracked room is decided once, however often it comes:
+        // pushed by the homeserver and read forward at a start, or read back
+        // after a join. A command must never run twice.
+        let event = if item.internal { None } else { event_of(&item.raw) };
+        if let Some((room, id)) = &event
+            && pending.overlay.room(room)?.is_some()
+            && pending.overlay.seen_events(room)?.contains(id)
+        {
+            tracing::debug!(seq = item.seq, event_id = %id, "event decided before; skipped");
+            pending.empty.push(item.seq);
+            pending.counts.push(("repeat", Vec::new()));
+            report.processed += 1;
+            continue;
+        }
         let input = match translate(&item.raw, item.internal) {
             Ok(Some(input)) => input,
             Ok(None) => {
+                pending.note_seen(item.seq, event.as_ref())?;
                 pending.empty.push(item.seq);
                 pending.counts.push(("other", Vec::new()));
                 report.processed += 1;
@@ -100,6 +115,7 @@ pub(crate) fn process_up_to(
         }
         match decided {
             Ok(decision) if decision.is_empty() => {
+                pending.note_seen(item.seq, event.as_ref())?;
                 pending.empty.push(item.seq);
                 report.processed += 1;
             }
@@ -116,6 +132,7 @@ pub(crate) fn process_up_to(
                     pending.commit()?;
                 }
                 pending.add(item.seq, decision, started)?;
+                pending.note_seen(item.seq, event.as_ref())?;
                 if forgets {
                     pending.commit()?;
                 }
@@ -140,6 +157,19 @@ pub(crate) fn process_up_to(
 
 fn input_kind(input: &Input) -> &'static str {
     crate::metrics::input_kind(input)
+}
+
+/// The room and ID of a homeserver event, as far as they can be read.
+fn event_of(raw: &[u8]) -> Option<(ruma::OwnedRoomId, ruma::OwnedEventId)> {
+    #[derive(serde::Deserialize)]
+    struct Ids<'a> {
+        #[serde(borrow)]
+        room_id: Option<&'a str>,
+        #[serde(borrow)]
+        event_id: Option<&'a str>,
+    }
+    let ids = serde_json::from_slice::<Ids<'_>>(raw).ok()?;
+    Some((ids.room_id?.try_into().ok()?, ids.event_id?.try_into().ok()?))
 }
 
 /// Whether an unreadable event belongs to a room Gatekeeper tracks (a
@@ -183,12 +213,28 @@ impl<'a> Pending<'a> {
         Ok(())
     }
 
+    /// Remembers, with the batch, that inbox item `seq` (`event`) is
+    /// consumed, if it is an event of a room Gatekeeper tracks now that it
+    /// is decided.
+    fn note_seen(
+        &mut self,
+        seq: u64,
+        event: Option<&(ruma::OwnedRoomId, ruma::OwnedEventId)>,
+    ) -> Result<(), StoreError> {
+        if let Some((room, id)) = event
+            && self.overlay.room(room)?.is_some()
+        {
+            self.overlay.note_seen(seq, room, id)?;
+        }
+        Ok(())
+    }
+
     fn commit(&mut self) -> Result<(), StoreError> {
         if self.decided.is_empty() && self.empty.is_empty() {
             return Ok(());
         }
         let decided: Vec<(u64, &Decision)> = self.decided.iter().map(|(seq, d, _)| (*seq, d)).collect();
-        self.store.commit_batch(&decided, &self.empty)?;
+        self.store.commit_batch_seen(&decided, &self.empty, self.overlay.seen())?;
         for (_, _, started) in self.decided.drain(..) {
             METRICS.processing_seconds.observe(started.elapsed().as_secs_f64());
         }
@@ -599,6 +645,84 @@ mod batch_example_tests {
         (effects, overview, store.stats().unwrap())
     }
 
+    fn notices_in(store: &MemoryStore, room: &str) -> usize {
+        let effects = store.outbox_batch(u64::MAX, 1000, false).unwrap();
+        effects
+            .iter()
+            .filter(
+                |i| matches!(&i.effect, crate::engine::Effect::SendNotice { room_id, .. } if room_id.as_str() == room),
+            )
+            .count()
+    }
+
+    fn read_forward(store: &MemoryStore, events: &[&str]) {
+        let follow_ups: Vec<crate::store::FollowUp> =
+            events.iter().map(|e| crate::store::FollowUp { internal: false, raw: e.as_bytes().to_vec() }).collect();
+        store.push_follow_ups(&follow_ups).unwrap();
+    }
+
+    fn drain(store: &MemoryStore) {
+        while process_batch(store, &config(), &ManualClock::at(NOW)).unwrap() != BatchReport::default() {}
+    }
+
+    /// A command pushed by the homeserver, read forward at a start, read
+    /// again at the next start, and pushed again (a stranded transaction
+    /// sent at last) runs once; one that only the read found runs once too.
+    #[test]
+    fn a_command_runs_once_however_often_it_comes() {
+        let store = MemoryStore::new();
+        setup(&store);
+        let pending = message("c1", CONTROL, OWNER, "pending");
+        let stranded = message("c2", CONTROL, OWNER, "allowed");
+        store.accept_transaction("t1", &[pending.as_bytes()], 1).unwrap();
+        drain(&store);
+        assert_eq!(notices_in(&store, CONTROL), 1);
+        read_forward(&store, &[&pending, &stranded]);
+        drain(&store);
+        assert_eq!(notices_in(&store, CONTROL), 2, "the stranded command is answered, the other not again");
+        read_forward(&store, &[&pending, &stranded]);
+        store.accept_transaction("t2", &[stranded.as_bytes()], 1).unwrap();
+        drain(&store);
+        assert_eq!(notices_in(&store, CONTROL), 2);
+        // Twice within one batch, too.
+        let third = message("c3", CONTROL, OWNER, "blocked");
+        store.accept_transaction("t3", &[third.as_bytes(), third.as_bytes()], 1).unwrap();
+        drain(&store);
+        assert_eq!(notices_in(&store, CONTROL), 3);
+        let seen: Vec<String> = store
+            .seen_events(ruma::RoomId::parse(CONTROL).unwrap().as_ref())
+            .unwrap()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(seen, ["$c1", "$c2", "$c3"]);
+    }
+
+    /// A stranger's message delivered, then read forward with one the
+    /// homeserver never delivered: both kept once, one etiquette reply.
+    #[test]
+    fn a_message_pushed_and_read_forward_is_kept_once_and_answered_once() {
+        let store = MemoryStore::new();
+        setup(&store);
+        let first = message("m1", "!held0:remote.org", "@s0:remote.org", "first");
+        let stranded = message("m2", "!held0:remote.org", "@s0:remote.org", "stranded");
+        store.accept_transaction("t1", &[first.as_bytes()], 1).unwrap();
+        drain(&store);
+        read_forward(&store, &[&first, &stranded]);
+        drain(&store);
+        store.accept_transaction("t2", &[stranded.as_bytes()], 1).unwrap();
+        drain(&store);
+        let overview = store.overview(&ruma::UserId::parse(OWNER).unwrap()).unwrap();
+        let bodies: Vec<&str> = overview.deferred.iter().map(|d| d.body.as_str()).collect();
+        assert_eq!(bodies, ["first", "stranded"]);
+        assert_eq!(notices_in(&store, "!held0:remote.org"), 1);
+        // Events of rooms Gatekeeper does not track are not remembered.
+        let elsewhere = message("x1", "!elsewhere:remote.org", "@s0:remote.org", "hi");
+        store.accept_transaction("t3", &[elsewhere.as_bytes()], 1).unwrap();
+        drain(&store);
+        assert!(store.seen_rooms().unwrap().iter().all(|(room, _)| room.as_str() != "!elsewhere:remote.org"));
+    }
+
     /// A batch decides exactly what one event at a time decides.
     #[test]
     fn a_known_batch_decides_what_one_at_a_time_decides_and_decides_it_right() {
@@ -861,6 +985,9 @@ mod batch_tests {
         fn wave(&self, key: &crate::engine::WaveKey) -> Result<Option<crate::engine::WaveRecord>, StoreError> {
             self.inner.wave(key)
         }
+        fn seen_events(&self, room: &ruma::RoomId) -> Result<Vec<ruma::OwnedEventId>, StoreError> {
+            self.inner.seen_events(room)
+        }
     }
 
     impl Store for Counting {
@@ -906,9 +1033,20 @@ mod batch_tests {
             self.note(format!("overview {owner}"));
             self.inner.overview(owner)
         }
-        fn commit_batch(&self, decided: &[(u64, &Decision)], empty: &[u64]) -> Result<(), StoreError> {
+        fn commit_batch_seen(
+            &self,
+            decided: &[(u64, &Decision)],
+            empty: &[u64],
+            seen: &[crate::store::Seen],
+        ) -> Result<(), StoreError> {
             self.note("commit".into());
-            self.inner.commit_batch(decided, empty)
+            self.inner.commit_batch_seen(decided, empty, seen)
+        }
+        fn seen_rooms(&self) -> Result<Vec<(ruma::OwnedRoomId, Vec<ruma::OwnedEventId>)>, StoreError> {
+            self.inner.seen_rooms()
+        }
+        fn push_follow_ups(&self, follow_ups: &[crate::store::FollowUp]) -> Result<(), StoreError> {
+            self.inner.push_follow_ups(follow_ups)
         }
         fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError> {
             self.inner.quarantine(seq, reason, now_ms)

@@ -765,6 +765,57 @@ pub fn an_overview_has_its_owners_rooms_and_counted_strangers_only(s: &dyn Store
     assert_eq!(s.overview(&owned_user_id!("@bob:example.org")).unwrap().held.len(), 2);
 }
 
+/// The events a batch consumes from tracked rooms are remembered in its
+/// write, per room, newest last and bounded; an item the write does not
+/// consume (committed before) adds nothing, nor does a room that is not
+/// tracked; a room that stops being tracked forgets its list.
+pub fn events_consumed_from_tracked_rooms_are_remembered(s: &dyn Store) {
+    let held = owned_room_id!("!held:example.org");
+    let other = owned_room_id!("!other:example.org");
+    let alice = owned_user_id!("@alice:example.org");
+    let room = RoomState::Held(HeldRoom::new(alice.clone(), owned_user_id!("@s:example.org"), true, 1));
+    commit_changes(s, vec![StateChange::PutRoom(held.clone(), room)]);
+    assert_eq!(s.seen_events(&held).unwrap(), Vec::<ruma::OwnedEventId>::new());
+    let events: Vec<Vec<u8>> = (0..SEEN_PER_ROOM + 3).map(|i| format!("{{\"n\":{i}}}").into_bytes()).collect();
+    let raw: Vec<&[u8]> = events.iter().map(|e| e.as_slice()).collect();
+    s.accept_transaction("seen", &raw, 1).unwrap();
+    let seqs: Vec<u64> = s.inbox_batch(100).unwrap().iter().map(|i| i.seq).collect();
+    let id = |i: usize| -> ruma::OwnedEventId { format!("$e{i}").try_into().unwrap() };
+    let seen = |seq: u64, room: &ruma::OwnedRoomId, i: usize| Seen { seq, room: room.clone(), event: id(i) };
+    // The first item is consumed in a write of its own; noting it again with
+    // the next write changes nothing.
+    s.commit_batch_seen(&[], &seqs[..1], &[seen(seqs[0], &held, 0)]).unwrap();
+    let mut notes = vec![seen(seqs[0], &held, 99), seen(seqs[1], &other, 1)];
+    notes.extend((1..seqs.len()).map(|i| seen(seqs[i], &held, i)));
+    // The same event twice is remembered once.
+    notes.push(seen(seqs[seqs.len() - 1], &held, seqs.len() - 1));
+    let decision = Decision::default();
+    s.commit_batch_seen(&[(seqs[1], &decision)], &seqs[2..], &notes).unwrap();
+    let expected: Vec<ruma::OwnedEventId> = (seqs.len() - SEEN_PER_ROOM..seqs.len()).map(id).collect();
+    assert_eq!(s.seen_events(&held).unwrap(), expected, "the newest, in order, bounded");
+    assert!(s.seen_events(&other).unwrap().is_empty(), "an untracked room keeps no list");
+    assert_eq!(s.seen_rooms().unwrap(), vec![(held.clone(), expected)]);
+    assert!(s.inbox_batch(100).unwrap().is_empty());
+
+    commit_changes(s, vec![StateChange::RemoveRoom(held.clone())]);
+    assert!(s.seen_events(&held).unwrap().is_empty());
+    assert!(s.seen_rooms().unwrap().is_empty());
+}
+
+/// Events read outside a transaction or an effect join the inbox in order,
+/// as from the homeserver.
+pub fn follow_ups_can_be_queued_on_their_own(s: &dyn Store) {
+    s.push_follow_ups(&[]).unwrap();
+    let follow_ups = [FollowUp { internal: false, raw: E1.to_vec() }, FollowUp { internal: false, raw: E2.to_vec() }];
+    s.push_follow_ups(&follow_ups).unwrap();
+    let inbox = s.inbox_batch(10).unwrap();
+    assert_eq!(
+        inbox.iter().map(|i| (i.internal, i.raw.clone())).collect::<Vec<_>>(),
+        vec![(false, E1.to_vec()), (false, E2.to_vec())]
+    );
+    assert_eq!(s.stats().unwrap().follow_ups, 2);
+}
+
 #[macro_export]
 macro_rules! store_conformance {
     ($factory:path) => {
@@ -811,6 +862,8 @@ macro_rules! store_conformance {
             case!(wave_records_round_trip_and_expire);
             case!(kept_counts_follow_every_way_in_and_out);
             case!(an_overview_has_its_owners_rooms_and_counted_strangers_only);
+            case!(events_consumed_from_tracked_rooms_are_remembered);
+            case!(follow_ups_can_be_queued_on_their_own);
         }
     };
 }

@@ -30,6 +30,7 @@ struct Inner {
     sync_position: Option<String>,
     highest_txn: Option<u64>,
     connector: BTreeMap<String, Vec<u8>>,
+    seen: BTreeMap<OwnedRoomId, Vec<OwnedEventId>>,
     stats: Stats,
 }
 
@@ -51,6 +52,7 @@ impl Inner {
                 }
                 StateChange::RemoveRoom(r) => {
                     self.rooms.remove(&r);
+                    self.seen.remove(&r);
                 }
                 StateChange::PutContact { owner, subject, contact } => {
                     self.contacts.insert((owner, subject), contact);
@@ -145,6 +147,9 @@ impl Lookups for Inner {
             self.deferred.values().filter(|d| d.owner == owner && with.is_none_or(|w| d.sender == w)).count() as u64;
         Ok(Kept { held_rooms, messages })
     }
+    fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError> {
+        Ok(self.seen.get(room).cloned().unwrap_or_default())
+    }
 }
 
 impl Lookups for MemoryStore {
@@ -168,6 +173,9 @@ impl Lookups for MemoryStore {
     }
     fn kept(&self, owner: &UserId, with: Option<&UserId>) -> Result<Kept, StoreError> {
         self.lock().kept(owner, with)
+    }
+    fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError> {
+        self.lock().seen_events(room)
     }
 }
 
@@ -297,16 +305,40 @@ impl Store for MemoryStore {
         })
     }
 
-    fn commit_batch(&self, decided: &[(u64, &Decision)], empty: &[u64]) -> Result<(), StoreError> {
+    fn commit_batch_seen(&self, decided: &[(u64, &Decision)], empty: &[u64], seen: &[Seen]) -> Result<(), StoreError> {
         let mut s = self.lock();
+        let mut consumed = std::collections::HashSet::new();
         for seq in empty {
             if s.inbox.remove(seq).is_some() {
                 s.stats.events_processed += 1;
+                consumed.insert(*seq);
             }
         }
         for (seq, decision) in decided {
+            if s.inbox.contains_key(seq) {
+                consumed.insert(*seq);
+            }
             s.commit_one(*seq, decision);
         }
+        for e in seen.iter().filter(|e| consumed.contains(&e.seq)) {
+            // A room this batch stopped tracking keeps no list.
+            if s.rooms.contains_key(&e.room) {
+                super::remember(s.seen.entry(e.room.clone()).or_default(), &e.event);
+            }
+        }
+        Ok(())
+    }
+
+    fn seen_rooms(&self) -> Result<Vec<(OwnedRoomId, Vec<OwnedEventId>)>, StoreError> {
+        Ok(self.lock().seen.iter().map(|(r, l)| (r.clone(), l.clone())).collect())
+    }
+
+    fn push_follow_ups(&self, follow_ups: &[FollowUp]) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        for f in follow_ups {
+            s.push_inbox(f.internal, &f.raw);
+        }
+        s.stats.follow_ups += follow_ups.len() as u64;
         Ok(())
     }
 

@@ -16,7 +16,7 @@ pub use memory::MemoryStore;
 pub use overlay::Overlay;
 pub use sled_store::SledStore;
 
-use ruma::{EventId, OwnedUserId, RoomId};
+use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -170,7 +170,24 @@ pub trait Store: Lookups + Send + Sync + 'static {
     /// [`flush`].
     ///
     /// [`flush`]: Store::flush
-    fn commit_batch(&self, decided: &[(u64, &Decision)], empty: &[u64]) -> Result<(), StoreError>;
+    fn commit_batch(&self, decided: &[(u64, &Decision)], empty: &[u64]) -> Result<(), StoreError> {
+        self.commit_batch_seen(decided, empty, &[])
+    }
+
+    /// [`commit_batch`](Store::commit_batch) that also remembers, in the
+    /// same write, the events of tracked rooms it consumes (see
+    /// [`Lookups::seen_events`]): each [`Seen`] whose inbox item this write
+    /// removes is added to its room's list, in the order given. A room
+    /// removed by the batch forgets its list.
+    fn commit_batch_seen(&self, decided: &[(u64, &Decision)], empty: &[u64], seen: &[Seen]) -> Result<(), StoreError>;
+
+    /// Every tracked room's list of events consumed last (see
+    /// [`Lookups::seen_events`]), for the start-up read forward.
+    fn seen_rooms(&self) -> Result<Vec<(OwnedRoomId, Vec<OwnedEventId>)>, StoreError>;
+
+    /// Queues events read from the homeserver outside a transaction or an
+    /// effect (the start-up read forward), durably, in order.
+    fn push_follow_ups(&self, follow_ups: &[FollowUp]) -> Result<(), StoreError>;
 
     /// [`commit_batch`](Store::commit_batch) for one decision.
     fn commit(&self, seq: u64, decision: &Decision) -> Result<(), StoreError> {
@@ -353,6 +370,11 @@ pub trait Lookups {
     fn kept(&self, owner: &ruma::UserId, with: Option<&ruma::UserId>) -> Result<crate::engine::Kept, StoreError>;
     /// A sender's or a server's recent invitations, expired or not.
     fn wave(&self, key: &crate::engine::WaveKey) -> Result<Option<crate::engine::WaveRecord>, StoreError>;
+
+    /// The events of a tracked room consumed last (at most
+    /// [`SEEN_PER_ROOM`], oldest first): an event among them was decided
+    /// already, whether it comes again from the homeserver or from a read.
+    fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError>;
 }
 
 /// The wave records of `sender` (see [`crate::engine::Reads::waves`]), for
@@ -368,6 +390,33 @@ pub fn read_waves(
         }
     }
     Ok(waves)
+}
+
+/// How many of the events consumed last from one tracked room are
+/// remembered: what the start-up read forward starts from and what it
+/// skips. Between a read and the decision on what it found, fewer than
+/// this many other events of one room are consumed, by far.
+pub const SEEN_PER_ROOM: usize = 32;
+
+/// An event of a tracked room (held, control) consumed from the inbox by
+/// the write that removes inbox item `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub seq: u64,
+    pub room: OwnedRoomId,
+    pub event: OwnedEventId,
+}
+
+/// Adds `event` to a room's list of events consumed last: once, newest
+/// last, at most [`SEEN_PER_ROOM`] kept.
+pub fn remember(list: &mut Vec<OwnedEventId>, event: &EventId) {
+    if list.iter().any(|e| e == event) {
+        return;
+    }
+    list.push(event.to_owned());
+    if list.len() > SEEN_PER_ROOM {
+        list.drain(..list.len() - SEEN_PER_ROOM);
+    }
 }
 
 pub fn assemble_snapshot(

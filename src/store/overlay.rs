@@ -35,6 +35,10 @@ pub struct Overlay<'a> {
     forgotten: HashSet<OwnedUserId>,
     /// How this batch changed the kept counts, over the store's.
     counted: HashMap<tally::Key, i64>,
+    /// Events of tracked rooms this batch consumed, in order, and each
+    /// room's list with them.
+    seen: Vec<super::Seen>,
+    seen_lists: Cache<OwnedRoomId, Vec<OwnedEventId>>,
 }
 
 fn cached<K: Eq + std::hash::Hash, V: Clone>(
@@ -62,6 +66,8 @@ impl<'a> Overlay<'a> {
             deferred: HashMap::new(),
             forgotten: HashSet::new(),
             counted: HashMap::new(),
+            seen: Vec::new(),
+            seen_lists: Default::default(),
         }
     }
 
@@ -69,6 +75,21 @@ impl<'a> Overlay<'a> {
         for (k, d) in deltas {
             *self.counted.entry(k).or_default() += d;
         }
+    }
+
+    /// Notes that inbox item `seq`, an event of a tracked room, is consumed
+    /// by this batch; the store remembers it in the batch's write.
+    pub fn note_seen(&mut self, seq: u64, room: &RoomId, event: &EventId) -> Result<(), StoreError> {
+        let mut list = self.seen_events(room)?;
+        super::remember(&mut list, event);
+        self.seen_lists.get_mut().insert(room.to_owned(), Some(list));
+        self.seen.push(super::Seen { seq, room: room.to_owned(), event: event.to_owned() });
+        Ok(())
+    }
+
+    /// What [`note_seen`](Self::note_seen) noted, for the batch's write.
+    pub fn seen(&self) -> &[super::Seen] {
+        &self.seen
     }
 
     /// Layers a decision's changes over what is stored. Reads what each
@@ -105,6 +126,7 @@ impl<'a> Overlay<'a> {
                     self.rooms.get_mut().insert(r, Some(st));
                 }
                 StateChange::RemoveRoom(r) => {
+                    self.seen_lists.get_mut().insert(r.clone(), None);
                     self.rooms.get_mut().insert(r, None);
                 }
                 StateChange::PutContact { owner, subject, contact } => {
@@ -148,6 +170,8 @@ impl<'a> Overlay<'a> {
         self.deferred.clear();
         self.forgotten.clear();
         self.counted.clear();
+        self.seen.clear();
+        self.seen_lists.get_mut().clear();
     }
 }
 
@@ -198,6 +222,10 @@ impl Lookups for Overlay<'_> {
             held_rooms: tally::apply(stored.held_rooms, delta(tally::What::HeldRooms)),
             messages: tally::apply(messages, delta(tally::What::Messages)),
         })
+    }
+
+    fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError> {
+        Ok(cached(&self.seen_lists, room.to_owned(), || self.base.seen_events(room).map(Some))?.unwrap_or_default())
     }
 }
 

@@ -292,6 +292,27 @@ pub enum EffectRecordV1 {
     },
 }
 
+/// A tracked room's events consumed last, oldest first.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "v")]
+pub enum SeenRecord {
+    #[serde(rename = "1")]
+    V1 { events: Vec<OwnedEventId> },
+}
+
+impl From<&[OwnedEventId]> for SeenRecord {
+    fn from(events: &[OwnedEventId]) -> Self {
+        SeenRecord::V1 { events: events.to_vec() }
+    }
+}
+
+impl From<SeenRecord> for Vec<OwnedEventId> {
+    fn from(record: SeenRecord) -> Self {
+        let SeenRecord::V1 { events } = record;
+        events
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "v")]
 pub enum TxnRecord {

@@ -10,7 +10,7 @@ use sled::{Transactional, Tree};
 
 use super::records::{
     self, ContactRecord, DeferredRecord, EffectRecord, FailedEffectRecord, OwnerRecord, QuarantineRecord, RoomRecord,
-    StrangerRecord, TxnRecord, WaveRecordV, pair_key,
+    SeenRecord, StrangerRecord, TxnRecord, WaveRecordV, pair_key,
 };
 use super::*;
 use crate::engine::{
@@ -78,6 +78,8 @@ pub struct SledStore {
     /// Each owner's held rooms (`owner \0 room`), so that an owner's
     /// overview reads their rooms and no one else's.
     held_by_owner_room: Tree,
+    /// The events consumed last from each tracked room (see `Seen`).
+    seen_by_room: Tree,
     /// Serialises intake so that inbox order is arrival order; sled's own
     /// locking would allow two transactions' events to interleave.
     intake: Mutex<()>,
@@ -176,6 +178,7 @@ impl SledStore {
             connector: tree("connector")?,
             kept_by_key: tree("kept_by_key")?,
             held_by_owner_room: tree("held_by_owner_room")?,
+            seen_by_room: tree("seen_by_room")?,
             intake: Mutex::new(()),
             quarantine_len: Mutex::new(None),
             failure: Mutex::new(None),
@@ -299,6 +302,12 @@ impl Lookups for SledStore {
     }
     fn kept(&self, owner: &UserId, with: Option<&UserId>) -> Result<Kept, StoreError> {
         tally::kept(|k| self.count(k), owner, with)
+    }
+    fn seen_events(&self, room: &RoomId) -> Result<Vec<ruma::OwnedEventId>, StoreError> {
+        match self.seen_by_room.get(room.as_bytes()).map_err(|e| self.failed(e))? {
+            Some(b) => Ok(records::decode::<SeenRecord>("seen", &b)?.into()),
+            None => Ok(Vec::new()),
+        }
     }
 }
 
@@ -499,7 +508,7 @@ impl Store for SledStore {
         Ok(overview)
     }
 
-    fn commit_batch(&self, decided: &[(u64, &Decision)], empty: &[u64]) -> Result<(), StoreError> {
+    fn commit_batch_seen(&self, decided: &[(u64, &Decision)], empty: &[u64], seen: &[Seen]) -> Result<(), StoreError> {
         let effect_ids: Vec<Vec<u64>> = decided
             .iter()
             .map(|(_, d)| d.effects.iter().map(|_| self.db.generate_id().map_err(|e| self.failed(e))).collect())
@@ -539,15 +548,32 @@ impl Store for SledStore {
             &self.kept_by_key,
             &self.held_by_owner_room,
             &self.wave_by_key,
+            &self.seen_by_room,
         )
             .transaction(
-                |(inbox, outbox, owners, rooms, contacts, strangers, deferred, counters, kept, held, waves)| {
+                |(
+                    inbox,
+                    outbox,
+                    owners,
+                    rooms,
+                    contacts,
+                    strangers,
+                    deferred,
+                    counters,
+                    kept,
+                    held,
+                    waves,
+                    seen_rooms,
+                )| {
                     // Per-owner keys this attempt wrote (sled may retry the closure).
                     let mut written: Vec<(u8, Vec<u8>)> = Vec::new();
                     let mut processed = 0;
+                    // The inbox items this write consumes: only their events are remembered.
+                    let mut consumed = std::collections::HashSet::new();
                     for seq in empty {
                         if inbox.remove(&seq.to_be_bytes())?.is_some() {
                             processed += 1;
+                            consumed.insert(*seq);
                         }
                     }
                     let mut high = None;
@@ -557,6 +583,7 @@ impl Store for SledStore {
                         if inbox.remove(&seq.to_be_bytes())?.is_none() {
                             continue;
                         }
+                        consumed.insert(*seq);
                         processed += 1;
                         for change in &decision.changes {
                             match change {
@@ -581,6 +608,7 @@ impl Store for SledStore {
                                 }
                                 StateChange::RemoveRoom(r) => {
                                     let before = decoded::<RoomRecord, RoomState>("room", rooms.remove(r.as_bytes())?)?;
+                                    seen_rooms.remove(r.as_bytes())?;
                                     index_held(held, r, before.as_ref(), None)?;
                                     count_in(kept, tally::room(before.as_ref(), None))?;
                                 }
@@ -655,10 +683,63 @@ impl Store for SledStore {
                         bump(counters, C_PROCESSED, processed)?;
                         resize(counters, G_INBOX, -(processed as i64))?;
                     }
+                    let mut lists: std::collections::HashMap<&RoomId, Vec<ruma::OwnedEventId>> = Default::default();
+                    for s in seen.iter().filter(|s| consumed.contains(&s.seq)) {
+                        // A room this batch stopped tracking keeps no list.
+                        if rooms.get(s.room.as_bytes())?.is_none() {
+                            continue;
+                        }
+                        let list = match lists.entry(&s.room) {
+                            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                            std::collections::hash_map::Entry::Vacant(v) => {
+                                let stored = match seen_rooms.get(s.room.as_bytes())? {
+                                    Some(b) => records::decode::<SeenRecord>("seen", &b)
+                                        .map_err(ConflictableTransactionError::Abort)?
+                                        .into(),
+                                    None => Vec::new(),
+                                };
+                                v.insert(stored)
+                            }
+                        };
+                        super::remember(list, &s.event);
+                    }
+                    for (room, list) in &lists {
+                        seen_rooms.insert(room.as_bytes(), records::encode(&SeenRecord::from(list.as_slice())))?;
+                    }
                     Ok(())
                 },
             )
             .map_err(|e| self.failed_tx(e))
+    }
+
+    fn seen_rooms(&self) -> Result<Vec<(ruma::OwnedRoomId, Vec<ruma::OwnedEventId>)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.seen_by_room.iter() {
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
+            let room = ruma::OwnedRoomId::try_from(String::from_utf8_lossy(&k).into_owned())
+                .map_err(|e| StoreError::Corrupt(format!("seen key: {e}")))?;
+            out.push((room, records::decode::<SeenRecord>("seen", &v)?.into()));
+        }
+        Ok(out)
+    }
+
+    fn push_follow_ups(&self, follow_ups: &[FollowUp]) -> Result<(), StoreError> {
+        if follow_ups.is_empty() {
+            return Ok(());
+        }
+        let seqs: Vec<u64> =
+            follow_ups.iter().map(|_| self.db.generate_id().map_err(|e| self.failed(e))).collect::<Result<_, _>>()?;
+        (&self.inbox_by_seq, &self.counters)
+            .transaction(|(inbox, counters)| {
+                for (seq, f) in seqs.iter().zip(follow_ups) {
+                    inbox.insert(&seq.to_be_bytes(), inbox_value(f.internal, &f.raw))?;
+                }
+                bump(counters, C_FOLLOW_UPS, follow_ups.len() as u64)?;
+                resize(counters, G_INBOX, follow_ups.len() as i64)?;
+                Ok(())
+            })
+            .map_err(|e| self.failed_tx(e))?;
+        self.flush()
     }
 
     fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError> {
@@ -1059,6 +1140,7 @@ mod tests {
         s.finish_effect(out[1].id, &EffectOutcome::Failed("no".into()), &[], 2).unwrap();
         check(&s);
         s.push_internal(b"{}").unwrap();
+        s.push_follow_ups(&[follow.clone(), follow]).unwrap();
         s.use_link("n", 5, b"{}").unwrap();
         s.use_link("n", 5, b"{}").unwrap();
         s.accept_sync(None, "s1", &[b"{}"]).unwrap();

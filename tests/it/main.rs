@@ -32,3 +32,4 @@ mod install;
 mod lanes;
 mod observability;
 mod spam_wave;
+mod stranded;

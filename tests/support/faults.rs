@@ -5,6 +5,12 @@
 //! [`FaultProxy::passing`], it passes everything but the joins of rooms it
 //! is told to fail, which it answers with 502 forever (a room whose server
 //! does not answer). Only Gatekeeper's own calls go through it.
+//!
+//! [`Swallower`] stands the other way, between the homeserver and
+//! Gatekeeper's appservice API: it passes everything on, except one
+//! transaction it is told to swallow, which it answers 200 itself, so the
+//! homeserver believes it delivered what Gatekeeper never saw (a stranded
+//! transaction, as Synapse's appservice sender can leave one).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -143,6 +149,82 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
         return matrix_error(StatusCode::BAD_GATEWAY, "M_UNKNOWN");
     }
     proxy.counts.lock().unwrap().passed += 1;
+    let mut response = Response::builder().status(status.as_u16());
+    if let Some(ct) = content_type {
+        response = response.header("content-type", ct);
+    }
+    response.body(Body::from(bytes)).unwrap()
+}
+
+/// A proxy in front of Gatekeeper's appservice API that swallows chosen
+/// transactions.
+pub struct Swallower {
+    pub url: String,
+    state: Arc<SwallowState>,
+}
+
+struct SwallowState {
+    upstream: String,
+    http: reqwest::Client,
+    /// Swallow the next transaction whose body contains this.
+    armed: std::sync::Mutex<Option<String>>,
+    swallowed: std::sync::Mutex<Vec<String>>,
+}
+
+impl Swallower {
+    pub async fn start(upstream: &str) -> Swallower {
+        let state = Arc::new(SwallowState {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            armed: Default::default(),
+            swallowed: Default::default(),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = Router::new().fallback(swallow_or_pass).with_state(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Swallower { url, state }
+    }
+
+    /// The next transaction that contains `needle` is answered 200 here and
+    /// never reaches Gatekeeper.
+    pub fn swallow_next(&self, needle: &str) {
+        *self.state.armed.lock().unwrap() = Some(needle.to_owned());
+    }
+
+    /// The paths of the transactions swallowed so far.
+    pub fn swallowed(&self) -> Vec<String> {
+        self.state.swallowed.lock().unwrap().clone()
+    }
+}
+
+async fn swallow_or_pass(State(state): State<Arc<SwallowState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 64 * 1024 * 1024).await.unwrap();
+    let path = parts.uri.path().to_owned();
+    if parts.method == axum::http::Method::PUT && path.contains("/transactions/") {
+        let mut armed = state.armed.lock().unwrap();
+        let hit = armed.as_deref().is_some_and(|needle| String::from_utf8_lossy(&body).contains(needle));
+        if hit {
+            *armed = None;
+            state.swallowed.lock().unwrap().push(path);
+            return (StatusCode::OK, [("content-type", "application/json")], "{}").into_response();
+        }
+    }
+    let url = format!("{}{}", state.upstream, parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let mut forward = state.http.request(parts.method.clone(), url).body(body.to_vec());
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            forward = forward.header(name, value);
+        }
+    }
+    let upstream = match forward.send().await {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    };
+    let status = upstream.status();
+    let content_type = upstream.headers().get("content-type").cloned();
+    let bytes = upstream.bytes().await.unwrap_or_default();
     let mut response = Response::builder().status(status.as_u16());
     if let Some(ct) = content_type {
         response = response.header("content-type", ct);

@@ -452,6 +452,18 @@ impl Gatekeeper {
         std::fs::write(&self.config, text.replacen(&format!("url: {from}\n"), &format!("url: {to}\n"), 1)).unwrap();
     }
 
+    /// Makes the homeserver call Gatekeeper at `url` (a proxy in front of
+    /// the appservice API) instead of directly: in the registration and in
+    /// `appservice.url`, which must agree. Before the homeserver starts.
+    pub fn route_appservice_through(&mut self, url: &str) {
+        let config = std::fs::read_to_string(&self.config).unwrap();
+        let config = config.replacen(&format!("url: {}\n", self.url), &format!("url: {url}\n"), 1);
+        std::fs::write(&self.config, config).unwrap();
+        let registration = std::fs::read_to_string(&self.registration).unwrap();
+        assert!(registration.contains(&self.url), "{registration}");
+        std::fs::write(&self.registration, registration.replace(&self.url, url)).unwrap();
+    }
+
     /// Points the config at the homeserver once its URL is known.
     pub fn set_homeserver(&self, hs_url: &str) {
         let text = std::fs::read_to_string(&self.config).unwrap();

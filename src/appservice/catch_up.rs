@@ -1,0 +1,179 @@
+//! After every start, each held room and control room is read forward from
+//! the events Gatekeeper has from it, so that a message the homeserver
+//! never delivered is still decided, once.
+//!
+//! Synapse can strand an appservice transaction: created while it marks
+//! the appservice down, it is sent only when the appservice is next down
+//! (issue 13). What the read finds goes into the inbox like a backfill's
+//! events (follow-ups from the homeserver, not internal), and the
+//! processor decides each event of a tracked room once: what it decided
+//! before (pushed and read, or read twice) is skipped by its ID
+//! ([`Lookups::seen_events`](crate::store::Lookups::seen_events)).
+//!
+//! Each room is read from the oldest of the events it consumed last
+//! ([`SEEN_PER_ROOM`](crate::store::SEEN_PER_ROOM) of them), not the
+//! newest: a stranded event followed by a delivered one in the same room
+//! is found too. The work is bounded: a few rooms at a time, a page limit
+//! and a time limit per room, in the background, so a room whose server
+//! does not answer holds up nothing else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+
+use crate::engine::RoomState;
+use crate::matrix::HsClient;
+use crate::pipeline::Shared;
+use crate::store::{Store, StoreError};
+
+/// Pages of [`FORWARD_PAGE`](crate::matrix::effects::FORWARD_PAGE) events
+/// read per room at most.
+pub const PAGES_PER_ROOM: usize = 10;
+/// Rooms read at the same time.
+pub const ROOMS_AT_ONCE: usize = 4;
+/// A room's read that takes longer is given up (and logged).
+pub const ROOM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One room to read: as whom (the bot when `None`), from which event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    pub room: OwnedRoomId,
+    pub as_user: Option<OwnedUserId>,
+    pub from: OwnedEventId,
+}
+
+/// What to read, from each room's events consumed last and what the room
+/// is now: held rooms as their owner, control rooms as the bot, each from
+/// the oldest event remembered. Rooms no longer held or controlled, held
+/// rooms that could not be joined, and rooms with nothing remembered, are
+/// not read.
+pub fn plan(
+    seen: Vec<(OwnedRoomId, Vec<OwnedEventId>)>,
+    mut room: impl FnMut(&OwnedRoomId) -> Result<Option<RoomState>, StoreError>,
+) -> Result<Vec<Read>, StoreError> {
+    let mut reads = Vec::new();
+    for (id, events) in seen {
+        let Some(from) = events.into_iter().next() else { continue };
+        let as_user = match room(&id)? {
+            // A room the owner could not join cannot be read either.
+            Some(RoomState::Held(held)) if held.unreadable.is_none() => Some(held.owner),
+            Some(RoomState::Control { .. }) => None,
+            _ => continue,
+        };
+        reads.push(Read { room: id, as_user, from });
+    }
+    Ok(reads)
+}
+
+/// Reads every planned room forward and queues what it finds. Returns when
+/// all are read (or given up), or at shutdown.
+pub async fn run(shared: Shared, mut client: HsClient) {
+    let mut shutdown = shared.shutdown.clone();
+    if !client.wait_for_homeserver(&mut shutdown).await {
+        return;
+    }
+    let store = shared.store.clone();
+    let reads = match tokio::task::spawn_blocking(move || plan(store.seen_rooms()?, |r| store.room(r))).await {
+        Ok(Ok(reads)) => reads,
+        Ok(Err(e)) => return tracing::error!(error = %e, "reading forward after the start: the store failed"),
+        Err(e) => return tracing::error!(error = %e, "reading forward after the start: the task died"),
+    };
+    let rooms = reads.len();
+    tracing::info!(rooms, "reading held and control rooms forward from the last events kept");
+    let client = Arc::new(client);
+    let found = futures_util::stream::iter(reads)
+        .map(|read| read_one(&shared, &client, read))
+        .buffer_unordered(ROOMS_AT_ONCE)
+        .fold(0usize, |sum, n| async move { sum + n });
+    tokio::select! {
+        found = found => tracing::info!(rooms, events = found, "rooms read forward after the start"),
+        _ = shutdown.wait() => {}
+    }
+}
+
+/// Reads one room and queues what it found; how many events that was.
+async fn read_one(shared: &Shared, client: &HsClient, read: Read) -> usize {
+    let Read { room, as_user, from } = read;
+    let result =
+        tokio::time::timeout(ROOM_TIMEOUT, client.read_forward(as_user.as_deref(), &room, &from, PAGES_PER_ROOM)).await;
+    let follow_ups = match result {
+        Ok(Ok(follow_ups)) => follow_ups,
+        Ok(Err(e)) => {
+            tracing::warn!(%room, error = %e, "could not read the room forward after the start");
+            return 0;
+        }
+        Err(_) => {
+            tracing::warn!(%room, timeout = ?ROOM_TIMEOUT, "reading the room forward took too long; given up");
+            return 0;
+        }
+    };
+    let n = follow_ups.len();
+    if n == 0 {
+        return 0;
+    }
+    let store: Arc<dyn Store> = shared.store.clone();
+    match tokio::task::spawn_blocking(move || store.push_follow_ups(&follow_ups)).await {
+        Ok(Ok(())) => {
+            tracing::debug!(%room, events = n, "room read forward");
+            shared.wake.notify_one();
+            n
+        }
+        Ok(Err(e)) => {
+            tracing::error!(%room, error = %e, "could not queue what was read forward");
+            0
+        }
+        Err(e) => {
+            tracing::error!(%room, error = %e, "queueing what was read forward: the task died");
+            0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::{owned_event_id, owned_room_id, owned_user_id};
+
+    use super::*;
+    use crate::engine::{HeldRoom, Unreadable};
+
+    #[test]
+    fn held_rooms_are_read_as_their_owner_control_rooms_as_the_bot_from_the_oldest_event_kept() {
+        let alice = owned_user_id!("@alice:example.org");
+        let held = RoomState::Held(HeldRoom::new(alice.clone(), owned_user_id!("@s:remote.org"), true, 1));
+        let seen = vec![
+            (owned_room_id!("!held:remote.org"), vec![owned_event_id!("$h1"), owned_event_id!("$h2")]),
+            (owned_room_id!("!control:example.org"), vec![owned_event_id!("$c1")]),
+            (owned_room_id!("!pending:example.org"), vec![owned_event_id!("$p1")]),
+            (owned_room_id!("!released:remote.org"), vec![owned_event_id!("$r1")]),
+            (owned_room_id!("!nothing:remote.org"), vec![]),
+            (owned_room_id!("!unjoined:remote.org"), vec![owned_event_id!("$u1")]),
+        ];
+        let unjoined = match held.clone() {
+            RoomState::Held(h) => RoomState::Held(HeldRoom { unreadable: Some(Unreadable::NoAnswer), ..h }),
+            other => other,
+        };
+        let reads = plan(seen, |room| {
+            Ok(match room.as_str() {
+                "!held:remote.org" | "!nothing:remote.org" => Some(held.clone()),
+                "!control:example.org" => Some(RoomState::Control { owner: alice.clone() }),
+                "!pending:example.org" => Some(RoomState::PendingControl { inviter: alice.clone(), invited_at_ms: 1 }),
+                "!unjoined:remote.org" => Some(unjoined.clone()),
+                _ => None,
+            })
+        })
+        .unwrap();
+        assert_eq!(
+            reads,
+            [
+                Read {
+                    room: owned_room_id!("!held:remote.org"),
+                    as_user: Some(alice.clone()),
+                    from: owned_event_id!("$h1")
+                },
+                Read { room: owned_room_id!("!control:example.org"), as_user: None, from: owned_event_id!("$c1") },
+            ]
+        );
+    }
+}
