@@ -41,6 +41,9 @@ pub enum OwnerRecord {
         invites_not_held: (u32, u32),
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         codes_mailed: Vec<u64>,
+        /// Messages counted on the owner, not kept (total, reported).
+        #[serde(default)]
+        messages_not_kept: (u32, u32),
         /// What the reply shows strangers (absent before it was its own).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         contact: Option<String>,
@@ -367,6 +370,7 @@ impl From<&OwnerState> for OwnerRecord {
             digest_when_empty: o.digest_when_empty,
             invites_not_held: tally_pair(o.invites_not_held),
             codes_mailed: o.codes_mailed,
+            messages_not_kept: tally_pair(o.messages_not_kept),
             contact: o.contact,
             email_confirmed: true,
             email_unconfirmed: o.email_unconfirmed,
@@ -405,6 +409,7 @@ impl From<OwnerRecord> for OwnerState {
             digest_when_empty,
             invites_not_held,
             codes_mailed,
+            messages_not_kept,
             contact,
             email_confirmed,
             email_unconfirmed,
@@ -425,6 +430,7 @@ impl From<OwnerRecord> for OwnerState {
             digest_when_empty,
             invites_not_held: tally_of(invites_not_held),
             codes_mailed,
+            messages_not_kept: tally_of(messages_not_kept),
             contact,
             email_unconfirmed,
             email_pending: email_pending.map(|p| PendingEmail {

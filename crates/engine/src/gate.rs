@@ -62,7 +62,9 @@ pub(super) fn invite(
             }))
             .outcome(Outcome::InviteNotHeld);
     }
-    let invited_at_ms = if meta.ts_ms > 0 { meta.ts_ms } else { now_ms };
+    // Gatekeeper's clock, not the sender's: who comes first in `pending`
+    // and the digest must not be the sender's to choose.
+    let invited_at_ms = now_ms;
     let (wave_changes, wave) = waves::observe_invite(snapshot, &meta.sender, &owner.user_id, now_ms, config);
     let held = HeldRoom {
         inviter_name: sender_name.clone(),
@@ -265,8 +267,13 @@ fn fresh_capture(meta: &EventMeta, held: &HeldRoom, now_ms: u64) -> Deferred {
 fn capture(snapshot: &Snapshot, deferred: Deferred, config: &EngineConfig) -> Decision {
     let bounds = &config.bounds;
     let (owner, sender) = (&deferred.owner, &deferred.sender);
-    if snapshot.kept_with(owner, sender).messages >= bounds.messages_per_stranger
-        || snapshot.kept(owner).messages >= bounds.messages_per_owner
+    let has_kept = snapshot.kept_with(owner, sender).messages;
+    let known = snapshot.strangers.contains_key(&(owner.clone(), sender.clone()));
+    // Counted on the sender when they have a record anyway (kept messages,
+    // a reply); otherwise on the owner: made-up senders past the owner's
+    // bound must not each cost a record of their own.
+    if has_kept >= bounds.messages_per_stranger
+        || (snapshot.kept(owner).messages >= bounds.messages_per_owner && (has_kept > 0 || known))
     {
         let stranger = snapshot.stranger(owner, sender);
         return Decision::default()
@@ -275,6 +282,15 @@ fn capture(snapshot: &Snapshot, deferred: Deferred, config: &EngineConfig) -> De
                 user: sender.clone(),
                 state: StrangerState { messages_not_kept: stranger.messages_not_kept.bump(), ..stranger },
             })
+            .outcome(Outcome::MessageNotKept);
+    }
+    if snapshot.kept(owner).messages >= bounds.messages_per_owner {
+        let Some(state) = snapshot.owners.get(owner) else { return Decision::default() };
+        return Decision::default()
+            .change(StateChange::PutOwner(OwnerState {
+                messages_not_kept: state.messages_not_kept.bump(),
+                ..state.clone()
+            }))
             .outcome(Outcome::MessageNotKept);
     }
     Decision::default().change(StateChange::PutDeferred(deferred)).outcome(Outcome::MessageCaptured)
@@ -414,7 +430,13 @@ fn maybe_reply(
     now_ms: u64,
     config: &EngineConfig,
 ) -> Decision {
-    let Some(owner) = snapshot.owners.get(&held.owner) else { return d };
+    // This decision may have counted something on the owner already.
+    let counted = d.changes.iter().rev().find_map(|c| match c {
+        StateChange::PutOwner(o) if o.user_id == held.owner => Some(o.clone()),
+        _ => None,
+    });
+    let Some(owner) = counted.or_else(|| snapshot.owners.get(&held.owner).cloned()) else { return d };
+    let owner = &owner;
     if !held.is_dm || held.replied {
         return d;
     }

@@ -29,6 +29,12 @@ pub(super) fn bot_membership(
             .effect(Effect::Join { as_user: bot.clone(), room_id: room.clone() })
             .effect(notice(&bot, &room, meta, "refusal", texts::refusal(config.server_name.as_str())))
             .effect(Effect::Leave { as_user: bot, room_id: room, reason: None }),
+        // A room Gatekeeper already keeps for an owner (held, or a control
+        // room) is never anyone's new control room: a member of someone's
+        // held room must not overwrite its record by inviting the bot.
+        Membership::Invite if matches!(snapshot.room, Some(RoomState::Held(_) | RoomState::Control { .. })) => {
+            Decision::default()
+        }
         Membership::Invite if !is_direct => Decision::default().effect(Effect::Leave {
             as_user: bot,
             room_id: room,
@@ -150,8 +156,17 @@ pub(super) fn member_left(
     match &snapshot.room {
         Some(RoomState::Control { owner }) if owner == target => opt_out(snapshot, owner, None, config),
         // The owner left or rejected a held room themselves: stop holding it.
+        Some(RoomState::Held(held)) if held.owner == *target && meta.sender == *target => Decision::default()
+            .change(StateChange::RemoveRoom(meta.room_id.clone()))
+            .effect(unsilence(&held.owner, &meta.room_id)),
+        // Someone else took the owner out: the stranger withdrew the invite
+        // (or kicked them). The join queued for it may still run (a public
+        // room lets anyone in), so the owner leaves first, in the room's
+        // lane after that join, and only then is the silence lifted: never
+        // is the owner in a stranger's room unheld and unsilenced.
         Some(RoomState::Held(held)) if held.owner == *target => Decision::default()
             .change(StateChange::RemoveRoom(meta.room_id.clone()))
+            .effect(Effect::Leave { as_user: held.owner.clone(), room_id: meta.room_id.clone(), reason: None })
             .effect(unsilence(&held.owner, &meta.room_id)),
         _ => Decision::default(),
     }

@@ -54,6 +54,9 @@ pub struct OwnerState {
     /// Invitations not held because the owner had the most held rooms
     /// allowed: left silent and unjoined, only counted.
     pub invites_not_held: Tally,
+    /// Messages not kept because the owner had the most kept messages
+    /// allowed, from senders with nothing else kept: only counted.
+    pub messages_not_kept: Tally,
     /// When verification codes were mailed in the last day (at most
     /// [`crate::mail::CODES_PER_DAY`]): `set email` cannot flood an address.
     pub codes_mailed: Vec<u64>,
@@ -111,6 +114,7 @@ impl OwnerState {
             digest_last_slot_ms: None,
             digest_last_sent_ms: None,
             invites_not_held: Tally::default(),
+            messages_not_kept: Tally::default(),
             codes_mailed: Vec::new(),
             replies_owed: false,
         }
@@ -426,6 +430,8 @@ pub struct PendingEntry {
     pub messages_not_kept: u32,
     /// They are part of a wave: no automatic reply.
     pub wave: Option<WaveKind>,
+    /// Whom their display name imitates, if anyone (see `texts::imitates`).
+    pub imitates: Option<String>,
 }
 
 /// Everything about one owner that commands and opt-out need.

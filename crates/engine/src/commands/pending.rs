@@ -45,7 +45,7 @@ fn parse(args: &Args<'_>) -> Result<Command, String> {
 
 impl Handler for Pending {
     fn run(self, ctx: &Ctx<'_>) -> Decision {
-        let (mut waiting, invites) = entries(ctx.overview);
+        let (mut waiting, invites) = entries(ctx.owner, ctx.overview);
         let tz = schedule::zone(ctx.owner.timezone.as_deref());
         if waiting.is_empty() {
             return ctx.answer(with_not_held(texts::nobody_waiting(), ctx));
@@ -86,6 +86,12 @@ fn with_not_held(mut text: texts::Text, ctx: &Ctx<'_>) -> texts::Text {
         text.plain.push_str(&format!("\n\n{note}"));
         text.html.push_str(&format!("<p>{}</p>", texts::escape_html(&note)));
     }
+    let m = ctx.owner.messages_not_kept.unreported();
+    if m > 0 {
+        let note = texts::messages_not_kept(m, ctx.overview.deferred.len() as u64);
+        text.plain.push_str(&format!("\n\n{note}"));
+        text.html.push_str(&format!("<p>{}</p>", texts::escape_html(&note)));
+    }
     text
 }
 
@@ -104,7 +110,7 @@ fn numbering(last_list: &[Subject], waiting: &BTreeMap<OwnedUserId, PendingEntry
 /// Strangers waiting, by sender, with their group-room invitations.
 type Waiting = (BTreeMap<OwnedUserId, PendingEntry>, BTreeMap<OwnedUserId, String>);
 
-fn entries(overview: &OwnerOverview) -> Waiting {
+fn entries(owner: &OwnerState, overview: &OwnerOverview) -> Waiting {
     let mut by_sender: BTreeMap<OwnedUserId, PendingEntry> = BTreeMap::new();
     for (room, held) in &overview.held {
         let e = by_sender.entry(held.inviter.clone()).or_insert_with(|| PendingEntry {
@@ -119,6 +125,7 @@ fn entries(overview: &OwnerOverview) -> Waiting {
             invites_not_held: 0,
             messages_not_kept: 0,
             wave: None,
+            imitates: None,
         });
         e.unreadable = e.unreadable.or(held.unreadable);
         e.wave = e.wave.max(held.wave);
@@ -127,7 +134,7 @@ fn entries(overview: &OwnerOverview) -> Waiting {
         e.last_ms = e.last_ms.max(held.invited_at_ms);
     }
     let mut messages: Vec<&Deferred> = overview.deferred.iter().collect();
-    messages.sort_by_key(|m| m.ts_ms);
+    messages.sort_by_key(|m| (m.received_ms, m.ts_ms));
     let mut latest: BTreeMap<&OwnedUserId, &Deferred> = BTreeMap::new();
     for m in messages {
         latest.insert(&m.sender, m);
@@ -136,23 +143,28 @@ fn entries(overview: &OwnerOverview) -> Waiting {
             name: None,
             rooms: vec![m.room_id.clone()],
             messages: 0,
-            first_ms: m.ts_ms,
-            last_ms: m.ts_ms,
+            first_ms: m.received_ms,
+            last_ms: m.received_ms,
             preview: None,
             unreadable: None,
             invites_not_held: 0,
             messages_not_kept: 0,
             wave: None,
+            imitates: None,
         });
         e.messages += 1;
-        e.first_ms = e.first_ms.min(m.ts_ms);
-        e.last_ms = e.last_ms.max(m.ts_ms);
+        e.first_ms = e.first_ms.min(m.received_ms);
+        e.last_ms = e.last_ms.max(m.received_ms);
     }
     for (sender, counted) in &overview.strangers {
         if let Some(e) = by_sender.get_mut(sender) {
             e.invites_not_held = counted.invites_not_held.total;
             e.messages_not_kept = counted.messages_not_kept.total;
         }
+    }
+    let contacts = texts::contact_users(&overview.contacts);
+    for e in by_sender.values_mut() {
+        e.imitates = texts::imitates(e.name.as_deref(), owner, &contacts);
     }
     // Only the latest line of each is shown: only that one is read.
     for (sender, m) in latest {

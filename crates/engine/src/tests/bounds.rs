@@ -205,3 +205,45 @@ fn the_digest_reports_counts_once_and_deciding_on_a_sender_forgets_them() {
     });
     assert_eq!(reset, Some(StrangerState { last_reply_ms: Some(7), ..Default::default() }));
 }
+
+#[test]
+fn made_up_senders_past_the_owners_bound_are_counted_on_the_owner_not_each_in_a_record() {
+    // A group room: its puppets get no reply, so no record of their own.
+    let mut s = held(false);
+    s.kept.insert(uid(ALICE), kept(1, 3));
+    let d = decide(&s, &text("@puppet7:remote.org", HELD, "buy"), NOW, &tight());
+    assert!(!d.changes.iter().any(|c| matches!(c, StateChange::PutStranger { .. })), "{d:?}");
+    let [StateChange::PutOwner(o)] = d.changes.as_slice() else { panic!("{d:?}") };
+    assert_eq!(o.messages_not_kept.total, 1);
+    assert_eq!(d.outcomes, vec![Outcome::MessageNotKept]);
+    // A sender with something kept is counted on their own record.
+    s.kept_with.insert((uid(ALICE), uid(STRANGER)), kept(1, 1));
+    let d = decide(&s, &text(STRANGER, HELD, "more"), NOW, &tight());
+    assert_eq!(counted(&d).messages_not_kept.total, 1);
+    // The owner's count is said in pending, once per digest.
+    let mut c = with_pending_stranger();
+    c.owners.get_mut(&uid(ALICE)).unwrap().messages_not_kept = Tally { total: 9, reported: 4 };
+    let body = notice_body(&decide(&c, &text(ALICE, CONTROL, "pending"), NOW, &config()));
+    assert!(body.contains("5 more messages came from people with nothing else kept"), "{body}");
+}
+
+#[test]
+fn the_owners_count_and_a_reply_in_one_decision_keep_each_other() {
+    // A DM of a new stranger when the owner's bound is reached: the message
+    // is counted on the owner and the reply still goes; neither write of
+    // the owner's record loses the other's change.
+    let mut s = held(true);
+    s.kept.insert(uid(ALICE), kept(1, 3));
+    let d = decide(&s, &text(STRANGER, HELD, "hello"), NOW, &tight());
+    assert!(kinds(&d).contains(&"notice"), "{d:?}");
+    let last_owner = d
+        .changes
+        .iter()
+        .rev()
+        .find_map(|c| match c {
+            StateChange::PutOwner(o) => Some(o.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!((last_owner.messages_not_kept.total, last_owner.replies_in_window), (1, 1));
+}

@@ -166,7 +166,7 @@ fn show_pages_through_one_senders_messages_in_order_each_once_trimmed() {
             format!("m{n:04} {}", "\"".repeat(n % 50)),
         ));
     }
-    overview.deferred.push(deferred(&user, &room, 600, NOW, "\u{1}".repeat(100_000)));
+    overview.deferred.push(deferred(&user, &room, 600, NOW, "\\".repeat(100_000)));
     snapshot.overview = Some(overview);
     snapshot.owners.insert(uid(ALICE), OwnerState { last_list: vec![Subject::User(user.clone())], ..owner() });
 

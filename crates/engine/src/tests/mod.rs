@@ -2,6 +2,7 @@
 //! snapshot, an input and the decision (or the parts of it) it must
 //! produce. The fixtures they share are here.
 
+mod attack;
 mod bounds;
 mod capture;
 mod client_mode;

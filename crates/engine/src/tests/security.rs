@@ -122,3 +122,58 @@ fn the_same_input_always_gives_the_same_decision() {
     let input = text(STRANGER, HELD, "hello");
     assert_eq!(decide(&held(true), &input, NOW, &config()), decide(&held(true), &input, NOW, &config()));
 }
+
+/// Room names, invite reasons, display names and file names reach notices
+/// and e-mails flattened: one line, no bidirectional or zero-width
+/// characters, bounded; bodies keep their lines but lose the invisible.
+#[test]
+fn what_a_sender_writes_is_flattened_before_it_is_shown() {
+    let forged = "x\u{202E}\n\n2. @friend:example.org \u{200B}— 1 message\r\n";
+    let flat = texts::one_line(forged, 200);
+    assert!(!flat.contains('\n') && !flat.contains('\r'), "{flat:?}");
+    assert!(!flat.contains('\u{202E}') && !flat.contains('\u{200B}'), "{flat:?}");
+    assert_eq!(texts::clean_name("Al\u{2067}ice\u{2069}"), "Alice");
+    let body = texts::visible("line one\u{202E}\nline two\u{0007}");
+    assert_eq!(body, "line one\nline two");
+
+    // A group invitation named to forge an entry stays on its own line.
+    let mut overview = OwnerOverview::default();
+    overview.held.insert(
+        rid("!g:remote.org"),
+        HeldRoom {
+            name: Some(forged.into()),
+            reason: Some(forged.into()),
+            inviter_name: Some(forged.into()),
+            ..HeldRoom::new(uid(ALICE), uid(STRANGER), false, NOW - 5000)
+        },
+    );
+    let digest = texts::digest::render(&owner(), &overview).unwrap();
+    let plain = &digest.parts[0].plain;
+    assert!(!plain.lines().any(|l| l.trim_start().starts_with("2. @friend")), "{plain}");
+    assert!(!plain.contains('\u{202E}') && !plain.contains('\u{200B}'), "{plain:?}");
+}
+
+/// A stranger who takes the owner's name, or a contact's, is flagged next
+/// to their ID, look-alike letters and all; an ordinary name is not.
+#[test]
+fn a_name_that_imitates_the_owner_or_a_contact_is_flagged() {
+    let alice = owner();
+    let friend = uid("@bob:friend.org");
+    let contacts = [&*friend];
+    assert_eq!(texts::imitates(Some("Alice"), &alice, &contacts).as_deref(), Some("uses your own name"));
+    // Cyrillic а and full-width letters look the same.
+    assert!(texts::imitates(Some("\u{0410}lice"), &alice, &contacts).is_some());
+    assert!(texts::imitates(Some("ＡＬＩＣＥ"), &alice, &contacts).is_some());
+    assert_eq!(
+        texts::imitates(Some("b\u{043E}b"), &alice, &contacts).as_deref(),
+        Some("uses the name of your contact @bob:friend.org")
+    );
+    assert_eq!(texts::imitates(Some("Carol"), &alice, &contacts), None);
+    assert_eq!(texts::imitates(None, &alice, &contacts), None);
+
+    // In pending, next to the ID.
+    let mut s = with_pending_stranger();
+    s.overview.as_mut().unwrap().held.get_mut(&rid(HELD)).unwrap().inviter_name = Some("Аlice".into());
+    let body = notice_body(&decide(&s, &text(ALICE, CONTROL, "pending"), NOW, &config()));
+    assert!(body.contains("@stranger:remote.org (“Аlice”) ⚠ uses your own name"), "{body}");
+}

@@ -3,7 +3,7 @@
 
 use jiff::tz::TimeZone;
 
-use super::{Text, UNREADABLE, escape_html, format_duration, format_time, list, one_line, plain, plural, who};
+use super::{Text, UNREADABLE, escape_html, format_duration, format_time, list, one_line, plain, plural};
 use crate::commands::Spec;
 use crate::schedule::local_time;
 use crate::state::{AllowSource, Contact, Deferred, HeldRoom, Notify, OwnerState, PendingEntry, Unreadable, WaveKind};
@@ -61,7 +61,7 @@ pub fn pending_entry(n: usize, e: &PendingEntry, invite: Option<&str>, tz: &Time
     };
     let (first, last) = (local_time(e.first_ms, tz), local_time(e.last_ms, tz));
     let when = if first == last { first } else { format!("{first} – {last}") };
-    let shown = who(e.sender.as_str(), e.name.as_deref());
+    let shown = super::who_flagged(e.sender.as_str(), e.name.as_deref(), e.imitates.as_deref());
     let mut plain = format!("{n}. {shown} — {count}, {when}");
     // The number is written out, not left to an <ol>: later pages and gaps
     // (someone decided meanwhile) keep the numbers of the whole list.
@@ -300,14 +300,14 @@ pub fn show_item(m: &Deferred) -> Text {
     } else if let Some(media) = &m.media {
         (format!("(sent {}: {})", one_line(&media.name, 200), one_line(&media.url, 300)), 0)
     } else {
-        super::trim_to_cost(&m.body, SHOW_MESSAGE_BUDGET)
+        super::trim_to_cost(&super::visible(&m.body), SHOW_MESSAGE_BUDGET)
     };
     let edited = if m.edited { " (edited)" } else { "" };
     let mut note = if cut > 0 { format!(" … ({cut} more characters not shown)") } else { String::new() };
     if let Some(by) = &m.redacted_by {
         note.push_str(&format!(" (removed from the room by {by}, not by its sender)"));
     }
-    let line = format!("{}{edited} — {what}{note}", format_time(m.ts_ms));
+    let line = format!("{}{edited} — {what}{note}", format_time(m.received_ms));
     Text { plain: format!("• {line}\n"), html: format!("<li>{}</li>", escape_html(&line).replace('\n', "<br>")) }
 }
 

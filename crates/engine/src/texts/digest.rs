@@ -67,6 +67,8 @@ struct Section {
     invites: Vec<(OwnedRoomId, HeldRoom)>,
     /// Invitations and messages counted, not kept, since the last digest.
     counted: (u32, u32),
+    /// Whom their display name imitates, if anyone.
+    imitates: Option<String>,
 }
 
 /// The smallest piece of a digest a part boundary may not cut.
@@ -126,6 +128,7 @@ pub fn render_for(owner: &OwnerState, overview: &OwnerOverview, client_mode: boo
             messages: vec![],
             invites: vec![],
             counted: (0, 0),
+            imitates: None,
         });
     };
     for m in overview.deferred.iter().filter(|m| !m.digested) {
@@ -154,7 +157,8 @@ pub fn render_for(owner: &OwnerState, overview: &OwnerOverview, client_mode: boo
         s.counted = (st.invites_not_held.unreported(), st.messages_not_kept.unreported());
     }
     let not_held = owner.invites_not_held.unreported();
-    if by_sender.is_empty() && not_held == 0 {
+    let not_kept = owner.messages_not_kept.unreported();
+    if by_sender.is_empty() && not_held == 0 && not_kept == 0 {
         return None;
     }
     // The name a sender gave when inviting the owner, from any held room.
@@ -165,14 +169,18 @@ pub fn render_for(owner: &OwnerState, overview: &OwnerOverview, client_mode: boo
             s.name = h.inviter_name.clone();
         }
     }
+    let contacts = super::contact_users(&overview.contacts);
+    for s in by_sender.values_mut() {
+        s.imitates = super::imitates(s.name.as_deref(), owner, &contacts);
+    }
     let mut sections: Vec<Section> = by_sender.into_values().collect();
     for s in &mut sections {
-        s.messages.sort_by_key(|m| m.ts_ms);
+        s.messages.sort_by_key(|m| (m.received_ms, m.ts_ms, m.event_id.clone()));
     }
     let first_seen = |s: &Section| {
         s.messages
             .iter()
-            .map(|m| m.ts_ms)
+            .map(|m| m.received_ms)
             .chain(s.invites.iter().map(|(_, h)| h.invited_at_ms))
             .min()
             .unwrap_or(u64::MAX)
@@ -194,6 +202,11 @@ pub fn render_for(owner: &OwnerState, overview: &OwnerOverview, client_mode: boo
     };
     if not_held > 0 {
         let note = super::invites_not_held(not_held, overview.held.len() as u64);
+        header.plain.push_str(&format!("{note}\n"));
+        header.html.push_str(&format!("<p>{}</p>", escape_html(&note)));
+    }
+    if not_kept > 0 {
+        let note = super::messages_not_kept(not_kept, overview.deferred.len() as u64);
         header.plain.push_str(&format!("{note}\n"));
         header.html.push_str(&format!("<p>{}</p>", escape_html(&note)));
     }
@@ -320,7 +333,7 @@ fn wave_senders_line(senders: &[OwnedUserId], messages: usize) -> Text {
 }
 
 fn head_line(n: usize, s: &Section, summary: &str) -> Text {
-    let shown = super::who(s.sender.as_str(), s.name.as_deref());
+    let shown = super::who_flagged(s.sender.as_str(), s.name.as_deref(), s.imitates.as_deref());
     Text {
         plain: format!("\n{n}. {shown}{}\n", if summary.is_empty() { String::new() } else { format!(" — {summary}") }),
         html: format!(
@@ -344,10 +357,10 @@ fn section_atoms(atoms: &mut Vec<Atom>, i: usize, s: &Section, tz: &jiff::tz::Ti
         k => format!("{k} messages"),
     };
     let when = match (s.messages.first(), s.messages.last()) {
-        (Some(a), Some(b)) if local_time(a.ts_ms, tz) != local_time(b.ts_ms, tz) => {
-            format!("{} – {}", local_time(a.ts_ms, tz), local_time(b.ts_ms, tz))
+        (Some(a), Some(b)) if local_time(a.received_ms, tz) != local_time(b.received_ms, tz) => {
+            format!("{} – {}", local_time(a.received_ms, tz), local_time(b.received_ms, tz))
         }
-        (Some(a), _) => local_time(a.ts_ms, tz),
+        (Some(a), _) => local_time(a.received_ms, tz),
         _ => String::new(),
     };
     let summary =
@@ -372,7 +385,7 @@ fn section_atoms(atoms: &mut Vec<Atom>, i: usize, s: &Section, tz: &jiff::tz::Ti
     let quoted = s.messages.len().min(MAX_MESSAGES_PER_SENDER).min(*quotes_left);
     *quotes_left -= quoted;
     for m in s.messages.iter().take(quoted) {
-        let stamp = local_time(m.ts_ms, tz);
+        let stamp = local_time(m.received_ms, tz);
         let edited = if m.edited { " (edited)" } else { "" };
         let (text, cut) = if m.encrypted {
             (UNREADABLE.to_owned(), false)
@@ -381,7 +394,7 @@ fn section_atoms(atoms: &mut Vec<Atom>, i: usize, s: &Section, tz: &jiff::tz::Ti
             let (name, url) = (one_line(&media.name, 200), one_line(&media.url, 300));
             (format!("[{kind}: {name}{} — {url}]", size(media.size)), false)
         } else {
-            trimmed(&m.body)
+            trimmed(&super::visible(&m.body))
         };
         let note = if cut { format!(" … (trimmed; `show {n}` for all of it)") } else { String::new() };
         let text = Text {

@@ -82,6 +82,15 @@ pub fn not_kept(invites: u32, messages: u32) -> String {
     parts.join(", ")
 }
 
+/// Messages counted on the owner, not kept: their senders had nothing else
+/// kept when the owner's bound was reached.
+pub fn messages_not_kept(n: u32, kept: u64) -> String {
+    format!(
+        "{n} more {} came from people with nothing else kept while {kept} messages were kept (the most Gatekeeper keeps); they were counted, not kept.",
+        if n == 1 { "message" } else { "messages" }
+    )
+}
+
 /// Invitations left silent and unjoined because the owner had the most
 /// held rooms allowed.
 pub fn invites_not_held(n: u32, held: u64) -> String {

@@ -42,15 +42,82 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
+/// Characters that change how text around them is shown without being
+/// seen: bidirectional controls and zero-width characters. A sender's text
+/// loses them everywhere it is shown, so it cannot reorder or hide what
+/// Gatekeeper writes around it.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}'
+    )
+}
+
+/// A sender's text that may span lines (a message body): line breaks kept,
+/// other control characters and invisible ones dropped.
+pub fn visible(text: &str) -> String {
+    text.chars().filter(|c| *c == '\n' || (!c.is_control() && !is_invisible(*c))).collect()
+}
+
 /// A display name made safe to show: no control or bidirectional-override
 /// characters, whitespace collapsed, at most 40 characters. Empty when
 /// nothing is left.
 pub fn clean_name(name: &str) -> String {
-    let kept: String = name
-        .chars()
-        .filter(|c| !c.is_control() && !matches!(*c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}'))
-        .collect();
-    one_line(&kept, 40)
+    one_line(name, 40)
+}
+
+/// What a display name looks like once letters that imitate others are
+/// mapped to them: lower case, only letters and digits, Cyrillic and Greek
+/// look-alikes and full-width forms as the Latin letters they imitate.
+fn skeleton(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            _ => c,
+        })
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            'а' | 'α' => 'a',
+            'в' | 'β' => 'b',
+            'с' | 'ϲ' => 'c',
+            'ԁ' => 'd',
+            'е' | 'ε' => 'e',
+            'һ' => 'h',
+            'і' | 'ι' | 'ı' => 'i',
+            '1' | '|' => 'l',
+            'ј' => 'j',
+            'к' | 'κ' => 'k',
+            'м' => 'm',
+            'п' | 'η' => 'n',
+            'о' | 'ο' | '0' => 'o',
+            'р' | 'ρ' => 'p',
+            'ѕ' | '5' => 's',
+            'т' | 'τ' => 't',
+            'υ' => 'u',
+            'ν' => 'v',
+            'ш' | 'ω' => 'w',
+            'х' | 'χ' => 'x',
+            'у' | 'γ' => 'y',
+            c => c,
+        })
+        .filter(|c| c.is_alphanumeric())
+        .collect()
+}
+
+/// Whom a stranger's display name imitates, if anyone: the owner (by their
+/// display name or user name) or one of their contacts (by user name), with
+/// look-alike letters counted as the letters they imitate. Said next to
+/// the stranger's ID so that "Alice" from another ID is not taken for her.
+pub fn imitates(name: Option<&str>, owner: &crate::OwnerState, contacts: &[&ruma::UserId]) -> Option<String> {
+    let mine = skeleton(name?);
+    if mine.len() < 3 {
+        return None;
+    }
+    let owner_names = owner.displayname.iter().map(String::as_str).chain([owner.user_id.localpart()]);
+    if owner_names.map(skeleton).any(|s| s == mine) {
+        return Some("uses your own name".to_owned());
+    }
+    contacts.iter().find(|c| skeleton(c.localpart()) == mine).map(|c| format!("uses the name of your contact {c}"))
 }
 
 /// Who someone is: the user ID always, their display name never alone
@@ -61,6 +128,25 @@ pub fn who(user: &str, name: Option<&str>) -> String {
     match name.map(clean_name).filter(|n| !n.is_empty() && n != user && !n.eq_ignore_ascii_case(localpart)) {
         Some(n) => format!("{user} (“{n}”)"),
         None => user.to_owned(),
+    }
+}
+
+/// The users among an owner's contacts, whose names a stranger may imitate.
+pub fn contact_users(contacts: &std::collections::BTreeMap<crate::Subject, crate::Contact>) -> Vec<&ruma::UserId> {
+    contacts
+        .keys()
+        .filter_map(|s| match s {
+            crate::Subject::User(u) => Some(&**u),
+            crate::Subject::Server(_) => None,
+        })
+        .collect()
+}
+
+/// [`who`], flagged when the name imitates someone (see [`imitates`]).
+pub fn who_flagged(user: &str, name: Option<&str>, imitation: Option<&str>) -> String {
+    match imitation {
+        Some(what) => format!("{} ⚠ {what}", who(user, name)),
+        None => who(user, name),
     }
 }
 
@@ -191,7 +277,12 @@ pub fn format_time(ms: u64) -> String {
 
 /// One line of at most `max` characters, for previews.
 pub fn one_line(text: &str, max: usize) -> String {
-    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let seen: String = text.chars().filter(|c| !is_invisible(*c)).collect();
+    let flat: String = seen
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     if flat.chars().count() <= max {
         flat
     } else {
