@@ -42,6 +42,11 @@ struct Proxy {
     rhythm: bool,
     /// Rooms whose joins fail with 502.
     failing_joins: std::sync::Mutex<Vec<String>>,
+    /// Requests (method and path) whose last try met a fault: their next
+    /// try passes. Without this the fixed rhythm can line up with an
+    /// effect that makes several calls so that one of them always fails,
+    /// and the retries never end; with it, every retry gets further.
+    faulted: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 pub struct FaultProxy {
@@ -74,6 +79,7 @@ impl FaultProxy {
             counts: Default::default(),
             rhythm,
             failing_joins: Default::default(),
+            faulted: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -110,8 +116,14 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     }
     // The version check at start-up passes, so that every later call meets faults.
     let versions = request.uri().path() == "/_matrix/client/versions";
-    // One request in eight of each kind: 3 of 8 fail, 1 of 8 is slow.
-    let fault = if versions || !proxy.rhythm { 0 } else { n % 8 };
+    // One request in eight: 3 of 8 fail, 1 of 8 is slow; never the same
+    // request twice in a row.
+    let key = format!("{} {}", request.method(), request.uri().path());
+    let again = proxy.faulted.lock().unwrap().remove(&key);
+    let fault = if versions || !proxy.rhythm || again { 0 } else { n % 8 };
+    if matches!(fault, 1 | 3 | 5) {
+        proxy.faulted.lock().unwrap().insert(key);
+    }
     match fault {
         1 => {
             proxy.counts.lock().unwrap().rate_limited += 1;
