@@ -126,8 +126,15 @@ pub(super) fn in_wave(
     if held.wave.is_some() {
         return held.wave;
     }
+    // Of a server's wave, only an invite from the hour that made it, or
+    // after, is part: a stranger held before a wave began on their (big,
+    // public) server is not silenced by it after the fact. A sender's own
+    // wave is theirs, whenever they invited.
+    let part_of = |r: &WaveRecord| {
+        waving(r, now_ms) && r.wave_ms.is_some_and(|w| held.invited_at_ms.saturating_add(WINDOW_MS) >= w)
+    };
     let server = WaveKey::Server(sender.server_name().to_owned());
-    if sender.server_name() != config.server_name && waves.get(&server).is_some_and(|r| waving(r, now_ms)) {
+    if sender.server_name() != config.server_name && waves.get(&server).is_some_and(part_of) {
         return Some(WaveKind::Server);
     }
     let own = WaveKey::Sender(sender.to_owned());

@@ -163,8 +163,9 @@ fn entries(owner: &OwnerState, overview: &OwnerOverview) -> Waiting {
         }
     }
     let contacts = texts::contact_users(&overview.contacts);
+    let likeness = texts::Likeness::new(owner, &contacts);
     for e in by_sender.values_mut() {
-        e.imitates = texts::imitates(e.name.as_deref(), owner, &contacts);
+        e.imitates = likeness.of(e.name.as_deref());
     }
     // Only the latest line of each is shown: only that one is read.
     for (sender, m) in latest {

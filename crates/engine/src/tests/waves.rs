@@ -532,3 +532,20 @@ fn pending_says_who_is_part_of_a_wave() {
     let numbered_above = body.lines().take(wave_line).filter(|l| l.contains(". @")).last().unwrap();
     assert!(numbered_above.contains(STRANGER), "{body}");
 }
+
+/// A stranger held before a wave began on their (big, public) server is
+/// not silenced by it after the fact: only invites from the hour that made
+/// the wave, or after, are part of it.
+#[test]
+fn a_stranger_held_before_a_wave_on_their_server_still_gets_the_reply() {
+    let cfg = config();
+    let mut records = Records::new();
+    let early = held_of(&invite(&mut records, "@real:big.example", ALICE, "!real:big.example", NOW, &cfg));
+    let later = NOW + 3 * 60 * MINUTE;
+    for i in 0..20u64 {
+        invite(&mut records, &format!("@bot{i}:big.example"), BOB, &format!("!b{i}:big.example"), later + i, &cfg);
+    }
+    let d = writes(&records, &early, "!real:big.example", later + MINUTE, &cfg);
+    assert!(replied(&d), "{d:?}");
+    assert!(!d.changes.iter().any(|c| matches!(c, StateChange::PutRoom(_, RoomState::Held(h)) if h.wave.is_some())));
+}

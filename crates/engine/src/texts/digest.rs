@@ -170,8 +170,9 @@ pub fn render_for(owner: &OwnerState, overview: &OwnerOverview, client_mode: boo
         }
     }
     let contacts = super::contact_users(&overview.contacts);
+    let likeness = super::Likeness::new(owner, &contacts);
     for s in by_sender.values_mut() {
-        s.imitates = super::imitates(s.name.as_deref(), owner, &contacts);
+        s.imitates = likeness.of(s.name.as_deref());
     }
     let mut sections: Vec<Section> = by_sender.into_values().collect();
     for s in &mut sections {

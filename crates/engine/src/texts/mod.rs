@@ -109,15 +109,32 @@ fn skeleton(name: &str) -> String {
 /// look-alike letters counted as the letters they imitate. Said next to
 /// the stranger's ID so that "Alice" from another ID is not taken for her.
 pub fn imitates(name: Option<&str>, owner: &crate::OwnerState, contacts: &[&ruma::UserId]) -> Option<String> {
-    let mine = skeleton(name?);
-    if mine.len() < 3 {
-        return None;
+    Likeness::new(owner, contacts).of(name)
+}
+
+/// The names a stranger must not imitate, worked out once for many names.
+pub struct Likeness<'a> {
+    owner: Vec<String>,
+    contacts: std::collections::HashMap<String, &'a ruma::UserId>,
+}
+
+impl<'a> Likeness<'a> {
+    pub fn new(owner: &crate::OwnerState, contacts: &[&'a ruma::UserId]) -> Self {
+        let owner = owner.displayname.iter().map(String::as_str).chain([owner.user_id.localpart()]).map(skeleton);
+        Likeness { owner: owner.collect(), contacts: contacts.iter().map(|c| (skeleton(c.localpart()), *c)).collect() }
     }
-    let owner_names = owner.displayname.iter().map(String::as_str).chain([owner.user_id.localpart()]);
-    if owner_names.map(skeleton).any(|s| s == mine) {
-        return Some("uses your own name".to_owned());
+
+    /// Whom `name` imitates, if anyone (see [`imitates`]).
+    pub fn of(&self, name: Option<&str>) -> Option<String> {
+        let mine = skeleton(name?);
+        if mine.len() < 3 {
+            return None;
+        }
+        if self.owner.contains(&mine) {
+            return Some("uses your own name".to_owned());
+        }
+        self.contacts.get(&mine).map(|c| format!("uses the name of your contact {c}"))
     }
-    contacts.iter().find(|c| skeleton(c.localpart()) == mine).map(|c| format!("uses the name of your contact {c}"))
 }
 
 /// Who someone is: the user ID always, their display name never alone
