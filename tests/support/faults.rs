@@ -141,8 +141,21 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     }
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, 64 * 1024 * 1024).await.unwrap();
-    let url = format!("{}{}", proxy.upstream, parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-    let mut forward = proxy.http.request(parts.method.clone(), url).body(body.to_vec());
+    let answer = forward(&proxy.http, &proxy.upstream, &parts, &body).await;
+    if fault == 5 {
+        // Done upstream, but the answer "lost": a retry must not do it twice.
+        proxy.counts.lock().unwrap().lost_answers += 1;
+        return matrix_error(StatusCode::BAD_GATEWAY, "M_UNKNOWN");
+    }
+    proxy.counts.lock().unwrap().passed += 1;
+    answer
+}
+
+/// Passes a request on to `upstream` and brings its answer back as it was
+/// (a connection that fails is a 502).
+async fn forward(http: &reqwest::Client, upstream: &str, parts: &axum::http::request::Parts, body: &[u8]) -> Response {
+    let url = format!("{}{}", upstream, parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let mut forward = http.request(parts.method.clone(), url).body(body.to_vec());
     for (name, value) in &parts.headers {
         if name != "host" && name != "content-length" {
             forward = forward.header(name, value);
@@ -155,12 +168,6 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     let status = upstream.status();
     let content_type = upstream.headers().get("content-type").cloned();
     let bytes = upstream.bytes().await.unwrap_or_default();
-    if fault == 5 {
-        // Done upstream, but the answer "lost": a retry must not do it twice.
-        proxy.counts.lock().unwrap().lost_answers += 1;
-        return matrix_error(StatusCode::BAD_GATEWAY, "M_UNKNOWN");
-    }
-    proxy.counts.lock().unwrap().passed += 1;
     let mut response = Response::builder().status(status.as_u16());
     if let Some(ct) = content_type {
         response = response.header("content-type", ct);
@@ -223,23 +230,5 @@ async fn swallow_or_pass(State(state): State<Arc<SwallowState>>, request: Reques
             return (StatusCode::OK, [("content-type", "application/json")], "{}").into_response();
         }
     }
-    let url = format!("{}{}", state.upstream, parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-    let mut forward = state.http.request(parts.method.clone(), url).body(body.to_vec());
-    for (name, value) in &parts.headers {
-        if name != "host" && name != "content-length" {
-            forward = forward.header(name, value);
-        }
-    }
-    let upstream = match forward.send().await {
-        Ok(r) => r,
-        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
-    };
-    let status = upstream.status();
-    let content_type = upstream.headers().get("content-type").cloned();
-    let bytes = upstream.bytes().await.unwrap_or_default();
-    let mut response = Response::builder().status(status.as_u16());
-    if let Some(ct) = content_type {
-        response = response.header("content-type", ct);
-    }
-    response.body(Body::from(bytes)).unwrap()
+    forward(&state.http, &state.upstream, &parts, &body).await
 }

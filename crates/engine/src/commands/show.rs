@@ -42,7 +42,7 @@ impl Handler for Show {
             if messages.is_empty() {
                 return ctx.answer(texts::plain(&texts::nothing_waiting_from(subject)));
             }
-            messages.sort_by_key(|m| (m.received_ms, m.ts_ms, m.event_id.clone()));
+            messages.sort_by_key(|m| (m.ts_ms, m.received_ms, m.event_id.clone()));
             let items: Vec<texts::Text> = messages.iter().map(|m| texts::show_item(m)).collect();
             let pages = texts::paginate(&items, &texts::show_frame(subject), ctx.config.client_mode);
             ctx.answer(match pages.get(self.page - 1) {

@@ -177,3 +177,33 @@ fn a_name_that_imitates_the_owner_or_a_contact_is_flagged() {
     let body = notice_body(&decide(&s, &text(ALICE, CONTROL, "pending"), NOW, &config()));
     assert!(body.contains("@stranger:remote.org (“Аlice”) ⚠ uses your own name"), "{body}");
 }
+
+/// Who comes first in `pending` and the digest is decided by when
+/// Gatekeeper received them, not by the time a sender's server claims.
+#[test]
+fn a_sender_cannot_put_themselves_first_with_their_clock() {
+    let mut overview = OwnerOverview::default();
+    let early = Deferred {
+        sender: uid("@early:remote.org"),
+        ts_ms: u64::MAX / 2,
+        received_ms: NOW - 60_000,
+        ..captured(&meta_n("@early:remote.org", HELD, 1).event_id, "first here")
+    };
+    let late = Deferred {
+        sender: uid("@late:remote.org"),
+        ts_ms: 1,
+        received_ms: NOW - 1_000,
+        ..captured(&meta_n("@late:remote.org", HELD, 2).event_id, "claims 1970")
+    };
+    overview.deferred = vec![late, early];
+    let digest = texts::digest::render(&owner(), &overview).unwrap();
+    let plain = &digest.parts[0].plain;
+    assert!(plain.find("@early").unwrap() < plain.find("@late").unwrap(), "{plain}");
+    let late_lines: Vec<&str> = plain.lines().filter(|l| l.contains("@late") || l.contains("claims 1970")).collect();
+    assert!(late_lines.iter().all(|l| !l.contains("1 Jan")), "times shown are Gatekeeper's: {plain}");
+    let mut s = control();
+    s.overview = Some(overview);
+    let body = notice_body(&decide(&s, &text(ALICE, CONTROL, "pending"), NOW, &config()));
+    // Newest first: the one received last, whatever it claims.
+    assert!(body.find("@late").unwrap() < body.find("@early").unwrap(), "{body}");
+}

@@ -176,7 +176,10 @@ pub fn render_for(owner: &OwnerState, overview: &OwnerOverview, client_mode: boo
     }
     let mut sections: Vec<Section> = by_sender.into_values().collect();
     for s in &mut sections {
-        s.messages.sort_by_key(|m| (m.received_ms, m.ts_ms, m.event_id.clone()));
+        // Within one sender's section, the order they wrote in (their
+        // clock only reorders their own messages); between senders, the
+        // order Gatekeeper received them.
+        s.messages.sort_by_key(|m| (m.ts_ms, m.received_ms, m.event_id.clone()));
     }
     let first_seen = |s: &Section| {
         s.messages
