@@ -430,16 +430,13 @@ fn maybe_reply(
     now_ms: u64,
     config: &EngineConfig,
 ) -> Decision {
-    // This decision may have counted something on the owner already.
-    let counted = d.changes.iter().rev().find_map(|c| match c {
-        StateChange::PutOwner(o) if o.user_id == held.owner => Some(o.clone()),
-        _ => None,
-    });
-    let Some(owner) = counted.or_else(|| snapshot.owners.get(&held.owner).cloned()) else { return d };
-    let owner = &owner;
     if !held.is_dm || held.replied {
         return d;
     }
+    // What this decision counted already (on the owner, on the stranger) is
+    // read back, so that the reply's writes keep it.
+    let snapshot = &snapshot.after(&d.changes);
+    let Some(owner) = snapshot.owners.get(&held.owner) else { return d };
     // A wave sender never gets a reply: it would confirm the account is live.
     if let Some(kind) = waves::in_wave(&snapshot.waves, held, &meta.sender, now_ms, config) {
         let d = d.outcome(Outcome::ReplySuppressedWave);
@@ -450,17 +447,7 @@ fn maybe_reply(
         return d.change(StateChange::PutRoom(meta.room_id.clone(), RoomState::Held(marked)));
     }
     // This decision may have counted something for the stranger already.
-    let stranger = d
-        .changes
-        .iter()
-        .rev()
-        .find_map(|c| match c {
-            StateChange::PutStranger { owner, user, state } if *owner == held.owner && *user == meta.sender => {
-                Some(state.clone())
-            }
-            _ => None,
-        })
-        .unwrap_or_else(|| snapshot.stranger(&held.owner, &meta.sender));
+    let stranger = snapshot.stranger(&held.owner, &meta.sender);
     let interval = owner.reply_interval_ms.unwrap_or(config.reply_interval_ms);
     if stranger.last_reply_ms.is_some_and(|last| now_ms.saturating_sub(last) < interval) {
         return d.outcome(Outcome::ReplySuppressed);

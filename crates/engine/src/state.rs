@@ -526,6 +526,25 @@ impl Snapshot {
         self.strangers.get(&(owner.clone(), user.clone())).cloned().unwrap_or_default()
     }
 
+    /// This snapshot with `changes` (a decision being made) applied to the
+    /// owner and stranger records it holds: what a later step of the same
+    /// decision must read, so that its writes keep the earlier ones.
+    pub fn after(&self, changes: &[StateChange]) -> Snapshot {
+        let mut s = self.clone();
+        for change in changes {
+            match change {
+                StateChange::PutOwner(o) => {
+                    s.owners.insert(o.user_id.clone(), o.clone());
+                }
+                StateChange::PutStranger { owner, user, state } => {
+                    s.strangers.insert((owner.clone(), user.clone()), state.clone());
+                }
+                _ => {}
+            }
+        }
+        s
+    }
+
     pub fn kept(&self, owner: &OwnedUserId) -> Kept {
         self.kept.get(owner).copied().unwrap_or_default()
     }
