@@ -50,7 +50,7 @@ pub fn command(data: &[u8]) {
         1,
     );
     let mut snapshot = engine::Snapshot {
-        room: Some(engine::RoomState::Control { owner: owner.user_id.clone() }),
+        rooms: vec![engine::RoomState::Control { owner: owner.user_id.clone() }],
         overview: Some(OwnerOverview::default()),
         ..Default::default()
     };

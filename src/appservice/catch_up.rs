@@ -51,16 +51,25 @@ pub struct Read {
 /// not read.
 pub fn plan(
     seen: Vec<(OwnedRoomId, Vec<OwnedEventId>)>,
-    mut room: impl FnMut(&OwnedRoomId) -> Result<Option<RoomState>, StoreError>,
+    mut rooms: impl FnMut(&OwnedRoomId) -> Result<Vec<RoomState>, StoreError>,
 ) -> Result<Vec<Read>, StoreError> {
     let mut reads = Vec::new();
     for (id, events) in seen {
         let Some(from) = events.into_iter().next() else { continue };
-        let as_user = match room(&id)? {
-            // A room the owner could not join cannot be read either.
-            Some(RoomState::Held(held)) if held.unreadable.is_none() => Some(held.owner),
-            Some(RoomState::Control { .. }) => None,
-            _ => continue,
+        let records = rooms(&id)?;
+        // One read serves every owner who holds the room: what it finds is
+        // decided for each of them.
+        let as_user = if records.iter().any(|r| matches!(r, RoomState::Control { .. })) {
+            None
+        } else {
+            match records.into_iter().find_map(|r| match r {
+                // A room the owner could not join cannot be read either.
+                RoomState::Held(held) if held.unreadable.is_none() => Some(held.owner),
+                _ => None,
+            }) {
+                Some(owner) => Some(owner),
+                None => continue,
+            }
         };
         reads.push(Read { room: id, as_user, from });
     }
@@ -75,7 +84,7 @@ pub async fn run(shared: Shared, mut client: HsClient) {
         return;
     }
     let store = shared.store.clone();
-    let reads = match tokio::task::spawn_blocking(move || plan(store.seen_rooms()?, |r| store.room(r))).await {
+    let reads = match tokio::task::spawn_blocking(move || plan(store.seen_rooms()?, |r| store.rooms(r))).await {
         Ok(Ok(reads)) => reads,
         Ok(Err(e)) => return tracing::error!(error = %e, "reading forward after the start: the store failed"),
         Err(e) => return tracing::error!(error = %e, "reading forward after the start: the task died"),
@@ -156,11 +165,11 @@ mod tests {
         };
         let reads = plan(seen, |room| {
             Ok(match room.as_str() {
-                "!held:remote.org" | "!nothing:remote.org" => Some(held.clone()),
-                "!control:example.org" => Some(RoomState::Control { owner: alice.clone() }),
-                "!pending:example.org" => Some(RoomState::PendingControl { inviter: alice.clone(), invited_at_ms: 1 }),
-                "!unjoined:remote.org" => Some(unjoined.clone()),
-                _ => None,
+                "!held:remote.org" | "!nothing:remote.org" => vec![held.clone()],
+                "!control:example.org" => vec![RoomState::Control { owner: alice.clone() }],
+                "!pending:example.org" => vec![RoomState::PendingControl { inviter: alice.clone(), invited_at_ms: 1 }],
+                "!unjoined:remote.org" => vec![unjoined.clone()],
+                _ => vec![],
             })
         })
         .unwrap();

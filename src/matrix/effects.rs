@@ -17,7 +17,7 @@ use ruma::events::{GlobalAccountDataEventType, Mentions, StateEventType};
 use ruma::push::{
     Action, EventMatchConditionData, NewConditionalPushRule, NewPushRule, PushCondition, SoundTweakValue, Tweak,
 };
-use ruma::{EventId, OwnedUserId, RoomId, UserId, uint};
+use ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId, UserId, uint};
 use serde_json::{Value, json};
 
 use super::client::{ClientError, HsClient};
@@ -39,8 +39,21 @@ fn internal(result: &Internal) -> FollowUp {
 }
 
 /// Owners hold many rooms; looking at more than this many at opt-in would
-/// make the opt-in slow for little gain (m.direct covers the usual case).
+/// make the opt-in slow for little gain (m.direct's rooms are read first).
 const MAX_ROOMS_SCANNED: usize = 300;
+
+/// What the owner sent that makes a two-person room theirs: creating it,
+/// or writing in it.
+const OWNER_SPOKE_TYPES: [&str; 4] = ["m.room.create", "m.room.message", "m.room.encrypted", "m.sticker"];
+
+/// An owner's two-person rooms, sorted at opt-in.
+#[derive(Debug, Default)]
+struct Imported {
+    /// The other member of rooms the owner created or wrote in.
+    users: Vec<OwnedUserId>,
+    /// Rooms the owner never answered in, with the other member.
+    strangers: Vec<(OwnedRoomId, OwnedUserId)>,
+}
 
 /// The timeline events the engine reads from a backfill.
 const BACKFILL_TYPES: [&str; 3] = ["m.room.message", "m.room.encrypted", "m.room.redaction"];
@@ -95,9 +108,15 @@ fn set_push_rule_request(rule: &PushRule, with_before: bool) -> set_pushrule::v3
     request
 }
 
-/// The keys of a JSON object as user IDs, skipping any that are not.
-fn user_keys(value: &Value) -> impl Iterator<Item = OwnedUserId> + '_ {
-    value.as_object().into_iter().flat_map(|map| map.keys()).filter_map(|k| OwnedUserId::try_from(k.as_str()).ok())
+/// The room IDs of m.direct's lists, skipping any that are not.
+fn direct_room_ids(value: &Value) -> impl Iterator<Item = OwnedRoomId> + '_ {
+    value
+        .as_object()
+        .into_iter()
+        .flat_map(|map| map.values())
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(|r| OwnedRoomId::try_from(r.as_str()?).ok())
 }
 
 impl HsClient {
@@ -112,31 +131,63 @@ impl HsClient {
         self.send(set_push_rule_request(rule, false), Some(owner)).await.map(drop)
     }
 
-    async fn import_contacts(&self, owner: &UserId) -> Result<Vec<OwnedUserId>, ClientError> {
-        let mut users: Vec<OwnedUserId> = Vec::new();
+    /// The owner's two-person rooms, read at opt-in: the other member is a
+    /// contact where the owner created the room or wrote in it, and a
+    /// stranger whose room is held again where they never did (joining a
+    /// stranger's DM is not consent: after `stop` the owner is still in
+    /// every room Gatekeeper held). Rooms m.direct names come first, so the
+    /// usual DMs are read even past the scan's bound.
+    async fn import_contacts(&self, owner: &UserId) -> Result<Imported, ClientError> {
+        let mut direct_rooms: Vec<OwnedRoomId> = Vec::new();
         let direct = get_global_account_data::v3::Request::new(owner.to_owned(), GlobalAccountDataEventType::Direct);
         match self.send(direct, Some(owner)).await {
-            // Read loosely (a JSON object's keys), not as ruma's
+            // Read loosely (a JSON object's values), not as ruma's
             // DirectEventContent: one malformed entry must not lose the rest.
             Ok(response) => {
                 if let Ok(content) = serde_json::from_str::<Value>(response.account_data.json().get()) {
-                    users.extend(user_keys(&content));
+                    direct_rooms.extend(direct_room_ids(&content));
                 }
             }
             Err(e) if gone(&e) => {}
             Err(e) => return Err(e),
         }
-        // Two-person rooms are DMs too, whatever m.direct says.
-        let joined = self.send(joined_rooms::v3::Request::new(), Some(owner)).await?;
-        for room in joined.joined_rooms.into_iter().take(MAX_ROOMS_SCANNED) {
-            let Ok(members) = self.send(joined_members::v3::Request::new(room), Some(owner)).await else { continue };
-            if members.joined.len() == 2 {
-                users.extend(members.joined.into_keys().filter(|u| u != owner));
+        let joined = self.send(joined_rooms::v3::Request::new(), Some(owner)).await?.joined_rooms;
+        let joined_set: std::collections::BTreeSet<&OwnedRoomId> = joined.iter().collect();
+        let mut order: Vec<OwnedRoomId> = direct_rooms.into_iter().filter(|r| joined_set.contains(r)).collect();
+        order.extend(joined.iter().cloned());
+        let mut seen = std::collections::BTreeSet::new();
+        order.retain(|r| seen.insert(r.clone()));
+
+        let mut imported = Imported::default();
+        for room in order.into_iter().take(MAX_ROOMS_SCANNED) {
+            let Ok(members) = self.send(joined_members::v3::Request::new(room.clone()), Some(owner)).await else {
+                continue;
+            };
+            if members.joined.len() != 2 || !members.joined.contains_key(owner) {
+                continue;
+            }
+            let Some(other) = members.joined.into_keys().find(|u| u != owner) else { continue };
+            match self.owner_spoke(owner, &room).await {
+                Ok(true) => imported.users.push(other),
+                Ok(false) => imported.strangers.push((room, other)),
+                // Unreadable history: neither trusted nor held.
+                Err(e) if !e.is_transient() => {}
+                Err(e) => return Err(e),
             }
         }
-        users.sort();
-        users.dedup();
-        Ok(users)
+        imported.users.sort();
+        imported.users.dedup();
+        Ok(imported)
+    }
+
+    /// Whether `owner` created `room` or sent a message in it: the one
+    /// newest such event, if any, found by the homeserver's own filter.
+    async fn owner_spoke(&self, owner: &UserId, room: &RoomId) -> Result<bool, ClientError> {
+        let mut request = get_message_events::v3::Request::backward(room.to_owned());
+        request.limit = uint!(1);
+        request.filter.senders = Some(vec![owner.to_owned()]);
+        request.filter.types = Some(OWNER_SPOKE_TYPES.iter().map(|t| (*t).to_owned()).collect());
+        Ok(!self.send(request, Some(owner)).await?.chunk.is_empty())
     }
 
     async fn backfill(&self, owner: &UserId, room: &RoomId) -> Result<Vec<FollowUp>, ClientError> {
@@ -315,9 +366,14 @@ impl Performer for HsClient {
                 Ok(vec![internal(&Internal::Profile { user: user.clone(), displayname })])
             }
             Effect::ImportContacts { owner } => {
-                let users = self.import_contacts(owner).await.map_err(classify)?;
-                tracing::info!(%owner, contacts = users.len(), "existing direct chats imported as allowed");
-                Ok(vec![internal(&Internal::Contacts { owner: owner.clone(), users })])
+                let Imported { users, strangers } = self.import_contacts(owner).await.map_err(classify)?;
+                tracing::info!(
+                    %owner,
+                    contacts = users.len(),
+                    strangers = strangers.len(),
+                    "existing direct chats read: contacts allowed, strangers' rooms held"
+                );
+                Ok(vec![internal(&Internal::Contacts { owner: owner.clone(), users, strangers })])
             }
             Effect::Backfill { owner, room_id } => self.backfill(owner, room_id).await.map_err(classify),
             // E-mail runs on its own lane (crate::email); never here.

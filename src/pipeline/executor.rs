@@ -554,7 +554,13 @@ async fn dependents(ctx: &Ctx, silence: &OutboxItem) -> Vec<OutboxItem> {
         let (store, after, up_to, mail) = (ctx.shared.store.clone(), silence.id, ctx.up_to, ctx.mail);
         match tokio::task::spawn_blocking(move || store.outbox_after(after, up_to, DEPENDENTS_WINDOW, mail)).await {
             Ok(Ok(next)) => {
-                return next.into_iter().take_while(|i| i.effect.lane() == lane && i.effect.needs_silence()).collect();
+                // Only the same owner's steps: another owner holding the
+                // same room has a silence of their own.
+                let owner = silence.effect.acts_for();
+                return next
+                    .into_iter()
+                    .take_while(|i| i.effect.lane() == lane && i.effect.needs_silence() && i.effect.acts_for() == owner)
+                    .collect();
             }
             Ok(Err(e)) => tracing::error!(error = %e, "reading the outbox failed; will retry"),
             Err(e) => tracing::error!(error = %e, "outbox task died; will retry"),
@@ -573,8 +579,8 @@ fn report(effect: &Effect, reason: &str, no_answer: bool) -> Option<FollowUp> {
         let part = part.as_ref().clone();
         Internal::DigestPartFailed { owner: part.owner, messages: part.messages, invites: part.invites }
     } else {
-        let (room_id, step) = effect.failure_report()?;
-        Internal::EffectFailed { room_id, step: step.into(), no_answer, reason: reason.to_owned() }
+        let (room_id, owner, step) = effect.failure_report()?;
+        Internal::EffectFailed { room_id, owner: Some(owner), step: step.into(), no_answer, reason: reason.to_owned() }
     };
     Some(FollowUp { internal: true, raw: serde_json::to_vec(&input).expect("results serialize") })
 }

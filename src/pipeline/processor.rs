@@ -52,7 +52,7 @@ pub(crate) fn process_up_to(
         // after a join. A command must never run twice.
         let event = if item.internal { None } else { event_of(&item.raw) };
         if let Some((room, id)) = &event
-            && pending.overlay.room(room)?.is_some()
+            && !pending.overlay.rooms(room)?.is_empty()
             && pending.overlay.seen_events(room)?.contains(id)
         {
             tracing::debug!(seq = item.seq, event_id = %id, "event decided before; skipped");
@@ -93,8 +93,13 @@ pub(crate) fn process_up_to(
         let reads = engine::reads(&input);
         let mut snapshot =
             assemble_snapshot(&pending.overlay, reads.room.as_deref(), &reads.users, reads.related.as_deref())?;
+        for key in &reads.codes {
+            if let Some(record) = pending.overlay.wave(key)? {
+                snapshot.waves.insert(key.clone(), record);
+            }
+        }
         if let Some(sender) = &reads.waves {
-            snapshot.waves = read_waves(&pending.overlay, sender)?;
+            snapshot.waves.extend(read_waves(&pending.overlay, sender)?);
         }
         if let Some(owner) = engine::overview_read(&snapshot, &input) {
             pending.commit()?;
@@ -185,7 +190,7 @@ fn tracked(lookups: &dyn Lookups, raw: &[u8]) -> Result<bool, StoreError> {
         .and_then(|r| r.room_id)
         .and_then(|v| v.as_str().and_then(|s| ruma::OwnedRoomId::try_from(s).ok()));
     match room {
-        Some(room) => Ok(lookups.room(&room)?.is_some()),
+        Some(room) => Ok(!lookups.rooms(&room)?.is_empty()),
         None => Ok(false),
     }
 }
@@ -222,7 +227,7 @@ impl<'a> Pending<'a> {
         event: Option<&(ruma::OwnedRoomId, ruma::OwnedEventId)>,
     ) -> Result<(), StoreError> {
         if let Some((room, id)) = event
-            && self.overlay.room(room)?.is_some()
+            && !self.overlay.rooms(room)?.is_empty()
         {
             self.overlay.note_seen(seq, room, id)?;
         }
@@ -517,7 +522,7 @@ mod wave_tests {
         assert_eq!((record.seen.len(), record.wave_ms), (3, Some(NOW)));
         for i in 0..3 {
             let room: ruma::OwnedRoomId = format!("!r{i}:remote.org").try_into().unwrap();
-            let Some(RoomState::Held(h)) = store.room(&room).unwrap() else { panic!("room {i} not held") };
+            let Some(RoomState::Held(h)) = store.rooms(&room).unwrap().pop() else { panic!("room {i} not held") };
             assert!(h.wave.is_some(), "room {i} marked for the digest");
         }
         assert_eq!(store.stats().unwrap().deferred_messages, 3);
@@ -952,8 +957,8 @@ mod batch_tests {
     }
 
     impl crate::store::Lookups for Counting {
-        fn room(&self, room: &ruma::RoomId) -> Result<Option<RoomState>, StoreError> {
-            self.inner.room(room)
+        fn rooms(&self, room: &ruma::RoomId) -> Result<Vec<RoomState>, StoreError> {
+            self.inner.rooms(room)
         }
         fn kept(&self, owner: &ruma::UserId, with: Option<&ruma::UserId>) -> Result<crate::engine::Kept, StoreError> {
             self.inner.kept(owner, with)

@@ -27,6 +27,9 @@ pub enum Internal {
     Contacts {
         owner: OwnedUserId,
         users: Vec<OwnedUserId>,
+        /// Absent from results queued before strangers' rooms were told apart.
+        #[serde(default)]
+        strangers: Vec<(OwnedRoomId, OwnedUserId)>,
     },
     RoomInfo {
         owner: OwnedUserId,
@@ -69,6 +72,9 @@ pub enum Internal {
     /// `Effect::failure_report`): refused, or unanswered past the retry bound.
     EffectFailed {
         room_id: OwnedRoomId,
+        /// Absent from reports queued before they named the owner.
+        #[serde(default)]
+        owner: Option<OwnedUserId>,
         step: Step,
         no_answer: bool,
         reason: String,
@@ -262,7 +268,7 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
             serde_json::from_slice(raw).map_err(|e| Unreadable(format!("not a look-up result: {e}")))?;
         return Ok(Some(match result {
             Internal::Profile { user, displayname } => Input::ProfileFetched { user, displayname },
-            Internal::Contacts { owner, users } => Input::ContactsImported { owner, users },
+            Internal::Contacts { owner, users, strangers } => Input::ContactsImported { owner, users, strangers },
             Internal::RoomInfo { owner, room_id, name, members } => Input::RoomInfo { owner, room_id, name, members },
             Internal::NotTwoPeople { owner, room_id, members } => Input::NotTwoPeople { owner, room_id, members },
             Internal::Tick => Input::Tick,
@@ -273,8 +279,8 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
                 return Ok(translate(&raw, false)?.map(late_decryption));
             }
             Internal::MailFailed { owner, to, reason } => Input::MailFailed { owner, to, reason },
-            Internal::EffectFailed { room_id, step, no_answer, reason } => {
-                Input::EffectFailed { room_id, step: step.into(), no_answer, reason }
+            Internal::EffectFailed { room_id, owner, step, no_answer, reason } => {
+                Input::EffectFailed { room_id, owner, step: step.into(), no_answer, reason }
             }
             Internal::DigestPartFailed { owner, messages, invites } => {
                 Input::DigestPartFailed { owner, messages, invites }

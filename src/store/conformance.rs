@@ -107,7 +107,7 @@ pub fn commit_applies_state_enqueues_effects_and_consumes_the_item(s: &dyn Store
             None,
         )
         .unwrap();
-    assert_eq!(snap.room, Some(RoomState::Control { owner: owned_user_id!("@alice:example.org") }));
+    assert_eq!(snap.rooms, vec![RoomState::Control { owner: owned_user_id!("@alice:example.org") }]);
     assert_eq!(snap.owners.len(), 1);
     let out = s.outbox_batch(u64::MAX, 10, false).unwrap();
     assert_eq!(out.iter().map(|o| o.effect.clone()).collect::<Vec<_>>(), sample_decision().effects);
@@ -127,7 +127,10 @@ pub fn removals_apply(s: &dyn Store) {
     let remove = Decision {
         changes: vec![
             StateChange::RemoveOwner(owned_user_id!("@alice:example.org")),
-            StateChange::RemoveRoom(owned_room_id!("!dm:example.org")),
+            StateChange::RemoveRoom {
+                room: owned_room_id!("!dm:example.org"),
+                owner: owned_user_id!("@alice:example.org"),
+            },
         ],
         effects: vec![],
         outcomes: vec![],
@@ -339,11 +342,11 @@ pub fn gate_state_round_trips_and_the_snapshot_finds_it(s: &dyn Store) {
     let event = ruma::event_id!("$m1");
     let snap =
         s.snapshot(Some(&owned_room_id!("!held:example.org")), std::slice::from_ref(&stranger), Some(event)).unwrap();
-    assert_eq!(snap.room, Some(RoomState::Held(held.clone())));
+    assert_eq!(snap.rooms, vec![RoomState::Held(held.clone())]);
     assert!(snap.owners.contains_key(&alice));
     assert_eq!(snap.contact(&alice, &stranger), Some(&Contact::Blocked { since_ms: 4 }));
     assert_eq!(snap.stranger(&alice, &stranger).last_reply_ms, Some(9));
-    assert_eq!(snap.related, Some(deferred("$m1", "hello")));
+    assert_eq!(snap.related, vec![deferred("$m1", "hello")]);
     assert_eq!(snap.overview, None);
 
     let overview = s.overview(&alice).unwrap();
@@ -712,8 +715,8 @@ pub fn kept_counts_follow_every_way_in_and_out(s: &dyn Store) {
     commit_changes(
         s,
         vec![
-            StateChange::RemoveRoom(owned_room_id!("!2:e")),
-            StateChange::RemoveRoom(owned_room_id!("!2:e")),
+            StateChange::RemoveRoom { room: owned_room_id!("!2:e"), owner: A.try_into().unwrap() },
+            StateChange::RemoveRoom { room: owned_room_id!("!2:e"), owner: A.try_into().unwrap() },
             StateChange::RemoveDeferred { owner: A.try_into().unwrap(), event_id: "$2".try_into().unwrap() },
             StateChange::RemoveDeferred { owner: A.try_into().unwrap(), event_id: "$gone".try_into().unwrap() },
             StateChange::PutRoom(owned_room_id!("!3:e"), RoomState::Control { owner: A.try_into().unwrap() }),
@@ -758,9 +761,15 @@ pub fn an_overview_has_its_owners_rooms_and_counted_strangers_only(s: &dyn Store
     let o = s.overview(&owned_user_id!("@alice:example.org")).unwrap();
     assert_eq!(o.held.keys().cloned().collect::<Vec<_>>(), vec![owned_room_id!("!a:e")]);
     assert_eq!(o.strangers.into_iter().collect::<Vec<_>>(), vec![(owned_user_id!("@x:evil.example"), counted)]);
-    // A room that moves from one owner to another (or stops being held)
-    // leaves the first owner's overview.
+    // A room held for another owner too is in both overviews; one that
+    // stops being held for an owner leaves theirs, and only theirs.
     commit_changes(s, vec![StateChange::PutRoom(owned_room_id!("!a:e"), held_by(B, "@x:evil.example"))]);
+    assert_eq!(s.overview(&owned_user_id!("@bob:example.org")).unwrap().held.len(), 2);
+    assert_eq!(s.overview(&owned_user_id!("@alice:example.org")).unwrap().held.len(), 1);
+    commit_changes(
+        s,
+        vec![StateChange::RemoveRoom { room: owned_room_id!("!a:e"), owner: owned_user_id!("@alice:example.org") }],
+    );
     assert!(s.overview(&owned_user_id!("@alice:example.org")).unwrap().held.is_empty());
     assert_eq!(s.overview(&owned_user_id!("@bob:example.org")).unwrap().held.len(), 2);
 }
@@ -797,9 +806,51 @@ pub fn events_consumed_from_tracked_rooms_are_remembered(s: &dyn Store) {
     assert_eq!(s.seen_rooms().unwrap(), vec![(held.clone(), expected)]);
     assert!(s.inbox_batch(100).unwrap().is_empty());
 
-    commit_changes(s, vec![StateChange::RemoveRoom(held.clone())]);
+    commit_changes(s, vec![StateChange::RemoveRoom { room: held.clone(), owner: alice.clone() }]);
     assert!(s.seen_events(&held).unwrap().is_empty());
     assert!(s.seen_rooms().unwrap().is_empty());
+}
+
+/// A room held for two owners is two records: each owner's overview lists
+/// their own, removing one leaves the other (and the room's list of events
+/// consumed, until the last record goes), and each counts for its owner.
+pub fn rooms_are_kept_per_owner(s: &dyn Store) {
+    let room = owned_room_id!("!shared:example.org");
+    let (alice, bob) = (owned_user_id!("@alice:example.org"), owned_user_id!("@bob:example.org"));
+    let stranger = owned_user_id!("@s:remote.org");
+    let held_for = |o: &ruma::OwnedUserId| RoomState::Held(HeldRoom::new(o.clone(), stranger.clone(), false, 1));
+    commit_changes(
+        s,
+        vec![StateChange::PutRoom(room.clone(), held_for(&alice)), StateChange::PutRoom(room.clone(), held_for(&bob))],
+    );
+    assert_eq!(s.rooms(&room).unwrap(), vec![held_for(&alice), held_for(&bob)]);
+    assert!(s.overview(&alice).unwrap().held.contains_key(&room));
+    assert!(s.overview(&bob).unwrap().held.contains_key(&room));
+    assert_eq!(s.kept(&alice, None).unwrap().held_rooms, 1);
+    assert_eq!(s.kept(&bob, Some(&stranger)).unwrap().held_rooms, 1);
+    // A room ID that extends this one is another room.
+    let longer: ruma::OwnedRoomId = "!shared:example.org2".try_into().unwrap();
+    commit_changes(s, vec![StateChange::PutRoom(longer.clone(), held_for(&alice))]);
+    assert_eq!(s.rooms(&room).unwrap().len(), 2);
+
+    s.accept_transaction("shared", &[br#"{"n":1}"#, br#"{"n":2}"#], 1).unwrap();
+    let seqs: Vec<u64> = s.inbox_batch(10).unwrap().iter().map(|i| i.seq).collect();
+    let seen = |seq: u64, n: &str| Seen { seq, room: room.clone(), event: format!("${n}").try_into().unwrap() };
+    s.commit_batch_seen(&[], &seqs[..1], &[seen(seqs[0], "e1")]).unwrap();
+
+    commit_changes(s, vec![StateChange::RemoveRoom { room: room.clone(), owner: alice.clone() }]);
+    assert_eq!(s.rooms(&room).unwrap(), vec![held_for(&bob)]);
+    assert!(!s.overview(&alice).unwrap().held.contains_key(&room));
+    assert!(s.overview(&bob).unwrap().held.contains_key(&room));
+    assert_eq!(s.kept(&alice, None).unwrap().held_rooms, 1, "only the longer room is still alice's");
+    assert_eq!(s.seen_events(&room).unwrap().len(), 1, "bob still holds the room: its list stays");
+    s.commit_batch_seen(&[], &seqs[1..], &[seen(seqs[1], "e2")]).unwrap();
+    assert_eq!(s.seen_events(&room).unwrap().len(), 2);
+
+    commit_changes(s, vec![StateChange::RemoveRoom { room: room.clone(), owner: bob.clone() }]);
+    assert!(s.rooms(&room).unwrap().is_empty());
+    assert!(s.seen_events(&room).unwrap().is_empty(), "the last record gone, the list goes");
+    assert_eq!(s.kept(&bob, None).unwrap().held_rooms, 0);
 }
 
 /// Events read outside a transaction or an effect join the inbox in order,
@@ -863,6 +914,7 @@ macro_rules! store_conformance {
             case!(kept_counts_follow_every_way_in_and_out);
             case!(an_overview_has_its_owners_rooms_and_counted_strangers_only);
             case!(events_consumed_from_tracked_rooms_are_remembered);
+            case!(rooms_are_kept_per_owner);
             case!(follow_ups_can_be_queued_on_their_own);
         }
     };

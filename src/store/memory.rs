@@ -17,7 +17,8 @@ struct Inner {
     inbox: BTreeMap<u64, (bool, Vec<u8>)>,
     outbox: BTreeMap<u64, Effect>,
     owners: BTreeMap<OwnedUserId, OwnerState>,
-    rooms: BTreeMap<OwnedRoomId, RoomState>,
+    /// One record per room and owner (`RoomState::owner`).
+    rooms: BTreeMap<(OwnedRoomId, OwnedUserId), RoomState>,
     contacts: BTreeMap<(OwnedUserId, Subject), Contact>,
     strangers: BTreeMap<(OwnedUserId, OwnedUserId), StrangerState>,
     deferred: BTreeMap<(OwnedUserId, OwnedEventId), Deferred>,
@@ -48,11 +49,13 @@ impl Inner {
                     self.owners.remove(&u);
                 }
                 StateChange::PutRoom(r, st) => {
-                    self.rooms.insert(r, st);
+                    self.rooms.insert((r, st.owner().clone()), st);
                 }
-                StateChange::RemoveRoom(r) => {
-                    self.rooms.remove(&r);
-                    self.seen.remove(&r);
+                StateChange::RemoveRoom { room, owner } => {
+                    self.rooms.remove(&(room.clone(), owner));
+                    if !self.rooms.keys().any(|(r, _)| *r == room) {
+                        self.seen.remove(&room);
+                    }
                 }
                 StateChange::PutContact { owner, subject, contact } => {
                     self.contacts.insert((owner, subject), contact);
@@ -117,8 +120,8 @@ impl MemoryStore {
 }
 
 impl Lookups for Inner {
-    fn room(&self, room: &RoomId) -> Result<Option<RoomState>, StoreError> {
-        Ok(self.rooms.get(room).cloned())
+    fn rooms(&self, room: &RoomId) -> Result<Vec<RoomState>, StoreError> {
+        Ok(self.rooms.iter().filter(|((r, _), _)| r == room).map(|(_, st)| st.clone()).collect())
     }
     fn owner(&self, user: &UserId) -> Result<Option<OwnerState>, StoreError> {
         Ok(self.owners.get(user).cloned())
@@ -153,8 +156,8 @@ impl Lookups for Inner {
 }
 
 impl Lookups for MemoryStore {
-    fn room(&self, room: &RoomId) -> Result<Option<RoomState>, StoreError> {
-        self.lock().room(room)
+    fn rooms(&self, room: &RoomId) -> Result<Vec<RoomState>, StoreError> {
+        self.lock().rooms(room)
     }
     fn owner(&self, user: &UserId) -> Result<Option<OwnerState>, StoreError> {
         self.lock().owner(user)
@@ -290,7 +293,7 @@ impl Store for MemoryStore {
             held: s
                 .rooms
                 .iter()
-                .filter_map(|(r, st)| match st {
+                .filter_map(|((r, _), st)| match st {
                     RoomState::Held(h) if h.owner == owner => Some((r.clone(), h.clone())),
                     _ => None,
                 })
@@ -322,7 +325,7 @@ impl Store for MemoryStore {
         }
         for e in seen.iter().filter(|e| consumed.contains(&e.seq)) {
             // A room this batch stopped tracking keeps no list.
-            if s.rooms.contains_key(&e.room) {
+            if s.rooms.keys().any(|(r, _)| *r == e.room) {
                 super::remember(s.seen.entry(e.room.clone()).or_default(), &e.event);
             }
         }

@@ -357,7 +357,8 @@ pub fn counts_something(st: &crate::engine::StrangerState) -> bool {
 /// Point look-ups a backend provides, from which [`assemble_snapshot`]
 /// builds the same snapshot for every backend (and for an [`Overlay`]).
 pub trait Lookups {
-    fn room(&self, room: &RoomId) -> Result<Option<crate::engine::RoomState>, StoreError>;
+    /// Every owner's record of `room` (at most one each), ordered by owner.
+    fn rooms(&self, room: &RoomId) -> Result<Vec<crate::engine::RoomState>, StoreError>;
     fn owner(&self, user: &ruma::UserId) -> Result<Option<OwnerState>, StoreError>;
     fn contact(&self, owner: &ruma::UserId, subject: &Subject) -> Result<Option<crate::engine::Contact>, StoreError>;
     fn stranger(
@@ -427,10 +428,10 @@ pub fn assemble_snapshot(
 ) -> Result<Snapshot, StoreError> {
     let mut snap = Snapshot::default();
     if let Some(room) = room {
-        snap.room = l.room(room)?;
+        snap.rooms = l.rooms(room)?;
     }
-    let room_owner = snap.room.as_ref().map(|r| r.owner().clone());
-    for user in users.iter().chain(room_owner.iter()) {
+    let room_owners: Vec<OwnedUserId> = snap.rooms.iter().map(|r| r.owner().clone()).collect();
+    for user in users.iter().chain(room_owners.iter()) {
         if !snap.owners.contains_key(user)
             && let Some(o) = l.owner(user)?
         {
@@ -452,9 +453,9 @@ pub fn assemble_snapshot(
             }
         }
         if let Some(event) = related
-            && snap.related.is_none()
+            && let Some(d) = l.deferred(owner, event)?
         {
-            snap.related = l.deferred(owner, event)?;
+            snap.related.push(d);
         }
     }
     Ok(snap)

@@ -24,7 +24,8 @@ type Cache<K, V> = RefCell<HashMap<K, Option<V>>>;
 
 pub struct Overlay<'a> {
     base: &'a dyn Lookups,
-    rooms: Cache<OwnedRoomId, RoomState>,
+    /// Every owner's record of a room, as the batch left them.
+    rooms: RefCell<HashMap<OwnedRoomId, Vec<RoomState>>>,
     owners: Cache<OwnedUserId, OwnerState>,
     contacts: Cache<(OwnedUserId, Subject), Contact>,
     strangers: Cache<(OwnedUserId, OwnedUserId), StrangerState>,
@@ -98,11 +99,11 @@ impl<'a> Overlay<'a> {
         for change in changes {
             match change {
                 StateChange::PutRoom(r, st) => {
-                    let before = self.room(r)?;
+                    let before = self.rooms(r)?.into_iter().find(|b| b.owner() == st.owner());
                     self.count(tally::room(before.as_ref(), Some(st)));
                 }
-                StateChange::RemoveRoom(r) => {
-                    let before = self.room(r)?;
+                StateChange::RemoveRoom { room, owner } => {
+                    let before = self.rooms(room)?.into_iter().find(|b| b.owner() == owner);
                     self.count(tally::room(before.as_ref(), None));
                 }
                 StateChange::PutDeferred(d) => {
@@ -123,11 +124,19 @@ impl<'a> Overlay<'a> {
                     self.owners.get_mut().insert(u, None);
                 }
                 StateChange::PutRoom(r, st) => {
-                    self.rooms.get_mut().insert(r, Some(st));
+                    let mut list = self.rooms(&r)?;
+                    list.retain(|b| b.owner() != st.owner());
+                    list.push(st);
+                    list.sort_by(|a, b| a.owner().cmp(b.owner()));
+                    self.rooms.get_mut().insert(r, list);
                 }
-                StateChange::RemoveRoom(r) => {
-                    self.seen_lists.get_mut().insert(r.clone(), None);
-                    self.rooms.get_mut().insert(r, None);
+                StateChange::RemoveRoom { room, owner } => {
+                    let mut list = self.rooms(&room)?;
+                    list.retain(|b| *b.owner() != owner);
+                    if list.is_empty() {
+                        self.seen_lists.get_mut().insert(room.clone(), None);
+                    }
+                    self.rooms.get_mut().insert(room, list);
                 }
                 StateChange::PutContact { owner, subject, contact } => {
                     self.contacts.get_mut().insert((owner, subject), Some(contact));
@@ -176,8 +185,13 @@ impl<'a> Overlay<'a> {
 }
 
 impl Lookups for Overlay<'_> {
-    fn room(&self, room: &RoomId) -> Result<Option<RoomState>, StoreError> {
-        cached(&self.rooms, room.to_owned(), || self.base.room(room))
+    fn rooms(&self, room: &RoomId) -> Result<Vec<RoomState>, StoreError> {
+        if let Some(list) = self.rooms.borrow().get(room) {
+            return Ok(list.clone());
+        }
+        let list = self.base.rooms(room)?;
+        self.rooms.borrow_mut().insert(room.to_owned(), list.clone());
+        Ok(list)
     }
 
     fn owner(&self, user: &UserId) -> Result<Option<OwnerState>, StoreError> {

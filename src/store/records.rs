@@ -160,11 +160,14 @@ impl From<WaveRecordV> for WaveRecord {
     }
 }
 
-/// `u\0@user:server` or `s\0server`: one tree for both kinds of wave record.
+/// `u\0@user:server`, `s\0server`, `m\0address` or `b\0@user:server`: one
+/// tree for every kind of record of recent events by sender or address.
 pub fn wave_key(key: &WaveKey) -> Vec<u8> {
     match key {
         WaveKey::Sender(u) => pair_key("u", u.as_str()),
         WaveKey::Server(s) => pair_key("s", s.as_str()),
+        WaveKey::CodesTo(a) => pair_key("m", a),
+        WaveKey::CodesBy(u) => pair_key("b", u.as_str()),
     }
 }
 

@@ -62,7 +62,9 @@ pub struct SledStore {
     inbox_by_seq: Tree,
     outbox_by_id: Tree,
     owner_by_user: Tree,
-    room_by_id: Tree,
+    /// Each owner's record of a room (`room \0 owner`): a room may be held
+    /// for several owners, each on their own.
+    room_by_id_owner: Tree,
     contact_by_owner_user: Tree,
     stranger_by_owner_user: Tree,
     deferred_by_owner_event: Tree,
@@ -160,13 +162,14 @@ impl SledStore {
             }
         };
         let tree = |name: &str| db.open_tree(name).map_err(backend);
+        let rooms_per_room = tree("room_by_id")?;
         private("after opening")?;
         Self {
             txn_by_id: tree("txn_by_id")?,
             inbox_by_seq: tree("inbox_by_seq")?,
             outbox_by_id: tree("outbox_by_id")?,
             owner_by_user: tree("owner_by_user")?,
-            room_by_id: tree("room_by_id")?,
+            room_by_id_owner: tree("room_by_id_owner")?,
             contact_by_owner_user: tree("contact_by_owner_user")?,
             stranger_by_owner_user: tree("stranger_by_owner_user")?,
             deferred_by_owner_event: tree("deferred_by_owner_event")?,
@@ -184,7 +187,49 @@ impl SledStore {
             failure: Mutex::new(None),
             db,
         }
+        .with_rooms_by_owner(&rooms_per_room)?
         .with_tallies()
+    }
+
+    /// Moves rooms from the tree that kept one record per room (before a
+    /// room could be held for several owners) to one record per room and
+    /// owner. Copies, then clears: a crash in between copies again.
+    fn with_rooms_by_owner(self, old: &Tree) -> Result<Self, StoreError> {
+        if old.is_empty() {
+            return Ok(self);
+        }
+        let mut batch = sled::Batch::default();
+        for entry in old.iter() {
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
+            let room: RoomState = records::decode::<RoomRecord>("room", &v)?.into();
+            batch.insert(pair_key(&String::from_utf8_lossy(&k), room.owner().as_str()), v);
+        }
+        self.room_by_id_owner.apply_batch(batch).map_err(|e| self.failed(e))?;
+        self.room_by_id_owner.flush().map_err(|e| self.failed(e))?;
+        old.clear().map_err(|e| self.failed(e))?;
+        old.flush().map_err(|e| self.failed(e))?;
+        Ok(self)
+    }
+
+    /// The owners with a record of each of `rooms`, read before a write
+    /// that may remove some (sled's transactions cannot scan).
+    fn holders<'r>(
+        &self,
+        rooms: impl Iterator<Item = &'r RoomId>,
+    ) -> Result<std::collections::HashMap<&'r RoomId, std::collections::BTreeSet<Vec<u8>>>, StoreError> {
+        let mut holders = std::collections::HashMap::new();
+        for room in rooms {
+            if holders.contains_key(room) {
+                continue;
+            }
+            let prefix = records::owner_prefix(room.as_str());
+            let mut owners = std::collections::BTreeSet::new();
+            for key in self.room_by_id_owner.scan_prefix(&prefix).keys() {
+                owners.insert(key.map_err(|e| self.failed(e))?[prefix.len()..].to_vec());
+            }
+            holders.insert(room, owners);
+        }
+        Ok(holders)
     }
 
     /// Counts what is kept, and indexes held rooms by owner, once for a
@@ -212,11 +257,12 @@ impl SledStore {
             }
         };
         let mut index = sled::Batch::default();
-        for entry in self.room_by_id.iter() {
+        for entry in self.room_by_id_owner.iter() {
             let (k, v) = entry.map_err(|e| self.failed(e))?;
             let room: RoomState = records::decode::<RoomRecord>("room", &v)?.into();
             if let RoomState::Held(h) = &room {
-                index.insert(pair_key(h.owner.as_str(), &String::from_utf8_lossy(&k)), &[]);
+                let id = k.split(|b| *b == 0).next().unwrap_or_default();
+                index.insert(pair_key(h.owner.as_str(), &String::from_utf8_lossy(id)), &[]);
             }
             add(tally::room(None, Some(&room)));
         }
@@ -260,11 +306,19 @@ impl SledStore {
 }
 
 impl Lookups for SledStore {
-    fn room(&self, room: &RoomId) -> Result<Option<RoomState>, StoreError> {
-        match self.room_by_id.get(room.as_bytes()).map_err(|e| self.failed(e))? {
-            Some(b) => Ok(Some(records::decode::<RoomRecord>("room", &b)?.into())),
-            None => Ok(None),
+    fn rooms(&self, room: &RoomId) -> Result<Vec<RoomState>, StoreError> {
+        let prefix = records::owner_prefix(room.as_str());
+        let mut rooms = Vec::new();
+        for entry in self.room_by_id_owner.scan_prefix(&prefix) {
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
+            let state: RoomState = records::decode::<RoomRecord>("room", &v)?.into();
+            // The prefix also matches a longer room ID with a NUL in it: only
+            // the record whose key is exactly this room's and its owner's counts.
+            if *k == *pair_key(room.as_str(), state.owner().as_str()) {
+                rooms.push(state);
+            }
         }
+        Ok(rooms)
     }
     fn owner(&self, user: &UserId) -> Result<Option<OwnerState>, StoreError> {
         match self.owner_by_user.get(user.as_bytes()).map_err(|e| self.failed(e))? {
@@ -499,7 +553,10 @@ impl Store for SledStore {
             let room = ruma::OwnedRoomId::try_from(room).map_err(|e| StoreError::Corrupt(format!("room key: {e}")))?;
             // The index and the room change in one write; a room it names
             // that is not held by this owner would be a bug, and is skipped.
-            if let Some(RoomState::Held(h)) = self.room(&room)?
+            let record =
+                self.room_by_id_owner.get(pair_key(room.as_str(), owner.as_str())).map_err(|e| self.failed(e))?;
+            if let Some(b) = record
+                && let RoomState::Held(h) = records::decode::<RoomRecord>("room", &b)?.into()
                 && h.owner == owner
             {
                 overview.held.insert(room, h);
@@ -536,11 +593,21 @@ impl Store for SledStore {
                 forget.insert(owner, keys);
             }
         }
+        let holders = self.holders(
+            decided
+                .iter()
+                .flat_map(|(_, d)| &d.changes)
+                .filter_map(|c| match c {
+                    StateChange::RemoveRoom { room, .. } | StateChange::PutRoom(room, _) => Some(&**room),
+                    _ => None,
+                })
+                .chain(seen.iter().map(|s| &*s.room)),
+        )?;
         (
             &self.inbox_by_seq,
             &self.outbox_by_id,
             &self.owner_by_user,
-            &self.room_by_id,
+            &self.room_by_id_owner,
             &self.contact_by_owner_user,
             &self.stranger_by_owner_user,
             &self.deferred_by_owner_event,
@@ -567,6 +634,8 @@ impl Store for SledStore {
                 )| {
                     // Per-owner keys this attempt wrote (sled may retry the closure).
                     let mut written: Vec<(u8, Vec<u8>)> = Vec::new();
+                    // Who holds each room this batch touches, as it goes.
+                    let mut holders = holders.clone();
                     let mut processed = 0;
                     // The inbox items this write consumes: only their events are remembered.
                     let mut consumed = std::collections::HashSet::new();
@@ -601,14 +670,22 @@ impl Store for SledStore {
                                     }
                                 }
                                 StateChange::PutRoom(r, st) => {
-                                    let before = rooms.insert(r.as_bytes(), records::encode(&RoomRecord::from(st)))?;
+                                    let key = pair_key(r.as_str(), st.owner().as_str());
+                                    let before = rooms.insert(key, records::encode(&RoomRecord::from(st)))?;
                                     let before = decoded::<RoomRecord, RoomState>("room", before)?;
                                     index_held(held, r, before.as_ref(), Some(st))?;
                                     count_in(kept, tally::room(before.as_ref(), Some(st)))?;
+                                    holders.entry(r).or_default().insert(st.owner().as_bytes().to_vec());
                                 }
-                                StateChange::RemoveRoom(r) => {
-                                    let before = decoded::<RoomRecord, RoomState>("room", rooms.remove(r.as_bytes())?)?;
-                                    seen_rooms.remove(r.as_bytes())?;
+                                StateChange::RemoveRoom { room: r, owner } => {
+                                    let key = pair_key(r.as_str(), owner.as_str());
+                                    let before = decoded::<RoomRecord, RoomState>("room", rooms.remove(key)?)?;
+                                    let left = holders.entry(r).or_default();
+                                    left.remove(owner.as_bytes());
+                                    // The last record of the room gone: it is not tracked any more.
+                                    if left.is_empty() {
+                                        seen_rooms.remove(r.as_bytes())?;
+                                    }
                                     index_held(held, r, before.as_ref(), None)?;
                                     count_in(kept, tally::room(before.as_ref(), None))?;
                                 }
@@ -686,7 +763,7 @@ impl Store for SledStore {
                     let mut lists: std::collections::HashMap<&RoomId, Vec<ruma::OwnedEventId>> = Default::default();
                     for s in seen.iter().filter(|s| consumed.contains(&s.seq)) {
                         // A room this batch stopped tracking keeps no list.
-                        if rooms.get(s.room.as_bytes())?.is_none() {
+                        if holders.get(&*s.room).is_none_or(|h| h.is_empty()) {
                             continue;
                         }
                         let list = match lists.entry(&s.room) {
@@ -1111,6 +1188,39 @@ mod tests {
         let s = SledStore::open(&path, 4).unwrap();
         assert_eq!(s.kept(&alice, None).unwrap().held_rooms, 1);
         assert_eq!(s.overview(&alice).unwrap().held.len(), 1);
+    }
+
+    /// A database from before rooms were kept per owner had one record per
+    /// room, keyed by the room alone: opening it moves each to its owner's
+    /// key, once, keeping what it says.
+    #[test]
+    fn rooms_kept_per_room_are_moved_to_their_owners_on_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let alice = ruma::owned_user_id!("@alice:example.org");
+        let room = ruma::owned_room_id!("!h:e");
+        let held = RoomState::Held(crate::engine::HeldRoom::new(
+            alice.clone(),
+            ruma::owned_user_id!("@x:evil.example"),
+            true,
+            1,
+        ));
+        {
+            let s = SledStore::open(&path, 4).unwrap();
+            let old = s.db.open_tree("room_by_id").unwrap();
+            old.insert(room.as_bytes(), records::encode(&RoomRecord::from(&held))).unwrap();
+            s.held_by_owner_room.insert(pair_key(alice.as_str(), room.as_str()), &[]).unwrap();
+            // Counted as an older database would be: rebuilt on opening.
+            s.kept_by_key.clear().unwrap();
+            s.flush().unwrap();
+        }
+        for _ in 0..2 {
+            let s = SledStore::open(&path, 4).unwrap();
+            assert_eq!(s.rooms(&room).unwrap(), vec![held.clone()]);
+            assert_eq!(s.overview(&alice).unwrap().held.len(), 1);
+            assert_eq!(s.kept(&alice, None).unwrap().held_rooms, 1);
+            assert!(s.db.open_tree("room_by_id").unwrap().is_empty());
+        }
     }
 
     /// The sizes /metrics reads are kept by the writes; they must say what

@@ -16,10 +16,11 @@ async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured(mode: 
     let alice = w.synapse.register("alice").await;
     alice.set_displayname("Alice").await;
     push.register(&alice).await;
-    // A friend alice already talks to, before she opts in.
+    // A friend alice already talks to (she answered), before she opts in.
     let friend = w.synapse.register("friend").await;
     let old_dm = friend.create_dm(&alice.user_id).await;
     alice.join(&old_dm).await;
+    alice.send_text(&old_dm, "Nice to hear from you").await;
 
     let control = opt_in(&mut w, &alice).await;
     eventually("the friend to be imported as allowed", LONG, || {

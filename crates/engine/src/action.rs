@@ -68,10 +68,30 @@ impl Effect {
     /// What the engine wants to hear when this effect is set aside (refused
     /// for good, or not answered within the retry bound): the room and the
     /// step, for the rules that react to it. `None`: nothing depends on it.
-    pub fn failure_report(&self) -> Option<(OwnedRoomId, FailedStep)> {
+    pub fn failure_report(&self) -> Option<(OwnedRoomId, OwnedUserId, FailedStep)> {
         match self {
-            Effect::Join { room_id, .. } => Some((room_id.clone(), FailedStep::Join)),
-            _ => self.silenced_room().map(|room| (room, FailedStep::Silence)),
+            Effect::Join { room_id, as_user } => Some((room_id.clone(), as_user.clone(), FailedStep::Join)),
+            Effect::PutPushRule { owner, .. } => {
+                self.silenced_room().map(|room| (room, owner.clone(), FailedStep::Silence))
+            }
+            _ => None,
+        }
+    }
+
+    /// The user on whose account this effect acts (`None` for mail).
+    pub fn acts_for(&self) -> Option<&OwnedUserId> {
+        match self {
+            Effect::Join { as_user, .. } | Effect::Leave { as_user, .. } | Effect::SendNotice { as_user, .. } => {
+                Some(as_user)
+            }
+            Effect::PutPushRule { owner, .. }
+            | Effect::EnablePushRule { owner, .. }
+            | Effect::DeletePushRule { owner, .. }
+            | Effect::SetTag { owner, .. }
+            | Effect::ImportContacts { owner }
+            | Effect::Backfill { owner, .. } => Some(owner),
+            Effect::FetchProfile { user } => Some(user),
+            Effect::SendEmail { .. } => None,
         }
     }
 

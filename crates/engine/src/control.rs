@@ -30,7 +30,14 @@ pub(super) fn command(
     }
     let Some(command) = commands::parse(body) else { return Decision::default() };
     let empty = OwnerOverview::default();
-    let ctx = Ctx { owner: state, overview: snapshot.overview.as_ref().unwrap_or(&empty), meta, now_ms, config };
+    let ctx = Ctx {
+        owner: state,
+        overview: snapshot.overview.as_ref().unwrap_or(&empty),
+        meta,
+        now_ms,
+        config,
+        codes: &snapshot.waves,
+    };
     command.run(&ctx)
 }
 
@@ -52,7 +59,15 @@ pub(super) fn link_used(
     let id: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
     let Ok(event_id) = ruma::OwnedEventId::try_from(format!("$link{id}")) else { return Decision::default() };
     let meta = EventMeta { event_id, room_id: state.control_room.clone(), sender: owner.clone(), ts_ms: now_ms };
-    let ctx = Ctx { owner: state, overview: snapshot.overview.as_ref().unwrap_or(&empty), meta: &meta, now_ms, config };
+    let codes = std::collections::BTreeMap::new();
+    let ctx = Ctx {
+        owner: state,
+        overview: snapshot.overview.as_ref().unwrap_or(&empty),
+        meta: &meta,
+        now_ms,
+        config,
+        codes: &codes,
+    };
     let subjects: Vec<Subject> = subject.cloned().into_iter().collect();
     use links::LinkAction as A;
     let d = match (action, subjects.is_empty()) {

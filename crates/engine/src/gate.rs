@@ -36,8 +36,9 @@ pub(super) fn invite(
         Standing::Stranger => {}
     }
     // Paused: the invite rang as it used to, and nothing is held.
-    if owner.is_paused(now_ms) || snapshot.room.is_some() {
-        // Already held (a replay or a re-invite), or one of our own rooms.
+    if owner.is_paused(now_ms) || snapshot.room_of(&owner.user_id).is_some() {
+        // Already held for this owner (a replay or a re-invite), or their
+        // own control room. Held for another owner: held for this one too.
         return Decision::default();
     }
     // Past a bound the invite stays as it is: silent (the owner's invites
@@ -169,8 +170,7 @@ pub(super) fn message(
         // The capture it completes is gone (redacted, pruned, decided on,
         // or never kept past a bound): nothing to complete, and nothing to
         // capture anew.
-        let Some(original) = snapshot.related.as_ref().filter(|o| o.owner == held.owner && o.sender == meta.sender)
-        else {
+        let Some(original) = snapshot.related_for(&held.owner).filter(|o| o.sender == meta.sender) else {
             return Decision::default();
         };
         let (body, html) = bounded_text(&r.body, &r.html, limit);
@@ -183,9 +183,9 @@ pub(super) fn message(
             ..original.clone()
         }));
     } else if let Some(r) = replaces {
-        return match &snapshot.related {
+        return match snapshot.related_for(&held.owner) {
             // Only the author's own edits count.
-            Some(original) if original.sender == meta.sender && original.owner == held.owner => {
+            Some(original) if original.sender == meta.sender => {
                 let (body, html) = bounded_text(&r.body, &r.html, limit);
                 Decision::default().change(StateChange::PutDeferred(Deferred {
                     body,
@@ -219,8 +219,7 @@ pub(super) fn message(
 /// The same event captured already (delivered twice: by the homeserver and
 /// by the backfill after joining, or again after a crash).
 fn seen_before(snapshot: &Snapshot, meta: &EventMeta, held: &HeldRoom, replaces: &Option<Replacement>) -> bool {
-    replaces.is_none()
-        && snapshot.related.as_ref().is_some_and(|d| d.event_id == meta.event_id && d.owner == held.owner)
+    replaces.is_none() && snapshot.related_for(&held.owner).is_some_and(|d| d.event_id == meta.event_id)
 }
 
 pub(super) fn encrypted(
@@ -335,8 +334,8 @@ fn bounded_media(media: &Media, limit: usize) -> Media {
 /// what was kept; anyone else's redaction is only noted: another member of
 /// a stranger's room must not be able to erase what a stranger said.
 pub(super) fn redaction(snapshot: &Snapshot, meta: &EventMeta, held: &HeldRoom, redacts: &OwnedEventId) -> Decision {
-    match &snapshot.related {
-        Some(original) if original.owner == held.owner && original.room_id == meta.room_id => {
+    match snapshot.related_for(&held.owner) {
+        Some(original) if original.room_id == meta.room_id => {
             if meta.sender == original.sender || meta.sender == held.owner {
                 Decision::default()
                     .change(StateChange::RemoveDeferred { owner: held.owner.clone(), event_id: redacts.clone() })
@@ -360,8 +359,8 @@ pub(super) fn room_info(
     name: &Option<String>,
     members: u32,
 ) -> Decision {
-    match &snapshot.room {
-        Some(RoomState::Held(held)) if held.owner == *owner => {
+    match snapshot.held_for(owner) {
+        Some(held) => {
             let updated =
                 HeldRoom { name: name.clone().or_else(|| held.name.clone()), members: Some(members), ..held.clone() };
             if updated == *held {
@@ -391,8 +390,8 @@ pub(super) fn not_two_people(
     room_id: &OwnedRoomId,
     members: u32,
 ) -> Decision {
-    match &snapshot.room {
-        Some(RoomState::Held(held)) if held.owner == *owner && held.is_dm => {
+    match snapshot.held_for(owner) {
+        Some(held) if held.is_dm => {
             let group = HeldRoom { is_dm: false, members: Some(members), ..held.clone() };
             Decision::default().change(StateChange::PutRoom(room_id.clone(), RoomState::Held(group)))
         }
@@ -404,8 +403,20 @@ pub(super) fn not_two_people(
 /// unreadable (the first reason counts: a join set aside because its silence
 /// failed stays "not silenced"), and stays in `pending` for the owner to
 /// decide on from what the invite said.
-pub(super) fn effect_failed(snapshot: &Snapshot, room_id: &OwnedRoomId, step: FailedStep, no_answer: bool) -> Decision {
-    let Some(RoomState::Held(held)) = &snapshot.room else { return Decision::default() };
+pub(super) fn effect_failed(
+    snapshot: &Snapshot,
+    room_id: &OwnedRoomId,
+    owner: Option<&OwnedUserId>,
+    step: FailedStep,
+    no_answer: bool,
+) -> Decision {
+    // A report queued before reports named their owner is about the one
+    // owner who held the room then.
+    let held = match owner {
+        Some(owner) => snapshot.held_for(owner),
+        None => snapshot.held().next().filter(|_| snapshot.held().count() == 1),
+    };
+    let Some(held) = held else { return Decision::default() };
     if held.unreadable.is_some() {
         return Decision::default();
     }

@@ -88,8 +88,10 @@ pub enum Input {
     Redaction { meta: EventMeta, redacts: OwnedEventId },
     /// Result of looking up a user's profile.
     ProfileFetched { user: OwnedUserId, displayname: Option<String> },
-    /// Result of reading an owner's existing direct chats at opt-in.
-    ContactsImported { owner: OwnedUserId, users: Vec<OwnedUserId> },
+    /// Result of reading an owner's two-person rooms at opt-in: `users`
+    /// the owner created a room with or wrote to, `strangers` rooms whose
+    /// other member the owner never answered.
+    ContactsImported { owner: OwnedUserId, users: Vec<OwnedUserId>, strangers: Vec<(OwnedRoomId, OwnedUserId)> },
     /// Result of looking at a held room after joining it.
     RoomInfo { owner: OwnedUserId, room_id: OwnedRoomId, name: Option<String>, members: u32 },
     /// The etiquette reply was not sent: the room has other members than
@@ -108,7 +110,9 @@ pub enum Input {
     MailFailed { owner: OwnedUserId, to: String, reason: String },
     /// A step in `room_id` was set aside: refused for good, or (`no_answer`)
     /// still failing when the retry bound ran out.
-    EffectFailed { room_id: OwnedRoomId, step: FailedStep, no_answer: bool, reason: String },
+    /// `owner` is whose step it was (`None` in reports queued before they
+    /// named one).
+    EffectFailed { room_id: OwnedRoomId, owner: Option<OwnedUserId>, step: FailedStep, no_answer: bool, reason: String },
     /// A part of `owner`'s digest was set aside (refused for good, or
     /// unanswered past the retry bound): the items it carried were never
     /// shown, so they go back into the next digest.
@@ -146,7 +150,9 @@ impl Input {
                 vec![meta.sender.clone(), target.clone()]
             }
             Input::ProfileFetched { user, .. } => vec![user.clone()],
-            Input::ContactsImported { owner, users } => std::iter::once(owner).chain(users).cloned().collect(),
+            Input::ContactsImported { owner, users, strangers } => {
+                std::iter::once(owner).chain(users).chain(strangers.iter().map(|(_, u)| u)).cloned().collect()
+            }
             Input::RoomInfo { owner, .. }
             | Input::NotTwoPeople { owner, .. }
             | Input::MailFailed { owner, .. }

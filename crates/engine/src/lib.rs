@@ -219,6 +219,9 @@ pub struct Reads {
     /// The sender whose wave records (their own, and their server's) an
     /// invite or a stranger's message is decided with.
     pub waves: Option<OwnedUserId>,
+    /// The records of verification codes mailed that `set email` is
+    /// decided with: to that address, and by its sender.
+    pub codes: Vec<WaveKey>,
 }
 
 /// The point look-ups an input needs, from the input alone.
@@ -233,6 +236,7 @@ pub fn reads(input: &Input) -> Reads {
             _ => None,
         },
         waves: waves::reads(input),
+        codes: commands::codes_read(input),
     }
 }
 
@@ -244,13 +248,14 @@ pub fn reads(input: &Input) -> Reads {
 /// test decides a corpus of inputs both with these reads and with every
 /// overview loaded, and finds the same decisions.
 pub fn overview_read(snapshot: &Snapshot, input: &Input) -> Option<OwnedUserId> {
-    match (&snapshot.room, input) {
-        (Some(RoomState::Control { owner }), _) => Some(owner.clone()),
-        (_, Input::LinkUsed { owner, .. } | Input::DigestPartFailed { owner, .. }) => Some(owner.clone()),
-        (Some(RoomState::Held(held)), Input::Message { meta, .. }) if meta.sender == held.owner => {
-            Some(held.owner.clone())
-        }
-        _ => None,
+    match input {
+        Input::LinkUsed { owner, .. }
+        | Input::DigestPartFailed { owner, .. }
+        | Input::ContactsImported { owner, .. } => Some(owner.clone()),
+        // An owner answering in a room held for them (which may be another
+        // owner's control room: a room is held for each owner apart).
+        Input::Message { meta, .. } if snapshot.held_for(&meta.sender).is_some() => Some(meta.sender.clone()),
+        _ => snapshot.control_of().cloned(),
     }
 }
 
@@ -297,7 +302,9 @@ fn fit_notices(mut d: Decision, client_mode: bool) -> Decision {
 fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineConfig) -> Decision {
     match input {
         Input::ProfileFetched { user, displayname } => optin::profile_fetched(snapshot, user, displayname),
-        Input::ContactsImported { owner, users } => optin::contacts_imported(snapshot, owner, users, now_ms, config),
+        Input::ContactsImported { owner, users, strangers } => {
+            optin::contacts_imported(snapshot, owner, users, strangers, now_ms, config)
+        }
         Input::RoomInfo { owner, room_id, name, members } => gate::room_info(snapshot, owner, room_id, name, *members),
         Input::NotTwoPeople { owner, room_id, members } => gate::not_two_people(snapshot, owner, room_id, *members),
         Input::Tick => housekeeping::tick(snapshot, now_ms, config),
@@ -306,8 +313,8 @@ fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &Engine
             optin::control_room_ready(snapshot, owner, room_id, now_ms, config)
         }
         Input::MailFailed { owner, to, reason } => housekeeping::mail_failed(snapshot, owner, to, reason, config),
-        Input::EffectFailed { room_id, step, no_answer, .. } => {
-            gate::effect_failed(snapshot, room_id, *step, *no_answer)
+        Input::EffectFailed { room_id, owner, step, no_answer, .. } => {
+            gate::effect_failed(snapshot, room_id, owner.as_ref(), *step, *no_answer)
         }
         Input::DigestPartFailed { messages, invites, .. } => {
             housekeeping::digest_part_failed(snapshot, messages, invites)
@@ -349,27 +356,46 @@ fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &Engine
                 _ => Decision::default(),
             }
         }
-        Input::Message { meta, msgtype, body, html, media, replaces } => match &snapshot.room {
-            Some(RoomState::Control { owner }) => {
-                control::command(snapshot, meta, owner, msgtype, body, now_ms, config)
-            }
-            Some(RoomState::Held(held)) if meta.sender == held.owner && msgtype != "m.notice" => {
-                gate::owner_wrote(snapshot, meta, held, now_ms, config)
-            }
-            Some(RoomState::Held(held)) => {
-                gate::message(snapshot, meta, held, msgtype, body, html, media, replaces, now_ms, config)
-            }
-            _ => Decision::default(),
-        },
-        Input::Encrypted { meta } => match &snapshot.room {
-            Some(RoomState::Held(held)) => gate::encrypted(snapshot, meta, held, now_ms, config),
-            _ => Decision::default(),
-        },
-        Input::Redaction { meta, redacts } => match &snapshot.room {
-            Some(RoomState::Held(held)) => gate::redaction(snapshot, meta, held, redacts),
-            _ => Decision::default(),
-        },
+        Input::Message { meta, msgtype, body, html, media, replaces } => {
+            let d = match snapshot.control_of() {
+                Some(owner) => control::command(snapshot, meta, owner, msgtype, body, now_ms, config),
+                None => Decision::default(),
+            };
+            for_each_holder(snapshot, d, |s, held| {
+                if meta.sender == held.owner && msgtype != "m.notice" {
+                    gate::owner_wrote(s, meta, held, now_ms, config)
+                } else {
+                    gate::message(s, meta, held, msgtype, body, html, media, replaces, now_ms, config)
+                }
+            })
+        }
+        Input::Encrypted { meta } => {
+            for_each_holder(snapshot, Decision::default(), |s, held| gate::encrypted(s, meta, held, now_ms, config))
+        }
+        Input::Redaction { meta, redacts } => {
+            for_each_holder(snapshot, Decision::default(), |s, held| gate::redaction(s, meta, held, redacts))
+        }
     }
+}
+
+/// Decides an event in a room for each owner who holds it, one after the
+/// other: each step reads what the earlier ones changed (the sender's wave
+/// records, a shared stranger), and each owner's capture is their own.
+fn for_each_holder(
+    snapshot: &Snapshot,
+    mut d: Decision,
+    mut decide: impl FnMut(&Snapshot, &HeldRoom) -> Decision,
+) -> Decision {
+    let owners: Vec<OwnedUserId> = snapshot.held().map(|h| h.owner.clone()).collect();
+    for owner in owners {
+        let s = snapshot.after(&d.changes);
+        let Some(held) = s.held_for(&owner) else { continue };
+        let next = decide(&s, held);
+        d.changes.extend(next.changes);
+        d.effects.extend(next.effects);
+        d.outcomes.extend(next.outcomes);
+    }
+    d
 }
 
 /// A held room becomes a normal room again: its silence and low-priority
@@ -382,7 +408,7 @@ fn release(d: Decision, owner: &OwnedUserId, room: &OwnedRoomId) -> Decision {
             tag: "m.lowpriority".into(),
             present: false,
         })
-        .change(StateChange::RemoveRoom(room.clone()))
+        .change(StateChange::RemoveRoom { room: room.clone(), owner: owner.clone() })
 }
 
 /// Removes a held room's silence, in that room's lane.

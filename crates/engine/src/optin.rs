@@ -32,7 +32,7 @@ pub(super) fn bot_membership(
         // A room Gatekeeper already keeps for an owner (held, or a control
         // room) is never anyone's new control room: a member of someone's
         // held room must not overwrite its record by inviting the bot.
-        Membership::Invite if matches!(snapshot.room, Some(RoomState::Held(_) | RoomState::Control { .. })) => {
+        Membership::Invite if snapshot.held().next().is_some() || snapshot.control_of().is_some() => {
             Decision::default()
         }
         Membership::Invite if !is_direct => Decision::default().effect(Effect::Leave {
@@ -47,9 +47,11 @@ pub(super) fn bot_membership(
             ))
             .effect(Effect::Join { as_user: bot, room_id: room }),
         // Someone removed the bot: from a control room, that is an opt-out.
-        Membership::Leave | Membership::Ban => match &snapshot.room {
-            Some(RoomState::Control { owner }) => opt_out(snapshot, owner, None, config),
-            Some(RoomState::PendingControl { .. }) => Decision::default().change(StateChange::RemoveRoom(room)),
+        Membership::Leave | Membership::Ban => match (snapshot.control_of(), snapshot.pending_control()) {
+            (Some(owner), _) => opt_out(snapshot, owner, None, config),
+            (None, Some(inviter)) => {
+                Decision::default().change(StateChange::RemoveRoom { room, owner: inviter.clone() })
+            }
             _ => Decision::default(),
         },
         _ => Decision::default(),
@@ -57,7 +59,7 @@ pub(super) fn bot_membership(
 }
 
 pub(super) fn bot_joined(snapshot: &Snapshot, meta: &EventMeta, now_ms: u64, config: &EngineConfig) -> Decision {
-    let Some(RoomState::PendingControl { inviter, .. }) = &snapshot.room else {
+    let Some(inviter) = snapshot.pending_control() else {
         return Decision::default();
     };
     let room = meta.room_id.clone();
@@ -67,7 +69,7 @@ pub(super) fn bot_joined(snapshot: &Snapshot, meta: &EventMeta, now_ms: u64, con
         Some(old) => {
             if old.control_room != room {
                 d = d
-                    .change(StateChange::RemoveRoom(old.control_room.clone()))
+                    .change(StateChange::RemoveRoom { room: old.control_room.clone(), owner: inviter.clone() })
                     .effect(notice(&config.bot, &old.control_room, meta, "moved", texts::moved_control_room()))
                     .effect(Effect::Leave {
                         as_user: config.bot.clone(),
@@ -128,7 +130,8 @@ pub(super) fn control_room_ready(
         Some(old) if old.control_room == *room => return Decision::default(),
         // The old control room was lost (left, or forgotten): this one replaces it.
         Some(old) => (
-            Decision::default().change(StateChange::RemoveRoom(old.control_room.clone())),
+            Decision::default()
+                .change(StateChange::RemoveRoom { room: old.control_room.clone(), owner: owner.clone() }),
             OwnerState { control_room: room.clone(), ..old.clone() },
         ),
         None => enrol(Decision::default(), owner, room, None, now_ms),
@@ -153,19 +156,21 @@ pub(super) fn member_left(
     target: &OwnedUserId,
     config: &EngineConfig,
 ) -> Decision {
-    match &snapshot.room {
-        Some(RoomState::Control { owner }) if owner == target => opt_out(snapshot, owner, None, config),
+    if snapshot.control_of() == Some(target) {
+        return opt_out(snapshot, target, None, config);
+    }
+    match snapshot.held_for(target) {
         // The owner left or rejected a held room themselves: stop holding it.
-        Some(RoomState::Held(held)) if held.owner == *target && meta.sender == *target => Decision::default()
-            .change(StateChange::RemoveRoom(meta.room_id.clone()))
+        Some(held) if meta.sender == *target => Decision::default()
+            .change(StateChange::RemoveRoom { room: meta.room_id.clone(), owner: target.clone() })
             .effect(unsilence(&held.owner, &meta.room_id)),
         // Someone else took the owner out: the stranger withdrew the invite
         // (or kicked them). The join queued for it may still run (a public
         // room lets anyone in), so the owner leaves first, in the room's
         // lane after that join, and only then is the silence lifted: never
         // is the owner in a stranger's room unheld and unsilenced.
-        Some(RoomState::Held(held)) if held.owner == *target => Decision::default()
-            .change(StateChange::RemoveRoom(meta.room_id.clone()))
+        Some(held) => Decision::default()
+            .change(StateChange::RemoveRoom { room: meta.room_id.clone(), owner: target.clone() })
             .effect(Effect::Leave { as_user: held.owner.clone(), room_id: meta.room_id.clone(), reason: None })
             .effect(unsilence(&held.owner, &meta.room_id)),
         _ => Decision::default(),
@@ -212,7 +217,7 @@ pub(super) fn undo_everything(
         d = d.effect(notice(&config.bot, &state.control_room, meta, "stopped", texts::stopped(config.client_mode)));
     }
     d.effect(Effect::Leave { as_user: config.bot.clone(), room_id: state.control_room.clone(), reason: None })
-        .change(StateChange::RemoveRoom(state.control_room.clone()))
+        .change(StateChange::RemoveRoom { room: state.control_room.clone(), owner: owner.clone() })
         .change(StateChange::RemoveOwner(owner.clone()))
         .change(StateChange::ForgetOwnerData(owner.clone()))
 }
@@ -229,6 +234,7 @@ pub(super) fn contacts_imported(
     snapshot: &Snapshot,
     owner: &OwnedUserId,
     users: &[OwnedUserId],
+    strangers: &[(OwnedRoomId, OwnedUserId)],
     now_ms: u64,
     config: &EngineConfig,
 ) -> Decision {
@@ -249,6 +255,58 @@ pub(super) fn contacts_imported(
                 contact: Contact::Allowed { since_ms: now_ms, source: AllowSource::Imported, until_ms: None },
             },
         );
+    }
+    hold_strangers_rooms(d, snapshot, owner, &seen, strangers, now_ms, config)
+}
+
+/// Two-person rooms the owner is in but never answered: the stranger's
+/// DM the owner was in before opting in, or one Gatekeeper held before a
+/// `stop`. Each is held as if its invite came now (silenced, listed, read
+/// back), within the owner's bounds, without an automatic reply: the
+/// stranger may have had one, and the conversation is not new.
+fn hold_strangers_rooms(
+    mut d: Decision,
+    snapshot: &Snapshot,
+    owner: &OwnedUserId,
+    contacts: &std::collections::BTreeSet<&OwnedUserId>,
+    strangers: &[(OwnedRoomId, OwnedUserId)],
+    now_ms: u64,
+    config: &EngineConfig,
+) -> Decision {
+    let held = snapshot.overview.as_ref().map(|o| &o.held);
+    let mut owner_rooms = snapshot.kept(owner).held_rooms;
+    let mut per_stranger: std::collections::BTreeMap<&OwnedUserId, u64> = Default::default();
+    let mut rooms = std::collections::BTreeSet::new();
+    for (room, user) in strangers {
+        // A contact (here or in another of these rooms), anyone decided on,
+        // the bot, or a room held already: nothing to hold.
+        if user == owner
+            || *user == config.bot
+            || contacts.contains(user)
+            || snapshot.standing(owner, user, now_ms) != Standing::Stranger
+            || held.is_some_and(|h| h.contains_key(room))
+            || !rooms.insert(room)
+        {
+            continue;
+        }
+        let theirs = per_stranger.entry(user).or_insert_with(|| snapshot.kept_with(owner, user).held_rooms);
+        if owner_rooms >= config.bounds.held_rooms_per_owner || *theirs >= config.bounds.held_rooms_per_stranger {
+            continue;
+        }
+        owner_rooms += 1;
+        *theirs += 1;
+        let record = HeldRoom { replied: true, ..HeldRoom::new(owner.clone(), user.clone(), true, now_ms) };
+        d = d
+            .change(StateChange::PutRoom(room.clone(), RoomState::Held(record)))
+            .effect(Effect::PutPushRule { owner: owner.clone(), rule: rules::held_room(room.as_str()) })
+            .effect(Effect::SetTag {
+                owner: owner.clone(),
+                room_id: room.clone(),
+                tag: "m.lowpriority".into(),
+                present: true,
+            })
+            .effect(Effect::Backfill { owner: owner.clone(), room_id: room.clone() })
+            .outcome(crate::Outcome::InviteHeld);
     }
     d
 }

@@ -57,8 +57,9 @@ pub struct OwnerState {
     /// Messages not kept because the owner had the most kept messages
     /// allowed, from senders with nothing else kept: only counted.
     pub messages_not_kept: Tally,
-    /// When verification codes were mailed in the last day (at most
-    /// [`crate::mail::CODES_PER_DAY`]): `set email` cannot flood an address.
+    /// When verification codes were mailed, as kept before the limits were
+    /// kept apart from the owner (`WaveKey::CodesBy`, `WaveKey::CodesTo`):
+    /// still read, emptied by the next code.
     pub codes_mailed: Vec<u64>,
     /// Some held DM's etiquette reply was held back by the hourly cap and
     /// is still owed: the tick after the hour looks at this owner's rooms
@@ -226,6 +227,12 @@ pub enum WaveKey {
     Sender(OwnedUserId),
     /// The new senders seen from one server.
     Server(OwnedServerName),
+    /// Verification codes mailed to one address (lower-cased), for any
+    /// owner: many accounts cannot take turns mailing one inbox.
+    CodesTo(String),
+    /// Verification codes one user had mailed: kept apart from their owner
+    /// record, so that `stop` and opting in again does not reset the limit.
+    CodesBy(OwnedUserId),
 }
 
 /// Recent invitations of one sender (the owners they invited) or from one
@@ -448,16 +455,19 @@ pub struct OwnerOverview {
 /// The slice of stored state one decision may read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    /// The room the event is in.
-    pub room: Option<RoomState>,
+    /// What Gatekeeper keeps of the room the event is in: at most one
+    /// record per owner (a stranger may invite several owners into one
+    /// room, and each holds it on their own), ordered by owner.
+    pub rooms: Vec<RoomState>,
     /// Owner records of the users the event involves (and of the room's owner).
     pub owners: BTreeMap<OwnedUserId, OwnerState>,
     /// Contact entries between those owners and those users (each user's
     /// own entry and their server's).
     pub contacts: BTreeMap<(OwnedUserId, Subject), Contact>,
     pub strangers: BTreeMap<(OwnedUserId, OwnedUserId), StrangerState>,
-    /// The captured message an edit or redaction points at.
-    pub related: Option<Deferred>,
+    /// The captured message an edit or redaction points at, as each owner
+    /// who holds it keeps it.
+    pub related: Vec<Deferred>,
     /// What is kept for each of those owners, and for each of those users
     /// with each owner: the bounds read these.
     pub kept: BTreeMap<OwnedUserId, Kept>,
@@ -526,9 +536,49 @@ impl Snapshot {
         self.strangers.get(&(owner.clone(), user.clone())).cloned().unwrap_or_default()
     }
 
+    /// The room held for `owner`, if it is one.
+    pub fn held_for(&self, owner: &UserId) -> Option<&HeldRoom> {
+        self.held().find(|h| h.owner == owner)
+    }
+
+    /// The room as each owner who holds it keeps it.
+    pub fn held(&self) -> impl Iterator<Item = &HeldRoom> {
+        self.rooms.iter().filter_map(|r| match r {
+            RoomState::Held(h) => Some(h),
+            _ => None,
+        })
+    }
+
+    /// The owner whose control room this is.
+    pub fn control_of(&self) -> Option<&OwnedUserId> {
+        self.rooms.iter().find_map(|r| match r {
+            RoomState::Control { owner } => Some(owner),
+            _ => None,
+        })
+    }
+
+    /// The user who invited the bot here, while the control room is opening.
+    pub fn pending_control(&self) -> Option<&OwnedUserId> {
+        self.rooms.iter().find_map(|r| match r {
+            RoomState::PendingControl { inviter, .. } => Some(inviter),
+            _ => None,
+        })
+    }
+
+    /// `owner`'s own record of the room: held for them, or their control room.
+    pub fn room_of(&self, owner: &UserId) -> Option<&RoomState> {
+        self.rooms.iter().find(|r| r.owner() == owner)
+    }
+
+    /// The captured message an edit or redaction points at, as `owner` keeps it.
+    pub fn related_for(&self, owner: &UserId) -> Option<&Deferred> {
+        self.related.iter().find(|d| d.owner == owner)
+    }
+
     /// This snapshot with `changes` (a decision being made) applied to the
-    /// owner and stranger records it holds: what a later step of the same
-    /// decision must read, so that its writes keep the earlier ones.
+    /// records it holds: what a later step of the same decision must read,
+    /// so that its writes keep the earlier ones. (Captures are each owner's
+    /// own: no step reads another owner's, so they are left as they were.)
     pub fn after(&self, changes: &[StateChange]) -> Snapshot {
         let mut s = self.clone();
         for change in changes {
@@ -539,6 +589,15 @@ impl Snapshot {
                 StateChange::PutStranger { owner, user, state } => {
                     s.strangers.insert((owner.clone(), user.clone()), state.clone());
                 }
+                StateChange::PutWave(key, record) => {
+                    s.waves.insert(key.clone(), record.clone());
+                }
+                StateChange::PutRoom(_, room) => {
+                    s.rooms.retain(|r| r.owner() != room.owner());
+                    s.rooms.push(room.clone());
+                    s.rooms.sort_by(|a, b| a.owner().cmp(b.owner()));
+                }
+                StateChange::RemoveRoom { owner, .. } => s.rooms.retain(|r| r.owner() != owner),
                 _ => {}
             }
         }
@@ -558,8 +617,13 @@ impl Snapshot {
 pub enum StateChange {
     PutOwner(OwnerState),
     RemoveOwner(OwnedUserId),
+    /// Keeps a room's record for the owner it names (`RoomState::owner`).
     PutRoom(OwnedRoomId, RoomState),
-    RemoveRoom(OwnedRoomId),
+    /// Forgets `owner`'s record of a room; other owners' records stay.
+    RemoveRoom {
+        room: OwnedRoomId,
+        owner: OwnedUserId,
+    },
     PutContact {
         owner: OwnedUserId,
         subject: Subject,

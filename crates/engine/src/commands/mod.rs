@@ -160,6 +160,22 @@ pub(crate) struct Ctx<'a> {
     pub(crate) meta: &'a EventMeta,
     pub(crate) now_ms: u64,
     pub(crate) config: &'a EngineConfig,
+    /// Records of verification codes mailed (see `codes_read`).
+    pub(crate) codes: &'a std::collections::BTreeMap<crate::WaveKey, crate::WaveRecord>,
+}
+
+/// What a command reads beyond the owner and their overview: for `set
+/// email`, the codes already mailed to that address and by its sender.
+pub fn codes_read(input: &crate::Input) -> Vec<crate::WaveKey> {
+    match input {
+        crate::Input::Message { meta, msgtype, body, .. } if msgtype == "m.text" => match parse(body) {
+            Some(Command::Set(set::Setting::Email(Some(address)))) => {
+                vec![crate::WaveKey::CodesTo(address.to_lowercase()), crate::WaveKey::CodesBy(meta.sender.clone())]
+            }
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
 }
 
 impl Ctx<'_> {
@@ -227,7 +243,7 @@ impl Ctx<'_> {
         let d = rooms.iter().fold(d, |d, room| {
             d.effect(Effect::Leave { as_user: owner.clone(), room_id: room.clone(), reason: None })
                 .effect(crate::unsilence(owner, room))
-                .change(StateChange::RemoveRoom(room.clone()))
+                .change(StateChange::RemoveRoom { room: room.clone(), owner: owner.clone() })
         });
         let d = self.forget_counts(drop_messages(d, owner, &messages), subject);
         (d, rooms.len(), messages.len())

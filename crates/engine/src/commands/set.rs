@@ -3,7 +3,7 @@
 use super::args::{check_email, clock_time, is_time_zone, parse_duration};
 use super::{Args, Command, Ctx, Handler, Spec, reply};
 use crate::state::Notify;
-use crate::{Decision, Effect, OwnerState, PendingEmail, StateChange, mail, rules, texts};
+use crate::{Decision, Effect, OwnerState, PendingEmail, StateChange, WaveKey, WaveRecord, mail, rules, texts};
 
 pub(super) const SPEC: Spec = Spec {
     name: "set",
@@ -100,22 +100,39 @@ impl Handler for Setting {
                 // E-mail is set up: the address must prove it is the
                 // owner's before anything but the code is sent to it.
                 Some(secret) => {
-                    let recent: Vec<u64> = o
-                        .codes_mailed
-                        .iter()
-                        .copied()
-                        .filter(|t| ctx.now_ms.saturating_sub(*t) < mail::DAY_MS)
-                        .collect();
-                    if let Some(last) = recent.iter().copied().max()
-                        && ctx.now_ms.saturating_sub(last) < mail::CODE_INTERVAL_MS
-                    {
-                        return ctx.answer(texts::code_wait(last + mail::CODE_INTERVAL_MS));
+                    // The same limits per owner (their record, and what a
+                    // `stop` did not reset) and per address (whoever asked).
+                    let by = WaveKey::CodesBy(o.user_id.clone());
+                    let to = WaveKey::CodesTo(address.to_lowercase());
+                    let recent = |times: &mut dyn Iterator<Item = u64>| -> Vec<u64> {
+                        let mut t: Vec<u64> = times.filter(|t| ctx.now_ms.saturating_sub(*t) < mail::DAY_MS).collect();
+                        t.sort_unstable();
+                        t.dedup();
+                        t
+                    };
+                    let times_of = |key: &WaveKey| -> Vec<u64> {
+                        recent(&mut ctx.codes.get(key).into_iter().flat_map(|r| r.seen.iter().map(|(_, t)| *t)))
+                    };
+                    let mine = recent(&mut o.codes_mailed.iter().copied().chain(times_of(&by)));
+                    let theirs = times_of(&to);
+                    for times in [&mine, &theirs] {
+                        if let Some(last) = times.last()
+                            && ctx.now_ms.saturating_sub(*last) < mail::CODE_INTERVAL_MS
+                        {
+                            return ctx.answer(texts::code_wait(last + mail::CODE_INTERVAL_MS));
+                        }
+                        if times.len() >= mail::CODES_PER_DAY {
+                            return ctx.answer(texts::code_wait(times[0] + mail::DAY_MS));
+                        }
                     }
-                    if recent.len() >= mail::CODES_PER_DAY {
-                        return ctx.answer(texts::code_wait(recent.iter().copied().min().unwrap_or(0) + mail::DAY_MS));
-                    }
-                    let mut codes_mailed = recent;
-                    codes_mailed.push(ctx.now_ms);
+                    let me = o.user_id.clone();
+                    let mailed = |key: WaveKey, times: &[u64]| {
+                        let mut seen: Vec<(ruma::OwnedUserId, u64)> = times.iter().map(|t| (me.clone(), *t)).collect();
+                        seen.push((me.clone(), ctx.now_ms));
+                        let record = WaveRecord { seen, wave_ms: None, expires_ms: ctx.now_ms + mail::DAY_MS };
+                        StateChange::PutWave(key, record)
+                    };
+                    let codes_mailed = Vec::new();
                     let code = mail::verification_code(secret, &o.user_id, &address, ctx.meta.event_id.as_str());
                     let pending = PendingEmail {
                         address: address.clone(),
@@ -127,6 +144,8 @@ impl Handler for Setting {
                     let server = ctx.config.server_name.as_str();
                     return Decision::default()
                         .change(StateChange::PutOwner(OwnerState { email_pending: Some(pending), codes_mailed, ..o }))
+                        .change(mailed(by, &mine))
+                        .change(mailed(to, &theirs))
                         .effect(Effect::SendEmail {
                             owner: ctx.owner.user_id.clone(),
                             to: address.clone(),

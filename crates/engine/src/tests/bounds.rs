@@ -126,7 +126,7 @@ fn a_long_message_is_trimmed_on_capture_with_a_note_and_its_html_dropped() {
 fn an_edit_is_trimmed_too_and_never_counts_as_a_new_message() {
     let mut s = held(false);
     let original = captured(&meta_n(STRANGER, HELD, 1).event_id, "short");
-    s.related = Some(original.clone());
+    s.related = vec![original.clone()];
     // At the bound: an edit replaces what is kept, it adds nothing.
     s.kept_with.insert((uid(ALICE), uid(STRANGER)), kept(1, 2));
     let edit = Input::Message {
@@ -170,7 +170,7 @@ fn the_digest_reports_counts_once_and_deciding_on_a_sender_forgets_them() {
         uid("@flood:remote.org"),
         StrangerState { messages_not_kept: Tally { total: 30, reported: 10 }, ..Default::default() },
     );
-    let mut s = with_owner(Snapshot { room: Some(RoomState::Control { owner: uid(ALICE) }), ..Default::default() });
+    let mut s = with_owner(Snapshot { rooms: vec![RoomState::Control { owner: uid(ALICE) }], ..Default::default() });
     s.owners.get_mut(&uid(ALICE)).unwrap().invites_not_held = Tally { total: 3, reported: 0 };
     s.overview = Some(overview.clone());
     let d = decide(&s, &text(ALICE, CONTROL, "digest"), NOW, &config());

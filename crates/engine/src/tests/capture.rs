@@ -19,7 +19,7 @@ fn encrypted_messages_are_captured_as_a_fact() {
 fn edits_replace_the_captured_text_and_only_the_authors_count() {
     let original = meta_n(STRANGER, HELD, 1).event_id;
     let mut snapshot = held(true);
-    snapshot.related = Some(captured(&original, "helo"));
+    snapshot.related = vec![captured(&original, "helo")];
     let edit = |sender: &str| Input::Message {
         meta: meta_n(sender, HELD, 2),
         msgtype: "m.text".into(),
@@ -38,7 +38,7 @@ fn edits_replace_the_captured_text_and_only_the_authors_count() {
         })),
     );
     check(&snapshot, &edit("@other:remote.org"), Decision::default());
-    snapshot.related = None;
+    snapshot.related = vec![];
     check(&snapshot, &edit(STRANGER), Decision::default());
 }
 
@@ -46,14 +46,14 @@ fn edits_replace_the_captured_text_and_only_the_authors_count() {
 fn redactions_remove_the_captured_message() {
     let original = meta_n(STRANGER, HELD, 1).event_id;
     let mut snapshot = held(true);
-    snapshot.related = Some(captured(&original, "oops"));
+    snapshot.related = vec![captured(&original, "oops")];
     let redaction = Input::Redaction { meta: meta_n(STRANGER, HELD, 3), redacts: original.clone() };
     check(
         &snapshot,
         &redaction,
         Decision::default().change(StateChange::RemoveDeferred { owner: uid(ALICE), event_id: original }),
     );
-    snapshot.related = None;
+    snapshot.related = vec![];
     check(&snapshot, &redaction, Decision::default());
 }
 
@@ -61,7 +61,7 @@ fn redactions_remove_the_captured_message() {
 fn only_the_sender_or_the_owner_removes_a_kept_message_anyone_else_is_noted() {
     let original = meta_n(STRANGER, HELD, 1).event_id;
     let mut snapshot = held(false);
-    snapshot.related = Some(captured(&original, "what I said"));
+    snapshot.related = vec![captured(&original, "what I said")];
     // Another member of the stranger's room (a moderator, a second account).
     let by_other = Input::Redaction { meta: meta_n("@mod:remote.org", HELD, 3), redacts: original.clone() };
     check(
@@ -88,13 +88,13 @@ fn only_the_sender_or_the_owner_removes_a_kept_message_anyone_else_is_noted() {
 fn a_late_decryption_fills_in_the_capture_without_a_second_reply() {
     let m = meta(STRANGER, HELD);
     let mut snapshot = held(true);
-    snapshot.related = Some(Deferred {
+    snapshot.related = vec![Deferred {
         msgtype: "m.room.encrypted".into(),
         body: String::new(),
         encrypted: true,
         digested: true,
         ..captured(&m.event_id, "")
-    });
+    }];
     let late = Input::Message {
         meta: m.clone(),
         msgtype: "m.text".into(),
@@ -126,7 +126,7 @@ fn a_message_delivered_twice_is_captured_and_answered_once() {
     assert!(kinds(&first).contains(&"notice"));
     // The backfill brings the same event again: nothing more happens.
     let mut snapshot = held(true);
-    snapshot.related = Some(captured(&meta(STRANGER, HELD).event_id, "hello"));
+    snapshot.related = vec![captured(&meta(STRANGER, HELD).event_id, "hello")];
     assert_eq!(decide(&snapshot, &input, NOW, &config()), Decision::default());
     let encrypted = Input::Encrypted { meta: meta(STRANGER, HELD) };
     assert_eq!(decide(&snapshot, &encrypted, NOW, &config()), Decision::default());

@@ -23,7 +23,7 @@ fn client_mode_enrols_the_owner_when_the_control_room_is_ready_and_only_once() {
     // A new control room replaces a lost one, keeping the owner's settings.
     let moved = Input::ControlRoomReady { owner: uid(ALICE), room_id: rid("!new:example.org") };
     let d = decide(&control(), &moved, NOW, &cfg);
-    assert!(d.changes.contains(&StateChange::RemoveRoom(rid(CONTROL))));
+    assert!(d.changes.contains(&StateChange::RemoveRoom { room: rid(CONTROL), owner: uid(ALICE) }));
     assert!(matches!(&d.changes[1], StateChange::PutOwner(o) if o.control_room == rid("!new:example.org")
         && o.displayname.as_deref() == Some("Alice")));
     // Never in appservice mode, and never for anyone but the account's owner.

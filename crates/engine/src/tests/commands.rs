@@ -27,7 +27,7 @@ fn commands_from_anyone_but_the_owner_or_outside_the_control_room_are_ignored() 
     check(&control(), &text("@mallory:example.org", CONTROL, "stop"), Decision::default());
     check(&with_owner(Snapshot::default()), &text(ALICE, "!other:example.org", "stop"), Decision::default());
     let mut someone_elses = control();
-    someone_elses.room = Some(RoomState::Control { owner: uid("@bob:example.org") });
+    someone_elses.rooms = vec![RoomState::Control { owner: uid("@bob:example.org") }];
     check(&someone_elses, &text(ALICE, CONTROL, "stop"), Decision::default());
     // A control-room record that disagrees with the owner's (stale) is ignored.
     let mut stale = control();

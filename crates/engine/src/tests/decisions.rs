@@ -53,7 +53,7 @@ fn allow_by_number_releases_the_held_room_and_lets_invites_ring() {
         subject: usr(STRANGER),
         contact: Contact::Allowed { since_ms: NOW, source: AllowSource::Command, until_ms: None },
     }));
-    assert!(d.changes.contains(&StateChange::RemoveRoom(rid(HELD))));
+    assert!(d.changes.contains(&StateChange::RemoveRoom { room: rid(HELD), owner: uid(ALICE) }));
     assert_eq!(d.changes.iter().filter(|c| matches!(c, StateChange::RemoveDeferred { .. })).count(), 2);
     assert_eq!(kinds(&d), ["rule", "unrule", "untag", "notice"]);
     assert_eq!(
@@ -66,7 +66,7 @@ fn allow_by_number_releases_the_held_room_and_lets_invites_ring() {
     );
     assert!(notice_body(&d).contains("Allowed @stranger:remote.org; released 1 room."), "{}", notice_body(&d));
     // The other stranger's room is untouched.
-    assert!(!d.changes.contains(&StateChange::RemoveRoom(rid("!other:remote.org"))));
+    assert!(!d.changes.contains(&StateChange::RemoveRoom { room: rid("!other:remote.org"), owner: uid(ALICE) }));
 }
 
 #[test]

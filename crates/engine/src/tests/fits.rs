@@ -448,7 +448,7 @@ fn every_notice_fits_one_event_whatever_strangers_and_the_owner_send() {
             let bot = if client_mode { owner.user_id.clone() } else { config().bot };
             let cfg = EngineConfig { client_mode, bot, ..config() };
             let mut snapshot = Snapshot {
-                room: Some(RoomState::Control { owner: owner.user_id.clone() }),
+                rooms: vec![RoomState::Control { owner: owner.user_id.clone() }],
                 overview: Some(overview.clone()),
                 ..Default::default()
             };
@@ -529,7 +529,7 @@ fn every_notice_fits_one_event_whatever_strangers_and_the_owner_send() {
             // The etiquette reply, from the owner's 2,000-character template.
             let (stranger, room) = (long_user(77_777, 255), long_room(77_777, 255));
             let mut held = Snapshot {
-                room: Some(RoomState::Held(HeldRoom::new(owner.user_id.clone(), stranger.clone(), true, NOW - 9))),
+                rooms: vec![RoomState::Held(HeldRoom::new(owner.user_id.clone(), stranger.clone(), true, NOW - 9))],
                 ..Default::default()
             };
             held.owners.insert(owner.user_id.clone(), owner.clone());

@@ -42,7 +42,7 @@ fn group_invites_are_held_with_name_and_reason_for_the_digest() {
     assert!(!h.is_dm);
     assert_eq!((h.name.as_deref(), h.reason.as_deref()), (Some("Crypto gains"), Some("join us")));
     let info = Input::RoomInfo { owner: uid(ALICE), room_id: rid(HELD), name: None, members: 12 };
-    let snap = with_owner(Snapshot { room: Some(RoomState::Held(h.clone())), ..Default::default() });
+    let snap = with_owner(Snapshot { rooms: vec![RoomState::Held(h.clone())], ..Default::default() });
     let d = decide(&snap, &info, NOW, &config());
     assert_eq!(
         d.changes,
@@ -111,7 +111,7 @@ fn the_owner_answering_in_a_held_room_allows_the_inviter_and_releases_the_room()
     snapshot.overview = Some(overview);
     let d = decide(&snapshot, &text(ALICE, HELD, "Hi! Sure, let's talk."), NOW, &config());
     assert_eq!(kinds(&d), ["rule", "unrule", "untag", "notice"]);
-    assert!(d.changes.contains(&StateChange::RemoveRoom(rid(HELD))));
+    assert!(d.changes.contains(&StateChange::RemoveRoom { room: rid(HELD), owner: uid(ALICE) }));
     assert!(d.changes.iter().any(|c| matches!(c, StateChange::RemoveDeferred { .. })));
     assert!(d.changes.contains(&StateChange::PutContact {
         owner: uid(ALICE),
@@ -129,6 +129,6 @@ fn the_owner_answering_in_a_held_room_allows_the_inviter_and_releases_the_room()
 #[test]
 fn the_owner_leaving_a_held_room_stops_holding_it() {
     let d = decide(&held(true), &member(ALICE, HELD, ALICE, Membership::Leave, false), NOW, &config());
-    assert_eq!(d.changes, vec![StateChange::RemoveRoom(rid(HELD))]);
+    assert_eq!(d.changes, vec![StateChange::RemoveRoom { room: rid(HELD), owner: uid(ALICE) }]);
     assert_eq!(kinds(&d), ["unrule"]);
 }

@@ -17,6 +17,7 @@ mod outcomes;
 mod reads;
 mod replies;
 mod security;
+mod shared_rooms;
 mod tidy;
 mod unreadable;
 mod waves;
@@ -105,7 +106,7 @@ fn with_owner(mut s: Snapshot) -> Snapshot {
 
 fn control() -> Snapshot {
     with_owner(Snapshot {
-        room: Some(RoomState::Control { owner: uid(ALICE) }),
+        rooms: vec![RoomState::Control { owner: uid(ALICE) }],
         overview: Some(OwnerOverview::default()),
         ..Default::default()
     })
@@ -116,7 +117,7 @@ fn held_room(is_dm: bool) -> HeldRoom {
 }
 
 fn held(is_dm: bool) -> Snapshot {
-    with_owner(Snapshot { room: Some(RoomState::Held(held_room(is_dm))), ..Default::default() })
+    with_owner(Snapshot { rooms: vec![RoomState::Held(held_room(is_dm))], ..Default::default() })
 }
 
 /// Compares what the decision does; what it counts (`outcomes`) has tests

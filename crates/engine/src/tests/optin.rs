@@ -32,7 +32,7 @@ fn eligible_users_dm_invite_makes_a_pending_control_room_and_joins() {
 #[test]
 fn bots_join_completes_the_opt_in_silences_invites_imports_contacts_and_greets() {
     let snapshot = Snapshot {
-        room: Some(RoomState::PendingControl { inviter: uid(ALICE), invited_at_ms: 1 }),
+        rooms: vec![RoomState::PendingControl { inviter: uid(ALICE), invited_at_ms: 1 }],
         ..Default::default()
     };
     let input = member(BOT, CONTROL, BOT, Membership::Join, false);
@@ -57,14 +57,14 @@ fn bots_join_completes_the_opt_in_silences_invites_imports_contacts_and_greets()
 #[test]
 fn a_second_dm_with_the_bot_moves_the_control_room() {
     let mut snapshot = Snapshot {
-        room: Some(RoomState::PendingControl { inviter: uid(ALICE), invited_at_ms: 1 }),
+        rooms: vec![RoomState::PendingControl { inviter: uid(ALICE), invited_at_ms: 1 }],
         ..Default::default()
     };
     snapshot.owners.insert(uid(ALICE), owner());
     let input = member(BOT, "!new:example.org", BOT, Membership::Join, false);
     let d = decide(&snapshot, &input, NOW, &config());
     assert_eq!(kinds(&d), ["notice", "leave", "rule", "notice"]);
-    assert!(d.changes.contains(&StateChange::RemoveRoom(rid(CONTROL))));
+    assert!(d.changes.contains(&StateChange::RemoveRoom { room: rid(CONTROL), owner: uid(ALICE) }));
     assert!(
         d.changes.contains(&StateChange::PutOwner(OwnerState { control_room: rid("!new:example.org"), ..owner() }))
     );
@@ -134,8 +134,8 @@ fn stop_restores_every_rule_and_tag_and_says_goodbye() {
     );
     assert!(notice_body(&d).contains("off"));
     for change in [
-        StateChange::RemoveRoom(rid(HELD)),
-        StateChange::RemoveRoom(rid(CONTROL)),
+        StateChange::RemoveRoom { room: rid(HELD), owner: uid(ALICE) },
+        StateChange::RemoveRoom { room: rid(CONTROL), owner: uid(ALICE) },
         StateChange::RemoveOwner(uid(ALICE)),
         StateChange::ForgetOwnerData(uid(ALICE)),
     ] {
@@ -177,7 +177,7 @@ fn look_up_results_update_the_owners_name_and_allow_their_existing_contacts_once
     let mut snapshot = with_owner(Snapshot::default());
     snapshot.contacts.insert((uid(ALICE), usr("@blocked:x.org")), Contact::Blocked { since_ms: 1 });
     let users = vec![uid("@friend:x.org"), uid("@friend:x.org"), uid(ALICE), uid(BOT), uid("@blocked:x.org")];
-    let d = decide(&snapshot, &Input::ContactsImported { owner: uid(ALICE), users }, NOW, &config());
+    let d = decide(&snapshot, &Input::ContactsImported { owner: uid(ALICE), users, strangers: vec![] }, NOW, &config());
     assert_eq!(
         d.changes,
         vec![StateChange::PutContact {
@@ -193,9 +193,62 @@ fn look_up_results_update_the_owners_name_and_allow_their_existing_contacts_once
     // Results for someone who is no longer an owner are dropped.
     let d = decide(
         &Snapshot::default(),
-        &Input::ContactsImported { owner: uid(ALICE), users: vec![uid("@f:x.org")] },
+        &Input::ContactsImported { owner: uid(ALICE), users: vec![uid("@f:x.org")], strangers: vec![] },
         NOW,
         &config(),
     );
     assert_eq!(d, Decision::default());
+}
+
+/// A two-person room the owner never answered in is a stranger's room,
+/// whoever is in it: after `stop` the owner is still in every room that
+/// was held, and opting in again must not make those strangers contacts.
+#[test]
+fn at_opt_in_a_two_person_room_the_owner_never_answered_is_held_again() {
+    let mut snapshot = with_owner(Snapshot { overview: Some(OwnerOverview::default()), ..Default::default() });
+    snapshot.contacts.insert((uid(ALICE), usr("@blocked:x.org")), Contact::Blocked { since_ms: 1 });
+    let input = Input::ContactsImported {
+        owner: uid(ALICE),
+        users: vec![uid("@friend:x.org")],
+        strangers: vec![
+            (rid(HELD), uid(STRANGER)),
+            // The friend wrote back in another room: a contact, not held.
+            (rid("!other:x.org"), uid("@friend:x.org")),
+            (rid("!blocked:x.org"), uid("@blocked:x.org")),
+        ],
+    };
+    let d = decide(&snapshot, &input, NOW, &config());
+    let again = HeldRoom { replied: true, ..HeldRoom::new(uid(ALICE), uid(STRANGER), true, NOW) };
+    assert!(d.changes.contains(&StateChange::PutRoom(rid(HELD), RoomState::Held(again))), "{d:?}");
+    let held: Vec<&OwnedRoomId> = d
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            StateChange::PutRoom(r, _) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(held, vec![&rid(HELD)]);
+    assert!(
+        !d.changes.iter().any(|c| matches!(c, StateChange::PutContact { subject, .. } if *subject == usr(STRANGER)))
+    );
+    // Silenced, tagged and read back; no automatic reply for an old conversation.
+    assert_eq!(kinds(&d), vec!["rule", "rule", "tag", "backfill"]);
+    assert!(d.effects.contains(&Effect::PutPushRule { owner: uid(ALICE), rule: rules::held_room(HELD) }));
+
+    // Held already (a repeated result after a crash): nothing again.
+    snapshot.overview.as_mut().unwrap().held.insert(rid(HELD), held_room(true));
+    let d = decide(&snapshot, &input, NOW, &config());
+    assert!(!d.changes.iter().any(|c| matches!(c, StateChange::PutRoom(..))), "{d:?}");
+}
+
+#[test]
+fn strangers_rooms_found_at_opt_in_stay_within_the_bounds() {
+    let snapshot = with_owner(Snapshot { overview: Some(OwnerOverview::default()), ..Default::default() });
+    let strangers: Vec<(OwnedRoomId, OwnedUserId)> =
+        (0..20).map(|i| (rid(&format!("!r{i}:remote.org")), uid(STRANGER))).collect();
+    let input = Input::ContactsImported { owner: uid(ALICE), users: vec![], strangers };
+    let d = decide(&snapshot, &input, NOW, &config());
+    let held = d.changes.iter().filter(|c| matches!(c, StateChange::PutRoom(..))).count();
+    assert_eq!(held as u64, config().bounds.held_rooms_per_stranger as u64);
 }

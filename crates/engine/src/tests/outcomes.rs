@@ -58,7 +58,7 @@ fn a_reply_held_back_by_the_hourly_cap_or_the_interval_reports_reply_suppressed(
 #[test]
 fn a_message_in_a_dm_answered_already_is_captured_without_a_reply_outcome() {
     let mut answered = held(true);
-    answered.room = Some(RoomState::Held(HeldRoom { replied: true, ..held_room(true) }));
+    answered.rooms = vec![RoomState::Held(HeldRoom { replied: true, ..held_room(true) })];
     assert_eq!(outcomes(&answered, &text(STRANGER, HELD, "again")), [Outcome::MessageCaptured]);
 }
 

@@ -55,9 +55,11 @@ impl World {
     }
 
     fn point_lookups(&self, declared: &Reads) -> Snapshot {
-        let mut snap =
-            Snapshot { room: declared.room.as_ref().and_then(|r| self.rooms.get(r)).cloned(), ..Default::default() };
-        let room_owner = snap.room.as_ref().map(|r| r.owner().clone());
+        let mut snap = Snapshot {
+            rooms: declared.room.as_ref().and_then(|r| self.rooms.get(r)).cloned().into_iter().collect(),
+            ..Default::default()
+        };
+        let room_owner = snap.rooms.first().map(|r| r.owner().clone());
         for user in declared.users.iter().chain(room_owner.iter()) {
             if let Some(o) = self.owners.get(user) {
                 snap.owners.insert(user.clone(), o.clone());
@@ -74,10 +76,13 @@ impl World {
                     snap.strangers.insert((owner.clone(), user.clone()), s.clone());
                 }
             }
-            if let Some(event) = &declared.related
-                && snap.related.is_none()
-            {
-                snap.related = self.deferred.iter().find(|d| d.owner == *owner && d.event_id == *event).cloned();
+            if let Some(event) = &declared.related {
+                snap.related.extend(self.deferred.iter().find(|d| d.owner == *owner && d.event_id == *event).cloned());
+            }
+        }
+        for key in &declared.codes {
+            if let Some(r) = self.waves.get(key) {
+                snap.waves.insert(key.clone(), r.clone());
             }
         }
         if let Some(sender) = &declared.waves {
@@ -289,14 +294,23 @@ fn inputs() -> Vec<Input> {
     inputs.push(member(STRANGER, HELD, STRANGER, Membership::Leave, false));
     // Look-up results, links, mail, ticks.
     inputs.push(Input::ProfileFetched { user: uid(ALICE), displayname: Some("Alice A.".into()) });
-    inputs
-        .push(Input::ContactsImported { owner: uid(ALICE), users: vec![uid(FRIEND), uid("@old:x.org"), uid(SPAMMER)] });
+    inputs.push(Input::ContactsImported {
+        owner: uid(ALICE),
+        users: vec![uid(FRIEND), uid("@old:x.org")],
+        strangers: vec![(rid(HELD), uid(SPAMMER)), (rid("!old-dm:x.org"), uid("@quiet:x.org"))],
+    });
     inputs.push(Input::RoomInfo { owner: uid(ALICE), room_id: rid(GROUP), name: Some("Deals!".into()), members: 40 });
     inputs.push(Input::NotTwoPeople { owner: uid(ALICE), room_id: rid(HELD), members: 3 });
     inputs.push(Input::ControlRoomReady { owner: uid(ALICE), room_id: rid("!elsewhere:example.org") });
     inputs.push(Input::MailFailed { owner: uid(BOB), to: "bob@example.org".into(), reason: "550".into() });
-    for (room, step) in [(HELD, FailedStep::Join), (BOB_HELD, FailedStep::Silence), (CONTROL, FailedStep::Join)] {
-        inputs.push(Input::EffectFailed { room_id: rid(room), step, no_answer: true, reason: "502".into() });
+    for (room, owner, step) in [
+        (HELD, Some(ALICE), FailedStep::Join),
+        (BOB_HELD, Some(BOB), FailedStep::Silence),
+        (CONTROL, Some(ALICE), FailedStep::Join),
+        (HELD, None, FailedStep::Silence),
+    ] {
+        let (room_id, owner) = (rid(room), owner.map(uid));
+        inputs.push(Input::EffectFailed { room_id, owner, step, no_answer: true, reason: "502".into() });
     }
     inputs.push(Input::DigestPartFailed {
         owner: uid(ALICE),

@@ -28,7 +28,7 @@ fn the_etiquette_reply_goes_once_per_invite_and_stranger_to_dms_only_never_to_no
     let cfg = config();
     // Once per invite.
     let mut replied = held(true);
-    replied.room = Some(RoomState::Held(HeldRoom { replied: true, ..held_room(true) }));
+    replied.rooms = vec![RoomState::Held(HeldRoom { replied: true, ..held_room(true) })];
     assert!(kinds(&decide(&replied, &text(STRANGER, HELD, "again"), NOW, &cfg)).is_empty());
     // Never in a group room.
     assert!(kinds(&decide(&held(false), &text(STRANGER, HELD, "hi all"), NOW, &cfg)).is_empty());

@@ -21,7 +21,7 @@ fn acting_user(e: &Effect) -> Option<&OwnedUserId> {
 #[test]
 fn gatekeeper_acts_only_as_the_bot_or_an_owner_who_opted_in_whatever_arrives() {
     let pending_control = Snapshot {
-        room: Some(RoomState::PendingControl { inviter: uid(ALICE), invited_at_ms: 1 }),
+        rooms: vec![RoomState::PendingControl { inviter: uid(ALICE), invited_at_ms: 1 }],
         ..Default::default()
     };
     let snapshots = [

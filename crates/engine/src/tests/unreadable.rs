@@ -5,7 +5,13 @@
 use super::*;
 
 fn failed(step: FailedStep, no_answer: bool) -> Input {
-    Input::EffectFailed { room_id: rid(HELD), step, no_answer, reason: "502 failed to make_join".into() }
+    Input::EffectFailed {
+        room_id: rid(HELD),
+        owner: Some(uid(ALICE)),
+        step,
+        no_answer,
+        reason: "502 failed to make_join".into(),
+    }
 }
 
 fn unreadable_held(why: Unreadable) -> HeldRoom {
@@ -30,7 +36,7 @@ fn a_join_given_up_marks_the_held_room_unreadable_and_nothing_else() {
 fn the_first_reason_stays_and_other_rooms_are_not_touched() {
     // The join set aside because its silence failed stays "not silenced".
     let snapshot = with_owner(Snapshot {
-        room: Some(RoomState::Held(unreadable_held(Unreadable::NotSilenced))),
+        rooms: vec![RoomState::Held(unreadable_held(Unreadable::NotSilenced))],
         ..Default::default()
     });
     check(&snapshot, &failed(FailedStep::Join, false), Decision::default());
@@ -62,7 +68,7 @@ fn an_unreadable_room_stays_decidable() {
     let snapshot = with_unreadable_stranger();
     // allow: released like any held room.
     let d = decide(&snapshot, &text(ALICE, CONTROL, "allow 1"), NOW, &config());
-    assert!(d.changes.contains(&StateChange::RemoveRoom(rid(HELD))), "{d:?}");
+    assert!(d.changes.contains(&StateChange::RemoveRoom { room: rid(HELD), owner: uid(ALICE) }), "{d:?}");
     assert!(d.effects.contains(&Effect::DeletePushRule {
         owner: uid(ALICE),
         rule_id: rules::held_room_id(HELD),
@@ -74,7 +80,10 @@ fn an_unreadable_room_stays_decidable() {
         let leave = Effect::Leave { as_user: uid(ALICE), room_id: rid(HELD), reason: None };
         assert!(d.effects.contains(&leave), "{command}: {d:?}");
         assert_eq!(leave.lane(), Lane::Room(rid(HELD)));
-        assert!(d.changes.contains(&StateChange::RemoveRoom(rid(HELD))), "{command}: {d:?}");
+        assert!(
+            d.changes.contains(&StateChange::RemoveRoom { room: rid(HELD), owner: uid(ALICE) }),
+            "{command}: {d:?}"
+        );
     }
 }
 
@@ -90,7 +99,7 @@ fn the_engine_says_each_effects_lane() {
     assert!(invite.effects.iter().all(|e| e.lane() == Lane::Room(rid(HELD))), "{invite:?}");
     assert_eq!(invite.effects[0].silenced_room(), Some(rid(HELD)));
     assert!(invite.effects[1..].iter().all(Effect::needs_silence));
-    assert_eq!(invite.effects[1].failure_report(), Some((rid(HELD), FailedStep::Join)));
+    assert_eq!(invite.effects[1].failure_report(), Some((rid(HELD), uid(ALICE), FailedStep::Join)));
     // An allow rule is the owner's, whichever room the command came from.
     let allow = decide(&with_pending_stranger(), &text(ALICE, CONTROL, "allow 1"), NOW, &config());
     let lanes: Vec<Lane> = allow.effects.iter().map(Effect::lane).collect();

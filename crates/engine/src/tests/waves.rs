@@ -71,7 +71,7 @@ fn held_of(d: &Decision) -> HeldRoom {
 
 /// The inviter of `held` writes in `room` at `at`.
 fn writes(records: &Records, held: &HeldRoom, room: &str, at: u64, cfg: &EngineConfig) -> Decision {
-    let mut snap = Snapshot { room: Some(RoomState::Held(held.clone())), ..Default::default() };
+    let mut snap = Snapshot { rooms: vec![RoomState::Held(held.clone())], ..Default::default() };
     snap.owners.insert(held.owner.clone(), owner_state(held.owner.as_str()));
     let snap = with_waves(snap, records, held.inviter.as_str());
     let input = text(held.inviter.as_str(), room, "hello, is this account live?");
@@ -258,6 +258,7 @@ fn records_stay_bounded_under_a_flood() {
             let cap = match key {
                 WaveKey::Sender(_) => cfg.wave_owners_per_sender,
                 WaveKey::Server(_) => cfg.wave_senders_per_server,
+                WaveKey::CodesTo(_) | WaveKey::CodesBy(_) => unreachable!("invites keep no code records"),
             } as usize;
             assert!(r.seen.len() <= cap, "{key:?} keeps {} entries", r.seen.len());
             let mut users: Vec<_> = r.seen.iter().map(|(u, _)| u).collect();
@@ -294,7 +295,7 @@ fn a_reply_held_back_by_the_cap_is_owed_and_the_owner_marked() {
     )));
     assert!(d.changes.contains(&StateChange::PutOwner(OwnerState { replies_owed: true, ..capped_owner() })));
     // Owed already: a second message changes nothing more.
-    snap.room = Some(RoomState::Held(HeldRoom { reply_owed_ms: Some(NOW - 5), ..held_room(true) }));
+    snap.rooms = vec![RoomState::Held(HeldRoom { reply_owed_ms: Some(NOW - 5), ..held_room(true) })];
     snap.owners.insert(uid(ALICE), OwnerState { replies_owed: true, ..capped_owner() });
     let d = decide(&snap, &msg_n(STRANGER, HELD, "m.text", "again", 2), NOW, &config());
     assert_eq!(d.changes.len(), 1, "only the capture: {d:?}");
@@ -312,7 +313,7 @@ fn a_reply_held_back_by_the_cap_is_owed_and_the_owner_marked() {
 #[test]
 fn a_wave_sender_held_back_by_the_cap_is_not_owed() {
     let mut snap = held(true);
-    snap.room = Some(RoomState::Held(HeldRoom { wave: Some(WaveKind::Sender), ..held_room(true) }));
+    snap.rooms = vec![RoomState::Held(HeldRoom { wave: Some(WaveKind::Sender), ..held_room(true) })];
     snap.owners.insert(uid(ALICE), capped_owner());
     let d = decide(&snap, &text(STRANGER, HELD, "hi"), NOW, &config());
     assert!(d.outcomes.contains(&Outcome::ReplySuppressedWave));
