@@ -52,7 +52,8 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
                 verify::install(&session.sdk, session.user_id.clone(), control_room);
                 shared.wake.notify_one();
                 if let Some(released) = running.released.clone() {
-                    let hs = HsClient::for_user(&config.homeserver.url, session.access_token.clone())?;
+                    let hs = HsClient::for_user(&config.homeserver.url, session.access_token.clone())?
+                        .on_device(session.device_id.clone());
                     let performer = Arc::new(ClientPerformer { sdk: session.sdk.clone(), hs });
                     let policy = super::executor_policy(&config);
                     running.tasks.push(tokio::spawn(executor::run(shared.clone(), performer, false, released, policy)));

@@ -79,6 +79,9 @@ pub struct HsClient {
     base: String,
     auth: Auth,
     versions: SupportedVersions,
+    /// Gatekeeper's own device in client mode: what it sent encrypted in
+    /// the owner's name is not the owner speaking.
+    own_device: Option<ruma::OwnedDeviceId>,
 }
 
 impl HsClient {
@@ -91,6 +94,15 @@ impl HsClient {
         Self::with_auth(base, Auth::User(access_token))
     }
 
+    /// This client is Gatekeeper's device `device` of the owner's account.
+    pub fn on_device(self, device: ruma::OwnedDeviceId) -> Self {
+        Self { own_device: Some(device), ..self }
+    }
+
+    pub fn own_device(&self) -> Option<&ruma::DeviceId> {
+        self.own_device.as_deref()
+    }
+
     fn with_auth(base: &str, auth: Auth) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -100,7 +112,7 @@ impl HsClient {
             .build()?;
         // Until /versions is read, assume a server of the spec's v1.x era.
         let versions = SupportedVersions::from_parts(&["v1.11".to_owned()], &Default::default());
-        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), auth, versions })
+        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), auth, versions, own_device: None })
     }
 
     pub fn base(&self) -> &str {

@@ -42,9 +42,29 @@ fn internal(result: &Internal) -> FollowUp {
 /// make the opt-in slow for little gain (m.direct's rooms are read first).
 const MAX_ROOMS_SCANNED: usize = 300;
 
-/// What the owner sent that makes a two-person room theirs: creating it,
-/// or writing in it.
+/// What the owner sent that may make a two-person room theirs: creating it,
+/// or writing in it (see `is_owner_speaking`).
 const OWNER_SPOKE_TYPES: [&str; 4] = ["m.room.create", "m.room.message", "m.room.encrypted", "m.sticker"];
+
+/// How many of the owner's newest events in a room are looked at: enough
+/// to see past Gatekeeper's own notices in their name.
+const OWNER_EVENTS_READ: u32 = 20;
+
+/// Whether an event the owner sent (one of `OWNER_SPOKE_TYPES`) is the
+/// owner speaking: not a notice (Gatekeeper's reply is one, sent in the
+/// owner's name), and not encrypted by Gatekeeper's own device.
+fn is_owner_speaking(event: &Value, own_device: Option<&ruma::DeviceId>) -> bool {
+    match event["type"].as_str() {
+        Some("m.room.create") | Some("m.sticker") => true,
+        Some("m.room.message") => event["content"]["msgtype"].as_str() != Some("m.notice"),
+        // Read loosely: `device_id` is deprecated in megolm events but still
+        // sent; the owner's own devices are the only ones that could forge it.
+        Some("m.room.encrypted") => {
+            own_device.is_none_or(|own| event["content"]["device_id"].as_str() != Some(own.as_str()))
+        }
+        _ => false,
+    }
+}
 
 /// An owner's two-person rooms, sorted at opt-in.
 #[derive(Debug, Default)]
@@ -180,14 +200,19 @@ impl HsClient {
         Ok(imported)
     }
 
-    /// Whether `owner` created `room` or sent a message in it: the one
-    /// newest such event, if any, found by the homeserver's own filter.
+    /// Whether `owner` created `room` or wrote in it, from their newest
+    /// such events, found by the homeserver's own filter.
     async fn owner_spoke(&self, owner: &UserId, room: &RoomId) -> Result<bool, ClientError> {
         let mut request = get_message_events::v3::Request::backward(room.to_owned());
-        request.limit = uint!(1);
+        request.limit = OWNER_EVENTS_READ.into();
         request.filter.senders = Some(vec![owner.to_owned()]);
         request.filter.types = Some(OWNER_SPOKE_TYPES.iter().map(|t| (*t).to_owned()).collect());
-        Ok(!self.send(request, Some(owner)).await?.chunk.is_empty())
+        let page = self.send(request, Some(owner)).await?;
+        Ok(page
+            .chunk
+            .iter()
+            .filter_map(|raw| serde_json::from_str::<Value>(raw.json().get()).ok())
+            .any(|e| e["sender"].as_str() == Some(owner.as_str()) && is_owner_speaking(&e, self.own_device())))
     }
 
     async fn backfill(&self, owner: &UserId, room: &RoomId) -> Result<Vec<FollowUp>, ClientError> {
@@ -575,5 +600,26 @@ mod tests {
             assert_eq!((&method, &uri), (&expected_method, &expected_uri));
             assert_eq!(body, expected_body, "{method} {uri}");
         }
+    }
+
+    /// Gatekeeper's reply in the owner's name (a notice, or in client mode
+    /// encrypted by its own device) is not the owner answering a stranger;
+    /// anything else the owner sent there is.
+    #[test]
+    fn only_what_the_owner_wrote_themselves_makes_a_room_theirs() {
+        let own: ruma::OwnedDeviceId = "GATEKEEPER".into();
+        let notice = json!({"type": "m.room.message", "content": {"msgtype": "m.notice", "body": "auto"}});
+        let text = json!({"type": "m.room.message", "content": {"msgtype": "m.text", "body": "hi"}});
+        let ours = json!({"type": "m.room.encrypted", "content": {"device_id": "GATEKEEPER"}});
+        let theirs = json!({"type": "m.room.encrypted", "content": {"device_id": "PHONE"}});
+        let created = json!({"type": "m.room.create", "content": {}});
+        assert!(!is_owner_speaking(&notice, None));
+        assert!(is_owner_speaking(&text, None));
+        assert!(is_owner_speaking(&created, Some(&own)));
+        assert!(!is_owner_speaking(&ours, Some(&own)));
+        assert!(is_owner_speaking(&theirs, Some(&own)));
+        // The appservice never encrypts: whatever is encrypted is the owner's.
+        assert!(is_owner_speaking(&ours, None));
+        assert!(!is_owner_speaking(&json!({"type": "m.room.member"}), None));
     }
 }

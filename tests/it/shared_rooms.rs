@@ -16,7 +16,7 @@ async fn two_owners_invited_into_one_strangers_room_both_hold_it_and_list_it() {
     push.register(&bob).await;
     let alices = opt_in(&mut w, &alice).await;
     let bobs = opt_in(&mut w, &bob).await;
-    let (alice_bell, bob_bell) = (Bell::hang(&w, &alice).await, Bell::hang(&w, &bob).await);
+    let (alice_bell, bob_bell) = (Bell::hang(&w, &alice).await, Bell::hang_as(&w, &bob, "bobs-bell").await);
 
     let stranger = w.synapse.register("stranger").await;
     let room = stranger.create_group(&[&alice.user_id, &bob.user_id]).await;

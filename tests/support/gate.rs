@@ -123,7 +123,12 @@ pub struct Bell {
 
 impl Bell {
     pub async fn hang(w: &World, owner: &Client) -> Bell {
-        let client = w.synapse.register("bell").await;
+        Bell::hang_as(w, owner, "bell").await
+    }
+
+    /// A bell rung by a user of its own (one per owner in a scenario).
+    pub async fn hang_as(w: &World, owner: &Client, localpart: &str) -> Bell {
+        let client = w.synapse.register(localpart).await;
         let room = owner.create_dm(&client.user_id).await;
         client.join(&room).await;
         Bell { room, client }
