@@ -2,6 +2,7 @@
 //! state, the outbox of effects, and what was set aside. `sled_store` is the
 //! real one; `memory` backs fast tests. Both pass the same conformance suite.
 
+pub mod durable;
 mod memory;
 mod overlay;
 pub mod private;
