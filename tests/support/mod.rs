@@ -13,6 +13,7 @@ pub mod matrix;
 pub mod push;
 pub mod rng;
 pub mod smtp;
+pub mod strace;
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -504,6 +505,29 @@ impl Gatekeeper {
             });
         }
         self.spawn(command);
+    }
+
+    /// Starts Gatekeeper under `strace -f -y`, tracing `syscalls` into
+    /// `trace`. [`Gatekeeper::traced_pid`] is Gatekeeper's own process.
+    pub fn start_traced(&mut self, strace: &Path, trace: &Path, syscalls: &str) {
+        let inner = self.command(&[], "gatekeeper=debug,info");
+        let mut command = Command::new(strace);
+        command.args(["-f", "-y", "-s", "128", "-e", &format!("trace={syscalls}"), "-o"]).arg(trace).arg("--");
+        command.arg(inner.get_program()).args(inner.get_args());
+        for (key, value) in inner.get_envs() {
+            match value {
+                Some(v) => command.env(key, v),
+                None => command.env_remove(key),
+            };
+        }
+        self.spawn(command);
+    }
+
+    /// The process strace started (see [`Gatekeeper::start_traced`]).
+    pub fn traced_pid(&self) -> Option<u32> {
+        let pid = self.pid()?;
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        children.split_whitespace().next()?.parse().ok()
     }
 
     fn command(&self, extra_args: &[&str], filter: &str) -> Command {
