@@ -66,7 +66,7 @@ async fn a_transaction_reaches_stable_storage_before_it_is_acknowledged() {
         let resp = http
             .put(format!("{}/_matrix/app/v1/transactions/durable-probe-{i}", w.gatekeeper.url))
             .bearer_auth(w.gatekeeper.hs_token())
-            .json(&body)
+            .body(body.to_string())
             .send()
             .await
             .unwrap();
