@@ -315,6 +315,8 @@ pub struct Gatekeeper {
     pub default_log_level: bool,
     child: Option<Child>,
     runs: u32,
+    /// Started under strace: the child is strace, Gatekeeper its child.
+    traced: bool,
 }
 
 /// The homeserver URL written before the homeserver exists (it needs our
@@ -367,6 +369,7 @@ impl Gatekeeper {
             default_log_level: false,
             child: None,
             runs: 0,
+            traced: false,
         }
     }
 
@@ -395,6 +398,7 @@ impl Gatekeeper {
             default_log_level: false,
             child: None,
             runs: 0,
+            traced: false,
         }
     }
 
@@ -521,10 +525,14 @@ impl Gatekeeper {
             };
         }
         self.spawn(command);
+        self.traced = true;
     }
 
     /// The process strace started (see [`Gatekeeper::start_traced`]).
     pub fn traced_pid(&self) -> Option<u32> {
+        if !self.traced {
+            return None;
+        }
         let pid = self.pid()?;
         let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
         children.split_whitespace().next()?.parse().ok()
@@ -544,6 +552,7 @@ impl Gatekeeper {
 
     fn spawn(&mut self, mut command: Command) {
         assert!(self.child.is_none(), "already running");
+        self.traced = false;
         self.runs += 1;
         let log = File::create(self.dir.join(format!("gatekeeper-{}.log", self.runs))).unwrap();
         let child = command.stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
@@ -608,8 +617,20 @@ impl Gatekeeper {
         if std::env::var_os("GK_TEST_TIMING").is_some() {
             eprintln!("--- gatekeeper log ---\n{}", self.log());
         }
+        self.stop_traced();
         let child = self.child.take().expect("not running");
         stop_by_pid(child, Duration::from_secs(15));
+    }
+
+    /// Gatekeeper under strace stops first (strace would only detach from it).
+    fn stop_traced(&mut self) {
+        if let Some(pid) = self.traced_pid() {
+            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            let start = Instant::now();
+            while std::path::Path::new(&format!("/proc/{pid}")).exists() && start.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 
     /// `gatekeeper inspect` (the process must be stopped).
@@ -638,6 +659,7 @@ fn token_from(registration: &Path, key: &str) -> String {
 
 impl Drop for Gatekeeper {
     fn drop(&mut self) {
+        self.stop_traced();
         if let Some(child) = self.child.take() {
             stop_by_pid(child, Duration::from_secs(5));
         }
