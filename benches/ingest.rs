@@ -4,7 +4,8 @@
 //! the same run, each with the same durability step Gatekeeper takes before
 //! it acknowledges (sled's flush, then the files synced):
 //!
-//! (a) parse + ONE insert of the whole body + the durability step;
+//! (a) parse + ONE insert of the whole body + the durability step, behind
+//!     the same HTTP server and client as the intake (and without them);
 //! (b) parse + one insert PER EVENT + the durability step.
 //!
 //! Ratios are throughput over floor (a)'s: 1.0 is as fast as the floor.
@@ -136,6 +137,48 @@ fn floor_of(bodies: &[String], whole: bool, durable: bool) -> Floor {
         acks.push(t.elapsed());
     }
     let total = start.elapsed();
+    acks.sort();
+    Floor { total, acks }
+}
+
+/// Floor (a) behind the same HTTP server and client as the intake: each
+/// PUT's body parsed, inserted whole, flushed and synced (on a blocking
+/// thread, as the intake does), then answered 200. What any durable intake
+/// over HTTP must at least do.
+async fn floor_over_http(bodies: &[String]) -> Floor {
+    type FloorState = Arc<(sled::Db, sled::Tree, Durability, std::sync::atomic::AtomicU64)>;
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_floor_db(dir.path());
+    let tree = db.open_tree("inbox").unwrap();
+    let state: FloorState = Arc::new((db, tree, Durability::open(dir.path()), std::sync::atomic::AtomicU64::new(0)));
+    async fn put(axum::extract::State(s): axum::extract::State<FloorState>, body: axum::body::Bytes) -> &'static str {
+        tokio::task::spawn_blocking(move || {
+            let parsed: Body<'_> = serde_json::from_slice(&body).unwrap();
+            assert!(!parsed.events.is_empty());
+            let seq = s.3.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            s.1.insert(seq.to_be_bytes(), body.as_ref()).unwrap();
+            s.0.flush().unwrap();
+            s.2.sync();
+        })
+        .await
+        .unwrap();
+        "{}"
+    }
+    let app = axum::Router::new().route("/t/{id}", axum::routing::put(put)).with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::new();
+    let mut acks = Vec::with_capacity(bodies.len());
+    let start = Instant::now();
+    for (i, body) in bodies.iter().enumerate() {
+        let t = Instant::now();
+        let resp = http.put(format!("{base}/t/{i}")).bearer_auth(TOKEN).body(body.clone()).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        acks.push(t.elapsed());
+    }
+    let total = start.elapsed();
+    server.abort();
     acks.sort();
     Floor { total, acks }
 }
@@ -342,7 +385,8 @@ async fn main() {
 
     // Unrelated traffic: the floors, then the intake alone and with the
     // processor running.
-    let floor_a = floor_of(&bodies, true, true);
+    let floor_a = floor_over_http(&bodies).await;
+    let floor_a_direct = floor_of(&bodies, true, true);
     let floor_b = floor_of(&bodies, false, true);
     let floor_a_flush = floor_of(&bodies, true, false);
     let floor_b_flush = floor_of(&bodies, false, false);
@@ -356,13 +400,21 @@ async fn main() {
 
     let a = floor_a.total;
     println!("-- unrelated traffic (messages between users nobody protects)");
-    line("floor (a): parse + 1 insert of the body + flush + sync", a, a);
-    line("floor (b): parse + 1 insert per event + flush + sync", floor_b.total, a);
+    line("floor (a): HTTP + parse + 1 insert of the body + flush + sync", a, a);
+    line("floor (a) without HTTP (called directly)", floor_a_direct.total, a);
+    line("floor (b): parse + 1 insert per event + flush + sync (no HTTP)", floor_b.total, a);
     line("floor (a) without the sync (sled's flush only)", floor_a_flush.total, a);
     line("floor (b) without the sync (sled's flush only)", floor_b_flush.total, a);
     line("intake over HTTP alone (acknowledged, durable)", alone.total, a);
     line("intake with the processor running: intake", running.total, a);
     line("intake with the processor running: all processed", running.done, a);
+    let direct = floor_a_direct.total.as_secs_f64();
+    println!(
+        "{:<58} alone {:.2}x, all processed with the processor running {:.2}x",
+        "intake vs floor (a) without HTTP",
+        direct / alone.total.as_secs_f64(),
+        direct / running.done.as_secs_f64()
+    );
     println!(
         "{:<58} {:.2}x floor (b)",
         "intake alone vs floor (b)",
@@ -371,9 +423,10 @@ async fn main() {
     println!(
         "{:<58} sync {:.2?} per transaction (floor (a) with and without)",
         "what the sync costs",
-        (floor_a.total.saturating_sub(floor_a_flush.total)) / TXNS as u32
+        (floor_a_direct.total.saturating_sub(floor_a_flush.total)) / TXNS as u32
     );
-    acks("floor (a), 100-event transaction", &floor_a.acks);
+    acks("floor (a) over HTTP, 100-event transaction", &floor_a.acks);
+    acks("floor (a) without HTTP, 100-event transaction", &floor_a_direct.acks);
     acks("floor (b), 100-event transaction", &floor_b.acks);
     acks("intake alone, 100-event transaction", &alone.acks);
     acks("intake with the processor running, 100-event transaction", &running.acks);
@@ -402,14 +455,14 @@ async fn main() {
     // first message of each held room.
     println!("-- stranger traffic ({HELD_ROOMS} held DMs, every event captured)");
     let strangers: Vec<String> = (0..TXNS).map(stranger_transaction).collect();
-    let stranger_floor = floor_of(&strangers, true, true);
+    let stranger_floor = floor_over_http(&strangers).await;
     let stranger_capture_floor = capture_floor(&strangers);
     let dir2 = tempfile::tempdir().unwrap();
     let held = Arc::new(store_with_held_rooms(&dir2.path().join("db"), HELD_ROOMS));
     let stranger = through_http(held.clone(), &strangers, true).await;
     assert_eq!(held.stats().unwrap().deferred_messages as usize, TXNS * EVENTS);
     let sa = stranger_floor.total;
-    line("floor (a): parse + 1 insert of the body + flush + sync", sa, sa);
+    line("floor (a): HTTP + parse + 1 insert of the body + flush + sync", sa, sa);
     line("capture floor (sled work of capturing, no decisions)", stranger_capture_floor, sa);
     line("intake with the processor running: intake", stranger.total, sa);
     line("intake with the processor running: all processed", stranger.done, sa);
