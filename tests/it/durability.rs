@@ -36,8 +36,7 @@ fn read_and_answer<'a>(calls: &'a [Call], txn: &str) -> Result<(&'a Call, &'a Ca
     let last = calls
         .iter()
         .filter(|c| is_read(c) && c.fd == first.fd && c.entered >= first.entered && c.ended < answer.entered)
-        .filter(|c| c.result.as_deref().is_some_and(|r| r != "0" && !r.starts_with('-')))
-        .next_back()
+        .rfind(|c| c.result.as_deref().is_some_and(|r| r != "0" && !r.starts_with('-')))
         .unwrap_or(first);
     Ok((last, answer))
 }
