@@ -1,14 +1,25 @@
-//! Ingestion benchmark: 100-event transactions of unrelated traffic through
-//! the real HTTP intake and the processor, next to the floor measured in the
-//! same run (parse + store + one sled flush per transaction), and the time
-//! from a stranger's first message arriving to the etiquette reply being
-//! queued. Run with `cargo bench --bench ingest`; results go to BENCHMARKS.md.
+//! Ingestion benchmark: 100-event transactions through the real HTTP intake
+//! into sled, alone and with the processor running beside it (as in
+//! production, on the same two cores), set against two floors measured in
+//! the same run, each with the same durability step Gatekeeper takes before
+//! it acknowledges (sled's flush, then the files synced):
+//!
+//! (a) parse + ONE insert of the whole body + the durability step, behind
+//!     the same HTTP server and client as the intake (and without them);
+//! (b) parse + one insert PER EVENT + the durability step.
+//!
+//! Ratios are throughput over floor (a)'s: 1.0 is as fast as the floor.
+//! Also: the acknowledgement latency, the inbox while unrelated traffic
+//! comes at full rate (it must stay flat), stranger traffic (every event
+//! captured), and the time from a stranger's first message arriving to the
+//! etiquette reply being queued. Run with `cargo bench --bench ingest`;
+//! results go to BENCHMARKS.md.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gatekeeper::appservice::http::{Intake, router};
-use gatekeeper::engine::{Effect, EngineConfig, HeldRoom, OwnerState, RoomState, StateChange};
+use gatekeeper::engine::{Bounds, Effect, EngineConfig, HeldRoom, OwnerState, RoomState, StateChange};
 use gatekeeper::pipeline::processor::process_batch;
 use gatekeeper::secret::Secret;
 use gatekeeper::store::{SledStore, Store};
@@ -19,7 +30,9 @@ const EVENTS: usize = 100;
 const TOKEN: &str = "bench-hs-token";
 
 fn config() -> EngineConfig {
-    EngineConfig { max_replies_per_hour: 1_000_000, ..EngineConfig::example() }
+    // Every stranger's message kept: the owner's bound raised past the run's 30,000.
+    let bounds = Bounds { messages_per_owner: 1_000_000, ..Bounds::default() };
+    EngineConfig { max_replies_per_hour: 1_000_000, bounds, ..EngineConfig::example() }
 }
 
 /// Unrelated traffic: messages between users nobody protects, ~600 bytes each.
@@ -48,10 +61,28 @@ struct Body<'a> {
     events: Vec<&'a RawValue>,
 }
 
-/// Parses each transaction and stores its events under sequence numbers in
-/// `tree`, with one flush per transaction.
-fn store_transactions(db: &sled::Db, tree: &sled::Tree, bodies: &[String]) {
-    let mut seq = 0u64;
+/// What Gatekeeper does to make a write durable before acknowledging it,
+/// after sled's flush: the database's files synced.
+struct Durability(gatekeeper::store::durable::FileSync);
+
+impl Durability {
+    fn open(path: &std::path::Path) -> Self {
+        Durability(gatekeeper::store::durable::FileSync::open(path).unwrap())
+    }
+    fn sync(&self) {
+        self.0.sync().unwrap()
+    }
+}
+
+fn open_floor_db(path: &std::path::Path) -> sled::Db {
+    sled::Config::new().path(path).cache_capacity(64 << 20).open().unwrap()
+}
+
+/// Floor (b): parses each transaction and stores its events under sequence
+/// numbers in `tree`, then one flush (and the durability step, if given)
+/// per transaction.
+fn store_transactions(db: &sled::Db, tree: &sled::Tree, sync: Option<&Durability>, bodies: &[String]) {
+    let mut seq = tree.last().unwrap().map_or(0, |(k, _)| u64::from_be_bytes(k.as_ref().try_into().unwrap()));
     for body in bodies {
         let parsed: Body<'_> = serde_json::from_str(body).unwrap();
         for e in parsed.events {
@@ -59,16 +90,97 @@ fn store_transactions(db: &sled::Db, tree: &sled::Tree, bodies: &[String]) {
             tree.insert(seq.to_be_bytes(), e.get().as_bytes()).unwrap();
         }
         db.flush().unwrap();
+        if let Some(s) = sync {
+            s.sync();
+        }
     }
 }
 
-fn floor(bodies: &[String]) -> Duration {
+/// Floor (a): parses each transaction (as any intake must, to refuse a
+/// malformed one) and stores the body whole, in one insert, then one
+/// flush (and the durability step, if given).
+fn store_whole(db: &sled::Db, tree: &sled::Tree, sync: Option<&Durability>, bodies: &[String]) {
+    let mut seq = tree.last().unwrap().map_or(0, |(k, _)| u64::from_be_bytes(k.as_ref().try_into().unwrap()));
+    for body in bodies {
+        let parsed: Body<'_> = serde_json::from_str(body).unwrap();
+        assert!(!parsed.events.is_empty());
+        seq += 1;
+        tree.insert(seq.to_be_bytes(), body.as_bytes()).unwrap();
+        db.flush().unwrap();
+        if let Some(s) = sync {
+            s.sync();
+        }
+    }
+}
+
+/// A floor's run: total time and each transaction's time.
+struct Floor {
+    total: Duration,
+    acks: Vec<Duration>,
+}
+
+fn floor_of(bodies: &[String], whole: bool, durable: bool) -> Floor {
     let dir = tempfile::tempdir().unwrap();
-    let db = sled::Config::new().path(dir.path()).cache_capacity(64 << 20).open().unwrap();
+    let db = open_floor_db(dir.path());
     let tree = db.open_tree("inbox").unwrap();
+    let sync = durable.then(|| Durability::open(dir.path()));
+    let mut acks = Vec::with_capacity(bodies.len());
     let start = Instant::now();
-    store_transactions(&db, &tree, bodies);
-    start.elapsed()
+    for body in bodies {
+        let t = Instant::now();
+        let one = std::slice::from_ref(body);
+        if whole {
+            store_whole(&db, &tree, sync.as_ref(), one);
+        } else {
+            store_transactions(&db, &tree, sync.as_ref(), one);
+        }
+        acks.push(t.elapsed());
+    }
+    let total = start.elapsed();
+    acks.sort();
+    Floor { total, acks }
+}
+
+/// Floor (a) behind the same HTTP server and client as the intake: each
+/// PUT's body parsed, inserted whole, flushed and synced (on a blocking
+/// thread, as the intake does), then answered 200. What any durable intake
+/// over HTTP must at least do.
+async fn floor_over_http(bodies: &[String]) -> Floor {
+    type FloorState = Arc<(sled::Db, sled::Tree, Durability, std::sync::atomic::AtomicU64)>;
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_floor_db(dir.path());
+    let tree = db.open_tree("inbox").unwrap();
+    let state: FloorState = Arc::new((db, tree, Durability::open(dir.path()), std::sync::atomic::AtomicU64::new(0)));
+    async fn put(axum::extract::State(s): axum::extract::State<FloorState>, body: axum::body::Bytes) -> &'static str {
+        tokio::task::spawn_blocking(move || {
+            let parsed: Body<'_> = serde_json::from_slice(&body).unwrap();
+            assert!(!parsed.events.is_empty());
+            let seq = s.3.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            s.1.insert(seq.to_be_bytes(), body.as_ref()).unwrap();
+            s.0.flush().unwrap();
+            s.2.sync();
+        })
+        .await
+        .unwrap();
+        "{}"
+    }
+    let app = axum::Router::new().route("/t/{id}", axum::routing::put(put)).with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::new();
+    let mut acks = Vec::with_capacity(bodies.len());
+    let start = Instant::now();
+    for (i, body) in bodies.iter().enumerate() {
+        let t = Instant::now();
+        let resp = http.put(format!("{base}/t/{i}")).bearer_auth(TOKEN).body(body.clone()).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        acks.push(t.elapsed());
+    }
+    let total = start.elapsed();
+    server.abort();
+    acks.sort();
+    Floor { total, acks }
 }
 
 /// The least sled work a captured message needs, on top of [`floor`]: read
@@ -79,7 +191,7 @@ fn floor(bodies: &[String]) -> Duration {
 fn capture_floor(bodies: &[String]) -> Duration {
     use sled::Transactional;
     let dir = tempfile::tempdir().unwrap();
-    let db = sled::Config::new().path(dir.path()).cache_capacity(64 << 20).open().unwrap();
+    let db = open_floor_db(dir.path());
     let (inbox, captured) = (db.open_tree("inbox").unwrap(), db.open_tree("captured").unwrap());
     #[derive(serde::Deserialize)]
     struct Ids<'a> {
@@ -87,7 +199,7 @@ fn capture_floor(bodies: &[String]) -> Duration {
         event_id: &'a str,
     }
     let start = Instant::now();
-    store_transactions(&db, &inbox, bodies);
+    store_transactions(&db, &inbox, None, bodies);
     loop {
         let batch: Vec<(sled::IVec, sled::IVec)> = inbox.iter().take(100).map(Result::unwrap).collect();
         if batch.is_empty() {
@@ -109,15 +221,25 @@ fn capture_floor(bodies: &[String]) -> Duration {
 }
 
 struct Intaken {
+    /// From the first request to the last answer.
     total: Duration,
+    /// From the first request until the inbox was empty again (with the
+    /// processor running; `total` without).
+    done: Duration,
     acks: Vec<Duration>,
+    /// Inbox events waiting, after each acknowledgement (processor running).
+    inbox: Vec<u64>,
 }
 
-async fn through_http(store: Arc<SledStore>, bodies: &[String]) -> Intaken {
+/// Sends `bodies` one at a time through the HTTP intake into `store`; with
+/// `processing`, the processor drains the inbox meanwhile on a thread of
+/// its own, as in production (woken by the intake, batches of 100).
+async fn through_http(store: Arc<SledStore>, bodies: &[String], processing: bool) -> Intaken {
+    let wake = Arc::new(tokio::sync::Notify::new());
     let intake = Arc::new(Intake {
         store: store.clone(),
         hs_token: Secret::new(TOKEN),
-        wake: Arc::new(tokio::sync::Notify::new()),
+        wake: wake.clone(),
         max_body_bytes: 16 << 20,
         clock: gatekeeper::pipeline::clock::system(),
         gaps: Default::default(),
@@ -125,8 +247,34 @@ async fn through_http(store: Arc<SledStore>, bodies: &[String]) -> Intaken {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, router(intake)).await.unwrap() });
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let processor = processing.then(|| {
+        let (store, stop, wake) = (store.clone(), stop.clone(), wake.clone());
+        tokio::spawn(async move {
+            let config = config();
+            loop {
+                let (s, c) = (store.clone(), config.clone());
+                let report = tokio::task::spawn_blocking(move || {
+                    process_batch(s.as_ref(), &c, &gatekeeper::pipeline::clock::SystemClock).unwrap()
+                })
+                .await
+                .unwrap();
+                if report.processed == gatekeeper::pipeline::processor::BATCH {
+                    continue;
+                }
+                if stop.load(std::sync::atomic::Ordering::SeqCst) && report.processed == 0 {
+                    return;
+                }
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        })
+    });
     let http = reqwest::Client::new();
     let mut acks = Vec::with_capacity(bodies.len());
+    let mut inbox = Vec::with_capacity(bodies.len());
     let start = Instant::now();
     // Like a homeserver: one transaction in flight at a time.
     for (i, body) in bodies.iter().enumerate() {
@@ -140,17 +288,20 @@ async fn through_http(store: Arc<SledStore>, bodies: &[String]) -> Intaken {
             .unwrap();
         assert_eq!(resp.status().as_u16(), 200);
         acks.push(t.elapsed());
+        if processing {
+            inbox.push(store.stats().unwrap().inbox_pending);
+        }
     }
     let total = start.elapsed();
+    if let Some(p) = processor {
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        wake.notify_one();
+        p.await.unwrap();
+    }
+    let done = start.elapsed();
     server.abort();
     acks.sort();
-    Intaken { total, acks }
-}
-
-fn drain(store: &dyn Store, config: &EngineConfig) -> Duration {
-    let start = Instant::now();
-    while process_batch(store, config, &gatekeeper::pipeline::clock::SystemClock).unwrap().processed > 0 {}
-    start.elapsed()
+    Intaken { total, done, acks, inbox }
 }
 
 /// Strangers' messages in held rooms: every event is captured (and the
@@ -219,32 +370,76 @@ async fn main() {
         "{TXNS} transactions x {EVENTS} events ({:.1} KB each), sequential, loopback",
         bytes as f64 / TXNS as f64 / 1024.0
     );
+    let rate = |d: Duration| events / d.as_secs_f64();
+    let line = |what: &str, d: Duration, floor_a: Duration| {
+        println!(
+            "{what:<58} {:>8.0} events/s {:>9.2?}  {:.2}x floor (a)",
+            rate(d),
+            d,
+            floor_a.as_secs_f64() / d.as_secs_f64()
+        );
+    };
+    let acks = |what: &str, acks: &[Duration]| {
+        println!("{what:<58} ack p50 {:.2?}  p99 {:.2?}", percentile(acks, 0.5), percentile(acks, 0.99));
+    };
 
-    let floor_time = floor(&bodies);
+    // Unrelated traffic: the floors, then the intake alone and with the
+    // processor running.
+    let floor_a = floor_over_http(&bodies).await;
+    let floor_a_direct = floor_of(&bodies, true, true);
+    let floor_b = floor_of(&bodies, false, true);
+    let floor_a_flush = floor_of(&bodies, true, false);
+    let floor_b_flush = floor_of(&bodies, false, false);
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SledStore::open(&dir.path().join("db"), 64).unwrap());
-    let intake = through_http(store.clone(), &bodies).await;
-    let processing = drain(store.as_ref(), &config());
+    let alone = through_http(store.clone(), &bodies, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(&dir.path().join("db"), 64).unwrap());
+    let running = through_http(store.clone(), &bodies, true).await;
     assert_eq!(store.stats().unwrap().events_processed as usize, TXNS * EVENTS);
 
-    let rate = |d: Duration| events / d.as_secs_f64();
-    println!("floor (parse + store + 1 flush/txn): {:>9.0} events/s  {:>8.2?} total", rate(floor_time), floor_time);
-    println!("intake over HTTP (ack'd, durable):   {:>9.0} events/s  {:>8.2?} total", rate(intake.total), intake.total);
+    let a = floor_a.total;
+    println!("-- unrelated traffic (messages between users nobody protects)");
+    line("floor (a): HTTP + parse + 1 insert of the body + flush + sync", a, a);
+    line("floor (a) without HTTP (called directly)", floor_a_direct.total, a);
+    line("floor (b): parse + 1 insert per event + flush + sync (no HTTP)", floor_b.total, a);
+    line("floor (a) without the sync (sled's flush only)", floor_a_flush.total, a);
+    line("floor (b) without the sync (sled's flush only)", floor_b_flush.total, a);
+    line("intake over HTTP alone (acknowledged, durable)", alone.total, a);
+    line("intake with the processor running: intake", running.total, a);
+    line("intake with the processor running: all processed", running.done, a);
+    let direct = floor_a_direct.total.as_secs_f64();
     println!(
-        "intake + processing:                 {:>9.0} events/s  {:>8.2?} total",
-        rate(intake.total + processing),
-        intake.total + processing
-    );
-    println!("ratio intake / floor:                {:.2}", intake.total.as_secs_f64() / floor_time.as_secs_f64());
-    println!(
-        "ratio (intake + processing) / floor: {:.2}",
-        (intake.total + processing).as_secs_f64() / floor_time.as_secs_f64()
+        "{:<58} alone {:.2}x, all processed with the processor running {:.2}x",
+        "intake vs floor (a) without HTTP",
+        direct / alone.total.as_secs_f64(),
+        direct / running.done.as_secs_f64()
     );
     println!(
-        "ack latency, 100-event transaction:  p50 {:.2?}  p99 {:.2?}",
-        percentile(&intake.acks, 0.5),
-        percentile(&intake.acks, 0.99)
+        "{:<58} {:.2}x floor (b)",
+        "intake alone vs floor (b)",
+        floor_b.total.as_secs_f64() / alone.total.as_secs_f64()
     );
+    println!(
+        "{:<58} sync {:.2?} per transaction (floor (a) with and without)",
+        "what the sync costs",
+        (floor_a_direct.total.saturating_sub(floor_a_flush.total)) / TXNS as u32
+    );
+    acks("floor (a) over HTTP, 100-event transaction", &floor_a.acks);
+    acks("floor (a) without HTTP, 100-event transaction", &floor_a_direct.acks);
+    acks("floor (b), 100-event transaction", &floor_b.acks);
+    acks("intake alone, 100-event transaction", &alone.acks);
+    acks("intake with the processor running, 100-event transaction", &running.acks);
+    let third = running.inbox.len() / 3;
+    println!(
+        "{:<58} max {} / first third max {} / last third max {} / at the end {}",
+        "inbox events waiting after each ack (processor running)",
+        running.inbox.iter().max().unwrap(),
+        running.inbox[..third].iter().max().unwrap(),
+        running.inbox[2 * third..].iter().max().unwrap(),
+        running.inbox.last().unwrap()
+    );
+
     let small: Vec<String> = (0..TXNS)
         .map(|t| {
             let one = transaction(t + 10_000);
@@ -253,44 +448,29 @@ async fn main() {
         })
         .collect();
     let dir1 = tempfile::tempdir().unwrap();
-    let single = through_http(Arc::new(SledStore::open(&dir1.path().join("db"), 64).unwrap()), &small).await;
-    println!(
-        "ack latency, 1-event transaction:    p50 {:.2?}  p99 {:.2?}",
-        percentile(&single.acks, 0.5),
-        percentile(&single.acks, 0.99)
-    );
-    // The same, for strangers' messages: each one captured, with a reply
-    // decided for the first message of each held room.
+    let single = through_http(Arc::new(SledStore::open(&dir1.path().join("db"), 64).unwrap()), &small, false).await;
+    acks("intake alone, 1-event transaction", &single.acks);
+
+    // Strangers' messages: each one captured, with a reply decided for the
+    // first message of each held room.
+    println!("-- stranger traffic ({HELD_ROOMS} held DMs, every event captured)");
     let strangers: Vec<String> = (0..TXNS).map(stranger_transaction).collect();
-    let stranger_floor = floor(&strangers);
+    let stranger_floor = floor_over_http(&strangers).await;
     let stranger_capture_floor = capture_floor(&strangers);
     let dir2 = tempfile::tempdir().unwrap();
     let held = Arc::new(store_with_held_rooms(&dir2.path().join("db"), HELD_ROOMS));
-    let stranger_intake = through_http(held.clone(), &strangers).await;
-    let stranger_processing = drain(held.as_ref(), &config());
+    let stranger = through_http(held.clone(), &strangers, true).await;
     assert_eq!(held.stats().unwrap().deferred_messages as usize, TXNS * EVENTS);
-    println!(
-        "stranger traffic ({HELD_ROOMS} held DMs, every event captured): floor {:.0} events/s; \
-         intake {:.0} events/s; intake + processing {:.0} events/s",
-        rate(stranger_floor),
-        rate(stranger_intake.total),
-        rate(stranger_intake.total + stranger_processing)
-    );
-    println!(
-        "stranger ratios: intake / floor {:.2}; (intake + processing) / floor {:.2}",
-        stranger_intake.total.as_secs_f64() / stranger_floor.as_secs_f64(),
-        (stranger_intake.total + stranger_processing).as_secs_f64() / stranger_floor.as_secs_f64()
-    );
-    println!(
-        "stranger capture floor (floor + read back, capture written, inbox entry removed): {:.0} events/s; \
-         (intake + processing) / capture floor {:.2}",
-        rate(stranger_capture_floor),
-        (stranger_intake.total + stranger_processing).as_secs_f64() / stranger_capture_floor.as_secs_f64()
-    );
+    let sa = stranger_floor.total;
+    line("floor (a): HTTP + parse + 1 insert of the body + flush + sync", sa, sa);
+    line("capture floor (sled work of capturing, no decisions)", stranger_capture_floor, sa);
+    line("intake with the processor running: intake", stranger.total, sa);
+    line("intake with the processor running: all processed", stranger.done, sa);
+    acks("intake with the processor running, 100-event transaction", &stranger.acks);
 
     let reply = invite_to_reply(200);
     println!(
-        "stranger's message -> reply queued:  p50 {:.2?}  p99 {:.2?}  (accept + flush + decide + flush)",
+        "stranger's message -> reply queued:  p50 {:.2?}  p99 {:.2?}  (accept + sync + decide + flush)",
         percentile(&reply, 0.5),
         percentile(&reply, 0.99)
     );

@@ -50,6 +50,17 @@ pub(crate) fn process_up_to(
         // An event of a tracked room is decided once, however often it comes:
         // pushed by the homeserver and read forward at a start, or read back
         // after a join. A command must never run twice.
+        // Most of a server's traffic concerns nobody Gatekeeper protects:
+        // recognised from a few top-level fields, it is consumed with the
+        // batch (no decoding, no write of its own).
+        if !item.internal
+            && let Some(kind) = concerns_nobody(&pending.overlay, &item.raw, &config.bot)?
+        {
+            pending.empty.push(item.seq);
+            pending.counts.push((kind, Vec::new()));
+            report.processed += 1;
+            continue;
+        }
         let event = if item.internal { None } else { event_of(&item.raw) };
         if let Some((room, id)) = &event
             && !pending.overlay.rooms(room)?.is_empty()
@@ -175,6 +186,60 @@ fn event_of(raw: &[u8]) -> Option<(ruma::OwnedRoomId, ruma::OwnedEventId)> {
     }
     let ids = serde_json::from_slice::<Ids<'_>>(raw).ok()?;
     Some((ids.room_id?.try_into().ok()?, ids.event_id?.try_into().ok()?))
+}
+
+/// The top-level fields that say whom a homeserver event concerns, read
+/// without decoding the rest (its content above all).
+#[derive(serde::Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    event_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    room_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    sender: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    state_key: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// For a homeserver event that concerns nobody, the kind it is counted as:
+/// the engine decides nothing on it, whatever its content, because no rule
+/// reads more than its room, its sender and its target (`state_key`). That
+/// is: not an event of a room Gatekeeper tracks, neither sent by nor aimed
+/// at an owner or the bot; or of a type the engine has no rule for, outside
+/// a tracked room. `None` when it may concern someone, or cannot be read
+/// this way: then it is decoded and decided as usual (and unreadable ones
+/// dropped or set aside as usual).
+fn concerns_nobody(lookups: &dyn Lookups, raw: &[u8], bot: &ruma::UserId) -> Result<Option<&'static str>, StoreError> {
+    let Ok(head) = serde_json::from_slice::<Head<'_>>(raw) else { return Ok(None) };
+    let (Some(kind), Some(room)) = (head.kind.as_deref(), head.room_id.as_deref()) else { return Ok(None) };
+    let Ok(room) = <&ruma::RoomId>::try_from(room) else { return Ok(None) };
+    if lookups.room(room)?.is_some() {
+        return Ok(None);
+    }
+    let counted = match kind {
+        "m.room.member" => "member",
+        "m.room.message" => "message",
+        "m.room.encrypted" => "encrypted",
+        "m.room.redaction" => "redaction",
+        _ => return Ok(Some("other")),
+    };
+    // What the engine must have to read these at all: without it the event
+    // is unreadable, which the usual path reports.
+    let (Some(_), Some(sender)) = (head.event_id.as_deref(), head.sender.as_deref()) else { return Ok(None) };
+    let Ok(sender) = <&ruma::UserId>::try_from(sender) else { return Ok(None) };
+    if sender == bot || lookups.owner(sender)?.is_some() {
+        return Ok(None);
+    }
+    if let Some(target) = head.state_key.as_deref() {
+        let Ok(target) = <&ruma::UserId>::try_from(target) else { return Ok(None) };
+        if target == bot || lookups.owner(target)?.is_some() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(counted))
 }
 
 /// Whether an unreadable event belongs to a room Gatekeeper tracks (a
@@ -411,6 +476,99 @@ mod tests {
         let quarantined = store.quarantined(10).unwrap();
         assert_eq!(quarantined.len(), 1);
         assert_eq!(quarantined[0].raw.as_bytes(), BROKEN);
+    }
+
+    /// What the processor recognises as concerning nobody from a few fields
+    /// is what the engine, given the whole event, decides nothing on: every
+    /// kind of event, in untracked, held and control rooms, from and to
+    /// strangers, owners and the bot.
+    #[test]
+    fn events_recognised_as_concerning_nobody_are_those_the_engine_ignores() {
+        use crate::engine::{HeldRoom, RoomState};
+        let store = MemoryStore::new();
+        let config = config();
+        let alice: ruma::OwnedUserId = "@alice:example.org".parse().unwrap();
+        let stranger: ruma::OwnedUserId = "@s:remote.org".parse().unwrap();
+        let changes = vec![
+            StateChange::PutOwner(OwnerState::new(alice.clone(), "!control:example.org".try_into().unwrap(), 1)),
+            StateChange::PutRoom(
+                "!control:example.org".try_into().unwrap(),
+                RoomState::Control { owner: alice.clone() },
+            ),
+            StateChange::PutRoom(
+                "!held:remote.org".try_into().unwrap(),
+                RoomState::Held(HeldRoom::new(alice.clone(), stranger.clone(), true, 1)),
+            ),
+        ];
+        store.accept_transaction("setup", &[b"{}"], 1).unwrap();
+        let item = store.inbox_batch(1).unwrap().remove(0);
+        store.commit(item.seq, &Decision { changes, ..Default::default() }).unwrap();
+
+        let users = ["@alice:example.org", "@s:remote.org", "@bob:example.org", config.bot.as_str()];
+        let rooms = ["!control:example.org", "!held:remote.org", "!elsewhere:example.org"];
+        let mut nobody = 0;
+        let mut n = 0;
+        for kind in ["m.room.member", "m.room.message", "m.room.encrypted", "m.room.redaction", "m.reaction"] {
+            for room in rooms {
+                for sender in users {
+                    for target in users.iter().map(Some).chain([None]) {
+                        for membership in ["invite", "join", "leave"] {
+                            n += 1;
+                            let mut event = serde_json::json!({
+                                "type": kind, "event_id": format!("$e{n}"), "room_id": room, "sender": sender,
+                                "origin_server_ts": NOW, "redacts": "$x",
+                                "content": {"membership": membership, "is_direct": true, "msgtype": "m.text",
+                                    "body": "stop", "redacts": "$x"},
+                            });
+                            if let Some(t) = target {
+                                event["state_key"] = serde_json::json!(t);
+                            }
+                            let raw = event.to_string();
+                            let Some(_) = concerns_nobody(&store, raw.as_bytes(), &config.bot).unwrap() else {
+                                continue;
+                            };
+                            nobody += 1;
+                            let input = match translate(raw.as_bytes(), false) {
+                                Ok(Some(input)) => input,
+                                _ => continue,
+                            };
+                            let reads = engine::reads(&input);
+                            let mut snapshot = assemble_snapshot(
+                                &store,
+                                reads.room.as_deref(),
+                                &reads.users,
+                                reads.related.as_deref(),
+                            )
+                            .unwrap();
+                            if let Some(sender) = &reads.waves {
+                                snapshot.waves = read_waves(&store, sender).unwrap();
+                            }
+                            assert!(engine::overview_read(&snapshot, &input).is_none(), "{raw}");
+                            let decision = engine::decide(&snapshot, &input, NOW, &config);
+                            assert!(decision.is_empty(), "{raw} concerns someone: {decision:?}");
+                        }
+                    }
+                }
+            }
+        }
+        // Events between users nobody protects, outside tracked rooms, are
+        // the ones recognised: most of a server's traffic.
+        assert!(nobody > 20, "{nobody} of {n}");
+        let unrelated = br#"{"type":"m.room.message","event_id":"$u","room_id":"!r:example.org",
+            "sender":"@bob:example.org","content":{"msgtype":"m.text","body":"\u0068i"}}"#;
+        assert_eq!(concerns_nobody(&store, unrelated, &config.bot).unwrap(), Some("message"));
+        for concerned in [
+            br#"{"type":"m.room.member","event_id":"$i","room_id":"!new:remote.org","sender":"@s:remote.org","state_key":"@alice:example.org","content":{"membership":"invite"}}"#.as_slice(),
+            br#"{"type":"m.room.member","event_id":"$i","room_id":"!new:example.org","sender":"@bob:example.org","state_key":"@gatekeeper:example.org","content":{"membership":"invite"}}"#,
+            br#"{"type":"m.room.message","event_id":"$m","room_id":"!held:remote.org","sender":"@s:remote.org","content":{}}"#,
+            br#"{"type":"m.room.member","event_id":"$j","room_id":"!new:example.org","sender":"@alice:example.org","state_key":"@bob:example.org","content":{"membership":"invite"}}"#,
+            // Not readable this way: decided (or dropped) the usual way.
+            br#"{"type":"m.room.message","room_id":"!r:example.org","sender":"@bob:example.org","content":{}}"#,
+            br#"{"type":"m.room.member","event_id":"$k","room_id":"!r:example.org","sender":"@bob:example.org","state_key":7}"#,
+            br#"{"type":"m.room.message","type":"m.room.message","event_id":"$d","room_id":"!r:example.org","sender":"@bob:example.org"}"#,
+        ] {
+            assert_eq!(concerns_nobody(&store, concerned, &config.bot).unwrap(), None, "{}", String::from_utf8_lossy(concerned));
+        }
     }
 }
 

@@ -59,6 +59,33 @@ pub fn new_transaction_fills_the_inbox_in_order(s: &dyn Store) {
     assert_eq!((st.transactions, st.events_received, st.inbox_pending), (2, 3, 3));
 }
 
+/// A transaction is stored whole and split into its events when read:
+/// each is consumed on its own, in any order, once (committed, set aside
+/// or found empty), and what is left stays in order.
+pub fn a_transactions_events_are_consumed_each_once_in_any_order(s: &dyn Store) {
+    let events: Vec<Vec<u8>> = (0..5).map(|i| format!(r#"{{"event_id":"${i}"}}"#).into_bytes()).collect();
+    let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+    s.accept_transaction("t1", &refs, 1).unwrap();
+    s.accept_transaction("t2", &[E2], 1).unwrap();
+    let items = s.inbox_batch(10).unwrap();
+    assert_eq!(items.len(), 6);
+    assert!(items.windows(2).all(|w| w[0].seq < w[1].seq));
+    s.commit_empty(&[items[3].seq]).unwrap();
+    s.quarantine(items[1].seq, "bad", 1).unwrap();
+    s.commit(items[4].seq, &sample_decision()).unwrap();
+    // Again: nothing more.
+    s.commit_empty(&[items[3].seq, items[4].seq, items[1].seq]).unwrap();
+    s.quarantine(items[3].seq, "bad", 1).unwrap();
+    let left: Vec<Vec<u8>> = s.inbox_batch(10).unwrap().into_iter().map(|i| i.raw).collect();
+    assert_eq!(left, [refs[0], refs[2], E2]);
+    assert_eq!(s.inbox_batch(2).unwrap().iter().map(|i| i.seq).collect::<Vec<_>>(), [items[0].seq, items[2].seq]);
+    let st = s.stats().unwrap();
+    assert_eq!((st.inbox_pending, st.events_processed, st.events_quarantined, st.outbox_pending), (3, 2, 1, 2));
+    s.commit_empty(&[items[0].seq, items[2].seq, items[5].seq]).unwrap();
+    assert!(s.inbox_batch(10).unwrap().is_empty());
+    assert_eq!(s.stats().unwrap().inbox_pending, 0);
+}
+
 pub fn replayed_transaction_stores_nothing(s: &dyn Store) {
     s.accept_transaction("t1", &[E1], 1).unwrap();
     // Same ID, same events (the homeserver recomputes unsigned.age).
@@ -885,6 +912,7 @@ macro_rules! store_conformance {
                 };
             }
             case!(new_transaction_fills_the_inbox_in_order);
+            case!(a_transactions_events_are_consumed_each_once_in_any_order);
             case!(replayed_transaction_stores_nothing);
             case!(reused_id_with_other_events_is_kept);
             case!(empty_transaction_is_accepted);

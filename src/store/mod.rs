@@ -2,6 +2,7 @@
 //! state, the outbox of effects, and what was set aside. `sled_store` is the
 //! real one; `memory` backs fast tests. Both pass the same conformance suite.
 
+pub mod durable;
 mod memory;
 mod overlay;
 pub mod private;
@@ -109,7 +110,8 @@ pub struct Stats {
 pub trait Store: Lookups + Send + Sync + 'static {
     /// Stores a transaction's events in the inbox and makes them durable,
     /// unless this transaction was already accepted. Returns only once the
-    /// events survive a crash.
+    /// events survive a crash and a power cut (sled: one record for the
+    /// whole transaction, in one write, then the files synced).
     fn accept_transaction(&self, txn_id: &str, events: &[&[u8]], now_ms: u64) -> Result<Accepted, StoreError>;
 
     /// The highest numeric transaction ID accepted so far (Synapse numbers
@@ -212,7 +214,9 @@ pub trait Store: Lookups + Send + Sync + 'static {
     /// oldest beyond the newest `keep`. Returns how many went.
     fn prune_quarantine(&self, before_ms: u64, keep: usize) -> Result<usize, StoreError>;
 
-    /// Makes every earlier write durable.
+    /// Makes every earlier write survive a crash (`kill -9`). What is
+    /// acknowledged to someone else (a transaction, a sync position) is
+    /// also synced to stable storage by the write that stores it.
     fn flush(&self) -> Result<(), StoreError>;
 
     /// Why the database cannot write any more until it is reopened, once

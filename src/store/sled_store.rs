@@ -21,6 +21,79 @@ use crate::engine::{
 /// be read as one of our look-up results.
 const FROM_HOMESERVER: u8 = b'H';
 const FROM_LOOKUP: u8 = b'I';
+/// A transaction from the homeserver, stored whole as the intake received
+/// it (one write per transaction); split into its events when processed.
+const FROM_TRANSACTION: u8 = b'T';
+
+/// Inbox keys leave room for a stored transaction's events: event `i` of
+/// the transaction stored under key `k` is inbox item `k + i`. Keys are
+/// sled's monotonic IDs shifted by this much (a database from before kept
+/// its items under unshifted, smaller IDs: they stay first, in order).
+const SLOT_BITS: u32 = 20;
+const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
+/// The most events one stored record holds; a longer transaction is
+/// stored as several records, in the same write.
+const RECORD_EVENTS: usize = 1 << SLOT_BITS;
+
+/// A stored transaction's value: its tag, the number of events, then each
+/// event's length and raw bytes.
+fn transaction_value(events: &[&[u8]]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(5 + events.iter().map(|e| e.len() + 4).sum::<usize>());
+    v.push(FROM_TRANSACTION);
+    v.extend_from_slice(&(events.len() as u32).to_be_bytes());
+    for e in events {
+        v.extend_from_slice(&(e.len() as u32).to_be_bytes());
+        v.extend_from_slice(e);
+    }
+    v
+}
+
+/// The events of a stored transaction's value (as [`transaction_value`]
+/// wrote it, tag included).
+fn transaction_events(v: &[u8]) -> Result<Vec<&[u8]>, StoreError> {
+    let corrupt = corrupt_transaction;
+    let take4 = |at: usize| -> Result<usize, StoreError> {
+        let b: [u8; 4] = v.get(at..at + 4).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?;
+        Ok(u32::from_be_bytes(b) as usize)
+    };
+    let count = take4(1)?;
+    let mut events = Vec::with_capacity(count.min(RECORD_EVENTS));
+    let mut at = 5;
+    for _ in 0..count {
+        let len = take4(at)?;
+        events.push(v.get(at + 4..at + 4 + len).ok_or_else(corrupt)?);
+        at += 4 + len;
+    }
+    Ok(events)
+}
+
+fn corrupt_transaction() -> StoreError {
+    StoreError::Corrupt("stored transaction".into())
+}
+
+/// Event `i` of a stored transaction's value, read without the others.
+fn transaction_event(v: &[u8], i: usize) -> Option<&[u8]> {
+    let len_at = |at: usize| v.get(at..at + 4).and_then(|b| b.try_into().ok()).map(|b| u32::from_be_bytes(b) as usize);
+    let mut at = 5;
+    for _ in 0..i {
+        at += 4 + len_at(at)?;
+    }
+    v.get(at + 4..at + 4 + len_at(at)?)
+}
+
+/// How many events a stored transaction's value holds.
+fn transaction_len(v: &[u8]) -> usize {
+    v.get(1..5).and_then(|b| b.try_into().ok()).map_or(0, |b| u32::from_be_bytes(b) as usize)
+}
+
+fn is_transaction(v: &[u8]) -> bool {
+    v.first() == Some(&FROM_TRANSACTION)
+}
+
+/// Which events of a stored transaction were consumed: one bit each.
+fn consumed(done: Option<&[u8]>, i: usize) -> bool {
+    done.and_then(|d| d.get(i / 8)).is_some_and(|b| b & (1 << (i % 8)) != 0)
+}
 
 fn inbox_value(internal: bool, raw: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(raw.len() + 1);
@@ -82,6 +155,11 @@ pub struct SledStore {
     held_by_owner_room: Tree,
     /// The events consumed last from each tracked room (see `Seen`).
     seen_by_room: Tree,
+    /// For each stored transaction partly consumed, which of its events
+    /// are (a bitmap), by the transaction's inbox key.
+    inbox_done: Tree,
+    /// The files behind `db`, synced before anything is acknowledged.
+    files: super::durable::FileSync,
     /// Serialises intake so that inbox order is arrival order; sled's own
     /// locking would allow two transactions' events to interleave.
     intake: Mutex<()>,
@@ -182,6 +260,9 @@ impl SledStore {
             kept_by_key: tree("kept_by_key")?,
             held_by_owner_room: tree("held_by_owner_room")?,
             seen_by_room: tree("seen_by_room")?,
+            inbox_done: tree("inbox_done")?,
+            files: super::durable::FileSync::open(path)
+                .map_err(|e| backend(format!("syncing the files of {}: {e}", path.display())))?,
             intake: Mutex::new(()),
             quarantine_len: Mutex::new(None),
             failure: Mutex::new(None),
@@ -302,6 +383,116 @@ impl SledStore {
 
     fn counter(&self, key: &str) -> Result<u64, StoreError> {
         Ok(self.counters.get(key).map_err(|e| self.failed(e))?.map_or(0, |v| read_u64(&v)))
+    }
+
+    /// A new inbox key, after every one in use (see [`SLOT_BITS`]).
+    fn next_seq(&self) -> Result<u64, StoreError> {
+        let id = self.db.generate_id().map_err(|e| self.failed(e))?;
+        id.checked_mul(1 << SLOT_BITS).ok_or_else(|| StoreError::Corrupt(format!("inbox ID {id} out of range")))
+    }
+
+    fn next_seqs(&self, n: usize) -> Result<Vec<u64>, StoreError> {
+        (0..n).map(|_| self.next_seq()).collect()
+    }
+
+    /// Flushes, then syncs the files (see [`super::durable`]): what is
+    /// written survives a power cut, not only a crash. For what is
+    /// acknowledged to someone else (the homeserver, a sync position).
+    fn durable(&self) -> Result<(), StoreError> {
+        self.flush()?;
+        self.files.sync().map_err(|e| {
+            // After a failed fsync the kernel may have dropped the pages it
+            // could not write: nothing written since can be trusted until
+            // the database is reopened.
+            self.failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| e.to_string());
+            backend(format!("syncing the database files: {e}"))
+        })
+    }
+
+    /// How many events wait in the inbox, counted by reading it (the kept
+    /// size, `inbox_len`, must say the same).
+    #[cfg(test)]
+    fn inbox_events(&self) -> u64 {
+        self.inbox_batch(usize::MAX).unwrap().len() as u64
+    }
+}
+
+/// Consumes inbox items inside one sled transaction: plain entries, and
+/// events of stored transactions, whose consumed events are noted in
+/// `inbox_done` and which go once their last event does. [`Taker::finish`]
+/// writes what was noted.
+struct Taker<'t> {
+    inbox: &'t TransactionalTree,
+    done: &'t TransactionalTree,
+    /// Per stored transaction touched: its value and its consumed bitmap.
+    records: std::collections::HashMap<u64, (sled::IVec, Vec<u8>)>,
+}
+
+impl<'t> Taker<'t> {
+    fn new(inbox: &'t TransactionalTree, done: &'t TransactionalTree) -> Self {
+        Taker { inbox, done, records: Default::default() }
+    }
+
+    /// Consumes item `seq`; `false` if it was consumed before.
+    fn consume(&mut self, seq: u64) -> Result<bool, ConflictableTransactionError<StoreError>> {
+        Ok(self.take_as(seq, false)?.is_some())
+    }
+
+    /// Consumes item `seq`: its source and raw bytes, or `None` if it was
+    /// consumed before.
+    fn take(&mut self, seq: u64) -> Result<Option<InboxItem>, ConflictableTransactionError<StoreError>> {
+        self.take_as(seq, true)
+    }
+
+    /// [`Taker::take`], reading the event's bytes only if `raw`.
+    fn take_as(&mut self, seq: u64, raw: bool) -> Result<Option<InboxItem>, ConflictableTransactionError<StoreError>> {
+        let key = seq.to_be_bytes();
+        let (base, i) = match self.inbox.get(key)? {
+            Some(v) if !is_transaction(&v) => {
+                self.inbox.remove(&key)?;
+                return Ok(Some(inbox_item(seq, &v)));
+            }
+            Some(_) => (seq, 0),
+            None if seq & SLOT_MASK == 0 => return Ok(None),
+            None => (seq & !SLOT_MASK, (seq & SLOT_MASK) as usize),
+        };
+        let (value, done) = match self.records.entry(base) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let Some(value) = self.inbox.get(base.to_be_bytes())?.filter(|v| is_transaction(v)) else {
+                    return Ok(None);
+                };
+                let done = self.done.get(base.to_be_bytes())?.map(|d| d.to_vec()).unwrap_or_default();
+                v.insert((value, done))
+            }
+        };
+        let len = transaction_len(value);
+        if i >= len || consumed(Some(done), i) {
+            return Ok(None);
+        }
+        done.resize(len.div_ceil(8), 0);
+        done[i / 8] |= 1 << (i % 8);
+        let raw = if raw {
+            transaction_event(value, i).ok_or(ConflictableTransactionError::Abort(corrupt_transaction()))?.to_vec()
+        } else {
+            Vec::new()
+        };
+        Ok(Some(InboxItem { seq, internal: false, raw }))
+    }
+
+    /// Writes which events of each stored transaction touched are
+    /// consumed; a transaction whose events all are goes.
+    fn finish(self) -> Result<(), ConflictableTransactionError<StoreError>> {
+        for (base, (value, done)) in self.records {
+            let key = base.to_be_bytes();
+            if (0..transaction_len(&value)).all(|i| consumed(Some(&done), i)) {
+                self.inbox.remove(&key)?;
+                self.done.remove(&key)?;
+            } else if !done.is_empty() {
+                self.done.insert(&key, done)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -429,15 +620,18 @@ impl Store for SledStore {
             }
             None => false,
         };
+        // The transaction whole, as one record (several only past
+        // `RECORD_EVENTS` events), its ID with it: one write, then one
+        // sync. It is split into events when processed.
+        let records: Vec<Vec<u8>> = events.chunks(RECORD_EVENTS).map(transaction_value).collect();
         // IDs are taken before the transaction so a conflict retry reuses them.
-        let seqs: Vec<u64> =
-            events.iter().map(|_| self.db.generate_id().map_err(|e| self.failed(e))).collect::<Result<_, _>>()?;
+        let seqs = self.next_seqs(records.len())?;
         let record = records::encode(&TxnRecord::V1 { at_ms: now_ms, digest, events: events.len() });
         (&self.txn_by_id, &self.inbox_by_seq, &self.counters)
             .transaction(|(txns, inbox, counters)| {
                 txns.insert(txn_id.as_bytes(), record.as_slice())?;
-                for (seq, raw) in seqs.iter().zip(events) {
-                    inbox.insert(&seq.to_be_bytes(), inbox_value(false, raw))?;
+                for (seq, value) in seqs.iter().zip(&records) {
+                    inbox.insert(&seq.to_be_bytes(), value.as_slice())?;
                 }
                 bump(counters, C_TRANSACTIONS, 1)?;
                 bump(counters, C_RECEIVED, events.len() as u64)?;
@@ -451,7 +645,7 @@ impl Store for SledStore {
                 Ok(())
             })
             .map_err(|e| self.failed_tx(e))?;
-        self.flush()?;
+        self.durable()?;
         Ok(if reused { Accepted::ReusedId { events: events.len() } } else { Accepted::New { events: events.len() } })
     }
 
@@ -461,8 +655,7 @@ impl Store for SledStore {
 
     fn accept_sync(&self, since: Option<&str>, next_batch: &str, events: &[&[u8]]) -> Result<bool, StoreError> {
         let _guard = self.intake.lock().unwrap_or_else(|p| p.into_inner());
-        let seqs: Vec<u64> =
-            events.iter().map(|_| self.db.generate_id().map_err(|e| self.failed(e))).collect::<Result<_, _>>()?;
+        let seqs = self.next_seqs(events.len())?;
         let stored = (&self.counters, &self.inbox_by_seq)
             .transaction(|(counters, inbox)| {
                 let now = counters.get(K_SYNC_POSITION)?;
@@ -478,7 +671,8 @@ impl Store for SledStore {
                 Ok(true)
             })
             .map_err(|e| self.failed_tx(e))?;
-        self.flush()?;
+        // The position is acknowledged to the homeserver by the next sync.
+        self.durable()?;
         Ok(stored)
     }
 
@@ -492,7 +686,7 @@ impl Store for SledStore {
 
     fn reset_sync_position(&self) -> Result<(), StoreError> {
         self.counters.remove(K_SYNC_POSITION).map_err(|e| self.failed(e))?;
-        self.flush()
+        self.durable()
     }
 
     fn connector_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -516,11 +710,29 @@ impl Store for SledStore {
     }
 
     fn inbox_batch(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
-        self.inbox_by_seq
-            .iter()
-            .take(limit)
-            .map(|r| r.map(|(k, v)| inbox_item(seq_of(&k), &v)).map_err(|e| self.failed(e)))
-            .collect()
+        let mut out = Vec::new();
+        for entry in self.inbox_by_seq.iter() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
+            let seq = seq_of(&k);
+            if !is_transaction(&v) {
+                out.push(inbox_item(seq, &v));
+                continue;
+            }
+            // A stored transaction: its events not consumed yet.
+            let done = self.inbox_done.get(&k).map_err(|e| self.failed(e))?;
+            for (i, raw) in transaction_events(&v)?.into_iter().enumerate() {
+                if out.len() >= limit {
+                    break;
+                }
+                if !consumed(done.as_deref(), i) {
+                    out.push(InboxItem { seq: seq + i as u64, internal: false, raw: raw.to_vec() });
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn overview(&self, owner: &UserId) -> Result<OwnerOverview, StoreError> {
@@ -616,6 +828,7 @@ impl Store for SledStore {
             &self.held_by_owner_room,
             &self.wave_by_key,
             &self.seen_by_room,
+            &self.inbox_done,
         )
             .transaction(
                 |(
@@ -631,7 +844,9 @@ impl Store for SledStore {
                     held,
                     waves,
                     seen_rooms,
+                    inbox_done,
                 )| {
+                    let mut taker = Taker::new(inbox, inbox_done);
                     // Per-owner keys this attempt wrote (sled may retry the closure).
                     let mut written: Vec<(u8, Vec<u8>)> = Vec::new();
                     // Who holds each room this batch touches, as it goes.
@@ -640,7 +855,7 @@ impl Store for SledStore {
                     // The inbox items this write consumes: only their events are remembered.
                     let mut consumed = std::collections::HashSet::new();
                     for seq in empty {
-                        if inbox.remove(&seq.to_be_bytes())?.is_some() {
+                        if taker.consume(*seq)? {
                             processed += 1;
                             consumed.insert(*seq);
                         }
@@ -649,7 +864,7 @@ impl Store for SledStore {
                     for ((seq, decision), ids) in decided.iter().zip(&effect_ids) {
                         // A commit for an item that is gone was already made:
                         // doing it again would enqueue its effects twice.
-                        if inbox.remove(&seq.to_be_bytes())?.is_none() {
+                        if !taker.consume(*seq)? {
                             continue;
                         }
                         consumed.insert(*seq);
@@ -753,6 +968,7 @@ impl Store for SledStore {
                         resize(counters, G_OUTBOX, ids.len() as i64)?;
                         high = ids.last().or(high);
                     }
+                    taker.finish()?;
                     if let Some(high) = high {
                         counters.insert(K_OUTBOX_HIGH, &high.to_be_bytes())?;
                     }
@@ -804,8 +1020,7 @@ impl Store for SledStore {
         if follow_ups.is_empty() {
             return Ok(());
         }
-        let seqs: Vec<u64> =
-            follow_ups.iter().map(|_| self.db.generate_id().map_err(|e| self.failed(e))).collect::<Result<_, _>>()?;
+        let seqs = self.next_seqs(follow_ups.len())?;
         (&self.inbox_by_seq, &self.counters)
             .transaction(|(inbox, counters)| {
                 for (seq, f) in seqs.iter().zip(follow_ups) {
@@ -826,12 +1041,13 @@ impl Store for SledStore {
             // Counted once per start (sled counts by walking the tree).
             None => self.quarantine_by_seq.len(),
         };
-        let added = (&self.inbox_by_seq, &self.quarantine_by_seq, &self.counters)
-            .transaction(|(inbox, quarantine, counters)| {
-                let Some(stored) = inbox.remove(&seq.to_be_bytes())? else {
+        let added = (&self.inbox_by_seq, &self.quarantine_by_seq, &self.counters, &self.inbox_done)
+            .transaction(|(inbox, quarantine, counters, done)| {
+                let mut taker = Taker::new(inbox, done);
+                let Some(InboxItem { raw, .. }) = taker.take(seq)? else {
                     return Ok(0);
                 };
-                let raw = inbox_item(seq, &stored).raw;
+                taker.finish()?;
                 let record = QuarantineRecord::V1 {
                     at_ms: now_ms,
                     reason: reason.to_owned(),
@@ -895,8 +1111,7 @@ impl Store for SledStore {
         now_ms: u64,
     ) -> Result<(), StoreError> {
         let Some((first, _)) = finished.first() else { return Ok(()) };
-        let seqs: Vec<u64> =
-            follow_ups.iter().map(|_| self.db.generate_id().map_err(|e| self.failed(e))).collect::<Result<_, _>>()?;
+        let seqs = self.next_seqs(follow_ups.len())?;
         (&self.outbox_by_id, &self.failed_effect_by_id, &self.counters, &self.inbox_by_seq)
             .transaction(|(outbox, failed, counters, inbox)| {
                 if outbox.get(first.to_be_bytes())?.is_none() {
@@ -1022,7 +1237,7 @@ impl Store for SledStore {
     }
 
     fn use_link(&self, nonce: &str, expires_ms: u64, raw: &[u8]) -> Result<bool, StoreError> {
-        let seq = self.db.generate_id().map_err(|e| self.failed(e))?;
+        let seq = self.next_seq()?;
         let used = (&self.used_link_by_nonce, &self.inbox_by_seq, &self.counters)
             .transaction(|(links, inbox, counters)| {
                 if links.get(nonce.as_bytes())?.is_some() {
@@ -1034,12 +1249,13 @@ impl Store for SledStore {
                 Ok(true)
             })
             .map_err(|e| self.failed_tx(e))?;
-        self.flush()?;
+        // The page that confirms it is an acknowledgement too.
+        self.durable()?;
         Ok(used)
     }
 
     fn push_internal(&self, raw: &[u8]) -> Result<(), StoreError> {
-        let seq = self.db.generate_id().map_err(|e| self.failed(e))?;
+        let seq = self.next_seq()?;
         (&self.inbox_by_seq, &self.counters)
             .transaction(|(inbox, counters)| {
                 inbox.insert(&seq.to_be_bytes(), inbox_value(true, raw))?;
@@ -1232,7 +1448,7 @@ mod tests {
             let st = s.stats().unwrap();
             assert_eq!(
                 (st.inbox_pending, st.outbox_pending, st.owners),
-                (s.inbox_by_seq.len() as u64, s.outbox_by_id.len() as u64, s.owner_by_user.len() as u64)
+                (s.inbox_events(), s.outbox_by_id.len() as u64, s.owner_by_user.len() as u64)
             );
         };
         s.accept_transaction("t1", &[b"{}", b"{}", b"{}"], 1).unwrap();
@@ -1260,6 +1476,60 @@ mod tests {
         let seq = s.inbox_batch(1).unwrap()[0].seq;
         s.commit(seq, &remove).unwrap();
         check(&s);
+    }
+
+    /// The intake writes a transaction as one record, whatever its number
+    /// of events; processing consumes it event by event (in any order, some
+    /// set aside), across a restart, and the record goes with its last event.
+    #[test]
+    fn a_transaction_is_one_record_until_its_last_event_is_consumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let events: Vec<Vec<u8>> = (0..100).map(|i| format!(r#"{{"event_id":"$e{i}"}}"#).into_bytes()).collect();
+        let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+        {
+            let s = SledStore::open(&path, 4).unwrap();
+            s.accept_transaction("t1", &refs, 1).unwrap();
+            assert_eq!(s.inbox_by_seq.len(), 1, "one record for the whole transaction");
+            let items = s.inbox_batch(40).unwrap();
+            assert_eq!(items.iter().map(|i| i.raw.as_slice()).collect::<Vec<_>>(), refs[..40]);
+            s.commit_empty(&items.iter().map(|i| i.seq).collect::<Vec<_>>()).unwrap();
+            s.flush().unwrap();
+        }
+        let s = SledStore::open(&path, 4).unwrap();
+        let items = s.inbox_batch(100).unwrap();
+        assert_eq!(items.iter().map(|i| i.raw.as_slice()).collect::<Vec<_>>(), refs[40..]);
+        assert_eq!(s.stats().unwrap().inbox_pending, 60);
+        // The last first, one set aside, then the rest; none twice.
+        s.commit_empty(&[items[59].seq]).unwrap();
+        s.quarantine(items[0].seq, "bad", 2).unwrap();
+        s.quarantine(items[0].seq, "bad", 2).unwrap();
+        s.commit(items[1].seq, &super::super::conformance::sample_decision()).unwrap();
+        assert_eq!(s.inbox_batch(100).unwrap().len(), 57);
+        assert_eq!(s.quarantined(10).unwrap()[0].raw.as_bytes(), refs[40]);
+        s.commit_empty(&items.iter().map(|i| i.seq).collect::<Vec<_>>()).unwrap();
+        assert_eq!((s.inbox_by_seq.len(), s.inbox_done.len()), (0, 0));
+        let st = s.stats().unwrap();
+        assert_eq!((st.inbox_pending, st.events_processed, st.events_quarantined), (0, 99, 1));
+    }
+
+    /// Items a database kept from before transactions were stored whole
+    /// (under sled's plain IDs) come first, and are consumed as before.
+    #[test]
+    fn inbox_items_from_an_older_database_come_first() {
+        let (s, _dir) = fresh();
+        let old = s.db.generate_id().unwrap();
+        s.inbox_by_seq.insert(old.to_be_bytes(), inbox_value(false, b"{\"event_id\":\"$old\"}")).unwrap();
+        s.accept_transaction("t1", &[b"{\"event_id\":\"$new\"}"], 1).unwrap();
+        let items = s.inbox_batch(10).unwrap();
+        assert_eq!(
+            items.iter().map(|i| i.raw.as_slice()).collect::<Vec<_>>(),
+            [&br#"{"event_id":"$old"}"#[..], br#"{"event_id":"$new"}"#]
+        );
+        s.commit_empty(&[items[0].seq]).unwrap();
+        assert_eq!(s.inbox_batch(10).unwrap().len(), 1);
+        s.commit_empty(&[items[1].seq]).unwrap();
+        assert_eq!(s.inbox_by_seq.len(), 0);
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod decisions;
 mod digest;
 mod disk_full;
 mod downtime;
+mod durability;
 mod email;
 mod fuzz_smoke;
 mod gate;

@@ -13,6 +13,7 @@ pub mod matrix;
 pub mod push;
 pub mod rng;
 pub mod smtp;
+pub mod strace;
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -314,6 +315,8 @@ pub struct Gatekeeper {
     pub default_log_level: bool,
     child: Option<Child>,
     runs: u32,
+    /// Started under strace: the child is strace, Gatekeeper its child.
+    traced: bool,
 }
 
 /// The homeserver URL written before the homeserver exists (it needs our
@@ -366,6 +369,7 @@ impl Gatekeeper {
             default_log_level: false,
             child: None,
             runs: 0,
+            traced: false,
         }
     }
 
@@ -394,6 +398,7 @@ impl Gatekeeper {
             default_log_level: false,
             child: None,
             runs: 0,
+            traced: false,
         }
     }
 
@@ -506,6 +511,33 @@ impl Gatekeeper {
         self.spawn(command);
     }
 
+    /// Starts Gatekeeper under `strace -f -y`, tracing `syscalls` into
+    /// `trace`. [`Gatekeeper::traced_pid`] is Gatekeeper's own process.
+    pub fn start_traced(&mut self, strace: &Path, trace: &Path, syscalls: &str) {
+        let inner = self.command(&[], "gatekeeper=debug,info");
+        let mut command = Command::new(strace);
+        command.args(["-f", "-y", "-s", "128", "-e", &format!("trace={syscalls}"), "-o"]).arg(trace).arg("--");
+        command.arg(inner.get_program()).args(inner.get_args());
+        for (key, value) in inner.get_envs() {
+            match value {
+                Some(v) => command.env(key, v),
+                None => command.env_remove(key),
+            };
+        }
+        self.spawn(command);
+        self.traced = true;
+    }
+
+    /// The process strace started (see [`Gatekeeper::start_traced`]).
+    pub fn traced_pid(&self) -> Option<u32> {
+        if !self.traced {
+            return None;
+        }
+        let pid = self.pid()?;
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        children.split_whitespace().next()?.parse().ok()
+    }
+
     fn command(&self, extra_args: &[&str], filter: &str) -> Command {
         let mut command = Command::new(gatekeeper_bin());
         command
@@ -520,6 +552,7 @@ impl Gatekeeper {
 
     fn spawn(&mut self, mut command: Command) {
         assert!(self.child.is_none(), "already running");
+        self.traced = false;
         self.runs += 1;
         let log = File::create(self.dir.join(format!("gatekeeper-{}.log", self.runs))).unwrap();
         let child = command.stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
@@ -584,8 +617,20 @@ impl Gatekeeper {
         if std::env::var_os("GK_TEST_TIMING").is_some() {
             eprintln!("--- gatekeeper log ---\n{}", self.log());
         }
+        self.stop_traced();
         let child = self.child.take().expect("not running");
         stop_by_pid(child, Duration::from_secs(15));
+    }
+
+    /// Gatekeeper under strace stops first (strace would only detach from it).
+    fn stop_traced(&mut self) {
+        if let Some(pid) = self.traced_pid() {
+            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            let start = Instant::now();
+            while std::path::Path::new(&format!("/proc/{pid}")).exists() && start.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 
     /// `gatekeeper inspect` (the process must be stopped).
@@ -614,6 +659,7 @@ fn token_from(registration: &Path, key: &str) -> String {
 
 impl Drop for Gatekeeper {
     fn drop(&mut self) {
+        self.stop_traced();
         if let Some(child) = self.child.take() {
             stop_by_pid(child, Duration::from_secs(5));
         }

@@ -1,0 +1,73 @@
+//! What makes a sled write survive a power cut, not only `kill -9`.
+//!
+//! sled 0.34's `flush` ends in `sync_file_range` on Linux: the data reaches
+//! the device, but neither the device's write cache nor the file's size is
+//! flushed, and sled calls `fsync` only from its background flusher (every
+//! 500 ms). Values too large for its log go to files of their own under
+//! `blobs/`, which sled never syncs at all. So after sled's flush, this
+//! syncs the log file (`fdatasync`), every blob file not synced yet, and
+//! the blob directory when it gained one.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Open handles on a sled database's files, to sync them after its flush.
+pub struct FileSync {
+    log: File,
+    blobs: PathBuf,
+    /// Blob files synced already (sled never rewrites one: a new version
+    /// of a value is a new file).
+    synced: Mutex<HashSet<OsString>>,
+}
+
+impl FileSync {
+    /// Opens the database's files at `path` (a sled directory, opened
+    /// already) and syncs everything in it once, the directory entries too.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let log = File::open(path.join("db"))?;
+        let sync = FileSync { log, blobs: path.join("blobs"), synced: Mutex::new(HashSet::new()) };
+        if let Ok(conf) = File::open(path.join("conf")) {
+            conf.sync_all()?;
+        }
+        sync.sync()?;
+        sync.log.sync_all()?;
+        File::open(path)?.sync_all()?;
+        Ok(sync)
+    }
+
+    /// Makes everything sled has written (and flushed) so far durable.
+    pub fn sync(&self) -> io::Result<()> {
+        self.log.sync_data()?;
+        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        let entries = match std::fs::read_dir(&self.blobs) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut present = HashSet::with_capacity(synced.len());
+        let mut added = false;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            if !synced.contains(&name) {
+                match File::open(entry.path()) {
+                    Ok(f) => f.sync_data()?,
+                    // Removed by sled meanwhile: an older version of a value.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                }
+                added = true;
+            }
+            present.insert(name);
+        }
+        if added {
+            File::open(&self.blobs)?.sync_all()?;
+        }
+        *synced = present;
+        Ok(())
+    }
+}
