@@ -306,7 +306,12 @@ impl SledStore {
             let prefix = records::owner_prefix(room.as_str());
             let mut owners = std::collections::BTreeSet::new();
             for key in self.room_by_id_owner.scan_prefix(&prefix).keys() {
-                owners.insert(key.map_err(|e| self.failed(e))?[prefix.len()..].to_vec());
+                let owner = key.map_err(|e| self.failed(e))?[prefix.len()..].to_vec();
+                // A longer room ID with a NUL in it shares the prefix; user
+                // IDs have no NUL, so its keys are told apart by one.
+                if !owner.contains(&0) {
+                    owners.insert(owner);
+                }
             }
             holders.insert(room, owners);
         }
@@ -342,7 +347,8 @@ impl SledStore {
             let (k, v) = entry.map_err(|e| self.failed(e))?;
             let room: RoomState = records::decode::<RoomRecord>("room", &v)?.into();
             if let RoomState::Held(h) = &room {
-                let id = k.split(|b| *b == 0).next().unwrap_or_default();
+                // The owner is after the last NUL (user IDs have none).
+                let id = k.rsplitn(2, |b| *b == 0).nth(1).unwrap_or_default();
                 index.insert(pair_key(h.owner.as_str(), &String::from_utf8_lossy(id)), &[]);
             }
             add(tally::room(None, Some(&room)));

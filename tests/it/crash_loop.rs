@@ -41,6 +41,7 @@ async fn fifty_kill_9s_lose_nothing_and_duplicate_nothing() {
     let friend = w.synapse.register("friend").await;
     let friends = friend.create_dm(&alice.user_id).await;
     alice.join(&friends).await;
+    alice.send_text(&friends, "Hi friend").await;
     let control = opt_in(&mut w, &alice).await;
     eventually("the friend to be allowed", LONG, || {
         let a = alice.clone();

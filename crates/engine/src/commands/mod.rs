@@ -170,7 +170,7 @@ pub fn codes_read(input: &crate::Input) -> Vec<crate::WaveKey> {
     match input {
         crate::Input::Message { meta, msgtype, body, .. } if msgtype == "m.text" => match parse(body) {
             Some(Command::Set(set::Setting::Email(Some(address)))) => {
-                vec![crate::WaveKey::CodesTo(address.to_lowercase()), crate::WaveKey::CodesBy(meta.sender.clone())]
+                vec![crate::WaveKey::CodesTo(set::mailbox(&address)), crate::WaveKey::CodesBy(meta.sender.clone())]
             }
             _ => Vec::new(),
         },

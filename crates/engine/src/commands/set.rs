@@ -103,7 +103,7 @@ impl Handler for Setting {
                     // The same limits per owner (their record, and what a
                     // `stop` did not reset) and per address (whoever asked).
                     let by = WaveKey::CodesBy(o.user_id.clone());
-                    let to = WaveKey::CodesTo(address.to_lowercase());
+                    let to = WaveKey::CodesTo(mailbox(&address));
                     let recent = |times: &mut dyn Iterator<Item = u64>| -> Vec<u64> {
                         let mut t: Vec<u64> = times.filter(|t| ctx.now_ms.saturating_sub(*t) < mail::DAY_MS).collect();
                         t.sort_unstable();
@@ -185,5 +185,19 @@ impl Handler for Setting {
             Setting::Retention(ms) => (OwnerState { retention_ms: Some(ms), ..o }, texts::retention_set(ms)),
         };
         ctx.update(updated, said)
+    }
+}
+
+/// The inbox an address reaches, as far as can be told without knowing its
+/// provider: case does not matter, nor does a `+tag` on the local part (the
+/// usual sub-addressing), so variants of one address share its limits.
+pub(crate) fn mailbox(address: &str) -> String {
+    let lower = address.to_lowercase();
+    match lower.rsplit_once('@') {
+        Some((local, domain)) => {
+            let base = local.split_once('+').map_or(local, |(base, _)| base);
+            format!("{base}@{domain}")
+        }
+        None => lower,
     }
 }

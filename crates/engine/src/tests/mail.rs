@@ -100,6 +100,23 @@ fn codes_to_one_address_are_limited_whoever_asks_and_after_stop() {
     assert!(notice_body(&again).contains("A code was mailed a short while ago"));
 }
 
+/// Sub-addresses reach one inbox: `victim+1@` and `victim+2@` share its limit.
+#[test]
+fn sub_addresses_share_their_inboxs_limit() {
+    let cfg = mail_config();
+    let s = control();
+    let first = decide(&s, &text(ALICE, CONTROL, "set email Victim+1@example.org"), NOW, &cfg);
+    assert!(kinds(&first).contains(&"mail"));
+    let mut s = s.after(&first.changes);
+    // Another account asks for another variant a minute later.
+    let other = OwnerState { user_id: uid("@mallory:example.org"), ..owner() };
+    s.owners.insert(uid("@mallory:example.org"), other);
+    s.rooms = vec![RoomState::Control { owner: uid("@mallory:example.org") }];
+    let second =
+        decide(&s, &msg_n("@mallory:example.org", CONTROL, "m.text", "set email victim+2@example.org", 1), NOW + 60_000, &cfg);
+    assert!(!kinds(&second).contains(&"mail"), "{second:?}");
+}
+
 #[test]
 fn set_email_declares_the_code_records_it_reads() {
     let reads = crate::reads(&text(ALICE, CONTROL, "set email Me@Alice.example"));
