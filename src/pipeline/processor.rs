@@ -1101,8 +1101,8 @@ mod batch_tests {
         fn use_link(&self, nonce: &str, expires_ms: u64, raw: &[u8]) -> Result<bool, StoreError> {
             self.inner.use_link(nonce, expires_ms, raw)
         }
-        fn prune_deferred(&self, owner: &ruma::UserId, before_ms: u64) -> Result<usize, StoreError> {
-            self.inner.prune_deferred(owner, before_ms)
+        fn prune_deferred(&self, owner: &ruma::UserId, before_ms: u64, denied: u64) -> Result<usize, StoreError> {
+            self.inner.prune_deferred(owner, before_ms, denied)
         }
     }
 

@@ -33,3 +33,4 @@ mod lanes;
 mod observability;
 mod spam_wave;
 mod stranded;
+mod urgent;

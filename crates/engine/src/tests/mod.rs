@@ -18,7 +18,9 @@ mod reads;
 mod replies;
 mod security;
 mod tidy;
+mod undo;
 mod unreadable;
+mod urgent;
 mod waves;
 
 use super::*;
@@ -173,6 +175,7 @@ fn captured(event: &OwnedEventId, body: &str) -> Deferred {
         edited: false,
         digested: false,
         redacted_by: None,
+        denied_ms: None,
     }
 }
 
