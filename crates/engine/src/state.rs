@@ -620,6 +620,9 @@ impl Snapshot {
     }
 }
 
+// An owner's record is the largest change; a decision holds a handful of
+// changes and never many of them, so boxing it would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateChange {
     PutOwner(OwnerState),
