@@ -1,7 +1,7 @@
 //! Urgent messages and `undo`: what the stranger is told, what the owner
 //! hears, and what `undo` says it did.
 
-use super::{Text, escape_html, format_duration, plain, who};
+use super::{Text, escape_html, format_duration, plain, plural, who};
 use crate::{Subject, UndoKind};
 
 /// The automatic reply, with the one way through for what cannot wait.
@@ -119,17 +119,17 @@ pub fn undone(kind: UndoKind, subject: &Subject, rooms: usize, messages: usize) 
     };
     let mut line = format!("{what} {subject}");
     if rooms > 0 {
-        line.push_str(&format!("; holding {rooms} room(s) again"));
+        line.push_str(&format!("; holding {} again", plural(rooms, "room")));
     }
     if messages > 0 {
-        line.push_str(&format!("; {messages} message(s) are waiting again"));
+        line.push_str(&format!("; {} waiting again", plural(messages, "message")));
     }
     line.push('.');
     line
 }
 
 pub fn undone_more(n: usize) -> String {
-    format!("{n} more decision(s) can still be undone.")
+    format!("{} can still be undone.", plural(n, "more decision"))
 }
 
 pub fn bulk_done(kind: UndoKind, senders: usize) -> String {
@@ -137,7 +137,7 @@ pub fn bulk_done(kind: UndoKind, senders: usize) -> String {
         UndoKind::Block => "Blocked",
         _ => "Denied",
     };
-    format!("{verb} everyone pending: {senders} sender(s). `undo` takes it all back within 24 hours.")
+    format!("{verb} everyone pending: {}. `undo` takes it all back within 24 hours.", plural(senders, "sender"))
 }
 
 pub fn nobody_pending_for_all() -> Text {
