@@ -53,6 +53,7 @@ fn main() {
             edited: false,
             digested: false,
             redacted_by: None,
+            denied_ms: None,
         });
     }
     let mut times = Vec::new();

@@ -77,6 +77,7 @@ fn owner_decision(o: usize) -> Decision {
             edited: false,
             digested: false,
             redacted_by: None,
+            denied_ms: None,
         }));
     }
     Decision { changes, effects: vec![], outcomes: vec![] }

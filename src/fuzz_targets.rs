@@ -96,6 +96,7 @@ pub fn digest(data: &[u8]) {
         edited: false,
         digested: false,
         redacted_by: None,
+        denied_ms: None,
     });
     overview.held.insert(
         "!g:x.org".try_into().expect("valid"),

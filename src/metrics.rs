@@ -40,6 +40,7 @@ pub struct Metrics {
     pub replies_suppressed_wave: Counter,
     pub replies_sent_late: Counter,
     pub wave_invites: Counter,
+    pub urgent_sent: Counter,
     pub digests_sent: Counter,
     pub emails_sent: Counter,
     pub action_failures: Counter,
@@ -67,6 +68,7 @@ impl Metrics {
             replies_suppressed_wave: Counter::default(),
             replies_sent_late: Counter::default(),
             wave_invites: Counter::default(),
+            urgent_sent: Counter::default(),
             digests_sent: Counter::default(),
             emails_sent: Counter::default(),
             action_failures: Counter::default(),
@@ -102,6 +104,7 @@ impl Metrics {
             m.replies_sent_late.clone(),
         );
         r.register("wave_invites", "Invites held from senders who are part of a wave", m.wave_invites.clone());
+        r.register("urgent_sent", "Urgent messages passed on to their owner at once", m.urgent_sent.clone());
         r.register("digests_sent", "Digest notices decided and queued to send", m.digests_sent.clone());
         r.register("emails_sent", "E-mails sent", m.emails_sent.clone());
         r.register("action_failures", "Effects that failed for good", m.action_failures.clone());
@@ -139,6 +142,7 @@ impl Metrics {
                 Outcome::ReplySuppressed => self.replies_suppressed.inc(),
                 Outcome::ReplySuppressedWave => self.replies_suppressed_wave.inc(),
                 Outcome::WaveInvite => self.wave_invites.inc(),
+                Outcome::UrgentSent => self.urgent_sent.inc(),
                 Outcome::ReplySentLate => {
                     self.replies_sent_late.inc();
                     self.replies_sent.inc()

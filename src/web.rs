@@ -71,7 +71,32 @@ fn describe(link: &Link) -> (String, String) {
         LinkAction::Unsubscribe => {
             ("Stop the e-mailed digests?".into(), "Your digests will still arrive in your Gatekeeper chat.".into())
         }
+        LinkAction::Undo => (
+            "Undo that decision?".into(),
+            "Gatekeeper takes back what that link did: they wait for you again as before.".into(),
+        ),
     }
+}
+
+/// After a link decided about someone: a button that takes it back, for
+/// the day the decision can be undone (a link of its own, used once).
+fn undo_offer(pages: &Pages, link: &Link) -> String {
+    if matches!(link.action, LinkAction::Unsubscribe | LinkAction::Undo) {
+        return String::new();
+    }
+    let undo = Link {
+        owner: link.owner.clone(),
+        action: LinkAction::Undo,
+        subject: String::new(),
+        expires_ms: pages.clock.now_ms().saturating_add(crate::engine::undo::KEEP_MS),
+        nonce: links::undo_nonce(&link.nonce),
+    };
+    format!(
+        "<form method=\"post\" action=\"{}\"><p>Changed your mind? For the next 24 hours:</p>\
+         <button type=\"submit\">{}</button></form>",
+        escape_html(&links::sign(&pages.secret, &undo)),
+        escape_html(LinkAction::Undo.label())
+    )
 }
 
 fn refused(e: LinkError) -> Response {
@@ -114,7 +139,8 @@ async fn act(State(pages): State<Arc<Pages>>, Path(token): Path<String>) -> Resp
         Ok(Ok(true)) => {
             pages.wake.notify_one();
             tracing::info!(owner = %link.owner, action = ?link.action, "one-click link used");
-            page(StatusCode::OK, "Done", "<p>Done. Gatekeeper confirms it in your Matrix chat.</p>")
+            let undo = undo_offer(&pages, &link);
+            page(StatusCode::OK, "Done", &format!("<p>Done. Gatekeeper confirms it in your Matrix chat.</p>{undo}"))
         }
         Ok(Ok(false)) => page(StatusCode::CONFLICT, "Already done", "<p>This link was used before; it works once.</p>"),
         failed => {

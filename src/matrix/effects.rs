@@ -336,7 +336,7 @@ impl Performer for HsClient {
                     Err(e) => Err(classify(e)),
                 }
             }
-            Effect::SendNotice { as_user, room_id, txn_id, body, html, only_with, .. } => {
+            Effect::SendNotice { as_user, room_id, txn_id, body, html, only_with, urgent, .. } => {
                 if let Some(with) = only_with
                     && let Some(not_sent) = self.not_two_people(as_user, room_id, with).await.map_err(classify)?
                 {
@@ -345,9 +345,23 @@ impl Performer for HsClient {
                 let mut content = RoomMessageEventContent::notice_html(body.clone(), html.clone());
                 // Gatekeeper's messages never ping anyone.
                 content.mentions = Some(Mentions::new());
-                let req =
+                let req = if *urgent {
+                    // Marked, so that the owner's urgent push rule rings for it.
+                    let mut value =
+                        serde_json::to_value(&content).map_err(|e| PerformError::Permanent(e.to_string()))?;
+                    value[crate::engine::rules::URGENT_KEY] = json!(crate::engine::rules::URGENT_VALUE);
+                    let raw =
+                        serde_json::value::to_raw_value(&value).map_err(|e| PerformError::Permanent(e.to_string()))?;
+                    message::send_message_event::v3::Request::new_raw(
+                        room_id.clone(),
+                        txn_id.as_str().into(),
+                        "m.room.message".into(),
+                        ruma::serde::Raw::from_json(raw),
+                    )
+                } else {
                     message::send_message_event::v3::Request::new(room_id.clone(), txn_id.as_str().into(), &content)
-                        .map_err(|e| PerformError::Permanent(e.to_string()))?;
+                        .map_err(|e| PerformError::Permanent(e.to_string()))?
+                };
                 self.send(req, Some(as_user)).await.map_err(classify)?;
                 done
             }

@@ -738,6 +738,7 @@ mod tests {
             html: "h".into(),
             digest: None,
             only_with: None,
+            urgent: false,
         }
     }
 

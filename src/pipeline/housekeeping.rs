@@ -91,7 +91,8 @@ pub async fn prune(shared: Shared, default_retention: Duration) {
             let mut messages = 0;
             for owner in s.owners()? {
                 let keep = owner.retention_ms.unwrap_or(default_retention);
-                messages += s.prune_deferred(&owner.user_id, now.saturating_sub(keep))?;
+                let denied = now.saturating_sub(crate::engine::undo::KEEP_MS);
+                messages += s.prune_deferred(&owner.user_id, now.saturating_sub(keep), denied)?;
             }
             Ok::<_, StoreError>((txns, messages))
         })

@@ -216,7 +216,7 @@ fn concerns_nobody(lookups: &dyn Lookups, raw: &[u8], bot: &ruma::UserId) -> Res
     let Ok(head) = serde_json::from_slice::<Head<'_>>(raw) else { return Ok(None) };
     let (Some(kind), Some(room)) = (head.kind.as_deref(), head.room_id.as_deref()) else { return Ok(None) };
     let Ok(room) = <&ruma::RoomId>::try_from(room) else { return Ok(None) };
-    if lookups.room(room)?.is_some() {
+    if !lookups.rooms(room)?.is_empty() {
         return Ok(None);
     }
     let counted = match kind {
@@ -1264,8 +1264,8 @@ mod batch_tests {
         fn use_link(&self, nonce: &str, expires_ms: u64, raw: &[u8]) -> Result<bool, StoreError> {
             self.inner.use_link(nonce, expires_ms, raw)
         }
-        fn prune_deferred(&self, owner: &ruma::UserId, before_ms: u64) -> Result<usize, StoreError> {
-            self.inner.prune_deferred(owner, before_ms)
+        fn prune_deferred(&self, owner: &ruma::UserId, before_ms: u64, denied: u64) -> Result<usize, StoreError> {
+            self.inner.prune_deferred(owner, before_ms, denied)
         }
     }
 

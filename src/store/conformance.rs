@@ -37,6 +37,7 @@ pub fn sample_decision() -> Decision {
                 html: "<p>hi</p>".into(),
                 digest: None,
                 only_with: None,
+                urgent: false,
             },
         ],
         outcomes: vec![],
@@ -312,6 +313,7 @@ fn deferred(event: &str, body: &str) -> Deferred {
         edited: false,
         digested: false,
         redacted_by: None,
+        denied_ms: None,
     }
 }
 
@@ -495,10 +497,27 @@ pub fn retention_drops_old_captured_messages(s: &dyn Store) {
     let mut new = deferred("$new", "fresh");
     (new.ts_ms, new.received_ms) = (1, 300);
     commit_changes(s, vec![StateChange::PutDeferred(old), StateChange::PutDeferred(new.clone())]);
-    assert_eq!(s.prune_deferred(&owned_user_id!("@bob:example.org"), 200).unwrap(), 0, "other owners untouched");
-    assert_eq!(s.prune_deferred(&owned_user_id!("@alice:example.org"), 200).unwrap(), 1);
+    assert_eq!(s.prune_deferred(&owned_user_id!("@bob:example.org"), 200, 0).unwrap(), 0, "other owners untouched");
+    assert_eq!(s.prune_deferred(&owned_user_id!("@alice:example.org"), 200, 0).unwrap(), 1);
     assert_eq!(s.overview(&owned_user_id!("@alice:example.org")).unwrap().deferred, vec![new]);
-    assert_eq!(s.prune_deferred(&owned_user_id!("@alice:example.org"), 200).unwrap(), 0);
+    assert_eq!(s.prune_deferred(&owned_user_id!("@alice:example.org"), 200, 0).unwrap(), 0);
+}
+
+/// A denied sender's captures are kept a day for `undo`, apart from the
+/// rest (an overview lists them as denied only), then pruned.
+pub fn denied_captures_are_kept_apart_then_pruned(s: &dyn Store) {
+    let alice = owned_user_id!("@alice:example.org");
+    let mut denied = deferred("$denied", "denied");
+    (denied.received_ms, denied.denied_ms) = (300, Some(400));
+    let mut kept = deferred("$kept", "kept");
+    kept.received_ms = 300;
+    commit_changes(s, vec![StateChange::PutDeferred(denied.clone()), StateChange::PutDeferred(kept.clone())]);
+    let overview = s.overview(&alice).unwrap();
+    assert_eq!((overview.deferred, overview.denied), (vec![kept.clone()], vec![denied.clone()]));
+    assert_eq!(s.prune_deferred(&alice, 200, 400).unwrap(), 0, "denied at 400: not before 400");
+    assert_eq!(s.prune_deferred(&alice, 200, 401).unwrap(), 1);
+    let overview = s.overview(&alice).unwrap();
+    assert_eq!((overview.deferred, overview.denied), (vec![kept], vec![]));
 }
 
 pub fn empty_decisions_are_committed_in_one_go(s: &dyn Store) {
@@ -754,7 +773,7 @@ pub fn kept_counts_follow_every_way_in_and_out(s: &dyn Store) {
     assert_eq!(kept(s, A, Some(Y)), (0, 1));
     // Retention, then forgetting the owner's data.
     commit_changes(s, vec![StateChange::PutDeferred(Deferred { received_ms: 100, ..message_from("$4", Y) })]);
-    assert_eq!(s.prune_deferred(&owned_user_id!("@alice:example.org"), 50).unwrap(), 2);
+    assert_eq!(s.prune_deferred(&owned_user_id!("@alice:example.org"), 50, 0).unwrap(), 2);
     assert_eq!(kept(s, A, None), (1, 1));
     assert_eq!(kept(s, A, Some(Y)), (0, 1));
     commit_changes(s, vec![StateChange::ForgetOwnerData(A.try_into().unwrap())]);
@@ -931,6 +950,7 @@ macro_rules! store_conformance {
             case!(forgetting_an_owner_inside_a_batch);
             case!(follow_ups_join_the_inbox_with_their_source);
             case!(retention_drops_old_captured_messages);
+            case!(denied_captures_are_kept_apart_then_pruned);
             case!(empty_decisions_are_committed_in_one_go);
             case!(a_batch_commits_in_order_and_skips_what_was_committed);
             case!(due_finds_expired_allows_and_ended_pauses);

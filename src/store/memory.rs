@@ -298,7 +298,18 @@ impl Store for MemoryStore {
                     _ => None,
                 })
                 .collect(),
-            deferred: s.deferred.iter().filter(|((o, _), _)| o == owner).map(|(_, d)| d.clone()).collect(),
+            deferred: s
+                .deferred
+                .iter()
+                .filter(|((o, _), d)| o == owner && d.denied_ms.is_none())
+                .map(|(_, d)| d.clone())
+                .collect(),
+            denied: s
+                .deferred
+                .iter()
+                .filter(|((o, _), d)| o == owner && d.denied_ms.is_some())
+                .map(|(_, d)| d.clone())
+                .collect(),
             strangers: s
                 .strangers
                 .iter()
@@ -479,10 +490,12 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
-    fn prune_deferred(&self, owner: &UserId, before_ms: u64) -> Result<usize, StoreError> {
+    fn prune_deferred(&self, owner: &UserId, before_ms: u64, denied_before_ms: u64) -> Result<usize, StoreError> {
         let mut s = self.lock();
         let before = s.deferred.len();
-        s.deferred.retain(|(o, _), d| o != owner || d.received_ms >= before_ms);
+        s.deferred.retain(|(o, _), d| {
+            o != owner || (d.received_ms >= before_ms && d.denied_ms.is_none_or(|t| t >= denied_before_ms))
+        });
         Ok(before - s.deferred.len())
     }
 

@@ -283,9 +283,10 @@ pub trait Store: Lookups + Send + Sync + 'static {
     fn use_link(&self, nonce: &str, expires_ms: u64, raw: &[u8]) -> Result<bool, StoreError>;
 
     /// Drops `owner`'s captured messages received before `before_ms` (their
-    /// retention period), by Gatekeeper's clock, not the sender's. Returns
-    /// how many went.
-    fn prune_deferred(&self, owner: &ruma::UserId, before_ms: u64) -> Result<usize, StoreError>;
+    /// retention period), by Gatekeeper's clock, not the sender's, and
+    /// those denied before `denied_before_ms` (kept a day for `undo`).
+    /// Returns how many went.
+    fn prune_deferred(&self, owner: &ruma::UserId, before_ms: u64, denied_before_ms: u64) -> Result<usize, StoreError>;
 
     /// Forgets wave records that say nothing any more (past their
     /// `expires_ms`). Returns how many went.

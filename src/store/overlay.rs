@@ -267,6 +267,7 @@ mod tests {
             edited: false,
             digested: false,
             redacted_by: None,
+            denied_ms: None,
         }
     }
 

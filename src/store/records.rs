@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::StoreError;
 use crate::engine::{
     AllowSource, Contact, Deferred, DigestPart, Effect, HeldRoom, Match, Media, OwnerState, PendingEmail, PushRule,
-    RoomState, RuleActions, StrangerState, Tally, Unreadable, WaveKey, WaveKind, WaveRecord,
+    RoomState, RuleActions, StrangerState, Tally, Undo, UndoKind, Unreadable, WaveKey, WaveKind, WaveRecord,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -57,7 +57,65 @@ pub enum OwnerRecord {
         email_unconfirmed: Option<String>,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         replies_owed: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        urgent: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        urgent_per_sender_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        urgent_per_day: Option<u32>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        urgent_sent: Vec<u64>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        undo: Vec<UndoV1>,
     },
+}
+
+/// One decision `undo` can revert (see [`Undo`]).
+#[derive(Serialize, Deserialize)]
+pub struct UndoV1 {
+    at_ms: u64,
+    kind: String,
+    subjects: Vec<(String, Option<ContactRecord>)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    rooms: Vec<(OwnedRoomId, RoomRecord)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    link: Option<String>,
+}
+
+impl From<&Undo> for UndoV1 {
+    fn from(u: &Undo) -> Self {
+        UndoV1 {
+            at_ms: u.at_ms,
+            kind: u.kind.as_str().to_owned(),
+            subjects: u.subjects.iter().map(|(s, c)| (s.to_string(), c.as_ref().map(ContactRecord::from))).collect(),
+            rooms: u.rooms.iter().map(|(r, h)| (r.clone(), RoomRecord::from(&RoomState::Held(h.clone())))).collect(),
+            link: u.link.clone(),
+        }
+    }
+}
+
+impl UndoV1 {
+    /// `None` for an entry that no longer reads (dropped, not fatal).
+    fn into_undo(self) -> Option<Undo> {
+        Some(Undo {
+            at_ms: self.at_ms,
+            kind: UndoKind::parse(&self.kind)?,
+            subjects: self
+                .subjects
+                .into_iter()
+                .filter_map(|(s, c)| Some((s.parse().ok()?, c.map(Contact::from))))
+                .collect(),
+            rooms: self
+                .rooms
+                .into_iter()
+                .filter_map(|(r, rec)| match RoomState::from(rec) {
+                    RoomState::Held(h) => Some((r, h)),
+                    _ => None,
+                })
+                .collect(),
+            link: self.link,
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -128,6 +186,10 @@ pub enum StrangerRecord {
         invites_not_held: (u32, u32),
         #[serde(default)]
         messages_not_kept: (u32, u32),
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        urgent_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        urgent_refused_ms: Option<u64>,
     },
 }
 
@@ -202,6 +264,9 @@ pub enum DeferredRecord {
         digested: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         redacted_by: Option<OwnedUserId>,
+        /// Denied or blocked at this time: kept a day for `undo`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        denied_ms: Option<u64>,
     },
 }
 
@@ -253,6 +318,8 @@ pub enum EffectRecordV1 {
         digest: Option<DigestPartV1>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         only_with: Option<OwnedUserId>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        urgent: bool,
     },
     PutPushRule {
         owner: OwnedUserId,
@@ -378,6 +445,11 @@ impl From<&OwnerState> for OwnerRecord {
             email_confirmed: true,
             email_unconfirmed: o.email_unconfirmed,
             replies_owed: o.replies_owed,
+            urgent: o.urgent,
+            urgent_per_sender_ms: o.urgent_per_sender_ms,
+            urgent_per_day: o.urgent_per_day,
+            urgent_sent: o.urgent_sent,
+            undo: o.undo.iter().map(UndoV1::from).collect(),
             email_pending: o.email_pending.map(|p| PendingEmailV1 {
                 address: p.address,
                 code: p.code,
@@ -417,6 +489,11 @@ impl From<OwnerRecord> for OwnerState {
             email_confirmed,
             email_unconfirmed,
             replies_owed,
+            urgent,
+            urgent_per_sender_ms,
+            urgent_per_day,
+            urgent_sent,
+            undo,
         } = r;
         let (email, email_unconfirmed) = if email_confirmed { (email, email_unconfirmed) } else { (None, email) };
         OwnerState {
@@ -451,6 +528,11 @@ impl From<OwnerRecord> for OwnerState {
             reply_window_start_ms,
             replies_in_window,
             replies_owed,
+            urgent,
+            urgent_per_sender_ms,
+            urgent_per_day,
+            urgent_sent,
+            undo: undo.into_iter().filter_map(UndoV1::into_undo).collect(),
         }
     }
 }
@@ -568,17 +650,21 @@ impl From<&StrangerState> for StrangerRecord {
             last_reply_ms: s.last_reply_ms,
             invites_not_held: tally_pair(s.invites_not_held),
             messages_not_kept: tally_pair(s.messages_not_kept),
+            urgent_ms: s.urgent_ms,
+            urgent_refused_ms: s.urgent_refused_ms,
         }
     }
 }
 
 impl From<StrangerRecord> for StrangerState {
     fn from(r: StrangerRecord) -> Self {
-        let StrangerRecord::V1 { last_reply_ms, invites_not_held, messages_not_kept } = r;
+        let StrangerRecord::V1 { last_reply_ms, invites_not_held, messages_not_kept, urgent_ms, urgent_refused_ms } = r;
         StrangerState {
             last_reply_ms,
             invites_not_held: tally_of(invites_not_held),
             messages_not_kept: tally_of(messages_not_kept),
+            urgent_ms,
+            urgent_refused_ms,
         }
     }
 }
@@ -601,6 +687,7 @@ impl From<&Deferred> for DeferredRecord {
             edited: d.edited,
             digested: d.digested,
             redacted_by: d.redacted_by,
+            denied_ms: d.denied_ms,
         }
     }
 }
@@ -622,6 +709,7 @@ impl From<DeferredRecord> for Deferred {
             edited,
             digested,
             redacted_by,
+            denied_ms,
         } = r;
         Deferred {
             owner,
@@ -639,6 +727,7 @@ impl From<DeferredRecord> for Deferred {
             edited,
             digested,
             redacted_by,
+            denied_ms,
         }
     }
 }
@@ -675,9 +764,9 @@ impl From<&Effect> for EffectRecordV1 {
         match e.clone() {
             Effect::Join { as_user, room_id } => EffectRecordV1::Join { as_user, room_id },
             Effect::Leave { as_user, room_id, reason } => EffectRecordV1::Leave { as_user, room_id, reason },
-            Effect::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with } => {
+            Effect::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with, urgent } => {
                 let digest = digest.map(|p| DigestPartV1 { owner: p.owner, messages: p.messages, invites: p.invites });
-                EffectRecordV1::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with }
+                EffectRecordV1::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with, urgent }
             }
             Effect::PutPushRule { owner, rule } => EffectRecordV1::PutPushRule { owner, rule: (&rule).into() },
             Effect::DeletePushRule { owner, rule_id, room } => EffectRecordV1::DeletePushRule { owner, rule_id, room },
@@ -700,10 +789,10 @@ impl From<EffectRecordV1> for Effect {
         match r {
             EffectRecordV1::Join { as_user, room_id } => Effect::Join { as_user, room_id },
             EffectRecordV1::Leave { as_user, room_id, reason } => Effect::Leave { as_user, room_id, reason },
-            EffectRecordV1::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with } => {
+            EffectRecordV1::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with, urgent } => {
                 let digest =
                     digest.map(|p| Box::new(DigestPart { owner: p.owner, messages: p.messages, invites: p.invites }));
-                Effect::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with }
+                Effect::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with, urgent }
             }
             EffectRecordV1::PutPushRule { owner, rule } => Effect::PutPushRule { owner, rule: rule.into() },
             EffectRecordV1::DeletePushRule { owner, rule_id, room } => Effect::DeletePushRule { owner, rule_id, room },
@@ -760,6 +849,41 @@ pub fn owner_prefix(owner: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urgent_settings_and_the_undo_history_round_trip() {
+        let room: OwnedRoomId = "!held:x.org".try_into().unwrap();
+        let held = HeldRoom::new("@a:x.org".try_into().unwrap(), "@s:y.org".try_into().unwrap(), true, 5);
+        let owner = OwnerState {
+            urgent: true,
+            urgent_per_sender_ms: Some(86_400_000),
+            urgent_per_day: Some(5),
+            urgent_sent: vec![7, 8],
+            undo: vec![
+                Undo {
+                    at_ms: 9,
+                    kind: UndoKind::Allow,
+                    subjects: vec![("@s:y.org".parse().unwrap(), Some(Contact::Blocked { since_ms: 3 }))],
+                    rooms: vec![(room, held)],
+                    link: Some("n1".into()),
+                },
+                Undo {
+                    at_ms: 10,
+                    kind: UndoKind::Deny,
+                    subjects: vec![("*:y.org".parse().unwrap(), None)],
+                    rooms: vec![],
+                    link: None,
+                },
+            ],
+            ..OwnerState::new("@a:x.org".try_into().unwrap(), "!c:x.org".try_into().unwrap(), 1)
+        };
+        let back: OwnerState = decode::<OwnerRecord>("owner", &encode(&OwnerRecord::from(&owner))).unwrap().into();
+        assert_eq!(back, owner);
+        let stranger = StrangerState { urgent_ms: Some(4), urgent_refused_ms: Some(6), ..Default::default() };
+        let back: StrangerState =
+            decode::<StrangerRecord>("stranger", &encode(&StrangerRecord::from(&stranger))).unwrap().into();
+        assert_eq!(back, stranger);
+    }
 
     /// An owner record from before the digest address and the contact
     /// were apart: its address may never have been confirmed, so it is

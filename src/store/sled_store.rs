@@ -753,7 +753,8 @@ impl Store for SledStore {
         }
         for entry in self.deferred_by_owner_event.scan_prefix(&prefix) {
             let (_, v) = entry.map_err(|e| self.failed(e))?;
-            overview.deferred.push(records::decode::<DeferredRecord>("deferred", &v)?.into());
+            let d: Deferred = records::decode::<DeferredRecord>("deferred", &v)?.into();
+            if d.denied_ms.is_some() { overview.denied.push(d) } else { overview.deferred.push(d) }
         }
         for entry in self.stranger_by_owner_user.scan_prefix(&prefix) {
             let (k, v) = entry.map_err(|e| self.failed(e))?;
@@ -1271,12 +1272,12 @@ impl Store for SledStore {
         self.flush()
     }
 
-    fn prune_deferred(&self, owner: &UserId, before_ms: u64) -> Result<usize, StoreError> {
+    fn prune_deferred(&self, owner: &UserId, before_ms: u64, denied_before_ms: u64) -> Result<usize, StoreError> {
         let mut removed = 0;
         for entry in self.deferred_by_owner_event.scan_prefix(records::owner_prefix(owner.as_str())) {
             let (k, v) = entry.map_err(|e| self.failed(e))?;
             let d: Deferred = records::decode::<DeferredRecord>("deferred", &v)?.into();
-            if d.received_ms >= before_ms {
+            if d.received_ms >= before_ms && d.denied_ms.is_none_or(|t| t >= denied_before_ms) {
                 continue;
             }
             // Only if unchanged, so a concurrent edit of the same message

@@ -35,3 +35,4 @@ mod observability;
 mod shared_rooms;
 mod spam_wave;
 mod stranded;
+mod urgent;

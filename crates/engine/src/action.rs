@@ -181,6 +181,10 @@ pub enum Effect {
         /// reply: `is_direct` is the stranger's claim, and the reply speaks
         /// for the owner.
         only_with: Option<OwnedUserId>,
+        /// An urgent message for the owner: sent marked
+        /// ([`crate::rules::URGENT_KEY`]) so that the owner's urgent push
+        /// rule rings for it, whatever the control room's `notify` says.
+        urgent: bool,
     },
     /// Create or replace an owner's push rule.
     PutPushRule { owner: OwnedUserId, rule: PushRule },

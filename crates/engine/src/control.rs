@@ -71,6 +71,16 @@ pub(super) fn link_used(
     let subjects: Vec<Subject> = subject.cloned().into_iter().collect();
     use links::LinkAction as A;
     let d = match (action, subjects.is_empty()) {
+        (A::Undo, _) => {
+            // Only the decision that link made, while it can be undone.
+            let made_by = nonce.strip_prefix("undo.");
+            let entry =
+                state.undo.iter().find(|u| u.link.is_some() && u.link.as_deref() == made_by && undo::live(u, now_ms));
+            match entry {
+                Some(entry) => commands::undo(&ctx, entry),
+                None => ctx.answer(texts::nothing_to_undo()),
+            }
+        }
         (A::Unsubscribe, _) => {
             let updated = OwnerState { email: None, email_pending: None, ..state.clone() };
             return ctx.update(updated, texts::unsubscribed_by_email());
@@ -81,19 +91,29 @@ pub(super) fn link_used(
         (A::Deny, _) => commands::deny(&ctx, &subjects),
         (A::Block | A::BlockServer, _) => commands::block(&ctx, &subjects),
     };
+    // Remember which link decided, so that its page can offer to undo it.
+    let mut changes = d.changes;
+    for change in &mut changes {
+        if let StateChange::PutOwner(o) = change
+            && let Some(last) = o.undo.last_mut()
+            && !state.undo.contains(last)
+        {
+            last.link = Some(nonce.to_owned());
+        }
+    }
     // Say where the decision came from.
     let effects = d
         .effects
         .into_iter()
         .map(|e| match e {
-            Effect::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with }
+            Effect::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with, urgent }
                 if room_id == state.control_room =>
             {
                 let body = texts::from_your_email(&body);
-                Effect::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with }
+                Effect::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with, urgent }
             }
             other => other,
         })
         .collect();
-    Decision { changes: d.changes, effects, outcomes: d.outcomes }
+    Decision { changes, effects, outcomes: d.outcomes }
 }

@@ -197,6 +197,7 @@ pub(super) fn message(
             _ => Decision::default(),
         };
     }
+    let said = body;
     let (body, html) = bounded_text(body, html, limit);
     let d = capture(
         snapshot,
@@ -213,6 +214,7 @@ pub(super) fn message(
     if msgtype == "m.notice" {
         return d;
     }
+    let d = urgent::maybe_urgent(d, snapshot, meta, held, msgtype, said, now_ms, config);
     maybe_reply(d, snapshot, meta, held, false, now_ms, config)
 }
 
@@ -258,6 +260,7 @@ fn fresh_capture(meta: &EventMeta, held: &HeldRoom, now_ms: u64) -> Deferred {
         edited: false,
         digested: false,
         redacted_by: None,
+        denied_ms: None,
     }
 }
 
@@ -375,8 +378,8 @@ pub(super) fn room_info(
 /// A notice sent only if `user` and its sender are the room's only members.
 fn only_with(notice: Effect, user: &OwnedUserId) -> Effect {
     match notice {
-        Effect::SendNotice { as_user, room_id, txn_id, body, html, digest, .. } => {
-            Effect::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with: Some(user.clone()) }
+        Effect::SendNotice { as_user, room_id, txn_id, body, html, digest, urgent, .. } => {
+            Effect::SendNotice { as_user, room_id, txn_id, body, html, digest, only_with: Some(user.clone()), urgent }
         }
         other => other,
     }
@@ -482,6 +485,7 @@ fn maybe_reply(
     }
     let name = owner.displayname.clone().unwrap_or_else(|| owner.user_id.localpart().to_owned());
     let text = texts::etiquette(owner.reply_template.as_deref(), &name, owner.contact.as_deref(), encrypted);
+    let text = if owner.urgent { texts::with_urgent(text, &name) } else { text };
     let replied = HeldRoom { replied: true, reply_owed_ms: None, ..held.clone() };
     d.change(StateChange::PutRoom(meta.room_id.clone(), RoomState::Held(replied)))
         .change(StateChange::PutStranger {

@@ -62,6 +62,7 @@ pub(super) fn tick(snapshot: &Snapshot, now_ms: u64, config: &EngineConfig) -> D
                 html: said.html,
                 digest: None,
                 only_with: None,
+                urgent: false,
             });
     }
     d
@@ -118,6 +119,7 @@ pub(super) fn send_digest(
                 html: said.html,
                 digest: None,
                 only_with: None,
+                urgent: false,
             }
         };
         let d = Decision::default();
@@ -225,6 +227,7 @@ pub(super) fn send_digest(
                 Box::new(DigestPart { owner: owner.user_id.clone(), messages, invites })
             }),
             only_with: None,
+            urgent: false,
         });
     }
     d.outcome(Outcome::DigestSent { notices })
@@ -266,5 +269,6 @@ pub(super) fn mail_failed(
         html: text.html,
         digest: None,
         only_with: None,
+        urgent: false,
     })
 }

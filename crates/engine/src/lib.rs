@@ -17,6 +17,8 @@ pub mod schedule;
 pub mod state;
 pub mod subject;
 pub mod texts;
+pub mod undo;
+pub mod urgent;
 pub mod waves;
 
 use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, UserId};
@@ -27,8 +29,8 @@ pub use input::{EventMeta, FailedStep, Input, Membership, Replacement};
 pub use state::Notify;
 pub use state::{
     AllowSource, Contact, Deferred, Due, DueDigest, DueReplies, HeldRoom, Kept, Media, OwnerOverview, OwnerState,
-    PendingEmail, PendingEntry, RoomState, Snapshot, Standing, StateChange, StrangerState, Tally, Unreadable, WaveKey,
-    WaveKind, WaveRecord,
+    PendingEmail, PendingEntry, RoomState, Snapshot, Standing, StateChange, StrangerState, Tally, Undo, UndoKind,
+    Unreadable, WaveKey, WaveKind, WaveRecord,
 };
 pub use subject::Subject;
 use texts::Text;
@@ -175,6 +177,8 @@ pub enum Outcome {
     WaveInvite,
     /// A reply the hourly cap held back is queued now that the budget allows.
     ReplySentLate,
+    /// A stranger's urgent message is passed on to the owner at once.
+    UrgentSent,
 }
 
 impl Decision {
@@ -429,6 +433,7 @@ fn notice(as_user: &OwnedUserId, room: &OwnedRoomId, meta: &EventMeta, purpose: 
         html: text.html,
         digest: None,
         only_with: None,
+        urgent: false,
     }
 }
 

@@ -18,6 +18,14 @@ pub enum LinkAction {
     Block,
     BlockServer,
     Unsubscribe,
+    /// Takes back the decision another link made (`nonce` is
+    /// `undo.<that link's nonce>`), for a day after it acted.
+    Undo,
+}
+
+/// The nonce of the undo link offered after the link with `nonce` acted.
+pub fn undo_nonce(nonce: &str) -> String {
+    format!("undo.{nonce}")
 }
 
 impl LinkAction {

@@ -81,7 +81,11 @@ pub(super) fn bot_joined(snapshot: &Snapshot, meta: &EventMeta, now_ms: u64, con
                 owner: inviter.clone(),
                 rule: rules::control_room(room.as_str(), &config.bot, old.notify.unwrap_or(Notify::Quiet)),
             });
-            OwnerState { control_room: room.clone(), ..old.clone() }
+            let moved = OwnerState { control_room: room.clone(), ..old.clone() };
+            if moved.urgent {
+                d.effects.extend(crate::urgent::rule_effect(&moved, true, config));
+            }
+            moved
         }
         None => {
             let quiet = rules::control_room(room.as_str(), &config.bot, Notify::Quiet);
@@ -147,6 +151,7 @@ pub(super) fn control_room_ready(
             html: greeting.html,
             digest: None,
             only_with: None,
+            urgent: false,
         })
 }
 
@@ -201,6 +206,9 @@ pub(super) fn undo_everything(
     let mut d = Decision::default()
         .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::HOLD_INVITES.into(), room: None })
         .effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::CONTROL.into(), room: None });
+    if state.urgent && !config.client_mode {
+        d = d.effect(Effect::DeletePushRule { owner: owner.clone(), rule_id: rules::URGENT.into(), room: None });
+    }
     for (subject, contact) in &overview.contacts {
         if matches!(contact, Contact::Allowed { .. }) {
             d = d.effect(Effect::DeletePushRule {

@@ -74,3 +74,25 @@ pub fn control_room(room: &str, bot: &UserId, notify: super::state::Notify) -> P
         before: None,
     }
 }
+
+pub const URGENT: &str = "gk.urgent";
+
+/// The content key (and value) an urgent notice is marked with; no dots, so
+/// that no push rule key escaping is needed to match it.
+pub const URGENT_KEY: &str = "gatekeeper_urgent";
+pub const URGENT_VALUE: &str = "yes";
+
+/// Urgent notices in the control room ring, whatever `notify` says: above
+/// [`CONTROL`], matching only Gatekeeper's own notices marked urgent.
+pub fn urgent(room: &str, bot: &UserId) -> PushRule {
+    PushRule {
+        rule_id: URGENT.into(),
+        conditions: vec![
+            Match::new("room_id", room),
+            Match::new("sender", bot.as_str()),
+            Match::new(&format!("content.{URGENT_KEY}"), URGENT_VALUE),
+        ],
+        actions: RuleActions::Ring,
+        before: Some(CONTROL.into()),
+    }
+}

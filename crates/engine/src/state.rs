@@ -65,6 +65,57 @@ pub struct OwnerState {
     /// is still owed: the tick after the hour looks at this owner's rooms
     /// (and only then), and sends what the budget allows, oldest first.
     pub replies_owed: bool,
+    /// A stranger's message starting with `urgent:` reaches the owner at
+    /// once (`set urgent on`); off by default.
+    pub urgent: bool,
+    /// At most one urgent message per stranger in this period (`None`: 30
+    /// days), and at most this many per day (`None`: 3).
+    pub urgent_per_sender_ms: Option<u64>,
+    pub urgent_per_day: Option<u32>,
+    /// When urgent messages went through in the last day: at most
+    /// [`crate::urgent::MAX_PER_DAY`] entries.
+    pub urgent_sent: Vec<u64>,
+    /// The owner's recent decisions, oldest first, for `undo`: at most
+    /// [`crate::undo::MAX_HISTORY`], none older than a day.
+    pub undo: Vec<Undo>,
+}
+
+/// Which decision an [`Undo`] reverts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UndoKind {
+    Allow,
+    Deny,
+    Block,
+}
+
+impl UndoKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UndoKind::Allow => "allow",
+            UndoKind::Deny => "deny",
+            UndoKind::Block => "block",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [UndoKind::Allow, UndoKind::Deny, UndoKind::Block].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// One decision of the owner's, with what it changed, so that `undo` can
+/// put it back: the contact entries before it, and the rooms an allow
+/// released (a deny's or block's messages are kept a day, marked with
+/// `at_ms`, see [`Deferred::denied_ms`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undo {
+    pub at_ms: u64,
+    pub kind: UndoKind,
+    /// Each subject decided on, and its contact entry before.
+    pub subjects: Vec<(Subject, Option<Contact>)>,
+    /// The rooms an allow released, as they were held.
+    pub rooms: Vec<(OwnedRoomId, HeldRoom)>,
+    /// The one-click link that made the decision, if one did.
+    pub link: Option<String>,
 }
 
 /// Something counted rather than kept: how many in all, and how many of
@@ -118,6 +169,11 @@ impl OwnerState {
             messages_not_kept: Tally::default(),
             codes_mailed: Vec::new(),
             replies_owed: false,
+            urgent: false,
+            urgent_per_sender_ms: None,
+            urgent_per_day: None,
+            urgent_sent: Vec::new(),
+            undo: Vec::new(),
         }
     }
 
@@ -365,6 +421,10 @@ pub struct StrangerState {
     /// Further messages past the messages kept per stranger (or per owner):
     /// counted, not stored.
     pub messages_not_kept: Tally,
+    /// When this stranger's last urgent message went through to the owner.
+    pub urgent_ms: Option<u64>,
+    /// When they were last told an urgent message could not go through.
+    pub urgent_refused_ms: Option<u64>,
 }
 
 impl StrangerState {
@@ -417,6 +477,9 @@ pub struct Deferred {
     /// kept, and shown with who did, since only the sender may withdraw
     /// what they said.
     pub redacted_by: Option<OwnedUserId>,
+    /// The owner denied or blocked its sender at this time: kept a day for
+    /// `undo`, shown nowhere, then dropped.
+    pub denied_ms: Option<u64>,
 }
 
 /// A stranger waiting for the owner, as `pending` lists it.
@@ -447,6 +510,9 @@ pub struct OwnerOverview {
     pub contacts: BTreeMap<Subject, Contact>,
     pub held: BTreeMap<OwnedRoomId, HeldRoom>,
     pub deferred: Vec<Deferred>,
+    /// Captures of senders the owner denied or blocked in the last day,
+    /// kept only for `undo`.
+    pub denied: Vec<Deferred>,
     /// Strangers with something counted rather than kept (the rest have
     /// nothing a command or digest shows).
     pub strangers: BTreeMap<OwnedUserId, StrangerState>,
@@ -613,6 +679,9 @@ impl Snapshot {
     }
 }
 
+// An owner's record is the largest change; a decision holds a handful of
+// changes and never many of them, so boxing it would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateChange {
     PutOwner(OwnerState),

@@ -198,6 +198,7 @@ pub(super) fn owed_replies(due: &DueReplies, now_ms: u64, config: &EngineConfig)
         };
         let name = owner.displayname.clone().unwrap_or_else(|| owner.user_id.localpart().to_owned());
         let text = texts::etiquette(owner.reply_template.as_deref(), &name, owner.contact.as_deref(), encrypted);
+        let text = if owner.urgent { texts::with_urgent(text, &name) } else { text };
         let seed = format!("{room}:{}", held.reply_owed_ms.unwrap_or_default());
         // Whatever else is kept of the stranger stays as it is.
         let mut stranger = due.strangers.get(&held.inviter).cloned().unwrap_or_default();
@@ -220,6 +221,7 @@ pub(super) fn owed_replies(due: &DueReplies, now_ms: u64, config: &EngineConfig)
                 html: text.html,
                 digest: None,
                 only_with: Some(held.inviter.clone()),
+                urgent: false,
             })
             .outcome(Outcome::ReplySentLate);
     }

@@ -3,7 +3,7 @@
 
 use super::args::{self, Target, parse_duration};
 use super::{Args, Command, Ctx, Handler, Spec, drop_messages};
-use crate::{AllowSource, Contact, Decision, Effect, StateChange, Subject, rules, texts, txn_id};
+use crate::{AllowSource, Contact, Decision, Effect, StateChange, Subject, Undo, UndoKind, rules, texts, txn_id};
 
 pub(super) const SPEC: Spec = Spec {
     name: "allow",
@@ -44,12 +44,21 @@ pub(crate) fn allow(ctx: &Ctx<'_>, subjects: &[Subject], for_ms: Option<u64>) ->
     let until_ms = for_ms.map(|ms| ctx.now_ms.saturating_add(ms));
     let mut d = Decision::default();
     let mut lines = Vec::new();
+    let mut entry = Undo {
+        at_ms: crate::undo::stamp(ctx.owner, ctx.now_ms),
+        kind: UndoKind::Allow,
+        subjects: Vec::new(),
+        rooms: Vec::new(),
+        link: None,
+    };
     for subject in subjects {
         if *subject == Subject::User(owner.clone()) {
             lines.push(texts::cannot_allow_yourself());
             continue;
         }
         let (rooms, messages) = ctx.held_of(subject);
+        entry.subjects.push((subject.clone(), ctx.overview.contacts.get(subject).cloned()));
+        entry.rooms.extend(rooms.iter().filter_map(|r| ctx.overview.held.get(r).map(|h| (r.clone(), h.clone()))));
         d = d
             .change(StateChange::PutContact {
                 owner: owner.clone(),
@@ -70,10 +79,14 @@ pub(crate) fn allow(ctx: &Ctx<'_>, subjects: &[Subject], for_ms: Option<u64>) ->
                     html: note.html,
                     digest: None,
                     only_with: None,
+                    urgent: false,
                 });
             }
         }
         lines.push(texts::allowed(subject, until_ms, rooms.len()));
     }
-    d.effect(ctx.reply(texts::lines(&lines)))
+    if !entry.subjects.is_empty() {
+        lines.push(texts::undo_hint());
+    }
+    ctx.remember(d, entry).effect(ctx.reply(texts::lines(&lines)))
 }

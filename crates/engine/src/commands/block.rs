@@ -1,28 +1,38 @@
 //! `block <target>...`: decline them now and in future, without a reply.
+//! `block all`: everyone pending.
 
 use super::args::{self, Target};
 use super::{Args, Command, Ctx, Handler, Spec};
-use crate::{Contact, Decision, Effect, StateChange, Subject, rules, texts};
+use crate::{Contact, Decision, Effect, StateChange, Subject, Undo, UndoKind, rules, texts};
 
 pub(super) const SPEC: Spec = Spec {
     name: "block",
     aliases: &[],
-    usage: "block <target>...",
-    summary: "decline their invites now and in future, without a reply",
+    usage: "block <target>...|all",
+    summary: "decline their invites now and in future, without a reply; `block all` for everyone pending",
     parse,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block {
+    /// Empty: everyone pending (`block all`).
     pub targets: Vec<Target>,
 }
 
 fn parse(args: &Args<'_>) -> Result<Command, String> {
+    if let [all] = args.words.as_slice()
+        && all.eq_ignore_ascii_case("all")
+    {
+        return Ok(Command::Block(Block { targets: Vec::new() }));
+    }
     Ok(Command::Block(Block { targets: args::targets(&args.words)? }))
 }
 
 impl Handler for Block {
     fn run(self, ctx: &Ctx<'_>) -> Decision {
+        if self.targets.is_empty() {
+            return super::deny::all(ctx, UndoKind::Block);
+        }
         ctx.with_subjects(&self.targets, |subjects| block(ctx, subjects))
     }
 }
@@ -30,14 +40,17 @@ impl Handler for Block {
 /// Also what the one-click "block" links from an e-mail do.
 pub(crate) fn block(ctx: &Ctx<'_>, subjects: &[Subject]) -> Decision {
     let owner = &ctx.owner.user_id;
+    let stamp = crate::undo::stamp(ctx.owner, ctx.now_ms);
     let mut d = Decision::default();
     let mut lines = Vec::new();
+    let mut decided = Vec::new();
     for subject in subjects {
         if *subject == Subject::User(owner.clone()) {
             lines.push(texts::cannot_deny_yourself());
             continue;
         }
-        let (left, rooms, messages) = ctx.leave_and_drop(d, subject);
+        decided.push((subject.clone(), ctx.overview.contacts.get(subject).cloned()));
+        let (left, rooms, messages) = ctx.leave_and_drop(d, subject, stamp);
         d = left;
         // An allowed sender's invites would still ring.
         if matches!(ctx.overview.contacts.get(subject), Some(Contact::Allowed { .. })) {
@@ -54,5 +67,9 @@ pub(crate) fn block(ctx: &Ctx<'_>, subjects: &[Subject]) -> Decision {
         });
         lines.push(texts::blocked(subject, rooms, messages));
     }
-    d.effect(ctx.reply(texts::lines(&lines)))
+    if !decided.is_empty() {
+        lines.push(texts::undo_hint());
+    }
+    let entry = Undo { at_ms: stamp, kind: UndoKind::Block, subjects: decided, rooms: Vec::new(), link: None };
+    ctx.remember(d, entry).effect(ctx.reply(texts::lines(&lines)))
 }

@@ -25,6 +25,7 @@ mod settings;
 mod show;
 mod stop;
 mod unblock;
+mod undo;
 mod verify;
 
 use ruma::{OwnedRoomId, OwnedUserId};
@@ -37,6 +38,7 @@ pub use args::{Args, Target, check_email, is_time_zone, parse_duration};
 pub(crate) use block::block;
 pub(crate) use deny::deny;
 pub use set::MAX_TEMPLATE;
+pub(crate) use undo::undo;
 
 /// The prefix other bots use; optional in the control room.
 pub const PREFIX: &str = "!gk";
@@ -111,6 +113,7 @@ registry! {
     Allow(allow::Allow),
     Deny(deny::Deny),
     Block(block::Block),
+    Undo(undo::UndoLast),
     Unblock(unblock::Unblock),
     Allowed(allowed::Allowed),
     Blocked(blocked::Blocked),
@@ -235,9 +238,10 @@ impl Ctx<'_> {
     }
 
     /// Leaves `subject`'s held rooms as the owner, quietly, and forgets
-    /// them and what was captured there: `deny` and `block`. Also says how
+    /// them; what was captured there is marked denied at `stamp`, kept a
+    /// day for `undo` and shown nowhere: `deny` and `block`. Also says how
     /// many rooms and messages that was.
-    fn leave_and_drop(&self, d: Decision, subject: &Subject) -> (Decision, usize, usize) {
+    fn leave_and_drop(&self, d: Decision, subject: &Subject, stamp: u64) -> (Decision, usize, usize) {
         let owner = &self.owner.user_id;
         let (rooms, messages) = self.held_of(subject);
         let d = rooms.iter().fold(d, |d, room| {
@@ -245,8 +249,36 @@ impl Ctx<'_> {
                 .effect(crate::unsilence(owner, room))
                 .change(StateChange::RemoveRoom { room: room.clone(), owner: owner.clone() })
         });
-        let d = self.forget_counts(drop_messages(d, owner, &messages), subject);
+        let d = messages
+            .iter()
+            .fold(d, |d, m| d.change(StateChange::PutDeferred(Deferred { denied_ms: Some(stamp), ..(*m).clone() })));
+        let d = self.forget_counts(d, subject);
         (d, rooms.len(), messages.len())
+    }
+
+    /// Everyone waiting: the senders of held rooms and of kept messages
+    /// (`deny all`, `block all`), oldest first.
+    fn everyone_pending(&self) -> Vec<Subject> {
+        let mut senders: Vec<(u64, &OwnedUserId)> =
+            self.overview.held.values().map(|h| (h.invited_at_ms, &h.inviter)).collect();
+        senders.extend(self.overview.deferred.iter().map(|m| (m.received_ms, &m.sender)));
+        senders.sort();
+        let mut out: Vec<Subject> = Vec::new();
+        for (_, user) in senders {
+            let subject = Subject::User(user.clone());
+            if *user != self.owner.user_id && !out.contains(&subject) {
+                out.push(subject);
+            }
+        }
+        out
+    }
+
+    /// The owner's record with this decision remembered for `undo`.
+    fn remember(&self, d: Decision, entry: crate::Undo) -> Decision {
+        if entry.subjects.is_empty() {
+            return d;
+        }
+        d.change(StateChange::PutOwner(crate::undo::recorded(self.owner, entry, self.now_ms)))
     }
 
     /// Once the owner decided on `subject`, what was counted of them (not
@@ -257,7 +289,12 @@ impl Ctx<'_> {
             d.change(StateChange::PutStranger {
                 owner: owner.clone(),
                 user: user.clone(),
-                state: crate::StrangerState { last_reply_ms: state.last_reply_ms, ..Default::default() },
+                state: crate::StrangerState {
+                    last_reply_ms: state.last_reply_ms,
+                    urgent_ms: state.urgent_ms,
+                    urgent_refused_ms: state.urgent_refused_ms,
+                    ..Default::default()
+                },
             })
         })
     }

@@ -50,6 +50,7 @@ impl Handler for Reply {
 pub(super) fn preview(owner: &OwnerState, config: &EngineConfig) -> Text {
     let name = owner.displayname.clone().unwrap_or_else(|| owner.user_id.localpart().to_owned());
     let rendered = texts::etiquette(owner.reply_template.as_deref(), &name, owner.contact.as_deref(), false);
+    let rendered = if owner.urgent { texts::with_urgent(rendered, &name) } else { rendered };
     let interval = owner.reply_interval_ms.unwrap_or(config.reply_interval_ms);
     texts::reply_preview(&rendered, owner.reply_template.is_some(), &texts::format_duration(interval))
 }

@@ -3,12 +3,12 @@
 use super::args::{check_email, clock_time, is_time_zone, parse_duration};
 use super::{Args, Command, Ctx, Handler, Spec, reply};
 use crate::state::Notify;
-use crate::{Decision, Effect, OwnerState, PendingEmail, StateChange, WaveKey, WaveRecord, mail, rules, texts};
+use crate::{Decision, Effect, OwnerState, PendingEmail, StateChange, WaveKey, WaveRecord, mail, rules, texts, urgent};
 
 pub(super) const SPEC: Spec = Spec {
     name: "set",
     aliases: &[],
-    usage: "set <reply|reply-interval|email|contact|timezone|digest-time|retention|notify|empty-digest> <value>",
+    usage: "set <reply|reply-interval|email|contact|timezone|digest-time|retention|notify|empty-digest|urgent|urgent-per-sender|urgent-per-day> <value>",
     summary: "change a setting",
     parse,
 };
@@ -37,6 +37,12 @@ pub enum Setting {
     Retention(u64),
     Notify(Notify),
     EmptyDigest(bool),
+    /// Urgent messages on or off.
+    Urgent(bool),
+    /// At most one urgent message per sender in this period.
+    UrgentPerSender(u64),
+    /// At most this many urgent messages a day.
+    UrgentPerDay(u32),
 }
 
 fn parse(args: &Args<'_>) -> Result<Command, String> {
@@ -74,6 +80,19 @@ fn setting(key: &str, value: &str) -> Result<Setting, String> {
             "on" => Ok(Setting::EmptyDigest(true)),
             "off" => Ok(Setting::EmptyDigest(false)),
             _ => Err(texts::empty_digest_is_on_or_off()),
+        },
+        "urgent" => match value.to_ascii_lowercase().as_str() {
+            "on" => Ok(Setting::Urgent(true)),
+            "off" => Ok(Setting::Urgent(false)),
+            _ => Err(texts::urgent_is_on_or_off()),
+        },
+        "urgent-per-sender" => match parse_duration(value) {
+            Ok(ms) if ms < urgent::MIN_PER_SENDER_MS => Err(texts::urgent_per_sender_too_short()),
+            other => other.map(Setting::UrgentPerSender),
+        },
+        "urgent-per-day" => match value.parse::<u32>() {
+            Ok(n) if (1..=urgent::MAX_PER_DAY).contains(&n) => Ok(Setting::UrgentPerDay(n)),
+            _ => Err(texts::urgent_per_day_bounds(urgent::MAX_PER_DAY)),
         },
         "retention" => match parse_duration(value) {
             Ok(ms) if ms < MIN_RETENTION_MS => Err(texts::retention_too_short()),
@@ -182,6 +201,21 @@ impl Handler for Setting {
                     .effect(ctx.reply(texts::notify_set(mode)));
             }
             Setting::EmptyDigest(on) => (OwnerState { digest_when_empty: on, ..o }, texts::empty_digest_set(on)),
+            Setting::Urgent(on) => {
+                let said = texts::urgent_set(
+                    on,
+                    o.urgent_per_sender_ms.unwrap_or(urgent::DEFAULT_PER_SENDER_MS),
+                    o.urgent_per_day.unwrap_or(urgent::DEFAULT_PER_DAY),
+                );
+                let rule = urgent::rule_effect(&o, on, ctx.config);
+                let mut d = Decision::default().change(StateChange::PutOwner(OwnerState { urgent: on, ..o }));
+                d.effects.extend(rule);
+                return d.effect(ctx.reply(said));
+            }
+            Setting::UrgentPerSender(ms) => {
+                (OwnerState { urgent_per_sender_ms: Some(ms), ..o }, texts::urgent_per_sender_set(ms))
+            }
+            Setting::UrgentPerDay(n) => (OwnerState { urgent_per_day: Some(n), ..o }, texts::urgent_per_day_set(n)),
             Setting::Retention(ms) => (OwnerState { retention_ms: Some(ms), ..o }, texts::retention_set(ms)),
         };
         ctx.update(updated, said)

@@ -39,6 +39,7 @@ fn deferred(sender: &OwnedUserId, room: &OwnedRoomId, n: usize, ts_ms: u64, body
         edited: false,
         digested: false,
         redacted_by: None,
+        denied_ms: None,
     }
 }
 

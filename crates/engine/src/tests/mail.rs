@@ -112,8 +112,12 @@ fn sub_addresses_share_their_inboxs_limit() {
     let other = OwnerState { user_id: uid("@mallory:example.org"), ..owner() };
     s.owners.insert(uid("@mallory:example.org"), other);
     s.rooms = vec![RoomState::Control { owner: uid("@mallory:example.org") }];
-    let second =
-        decide(&s, &msg_n("@mallory:example.org", CONTROL, "m.text", "set email victim+2@example.org", 1), NOW + 60_000, &cfg);
+    let second = decide(
+        &s,
+        &msg_n("@mallory:example.org", CONTROL, "m.text", "set email victim+2@example.org", 1),
+        NOW + 60_000,
+        &cfg,
+    );
     assert!(!kinds(&second).contains(&"mail"), "{second:?}");
 }
 

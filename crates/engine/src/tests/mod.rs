@@ -19,7 +19,9 @@ mod replies;
 mod security;
 mod shared_rooms;
 mod tidy;
+mod undo;
 mod unreadable;
+mod urgent;
 mod waves;
 
 use super::*;
@@ -174,6 +176,7 @@ fn captured(event: &OwnedEventId, body: &str) -> Deferred {
         edited: false,
         digested: false,
         redacted_by: None,
+        denied_ms: None,
     }
 }
 

@@ -36,6 +36,7 @@ impl World {
     fn overview(&self, owner: &OwnedUserId) -> OwnerOverview {
         OwnerOverview {
             strangers: Default::default(),
+            denied: Default::default(),
             contacts: self
                 .contacts
                 .iter()
@@ -138,7 +139,11 @@ fn world() -> World {
         due: Due::default(),
     };
     let alice = OwnerState { last_list: vec![usr(STRANGER), usr("@promo:remote.org")], ..owner() };
-    let bob = OwnerState { email: Some("bob@example.org".into()), ..OwnerState::new(uid(BOB), rid(BOB_CONTROL), 1) };
+    let bob = OwnerState {
+        email: Some("bob@example.org".into()),
+        urgent: true,
+        ..OwnerState::new(uid(BOB), rid(BOB_CONTROL), 1)
+    };
     w.owners.insert(uid(ALICE), alice.clone());
     w.owners.insert(uid(BOB), bob.clone());
     w.rooms.insert(rid(CONTROL), RoomState::Control { owner: uid(ALICE) });
@@ -220,6 +225,11 @@ const COMMANDS: &[&str] = &[
     "deny @nobody:x.org",
     "block 1",
     "block @friend:example.org",
+    "deny all",
+    "block all",
+    "undo",
+    "set urgent on",
+    "set urgent-per-day 2",
     "unblock @spammer:evil.org",
     "unblock *:evil.org",
     "allowed",
@@ -264,6 +274,7 @@ fn inputs() -> Vec<Input> {
         inputs.push(Input::Redaction { meta: meta_n(STRANGER, room, 10), redacts: original.clone() });
     }
     inputs.push(text(STRANGER, HELD, "hi"));
+    inputs.push(msg_n(STRANGER, BOB_HELD, "m.text", "urgent: call me", 12));
     inputs.push(Input::Encrypted { meta: meta_n(STRANGER, HELD, 1) });
     inputs.push(text(BOT, HELD, "echo"));
     for replaces in [original.clone(), meta_n(STRANGER, HELD, 11).event_id] {

@@ -459,6 +459,11 @@ pub fn settings(o: &OwnerState, reply_interval_ms: u64, retention_ms: u64, now_m
         format!("retention: {}", format_duration(retention_ms)),
         format!("notify: {}", o.notify.unwrap_or(Notify::Quiet).as_str()),
         format!("empty-digest: {}", if o.digest_when_empty { "on" } else { "off" }),
+        super::urgent_setting(
+            o.urgent,
+            o.urgent_per_sender_ms.unwrap_or(crate::urgent::DEFAULT_PER_SENDER_MS),
+            o.urgent_per_day.unwrap_or(crate::urgent::DEFAULT_PER_DAY),
+        ),
         match o.paused_until_ms {
             Some(u) if u == u64::MAX => "paused: until you send `resume`".to_owned(),
             Some(u) if u > now_ms => format!("paused: until {}", format_time(u)),

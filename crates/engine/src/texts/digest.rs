@@ -543,6 +543,7 @@ mod tests {
             edited: false,
             digested: false,
             redacted_by: None,
+            denied_ms: None,
         }
     }
 

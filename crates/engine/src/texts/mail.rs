@@ -48,6 +48,7 @@ pub fn link_label(action: LinkAction) -> &'static str {
         LinkAction::Block => "Block",
         LinkAction::BlockServer => "Block server",
         LinkAction::Unsubscribe => "Unsubscribe",
+        LinkAction::Undo => "Undo",
     }
 }
 

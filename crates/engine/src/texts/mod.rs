@@ -13,11 +13,13 @@ mod commands;
 pub mod digest;
 mod gate;
 mod mail;
+mod urgent;
 mod welcome;
 
 pub use commands::*;
 pub use gate::*;
 pub use mail::*;
+pub use urgent::*;
 pub use welcome::*;
 
 /// A message in both forms a Matrix client may show.
