@@ -31,5 +31,6 @@ mod homeserver_faults;
 mod install;
 mod lanes;
 mod observability;
+mod screener;
 mod spam_wave;
 mod stranded;

@@ -90,7 +90,7 @@ impl Handler for Setting {
         let (updated, said) = match self {
             Setting::Reply(text) => {
                 let updated = OwnerState { reply_template: Some(text), ..o };
-                let preview = reply::preview(&updated, ctx.config);
+                let preview = reply::preview(&updated, ctx.config, ctx.now_ms);
                 (updated, preview)
             }
             Setting::ReplyInterval(ms) => {
