@@ -348,9 +348,8 @@ fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &Engine
                     {
                         // The appservice sees every invite here: the
                         // inviter's card counts the people they invited.
-                        let mut d = Decision::default();
-                        d.changes = waves::observe_other_invite(snapshot, &meta.sender, target, now_ms);
-                        d
+                        let changes = waves::observe_other_invite(snapshot, &meta.sender, target, now_ms);
+                        Decision { changes, ..Decision::default() }
                     } else {
                         Decision::default()
                     }
