@@ -58,6 +58,8 @@ fn owner_decision(o: usize) -> Decision {
                 unreadable: None,
                 wave: None,
                 reply_owed_ms: None,
+                said: None,
+                invited_here: None,
             }),
         ),
     ];

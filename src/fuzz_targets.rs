@@ -114,6 +114,8 @@ pub fn digest(data: &[u8]) {
             unreadable: None,
             wave: None,
             reply_owed_ms: None,
+            said: None,
+            invited_here: None,
         },
     );
     let owner = OwnerState::new(owner_id, "!c:example.org".try_into().expect("valid"), 1);

@@ -701,6 +701,8 @@ mod wave_tests {
         };
         let held = HeldRoom {
             reply_owed_ms: Some(NOW - 2000),
+            said: None,
+            invited_here: None,
             ..HeldRoom::new(alice.user_id.clone(), "@someone:remote.org".try_into().unwrap(), true, NOW - 3000)
         };
         setup(

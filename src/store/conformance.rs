@@ -342,6 +342,8 @@ pub fn gate_state_round_trips_and_the_snapshot_finds_it(s: &dyn Store) {
         unreadable: Some(Unreadable::NoAnswer),
         wave: Some(WaveKind::Server),
         reply_owed_ms: Some(6),
+        said: Some("about the invoice".into()),
+        invited_here: Some(3),
     };
     let mut changes = sample_decision().changes;
     changes.extend([
@@ -671,8 +673,10 @@ pub fn wave_records_round_trip_and_expire(s: &dyn Store) {
         seen: vec![(owned_user_id!("@alice:example.org"), 10), (owned_user_id!("@bob:example.org"), 20)],
         wave_ms: None,
         expires_ms: 100,
+        day: vec![(owned_user_id!("@carol:example.org"), 5), (owned_user_id!("@alice:example.org"), 10)],
     };
-    let server_record = WaveRecord { seen: vec![(spammer.clone(), 20)], wave_ms: Some(20), expires_ms: 500 };
+    let server_record =
+        WaveRecord { seen: vec![(spammer.clone(), 20)], wave_ms: Some(20), expires_ms: 500, day: vec![] };
     let owes = OwnerState {
         replies_owed: true,
         ..OwnerState::new(owned_user_id!("@alice:example.org"), owned_room_id!("!dm:example.org"), 7)

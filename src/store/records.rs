@@ -166,6 +166,12 @@ pub enum RoomRecordV1 {
         /// When the hourly cap held its reply back; absent when none is owed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_owed_ms: Option<u64>,
+        /// The inviter's first line after the reply; absent before subjects.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        said: Option<String>,
+        /// People here the inviter had invited within a day (appservice).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invited_here: Option<u32>,
     },
 }
 
@@ -206,19 +212,26 @@ fn tally_of((total, reported): (u32, u32)) -> Tally {
 #[serde(tag = "v")]
 pub enum WaveRecordV {
     #[serde(rename = "1")]
-    V1 { seen: Vec<(OwnedUserId, u64)>, wave_ms: Option<u64>, expires_ms: u64 },
+    V1 {
+        seen: Vec<(OwnedUserId, u64)>,
+        wave_ms: Option<u64>,
+        expires_ms: u64,
+        /// Everyone here the sender invited within a day; absent before cards.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        day: Vec<(OwnedUserId, u64)>,
+    },
 }
 
 impl From<&WaveRecord> for WaveRecordV {
     fn from(w: &WaveRecord) -> Self {
-        WaveRecordV::V1 { seen: w.seen.clone(), wave_ms: w.wave_ms, expires_ms: w.expires_ms }
+        WaveRecordV::V1 { seen: w.seen.clone(), wave_ms: w.wave_ms, expires_ms: w.expires_ms, day: w.day.clone() }
     }
 }
 
 impl From<WaveRecordV> for WaveRecord {
     fn from(r: WaveRecordV) -> Self {
-        let WaveRecordV::V1 { seen, wave_ms, expires_ms } = r;
-        WaveRecord { seen, wave_ms, expires_ms }
+        let WaveRecordV::V1 { seen, wave_ms, expires_ms, day } = r;
+        WaveRecord { seen, wave_ms, expires_ms, day }
     }
 }
 
@@ -558,6 +571,8 @@ impl From<&RoomState> for RoomRecord {
                 unreadable: h.unreadable.map(|u| u.as_str().to_owned()),
                 wave: h.wave.map(|w| w.as_str().to_owned()),
                 reply_owed_ms: h.reply_owed_ms,
+                said: h.said,
+                invited_here: h.invited_here,
             },
         })
     }
@@ -584,6 +599,8 @@ impl From<RoomRecord> for RoomState {
                 unreadable,
                 wave,
                 reply_owed_ms,
+                said,
+                invited_here,
             }) => RoomState::Held(HeldRoom {
                 owner,
                 inviter,
@@ -601,6 +618,8 @@ impl From<RoomRecord> for RoomState {
                 // A kind this version does not know is still a wave.
                 wave: wave.map(|w| WaveKind::parse(&w).unwrap_or(WaveKind::Sender)),
                 reply_owed_ms,
+                said,
+                invited_here,
             }),
         }
     }

@@ -47,12 +47,13 @@ async fn after_downtime_the_ping_cuts_the_backoff_short_and_all_is_processed_onc
     assert!(caught_up < Duration::from_secs(16), "caught up only after {caught_up:?} (down {downtime:?})");
     println!("downtime {downtime:.0?}: all {WRITTEN_WHILE_DOWN} lines kept {caught_up:.1?} after the restart");
 
-    // Once each, in the order written.
+    // Once each, in the order written (as messages: "— line 1"; the
+    // subject above them quotes one too).
     let positions: Vec<usize> =
-        (0..=WRITTEN_WHILE_DOWN).map(|i| shown.find(&format!("line {i}")).expect("every line shown")).collect();
+        (0..=WRITTEN_WHILE_DOWN).map(|i| shown.find(&format!("— line {i}")).expect("every line shown")).collect();
     assert!(positions.windows(2).all(|p| p[0] < p[1]), "{shown}");
     for i in 0..=WRITTEN_WHILE_DOWN {
-        assert_eq!(shown.matches(&format!("line {i}")).count(), 1, "{shown}");
+        assert_eq!(shown.matches(&format!("— line {i}")).count(), 1, "{shown}");
     }
     assert_eq!(stranger.notices_from(&held, &alice.user_id).await.len(), 1);
 }

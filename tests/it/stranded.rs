@@ -87,11 +87,12 @@ async fn a_swallowed_transaction_is_read_after_the_restart_and_decided_once() {
                 }
             })
             .await;
-        for line in ["line 0", "stranded line", "line 2"] {
+        // As messages ("— line 0"; the subject above them quotes one too).
+        for line in ["— line 0", "— stranded line", "— line 2"] {
             assert_eq!(shown.matches(line).count(), 1, "{line:?} once after {run}: {shown}");
         }
         let (zero, stranded, two) =
-            (shown.find("line 0").unwrap(), shown.find("stranded line").unwrap(), shown.find("line 2").unwrap());
+            (shown.find("— line 0").unwrap(), shown.find("— stranded line").unwrap(), shown.find("— line 2").unwrap());
         assert!(zero < stranded && stranded < two, "in the order written: {shown}");
         barrier(&w, &alice, &control).await;
         assert_eq!(answers(BLOCKED).await, 1, "the swallowed command ran once after {run}");

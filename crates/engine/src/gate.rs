@@ -66,12 +66,14 @@ pub(super) fn invite(
     // Gatekeeper's clock, not the sender's: who comes first in `pending`
     // and the digest must not be the sender's to choose.
     let invited_at_ms = now_ms;
-    let (wave_changes, wave) = waves::observe_invite(snapshot, &meta.sender, &owner.user_id, now_ms, config);
+    let (wave_changes, wave, invited) = waves::observe_invite(snapshot, &meta.sender, &owner.user_id, now_ms, config);
     let held = HeldRoom {
         inviter_name: sender_name.clone(),
         name: room_name.clone(),
         reason: reason.clone(),
         wave,
+        // Only the appservice sees every invite on the server.
+        invited_here: (!config.client_mode).then_some(invited),
         ..HeldRoom::new(owner.user_id.clone(), meta.sender.clone(), is_direct, invited_at_ms)
     };
     let o = owner.user_id.clone();
@@ -197,7 +199,7 @@ pub(super) fn message(
             _ => Decision::default(),
         };
     }
-    let said = body;
+    let line = body;
     let (body, html) = bounded_text(body, html, limit);
     let d = capture(
         snapshot,
@@ -214,7 +216,13 @@ pub(super) fn message(
     if msgtype == "m.notice" {
         return d;
     }
-    let d = urgent::maybe_urgent(d, snapshot, meta, held, msgtype, said, now_ms, config);
+    let d = urgent::maybe_urgent(d, snapshot, meta, held, msgtype, line, now_ms, config);
+    // The reply asked for one line on who they are and what it is about:
+    // their first line after it is the subject, unless the invite gave one.
+    if held.replied && held.said.is_none() && media.is_none() && !line.trim().is_empty() {
+        let said = HeldRoom { said: Some(texts::subject_line(line)), ..held.clone() };
+        return d.change(StateChange::PutRoom(meta.room_id.clone(), RoomState::Held(said)));
+    }
     maybe_reply(d, snapshot, meta, held, false, now_ms, config)
 }
 
@@ -483,9 +491,7 @@ fn maybe_reply(
         }
         return d;
     }
-    let name = owner.displayname.clone().unwrap_or_else(|| owner.user_id.localpart().to_owned());
-    let text = texts::etiquette(owner.reply_template.as_deref(), &name, owner.contact.as_deref(), encrypted);
-    let text = if owner.urgent { texts::with_urgent(text, &name) } else { text };
+    let text = texts::etiquette_of(owner, encrypted, now_ms);
     let replied = HeldRoom { replied: true, reply_owed_ms: None, ..held.clone() };
     d.change(StateChange::PutRoom(meta.room_id.clone(), RoomState::Held(replied)))
         .change(StateChange::PutStranger {

@@ -352,6 +352,15 @@ fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &Engine
                         gate::invite(snapshot, meta, owner, *is_direct, reason, &names, now_ms, config)
                     } else if let Some(owner) = snapshot.owners.get(&meta.sender) {
                         gate::owner_invited(snapshot, owner, target, now_ms, config)
+                    } else if !config.client_mode
+                        && target.server_name() == config.server_name
+                        && *target != meta.sender
+                        && *target != config.bot
+                    {
+                        // The appservice sees every invite here: the
+                        // inviter's card counts the people they invited.
+                        let changes = waves::observe_other_invite(snapshot, &meta.sender, target, now_ms);
+                        Decision { changes, ..Decision::default() }
                     } else {
                         Decision::default()
                     }

@@ -252,6 +252,13 @@ pub struct HeldRoom {
     /// When the etiquette reply was held back by the owner's hourly cap;
     /// it is sent later, oldest first, when the budget allows.
     pub reply_owed_ms: Option<u64>,
+    /// The inviter's first line after the etiquette reply (which asked for
+    /// one), one line and bounded (`texts::subject_line`): the subject
+    /// when the invite gave no reason.
+    pub said: Option<String>,
+    /// Appservice mode: how many people on this server the inviter had
+    /// invited in the day up to this invite (see `waves`), for the card.
+    pub invited_here: Option<u32>,
 }
 
 /// Why an inviter counts as part of a wave.
@@ -303,6 +310,10 @@ pub struct WaveRecord {
     pub wave_ms: Option<u64>,
     /// After this, the record says nothing any more.
     pub expires_ms: u64,
+    /// A sender's record: everyone on this server they invited in the last
+    /// day (owners or not), oldest first, distinct, at most
+    /// [`crate::waves::DAY_CAP`]: the card's "invited 37 people here".
+    pub day: Vec<(OwnedUserId, u64)>,
 }
 
 /// Why a held room could not be read.
@@ -349,6 +360,8 @@ impl HeldRoom {
             unreadable: None,
             wave: None,
             reply_owed_ms: None,
+            said: None,
+            invited_here: None,
         }
     }
 }
@@ -502,6 +515,10 @@ pub struct PendingEntry {
     pub wave: Option<WaveKind>,
     /// Whom their display name imitates, if anyone (see `texts::imitates`).
     pub imitates: Option<String>,
+    /// The one line they gave for why they write (see `texts::subject_of`).
+    pub subject: Option<String>,
+    /// What else is known of them (see `texts::Card`).
+    pub card: crate::texts::Card,
 }
 
 /// Everything about one owner that commands and opt-out need.

@@ -29,6 +29,12 @@ pub const WINDOW_MS: u64 = 3_600_000;
 /// How long a wave is remembered after its threshold was last reached: its
 /// senders get no reply for that long, not even one the cap held back.
 pub const WAVE_MEMORY_MS: u64 = 24 * 3_600_000;
+/// How far back a sender's card counts the people they invited here.
+pub const DAY_MS: u64 = 24 * 3_600_000;
+/// The most invitees a sender's record keeps for the card: past it, the
+/// card says this many (the oldest are let go), so a flood of invites
+/// cannot grow a record.
+pub const DAY_CAP: usize = 100;
 
 /// The sender whose wave records an input is decided with: the inviter of
 /// an invite, the sender of a message.
@@ -53,6 +59,7 @@ pub fn keys(sender: &UserId) -> [WaveKey; 2] {
 fn live(record: Option<&WaveRecord>, now_ms: u64) -> WaveRecord {
     let mut r = record.cloned().unwrap_or_default();
     r.seen.retain(|(_, at)| now_ms.saturating_sub(*at) < WINDOW_MS);
+    r.day.retain(|(_, at)| now_ms.saturating_sub(*at) < DAY_MS);
     if !waving(&r, now_ms) {
         r.wave_ms = None;
     }
@@ -76,23 +83,54 @@ fn note(r: &mut WaveRecord, who: &OwnedUserId, now_ms: u64, threshold: u32) -> b
     if wave {
         r.wave_ms = Some(now_ms);
     }
-    r.expires_ms = (now_ms + WINDOW_MS).max(r.wave_ms.map_or(0, |w| w + WAVE_MEMORY_MS));
+    r.expires_ms = (now_ms + WINDOW_MS).max(r.wave_ms.map_or(0, |w| w + WAVE_MEMORY_MS)).max(day_expiry(r));
     wave
 }
 
+fn day_expiry(r: &WaveRecord) -> u64 {
+    r.day.last().map_or(0, |(_, at)| at + DAY_MS)
+}
+
+/// Notes that the sender of `r` invited `who` now, for the card: distinct
+/// people within a day, at most [`DAY_CAP`]. How many that makes.
+fn note_day(r: &mut WaveRecord, who: &OwnedUserId, now_ms: u64) -> u32 {
+    r.day.retain(|(u, _)| u != who);
+    r.day.push((who.clone(), now_ms));
+    if r.day.len() > DAY_CAP {
+        r.day.drain(..r.day.len() - DAY_CAP);
+    }
+    r.expires_ms = r.expires_ms.max(day_expiry(r));
+    r.day.len() as u32
+}
+
+/// Appservice mode: `sender` invited `target`, someone on this server who
+/// is not an owner. Only the sender's count for the card notes it (the
+/// appservice sees every invite here); waves count owners only.
+pub(super) fn observe_other_invite(
+    snapshot: &Snapshot,
+    sender: &OwnedUserId,
+    target: &OwnedUserId,
+    now_ms: u64,
+) -> Vec<StateChange> {
+    let key = WaveKey::Sender(sender.clone());
+    let mut own = live(snapshot.waves.get(&key), now_ms);
+    note_day(&mut own, target, now_ms);
+    vec![StateChange::PutWave(key, own)]
+}
 fn new_to(snapshot: &Snapshot, owner: &OwnedUserId, sender: &OwnedUserId) -> bool {
     snapshot.contact(owner, sender).is_none() && !snapshot.strangers.contains_key(&(owner.clone(), sender.clone()))
 }
 
 /// An invite from `sender` to `owner` is being held: the records that note
-/// it, and whether it is (part of) a wave.
+/// it, whether it is (part of) a wave, and how many people here the sender
+/// invited within a day, this owner included.
 pub(super) fn observe_invite(
     snapshot: &Snapshot,
     sender: &OwnedUserId,
     owner: &OwnedUserId,
     now_ms: u64,
     config: &EngineConfig,
-) -> (Vec<StateChange>, Option<WaveKind>) {
+) -> (Vec<StateChange>, Option<WaveKind>, u32) {
     let mut changes = Vec::new();
     let mut kind = None;
     let key = WaveKey::Sender(sender.clone());
@@ -100,6 +138,7 @@ pub(super) fn observe_invite(
     if note(&mut own, owner, now_ms, config.wave_owners_per_sender) || waving(&own, now_ms) {
         kind = Some(WaveKind::Sender);
     }
+    let invited = note_day(&mut own, owner, now_ms);
     changes.push(StateChange::PutWave(key, own));
     if sender.server_name() != config.server_name && new_to(snapshot, owner, sender) {
         let key = WaveKey::Server(sender.server_name().to_owned());
@@ -110,7 +149,7 @@ pub(super) fn observe_invite(
         }
         changes.push(StateChange::PutWave(key, server));
     }
-    (changes, kind)
+    (changes, kind, invited)
 }
 
 /// Whether `sender`, writing in (or owed a reply in) `held`, is part of a
@@ -196,9 +235,7 @@ pub(super) fn owed_replies(due: &DueReplies, now_ms: u64, config: &EngineConfig)
                 due.overview.deferred.iter().filter(|m| m.room_id == *room && m.sender == held.inviter).peekable();
             theirs.peek().is_some() && theirs.all(|m| m.encrypted)
         };
-        let name = owner.displayname.clone().unwrap_or_else(|| owner.user_id.localpart().to_owned());
-        let text = texts::etiquette(owner.reply_template.as_deref(), &name, owner.contact.as_deref(), encrypted);
-        let text = if owner.urgent { texts::with_urgent(text, &name) } else { text };
+        let text = texts::etiquette_of(owner, encrypted, now_ms);
         let seed = format!("{room}:{}", held.reply_owed_ms.unwrap_or_default());
         // Whatever else is kept of the stranger stays as it is.
         let mut stranger = due.strangers.get(&held.inviter).cloned().unwrap_or_default();

@@ -126,6 +126,8 @@ fn entries(owner: &OwnerState, overview: &OwnerOverview) -> Waiting {
             messages_not_kept: 0,
             wave: None,
             imitates: None,
+            subject: None,
+            card: texts::Card::default(),
         });
         e.unreadable = e.unreadable.or(held.unreadable);
         e.wave = e.wave.max(held.wave);
@@ -151,6 +153,8 @@ fn entries(owner: &OwnerState, overview: &OwnerOverview) -> Waiting {
             messages_not_kept: 0,
             wave: None,
             imitates: None,
+            subject: None,
+            card: texts::Card::default(),
         });
         e.messages += 1;
         e.first_ms = e.first_ms.min(m.received_ms);
@@ -166,6 +170,22 @@ fn entries(owner: &OwnerState, overview: &OwnerOverview) -> Waiting {
     let likeness = texts::Likeness::new(owner, &contacts);
     for e in by_sender.values_mut() {
         e.imitates = likeness.of(e.name.as_deref());
+    }
+    let mut rooms_of: BTreeMap<&OwnedUserId, Vec<&crate::HeldRoom>> = BTreeMap::new();
+    for h in overview.held.values() {
+        rooms_of.entry(&h.inviter).or_default().push(h);
+    }
+    let mut messages_of: BTreeMap<&OwnedUserId, Vec<&Deferred>> = BTreeMap::new();
+    for m in &overview.deferred {
+        messages_of.entry(&m.sender).or_default().push(m);
+    }
+    for e in by_sender.values_mut() {
+        let (rooms, theirs) =
+            (rooms_of.remove(&e.sender).unwrap_or_default(), messages_of.remove(&e.sender).unwrap_or_default());
+        e.subject = texts::subject_of(rooms.iter().copied(), theirs.iter().copied());
+        let invited = rooms.iter().filter_map(|h| h.invited_here).max();
+        let words = theirs.iter().map(|m| m.body.as_str()).chain(rooms.iter().filter_map(|h| h.reason.as_deref()));
+        e.card = texts::Card::new(&e.sender, e.name.as_deref(), invited, words);
     }
     // Only the latest line of each is shown: only that one is read.
     for (sender, m) in latest {

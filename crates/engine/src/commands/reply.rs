@@ -36,10 +36,10 @@ fn parse(args: &Args<'_>) -> Result<Command, String> {
 impl Handler for Reply {
     fn run(self, ctx: &Ctx<'_>) -> Decision {
         match self {
-            Reply::Show => ctx.answer(preview(ctx.owner, ctx.config)),
+            Reply::Show => ctx.answer(preview(ctx.owner, ctx.config, ctx.now_ms)),
             Reply::Reset => {
                 let updated = OwnerState { reply_template: None, ..ctx.owner.clone() };
-                let text = preview(&updated, ctx.config);
+                let text = preview(&updated, ctx.config, ctx.now_ms);
                 ctx.update(updated, text)
             }
         }
@@ -47,10 +47,8 @@ impl Handler for Reply {
 }
 
 /// The reply as a stranger would get it from `owner`, introduced.
-pub(super) fn preview(owner: &OwnerState, config: &EngineConfig) -> Text {
-    let name = owner.displayname.clone().unwrap_or_else(|| owner.user_id.localpart().to_owned());
-    let rendered = texts::etiquette(owner.reply_template.as_deref(), &name, owner.contact.as_deref(), false);
-    let rendered = if owner.urgent { texts::with_urgent(rendered, &name) } else { rendered };
+pub(super) fn preview(owner: &OwnerState, config: &EngineConfig, now_ms: u64) -> Text {
+    let rendered = texts::etiquette_of(owner, false, now_ms);
     let interval = owner.reply_interval_ms.unwrap_or(config.reply_interval_ms);
     texts::reply_preview(&rendered, owner.reply_template.is_some(), &texts::format_duration(interval))
 }

@@ -109,7 +109,7 @@ impl Handler for Setting {
         let (updated, said) = match self {
             Setting::Reply(text) => {
                 let updated = OwnerState { reply_template: Some(text), ..o };
-                let preview = reply::preview(&updated, ctx.config);
+                let preview = reply::preview(&updated, ctx.config, ctx.now_ms);
                 (updated, preview)
             }
             Setting::ReplyInterval(ms) => {
@@ -148,7 +148,8 @@ impl Handler for Setting {
                     let mailed = |key: WaveKey, times: &[u64]| {
                         let mut seen: Vec<(ruma::OwnedUserId, u64)> = times.iter().map(|t| (me.clone(), *t)).collect();
                         seen.push((me.clone(), ctx.now_ms));
-                        let record = WaveRecord { seen, wave_ms: None, expires_ms: ctx.now_ms + mail::DAY_MS };
+                        let record =
+                            WaveRecord { seen, expires_ms: ctx.now_ms + mail::DAY_MS, ..WaveRecord::default() };
                         StateChange::PutWave(key, record)
                     };
                     let codes_mailed = Vec::new();

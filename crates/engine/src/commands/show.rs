@@ -5,7 +5,7 @@
 
 use super::args::{self, Target};
 use super::{Args, Command, Ctx, Handler, Spec};
-use crate::{Decision, texts};
+use crate::{Decision, Deferred, HeldRoom, Subject, texts};
 
 pub(super) const SPEC: Spec = Spec {
     name: "show",
@@ -44,11 +44,30 @@ impl Handler for Show {
             }
             messages.sort_by_key(|m| (m.ts_ms, m.received_ms, m.event_id.clone()));
             let items: Vec<texts::Text> = messages.iter().map(|m| texts::show_item(m)).collect();
-            let pages = texts::paginate(&items, &texts::show_frame(subject), ctx.config.client_mode);
+            let intro = intro(ctx, subject, &messages);
+            let pages = texts::paginate(&items, &texts::show_frame(subject, &intro), ctx.config.client_mode);
             ctx.answer(match pages.get(self.page - 1) {
-                Some(range) => texts::show_page(subject, &items[range.clone()], self.page, pages.len(), items.len()),
+                Some(range) => {
+                    texts::show_page(subject, &intro, &items[range.clone()], self.page, pages.len(), items.len())
+                }
                 None => texts::no_such_page(self.page, pages.len(), &format!("show {subject} page")),
             })
         })
     }
+}
+
+/// The subject and card shown above `subject`'s messages (a server's
+/// senders together: the first subject, one card for the server).
+fn intro(ctx: &Ctx<'_>, subject: &Subject, messages: &[&Deferred]) -> texts::Text {
+    let rooms: Vec<&HeldRoom> = ctx.overview.held.values().filter(|h| subject.covers(&h.inviter)).collect();
+    let line = texts::subject_of(rooms.iter().copied(), messages.iter().copied());
+    let sender = match subject {
+        Subject::User(u) => u.clone(),
+        Subject::Server(_) => messages[0].sender.clone(),
+    };
+    let name = rooms.iter().find_map(|h| h.inviter_name.as_deref());
+    let invited = rooms.iter().filter_map(|h| h.invited_here).max();
+    let words = messages.iter().map(|m| m.body.as_str()).chain(rooms.iter().filter_map(|h| h.reason.as_deref()));
+    let card = texts::Card::new(&sender, name, invited, words);
+    texts::show_intro(line.as_deref(), &card)
 }

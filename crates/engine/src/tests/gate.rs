@@ -68,11 +68,19 @@ fn allowed_senders_invites_are_left_alone_and_blocked_ones_rejected_silently() {
 
 #[test]
 fn invites_to_users_who_did_not_opt_in_are_untouched() {
+    // Only counted on the inviter, for their card (the appservice sees
+    // every invite here); nothing is done to the invite.
+    let invite = member(STRANGER, HELD, "@bob:example.org", Membership::Invite, true);
+    let d = decide(&Snapshot::default(), &invite, NOW, &config());
+    assert!(d.effects.is_empty() && d.outcomes.is_empty(), "{d:?}");
+    assert!(d.changes.iter().all(|c| matches!(c, StateChange::PutWave(WaveKey::Sender(s), _) if *s == uid(STRANGER))));
     check(
         &Snapshot::default(),
-        &member(STRANGER, HELD, "@bob:example.org", Membership::Invite, true),
+        &member(STRANGER, HELD, "@bob:remote.org", Membership::Invite, true),
         Decision::default(),
     );
+    let client = decide(&Snapshot::default(), &invite, NOW, &client_config());
+    assert_eq!(client, Decision::default());
 }
 
 #[test]

@@ -16,6 +16,7 @@ mod optin;
 mod outcomes;
 mod reads;
 mod replies;
+mod screener;
 mod security;
 mod shared_rooms;
 mod tidy;

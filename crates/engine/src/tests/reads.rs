@@ -182,7 +182,7 @@ fn world() -> World {
     // The promoter invited several owners within the hour: a wave.
     w.waves.insert(
         WaveKey::Sender(uid("@promo:remote.org")),
-        WaveRecord { seen: vec![], wave_ms: Some(NOW - 60_000), expires_ms: NOW + 3_600_000 },
+        WaveRecord { seen: vec![], wave_ms: Some(NOW - 60_000), expires_ms: NOW + 3_600_000, day: vec![] },
     );
     let alice_overview = w.overview(&uid(ALICE));
     let bob_owes = OwnerState { replies_owed: true, reply_window_start_ms: NOW - 7_200_000, ..bob.clone() };
@@ -191,6 +191,8 @@ fn world() -> World {
         rid("!owed:remote.org"),
         HeldRoom {
             reply_owed_ms: Some(NOW - 5_000_000),
+            said: None,
+            invited_here: None,
             ..HeldRoom::new(uid(BOB), uid(FRIEND), true, NOW - 5_000_000)
         },
     );

@@ -66,6 +66,14 @@ pub fn pending_entry(n: usize, e: &PendingEntry, invite: Option<&str>, tz: &Time
     // The number is written out, not left to an <ol>: later pages and gaps
     // (someone decided meanwhile) keep the numbers of the whole list.
     let mut html = format!("<p><b>{n}.</b> <code>{}</code> — {count}, {when}", escape_html(&shown));
+    if let Some(s) = &e.subject {
+        let s = super::subject_heading(s);
+        plain.push_str(&format!("\n  {}", s.plain));
+        html.push_str(&format!("<br>{}", s.html));
+    }
+    let card = super::card_line(&e.card);
+    plain.push_str(&format!("\n  {card}"));
+    html.push_str(&format!("<br><small>{}</small>", escape_html(&card)));
     if let Some(what) = invite {
         plain.push_str(&format!("\n  {what}"));
         html.push_str(&format!("<br>{}", escape_html(what)));
@@ -256,9 +264,9 @@ pub fn pending_preview(m: &Deferred) -> String {
     if m.encrypted {
         "(an encrypted message)".to_owned()
     } else if let Some(media) = &m.media {
-        format!("(sent {})", one_line(&media.name, 60))
+        format!("(sent {})", super::subject_line(&one_line(&media.name, 60)))
     } else {
-        one_line(&m.body, 80)
+        super::subject_line(&one_line(&m.body, 80))
     }
 }
 
@@ -282,10 +290,10 @@ pub fn wave(kind: WaveKind) -> &'static str {
 
 /// What `pending` says about an invitation to a group room.
 pub fn group_invite(held: &HeldRoom) -> String {
-    let name = held.name.clone().unwrap_or_else(|| "a room".to_owned());
+    let name = held.name.as_deref().map(|n| super::defang(&one_line(n, 60))).unwrap_or_else(|| "a room".to_owned());
     let size = held.members.map(|n| format!(" ({n} members)")).unwrap_or_default();
-    let reason = held.reason.as_ref().map(|r| format!(": “{}”", one_line(r, 80))).unwrap_or_default();
-    format!("invited you to {}{size}{reason}", one_line(&name, 60))
+    let reason = held.reason.as_ref().map(|r| format!(": “{}”", super::defang(&one_line(r, 80)))).unwrap_or_default();
+    format!("invited you to {name}{size}{reason}")
 }
 
 /// The most one message may cost on a `show` page (plain and HTML,
@@ -298,9 +306,11 @@ pub fn show_item(m: &Deferred) -> Text {
     let (what, cut) = if m.encrypted {
         (UNREADABLE.to_owned(), 0)
     } else if let Some(media) = &m.media {
-        (format!("(sent {}: {})", one_line(&media.name, 200), one_line(&media.url, 300)), 0)
+        let (name, url) = (super::defang(&one_line(&media.name, 200)), super::defang(&one_line(&media.url, 300)));
+        (format!("(sent {name}: {url})"), 0)
     } else {
-        super::trim_to_cost(&super::visible(&m.body), SHOW_MESSAGE_BUDGET)
+        // Links made dead before the budget is counted: what is shown fits.
+        super::trim_to_cost(&super::defang(&super::visible(&m.body)), SHOW_MESSAGE_BUDGET)
     };
     let edited = if m.edited { " (edited)" } else { "" };
     let mut note = if cut > 0 { format!(" … ({cut} more characters not shown)") } else { String::new() };
@@ -313,15 +323,15 @@ pub fn show_item(m: &Deferred) -> Text {
 
 /// A page of `show`: `items` from [`show_item`], `total` messages from
 /// `subject` in all, in the order they came.
-pub fn show_page(subject: &Subject, items: &[Text], page: usize, pages: usize, total: usize) -> Text {
+pub fn show_page(subject: &Subject, intro: &Text, items: &[Text], page: usize, pages: usize, total: usize) -> Text {
     let messages = if total == 1 { "1 message".to_owned() } else { format!("{total} messages") };
     let heading = if pages > 1 {
         format!("{messages} from {subject}, page {page} of {pages}:")
     } else {
         format!("{messages} from {subject}:")
     };
-    let mut plain = format!("{heading}\n");
-    let mut html = format!("<p>{}</p><ul>", escape_html(&heading));
+    let mut plain = format!("{heading}\n{}", intro.plain);
+    let mut html = format!("<p>{}</p>{}<ul>", escape_html(&heading), intro.html);
     for item in items {
         plain.push_str(&item.plain);
         html.push_str(&item.html);
@@ -336,8 +346,8 @@ pub fn show_page(subject: &Subject, items: &[Text], page: usize, pages: usize, t
 }
 
 /// The longest header and footer a `show` page about `subject` can have.
-pub fn show_frame(subject: &Subject) -> Text {
-    show_page(subject, &[], usize::MAX - 1, usize::MAX, usize::MAX)
+pub fn show_frame(subject: &Subject, intro: &Text) -> Text {
+    show_page(subject, intro, &[], usize::MAX - 1, usize::MAX, usize::MAX)
 }
 
 pub fn nothing_waiting_from(subject: &Subject) -> String {

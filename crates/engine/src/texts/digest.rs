@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId};
 
-use super::{Text, UNREADABLE, escape_html, one_line, plain};
+use super::{Text, UNREADABLE, defang, escape_html, one_line, plain};
 use crate::limits::Meter;
 use crate::schedule::{self, local_time};
 use crate::state::{Deferred, HeldRoom, OwnerOverview, OwnerState, WaveKind};
@@ -69,6 +69,9 @@ struct Section {
     counted: (u32, u32),
     /// Whom their display name imitates, if anyone.
     imitates: Option<String>,
+    /// The one line they gave for why they write.
+    subject: Option<String>,
+    card: super::Card,
 }
 
 /// The smallest piece of a digest a part boundary may not cut.
@@ -129,6 +132,8 @@ pub fn render_for(owner: &OwnerState, overview: &OwnerOverview, client_mode: boo
             invites: vec![],
             counted: (0, 0),
             imitates: None,
+            subject: None,
+            card: super::Card::default(),
         });
     };
     for m in overview.deferred.iter().filter(|m| !m.digested) {
@@ -171,8 +176,22 @@ pub fn render_for(owner: &OwnerState, overview: &OwnerOverview, client_mode: boo
     }
     let contacts = super::contact_users(&overview.contacts);
     let likeness = super::Likeness::new(owner, &contacts);
+    let mut rooms_of: BTreeMap<&OwnedUserId, Vec<&HeldRoom>> = BTreeMap::new();
+    for h in overview.held.values() {
+        rooms_of.entry(&h.inviter).or_default().push(h);
+    }
+    let mut messages_of: BTreeMap<&OwnedUserId, Vec<&Deferred>> = BTreeMap::new();
+    for m in &overview.deferred {
+        messages_of.entry(&m.sender).or_default().push(m);
+    }
     for s in by_sender.values_mut() {
         s.imitates = likeness.of(s.name.as_deref());
+        let rooms = rooms_of.remove(&s.sender).unwrap_or_default();
+        let theirs = messages_of.remove(&s.sender).unwrap_or_default();
+        s.subject = super::subject_of(rooms.iter().copied(), theirs.iter().copied());
+        let invited = rooms.iter().filter_map(|h| h.invited_here).max();
+        let words = theirs.iter().map(|m| m.body.as_str()).chain(rooms.iter().filter_map(|h| h.reason.as_deref()));
+        s.card = super::Card::new(&s.sender, s.name.as_deref(), invited, words);
     }
     let mut sections: Vec<Section> = by_sender.into_values().collect();
     for s in &mut sections {
@@ -371,12 +390,21 @@ fn section_atoms(atoms: &mut Vec<Atom>, i: usize, s: &Section, tz: &jiff::tz::Ti
         [count.as_str(), when.as_str()].iter().filter(|s| !s.is_empty()).cloned().collect::<Vec<_>>().join(", ");
     let atom = |kind, text, carried| Atom { kind, section: Some(i), text, carried };
     atoms.push(atom(Kind::Head, head_line(n, s, &summary), Carried::default()));
+    // The subject first, then the card: before anything they wrote.
+    if let Some(line) = &s.subject {
+        let t = super::subject_heading(line);
+        let text = Text { plain: format!("   {}\n", t.plain), html: format!("<p>{}</p>", t.html) };
+        atoms.push(atom(Kind::Line, text, Carried::default()));
+    }
+    let card = super::card_line(&s.card);
+    let text = Text { plain: format!("   {card}\n"), html: format!("<p><small>{}</small></p>", escape_html(&card)) };
+    atoms.push(atom(Kind::Line, text, Carried::default()));
     for (room, h) in &s.invites {
-        // Stranger text on one line of bounded length: it can neither
-        // start a forged line nor outgrow a part.
-        let name = h.name.as_deref().map(|n| one_line(n, 80)).unwrap_or_else(|| "a room".into());
+        // Stranger text on one line of bounded length, its links dead: it
+        // can neither start a forged line nor outgrow a part.
+        let name = h.name.as_deref().map(|n| defang(&one_line(n, 80))).unwrap_or_else(|| "a room".into());
         let members = h.members.map(|m| format!(" ({m} members)")).unwrap_or_default();
-        let reason = h.reason.as_ref().map(|r| format!(": “{}”", one_line(r, 300))).unwrap_or_default();
+        let reason = h.reason.as_ref().map(|r| format!(": “{}”", defang(&one_line(r, 300)))).unwrap_or_default();
         let line = format!("invited you to {name}{members}{reason} — {}", local_time(h.invited_at_ms, tz));
         let text = Text { plain: format!("   {line}\n"), html: format!("<p><i>{}</i></p>", escape_html(&line)) };
         atoms.push(atom(Kind::Line, text, Carried { invites: vec![room.clone()], ..Carried::default() }));
@@ -394,11 +422,12 @@ fn section_atoms(atoms: &mut Vec<Atom>, i: usize, s: &Section, tz: &jiff::tz::Ti
         let (text, cut) = if m.encrypted {
             (UNREADABLE.to_owned(), false)
         } else if let Some(media) = &m.media {
-            let kind = media.mimetype.as_deref().map(|k| one_line(k, 80)).unwrap_or_else(|| "file".into());
-            let (name, url) = (one_line(&media.name, 200), one_line(&media.url, 300));
+            // A named reference only: nothing of a stranger's is loaded.
+            let kind = media.mimetype.as_deref().map(|k| defang(&one_line(k, 80))).unwrap_or_else(|| "file".into());
+            let (name, url) = (defang(&one_line(&media.name, 200)), defang(&one_line(&media.url, 300)));
             (format!("[{kind}: {name}{} — {url}]", size(media.size)), false)
         } else {
-            trimmed(&super::visible(&m.body))
+            trimmed(&defang(&super::visible(&m.body)))
         };
         let note = if cut { format!(" … (trimmed; `show {n}` for all of it)") } else { String::new() };
         let text = Text {
@@ -586,6 +615,8 @@ mod tests {
                 unreadable: None,
                 wave: None,
                 reply_owed_ms: None,
+                said: None,
+                invited_here: None,
             },
         );
         let d = render(&owner(), &o).unwrap();
@@ -600,8 +631,10 @@ mod tests {
         assert!(plain.contains("invited you to <Deals> (40 members): “join!”"), "{plain}");
         // A sender named like the bot is shown by user ID first, name quoted.
         assert!(plain.contains("4. @promo:x.org (“Gatekeeper”)"), "{plain}");
-        assert!(plain.contains("[application/pdf: cv.pdf, 41 KB — mxc://x.org/f]"), "{plain}");
-        for body in ["first", "second", "alert(1)"] {
+        // Named, not loaded; its address as text that does not link.
+        assert!(plain.contains("[application/pdf: cv[.]pdf, 41 KB — mxc[:]//x[.]org/f]"), "{plain}");
+        // Each quoted once (the first is also a subject, above them).
+        for body in ["] first", "] second", "] <script>alert(1)"] {
             assert_eq!(plain.matches(body).count(), 1, "{body} once in {plain}");
         }
         assert!(!html.contains("<script>") && !html.contains("<b>bold") && !html.contains("<Deals>"), "{html}");
@@ -675,6 +708,8 @@ mod tests {
                 unreadable: None,
                 wave: None,
                 reply_owed_ms: None,
+                said: None,
+                invited_here: None,
             },
         );
         let d = render(&owner(), &o).unwrap();

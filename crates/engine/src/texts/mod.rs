@@ -9,6 +9,7 @@
 //! refusal) that a combinator here ([`lines`], [`list`], [`invalid`])
 //! escapes once when it builds the message.
 
+mod card;
 mod commands;
 pub mod digest;
 mod gate;
@@ -16,6 +17,7 @@ mod mail;
 mod urgent;
 mod welcome;
 
+pub use card::*;
 pub use commands::*;
 pub use gate::*;
 pub use mail::*;
@@ -145,7 +147,7 @@ pub fn who(user: &str, name: Option<&str>) -> String {
     // A name that only repeats the user ID (or its local part) adds nothing.
     let localpart = user.trim_start_matches('@').split(':').next().unwrap_or_default();
     match name.map(clean_name).filter(|n| !n.is_empty() && n != user && !n.eq_ignore_ascii_case(localpart)) {
-        Some(n) => format!("{user} (“{n}”)"),
+        Some(n) => format!("{user} (“{}”)", defang(&n)),
         None => user.to_owned(),
     }
 }
@@ -330,15 +332,15 @@ mod tests {
 
     #[test]
     fn etiquette_reply_fills_in_and_escapes() {
-        let t = etiquette(None, "Alice <3", Some("alice@example.org"), false);
+        let t = etiquette(None, "Alice <3", Some("alice@example.org"), false, "");
         assert!(t.plain.contains("Alice <3 will read it"));
         assert!(t.plain.contains("alice@example.org"));
         assert!(t.html.contains("Alice &lt;3"));
         assert!(!t.html.contains("<3"));
-        let without = etiquette(None, "Alice", None, false);
+        let without = etiquette(None, "Alice", None, false, "");
         assert!(!without.plain.contains("write to"));
         assert!(!without.plain.contains('{'));
-        let custom = etiquette(Some("Back soon. — {name}\n\n<b>bye</b> {email}"), "Al", None, true);
+        let custom = etiquette(Some("Back soon. — {name}\n\n<b>bye</b> {email}"), "Al", None, true, "");
         assert!(custom.plain.starts_with("Back soon. — Al"));
         assert!(custom.html.contains("&lt;b&gt;bye&lt;/b&gt;"));
         assert!(custom.plain.contains("encrypted"));
@@ -346,7 +348,7 @@ mod tests {
 
     #[test]
     fn default_reply_is_short_and_never_scolds() {
-        let t = etiquette(None, "Alice", None, false);
+        let t = etiquette(None, "Alice", None, false, "");
         assert!(t.plain.chars().count() < 600, "{}", t.plain.chars().count());
         for word in ["spam", "blocked", "filter", "not allowed", "must", "allowlist"] {
             assert!(!t.plain.to_lowercase().contains(word), "{word}");
