@@ -238,6 +238,12 @@ fn concerns_nobody(lookups: &dyn Lookups, raw: &[u8], bot: &ruma::UserId) -> Res
         if target == bot || lookups.owner(target)?.is_some() {
             return Ok(None);
         }
+        // Someone acting on another user (an invite, most often): the
+        // engine counts whom a sender invited on this server, owners or not
+        // (the card's "invited 37 people here today").
+        if counted == "member" && target != sender {
+            return Ok(None);
+        }
     }
     Ok(Some(counted))
 }
