@@ -250,5 +250,5 @@ fn strangers_rooms_found_at_opt_in_stay_within_the_bounds() {
     let input = Input::ContactsImported { owner: uid(ALICE), users: vec![], strangers };
     let d = decide(&snapshot, &input, NOW, &config());
     let held = d.changes.iter().filter(|c| matches!(c, StateChange::PutRoom(..))).count();
-    assert_eq!(held as u64, config().bounds.held_rooms_per_stranger as u64);
+    assert_eq!(held as u64, config().bounds.held_rooms_per_stranger);
 }
