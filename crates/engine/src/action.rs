@@ -78,7 +78,8 @@ impl Effect {
         }
     }
 
-    /// The user on whose account this effect acts (`None` for mail).
+    /// The user on whose account this effect acts, or as whom (`None`:
+    /// Gatekeeper's own look-up of a profile, and mail).
     pub fn acts_for(&self) -> Option<&OwnedUserId> {
         match self {
             Effect::Join { as_user, .. } | Effect::Leave { as_user, .. } | Effect::SendNotice { as_user, .. } => {
@@ -90,8 +91,7 @@ impl Effect {
             | Effect::SetTag { owner, .. }
             | Effect::ImportContacts { owner }
             | Effect::Backfill { owner, .. } => Some(owner),
-            Effect::FetchProfile { user } => Some(user),
-            Effect::SendEmail { .. } => None,
+            Effect::FetchProfile { .. } | Effect::SendEmail { .. } => None,
         }
     }
 

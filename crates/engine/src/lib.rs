@@ -413,6 +413,14 @@ fn for_each_holder(
 
 /// A held room becomes a normal room again: its silence and low-priority
 /// tag go, and Gatekeeper forgets holding it.
+/// A room the owner is in already is held (again): silenced first, then
+/// tagged low priority, in the room's lane.
+fn hold_joined(d: Decision, owner: &OwnedUserId, room: &OwnedRoomId) -> Decision {
+    d.effect(Effect::PutPushRule { owner: owner.clone(), rule: rules::held_room(room.as_str()) }).effect(
+        Effect::SetTag { owner: owner.clone(), room_id: room.clone(), tag: "m.lowpriority".into(), present: true },
+    )
+}
+
 fn release(d: Decision, owner: &OwnedUserId, room: &OwnedRoomId) -> Decision {
     d.effect(unsilence(owner, room))
         .effect(Effect::SetTag {

@@ -304,15 +304,7 @@ fn hold_strangers_rooms(
         owner_rooms += 1;
         *theirs += 1;
         let record = HeldRoom { replied: true, ..HeldRoom::new(owner.clone(), user.clone(), true, now_ms) };
-        d = d
-            .change(StateChange::PutRoom(room.clone(), RoomState::Held(record)))
-            .effect(Effect::PutPushRule { owner: owner.clone(), rule: rules::held_room(room.as_str()) })
-            .effect(Effect::SetTag {
-                owner: owner.clone(),
-                room_id: room.clone(),
-                tag: "m.lowpriority".into(),
-                present: true,
-            })
+        d = hold_joined(d.change(StateChange::PutRoom(room.clone(), RoomState::Held(record))), owner, room)
             .effect(Effect::Backfill { owner: owner.clone(), room_id: room.clone() })
             .outcome(crate::Outcome::InviteHeld);
     }

@@ -77,15 +77,11 @@ pub(crate) fn undo(ctx: &Ctx<'_>, entry: &Undo) -> Decision {
             entry.rooms.iter().filter(|(r, h)| subject.covers(&h.inviter) && !ctx.overview.held.contains_key(r))
         {
             rooms += 1;
-            d = d
-                .change(StateChange::PutRoom(room.clone(), RoomState::Held(held.clone())))
-                .effect(Effect::PutPushRule { owner: owner.clone(), rule: rules::held_room(room.as_str()) })
-                .effect(Effect::SetTag {
-                    owner: owner.clone(),
-                    room_id: room.clone(),
-                    tag: "m.lowpriority".into(),
-                    present: true,
-                });
+            d = crate::hold_joined(
+                d.change(StateChange::PutRoom(room.clone(), RoomState::Held(held.clone()))),
+                owner,
+                room,
+            );
         }
         let messages = denied.iter().filter(|m| subject.covers(&m.sender)).count();
         lines.push(texts::undone(entry.kind, subject, rooms, messages));

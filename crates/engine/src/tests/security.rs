@@ -2,22 +2,6 @@
 
 use super::*;
 
-/// Whose account an effect acts on or as (`None`: Gatekeeper's own reads, mail).
-fn acting_user(e: &Effect) -> Option<&OwnedUserId> {
-    match e {
-        Effect::Join { as_user, .. } | Effect::Leave { as_user, .. } | Effect::SendNotice { as_user, .. } => {
-            Some(as_user)
-        }
-        Effect::PutPushRule { owner, .. }
-        | Effect::EnablePushRule { owner, .. }
-        | Effect::DeletePushRule { owner, .. }
-        | Effect::SetTag { owner, .. }
-        | Effect::ImportContacts { owner }
-        | Effect::Backfill { owner, .. } => Some(owner),
-        Effect::FetchProfile { .. } | Effect::SendEmail { .. } => None,
-    }
-}
-
 #[test]
 fn gatekeeper_acts_only_as_the_bot_or_an_owner_who_opted_in_whatever_arrives() {
     let pending_control = Snapshot {
@@ -67,7 +51,7 @@ fn gatekeeper_acts_only_as_the_bot_or_an_owner_who_opted_in_whatever_arrives() {
                 })
                 .collect();
             for e in &d.effects {
-                if let Some(actor) = acting_user(e) {
+                if let Some(actor) = e.acts_for() {
                     assert!(
                         *actor == uid(BOT) || snapshot.owners.contains_key(actor) || enrolled.contains(&actor),
                         "{input:?} made Gatekeeper act as {actor}: {e:?}"
