@@ -60,6 +60,7 @@ fn owner_decision(o: usize) -> Decision {
                 reply_owed_ms: None,
                 said: None,
                 invited_here: None,
+                shared: None,
             }),
         ),
     ];

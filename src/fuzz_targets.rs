@@ -116,6 +116,7 @@ pub fn digest(data: &[u8]) {
             reply_owed_ms: None,
             said: None,
             invited_here: None,
+            shared: None,
         },
     );
     let owner = OwnerState::new(owner_id, "!c:example.org".try_into().expect("valid"), 1);

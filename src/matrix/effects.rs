@@ -7,7 +7,7 @@ use ruma::api::client::context::get_context;
 use ruma::api::client::membership::{get_member_events, joined_members, joined_rooms};
 use ruma::api::client::message::get_message_events;
 use ruma::api::client::profile::get_display_name;
-use ruma::api::client::push::{RuleKind, delete_pushrule, set_pushrule, set_pushrule_enabled};
+use ruma::api::client::push::{RuleKind, delete_pushrule, get_pushrules_all, set_pushrule, set_pushrule_enabled};
 use ruma::api::client::state::get_state_event_for_key;
 use ruma::api::client::tag::{create_tag, delete_tag};
 use ruma::api::client::{membership, message};
@@ -37,6 +37,11 @@ fn gone(e: &ClientError) -> bool {
 fn internal(result: &Internal) -> FollowUp {
     FollowUp { internal: true, raw: serde_json::to_vec(result).expect("look-up results serialize") }
 }
+
+/// How many of the owner's rooms one look-up of shared rooms reads (one
+/// request each): a stranger's card is worth a few requests, not a scan of
+/// an account in thousands of rooms.
+const MAX_ROOMS_SHARED: usize = 100;
 
 /// Owners hold many rooms; looking at more than this many at opt-in would
 /// make the opt-in slow for little gain (m.direct's rooms are read first).
@@ -300,6 +305,66 @@ impl HsClient {
         Ok(internal(&Internal::RoomInfo { owner: owner.to_owned(), room_id: room.to_owned(), name, members: count }))
     }
 
+    /// The rooms `user` is joined to with `owner`, read as the owner: the
+    /// owner's rooms (Gatekeeper's held rooms and `except` apart: those
+    /// carry Gatekeeper's silence rule), then the user's membership in each,
+    /// up to [`MAX_ROOMS_SHARED`] rooms. (MSC2666's `/mutual_rooms` would
+    /// be one request, but its `user_id` parameter collides with the
+    /// appservice's identity assertion: Synapse refuses the request.)
+    async fn shared_rooms(&self, owner: &UserId, user: &UserId, except: &RoomId) -> Result<FollowUp, ClientError> {
+        let joined = self.send(joined_rooms::v3::Request::new(), Some(owner)).await?.joined_rooms;
+        let rules = self.send(get_pushrules_all::v3::Request::new(), Some(owner)).await?.global;
+        let held: std::collections::BTreeSet<&str> = rules
+            .override_
+            .iter()
+            .map(|r| r.rule_id.as_str())
+            .filter(|id| id.starts_with(crate::engine::rules::HELD_PREFIX))
+            .collect();
+        let candidates: Vec<&OwnedRoomId> = joined
+            .iter()
+            .filter(|r| r.as_str() != except.as_str())
+            .filter(|r| !held.contains(crate::engine::rules::held_room_id(r.as_str()).as_str()))
+            .collect();
+        let complete = candidates.len() <= MAX_ROOMS_SHARED;
+        let mut found = Vec::new();
+        for room in candidates.into_iter().take(MAX_ROOMS_SHARED) {
+            let request =
+                get_state_event_for_key::v3::Request::new(room.clone(), StateEventType::RoomMember, user.to_string());
+            match self.send(request, Some(owner)).await {
+                Ok(response) => {
+                    let joined = serde_json::from_str::<Value>(response.event_or_content.get())
+                        .is_ok_and(|v| v["membership"].as_str() == Some("join"));
+                    if joined {
+                        found.push(room.clone());
+                    }
+                }
+                // Never a member, or a room the owner cannot read: not shared.
+                Err(ClientError::Http { status: 403 | 404, .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut names = Vec::new();
+        for room in found.iter().take(crate::engine::texts::SHARED_NAMES) {
+            let request =
+                get_state_event_for_key::v3::Request::new(room.clone(), StateEventType::RoomName, String::new());
+            names.push(match self.send(request, Some(owner)).await {
+                Ok(response) => serde_json::from_str::<Value>(response.event_or_content.get())
+                    .ok()
+                    .and_then(|v| v["name"].as_str().map(str::to_owned))
+                    .filter(|n| !n.is_empty()),
+                Err(ClientError::Http { status: 403 | 404, .. }) => None,
+                Err(e) => return Err(e),
+            });
+        }
+        Ok(internal(&Internal::SharedRooms {
+            owner: owner.to_owned(),
+            room_id: except.to_owned(),
+            names,
+            count: found.len() as u32,
+            complete,
+        }))
+    }
+
     /// The user's display name, as the bot (profiles are public).
     async fn display_name(&self, user: &UserId) -> Result<Option<String>, ClientError> {
         // The deprecated endpoint, not `get_profile_field`: that one fails on
@@ -415,6 +480,9 @@ impl Performer for HsClient {
                 Ok(vec![internal(&Internal::Contacts { owner: owner.clone(), users, strangers })])
             }
             Effect::Backfill { owner, room_id } => self.backfill(owner, room_id).await.map_err(classify),
+            Effect::LookUpShared { owner, user, room_id } => {
+                Ok(vec![self.shared_rooms(owner, user, room_id).await.map_err(classify)?])
+            }
             // E-mail runs on its own lane (crate::email); never here.
             Effect::SendEmail { .. } => {
                 Err(PerformError::Permanent("e-mail is not sent by the Matrix connector".into()))

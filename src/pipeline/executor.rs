@@ -153,6 +153,7 @@ impl Share {
             | Effect::SetTag { owner, .. }
             | Effect::SendEmail { owner, .. }
             | Effect::ImportContacts { owner }
+            | Effect::LookUpShared { owner, .. }
             | Effect::Backfill { owner, .. } => owner,
             Effect::FetchProfile { user } => user,
         };

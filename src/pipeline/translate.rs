@@ -37,6 +37,14 @@ pub enum Internal {
         name: Option<String>,
         members: u32,
     },
+    /// The rooms a held room's inviter shares with its owner.
+    SharedRooms {
+        owner: OwnedUserId,
+        room_id: OwnedRoomId,
+        names: Vec<Option<String>>,
+        count: u32,
+        complete: bool,
+    },
     /// A reply for a two-person room found other members there.
     NotTwoPeople {
         owner: OwnedUserId,
@@ -270,6 +278,9 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
             Internal::Profile { user, displayname } => Input::ProfileFetched { user, displayname },
             Internal::Contacts { owner, users, strangers } => Input::ContactsImported { owner, users, strangers },
             Internal::RoomInfo { owner, room_id, name, members } => Input::RoomInfo { owner, room_id, name, members },
+            Internal::SharedRooms { owner, room_id, names, count, complete } => {
+                Input::SharedRooms { owner, room_id, names, count, complete }
+            }
             Internal::NotTwoPeople { owner, room_id, members } => Input::NotTwoPeople { owner, room_id, members },
             Internal::Tick => Input::Tick,
             Internal::OwnerDue { owner } => Input::OwnerDue { owner },

@@ -6,8 +6,8 @@ use ruma::{owned_room_id, owned_user_id};
 
 use super::*;
 use crate::engine::{
-    AllowSource, Contact, Deferred, HeldRoom, RoomState, StateChange, StrangerState, Subject, Unreadable, WaveKey,
-    WaveKind, WaveRecord,
+    AllowSource, Contact, Deferred, HeldRoom, RoomState, SharedRooms, StateChange, StrangerState, Subject, Unreadable,
+    WaveKey, WaveKind, WaveRecord,
 };
 
 pub fn sample_decision() -> Decision {
@@ -344,6 +344,7 @@ pub fn gate_state_round_trips_and_the_snapshot_finds_it(s: &dyn Store) {
         reply_owed_ms: Some(6),
         said: Some("about the invoice".into()),
         invited_here: Some(3),
+        shared: Some(SharedRooms { names: vec!["“Book club”".into()], count: 4, complete: false }),
     };
     let mut changes = sample_decision().changes;
     changes.extend([

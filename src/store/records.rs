@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::StoreError;
 use crate::engine::{
     AllowSource, Contact, Deferred, DigestPart, Effect, HeldRoom, Match, Media, OwnerState, PendingEmail, PushRule,
-    RoomState, RuleActions, StrangerState, Tally, Undo, UndoKind, Unreadable, WaveKey, WaveKind, WaveRecord,
+    RoomState, RuleActions, SharedRooms, StrangerState, Tally, Undo, UndoKind, Unreadable, WaveKey, WaveKind,
+    WaveRecord,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -133,6 +134,9 @@ pub enum RoomRecord {
     V1(RoomRecordV1),
 }
 
+// A record lives only between a read and its conversion: one at a time, so
+// the held variant's size costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RoomRecordV1 {
@@ -172,7 +176,17 @@ pub enum RoomRecordV1 {
         /// People here the inviter had invited within a day (appservice).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         invited_here: Option<u32>,
+        /// Rooms the inviter shares with the owner; absent until looked up.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shared: Option<SharedRecord>,
     },
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct SharedRecord {
+    names: Vec<String>,
+    count: u32,
+    complete: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -376,6 +390,11 @@ pub enum EffectRecordV1 {
         owner: OwnedUserId,
         room_id: OwnedRoomId,
     },
+    LookUpShared {
+        owner: OwnedUserId,
+        user: OwnedUserId,
+        room_id: OwnedRoomId,
+    },
 }
 
 /// A tracked room's events consumed last, oldest first.
@@ -573,6 +592,7 @@ impl From<&RoomState> for RoomRecord {
                 reply_owed_ms: h.reply_owed_ms,
                 said: h.said,
                 invited_here: h.invited_here,
+                shared: h.shared.map(|s| SharedRecord { names: s.names, count: s.count, complete: s.complete }),
             },
         })
     }
@@ -601,6 +621,7 @@ impl From<RoomRecord> for RoomState {
                 reply_owed_ms,
                 said,
                 invited_here,
+                shared,
             }) => RoomState::Held(HeldRoom {
                 owner,
                 inviter,
@@ -620,6 +641,7 @@ impl From<RoomRecord> for RoomState {
                 reply_owed_ms,
                 said,
                 invited_here,
+                shared: shared.map(|s| SharedRooms { names: s.names, count: s.count, complete: s.complete }),
             }),
         }
     }
@@ -799,6 +821,7 @@ impl From<&Effect> for EffectRecordV1 {
             Effect::FetchProfile { user } => EffectRecordV1::FetchProfile { user },
             Effect::ImportContacts { owner } => EffectRecordV1::ImportContacts { owner },
             Effect::Backfill { owner, room_id } => EffectRecordV1::Backfill { owner, room_id },
+            Effect::LookUpShared { owner, user, room_id } => EffectRecordV1::LookUpShared { owner, user, room_id },
         }
     }
 }
@@ -825,6 +848,7 @@ impl From<EffectRecordV1> for Effect {
             EffectRecordV1::FetchProfile { user } => Effect::FetchProfile { user },
             EffectRecordV1::ImportContacts { owner } => Effect::ImportContacts { owner },
             EffectRecordV1::Backfill { owner, room_id } => Effect::Backfill { owner, room_id },
+            EffectRecordV1::LookUpShared { owner, user, room_id } => Effect::LookUpShared { owner, user, room_id },
         }
     }
 }
@@ -844,6 +868,7 @@ pub fn effect_summary(e: &Effect) -> String {
         Effect::FetchProfile { user } => format!("profile of {user}"),
         Effect::ImportContacts { owner } => format!("import contacts of {owner}"),
         Effect::Backfill { owner, room_id } => format!("backfill {room_id} as {owner}"),
+        Effect::LookUpShared { owner, user, .. } => format!("rooms {user} shares with {owner}"),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::support::browser::Browser;
-use crate::support::gate::{LONG, ask, opt_in, start, wait_membership};
+use crate::support::gate::{LONG, ask, barrier, opt_in, start, wait_membership};
 use crate::support::smtp::SmtpServer;
 use crate::support::{Mode, PushGateway, World, eventually, free_port};
 
@@ -109,4 +109,42 @@ async fn a_verified_address_gets_the_digest_as_a_proper_email(mode: Mode) {
         async move { (n >= 1).then_some(()) }
     })
     .await;
+
+    // The page that said "Done" offers to take it back, for a day: one
+    // click, and the stranger waits again, silenced as before.
+    assert!(done.contains("Changed your mind? For the next 24 hours:"), "{done}");
+    page.eval("document.querySelector('form button').click()").await;
+    let mut undone = String::new();
+    for _ in 0..300 {
+        undone = page.text().await;
+        if undone.contains("Done") && !undone.contains("Changed your mind") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!undone.contains("Changed your mind") && undone.contains("Done"), "the undo page: {undone}");
+    eventually("the undo confirmed in the control room", LONG, || {
+        let (a, c, bot) = (alice.clone(), control.clone(), w.voice(&alice.user_id));
+        async move {
+            a.notices_from(&c, &bot)
+                .await
+                .into_iter()
+                .find(|n| n.starts_with("From your e-mail: Took back allowing @stranger:localhost"))
+        }
+    })
+    .await;
+    eventually("the room held again", LONG, || {
+        let (a, h) = (alice.clone(), held.clone());
+        async move { a.tags(&h).await.get("m.lowpriority").is_some().then_some(()) }
+    })
+    .await;
+    let pushed = push.pushes_in(&alice.user_id, &held);
+    stranger.send_text(&held, "Still there?").await;
+    eventually("the new message held", LONG, || {
+        let (w, a, c) = (&w, alice.clone(), control.clone());
+        async move { Some(ask(w, &a, &c, "show @stranger:localhost").await).filter(|p| p.contains("Still there?")) }
+    })
+    .await;
+    barrier(&w, &alice, &control).await;
+    assert_eq!(push.pushes_in(&alice.user_id, &held), pushed, "held again: the new message does not ring");
 }

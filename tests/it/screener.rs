@@ -152,3 +152,49 @@ async fn the_card_counts_the_people_a_stranger_invited_here() {
     let pending = ask(&w, alice, control, "pending").await;
     assert!(pending.contains("invited 2 people on this server in the last 24 hours"), "{pending}");
 }
+
+both_modes!(the_card_names_the_rooms_a_stranger_shares_with_the_owner);
+async fn the_card_names_the_rooms_a_stranger_shares_with_the_owner(mode: Mode) {
+    let mut w = World::with_mode(mode, "@.*:localhost").await;
+    start(&mut w).await;
+    let alice = w.synapse.register("alice").await;
+    let control = opt_in(&mut w, &alice).await;
+    // A public room of Alice's that a neighbour and a third person joined
+    // (three people: never read as a direct chat).
+    let (status, created) = alice
+        .call(
+            reqwest::Method::POST,
+            "/_matrix/client/v3/createRoom",
+            Some(json!({"preset": "public_chat", "name": "Street\nparty \u{202E}at street.example"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let party = created["room_id"].as_str().unwrap().to_owned();
+    let neighbour = w.synapse.register("neighbour").await;
+    let carol = w.synapse.register("carol").await;
+    neighbour.join(&party).await;
+    carol.join(&party).await;
+    let nobody = w.synapse.register("nobody").await;
+    for stranger in [&neighbour, &nobody] {
+        let dm = stranger.create_dm(&alice.user_id).await;
+        wait_membership(stranger, &dm, &alice.user_id, "join").await;
+        stranger.send_text(&dm, "hello").await;
+    }
+    barrier(&w, &alice, &control).await;
+    let show = eventually("the neighbour's card names the shared room", LONG, || {
+        let (w, a, c) = (&w, alice.clone(), control.clone());
+        async move { Some(ask(w, &a, &c, "show @neighbour:localhost").await).filter(|s| s.contains("shares")) }
+    })
+    .await;
+    assert!(show.contains("shares 1 room with you: “Street party at street[.]example”"), "{show}");
+    let show = eventually("the other card says nothing is shared", LONG, || {
+        let (w, a, c) = (&w, alice.clone(), control.clone());
+        async move { Some(ask(w, &a, &c, "show @nobody:localhost").await).filter(|s| s.contains("shares")) }
+    })
+    .await;
+    // The held rooms themselves are not "shared" (Gatekeeper's silence
+    // marks them), nor is the control room.
+    assert!(show.contains("shares no room with you"), "{show}");
+    let pending = ask(&w, &alice, &control, "pending").await;
+    assert!(pending.contains("shares 1 room with you") && pending.contains("shares no room with you"), "{pending}");
+}

@@ -41,7 +41,8 @@ impl Effect {
             }
             Effect::DeletePushRule { owner, room: None, .. }
             | Effect::EnablePushRule { owner, .. }
-            | Effect::ImportContacts { owner } => Lane::Owner(owner.clone()),
+            | Effect::ImportContacts { owner }
+            | Effect::LookUpShared { owner, .. } => Lane::Owner(owner.clone()),
             Effect::FetchProfile { user } => Lane::Owner(user.clone()),
             Effect::SendEmail { .. } => Lane::Mail,
         }
@@ -90,6 +91,7 @@ impl Effect {
             | Effect::DeletePushRule { owner, .. }
             | Effect::SetTag { owner, .. }
             | Effect::ImportContacts { owner }
+            | Effect::LookUpShared { owner, .. }
             | Effect::Backfill { owner, .. } => Some(owner),
             Effect::FetchProfile { .. } | Effect::SendEmail { .. } => None,
         }
@@ -109,6 +111,7 @@ impl Effect {
             Effect::FetchProfile { .. } => "fetch_profile",
             Effect::ImportContacts { .. } => "import_contacts",
             Effect::Backfill { .. } => "backfill",
+            Effect::LookUpShared { .. } => "shared_rooms",
         }
     }
 }
@@ -216,4 +219,9 @@ pub enum Effect {
     /// Read a held room's history as its owner (messages sent before the
     /// join) and its size; answered with those events and `Input::RoomInfo`.
     Backfill { owner: OwnedUserId, room_id: OwnedRoomId },
+    /// Find the rooms `user` shares with `owner` (Gatekeeper's held rooms
+    /// apart), as the owner, for the card of the room `room_id` held for
+    /// them; answered with `Input::SharedRooms`. Bounded: one look-up per
+    /// sender when first held, a bounded number of the owner's rooms read.
+    LookUpShared { owner: OwnedUserId, user: OwnedUserId, room_id: OwnedRoomId },
 }

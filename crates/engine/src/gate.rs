@@ -82,13 +82,20 @@ pub(super) fn invite(
     if wave.is_some() {
         d = d.outcome(Outcome::WaveInvite);
     }
-    d
+    // One look-up per sender, when first held, and none for a wave: what
+    // a stranger's many identities cost is bounded by the held-room bounds.
+    let first_held = snapshot.kept_with(&owner.user_id, &meta.sender).held_rooms == 0;
+    d = d
         // The room's silence must be in place before the owner is in it.
         .effect(Effect::PutPushRule { owner: o.clone(), rule: rules::held_room(room.as_str()) })
         .effect(Effect::Join { as_user: o.clone(), room_id: room.clone() })
         .effect(Effect::SetTag { owner: o.clone(), room_id: room.clone(), tag: "m.lowpriority".into(), present: true })
-        .effect(Effect::Backfill { owner: o, room_id: room.clone() })
-        .outcome(Outcome::InviteHeld)
+        .effect(Effect::Backfill { owner: o.clone(), room_id: room.clone() })
+        .outcome(Outcome::InviteHeld);
+    if first_held && wave.is_none() {
+        d = d.effect(Effect::LookUpShared { owner: o, user: meta.sender.clone(), room_id: room.clone() });
+    }
+    d
 }
 
 /// The owner invited someone: starting a conversation is consent.
@@ -381,6 +388,29 @@ pub(super) fn room_info(
         }
         _ => Decision::default(),
     }
+}
+
+/// The rooms the inviter of `room_id` shares with `owner` were looked up:
+/// kept on the held room for its card, names flattened and bounded (they
+/// are whatever the rooms' admins, perhaps the stranger, called them).
+pub(super) fn shared_rooms(
+    snapshot: &Snapshot,
+    owner: &OwnedUserId,
+    room_id: &OwnedRoomId,
+    names: &[Option<String>],
+    count: u32,
+    complete: bool,
+) -> Decision {
+    let Some(held) = snapshot.held_for(owner) else { return Decision::default() };
+    let names: Vec<String> =
+        names.iter().take(texts::SHARED_NAMES).map(|n| texts::shared_room_name(n.as_deref())).collect();
+    let count = count.max(names.len() as u32);
+    let shared = SharedRooms { names, count, complete };
+    if held.shared.as_ref() == Some(&shared) {
+        return Decision::default();
+    }
+    let updated = HeldRoom { shared: Some(shared), ..held.clone() };
+    Decision::default().change(StateChange::PutRoom(room_id.clone(), RoomState::Held(updated)))
 }
 
 /// A notice sent only if `user` and its sender are the room's only members.

@@ -94,6 +94,10 @@ pub enum Input {
     ContactsImported { owner: OwnedUserId, users: Vec<OwnedUserId>, strangers: Vec<(OwnedRoomId, OwnedUserId)> },
     /// Result of looking at a held room after joining it.
     RoomInfo { owner: OwnedUserId, room_id: OwnedRoomId, name: Option<String>, members: u32 },
+    /// What `Effect::LookUpShared` found for the room `room_id` held for
+    /// `owner`: the names of the first shared rooms (`None`: unnamed), how
+    /// many in all, and whether all the owner's rooms were looked at.
+    SharedRooms { owner: OwnedUserId, room_id: OwnedRoomId, names: Vec<Option<String>>, count: u32, complete: bool },
     /// The etiquette reply was not sent: the room has other members than
     /// the owner and the stranger (`members`, joined or invited), whatever
     /// its invite said. It is a group invitation.
@@ -136,6 +140,7 @@ impl Input {
     pub fn room_id(&self) -> Option<&OwnedRoomId> {
         match self {
             Input::RoomInfo { room_id, .. }
+            | Input::SharedRooms { room_id, .. }
             | Input::NotTwoPeople { room_id, .. }
             | Input::ControlRoomReady { room_id, .. }
             | Input::EffectFailed { room_id, .. } => Some(room_id),
@@ -154,6 +159,7 @@ impl Input {
                 std::iter::once(owner).chain(users).chain(strangers.iter().map(|(_, u)| u)).cloned().collect()
             }
             Input::RoomInfo { owner, .. }
+            | Input::SharedRooms { owner, .. }
             | Input::NotTwoPeople { owner, .. }
             | Input::MailFailed { owner, .. }
             | Input::LinkUsed { owner, .. }

@@ -29,8 +29,8 @@ pub use input::{EventMeta, FailedStep, Input, Membership, Replacement};
 pub use state::Notify;
 pub use state::{
     AllowSource, Contact, Deferred, Due, DueDigest, DueReplies, HeldRoom, Kept, Media, OwnerOverview, OwnerState,
-    PendingEmail, PendingEntry, RoomState, Snapshot, Standing, StateChange, StrangerState, Tally, Undo, UndoKind,
-    Unreadable, WaveKey, WaveKind, WaveRecord,
+    PendingEmail, PendingEntry, RoomState, SharedRooms, Snapshot, Standing, StateChange, StrangerState, Tally, Undo,
+    UndoKind, Unreadable, WaveKey, WaveKind, WaveRecord,
 };
 pub use subject::Subject;
 use texts::Text;
@@ -310,6 +310,9 @@ fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &Engine
             optin::contacts_imported(snapshot, owner, users, strangers, now_ms, config)
         }
         Input::RoomInfo { owner, room_id, name, members } => gate::room_info(snapshot, owner, room_id, name, *members),
+        Input::SharedRooms { owner, room_id, names, count, complete } => {
+            gate::shared_rooms(snapshot, owner, room_id, names, *count, *complete)
+        }
         Input::NotTwoPeople { owner, room_id, members } => gate::not_two_people(snapshot, owner, room_id, *members),
         Input::Tick => housekeeping::tick(snapshot, now_ms, config),
         Input::OwnerDue { owner } => housekeeping::owner_due(snapshot, owner, now_ms, config),

@@ -259,6 +259,25 @@ pub struct HeldRoom {
     /// Appservice mode: how many people on this server the inviter had
     /// invited in the day up to this invite (see `waves`), for the card.
     pub invited_here: Option<u32>,
+    /// The rooms the inviter shares with the owner, looked up once when
+    /// they were first held, for the card.
+    pub shared: Option<SharedRooms>,
+}
+
+/// The rooms an inviter is in with the owner, Gatekeeper's held rooms
+/// apart: someone the owner already meets somewhere is less of a stranger,
+/// and someone who shares nothing while claiming to know them is worth a
+/// second look.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SharedRooms {
+    /// Up to three of their names, flattened for showing (`texts::card`);
+    /// a room without a name is shown as such.
+    pub names: Vec<String>,
+    /// How many were found in all.
+    pub count: u32,
+    /// Whether every room of the owner's was looked at: when the owner is
+    /// in more rooms than one look-up reads, `count` is a lower bound.
+    pub complete: bool,
 }
 
 /// Why an inviter counts as part of a wave.
@@ -362,6 +381,7 @@ impl HeldRoom {
             reply_owed_ms: None,
             said: None,
             invited_here: None,
+            shared: None,
         }
     }
 }

@@ -183,9 +183,7 @@ fn entries(owner: &OwnerState, overview: &OwnerOverview) -> Waiting {
         let (rooms, theirs) =
             (rooms_of.remove(&e.sender).unwrap_or_default(), messages_of.remove(&e.sender).unwrap_or_default());
         e.subject = texts::subject_of(rooms.iter().copied(), theirs.iter().copied());
-        let invited = rooms.iter().filter_map(|h| h.invited_here).max();
-        let words = theirs.iter().map(|m| m.body.as_str()).chain(rooms.iter().filter_map(|h| h.reason.as_deref()));
-        e.card = texts::Card::new(&e.sender, e.name.as_deref(), invited, words);
+        e.card = texts::Card::of(&e.sender, e.name.as_deref(), &rooms, &theirs);
     }
     // Only the latest line of each is shown: only that one is read.
     for (sender, m) in latest {

@@ -66,8 +66,10 @@ fn intro(ctx: &Ctx<'_>, subject: &Subject, messages: &[&Deferred]) -> texts::Tex
         Subject::Server(_) => messages[0].sender.clone(),
     };
     let name = rooms.iter().find_map(|h| h.inviter_name.as_deref());
-    let invited = rooms.iter().filter_map(|h| h.invited_here).max();
-    let words = messages.iter().map(|m| m.body.as_str()).chain(rooms.iter().filter_map(|h| h.reason.as_deref()));
-    let card = texts::Card::new(&sender, name, invited, words);
+    let mut card = texts::Card::of(&sender, name, &rooms, messages);
+    if matches!(subject, Subject::Server(_)) {
+        // Rooms shared are one person's, not a server's.
+        card.shared = None;
+    }
     texts::show_intro(line.as_deref(), &card)
 }

@@ -97,7 +97,7 @@ fn a_temporary_allow_expires_on_the_next_tick() {
     );
     let invite = member(STRANGER, "!new:remote.org", ALICE, Membership::Invite, true);
     assert_eq!(decide(&s, &invite, NOW + 1000, &config()), Decision::default());
-    assert_eq!(kinds(&decide(&s, &invite, NOW + 7_200_000, &config())), ["rule", "join", "tag", "backfill"]);
+    assert_eq!(kinds(&decide(&s, &invite, NOW + 7_200_000, &config())), ["rule", "join", "tag", "backfill", "shared"]);
     let tick = Snapshot {
         due: Some(Due {
             expired: vec![(uid(ALICE), usr(STRANGER))],

@@ -10,7 +10,7 @@ fn a_strangers_invite_is_held_silenced_before_the_join_and_tagged() {
         NOW,
         &config(),
     );
-    assert_eq!(kinds(&d), ["rule", "join", "tag", "backfill"]);
+    assert_eq!(kinds(&d), ["rule", "join", "tag", "backfill", "shared"]);
     assert_eq!(d.effects[0], Effect::PutPushRule { owner: uid(ALICE), rule: rules::held_room(HELD) });
     assert_eq!(d.effects[1], Effect::Join { as_user: uid(ALICE), room_id: rid(HELD) });
     // The room, then the invite noted for wave detection (the sender's

@@ -147,6 +147,7 @@ fn kinds(d: &Decision) -> Vec<&'static str> {
             Effect::SendEmail { .. } => "mail",
             Effect::ImportContacts { .. } => "import",
             Effect::Backfill { .. } => "backfill",
+            Effect::LookUpShared { .. } => "shared",
         })
         .collect()
 }

@@ -187,3 +187,95 @@ fn the_card_warns_of_look_alike_and_hidden_names_and_of_what_messages_contain() 
         "{p}"
     );
 }
+
+#[test]
+fn shared_rooms_are_looked_up_once_per_sender_and_shown_flattened_on_the_card() {
+    let cfg = config();
+    let mut s = Snapshot::default();
+    s.owners.insert(uid(ALICE), owner());
+    let lookups = |d: &Decision| {
+        d.effects.iter().filter(|e| matches!(e, Effect::LookUpShared { .. })).cloned().collect::<Vec<_>>()
+    };
+    // First held room of this sender: one look-up, as the owner, for it.
+    let first = decide(&s, &member(STRANGER, "!r1:remote.org", ALICE, Membership::Invite, true), NOW, &cfg);
+    assert_eq!(
+        lookups(&first),
+        vec![Effect::LookUpShared { owner: uid(ALICE), user: uid(STRANGER), room_id: rid("!r1:remote.org") }]
+    );
+    assert_eq!(lookups(&first)[0].acts_for(), Some(&uid(ALICE)));
+    // A second room of theirs: none (the first one's card covers them).
+    let mut s2 = s.clone();
+    s2.kept_with.insert((uid(ALICE), uid(STRANGER)), Kept { held_rooms: 1, ..Default::default() });
+    let second = decide(&s2, &member(STRANGER, "!r2:remote.org", ALICE, Membership::Invite, true), NOW, &cfg);
+    assert!(lookups(&second).is_empty() && !second.effects.is_empty(), "{second:?}");
+
+    // The answer is kept on the held room, names flattened, dead and bounded.
+    let held = put_held(&first);
+    let mut s3 = with_owner(Snapshot { rooms: vec![RoomState::Held(held.clone())], ..Default::default() });
+    s3.owners.insert(uid(ALICE), owner());
+    let answer = Input::SharedRooms {
+        owner: uid(ALICE),
+        room_id: rid("!r1:remote.org"),
+        names: vec![
+            Some("Book\nclub\u{202E} see bank.example".into()),
+            None,
+            Some("x".repeat(500)),
+            Some("a fourth, never shown".into()),
+        ],
+        count: 5,
+        complete: true,
+    };
+    let d = decide(&s3, &answer, NOW, &cfg);
+    let shared = put_held(&d).shared.expect("shared rooms kept");
+    assert_eq!(shared.names.len(), 3);
+    assert_eq!(shared.names[0], "“Book club see bank[.]example”");
+    assert_eq!(shared.names[1], "a room without a name");
+    assert!(shared.names[2].chars().count() <= 45, "{}", shared.names[2]);
+    let p = pending_of(OwnerOverview {
+        held: [(rid("!r1:remote.org"), put_held(&d))].into_iter().collect(),
+        ..Default::default()
+    });
+    assert!(p.contains("shares 5 rooms with you: “Book club see bank[.]example”, a room without a name, “xx"), "{p}");
+    assert!(p.contains(" and 2 more"), "{p}");
+    // The same answer again changes nothing; for a room no longer held,
+    // nothing either.
+    let mut s4 = s3.clone();
+    s4.rooms = vec![RoomState::Held(put_held(&d))];
+    assert_eq!(decide(&s4, &answer, NOW, &cfg), Decision::default());
+    let mut gone = s3.clone();
+    gone.rooms.clear();
+    assert_eq!(decide(&gone, &answer, NOW, &cfg), Decision::default());
+
+    // Nothing shared, and a look-up that could not read every room.
+    for (complete, said) in [(true, "shares no room with you"), (false, "shares none of the rooms of yours looked at")]
+    {
+        let none =
+            Input::SharedRooms { owner: uid(ALICE), room_id: rid("!r1:remote.org"), names: vec![], count: 0, complete };
+        let d = decide(&s3, &none, NOW, &cfg);
+        let p = pending_of(OwnerOverview {
+            held: [(rid("!r1:remote.org"), put_held(&d))].into_iter().collect(),
+            ..Default::default()
+        });
+        assert!(p.contains(said), "{p}");
+    }
+}
+
+#[test]
+fn a_wave_sender_costs_no_look_up() {
+    let cfg = config();
+    let mut s = Snapshot::default();
+    s.owners.insert(uid(ALICE), owner());
+    // The stranger already invited enough owners to be a wave.
+    s.waves.insert(
+        WaveKey::Sender(uid(STRANGER)),
+        WaveRecord {
+            seen: vec![],
+            wave_ms: Some(NOW - 1_000),
+            expires_ms: NOW + crate::waves::WAVE_MEMORY_MS,
+            day: vec![],
+        },
+    );
+    let d = decide(&s, &member(STRANGER, "!w:remote.org", ALICE, Membership::Invite, true), NOW, &cfg);
+    assert!(d.outcomes.contains(&Outcome::WaveInvite), "{d:?}");
+    assert!(!d.effects.iter().any(|e| matches!(e, Effect::LookUpShared { .. })), "{d:?}");
+}

@@ -95,10 +95,15 @@ fn the_engine_says_each_effects_lane() {
         NOW,
         &config(),
     );
-    // A held invite's silence, join, tag and history: one lane, the room's.
-    assert!(invite.effects.iter().all(|e| e.lane() == Lane::Room(rid(HELD))), "{invite:?}");
+    // A held invite's silence, join, tag and history: one lane, the room's;
+    // the look-up of rooms shared with its inviter on the owner's.
+    let (shared, room): (Vec<&Effect>, Vec<&Effect>) =
+        invite.effects.iter().partition(|e| matches!(e, Effect::LookUpShared { .. }));
+    assert!(room.iter().all(|e| e.lane() == Lane::Room(rid(HELD))), "{invite:?}");
+    assert_eq!(shared.len(), 1);
+    assert_eq!(shared[0].lane(), Lane::Owner(uid(ALICE)));
     assert_eq!(invite.effects[0].silenced_room(), Some(rid(HELD)));
-    assert!(invite.effects[1..].iter().all(Effect::needs_silence));
+    assert!(room[1..].iter().all(|e| e.needs_silence()));
     assert_eq!(invite.effects[1].failure_report(), Some((rid(HELD), uid(ALICE), FailedStep::Join)));
     // An allow rule is the owner's, whichever room the command came from.
     let allow = decide(&with_pending_stranger(), &text(ALICE, CONTROL, "allow 1"), NOW, &config());

@@ -269,3 +269,15 @@ fn in_client_mode_the_notice_is_not_marked_and_no_rule_is_set() {
     let d = decide(&control(), &text(ALICE, CONTROL, "set urgent on"), NOW, &config);
     assert_eq!(kinds(&d), ["notice"]);
 }
+
+#[test]
+fn while_paused_rooms_held_before_stay_held_and_urgent_still_gets_through() {
+    // A pause lets new invitations ring; a room held before it stays held,
+    // so its urgent message is the owner's one way to hear of it at once.
+    let paused = OwnerState { paused_until_ms: Some(NOW + DAY_MS), ..urgent_owner() };
+    let d = decide(&held_with(paused), &urgent_text("urgent: the van is at your door"), NOW, &config());
+    let (body, ring) = to_owner(&d).expect("a notice to the owner while paused");
+    assert!(ring && body.contains("the van is at your door"), "{body}");
+    assert!(told(&d).unwrap().contains("passed on"));
+    assert_eq!(captures(&d), 1);
+}

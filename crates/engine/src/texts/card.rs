@@ -210,12 +210,28 @@ pub struct Card {
     /// Appservice mode: how many people on this server they had invited in
     /// the day up to their (latest) invitation to the owner.
     pub invited_here: Option<u32>,
+    /// The rooms they share with the owner, when looked up.
+    pub shared: Option<crate::SharedRooms>,
     /// Their display name holds invisible or direction-changing characters.
     pub hidden_in_name: bool,
     pub contains: Contains,
 }
 
 impl Card {
+    /// The card of `sender`, named `name`, from their held rooms and kept
+    /// messages: what `pending`, `show` and the digest all show.
+    pub fn of(
+        sender: &ruma::UserId,
+        name: Option<&str>,
+        rooms: &[&crate::HeldRoom],
+        messages: &[&crate::Deferred],
+    ) -> Card {
+        let invited = rooms.iter().filter_map(|h| h.invited_here).max();
+        let words = messages.iter().map(|m| m.body.as_str()).chain(rooms.iter().filter_map(|h| h.reason.as_deref()));
+        let shared = rooms.iter().filter(|h| h.shared.is_some()).min_by_key(|h| h.invited_at_ms);
+        Card { shared: shared.and_then(|h| h.shared.clone()), ..Card::new(sender, name, invited, words) }
+    }
+
     /// The card of `sender`, named `name`, whose words are `texts`.
     pub fn new<'a>(
         sender: &ruma::UserId,
@@ -226,16 +242,52 @@ impl Card {
         Card {
             server: sender.server_name().to_string(),
             invited_here,
+            shared: None,
             hidden_in_name: name.is_some_and(|n| n.chars().any(is_invisible)),
             contains: texts.into_iter().fold(Contains::default(), |c, t| c.or(Contains::of(t))),
         }
     }
 }
 
-/// The card as one line (no user text but the server name, which is a
-/// checked part of a user ID).
+/// How many shared rooms the card names.
+pub const SHARED_NAMES: usize = 3;
+/// The longest shared room name shown, in characters.
+const SHARED_NAME_CHARS: usize = 40;
+
+/// A shared room's name as the card shows it: one line, nothing invisible,
+/// links dead, bounded. The name is anyone's text (the stranger may have
+/// named a room they share with the owner).
+pub fn shared_room_name(name: Option<&str>) -> String {
+    let head: String = name.unwrap_or_default().chars().take(SHARED_NAME_CHARS * 4).collect();
+    let shown = one_line(&defang(&visible(&head)), SHARED_NAME_CHARS);
+    if shown.trim().is_empty() { "a room without a name".to_owned() } else { format!("“{shown}”") }
+}
+
+fn shared_part(s: &crate::SharedRooms) -> String {
+    if s.count == 0 {
+        return if s.complete {
+            "shares no room with you".to_owned()
+        } else {
+            "shares none of the rooms of yours looked at".to_owned()
+        };
+    }
+    let rooms = if s.count == 1 { "1 room".to_owned() } else { format!("{} rooms", s.count) };
+    let more = s.count.saturating_sub(s.names.len() as u32);
+    let mut names = s.names.join(", ");
+    if more > 0 {
+        names.push_str(&format!(" and {more} more"));
+    }
+    let at_least = if s.complete { "" } else { "at least " };
+    format!("shares {at_least}{rooms} with you: {names}")
+}
+
+/// The card as one line (user text only where flattened and bounded: the
+/// server name, a checked part of a user ID, and shared rooms' names).
 pub fn card_line(card: &Card) -> String {
     let mut parts = vec![format!("from {}", defang(&card.server))];
+    if let Some(shared) = &card.shared {
+        parts.push(shared_part(shared));
+    }
     if let Some(n) = card.invited_here {
         parts.push(if n == 1 {
             "invited 1 person on this server in the last 24 hours".to_owned()

@@ -189,9 +189,7 @@ pub fn render_for(owner: &OwnerState, overview: &OwnerOverview, client_mode: boo
         let rooms = rooms_of.remove(&s.sender).unwrap_or_default();
         let theirs = messages_of.remove(&s.sender).unwrap_or_default();
         s.subject = super::subject_of(rooms.iter().copied(), theirs.iter().copied());
-        let invited = rooms.iter().filter_map(|h| h.invited_here).max();
-        let words = theirs.iter().map(|m| m.body.as_str()).chain(rooms.iter().filter_map(|h| h.reason.as_deref()));
-        s.card = super::Card::new(&s.sender, s.name.as_deref(), invited, words);
+        s.card = super::Card::of(&s.sender, s.name.as_deref(), &rooms, &theirs);
     }
     let mut sections: Vec<Section> = by_sender.into_values().collect();
     for s in &mut sections {
@@ -617,6 +615,7 @@ mod tests {
                 reply_owed_ms: None,
                 said: None,
                 invited_here: None,
+                shared: None,
             },
         );
         let d = render(&owner(), &o).unwrap();
@@ -710,6 +709,7 @@ mod tests {
                 reply_owed_ms: None,
                 said: None,
                 invited_here: None,
+                shared: None,
             },
         );
         let d = render(&owner(), &o).unwrap();
