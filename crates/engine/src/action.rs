@@ -41,8 +41,10 @@ impl Effect {
             }
             Effect::DeletePushRule { owner, room: None, .. }
             | Effect::EnablePushRule { owner, .. }
-            | Effect::ImportContacts { owner }
-            | Effect::LookUpShared { owner, .. } => Lane::Owner(owner.clone()),
+            | Effect::ImportContacts { owner } => Lane::Owner(owner.clone()),
+            // The held room's lane, after its history: a flood of new
+            // senders' look-ups never holds up the owner's own decisions.
+            Effect::LookUpShared { room_id, .. } => Lane::Room(room_id.clone()),
             Effect::FetchProfile { user } => Lane::Owner(user.clone()),
             Effect::SendEmail { .. } => Lane::Mail,
         }
@@ -222,6 +224,7 @@ pub enum Effect {
     /// Find the rooms `user` shares with `owner` (Gatekeeper's held rooms
     /// apart), as the owner, for the card of the room `room_id` held for
     /// them; answered with `Input::SharedRooms`. Bounded: one look-up per
-    /// sender when first held, a bounded number of the owner's rooms read.
+    /// sender when first held, none while the owner has many rooms held (a
+    /// flood), a bounded number of the owner's rooms read.
     LookUpShared { owner: OwnedUserId, user: OwnedUserId, room_id: OwnedRoomId },
 }

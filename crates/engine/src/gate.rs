@@ -82,9 +82,9 @@ pub(super) fn invite(
     if wave.is_some() {
         d = d.outcome(Outcome::WaveInvite);
     }
-    // One look-up per sender, when first held, and none for a wave: what
-    // a stranger's many identities cost is bounded by the held-room bounds.
+    // One look-up per sender, when first held; none for a wave or a flood.
     let first_held = snapshot.kept_with(&owner.user_id, &meta.sender).held_rooms == 0;
+    let flooded = snapshot.kept(&owner.user_id).held_rooms >= SHARED_LOOKUPS_HELD;
     d = d
         // The room's silence must be in place before the owner is in it.
         .effect(Effect::PutPushRule { owner: o.clone(), rule: rules::held_room(room.as_str()) })
@@ -92,7 +92,7 @@ pub(super) fn invite(
         .effect(Effect::SetTag { owner: o.clone(), room_id: room.clone(), tag: "m.lowpriority".into(), present: true })
         .effect(Effect::Backfill { owner: o.clone(), room_id: room.clone() })
         .outcome(Outcome::InviteHeld);
-    if first_held && wave.is_none() {
+    if first_held && wave.is_none() && !flooded {
         d = d.effect(Effect::LookUpShared { owner: o, user: meta.sender.clone(), room_id: room.clone() });
     }
     d
@@ -389,6 +389,11 @@ pub(super) fn room_info(
         _ => Decision::default(),
     }
 }
+
+/// Past this many rooms held for an owner, new senders' shared rooms are
+/// not looked up: what many identities (one look-up each, up to a hundred
+/// requests) cost the owner's homeserver stays bounded.
+pub const SHARED_LOOKUPS_HELD: u64 = 50;
 
 /// The rooms the inviter of `room_id` shares with `owner` were looked up:
 /// kept on the held room for its card, names flattened and bounded (they

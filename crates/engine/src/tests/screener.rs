@@ -261,6 +261,16 @@ fn shared_rooms_are_looked_up_once_per_sender_and_shown_flattened_on_the_card() 
 }
 
 #[test]
+fn an_owner_under_a_flood_of_new_senders_costs_no_look_ups() {
+    let mut s = Snapshot::default();
+    s.owners.insert(uid(ALICE), owner());
+    s.kept.insert(uid(ALICE), Kept { held_rooms: crate::gate::SHARED_LOOKUPS_HELD, ..Default::default() });
+    let d = decide(&s, &member(STRANGER, "!f:remote.org", ALICE, Membership::Invite, true), NOW, &config());
+    assert!(d.outcomes.contains(&Outcome::InviteHeld), "{d:?}");
+    assert!(!d.effects.iter().any(|e| matches!(e, Effect::LookUpShared { .. })), "{d:?}");
+}
+
+#[test]
 fn a_wave_sender_costs_no_look_up() {
     let cfg = config();
     let mut s = Snapshot::default();
