@@ -415,6 +415,7 @@ impl Performer for HsClient {
                 Ok(vec![internal(&Internal::Contacts { owner: owner.clone(), users, strangers })])
             }
             Effect::Backfill { owner, room_id } => self.backfill(owner, room_id).await.map_err(classify),
+            Effect::Native(native) => self.perform_native(native).await,
             // E-mail runs on its own lane (crate::email); never here.
             Effect::SendEmail { .. } => {
                 Err(PerformError::Permanent("e-mail is not sent by the Matrix connector".into()))

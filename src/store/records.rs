@@ -67,6 +67,8 @@ pub enum OwnerRecord {
         urgent_sent: Vec<u64>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         undo: Vec<UndoV1>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invite_filter: Option<super::records_native::InviteFilterV1>,
     },
 }
 
@@ -376,6 +378,7 @@ pub enum EffectRecordV1 {
         owner: OwnedUserId,
         room_id: OwnedRoomId,
     },
+    Native(super::records_native::NativeEffectV1),
 }
 
 /// A tracked room's events consumed last, oldest first.
@@ -463,6 +466,7 @@ impl From<&OwnerState> for OwnerRecord {
             urgent_per_day: o.urgent_per_day,
             urgent_sent: o.urgent_sent,
             undo: o.undo.iter().map(UndoV1::from).collect(),
+            invite_filter: o.invite_filter.as_ref().map(Into::into),
             email_pending: o.email_pending.map(|p| PendingEmailV1 {
                 address: p.address,
                 code: p.code,
@@ -507,6 +511,7 @@ impl From<OwnerRecord> for OwnerState {
             urgent_per_day,
             urgent_sent,
             undo,
+            invite_filter,
         } = r;
         let (email, email_unconfirmed) = if email_confirmed { (email, email_unconfirmed) } else { (None, email) };
         OwnerState {
@@ -546,6 +551,7 @@ impl From<OwnerRecord> for OwnerState {
             urgent_per_day,
             urgent_sent,
             undo: undo.into_iter().filter_map(UndoV1::into_undo).collect(),
+            invite_filter: invite_filter.map(Into::into),
         }
     }
 }
@@ -799,6 +805,7 @@ impl From<&Effect> for EffectRecordV1 {
             Effect::FetchProfile { user } => EffectRecordV1::FetchProfile { user },
             Effect::ImportContacts { owner } => EffectRecordV1::ImportContacts { owner },
             Effect::Backfill { owner, room_id } => EffectRecordV1::Backfill { owner, room_id },
+            Effect::Native(native) => EffectRecordV1::Native(native.into()),
         }
     }
 }
@@ -825,6 +832,7 @@ impl From<EffectRecordV1> for Effect {
             EffectRecordV1::FetchProfile { user } => Effect::FetchProfile { user },
             EffectRecordV1::ImportContacts { owner } => Effect::ImportContacts { owner },
             EffectRecordV1::Backfill { owner, room_id } => Effect::Backfill { owner, room_id },
+            EffectRecordV1::Native(native) => Effect::Native(native.into()),
         }
     }
 }
@@ -844,6 +852,7 @@ pub fn effect_summary(e: &Effect) -> String {
         Effect::FetchProfile { user } => format!("profile of {user}"),
         Effect::ImportContacts { owner } => format!("import contacts of {owner}"),
         Effect::Backfill { owner, room_id } => format!("backfill {room_id} as {owner}"),
+        Effect::Native(native) => super::records_native::summary(native),
     }
 }
 

@@ -44,6 +44,7 @@ impl Effect {
             | Effect::ImportContacts { owner } => Lane::Owner(owner.clone()),
             Effect::FetchProfile { user } => Lane::Owner(user.clone()),
             Effect::SendEmail { .. } => Lane::Mail,
+            Effect::Native(native) => native.lane(),
         }
     }
 
@@ -91,6 +92,7 @@ impl Effect {
             | Effect::SetTag { owner, .. }
             | Effect::ImportContacts { owner }
             | Effect::Backfill { owner, .. } => Some(owner),
+            Effect::Native(native) => Some(native.acts_for()),
             Effect::FetchProfile { .. } | Effect::SendEmail { .. } => None,
         }
     }
@@ -109,6 +111,7 @@ impl Effect {
             Effect::FetchProfile { .. } => "fetch_profile",
             Effect::ImportContacts { .. } => "import_contacts",
             Effect::Backfill { .. } => "backfill",
+            Effect::Native(native) => native.kind(),
         }
     }
 }
@@ -216,4 +219,6 @@ pub enum Effect {
     /// Read a held room's history as its owner (messages sent before the
     /// join) and its size; answered with those events and `Input::RoomInfo`.
     Backfill { owner: OwnedUserId, room_id: OwnedRoomId },
+    /// The homeserver's own defences: see [`crate::native`].
+    Native(crate::native::NativeEffect),
 }

@@ -12,6 +12,7 @@ mod digest;
 mod fits;
 mod gate;
 mod mail;
+mod native;
 mod optin;
 mod outcomes;
 mod reads;
@@ -147,6 +148,7 @@ fn kinds(d: &Decision) -> Vec<&'static str> {
             Effect::SendEmail { .. } => "mail",
             Effect::ImportContacts { .. } => "import",
             Effect::Backfill { .. } => "backfill",
+            Effect::Native(native) => native.kind(),
         })
         .collect()
 }
