@@ -145,6 +145,7 @@ fn every_way_a_block_changes_reaches_the_invite_filter_but_never_the_owners_own_
     }
     let d = decide(&blocked, &text(ALICE, CONTROL, "unblock @stranger:remote.org @mine:remote.org"), NOW, &config());
     assert_eq!(edits(&d), [(vec![], vec![usr(STRANGER)])]);
+    assert!(notice_body(&d).contains("@mine:remote.org is still blocked by your homeserver's invite filter"));
     // undo of a block
     let d = decide(&snapshot, &text(ALICE, CONTROL, "block 1"), NOW, &config());
     let mut after = blocked.clone();

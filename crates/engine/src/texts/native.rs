@@ -2,6 +2,7 @@
 //! clients discover (MSC4332), reports to the admins, the invite filter.
 
 use super::*;
+use crate::Subject;
 use crate::native::ReportVia;
 use ruma::OwnedUserId;
 
@@ -52,6 +53,13 @@ pub fn reported(user: &OwnedUserId, via: ReportVia) -> Text {
             "{user} could not be reported: your homeserver takes no reports of users, and I keep no message of theirs."
         ),
     })
+}
+
+pub fn still_in_your_invite_filter(subject: &Subject) -> String {
+    format!(
+        "{subject} is still blocked by your homeserver's invite filter, where you set it yourself: \
+         change it in your app's settings if you want their invites to reach me."
+    )
 }
 
 pub fn invite_filter_blocks_all() -> Text {
