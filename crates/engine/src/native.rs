@@ -272,20 +272,6 @@ fn filter_read(snapshot: &Snapshot, owner: &OwnerState, seen: &FilterSeen, confi
                     },
                 );
             }
-            // Gatekeeper's blocks from before (a return after `stop`, an
-            // upgrade) go in as well.
-            let missing: Vec<Subject> = contacts
-                .iter()
-                .filter(|(s, c)| matches!(c, Contact::Blocked { .. }) && mirrorable(s) && !seen.blocked.contains(s))
-                .map(|(s, _)| s.clone())
-                .collect();
-            if !missing.is_empty() {
-                d = d.effect(Effect::Native(NativeEffect::EditInviteFilter {
-                    owner: o.clone(),
-                    add: missing,
-                    remove: Vec::new(),
-                }));
-            }
             seen.blocked.iter().filter(|s| mirrorable(s)).take(MAX_FILTER_ENTRIES).cloned().collect()
         }
         // Later reads: what is there and not Gatekeeper's is the owner's.
@@ -297,6 +283,20 @@ fn filter_read(snapshot: &Snapshot, owner: &OwnerState, seen: &FilterSeen, confi
             .cloned()
             .collect(),
     };
+    // Every read puts the filter right: Gatekeeper's blocks from before
+    // (a return after `stop`, an upgrade, an edit set aside) go in, and a
+    // server block of Gatekeeper's that now has an allowed user goes out.
+    let add: Vec<Subject> =
+        contacts.keys().filter(|s| mirrored(&contacts, s) && !seen.blocked.contains(s)).cloned().collect();
+    let remove: Vec<Subject> = seen
+        .blocked
+        .iter()
+        .filter(|s| matches!(s, Subject::Server(_)) && ours(s) && !mirrored(&contacts, s) && !hand.contains(*s))
+        .cloned()
+        .collect();
+    if !add.is_empty() || !remove.is_empty() {
+        d = d.effect(Effect::Native(NativeEffect::EditInviteFilter { owner: o.clone(), add, remove }));
+    }
     let told = owner.invite_filter.as_ref().is_some_and(|f| f.blocks_all);
     if seen.blocks_all && !told {
         let text = texts::invite_filter_blocks_all();
@@ -318,6 +318,22 @@ fn filter_read(snapshot: &Snapshot, owner: &OwnerState, seen: &FilterSeen, confi
     d
 }
 
+/// Whether Gatekeeper keeps `subject` in the owner's invite filter, given
+/// their contacts: a blocked user; a blocked server none of whose users
+/// the owner allowed (the filter reads a server's block before Gatekeeper
+/// does, so a user-level allow must keep beating it).
+fn mirrored(contacts: &BTreeMap<Subject, Contact>, subject: &Subject) -> bool {
+    let blocked = matches!(contacts.get(subject), Some(Contact::Blocked { .. }));
+    blocked
+        && mirrorable(subject)
+        && match subject {
+            Subject::User(_) => true,
+            Subject::Server(server) => !contacts.iter().any(
+                |(s, c)| matches!((s, c), (Subject::User(u), Contact::Allowed { .. }) if u.server_name() == server),
+            ),
+        }
+}
+
 /// What `stop` does to the invite filter: Gatekeeper's entries go, the
 /// owner's own stay, so it is as it was before opt-in.
 pub(crate) fn restore_filter(d: Decision, owner: &OwnerState, overview: &OwnerOverview) -> Decision {
@@ -336,27 +352,24 @@ pub(crate) fn restore_filter(d: Decision, owner: &OwnerState, overview: &OwnerOv
 
 /// The one place the owner's blocks reach the homeserver's invite filter:
 /// every decision's contact changes (`block`, `unblock`, `undo`, `block
-/// all`, e-mailed links, `report`, an import) are compared with what the
-/// snapshot had, and what became blocked or stopped being blocked is added
-/// to or removed from the filter of an owner whose filter was read. An
-/// entry the owner set there by hand is never removed.
+/// all`, e-mailed links, `report`, allows, an import) are compared with
+/// what the snapshot had, and what Gatekeeper should keep in the filter
+/// ([`mirrored`]) before and after is added or removed, for an owner whose
+/// filter was read. An entry the owner set there by hand is never removed.
+/// A server's entry depends on its users' allows too; where the decision
+/// does not read the owner's overview (an expiry), only what it sees is
+/// known, so a server's entry is then only ever taken out, and the next
+/// read of the filter puts it back if it should be there.
 pub(crate) fn mirror_blocks(snapshot: &Snapshot, mut d: Decision) -> Decision {
-    let was_blocked = |owner: &OwnedUserId, subject: &Subject| {
-        let contact = snapshot
-            .contacts
-            .get(&(owner.clone(), subject.clone()))
-            .or_else(|| snapshot.overview.as_ref().and_then(|o| o.contacts.get(subject)));
-        matches!(contact, Some(Contact::Blocked { .. }))
-    };
-    let mut after: BTreeMap<(OwnedUserId, Subject), bool> = BTreeMap::new();
     let mut owners: BTreeMap<OwnedUserId, Option<OwnerState>> = BTreeMap::new();
+    let mut changed: BTreeMap<OwnedUserId, Vec<(Subject, Option<Contact>)>> = BTreeMap::new();
     for change in &d.changes {
         match change {
             StateChange::PutContact { owner, subject, contact } => {
-                after.insert((owner.clone(), subject.clone()), matches!(contact, Contact::Blocked { .. }));
+                changed.entry(owner.clone()).or_default().push((subject.clone(), Some(contact.clone())));
             }
             StateChange::RemoveContact { owner, subject } => {
-                after.insert((owner.clone(), subject.clone()), false);
+                changed.entry(owner.clone()).or_default().push((subject.clone(), None));
             }
             StateChange::PutOwner(o) => {
                 owners.insert(o.user_id.clone(), Some(o.clone()));
@@ -369,20 +382,43 @@ pub(crate) fn mirror_blocks(snapshot: &Snapshot, mut d: Decision) -> Decision {
         }
     }
     let mut edits: BTreeMap<OwnedUserId, (Vec<Subject>, Vec<Subject>)> = BTreeMap::new();
-    for ((owner, subject), blocked) in after {
-        if blocked == was_blocked(&owner, &subject) || !mirrorable(&subject) {
-            continue;
-        }
+    for (owner, changes) in changed {
         let state = match owners.get(&owner) {
             Some(state) => state.as_ref(),
             None => snapshot.owners.get(&owner),
         };
         let Some(filter) = state.and_then(|s| s.invite_filter.as_ref()) else { continue };
+        // What is known of the owner's contacts: the overview (commands,
+        // links, imports read it), and the point look-ups.
+        let whole = snapshot.overview.is_some();
+        let mut before: BTreeMap<Subject, Contact> =
+            snapshot.overview.as_ref().map(|o| o.contacts.clone()).unwrap_or_default();
+        for ((o, subject), contact) in &snapshot.contacts {
+            if *o == owner {
+                before.insert(subject.clone(), contact.clone());
+            }
+        }
+        let mut after = before.clone();
+        let mut touched: BTreeSet<Subject> = BTreeSet::new();
+        for (subject, contact) in changes {
+            if let Subject::User(u) = &subject {
+                touched.insert(Subject::Server(u.server_name().to_owned()));
+            }
+            match contact {
+                Some(c) => after.insert(subject.clone(), c),
+                None => after.remove(&subject),
+            };
+            touched.insert(subject);
+        }
         let edit = edits.entry(owner).or_default();
-        if blocked {
-            edit.0.push(subject);
-        } else if !filter.hand.contains(&subject) {
-            edit.1.push(subject);
+        for subject in touched {
+            let (was, is) = (mirrored(&before, &subject), mirrored(&after, &subject));
+            let partial = !whole && matches!(subject, Subject::Server(_));
+            if is && !was && !partial {
+                edit.0.push(subject);
+            } else if was && !is && !filter.hand.contains(&subject) {
+                edit.1.push(subject);
+            }
         }
     }
     for (owner, (add, remove)) in edits {

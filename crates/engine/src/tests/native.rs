@@ -275,3 +275,38 @@ fn opt_in_and_every_start_publish_the_commands_and_read_the_filter() {
     let nobody = Input::Native(NativeInput::Refresh { owner: uid("@bob:example.org") });
     assert_eq!(decide(&control(), &nobody, NOW, &config()), Decision::default());
 }
+
+/// The homeserver reads a server's block before Gatekeeper does, so a
+/// server is in the filter only while none of its users is allowed: a
+/// user-level allow keeps beating a server-level block.
+#[test]
+fn a_server_is_kept_out_of_the_filter_while_one_of_its_users_is_allowed() {
+    let evil = Subject::Server("evil.org".try_into().unwrap());
+    let friend = usr("@friend:evil.org");
+    let mut snapshot = with_filter(control(), &[]);
+    let allowed = Contact::Allowed { since_ms: 1, source: AllowSource::Command, until_ms: None };
+    snapshot.overview.as_mut().unwrap().contacts.insert(friend.clone(), allowed);
+    let d = decide(&snapshot, &text(ALICE, CONTROL, "block *:evil.org"), NOW, &config());
+    assert!(edits(&d).is_empty(), "{:?}", edits(&d));
+    // Without the allow, the server goes in; allowing one of its users
+    // takes it out again.
+    let mut blocked = with_filter(control(), &[]);
+    blocked.overview.as_mut().unwrap().contacts.insert(evil.clone(), Contact::Blocked { since_ms: 1 });
+    let d = decide(&blocked, &text(ALICE, CONTROL, "allow @friend:evil.org"), NOW, &config());
+    assert_eq!(edits(&d), [(vec![], vec![evil.clone()])]);
+    // Unblocking the allowed user's own block would not bring it back
+    // without the overview; a read of the filter puts everything right.
+    let mut both = blocked.clone();
+    both.overview.as_mut().unwrap().contacts.insert(friend, Contact::Blocked { since_ms: 1 });
+    let seen = FilterSeen { blocked: vec![evil.clone()], ..Default::default() };
+    let read = Input::Native(NativeInput::InviteFilterRead { owner: uid(ALICE), seen });
+    assert_eq!(edits(&decide(&both, &read, NOW, &config())), [(vec![usr("@friend:evil.org")], vec![])]);
+    let mut allowed_there = blocked.clone();
+    allowed_there.overview.as_mut().unwrap().contacts.insert(
+        usr("@friend:evil.org"),
+        Contact::Allowed { since_ms: 1, source: AllowSource::Command, until_ms: None },
+    );
+    let seen = FilterSeen { blocked: vec![evil.clone()], ..Default::default() };
+    let read = Input::Native(NativeInput::InviteFilterRead { owner: uid(ALICE), seen });
+    assert_eq!(edits(&decide(&allowed_there, &read, NOW, &config())), [(vec![], vec![evil])]);
+}
