@@ -8,9 +8,9 @@
 
 use serde_json::{Value, json};
 
-use crate::support::gate::{LONG, ask, barrier, opt_in, start, wait_membership};
+use crate::support::gate::{Bell, LONG, ask, barrier, opt_in, start, wait_membership};
 use crate::support::matrix::enc;
-use crate::support::{Client, Mode, World, eventually};
+use crate::support::{Client, Mode, PushGateway, World, eventually};
 
 const COMMANDS: &str = "org.matrix.msc4332.commands";
 const FILTER: &str = "org.matrix.msc4155.invite_permission_config";
@@ -50,9 +50,12 @@ fn blocked_users(filter: &Option<Value>) -> Vec<String> {
 both_modes!(the_published_commands_are_the_command_list_and_answer_to_every_address);
 async fn the_published_commands_are_the_command_list_and_answer_to_every_address(mode: Mode) {
     let mut w = World::with_mode(mode, "@.*:localhost").await;
+    let push = PushGateway::start().await;
     start(&mut w).await;
     let alice = w.synapse.register("alice").await;
+    push.register(&alice).await;
     let control = opt_in(&mut w, &alice).await;
+    let bell = Bell::hang(&w, &alice).await;
     let voice = w.voice(&alice.user_id);
     let path = format!("/_matrix/client/v3/rooms/{}/state/{COMMANDS}/{}", enc(&control), enc(&voice));
     let published = eventually("the published commands", LONG, || {
@@ -103,6 +106,10 @@ async fn the_published_commands_are_the_command_list_and_answer_to_every_address
     let state_events =
         alice.messages(&control).await.into_iter().skip(events_before).filter(|e| e["type"] == COMMANDS).count();
     assert_eq!(state_events, 0, "an unchanged command list is not sent again");
+    // The event is no news to the owner: it never notifies her.
+    bell.ring(&push, &alice).await;
+    let pushed: Vec<Value> = push.pushes_to(&alice.user_id).into_iter().filter(|n| n["type"] == COMMANDS).collect();
+    assert!(pushed.is_empty(), "{pushed:#?}");
 }
 
 both_modes!(report_reaches_the_homeservers_admins_and_blocks_the_sender);

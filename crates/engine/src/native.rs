@@ -215,7 +215,19 @@ pub(crate) fn refresh(d: Decision, owner: &OwnerState, config: &EngineConfig) ->
 pub(crate) fn decide(snapshot: &Snapshot, input: &NativeInput, config: &EngineConfig) -> Decision {
     let Some(owner) = snapshot.owners.get(input.owner()) else { return Decision::default() };
     match input {
-        NativeInput::Refresh { .. } => refresh(Decision::default(), owner, config),
+        NativeInput::Refresh { .. } => {
+            // The control room's rule put again too: one from before it
+            // took only messages would notify of the commands' event.
+            let rule = (!config.client_mode).then(|| Effect::PutPushRule {
+                owner: owner.user_id.clone(),
+                rule: rules::control_room(
+                    owner.control_room.as_str(),
+                    &config.bot,
+                    owner.notify.unwrap_or(crate::Notify::Quiet),
+                ),
+            });
+            refresh(Decision { effects: rule.into_iter().collect(), ..Decision::default() }, owner, config)
+        }
         NativeInput::Reported { user, via, seed, .. } => {
             let text = texts::reported(user, *via);
             Decision::default().effect(Effect::SendNotice {

@@ -254,9 +254,12 @@ fn a_user_id_with_a_glob_character_is_never_written_into_the_filter() {
 #[test]
 fn opt_in_and_every_start_publish_the_commands_and_read_the_filter() {
     let d = decide(&control(), &Input::Native(NativeInput::Refresh { owner: uid(ALICE) }), NOW, &config());
-    assert_eq!(kinds(&d), ["put_state", "read_invite_filter"]);
+    assert_eq!(kinds(&d), ["rule", "put_state", "read_invite_filter"]);
+    let Effect::PutPushRule { rule, .. } = &d.effects[0] else { unreachable!() };
+    assert_eq!(*rule, rules::control_room(CONTROL, &uid(BOT), Notify::Quiet));
+    assert!(rule.conditions.contains(&Match::new("type", "m.room.message")), "no push for the state event");
     let Effect::Native(NativeEffect::PutState { as_user, grant_as, room_id, event_type, state_key, content }) =
-        &d.effects[0]
+        &d.effects[1]
     else {
         unreachable!()
     };
