@@ -96,6 +96,30 @@ async fn the_published_commands_are_the_command_list_and_answer_to_every_address
         assert!(answer.contains("digest"), "the settings: {answer}");
     }
 
+    // A control room where the bot may not send state (a plain private
+    // chat): the owner's account lets it send this one event type.
+    if mode == Mode::Appservice {
+        let dave = w.synapse.register("dave").await;
+        let body = json!({"preset": "private_chat", "is_direct": true, "invite": [w.bot()]});
+        let (status, v) = dave.call(reqwest::Method::POST, "/_matrix/client/v3/createRoom", Some(body)).await;
+        assert_eq!(status, 200, "{v}");
+        let daves = v["room_id"].as_str().unwrap().to_owned();
+        let path = format!("/_matrix/client/v3/rooms/{}/state/{COMMANDS}/{}", enc(&daves), enc(&w.bot()));
+        let published = eventually("the commands in a private chat", LONG, || {
+            let (d, p) = (dave.clone(), path.clone());
+            async move {
+                let (status, v) = d.call(reqwest::Method::GET, &p, None).await;
+                (status == 200).then_some(v)
+            }
+        })
+        .await;
+        assert_eq!(published, gatekeeper_engine::commands::discover::content());
+        let levels_path = format!("/_matrix/client/v3/rooms/{}/state/m.room.power_levels/", enc(&daves));
+        let (_, levels) = dave.call(reqwest::Method::GET, &levels_path, None).await;
+        assert_eq!(levels["events"][COMMANDS], 0, "only this event type was opened: {levels}");
+        assert!(levels["users"].get(w.bot().as_str()).is_none(), "the bot was given no power: {levels}");
+    }
+
     // Published again after a restart: the same event, not a second one.
     let events_before = alice.messages(&control).await.len();
     w.gatekeeper.stop();
