@@ -46,6 +46,16 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
         "appservice API",
     )));
 
+    // What each owner keeps in step on the homeserver (the published
+    // commands, the invite filter) is put right after every start, as the
+    // command list may have changed with the version and the owner's
+    // apps may have changed the filter meanwhile (an appservice is not
+    // told of account data).
+    for owner in shared.store.owners()? {
+        let refresh = crate::pipeline::translate::Internal::Refresh { owner: owner.user_id };
+        shared.store.push_internal(&serde_json::to_vec(&refresh)?)?;
+    }
+    shared.wake.notify_one();
     let client = HsClient::new(&config.homeserver.url, registration.as_token.clone())?;
     running.tasks.push(tokio::spawn(startup::run(
         client.clone(),

@@ -23,6 +23,8 @@ fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
     // The owner is the only user, and Gatekeeper speaks as them.
     engine.bot = owner;
     engine.client_mode = true;
+    // The bot is the owner's own account: no name of its own to mention.
+    engine.bot_name = None;
     Ok(engine)
 }
 

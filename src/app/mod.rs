@@ -44,6 +44,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
 fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
     Ok(EngineConfig {
         bot: config.bot_user_id().try_into().context("bot user ID")?,
+        bot_name: config.appservice.as_ref().map(|a| a.bot_displayname.clone()),
         server_name: config.server_name().try_into().context("homeserver.server_name")?,
         users: config.users_regex().context("appservice.users")?,
         reply_interval_ms: config.gate.reply_interval.0.as_millis() as u64,

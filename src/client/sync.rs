@@ -134,6 +134,20 @@ pub async fn run(
             }
             Err(e) => tracing::error!(error = %e, "sync storage task died"),
         }
+        // The owner's apps changed their invite filter (or this is the
+        // first sync, which carries it): read again what it says.
+        if response.account_data.iter().any(|e| {
+            e.get_field::<String>("type").ok().flatten().is_some_and(|t| {
+                [crate::matrix::native::STABLE_FILTER, crate::matrix::native::MSC4155_FILTER].contains(&t.as_str())
+            })
+        }) {
+            let refresh = crate::pipeline::translate::Internal::Refresh { owner: owner.clone() };
+            match serde_json::to_vec(&refresh).map(|raw| store.push_internal(&raw)) {
+                Ok(Ok(())) => wake.notify_one(),
+                Ok(Err(e)) => tracing::warn!(error = %e, "queueing a read of the invite filter failed"),
+                Err(e) => tracing::warn!(error = %e, "queueing a read of the invite filter failed"),
+            }
+        }
         for (room, event) in &undecryptable {
             let key = utd_key(room, event);
             if let Err(e) = store.set_connector_value(&key, Some(now.to_string().as_bytes())) {

@@ -201,6 +201,45 @@ impl HsClient {
         R::IncomingResponse::try_from_http_response(response).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
+    /// A client-server call by path, for endpoints read and written as
+    /// plain JSON (state and account data of any type, reports): `path`
+    /// starts at `/_matrix/`, its parameters already encoded (see
+    /// [`encode`]). As `as_user` (the bot when `None`), like [`Self::send`].
+    pub async fn json(
+        &self,
+        method: http::Method,
+        path: &str,
+        as_user: Option<&UserId>,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let (token, assert) = match &self.auth {
+            Auth::Appservice(t) => (t.expose(), as_user),
+            Auth::User(t) => (t.expose(), None),
+        };
+        let mut uri = format!("{}{path}", self.base);
+        if let Some(user) = assert {
+            uri.push_str(if path.contains('?') { "&" } else { "?" });
+            uri.push_str(&format!("user_id={}", encode(user.as_str())));
+        }
+        let bytes = match body {
+            Some(value) => serde_json::to_vec(value).map_err(|e| ClientError::Protocol(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let mut builder = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        if body.is_some() {
+            builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let request = builder.body(bytes).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let (status, body) = self.execute(request).await?;
+        if !(200..300).contains(&status) {
+            return Err(http_error(status, &body));
+        }
+        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(format!("not JSON: {e}")))
+    }
+
     async fn execute(&self, request: http::Request<Vec<u8>>) -> Result<(u16, Vec<u8>), ClientError> {
         let request = reqwest::Request::try_from(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let resp = self.http.execute(request).await.map_err(|e| ClientError::Network(error_chain(&e)))?;
@@ -234,6 +273,19 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         out.push_str(": ");
         out.push_str(&s.to_string());
         source = s.source();
+    }
+    out
+}
+
+/// A path segment or query value percent-encoded: everything but the
+/// unreserved characters (IDs may hold `/`, `+`, `#` and the like).
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
     }
     out
 }

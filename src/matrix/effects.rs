@@ -483,6 +483,7 @@ impl Performer for HsClient {
             Effect::LookUpShared { owner, user, room_id } => {
                 Ok(vec![self.shared_rooms(owner, user, room_id).await.map_err(classify)?])
             }
+            Effect::Native(native) => self.perform_native(native).await,
             // E-mail runs on its own lane (crate::email); never here.
             Effect::SendEmail { .. } => {
                 Err(PerformError::Permanent("e-mail is not sent by the Matrix connector".into()))

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::Shared;
 use super::translate::Internal;
+use crate::engine::native::NativeEffect;
 use crate::engine::{Effect, Lane};
 use crate::metrics::METRICS;
 use crate::store::{EffectOutcome, FollowUp, OutboxItem};
@@ -156,11 +157,14 @@ impl Share {
             | Effect::LookUpShared { owner, .. }
             | Effect::Backfill { owner, .. } => owner,
             Effect::FetchProfile { user } => user,
+            Effect::Native(native) => native.acts_for(),
         };
         match effect {
-            // Control rooms' answers (and in client mode, where the bot is
-            // the owner, every notice) take turns room by room.
-            Effect::SendNotice { .. } if user == bot => Share::Lane(effect.lane()),
+            // Control rooms' answers and commands (and in client mode, where
+            // the bot is the owner, every notice) take turns room by room.
+            Effect::SendNotice { .. } | Effect::Native(NativeEffect::PutState { .. }) if user == bot => {
+                Share::Lane(effect.lane())
+            }
             _ => Share::Owner(user.clone()),
         }
     }

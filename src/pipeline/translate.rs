@@ -8,6 +8,7 @@ use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::engine::native::{FilterSeen, NativeInput, ReportVia};
 use crate::engine::{EventMeta, FailedStep, Input, Media, Membership, Replacement};
 
 /// Why an event could not be turned into an input: it is quarantined with
@@ -99,6 +100,66 @@ pub enum Internal {
         messages: Vec<OwnedEventId>,
         invites: Vec<OwnedRoomId>,
     },
+    /// Gatekeeper started (appservice mode), or the owner's invite filter
+    /// changed (client mode): what is kept in step on the homeserver for
+    /// this owner is put right.
+    Refresh {
+        owner: OwnedUserId,
+    },
+    /// A report to the homeserver's admins was made (or could not be).
+    Reported {
+        owner: OwnedUserId,
+        user: OwnedUserId,
+        via: String,
+        seed: String,
+    },
+    /// The owner's invite filter as read.
+    InviteFilter {
+        owner: OwnedUserId,
+        seen: FilterSeenV1,
+    },
+}
+
+/// [`crate::engine::native::FilterSeen`] as stored in the inbox: subjects
+/// in their command form (`@user:server`, `*:server`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilterSeenV1 {
+    #[serde(default)]
+    pub blocks_all: bool,
+    #[serde(default)]
+    pub stable_present: bool,
+    #[serde(default)]
+    pub blocked: Vec<String>,
+    #[serde(default)]
+    pub allowed: Vec<String>,
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+impl From<FilterSeen> for FilterSeenV1 {
+    fn from(s: FilterSeen) -> Self {
+        let strings = |v: Vec<crate::engine::Subject>| v.iter().map(ToString::to_string).collect();
+        FilterSeenV1 {
+            blocks_all: s.blocks_all,
+            stable_present: s.stable_present,
+            blocked: strings(s.blocked),
+            allowed: strings(s.allowed),
+            truncated: s.truncated,
+        }
+    }
+}
+
+impl From<FilterSeenV1> for FilterSeen {
+    fn from(s: FilterSeenV1) -> Self {
+        let subjects = |v: Vec<String>| v.iter().filter_map(|e| e.parse().ok()).collect();
+        FilterSeen {
+            blocks_all: s.blocks_all,
+            stable_present: s.stable_present,
+            blocked: subjects(s.blocked),
+            allowed: subjects(s.allowed),
+            truncated: s.truncated,
+        }
+    }
 }
 
 /// [`crate::engine::FailedStep`] as stored in the inbox.
@@ -302,6 +363,14 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
                 subject: if subject.is_empty() { None } else { Some(subject.parse().map_err(Unreadable)?) },
                 nonce,
             },
+            Internal::Refresh { owner } => Input::Native(NativeInput::Refresh { owner }),
+            Internal::Reported { owner, user, via, seed } => {
+                let via = ReportVia::parse(&via).ok_or_else(|| Unreadable(format!("no such report: {via}")))?;
+                Input::Native(NativeInput::Reported { owner, user, via, seed })
+            }
+            Internal::InviteFilter { owner, seen } => {
+                Input::Native(NativeInput::InviteFilterRead { owner, seen: seen.into() })
+            }
         }));
     }
     let env: Envelope<'_> = serde_json::from_slice(raw).map_err(|e| Unreadable(format!("not a Matrix event: {e}")))?;

@@ -7,6 +7,7 @@ mod memory;
 mod overlay;
 pub mod private;
 mod records;
+mod records_native;
 mod sled_store;
 mod tally;
 

@@ -68,6 +68,8 @@ pub enum OwnerRecord {
         urgent_sent: Vec<u64>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         undo: Vec<UndoV1>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invite_filter: Option<super::records_native::InviteFilterV1>,
     },
 }
 
@@ -395,6 +397,7 @@ pub enum EffectRecordV1 {
         user: OwnedUserId,
         room_id: OwnedRoomId,
     },
+    Native(super::records_native::NativeEffectV1),
 }
 
 /// A tracked room's events consumed last, oldest first.
@@ -482,6 +485,7 @@ impl From<&OwnerState> for OwnerRecord {
             urgent_per_day: o.urgent_per_day,
             urgent_sent: o.urgent_sent,
             undo: o.undo.iter().map(UndoV1::from).collect(),
+            invite_filter: o.invite_filter.as_ref().map(Into::into),
             email_pending: o.email_pending.map(|p| PendingEmailV1 {
                 address: p.address,
                 code: p.code,
@@ -526,6 +530,7 @@ impl From<OwnerRecord> for OwnerState {
             urgent_per_day,
             urgent_sent,
             undo,
+            invite_filter,
         } = r;
         let (email, email_unconfirmed) = if email_confirmed { (email, email_unconfirmed) } else { (None, email) };
         OwnerState {
@@ -565,6 +570,7 @@ impl From<OwnerRecord> for OwnerState {
             urgent_per_day,
             urgent_sent,
             undo: undo.into_iter().filter_map(UndoV1::into_undo).collect(),
+            invite_filter: invite_filter.map(Into::into),
         }
     }
 }
@@ -822,6 +828,7 @@ impl From<&Effect> for EffectRecordV1 {
             Effect::ImportContacts { owner } => EffectRecordV1::ImportContacts { owner },
             Effect::Backfill { owner, room_id } => EffectRecordV1::Backfill { owner, room_id },
             Effect::LookUpShared { owner, user, room_id } => EffectRecordV1::LookUpShared { owner, user, room_id },
+            Effect::Native(native) => EffectRecordV1::Native(native.into()),
         }
     }
 }
@@ -849,6 +856,7 @@ impl From<EffectRecordV1> for Effect {
             EffectRecordV1::ImportContacts { owner } => Effect::ImportContacts { owner },
             EffectRecordV1::Backfill { owner, room_id } => Effect::Backfill { owner, room_id },
             EffectRecordV1::LookUpShared { owner, user, room_id } => Effect::LookUpShared { owner, user, room_id },
+            EffectRecordV1::Native(native) => Effect::Native(native.into()),
         }
     }
 }
@@ -869,6 +877,7 @@ pub fn effect_summary(e: &Effect) -> String {
         Effect::ImportContacts { owner } => format!("import contacts of {owner}"),
         Effect::Backfill { owner, room_id } => format!("backfill {room_id} as {owner}"),
         Effect::LookUpShared { owner, user, .. } => format!("rooms {user} shares with {owner}"),
+        Effect::Native(native) => super::records_native::summary(native),
     }
 }
 

@@ -99,6 +99,12 @@ impl Synapse {
     /// Starts a fresh Synapse in `dir` that knows the given appservice
     /// registrations and may push to loopback.
     pub async fn start(dir: &Path, registrations: &[&Path]) -> Synapse {
+        Self::start_with(dir, registrations, "").await
+    }
+
+    /// [`Self::start`] with more configuration: `extra` is YAML added to
+    /// the end of `homeserver.yaml` (`experimental_features: …`).
+    pub async fn start_with(dir: &Path, registrations: &[&Path], extra: &str) -> Synapse {
         let venv = synapse_venv();
         let port = free_port();
         std::fs::create_dir_all(dir).unwrap();
@@ -160,6 +166,7 @@ rc_delayed_event_mgmt: {rc}
 rc_reports: {rc}
 rc_user_directory: {rc}
 rc_profile: {rc}
+{extra}
 "#,
             regs = regs.join(", ")
         );
@@ -209,6 +216,15 @@ rc_profile: {rc}
     }
 
     pub async fn register(&self, localpart: &str) -> Client {
+        self.register_as(localpart, false).await
+    }
+
+    /// A server admin: for reading Synapse's admin API.
+    pub async fn register_admin(&self, localpart: &str) -> Client {
+        self.register_as(localpart, true).await
+    }
+
+    async fn register_as(&self, localpart: &str, admin: bool) -> Client {
         use hmac::{Hmac, Mac};
         let http = reqwest::Client::new();
         let url = format!("{}/_synapse/admin/v1/register", self.url);
@@ -217,7 +233,8 @@ rc_profile: {rc}
         let nonce = nonce["nonce"].as_str().unwrap().to_owned();
         let password = Self::password(localpart);
         let mut mac = Hmac::<sha1::Sha1>::new_from_slice(SHARED_SECRET.as_bytes()).unwrap();
-        for (i, part) in [nonce.as_str(), localpart, password.as_str(), "notadmin"].iter().enumerate() {
+        let role = if admin { "admin" } else { "notadmin" };
+        for (i, part) in [nonce.as_str(), localpart, password.as_str(), role].iter().enumerate() {
             if i > 0 {
                 mac.update(b"\x00");
             }
@@ -225,7 +242,7 @@ rc_profile: {rc}
         }
         let digest: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
         let body = serde_json::json!({
-            "nonce": nonce, "username": localpart, "password": password, "admin": false, "mac": digest,
+            "nonce": nonce, "username": localpart, "password": password, "admin": admin, "mac": digest,
         });
         let resp = http.post(&url).body(body.to_string()).send().await.unwrap();
         let status = resp.status();
@@ -701,11 +718,23 @@ impl World {
 
     /// A Synapse and Gatekeeper deployed in `mode`; client mode guards `alice`.
     pub async fn with_mode(mode: Mode, users: &str) -> World {
+        Self::with_mode_and(mode, users, "").await
+    }
+
+    /// [`Self::with_mode`] with more Synapse configuration (YAML).
+    pub async fn with_mode_and(mode: Mode, users: &str, synapse_extra: &str) -> World {
         match mode {
-            Mode::Appservice => Self::new(users).await,
+            Mode::Appservice => {
+                let tmp = tempfile::tempdir().unwrap();
+                let gatekeeper = Gatekeeper::prepare(&tmp.path().join("gatekeeper"), PLACEHOLDER_HS, users);
+                let dir = tmp.path().join("synapse");
+                let synapse = Synapse::start_with(&dir, &[&gatekeeper.registration], synapse_extra).await;
+                gatekeeper.set_homeserver(&synapse.url);
+                World { gatekeeper, synapse, tmp }
+            }
             Mode::Client => {
                 let tmp = tempfile::tempdir().unwrap();
-                let synapse = Synapse::start(&tmp.path().join("synapse"), &[]).await;
+                let synapse = Synapse::start_with(&tmp.path().join("synapse"), &[], synapse_extra).await;
                 let gatekeeper = Gatekeeper::prepare_client(&tmp.path().join("gatekeeper"), &synapse.url);
                 World { gatekeeper, synapse, tmp }
             }

@@ -47,6 +47,7 @@ impl Effect {
             Effect::LookUpShared { room_id, .. } => Lane::Room(room_id.clone()),
             Effect::FetchProfile { user } => Lane::Owner(user.clone()),
             Effect::SendEmail { .. } => Lane::Mail,
+            Effect::Native(native) => native.lane(),
         }
     }
 
@@ -95,6 +96,7 @@ impl Effect {
             | Effect::ImportContacts { owner }
             | Effect::LookUpShared { owner, .. }
             | Effect::Backfill { owner, .. } => Some(owner),
+            Effect::Native(native) => Some(native.acts_for()),
             Effect::FetchProfile { .. } | Effect::SendEmail { .. } => None,
         }
     }
@@ -114,6 +116,7 @@ impl Effect {
             Effect::ImportContacts { .. } => "import_contacts",
             Effect::Backfill { .. } => "backfill",
             Effect::LookUpShared { .. } => "shared_rooms",
+            Effect::Native(native) => native.kind(),
         }
     }
 }
@@ -227,4 +230,6 @@ pub enum Effect {
     /// sender when first held, none while the owner has many rooms held (a
     /// flood), a bounded number of the owner's rooms read.
     LookUpShared { owner: OwnedUserId, user: OwnedUserId, room_id: OwnedRoomId },
+    /// The homeserver's own defences: see [`crate::native`].
+    Native(crate::native::NativeEffect),
 }

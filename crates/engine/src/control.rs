@@ -28,7 +28,8 @@ pub(super) fn command(
     if state.control_room != meta.room_id {
         return Decision::default();
     }
-    let Some(command) = commands::parse(body) else { return Decision::default() };
+    let to = commands::Addressee { bot: Some(&config.bot), name: config.bot_name.as_deref(), any_user: false };
+    let Some(command) = commands::parse_as(body, &to) else { return Decision::default() };
     let empty = OwnerOverview::default();
     let ctx = Ctx {
         owner: state,

@@ -124,6 +124,9 @@ pub enum Input {
     /// The owner confirmed a one-click link from an e-mail (already checked
     /// for signature, expiry and single use by the web connector).
     LinkUsed { owner: OwnedUserId, action: super::links::LinkAction, subject: Option<super::Subject>, nonce: String },
+    /// Gatekeeper's start, and what the homeserver answered to its
+    /// Matrix-native effects (reports, the invite filter).
+    Native(super::native::NativeInput),
 }
 
 impl Input {
@@ -167,6 +170,7 @@ impl Input {
             | Input::ControlRoomReady { owner, .. } => {
                 vec![owner.clone()]
             }
+            Input::Native(native) => vec![native.owner().clone()],
             other => other.meta().map(|m| vec![m.sender.clone()]).unwrap_or_default(),
         }
     }

@@ -11,6 +11,7 @@ pub mod input;
 pub mod limits;
 pub mod links;
 pub mod mail;
+pub mod native;
 mod optin;
 pub mod rules;
 pub mod schedule;
@@ -41,6 +42,9 @@ pub use texts::digest;
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub bot: OwnedUserId,
+    /// The bot's display name (appservice mode), which a command may
+    /// start with as a mention: `Gatekeeper: pending`.
+    pub bot_name: Option<String>,
     pub server_name: OwnedServerName,
     /// Users who may opt in; must match the whole user ID.
     pub users: regex::Regex,
@@ -117,6 +121,7 @@ impl EngineConfig {
     pub fn example() -> Self {
         EngineConfig {
             bot: "@gatekeeper:example.org".try_into().expect("a valid user ID"),
+            bot_name: Some("Gatekeeper".into()),
             server_name: "example.org".try_into().expect("a valid server name"),
             users: regex::Regex::new("^(?:@.*:example\\.org)$").expect("a valid regex"),
             reply_interval_ms: 7 * 24 * 3_600_000,
@@ -256,6 +261,8 @@ pub fn overview_read(snapshot: &Snapshot, input: &Input) -> Option<OwnedUserId> 
         Input::LinkUsed { owner, .. }
         | Input::DigestPartFailed { owner, .. }
         | Input::ContactsImported { owner, .. } => Some(owner.clone()),
+        Input::Native(native) if native.needs_overview() => Some(native.owner().clone()),
+        Input::Native(_) => None,
         // An owner answering in a room held for them (which may be another
         // owner's control room: a room is held for each owner apart).
         Input::Message { meta, .. } if snapshot.held_for(&meta.sender).is_some() => Some(meta.sender.clone()),
@@ -284,7 +291,7 @@ pub fn txn_id_for(seed: &str, purpose: &str) -> String {
 }
 
 pub fn decide(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineConfig) -> Decision {
-    fit_notices(decide_input(snapshot, input, now_ms, config), config.client_mode)
+    fit_notices(native::mirror_blocks(snapshot, decide_input(snapshot, input, now_ms, config)), config.client_mode)
 }
 
 /// Every notice leaves the engine small enough for one event: a send the
@@ -315,6 +322,7 @@ fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &Engine
         }
         Input::NotTwoPeople { owner, room_id, members } => gate::not_two_people(snapshot, owner, room_id, *members),
         Input::Tick => housekeeping::tick(snapshot, now_ms, config),
+        Input::Native(native) => native::decide(snapshot, native, config),
         Input::OwnerDue { owner } => housekeeping::owner_due(snapshot, owner, now_ms, config),
         Input::ControlRoomReady { owner, room_id } => {
             optin::control_room_ready(snapshot, owner, room_id, now_ms, config)

@@ -94,6 +94,7 @@ pub(super) fn bot_joined(snapshot: &Snapshot, meta: &EventMeta, now_ms: u64, con
             state
         }
     };
+    let d = native::refresh(d, &owner, config);
     d.change(StateChange::PutOwner(owner))
         .change(StateChange::PutRoom(room.clone(), RoomState::Control { owner: inviter.clone() }))
         .effect(notice(&config.bot, &room, meta, "greeting", texts::greeting()))
@@ -131,7 +132,9 @@ pub(super) fn control_room_ready(
         return Decision::default();
     }
     let (d, state) = match snapshot.owners.get(owner) {
-        Some(old) if old.control_room == *room => return Decision::default(),
+        // Told again at each start: what is kept in step on the
+        // homeserver is put right.
+        Some(old) if old.control_room == *room => return native::refresh(Decision::default(), old, config),
         // The old control room was lost (left, or forgotten): this one replaces it.
         Some(old) => (
             Decision::default()
@@ -141,6 +144,7 @@ pub(super) fn control_room_ready(
         None => enrol(Decision::default(), owner, room, None, now_ms),
     };
     let greeting = texts::greeting();
+    let d = native::refresh(d, &state, config);
     d.change(StateChange::PutOwner(state))
         .change(StateChange::PutRoom(room.clone(), RoomState::Control { owner: owner.clone() }))
         .effect(Effect::SendNotice {
@@ -221,6 +225,7 @@ pub(super) fn undo_everything(
     for room in overview.held.keys() {
         d = release(d, owner, room);
     }
+    d = native::restore_filter(d, state, overview);
     if let Some(meta) = farewell {
         d = d.effect(notice(&config.bot, &state.control_room, meta, "stopped", texts::stopped(config.client_mode)));
     }

@@ -65,7 +65,13 @@ pub fn control_room(room: &str, bot: &UserId, notify: super::state::Notify) -> P
     use super::state::Notify;
     PushRule {
         rule_id: CONTROL.into(),
-        conditions: vec![Match::new("room_id", room), Match::new("sender", bot.as_str())],
+        // Messages only: the bot's state events there (the commands it
+        // publishes, MSC4332) are no news to the owner.
+        conditions: vec![
+            Match::new("room_id", room),
+            Match::new("sender", bot.as_str()),
+            Match::new("type", "m.room.message"),
+        ],
         actions: match notify {
             Notify::Quiet => RuleActions::Quiet,
             Notify::Sound => RuleActions::Ring,

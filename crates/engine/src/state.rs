@@ -78,6 +78,9 @@ pub struct OwnerState {
     /// The owner's recent decisions, oldest first, for `undo`: at most
     /// [`crate::undo::MAX_HISTORY`], none older than a day.
     pub undo: Vec<Undo>,
+    /// The owner's invite filter on the homeserver (MSC4155), once read:
+    /// `None` until the first read, at opt-in.
+    pub invite_filter: Option<crate::native::InviteFilter>,
 }
 
 /// Which decision an [`Undo`] reverts.
@@ -174,6 +177,7 @@ impl OwnerState {
             urgent_per_day: None,
             urgent_sent: Vec::new(),
             undo: Vec::new(),
+            invite_filter: None,
         }
     }
 

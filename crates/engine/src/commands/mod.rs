@@ -15,10 +15,12 @@ mod block;
 mod blocked;
 mod deny;
 mod digest;
+pub mod discover;
 mod help;
 mod pause;
 mod pending;
 mod reply;
+mod report;
 mod resume;
 mod set;
 mod settings;
@@ -42,6 +44,10 @@ pub(crate) use undo::undo;
 
 /// The prefix other bots use; optional in the control room.
 pub const PREFIX: &str = "!gk";
+
+/// The prefixes a command may start with: `!gk`, and the conventional
+/// `!gatekeeper`. The bot's user ID or display name (a mention) works too.
+pub const PREFIXES: [&str; 2] = [PREFIX, "!gatekeeper"];
 
 /// What the parser and `help` know about a command.
 pub struct Spec {
@@ -117,6 +123,7 @@ registry! {
     Unblock(unblock::Unblock),
     Allowed(allowed::Allowed),
     Blocked(blocked::Blocked),
+    Report(report::Report),
     Reply(reply::Reply),
     Settings(settings::Settings),
     Set(set::Setting),
@@ -135,10 +142,54 @@ pub fn find(name: &str) -> Option<&'static Spec> {
 /// `None` when the text is not addressed to Gatekeeper at all (empty, or
 /// only the prefix), so that chatter in the control room is not answered.
 pub fn parse(text: &str) -> Option<Command> {
-    let trimmed = text.trim();
+    parse_as(text, &Addressee::default())
+}
+
+/// Who the bot is, for a command that mentions it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Addressee<'a> {
+    /// The bot's user ID.
+    pub bot: Option<&'a ruma::UserId>,
+    /// Take any user ID at the start as the bot's: for declaring reads,
+    /// where reading more than needed is harmless and less is not.
+    pub any_user: bool,
+    /// The bot's display name, as a client writes a mention of it.
+    pub name: Option<&'a str>,
+}
+
+/// The text after a mention of the bot at its start (`@bot:server:`,
+/// `Gatekeeper: …`), or the text as it was.
+fn after_mention<'t>(text: &'t str, to: &Addressee<'_>) -> &'t str {
+    let strip_end = |rest: &'t str| {
+        let rest = rest.strip_prefix([':', ',']).unwrap_or(rest);
+        (rest.is_empty() || rest.starts_with(char::is_whitespace)).then(|| rest.trim_start())
+    };
+    let short = |n: &&str| n.chars().filter(|c| c.is_whitespace()).count() < MAX_MENTION_WORDS;
+    if let Some(name) = to.name.filter(|n| !n.trim().is_empty()).filter(short)
+        && let Some(head) = text.get(..name.len())
+        && head.eq_ignore_ascii_case(name)
+        && let Some(rest) = strip_end(&text[name.len()..])
+    {
+        return rest;
+    }
+    let first = text.split(char::is_whitespace).next().unwrap_or_default();
+    let id = first.strip_suffix([':', ',']).unwrap_or(first);
+    let is_bot = match to.bot {
+        Some(bot) => id == bot.as_str() || (to.any_user && <&ruma::UserId>::try_from(id).is_ok()),
+        None => to.any_user && <&ruma::UserId>::try_from(id).is_ok(),
+    };
+    match is_bot {
+        true => text[first.len()..].trim_start(),
+        false => text,
+    }
+}
+
+/// [`parse`] for a text that may mention the bot `to` at its start.
+pub fn parse_as(text: &str, to: &Addressee<'_>) -> Option<Command> {
+    let trimmed = after_mention(text.trim(), to);
     let rest = match trimmed.split_once(char::is_whitespace) {
-        Some((first, rest)) if first.eq_ignore_ascii_case(PREFIX) => rest.trim_start(),
-        None if trimmed.eq_ignore_ascii_case(PREFIX) => return None,
+        Some((first, rest)) if PREFIXES.iter().any(|p| first.eq_ignore_ascii_case(p)) => rest.trim_start(),
+        None if PREFIXES.iter().any(|p| trimmed.eq_ignore_ascii_case(p)) => return None,
         _ => trimmed,
     };
     let (word, args) = match rest.split_once(char::is_whitespace) {
@@ -169,17 +220,33 @@ pub(crate) struct Ctx<'a> {
 
 /// What a command reads beyond the owner and their overview: for `set
 /// email`, the codes already mailed to that address and by its sender.
+/// The bot's names are not known here, so the text is also read from
+/// each of its first words on, as if a mention came before: reading more
+/// than the command needs is harmless, less would skip its limits.
 pub fn codes_read(input: &crate::Input) -> Vec<crate::WaveKey> {
-    match input {
-        crate::Input::Message { meta, msgtype, body, .. } if msgtype == "m.text" => match parse(body) {
-            Some(Command::Set(set::Setting::Email(Some(address)))) => {
-                vec![crate::WaveKey::CodesTo(set::mailbox(&address)), crate::WaveKey::CodesBy(meta.sender.clone())]
-            }
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
+    let crate::Input::Message { meta, msgtype, body, .. } = input else { return Vec::new() };
+    if msgtype != "m.text" {
+        return Vec::new();
     }
+    let body = body.trim_start();
+    let any = Addressee { any_user: true, ..Addressee::default() };
+    let starts = std::iter::once(0)
+        .chain(body.char_indices().filter(|(_, c)| c.is_whitespace()).map(|(i, _)| i).take(MAX_MENTION_WORDS));
+    let mut keys = Vec::new();
+    for start in starts {
+        if let Some(Command::Set(set::Setting::Email(Some(address)))) = parse_as(&body[start..], &any) {
+            for key in [crate::WaveKey::CodesTo(set::mailbox(&address)), crate::WaveKey::CodesBy(meta.sender.clone())] {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+    }
+    keys
 }
+
+/// Words of a display name a mention may have, for [`codes_read`].
+const MAX_MENTION_WORDS: usize = 16;
 
 impl Ctx<'_> {
     /// Gatekeeper's answer where the command was given.

@@ -28,6 +28,10 @@ impl Handler for Unblock {
                         subject: subject.clone(),
                     });
                     lines.push(texts::unblocked(subject));
+                    // Gatekeeper never takes out what the owner set by hand.
+                    if ctx.owner.invite_filter.as_ref().is_some_and(|f| f.hand.contains(subject)) {
+                        lines.push(texts::still_in_your_invite_filter(subject));
+                    }
                 } else {
                     lines.push(texts::was_not_blocked(subject));
                 }

@@ -15,11 +15,14 @@ fn client_mode_enrols_the_owner_when_the_control_room_is_ready_and_only_once() {
         ]
     );
     // No control-room rule: the owner's own messages never push to them.
-    assert_eq!(kinds(&d), ["rule", "import", "profile", "notice"]);
+    assert_eq!(kinds(&d), ["rule", "import", "profile", "put_state", "read_invite_filter", "notice"]);
     let Some(Effect::SendNotice { as_user, room_id, .. }) = d.effects.last() else { unreachable!() };
     assert_eq!((as_user, room_id), (&uid(ALICE), &rid(CONTROL)));
-    // Told again at the next start: nothing happens.
-    assert_eq!(decide(&control(), &ready, NOW, &cfg), Decision::default());
+    // Told again at the next start: nothing changes, and what is kept in
+    // step on the homeserver (the commands, the invite filter) is put right.
+    let again = decide(&control(), &ready, NOW, &cfg);
+    assert!(again.changes.is_empty());
+    assert_eq!(kinds(&again), ["put_state", "read_invite_filter"]);
     // A new control room replaces a lost one, keeping the owner's settings.
     let moved = Input::ControlRoomReady { owner: uid(ALICE), room_id: rid("!new:example.org") };
     let d = decide(&control(), &moved, NOW, &cfg);

@@ -12,6 +12,7 @@ mod digest;
 mod fits;
 mod gate;
 mod mail;
+mod native;
 mod optin;
 mod outcomes;
 mod reads;
@@ -148,6 +149,7 @@ fn kinds(d: &Decision) -> Vec<&'static str> {
             Effect::ImportContacts { .. } => "import",
             Effect::Backfill { .. } => "backfill",
             Effect::LookUpShared { .. } => "shared",
+            Effect::Native(native) => native.kind(),
         })
         .collect()
 }

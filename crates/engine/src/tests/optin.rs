@@ -44,7 +44,7 @@ fn bots_join_completes_the_opt_in_silences_invites_imports_contacts_and_greets()
             StateChange::PutRoom(rid(CONTROL), RoomState::Control { owner: uid(ALICE) }),
         ]
     );
-    assert_eq!(kinds(&d), ["rule", "rule", "import", "profile", "notice"]);
+    assert_eq!(kinds(&d), ["rule", "rule", "import", "profile", "put_state", "read_invite_filter", "notice"]);
     let Effect::PutPushRule { rule: quiet, .. } = &d.effects[1] else { unreachable!() };
     assert_eq!((quiet.rule_id.as_str(), quiet.actions), (rules::CONTROL, RuleActions::Quiet));
     let Effect::PutPushRule { rule, .. } = &d.effects[0] else { unreachable!() };
@@ -63,7 +63,7 @@ fn a_second_dm_with_the_bot_moves_the_control_room() {
     snapshot.owners.insert(uid(ALICE), owner());
     let input = member(BOT, "!new:example.org", BOT, Membership::Join, false);
     let d = decide(&snapshot, &input, NOW, &config());
-    assert_eq!(kinds(&d), ["notice", "leave", "rule", "notice"]);
+    assert_eq!(kinds(&d), ["notice", "leave", "rule", "put_state", "read_invite_filter", "notice"]);
     assert!(d.changes.contains(&StateChange::RemoveRoom { room: rid(CONTROL), owner: uid(ALICE) }));
     assert!(
         d.changes.contains(&StateChange::PutOwner(OwnerState { control_room: rid("!new:example.org"), ..owner() }))

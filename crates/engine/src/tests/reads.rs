@@ -229,6 +229,11 @@ const COMMANDS: &[&str] = &[
     "block @friend:example.org",
     "deny all",
     "block all",
+    "report 1 spam, twice",
+    "report @spammer:evil.org",
+    "Gatekeeper: pending",
+    "@gatekeeper:example.org set email new@example.org",
+    "!gatekeeper show 1",
     "undo",
     "set urgent on",
     "set urgent-per-day 2",
@@ -341,6 +346,20 @@ fn inputs() -> Vec<Input> {
         inputs.push(Input::LinkUsed { owner: uid(ALICE), action, subject: Some(usr(STRANGER)), nonce: "n".into() });
     }
     inputs.push(Input::Tick);
+    // Gatekeeper's start, and what the homeserver said to its native effects.
+    use crate::native::{FilterSeen, NativeInput, ReportVia};
+    inputs.push(Input::Native(NativeInput::Refresh { owner: uid(ALICE) }));
+    let (owner, user, seed) = (uid(ALICE), uid(SPAMMER), "$e".to_owned());
+    inputs.push(Input::Native(NativeInput::Reported { owner, user, via: ReportVia::User, seed }));
+    for owner in [ALICE, BOB] {
+        let seen = FilterSeen {
+            blocks_all: true,
+            blocked: vec![usr(FRIEND), usr(SPAMMER), Subject::Server("evil.org".try_into().unwrap())],
+            allowed: vec![usr(STRANGER)],
+            ..Default::default()
+        };
+        inputs.push(Input::Native(NativeInput::InviteFilterRead { owner: uid(owner), seen }));
+    }
     for owner in [ALICE, BOB] {
         inputs.push(Input::OwnerDue { owner: uid(owner) });
     }

@@ -12,11 +12,12 @@ use crate::subject::Subject;
 /// Every command, one line each, in the order given.
 pub fn help_overview(commands: &[&Spec]) -> Text {
     let mut plain = String::from(
-        "Gatekeeper commands (type them here; the `!gk` prefix is optional). \
+        "Gatekeeper commands (type them here; a `!gk` or `!gatekeeper` prefix, or a mention of me, is optional). \
          <target> is a user ID, *:server for everyone on a server, or a number from `pending`:\n",
     );
     let mut html = String::from(
-        "<p>Gatekeeper commands (type them here; the <code>!gk</code> prefix is optional). \
+        "<p>Gatekeeper commands (type them here; a <code>!gk</code> or <code>!gatekeeper</code> prefix, \
+         or a mention of me, is optional). \
          <code>&lt;target&gt;</code> is a user ID, <code>*:server</code> for everyone on a server, \
          or a number from <code>pending</code>:</p><ul>",
     );
