@@ -415,6 +415,13 @@ impl Performer for HsClient {
                 Ok(vec![internal(&Internal::Contacts { owner: owner.clone(), users, strangers })])
             }
             Effect::Backfill { owner, room_id } => self.backfill(owner, room_id).await.map_err(classify),
+            Effect::FollowList { as_user, owner, target } => self.follow_list(as_user, owner.as_ref(), target).await,
+            // Nothing outside: the engine looks at the owner's pending
+            // strangers in a decision of its own.
+            Effect::CheckPending { owner, list, rule } => {
+                let check = Internal::CheckPending { owner: owner.clone(), list: list.clone(), rule: rule.into() };
+                Ok(vec![internal(&check)])
+            }
             // E-mail runs on its own lane (crate::email); never here.
             Effect::SendEmail { .. } => {
                 Err(PerformError::Permanent("e-mail is not sent by the Matrix connector".into()))

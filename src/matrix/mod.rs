@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod effects;
+pub mod policy;
 
 pub use client::{ClientError, HsClient};
 pub use effects::classify;

@@ -153,8 +153,12 @@ impl Share {
             | Effect::SetTag { owner, .. }
             | Effect::SendEmail { owner, .. }
             | Effect::ImportContacts { owner }
-            | Effect::Backfill { owner, .. } => owner,
+            | Effect::Backfill { owner, .. }
+            | Effect::CheckPending { owner, .. } => owner,
             Effect::FetchProfile { user } => user,
+            // The bot's (or in client mode the owner's) joins of ban lists
+            // take turns list by list.
+            Effect::FollowList { .. } => return Share::Lane(effect.lane()),
         };
         match effect {
             // Control rooms' answers (and in client mode, where the bot is

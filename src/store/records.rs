@@ -4,6 +4,8 @@
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 
+use super::policy_records::WithPolicy;
+
 use super::StoreError;
 use crate::engine::{
     AllowSource, Contact, Deferred, DigestPart, Effect, HeldRoom, Match, Media, OwnerState, PendingEmail, PushRule,
@@ -67,6 +69,9 @@ pub enum OwnerRecord {
         urgent_sent: Vec<u64>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         undo: Vec<UndoV1>,
+        /// Ban lists followed and what they declined (absent before them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy: Option<super::policy_records::OwnerPolicyV1>,
     },
 }
 
@@ -376,6 +381,16 @@ pub enum EffectRecordV1 {
         owner: OwnedUserId,
         room_id: OwnedRoomId,
     },
+    FollowList {
+        as_user: OwnedUserId,
+        owner: Option<OwnedUserId>,
+        target: String,
+    },
+    CheckPending {
+        owner: OwnedUserId,
+        list: OwnedRoomId,
+        rule: super::policy_records::RuleV1,
+    },
 }
 
 /// A tracked room's events consumed last, oldest first.
@@ -431,6 +446,7 @@ pub fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<
 
 impl From<&OwnerState> for OwnerRecord {
     fn from(o: &OwnerState) -> Self {
+        let policy = super::policy_records::OwnerPolicyV1::of(o);
         let o = o.clone();
         OwnerRecord::V1 {
             user_id: o.user_id,
@@ -463,6 +479,7 @@ impl From<&OwnerState> for OwnerRecord {
             urgent_per_day: o.urgent_per_day,
             urgent_sent: o.urgent_sent,
             undo: o.undo.iter().map(UndoV1::from).collect(),
+            policy,
             email_pending: o.email_pending.map(|p| PendingEmailV1 {
                 address: p.address,
                 code: p.code,
@@ -507,6 +524,7 @@ impl From<OwnerRecord> for OwnerState {
             urgent_per_day,
             urgent_sent,
             undo,
+            policy,
         } = r;
         let (email, email_unconfirmed) = if email_confirmed { (email, email_unconfirmed) } else { (None, email) };
         OwnerState {
@@ -546,7 +564,13 @@ impl From<OwnerRecord> for OwnerState {
             urgent_per_day,
             urgent_sent,
             undo: undo.into_iter().filter_map(UndoV1::into_undo).collect(),
+            policy_lists: Vec::new(),
+            banned: Default::default(),
+            banned_recent: Vec::new(),
+            banned_ignore: false,
+            shared_list: None,
         }
+        .with_policy(policy)
     }
 }
 
@@ -799,6 +823,10 @@ impl From<&Effect> for EffectRecordV1 {
             Effect::FetchProfile { user } => EffectRecordV1::FetchProfile { user },
             Effect::ImportContacts { owner } => EffectRecordV1::ImportContacts { owner },
             Effect::Backfill { owner, room_id } => EffectRecordV1::Backfill { owner, room_id },
+            Effect::FollowList { as_user, owner, target } => EffectRecordV1::FollowList { as_user, owner, target },
+            Effect::CheckPending { owner, list, rule } => {
+                EffectRecordV1::CheckPending { owner, list, rule: (&rule).into() }
+            }
         }
     }
 }
@@ -825,6 +853,10 @@ impl From<EffectRecordV1> for Effect {
             EffectRecordV1::FetchProfile { user } => Effect::FetchProfile { user },
             EffectRecordV1::ImportContacts { owner } => Effect::ImportContacts { owner },
             EffectRecordV1::Backfill { owner, room_id } => Effect::Backfill { owner, room_id },
+            EffectRecordV1::FollowList { as_user, owner, target } => Effect::FollowList { as_user, owner, target },
+            EffectRecordV1::CheckPending { owner, list, rule } => {
+                Effect::CheckPending { owner, list, rule: rule.into() }
+            }
         }
     }
 }
@@ -844,6 +876,8 @@ pub fn effect_summary(e: &Effect) -> String {
         Effect::FetchProfile { user } => format!("profile of {user}"),
         Effect::ImportContacts { owner } => format!("import contacts of {owner}"),
         Effect::Backfill { owner, room_id } => format!("backfill {room_id} as {owner}"),
+        Effect::FollowList { as_user, target, .. } => format!("follow ban list {target} as {as_user}"),
+        Effect::CheckPending { owner, list, .. } => format!("check {owner}'s pending against {list}"),
     }
 }
 

@@ -18,6 +18,8 @@ pub enum Lane {
     /// E-mail: its own executor, so that a slow mail server never holds
     /// back anything on Matrix.
     Mail,
+    /// Joining and reading one policy list, named as it was asked for.
+    List(String),
 }
 
 impl Effect {
@@ -43,6 +45,10 @@ impl Effect {
             | Effect::EnablePushRule { owner, .. }
             | Effect::ImportContacts { owner } => Lane::Owner(owner.clone()),
             Effect::FetchProfile { user } => Lane::Owner(user.clone()),
+            // A list is joined and read in its own lane: a list whose
+            // server never answers holds up nothing else.
+            Effect::FollowList { target, .. } => Lane::List(target.clone()),
+            Effect::CheckPending { owner, .. } => Lane::Owner(owner.clone()),
             Effect::SendEmail { .. } => Lane::Mail,
         }
     }
@@ -90,7 +96,9 @@ impl Effect {
             | Effect::DeletePushRule { owner, .. }
             | Effect::SetTag { owner, .. }
             | Effect::ImportContacts { owner }
-            | Effect::Backfill { owner, .. } => Some(owner),
+            | Effect::Backfill { owner, .. }
+            | Effect::CheckPending { owner, .. } => Some(owner),
+            Effect::FollowList { as_user, .. } => Some(as_user),
             Effect::FetchProfile { .. } | Effect::SendEmail { .. } => None,
         }
     }
@@ -109,6 +117,8 @@ impl Effect {
             Effect::FetchProfile { .. } => "fetch_profile",
             Effect::ImportContacts { .. } => "import_contacts",
             Effect::Backfill { .. } => "backfill",
+            Effect::FollowList { .. } => "follow_list",
+            Effect::CheckPending { .. } => "check_pending",
         }
     }
 }
@@ -216,4 +226,13 @@ pub enum Effect {
     /// Read a held room's history as its owner (messages sent before the
     /// join) and its size; answered with those events and `Input::RoomInfo`.
     Backfill { owner: OwnedUserId, room_id: OwnedRoomId },
+    /// Join a policy list (`target`: an alias or a room ID) as `as_user`
+    /// (the bot; in client mode the owner's own account) and read its
+    /// rules; answered with `Input::ListRead` for `owner` (`None`: the
+    /// operator's list), also when it cannot be joined.
+    FollowList { as_user: OwnedUserId, owner: Option<OwnedUserId>, target: String },
+    /// Nothing to do outside: answered at once with `Input::CheckPending`,
+    /// so that a rule added to a list followed by many owners is looked at
+    /// one owner per decision.
+    CheckPending { owner: OwnedUserId, list: OwnedRoomId, rule: super::policy::PolicyRule },
 }

@@ -120,6 +120,21 @@ pub enum Input {
     /// The owner confirmed a one-click link from an e-mail (already checked
     /// for signature, expiry and single use by the web connector).
     LinkUsed { owner: OwnedUserId, action: super::links::LinkAction, subject: Option<super::Subject>, nonce: String },
+    /// A ban rule state event (`m.policy.rule.*`) in a room: a rule of a
+    /// followed list, or nothing.
+    PolicyRule { meta: EventMeta, rule: super::policy::RuleEvent },
+    /// A policy list was joined and its rules read, for `owner` (`None`:
+    /// one of the operator's), or it could not be (`error`).
+    ListRead {
+        owner: Option<OwnedUserId>,
+        asked: String,
+        room_id: Option<OwnedRoomId>,
+        rules: Vec<super::policy::RuleEvent>,
+        error: Option<String>,
+    },
+    /// A list `owner` follows gained `rule`: their pending strangers are
+    /// checked against it (one owner per input).
+    CheckPending { owner: OwnedUserId, list: OwnedRoomId, rule: super::policy::PolicyRule },
 }
 
 impl Input {
@@ -128,7 +143,8 @@ impl Input {
             Input::Member { meta, .. }
             | Input::Message { meta, .. }
             | Input::Encrypted { meta }
-            | Input::Redaction { meta, .. } => Some(meta),
+            | Input::Redaction { meta, .. }
+            | Input::PolicyRule { meta, .. } => Some(meta),
             _ => None,
         }
     }
@@ -158,9 +174,13 @@ impl Input {
             | Input::MailFailed { owner, .. }
             | Input::LinkUsed { owner, .. }
             | Input::DigestPartFailed { owner, .. }
-            | Input::ControlRoomReady { owner, .. } => {
+            | Input::ControlRoomReady { owner, .. }
+            | Input::CheckPending { owner, .. } => {
                 vec![owner.clone()]
             }
+            Input::ListRead { owner, .. } => owner.iter().cloned().collect(),
+            // Whoever sent a rule is nobody Gatekeeper keeps anything of.
+            Input::PolicyRule { .. } => Vec::new(),
             other => other.meta().map(|m| vec![m.sender.clone()]).unwrap_or_default(),
         }
     }

@@ -24,6 +24,10 @@ mod set;
 mod settings;
 mod show;
 mod stop;
+mod banned;
+mod subscribe;
+mod subscriptions;
+mod unsubscribe;
 mod unblock;
 mod undo;
 mod verify;
@@ -117,6 +121,10 @@ registry! {
     Unblock(unblock::Unblock),
     Allowed(allowed::Allowed),
     Blocked(blocked::Blocked),
+    Subscribe(subscribe::Subscribe),
+    Unsubscribe(unsubscribe::Unsubscribe),
+    Subscriptions(subscriptions::Subscriptions),
+    Banned(banned::Banned),
     Reply(reply::Reply),
     Settings(settings::Settings),
     Set(set::Setting),
@@ -165,6 +173,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) config: &'a EngineConfig,
     /// Records of verification codes mailed (see `codes_read`).
     pub(crate) codes: &'a std::collections::BTreeMap<crate::WaveKey, crate::WaveRecord>,
+    /// The policy lists the owner follows and the operator's (see
+    /// `crate::policy_read`), as kept.
+    pub(crate) policy: &'a std::collections::BTreeMap<OwnedRoomId, crate::policy::PolicyList>,
 }
 
 /// What a command reads beyond the owner and their overview: for `set
@@ -179,6 +190,12 @@ pub fn codes_read(input: &crate::Input) -> Vec<crate::WaveKey> {
         },
         _ => Vec::new(),
     }
+}
+
+/// Whether a command reads the ban lists the owner follows (see
+/// `crate::policy_read`).
+pub fn reads_lists(body: &str) -> bool {
+    matches!(parse(body), Some(Command::Subscribe(_) | Command::Unsubscribe(_) | Command::Subscriptions(_)))
 }
 
 impl Ctx<'_> {

@@ -14,6 +14,7 @@ mod gate;
 mod mail;
 mod optin;
 mod outcomes;
+mod policy;
 mod reads;
 mod replies;
 mod screener;
@@ -147,6 +148,8 @@ fn kinds(d: &Decision) -> Vec<&'static str> {
             Effect::SendEmail { .. } => "mail",
             Effect::ImportContacts { .. } => "import",
             Effect::Backfill { .. } => "backfill",
+            Effect::FollowList { .. } => "follow_list",
+            Effect::CheckPending { .. } => "check_pending",
         })
         .collect()
 }

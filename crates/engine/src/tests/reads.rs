@@ -213,6 +213,12 @@ fn world() -> World {
 /// Every command, in its owner's control room, as the processor would
 /// decide it. A new command must join this list (a test checks).
 const COMMANDS: &[&str] = &[
+    "subscribe #list:lists.org",
+    "unsubscribe !list:lists.org",
+    "subscriptions",
+    "banned",
+    "show banned",
+    "set banned ignore",
     "help",
     "?",
     "help verify",

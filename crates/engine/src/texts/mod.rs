@@ -14,6 +14,7 @@ mod commands;
 pub mod digest;
 mod gate;
 mod mail;
+mod policy;
 mod urgent;
 mod welcome;
 
@@ -21,6 +22,7 @@ pub use card::*;
 pub use commands::*;
 pub use gate::*;
 pub use mail::*;
+pub use policy::*;
 pub use urgent::*;
 pub use welcome::*;
 
