@@ -32,6 +32,7 @@ mod homeserver_faults;
 mod install;
 mod lanes;
 mod observability;
+mod policy;
 mod screener;
 mod shared_rooms;
 mod spam_wave;
