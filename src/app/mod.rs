@@ -4,6 +4,7 @@
 //! module (`tidy` checks it).
 
 mod appservice;
+mod lists;
 mod client;
 
 use std::sync::Arc;
