@@ -909,7 +909,8 @@ database:
     #[test]
     fn policy_lists_are_aliases_or_room_ids_and_bounded() {
         assert!(parse(MINIMAL, &[]).unwrap().policy.lists.is_empty());
-        let good = parse(&format!("{MINIMAL}policy:\n  lists: ['#bans:example.org', '!abc:example.org']\n"), &[]).unwrap();
+        let good =
+            parse(&format!("{MINIMAL}policy:\n  lists: ['#bans:example.org', '!abc:example.org']\n"), &[]).unwrap();
         assert_eq!(good.policy.lists.len(), 2);
         assert!(check(&good).is_empty(), "{:?}", check(&good));
         let bad = parse(&format!("{MINIMAL}policy:\n  lists: ['bans', '@user:example.org']\n"), &[]).unwrap();

@@ -26,7 +26,9 @@ pub async fn follow(shared: Shared, client: HsClient, as_user: OwnedUserId, list
                     let stored = tokio::task::spawn_blocking(move || store.push_follow_ups(&found)).await;
                     match stored {
                         Ok(Ok(())) => shared.wake.notify_one(),
-                        _ => tracing::warn!(%list, "queuing an operator's ban list failed; read again at the next start"),
+                        _ => {
+                            tracing::warn!(%list, "queuing an operator's ban list failed; read again at the next start")
+                        }
                     }
                     break;
                 }

@@ -4,8 +4,8 @@
 //! module (`tidy` checks it).
 
 mod appservice;
-mod lists;
 mod client;
+mod lists;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -416,6 +416,10 @@ impl Performer for HsClient {
             }
             Effect::Backfill { owner, room_id } => self.backfill(owner, room_id).await.map_err(classify),
             Effect::FollowList { as_user, owner, target } => self.follow_list(as_user, owner.as_ref(), target).await,
+            Effect::CreateList { as_user, owner } => self.create_list(as_user, owner).await,
+            Effect::PutPolicyRule { as_user, room_id, kind, entity, reason, present } => {
+                self.put_policy_rule(as_user, room_id, *kind, entity, reason.as_deref(), *present).await
+            }
             // Nothing outside: the engine looks at the owner's pending
             // strangers in a decision of its own.
             Effect::CheckPending { owner, list, rule } => {

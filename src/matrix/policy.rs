@@ -5,9 +5,12 @@
 //! transactions or the sync.
 
 use ruma::api::client::membership::join_room_by_id_or_alias;
-use ruma::api::client::state::get_state_events;
-use ruma::{OwnedRoomOrAliasId, UserId};
-use serde_json::Value;
+use ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
+use ruma::api::client::state::{get_state_events, send_state_event};
+use ruma::events::StateEventType;
+use ruma::serde::Raw;
+use ruma::{OwnedRoomOrAliasId, RoomId, UserId};
+use serde_json::{Value, json};
 
 use super::client::{ClientError, HsClient};
 use super::effects::classify;
@@ -75,6 +78,61 @@ impl HsClient {
         let rules = rules_of(&events);
         tracing::info!(%room_id, rules = rules.len(), "ban list joined and read");
         answer(Some(room_id), rules, None)
+    }
+}
+
+impl HsClient {
+    /// Makes the public policy room for `owner`'s blocks as `as_user` (the
+    /// bot, which invites the owner; in client mode the owner), and
+    /// answers with `Internal::ListCreated`. Made again if a crash comes
+    /// between making it and recording it: an empty room is left behind.
+    pub async fn create_list(
+        &self,
+        as_user: &UserId,
+        owner: &ruma::OwnedUserId,
+    ) -> Result<Vec<FollowUp>, PerformError> {
+        let mut request = CreateRoom::new();
+        request.preset = Some(RoomPreset::PublicChat);
+        request.name = Some(format!("Ban list of {owner}"));
+        request.topic = Some(format!(
+            "The accounts and servers {owner} blocks, kept current by Gatekeeper. Follow it from a Gatekeeper              (`subscribe <this room>`), Draupnir or Meowlnir."
+        ));
+        // Power levels as the preset makes them: overriding `users` would
+        // drop the creator's own power in older room versions, and naming
+        // the creator is refused in version 12.
+        if as_user != owner {
+            request.invite = vec![owner.clone()];
+        }
+        let created = self.send(request, Some(as_user)).await.map_err(classify)?;
+        tracing::info!(room_id = %created.room_id, %owner, "shared ban list made");
+        let result = Internal::ListCreated { owner: owner.clone(), room_id: created.room_id };
+        Ok(vec![FollowUp { internal: true, raw: serde_json::to_vec(&result).expect("look-up results serialize") }])
+    }
+
+    /// Publishes (or withdraws, with empty content) one rule of a shared
+    /// list, in the slot `rule:<entity>`: one per subject, as Draupnir names them.
+    pub async fn put_policy_rule(
+        &self,
+        as_user: &UserId,
+        room: &RoomId,
+        kind: RuleKind,
+        entity: &str,
+        reason: Option<&str>,
+        present: bool,
+    ) -> Result<Vec<FollowUp>, PerformError> {
+        let content = if present {
+            json!({"entity": entity, "recommendation": "m.ban", "reason": reason.unwrap_or("")})
+        } else {
+            json!({})
+        };
+        let body = Raw::from_json(serde_json::value::to_raw_value(&content).expect("JSON"));
+        let event_type = StateEventType::from(kind.event_type());
+        // Not the entity itself: a state key that is a user ID other than
+        // the sender's is refused (it would be that user's own state).
+        let state_key = format!("rule:{entity}");
+        let request = send_state_event::v3::Request::new_raw(room.to_owned(), event_type, state_key, body);
+        self.send(request, Some(as_user)).await.map_err(classify)?;
+        Ok(Vec::new())
     }
 }
 

@@ -154,8 +154,10 @@ impl Share {
             | Effect::SendEmail { owner, .. }
             | Effect::ImportContacts { owner }
             | Effect::Backfill { owner, .. }
-            | Effect::CheckPending { owner, .. } => owner,
+            | Effect::CheckPending { owner, .. }
+            | Effect::CreateList { owner, .. } => owner,
             Effect::FetchProfile { user } => user,
+            Effect::PutPolicyRule { .. } => return Share::Lane(effect.lane()),
             // The bot's (or in client mode the owner's) joins of ban lists
             // take turns list by list.
             Effect::FollowList { .. } => return Share::Lane(effect.lane()),

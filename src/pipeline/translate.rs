@@ -107,6 +107,11 @@ pub enum Internal {
         list: OwnedRoomId,
         rule: crate::store::RuleV1,
     },
+    /// The policy room for an owner's blocks was made.
+    ListCreated {
+        owner: OwnedUserId,
+        room_id: OwnedRoomId,
+    },
 }
 
 /// A rule state event as read from a list's state.
@@ -364,6 +369,7 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
             Internal::CheckPending { owner, list, rule } => {
                 Input::CheckPending { owner, list, rule: PolicyRule::from(rule) }
             }
+            Internal::ListCreated { owner, room_id } => Input::ListCreated { owner, room_id },
             Internal::LinkUsed { owner, action, subject, nonce } => Input::LinkUsed {
                 owner,
                 action,

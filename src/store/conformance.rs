@@ -325,7 +325,8 @@ pub fn policy_lists_are_kept_once_and_the_operators_found(s: &dyn Store) {
     use crate::engine::policy::{PolicyList, PolicyRule, RuleKind};
     let (alice, bob) = (owned_user_id!("@alice:example.org"), owned_user_id!("@bob:example.org"));
     let (shared, operator) = (owned_room_id!("!shared:lists.org"), owned_room_id!("!op:lists.org"));
-    let rule = PolicyRule { kind: RuleKind::Server, entity: "*.evil.org".into(), takedown: true, reason: Some("spam".into()) };
+    let rule =
+        PolicyRule { kind: RuleKind::Server, entity: "*.evil.org".into(), takedown: true, reason: Some("spam".into()) };
     let mut list = PolicyList::new(shared.clone(), "#shared:lists.org".into());
     list.followers = [alice.clone(), bob.clone()].into_iter().collect();
     list.rules.insert(("m.policy.rule.server".into(), "r1".into()), rule.clone());
@@ -374,7 +375,11 @@ pub fn policy_lists_are_kept_once_and_the_operators_found(s: &dyn Store) {
     assert_eq!(s.policy_list(&shared).unwrap(), None);
     // The effects that follow a list and check who is pending round-trip.
     let effects = vec![
-        Effect::FollowList { as_user: owned_user_id!("@gatekeeper:example.org"), owner: Some(alice.clone()), target: "#shared:lists.org".into() },
+        Effect::FollowList {
+            as_user: owned_user_id!("@gatekeeper:example.org"),
+            owner: Some(alice.clone()),
+            target: "#shared:lists.org".into(),
+        },
         Effect::CheckPending { owner: alice, list: shared, rule },
     ];
     s.accept_transaction("policy-effects", &[b"{}"], 1).unwrap();

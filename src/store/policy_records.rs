@@ -23,7 +23,12 @@ pub struct RuleV1 {
 
 impl From<&PolicyRule> for RuleV1 {
     fn from(r: &PolicyRule) -> Self {
-        RuleV1 { kind: r.kind.as_str().to_owned(), entity: r.entity.clone(), takedown: r.takedown, reason: r.reason.clone() }
+        RuleV1 {
+            kind: r.kind.as_str().to_owned(),
+            entity: r.entity.clone(),
+            takedown: r.takedown,
+            reason: r.reason.clone(),
+        }
     }
 }
 
@@ -33,7 +38,12 @@ impl From<RuleV1> for PolicyRule {
         // nobody's ID (`!…` is never a user ID): kept, inert.
         match RuleKind::parse(&r.kind) {
             Some(kind) => PolicyRule { kind, entity: r.entity, takedown: r.takedown, reason: r.reason },
-            None => PolicyRule { kind: RuleKind::User, entity: format!("!{}", r.entity), takedown: r.takedown, reason: r.reason },
+            None => PolicyRule {
+                kind: RuleKind::User,
+                entity: format!("!{}", r.entity),
+                takedown: r.takedown,
+                reason: r.reason,
+            },
         }
     }
 }

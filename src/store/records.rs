@@ -391,6 +391,18 @@ pub enum EffectRecordV1 {
         list: OwnedRoomId,
         rule: super::policy_records::RuleV1,
     },
+    CreateList {
+        as_user: OwnedUserId,
+        owner: OwnedUserId,
+    },
+    PutPolicyRule {
+        as_user: OwnedUserId,
+        room_id: OwnedRoomId,
+        rule_kind: String,
+        entity: String,
+        reason: Option<String>,
+        present: bool,
+    },
 }
 
 /// A tracked room's events consumed last, oldest first.
@@ -827,6 +839,17 @@ impl From<&Effect> for EffectRecordV1 {
             Effect::CheckPending { owner, list, rule } => {
                 EffectRecordV1::CheckPending { owner, list, rule: (&rule).into() }
             }
+            Effect::CreateList { as_user, owner } => EffectRecordV1::CreateList { as_user, owner },
+            Effect::PutPolicyRule { as_user, room_id, kind, entity, reason, present } => {
+                EffectRecordV1::PutPolicyRule {
+                    as_user,
+                    room_id,
+                    rule_kind: kind.as_str().to_owned(),
+                    entity,
+                    reason,
+                    present,
+                }
+            }
         }
     }
 }
@@ -857,6 +880,19 @@ impl From<EffectRecordV1> for Effect {
             EffectRecordV1::CheckPending { owner, list, rule } => {
                 Effect::CheckPending { owner, list, rule: rule.into() }
             }
+            EffectRecordV1::CreateList { as_user, owner } => Effect::CreateList { as_user, owner },
+            EffectRecordV1::PutPolicyRule { as_user, room_id, rule_kind, entity, reason, present } => {
+                Effect::PutPolicyRule {
+                    as_user,
+                    room_id,
+                    // Only this build's kinds are ever written.
+                    kind: crate::engine::policy::RuleKind::parse(&rule_kind)
+                        .unwrap_or(crate::engine::policy::RuleKind::User),
+                    entity,
+                    reason,
+                    present,
+                }
+            }
         }
     }
 }
@@ -878,6 +914,10 @@ pub fn effect_summary(e: &Effect) -> String {
         Effect::Backfill { owner, room_id } => format!("backfill {room_id} as {owner}"),
         Effect::FollowList { as_user, target, .. } => format!("follow ban list {target} as {as_user}"),
         Effect::CheckPending { owner, list, .. } => format!("check {owner}'s pending against {list}"),
+        Effect::CreateList { owner, .. } => format!("create the shared ban list of {owner}"),
+        Effect::PutPolicyRule { room_id, entity, present, .. } => {
+            format!("{} {entity} in shared ban list {room_id}", if *present { "publish" } else { "withdraw" })
+        }
     }
 }
 

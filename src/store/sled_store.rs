@@ -8,11 +8,11 @@ use ruma::{EventId, OwnedUserId, RoomId, UserId};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
 
+use super::policy_records::PolicyListRecord;
 use super::records::{
     self, ContactRecord, DeferredRecord, EffectRecord, FailedEffectRecord, OwnerRecord, QuarantineRecord, RoomRecord,
     SeenRecord, StrangerRecord, TxnRecord, WaveRecordV, pair_key,
 };
-use super::policy_records::PolicyListRecord;
 use super::*;
 use crate::engine::{
     Contact, Decision, Deferred, Due, Kept, RoomState, StateChange, StrangerState, Subject, WaveKey, WaveRecord,
@@ -993,7 +993,8 @@ impl Store for SledStore {
                                 }
                                 StateChange::PutPolicyList(list) => {
                                     let room = list.room_id.as_str();
-                                    policy.insert(pair_key("l", room), records::encode(&PolicyListRecord::from(list)))?;
+                                    policy
+                                        .insert(pair_key("l", room), records::encode(&PolicyListRecord::from(list)))?;
                                     if list.operator {
                                         policy.insert(pair_key("o", room), &[][..])?;
                                     } else {

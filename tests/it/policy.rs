@@ -31,9 +31,7 @@ async fn ban_rule(moderator: &Client, room: &str, key: &str, entity: &str) {
 }
 
 both_modes!(a_strangers_invite_a_followed_ban_list_names_is_declined_silently_and_an_allowed_one_still_rings);
-async fn a_strangers_invite_a_followed_ban_list_names_is_declined_silently_and_an_allowed_one_still_rings(
-    mode: Mode,
-) {
+async fn a_strangers_invite_a_followed_ban_list_names_is_declined_silently_and_an_allowed_one_still_rings(mode: Mode) {
     let mut w = World::with_mode(mode, "@.*:localhost").await;
     let push = PushGateway::start().await;
     start(&mut w).await;
@@ -89,4 +87,69 @@ async fn a_strangers_invite_a_followed_ban_list_names_is_declined_silently_and_a
     assert!(shown.contains("@spammer1:localhost") && shown.contains("@later:localhost"), "{shown}");
     let subscriptions = ask(&w, &alice, &control, "subscriptions").await;
     assert!(subscriptions.contains("#bans:localhost") && subscriptions.contains("2 ban rules"), "{subscriptions}");
+}
+
+/// The `m.policy.rule.user` rules of `room` as `reader` reads them: entity
+/// and reason of each rule with content.
+async fn user_rules(reader: &Client, room: &str) -> Vec<(String, String)> {
+    let path = format!("/_matrix/client/v3/rooms/{}/state", enc(room));
+    let (status, state) = reader.call(reqwest::Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{state}");
+    let mut rules: Vec<(String, String)> = state
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.policy.rule.user" && e["content"]["recommendation"] == "m.ban")
+        .map(|e| {
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+            (text(&e["content"]["entity"]), text(&e["content"]["reason"]))
+        })
+        .collect();
+    rules.sort();
+    rules
+}
+
+both_modes!(shared_blocks_are_a_policy_room_anyone_can_read_and_follow_each_block);
+async fn shared_blocks_are_a_policy_room_anyone_can_read_and_follow_each_block(mode: Mode) {
+    let mut w = World::with_mode(mode, "@.*:localhost").await;
+    start(&mut w).await;
+    let alice = w.synapse.register("alice").await;
+    let control = opt_in(&mut w, &alice).await;
+    ask(&w, &alice, &control, "block @early:localhost").await;
+
+    ask(&w, &alice, &control, "share blocks").await;
+    let shared = eventually("the shared list", LONG, || {
+        let (o, c, v) = (alice.clone(), control.clone(), w.voice(&alice.user_id));
+        async move { o.notices_from(&c, &v).await.into_iter().find(|n| n.contains("published as a ban list")) }
+    })
+    .await;
+    let room = shared.split_whitespace().find(|w| w.starts_with('!')).unwrap().to_owned();
+    ask(&w, &alice, &control, "block @spammer:localhost because sent me spam").await;
+
+    // Someone else joins (the room is public) and reads the rules.
+    let reader = w.synapse.register("reader").await;
+    reader.join(&room).await;
+    eventually("both blocks as rules", LONG, || {
+        let (r, room) = (reader.clone(), room.clone());
+        async move {
+            let rules = user_rules(&r, &room).await;
+            (rules
+                == [
+                    ("@early:localhost".to_owned(), String::new()),
+                    ("@spammer:localhost".to_owned(), "sent me spam".to_owned()),
+                ])
+            .then_some(())
+        }
+    })
+    .await;
+    // An unblock withdraws the rule.
+    ask(&w, &alice, &control, "unblock @early:localhost").await;
+    eventually("the unblocked rule withdrawn", LONG, || {
+        let (r, room) = (reader.clone(), room.clone());
+        async move {
+            let rules = user_rules(&r, &room).await;
+            (rules == [("@spammer:localhost".to_owned(), "sent me spam".to_owned())]).then_some(())
+        }
+    })
+    .await;
 }

@@ -48,7 +48,9 @@ impl Effect {
             // A list is joined and read in its own lane: a list whose
             // server never answers holds up nothing else.
             Effect::FollowList { target, .. } => Lane::List(target.clone()),
-            Effect::CheckPending { owner, .. } => Lane::Owner(owner.clone()),
+            Effect::CheckPending { owner, .. } | Effect::CreateList { owner, .. } => Lane::Owner(owner.clone()),
+            // A shared list's rules in order, in the list's own lane.
+            Effect::PutPolicyRule { room_id, .. } => Lane::Room(room_id.clone()),
             Effect::SendEmail { .. } => Lane::Mail,
         }
     }
@@ -98,7 +100,9 @@ impl Effect {
             | Effect::ImportContacts { owner }
             | Effect::Backfill { owner, .. }
             | Effect::CheckPending { owner, .. } => Some(owner),
-            Effect::FollowList { as_user, .. } => Some(as_user),
+            Effect::FollowList { as_user, .. }
+            | Effect::CreateList { as_user, .. }
+            | Effect::PutPolicyRule { as_user, .. } => Some(as_user),
             Effect::FetchProfile { .. } | Effect::SendEmail { .. } => None,
         }
     }
@@ -119,6 +123,8 @@ impl Effect {
             Effect::Backfill { .. } => "backfill",
             Effect::FollowList { .. } => "follow_list",
             Effect::CheckPending { .. } => "check_pending",
+            Effect::CreateList { .. } => "create_list",
+            Effect::PutPolicyRule { .. } => "put_policy_rule",
         }
     }
 }
@@ -235,4 +241,19 @@ pub enum Effect {
     /// so that a rule added to a list followed by many owners is looked at
     /// one owner per decision.
     CheckPending { owner: OwnedUserId, list: OwnedRoomId, rule: super::policy::PolicyRule },
+    /// Make a policy room for `owner`'s blocks (`share blocks`) as
+    /// `as_user`: public, so anyone may join and read it (the owner is
+    /// invited when it is the bot's); answered with `Input::ListCreated`.
+    CreateList { as_user: OwnedUserId, owner: OwnedUserId },
+    /// Publish (`entity` banned, with `reason`) or withdraw (`present`
+    /// false: empty content) one rule of a shared list, as `as_user`, in
+    /// the slot `rule:<entity>`, so the same subject always has one slot.
+    PutPolicyRule {
+        as_user: OwnedUserId,
+        room_id: OwnedRoomId,
+        kind: super::policy::RuleKind,
+        entity: String,
+        reason: Option<String>,
+        present: bool,
+    },
 }

@@ -135,6 +135,8 @@ pub enum Input {
     /// A list `owner` follows gained `rule`: their pending strangers are
     /// checked against it (one owner per input).
     CheckPending { owner: OwnedUserId, list: OwnedRoomId, rule: super::policy::PolicyRule },
+    /// The policy room for `owner`'s blocks was made (`share blocks`).
+    ListCreated { owner: OwnedUserId, room_id: OwnedRoomId },
 }
 
 impl Input {
@@ -175,7 +177,8 @@ impl Input {
             | Input::LinkUsed { owner, .. }
             | Input::DigestPartFailed { owner, .. }
             | Input::ControlRoomReady { owner, .. }
-            | Input::CheckPending { owner, .. } => {
+            | Input::CheckPending { owner, .. }
+            | Input::ListCreated { owner, .. } => {
                 vec![owner.clone()]
             }
             Input::ListRead { owner, .. } => owner.iter().cloned().collect(),

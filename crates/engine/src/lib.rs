@@ -289,7 +289,9 @@ pub fn policy_read(snapshot: &Snapshot, input: &Input) -> PolicyRead {
 /// overview loaded, and finds the same decisions.
 pub fn overview_read(snapshot: &Snapshot, input: &Input) -> Option<OwnedUserId> {
     match input {
-        Input::ListRead { owner: Some(owner), .. } | Input::CheckPending { owner, .. } => Some(owner.clone()),
+        Input::ListRead { owner: Some(owner), .. }
+        | Input::CheckPending { owner, .. }
+        | Input::ListCreated { owner, .. } => Some(owner.clone()),
         Input::LinkUsed { owner, .. }
         | Input::DigestPartFailed { owner, .. }
         | Input::ContactsImported { owner, .. } => Some(owner.clone()),
@@ -321,7 +323,8 @@ pub fn txn_id_for(seed: &str, purpose: &str) -> String {
 }
 
 pub fn decide(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineConfig) -> Decision {
-    fit_notices(decide_input(snapshot, input, now_ms, config), config.client_mode)
+    let d = policy::keep_shared(snapshot, decide_input(snapshot, input, now_ms, config), config);
+    fit_notices(d, config.client_mode)
 }
 
 /// Every notice leaves the engine small enough for one event: a send the
@@ -368,11 +371,13 @@ fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &Engine
             (Some(room), None) => policy::list_read(snapshot, owner.as_ref(), asked, room, rules, None, now_ms, config),
             (_, why) => {
                 let why = why.as_deref().unwrap_or("no room");
-                let room: OwnedRoomId = room_id.clone().unwrap_or_else(|| "!unknown:invalid".try_into().expect("valid"));
+                let room: OwnedRoomId =
+                    room_id.clone().unwrap_or_else(|| "!unknown:invalid".try_into().expect("valid"));
                 policy::list_read(snapshot, owner.as_ref(), asked, &room, &[], Some(why), now_ms, config)
             }
         },
         Input::CheckPending { owner, list, rule } => policy::check_pending(snapshot, owner, list, rule, now_ms),
+        Input::ListCreated { owner, room_id } => policy::list_created(snapshot, owner, room_id, now_ms, config),
         Input::Member { meta, .. }
         | Input::Message { meta, .. }
         | Input::Encrypted { meta }

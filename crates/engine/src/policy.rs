@@ -121,14 +121,7 @@ pub struct PolicyList {
 
 impl PolicyList {
     pub fn new(room_id: OwnedRoomId, name: String) -> Self {
-        PolicyList {
-            room_id,
-            name,
-            operator: false,
-            followers: BTreeSet::new(),
-            rules: BTreeMap::new(),
-            ignored: 0,
-        }
+        PolicyList { room_id, name, operator: false, followers: BTreeSet::new(), rules: BTreeMap::new(), ignored: 0 }
     }
 
     /// The first rule banning `user`, or an invitation to `room`.
@@ -265,12 +258,14 @@ fn counted(owner: &OwnerState, sender: &OwnedUserId, now_ms: u64) -> OwnerState 
 pub(crate) fn invite(snapshot: &Snapshot, meta: &EventMeta, owner: &OwnerState, now_ms: u64) -> Option<Decision> {
     banned(snapshot, owner, &meta.sender, Some(&meta.room_id))?;
     let d = Decision::default().change(StateChange::PutOwner(counted(owner, &meta.sender, now_ms)));
-    Some(if owner.banned_ignore {
-        d
-    } else {
-        d.effect(Effect::Leave { as_user: owner.user_id.clone(), room_id: meta.room_id.clone(), reason: None })
-    }
-    .outcome(Outcome::InviteBanned))
+    Some(
+        if owner.banned_ignore {
+            d
+        } else {
+            d.effect(Effect::Leave { as_user: owner.user_id.clone(), room_id: meta.room_id.clone(), reason: None })
+        }
+        .outcome(Outcome::InviteBanned),
+    )
 }
 
 /// A rule state event in a room: kept if the room is a followed list, and
@@ -325,7 +320,10 @@ pub(crate) fn list_read(
         None => None,
     };
     if let Some(why) = error {
-        return Decision { effects: answer(texts::list_not_followed(&name, why)).into_iter().collect(), ..Default::default() };
+        return Decision {
+            effects: answer(texts::list_not_followed(&name, why)).into_iter().collect(),
+            ..Default::default()
+        };
     }
     if owner.is_some() && state.is_none() {
         // They stopped meanwhile.
@@ -339,7 +337,10 @@ pub(crate) fn list_read(
             let mut o = o.clone();
             if !o.policy_lists.contains(room_id) {
                 if o.policy_lists.len() >= MAX_LISTS_PER_OWNER {
-                    return Decision { effects: answer(texts::too_many_lists()).into_iter().collect(), ..Default::default() };
+                    return Decision {
+                        effects: answer(texts::too_many_lists()).into_iter().collect(),
+                        ..Default::default()
+                    };
                 }
                 o.policy_lists.push(room_id.clone());
                 d = d.change(StateChange::PutOwner(o.clone()));
@@ -359,14 +360,21 @@ pub(crate) fn list_read(
 /// allowed), handled as if their invitation came now: their rooms left
 /// (or, `set banned ignore`, only forgotten and left too, since the owner
 /// is in them already), what they wrote dropped, each counted.
-fn pending_banned(mut d: Decision, snapshot: &Snapshot, owner: &OwnerState, list: &PolicyList, now_ms: u64) -> Decision {
+fn pending_banned(
+    mut d: Decision,
+    snapshot: &Snapshot,
+    owner: &OwnerState,
+    list: &PolicyList,
+    now_ms: u64,
+) -> Decision {
     let Some(overview) = &snapshot.overview else { return d };
     let mut state = owner.clone();
     let mut decided: BTreeSet<&OwnedUserId> = BTreeSet::new();
     for (room, held) in &overview.held {
-        let allowed = overview.contacts.get(&Subject::User(held.inviter.clone())).or_else(|| {
-            overview.contacts.get(&Subject::Server(held.inviter.server_name().to_owned()))
-        });
+        let allowed = overview
+            .contacts
+            .get(&Subject::User(held.inviter.clone()))
+            .or_else(|| overview.contacts.get(&Subject::Server(held.inviter.server_name().to_owned())));
         if matches!(allowed, Some(Contact::Allowed { .. })) || list.bans(&held.inviter, Some(room)).is_none() {
             continue;
         }
@@ -389,7 +397,13 @@ fn pending_banned(mut d: Decision, snapshot: &Snapshot, owner: &OwnerState, list
 
 /// A list one owner follows gained `rule`: their pending strangers it bans
 /// are handled as at [`list_read`].
-pub(crate) fn check_pending(snapshot: &Snapshot, owner: &OwnedUserId, list: &OwnedRoomId, rule: &PolicyRule, now_ms: u64) -> Decision {
+pub(crate) fn check_pending(
+    snapshot: &Snapshot,
+    owner: &OwnedUserId,
+    list: &OwnedRoomId,
+    rule: &PolicyRule,
+    now_ms: u64,
+) -> Decision {
     let Some(state) = snapshot.owners.get(owner) else { return Decision::default() };
     if !state.policy_lists.contains(list) {
         return Decision::default();
@@ -416,6 +430,106 @@ pub(crate) fn unfollow(snapshot: &Snapshot, owner: &OwnerState, list: &OwnedRoom
             d = d.change(StateChange::PutPolicyList(kept));
         }
     }
+    d
+}
+
+/// The rule that publishes (or, `present` false, withdraws) `subject` in
+/// the owner's shared list.
+pub fn publish(
+    as_user: &OwnedUserId,
+    room: &OwnedRoomId,
+    subject: &Subject,
+    reason: Option<String>,
+    present: bool,
+) -> Effect {
+    let (kind, entity) = match subject {
+        Subject::User(u) => (RuleKind::User, u.to_string()),
+        Subject::Server(s) => (RuleKind::Server, s.to_string()),
+    };
+    Effect::PutPolicyRule { as_user: as_user.clone(), room_id: room.clone(), kind, entity, reason, present }
+}
+
+/// The owner's shared list was made: every block they have is published in
+/// it, and they are told where it is.
+pub(crate) fn list_created(
+    snapshot: &Snapshot,
+    owner: &OwnedUserId,
+    room: &OwnedRoomId,
+    now_ms: u64,
+    config: &EngineConfig,
+) -> Decision {
+    let Some(state) = snapshot.owners.get(owner) else { return Decision::default() };
+    if state.shared_list.is_some() {
+        return Decision::default();
+    }
+    let blocked: Vec<&Subject> = snapshot
+        .overview
+        .iter()
+        .flat_map(|o| o.contacts.iter())
+        .filter(|(_, c)| matches!(c, Contact::Blocked { .. }))
+        .map(|(s, _)| s)
+        .collect();
+    let mut d = Decision::default()
+        .change(StateChange::PutOwner(OwnerState { shared_list: Some(room.clone()), ..state.clone() }));
+    for subject in &blocked {
+        d = d.effect(publish(&config.bot, room, subject, None, true));
+    }
+    let text = texts::sharing_blocks(room.as_str(), blocked.len());
+    let seed = format!("{owner}\0{room}\0{now_ms}");
+    d.effect(Effect::SendNotice {
+        as_user: config.bot.clone(),
+        room_id: state.control_room.clone(),
+        txn_id: txn_id_for(&seed, "shared"),
+        body: text.plain,
+        html: text.html,
+        digest: None,
+        only_with: None,
+        urgent: false,
+    })
+}
+
+/// Whatever decided it (`block`, `unblock`, `undo`, `block all`, an
+/// e-mailed link), a block made or lifted is published in, or withdrawn
+/// from, the owner's shared list, if they share one. A rule the decision
+/// publishes itself (a `block` with a reason) is left as it is.
+pub(crate) fn keep_shared(snapshot: &Snapshot, mut d: Decision, config: &EngineConfig) -> Decision {
+    let after = snapshot.after(&d.changes);
+    let was_blocked = |owner: &OwnedUserId, subject: &Subject| {
+        let stored = snapshot.contacts.get(&(owner.clone(), subject.clone()));
+        let seen = stored.or_else(|| {
+            snapshot
+                .overview
+                .as_ref()
+                .filter(|_| snapshot.owners.contains_key(owner))
+                .and_then(|o| o.contacts.get(subject))
+        });
+        matches!(seen, Some(Contact::Blocked { .. }))
+    };
+    let mut extra = Vec::new();
+    for change in &d.changes {
+        let (owner, subject, blocked) = match change {
+            StateChange::PutContact { owner, subject, contact } => {
+                (owner, subject, matches!(contact, Contact::Blocked { .. }))
+            }
+            StateChange::RemoveContact { owner, subject } => (owner, subject, false),
+            _ => continue,
+        };
+        let Some(room) = after.owners.get(owner).and_then(|o| o.shared_list.as_ref()) else { continue };
+        if blocked == was_blocked(owner, subject) {
+            continue;
+        }
+        let effect = publish(&config.bot, room, subject, None, blocked);
+        let same_slot = |e: &Effect| match (e, &effect) {
+            (Effect::PutPolicyRule { room_id: r, entity: a, .. }, Effect::PutPolicyRule { entity: b, .. }) => {
+                r == room && a == b
+            }
+            _ => false,
+        };
+        if !d.effects.iter().chain(&extra).any(same_slot) {
+            extra.push(effect);
+        }
+    }
+    d.effects.extend(extra);
     d
 }
 

@@ -11,6 +11,7 @@ mod args;
 
 mod allow;
 mod allowed;
+mod banned;
 mod block;
 mod blocked;
 mod deny;
@@ -22,14 +23,14 @@ mod reply;
 mod resume;
 mod set;
 mod settings;
+mod share;
 mod show;
 mod stop;
-mod banned;
 mod subscribe;
 mod subscriptions;
-mod unsubscribe;
 mod unblock;
 mod undo;
+mod unsubscribe;
 mod verify;
 
 use ruma::{OwnedRoomId, OwnedUserId};
@@ -125,6 +126,7 @@ registry! {
     Unsubscribe(unsubscribe::Unsubscribe),
     Subscriptions(subscriptions::Subscriptions),
     Banned(banned::Banned),
+    Share(share::Share),
     Reply(reply::Reply),
     Settings(settings::Settings),
     Set(set::Setting),
@@ -384,7 +386,15 @@ mod tests {
             Some(Command::Allow(Allow { targets: vec![Target::Number(2)], for_ms: Some(30 * 86_400_000) })),
         );
         check("deny 1 2", Some(Command::Deny(Deny { targets: vec![Target::Number(1), Target::Number(2)] })));
-        check("block *:spam.org", Some(Command::Block(Block { targets: vec![user("*:spam.org")] })));
+        check("block *:spam.org", Some(Command::Block(Block { targets: vec![user("*:spam.org")], reason: None })));
+        check(
+            "block @a:x.org 2 because  spam\tand  more",
+            Some(Command::Block(Block {
+                targets: vec![user("@a:x.org"), Target::Number(2)],
+                reason: Some("spam and more".into()),
+            })),
+        );
+        check("block all because spam", Some(Command::Block(Block { targets: vec![], reason: Some("spam".into()) })));
         check("unblock @a:x.org", Some(Command::Unblock(Unblock { targets: vec![user("@a:x.org")] })));
         check("verify 123456", Some(Command::Verify(Verify { code: "123456".into() })));
         check("pause", Some(Command::Pause(Pause { for_ms: None })));

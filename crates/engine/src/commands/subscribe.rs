@@ -21,8 +21,7 @@ pub struct Subscribe {
 /// A policy room as the owner may name it: an alias or a room ID.
 pub(super) fn list_target(args: &Args<'_>) -> Result<String, String> {
     let [word] = args.words.as_slice() else { return Err(texts::not_a_list(args.text)) };
-    let valid = word.len() <= MAX_NAME
-        && (ruma::RoomAliasId::parse(word).is_ok() || ruma::RoomId::parse(word).is_ok());
+    let valid = word.len() <= MAX_NAME && (ruma::RoomAliasId::parse(word).is_ok() || ruma::RoomId::parse(word).is_ok());
     if valid { Ok((*word).to_owned()) } else { Err(texts::not_a_list(word)) }
 }
 

@@ -35,8 +35,13 @@ pub(super) fn followed(ctx: &Ctx<'_>, target: &str) -> Option<OwnedRoomId> {
 impl Handler for Unsubscribe {
     fn run(self, ctx: &Ctx<'_>) -> Decision {
         let Some(room) = followed(ctx, &self.target) else {
-            let operator = ctx.policy.values().any(|l| l.operator && (l.room_id.as_str() == self.target || l.name == self.target));
-            return ctx.answer(if operator { texts::operator_list(&self.target) } else { texts::not_following(&self.target) });
+            let operator =
+                ctx.policy.values().any(|l| l.operator && (l.room_id.as_str() == self.target || l.name == self.target));
+            return ctx.answer(if operator {
+                texts::operator_list(&self.target)
+            } else {
+                texts::not_following(&self.target)
+            });
         };
         let snapshot = crate::Snapshot { policy: ctx.policy.clone(), ..Default::default() };
         policy::unfollow(&snapshot, ctx.owner, &room, ctx.config).effect(ctx.reply(texts::unfollowed(&self.target)))

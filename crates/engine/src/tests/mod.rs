@@ -150,6 +150,9 @@ fn kinds(d: &Decision) -> Vec<&'static str> {
             Effect::Backfill { .. } => "backfill",
             Effect::FollowList { .. } => "follow_list",
             Effect::CheckPending { .. } => "check_pending",
+            Effect::CreateList { .. } => "create_list",
+            Effect::PutPolicyRule { present: true, .. } => "publish",
+            Effect::PutPolicyRule { present: false, .. } => "withdraw",
         })
         .collect()
 }

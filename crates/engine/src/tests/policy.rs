@@ -49,9 +49,11 @@ fn banned_count(d: &Decision) -> Option<u32> {
 
 #[test]
 fn a_stranger_a_list_bans_is_declined_without_a_reply_join_or_rule_and_counted() {
-    for rules in [vec![rule("user", "a", "@stranger:remote.org")], vec![rule("user", "a", "@str*:remote.*")], vec![
-        rule("server", "b", "remote.org"),
-    ]] {
+    for rules in [
+        vec![rule("user", "a", "@stranger:remote.org")],
+        vec![rule("user", "a", "@str*:remote.*")],
+        vec![rule("server", "b", "remote.org")],
+    ] {
         let d = decide(&invited(&rules), &invite_from(STRANGER, HELD), NOW, &config());
         assert_eq!(kinds(&d), ["leave"], "{rules:?}");
         assert!(matches!(&d.effects[0], Effect::Leave { reason: None, as_user, .. } if *as_user == uid(ALICE)));
@@ -204,14 +206,18 @@ fn a_rule_added_later_declines_a_pending_stranger_it_bans_and_no_one_else() {
     assert_eq!(kinds(&d), ["leave", "unrule"]);
     assert!(d.effects.iter().all(|e| e.lane() == Lane::Room(rid(HELD))));
     assert!(d.changes.contains(&StateChange::RemoveRoom { room: rid(HELD), owner: uid(ALICE) }));
-    assert!(d.changes.contains(&StateChange::RemoveDeferred { owner: uid(ALICE), event_id: "$m1".try_into().unwrap() }));
+    assert!(
+        d.changes.contains(&StateChange::RemoveDeferred { owner: uid(ALICE), event_id: "$m1".try_into().unwrap() })
+    );
     assert_eq!(banned_count(&d), Some(1));
     // Allowed meanwhile: left alone.
     let mut allowed = s.clone();
-    allowed.overview.as_mut().unwrap().contacts.insert(
-        usr(STRANGER),
-        Contact::Allowed { since_ms: 1, source: AllowSource::Command, until_ms: None },
-    );
+    allowed
+        .overview
+        .as_mut()
+        .unwrap()
+        .contacts
+        .insert(usr(STRANGER), Contact::Allowed { since_ms: 1, source: AllowSource::Command, until_ms: None });
     assert!(decide(&allowed, &input, NOW, &config()).is_empty());
     // A list the owner no longer follows decides nothing for them.
     let mut left = s.clone();
@@ -341,4 +347,78 @@ fn the_digest_counts_invitations_a_list_declined() {
     let digest = crate::digest::render(&o, &OwnerOverview::default()).expect("a digest");
     let all: String = digest.parts.iter().map(|p| p.plain.clone()).collect();
     assert!(all.contains("12 invitations from accounts on your ban lists were declined; `show banned`"), "{all}");
+}
+
+const SHARED: &str = "!mine:example.org";
+
+fn sharing(s: Snapshot) -> Snapshot {
+    let mut s = s;
+    s.owners.get_mut(&uid(ALICE)).unwrap().shared_list = Some(rid(SHARED));
+    s
+}
+
+fn published(d: &Decision) -> Vec<(String, Option<String>, bool)> {
+    d.effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::PutPolicyRule { room_id, entity, reason, present, as_user, .. } => {
+                assert_eq!((room_id.as_str(), as_user.as_str()), (SHARED, BOT));
+                Some((entity.clone(), reason.clone(), *present))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn share_blocks_makes_a_list_once_and_publishes_every_block_in_it() {
+    let mut s = commanding(None);
+    s.overview.as_mut().unwrap().contacts.insert(usr("@old:evil.org"), Contact::Blocked { since_ms: 1 });
+    s.overview
+        .as_mut()
+        .unwrap()
+        .contacts
+        .insert(Subject::Server("spam.org".try_into().unwrap()), Contact::Blocked { since_ms: 1 });
+    let d = command(&s, "share blocks");
+    assert_eq!(kinds(&d), ["create_list", "notice"]);
+    assert!(d.changes.is_empty());
+    let created = Input::ListCreated { owner: uid(ALICE), room_id: rid(SHARED) };
+    let d = decide(&s, &created, NOW, &config());
+    let mut rules = published(&d);
+    rules.sort();
+    assert_eq!(rules, [("@old:evil.org".into(), None, true), ("spam.org".into(), None, true)]);
+    assert!(d.effects.iter().any(|e| matches!(e, Effect::PutPolicyRule { kind: RuleKind::Server, .. })));
+    assert!(notice_body(&d).contains(SHARED) && notice_body(&d).contains("public join rule"), "{}", notice_body(&d));
+    // Made twice (a repeated `share blocks`): the first one stays.
+    assert!(decide(&sharing(s.clone()), &created, NOW, &config()).is_empty());
+    // Asked again: where it is.
+    assert!(notice_body(&command(&sharing(s), "share blocks")).contains(SHARED));
+}
+
+#[test]
+fn a_shared_list_follows_block_unblock_undo_and_block_all_and_stops_when_asked() {
+    let s = sharing(commanding(None));
+    let d = command(&s, "block @spam:evil.org because sent me spam");
+    assert_eq!(published(&d), [("@spam:evil.org".into(), Some("sent me spam".into()), true)]);
+    let d = command(&s, "block @spam:evil.org");
+    assert_eq!(published(&d), [("@spam:evil.org".into(), None, true)]);
+    let mut blocked = s.clone();
+    blocked.overview.as_mut().unwrap().contacts.insert(usr("@spam:evil.org"), Contact::Blocked { since_ms: 1 });
+    assert_eq!(published(&command(&blocked, "unblock @spam:evil.org")), [("@spam:evil.org".into(), None, false)]);
+    // An allow over a block withdraws it too.
+    assert_eq!(published(&command(&blocked, "allow @spam:evil.org")), [("@spam:evil.org".into(), None, false)]);
+    // Undo of the block: withdrawn.
+    let after_block = blocked.after(&command(&s, "block @spam:evil.org").changes);
+    let undone = command(&after_block, "undo");
+    assert_eq!(published(&undone), [("@spam:evil.org".into(), None, false)], "{undone:?}");
+    // `block all`: everyone pending.
+    let mut pending = s.clone();
+    pending.overview.as_mut().unwrap().held.insert(rid(HELD), held_room(true));
+    assert_eq!(published(&command(&pending, "block all")), [(STRANGER.into(), None, true)]);
+    // Not sharing: nothing published.
+    assert!(published(&command(&commanding(None), "block @spam:evil.org because spam")).is_empty());
+    // Off: the owner's record forgets the room; nothing published from then on.
+    let d = command(&s, "share blocks off");
+    assert!(matches!(&d.changes[0], StateChange::PutOwner(o) if o.shared_list.is_none()));
+    assert!(notice_body(&command(&commanding(None), "share blocks off")).contains("not shared"));
 }

@@ -14,7 +14,8 @@ pub fn joining_list(name: &str, client_mode: bool) -> Text {
 }
 
 pub fn list_followed(name: &str, room: &RoomId, rules: usize, ignored: u32, client_mode: bool) -> Text {
-    let more = if ignored > 0 { format!(" ({ignored} more not kept: a list keeps at most 10,000)") } else { String::new() };
+    let more =
+        if ignored > 0 { format!(" ({ignored} more not kept: a list keeps at most 10,000)") } else { String::new() };
     plain(&format!(
         "Following the ban list {name} ({room}): {}{more}. {} joined it and applies its changes within a minute. \
          Invitations from accounts it bans are declined without a reply; people you allowed still reach you.",
@@ -137,7 +138,9 @@ pub fn not_sharing() -> Text {
 }
 
 pub fn sharing_stopped(room: &str) -> Text {
-    plain(&format!(
-        "Your blocks are no longer kept current in {room}; Gatekeeper left it. What it lists stays until removed there."
-    ))
+    plain(&format!("Your blocks are no longer kept current in {room}. The room and what it lists stay as they are."))
+}
+
+pub fn share_what() -> String {
+    "`share blocks` publishes your blocks; `share blocks off` stops".to_owned()
 }
