@@ -493,7 +493,20 @@ pub(crate) fn list_created(
 /// from, the owner's shared list, if they share one. A rule the decision
 /// publishes itself (a `block` with a reason) is left as it is.
 pub(crate) fn keep_shared(snapshot: &Snapshot, mut d: Decision, config: &EngineConfig) -> Decision {
-    let after = snapshot.after(&d.changes);
+    let touches_contacts =
+        d.changes.iter().any(|c| matches!(c, StateChange::PutContact { .. } | StateChange::RemoveContact { .. }));
+    if !touches_contacts {
+        return d;
+    }
+    // The owner's record as this decision leaves it (`share blocks off`
+    // and a block in one decision cannot happen, but the last word counts).
+    let shared_of = |owner: &OwnedUserId| {
+        let put = d.changes.iter().rev().find_map(|c| match c {
+            StateChange::PutOwner(o) if o.user_id == *owner => Some(o),
+            _ => None,
+        });
+        put.or_else(|| snapshot.owners.get(owner)).and_then(|o| o.shared_list.clone())
+    };
     let was_blocked = |owner: &OwnedUserId, subject: &Subject| {
         let stored = snapshot.contacts.get(&(owner.clone(), subject.clone()));
         let seen = stored.or_else(|| {
@@ -514,7 +527,8 @@ pub(crate) fn keep_shared(snapshot: &Snapshot, mut d: Decision, config: &EngineC
             StateChange::RemoveContact { owner, subject } => (owner, subject, false),
             _ => continue,
         };
-        let Some(room) = after.owners.get(owner).and_then(|o| o.shared_list.as_ref()) else { continue };
+        let Some(room) = shared_of(owner) else { continue };
+        let room = &room;
         if blocked == was_blocked(owner, subject) {
             continue;
         }
