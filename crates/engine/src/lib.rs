@@ -272,8 +272,12 @@ pub fn policy_read(snapshot: &Snapshot, input: &Input) -> PolicyRead {
             snapshot.owners.get(target).map(of).unwrap_or_default()
         }
         Input::CheckPending { list, .. } => PolicyRead { lists: vec![list.clone()], operator: false },
-        // Only the commands about lists read them: a list may be large.
+        // Only the commands about lists read them (a list may be large),
+        // and leaving the control room, which stops Gatekeeper as `stop` does.
         Input::Message { body, .. } if commands::reads_lists(body) => {
+            snapshot.control_of().and_then(|o| snapshot.owners.get(o)).map(of).unwrap_or_default()
+        }
+        Input::Member { membership: Membership::Leave | Membership::Ban, .. } => {
             snapshot.control_of().and_then(|o| snapshot.owners.get(o)).map(of).unwrap_or_default()
         }
         _ => PolicyRead::default(),
@@ -324,6 +328,7 @@ pub fn txn_id_for(seed: &str, purpose: &str) -> String {
 
 pub fn decide(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineConfig) -> Decision {
     let d = policy::keep_shared(snapshot, decide_input(snapshot, input, now_ms, config), config);
+    let d = policy::forget_owner(snapshot, d, config);
     fit_notices(d, config.client_mode)
 }
 

@@ -416,10 +416,45 @@ pub(crate) fn check_pending(
 /// The owner stops following `list`: forgotten once nobody follows it.
 pub(crate) fn unfollow(snapshot: &Snapshot, owner: &OwnerState, list: &OwnedRoomId, config: &EngineConfig) -> Decision {
     let lists: Vec<OwnedRoomId> = owner.policy_lists.iter().filter(|l| *l != list).cloned().collect();
-    let mut d = Decision::default().change(StateChange::PutOwner(OwnerState { policy_lists: lists, ..owner.clone() }));
+    let d = Decision::default().change(StateChange::PutOwner(OwnerState { policy_lists: lists, ..owner.clone() }));
+    leave_list(snapshot, d, &owner.user_id, list, config)
+}
+
+/// An owner who opts out (`stop`, or leaving the control room) follows no
+/// list any more: each is forgotten once nobody follows it, and the bot
+/// leaves it.
+pub(crate) fn forget_owner(snapshot: &Snapshot, mut d: Decision, config: &EngineConfig) -> Decision {
+    let gone: Vec<&OwnedUserId> = d
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            StateChange::RemoveOwner(o) => Some(o),
+            _ => None,
+        })
+        .collect();
+    let mut left = Decision::default();
+    for owner in gone {
+        for list in snapshot.owners.get(owner).map(|o| o.policy_lists.as_slice()).unwrap_or_default() {
+            left = leave_list(&snapshot.after(&left.changes), left, owner, list, config);
+        }
+    }
+    d.changes.extend(left.changes);
+    d.effects.extend(left.effects);
+    d
+}
+
+/// `owner` no longer among `list`'s followers; the list forgotten (and
+/// left) once nobody follows it and it is not the operator's.
+fn leave_list(
+    snapshot: &Snapshot,
+    mut d: Decision,
+    owner: &OwnedUserId,
+    list: &OwnedRoomId,
+    config: &EngineConfig,
+) -> Decision {
     if let Some(kept) = snapshot.policy.get(list) {
         let mut kept = kept.clone();
-        kept.followers.remove(&owner.user_id);
+        kept.followers.remove(owner);
         if kept.followers.is_empty() && !kept.operator {
             d = d.change(StateChange::RemovePolicyList(list.clone())).effect(Effect::Leave {
                 as_user: config.bot.clone(),

@@ -195,9 +195,12 @@ pub fn codes_read(input: &crate::Input) -> Vec<crate::WaveKey> {
 }
 
 /// Whether a command reads the ban lists the owner follows (see
-/// `crate::policy_read`).
+/// `crate::policy_read`): the list commands, and `stop`, which leaves them.
 pub fn reads_lists(body: &str) -> bool {
-    matches!(parse(body), Some(Command::Subscribe(_) | Command::Unsubscribe(_) | Command::Subscriptions(_)))
+    matches!(
+        parse(body),
+        Some(Command::Subscribe(_) | Command::Unsubscribe(_) | Command::Subscriptions(_) | Command::Stop(_))
+    )
 }
 
 impl Ctx<'_> {

@@ -422,3 +422,29 @@ fn a_shared_list_follows_block_unblock_undo_and_block_all_and_stops_when_asked()
     assert!(matches!(&d.changes[0], StateChange::PutOwner(o) if o.shared_list.is_none()));
     assert!(notice_body(&command(&commanding(None), "share blocks off")).contains("not shared"));
 }
+
+#[test]
+fn an_owner_who_stops_follows_no_list_and_a_list_nobody_follows_is_forgotten() {
+    let mut shared = list_with(&[rule("user", "a", "@x:y.org")]);
+    shared.room_id = rid("!shared:lists.org");
+    shared.followers.insert(uid("@bob:example.org"));
+    let mut s = commanding(Some(list_with(&[])));
+    s.owners.get_mut(&uid(ALICE)).unwrap().policy_lists.push(shared.room_id.clone());
+    s.policy.insert(shared.room_id.clone(), shared.clone());
+    let d = command(&s, "stop");
+    assert!(d.changes.contains(&StateChange::RemoveOwner(uid(ALICE))), "{d:?}");
+    assert!(d.changes.contains(&StateChange::RemovePolicyList(rid(LIST))));
+    assert!(d.effects.iter().any(|e| matches!(e, Effect::Leave { room_id, .. } if room_id.as_str() == LIST)));
+    let kept = d.changes.iter().find_map(|c| match c {
+        StateChange::PutPolicyList(l) => Some(l),
+        _ => None,
+    });
+    assert!(kept.unwrap().followers.iter().eq([&uid("@bob:example.org")]), "Bob still follows his");
+    // Leaving the control room is a stop too.
+    let left = decide(&s, &member(ALICE, CONTROL, ALICE, Membership::Leave, false), NOW, &config());
+    assert!(left.changes.contains(&StateChange::RemovePolicyList(rid(LIST))), "{left:?}");
+    // A list the decision did not read (not in the snapshot) is left as it is.
+    let mut bare = control();
+    bare.owners.get_mut(&uid(ALICE)).unwrap().policy_lists = vec![rid(LIST)];
+    assert!(!command(&bare, "stop").changes.iter().any(|c| matches!(c, StateChange::RemovePolicyList(_))));
+}
