@@ -114,6 +114,10 @@ pub(crate) fn process_up_to(
         }
         let policy = engine::policy_read(&snapshot, &input);
         read_policy(&pending.overlay, &policy, &reads.policy, &mut snapshot)?;
+        if engine::everyone_read(&snapshot, &input) {
+            pending.commit()?;
+            snapshot.everyone = store.owners()?.into_iter().map(|o| o.user_id).collect();
+        }
         if let Some(owner) = engine::overview_read(&snapshot, &input) {
             pending.commit()?;
             snapshot.overview = Some(store.overview(&owner)?);

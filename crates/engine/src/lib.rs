@@ -265,6 +265,13 @@ pub struct PolicyRead {
     pub operator: bool,
 }
 
+/// Whether deciding `input` needs every owner (`Snapshot::everyone`): a
+/// rule event in one of the operator's lists, whose new rules are checked
+/// against each owner's pending strangers (one owner per later decision).
+pub fn everyone_read(snapshot: &Snapshot, input: &Input) -> bool {
+    matches!(input, Input::PolicyRule { meta, .. } if snapshot.policy.get(&meta.room_id).is_some_and(|l| l.operator))
+}
+
 pub fn policy_read(snapshot: &Snapshot, input: &Input) -> PolicyRead {
     let of = |owner: &OwnerState| PolicyRead { lists: owner.policy_lists.clone(), operator: true };
     match input {

@@ -280,7 +280,11 @@ pub(crate) fn rule_event(snapshot: &Snapshot, meta: &EventMeta, event: &RuleEven
     // waiting: each follower is looked at in a decision of their own, so
     // one list followed by many owners never makes one huge decision.
     if let Some(rule) = added {
-        for owner in &updated.followers {
+        let everyone: BTreeSet<&OwnedUserId> = match updated.operator {
+            true => snapshot.everyone.iter().chain(&updated.followers).collect(),
+            false => updated.followers.iter().collect(),
+        };
+        for owner in everyone {
             d = d.effect(Effect::CheckPending { owner: owner.clone(), list: meta.room_id.clone(), rule: rule.clone() });
         }
     }
@@ -405,7 +409,8 @@ pub(crate) fn check_pending(
     now_ms: u64,
 ) -> Decision {
     let Some(state) = snapshot.owners.get(owner) else { return Decision::default() };
-    if !state.policy_lists.contains(list) {
+    let operators = snapshot.policy.get(list).is_some_and(|l| l.operator);
+    if !state.policy_lists.contains(list) && !operators {
         return Decision::default();
     }
     let mut one = PolicyList::new(list.clone(), String::new());

@@ -583,6 +583,9 @@ pub struct Snapshot {
     pub waves: BTreeMap<WaveKey, WaveRecord>,
     /// The policy lists the decision reads (see [`crate::policy_read`]).
     pub policy: BTreeMap<OwnedRoomId, crate::policy::PolicyList>,
+    /// Every owner, for a rule added to one of the operator's lists, which
+    /// every owner follows (see [`crate::everyone_read`]).
+    pub everyone: Vec<OwnedUserId>,
 }
 
 /// Time-based changes that have come due.

@@ -448,3 +448,34 @@ fn an_owner_who_stops_follows_no_list_and_a_list_nobody_follows_is_forgotten() {
     bare.owners.get_mut(&uid(ALICE)).unwrap().policy_lists = vec![rid(LIST)];
     assert!(!command(&bare, "stop").changes.iter().any(|c| matches!(c, StateChange::RemovePolicyList(_))));
 }
+
+#[test]
+fn a_rule_added_to_an_operators_list_is_checked_for_every_owner() {
+    let mut list = list_with(&[]);
+    list.followers.clear();
+    list.operator = true;
+    let mut s = with_owner(Snapshot::default());
+    s.policy.insert(rid(LIST), list);
+    let input = rule_input(rule("user", "a", "@spam:x.org"), 1);
+    // Only with every owner read (declared: `everyone_read`).
+    assert!(crate::everyone_read(&s, &input));
+    s.everyone = vec![uid(ALICE), uid("@bob:example.org")];
+    let d = decide(&s, &input, NOW, &config());
+    let owners: Vec<&str> = d
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::CheckPending { owner, .. } => Some(owner.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(owners, [ALICE, "@bob:example.org"]);
+    // Each owner's check then applies it, though the list is not theirs.
+    let mut pending = pending_snapshot(&[]);
+    pending.owners.get_mut(&uid(ALICE)).unwrap().policy_lists.clear();
+    pending.policy.get_mut(&rid(LIST)).unwrap().operator = true;
+    let added = PolicyRule { kind: RuleKind::User, entity: "@stranger:*".into(), takedown: false, reason: None };
+    let check = Input::CheckPending { owner: uid(ALICE), list: rid(LIST), rule: added };
+    assert_eq!(kinds(&decide(&pending, &check, NOW, &config())), ["leave", "unrule"]);
+    assert!(!crate::everyone_read(&invited(&[]), &input), "an owner's own list needs only its followers");
+}
