@@ -38,7 +38,23 @@ pub struct Config {
     /// `/metrics` and `/health` on their own address; off when left out.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// Shared ban lists every owner follows.
+    #[serde(default)]
+    pub policy: PolicyConfig,
 }
+
+/// Moderation policy rooms (ban lists) the operator has every owner follow,
+/// on top of those each owner subscribes to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Room aliases (`#list:example.org`) or room IDs (`!abc:example.org`).
+    #[serde(default)]
+    pub lists: Vec<String>,
+}
+
+/// At most this many operator lists: each is read for every invitation.
+pub const MAX_OPERATOR_LISTS: usize = 20;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -586,6 +602,16 @@ pub fn check(config: &Config) -> Vec<String> {
             _ => {}
         }
     }
+    if config.policy.lists.len() > MAX_OPERATOR_LISTS {
+        problems.push(format!("policy.lists: at most {MAX_OPERATOR_LISTS} lists"));
+    }
+    for list in &config.policy.lists {
+        if ruma::RoomAliasId::parse(list).is_err() && ruma::RoomId::parse(list).is_err() {
+            problems.push(format!(
+                "policy.lists: `{list}` is neither a room alias (#list:example.org) nor a room ID (!abc:example.org)"
+            ));
+        }
+    }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.logging.level) {
         problems.push(format!("logging.level: `{}` is not a valid filter: {e}", config.logging.level));
     }
@@ -878,6 +904,21 @@ database:
         }
         let c = parse(&format!("{MINIMAL}gate:\n  wave_senders_per_server: 1001\n"), &[]).unwrap();
         assert!(check(&c).iter().any(|p| p.starts_with("gate.wave_senders_per_server")));
+    }
+
+    #[test]
+    fn policy_lists_are_aliases_or_room_ids_and_bounded() {
+        assert!(parse(MINIMAL, &[]).unwrap().policy.lists.is_empty());
+        let good =
+            parse(&format!("{MINIMAL}policy:\n  lists: ['#bans:example.org', '!abc:example.org']\n"), &[]).unwrap();
+        assert_eq!(good.policy.lists.len(), 2);
+        assert!(check(&good).is_empty(), "{:?}", check(&good));
+        let bad = parse(&format!("{MINIMAL}policy:\n  lists: ['bans', '@user:example.org']\n"), &[]).unwrap();
+        assert_eq!(check(&bad).iter().filter(|p| p.starts_with("policy.lists")).count(), 2, "{:?}", check(&bad));
+        let many: Vec<String> = (0..21).map(|i| format!("'#l{i}:example.org'")).collect();
+        let many = parse(&format!("{MINIMAL}policy:\n  lists: [{}]\n", many.join(", ")), &[]).unwrap();
+        assert!(check(&many).iter().any(|p| p.starts_with("policy.lists: at most")), "{:?}", check(&many));
+        assert!(parse(&format!("{MINIMAL}policy:\n  list: []\n"), &[]).is_err(), "unknown keys are refused");
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub struct Metrics {
     pub replies_sent_late: Counter,
     pub wave_invites: Counter,
     pub urgent_sent: Counter,
+    pub invites_banned: Counter,
     pub digests_sent: Counter,
     pub emails_sent: Counter,
     pub action_failures: Counter,
@@ -69,6 +70,7 @@ impl Metrics {
             replies_sent_late: Counter::default(),
             wave_invites: Counter::default(),
             urgent_sent: Counter::default(),
+            invites_banned: Counter::default(),
             digests_sent: Counter::default(),
             emails_sent: Counter::default(),
             action_failures: Counter::default(),
@@ -105,6 +107,11 @@ impl Metrics {
         );
         r.register("wave_invites", "Invites held from senders who are part of a wave", m.wave_invites.clone());
         r.register("urgent_sent", "Urgent messages passed on to their owner at once", m.urgent_sent.clone());
+        r.register(
+            "invites_banned",
+            "Strangers' invitations declined (or left silent) because a followed ban list names the sender",
+            m.invites_banned.clone(),
+        );
         r.register("digests_sent", "Digest notices decided and queued to send", m.digests_sent.clone());
         r.register("emails_sent", "E-mails sent", m.emails_sent.clone());
         r.register("action_failures", "Effects that failed for good", m.action_failures.clone());
@@ -143,6 +150,7 @@ impl Metrics {
                 Outcome::ReplySuppressedWave => self.replies_suppressed_wave.inc(),
                 Outcome::WaveInvite => self.wave_invites.inc(),
                 Outcome::UrgentSent => self.urgent_sent.inc(),
+                Outcome::InviteBanned => self.invites_banned.inc(),
                 Outcome::ReplySentLate => {
                     self.replies_sent_late.inc();
                     self.replies_sent.inc()
@@ -182,6 +190,7 @@ pub fn input_kind(input: &Input) -> &'static str {
         Input::Message { .. } => "message",
         Input::Encrypted { .. } => "encrypted",
         Input::Redaction { .. } => "redaction",
+        Input::PolicyRule { .. } => "policy_rule",
         Input::Tick | Input::OwnerDue { .. } => "tick",
         _ => "lookup",
     }

@@ -5,6 +5,7 @@
 
 mod appservice;
 mod client;
+mod lists;
 
 use std::sync::Arc;
 use std::time::Duration;

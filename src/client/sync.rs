@@ -25,6 +25,13 @@ const UTD_PREFIX: &str = "utd/";
 const UTD_PATIENCE_MS: u64 = 7 * 86_400_000;
 const EVENT_TYPES: [&str; 4] = ["m.room.member", "m.room.message", "m.room.encrypted", "m.room.redaction"];
 
+/// The timeline's types the engine reads: the above, and the ban rules of
+/// policy lists the owner's account follows (their changes come as state
+/// events in the list's timeline).
+fn read_types() -> impl Iterator<Item = &'static str> {
+    EVENT_TYPES.into_iter().chain(crate::engine::policy::RULE_TYPES.iter().map(|(t, _)| *t))
+}
+
 /// Long-poll time of one sync request.
 const POLL: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -32,7 +39,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 fn filter(timeline_limit: u32) -> Filter {
     let mut timeline = RoomEventFilter::default();
     timeline.limit = Some(timeline_limit.into());
-    timeline.types = Some(EVENT_TYPES.iter().map(|t| t.to_string()).collect());
+    timeline.types = Some(read_types().map(str::to_owned).collect());
     let mut room = RoomFilter::default();
     room.timeline = timeline;
     let mut def = FilterDefinition::default();
@@ -244,7 +251,8 @@ pub fn inbox_events(
 /// the engine's translator expects; `None` for types it never reads.
 pub fn with_room_id(json: &str, room_id: &RoomId) -> Option<Vec<u8>> {
     let mut value: Value = serde_json::from_str(json).ok()?;
-    if !EVENT_TYPES.contains(&value["type"].as_str()?) {
+    let kind = value["type"].as_str()?;
+    if !read_types().any(|t| t == kind) {
         return None;
     }
     value["room_id"] = json!(room_id.as_str());

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod effects;
 pub mod native;
+pub mod policy;
 
 pub use client::{ClientError, HsClient};
 pub use effects::classify;

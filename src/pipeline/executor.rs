@@ -155,9 +155,15 @@ impl Share {
             | Effect::SendEmail { owner, .. }
             | Effect::ImportContacts { owner }
             | Effect::LookUpShared { owner, .. }
-            | Effect::Backfill { owner, .. } => owner,
+            | Effect::Backfill { owner, .. }
+            | Effect::CheckPending { owner, .. }
+            | Effect::CreateList { owner, .. } => owner,
             Effect::FetchProfile { user } => user,
             Effect::Native(native) => native.acts_for(),
+            Effect::PutPolicyRule { .. } => return Share::Lane(effect.lane()),
+            // The bot's (or in client mode the owner's) joins of ban lists
+            // take turns list by list.
+            Effect::FollowList { .. } => return Share::Lane(effect.lane()),
         };
         match effect {
             // Control rooms' answers and commands (and in client mode, where

@@ -14,7 +14,7 @@ use crate::engine::{
     self, Decision, Due, DueDigest, DueReplies, EngineConfig, Input, OwnerState, StateChange, schedule,
 };
 use crate::metrics::METRICS;
-use crate::store::{Lookups, Overlay, Store, StoreError, assemble_snapshot, read_waves};
+use crate::store::{Lookups, Overlay, Store, StoreError, assemble_snapshot, read_policy, read_waves};
 
 pub const BATCH: usize = 100;
 
@@ -111,6 +111,12 @@ pub(crate) fn process_up_to(
         }
         if let Some(sender) = &reads.waves {
             snapshot.waves.extend(read_waves(&pending.overlay, sender)?);
+        }
+        let policy = engine::policy_read(&snapshot, &input);
+        read_policy(&pending.overlay, &policy, &reads.policy, &mut snapshot)?;
+        if engine::everyone_read(&snapshot, &input) {
+            pending.commit()?;
+            snapshot.everyone = store.owners()?.into_iter().map(|o| o.user_id).collect();
         }
         if let Some(owner) = engine::overview_read(&snapshot, &input) {
             pending.commit()?;
@@ -217,6 +223,10 @@ fn concerns_nobody(lookups: &dyn Lookups, raw: &[u8], bot: &ruma::UserId) -> Res
     let (Some(kind), Some(room)) = (head.kind.as_deref(), head.room_id.as_deref()) else { return Ok(None) };
     let Ok(room) = <&ruma::RoomId>::try_from(room) else { return Ok(None) };
     if !lookups.rooms(room)?.is_empty() {
+        return Ok(None);
+    }
+    // A ban rule is decided by the list it is in (kept or not): one look-up.
+    if crate::engine::policy::RuleKind::of(kind).is_some() {
         return Ok(None);
     }
     let counted = match kind {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::engine::native::{FilterSeen, NativeInput, ReportVia};
+use crate::engine::policy::{PolicyRule, RuleEvent, RuleKind};
 use crate::engine::{EventMeta, FailedStep, Input, Media, Membership, Replacement};
 
 /// Why an event could not be turned into an input: it is quarantined with
@@ -118,6 +119,26 @@ pub enum Internal {
         owner: OwnedUserId,
         seen: FilterSeenV1,
     },
+    /// A ban list was joined and its rules read (or could not be).
+    ListRead {
+        owner: Option<OwnedUserId>,
+        asked: String,
+        room_id: Option<OwnedRoomId>,
+        rules: Vec<RuleRead>,
+        error: Option<String>,
+    },
+    /// A list `owner` follows gained a rule: their pending strangers are
+    /// checked against it.
+    CheckPending {
+        owner: OwnedUserId,
+        list: OwnedRoomId,
+        rule: crate::store::RuleV1,
+    },
+    /// The policy room for an owner's blocks was made.
+    ListCreated {
+        owner: OwnedUserId,
+        room_id: OwnedRoomId,
+    },
 }
 
 /// [`crate::engine::native::FilterSeen`] as stored in the inbox: subjects
@@ -158,6 +179,28 @@ impl From<FilterSeenV1> for FilterSeen {
             blocked: subjects(s.blocked),
             allowed: subjects(s.allowed),
             truncated: s.truncated,
+        }
+    }
+}
+
+/// A rule state event as read from a list's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleRead {
+    pub event_type: String,
+    pub state_key: String,
+    pub entity: Option<String>,
+    pub recommendation: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl From<RuleRead> for RuleEvent {
+    fn from(r: RuleRead) -> Self {
+        RuleEvent {
+            event_type: r.event_type,
+            state_key: r.state_key,
+            entity: r.entity,
+            recommendation: r.recommendation,
+            reason: r.reason,
         }
     }
 }
@@ -329,6 +372,37 @@ fn late_decryption(input: Input) -> Input {
     }
 }
 
+/// A ban rule state event of a policy room. Read leniently: whoever has
+/// power in a list writes what they like, and a rule that cannot be read
+/// is no rule (the engine then forgets what its slot held). Without a
+/// state key, an ID or a sender it is not a state event: nothing.
+fn policy_rule(env: Envelope<'_>) -> Option<Input> {
+    #[derive(Deserialize, Default)]
+    struct RuleContent {
+        #[serde(default, deserialize_with = "lenient")]
+        entity: Option<String>,
+        #[serde(default, deserialize_with = "lenient")]
+        recommendation: Option<String>,
+        #[serde(default, deserialize_with = "lenient")]
+        reason: Option<String>,
+    }
+    let (Some(event_id), Some(room_id), Some(sender), Some(state_key)) =
+        (env.event_id, env.room_id, env.sender, env.state_key)
+    else {
+        return None;
+    };
+    let c: RuleContent = env.content.and_then(|c| serde_json::from_str(c.get()).ok()).unwrap_or_default();
+    let meta = EventMeta { event_id, room_id, sender, ts_ms: env.origin_server_ts.unwrap_or(0) };
+    let rule = RuleEvent {
+        event_type: env.kind,
+        state_key,
+        entity: c.entity,
+        recommendation: c.recommendation,
+        reason: c.reason,
+    };
+    Some(Input::PolicyRule { meta, rule })
+}
+
 /// `Ok(None)` for events the engine has no rule for; `Err` for events that
 /// are malformed in a way that must be looked at.
 pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable> {
@@ -357,6 +431,17 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
             Internal::DigestPartFailed { owner, messages, invites } => {
                 Input::DigestPartFailed { owner, messages, invites }
             }
+            Internal::ListRead { owner, asked, room_id, rules, error } => Input::ListRead {
+                owner,
+                asked,
+                room_id,
+                rules: rules.into_iter().map(RuleEvent::from).collect(),
+                error,
+            },
+            Internal::CheckPending { owner, list, rule } => {
+                Input::CheckPending { owner, list, rule: PolicyRule::from(rule) }
+            }
+            Internal::ListCreated { owner, room_id } => Input::ListCreated { owner, room_id },
             Internal::LinkUsed { owner, action, subject, nonce } => Input::LinkUsed {
                 owner,
                 action,
@@ -374,6 +459,9 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
         }));
     }
     let env: Envelope<'_> = serde_json::from_slice(raw).map_err(|e| Unreadable(format!("not a Matrix event: {e}")))?;
+    if RuleKind::of(&env.kind).is_some() {
+        return Ok(policy_rule(env));
+    }
     if !matches!(env.kind.as_str(), "m.room.member" | "m.room.message" | "m.room.encrypted" | "m.room.redaction") {
         return Ok(None);
     }

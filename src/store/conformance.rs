@@ -317,6 +317,79 @@ fn deferred(event: &str, body: &str) -> Deferred {
     }
 }
 
+/// A ban list followed by two owners is one record; the operator's are
+/// found without reading every list; an owner's record keeps what it
+/// follows and counted; a batch reads its own changes to lists; and the
+/// effects that follow and check lists survive the outbox.
+pub fn policy_lists_are_kept_once_and_the_operators_found(s: &dyn Store) {
+    use crate::engine::policy::{PolicyList, PolicyRule, RuleKind};
+    let (alice, bob) = (owned_user_id!("@alice:example.org"), owned_user_id!("@bob:example.org"));
+    let (shared, operator) = (owned_room_id!("!shared:lists.org"), owned_room_id!("!op:lists.org"));
+    let rule =
+        PolicyRule { kind: RuleKind::Server, entity: "*.evil.org".into(), takedown: true, reason: Some("spam".into()) };
+    let mut list = PolicyList::new(shared.clone(), "#shared:lists.org".into());
+    list.followers = [alice.clone(), bob.clone()].into_iter().collect();
+    list.rules.insert(("m.policy.rule.server".into(), "r1".into()), rule.clone());
+    list.ignored = 3;
+    let op = PolicyList { operator: true, ..PolicyList::new(operator.clone(), "!op:lists.org".into()) };
+    let owner = OwnerState {
+        policy_lists: vec![shared.clone()],
+        banned: crate::engine::Tally { total: 12, reported: 10 },
+        banned_recent: vec![(owned_user_id!("@spam:evil.org"), 5)],
+        banned_ignore: true,
+        shared_list: Some(owned_room_id!("!mine:example.org")),
+        ..OwnerState::new(alice.clone(), owned_room_id!("!dm:example.org"), 7)
+    };
+    commit_changes(
+        s,
+        vec![
+            StateChange::PutOwner(owner.clone()),
+            StateChange::PutPolicyList(list.clone()),
+            StateChange::PutPolicyList(op.clone()),
+        ],
+    );
+    assert_eq!(s.owner(&alice).unwrap(), Some(owner));
+    assert_eq!(s.policy_list(&shared).unwrap(), Some(list.clone()));
+    assert_eq!(s.policy_list(&owned_room_id!("!none:lists.org")).unwrap(), None);
+    assert_eq!(s.operator_lists().unwrap(), vec![operator.clone()]);
+    // The snapshot of an invitation reads the owner's and the operator's.
+    let mut snapshot = Snapshot::default();
+    let read = crate::engine::PolicyRead { lists: vec![shared.clone()], operator: true };
+    read_policy(s, &read, &[], &mut snapshot).unwrap();
+    assert_eq!(snapshot.policy.keys().cloned().collect::<Vec<_>>(), vec![operator.clone(), shared.clone()]);
+    // A batch sees its own changes before they are committed.
+    let mut overlay = Overlay::new(s);
+    overlay
+        .apply(&[
+            StateChange::PutPolicyList(PolicyList { operator: false, ..op.clone() }),
+            StateChange::RemovePolicyList(shared.clone()),
+        ])
+        .unwrap();
+    assert_eq!(overlay.policy_list(&shared).unwrap(), None);
+    assert!(overlay.operator_lists().unwrap().is_empty());
+    assert_eq!(s.operator_lists().unwrap(), vec![operator.clone()]);
+    // No longer the operator's, then gone.
+    commit_changes(s, vec![StateChange::PutPolicyList(PolicyList { operator: false, ..op })]);
+    assert!(s.operator_lists().unwrap().is_empty());
+    commit_changes(s, vec![StateChange::RemovePolicyList(shared.clone())]);
+    assert_eq!(s.policy_list(&shared).unwrap(), None);
+    // The effects that follow a list and check who is pending round-trip.
+    let effects = vec![
+        Effect::FollowList {
+            as_user: owned_user_id!("@gatekeeper:example.org"),
+            owner: Some(alice.clone()),
+            target: "#shared:lists.org".into(),
+        },
+        Effect::CheckPending { owner: alice, list: shared, rule },
+    ];
+    s.accept_transaction("policy-effects", &[b"{}"], 1).unwrap();
+    let item = s.inbox_batch(100).unwrap().pop().unwrap();
+    s.commit(item.seq, &Decision { changes: vec![], effects: effects.clone(), outcomes: vec![] }).unwrap();
+    let high = s.outbox_high_water().unwrap();
+    let out: Vec<Effect> = s.outbox_batch(high, 100, false).unwrap().into_iter().map(|i| i.effect).collect();
+    assert_eq!(out[out.len() - 2..], effects[..]);
+}
+
 fn commit_changes(s: &dyn Store, changes: Vec<StateChange>) {
     let txn = format!("t{}", s.stats().unwrap().transactions);
     s.accept_transaction(&txn, &[b"{}"], 1).unwrap();
@@ -969,6 +1042,7 @@ macro_rules! store_conformance {
             case!(events_consumed_from_tracked_rooms_are_remembered);
             case!(rooms_are_kept_per_owner);
             case!(follow_ups_can_be_queued_on_their_own);
+            case!(policy_lists_are_kept_once_and_the_operators_found);
         }
     };
 }

@@ -23,6 +23,7 @@ struct Inner {
     strangers: BTreeMap<(OwnedUserId, OwnedUserId), StrangerState>,
     deferred: BTreeMap<(OwnedUserId, OwnedEventId), Deferred>,
     waves: BTreeMap<WaveKey, WaveRecord>,
+    policy: BTreeMap<OwnedRoomId, crate::engine::policy::PolicyList>,
     quarantine: BTreeMap<u64, QuarantinedEvent>,
     used_links: HashMap<String, u64>,
     failed: BTreeMap<u64, FailedEffect>,
@@ -79,6 +80,12 @@ impl Inner {
                 }
                 StateChange::PutWave(key, record) => {
                     self.waves.insert(key, record);
+                }
+                StateChange::PutPolicyList(list) => {
+                    self.policy.insert(list.room_id.clone(), list);
+                }
+                StateChange::RemovePolicyList(room) => {
+                    self.policy.remove(&room);
                 }
             }
         }
@@ -153,6 +160,12 @@ impl Lookups for Inner {
     fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError> {
         Ok(self.seen.get(room).cloned().unwrap_or_default())
     }
+    fn policy_list(&self, room: &RoomId) -> Result<Option<crate::engine::policy::PolicyList>, StoreError> {
+        Ok(self.policy.get(room).cloned())
+    }
+    fn operator_lists(&self) -> Result<Vec<OwnedRoomId>, StoreError> {
+        Ok(self.policy.values().filter(|l| l.operator).map(|l| l.room_id.clone()).collect())
+    }
 }
 
 impl Lookups for MemoryStore {
@@ -179,6 +192,12 @@ impl Lookups for MemoryStore {
     }
     fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError> {
         self.lock().seen_events(room)
+    }
+    fn policy_list(&self, room: &RoomId) -> Result<Option<crate::engine::policy::PolicyList>, StoreError> {
+        self.lock().policy_list(room)
+    }
+    fn operator_lists(&self) -> Result<Vec<OwnedRoomId>, StoreError> {
+        self.lock().operator_lists()
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod durable;
 mod memory;
 mod overlay;
+mod policy_records;
 pub mod private;
 mod records;
 mod records_native;
@@ -16,6 +17,7 @@ pub(crate) mod conformance;
 
 pub use memory::MemoryStore;
 pub use overlay::Overlay;
+pub use policy_records::RuleV1;
 pub use sled_store::SledStore;
 
 use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
@@ -382,6 +384,35 @@ pub trait Lookups {
     /// [`SEEN_PER_ROOM`], oldest first): an event among them was decided
     /// already, whether it comes again from the homeserver or from a read.
     fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError>;
+
+    /// A followed policy list (ban list), kept once whoever follows it.
+    /// (Defaults to none for look-ups that only wrap the others in tests.)
+    fn policy_list(&self, _room: &RoomId) -> Result<Option<crate::engine::policy::PolicyList>, StoreError> {
+        Ok(None)
+    }
+
+    /// The policy lists the operator's configuration has every owner follow.
+    fn operator_lists(&self) -> Result<Vec<OwnedRoomId>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+/// The policy lists `read` names, into the snapshot.
+pub fn read_policy(
+    l: &(impl Lookups + ?Sized),
+    read: &crate::engine::PolicyRead,
+    extra: &[OwnedRoomId],
+    snapshot: &mut Snapshot,
+) -> Result<(), StoreError> {
+    let operator = if read.operator { l.operator_lists()? } else { Vec::new() };
+    for room in read.lists.iter().chain(extra).chain(&operator) {
+        if !snapshot.policy.contains_key(room)
+            && let Some(list) = l.policy_list(room)?
+        {
+            snapshot.policy.insert(room.clone(), list);
+        }
+    }
+    Ok(())
 }
 
 /// The wave records of `sender` (see [`crate::engine::Reads::waves`]), for

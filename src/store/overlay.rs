@@ -30,6 +30,7 @@ pub struct Overlay<'a> {
     contacts: Cache<(OwnedUserId, Subject), Contact>,
     strangers: Cache<(OwnedUserId, OwnedUserId), StrangerState>,
     waves: Cache<WaveKey, WaveRecord>,
+    policy: Cache<OwnedRoomId, crate::engine::policy::PolicyList>,
     deferred: HashMap<(OwnedUserId, OwnedEventId), Option<Deferred>>,
     /// Owners whose contacts, strangers and captures this batch forgot:
     /// whatever the store still holds for them reads as gone.
@@ -64,6 +65,7 @@ impl<'a> Overlay<'a> {
             contacts: Default::default(),
             strangers: Default::default(),
             waves: Default::default(),
+            policy: Default::default(),
             deferred: HashMap::new(),
             forgotten: HashSet::new(),
             counted: HashMap::new(),
@@ -164,6 +166,12 @@ impl<'a> Overlay<'a> {
                 StateChange::PutWave(key, record) => {
                     self.waves.get_mut().insert(key, Some(record));
                 }
+                StateChange::PutPolicyList(list) => {
+                    self.policy.get_mut().insert(list.room_id.clone(), Some(list));
+                }
+                StateChange::RemovePolicyList(room) => {
+                    self.policy.get_mut().insert(room, None);
+                }
             }
         }
         Ok(())
@@ -176,6 +184,7 @@ impl<'a> Overlay<'a> {
         self.contacts.get_mut().clear();
         self.strangers.get_mut().clear();
         self.waves.get_mut().clear();
+        self.policy.get_mut().clear();
         self.deferred.clear();
         self.forgotten.clear();
         self.counted.clear();
@@ -240,6 +249,22 @@ impl Lookups for Overlay<'_> {
 
     fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError> {
         Ok(cached(&self.seen_lists, room.to_owned(), || self.base.seen_events(room).map(Some))?.unwrap_or_default())
+    }
+
+    fn policy_list(&self, room: &RoomId) -> Result<Option<crate::engine::policy::PolicyList>, StoreError> {
+        cached(&self.policy, room.to_owned(), || self.base.policy_list(room))
+    }
+
+    /// The stored ones, with the batch's own changes over them.
+    fn operator_lists(&self) -> Result<Vec<OwnedRoomId>, StoreError> {
+        let mut rooms: Vec<OwnedRoomId> = self.base.operator_lists()?;
+        for (room, list) in self.policy.borrow().iter() {
+            rooms.retain(|r| r != room);
+            if list.as_ref().is_some_and(|l| l.operator) {
+                rooms.push(room.clone());
+            }
+        }
+        Ok(rooms)
     }
 }
 

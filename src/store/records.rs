@@ -4,6 +4,8 @@
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 
+use super::policy_records::WithPolicy;
+
 use super::StoreError;
 use crate::engine::{
     AllowSource, Contact, Deferred, DigestPart, Effect, HeldRoom, Match, Media, OwnerState, PendingEmail, PushRule,
@@ -70,6 +72,9 @@ pub enum OwnerRecord {
         undo: Vec<UndoV1>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         invite_filter: Option<super::records_native::InviteFilterV1>,
+        /// Ban lists followed and what they declined (absent before them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy: Option<super::policy_records::OwnerPolicyV1>,
     },
 }
 
@@ -398,6 +403,28 @@ pub enum EffectRecordV1 {
         room_id: OwnedRoomId,
     },
     Native(super::records_native::NativeEffectV1),
+    FollowList {
+        as_user: OwnedUserId,
+        owner: Option<OwnedUserId>,
+        target: String,
+    },
+    CheckPending {
+        owner: OwnedUserId,
+        list: OwnedRoomId,
+        rule: super::policy_records::RuleV1,
+    },
+    CreateList {
+        as_user: OwnedUserId,
+        owner: OwnedUserId,
+    },
+    PutPolicyRule {
+        as_user: OwnedUserId,
+        room_id: OwnedRoomId,
+        rule_kind: String,
+        entity: String,
+        reason: Option<String>,
+        present: bool,
+    },
 }
 
 /// A tracked room's events consumed last, oldest first.
@@ -453,6 +480,7 @@ pub fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<
 
 impl From<&OwnerState> for OwnerRecord {
     fn from(o: &OwnerState) -> Self {
+        let policy = super::policy_records::OwnerPolicyV1::of(o);
         let o = o.clone();
         OwnerRecord::V1 {
             user_id: o.user_id,
@@ -486,6 +514,7 @@ impl From<&OwnerState> for OwnerRecord {
             urgent_sent: o.urgent_sent,
             undo: o.undo.iter().map(UndoV1::from).collect(),
             invite_filter: o.invite_filter.as_ref().map(Into::into),
+            policy,
             email_pending: o.email_pending.map(|p| PendingEmailV1 {
                 address: p.address,
                 code: p.code,
@@ -531,6 +560,7 @@ impl From<OwnerRecord> for OwnerState {
             urgent_sent,
             undo,
             invite_filter,
+            policy,
         } = r;
         let (email, email_unconfirmed) = if email_confirmed { (email, email_unconfirmed) } else { (None, email) };
         OwnerState {
@@ -571,7 +601,13 @@ impl From<OwnerRecord> for OwnerState {
             urgent_sent,
             undo: undo.into_iter().filter_map(UndoV1::into_undo).collect(),
             invite_filter: invite_filter.map(Into::into),
+            policy_lists: Vec::new(),
+            banned: Default::default(),
+            banned_recent: Vec::new(),
+            banned_ignore: false,
+            shared_list: None,
         }
+        .with_policy(policy)
     }
 }
 
@@ -829,6 +865,21 @@ impl From<&Effect> for EffectRecordV1 {
             Effect::Backfill { owner, room_id } => EffectRecordV1::Backfill { owner, room_id },
             Effect::LookUpShared { owner, user, room_id } => EffectRecordV1::LookUpShared { owner, user, room_id },
             Effect::Native(native) => EffectRecordV1::Native(native.into()),
+            Effect::FollowList { as_user, owner, target } => EffectRecordV1::FollowList { as_user, owner, target },
+            Effect::CheckPending { owner, list, rule } => {
+                EffectRecordV1::CheckPending { owner, list, rule: (&rule).into() }
+            }
+            Effect::CreateList { as_user, owner } => EffectRecordV1::CreateList { as_user, owner },
+            Effect::PutPolicyRule { as_user, room_id, kind, entity, reason, present } => {
+                EffectRecordV1::PutPolicyRule {
+                    as_user,
+                    room_id,
+                    rule_kind: kind.as_str().to_owned(),
+                    entity,
+                    reason,
+                    present,
+                }
+            }
         }
     }
 }
@@ -857,6 +908,23 @@ impl From<EffectRecordV1> for Effect {
             EffectRecordV1::Backfill { owner, room_id } => Effect::Backfill { owner, room_id },
             EffectRecordV1::LookUpShared { owner, user, room_id } => Effect::LookUpShared { owner, user, room_id },
             EffectRecordV1::Native(native) => Effect::Native(native.into()),
+            EffectRecordV1::FollowList { as_user, owner, target } => Effect::FollowList { as_user, owner, target },
+            EffectRecordV1::CheckPending { owner, list, rule } => {
+                Effect::CheckPending { owner, list, rule: rule.into() }
+            }
+            EffectRecordV1::CreateList { as_user, owner } => Effect::CreateList { as_user, owner },
+            EffectRecordV1::PutPolicyRule { as_user, room_id, rule_kind, entity, reason, present } => {
+                Effect::PutPolicyRule {
+                    as_user,
+                    room_id,
+                    // Only this build's kinds are ever written.
+                    kind: crate::engine::policy::RuleKind::parse(&rule_kind)
+                        .unwrap_or(crate::engine::policy::RuleKind::User),
+                    entity,
+                    reason,
+                    present,
+                }
+            }
         }
     }
 }
@@ -878,6 +946,12 @@ pub fn effect_summary(e: &Effect) -> String {
         Effect::Backfill { owner, room_id } => format!("backfill {room_id} as {owner}"),
         Effect::LookUpShared { owner, user, .. } => format!("rooms {user} shares with {owner}"),
         Effect::Native(native) => super::records_native::summary(native),
+        Effect::FollowList { as_user, target, .. } => format!("follow ban list {target} as {as_user}"),
+        Effect::CheckPending { owner, list, .. } => format!("check {owner}'s pending against {list}"),
+        Effect::CreateList { owner, .. } => format!("create the shared ban list of {owner}"),
+        Effect::PutPolicyRule { room_id, entity, present, .. } => {
+            format!("{} {entity} in shared ban list {room_id}", if *present { "publish" } else { "withdraw" })
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use ruma::{EventId, OwnedUserId, RoomId, UserId};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
 
+use super::policy_records::PolicyListRecord;
 use super::records::{
     self, ContactRecord, DeferredRecord, EffectRecord, FailedEffectRecord, OwnerRecord, QuarantineRecord, RoomRecord,
     SeenRecord, StrangerRecord, TxnRecord, WaveRecordV, pair_key,
@@ -143,6 +144,10 @@ pub struct SledStore {
     deferred_by_owner_event: Tree,
     /// Wave records, by `records::wave_key`.
     wave_by_key: Tree,
+    /// Followed ban lists: `l\0room` the list (`policy_records`), and
+    /// `o\0room` (empty) for each of the operator's, so they are found
+    /// without reading every list.
+    policy_by_room: Tree,
     quarantine_by_seq: Tree,
     used_link_by_nonce: Tree,
     failed_effect_by_id: Tree,
@@ -252,6 +257,7 @@ impl SledStore {
             stranger_by_owner_user: tree("stranger_by_owner_user")?,
             deferred_by_owner_event: tree("deferred_by_owner_event")?,
             wave_by_key: tree("wave_by_key")?,
+            policy_by_room: tree("policy_by_room")?,
             quarantine_by_seq: tree("quarantine_by_seq")?,
             used_link_by_nonce: tree("used_link_by_nonce")?,
             failed_effect_by_id: tree("failed_effect_by_id")?,
@@ -554,6 +560,22 @@ impl Lookups for SledStore {
     fn kept(&self, owner: &UserId, with: Option<&UserId>) -> Result<Kept, StoreError> {
         tally::kept(|k| self.count(k), owner, with)
     }
+    fn policy_list(&self, room: &RoomId) -> Result<Option<crate::engine::policy::PolicyList>, StoreError> {
+        match self.policy_by_room.get(pair_key("l", room.as_str())).map_err(|e| self.failed(e))? {
+            Some(b) => Ok(Some(records::decode::<PolicyListRecord>("policy list", &b)?.into())),
+            None => Ok(None),
+        }
+    }
+    fn operator_lists(&self) -> Result<Vec<ruma::OwnedRoomId>, StoreError> {
+        let prefix = pair_key("o", "");
+        let mut rooms = Vec::new();
+        for entry in self.policy_by_room.scan_prefix(&prefix) {
+            let (k, _) = entry.map_err(|e| self.failed(e))?;
+            let room = std::str::from_utf8(&k[prefix.len()..]).ok().and_then(|r| ruma::OwnedRoomId::try_from(r).ok());
+            rooms.extend(room);
+        }
+        Ok(rooms)
+    }
     fn seen_events(&self, room: &RoomId) -> Result<Vec<ruma::OwnedEventId>, StoreError> {
         match self.seen_by_room.get(room.as_bytes()).map_err(|e| self.failed(e))? {
             Some(b) => Ok(records::decode::<SeenRecord>("seen", &b)?.into()),
@@ -836,6 +858,7 @@ impl Store for SledStore {
             &self.wave_by_key,
             &self.seen_by_room,
             &self.inbox_done,
+            &self.policy_by_room,
         )
             .transaction(
                 |(
@@ -852,6 +875,7 @@ impl Store for SledStore {
                     waves,
                     seen_rooms,
                     inbox_done,
+                    policy,
                 )| {
                     let mut taker = Taker::new(inbox, inbox_done);
                     // Per-owner keys this attempt wrote (sled may retry the closure).
@@ -966,6 +990,20 @@ impl Store for SledStore {
                                 StateChange::PutWave(key, record) => {
                                     waves
                                         .insert(records::wave_key(key), records::encode(&WaveRecordV::from(record)))?;
+                                }
+                                StateChange::PutPolicyList(list) => {
+                                    let room = list.room_id.as_str();
+                                    policy
+                                        .insert(pair_key("l", room), records::encode(&PolicyListRecord::from(list)))?;
+                                    if list.operator {
+                                        policy.insert(pair_key("o", room), &[][..])?;
+                                    } else {
+                                        policy.remove(pair_key("o", room))?;
+                                    }
+                                }
+                                StateChange::RemovePolicyList(room) => {
+                                    policy.remove(pair_key("l", room.as_str()))?;
+                                    policy.remove(pair_key("o", room.as_str()))?;
                                 }
                             }
                         }

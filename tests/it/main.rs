@@ -33,6 +33,7 @@ mod install;
 mod lanes;
 mod native;
 mod observability;
+mod policy;
 mod screener;
 mod shared_rooms;
 mod spam_wave;

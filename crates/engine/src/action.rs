@@ -18,6 +18,8 @@ pub enum Lane {
     /// E-mail: its own executor, so that a slow mail server never holds
     /// back anything on Matrix.
     Mail,
+    /// Joining and reading one policy list, named as it was asked for.
+    List(String),
 }
 
 impl Effect {
@@ -46,6 +48,12 @@ impl Effect {
             // senders' look-ups never holds up the owner's own decisions.
             Effect::LookUpShared { room_id, .. } => Lane::Room(room_id.clone()),
             Effect::FetchProfile { user } => Lane::Owner(user.clone()),
+            // A list is joined and read in its own lane: a list whose
+            // server never answers holds up nothing else.
+            Effect::FollowList { target, .. } => Lane::List(target.clone()),
+            Effect::CheckPending { owner, .. } | Effect::CreateList { owner, .. } => Lane::Owner(owner.clone()),
+            // A shared list's rules in order, in the list's own lane.
+            Effect::PutPolicyRule { room_id, .. } => Lane::Room(room_id.clone()),
             Effect::SendEmail { .. } => Lane::Mail,
             Effect::Native(native) => native.lane(),
         }
@@ -95,8 +103,12 @@ impl Effect {
             | Effect::SetTag { owner, .. }
             | Effect::ImportContacts { owner }
             | Effect::LookUpShared { owner, .. }
-            | Effect::Backfill { owner, .. } => Some(owner),
+            | Effect::Backfill { owner, .. }
+            | Effect::CheckPending { owner, .. } => Some(owner),
             Effect::Native(native) => Some(native.acts_for()),
+            Effect::FollowList { as_user, .. }
+            | Effect::CreateList { as_user, .. }
+            | Effect::PutPolicyRule { as_user, .. } => Some(as_user),
             Effect::FetchProfile { .. } | Effect::SendEmail { .. } => None,
         }
     }
@@ -117,6 +129,10 @@ impl Effect {
             Effect::Backfill { .. } => "backfill",
             Effect::LookUpShared { .. } => "shared_rooms",
             Effect::Native(native) => native.kind(),
+            Effect::FollowList { .. } => "follow_list",
+            Effect::CheckPending { .. } => "check_pending",
+            Effect::CreateList { .. } => "create_list",
+            Effect::PutPolicyRule { .. } => "put_policy_rule",
         }
     }
 }
@@ -232,4 +248,28 @@ pub enum Effect {
     LookUpShared { owner: OwnedUserId, user: OwnedUserId, room_id: OwnedRoomId },
     /// The homeserver's own defences: see [`crate::native`].
     Native(crate::native::NativeEffect),
+    /// Join a policy list (`target`: an alias or a room ID) as `as_user`
+    /// (the bot; in client mode the owner's own account) and read its
+    /// rules; answered with `Input::ListRead` for `owner` (`None`: the
+    /// operator's list), also when it cannot be joined.
+    FollowList { as_user: OwnedUserId, owner: Option<OwnedUserId>, target: String },
+    /// Nothing to do outside: answered at once with `Input::CheckPending`,
+    /// so that a rule added to a list followed by many owners is looked at
+    /// one owner per decision.
+    CheckPending { owner: OwnedUserId, list: OwnedRoomId, rule: super::policy::PolicyRule },
+    /// Make a policy room for `owner`'s blocks (`share blocks`) as
+    /// `as_user`: public, so anyone may join and read it (the owner is
+    /// invited when it is the bot's); answered with `Input::ListCreated`.
+    CreateList { as_user: OwnedUserId, owner: OwnedUserId },
+    /// Publish (`entity` banned, with `reason`) or withdraw (`present`
+    /// false: empty content) one rule of a shared list, as `as_user`, in
+    /// the slot `rule:<entity>`, so the same subject always has one slot.
+    PutPolicyRule {
+        as_user: OwnedUserId,
+        room_id: OwnedRoomId,
+        kind: super::policy::RuleKind,
+        entity: String,
+        reason: Option<String>,
+        present: bool,
+    },
 }

@@ -38,6 +38,7 @@ pub(super) fn command(
         now_ms,
         config,
         codes: &snapshot.waves,
+        policy: &snapshot.policy,
     };
     command.run(&ctx)
 }
@@ -68,6 +69,7 @@ pub(super) fn link_used(
         now_ms,
         config,
         codes: &codes,
+        policy: &snapshot.policy,
     };
     let subjects: Vec<Subject> = subject.cloned().into_iter().collect();
     use links::LinkAction as A;

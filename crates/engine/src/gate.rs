@@ -41,6 +41,10 @@ pub(super) fn invite(
         // own control room. Held for another owner: held for this one too.
         return Decision::default();
     }
+    // A followed ban list names them (the owner's own allow came first).
+    if let Some(d) = policy::invite(snapshot, meta, owner, now_ms) {
+        return d;
+    }
     // Past a bound the invite stays as it is: silent (the owner's invites
     // are held by one rule) and unjoined, so it costs neither a push rule,
     // a join nor a backfill. Only the count is kept.

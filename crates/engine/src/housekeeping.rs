@@ -137,6 +137,7 @@ pub(super) fn send_digest(
     updated.last_list = digest.list.clone();
     updated.invites_not_held = owner.invites_not_held.all_reported();
     updated.messages_not_kept = owner.messages_not_kept.all_reported();
+    updated.banned = owner.banned.all_reported();
     let mut d = Decision::default().change(StateChange::PutOwner(updated));
     let sendable: Vec<bool> =
         digest.parts.iter().map(|p| limits::fits(&p.plain, &p.html, config.client_mode)).collect();

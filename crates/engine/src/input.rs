@@ -127,6 +127,23 @@ pub enum Input {
     /// Gatekeeper's start, and what the homeserver answered to its
     /// Matrix-native effects (reports, the invite filter).
     Native(super::native::NativeInput),
+    /// A ban rule state event (`m.policy.rule.*`) in a room: a rule of a
+    /// followed list, or nothing.
+    PolicyRule { meta: EventMeta, rule: super::policy::RuleEvent },
+    /// A policy list was joined and its rules read, for `owner` (`None`:
+    /// one of the operator's), or it could not be (`error`).
+    ListRead {
+        owner: Option<OwnedUserId>,
+        asked: String,
+        room_id: Option<OwnedRoomId>,
+        rules: Vec<super::policy::RuleEvent>,
+        error: Option<String>,
+    },
+    /// A list `owner` follows gained `rule`: their pending strangers are
+    /// checked against it (one owner per input).
+    CheckPending { owner: OwnedUserId, list: OwnedRoomId, rule: super::policy::PolicyRule },
+    /// The policy room for `owner`'s blocks was made (`share blocks`).
+    ListCreated { owner: OwnedUserId, room_id: OwnedRoomId },
 }
 
 impl Input {
@@ -135,7 +152,8 @@ impl Input {
             Input::Member { meta, .. }
             | Input::Message { meta, .. }
             | Input::Encrypted { meta }
-            | Input::Redaction { meta, .. } => Some(meta),
+            | Input::Redaction { meta, .. }
+            | Input::PolicyRule { meta, .. } => Some(meta),
             _ => None,
         }
     }
@@ -167,10 +185,15 @@ impl Input {
             | Input::MailFailed { owner, .. }
             | Input::LinkUsed { owner, .. }
             | Input::DigestPartFailed { owner, .. }
-            | Input::ControlRoomReady { owner, .. } => {
+            | Input::ControlRoomReady { owner, .. }
+            | Input::CheckPending { owner, .. }
+            | Input::ListCreated { owner, .. } => {
                 vec![owner.clone()]
             }
             Input::Native(native) => vec![native.owner().clone()],
+            Input::ListRead { owner, .. } => owner.iter().cloned().collect(),
+            // Whoever sent a rule is nobody Gatekeeper keeps anything of.
+            Input::PolicyRule { .. } => Vec::new(),
             other => other.meta().map(|m| vec![m.sender.clone()]).unwrap_or_default(),
         }
     }

@@ -13,6 +13,7 @@ pub mod links;
 pub mod mail;
 pub mod native;
 mod optin;
+pub mod policy;
 pub mod rules;
 pub mod schedule;
 pub mod state;
@@ -184,6 +185,9 @@ pub enum Outcome {
     ReplySentLate,
     /// A stranger's urgent message is passed on to the owner at once.
     UrgentSent,
+    /// A stranger's invitation was declined (or left silent) because a
+    /// followed ban list names them.
+    InviteBanned,
 }
 
 impl Decision {
@@ -231,6 +235,8 @@ pub struct Reads {
     /// The records of verification codes mailed that `set email` is
     /// decided with: to that address, and by its sender.
     pub codes: Vec<WaveKey>,
+    /// The policy lists a rule event or a list's read is decided with.
+    pub policy: Vec<OwnedRoomId>,
 }
 
 /// The point look-ups an input needs, from the input alone.
@@ -246,6 +252,47 @@ pub fn reads(input: &Input) -> Reads {
         },
         waves: waves::reads(input),
         codes: commands::codes_read(input),
+        policy: match input {
+            Input::PolicyRule { meta, .. } => vec![meta.room_id.clone()],
+            Input::ListRead { room_id: Some(room), .. } => vec![room.clone()],
+            _ => Vec::new(),
+        },
+    }
+}
+
+/// The policy lists an input is decided with once the point look-ups are in
+/// `snapshot`: for an invitation to an owner, theirs (`lists`) and, when
+/// `operator`, every list of the operator's; for an owner's command, theirs
+/// (`subscriptions`, `unsubscribe`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyRead {
+    pub lists: Vec<OwnedRoomId>,
+    pub operator: bool,
+}
+
+/// Whether deciding `input` needs every owner (`Snapshot::everyone`): a
+/// rule event in one of the operator's lists, whose new rules are checked
+/// against each owner's pending strangers (one owner per later decision).
+pub fn everyone_read(snapshot: &Snapshot, input: &Input) -> bool {
+    matches!(input, Input::PolicyRule { meta, .. } if snapshot.policy.get(&meta.room_id).is_some_and(|l| l.operator))
+}
+
+pub fn policy_read(snapshot: &Snapshot, input: &Input) -> PolicyRead {
+    let of = |owner: &OwnerState| PolicyRead { lists: owner.policy_lists.clone(), operator: true };
+    match input {
+        Input::Member { target, membership: Membership::Invite, .. } => {
+            snapshot.owners.get(target).map(of).unwrap_or_default()
+        }
+        Input::CheckPending { list, .. } => PolicyRead { lists: vec![list.clone()], operator: false },
+        // Only the commands about lists read them (a list may be large),
+        // and leaving the control room, which stops Gatekeeper as `stop` does.
+        Input::Message { body, .. } if commands::reads_lists(body) => {
+            snapshot.control_of().and_then(|o| snapshot.owners.get(o)).map(of).unwrap_or_default()
+        }
+        Input::Member { membership: Membership::Leave | Membership::Ban, .. } => {
+            snapshot.control_of().and_then(|o| snapshot.owners.get(o)).map(of).unwrap_or_default()
+        }
+        _ => PolicyRead::default(),
     }
 }
 
@@ -258,6 +305,9 @@ pub fn reads(input: &Input) -> Reads {
 /// overview loaded, and finds the same decisions.
 pub fn overview_read(snapshot: &Snapshot, input: &Input) -> Option<OwnedUserId> {
     match input {
+        Input::ListRead { owner: Some(owner), .. }
+        | Input::CheckPending { owner, .. }
+        | Input::ListCreated { owner, .. } => Some(owner.clone()),
         Input::LinkUsed { owner, .. }
         | Input::DigestPartFailed { owner, .. }
         | Input::ContactsImported { owner, .. } => Some(owner.clone()),
@@ -291,7 +341,11 @@ pub fn txn_id_for(seed: &str, purpose: &str) -> String {
 }
 
 pub fn decide(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineConfig) -> Decision {
-    fit_notices(native::mirror_blocks(snapshot, decide_input(snapshot, input, now_ms, config)), config.client_mode)
+    let d = policy::keep_shared(snapshot, decide_input(snapshot, input, now_ms, config), config);
+    let d = policy::forget_owner(snapshot, d, config);
+    // Last: the invite filter mirrors every change of blocks, a list's own
+    // included.
+    fit_notices(native::mirror_blocks(snapshot, d), config.client_mode)
 }
 
 /// Every notice leaves the engine small enough for one event: a send the
@@ -337,6 +391,18 @@ fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &Engine
         Input::LinkUsed { owner, action, subject, nonce } => {
             control::link_used(snapshot, owner, *action, subject.as_ref(), nonce, now_ms, config)
         }
+        Input::PolicyRule { meta, rule } => policy::rule_event(snapshot, meta, rule),
+        Input::ListRead { owner, asked, room_id, rules, error } => match (room_id, error) {
+            (Some(room), None) => policy::list_read(snapshot, owner.as_ref(), asked, room, rules, None, now_ms, config),
+            (_, why) => {
+                let why = why.as_deref().unwrap_or("no room");
+                let room: OwnedRoomId =
+                    room_id.clone().unwrap_or_else(|| "!unknown:invalid".try_into().expect("valid"));
+                policy::list_read(snapshot, owner.as_ref(), asked, &room, &[], Some(why), now_ms, config)
+            }
+        },
+        Input::CheckPending { owner, list, rule } => policy::check_pending(snapshot, owner, list, rule, now_ms),
+        Input::ListCreated { owner, room_id } => policy::list_created(snapshot, owner, room_id, now_ms, config),
         Input::Member { meta, .. }
         | Input::Message { meta, .. }
         | Input::Encrypted { meta }

@@ -81,6 +81,20 @@ pub struct OwnerState {
     /// The owner's invite filter on the homeserver (MSC4155), once read:
     /// `None` until the first read, at opt-in.
     pub invite_filter: Option<crate::native::InviteFilter>,
+    /// The policy lists (ban lists) the owner follows, by room: at most
+    /// [`crate::policy::MAX_LISTS_PER_OWNER`]. The operator's come on top.
+    pub policy_lists: Vec<OwnedRoomId>,
+    /// Invitations declined (or left silent) because a followed list bans
+    /// their sender, for the digest.
+    pub banned: Tally,
+    /// The senders declined so, newest last, at most
+    /// [`crate::policy::MAX_RECENT`] (`show banned`).
+    pub banned_recent: Vec<(OwnedUserId, u64)>,
+    /// `set banned ignore`: a banned sender's invitation is left as it is
+    /// (silent, never joined) rather than declined.
+    pub banned_ignore: bool,
+    /// `share blocks`: the policy room the owner's blocks are published in.
+    pub shared_list: Option<OwnedRoomId>,
 }
 
 /// Which decision an [`Undo`] reverts.
@@ -178,6 +192,11 @@ impl OwnerState {
             urgent_sent: Vec::new(),
             undo: Vec::new(),
             invite_filter: None,
+            policy_lists: Vec::new(),
+            banned: Tally::default(),
+            banned_recent: Vec::new(),
+            banned_ignore: false,
+            shared_list: None,
         }
     }
 
@@ -586,6 +605,11 @@ pub struct Snapshot {
     /// The wave records of an inviting or writing sender and of their
     /// server (see [`crate::Reads::waves`]).
     pub waves: BTreeMap<WaveKey, WaveRecord>,
+    /// The policy lists the decision reads (see [`crate::policy_read`]).
+    pub policy: BTreeMap<OwnedRoomId, crate::policy::PolicyList>,
+    /// Every owner, for a rule added to one of the operator's lists, which
+    /// every owner follows (see [`crate::everyone_read`]).
+    pub everyone: Vec<OwnedUserId>,
 }
 
 /// Time-based changes that have come due.
@@ -705,6 +729,12 @@ impl Snapshot {
                     s.rooms.sort_by(|a, b| a.owner().cmp(b.owner()));
                 }
                 StateChange::RemoveRoom { owner, .. } => s.rooms.retain(|r| r.owner() != owner),
+                StateChange::PutPolicyList(list) => {
+                    s.policy.insert(list.room_id.clone(), list.clone());
+                }
+                StateChange::RemovePolicyList(room) => {
+                    s.policy.remove(room);
+                }
                 _ => {}
             }
         }
@@ -757,4 +787,7 @@ pub enum StateChange {
     ForgetOwnerData(OwnedUserId),
     /// A sender's or a server's recent invitations (waves).
     PutWave(WaveKey, WaveRecord),
+    /// A followed policy list, kept once whoever follows it.
+    PutPolicyList(crate::policy::PolicyList),
+    RemovePolicyList(OwnedRoomId),
 }

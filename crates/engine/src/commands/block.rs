@@ -1,5 +1,6 @@
-//! `block <target>...`: decline them now and in future, without a reply.
-//! `block all`: everyone pending.
+//! `block <target>... [because <reason>]`: decline them now and in future,
+//! without a reply (the reason goes with the rule if the owner shares their
+//! blocks). `block all`: everyone pending.
 
 use super::args::{self, Target};
 use super::{Args, Command, Ctx, Handler, Spec};
@@ -8,7 +9,7 @@ use crate::{Contact, Decision, Effect, StateChange, Subject, Undo, UndoKind, rul
 pub(super) const SPEC: Spec = Spec {
     name: "block",
     aliases: &[],
-    usage: "block <target>...|all",
+    usage: "block <target>...|all [because <reason>]",
     summary: "decline their invites now and in future, without a reply; `block all` for everyone pending",
     parse,
 };
@@ -17,15 +18,29 @@ pub(super) const SPEC: Spec = Spec {
 pub struct Block {
     /// Empty: everyone pending (`block all`).
     pub targets: Vec<Target>,
+    /// Why, one line (`because …`): published with the rule in the owner's
+    /// shared ban list, if they share one.
+    pub reason: Option<String>,
 }
 
+/// Longest reason kept (characters).
+const MAX_REASON: usize = 200;
+
 fn parse(args: &Args<'_>) -> Result<Command, String> {
-    if let [all] = args.words.as_slice()
+    let at = args.words.iter().position(|w| w.eq_ignore_ascii_case("because"));
+    let (words, reason) = match at {
+        Some(i) => {
+            let reason = texts::one_line(&args.words[i + 1..].join(" "), MAX_REASON);
+            (&args.words[..i], (!reason.is_empty()).then_some(reason))
+        }
+        None => (&args.words[..], None),
+    };
+    if let [all] = words
         && all.eq_ignore_ascii_case("all")
     {
-        return Ok(Command::Block(Block { targets: Vec::new() }));
+        return Ok(Command::Block(Block { targets: Vec::new(), reason }));
     }
-    Ok(Command::Block(Block { targets: args::targets(&args.words)? }))
+    Ok(Command::Block(Block { targets: args::targets(words)?, reason }))
 }
 
 impl Handler for Block {
@@ -33,7 +48,18 @@ impl Handler for Block {
         if self.targets.is_empty() {
             return super::deny::all(ctx, UndoKind::Block);
         }
-        ctx.with_subjects(&self.targets, |subjects| block(ctx, subjects))
+        let reason = self.reason;
+        ctx.with_subjects(&self.targets, |subjects| {
+            let mut d = block(ctx, subjects);
+            // With the reason given; blocks without one are published as
+            // any other change of the owner's blocks (`policy::keep_shared`).
+            if let (Some(room), Some(_)) = (&ctx.owner.shared_list, &reason) {
+                for subject in subjects.iter().filter(|s| **s != Subject::User(ctx.owner.user_id.clone())) {
+                    d = d.effect(crate::policy::publish(&ctx.config.bot, room, subject, reason.clone(), true));
+                }
+            }
+            d
+        })
     }
 }
 

@@ -11,6 +11,7 @@ mod args;
 
 mod allow;
 mod allowed;
+mod banned;
 mod block;
 mod blocked;
 mod deny;
@@ -24,10 +25,14 @@ mod report;
 mod resume;
 mod set;
 mod settings;
+mod share;
 mod show;
 mod stop;
+mod subscribe;
+mod subscriptions;
 mod unblock;
 mod undo;
+mod unsubscribe;
 mod verify;
 
 use ruma::{OwnedRoomId, OwnedUserId};
@@ -124,6 +129,11 @@ registry! {
     Allowed(allowed::Allowed),
     Blocked(blocked::Blocked),
     Report(report::Report),
+    Subscribe(subscribe::Subscribe),
+    Unsubscribe(unsubscribe::Unsubscribe),
+    Subscriptions(subscriptions::Subscriptions),
+    Banned(banned::Banned),
+    Share(share::Share),
     Reply(reply::Reply),
     Settings(settings::Settings),
     Set(set::Setting),
@@ -216,6 +226,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) config: &'a EngineConfig,
     /// Records of verification codes mailed (see `codes_read`).
     pub(crate) codes: &'a std::collections::BTreeMap<crate::WaveKey, crate::WaveRecord>,
+    /// The policy lists the owner follows and the operator's (see
+    /// `crate::policy_read`), as kept.
+    pub(crate) policy: &'a std::collections::BTreeMap<OwnedRoomId, crate::policy::PolicyList>,
 }
 
 /// What a command reads beyond the owner and their overview: for `set
@@ -247,6 +260,14 @@ pub fn codes_read(input: &crate::Input) -> Vec<crate::WaveKey> {
 
 /// Words of a display name a mention may have, for [`codes_read`].
 const MAX_MENTION_WORDS: usize = 16;
+/// Whether a command reads the ban lists the owner follows (see
+/// `crate::policy_read`): the list commands, and `stop`, which leaves them.
+pub fn reads_lists(body: &str) -> bool {
+    matches!(
+        parse(body),
+        Some(Command::Subscribe(_) | Command::Unsubscribe(_) | Command::Subscriptions(_) | Command::Stop(_))
+    )
+}
 
 impl Ctx<'_> {
     /// Gatekeeper's answer where the command was given.
@@ -434,7 +455,15 @@ mod tests {
             Some(Command::Allow(Allow { targets: vec![Target::Number(2)], for_ms: Some(30 * 86_400_000) })),
         );
         check("deny 1 2", Some(Command::Deny(Deny { targets: vec![Target::Number(1), Target::Number(2)] })));
-        check("block *:spam.org", Some(Command::Block(Block { targets: vec![user("*:spam.org")] })));
+        check("block *:spam.org", Some(Command::Block(Block { targets: vec![user("*:spam.org")], reason: None })));
+        check(
+            "block @a:x.org 2 because  spam\tand  more",
+            Some(Command::Block(Block {
+                targets: vec![user("@a:x.org"), Target::Number(2)],
+                reason: Some("spam and more".into()),
+            })),
+        );
+        check("block all because spam", Some(Command::Block(Block { targets: vec![], reason: Some("spam".into()) })));
         check("unblock @a:x.org", Some(Command::Unblock(Unblock { targets: vec![user("@a:x.org")] })));
         check("verify 123456", Some(Command::Verify(Verify { code: "123456".into() })));
         check("pause", Some(Command::Pause(Pause { for_ms: None })));

@@ -8,7 +8,7 @@ use crate::{Decision, Effect, OwnerState, PendingEmail, StateChange, WaveKey, Wa
 pub(super) const SPEC: Spec = Spec {
     name: "set",
     aliases: &[],
-    usage: "set <reply|reply-interval|email|contact|timezone|digest-time|retention|notify|empty-digest|urgent|urgent-per-sender|urgent-per-day> <value>",
+    usage: "set <reply|reply-interval|email|contact|timezone|digest-time|retention|notify|empty-digest|urgent|urgent-per-sender|urgent-per-day|banned> <value>",
     summary: "change a setting",
     parse,
 };
@@ -43,6 +43,9 @@ pub enum Setting {
     UrgentPerSender(u64),
     /// At most this many urgent messages a day.
     UrgentPerDay(u32),
+    /// What to do with a banned sender's invitation: `true` leaves it
+    /// unanswered (`ignore`), `false` declines it (`decline`).
+    Banned(bool),
 }
 
 fn parse(args: &Args<'_>) -> Result<Command, String> {
@@ -93,6 +96,11 @@ fn setting(key: &str, value: &str) -> Result<Setting, String> {
         "urgent-per-day" => match value.parse::<u32>() {
             Ok(n) if (1..=urgent::MAX_PER_DAY).contains(&n) => Ok(Setting::UrgentPerDay(n)),
             _ => Err(texts::urgent_per_day_bounds(urgent::MAX_PER_DAY)),
+        },
+        "banned" => match value.to_ascii_lowercase().as_str() {
+            "decline" => Ok(Setting::Banned(false)),
+            "ignore" => Ok(Setting::Banned(true)),
+            _ => Err(texts::banned_is_decline_or_ignore()),
         },
         "retention" => match parse_duration(value) {
             Ok(ms) if ms < MIN_RETENTION_MS => Err(texts::retention_too_short()),
@@ -218,6 +226,7 @@ impl Handler for Setting {
             }
             Setting::UrgentPerDay(n) => (OwnerState { urgent_per_day: Some(n), ..o }, texts::urgent_per_day_set(n)),
             Setting::Retention(ms) => (OwnerState { retention_ms: Some(ms), ..o }, texts::retention_set(ms)),
+            Setting::Banned(ignore) => (OwnerState { banned_ignore: ignore, ..o }, texts::banned_set(ignore)),
         };
         ctx.update(updated, said)
     }

@@ -24,6 +24,7 @@ pub struct Show {
 
 fn parse(args: &Args<'_>) -> Result<Command, String> {
     match args.words.as_slice() {
+        [word] if word.eq_ignore_ascii_case("banned") => Ok(Command::Banned(super::banned::Banned)),
         [word] => Ok(Command::Show(Show { target: args::target(word)?, page: 1 })),
         [word, p, n] if p.eq_ignore_ascii_case("page") => {
             Ok(Command::Show(Show { target: args::target(word)?, page: args::page(n)? }))

@@ -15,6 +15,7 @@ mod mail;
 mod native;
 mod optin;
 mod outcomes;
+mod policy;
 mod reads;
 mod replies;
 mod screener;
@@ -150,6 +151,11 @@ fn kinds(d: &Decision) -> Vec<&'static str> {
             Effect::Backfill { .. } => "backfill",
             Effect::LookUpShared { .. } => "shared",
             Effect::Native(native) => native.kind(),
+            Effect::FollowList { .. } => "follow_list",
+            Effect::CheckPending { .. } => "check_pending",
+            Effect::CreateList { .. } => "create_list",
+            Effect::PutPolicyRule { present: true, .. } => "publish",
+            Effect::PutPolicyRule { present: false, .. } => "withdraw",
         })
         .collect()
 }

@@ -213,6 +213,15 @@ fn world() -> World {
 /// Every command, in its owner's control room, as the processor would
 /// decide it. A new command must join this list (a test checks).
 const COMMANDS: &[&str] = &[
+    "subscribe #list:lists.org",
+    "unsubscribe !list:lists.org",
+    "subscriptions",
+    "banned",
+    "show banned",
+    "set banned ignore",
+    "share blocks",
+    "share blocks off",
+    "block @spammer:evil.org because spam",
     "help",
     "?",
     "help verify",

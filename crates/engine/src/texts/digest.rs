@@ -163,7 +163,8 @@ pub fn render_for(owner: &OwnerState, overview: &OwnerOverview, client_mode: boo
     }
     let not_held = owner.invites_not_held.unreported();
     let not_kept = owner.messages_not_kept.unreported();
-    if by_sender.is_empty() && not_held == 0 && not_kept == 0 {
+    let banned = owner.banned.unreported();
+    if by_sender.is_empty() && not_held == 0 && not_kept == 0 && banned == 0 {
         return None;
     }
     // The name a sender gave when inviting the owner, from any held room.
@@ -228,6 +229,11 @@ pub fn render_for(owner: &OwnerState, overview: &OwnerOverview, client_mode: boo
     }
     if not_kept > 0 {
         let note = super::messages_not_kept(not_kept, overview.deferred.len() as u64);
+        header.plain.push_str(&format!("{note}\n"));
+        header.html.push_str(&format!("<p>{}</p>", escape_html(&note)));
+    }
+    if banned > 0 {
+        let note = super::banned_in_digest(banned, owner.banned_ignore);
         header.plain.push_str(&format!("{note}\n"));
         header.html.push_str(&format!("<p>{}</p>", escape_html(&note)));
     }

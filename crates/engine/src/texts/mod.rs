@@ -15,6 +15,7 @@ pub mod digest;
 mod gate;
 mod mail;
 mod native;
+mod policy;
 mod urgent;
 mod welcome;
 
@@ -23,6 +24,7 @@ pub use commands::*;
 pub use gate::*;
 pub use mail::*;
 pub use native::*;
+pub use policy::*;
 pub use urgent::*;
 pub use welcome::*;
 

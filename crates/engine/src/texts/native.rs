@@ -17,7 +17,8 @@ pub fn variable_description(name: &str) -> Option<&'static str> {
         "text" => "Your text; it may span several lines",
         "value" => "The setting's new value",
         "code" => "The code from the e-mail",
-        "reason" => "Why, in a few words: your homeserver's admins read it",
+        "reason" => "Why, in a few words",
+        "list" => "A ban list: its address (#name:server) or room ID (!id:server)",
         _ => return None,
     })
 }
