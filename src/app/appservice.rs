@@ -51,11 +51,18 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
     // command list may have changed with the version and the owner's
     // apps may have changed the filter meanwhile (an appservice is not
     // told of account data).
-    for owner in shared.store.owners()? {
-        let refresh = crate::pipeline::translate::Internal::Refresh { owner: owner.user_id };
-        shared.store.push_internal(&serde_json::to_vec(&refresh)?)?;
-    }
-    shared.wake.notify_one();
+    refresh_owners(&shared)?;
+    // Not told of account data, the appservice reads the owners' filters
+    // again every hour, so a change made in their apps is seen within one.
+    let hourly = shared.clone();
+    running.tasks.push(tokio::spawn(async move {
+        let mut shutdown = hourly.shutdown.clone();
+        while !shutdown.sleep(REFRESH_EVERY).await {
+            if let Err(e) = refresh_owners(&hourly) {
+                tracing::warn!(error = %e, "could not queue the hourly refresh of the owners' invite filters");
+            }
+        }
+    }));
     let client = HsClient::new(&config.homeserver.url, registration.as_token.clone())?;
     running.tasks.push(tokio::spawn(startup::run(
         client.clone(),
@@ -86,4 +93,20 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
     let outcome = running.wait_for_stop().await;
     let stopped = running.stop().await;
     outcome.and(stopped)
+}
+
+/// How often the owners' invite filters (and the published commands) are
+/// read again: an appservice is never told of account data.
+const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Queues, for every owner, a look at what Gatekeeper keeps in step on the
+/// homeserver for them (the published commands, the invite filter); each
+/// is one input of its own, so owners take turns.
+fn refresh_owners(shared: &crate::pipeline::Shared) -> anyhow::Result<()> {
+    for owner in shared.store.owners()? {
+        let refresh = crate::pipeline::translate::Internal::Refresh { owner: owner.user_id };
+        shared.store.push_internal(&serde_json::to_vec(&refresh)?)?;
+    }
+    shared.wake.notify_one();
+    Ok(())
 }

@@ -342,7 +342,7 @@ pub fn txn_id_for(seed: &str, purpose: &str) -> String {
 
 pub fn decide(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &EngineConfig) -> Decision {
     let d = policy::keep_shared(snapshot, decide_input(snapshot, input, now_ms, config), config);
-    let d = policy::forget_owner(snapshot, d, config);
+    let d = policy::forget_owner(snapshot, d);
     // Last: the invite filter mirrors every change of blocks, a list's own
     // included.
     fit_notices(native::mirror_blocks(snapshot, d), config.client_mode)

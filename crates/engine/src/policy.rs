@@ -18,6 +18,9 @@ pub const MAX_RULES_PER_LIST: usize = 10_000;
 pub const MAX_LISTS_PER_OWNER: usize = 20;
 /// Bytes of a rule's entity and state key: a user ID is at most 255.
 pub const MAX_ENTITY: usize = 255;
+/// A rule's entity needs at least this many characters that are not
+/// wildcards or separators (`*:*`, `@*:*` and `*` ban everyone).
+pub const MIN_LITERAL: usize = 2;
 /// Bytes of a rule's reason kept (cut at a character boundary).
 pub const MAX_REASON: usize = 200;
 /// Bytes of what the owner typed to name a list (an alias, a room ID).
@@ -183,6 +186,13 @@ pub fn rule_of(event: &RuleEvent) -> Option<PolicyRule> {
     if entity.is_empty() || entity.len() > MAX_ENTITY || event.state_key.len() > MAX_ENTITY {
         return None;
     }
+    // A glob that is (almost) nothing but wildcards bans everyone: one
+    // hostile or mistaken rule would decline every stranger of every
+    // follower. Not a rule.
+    let literal = entity.chars().filter(|c| !matches!(c, '*' | '?' | '@' | ':' | '.')).count();
+    if literal < MIN_LITERAL {
+        return None;
+    }
     let takedown = match event.recommendation.as_deref()? {
         BAN => false,
         TAKEDOWN => true,
@@ -274,7 +284,10 @@ pub(crate) fn rule_event(snapshot: &Snapshot, meta: &EventMeta, event: &RuleEven
     let Some(list) = snapshot.policy.get(&meta.room_id) else { return Decision::default() };
     let Some(updated) = list.with(event) else { return Decision::default() };
     let key = (event.event_type.clone(), event.state_key.clone());
-    let added = updated.rules.get(&key).filter(|r| list.rules.get(&key) != Some(*r)).cloned();
+    // A rule whose reason alone changed bans nobody new: only a new
+    // entity or kind is looked at again.
+    let same_ban = |a: &PolicyRule, b: &PolicyRule| a.kind == b.kind && a.entity == b.entity;
+    let added = updated.rules.get(&key).filter(|r| !list.rules.get(&key).is_some_and(|old| same_ban(old, r))).cloned();
     let mut d = Decision::default();
     // A rule removed undoes nothing; one added (or changed) may ban someone
     // waiting: each follower is looked at in a decision of their own, so
@@ -419,16 +432,15 @@ pub(crate) fn check_pending(
 }
 
 /// The owner stops following `list`: forgotten once nobody follows it.
-pub(crate) fn unfollow(snapshot: &Snapshot, owner: &OwnerState, list: &OwnedRoomId, config: &EngineConfig) -> Decision {
+pub(crate) fn unfollow(snapshot: &Snapshot, owner: &OwnerState, list: &OwnedRoomId) -> Decision {
     let lists: Vec<OwnedRoomId> = owner.policy_lists.iter().filter(|l| *l != list).cloned().collect();
     let d = Decision::default().change(StateChange::PutOwner(OwnerState { policy_lists: lists, ..owner.clone() }));
-    leave_list(snapshot, d, &owner.user_id, list, config)
+    leave_list(snapshot, d, &owner.user_id, list)
 }
 
 /// An owner who opts out (`stop`, or leaving the control room) follows no
-/// list any more: each is forgotten once nobody follows it, and the bot
-/// leaves it.
-pub(crate) fn forget_owner(snapshot: &Snapshot, mut d: Decision, config: &EngineConfig) -> Decision {
+/// list any more: each is forgotten once nobody follows it.
+pub(crate) fn forget_owner(snapshot: &Snapshot, mut d: Decision) -> Decision {
     let gone: Vec<&OwnedUserId> = d
         .changes
         .iter()
@@ -440,7 +452,7 @@ pub(crate) fn forget_owner(snapshot: &Snapshot, mut d: Decision, config: &Engine
     let mut left = Decision::default();
     for owner in gone {
         for list in snapshot.owners.get(owner).map(|o| o.policy_lists.as_slice()).unwrap_or_default() {
-            left = leave_list(&snapshot.after(&left.changes), left, owner, list, config);
+            left = leave_list(&snapshot.after(&left.changes), left, owner, list);
         }
     }
     d.changes.extend(left.changes);
@@ -448,24 +460,19 @@ pub(crate) fn forget_owner(snapshot: &Snapshot, mut d: Decision, config: &Engine
     d
 }
 
-/// `owner` no longer among `list`'s followers; the list forgotten (and
-/// left) once nobody follows it and it is not the operator's.
-fn leave_list(
-    snapshot: &Snapshot,
-    mut d: Decision,
-    owner: &OwnedUserId,
-    list: &OwnedRoomId,
-    config: &EngineConfig,
-) -> Decision {
+/// `owner` no longer among `list`'s followers; the list forgotten once
+/// nobody follows it and it is not the operator's.
+fn leave_list(snapshot: &Snapshot, mut d: Decision, owner: &OwnedUserId, list: &OwnedRoomId) -> Decision {
     if let Some(kept) = snapshot.policy.get(list) {
         let mut kept = kept.clone();
         kept.followers.remove(owner);
         if kept.followers.is_empty() && !kept.operator {
-            d = d.change(StateChange::RemovePolicyList(list.clone())).effect(Effect::Leave {
-                as_user: config.bot.clone(),
-                room_id: list.clone(),
-                reason: None,
-            });
+            // Forgotten, not left: the room may be one Gatekeeper needs for
+            // something else (an owner's control room or shared list, a
+            // held room) or, in client mode, a room the owner was in before
+            // following it. Its later rules change nothing, as no list
+            // record is kept for it.
+            d = d.change(StateChange::RemovePolicyList(list.clone()));
         } else {
             d = d.change(StateChange::PutPolicyList(kept));
         }

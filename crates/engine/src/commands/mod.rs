@@ -263,10 +263,19 @@ const MAX_MENTION_WORDS: usize = 16;
 /// Whether a command reads the ban lists the owner follows (see
 /// `crate::policy_read`): the list commands, and `stop`, which leaves them.
 pub fn reads_lists(body: &str) -> bool {
-    matches!(
-        parse(body),
-        Some(Command::Subscribe(_) | Command::Unsubscribe(_) | Command::Subscriptions(_) | Command::Stop(_))
-    )
+    // Read as `codes_read` does: from each of the first words on, as if a
+    // mention of the bot came first (`Gatekeeper: stop`), since the bot's
+    // names are not known here.
+    let body = body.trim_start();
+    let any = Addressee { any_user: true, ..Addressee::default() };
+    let starts = std::iter::once(0)
+        .chain(body.char_indices().filter(|(_, c)| c.is_whitespace()).map(|(i, _)| i).take(MAX_MENTION_WORDS));
+    starts.into_iter().any(|start| {
+        matches!(
+            parse_as(&body[start..], &any),
+            Some(Command::Subscribe(_) | Command::Unsubscribe(_) | Command::Subscriptions(_) | Command::Stop(_))
+        )
+    })
 }
 
 impl Ctx<'_> {

@@ -44,6 +44,6 @@ impl Handler for Unsubscribe {
             });
         };
         let snapshot = crate::Snapshot { policy: ctx.policy.clone(), ..Default::default() };
-        policy::unfollow(&snapshot, ctx.owner, &room, ctx.config).effect(ctx.reply(texts::unfollowed(&self.target)))
+        policy::unfollow(&snapshot, ctx.owner, &room).effect(ctx.reply(texts::unfollowed(&self.target)))
     }
 }
