@@ -102,11 +102,14 @@ const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Queues, for every owner, a look at what Gatekeeper keeps in step on the
 /// homeserver for them (the published commands, the invite filter); each
 /// is one input of its own, so owners take turns.
+/// They are follow-ups (counted so), in one write.
 fn refresh_owners(shared: &crate::pipeline::Shared) -> anyhow::Result<()> {
+    let mut refreshes = Vec::new();
     for owner in shared.store.owners()? {
         let refresh = crate::pipeline::translate::Internal::Refresh { owner: owner.user_id };
-        shared.store.push_internal(&serde_json::to_vec(&refresh)?)?;
+        refreshes.push(crate::store::FollowUp { internal: true, raw: serde_json::to_vec(&refresh)? });
     }
+    shared.store.push_follow_ups(&refreshes)?;
     shared.wake.notify_one();
     Ok(())
 }

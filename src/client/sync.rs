@@ -149,7 +149,11 @@ pub async fn run(
             })
         }) {
             let refresh = crate::pipeline::translate::Internal::Refresh { owner: owner.clone() };
-            match serde_json::to_vec(&refresh).map(|raw| store.push_internal(&raw)) {
+            // A follow-up, counted so: every input is an event received or
+            // a follow-up.
+            let queued = serde_json::to_vec(&refresh)
+                .map(|raw| store.push_follow_ups(&[crate::store::FollowUp { internal: true, raw }]));
+            match queued {
                 Ok(Ok(())) => wake.notify_one(),
                 Ok(Err(e)) => tracing::warn!(error = %e, "queueing a read of the invite filter failed"),
                 Err(e) => tracing::warn!(error = %e, "queueing a read of the invite filter failed"),
