@@ -290,19 +290,24 @@ impl HsClient {
     pub async fn room_info(&self, owner: &UserId, room: &RoomId) -> Result<FollowUp, ClientError> {
         let members = self.send(joined_members::v3::Request::new(room.to_owned()), Some(owner)).await?;
         let count = members.joined.len() as u32;
-        let name_request =
+        let name = self.room_name(owner, room).await?;
+        Ok(internal(&Internal::RoomInfo { owner: owner.to_owned(), room_id: room.to_owned(), name, members: count }))
+    }
+
+    /// A room's name as `owner` reads it; `None` when it has none.
+    async fn room_name(&self, owner: &UserId, room: &RoomId) -> Result<Option<String>, ClientError> {
+        let request =
             get_state_event_for_key::v3::Request::new(room.to_owned(), StateEventType::RoomName, String::new());
-        let name = match self.send(name_request, Some(owner)).await {
+        match self.send(request, Some(owner)).await {
             // Read loosely: a name that is not a string is no name, not an
             // error to retry.
-            Ok(response) => serde_json::from_str::<Value>(response.event_or_content.get())
+            Ok(response) => Ok(serde_json::from_str::<Value>(response.event_or_content.get())
                 .ok()
                 .and_then(|v| v["name"].as_str().map(str::to_owned))
-                .filter(|n| !n.is_empty()),
-            Err(e) if gone(&e) => None,
-            Err(e) => return Err(e),
-        };
-        Ok(internal(&Internal::RoomInfo { owner: owner.to_owned(), room_id: room.to_owned(), name, members: count }))
+                .filter(|n| !n.is_empty())),
+            Err(e) if gone(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The rooms `user` is joined to with `owner`, read as the owner: the
@@ -345,14 +350,10 @@ impl HsClient {
         }
         let mut names = Vec::new();
         for room in found.iter().take(crate::engine::texts::SHARED_NAMES) {
-            let request =
-                get_state_event_for_key::v3::Request::new(room.clone(), StateEventType::RoomName, String::new());
-            names.push(match self.send(request, Some(owner)).await {
-                Ok(response) => serde_json::from_str::<Value>(response.event_or_content.get())
-                    .ok()
-                    .and_then(|v| v["name"].as_str().map(str::to_owned))
-                    .filter(|n| !n.is_empty()),
-                Err(ClientError::Http { status: 403 | 404, .. }) => None,
+            names.push(match self.room_name(owner, room).await {
+                Ok(name) => name,
+                // A room the owner cannot read the name of is unnamed here.
+                Err(ClientError::Http { status: 403, .. }) => None,
                 Err(e) => return Err(e),
             });
         }

@@ -241,13 +241,9 @@ pub fn codes_read(input: &crate::Input) -> Vec<crate::WaveKey> {
     if msgtype != "m.text" {
         return Vec::new();
     }
-    let body = body.trim_start();
-    let any = Addressee { any_user: true, ..Addressee::default() };
-    let starts = std::iter::once(0)
-        .chain(body.char_indices().filter(|(_, c)| c.is_whitespace()).map(|(i, _)| i).take(MAX_MENTION_WORDS));
     let mut keys = Vec::new();
-    for start in starts {
-        if let Some(Command::Set(set::Setting::Email(Some(address)))) = parse_as(&body[start..], &any) {
+    for command in as_if_addressed(body) {
+        if let Command::Set(set::Setting::Email(Some(address))) = command {
             for key in [crate::WaveKey::CodesTo(set::mailbox(&address)), crate::WaveKey::CodesBy(meta.sender.clone())] {
                 if !keys.contains(&key) {
                     keys.push(key);
@@ -258,22 +254,29 @@ pub fn codes_read(input: &crate::Input) -> Vec<crate::WaveKey> {
     keys
 }
 
-/// Words of a display name a mention may have, for [`codes_read`].
-const MAX_MENTION_WORDS: usize = 16;
-/// Whether a command reads the ban lists the owner follows (see
-/// `crate::policy_read`): the list commands, and `stop`, which leaves them.
-pub fn reads_lists(body: &str) -> bool {
-    // Read as `codes_read` does: from each of the first words on, as if a
-    // mention of the bot came first (`Gatekeeper: stop`), since the bot's
-    // names are not known here.
+/// Every command `body` may be, read from each of its first words on as
+/// if a mention of the bot came before: where the bot's names are not
+/// known (declaring reads), reading more than the command needs is
+/// harmless and less is not.
+fn as_if_addressed(body: &str) -> impl Iterator<Item = Command> + '_ {
     let body = body.trim_start();
     let any = Addressee { any_user: true, ..Addressee::default() };
     let starts = std::iter::once(0)
         .chain(body.char_indices().filter(|(_, c)| c.is_whitespace()).map(|(i, _)| i).take(MAX_MENTION_WORDS));
-    starts.into_iter().any(|start| {
+    starts.filter_map(move |start| parse_as(&body[start..], &any))
+}
+
+/// Words of a display name a mention may have, for [`as_if_addressed`].
+const MAX_MENTION_WORDS: usize = 16;
+
+/// Whether a command reads the ban lists the owner follows (see
+/// `crate::policy_read`): the list commands, and `stop`, which forgets
+/// them. Read as [`codes_read`] reads.
+pub fn reads_lists(body: &str) -> bool {
+    as_if_addressed(body).any(|command| {
         matches!(
-            parse_as(&body[start..], &any),
-            Some(Command::Subscribe(_) | Command::Unsubscribe(_) | Command::Subscriptions(_) | Command::Stop(_))
+            command,
+            Command::Subscribe(_) | Command::Unsubscribe(_) | Command::Subscriptions(_) | Command::Stop(_)
         )
     })
 }
