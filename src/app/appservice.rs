@@ -71,10 +71,10 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
         shared.clock.clone(),
         shared.shutdown.clone(),
     )));
-    if !config.policy.lists.is_empty() {
-        let (bot, lists) = (shared.engine.bot.clone(), config.policy.lists.clone());
-        running.tasks.push(tokio::spawn(super::lists::follow(shared.clone(), client.clone(), bot, lists)));
-    }
+    // Also with none configured: lists once configured stop applying, and
+    // the followed ones are read again hourly.
+    let (bot, lists) = (shared.engine.bot.clone(), config.policy.lists.clone());
+    running.tasks.push(tokio::spawn(super::lists::follow(shared.clone(), client.clone(), bot, lists)));
     if let Some(released) = running.released.clone() {
         // What the homeserver never delivered (a stranded transaction) is
         // read after every start, in the background.

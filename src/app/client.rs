@@ -56,11 +56,10 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
                 if let Some(released) = running.released.clone() {
                     let hs = HsClient::for_user(&config.homeserver.url, session.access_token.clone())?
                         .on_device(session.device_id.clone());
-                    if !config.policy.lists.is_empty() {
-                        let (owner, lists) = (session.user_id.clone(), config.policy.lists.clone());
-                        let follow = super::lists::follow(shared.clone(), hs.clone(), owner, lists);
-                        running.tasks.push(tokio::spawn(follow));
-                    }
+                    // Also with none configured: see the appservice's start.
+                    let (owner, lists) = (session.user_id.clone(), config.policy.lists.clone());
+                    let follow = super::lists::follow(shared.clone(), hs.clone(), owner, lists);
+                    running.tasks.push(tokio::spawn(follow));
                     let performer = Arc::new(ClientPerformer { sdk: session.sdk.clone(), hs });
                     let policy = super::executor_policy(&config);
                     running.tasks.push(tokio::spawn(executor::run(shared.clone(), performer, false, released, policy)));

@@ -1,48 +1,97 @@
-//! The operator's ban lists (`policy.lists`): joined and read at every
-//! start, in the background, as the bot (client mode: the owner's
-//! account), and what was read queued for the engine like any look-up's
-//! result. Their later changes come as the lists' state events.
+//! Ban lists from outside the engine's own decisions: the operator's
+//! (`policy.lists`), joined and read at every start as the bot (client
+//! mode: the owner's account), and every followed list read again hourly.
+//! A rule's later changes come as the list's state events, but a redaction
+//! of a rule, a gap in client mode's sync or a state event missed while
+//! Gatekeeper was down would otherwise leave a rule applied (or missing)
+//! for good. What is read is queued for the engine like any look-up's
+//! result.
 
 use std::time::Duration;
 
 use ruma::OwnedUserId;
 
+use crate::engine::policy::REREAD;
 use crate::matrix::HsClient;
 use crate::pipeline::Shared;
 use crate::pipeline::executor::PerformError;
+use crate::pipeline::translate::Internal;
+use crate::store::FollowUp;
 
 /// Tries a list this many times (transient failures) before leaving it
-/// for the next start.
+/// for the next start (or the next re-read).
 const ATTEMPTS: u32 = 5;
+/// How often every followed list is read whole again.
+const REREAD_EVERY: Duration = Duration::from_secs(3600);
 
 pub async fn follow(shared: Shared, client: HsClient, as_user: OwnedUserId, lists: Vec<String>) {
     let mut shutdown = shared.shutdown.clone();
-    for list in lists {
-        let mut wait = Duration::from_secs(2);
-        for attempt in 1..=ATTEMPTS {
-            match client.follow_list(&as_user, None, &list).await {
-                Ok(found) => {
-                    let store = shared.store.clone();
-                    let stored = tokio::task::spawn_blocking(move || store.push_follow_ups(&found)).await;
-                    match stored {
-                        Ok(Ok(())) => shared.wake.notify_one(),
-                        _ => {
-                            tracing::warn!(%list, "queuing an operator's ban list failed; read again at the next start")
-                        }
-                    }
-                    break;
+    // Lists the configuration no longer names stop applying to everyone,
+    // before the ones it names are read.
+    let configured = Internal::OperatorLists { names: lists.clone() };
+    let raw = serde_json::to_vec(&configured).expect("inputs serialize");
+    if !queue(&shared, vec![FollowUp { internal: true, raw }]).await {
+        tracing::warn!("queuing the operator's ban lists failed; done again at the next start");
+    }
+    for list in &lists {
+        read(&shared, &client, &as_user, list, list).await;
+    }
+    loop {
+        if shutdown.sleep(REREAD_EVERY).await {
+            return;
+        }
+        let store = shared.store.clone();
+        let kept = match tokio::task::spawn_blocking(move || store.policy_lists()).await {
+            Ok(Ok(kept)) => kept,
+            _ => {
+                tracing::warn!("reading the followed ban lists failed; trying again in an hour");
+                continue;
+            }
+        };
+        for list in kept {
+            read(&shared, &client, &as_user, list.room_id.as_str(), REREAD).await;
+            if shared.shutdown.is_set() {
+                return;
+            }
+        }
+    }
+}
+
+/// Queues what was read for the engine; `false` when it could not be.
+async fn queue(shared: &Shared, found: Vec<FollowUp>) -> bool {
+    let store = shared.store.clone();
+    match tokio::task::spawn_blocking(move || store.push_follow_ups(&found)).await {
+        Ok(Ok(())) => {
+            shared.wake.notify_one();
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Joins and reads `list`, answering the engine as `asked`, retrying what
+/// is transient a few times.
+async fn read(shared: &Shared, client: &HsClient, as_user: &OwnedUserId, list: &str, asked: &str) {
+    let mut shutdown = shared.shutdown.clone();
+    let mut wait = Duration::from_secs(2);
+    for attempt in 1..=ATTEMPTS {
+        match client.follow_list(as_user, None, list, asked).await {
+            Ok(found) => {
+                if !queue(shared, found).await {
+                    tracing::warn!(%list, "queuing a ban list's rules failed; read again later");
                 }
-                Err(PerformError::Transient(why)) if attempt < ATTEMPTS => {
-                    tracing::info!(%list, %why, "an operator's ban list could not be read yet; retrying");
-                    if shutdown.sleep(wait).await {
-                        return;
-                    }
-                    wait *= 2;
+                return;
+            }
+            Err(PerformError::Transient(why)) if attempt < ATTEMPTS => {
+                tracing::info!(%list, %why, "a ban list could not be read yet; retrying");
+                if shutdown.sleep(wait).await {
+                    return;
                 }
-                Err(e) => {
-                    tracing::warn!(%list, error = ?e, "an operator's ban list could not be followed");
-                    break;
-                }
+                wait *= 2;
+            }
+            Err(e) => {
+                tracing::warn!(%list, error = ?e, "a ban list could not be read");
+                return;
             }
         }
     }

@@ -485,17 +485,16 @@ impl Performer for HsClient {
                 Ok(vec![self.shared_rooms(owner, user, room_id).await.map_err(classify)?])
             }
             Effect::Native(native) => self.perform_native(native).await,
-            Effect::FollowList { as_user, owner, target } => self.follow_list(as_user, owner.as_ref(), target).await,
+            Effect::FollowList { as_user, owner, target } => {
+                self.follow_list(as_user, owner.as_ref(), target, target).await
+            }
             Effect::CreateList { as_user, owner } => self.create_list(as_user, owner).await,
             Effect::PutPolicyRule { as_user, room_id, kind, entity, reason, present } => {
                 self.put_policy_rule(as_user, room_id, *kind, entity, reason.as_deref(), *present).await
             }
             // Nothing outside: the engine looks at the owner's pending
             // strangers in a decision of its own.
-            Effect::CheckPending { owner, list, rule } => {
-                let check = Internal::CheckPending { owner: owner.clone(), list: list.clone(), rule: rule.into() };
-                Ok(vec![internal(&check)])
-            }
+            Effect::CheckPending { owner } => Ok(vec![internal(&Internal::CheckPending { owner: owner.clone() })]),
             // E-mail runs on its own lane (crate::email); never here.
             Effect::SendEmail { .. } => {
                 Err(PerformError::Permanent("e-mail is not sent by the Matrix connector".into()))

@@ -45,16 +45,18 @@ pub fn rules_of(state: &[Value]) -> Vec<RuleRead> {
 
 impl HsClient {
     /// Joins `target` as `as_user`, reads its rules, and answers with
-    /// `Internal::ListRead`; a refusal for good (no such alias, not
-    /// allowed to join) is answered too, so the owner hears why.
+    /// `Internal::ListRead` (as `asked`: what the owner typed, or
+    /// `policy::REREAD`); a refusal for good (no such alias, not allowed to
+    /// join) is answered too, so the owner hears why.
     pub async fn follow_list(
         &self,
         as_user: &UserId,
         owner: Option<&ruma::OwnedUserId>,
         target: &str,
+        asked: &str,
     ) -> Result<Vec<FollowUp>, PerformError> {
         let answer = |room_id, rules, error| {
-            let result = Internal::ListRead { owner: owner.cloned(), asked: target.to_owned(), room_id, rules, error };
+            let result = Internal::ListRead { owner: owner.cloned(), asked: asked.to_owned(), room_id, rules, error };
             Ok(vec![FollowUp { internal: true, raw: serde_json::to_vec(&result).expect("look-up results serialize") }])
         };
         let refused = |e: ClientError| match classify(e) {

@@ -11,7 +11,8 @@ use ruma::OwnedUserId;
 use super::Shared;
 use super::processor::due_now;
 use super::translate::Internal;
-use crate::store::{QUARANTINE_KEEP, StoreError};
+use crate::engine::{self, policy::PolicyList};
+use crate::store::{QUARANTINE_KEEP, Store, StoreError};
 
 /// How long acknowledged transaction IDs are remembered for replay checks.
 const TXN_MEMORY: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -32,11 +33,14 @@ pub async fn queue_due_ticks(shared: Shared, interval: Duration) {
     // reply window, so that each is queued once while it stays due.
     type Queued = HashMap<OwnedUserId, (Option<u64>, Option<u64>)>;
     let queued_owners: Arc<Mutex<Queued>> = Arc::default();
+    // Owners whose pending check is queued, and for which change of lists.
+    let queued_checks: Arc<Mutex<HashMap<OwnedUserId, u64>>> = Arc::default();
     loop {
         if shutdown.sleep(interval).await {
             return;
         }
         let (s, t, now, queued_owners) = (store.clone(), tick.clone(), clock.now_ms(), queued_owners.clone());
+        let queued_checks = queued_checks.clone();
         let queued = tokio::task::spawn_blocking(move || {
             let due = due_now(s.as_ref(), now)?;
             let mut queued = false;
@@ -62,6 +66,18 @@ pub async fn queue_due_ticks(shared: Shared, interval: Duration) {
                 sent.insert(owner, what);
                 queued = true;
             }
+            let checks = checks_due(s.as_ref())?;
+            let mut sent = queued_checks.lock().unwrap_or_else(|p| p.into_inner());
+            sent.retain(|owner, _| checks.contains_key(owner));
+            for (owner, changed) in checks {
+                if sent.get(&owner) == Some(&changed) {
+                    continue;
+                }
+                let input = Internal::CheckPending { owner: owner.clone() };
+                s.push_internal(&serde_json::to_vec(&input).expect("inputs serialize"))?;
+                sent.insert(owner, changed);
+                queued = true;
+            }
             Ok::<_, StoreError>(queued)
         })
         .await;
@@ -72,6 +88,27 @@ pub async fn queue_due_ticks(shared: Shared, interval: Duration) {
             Err(e) => tracing::warn!(error = %e, "housekeeping task died; will retry"),
         }
     }
+}
+
+/// The owners whose pending strangers are due a check against their ban
+/// lists (a list they follow, or the operator's, gained a rule since their
+/// last check), each with the latest change: one input per owner, however
+/// many rules came, and only while a list changed.
+pub fn checks_due(store: &dyn Store) -> Result<HashMap<OwnedUserId, u64>, StoreError> {
+    let lists = store.policy_lists()?;
+    let mut due = HashMap::new();
+    if lists.is_empty() {
+        return Ok(due);
+    }
+    for owner in store.owners()? {
+        let theirs: Vec<&PolicyList> =
+            lists.iter().filter(|l| l.operator || owner.policy_lists.contains(&l.room_id)).collect();
+        if engine::policy::check_due(&owner, &theirs) {
+            let changed = theirs.iter().map(|l| l.changed_ms).max().unwrap_or_default();
+            due.insert(owner.user_id, changed);
+        }
+    }
+    Ok(due)
 }
 
 /// Forgets old transaction IDs and drops captured messages past each

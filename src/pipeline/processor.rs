@@ -112,16 +112,14 @@ pub(crate) fn process_up_to(
         if let Some(sender) = &reads.waves {
             snapshot.waves.extend(read_waves(&pending.overlay, sender)?);
         }
-        let policy = engine::policy_read(&snapshot, &input);
-        read_policy(&pending.overlay, &policy, &reads.policy, &mut snapshot)?;
-        if engine::everyone_read(&snapshot, &input) {
-            pending.commit()?;
-            snapshot.everyone = store.owners()?.into_iter().map(|o| o.user_id).collect();
-        }
         if let Some(owner) = engine::overview_read(&snapshot, &input) {
             pending.commit()?;
             snapshot.overview = Some(store.overview(&owner)?);
         }
+        // After the overview: a pending check reads the rules that could
+        // name each pending stranger.
+        let policy = engine::policy_read(&snapshot, &input, now_ms);
+        read_policy(&pending.overlay, &policy, &mut snapshot)?;
         if reads.due {
             pending.commit()?;
             snapshot.due = Some(store.due(now_ms)?);
@@ -1269,6 +1267,9 @@ mod batch_tests {
         }
         fn owners(&self) -> Result<Vec<OwnerState>, StoreError> {
             self.inner.owners()
+        }
+        fn policy_lists(&self) -> Result<Vec<crate::engine::policy::PolicyList>, StoreError> {
+            self.inner.policy_lists()
         }
         fn prune_transactions(&self, before_ms: u64) -> Result<usize, StoreError> {
             self.inner.prune_transactions(before_ms)

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::engine::native::{FilterSeen, NativeInput, ReportVia};
-use crate::engine::policy::{PolicyRule, RuleEvent, RuleKind};
+use crate::engine::policy::{RuleEvent, RuleKind};
 use crate::engine::{EventMeta, FailedStep, Input, Media, Membership, Replacement};
 
 /// Why an event could not be turned into an input: it is quarantined with
@@ -127,12 +127,15 @@ pub enum Internal {
         rules: Vec<RuleRead>,
         error: Option<String>,
     },
-    /// A list `owner` follows gained a rule: their pending strangers are
-    /// checked against it.
+    /// A list `owner` follows (or the operator's) gained a rule since their
+    /// pending strangers were last checked. (Older versions also named the
+    /// list and the rule: ignored, as every list is checked.)
     CheckPending {
         owner: OwnedUserId,
-        list: OwnedRoomId,
-        rule: crate::store::RuleV1,
+    },
+    /// The operator's ban lists as configured now (at every start).
+    OperatorLists {
+        names: Vec<String>,
     },
     /// The policy room for an owner's blocks was made.
     ListCreated {
@@ -438,9 +441,8 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
                 rules: rules.into_iter().map(RuleEvent::from).collect(),
                 error,
             },
-            Internal::CheckPending { owner, list, rule } => {
-                Input::CheckPending { owner, list, rule: PolicyRule::from(rule) }
-            }
+            Internal::CheckPending { owner } => Input::CheckPending { owner },
+            Internal::OperatorLists { names } => Input::OperatorLists { names },
             Internal::ListCreated { owner, room_id } => Input::ListCreated { owner, room_id },
             Internal::LinkUsed { owner, action, subject, nonce } => Input::LinkUsed {
                 owner,

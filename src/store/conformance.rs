@@ -322,15 +322,15 @@ fn deferred(event: &str, body: &str) -> Deferred {
 /// follows and counted; a batch reads its own changes to lists; and the
 /// effects that follow and check lists survive the outbox.
 pub fn policy_lists_are_kept_once_and_the_operators_found(s: &dyn Store) {
-    use crate::engine::policy::{PolicyList, PolicyRule, RuleKind};
+    use crate::engine::policy::{PolicyList, PolicyRule, RuleKind, RulesRead};
     let (alice, bob) = (owned_user_id!("@alice:example.org"), owned_user_id!("@bob:example.org"));
     let (shared, operator) = (owned_room_id!("!shared:lists.org"), owned_room_id!("!op:lists.org"));
     let rule =
         PolicyRule { kind: RuleKind::Server, entity: "*.evil.org".into(), takedown: true, reason: Some("spam".into()) };
+    let slot = ("m.policy.rule.server".to_owned(), "r1".to_owned());
     let mut list = PolicyList::new(shared.clone(), "#shared:lists.org".into());
     list.followers = [alice.clone(), bob.clone()].into_iter().collect();
-    list.rules.insert(("m.policy.rule.server".into(), "r1".into()), rule.clone());
-    list.ignored = 3;
+    (list.kept, list.globs, list.ignored, list.changed_ms) = (1, 1, 3, 99);
     let op = PolicyList { operator: true, ..PolicyList::new(operator.clone(), "!op:lists.org".into()) };
     let owner = OwnerState {
         policy_lists: vec![shared.clone()],
@@ -338,6 +338,7 @@ pub fn policy_lists_are_kept_once_and_the_operators_found(s: &dyn Store) {
         banned_recent: vec![(owned_user_id!("@spam:evil.org"), 5)],
         banned_ignore: true,
         shared_list: Some(owned_room_id!("!mine:example.org")),
+        lists_checked_ms: 42,
         ..OwnerState::new(alice.clone(), owned_room_id!("!dm:example.org"), 7)
     };
     commit_changes(
@@ -345,18 +346,25 @@ pub fn policy_lists_are_kept_once_and_the_operators_found(s: &dyn Store) {
         vec![
             StateChange::PutOwner(owner.clone()),
             StateChange::PutPolicyList(list.clone()),
+            StateChange::PutPolicyRule { list: shared.clone(), slot: slot.clone(), rule: Some(rule.clone()) },
             StateChange::PutPolicyList(op.clone()),
         ],
     );
     assert_eq!(s.owner(&alice).unwrap(), Some(owner));
-    assert_eq!(s.policy_list(&shared).unwrap(), Some(list.clone()));
+    assert_eq!(s.policy_list(&shared).unwrap(), Some(list.clone()), "the record, without its rules");
     assert_eq!(s.policy_list(&owned_room_id!("!none:lists.org")).unwrap(), None);
     assert_eq!(s.operator_lists().unwrap(), vec![operator.clone()]);
-    // The snapshot of an invitation reads the owner's and the operator's.
+    let mut all: Vec<_> = s.policy_lists().unwrap().into_iter().map(|l| l.room_id).collect();
+    all.sort();
+    assert_eq!(all, [operator.clone(), shared.clone()]);
+    // The snapshot of an invitation reads the owner's and the operator's,
+    // with the rules that could name the sender.
     let mut snapshot = Snapshot::default();
-    let read = crate::engine::PolicyRead { lists: vec![shared.clone()], operator: true };
-    read_policy(s, &read, &[], &mut snapshot).unwrap();
+    let naming = RulesRead::Naming(crate::engine::policy::names(&owned_user_id!("@x:mail.evil.org"), None));
+    let read = crate::engine::PolicyRead { lists: vec![shared.clone()], operator: true, rules: naming };
+    read_policy(s, &read, &mut snapshot).unwrap();
     assert_eq!(snapshot.policy.keys().cloned().collect::<Vec<_>>(), vec![operator.clone(), shared.clone()]);
+    assert_eq!(snapshot.policy[&shared].rules.get(&slot), Some(&rule));
     // A batch sees its own changes before they are committed.
     let mut overlay = Overlay::new(s);
     overlay
@@ -366,13 +374,15 @@ pub fn policy_lists_are_kept_once_and_the_operators_found(s: &dyn Store) {
         ])
         .unwrap();
     assert_eq!(overlay.policy_list(&shared).unwrap(), None);
+    assert!(overlay.policy_rules(&shared, &RulesRead::All).unwrap().is_empty());
     assert!(overlay.operator_lists().unwrap().is_empty());
     assert_eq!(s.operator_lists().unwrap(), vec![operator.clone()]);
-    // No longer the operator's, then gone.
+    // No longer the operator's, then gone with its rules.
     commit_changes(s, vec![StateChange::PutPolicyList(PolicyList { operator: false, ..op })]);
     assert!(s.operator_lists().unwrap().is_empty());
     commit_changes(s, vec![StateChange::RemovePolicyList(shared.clone())]);
     assert_eq!(s.policy_list(&shared).unwrap(), None);
+    assert!(s.policy_rules(&shared, &RulesRead::All).unwrap().is_empty());
     // The effects that follow a list and check who is pending round-trip.
     let effects = vec![
         Effect::FollowList {
@@ -380,7 +390,7 @@ pub fn policy_lists_are_kept_once_and_the_operators_found(s: &dyn Store) {
             owner: Some(alice.clone()),
             target: "#shared:lists.org".into(),
         },
-        Effect::CheckPending { owner: alice, list: shared, rule },
+        Effect::CheckPending { owner: alice },
     ];
     s.accept_transaction("policy-effects", &[b"{}"], 1).unwrap();
     let item = s.inbox_batch(100).unwrap().pop().unwrap();
@@ -388,6 +398,58 @@ pub fn policy_lists_are_kept_once_and_the_operators_found(s: &dyn Store) {
     let high = s.outbox_high_water().unwrap();
     let out: Vec<Effect> = s.outbox_batch(high, 100, false).unwrap().into_iter().map(|i| i.effect).collect();
     assert_eq!(out[out.len() - 2..], effects[..]);
+}
+
+/// A list's rules are kept one per slot and found by what they could name:
+/// a slot replaced moves its index entry, one emptied leaves none, the same
+/// rule in two slots is two rules, a state key of any bytes keeps to its
+/// slot, a batch reads its own slots over the stored ones, and forgetting
+/// the list forgets its rules, also those written earlier in the batch.
+pub fn policy_rules_are_kept_by_slot_and_found_by_name(s: &dyn Store) {
+    use crate::engine::policy::{PolicyList, PolicyRule, RuleKind, RulesRead, names};
+    let room = owned_room_id!("!rules:lists.org");
+    let user = |e: &str| PolicyRule { kind: RuleKind::User, entity: e.into(), takedown: false, reason: None };
+    let slot = |k: &str| ("m.policy.rule.user".to_owned(), k.to_owned());
+    let put =
+        |k: &str, r: Option<PolicyRule>| StateChange::PutPolicyRule { list: room.clone(), slot: slot(k), rule: r };
+    let naming = |u: &str| RulesRead::Naming(names(&ruma::UserId::parse(u).unwrap(), None));
+    let found = |s: &dyn Lookups, read: &RulesRead| {
+        let mut keys: Vec<String> = s.policy_rules(&room, read).unwrap().into_iter().map(|(k, _)| k.1).collect();
+        keys.sort();
+        keys
+    };
+    // A state key with a NUL and a length prefix's worth of bytes in it.
+    let odd = "a\0\u{1}b";
+    commit_changes(
+        s,
+        vec![
+            StateChange::PutPolicyList(PolicyList::new(room.clone(), "#rules:lists.org".into())),
+            put("exact", Some(user("@spam:evil.org"))),
+            put("glob", Some(user("@spam*:evil.org"))),
+            put("wild", Some(user("@sp?m:*"))),
+            put("twice", Some(user("@spam:evil.org"))),
+            put(odd, Some(user("@other:good.org"))),
+        ],
+    );
+    assert_eq!(found(s, &naming("@spam:evil.org")), ["exact", "glob", "twice", "wild"]);
+    assert_eq!(found(s, &naming("@other:good.org")), [odd, "wild"]);
+    assert_eq!(found(s, &RulesRead::Slot(slot(odd))), [odd]);
+    assert_eq!(found(s, &RulesRead::All).len(), 5);
+    assert!(found(s, &RulesRead::None).is_empty());
+    // Replaced: found under its new name only. Emptied: found nowhere.
+    commit_changes(s, vec![put("exact", Some(user("@eggs:good.org"))), put("twice", None)]);
+    assert_eq!(found(s, &naming("@spam:evil.org")), ["glob", "wild"]);
+    assert_eq!(found(s, &naming("@eggs:good.org")), ["exact", "wild"]);
+    // A batch reads its own slots over the stored ones.
+    let mut overlay = Overlay::new(s);
+    overlay.apply(&[put("glob", None), put("new", Some(user("@spam:evil.org")))]).unwrap();
+    assert_eq!(found(&overlay, &naming("@spam:evil.org")), ["new", "wild"]);
+    assert_eq!(found(&overlay, &RulesRead::Slot(slot("glob"))), Vec::<String>::new());
+    drop(overlay);
+    // Forgotten in the batch that also wrote one: nothing is left.
+    commit_changes(s, vec![put("late", Some(user("@late:x.org"))), StateChange::RemovePolicyList(room.clone())]);
+    assert!(found(s, &RulesRead::All).is_empty());
+    assert!(found(s, &naming("@late:x.org")).is_empty());
 }
 
 fn commit_changes(s: &dyn Store, changes: Vec<StateChange>) {
@@ -1043,6 +1105,7 @@ macro_rules! store_conformance {
             case!(rooms_are_kept_per_owner);
             case!(follow_ups_can_be_queued_on_their_own);
             case!(policy_lists_are_kept_once_and_the_operators_found);
+            case!(policy_rules_are_kept_by_slot_and_found_by_name);
         }
     };
 }

@@ -82,7 +82,16 @@ impl Inner {
                     self.waves.insert(key, record);
                 }
                 StateChange::PutPolicyList(list) => {
-                    self.policy.insert(list.room_id.clone(), list);
+                    let rules = self.policy.remove(&list.room_id).map(|l| l.rules).unwrap_or_default();
+                    self.policy.insert(list.room_id.clone(), crate::engine::policy::PolicyList { rules, ..list });
+                }
+                StateChange::PutPolicyRule { list, slot, rule } => {
+                    if let Some(l) = self.policy.get_mut(&list) {
+                        match rule {
+                            Some(r) => l.rules.insert(slot, r),
+                            None => l.rules.remove(&slot),
+                        };
+                    }
                 }
                 StateChange::RemovePolicyList(room) => {
                     self.policy.remove(&room);
@@ -161,7 +170,18 @@ impl Lookups for Inner {
         Ok(self.seen.get(room).cloned().unwrap_or_default())
     }
     fn policy_list(&self, room: &RoomId) -> Result<Option<crate::engine::policy::PolicyList>, StoreError> {
-        Ok(self.policy.get(room).cloned())
+        Ok(self.policy.get(room).map(|l| crate::engine::policy::PolicyList { rules: Default::default(), ..l.clone() }))
+    }
+    fn policy_rules(
+        &self,
+        room: &RoomId,
+        read: &crate::engine::policy::RulesRead,
+    ) -> Result<Vec<(crate::engine::policy::Slot, crate::engine::policy::PolicyRule)>, StoreError> {
+        let rules = self.policy.get(room).map(|l| &l.rules).into_iter().flatten();
+        Ok(rules
+            .filter(|(slot, rule)| super::reads_rule(read, slot, rule))
+            .map(|(s, r)| (s.clone(), r.clone()))
+            .collect())
     }
     fn operator_lists(&self) -> Result<Vec<OwnedRoomId>, StoreError> {
         Ok(self.policy.values().filter(|l| l.operator).map(|l| l.room_id.clone()).collect())
@@ -195,6 +215,13 @@ impl Lookups for MemoryStore {
     }
     fn policy_list(&self, room: &RoomId) -> Result<Option<crate::engine::policy::PolicyList>, StoreError> {
         self.lock().policy_list(room)
+    }
+    fn policy_rules(
+        &self,
+        room: &RoomId,
+        read: &crate::engine::policy::RulesRead,
+    ) -> Result<Vec<(crate::engine::policy::Slot, crate::engine::policy::PolicyRule)>, StoreError> {
+        self.lock().policy_rules(room, read)
     }
     fn operator_lists(&self) -> Result<Vec<OwnedRoomId>, StoreError> {
         self.lock().operator_lists()
@@ -470,6 +497,14 @@ impl Store for MemoryStore {
 
     fn owners(&self) -> Result<Vec<OwnerState>, StoreError> {
         Ok(self.lock().owners.values().cloned().collect())
+    }
+
+    fn policy_lists(&self) -> Result<Vec<crate::engine::policy::PolicyList>, StoreError> {
+        let s = self.lock();
+        Ok(s.policy
+            .values()
+            .map(|l| crate::engine::policy::PolicyList { rules: Default::default(), ..l.clone() })
+            .collect())
     }
 
     fn prune_transactions(&self, before_ms: u64) -> Result<usize, StoreError> {

@@ -270,6 +270,9 @@ pub trait Store: Lookups + Send + Sync + 'static {
     fn quarantined(&self, limit: usize) -> Result<Vec<QuarantinedEvent>, StoreError>;
     fn failed_effects(&self, limit: usize) -> Result<Vec<FailedEffect>, StoreError>;
     fn owners(&self) -> Result<Vec<OwnerState>, StoreError>;
+    /// Every followed policy list's record (without rules): for the timer's
+    /// pending checks and the periodic re-reads.
+    fn policy_lists(&self) -> Result<Vec<crate::engine::policy::PolicyList>, StoreError>;
 
     /// Forgets accepted transaction IDs older than `before_ms`; the
     /// homeserver never resends a transaction it saw acknowledged.
@@ -385,10 +388,20 @@ pub trait Lookups {
     /// already, whether it comes again from the homeserver or from a read.
     fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError>;
 
-    /// A followed policy list (ban list), kept once whoever follows it.
-    /// (Defaults to none for look-ups that only wrap the others in tests.)
+    /// A followed policy list's record (ban list), kept once whoever
+    /// follows it, without its rules. (Defaults to none for look-ups that
+    /// only wrap the others in tests.)
     fn policy_list(&self, _room: &RoomId) -> Result<Option<crate::engine::policy::PolicyList>, StoreError> {
         Ok(None)
+    }
+
+    /// The rules of a list that `read` asks for, by slot.
+    fn policy_rules(
+        &self,
+        _room: &RoomId,
+        _read: &crate::engine::policy::RulesRead,
+    ) -> Result<Vec<(crate::engine::policy::Slot, crate::engine::policy::PolicyRule)>, StoreError> {
+        Ok(Vec::new())
     }
 
     /// The policy lists the operator's configuration has every owner follow.
@@ -397,18 +410,35 @@ pub trait Lookups {
     }
 }
 
-/// The policy lists `read` names, into the snapshot.
+/// Whether `read` asks for the rule in `slot`: the reference every store
+/// answers alike.
+pub fn reads_rule(
+    read: &crate::engine::policy::RulesRead,
+    slot: &crate::engine::policy::Slot,
+    rule: &crate::engine::policy::PolicyRule,
+) -> bool {
+    use crate::engine::policy::RulesRead;
+    match read {
+        RulesRead::None => false,
+        RulesRead::Slot(s) => s == slot,
+        RulesRead::Naming(keys) => keys.contains(&crate::engine::policy::index_key(rule)),
+        RulesRead::All => true,
+    }
+}
+
+/// The policy lists `read` names, into the snapshot, each with the rules
+/// it asks for.
 pub fn read_policy(
     l: &(impl Lookups + ?Sized),
     read: &crate::engine::PolicyRead,
-    extra: &[OwnedRoomId],
     snapshot: &mut Snapshot,
 ) -> Result<(), StoreError> {
     let operator = if read.operator { l.operator_lists()? } else { Vec::new() };
-    for room in read.lists.iter().chain(extra).chain(&operator) {
+    for room in read.lists.iter().chain(&operator) {
         if !snapshot.policy.contains_key(room)
-            && let Some(list) = l.policy_list(room)?
+            && let Some(mut list) = l.policy_list(room)?
         {
+            list.rules = l.policy_rules(room, &read.rules)?.into_iter().collect();
             snapshot.policy.insert(room.clone(), list);
         }
     }

@@ -10,12 +10,13 @@
 //! another task; only this batch's own writes to them are layered.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 use super::tally;
 use super::{Lookups, StoreError};
+use crate::engine::policy::{PolicyRule, RulesRead, Slot};
 use crate::engine::{
     Contact, Deferred, Kept, OwnerState, RoomState, StateChange, StrangerState, Subject, WaveKey, WaveRecord,
 };
@@ -31,6 +32,9 @@ pub struct Overlay<'a> {
     strangers: Cache<(OwnedUserId, OwnedUserId), StrangerState>,
     waves: Cache<WaveKey, WaveRecord>,
     policy: Cache<OwnedRoomId, crate::engine::policy::PolicyList>,
+    /// Rule slots this batch wrote, by list; a list this batch forgot
+    /// (`true`) reads none of its stored rules.
+    rules: HashMap<OwnedRoomId, (bool, BTreeMap<Slot, Option<PolicyRule>>)>,
     deferred: HashMap<(OwnedUserId, OwnedEventId), Option<Deferred>>,
     /// Owners whose contacts, strangers and captures this batch forgot:
     /// whatever the store still holds for them reads as gone.
@@ -66,6 +70,7 @@ impl<'a> Overlay<'a> {
             strangers: Default::default(),
             waves: Default::default(),
             policy: Default::default(),
+            rules: HashMap::new(),
             deferred: HashMap::new(),
             forgotten: HashSet::new(),
             counted: HashMap::new(),
@@ -169,8 +174,12 @@ impl<'a> Overlay<'a> {
                 StateChange::PutPolicyList(list) => {
                     self.policy.get_mut().insert(list.room_id.clone(), Some(list));
                 }
+                StateChange::PutPolicyRule { list, slot, rule } => {
+                    self.rules.entry(list).or_default().1.insert(slot, rule);
+                }
                 StateChange::RemovePolicyList(room) => {
-                    self.policy.get_mut().insert(room, None);
+                    self.policy.get_mut().insert(room.clone(), None);
+                    self.rules.insert(room, (true, BTreeMap::new()));
                 }
             }
         }
@@ -185,6 +194,7 @@ impl<'a> Overlay<'a> {
         self.strangers.get_mut().clear();
         self.waves.get_mut().clear();
         self.policy.get_mut().clear();
+        self.rules.clear();
         self.deferred.clear();
         self.forgotten.clear();
         self.counted.clear();
@@ -253,6 +263,22 @@ impl Lookups for Overlay<'_> {
 
     fn policy_list(&self, room: &RoomId) -> Result<Option<crate::engine::policy::PolicyList>, StoreError> {
         cached(&self.policy, room.to_owned(), || self.base.policy_list(room))
+    }
+
+    /// The stored rules, with the batch's own slots over them.
+    fn policy_rules(&self, room: &RoomId, read: &RulesRead) -> Result<Vec<(Slot, PolicyRule)>, StoreError> {
+        let Some((forgotten, written)) = self.rules.get(room) else { return self.base.policy_rules(room, read) };
+        let mut rules: BTreeMap<Slot, PolicyRule> = match forgotten {
+            true => BTreeMap::new(),
+            false => self.base.policy_rules(room, read)?.into_iter().collect(),
+        };
+        for (slot, rule) in written {
+            match rule {
+                Some(r) if super::reads_rule(read, slot, r) => rules.insert(slot.clone(), r.clone()),
+                _ => rules.remove(slot),
+            };
+        }
+        Ok(rules.into_iter().collect())
     }
 
     /// The stored ones, with the batch's own changes over them.

@@ -2,12 +2,12 @@
 //! once for everyone who follows it, and what an owner's record keeps of
 //! the lists they follow. Versioned, apart from the engine's types.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use ruma::{OwnedRoomId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::policy::{PolicyList, PolicyRule, RuleKind};
+use crate::engine::policy::{PolicyList, PolicyRule, RuleKind, Slot, is_glob};
 use crate::engine::{OwnerState, Tally};
 
 /// One rule as kept.
@@ -51,6 +51,9 @@ impl From<RuleV1> for PolicyRule {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "v")]
 pub enum PolicyListRecord {
+    /// Rules inside the list's record: read whole for every invitation,
+    /// written whole for every rule. Moved out on opening (see
+    /// [`PolicyListRecord::rules_inside`]).
     #[serde(rename = "1")]
     V1 {
         room_id: OwnedRoomId,
@@ -63,28 +66,111 @@ pub enum PolicyListRecord {
         #[serde(default)]
         ignored: u32,
     },
+    /// The list alone; each rule is a record of its own (see [`rule_key`]).
+    #[serde(rename = "2")]
+    V2 {
+        room_id: OwnedRoomId,
+        name: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        operator: bool,
+        followers: BTreeSet<OwnedUserId>,
+        kept: u32,
+        globs: u32,
+        ignored: u32,
+        changed_ms: u64,
+    },
+}
+
+impl PolicyListRecord {
+    /// A version-1 record's rules, to be kept apart: `None` for a record
+    /// of today's shape.
+    pub fn rules_inside(&self) -> Option<Vec<(Slot, PolicyRule)>> {
+        match self {
+            PolicyListRecord::V1 { rules, .. } => {
+                Some(rules.iter().map(|(t, k, r)| ((t.clone(), k.clone()), r.clone().into())).collect())
+            }
+            PolicyListRecord::V2 { .. } => None,
+        }
+    }
 }
 
 impl From<&PolicyList> for PolicyListRecord {
     fn from(l: &PolicyList) -> Self {
-        PolicyListRecord::V1 {
+        PolicyListRecord::V2 {
             room_id: l.room_id.clone(),
             name: l.name.clone(),
             operator: l.operator,
             followers: l.followers.clone(),
-            rules: l.rules.iter().map(|((t, k), r)| (t.clone(), k.clone(), r.into())).collect(),
+            kept: l.kept,
+            globs: l.globs,
             ignored: l.ignored,
+            changed_ms: l.changed_ms,
         }
     }
 }
 
 impl From<PolicyListRecord> for PolicyList {
     fn from(r: PolicyListRecord) -> Self {
-        let PolicyListRecord::V1 { room_id, name, operator, followers, rules, ignored } = r;
-        let rules: BTreeMap<(String, String), PolicyRule> =
-            rules.into_iter().map(|(t, k, r)| ((t, k), r.into())).collect();
-        PolicyList { room_id, name, operator, followers, rules, ignored }
+        let (room_id, name, operator, followers, kept, globs, ignored, changed_ms) = match r {
+            PolicyListRecord::V1 { room_id, name, operator, followers, rules, ignored } => {
+                let globs = rules.iter().filter(|(_, _, r)| is_glob(&r.entity)).count() as u32;
+                // Changed "at 1": every follower is checked once against it.
+                (room_id, name, operator, followers, rules.len() as u32, globs, ignored, 1)
+            }
+            PolicyListRecord::V2 { room_id, name, operator, followers, kept, globs, ignored, changed_ms } => {
+                (room_id, name, operator, followers, kept, globs, ignored, changed_ms)
+            }
+        };
+        PolicyList { operator, followers, kept, globs, ignored, changed_ms, ..PolicyList::new(room_id, name) }
     }
+}
+
+/// Appends `part` with its length first, so that no part's content can run
+/// into the next one's (a state key is anything a list's moderators chose).
+fn push_part(key: &mut Vec<u8>, part: &str) {
+    let len = u16::try_from(part.len()).unwrap_or(u16::MAX);
+    key.extend_from_slice(&len.to_be_bytes());
+    key.extend_from_slice(&part.as_bytes()[..usize::from(len)]);
+}
+
+/// The tags of rule records and of their index entries in the policy tree
+/// (lists' own records are `l\0room`, so no key of one kind starts
+/// another's).
+pub const RULE_TAG: u8 = b'R';
+pub const INDEX_TAG: u8 = b'X';
+
+/// Where rules (`RULE_TAG`) or index entries (`INDEX_TAG`) start: `parts`
+/// after the list's room.
+pub fn rule_prefix(tag: u8, room: &str, parts: &[&str]) -> Vec<u8> {
+    let mut key = vec![tag];
+    push_part(&mut key, room);
+    for part in parts {
+        push_part(&mut key, part);
+    }
+    key
+}
+
+/// A rule's record: the list's room, then its slot.
+pub fn rule_key(room: &str, slot: &Slot) -> Vec<u8> {
+    rule_prefix(RULE_TAG, room, &[&slot.0, &slot.1])
+}
+
+/// A rule's index entry: the list's room, its index key, then its slot.
+pub fn index_entry(room: &str, key: &str, slot: &Slot) -> Vec<u8> {
+    rule_prefix(INDEX_TAG, room, &[key, &slot.0, &slot.1])
+}
+
+/// The slot at the end of a key, after `prefix`: two parts.
+pub fn slot_after(key: &[u8], prefix: usize) -> Option<Slot> {
+    let mut rest = key.get(prefix..)?;
+    let mut part = || -> Option<String> {
+        let len = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
+        let text = std::str::from_utf8(rest.get(2..2 + len)?).ok()?.to_owned();
+        rest = &rest[2 + len..];
+        Some(text)
+    };
+    let slot = (part()?, part()?);
+    rest.is_empty().then_some(slot)
 }
 
 /// What an owner's record keeps of ban lists.
@@ -100,6 +186,12 @@ pub struct OwnerPolicyV1 {
     ignore: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     shared: Option<OwnedRoomId>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    checked: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl OwnerPolicyV1 {
@@ -111,6 +203,7 @@ impl OwnerPolicyV1 {
             recent: o.banned_recent.clone(),
             ignore: o.banned_ignore,
             shared: o.shared_list.clone(),
+            checked: o.lists_checked_ms,
         };
         (p != OwnerPolicyV1::default()).then_some(p)
     }
@@ -130,6 +223,7 @@ impl WithPolicy for OwnerState {
             banned_recent: p.recent,
             banned_ignore: p.ignore,
             shared_list: p.shared,
+            lists_checked_ms: p.checked,
             ..self
         }
     }

@@ -408,10 +408,10 @@ pub enum EffectRecordV1 {
         owner: Option<OwnedUserId>,
         target: String,
     },
+    /// Older versions named the list and the rule; a check now looks at
+    /// every list the owner follows.
     CheckPending {
         owner: OwnedUserId,
-        list: OwnedRoomId,
-        rule: super::policy_records::RuleV1,
     },
     CreateList {
         as_user: OwnedUserId,
@@ -606,6 +606,7 @@ impl From<OwnerRecord> for OwnerState {
             banned_recent: Vec::new(),
             banned_ignore: false,
             shared_list: None,
+            lists_checked_ms: 0,
         }
         .with_policy(policy)
     }
@@ -866,9 +867,7 @@ impl From<&Effect> for EffectRecordV1 {
             Effect::LookUpShared { owner, user, room_id } => EffectRecordV1::LookUpShared { owner, user, room_id },
             Effect::Native(native) => EffectRecordV1::Native(native.into()),
             Effect::FollowList { as_user, owner, target } => EffectRecordV1::FollowList { as_user, owner, target },
-            Effect::CheckPending { owner, list, rule } => {
-                EffectRecordV1::CheckPending { owner, list, rule: (&rule).into() }
-            }
+            Effect::CheckPending { owner } => EffectRecordV1::CheckPending { owner },
             Effect::CreateList { as_user, owner } => EffectRecordV1::CreateList { as_user, owner },
             Effect::PutPolicyRule { as_user, room_id, kind, entity, reason, present } => {
                 EffectRecordV1::PutPolicyRule {
@@ -909,9 +908,7 @@ impl From<EffectRecordV1> for Effect {
             EffectRecordV1::LookUpShared { owner, user, room_id } => Effect::LookUpShared { owner, user, room_id },
             EffectRecordV1::Native(native) => Effect::Native(native.into()),
             EffectRecordV1::FollowList { as_user, owner, target } => Effect::FollowList { as_user, owner, target },
-            EffectRecordV1::CheckPending { owner, list, rule } => {
-                Effect::CheckPending { owner, list, rule: rule.into() }
-            }
+            EffectRecordV1::CheckPending { owner } => Effect::CheckPending { owner },
             EffectRecordV1::CreateList { as_user, owner } => Effect::CreateList { as_user, owner },
             EffectRecordV1::PutPolicyRule { as_user, room_id, rule_kind, entity, reason, present } => {
                 Effect::PutPolicyRule {
@@ -947,7 +944,7 @@ pub fn effect_summary(e: &Effect) -> String {
         Effect::LookUpShared { owner, user, .. } => format!("rooms {user} shares with {owner}"),
         Effect::Native(native) => super::records_native::summary(native),
         Effect::FollowList { as_user, target, .. } => format!("follow ban list {target} as {as_user}"),
-        Effect::CheckPending { owner, list, .. } => format!("check {owner}'s pending against {list}"),
+        Effect::CheckPending { owner } => format!("check {owner}'s pending strangers against their ban lists"),
         Effect::CreateList { owner, .. } => format!("create the shared ban list of {owner}"),
         Effect::PutPolicyRule { room_id, entity, present, .. } => {
             format!("{} {entity} in shared ban list {room_id}", if *present { "publish" } else { "withdraw" })

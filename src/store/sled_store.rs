@@ -8,12 +8,15 @@ use ruma::{EventId, OwnedUserId, RoomId, UserId};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
 
-use super::policy_records::PolicyListRecord;
+use super::policy_records::{
+    INDEX_TAG, PolicyListRecord, RULE_TAG, RuleV1, index_entry, rule_key, rule_prefix, slot_after,
+};
 use super::records::{
     self, ContactRecord, DeferredRecord, EffectRecord, FailedEffectRecord, OwnerRecord, QuarantineRecord, RoomRecord,
     SeenRecord, StrangerRecord, TxnRecord, WaveRecordV, pair_key,
 };
 use super::*;
+use crate::engine::policy::{Slot, index_key};
 use crate::engine::{
     Contact, Decision, Deferred, Due, Kept, RoomState, StateChange, StrangerState, Subject, WaveKey, WaveRecord,
 };
@@ -275,6 +278,7 @@ impl SledStore {
             db,
         }
         .with_rooms_by_owner(&rooms_per_room)?
+        .with_rules_apart()?
         .with_tallies()
     }
 
@@ -296,6 +300,55 @@ impl SledStore {
         old.clear().map_err(|e| self.failed(e))?;
         old.flush().map_err(|e| self.failed(e))?;
         Ok(self)
+    }
+
+    /// Moves the rules of lists kept whole in their record (version 1) to
+    /// one record per rule, with their index entries, in one batch with the
+    /// list's new record: a crash before it leaves version 1 to move again.
+    fn with_rules_apart(self) -> Result<Self, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut moved = 0;
+        for entry in self.policy_by_room.scan_prefix(pair_key("l", "")) {
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
+            let record = records::decode::<PolicyListRecord>("policy list", &v)?;
+            let Some(rules) = record.rules_inside() else { continue };
+            let list: crate::engine::policy::PolicyList = record.into();
+            for (slot, rule) in &rules {
+                let room = list.room_id.as_str();
+                batch.insert(rule_key(room, slot), records::encode(&RuleV1::from(rule)));
+                batch.insert(index_entry(room, &index_key(rule), slot), &[][..]);
+            }
+            batch.insert(k, records::encode(&PolicyListRecord::from(&list)));
+            moved += 1;
+        }
+        if moved > 0 {
+            self.policy_by_room.apply_batch(batch).map_err(|e| self.failed(e))?;
+            self.policy_by_room.flush().map_err(|e| self.failed(e))?;
+            tracing::info!(lists = moved, "ban lists' rules moved to records of their own");
+        }
+        Ok(self)
+    }
+
+    /// The stored keys of each list's rules and index entries, read before
+    /// a write that forgets the list (sled's transactions cannot scan).
+    fn rule_keys<'r>(
+        &self,
+        lists: impl Iterator<Item = &'r RoomId>,
+    ) -> Result<std::collections::HashMap<&'r RoomId, Vec<sled::IVec>>, StoreError> {
+        let mut keys: std::collections::HashMap<&RoomId, Vec<sled::IVec>> = Default::default();
+        for room in lists {
+            if keys.contains_key(room) {
+                continue;
+            }
+            let mut found = Vec::new();
+            for tag in [RULE_TAG, INDEX_TAG] {
+                for key in self.policy_by_room.scan_prefix(rule_prefix(tag, room.as_str(), &[])).keys() {
+                    found.push(key.map_err(|e| self.failed(e))?);
+                }
+            }
+            keys.insert(room, found);
+        }
+        Ok(keys)
     }
 
     /// The owners with a record of each of `rooms`, read before a write
@@ -566,6 +619,46 @@ impl Lookups for SledStore {
             None => Ok(None),
         }
     }
+    fn policy_rules(
+        &self,
+        room: &RoomId,
+        read: &crate::engine::policy::RulesRead,
+    ) -> Result<Vec<(Slot, crate::engine::policy::PolicyRule)>, StoreError> {
+        use crate::engine::policy::RulesRead;
+        let rule = |slot: Slot| -> Result<Option<(Slot, crate::engine::policy::PolicyRule)>, StoreError> {
+            let stored = self.policy_by_room.get(rule_key(room.as_str(), &slot)).map_err(|e| self.failed(e))?;
+            Ok(match stored {
+                Some(b) => Some((slot, records::decode::<RuleV1>("policy rule", &b)?.into())),
+                None => None,
+            })
+        };
+        let mut rules = Vec::new();
+        match read {
+            RulesRead::None => {}
+            RulesRead::Slot(slot) => rules.extend(rule(slot.clone())?),
+            RulesRead::Naming(keys) => {
+                for key in keys {
+                    let prefix = rule_prefix(INDEX_TAG, room.as_str(), &[key]);
+                    for entry in self.policy_by_room.scan_prefix(&prefix).keys() {
+                        let entry = entry.map_err(|e| self.failed(e))?;
+                        let slot = slot_after(&entry, prefix.len())
+                            .ok_or_else(|| StoreError::Corrupt("a ban list's index entry".into()))?;
+                        rules.extend(rule(slot)?);
+                    }
+                }
+            }
+            RulesRead::All => {
+                let prefix = rule_prefix(RULE_TAG, room.as_str(), &[]);
+                for entry in self.policy_by_room.scan_prefix(&prefix) {
+                    let (k, v) = entry.map_err(|e| self.failed(e))?;
+                    let slot = slot_after(&k, prefix.len())
+                        .ok_or_else(|| StoreError::Corrupt("a ban list's rule key".into()))?;
+                    rules.push((slot, records::decode::<RuleV1>("policy rule", &v)?.into()));
+                }
+            }
+        }
+        Ok(rules)
+    }
     fn operator_lists(&self) -> Result<Vec<ruma::OwnedRoomId>, StoreError> {
         let prefix = pair_key("o", "");
         let mut rooms = Vec::new();
@@ -834,6 +927,10 @@ impl Store for SledStore {
                 forget.insert(owner, keys);
             }
         }
+        let rule_keys = self.rule_keys(decided.iter().flat_map(|(_, d)| &d.changes).filter_map(|c| match c {
+            StateChange::RemovePolicyList(room) => Some(&**room),
+            _ => None,
+        }))?;
         let holders = self.holders(
             decided
                 .iter()
@@ -880,6 +977,8 @@ impl Store for SledStore {
                     let mut taker = Taker::new(inbox, inbox_done);
                     // Per-owner keys this attempt wrote (sled may retry the closure).
                     let mut written: Vec<(u8, Vec<u8>)> = Vec::new();
+                    // Rule keys this attempt wrote, for a list forgotten later in it.
+                    let mut rules_written: Vec<Vec<u8>> = Vec::new();
                     // Who holds each room this batch touches, as it goes.
                     let mut holders = holders.clone();
                     let mut processed = 0;
@@ -1001,9 +1100,44 @@ impl Store for SledStore {
                                         policy.remove(pair_key("o", room))?;
                                     }
                                 }
+                                StateChange::PutPolicyRule { list, slot, rule } => {
+                                    let room = list.as_str();
+                                    let key = rule_key(room, slot);
+                                    if let Some(old) = policy.get(&key)? {
+                                        let old: crate::engine::policy::PolicyRule =
+                                            records::decode::<RuleV1>("policy rule", &old)
+                                                .map_err(ConflictableTransactionError::Abort)?
+                                                .into();
+                                        policy.remove(index_entry(room, &index_key(&old), slot))?;
+                                    }
+                                    match rule {
+                                        Some(rule) => {
+                                            policy.insert(key.as_slice(), records::encode(&RuleV1::from(rule)))?;
+                                            let entry = index_entry(room, &index_key(rule), slot);
+                                            policy.insert(entry.as_slice(), &[][..])?;
+                                            rules_written.push(key);
+                                            rules_written.push(entry);
+                                        }
+                                        None => {
+                                            policy.remove(key)?;
+                                        }
+                                    }
+                                }
                                 StateChange::RemovePolicyList(room) => {
                                     policy.remove(pair_key("l", room.as_str()))?;
                                     policy.remove(pair_key("o", room.as_str()))?;
+                                    // Its rules, stored and written by this batch.
+                                    let [rules, index] =
+                                        [RULE_TAG, INDEX_TAG].map(|tag| rule_prefix(tag, room.as_str(), &[]));
+                                    let stored = rule_keys.get(&**room).into_iter().flatten().map(|k| &k[..]);
+                                    let in_batch = rules_written
+                                        .iter()
+                                        .filter(|k| k.starts_with(&rules) || k.starts_with(&index))
+                                        .map(|k| &k[..]);
+                                    for key in stored.chain(in_batch) {
+                                        policy.remove(key)?;
+                                    }
+                                    rules_written.retain(|k| !k.starts_with(&rules) && !k.starts_with(&index));
                                 }
                             }
                         }
@@ -1244,6 +1378,14 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn policy_lists(&self) -> Result<Vec<crate::engine::policy::PolicyList>, StoreError> {
+        self.policy_by_room
+            .scan_prefix(pair_key("l", ""))
+            .values()
+            .map(|v| Ok(records::decode::<PolicyListRecord>("policy list", &v.map_err(|e| self.failed(e))?)?.into()))
+            .collect()
+    }
+
     fn owners(&self) -> Result<Vec<OwnerState>, StoreError> {
         self.owner_by_user
             .iter()
@@ -1481,6 +1623,40 @@ mod tests {
             assert_eq!(s.overview(&alice).unwrap().held.len(), 1);
             assert_eq!(s.kept(&alice, None).unwrap().held_rooms, 1);
             assert!(s.db.open_tree("room_by_id").unwrap().is_empty());
+        }
+    }
+
+    #[test]
+    fn rules_kept_inside_a_lists_record_are_moved_to_their_own_on_opening() {
+        use crate::engine::policy::{RulesRead, names};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let room = ruma::owned_room_id!("!l:lists.org");
+        let v1 = serde_json::json!({
+            "v": "1", "room_id": room, "name": "#l:lists.org", "operator": true,
+            "followers": ["@alice:example.org"],
+            "rules": [
+                ["m.policy.rule.user", "a", {"kind": "user", "entity": "@spam:evil.org"}],
+                ["m.policy.rule.server", "b", {"kind": "server", "entity": "*.evil.org", "reason": "spam"}]
+            ],
+            "ignored": 2
+        });
+        {
+            let s = SledStore::open(&path, 4).unwrap();
+            s.policy_by_room.insert(pair_key("l", room.as_str()), serde_json::to_vec(&v1).unwrap()).unwrap();
+            s.policy_by_room.insert(pair_key("o", room.as_str()), &[]).unwrap();
+            s.flush().unwrap();
+        }
+        for _ in 0..2 {
+            let s = SledStore::open(&path, 4).unwrap();
+            let list = s.policy_list(&room).unwrap().unwrap();
+            assert_eq!((list.kept, list.globs, list.ignored, list.operator), (2, 1, 2, true));
+            assert!(list.changed_ms > 0, "every follower is checked once against it");
+            let sender = ruma::owned_user_id!("@spam:mail.evil.org");
+            let found = s.policy_rules(&room, &RulesRead::Naming(names(&sender, None))).unwrap();
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert_eq!(found[0].1.reason.as_deref(), Some("spam"));
+            assert_eq!(s.policy_rules(&room, &RulesRead::All).unwrap().len(), 2);
         }
     }
 

@@ -253,10 +253,10 @@ pub enum Effect {
     /// rules; answered with `Input::ListRead` for `owner` (`None`: the
     /// operator's list), also when it cannot be joined.
     FollowList { as_user: OwnedUserId, owner: Option<OwnedUserId>, target: String },
-    /// Nothing to do outside: answered at once with `Input::CheckPending`,
-    /// so that a rule added to a list followed by many owners is looked at
-    /// one owner per decision.
-    CheckPending { owner: OwnedUserId, list: OwnedRoomId, rule: super::policy::PolicyRule },
+    /// Nothing to do outside: answered at once with `Input::CheckPending`.
+    /// Decisions no longer make it (the timer queues pending checks); it is
+    /// kept so that one an older version left in the outbox is still done.
+    CheckPending { owner: OwnedUserId },
     /// Make a policy room for `owner`'s blocks (`share blocks`) as
     /// `as_user`: public, so anyone may join and read it (the owner is
     /// invited when it is the bot's); answered with `Input::ListCreated`.

@@ -139,9 +139,13 @@ pub enum Input {
         rules: Vec<super::policy::RuleEvent>,
         error: Option<String>,
     },
-    /// A list `owner` follows gained `rule`: their pending strangers are
-    /// checked against it (one owner per input).
-    CheckPending { owner: OwnedUserId, list: OwnedRoomId, rule: super::policy::PolicyRule },
+    /// A list `owner` follows (or the operator's) gained a rule since their
+    /// pending strangers were last checked: they are checked again against
+    /// every list (one owner per input; queued by the timer).
+    CheckPending { owner: OwnedUserId },
+    /// The operator's ban lists as the configuration names them now (at
+    /// every start): one it no longer names stops applying to everyone.
+    OperatorLists { names: Vec<String> },
     /// The policy room for `owner`'s blocks was made (`share blocks`).
     ListCreated { owner: OwnedUserId, room_id: OwnedRoomId },
 }

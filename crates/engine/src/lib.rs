@@ -235,8 +235,6 @@ pub struct Reads {
     /// The records of verification codes mailed that `set email` is
     /// decided with: to that address, and by its sender.
     pub codes: Vec<WaveKey>,
-    /// The policy lists a rule event or a list's read is decided with.
-    pub policy: Vec<OwnedRoomId>,
 }
 
 /// The point look-ups an input needs, from the input alone.
@@ -252,45 +250,61 @@ pub fn reads(input: &Input) -> Reads {
         },
         waves: waves::reads(input),
         codes: commands::codes_read(input),
-        policy: match input {
-            Input::PolicyRule { meta, .. } => vec![meta.room_id.clone()],
-            Input::ListRead { room_id: Some(room), .. } => vec![room.clone()],
-            _ => Vec::new(),
-        },
     }
 }
 
-/// The policy lists an input is decided with once the point look-ups are in
-/// `snapshot`: for an invitation to an owner, theirs (`lists`) and, when
-/// `operator`, every list of the operator's; for an owner's command, theirs
-/// (`subscriptions`, `unsubscribe`).
+/// The policy lists an input is decided with, and which of their rules,
+/// once the point look-ups and the overview are in `snapshot`: for an
+/// invitation to an owner who has not decided about the sender
+/// themselves, the rules of theirs (`lists`) and of the operator's
+/// (`operator`) that could name the sender; for an owner's pending check,
+/// those that could name any of their pending strangers; for a rule
+/// event, its slot; for a re-read, every rule (they are replaced); for an
+/// owner's list commands, the lists' records only.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PolicyRead {
     pub lists: Vec<OwnedRoomId>,
     pub operator: bool,
+    pub rules: policy::RulesRead,
 }
 
-/// Whether deciding `input` needs every owner (`Snapshot::everyone`): a
-/// rule event in one of the operator's lists, whose new rules are checked
-/// against each owner's pending strangers (one owner per later decision).
-pub fn everyone_read(snapshot: &Snapshot, input: &Input) -> bool {
-    matches!(input, Input::PolicyRule { meta, .. } if snapshot.policy.get(&meta.room_id).is_some_and(|l| l.operator))
-}
-
-pub fn policy_read(snapshot: &Snapshot, input: &Input) -> PolicyRead {
-    let of = |owner: &OwnerState| PolicyRead { lists: owner.policy_lists.clone(), operator: true };
+pub fn policy_read(snapshot: &Snapshot, input: &Input, now_ms: u64) -> PolicyRead {
+    let of = |owner: &OwnerState, rules| PolicyRead { lists: owner.policy_lists.clone(), operator: true, rules };
+    let owner_of = |o: Option<&OwnedUserId>| o.and_then(|o| snapshot.owners.get(o));
     match input {
-        Input::Member { target, membership: Membership::Invite, .. } => {
-            snapshot.owners.get(target).map(of).unwrap_or_default()
+        Input::Member { meta, target, membership: Membership::Invite, .. } => match snapshot.owners.get(target) {
+            // The owner's own allow or block decides before any list.
+            Some(o) if snapshot.standing(&o.user_id, &meta.sender, now_ms) == Standing::Stranger => {
+                of(o, policy::RulesRead::Naming(policy::names(&meta.sender, Some(&meta.room_id))))
+            }
+            _ => PolicyRead::default(),
+        },
+        Input::CheckPending { owner } => match (snapshot.owners.get(owner), &snapshot.overview) {
+            (Some(o), Some(overview)) => {
+                let mut names: Vec<String> =
+                    overview.held.iter().flat_map(|(room, h)| policy::names(&h.inviter, Some(room))).collect();
+                names.sort();
+                names.dedup();
+                of(o, policy::RulesRead::Naming(names))
+            }
+            _ => PolicyRead::default(),
+        },
+        Input::PolicyRule { meta, rule } => PolicyRead {
+            lists: vec![meta.room_id.clone()],
+            operator: false,
+            rules: policy::RulesRead::Slot(rule.slot()),
+        },
+        Input::ListRead { room_id: Some(room), .. } => {
+            PolicyRead { lists: vec![room.clone()], operator: false, rules: policy::RulesRead::All }
         }
-        Input::CheckPending { list, .. } => PolicyRead { lists: vec![list.clone()], operator: false },
+        Input::OperatorLists { .. } => PolicyRead { lists: Vec::new(), operator: true, rules: policy::RulesRead::None },
         // Only the commands about lists read them (a list may be large),
         // and leaving the control room, which stops Gatekeeper as `stop` does.
         Input::Message { body, .. } if commands::reads_lists(body) => {
-            snapshot.control_of().and_then(|o| snapshot.owners.get(o)).map(of).unwrap_or_default()
+            owner_of(snapshot.control_of()).map(|o| of(o, policy::RulesRead::None)).unwrap_or_default()
         }
         Input::Member { membership: Membership::Leave | Membership::Ban, .. } => {
-            snapshot.control_of().and_then(|o| snapshot.owners.get(o)).map(of).unwrap_or_default()
+            owner_of(snapshot.control_of()).map(|o| of(o, policy::RulesRead::None)).unwrap_or_default()
         }
         _ => PolicyRead::default(),
     }
@@ -391,7 +405,7 @@ fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &Engine
         Input::LinkUsed { owner, action, subject, nonce } => {
             control::link_used(snapshot, owner, *action, subject.as_ref(), nonce, now_ms, config)
         }
-        Input::PolicyRule { meta, rule } => policy::rule_event(snapshot, meta, rule),
+        Input::PolicyRule { meta, rule } => policy::rule_event(snapshot, meta, rule, now_ms),
         Input::ListRead { owner, asked, room_id, rules, error } => match (room_id, error) {
             (Some(room), None) => policy::list_read(snapshot, owner.as_ref(), asked, room, rules, None, now_ms, config),
             (_, why) => {
@@ -401,7 +415,8 @@ fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &Engine
                 policy::list_read(snapshot, owner.as_ref(), asked, &room, &[], Some(why), now_ms, config)
             }
         },
-        Input::CheckPending { owner, list, rule } => policy::check_pending(snapshot, owner, list, rule, now_ms),
+        Input::CheckPending { owner } => policy::check_pending(snapshot, owner, now_ms),
+        Input::OperatorLists { names } => policy::operator_lists(snapshot, names),
         Input::ListCreated { owner, room_id } => policy::list_created(snapshot, owner, room_id, now_ms, config),
         Input::Member { meta, .. }
         | Input::Message { meta, .. }

@@ -14,6 +14,15 @@ use super::*;
 
 /// Rules kept per list; further ones are counted, not kept.
 pub const MAX_RULES_PER_LIST: usize = 10_000;
+/// Of those, rules whose entity is a glob: an invitation is matched against
+/// each glob found under its index keys (see [`index_key`]), so their number
+/// bounds the work one invitation costs.
+pub const MAX_GLOBS_PER_LIST: usize = 1_000;
+/// Steps of glob matching one list may take in one decision. A hostile
+/// list's globs (`*a*a*a…b`) then cost at most this, and match nobody
+/// past it, rather than stalling every owner behind one invitation. Honest
+/// globs (`@*:evil.org`, `*.evil.org`) take tens of steps each.
+pub const GLOB_BUDGET: u64 = 500_000;
 /// Lists an owner may follow (the operator's come on top).
 pub const MAX_LISTS_PER_OWNER: usize = 20;
 /// Bytes of a rule's entity and state key: a user ID is at most 255.
@@ -27,6 +36,11 @@ pub const MAX_REASON: usize = 200;
 pub const MAX_NAME: usize = 255;
 /// Senders declined by a list that `show banned` can name.
 pub const MAX_RECENT: usize = 20;
+/// The index key of globs no literal part of which can be looked up: every
+/// invitation reads them (at most [`MAX_GLOBS_PER_LIST`] a list).
+pub const WILD: &str = "*";
+/// Parent domains of a sender's server looked up for `*.domain` globs.
+const MAX_SUFFIXES: usize = 8;
 
 /// The state event types that carry rules: the spec's, and the older
 /// names Mjolnir lists still use.
@@ -95,6 +109,10 @@ pub struct PolicyRule {
     pub reason: Option<String>,
 }
 
+/// A rule's place in its list: its state event type and state key. A state
+/// event replaces whatever its slot held.
+pub type Slot = (String, String);
+
 /// A rule state event as the homeserver gave it: every field the list's
 /// moderators (or anyone with power there) chose, unchecked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +124,16 @@ pub struct RuleEvent {
     pub reason: Option<String>,
 }
 
-/// A followed policy room, kept once for everyone who follows it.
+impl RuleEvent {
+    pub fn slot(&self) -> Slot {
+        (self.event_type.clone(), self.state_key.clone())
+    }
+}
+
+/// A followed policy list, kept once for everyone who follows it. Its
+/// record holds what is here but `rules`; each rule is kept apart, in its
+/// slot and under its [`index_key`], so that a rule event writes one rule
+/// and an invitation reads only the rules that could name its sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyList {
     pub room_id: OwnedRoomId,
@@ -116,64 +143,216 @@ pub struct PolicyList {
     pub operator: bool,
     /// Owners who subscribed to it.
     pub followers: BTreeSet<OwnedUserId>,
-    /// Its ban rules, by state event type and state key (each a state slot).
-    pub rules: BTreeMap<(String, String), PolicyRule>,
-    /// Rules not kept because the list had [`MAX_RULES_PER_LIST`] already.
+    /// Rules kept, and of them globs.
+    pub kept: u32,
+    pub globs: u32,
+    /// Rules not kept because the list had [`MAX_RULES_PER_LIST`] (or
+    /// [`MAX_GLOBS_PER_LIST`]) already.
     pub ignored: u32,
+    /// When a rule that may ban someone new was last kept: followers whose
+    /// pending strangers were checked before then are checked again (on
+    /// the timer, one owner per input, however many rules came).
+    pub changed_ms: u64,
+    /// The rules this decision read (see [`crate::PolicyRead`]), by slot:
+    /// never stored with the record.
+    pub rules: BTreeMap<Slot, PolicyRule>,
 }
 
 impl PolicyList {
     pub fn new(room_id: OwnedRoomId, name: String) -> Self {
-        PolicyList { room_id, name, operator: false, followers: BTreeSet::new(), rules: BTreeMap::new(), ignored: 0 }
+        PolicyList {
+            room_id,
+            name,
+            operator: false,
+            followers: BTreeSet::new(),
+            kept: 0,
+            globs: 0,
+            ignored: 0,
+            changed_ms: 0,
+            rules: BTreeMap::new(),
+        }
     }
 
-    /// The first rule banning `user`, or an invitation to `room`.
-    pub fn bans(&self, user: &UserId, room: Option<&RoomId>) -> Option<&PolicyRule> {
-        self.rules.values().find(|r| r.covers(user, room))
-    }
-
-    /// This list with `event` applied: a valid ban rule put in its slot,
-    /// anything else (redacted, emptied, another recommendation, out of
-    /// bounds) removing what the slot held. `None`: nothing changes.
-    pub fn with(&self, event: &RuleEvent) -> Option<PolicyList> {
-        let key = (event.event_type.clone(), event.state_key.clone());
-        let rule = rule_of(event);
+    /// `event` applied to this list, whose `rules` hold the event's slot as
+    /// stored: a valid ban rule put in its slot, anything else (redacted,
+    /// emptied, another recommendation, out of bounds) removing what the
+    /// slot held. The list's record after it, and the slot's new rule;
+    /// `None`: nothing changes.
+    pub fn with(&self, event: &RuleEvent, now_ms: u64) -> Option<(PolicyList, Option<PolicyRule>)> {
+        let slot = event.slot();
+        let old = self.rules.get(&slot);
+        let mut new = rule_of(event);
+        if new.as_ref() == old {
+            return None;
+        }
         let mut list = self.clone();
-        match rule {
-            Some(rule) if list.rules.get(&key) == Some(&rule) => return None,
-            Some(rule) if list.rules.contains_key(&key) || list.rules.len() < MAX_RULES_PER_LIST => {
-                list.rules.insert(key, rule);
-            }
-            Some(_) => list.ignored = list.ignored.saturating_add(1),
-            None => {
-                list.rules.remove(&key)?;
+        if let Some(rule) = &new {
+            let globs = list.globs - old.map_or(0, |o| is_glob(&o.entity) as u32) + is_glob(&rule.entity) as u32;
+            let full = old.is_none() && list.kept as usize >= MAX_RULES_PER_LIST;
+            if full || globs as usize > MAX_GLOBS_PER_LIST {
+                // Counted, not kept; and the slot no longer holds its old
+                // rule either: the list's moderators replaced it.
+                list.ignored = list.ignored.saturating_add(1);
+                new = None;
             }
         }
-        Some(list)
+        if let Some(old) = old {
+            list.kept -= 1;
+            list.globs -= is_glob(&old.entity) as u32;
+        }
+        match &new {
+            Some(rule) => {
+                list.kept += 1;
+                list.globs += is_glob(&rule.entity) as u32;
+                // A rule whose reason alone changed bans nobody new.
+                let same_ban = old.is_some_and(|o| o.kind == rule.kind && o.entity == rule.entity);
+                if !same_ban {
+                    list.changed_ms = list.changed_ms.max(now_ms);
+                }
+                list.rules.insert(slot, rule.clone());
+            }
+            None => {
+                list.rules.remove(&slot);
+            }
+        }
+        Some((list, new))
     }
 
-    /// This list's rules replaced by the room's whole state, as read when
-    /// it was (re)joined: at most [`MAX_RULES_PER_LIST`] kept, in the
-    /// order given.
-    pub fn replaced(&self, events: &[RuleEvent]) -> PolicyList {
-        let mut list = PolicyList { rules: BTreeMap::new(), ignored: 0, ..self.clone() };
+    /// This list as the room's whole state makes it, as read when it was
+    /// (re)joined: at most [`MAX_RULES_PER_LIST`] kept, in the order given.
+    /// `rules` must hold every rule kept before (see [`RulesRead::All`]).
+    pub fn replaced(&self, events: &[RuleEvent], now_ms: u64) -> PolicyList {
+        let mut list = PolicyList { rules: BTreeMap::new(), kept: 0, globs: 0, ignored: 0, ..self.clone() };
         for event in events {
-            if let Some(next) = list.with(event) {
+            if let Some((next, _)) = list.with(event, now_ms) {
                 list = next;
             }
         }
+        // Only a rule that was not there before bans anyone new.
+        let before: BTreeSet<(RuleKind, &str)> = self.rules.values().map(|r| (r.kind, r.entity.as_str())).collect();
+        let news = list.rules.values().any(|r| !before.contains(&(r.kind, r.entity.as_str())));
+        list.changed_ms = if news { self.changed_ms.max(now_ms) } else { self.changed_ms };
         list
+    }
+
+    /// The slot changes that turn `self.rules` into `next.rules`.
+    pub fn changes_to(&self, next: &PolicyList) -> Vec<StateChange> {
+        let room = &self.room_id;
+        let put = |slot: &Slot, rule: Option<&PolicyRule>| StateChange::PutPolicyRule {
+            list: room.clone(),
+            slot: slot.clone(),
+            rule: rule.cloned(),
+        };
+        let gone = self.rules.keys().filter(|s| !next.rules.contains_key(*s)).map(|s| put(s, None));
+        let new = next.rules.iter().filter(|(s, r)| self.rules.get(*s) != Some(*r)).map(|(s, r)| put(s, Some(r)));
+        gone.chain(new).collect()
     }
 }
 
-impl PolicyRule {
-    /// Whether this rule bans `user` (or an invitation to `room`).
-    pub fn covers(&self, user: &UserId, room: Option<&RoomId>) -> bool {
-        match self.kind {
-            RuleKind::User => glob_match(&self.entity, user.as_str()),
-            RuleKind::Server => glob_match(&self.entity, user.server_name().as_str()),
-            RuleKind::Room => room.is_some_and(|r| glob_match(&self.entity, r.as_str())),
+/// What a list's rules are read for a decision: none (its record only),
+/// one slot (a rule event's), those that could name a subject (an
+/// invitation's sender, each pending stranger), or every one (a re-read of
+/// the whole list replaces them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RulesRead {
+    #[default]
+    None,
+    Slot(Slot),
+    /// The rules under these index keys (see [`index_key`], [`names`]).
+    Naming(Vec<String>),
+    All,
+}
+
+/// Whether an entity is a glob rather than one name.
+pub fn is_glob(entity: &str) -> bool {
+    entity.contains(['*', '?'])
+}
+
+/// The one key a rule is found under: an entity with no wildcard under
+/// itself; a user glob whose server part is a name (`@spam*:evil.org`)
+/// under that name, and one whose server part is `*.name` under the name;
+/// a server glob `*.name` under the name; any other glob under [`WILD`].
+/// [`names`] gives the keys an invitation looks up: every rule that can
+/// ban it is under one of them.
+pub fn index_key(rule: &PolicyRule) -> String {
+    let e = &rule.entity;
+    if !is_glob(e) {
+        return e.clone();
+    }
+    let domain = |server: &str| -> Option<String> {
+        if !is_glob(server) {
+            return Some(server.to_owned());
         }
+        server.strip_prefix("*.").filter(|rest| !rest.is_empty() && !is_glob(rest)).map(str::to_owned)
+    };
+    let key = match rule.kind {
+        // A user ID's localpart has no `:`: what follows the first is the server.
+        RuleKind::User => e.split_once(':').and_then(|(_, server)| domain(server)),
+        RuleKind::Server => domain(e).filter(|_| e.starts_with("*.")),
+        RuleKind::Room => None,
+    };
+    key.unwrap_or_else(|| WILD.to_owned())
+}
+
+/// The index keys an invitation from `user` (to `room`) looks up: the user
+/// ID, their server and its parent domains, the room, and [`WILD`].
+pub fn names(user: &UserId, room: Option<&RoomId>) -> Vec<String> {
+    let server = user.server_name().as_str();
+    let mut keys = vec![user.to_string(), server.to_owned()];
+    let mut rest = server;
+    for _ in 0..MAX_SUFFIXES {
+        let Some((_, parent)) = rest.split_once('.') else { break };
+        keys.push(parent.to_owned());
+        rest = parent;
+    }
+    keys.extend(room.map(|r| r.to_string()));
+    keys.push(WILD.to_owned());
+    keys
+}
+
+impl PolicyRule {
+    /// Whether this rule bans `user` (or an invitation to `room`), within
+    /// what is left of `budget` (glob steps).
+    pub fn covers(&self, user: &UserId, room: Option<&RoomId>, budget: &mut u64) -> bool {
+        let text = match self.kind {
+            RuleKind::User => user.as_str(),
+            RuleKind::Server => user.server_name().as_str(),
+            RuleKind::Room => match room {
+                Some(r) => r.as_str(),
+                None => return false,
+            },
+        };
+        if is_glob(&self.entity) { glob_match(&self.entity, text, budget) } else { self.entity == text }
+    }
+}
+
+/// One list's rules as read, indexed for matching many subjects (each
+/// pending stranger) in one decision, with one glob budget for all.
+pub struct Matcher<'a> {
+    pub list: &'a PolicyList,
+    by_key: BTreeMap<String, Vec<&'a PolicyRule>>,
+    budget: u64,
+}
+
+impl<'a> Matcher<'a> {
+    pub fn of(list: &'a PolicyList) -> Self {
+        let mut by_key: BTreeMap<String, Vec<&PolicyRule>> = BTreeMap::new();
+        for rule in list.rules.values() {
+            by_key.entry(index_key(rule)).or_default().push(rule);
+        }
+        Matcher { list, by_key, budget: GLOB_BUDGET }
+    }
+
+    /// The first rule banning `user`, or an invitation to `room`.
+    pub fn bans(&mut self, user: &UserId, room: Option<&RoomId>) -> Option<&'a PolicyRule> {
+        for key in names(user, room) {
+            for rule in self.by_key.get(&key).into_iter().flatten() {
+                if rule.covers(user, room, &mut self.budget) {
+                    return Some(rule);
+                }
+            }
+        }
+        None
     }
 }
 
@@ -184,6 +363,11 @@ pub fn rule_of(event: &RuleEvent) -> Option<PolicyRule> {
     let kind = RuleKind::of(&event.event_type)?;
     let entity = event.entity.as_deref()?;
     if entity.is_empty() || entity.len() > MAX_ENTITY || event.state_key.len() > MAX_ENTITY {
+        return None;
+    }
+    // No Matrix ID or server name has control characters; a rule with one
+    // names nobody.
+    if entity.chars().any(char::is_control) {
         return None;
     }
     // A glob that is (almost) nothing but wildcards bans everyone: one
@@ -206,13 +390,18 @@ pub fn rule_of(event: &RuleEvent) -> Option<PolicyRule> {
 /// Matrix globs: `*` any run of characters, `?` exactly one. Greedy with
 /// one remembered star, so no input backtracks more than once per star:
 /// at most `pattern × text` steps (both at most 255 bytes here), never the
-/// exponential blow-up a recursive matcher has on `*a*a*a*…b`.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
+/// exponential blow-up a recursive matcher has on `*a*a*a*…b`. Each step
+/// is taken from `budget`; none left, nothing matches.
+pub fn glob_match(pattern: &str, text: &str, budget: &mut u64) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
+        if *budget == 0 {
+            return false;
+        }
+        *budget -= 1;
         if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
             pi += 1;
             ti += 1;
@@ -246,7 +435,7 @@ pub fn banned<'a>(
     user: &UserId,
     room: Option<&RoomId>,
 ) -> Option<(&'a PolicyList, &'a PolicyRule)> {
-    lists_of(snapshot, owner).find_map(|l| l.bans(user, room).map(|r| (l, r)))
+    lists_of(snapshot, owner).find_map(|l| Matcher::of(l).bans(user, room).map(|r| (l, r)))
 }
 
 /// The owner's record with one more sender declined by a list.
@@ -278,35 +467,26 @@ pub(crate) fn invite(snapshot: &Snapshot, meta: &EventMeta, owner: &OwnerState, 
     )
 }
 
-/// A rule state event in a room: kept if the room is a followed list, and
-/// each follower's pending strangers checked against what it added.
-pub(crate) fn rule_event(snapshot: &Snapshot, meta: &EventMeta, event: &RuleEvent) -> Decision {
+/// A rule state event in a room: kept if the room is a followed list. One
+/// slot is written, whatever the list's size. A rule that may ban someone
+/// new marks the list changed: its followers' pending strangers are
+/// checked on the timer, one owner per input, however many rules came
+/// (a bulk ban of 500 rules is not 500 checks of every follower).
+pub(crate) fn rule_event(snapshot: &Snapshot, meta: &EventMeta, event: &RuleEvent, now_ms: u64) -> Decision {
     let Some(list) = snapshot.policy.get(&meta.room_id) else { return Decision::default() };
-    let Some(updated) = list.with(event) else { return Decision::default() };
-    let key = (event.event_type.clone(), event.state_key.clone());
-    // A rule whose reason alone changed bans nobody new: only a new
-    // entity or kind is looked at again.
-    let same_ban = |a: &PolicyRule, b: &PolicyRule| a.kind == b.kind && a.entity == b.entity;
-    let added = updated.rules.get(&key).filter(|r| !list.rules.get(&key).is_some_and(|old| same_ban(old, r))).cloned();
-    let mut d = Decision::default();
-    // A rule removed undoes nothing; one added (or changed) may ban someone
-    // waiting: each follower is looked at in a decision of their own, so
-    // one list followed by many owners never makes one huge decision.
-    if let Some(rule) = added {
-        let everyone: BTreeSet<&OwnedUserId> = match updated.operator {
-            true => snapshot.everyone.iter().chain(&updated.followers).collect(),
-            false => updated.followers.iter().collect(),
-        };
-        for owner in everyone {
-            d = d.effect(Effect::CheckPending { owner: owner.clone(), list: meta.room_id.clone(), rule: rule.clone() });
-        }
-    }
-    d.change(StateChange::PutPolicyList(updated))
+    let Some((updated, rule)) = list.with(event, now_ms) else { return Decision::default() };
+    let mut record = updated;
+    record.rules.clear();
+    Decision::default()
+        .change(StateChange::PutPolicyRule { list: meta.room_id.clone(), slot: event.slot(), rule })
+        .change(StateChange::PutPolicyList(record))
 }
 
 /// A list was joined and its state read (or could not be): `owner` asked
-/// (`None`: the operator's configuration). The rules it has are kept, the
-/// owner follows it, and their pending strangers are checked against it.
+/// (`None`: the operator's configuration, or a periodic re-read). The
+/// rules it has replace those kept, the owner follows it, and their
+/// pending strangers are checked against it; other followers' are on the
+/// timer, if it gained a rule.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn list_read(
     snapshot: &Snapshot,
@@ -346,8 +526,9 @@ pub(crate) fn list_read(
         // They stopped meanwhile.
         return Decision::default();
     }
-    let base = snapshot.policy.get(room_id).cloned().unwrap_or_else(|| PolicyList::new(room_id.clone(), name.clone()));
-    let mut list = base.replaced(events);
+    let stored = snapshot.policy.get(room_id);
+    let base = stored.cloned().unwrap_or_else(|| PolicyList::new(room_id.clone(), name.clone()));
+    let mut list = base.replaced(events, now_ms);
     let mut d = Decision::default();
     match state {
         Some(o) => {
@@ -363,25 +544,37 @@ pub(crate) fn list_read(
                 d = d.change(StateChange::PutOwner(o.clone()));
             }
             list.followers.insert(o.user_id.clone());
-            let text = texts::list_followed(&name, room_id, list.rules.len(), list.ignored, config.client_mode);
+            let text = texts::list_followed(&name, room_id, list.kept as usize, list.ignored, config.client_mode);
             d = d.effects_from(answer(text));
             // Its count written after the list's own change above, on top of it.
-            d = pending_banned(d, snapshot, &o, &list, now_ms);
+            d = pending_banned(d, snapshot, &o, &mut [Matcher::of(&list)], now_ms);
+        }
+        // A periodic re-read refreshes the rules of a list still kept.
+        None if asked == REREAD => {
+            if stored.is_none() {
+                return Decision::default();
+            }
         }
         None => list.operator = true,
     }
+    d.changes.extend(base.changes_to(&list));
+    list.rules.clear();
     d.change(StateChange::PutPolicyList(list))
 }
 
-/// The owner's pending strangers that `list` bans (and the owner has not
-/// allowed), handled as if their invitation came now: their rooms left
-/// (or, `set banned ignore`, only forgotten and left too, since the owner
-/// is in them already), what they wrote dropped, each counted.
+/// What a periodic re-read of a followed list is asked as: it follows the
+/// list for nobody new and tells nobody.
+pub const REREAD: &str = "(re-read)";
+
+/// The owner's pending strangers that one of `lists` bans (and the owner
+/// has not allowed), handled as if their invitation came now: their rooms
+/// left (or, `set banned ignore`, only forgotten and left too, since the
+/// owner is in them already), what they wrote dropped, each counted.
 fn pending_banned(
     mut d: Decision,
     snapshot: &Snapshot,
     owner: &OwnerState,
-    list: &PolicyList,
+    lists: &mut [Matcher<'_>],
     now_ms: u64,
 ) -> Decision {
     let Some(overview) = &snapshot.overview else { return d };
@@ -392,7 +585,9 @@ fn pending_banned(
             .contacts
             .get(&Subject::User(held.inviter.clone()))
             .or_else(|| overview.contacts.get(&Subject::Server(held.inviter.server_name().to_owned())));
-        if matches!(allowed, Some(Contact::Allowed { .. })) || list.bans(&held.inviter, Some(room)).is_none() {
+        if matches!(allowed, Some(Contact::Allowed { .. }))
+            || !lists.iter_mut().any(|m| m.bans(&held.inviter, Some(room)).is_some())
+        {
             continue;
         }
         d = d
@@ -412,23 +607,28 @@ fn pending_banned(
     d
 }
 
-/// A list one owner follows gained `rule`: their pending strangers it bans
-/// are handled as at [`list_read`].
-pub(crate) fn check_pending(
-    snapshot: &Snapshot,
-    owner: &OwnedUserId,
-    list: &OwnedRoomId,
-    rule: &PolicyRule,
-    now_ms: u64,
-) -> Decision {
+/// What the timer queues an owner's pending check for: a list they follow
+/// (or the operator's) gained a rule since they were last checked.
+pub fn check_due(owner: &OwnerState, lists: &[&PolicyList]) -> bool {
+    lists
+        .iter()
+        .any(|l| (l.operator || owner.policy_lists.contains(&l.room_id)) && l.changed_ms > owner.lists_checked_ms)
+}
+
+/// The owner's pending strangers checked against every list they follow
+/// (and the operator's), as the timer found one changed since the last
+/// check (see [`check_due`]).
+pub(crate) fn check_pending(snapshot: &Snapshot, owner: &OwnedUserId, now_ms: u64) -> Decision {
     let Some(state) = snapshot.owners.get(owner) else { return Decision::default() };
-    let operators = snapshot.policy.get(list).is_some_and(|l| l.operator);
-    if !state.policy_lists.contains(list) && !operators {
-        return Decision::default();
+    let mut matchers: Vec<Matcher<'_>> = lists_of(snapshot, state).map(Matcher::of).collect();
+    // Checked as of a millisecond ago: a rule kept later in this same
+    // millisecond still reads as newer.
+    let checked = OwnerState { lists_checked_ms: now_ms.saturating_sub(1), ..state.clone() };
+    let d = pending_banned(Decision::default(), snapshot, &checked, &mut matchers, now_ms);
+    match d.changes.iter().any(|c| matches!(c, StateChange::PutOwner(_))) {
+        true => d,
+        false => d.change(StateChange::PutOwner(checked)),
     }
-    let mut one = PolicyList::new(list.clone(), String::new());
-    one.rules.insert((String::new(), String::new()), rule.clone());
-    pending_banned(Decision::default(), snapshot, state, &one, now_ms)
 }
 
 /// The owner stops following `list`: forgotten once nobody follows it.
@@ -466,6 +666,7 @@ fn leave_list(snapshot: &Snapshot, mut d: Decision, owner: &OwnedUserId, list: &
     if let Some(kept) = snapshot.policy.get(list) {
         let mut kept = kept.clone();
         kept.followers.remove(owner);
+        kept.rules.clear();
         if kept.followers.is_empty() && !kept.operator {
             // Forgotten, not left: the room may be one Gatekeeper needs for
             // something else (an owner's control room or shared list, a
@@ -476,6 +677,24 @@ fn leave_list(snapshot: &Snapshot, mut d: Decision, owner: &OwnedUserId, list: &
         } else {
             d = d.change(StateChange::PutPolicyList(kept));
         }
+    }
+    d
+}
+
+/// The operator's configuration names `configured` lists now (read at
+/// every start): a list it named before and no longer does stops applying
+/// to every owner, and is forgotten unless an owner follows it.
+pub(crate) fn operator_lists(snapshot: &Snapshot, configured: &[String]) -> Decision {
+    let mut d = Decision::default();
+    for list in snapshot.policy.values().filter(|l| l.operator) {
+        if configured.iter().any(|c| *c == list.name || *c == list.room_id.as_str()) {
+            continue;
+        }
+        d = d.change(if list.followers.is_empty() {
+            StateChange::RemovePolicyList(list.room_id.clone())
+        } else {
+            StateChange::PutPolicyList(PolicyList { operator: false, rules: BTreeMap::new(), ..list.clone() })
+        });
     }
     d
 }
@@ -622,7 +841,7 @@ mod tests {
             ("**a**", "xxaxx", true),
             ("@ü?:x", "@üß:x", true),
         ] {
-            assert_eq!(glob_match(p, t), m, "{p} on {t}");
+            assert_eq!(glob_match(p, t, &mut u64::MAX.clone()), m, "{p} on {t}");
         }
     }
 
@@ -634,7 +853,7 @@ mod tests {
         let text = "a".repeat(255);
         let started = std::time::Instant::now();
         for _ in 0..100 {
-            assert!(!glob_match(&pattern, &text));
+            assert!(!glob_match(&pattern, &text, &mut u64::MAX.clone()));
         }
         assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
     }

@@ -95,6 +95,9 @@ pub struct OwnerState {
     pub banned_ignore: bool,
     /// `share blocks`: the policy room the owner's blocks are published in.
     pub shared_list: Option<OwnedRoomId>,
+    /// When the owner's pending strangers were last checked against their
+    /// lists (see [`crate::policy::check_due`]).
+    pub lists_checked_ms: u64,
 }
 
 /// Which decision an [`Undo`] reverts.
@@ -197,6 +200,7 @@ impl OwnerState {
             banned_recent: Vec::new(),
             banned_ignore: false,
             shared_list: None,
+            lists_checked_ms: 0,
         }
     }
 
@@ -607,9 +611,6 @@ pub struct Snapshot {
     pub waves: BTreeMap<WaveKey, WaveRecord>,
     /// The policy lists the decision reads (see [`crate::policy_read`]).
     pub policy: BTreeMap<OwnedRoomId, crate::policy::PolicyList>,
-    /// Every owner, for a rule added to one of the operator's lists, which
-    /// every owner follows (see [`crate::everyone_read`]).
-    pub everyone: Vec<OwnedUserId>,
 }
 
 /// Time-based changes that have come due.
@@ -730,7 +731,17 @@ impl Snapshot {
                 }
                 StateChange::RemoveRoom { owner, .. } => s.rooms.retain(|r| r.owner() != owner),
                 StateChange::PutPolicyList(list) => {
-                    s.policy.insert(list.room_id.clone(), list.clone());
+                    // The record, with the rules this decision read as they are.
+                    let rules = s.policy.remove(&list.room_id).map(|l| l.rules).unwrap_or_default();
+                    s.policy.insert(list.room_id.clone(), crate::policy::PolicyList { rules, ..list.clone() });
+                }
+                StateChange::PutPolicyRule { list, slot, rule } => {
+                    if let Some(l) = s.policy.get_mut(list) {
+                        match rule {
+                            Some(r) => l.rules.insert(slot.clone(), r.clone()),
+                            None => l.rules.remove(slot),
+                        };
+                    }
                 }
                 StateChange::RemovePolicyList(room) => {
                     s.policy.remove(room);
@@ -787,7 +798,14 @@ pub enum StateChange {
     ForgetOwnerData(OwnedUserId),
     /// A sender's or a server's recent invitations (waves).
     PutWave(WaveKey, WaveRecord),
-    /// A followed policy list, kept once whoever follows it.
+    /// A followed policy list's record, kept once whoever follows it (its
+    /// `rules` are not part of it: see `PutPolicyRule`).
     PutPolicyList(crate::policy::PolicyList),
+    /// One slot of a list: the rule it holds now, or none.
+    PutPolicyRule {
+        list: OwnedRoomId,
+        slot: crate::policy::Slot,
+        rule: Option<crate::policy::PolicyRule>,
+    },
     RemovePolicyList(OwnedRoomId),
 }

@@ -28,11 +28,11 @@ impl Handler for Subscriptions {
             .map(|room| {
                 let list = ctx.policy.get(room);
                 let name = list.map_or(room.as_str(), |l| l.name.as_str());
-                texts::subscription(name, room, list.map(|l| (l.rules.len(), l.ignored)), false)
+                texts::subscription(name, room, list.map(|l| (l.kept as usize, l.ignored)), false)
             })
             .collect();
         for list in ctx.policy.values().filter(|l| l.operator && !ctx.owner.policy_lists.contains(&l.room_id)) {
-            lines.push(texts::subscription(&list.name, &list.room_id, Some((list.rules.len(), list.ignored)), true));
+            lines.push(texts::subscription(&list.name, &list.room_id, Some((list.kept as usize, list.ignored)), true));
         }
         ctx.answer(texts::subscriptions(&lines, ctx.owner.banned_ignore))
     }

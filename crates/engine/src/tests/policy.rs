@@ -4,7 +4,7 @@
 //! moderators write stays within bounds.
 
 use super::*;
-use crate::policy::{MAX_LISTS_PER_OWNER, MAX_RULES_PER_LIST, PolicyList, PolicyRule, RuleEvent, RuleKind};
+use crate::policy::{MAX_LISTS_PER_OWNER, MAX_RULES_PER_LIST, PolicyList, RuleEvent, RuleKind};
 
 const LIST: &str = "!list:lists.org";
 
@@ -19,7 +19,7 @@ fn rule(kind: &str, key: &str, entity: &str) -> RuleEvent {
 }
 
 fn list_with(rules: &[RuleEvent]) -> PolicyList {
-    let mut l = PolicyList::new(rid(LIST), "#list:lists.org".into()).replaced(rules);
+    let mut l = PolicyList::new(rid(LIST), "#list:lists.org".into()).replaced(rules, NOW);
     l.followers.insert(uid(ALICE));
     l
 }
@@ -132,6 +132,19 @@ fn rule_input(r: RuleEvent, n: u32) -> Input {
     Input::PolicyRule { meta: meta_n("@mod:lists.org", LIST, n), rule: r }
 }
 
+/// The slot changes a decision makes to the list.
+fn slots(d: &Decision) -> Vec<(String, Option<String>)> {
+    d.changes
+        .iter()
+        .filter_map(|c| match c {
+            StateChange::PutPolicyRule { slot, rule, .. } => {
+                Some((slot.1.clone(), rule.as_ref().map(|r| r.entity.clone())))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 fn put_list(d: &Decision) -> &PolicyList {
     d.changes
         .iter()
@@ -146,23 +159,25 @@ fn put_list(d: &Decision) -> &PolicyList {
 fn a_rule_event_is_kept_replaced_and_removed_in_its_slot() {
     let s = invited(&[]);
     let d = decide(&s, &rule_input(rule("user", "a", "@spam:x.org"), 1), NOW, &config());
-    assert_eq!(put_list(&d).rules.len(), 1);
-    // Each follower's pending strangers are looked at on their own.
-    assert_eq!(kinds(&d), ["check_pending"]);
+    // One slot written, the list's record counting it; nothing checked yet.
+    assert_eq!(slots(&d), [("a".into(), Some("@spam:x.org".into()))]);
+    assert_eq!((put_list(&d).kept, put_list(&d).changed_ms), (1, NOW));
+    assert!(put_list(&d).rules.is_empty(), "the record carries no rules");
+    assert!(d.effects.is_empty(), "followers are checked on the timer: {d:?}");
     let s = s.after(&d.changes);
     // The same slot, a new entity: replaced, not added.
-    let d = decide(&s, &rule_input(rule("user", "a", "@eggs:x.org"), 2), NOW, &config());
-    let l = put_list(&d);
-    assert_eq!(l.rules.len(), 1);
-    assert_eq!(l.rules.values().next().unwrap().entity, "@eggs:x.org");
+    let d = decide(&s, &rule_input(rule("user", "a", "@eggs:x.org"), 2), NOW + 5, &config());
+    assert_eq!(slots(&d), [("a".into(), Some("@eggs:x.org".into()))]);
+    assert_eq!((put_list(&d).kept, put_list(&d).changed_ms), (1, NOW + 5));
     let s = s.after(&d.changes);
     // The same rule again changes nothing.
     assert!(decide(&s, &rule_input(rule("user", "a", "@eggs:x.org"), 3), NOW, &config()).is_empty());
     // Redacted (empty content): the slot is emptied, and nothing is checked.
     let mut gone = rule("user", "a", "@eggs:x.org");
     (gone.entity, gone.recommendation, gone.reason) = (None, None, None);
-    let d = decide(&s, &rule_input(gone, 4), NOW, &config());
-    assert!(put_list(&d).rules.is_empty());
+    let d = decide(&s, &rule_input(gone, 4), NOW + 9, &config());
+    assert_eq!(slots(&d), [("a".into(), None)]);
+    assert_eq!((put_list(&d).kept, put_list(&d).changed_ms), (0, NOW + 5));
     assert!(d.effects.is_empty());
 }
 
@@ -177,12 +192,13 @@ fn a_list_keeps_at_most_its_bound_of_rules_and_counts_the_rest() {
     let many: Vec<RuleEvent> =
         (0..MAX_RULES_PER_LIST + 5).map(|i| rule("user", &format!("k{i}"), &format!("@u{i}:x.org"))).collect();
     let list = list_with(&many);
-    assert_eq!(list.rules.len(), MAX_RULES_PER_LIST);
+    assert_eq!((list.rules.len(), list.kept as usize), (MAX_RULES_PER_LIST, MAX_RULES_PER_LIST));
     assert_eq!(list.ignored, 5);
     // A full list still takes a new rule in a slot it has.
     let s = following(with_owner(Snapshot::default()), list);
     let d = decide(&s, &rule_input(rule("user", "k0", "@new:x.org"), 1), NOW, &config());
-    assert_eq!(put_list(&d).rules.len(), MAX_RULES_PER_LIST);
+    assert_eq!(put_list(&d).kept as usize, MAX_RULES_PER_LIST);
+    assert_eq!(slots(&d), [("k0".into(), Some("@new:x.org".into()))]);
     let d = decide(&s, &rule_input(rule("user", "fresh", "@new:x.org"), 2), NOW, &config());
     assert_eq!(put_list(&d).ignored, 6);
 }
@@ -199,9 +215,13 @@ fn pending_snapshot(rules: &[RuleEvent]) -> Snapshot {
 
 #[test]
 fn a_rule_added_later_declines_a_pending_stranger_it_bans_and_no_one_else() {
-    let s = pending_snapshot(&[]);
-    let added = PolicyRule { kind: RuleKind::User, entity: "@stranger:*".into(), takedown: false, reason: None };
-    let input = Input::CheckPending { owner: uid(ALICE), list: rid(LIST), rule: added.clone() };
+    let s = pending_snapshot(&[rule("user", "a", "@stranger:*")]);
+    let input = Input::CheckPending { owner: uid(ALICE) };
+    // What the check reads: the rules that could name each pending stranger.
+    let read = crate::policy_read(&s, &input, NOW);
+    let crate::policy::RulesRead::Naming(names) = &read.rules else { panic!("{read:?}") };
+    assert!(names.contains(&STRANGER.to_owned()) && names.contains(&"@fine:else.org".to_owned()), "{names:?}");
+    assert!(read.operator && read.lists == [rid(LIST)]);
     let d = decide(&s, &input, NOW, &config());
     assert_eq!(kinds(&d), ["leave", "unrule"]);
     assert!(d.effects.iter().all(|e| e.lane() == Lane::Room(rid(HELD))));
@@ -218,11 +238,34 @@ fn a_rule_added_later_declines_a_pending_stranger_it_bans_and_no_one_else() {
         .unwrap()
         .contacts
         .insert(usr(STRANGER), Contact::Allowed { since_ms: 1, source: AllowSource::Command, until_ms: None });
-    assert!(decide(&allowed, &input, NOW, &config()).is_empty());
+    assert!(decide(&allowed, &input, NOW, &config()).effects.is_empty());
     // A list the owner no longer follows decides nothing for them.
     let mut left = s.clone();
     left.owners.get_mut(&uid(ALICE)).unwrap().policy_lists.clear();
-    assert!(decide(&left, &input, NOW, &config()).is_empty());
+    assert!(decide(&left, &input, NOW, &config()).effects.is_empty());
+}
+
+#[test]
+fn a_pending_check_is_due_once_per_change_of_a_list_and_not_again() {
+    let mut s = pending_snapshot(&[]);
+    let d = decide(&s, &rule_input(rule("user", "a", "@stranger:remote.org"), 1), NOW, &config());
+    s = s.after(&d.changes);
+    let alice = |s: &Snapshot| s.owners[&uid(ALICE)].clone();
+    let lists = |s: &Snapshot| s.policy.values().cloned().collect::<Vec<_>>();
+    assert!(crate::policy::check_due(&alice(&s), &lists(&s).iter().collect::<Vec<_>>()));
+    // A hundred more rules before the timer: still one check.
+    for n in 0..100 {
+        let d = decide(&s, &rule_input(rule("user", &format!("k{n}"), &format!("@u{n}:x.org")), n + 2), NOW, &config());
+        s = s.after(&d.changes);
+    }
+    let d = decide(&s, &Input::CheckPending { owner: uid(ALICE) }, NOW + 1, &config());
+    assert_eq!(banned_count(&d), Some(1));
+    s = s.after(&d.changes);
+    assert!(!crate::policy::check_due(&alice(&s), &lists(&s).iter().collect::<Vec<_>>()));
+    // A rule kept later in the check's own millisecond is still newer than it.
+    let d = decide(&s, &rule_input(rule("user", "late", "@late:x.org"), 500), NOW + 1, &config());
+    s = s.after(&d.changes);
+    assert!(crate::policy::check_due(&alice(&s), &lists(&s).iter().collect::<Vec<_>>()));
 }
 
 #[test]
@@ -230,9 +273,9 @@ fn a_rule_removed_undoes_nothing() {
     let s = pending_snapshot(&[rule("user", "a", "@nobody:x.org")]);
     let mut gone = rule("user", "a", "@nobody:x.org");
     gone.recommendation = None;
-    let d = decide(&s, &rule_input(gone, 1), NOW, &config());
+    let d = decide(&s, &rule_input(gone, 1), NOW + 1, &config());
     assert!(d.effects.is_empty());
-    assert!(d.changes.iter().all(|c| matches!(c, StateChange::PutPolicyList(_))), "{d:?}");
+    assert_eq!(put_list(&d).changed_ms, NOW, "nothing to check: {d:?}");
 }
 
 fn read_input(owner: Option<&str>, rules: Vec<RuleEvent>, error: Option<&str>) -> Input {
@@ -459,28 +502,19 @@ fn a_rule_added_to_an_operators_list_is_checked_for_every_owner() {
     list.operator = true;
     let mut s = with_owner(Snapshot::default());
     s.policy.insert(rid(LIST), list);
-    let input = rule_input(rule("user", "a", "@spam:x.org"), 1);
-    // Only with every owner read (declared: `everyone_read`).
-    assert!(crate::everyone_read(&s, &input));
-    s.everyone = vec![uid(ALICE), uid("@bob:example.org")];
-    let d = decide(&s, &input, NOW, &config());
-    let owners: Vec<&str> = d
-        .effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::CheckPending { owner, .. } => Some(owner.as_str()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(owners, [ALICE, "@bob:example.org"]);
-    // Each owner's check then applies it, though the list is not theirs.
-    let mut pending = pending_snapshot(&[]);
+    let d = decide(&s, &rule_input(rule("user", "a", "@stranger:*"), 1), NOW, &config());
+    assert!(d.effects.is_empty(), "one decision, whatever the number of owners: {d:?}");
+    let s = s.after(&d.changes);
+    // Every owner is due a check, though the list is not theirs.
+    let bob = OwnerState { user_id: uid("@bob:example.org"), ..owner() };
+    let lists: Vec<&PolicyList> = s.policy.values().collect();
+    assert!(crate::policy::check_due(&s.owners[&uid(ALICE)], &lists) && crate::policy::check_due(&bob, &lists));
+    // Each owner's check then applies it.
+    let mut pending = pending_snapshot(&[rule("user", "a", "@stranger:*")]);
     pending.owners.get_mut(&uid(ALICE)).unwrap().policy_lists.clear();
     pending.policy.get_mut(&rid(LIST)).unwrap().operator = true;
-    let added = PolicyRule { kind: RuleKind::User, entity: "@stranger:*".into(), takedown: false, reason: None };
-    let check = Input::CheckPending { owner: uid(ALICE), list: rid(LIST), rule: added };
+    let check = Input::CheckPending { owner: uid(ALICE) };
     assert_eq!(kinds(&decide(&pending, &check, NOW, &config())), ["leave", "unrule"]);
-    assert!(!crate::everyone_read(&invited(&[]), &input), "an owner's own list needs only its followers");
 }
 
 #[test]
@@ -503,9 +537,9 @@ fn a_rule_whose_reason_alone_changed_checks_nobody_again() {
     let s = pending_snapshot(&[rule("user", "a", "@nobody:x.org")]);
     let mut reworded = rule("user", "a", "@nobody:x.org");
     reworded.reason = Some("spam, and more spam".into());
-    let d = decide(&s, &rule_input(reworded, 1), NOW, &config());
-    assert!(!kinds(&d).contains(&"check_pending"), "{d:?}");
-    assert!(d.changes.iter().all(|c| matches!(c, StateChange::PutPolicyList(_))), "{d:?}");
+    let d = decide(&s, &rule_input(reworded, 1), NOW + 1, &config());
+    assert_eq!(put_list(&d).changed_ms, NOW, "nobody checked again: {d:?}");
+    assert_eq!(slots(&d), [("a".into(), Some("@nobody:x.org".into()))], "the new reason kept");
 }
 
 #[test]
@@ -514,4 +548,136 @@ fn a_list_command_after_a_mention_reads_the_lists() {
         assert!(crate::commands::reads_lists(body), "{body}");
     }
     assert!(!crate::commands::reads_lists("Gatekeeper: pending"));
+}
+
+#[test]
+fn every_rule_that_can_ban_an_invitation_is_under_a_key_it_looks_up() {
+    let sender = uid("@spam.bot:mail.evil.org");
+    let names = crate::policy::names(&sender, Some(&rid(HELD)));
+    for (kind, entity) in [
+        ("user", "@spam.bot:mail.evil.org"),
+        ("user", "@spam*:mail.evil.org"),
+        ("user", "@*:*.evil.org"),
+        ("user", "@sp?m.bot:*"),
+        ("user", "*bot:mail.evil.org"),
+        ("server", "mail.evil.org"),
+        ("server", "*.evil.org"),
+        ("server", "mail.evil.*"),
+        ("room", HELD),
+        ("room", "!held*"),
+    ] {
+        let r = crate::policy::rule_of(&rule(kind, "k", entity)).unwrap();
+        assert!(r.covers(&sender, Some(&rid(HELD)), &mut u64::MAX.clone()), "{entity}");
+        assert!(names.contains(&crate::policy::index_key(&r)), "{entity} is under {}", crate::policy::index_key(&r));
+    }
+    // Exact names and literal domains are looked up, not matched one by one.
+    let key = |kind: &str, e: &str| crate::policy::index_key(&crate::policy::rule_of(&rule(kind, "k", e)).unwrap());
+    assert_eq!(key("user", "@spam*:mail.evil.org"), "mail.evil.org");
+    assert_eq!(key("server", "*.evil.org"), "evil.org");
+    assert_eq!(key("user", "@sp?m:*"), crate::policy::WILD);
+}
+
+#[test]
+fn a_hostile_lists_globs_cost_a_bounded_number_of_steps_and_then_match_nobody() {
+    // Globs that each take about pattern × text steps on this sender: every
+    // run of `a`s is tried from each position after the star.
+    let slow = format!("@*{}b:*", "a".repeat(120));
+    let many: Vec<RuleEvent> =
+        (0..crate::policy::MAX_GLOBS_PER_LIST + 10).map(|i| rule("user", &format!("g{i}"), &slow)).collect();
+    let list = list_with(&many);
+    assert_eq!(list.globs as usize, crate::policy::MAX_GLOBS_PER_LIST, "globs beyond the bound are not kept");
+    assert_eq!(list.ignored, 10);
+    let sender = uid(&format!("@{}:remote.org", "a".repeat(200)));
+    assert!(crate::policy::Matcher::of(&list).bans(&sender, None).is_none());
+    // The budget, not the globs, bounds the work (no timing assert: steps).
+    let mut budget = u64::MAX;
+    crate::policy::glob_match(&slow, sender.as_str(), &mut budget);
+    let one = u64::MAX - budget;
+    assert!(one * crate::policy::MAX_GLOBS_PER_LIST as u64 > crate::policy::GLOB_BUDGET * 10, "{one} steps each");
+    // An honest rule under its own index key is still found beside them.
+    let mut honest = many[..5].to_vec();
+    honest.push(rule("user", "h", "@*:remote.org"));
+    let list = list_with(&honest);
+    assert!(crate::policy::Matcher::of(&list).bans(&sender, None).is_some(), "indexed under its server");
+}
+
+#[test]
+fn the_owners_own_decision_needs_no_list_read() {
+    let mut s = invited(&[rule("user", "a", "@stranger:remote.org")]);
+    let input = invite_from(STRANGER, HELD);
+    assert!(matches!(crate::policy_read(&s, &input, NOW).rules, crate::policy::RulesRead::Naming(_)));
+    for contact in [
+        Contact::Allowed { since_ms: 1, source: AllowSource::Command, until_ms: None },
+        Contact::Blocked { since_ms: 1 },
+    ] {
+        s.contacts.insert((uid(ALICE), usr(STRANGER)), contact);
+        assert_eq!(crate::policy_read(&s, &input, NOW), crate::PolicyRead::default());
+    }
+    // An allow that ran out is no decision: the lists are read again.
+    s.contacts.insert(
+        (uid(ALICE), usr(STRANGER)),
+        Contact::Allowed { since_ms: 1, source: AllowSource::Command, until_ms: Some(NOW - 1) },
+    );
+    assert!(matches!(crate::policy_read(&s, &input, NOW).rules, crate::policy::RulesRead::Naming(_)));
+}
+
+#[test]
+fn a_re_read_replaces_the_rules_slot_by_slot_and_tells_nobody() {
+    let mut s = pending_snapshot(&[rule("user", "a", "@old:x.org"), rule("user", "b", "@kept:x.org")]);
+    let reread = |rules| Input::ListRead {
+        owner: None,
+        asked: crate::policy::REREAD.into(),
+        room_id: Some(rid(LIST)),
+        rules,
+        error: None,
+    };
+    // Missed while away: `a` redacted, `c` added.
+    let d = decide(
+        &s,
+        &reread(vec![rule("user", "b", "@kept:x.org"), rule("user", "c", "@stranger:*")]),
+        NOW + 7,
+        &config(),
+    );
+    let mut changed = slots(&d);
+    changed.sort();
+    assert_eq!(changed, [("a".into(), None), ("c".into(), Some("@stranger:*".into()))]);
+    let list = put_list(&d);
+    assert_eq!((list.kept, list.changed_ms, list.operator), (2, NOW + 7, false));
+    assert!(list.followers.contains(&uid(ALICE)), "followers stay");
+    assert!(d.effects.is_empty(), "nobody is told: {d:?}");
+    // Nothing new: nothing written but the record, nobody due.
+    s = s.after(&d.changes);
+    let d = decide(
+        &s,
+        &reread(vec![rule("user", "b", "@kept:x.org"), rule("user", "c", "@stranger:*")]),
+        NOW + 9,
+        &config(),
+    );
+    assert!(slots(&d).is_empty());
+    assert_eq!(put_list(&d).changed_ms, NOW + 7);
+    // A list forgotten meanwhile is not brought back by its re-read.
+    s.policy.clear();
+    assert!(decide(&s, &reread(vec![rule("user", "b", "@kept:x.org")]), NOW, &config()).is_empty());
+}
+
+#[test]
+fn an_operators_list_dropped_from_the_configuration_stops_applying() {
+    let mut s = with_owner(Snapshot::default());
+    let mut gone = list_with(&[rule("user", "a", "@stranger:remote.org")]);
+    (gone.operator, gone.followers) = (true, Default::default());
+    let mut followed = PolicyList::new(rid("!f:lists.org"), "#f:lists.org".into());
+    (followed.operator, followed.followers) = (true, [uid(ALICE)].into());
+    let mut named = PolicyList::new(rid("!n:lists.org"), "#n:lists.org".into());
+    named.operator = true;
+    for l in [gone, followed, named] {
+        s.policy.insert(l.room_id.clone(), l);
+    }
+    let d = decide(&s, &Input::OperatorLists { names: vec!["#n:lists.org".into()] }, NOW, &config());
+    assert!(d.changes.contains(&StateChange::RemovePolicyList(rid(LIST))), "{d:?}");
+    assert!(
+        d.changes
+            .iter()
+            .any(|c| matches!(c, StateChange::PutPolicyList(l) if l.room_id == rid("!f:lists.org") && !l.operator))
+    );
+    assert_eq!(d.changes.len(), 2, "the one still named is left as it is: {d:?}");
 }
