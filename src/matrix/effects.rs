@@ -71,6 +71,14 @@ fn is_owner_speaking(event: &Value, own_device: Option<&ruma::DeviceId>) -> bool
     }
 }
 
+/// Whether a join rule's content lets anyone join. Read as the
+/// authorization rules read it: exactly `public`; any other or malformed
+/// rule makes joining need an invitation (or, for `restricted`, a
+/// membership elsewhere).
+fn is_public(content: &str) -> bool {
+    serde_json::from_str::<Value>(content).is_ok_and(|c| c["join_rule"].as_str() == Some("public"))
+}
+
 /// An owner's two-person rooms, sorted at opt-in.
 #[derive(Debug, Default)]
 struct Imported {
@@ -310,12 +318,14 @@ impl HsClient {
         }
     }
 
-    /// The rooms `user` is joined to with `owner`, read as the owner: the
-    /// owner's rooms (Gatekeeper's held rooms and `except` apart: those
-    /// carry Gatekeeper's silence rule), then the user's membership in each,
-    /// up to [`MAX_ROOMS_SHARED`] rooms. (MSC2666's `/mutual_rooms` would
-    /// be one request, but its `user_id` parameter collides with the
-    /// appservice's identity assertion: Synapse refuses the request.)
+    /// The rooms `user` was let into and is joined to with `owner`, read as
+    /// the owner: the owner's rooms (Gatekeeper's held rooms and `except`
+    /// apart: those carry Gatekeeper's silence rule), then the user's
+    /// membership in each, up to [`MAX_ROOMS_SHARED`] rooms, then the join
+    /// rule of those the user is in (see [`Self::let_in`]). (MSC2666's
+    /// `/mutual_rooms` would be one request, but its `user_id` parameter
+    /// collides with the appservice's identity assertion: Synapse refuses
+    /// the request.)
     async fn shared_rooms(&self, owner: &UserId, user: &UserId, except: &RoomId) -> Result<FollowUp, ClientError> {
         let joined = self.send(joined_rooms::v3::Request::new(), Some(owner)).await?.joined_rooms;
         let rules = self.send(get_pushrules_all::v3::Request::new(), Some(owner)).await?.global;
@@ -340,7 +350,7 @@ impl HsClient {
                     let joined = serde_json::from_str::<Value>(response.event_or_content.get())
                         .is_ok_and(|v| v["membership"].as_str() == Some("join"));
                     if joined {
-                        found.push(room.clone());
+                        found.push(room);
                     }
                 }
                 // Never a member, or a room the owner cannot read: not shared.
@@ -348,6 +358,14 @@ impl HsClient {
                 Err(e) => return Err(e),
             }
         }
+        // Only for the rooms the user is in: at most as many reads again.
+        let mut let_in = Vec::with_capacity(found.len());
+        for room in found {
+            if self.let_in(owner, room).await? {
+                let_in.push(room);
+            }
+        }
+        let found = let_in;
         let mut names = Vec::new();
         for room in found.iter().take(crate::engine::texts::SHARED_NAMES) {
             names.push(match self.room_name(owner, room).await {
@@ -364,6 +382,28 @@ impl HsClient {
             count: found.len() as u32,
             complete,
         }))
+    }
+
+    /// Whether whoever is joined to `room` was let in by its members, read
+    /// as `owner`: not when anyone may join it (join rule `public`), as a
+    /// room a stranger joined on their own (a public room of the owner's,
+    /// a ban list they follow) says nothing of them, and the card's shared
+    /// rooms are a sign of trust a stranger must not be able to make. A
+    /// knock is let in by an invitation: counted.
+    async fn let_in(&self, owner: &UserId, room: &RoomId) -> Result<bool, ClientError> {
+        let request =
+            get_state_event_for_key::v3::Request::new(room.to_owned(), StateEventType::RoomJoinRules, String::new());
+        match self.send(request, Some(owner)).await {
+            Ok(response) => Ok(!is_public(response.event_or_content.get())),
+            // No join rule at all: the spec's authorization rules let
+            // someone join uninvited only where the rule is `public` (or a
+            // `restricted` condition is met), so none does here; Synapse's
+            // `event_auth` reads a missing rule as `invite`.
+            Err(e) if gone(&e) => Ok(true),
+            // A rule the owner cannot read: nothing to trust.
+            Err(ClientError::Http { status: 403, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// The user's display name, as the bot (profiles are public).
@@ -693,6 +733,23 @@ mod tests {
         for ((method, uri, body), (expected_method, expected_uri), expected_body) in cases {
             assert_eq!((&method, &uri), (&expected_method, &expected_uri));
             assert_eq!(body, expected_body, "{method} {uri}");
+        }
+    }
+
+    /// Only a rule of exactly `public` lets anyone join, as the
+    /// authorization rules read it; a knock needs an invitation.
+    #[test]
+    fn only_a_public_join_rule_lets_anyone_in() {
+        assert!(is_public(r#"{"join_rule": "public"}"#));
+        for rule in [
+            r#"{"join_rule": "invite"}"#,
+            r#"{"join_rule": "knock"}"#,
+            r#"{"join_rule": "Public"}"#,
+            r#"{"join_rule": ["public"]}"#,
+            r#"{}"#,
+            "not JSON",
+        ] {
+            assert!(!is_public(rule), "{rule}");
         }
     }
 

@@ -12,7 +12,7 @@ use ruma::serde::Raw;
 use ruma::{OwnedRoomOrAliasId, RoomId, UserId};
 use serde_json::{Value, json};
 
-use super::client::{ClientError, HsClient};
+use super::client::{ClientError, HsClient, size};
 use super::effects::classify;
 use crate::engine::policy::{MAX_RULES_PER_LIST, RuleKind};
 use crate::pipeline::executor::PerformError;
@@ -23,13 +23,33 @@ use crate::store::FollowUp;
 /// keeps at most [`MAX_RULES_PER_LIST`]; a few more let it count the rest).
 const READ_AT_MOST: usize = MAX_RULES_PER_LIST + 1_000;
 
+/// The most bytes of a list's state read when it is followed. The state
+/// is whatever the list's admins (anyone, for a list the owner found
+/// somewhere) put there, read at every start for the operator's lists:
+/// 10,000 rules of some 300 bytes are 3 MB, and the room's members come
+/// with it (some 500 bytes each: thousands of followers fit).
+pub const LIST_STATE_LIMIT: usize = 8 * 1024 * 1024;
+
+/// Just an event's type, the rest of it skipped unread.
+#[derive(serde::Deserialize)]
+struct TypeOnly<'a> {
+    #[serde(rename = "type", borrow)]
+    event_type: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// The rule state events of a list's state, read loosely: whatever does
-/// not read as a rule's fields is left for the engine to refuse.
-pub fn rules_of(state: &[Value]) -> Vec<RuleRead> {
+/// not read as a rule's fields is left for the engine to refuse. Only the
+/// type of the other events is read, and nothing past [`READ_AT_MOST`] rules.
+pub fn rules_of<'a>(state: impl IntoIterator<Item = &'a serde_json::value::RawValue>) -> Vec<RuleRead> {
     let text = |v: &Value| v.as_str().map(str::to_owned);
     state
-        .iter()
-        .filter(|e| e["type"].as_str().is_some_and(|t| RuleKind::of(t).is_some()))
+        .into_iter()
+        .filter(|raw| {
+            serde_json::from_str::<TypeOnly>(raw.get())
+                .is_ok_and(|e| e.event_type.is_some_and(|t| RuleKind::of(&t).is_some()))
+        })
+        // A rule's whole event, at most the 64 KiB of any event.
+        .filter_map(|raw| serde_json::from_str::<Value>(raw.get()).ok())
         .filter_map(|e| {
             Some(RuleRead {
                 event_type: e["type"].as_str()?.to_owned(),
@@ -71,13 +91,19 @@ impl HsClient {
             Err(e) => return refused(e),
         };
         let room_id = joined.room_id;
-        let state = match self.send(get_state_events::v3::Request::new(room_id.clone()), Some(as_user)).await {
+        let request = get_state_events::v3::Request::new(room_id.clone());
+        let state = match self.send_capped(request, Some(as_user), LIST_STATE_LIMIT).await {
             Ok(state) => state,
+            Err(ClientError::TooLarge { limit }) => {
+                // Left joined, like any list (a list room is never left):
+                // its later rule events are not read for a list not followed.
+                tracing::warn!(%room_id, limit, "a ban list's state is too large to read");
+                let why = format!("the list's state is larger than {}", size(limit));
+                return answer(None, Vec::new(), Some(why));
+            }
             Err(e) => return refused(e),
         };
-        let events: Vec<Value> =
-            state.room_state.iter().filter_map(|e| serde_json::from_str(e.json().get()).ok()).collect();
-        let rules = rules_of(&events);
+        let rules = rules_of(state.room_state.iter().map(|e| e.json()));
         tracing::info!(%room_id, rules = rules.len(), "ban list joined and read");
         answer(Some(room_id), rules, None)
     }
@@ -143,17 +169,49 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::matrix::client::stub::{Answer, serve};
+    use crate::secret::Secret;
+
+    /// A list's state past [`LIST_STATE_LIMIT`] (here one that never ends)
+    /// is refused for good with the reason the owner hears; nothing of it
+    /// is kept.
+    #[tokio::test]
+    async fn a_list_whose_state_is_too_large_is_not_followed_and_the_owner_hears_why() {
+        let base = serve(|line| match line.starts_with("POST") {
+            true => Answer::Body(br#"{"room_id": "!huge:x.org"}"#.to_vec()),
+            false => Answer::Endless(
+                [
+                    &br#"[{"type": "m.policy.rule.user", "state_key": "a", "content": {"entity": "@a:x.org"}}"#[..],
+                    &[b' '; 64 * 1024],
+                ]
+                .concat(),
+            ),
+        })
+        .await;
+        let client = HsClient::new(&base, Secret::new("as_token")).unwrap();
+        let (bot, owner) = (ruma::owned_user_id!("@gk:x.org"), ruma::owned_user_id!("@o:x.org"));
+        let call = client.follow_list(&bot, Some(&owner), "#huge:x.org");
+        let found = tokio::time::timeout(std::time::Duration::from_secs(60), call).await.expect("the read stops");
+        let found = found.expect("answered, not retried");
+        assert_eq!(found.len(), 1);
+        let read: Internal = serde_json::from_slice(&found[0].raw).unwrap();
+        let Internal::ListRead { owner: Some(who), room_id, rules, error, .. } = read else { panic!("{read:?}") };
+        assert_eq!((who, room_id, rules), (owner, None, Vec::new()));
+        assert_eq!(error.as_deref(), Some("the list's state is larger than 8 MiB"));
+    }
 
     #[test]
     fn a_lists_rules_are_read_loosely_and_other_state_is_not() {
-        let state = vec![
+        let state = [
             json!({"type": "m.room.create", "state_key": "", "content": {}}),
             json!({"type": "m.policy.rule.user", "state_key": "r1",
                    "content": {"entity": "@spam:*", "recommendation": "m.ban", "reason": "spam"}}),
             json!({"type": "m.policy.rule.server", "state_key": "r2", "content": {"entity": 5}}),
             json!({"type": "m.policy.rule.user", "content": {"entity": "@x:y"}}),
         ];
-        let rules = rules_of(&state);
+        let raw: Vec<Box<serde_json::value::RawValue>> =
+            state.iter().map(|e| serde_json::value::to_raw_value(e).unwrap()).collect();
+        let rules = rules_of(raw.iter().map(|r| &**r));
         assert_eq!(rules.len(), 2, "{rules:?}");
         assert_eq!(rules[0].entity.as_deref(), Some("@spam:*"));
         assert_eq!(rules[1].entity, None);

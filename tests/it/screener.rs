@@ -159,42 +159,68 @@ async fn the_card_names_the_rooms_a_stranger_shares_with_the_owner(mode: Mode) {
     start(&mut w).await;
     let alice = w.synapse.register("alice").await;
     let control = opt_in(&mut w, &alice).await;
-    // A public room of Alice's that a neighbour and a third person joined
-    // (three people: never read as a direct chat).
-    let (status, created) = alice
-        .call(
-            reqwest::Method::POST,
-            "/_matrix/client/v3/createRoom",
-            Some(json!({"preset": "public_chat", "name": "Street\nparty \u{202E}at street.example"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{created}");
-    let party = created["room_id"].as_str().unwrap().to_owned();
+    let room = |body: serde_json::Value| {
+        let alice = alice.clone();
+        async move {
+            let (status, created) =
+                alice.call(reqwest::Method::POST, "/_matrix/client/v3/createRoom", Some(body)).await;
+            assert_eq!(status, 200, "{created}");
+            created["room_id"].as_str().unwrap().to_owned()
+        }
+    };
+    // Rooms of Alice's that a neighbour was let into by a third person
+    // (three people: never read as a direct chat; not by Alice, whose
+    // invitation would make them a contact): one by invitation, one by
+    // knocking and being let in.
+    let party = room(json!({"preset": "private_chat", "name": "Street\nparty \u{202E}at street.example"})).await;
+    let garden = room(json!({
+        "preset": "private_chat",
+        "name": "Garden",
+        "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}],
+    }))
+    .await;
+    // And a public room of hers, which anyone can join to look close to her.
+    let town = room(json!({"preset": "public_chat", "name": "Town square"})).await;
     let neighbour = w.synapse.register("neighbour").await;
     let carol = w.synapse.register("carol").await;
-    neighbour.join(&party).await;
-    carol.join(&party).await;
     let nobody = w.synapse.register("nobody").await;
+    for room in [&party, &garden] {
+        alice.invite(room, &carol.user_id).await;
+        carol.join(room).await;
+    }
+    carol.invite(&party, &neighbour.user_id).await;
+    neighbour.join(&party).await;
+    let knock = format!("/_matrix/client/v3/knock/{}", enc(&garden));
+    let (status, knocked) = neighbour.call(reqwest::Method::POST, &knock, Some(json!({}))).await;
+    assert_eq!(status, 200, "{knocked}");
+    carol.invite(&garden, &neighbour.user_id).await;
+    neighbour.join(&garden).await;
+    for anyone in [&neighbour, &carol, &nobody] {
+        anyone.join(&town).await;
+    }
     for stranger in [&neighbour, &nobody] {
         let dm = stranger.create_dm(&alice.user_id).await;
         wait_membership(stranger, &dm, &alice.user_id, "join").await;
         stranger.send_text(&dm, "hello").await;
     }
     barrier(&w, &alice, &control).await;
-    let show = eventually("the neighbour's card names the shared room", LONG, || {
+    let show = eventually("the neighbour's card names the shared rooms", LONG, || {
         let (w, a, c) = (&w, alice.clone(), control.clone());
         async move { Some(ask(w, &a, &c, "show @neighbour:localhost").await).filter(|s| s.contains("shares")) }
     })
     .await;
-    assert!(show.contains("shares 1 room with you: “Street party at street[.]example”"), "{show}");
+    // The public room is not counted: a stranger's joining it says nothing.
+    assert!(show.contains("shares 2 rooms with you: "), "{show}");
+    assert!(show.contains("“Street party at street[.]example”") && show.contains("“Garden”"), "{show}");
+    assert!(!show.contains("Town square"), "{show}");
     let show = eventually("the other card says nothing is shared", LONG, || {
         let (w, a, c) = (&w, alice.clone(), control.clone());
         async move { Some(ask(w, &a, &c, "show @nobody:localhost").await).filter(|s| s.contains("shares")) }
     })
     .await;
     // The held rooms themselves are not "shared" (Gatekeeper's silence
-    // marks them), nor is the control room.
+    // marks them), nor is the control room, nor the public room.
     assert!(show.contains("shares no room with you"), "{show}");
     let pending = ask(&w, &alice, &control, "pending").await;
-    assert!(pending.contains("shares 1 room with you") && pending.contains("shares no room with you"), "{pending}");
+    assert!(pending.contains("shares 2 rooms with you") && pending.contains("shares no room with you"), "{pending}");
 }
