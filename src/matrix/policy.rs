@@ -190,7 +190,7 @@ mod tests {
         .await;
         let client = HsClient::new(&base, Secret::new("as_token")).unwrap();
         let (bot, owner) = (ruma::owned_user_id!("@gk:x.org"), ruma::owned_user_id!("@o:x.org"));
-        let call = client.follow_list(&bot, Some(&owner), "#huge:x.org");
+        let call = client.follow_list(&bot, Some(&owner), "#huge:x.org", "#huge:x.org");
         let found = tokio::time::timeout(std::time::Duration::from_secs(60), call).await.expect("the read stops");
         let found = found.expect("answered, not retried");
         assert_eq!(found.len(), 1);
