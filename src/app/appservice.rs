@@ -72,7 +72,7 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
         shared.shutdown.clone(),
     )));
     // Also with none configured: lists once configured stop applying, and
-    // the followed ones are read again hourly.
+    // the followed ones are read again every few hours.
     let (bot, lists) = (shared.engine.bot.clone(), config.policy.lists.clone());
     running.tasks.push(tokio::spawn(super::lists::follow(shared.clone(), client.clone(), bot, lists)));
     if let Some(released) = running.released.clone() {

@@ -1,6 +1,6 @@
 //! Ban lists from outside the engine's own decisions: the operator's
 //! (`policy.lists`), joined and read at every start as the bot (client
-//! mode: the owner's account), and every followed list read again hourly.
+//! mode: the owner's account), and every followed list read again every few hours.
 //! A rule's later changes come as the list's state events, but a redaction
 //! of a rule, a gap in client mode's sync or a state event missed while
 //! Gatekeeper was down would otherwise leave a rule applied (or missing)
@@ -21,8 +21,14 @@ use crate::store::FollowUp;
 /// Tries a list this many times (transient failures) before leaving it
 /// for the next start (or the next re-read).
 const ATTEMPTS: u32 = 5;
-/// How often every followed list is read whole again.
-const REREAD_EVERY: Duration = Duration::from_secs(3600);
+/// How often every followed list is read whole again. Rules removed the
+/// usual way (an emptied state event, as Draupnir and Mjolnir do) apply at
+/// once; a redacted rule, or one missed in a sync gap, within this.
+const REREAD_EVERY: Duration = Duration::from_secs(6 * 3600);
+/// The pause between two lists' re-reads: a server whose owners follow
+/// thousands of distinct lists (each read up to 8 MiB) reads them as a
+/// slow trickle, never all at once.
+const REREAD_PAUSE: Duration = Duration::from_secs(2);
 
 pub async fn follow(shared: Shared, client: HsClient, as_user: OwnedUserId, lists: Vec<String>) {
     let mut shutdown = shared.shutdown.clone();
@@ -50,7 +56,7 @@ pub async fn follow(shared: Shared, client: HsClient, as_user: OwnedUserId, list
         };
         for list in kept {
             read(&shared, &client, &as_user, list.room_id.as_str(), REREAD).await;
-            if shared.shutdown.is_set() {
+            if shutdown.sleep(REREAD_PAUSE).await {
                 return;
             }
         }

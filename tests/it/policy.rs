@@ -153,3 +153,65 @@ async fn shared_blocks_are_a_policy_room_anyone_can_read_and_follow_each_block(m
     })
     .await;
 }
+
+both_modes!(an_operators_list_applies_to_every_owner_until_the_configuration_drops_it);
+/// The operator's `policy.lists`: followed for every owner from the start,
+/// a rule added later reaches an owner's waiting stranger through the
+/// timer's pending check, and a list dropped from the configuration stops
+/// applying at the next start.
+async fn an_operators_list_applies_to_every_owner_until_the_configuration_drops_it(mode: Mode) {
+    let mut w = World::with_mode(mode, "@.*:localhost").await;
+    let push = PushGateway::start().await;
+    let moderator = w.synapse.register("moderator").await;
+    let list = policy_room(&moderator).await;
+    ban_rule(&moderator, &list, "r1", "@spam*:localhost").await;
+    let policy = "policy:\n  lists: ['#bans:localhost']\n";
+    w.gatekeeper.append_config(&format!("{policy}gate:\n  housekeeping_interval: 1s\n"));
+    start(&mut w).await;
+    let alice = w.synapse.register("alice").await;
+    push.register(&alice).await;
+    let control = opt_in(&mut w, &alice).await;
+    let listed = eventually("the operator's list to be read", LONG, || {
+        let (w, alice, control) = (&w, alice.clone(), control.clone());
+        async move {
+            let said = ask(w, &alice, &control, "subscriptions").await;
+            said.contains("followed for everyone by the operator").then_some(said)
+        }
+    })
+    .await;
+    assert!(listed.contains("1 ban rule"), "{listed}");
+
+    // A stranger waiting before the rule that names them exists.
+    let later = w.synapse.register("later").await;
+    let waiting = later.create_dm(&alice.user_id).await;
+    wait_membership(&later, &waiting, &alice.user_id, "join").await;
+    // Banned by the operator's list: declined, no reply.
+    let spammer = w.synapse.register("spammer1").await;
+    let banned = spammer.create_dm(&alice.user_id).await;
+    wait_membership(&spammer, &banned, &alice.user_id, "leave").await;
+    // Added later, in a bulk of rules: the waiting stranger is declined.
+    for n in 0..5 {
+        ban_rule(&moderator, &list, &format!("bulk{n}"), &format!("@nobody{n}:localhost")).await;
+    }
+    ban_rule(&moderator, &list, "r2", "@later:localhost").await;
+    wait_membership(&later, &waiting, &alice.user_id, "leave").await;
+    assert!(spammer.notices_from(&banned, &alice.user_id).await.is_empty(), "no reply to a banned sender");
+
+    // Dropped from the configuration: the next start stops applying it.
+    w.gatekeeper.stop();
+    let config = std::fs::read_to_string(&w.gatekeeper.config).unwrap();
+    std::fs::write(&w.gatekeeper.config, config.replacen(policy, "", 1)).unwrap();
+    start(&mut w).await;
+    eventually("the dropped list to stop applying", LONG, || {
+        let (w, alice, control) = (&w, alice.clone(), control.clone());
+        async move { (!ask(w, &alice, &control, "subscriptions").await.contains("#bans:localhost")).then_some(()) }
+    })
+    .await;
+    let spammer2 = w.synapse.register("spammer2").await;
+    let held = spammer2.create_dm(&alice.user_id).await;
+    wait_membership(&spammer2, &held, &alice.user_id, "join").await;
+    let bell = Bell::hang(&w, &alice).await;
+    bell.ring(&push, &alice).await;
+    assert_eq!(push.pushes_in(&alice.user_id, &banned), 0, "{:#?}", push.pushes_to(&alice.user_id));
+    assert_eq!(push.pushes_in(&alice.user_id, &held), 0, "held as any stranger: {:#?}", push.pushes_to(&alice.user_id));
+}

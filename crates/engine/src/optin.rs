@@ -226,6 +226,13 @@ pub(super) fn undo_everything(
         d = release(d, owner, room);
     }
     d = native::restore_filter(d, state, overview);
+    // A shared list nobody keeps current any more would go on banning for
+    // everyone who follows it: its rules are withdrawn (the room stays).
+    if let Some(room) = &state.shared_list {
+        for (subject, _) in overview.contacts.iter().filter(|(_, c)| matches!(c, Contact::Blocked { .. })) {
+            d = d.effect(crate::policy::publish(&config.bot, room, subject, None, false));
+        }
+    }
     if let Some(meta) = farewell {
         d = d.effect(notice(&config.bot, &state.control_room, meta, "stopped", texts::stopped(config.client_mode)));
     }

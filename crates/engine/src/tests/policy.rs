@@ -467,6 +467,10 @@ fn a_shared_list_follows_block_unblock_undo_and_block_all_and_stops_when_asked()
     let d = command(&s, "share blocks off");
     assert!(matches!(&d.changes[0], StateChange::PutOwner(o) if o.shared_list.is_none()));
     assert!(notice_body(&command(&commanding(None), "share blocks off")).contains("not shared"));
+    // `stop`: nobody keeps the list current any more, so its rules are
+    // withdrawn rather than left banning for every follower.
+    assert_eq!(published(&command(&blocked, "stop")), [("@spam:evil.org".into(), None, false)]);
+    assert!(published(&command(&s, "stop")).is_empty(), "nothing blocked, nothing withdrawn");
 }
 
 #[test]
