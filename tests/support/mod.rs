@@ -10,6 +10,7 @@ pub mod faults;
 pub mod gate;
 pub mod install;
 pub mod matrix;
+pub mod postgres;
 pub mod push;
 pub mod rng;
 pub mod smtp;
