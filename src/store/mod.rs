@@ -1,10 +1,14 @@
 //! Durable state behind one narrow trait: the transaction inbox, the engine's
 //! state, the outbox of effects, and what was set aside. `sled_store` is the
-//! real one; `memory` backs fast tests. Both pass the same conformance suite.
+//! real one; `pg_store` keeps the same on PostgreSQL; `memory` backs fast
+//! tests. All pass the same conformance suite.
 
 pub mod durable;
 mod memory;
 mod overlay;
+mod pg_store;
+#[cfg(test)]
+mod pg_test_server;
 mod policy_records;
 pub mod private;
 mod records;
@@ -17,6 +21,7 @@ pub(crate) mod conformance;
 
 pub use memory::MemoryStore;
 pub use overlay::Overlay;
+pub use pg_store::PgStore;
 pub use policy_records::RuleV1;
 pub use sled_store::SledStore;
 

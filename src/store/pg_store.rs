@@ -1,0 +1,1217 @@
+//! The store on PostgreSQL, for operators who run it already (and back it
+//! up, replicate it and monitor it). The same semantics as the sled store:
+//! every multi-row change is one database transaction, and what is
+//! acknowledged to someone else is committed with synchronous commit before
+//! the call returns. Records are the sled store's versioned serde records
+//! (`records`, `policy_records`), as JSON bytes.
+//!
+//! One connection, behind a mutex: Gatekeeper's writes are serialised
+//! anyway (the intake's order is the inbox's order), and a sequence's
+//! values then follow commit order, which the inbox and the outbox rely on.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use postgres::GenericClient;
+use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+
+use super::policy_records::{PolicyListRecord, RuleV1};
+use super::records::{
+    self, ContactRecord, DeferredRecord, EffectRecord, FailedEffectRecord, OwnerRecord, QuarantineRecord, RoomRecord,
+    SeenRecord, StrangerRecord, TxnRecord, WaveRecordV,
+};
+use super::*;
+use crate::engine::policy::{PolicyList, PolicyRule, RulesRead, Slot, index_key};
+use crate::engine::{
+    Contact, Decision, Deferred, Due, Kept, RoomState, StateChange, StrangerState, Subject, WaveKey, WaveRecord,
+};
+
+/// The schema's migrations, in order: version `n` is the first `n` applied.
+/// A migration is never edited once released; a change is a new one.
+const MIGRATIONS: &[&str] = &[include_str!("pg_migrations/0001_initial.sql")];
+
+/// The schema version this Gatekeeper knows.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// The advisory lock under which a Gatekeeper migrates (any number: one
+/// that no one else is likely to use; "gkschema" in ASCII).
+const MIGRATION_LOCK: i64 = 0x676b_7363_6865_6d61;
+
+const C_TRANSACTIONS: &str = "transactions";
+const C_REPLAYS: &str = "replayed_transactions";
+const C_RECEIVED: &str = "events_received";
+const C_FOLLOW_UPS: &str = "follow_ups";
+const C_PROCESSED: &str = "events_processed";
+const C_QUARANTINED: &str = "events_quarantined";
+const C_EFFECTS_DONE: &str = "effects_done";
+const C_EFFECTS_FAILED: &str = "effects_failed";
+const K_OUTBOX_HIGH: &str = "outbox_high_water";
+/// Kept as the bits of a `u64` (a transaction ID may not fit an `i64`).
+const K_TXN_HIGH: &str = "highest_transaction_number";
+/// How many events the quarantine keeps, changed with every change to it,
+/// so that its bound is enforced without counting rows each time.
+const K_QUARANTINE_LEN: &str = "quarantine_len";
+/// A row written only to make earlier asynchronous commits durable.
+const K_FLUSH: &str = "flush";
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// Milliseconds and IDs as PostgreSQL's `bigint`: beyond its range (a
+/// sender's far-future timestamp) they are clamped, which keeps every
+/// comparison the store makes with them.
+fn big(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn unbig(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn text(what: &str, b: &[u8]) -> Result<String, StoreError> {
+    String::from_utf8(b.to_vec()).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+pub struct PgStore {
+    config: postgres::Config,
+    /// `None` after the connection broke: made again by the next call.
+    conn: Mutex<Option<Conn>>,
+    /// Set by a write committed without waiting for its WAL to be flushed
+    /// (the quarantine's): [`Store::flush`] then makes it durable.
+    unflushed: AtomicBool,
+}
+
+/// The connection and the statements prepared on it: each statement is
+/// parsed once per connection, then only bound and run (one round trip
+/// instead of two).
+struct Conn {
+    client: postgres::Client,
+    statements: HashMap<&'static str, postgres::Statement>,
+}
+
+type Prepared<'a> = RefCell<&'a mut HashMap<&'static str, postgres::Statement>>;
+
+/// A connection or a transaction on it, with its prepared statements.
+/// (`RefCell`s: [`Lookups`] reads through `&self`, the client needs `&mut`.)
+struct Db<'a, C: GenericClient> {
+    c: RefCell<&'a mut C>,
+    statements: Prepared<'a>,
+}
+
+type Params<'p> = [&'p (dyn postgres::types::ToSql + Sync)];
+
+impl<'a, C: GenericClient> Db<'a, C> {
+    fn new(c: &'a mut C, statements: &'a mut HashMap<&'static str, postgres::Statement>) -> Self {
+        Db { c: RefCell::new(c), statements: RefCell::new(statements) }
+    }
+
+    fn statement(&self, sql: &'static str) -> Result<postgres::Statement, StoreError> {
+        if let Some(s) = self.statements.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.c.borrow_mut().prepare(sql)?;
+        self.statements.borrow_mut().insert(sql, s.clone());
+        Ok(s)
+    }
+
+    fn execute(&self, sql: &'static str, params: &Params<'_>) -> Result<u64, StoreError> {
+        let s = self.statement(sql)?;
+        Ok(self.c.borrow_mut().execute(&s, params)?)
+    }
+
+    fn query(&self, sql: &'static str, params: &Params<'_>) -> Result<Vec<postgres::Row>, StoreError> {
+        let s = self.statement(sql)?;
+        Ok(self.c.borrow_mut().query(&s, params)?)
+    }
+
+    fn query_opt(&self, sql: &'static str, params: &Params<'_>) -> Result<Option<postgres::Row>, StoreError> {
+        let s = self.statement(sql)?;
+        Ok(self.c.borrow_mut().query_opt(&s, params)?)
+    }
+
+    fn query_one(&self, sql: &'static str, params: &Params<'_>) -> Result<postgres::Row, StoreError> {
+        let s = self.statement(sql)?;
+        Ok(self.c.borrow_mut().query_one(&s, params)?)
+    }
+
+    fn batch_execute(&self, sql: &str) -> Result<(), StoreError> {
+        Ok(self.c.borrow_mut().batch_execute(sql)?)
+    }
+
+    fn one(&self, sql: &'static str, params: &Params<'_>) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.query_opt(sql, params)?.map(|r| r.get(0)))
+    }
+
+    fn count(&self, key: &tally::Key) -> Result<u64, StoreError> {
+        let row = self.query_opt("SELECT count FROM kept_counts WHERE key = $1", &[&key.encode()])?;
+        Ok(row.map_or(0, |r| unbig(r.get(0))))
+    }
+}
+
+impl PgStore {
+    /// Connects, and brings the schema up to this Gatekeeper's version;
+    /// refuses a database whose schema is newer.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let config: postgres::Config =
+            url.parse().map_err(|e| StoreError::Backend(format!("the database URL is not valid: {e}")))?;
+        let mut client = connect(&config)?;
+        migrate(&mut client)?;
+        let conn = Conn { client, statements: HashMap::new() };
+        Ok(PgStore { config, conn: Mutex::new(Some(conn)), unflushed: AtomicBool::new(false) })
+    }
+
+    /// Runs `f` on the connection, connecting again first if it broke.
+    ///
+    /// The synchronous client drives its connection on a runtime of its
+    /// own, which tokio refuses to start on a thread that already runs
+    /// async tasks: called from one (start-up, `/metrics`), the call runs
+    /// on a thread of its own. The pipeline calls from blocking threads.
+    fn with_conn<T: Send>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError> + Send) -> Result<T, StoreError> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return std::thread::scope(|s| s.spawn(|| self.with_conn_here(f)).join())
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        }
+        self.with_conn_here(f)
+    }
+
+    fn with_conn_here<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.as_ref().is_none_or(|c| c.client.is_closed()) {
+            *guard = None;
+            *guard = Some(Conn { client: connect(&self.config)?, statements: HashMap::new() });
+        }
+        let conn = guard.as_mut().expect("connected above");
+        let result = f(conn);
+        if conn.client.is_closed() {
+            *guard = None;
+        }
+        result
+    }
+
+    /// Statements on the connection, each its own transaction.
+    fn with<T: Send>(
+        &self,
+        f: impl FnOnce(&Db<'_, postgres::Client>) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        self.with_conn(|conn| f(&Db::new(&mut conn.client, &mut conn.statements)))
+    }
+
+    /// Runs `f` in one transaction, committed (synchronously) if it
+    /// returns `Ok`, rolled back otherwise.
+    fn write<T: Send>(
+        &self,
+        f: impl FnOnce(&Db<'_, postgres::Transaction<'_>>) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        self.with_conn(|conn| {
+            let mut tx = conn.client.transaction()?;
+            let out = f(&Db::new(&mut tx, &mut conn.statements))?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    /// Reads that must agree with each other: one read-only transaction
+    /// that sees one moment of the database.
+    fn read_together<T: Send>(
+        &self,
+        f: impl FnOnce(&Db<'_, postgres::Transaction<'_>>) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        self.with_conn(|conn| {
+            let mut tx = conn
+                .client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let out = f(&Db::new(&mut tx, &mut conn.statements))?;
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+}
+
+fn connect(config: &postgres::Config) -> Result<postgres::Client, StoreError> {
+    let mut client =
+        config.connect(postgres::NoTls).map_err(|e| StoreError::Backend(format!("connecting to PostgreSQL: {e}")))?;
+    // Whatever the server's default: nothing is acknowledged before its
+    // commit is on disk.
+    client.batch_execute("SET synchronous_commit = on; SET application_name = 'gatekeeper'")?;
+    Ok(client)
+}
+
+fn migrate(client: &mut postgres::Client) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    // Two Gatekeepers starting together: one migrates, the other waits
+    // here and then finds the schema up to date.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS gatekeeper_schema (version integer NOT NULL)")?;
+    let found: Option<i32> = tx.query_opt("SELECT max(version) FROM gatekeeper_schema", &[])?.and_then(|r| r.get(0));
+    let found = found.unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "the database's schema is version {found}, newer than this Gatekeeper knows ({SCHEMA_VERSION}): \
+             it was used by a newer Gatekeeper; run that one (or a newer one) instead"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+        tx.batch_execute(sql).map_err(|e| StoreError::Backend(format!("schema migration {}: {e}", i + 1)))?;
+    }
+    if found < SCHEMA_VERSION {
+        tx.execute("DELETE FROM gatekeeper_schema", &[])?;
+        tx.execute("INSERT INTO gatekeeper_schema (version) VALUES ($1)", &[&SCHEMA_VERSION])?;
+        tracing::info!(from = found, to = SCHEMA_VERSION, "database schema migrated");
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Adds to running totals (distinct names in one call).
+fn bump(tx: &Db<'_, impl GenericClient>, counts: &[(&str, i64)]) -> Result<(), StoreError> {
+    let counts: Vec<_> = counts.iter().filter(|(_, by)| *by != 0).collect();
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = counts.iter().map(|(n, _)| *n).collect();
+    let by: Vec<i64> = counts.iter().map(|(_, b)| *b).collect();
+    tx.execute(
+        "INSERT INTO counters (name, value) SELECT * FROM unnest($1::text[], $2::bigint[]) \
+         ON CONFLICT (name) DO UPDATE SET value = counters.value + EXCLUDED.value",
+        &[&names, &by],
+    )?;
+    Ok(())
+}
+
+fn set_counter(tx: &Db<'_, impl GenericClient>, name: &str, value: i64) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO counters (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+        &[&name, &value],
+    )?;
+    Ok(())
+}
+
+fn counter(c: &Db<'_, impl GenericClient>, name: &str) -> Result<Option<i64>, StoreError> {
+    Ok(c.query_opt("SELECT value FROM counters WHERE name = $1", &[&name])?.map(|r| r.get(0)))
+}
+
+/// Appends events to the inbox, in the order given.
+fn push_inbox(tx: &Db<'_, impl GenericClient>, internal: &[bool], raw: &[&[u8]]) -> Result<(), StoreError> {
+    if raw.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO inbox (internal, raw) \
+         SELECT i, r FROM unnest($1::boolean[], $2::bytea[]) WITH ORDINALITY AS e(i, r, n) ORDER BY n",
+        &[&internal, &raw],
+    )?;
+    Ok(())
+}
+
+/// Applies count changes (see `tally`), never below zero.
+fn count_in(tx: &Db<'_, impl GenericClient>, deltas: Vec<(tally::Key, i64)>) -> Result<(), StoreError> {
+    for (key, delta) in deltas {
+        tx.execute(
+            "INSERT INTO kept_counts (key, count) VALUES ($1, greatest($2::bigint, 0)) \
+             ON CONFLICT (key) DO UPDATE SET count = greatest(kept_counts.count + $2::bigint, 0)",
+            &[&key.encode(), &delta],
+        )?;
+    }
+    Ok(())
+}
+
+fn decode_room(b: &[u8]) -> Result<RoomState, StoreError> {
+    Ok(records::decode::<RoomRecord>("room", b)?.into())
+}
+
+fn decode_deferred(b: &[u8]) -> Result<Deferred, StoreError> {
+    Ok(records::decode::<DeferredRecord>("deferred", b)?.into())
+}
+
+impl<C: GenericClient> Lookups for Db<'_, C> {
+    fn rooms(&self, room: &RoomId) -> Result<Vec<RoomState>, StoreError> {
+        self.query("SELECT record FROM rooms WHERE room_id = $1 ORDER BY owner", &[&room.as_bytes()])?
+            .iter()
+            .map(|r| decode_room(r.get(0)))
+            .collect()
+    }
+    fn owner(&self, user: &UserId) -> Result<Option<OwnerState>, StoreError> {
+        match self.one("SELECT record FROM owners WHERE user_id = $1", &[&user.as_bytes()])? {
+            Some(b) => Ok(Some(records::decode::<OwnerRecord>("owner", &b)?.into())),
+            None => Ok(None),
+        }
+    }
+    fn contact(&self, owner: &UserId, subject: &Subject) -> Result<Option<Contact>, StoreError> {
+        let subject = subject.to_string();
+        match self.one(
+            "SELECT record FROM contacts WHERE owner = $1 AND subject = $2",
+            &[&owner.as_bytes(), &subject.as_bytes()],
+        )? {
+            Some(b) => Ok(Some(records::decode::<ContactRecord>("contact", &b)?.into())),
+            None => Ok(None),
+        }
+    }
+    fn stranger(&self, owner: &UserId, user: &UserId) -> Result<Option<StrangerState>, StoreError> {
+        match self.one(
+            "SELECT record FROM strangers WHERE owner = $1 AND user_id = $2",
+            &[&owner.as_bytes(), &user.as_bytes()],
+        )? {
+            Some(b) => Ok(Some(records::decode::<StrangerRecord>("stranger", &b)?.into())),
+            None => Ok(None),
+        }
+    }
+    fn deferred(&self, owner: &UserId, event: &EventId) -> Result<Option<Deferred>, StoreError> {
+        match self.one(
+            "SELECT record FROM deferred WHERE owner = $1 AND event_id = $2",
+            &[&owner.as_bytes(), &event.as_bytes()],
+        )? {
+            Some(b) => Ok(Some(decode_deferred(&b)?)),
+            None => Ok(None),
+        }
+    }
+    fn kept(&self, owner: &UserId, with: Option<&UserId>) -> Result<Kept, StoreError> {
+        tally::kept(|k| self.count(k), owner, with)
+    }
+    fn wave(&self, key: &WaveKey) -> Result<Option<WaveRecord>, StoreError> {
+        match self.one("SELECT record FROM waves WHERE key = $1", &[&records::wave_key(key)])? {
+            Some(b) => Ok(Some(records::decode::<WaveRecordV>("wave", &b)?.into())),
+            None => Ok(None),
+        }
+    }
+    fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError> {
+        match self.one("SELECT record FROM seen WHERE room_id = $1", &[&room.as_bytes()])? {
+            Some(b) => Ok(records::decode::<SeenRecord>("seen", &b)?.into()),
+            None => Ok(Vec::new()),
+        }
+    }
+    fn policy_list(&self, room: &RoomId) -> Result<Option<PolicyList>, StoreError> {
+        match self.one("SELECT record FROM policy_lists WHERE room_id = $1", &[&room.as_bytes()])? {
+            Some(b) => Ok(Some(records::decode::<PolicyListRecord>("policy list", &b)?.into())),
+            None => Ok(None),
+        }
+    }
+    fn policy_rules(&self, room: &RoomId, read: &RulesRead) -> Result<Vec<(Slot, PolicyRule)>, StoreError> {
+        let room = room.as_bytes();
+        let rows = match read {
+            RulesRead::None => return Ok(Vec::new()),
+            RulesRead::Slot((kind, key)) => self.query(
+                "SELECT kind, state_key, record FROM policy_rules WHERE room_id = $1 AND kind = $2 AND state_key = $3",
+                &[&room, &kind.as_bytes(), &key.as_bytes()],
+            )?,
+            RulesRead::Naming(keys) => {
+                let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+                self.query(
+                    "SELECT kind, state_key, record FROM policy_rules WHERE room_id = $1 AND index_key = ANY($2) \
+                     ORDER BY kind, state_key",
+                    &[&room, &keys],
+                )?
+            }
+            RulesRead::All => self.query(
+                "SELECT kind, state_key, record FROM policy_rules WHERE room_id = $1 ORDER BY kind, state_key",
+                &[&room],
+            )?,
+        };
+        rows.iter()
+            .map(|r| {
+                let slot = (text("a rule's type", r.get(0))?, text("a rule's state key", r.get(1))?);
+                Ok((slot, records::decode::<RuleV1>("policy rule", r.get(2))?.into()))
+            })
+            .collect()
+    }
+    fn operator_lists(&self) -> Result<Vec<OwnedRoomId>, StoreError> {
+        self.query("SELECT room_id FROM policy_lists WHERE operator ORDER BY room_id", &[])?
+            .iter()
+            .map(|r| {
+                OwnedRoomId::try_from(text("a list's room", r.get(0))?)
+                    .map_err(|e| StoreError::Corrupt(format!("a list's room: {e}")))
+            })
+            .collect()
+    }
+}
+
+impl Lookups for PgStore {
+    fn rooms(&self, room: &RoomId) -> Result<Vec<RoomState>, StoreError> {
+        self.with(|r| r.rooms(room))
+    }
+    fn owner(&self, user: &UserId) -> Result<Option<OwnerState>, StoreError> {
+        self.with(|r| r.owner(user))
+    }
+    fn contact(&self, owner: &UserId, subject: &Subject) -> Result<Option<Contact>, StoreError> {
+        self.with(|r| r.contact(owner, subject))
+    }
+    fn stranger(&self, owner: &UserId, user: &UserId) -> Result<Option<StrangerState>, StoreError> {
+        self.with(|r| r.stranger(owner, user))
+    }
+    fn deferred(&self, owner: &UserId, event: &EventId) -> Result<Option<Deferred>, StoreError> {
+        self.with(|r| r.deferred(owner, event))
+    }
+    fn kept(&self, owner: &UserId, with: Option<&UserId>) -> Result<Kept, StoreError> {
+        self.with(|r| r.kept(owner, with))
+    }
+    fn wave(&self, key: &WaveKey) -> Result<Option<WaveRecord>, StoreError> {
+        self.with(|r| r.wave(key))
+    }
+    fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError> {
+        self.with(|r| r.seen_events(room))
+    }
+    fn policy_list(&self, room: &RoomId) -> Result<Option<PolicyList>, StoreError> {
+        self.with(|r| r.policy_list(room))
+    }
+    fn policy_rules(&self, room: &RoomId, read: &RulesRead) -> Result<Vec<(Slot, PolicyRule)>, StoreError> {
+        self.with(|r| r.policy_rules(room, read))
+    }
+    fn operator_lists(&self) -> Result<Vec<OwnedRoomId>, StoreError> {
+        self.with(|r| r.operator_lists())
+    }
+}
+
+/// Applies one state change inside a batch's transaction.
+fn apply(tx: &Db<'_, impl GenericClient>, change: &StateChange) -> Result<(), StoreError> {
+    match change {
+        StateChange::PutOwner(o) => {
+            tx.execute(
+                "INSERT INTO owners (user_id, paused_until_ms, record) VALUES ($1, $2, $3) \
+                 ON CONFLICT (user_id) DO UPDATE SET paused_until_ms = EXCLUDED.paused_until_ms, record = EXCLUDED.record",
+                &[&o.user_id.as_bytes(), &o.paused_until_ms.map(big), &records::encode(&OwnerRecord::from(o))],
+            )?;
+        }
+        StateChange::RemoveOwner(u) => {
+            tx.execute("DELETE FROM owners WHERE user_id = $1", &[&u.as_bytes()])?;
+        }
+        StateChange::PutRoom(r, st) => {
+            let key: [&(dyn postgres::types::ToSql + Sync); 2] = [&r.as_bytes(), &st.owner().as_bytes()];
+            let before = tx.query_opt("SELECT record FROM rooms WHERE room_id = $1 AND owner = $2", &key)?;
+            let before = before.map(|row| decode_room(row.get(0))).transpose()?;
+            tx.execute(
+                "INSERT INTO rooms (room_id, owner, held, record) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (room_id, owner) DO UPDATE SET held = EXCLUDED.held, record = EXCLUDED.record",
+                &[key[0], key[1], &matches!(st, RoomState::Held(_)), &records::encode(&RoomRecord::from(st))],
+            )?;
+            count_in(tx, tally::room(before.as_ref(), Some(st)))?;
+        }
+        StateChange::RemoveRoom { room, owner } => {
+            let before = tx.query_opt(
+                "DELETE FROM rooms WHERE room_id = $1 AND owner = $2 RETURNING record",
+                &[&room.as_bytes(), &owner.as_bytes()],
+            )?;
+            let before = before.map(|row| decode_room(row.get(0))).transpose()?;
+            count_in(tx, tally::room(before.as_ref(), None))?;
+            // The last record of the room gone: it is not tracked any more.
+            tx.execute(
+                "DELETE FROM seen WHERE room_id = $1 AND NOT EXISTS (SELECT 1 FROM rooms WHERE room_id = $1)",
+                &[&room.as_bytes()],
+            )?;
+        }
+        StateChange::PutContact { owner, subject, contact } => {
+            let until = match contact {
+                Contact::Allowed { until_ms: Some(u), .. } => Some(big(*u)),
+                _ => None,
+            };
+            tx.execute(
+                "INSERT INTO contacts (owner, subject, allowed_until_ms, record) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (owner, subject) DO UPDATE \
+                 SET allowed_until_ms = EXCLUDED.allowed_until_ms, record = EXCLUDED.record",
+                &[
+                    &owner.as_bytes(),
+                    &subject.to_string().as_bytes(),
+                    &until,
+                    &records::encode(&ContactRecord::from(contact)),
+                ],
+            )?;
+        }
+        StateChange::RemoveContact { owner, subject } => {
+            tx.execute(
+                "DELETE FROM contacts WHERE owner = $1 AND subject = $2",
+                &[&owner.as_bytes(), &subject.to_string().as_bytes()],
+            )?;
+        }
+        StateChange::PutStranger { owner, user, state } => {
+            tx.execute(
+                "INSERT INTO strangers (owner, user_id, record) VALUES ($1, $2, $3) \
+                 ON CONFLICT (owner, user_id) DO UPDATE SET record = EXCLUDED.record",
+                &[&owner.as_bytes(), &user.as_bytes(), &records::encode(&StrangerRecord::from(state))],
+            )?;
+        }
+        StateChange::PutDeferred(d) => {
+            let key: [&(dyn postgres::types::ToSql + Sync); 2] = [&d.owner.as_bytes(), &d.event_id.as_bytes()];
+            let before = tx.query_opt("SELECT record FROM deferred WHERE owner = $1 AND event_id = $2", &key)?;
+            let before = before.map(|row| decode_deferred(row.get(0))).transpose()?;
+            tx.execute(
+                "INSERT INTO deferred (owner, event_id, received_ms, denied_ms, record) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (owner, event_id) DO UPDATE SET received_ms = EXCLUDED.received_ms, \
+                 denied_ms = EXCLUDED.denied_ms, record = EXCLUDED.record",
+                &[
+                    key[0],
+                    key[1],
+                    &big(d.received_ms),
+                    &d.denied_ms.map(big),
+                    &records::encode(&DeferredRecord::from(d)),
+                ],
+            )?;
+            count_in(tx, tally::message(before.as_ref(), Some(d)))?;
+        }
+        StateChange::RemoveDeferred { owner, event_id } => {
+            let before = tx.query_opt(
+                "DELETE FROM deferred WHERE owner = $1 AND event_id = $2 RETURNING record",
+                &[&owner.as_bytes(), &event_id.as_bytes()],
+            )?;
+            let before = before.map(|row| decode_deferred(row.get(0))).transpose()?;
+            count_in(tx, tally::message(before.as_ref(), None))?;
+        }
+        StateChange::ForgetOwnerData(owner) => {
+            // Inside the batch's transaction: what the batch put before
+            // goes too, what it puts after stays.
+            let owner = owner.as_bytes();
+            tx.execute("DELETE FROM contacts WHERE owner = $1", &[&owner])?;
+            tx.execute("DELETE FROM strangers WHERE owner = $1", &[&owner])?;
+            for row in tx.query("DELETE FROM deferred WHERE owner = $1 RETURNING record", &[&owner])? {
+                count_in(tx, tally::message(Some(&decode_deferred(row.get(0))?), None))?;
+            }
+        }
+        StateChange::PutWave(key, record) => {
+            tx.execute(
+                "INSERT INTO waves (key, expires_ms, record) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO UPDATE SET expires_ms = EXCLUDED.expires_ms, record = EXCLUDED.record",
+                &[&records::wave_key(key), &big(record.expires_ms), &records::encode(&WaveRecordV::from(record))],
+            )?;
+        }
+        StateChange::PutPolicyList(list) => {
+            tx.execute(
+                "INSERT INTO policy_lists (room_id, operator, record) VALUES ($1, $2, $3) \
+                 ON CONFLICT (room_id) DO UPDATE SET operator = EXCLUDED.operator, record = EXCLUDED.record",
+                &[&list.room_id.as_bytes(), &list.operator, &records::encode(&PolicyListRecord::from(list))],
+            )?;
+        }
+        StateChange::PutPolicyRule { list, slot: (kind, key), rule } => match rule {
+            Some(rule) => {
+                tx.execute(
+                    "INSERT INTO policy_rules (room_id, kind, state_key, index_key, record) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (room_id, kind, state_key) DO UPDATE \
+                     SET index_key = EXCLUDED.index_key, record = EXCLUDED.record",
+                    &[
+                        &list.as_bytes(),
+                        &kind.as_bytes(),
+                        &key.as_bytes(),
+                        &index_key(rule).as_bytes(),
+                        &records::encode(&RuleV1::from(rule)),
+                    ],
+                )?;
+            }
+            None => {
+                tx.execute(
+                    "DELETE FROM policy_rules WHERE room_id = $1 AND kind = $2 AND state_key = $3",
+                    &[&list.as_bytes(), &kind.as_bytes(), &key.as_bytes()],
+                )?;
+            }
+        },
+        StateChange::RemovePolicyList(room) => {
+            tx.execute("DELETE FROM policy_lists WHERE room_id = $1", &[&room.as_bytes()])?;
+            tx.execute("DELETE FROM policy_rules WHERE room_id = $1", &[&room.as_bytes()])?;
+        }
+    }
+    Ok(())
+}
+
+impl Store for PgStore {
+    fn accept_transaction(&self, txn_id: &str, events: &[&[u8]], now_ms: u64) -> Result<Accepted, StoreError> {
+        let digest = records::hex(&transaction_digest(events));
+        self.write(|tx| {
+            let seen = tx.query_opt("SELECT record FROM txns WHERE txn_id = $1 FOR UPDATE", &[&txn_id.as_bytes()])?;
+            let reused = match seen {
+                Some(row) => {
+                    let TxnRecord::V1 { digest: seen, .. } = records::decode("transaction", row.get(0))?;
+                    if seen == digest {
+                        bump(tx, &[(C_REPLAYS, 1)])?;
+                        return Ok(Accepted::Replay);
+                    }
+                    true
+                }
+                None => false,
+            };
+            let record = records::encode(&TxnRecord::V1 { at_ms: now_ms, digest, events: events.len() });
+            tx.execute(
+                "INSERT INTO txns (txn_id, at_ms, record) VALUES ($1, $2, $3) \
+                 ON CONFLICT (txn_id) DO UPDATE SET at_ms = EXCLUDED.at_ms, record = EXCLUDED.record",
+                &[&txn_id.as_bytes(), &big(now_ms), &record],
+            )?;
+            push_inbox(tx, &vec![false; events.len()], events)?;
+            bump(tx, &[(C_TRANSACTIONS, 1), (C_RECEIVED, events.len() as i64)])?;
+            if let Ok(n) = txn_id.parse::<u64>() {
+                let high = counter(tx, K_TXN_HIGH)?.map(|h| h as u64);
+                if high.is_none_or(|h| n > h) {
+                    set_counter(tx, K_TXN_HIGH, n as i64)?;
+                }
+            }
+            Ok(if reused {
+                Accepted::ReusedId { events: events.len() }
+            } else {
+                Accepted::New { events: events.len() }
+            })
+        })
+    }
+
+    fn highest_transaction_number(&self) -> Result<Option<u64>, StoreError> {
+        self.with(|c| Ok(counter(c, K_TXN_HIGH)?.map(|h| h as u64)))
+    }
+
+    fn accept_sync(&self, since: Option<&str>, next_batch: &str, events: &[&[u8]]) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let now: Option<Vec<u8>> =
+                tx.query_opt("SELECT position FROM sync_position FOR UPDATE", &[])?.map(|r| r.get(0));
+            if now.as_deref() != since.map(str::as_bytes) {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO sync_position (position) VALUES ($1) \
+                 ON CONFLICT (only_row) DO UPDATE SET position = EXCLUDED.position",
+                &[&next_batch.as_bytes()],
+            )?;
+            push_inbox(tx, &vec![false; events.len()], events)?;
+            bump(tx, &[(C_RECEIVED, events.len() as i64)])?;
+            Ok(true)
+        })
+    }
+
+    fn sync_position(&self) -> Result<Option<String>, StoreError> {
+        self.with(|c| {
+            let row = c.query_opt("SELECT position FROM sync_position", &[])?;
+            Ok(row.map(|r| String::from_utf8_lossy(r.get(0)).into_owned()))
+        })
+    }
+
+    fn reset_sync_position(&self) -> Result<(), StoreError> {
+        self.write(|tx| tx.execute("DELETE FROM sync_position", &[]).map(drop))
+    }
+
+    fn connector_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with(|c| {
+            Ok(c.query_opt("SELECT value FROM connector WHERE key = $1", &[&key.as_bytes()])?.map(|r| r.get(0)))
+        })
+    }
+
+    fn set_connector_value(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        self.write(|tx| {
+            match value {
+                Some(v) => tx.execute(
+                    "INSERT INTO connector (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    &[&key.as_bytes(), &v],
+                )?,
+                None => tx.execute("DELETE FROM connector WHERE key = $1", &[&key.as_bytes()])?,
+            };
+            Ok(())
+        })
+    }
+
+    fn connector_values(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let len =
+            i32::try_from(prefix.len()).map_err(|_| StoreError::Backend("connector key prefix too long".into()))?;
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT key, value FROM connector WHERE substring(key FROM 1 FOR $2) = $1 ORDER BY key",
+                &[&prefix.as_bytes(), &len],
+            )?;
+            Ok(rows.iter().map(|r| (String::from_utf8_lossy(r.get(0)).into_owned(), r.get(1))).collect())
+        })
+    }
+
+    fn inbox_batch(&self, limit_: usize) -> Result<Vec<InboxItem>, StoreError> {
+        self.with(|c| {
+            let rows = c.query("SELECT seq, internal, raw FROM inbox ORDER BY seq LIMIT $1", &[&limit(limit_)])?;
+            Ok(rows.iter().map(|r| InboxItem { seq: unbig(r.get(0)), internal: r.get(1), raw: r.get(2) }).collect())
+        })
+    }
+
+    // All look-ups in one read-only transaction, so that the snapshot is
+    // consistent.
+    fn snapshot(
+        &self,
+        room: Option<&RoomId>,
+        users: &[OwnedUserId],
+        related: Option<&EventId>,
+    ) -> Result<Snapshot, StoreError> {
+        self.read_together(|tx| assemble_snapshot(tx, room, users, related))
+    }
+
+    fn overview(&self, owner: &UserId) -> Result<OwnerOverview, StoreError> {
+        let o = owner.as_bytes();
+        self.read_together(|tx| {
+            let mut overview = OwnerOverview::default();
+            for r in tx.query("SELECT subject, record FROM contacts WHERE owner = $1 ORDER BY subject", &[&o])? {
+                let subject: Subject =
+                    text("contact", r.get(0))?.parse().map_err(|e| StoreError::Corrupt(format!("contact key: {e}")))?;
+                overview.contacts.insert(subject, records::decode::<ContactRecord>("contact", r.get(1))?.into());
+            }
+            for r in tx.query("SELECT record FROM deferred WHERE owner = $1 ORDER BY event_id", &[&o])? {
+                let d = decode_deferred(r.get(0))?;
+                if d.denied_ms.is_some() { overview.denied.push(d) } else { overview.deferred.push(d) }
+            }
+            for r in tx.query("SELECT user_id, record FROM strangers WHERE owner = $1 ORDER BY user_id", &[&o])? {
+                let st: StrangerState = records::decode::<StrangerRecord>("stranger", r.get(1))?.into();
+                if counts_something(&st) {
+                    let user = OwnedUserId::try_from(text("stranger", r.get(0))?)
+                        .map_err(|e| StoreError::Corrupt(format!("stranger key: {e}")))?;
+                    overview.strangers.insert(user, st);
+                }
+            }
+            for r in tx.query("SELECT room_id, record FROM rooms WHERE owner = $1 AND held ORDER BY room_id", &[&o])? {
+                let room = OwnedRoomId::try_from(text("room", r.get(0))?)
+                    .map_err(|e| StoreError::Corrupt(format!("room key: {e}")))?;
+                if let RoomState::Held(h) = decode_room(r.get(1))?
+                    && h.owner == owner
+                {
+                    overview.held.insert(room, h);
+                }
+            }
+            Ok(overview)
+        })
+    }
+
+    fn commit_batch_seen(&self, decided: &[(u64, &Decision)], empty: &[u64], seen: &[Seen]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            // The inbox items this write consumes: only their events are remembered.
+            let mut consumed = std::collections::HashSet::new();
+            if !empty.is_empty() {
+                let seqs: Vec<i64> = empty.iter().map(|s| big(*s)).collect();
+                for r in tx.query("DELETE FROM inbox WHERE seq = ANY($1) RETURNING seq", &[&seqs])? {
+                    consumed.insert(unbig(r.get(0)));
+                }
+            }
+            let mut high: Option<i64> = None;
+            for (seq, decision) in decided {
+                // A commit for an item that is gone was already made: doing
+                // it again would enqueue its effects twice.
+                if consumed.contains(seq) || tx.execute("DELETE FROM inbox WHERE seq = $1", &[&big(*seq)])? == 0 {
+                    continue;
+                }
+                consumed.insert(*seq);
+                for change in &decision.changes {
+                    apply(tx, change)?;
+                }
+                if !decision.effects.is_empty() {
+                    let mail: Vec<bool> = decision.effects.iter().map(Effect::is_mail).collect();
+                    let recs: Vec<Vec<u8>> =
+                        decision.effects.iter().map(|e| records::encode(&EffectRecord::V1(e.into()))).collect();
+                    let ids = tx.query(
+                        "INSERT INTO outbox (mail, record) \
+                         SELECT m, r FROM unnest($1::boolean[], $2::bytea[]) WITH ORDINALITY AS e(m, r, n) ORDER BY n \
+                         RETURNING id",
+                        &[&mail, &recs],
+                    )?;
+                    high = ids.iter().map(|r| r.get::<_, i64>(0)).chain(high).max();
+                }
+            }
+            if let Some(high) = high {
+                tx.execute(
+                    "INSERT INTO counters (name, value) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO UPDATE SET value = greatest(counters.value, EXCLUDED.value)",
+                    &[&K_OUTBOX_HIGH, &high],
+                )?;
+            }
+            bump(tx, &[(C_PROCESSED, consumed.len() as i64)])?;
+            let mut lists: std::collections::HashMap<&RoomId, Vec<OwnedEventId>> = Default::default();
+            for s in seen.iter().filter(|s| consumed.contains(&s.seq)) {
+                if !lists.contains_key(&*s.room) {
+                    // A room this batch stopped tracking (or never tracked) keeps no list.
+                    let tracked =
+                        tx.query_opt("SELECT 1 FROM rooms WHERE room_id = $1 LIMIT 1", &[&s.room.as_bytes()])?;
+                    if tracked.is_none() {
+                        continue;
+                    }
+                    let stored = tx.seen_events(&s.room)?;
+                    lists.insert(&s.room, stored);
+                }
+                super::remember(lists.get_mut(&*s.room).expect("inserted above"), &s.event);
+            }
+            for (room, list) in &lists {
+                tx.execute(
+                    "INSERT INTO seen (room_id, record) VALUES ($1, $2) \
+                     ON CONFLICT (room_id) DO UPDATE SET record = EXCLUDED.record",
+                    &[&room.as_bytes(), &records::encode(&SeenRecord::from(list.as_slice()))],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn seen_rooms(&self) -> Result<Vec<(OwnedRoomId, Vec<OwnedEventId>)>, StoreError> {
+        self.with(|c| {
+            c.query("SELECT room_id, record FROM seen ORDER BY room_id", &[])?
+                .iter()
+                .map(|r| {
+                    let room = OwnedRoomId::try_from(text("seen", r.get(0))?)
+                        .map_err(|e| StoreError::Corrupt(format!("seen key: {e}")))?;
+                    Ok((room, records::decode::<SeenRecord>("seen", r.get(1))?.into()))
+                })
+                .collect()
+        })
+    }
+
+    fn push_follow_ups(&self, follow_ups: &[FollowUp]) -> Result<(), StoreError> {
+        if follow_ups.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let internal: Vec<bool> = follow_ups.iter().map(|f| f.internal).collect();
+            let raw: Vec<&[u8]> = follow_ups.iter().map(|f| f.raw.as_slice()).collect();
+            push_inbox(tx, &internal, &raw)?;
+            bump(tx, &[(C_FOLLOW_UPS, follow_ups.len() as i64)])
+        })
+    }
+
+    fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError> {
+        self.write(|tx| {
+            // Not acknowledged to anyone: durable with the next flush, as
+            // with sled, so that a flood of bad events is not a flood of
+            // disk syncs.
+            tx.batch_execute("SET LOCAL synchronous_commit = off")?;
+            let Some(row) = tx.query_opt("DELETE FROM inbox WHERE seq = $1 RETURNING raw", &[&big(seq)])? else {
+                return Ok(());
+            };
+            let raw: Vec<u8> = row.get(0);
+            let record =
+                QuarantineRecord::V1 { at_ms: now_ms, reason: reason.to_owned(), raw: super::quarantined_raw(&raw) };
+            tx.execute(
+                "INSERT INTO quarantine (seq, at_ms, record) VALUES ($1, $2, $3) ON CONFLICT (seq) DO NOTHING",
+                &[&big(seq), &big(now_ms), &records::encode(&record)],
+            )?;
+            bump(tx, &[(C_QUARANTINED, 1), (K_QUARANTINE_LEN, 1)])?;
+            // Beyond the bound the oldest go at once, in the same transaction.
+            let kept = unbig(counter(tx, K_QUARANTINE_LEN)?.unwrap_or(0));
+            let excess = kept.saturating_sub(super::QUARANTINE_KEEP as u64);
+            if excess > 0 {
+                let gone = tx.execute(
+                    "DELETE FROM quarantine WHERE seq IN (SELECT seq FROM quarantine ORDER BY seq LIMIT $1)",
+                    &[&big(excess)],
+                )?;
+                bump(tx, &[(K_QUARANTINE_LEN, -(gone as i64))])?;
+            }
+            Ok(())
+        })?;
+        self.unflushed.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn prune_quarantine(&self, before_ms: u64, keep: usize) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            let old = tx.execute("DELETE FROM quarantine WHERE at_ms < $1", &[&big(before_ms)])?;
+            let beyond = tx.execute(
+                "DELETE FROM quarantine WHERE seq IN (SELECT seq FROM quarantine ORDER BY seq DESC OFFSET $1)",
+                &[&limit(keep)],
+            )?;
+            // Counted again, exactly.
+            let n: i64 = tx.query_one("SELECT count(*) FROM quarantine", &[])?.get(0);
+            set_counter(tx, K_QUARANTINE_LEN, n)?;
+            Ok((old + beyond) as usize)
+        })
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        if !self.unflushed.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        // A synchronous commit waits for the WAL up to its own record,
+        // which comes after every earlier commit's: those are durable too.
+        self.write(|tx| set_counter(tx, K_FLUSH, 0)).inspect_err(|_| self.unflushed.store(true, Ordering::SeqCst))
+    }
+
+    fn outbox_after(&self, after: u64, up_to: u64, limit_: usize, mail: bool) -> Result<Vec<OutboxItem>, StoreError> {
+        if after >= up_to {
+            return Ok(Vec::new());
+        }
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT id, record FROM outbox WHERE id > $1 AND id <= $2 AND mail = $3 ORDER BY id LIMIT $4",
+                &[&big(after), &big(up_to), &mail, &limit(limit_)],
+            )?;
+            rows.iter()
+                .map(|r| {
+                    let EffectRecord::V1(record) = records::decode("effect", r.get(1))?;
+                    Ok(OutboxItem { id: unbig(r.get(0)), effect: record.into() })
+                })
+                .collect()
+        })
+    }
+
+    fn outbox_high_water(&self) -> Result<u64, StoreError> {
+        self.with(|c| Ok(unbig(counter(c, K_OUTBOX_HIGH)?.unwrap_or(0))))
+    }
+
+    fn finish_effects(
+        &self,
+        finished: &[(u64, EffectOutcome)],
+        follow_ups: &[FollowUp],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let Some((first, _)) = finished.first() else { return Ok(()) };
+        self.write(|tx| {
+            if tx.query_opt("SELECT 1 FROM outbox WHERE id = $1 FOR UPDATE", &[&big(*first)])?.is_none() {
+                return Ok(());
+            }
+            let internal: Vec<bool> = follow_ups.iter().map(|f| f.internal).collect();
+            let raw: Vec<&[u8]> = follow_ups.iter().map(|f| f.raw.as_slice()).collect();
+            push_inbox(tx, &internal, &raw)?;
+            let (mut done, mut failed) = (0, 0);
+            for (id, outcome) in finished {
+                let Some(row) = tx.query_opt("DELETE FROM outbox WHERE id = $1 RETURNING record", &[&big(*id)])? else {
+                    continue;
+                };
+                match outcome {
+                    EffectOutcome::Done => done += 1,
+                    EffectOutcome::Failed(reason) => {
+                        let EffectRecord::V1(effect) = records::decode("effect", row.get(0))?;
+                        let record = FailedEffectRecord::V1 { at_ms: now_ms, reason: reason.clone(), effect };
+                        tx.execute(
+                            "INSERT INTO failed_effects (id, record) VALUES ($1, $2) \
+                             ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record",
+                            &[&big(*id), &records::encode(&record)],
+                        )?;
+                        failed += 1;
+                    }
+                }
+            }
+            bump(tx, &[(C_FOLLOW_UPS, follow_ups.len() as i64), (C_EFFECTS_DONE, done), (C_EFFECTS_FAILED, failed)])
+        })
+    }
+
+    fn stats(&self) -> Result<Stats, StoreError> {
+        let deferred = tally::Key { what: tally::What::Messages, owner: None, with: None };
+        self.read_together(|tx| {
+            let counters: std::collections::HashMap<String, i64> =
+                tx.query("SELECT name, value FROM counters", &[])?.iter().map(|r| (r.get(0), r.get(1))).collect();
+            let c = |name: &str| unbig(counters.get(name).copied().unwrap_or(0));
+            // Counted: PostgreSQL counts an index quickly, and a count kept
+            // by every write would be one more row every write contends on.
+            let sizes = tx.query_one(
+                "SELECT (SELECT count(*) FROM inbox), (SELECT count(*) FROM outbox), (SELECT count(*) FROM owners)",
+                &[],
+            )?;
+            let deferred_messages = tx.count(&deferred)?;
+            let stats = Stats {
+                transactions: c(C_TRANSACTIONS),
+                replayed_transactions: c(C_REPLAYS),
+                events_received: c(C_RECEIVED),
+                follow_ups: c(C_FOLLOW_UPS),
+                events_processed: c(C_PROCESSED),
+                events_quarantined: c(C_QUARANTINED),
+                effects_done: c(C_EFFECTS_DONE),
+                effects_failed: c(C_EFFECTS_FAILED),
+                inbox_pending: unbig(sizes.get(0)),
+                outbox_pending: unbig(sizes.get(1)),
+                owners: unbig(sizes.get(2)),
+                deferred_messages,
+            };
+            Ok(stats)
+        })
+    }
+
+    fn quarantined(&self, limit_: usize) -> Result<Vec<QuarantinedEvent>, StoreError> {
+        self.with(|c| {
+            c.query("SELECT seq, record FROM quarantine ORDER BY seq LIMIT $1", &[&limit(limit_)])?
+                .iter()
+                .map(|r| {
+                    let QuarantineRecord::V1 { at_ms, reason, raw } = records::decode("quarantine", r.get(1))?;
+                    Ok(QuarantinedEvent { seq: unbig(r.get(0)), at_ms, reason, raw })
+                })
+                .collect()
+        })
+    }
+
+    fn failed_effects(&self, limit_: usize) -> Result<Vec<FailedEffect>, StoreError> {
+        self.with(|c| {
+            c.query("SELECT id, record FROM failed_effects ORDER BY id LIMIT $1", &[&limit(limit_)])?
+                .iter()
+                .map(|r| {
+                    let FailedEffectRecord::V1 { at_ms, reason, effect } = records::decode("failed effect", r.get(1))?;
+                    Ok(FailedEffect {
+                        id: unbig(r.get(0)),
+                        at_ms,
+                        reason,
+                        effect: records::effect_summary(&effect.into()),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn owners(&self) -> Result<Vec<OwnerState>, StoreError> {
+        self.with(|c| {
+            c.query("SELECT record FROM owners ORDER BY user_id", &[])?
+                .iter()
+                .map(|r| Ok(records::decode::<OwnerRecord>("owner", r.get(0))?.into()))
+                .collect()
+        })
+    }
+
+    fn policy_lists(&self) -> Result<Vec<PolicyList>, StoreError> {
+        self.with(|c| {
+            c.query("SELECT record FROM policy_lists ORDER BY room_id", &[])?
+                .iter()
+                .map(|r| Ok(records::decode::<PolicyListRecord>("policy list", r.get(0))?.into()))
+                .collect()
+        })
+    }
+
+    fn prune_transactions(&self, before_ms: u64) -> Result<usize, StoreError> {
+        self.write(|tx| Ok(tx.execute("DELETE FROM txns WHERE at_ms < $1", &[&big(before_ms)])? as usize))
+    }
+
+    fn due(&self, now_ms: u64) -> Result<Due, StoreError> {
+        self.with(|c| {
+            let mut due = Due::default();
+            let now = big(now_ms);
+            for r in c.query(
+                "SELECT owner, subject, record FROM contacts WHERE allowed_until_ms <= $1 ORDER BY owner, subject",
+                &[&now],
+            )? {
+                // The column says when; the record, what (it is the truth).
+                if let Contact::Allowed { until_ms: Some(until), .. } =
+                    records::decode::<ContactRecord>("contact", r.get(2))?.into()
+                    && until <= now_ms
+                {
+                    let owner = OwnedUserId::try_from(text("contact", r.get(0))?)
+                        .map_err(|e| StoreError::Corrupt(format!("contact key: {e}")))?;
+                    let subject: Subject = text("contact", r.get(1))?
+                        .parse()
+                        .map_err(|e| StoreError::Corrupt(format!("contact key: {e}")))?;
+                    due.expired.push((owner, subject));
+                }
+            }
+            for r in c.query("SELECT record FROM owners WHERE paused_until_ms <= $1 ORDER BY user_id", &[&now])? {
+                let owner: OwnerState = records::decode::<OwnerRecord>("owner", r.get(0))?.into();
+                if owner.paused_until_ms.is_some_and(|u| u <= now_ms) {
+                    due.unpause.push(owner);
+                }
+            }
+            Ok(due)
+        })
+    }
+
+    fn push_internal(&self, raw: &[u8]) -> Result<(), StoreError> {
+        self.write(|tx| push_inbox(tx, &[true], &[raw]))
+    }
+
+    fn use_link(&self, nonce: &str, expires_ms: u64, raw: &[u8]) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            // The primary key decides between two uses at once, also from
+            // two Gatekeepers: the second waits for the first to commit,
+            // then inserts nothing.
+            let fresh = tx.execute(
+                "INSERT INTO used_links (nonce, expires_ms) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
+                &[&nonce.as_bytes(), &big(expires_ms)],
+            )?;
+            if fresh == 0 {
+                return Ok(false);
+            }
+            push_inbox(tx, &[true], &[raw])?;
+            Ok(true)
+        })
+    }
+
+    fn prune_deferred(&self, owner: &UserId, before_ms: u64, denied_before_ms: u64) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            let gone = tx.query(
+                "DELETE FROM deferred WHERE owner = $1 AND (received_ms < $2 OR denied_ms < $3) RETURNING record",
+                &[&owner.as_bytes(), &big(before_ms), &big(denied_before_ms)],
+            )?;
+            for row in &gone {
+                count_in(tx, tally::message(Some(&decode_deferred(row.get(0))?), None))?;
+            }
+            Ok(gone.len())
+        })
+    }
+
+    fn prune_waves(&self, now_ms: u64) -> Result<usize, StoreError> {
+        self.write(|tx| Ok(tx.execute("DELETE FROM waves WHERE expires_ms <= $1", &[&big(now_ms)])? as usize))
+    }
+
+    fn wave_records(&self) -> Result<usize, StoreError> {
+        self.with(|c| Ok(c.query_one("SELECT count(*) FROM waves", &[])?.get::<_, i64>(0) as usize))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store on a database of its own, in the test process's PostgreSQL.
+    fn fresh() -> (PgStore, ()) {
+        let url = super::super::pg_test_server::Postgres::shared().create_database();
+        (PgStore::open(&url).unwrap(), ())
+    }
+
+    crate::store_conformance!(fresh);
+
+    #[test]
+    fn opening_again_keeps_everything_and_migrates_nothing() {
+        let url = super::super::pg_test_server::Postgres::shared().create_database();
+        {
+            let s = PgStore::open(&url).unwrap();
+            s.accept_transaction("t1", &[br#"{"event_id":"$a"}"#, br#"{"event_id":"$b"}"#], 1).unwrap();
+            let first = s.inbox_batch(1).unwrap().remove(0);
+            s.commit(first.seq, &super::super::conformance::sample_decision()).unwrap();
+        }
+        let s = PgStore::open(&url).unwrap();
+        assert_eq!(
+            s.accept_transaction("t1", &[br#"{"event_id":"$a"}"#, br#"{"event_id":"$b"}"#], 2).unwrap(),
+            Accepted::Replay
+        );
+        assert_eq!(s.inbox_batch(10).unwrap().len(), 1);
+        assert_eq!(s.outbox_batch(u64::MAX, 10, false).unwrap().len(), 2);
+        assert_eq!(s.owners().unwrap().len(), 1);
+        assert!(s.outbox_high_water().unwrap() > 0);
+    }
+
+    #[test]
+    fn a_schema_newer_than_this_gatekeeper_is_refused_and_left_alone() {
+        let pg = super::super::pg_test_server::Postgres::shared();
+        let url = pg.create_database();
+        let s = PgStore::open(&url).unwrap();
+        s.with(|c| c.batch_execute("UPDATE gatekeeper_schema SET version = version + 1")).unwrap();
+        drop(s);
+        match PgStore::open(&url) {
+            Err(e) => assert!(e.to_string().contains("newer than this Gatekeeper knows"), "{e}"),
+            Ok(_) => panic!("a newer schema was opened"),
+        }
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let v: i32 = c.query_one("SELECT version FROM gatekeeper_schema", &[]).unwrap().get(0);
+        assert_eq!(v, SCHEMA_VERSION + 1, "not migrated down, not touched");
+    }
+
+    /// Keys and records may hold what `text` and `jsonb` refuse: a NUL.
+    #[test]
+    fn a_nul_in_an_event_a_key_or_a_state_key_is_kept() {
+        let (s, ()) = fresh();
+        let event = b"{\"event_id\":\"$n\",\"body\":\"a\\u0000b\",\"raw\":\"\x00\"}";
+        s.accept_transaction("t\0nul", &[event], 1).unwrap();
+        assert_eq!(s.inbox_batch(1).unwrap()[0].raw, event);
+        assert_eq!(s.accept_transaction("t\0nul", &[event], 2).unwrap(), Accepted::Replay);
+        s.set_connector_value("k\0", Some(b"\0")).unwrap();
+        assert_eq!(s.connector_values("k").unwrap(), vec![("k\0".to_owned(), b"\0".to_vec())]);
+    }
+
+    /// Two threads using the same link at once: exactly one wins, and
+    /// exactly one input is queued.
+    #[test]
+    fn a_link_is_used_once_by_concurrent_clicks() {
+        let url = super::super::pg_test_server::Postgres::shared().create_database();
+        let stores: Vec<PgStore> = (0..4).map(|_| PgStore::open(&url).unwrap()).collect();
+        let wins: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = stores
+                .iter()
+                .map(|s| {
+                    scope.spawn(move || (0..10).filter(|i| s.use_link(&format!("n{i}"), 9, b"{}").unwrap()).count())
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(wins, 10);
+        assert_eq!(stores[0].inbox_batch(100).unwrap().len(), 10);
+    }
+}
