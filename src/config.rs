@@ -323,11 +323,67 @@ pub struct AppserviceConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// sled directory; relative paths are taken from the config file's directory.
-    pub path: PathBuf,
+    /// sled directory, the embedded default (nothing else to run);
+    /// relative paths are taken from the config file's directory.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Instead of `path`: PostgreSQL, e.g. `postgresql://gatekeeper@db.example.org/gatekeeper`.
+    /// A secret: it may hold the password (`user:password@host`).
+    #[serde(default)]
+    pub url: Option<crate::secret::Secret>,
+    /// The PostgreSQL password, when the URL has none
+    /// (`GATEKEEPER__DATABASE__PASSWORD` sets it from the environment).
+    #[serde(default)]
+    pub password: Option<crate::secret::Secret>,
+    /// A file whose first line is the PostgreSQL password; relative paths
+    /// are taken from the config file's directory.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
     /// sled page cache, in MiB (sled's own default of 1 GiB is far too much).
     #[serde(default = "default_cache_mb", deserialize_with = "native_or_text")]
     pub cache_capacity_mb: u64,
+}
+
+/// Which store the configuration selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sled(PathBuf),
+    /// The URL, and the password from `password` or `password_file` when
+    /// the URL has none.
+    Postgres {
+        url: crate::secret::Secret,
+        password: Option<crate::secret::Secret>,
+    },
+}
+
+impl DatabaseConfig {
+    /// The store selected: `path` for sled or `url` for PostgreSQL, exactly
+    /// one of them.
+    pub fn selected(&self) -> Result<Database, String> {
+        match (&self.path, &self.url) {
+            (Some(path), None) => Ok(Database::Sled(path.clone())),
+            (None, Some(url)) => {
+                let parsed: postgres::Config =
+                    url.expose().parse().map_err(|e| format!("database.url: not a PostgreSQL URL ({e})"))?;
+                let password = match (&self.password, &self.password_file) {
+                    (Some(_), Some(_)) => return Err("database: set password or password_file, not both".into()),
+                    (Some(p), None) => Some(p.clone()),
+                    (None, Some(file)) => {
+                        let text = std::fs::read_to_string(file)
+                            .map_err(|e| format!("database.password_file: reading {}: {e}", file.display()))?;
+                        Some(crate::secret::Secret::new(text.lines().next().unwrap_or("")))
+                    }
+                    (None, None) => None,
+                };
+                if password.is_some() && parsed.get_password().is_some() {
+                    return Err("database: the URL has a password already; leave out password and password_file".into());
+                }
+                Ok(Database::Postgres { url: url.clone(), password })
+            }
+            (Some(_), Some(_)) => Err("database: set path (sled) or url (PostgreSQL), not both".into()),
+            (None, None) => Err("database: set path (sled, the embedded default) or url (PostgreSQL)".into()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -460,8 +516,10 @@ impl Config {
         {
             client.store = base.join(&client.store);
         }
-        if self.database.path.is_relative() {
-            self.database.path = base.join(&self.database.path);
+        for path in [&mut self.database.path, &mut self.database.password_file].into_iter().flatten() {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
         }
     }
 
@@ -578,6 +636,9 @@ pub fn check(config: &Config) -> Vec<String> {
             WAVE_SENDERS_RANGE.start(),
             WAVE_SENDERS_RANGE.end()
         ));
+    }
+    if let Err(e) = config.database.selected() {
+        problems.push(e);
     }
     if config.database.cache_capacity_mb == 0 {
         problems.push("database.cache_capacity_mb: must be at least 1".into());
@@ -988,7 +1049,7 @@ database:
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, MINIMAL).unwrap();
         let c = Config::load(&path, Vec::new()).unwrap();
-        assert_eq!(c.database.path, dir.path().join("./data"));
+        assert_eq!(c.database.path, Some(dir.path().join("./data")));
         assert_eq!(c.appservice().unwrap().registration, dir.path().join("registration.yaml"));
     }
 
@@ -1008,5 +1069,44 @@ database:
             }
         }
         assert!(seen >= 1, "no config*.example.yaml found");
+    }
+
+    /// `database.path` selects sled, `database.url` PostgreSQL, exactly one;
+    /// the password comes from the URL, `password` (also from the
+    /// environment) or `password_file`, from one place only.
+    #[test]
+    fn the_database_is_sled_or_postgresql_with_its_password_from_one_place() {
+        let base = MINIMAL.replace("database:\n  path: ./data\n", "");
+        let with = |db: &str, env: &[(&str, &str)]| parse(&format!("{base}database:\n{db}"), env).unwrap();
+        assert_eq!(with("  path: ./data\n", &[]).database.selected(), Ok(Database::Sled("./data".into())));
+        let pg = with("  url: postgresql://gk@db.example.org/gk\n", &[]);
+        assert!(check(&pg).is_empty(), "{:?}", check(&pg));
+        let Ok(Database::Postgres { url, password: None }) = pg.database.selected() else { panic!() };
+        assert_eq!(url.expose(), "postgresql://gk@db.example.org/gk");
+        let env = with("  url: postgresql://gk@db/gk\n", &[("GATEKEEPER__DATABASE__PASSWORD", "hunter2")]);
+        let Ok(Database::Postgres { password: Some(p), .. }) = env.database.selected() else { panic!() };
+        assert_eq!(p.expose(), "hunter2");
+        assert!(!format!("{:?}", env.database).contains("hunter2"), "the password stays out of debug output");
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "s3cret\nignored\n").unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, format!("{base}database:\n  url: postgresql://gk@db/gk\n  password_file: pw\n")).unwrap();
+        let c = Config::load(&path, Vec::new()).unwrap();
+        let Ok(Database::Postgres { password: Some(p), .. }) = c.database.selected() else { panic!() };
+        assert_eq!(p.expose(), "s3cret");
+
+        for (db, problem) in [
+            ("  path: ./data\n  url: postgresql://gk@db/gk\n", "not both"),
+            ("  cache_capacity_mb: 8\n", "set path"),
+            ("  url: mysql://gk@db/gk\n", "not a PostgreSQL URL"),
+            ("  url: postgresql://gk:pw@db/gk\n  password: other\n", "has a password already"),
+            ("  url: postgresql://gk@db/gk\n  password: a\n  password_file: /nonexistent\n", "not both"),
+            ("  url: postgresql://gk@db/gk\n  password_file: /nonexistent/pw\n", "reading /nonexistent/pw"),
+        ] {
+            let problems = check(&with(db, &[]));
+            assert!(problems.iter().any(|p| p.contains(problem)), "{db}: {problems:?}");
+            assert!(problems.iter().all(|p| !p.contains("pw@")), "{problems:?}");
+        }
     }
 }

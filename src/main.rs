@@ -9,7 +9,6 @@ use clap::{Parser, Subcommand};
 
 use gatekeeper::config::{self, Config};
 use gatekeeper::registration::Registration;
-use gatekeeper::store::SledStore;
 
 #[derive(Parser)]
 #[command(name = "gatekeeper", version, about = "Keeps strangers' instant messages from interrupting you on Matrix")]
@@ -141,6 +140,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             let mut problems = config::check(&config);
+            // Which store, and for PostgreSQL whether it answers.
+            match config.database.selected() {
+                Ok(config::Database::Sled(path)) => println!("database: sled at {}", path.display()),
+                Ok(config::Database::Postgres { url, password }) => {
+                    match gatekeeper::store::PgStore::probe(url.expose(), password.as_ref().map(|p| p.expose())) {
+                        Ok(state) => println!("database: PostgreSQL (database.url), {state}"),
+                        Err(e) => problems.push(format!("database.url: PostgreSQL: {e}")),
+                    }
+                }
+                // Listed by the check already.
+                Err(_) => {}
+            }
             if let Ok(asv) = config.appservice()
                 && config.mode == config::Mode::Appservice
             {
@@ -211,8 +222,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Inspect { config, limit } => {
             let config = load(&config)?;
-            let store = SledStore::open(&config.database.path, config.database.cache_capacity_mb)?;
-            let report = gatekeeper::inspect::report(&store, limit)?;
+            let store = gatekeeper::store::open(&config.database)?;
+            let report = gatekeeper::inspect::report(&*store, limit)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }

@@ -332,8 +332,16 @@ pub fn quarantined_raw(raw: &[u8]) -> String {
 /// Opens the configured database and says in the log what it holds.
 pub fn open(database: &crate::config::DatabaseConfig) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     use anyhow::Context;
-    let store = SledStore::open(&database.path, database.cache_capacity_mb)
-        .with_context(|| format!("opening the database at {}", database.path.display()))?;
+    let store: std::sync::Arc<dyn Store> = match database.selected().map_err(anyhow::Error::msg)? {
+        crate::config::Database::Sled(path) => std::sync::Arc::new(
+            SledStore::open(&path, database.cache_capacity_mb)
+                .with_context(|| format!("opening the database at {}", path.display()))?,
+        ),
+        crate::config::Database::Postgres { url, password } => std::sync::Arc::new(
+            PgStore::open_with(url.expose(), password.as_ref().map(|p| p.expose()))
+                .context("opening the PostgreSQL database (database.url)")?,
+        ),
+    };
     let stats = store.stats()?;
     tracing::info!(
         inbox_pending = stats.inbox_pending,
@@ -341,7 +349,7 @@ pub fn open(database: &crate::config::DatabaseConfig) -> anyhow::Result<std::syn
         owners = stats.owners,
         "database open"
     );
-    Ok(std::sync::Arc::new(store))
+    Ok(store)
 }
 
 /// Identifies a transaction's content independently of fields the

@@ -161,12 +161,37 @@ impl PgStore {
     /// Connects, and brings the schema up to this Gatekeeper's version;
     /// refuses a database whose schema is newer.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let config: postgres::Config =
-            url.parse().map_err(|e| StoreError::Backend(format!("the database URL is not valid: {e}")))?;
+        Self::open_with(url, None)
+    }
+
+    /// [`PgStore::open`] with the password given apart from the URL.
+    pub fn open_with(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
+        let store =
+            PgStore { config: parse_url(url, password)?, conn: Mutex::new(None), unflushed: AtomicBool::new(false) };
+        store.with_conn(|conn| migrate(&mut conn.client))?;
+        Ok(store)
+    }
+
+    /// Whether the database can be reached, and its schema's version, for
+    /// `check-config`: connects, changes nothing.
+    pub fn probe(url: &str, password: Option<&str>) -> Result<String, StoreError> {
+        let config = parse_url(url, password)?;
         let mut client = connect(&config)?;
-        migrate(&mut client)?;
-        let conn = Conn { client, statements: HashMap::new() };
-        Ok(PgStore { config, conn: Mutex::new(Some(conn)), unflushed: AtomicBool::new(false) })
+        let exists: bool = client.query_one("SELECT to_regclass('gatekeeper_schema') IS NOT NULL", &[])?.get(0);
+        let found: Option<i32> =
+            if exists { client.query_one("SELECT max(version) FROM gatekeeper_schema", &[])?.get(0) } else { None };
+        Ok(match found {
+            None => format!("reachable, empty (the schema, version {SCHEMA_VERSION}, is made at the first start)"),
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::Backend(format!(
+                    "reachable, but its schema is version {v}, newer than this Gatekeeper knows ({SCHEMA_VERSION})"
+                )));
+            }
+            Some(v) if v < SCHEMA_VERSION => {
+                format!("reachable, schema version {v} (migrated to {SCHEMA_VERSION} at the next start)")
+            }
+            Some(v) => format!("reachable, schema version {v}"),
+        })
     }
 
     /// Runs `f` on the connection, connecting again first if it broke.
@@ -239,7 +264,38 @@ impl PgStore {
     }
 }
 
+fn parse_url(url: &str, password: Option<&str>) -> Result<postgres::Config, StoreError> {
+    // The parser's message names the part that is wrong, never the URL
+    // itself, which may hold a password.
+    let mut config: postgres::Config =
+        url.parse().map_err(|e| StoreError::Backend(format!("the database URL is not valid: {e}")))?;
+    if let Some(p) = password {
+        config.password(p);
+    }
+    Ok(config)
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Closing the connection drives the client's own runtime, which
+        // tokio refuses on a thread that runs async tasks.
+        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(conn) = conn
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let _ = std::thread::spawn(move || drop(conn)).join();
+        }
+    }
+}
+
 fn connect(config: &postgres::Config) -> Result<postgres::Client, StoreError> {
+    if config.get_ssl_mode() == postgres::config::SslMode::Require {
+        return Err(StoreError::Backend(
+            "the database URL asks for TLS (sslmode=require), which this Gatekeeper does not support yet: \
+             reach PostgreSQL over a Unix socket, a private network or a TLS tunnel"
+                .into(),
+        ));
+    }
     let mut client =
         config.connect(postgres::NoTls).map_err(|e| StoreError::Backend(format!("connecting to PostgreSQL: {e}")))?;
     // Whatever the server's default: nothing is acknowledged before its
@@ -1213,5 +1269,51 @@ mod tests {
         });
         assert_eq!(wins, 10);
         assert_eq!(stores[0].inbox_batch(100).unwrap().len(), 10);
+    }
+
+    /// Start-up, `/metrics` and shutdown use the store from async code: the
+    /// synchronous client must neither panic there nor on being dropped.
+    #[tokio::test]
+    async fn usable_and_dropped_on_an_async_thread() {
+        let url = super::super::pg_test_server::Postgres::shared().create_database();
+        let s = PgStore::open(&url).unwrap();
+        s.accept_transaction("t1", &[b"{}"], 1).unwrap();
+        assert_eq!(s.stats().unwrap().inbox_pending, 1);
+        drop(s);
+    }
+
+    /// A connection the server ends (a restart, a failover, an operator's
+    /// `pg_terminate_backend`) fails at most the call that meets it; the
+    /// next call connects again, and nothing committed is lost.
+    #[test]
+    fn a_broken_connection_is_made_again() {
+        let pg = super::super::pg_test_server::Postgres::shared();
+        let url = pg.create_database();
+        let database = url.rsplit('/').next().unwrap().to_owned();
+        let s = PgStore::open(&url).unwrap();
+        s.accept_transaction("t1", &[b"{}"], 1).unwrap();
+        let ended = pg.sql(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = '{database}' AND application_name = 'gatekeeper'"
+        ));
+        assert_eq!(ended.trim(), "1");
+        let _maybe_failed = s.stats();
+        assert_eq!(s.stats().unwrap().inbox_pending, 1);
+        s.accept_transaction("t2", &[b"{}"], 1).unwrap();
+        assert_eq!(s.inbox_batch(10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_probe_says_what_it_finds_and_changes_nothing() {
+        let pg = super::super::pg_test_server::Postgres::shared();
+        let url = pg.create_database();
+        assert!(PgStore::probe(&url, None).unwrap().contains("empty"));
+        assert!(PgStore::probe(&url, None).unwrap().contains("empty"), "the probe made nothing");
+        drop(PgStore::open(&url).unwrap());
+        assert_eq!(PgStore::probe(&url, None).unwrap(), format!("reachable, schema version {SCHEMA_VERSION}"));
+        let nobody = format!("postgresql://postgres@127.0.0.1:{}/gk_nonexistent", pg.port);
+        assert!(PgStore::probe(&nobody, None).is_err());
+        let tls = format!("{url}?sslmode=require");
+        assert!(PgStore::open(&tls).err().unwrap().to_string().contains("sslmode=require"));
     }
 }
