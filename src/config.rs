@@ -339,6 +339,11 @@ pub struct DatabaseConfig {
     /// are taken from the config file's directory.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// With `?sslmode=require` in the URL: the CA certificate(s) (PEM) the
+    /// server's certificate must be signed by, instead of the system's
+    /// trusted roots. The certificate is always verified, host name included.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// sled page cache, in MiB (sled's own default of 1 GiB is far too much).
     #[serde(default = "default_cache_mb", deserialize_with = "native_or_text")]
     pub cache_capacity_mb: u64,
@@ -353,6 +358,7 @@ pub enum Database {
     Postgres {
         url: crate::secret::Secret,
         password: Option<crate::secret::Secret>,
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -361,10 +367,15 @@ impl DatabaseConfig {
     /// one of them.
     pub fn selected(&self) -> Result<Database, String> {
         match (&self.path, &self.url) {
-            (Some(path), None) => Ok(Database::Sled(path.clone())),
+            (Some(path), None) if self.password.is_none() && self.password_file.is_none() && self.ca_file.is_none() => {
+                Ok(Database::Sled(path.clone()))
+            }
+            (Some(_), None) => Err("database: password, password_file and ca_file are for url (PostgreSQL)".into()),
             (None, Some(url)) => {
-                let parsed: postgres::Config =
-                    url.expose().parse().map_err(|e| format!("database.url: not a PostgreSQL URL ({e})"))?;
+                let parsed: postgres::Config = url.expose().parse().map_err(|e: postgres::Error| {
+                    let why = std::error::Error::source(&e).map_or_else(|| e.to_string(), |c| c.to_string());
+                    format!("database.url: not a PostgreSQL URL ({why})")
+                })?;
                 let password = match (&self.password, &self.password_file) {
                     (Some(_), Some(_)) => return Err("database: set password or password_file, not both".into()),
                     (Some(p), None) => Some(p.clone()),
@@ -378,7 +389,10 @@ impl DatabaseConfig {
                 if password.is_some() && parsed.get_password().is_some() {
                     return Err("database: the URL has a password already; leave out password and password_file".into());
                 }
-                Ok(Database::Postgres { url: url.clone(), password })
+                if self.ca_file.is_some() && parsed.get_ssl_mode() != postgres::config::SslMode::Require {
+                    return Err("database.ca_file: only used with TLS: add ?sslmode=require to database.url".into());
+                }
+                Ok(Database::Postgres { url: url.clone(), password, ca_file: self.ca_file.clone() })
             }
             (Some(_), Some(_)) => Err("database: set path (sled) or url (PostgreSQL), not both".into()),
             (None, None) => Err("database: set path (sled, the embedded default) or url (PostgreSQL)".into()),
@@ -516,7 +530,8 @@ impl Config {
         {
             client.store = base.join(&client.store);
         }
-        for path in [&mut self.database.path, &mut self.database.password_file].into_iter().flatten() {
+        let db = &mut self.database;
+        for path in [&mut db.path, &mut db.password_file, &mut db.ca_file].into_iter().flatten() {
             if path.is_relative() {
                 *path = base.join(&*path);
             }
@@ -1081,7 +1096,7 @@ database:
         assert_eq!(with("  path: ./data\n", &[]).database.selected(), Ok(Database::Sled("./data".into())));
         let pg = with("  url: postgresql://gk@db.example.org/gk\n", &[]);
         assert!(check(&pg).is_empty(), "{:?}", check(&pg));
-        let Ok(Database::Postgres { url, password: None }) = pg.database.selected() else { panic!() };
+        let Ok(Database::Postgres { url, password: None, ca_file: None }) = pg.database.selected() else { panic!() };
         assert_eq!(url.expose(), "postgresql://gk@db.example.org/gk");
         let env = with("  url: postgresql://gk@db/gk\n", &[("GATEKEEPER__DATABASE__PASSWORD", "hunter2")]);
         let Ok(Database::Postgres { password: Some(p), .. }) = env.database.selected() else { panic!() };
@@ -1103,6 +1118,8 @@ database:
             ("  url: postgresql://gk:pw@db/gk\n  password: other\n", "has a password already"),
             ("  url: postgresql://gk@db/gk\n  password: a\n  password_file: /nonexistent\n", "not both"),
             ("  url: postgresql://gk@db/gk\n  password_file: /nonexistent/pw\n", "reading /nonexistent/pw"),
+            ("  url: postgresql://gk@db/gk\n  ca_file: ca.pem\n", "only used with TLS"),
+            ("  path: ./data\n  password: x\n", "are for url"),
         ] {
             let problems = check(&with(db, &[]));
             assert!(problems.iter().any(|p| p.contains(problem)), "{db}: {problems:?}");

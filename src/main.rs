@@ -143,8 +143,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // Which store, and for PostgreSQL whether it answers.
             match config.database.selected() {
                 Ok(config::Database::Sled(path)) => println!("database: sled at {}", path.display()),
-                Ok(config::Database::Postgres { url, password }) => {
-                    match gatekeeper::store::PgStore::probe(url.expose(), password.as_ref().map(|p| p.expose())) {
+                Ok(config::Database::Postgres { url, password, ca_file }) => {
+                    let password = password.as_ref().map(|p| p.expose());
+                    match gatekeeper::store::PgStore::probe(url.expose(), password, ca_file.as_deref()) {
                         Ok(state) => println!("database: PostgreSQL (database.url), {state}"),
                         Err(e) => problems.push(format!("database.url: PostgreSQL: {e}")),
                     }

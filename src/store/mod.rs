@@ -9,6 +9,7 @@ mod overlay;
 mod pg_store;
 #[cfg(test)]
 mod pg_test_server;
+mod pg_tls;
 mod policy_records;
 pub mod private;
 mod records;
@@ -337,8 +338,8 @@ pub fn open(database: &crate::config::DatabaseConfig) -> anyhow::Result<std::syn
             SledStore::open(&path, database.cache_capacity_mb)
                 .with_context(|| format!("opening the database at {}", path.display()))?,
         ),
-        crate::config::Database::Postgres { url, password } => std::sync::Arc::new(
-            PgStore::open_with(url.expose(), password.as_ref().map(|p| p.expose()))
+        crate::config::Database::Postgres { url, password, ca_file } => std::sync::Arc::new(
+            PgStore::open_with(url.expose(), password.as_ref().map(|p| p.expose()), ca_file.as_deref())
                 .context("opening the PostgreSQL database (database.url)")?,
         ),
     };

@@ -14,7 +14,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use std::path::Path;
+
 use postgres::GenericClient;
+use postgres::config::SslMode;
 use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 use super::policy_records::{PolicyListRecord, RuleV1};
@@ -58,7 +61,7 @@ const K_FLUSH: &str = "flush";
 
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        StoreError::Backend(with_causes(&e))
     }
 }
 
@@ -83,6 +86,8 @@ fn text(what: &str, b: &[u8]) -> Result<String, StoreError> {
 
 pub struct PgStore {
     config: postgres::Config,
+    /// Set when the URL asks for TLS (`sslmode=require`).
+    tls: Option<super::pg_tls::Rustls>,
     /// `None` after the connection broke: made again by the next call.
     conn: Mutex<Option<Conn>>,
     /// Set by a write committed without waiting for its WAL to be flushed
@@ -161,22 +166,23 @@ impl PgStore {
     /// Connects, and brings the schema up to this Gatekeeper's version;
     /// refuses a database whose schema is newer.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        Self::open_with(url, None)
+        Self::open_with(url, None, None)
     }
 
-    /// [`PgStore::open`] with the password given apart from the URL.
-    pub fn open_with(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
-        let store =
-            PgStore { config: parse_url(url, password)?, conn: Mutex::new(None), unflushed: AtomicBool::new(false) };
+    /// [`PgStore::open`] with the password given apart from the URL, and
+    /// the CA that signed the server's certificate (for `sslmode=require`).
+    pub fn open_with(url: &str, password: Option<&str>, ca_file: Option<&Path>) -> Result<Self, StoreError> {
+        let (config, tls) = parse_url(url, password, ca_file)?;
+        let store = PgStore { config, tls, conn: Mutex::new(None), unflushed: AtomicBool::new(false) };
         store.with_conn(|conn| migrate(&mut conn.client))?;
         Ok(store)
     }
 
     /// Whether the database can be reached, and its schema's version, for
     /// `check-config`: connects, changes nothing.
-    pub fn probe(url: &str, password: Option<&str>) -> Result<String, StoreError> {
-        let config = parse_url(url, password)?;
-        let mut client = connect(&config)?;
+    pub fn probe(url: &str, password: Option<&str>, ca_file: Option<&Path>) -> Result<String, StoreError> {
+        let (config, tls) = parse_url(url, password, ca_file)?;
+        let mut client = connect(&config, tls.as_ref())?;
         let exists: bool = client.query_one("SELECT to_regclass('gatekeeper_schema') IS NOT NULL", &[])?.get(0);
         let found: Option<i32> =
             if exists { client.query_one("SELECT max(version) FROM gatekeeper_schema", &[])?.get(0) } else { None };
@@ -212,7 +218,7 @@ impl PgStore {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if guard.as_ref().is_none_or(|c| c.client.is_closed()) {
             *guard = None;
-            *guard = Some(Conn { client: connect(&self.config)?, statements: HashMap::new() });
+            *guard = Some(Conn { client: connect(&self.config, self.tls.as_ref())?, statements: HashMap::new() });
         }
         let conn = guard.as_mut().expect("connected above");
         let result = f(conn);
@@ -264,15 +270,29 @@ impl PgStore {
     }
 }
 
-fn parse_url(url: &str, password: Option<&str>) -> Result<postgres::Config, StoreError> {
+/// The connection's configuration, and TLS when the URL asks for it.
+fn parse_url(
+    url: &str,
+    password: Option<&str>,
+    ca_file: Option<&Path>,
+) -> Result<(postgres::Config, Option<super::pg_tls::Rustls>), StoreError> {
     // The parser's message names the part that is wrong, never the URL
     // itself, which may hold a password.
-    let mut config: postgres::Config =
-        url.parse().map_err(|e| StoreError::Backend(format!("the database URL is not valid: {e}")))?;
+    let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+        StoreError::Backend(format!("the database URL is not valid: {}", with_causes(&e)))
+    })?;
     if let Some(p) = password {
         config.password(p);
     }
-    Ok(config)
+    let tls = if config.get_ssl_mode() == SslMode::Require {
+        Some(super::pg_tls::Rustls::new(ca_file).map_err(StoreError::Backend)?)
+    } else {
+        // `prefer` (the default) would take whatever certificate the server
+        // shows (Debian's is self-signed): TLS only when asked for, verified.
+        config.ssl_mode(SslMode::Disable);
+        None
+    };
+    Ok((config, tls))
 }
 
 impl Drop for PgStore {
@@ -288,20 +308,32 @@ impl Drop for PgStore {
     }
 }
 
-fn connect(config: &postgres::Config) -> Result<postgres::Client, StoreError> {
-    if config.get_ssl_mode() == postgres::config::SslMode::Require {
-        return Err(StoreError::Backend(
-            "the database URL asks for TLS (sslmode=require), which this Gatekeeper does not support yet: \
-             reach PostgreSQL over a Unix socket, a private network or a TLS tunnel"
-                .into(),
-        ));
-    }
+fn connect(config: &postgres::Config, tls: Option<&super::pg_tls::Rustls>) -> Result<postgres::Client, StoreError> {
+    let client = match tls {
+        Some(tls) => config.connect(tls.clone()),
+        None => config.connect(postgres::NoTls),
+    };
+    // The error says what failed (refused, the TLS handshake, the
+    // password), never the password itself.
     let mut client =
-        config.connect(postgres::NoTls).map_err(|e| StoreError::Backend(format!("connecting to PostgreSQL: {e}")))?;
+        client.map_err(|e| StoreError::Backend(format!("connecting to PostgreSQL: {}", with_causes(&e))))?;
     // Whatever the server's default: nothing is acknowledged before its
     // commit is on disk.
     client.batch_execute("SET synchronous_commit = on; SET application_name = 'gatekeeper'")?;
     Ok(client)
+}
+
+/// An error and what caused it (tokio-postgres says "error performing TLS
+/// handshake" and keeps why in its source).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 fn migrate(client: &mut postgres::Client) -> Result<(), StoreError> {
@@ -319,7 +351,8 @@ fn migrate(client: &mut postgres::Client) -> Result<(), StoreError> {
         )));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
-        tx.batch_execute(sql).map_err(|e| StoreError::Backend(format!("schema migration {}: {e}", i + 1)))?;
+        tx.batch_execute(sql)
+            .map_err(|e| StoreError::Backend(format!("schema migration {}: {}", i + 1, with_causes(&e))))?;
     }
     if found < SCHEMA_VERSION {
         tx.execute("DELETE FROM gatekeeper_schema", &[])?;
@@ -1307,13 +1340,35 @@ mod tests {
     fn the_probe_says_what_it_finds_and_changes_nothing() {
         let pg = super::super::pg_test_server::Postgres::shared();
         let url = pg.create_database();
-        assert!(PgStore::probe(&url, None).unwrap().contains("empty"));
-        assert!(PgStore::probe(&url, None).unwrap().contains("empty"), "the probe made nothing");
+        assert!(PgStore::probe(&url, None, None).unwrap().contains("empty"));
+        assert!(PgStore::probe(&url, None, None).unwrap().contains("empty"), "the probe made nothing");
         drop(PgStore::open(&url).unwrap());
-        assert_eq!(PgStore::probe(&url, None).unwrap(), format!("reachable, schema version {SCHEMA_VERSION}"));
+        assert_eq!(PgStore::probe(&url, None, None).unwrap(), format!("reachable, schema version {SCHEMA_VERSION}"));
         let nobody = format!("postgresql://postgres@127.0.0.1:{}/gk_nonexistent", pg.port);
-        assert!(PgStore::probe(&nobody, None).is_err());
-        let tls = format!("{url}?sslmode=require");
-        assert!(PgStore::open(&tls).err().unwrap().to_string().contains("sslmode=require"));
+        // The server's own words, not only "db error".
+        let e = PgStore::probe(&nobody, None, None).unwrap_err().to_string();
+        assert!(e.contains("\"gk_nonexistent\" does not exist"), "{e}");
+    }
+
+    fn encrypted(s: &PgStore) -> bool {
+        s.with(|c| Ok(c.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])?.get(0))).unwrap()
+    }
+
+    /// `sslmode=require`: TLS, and the server's certificate verified
+    /// against the CA given (a certificate from no trusted CA is refused).
+    #[test]
+    fn tls_when_the_url_asks_for_it_with_the_certificate_verified() {
+        let pg = super::super::pg_test_server::Postgres::shared();
+        let plain = pg.create_database();
+        let url = format!("{plain}?sslmode=require");
+        let s = PgStore::open_with(&url, None, Some(&pg.ca_file())).unwrap();
+        assert!(encrypted(&s));
+        s.accept_transaction("t1", &[b"{}"], 1).unwrap();
+        assert!(PgStore::probe(&url, None, Some(&pg.ca_file())).unwrap().starts_with("reachable"));
+        // Not signed by a CA the system trusts: refused, and said so.
+        let e = PgStore::open_with(&url, None, None).err().unwrap().to_string();
+        assert!(e.contains("certificate"), "{e}");
+        // Without sslmode=require: no TLS, whatever the server offers.
+        assert!(!encrypted(&PgStore::open(&plain).unwrap()));
     }
 }

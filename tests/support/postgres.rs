@@ -140,6 +140,60 @@ fn output(c: &mut Command) -> Result<String, String> {
     ))
 }
 
+/// A CA and a server certificate signed by it, for `127.0.0.1` and
+/// `localhost`, in `dir` (with `openssl`, which Debian's `postgresql`
+/// package depends on through `ssl-cert`). The key is the server user's,
+/// readable by it alone, as PostgreSQL demands.
+fn make_certificates(dir: &Path, who: Option<RunAs>) {
+    let openssl = |args: &[&str]| {
+        output(Command::new("openssl").current_dir(dir).args(args)).unwrap_or_else(|e| panic!("{e}"));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &["-days", "7", "-subj", "/CN=gatekeeper-test-ca", "-keyout", "ca.key", "-out", "ca.crt"],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[&["req"], &ec[..], &["-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]].concat());
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "7",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
+    ]);
+    let key = dir.join("server.key");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    if let Some(w) = who {
+        for file in ["server.key", "server.crt"] {
+            let path = std::ffi::CString::new(dir.join(file).as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::chown(path.as_ptr(), w.uid, w.gid) }, 0, "chown {file}");
+        }
+    }
+}
+
 impl Postgres {
     /// A fresh cluster, stopped when the value is dropped.
     pub fn start() -> Postgres {
@@ -174,6 +228,7 @@ impl Postgres {
             "--no-sync",
         ]))
         .unwrap_or_else(|e| panic!("initdb failed: {e}"));
+        make_certificates(&dir, who);
         let port = free_port();
         let log = std::fs::File::create(dir.join("postgres.log")).unwrap();
         let mut c = command(&bin.join("postgres"), who, true);
@@ -185,6 +240,12 @@ impl Postgres {
             // The product's durability rests on synchronous commit: the
             // tests run with PostgreSQL's defaults (fsync on), not without.
             .args(["-c", "synchronous_commit=on", "-c", "max_connections=200"])
+            // TLS offered (clients choose): a certificate for 127.0.0.1 from
+            // a CA of the cluster's own, see `ca_file`.
+            .args(["-c", "ssl=on", "-c"])
+            .arg(format!("ssl_cert_file={}", dir.join("server.crt").display()))
+            .arg("-c")
+            .arg(format!("ssl_key_file={}", dir.join("server.key").display()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -262,6 +323,12 @@ impl Postgres {
 
     pub fn url(&self, database: &str) -> String {
         format!("postgresql://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// The CA certificate (PEM) that signed the server's certificate (for
+    /// `127.0.0.1` and `localhost`).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
     }
 
     /// The server's PID (the postmaster), e.g. to stop it abruptly.
