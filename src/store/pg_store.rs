@@ -1350,6 +1350,26 @@ mod tests {
         assert!(e.contains("\"gk_nonexistent\" does not exist"), "{e}");
     }
 
+    /// A server (or database) whose default is `synchronous_commit = off`
+    /// would acknowledge commits before they are on disk: Gatekeeper's
+    /// sessions set it on, whatever the default.
+    #[test]
+    fn commits_are_synchronous_whatever_the_servers_default() {
+        let pg = super::super::pg_test_server::Postgres::shared();
+        let url = pg.create_database();
+        let database = url.rsplit('/').next().unwrap().to_owned();
+        pg.sql(&format!("ALTER DATABASE {database} SET synchronous_commit = off"));
+        let s = PgStore::open(&url).unwrap();
+        let setting = s.with(|c| Ok(c.query_one("SHOW synchronous_commit", &[])?.get::<_, String>(0))).unwrap();
+        assert_eq!(setting, "on");
+        // The quarantine's own transactions are the exception, and only theirs.
+        s.accept_transaction("t1", &[b"bad"], 1).unwrap();
+        s.quarantine(s.inbox_batch(1).unwrap()[0].seq, "bad", 2).unwrap();
+        s.flush().unwrap();
+        let setting = s.with(|c| Ok(c.query_one("SHOW synchronous_commit", &[])?.get::<_, String>(0))).unwrap();
+        assert_eq!(setting, "on");
+    }
+
     fn encrypted(s: &PgStore) -> bool {
         s.with(|c| Ok(c.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])?.get(0))).unwrap()
     }
