@@ -88,8 +88,16 @@ pub struct PgStore {
     config: postgres::Config,
     /// Set when the URL asks for TLS (`sslmode=require`).
     tls: Option<super::pg_tls::Rustls>,
-    /// `None` after the connection broke: made again by the next call.
-    conn: Mutex<Option<Conn>>,
+    /// The connection for everything but the intake; `None` after it
+    /// broke: made again by the next call.
+    main: Mutex<Option<Conn>>,
+    /// The intake's own connection (made at its first use): acknowledging
+    /// a transaction to the homeserver never waits behind a batch of
+    /// decisions being written, as with sled. Their writes touch no row in
+    /// common (the intake's counters are its own), so they never wait on
+    /// each other's locks either. The homeserver's events keep their order:
+    /// only this connection stores them, one transaction at a time.
+    intake: Mutex<Option<Conn>>,
     /// Set by a write committed without waiting for its WAL to be flushed
     /// (the quarantine's): [`Store::flush`] then makes it durable.
     unflushed: AtomicBool,
@@ -173,8 +181,14 @@ impl PgStore {
     /// the CA that signed the server's certificate (for `sslmode=require`).
     pub fn open_with(url: &str, password: Option<&str>, ca_file: Option<&Path>) -> Result<Self, StoreError> {
         let (config, tls) = parse_url(url, password, ca_file)?;
-        let store = PgStore { config, tls, conn: Mutex::new(None), unflushed: AtomicBool::new(false) };
-        store.with_conn(|conn| migrate(&mut conn.client))?;
+        let store = PgStore {
+            config,
+            tls,
+            main: Mutex::new(None),
+            intake: Mutex::new(None),
+            unflushed: AtomicBool::new(false),
+        };
+        store.with_conn(&store.main, |conn| migrate(&mut conn.client))?;
         Ok(store)
     }
 
@@ -206,16 +220,24 @@ impl PgStore {
     /// own, which tokio refuses to start on a thread that already runs
     /// async tasks: called from one (start-up, `/metrics`), the call runs
     /// on a thread of its own. The pipeline calls from blocking threads.
-    fn with_conn<T: Send>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError> + Send) -> Result<T, StoreError> {
+    fn with_conn<T: Send>(
+        &self,
+        lane: &Mutex<Option<Conn>>,
+        f: impl FnOnce(&mut Conn) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
         if tokio::runtime::Handle::try_current().is_ok() {
-            return std::thread::scope(|s| s.spawn(|| self.with_conn_here(f)).join())
+            return std::thread::scope(|s| s.spawn(|| self.with_conn_here(lane, f)).join())
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         }
-        self.with_conn_here(f)
+        self.with_conn_here(lane, f)
     }
 
-    fn with_conn_here<T>(&self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+    fn with_conn_here<T>(
+        &self,
+        lane: &Mutex<Option<Conn>>,
+        f: impl FnOnce(&mut Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = lane.lock().unwrap_or_else(|p| p.into_inner());
         if guard.as_ref().is_none_or(|c| c.client.is_closed()) {
             *guard = None;
             *guard = Some(Conn { client: connect(&self.config, self.tls.as_ref())?, statements: HashMap::new() });
@@ -233,7 +255,7 @@ impl PgStore {
         &self,
         f: impl FnOnce(&Db<'_, postgres::Client>) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
-        self.with_conn(|conn| f(&Db::new(&mut conn.client, &mut conn.statements)))
+        self.with_conn(&self.main, |conn| f(&Db::new(&mut conn.client, &mut conn.statements)))
     }
 
     /// Runs `f` in one transaction, committed (synchronously) if it
@@ -242,7 +264,23 @@ impl PgStore {
         &self,
         f: impl FnOnce(&Db<'_, postgres::Transaction<'_>>) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
-        self.with_conn(|conn| {
+        self.write_on(&self.main, f)
+    }
+
+    /// [`PgStore::write`] on the intake's connection.
+    fn write_intake<T: Send>(
+        &self,
+        f: impl FnOnce(&Db<'_, postgres::Transaction<'_>>) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        self.write_on(&self.intake, f)
+    }
+
+    fn write_on<T: Send>(
+        &self,
+        lane: &Mutex<Option<Conn>>,
+        f: impl FnOnce(&Db<'_, postgres::Transaction<'_>>) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
+        self.with_conn(lane, |conn| {
             let mut tx = conn.client.transaction()?;
             let out = f(&Db::new(&mut tx, &mut conn.statements))?;
             tx.commit()?;
@@ -256,7 +294,7 @@ impl PgStore {
         &self,
         f: impl FnOnce(&Db<'_, postgres::Transaction<'_>>) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
-        self.with_conn(|conn| {
+        self.with_conn(&self.main, |conn| {
             let mut tx = conn
                 .client
                 .build_transaction()
@@ -299,11 +337,12 @@ impl Drop for PgStore {
     fn drop(&mut self) {
         // Closing the connection drives the client's own runtime, which
         // tokio refuses on a thread that runs async tasks.
-        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(conn) = conn
-            && tokio::runtime::Handle::try_current().is_ok()
-        {
-            let _ = std::thread::spawn(move || drop(conn)).join();
+        let conns: Vec<Conn> = [&mut self.main, &mut self.intake]
+            .into_iter()
+            .filter_map(|lane| lane.get_mut().unwrap_or_else(|p| p.into_inner()).take())
+            .collect();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = std::thread::spawn(move || drop(conns)).join();
         }
     }
 }
@@ -711,7 +750,7 @@ fn apply(tx: &Db<'_, impl GenericClient>, change: &StateChange) -> Result<(), St
 impl Store for PgStore {
     fn accept_transaction(&self, txn_id: &str, events: &[&[u8]], now_ms: u64) -> Result<Accepted, StoreError> {
         let digest = records::hex(&transaction_digest(events));
-        self.write(|tx| {
+        self.write_intake(|tx| {
             let seen = tx.query_opt("SELECT record FROM txns WHERE txn_id = $1 FOR UPDATE", &[&txn_id.as_bytes()])?;
             let reused = match seen {
                 Some(row) => {
@@ -751,7 +790,7 @@ impl Store for PgStore {
     }
 
     fn accept_sync(&self, since: Option<&str>, next_batch: &str, events: &[&[u8]]) -> Result<bool, StoreError> {
-        self.write(|tx| {
+        self.write_intake(|tx| {
             let now: Option<Vec<u8>> =
                 tx.query_opt("SELECT position FROM sync_position FOR UPDATE", &[])?.map(|r| r.get(0));
             if now.as_deref() != since.map(str::as_bytes) {
@@ -1329,10 +1368,13 @@ mod tests {
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
              WHERE datname = '{database}' AND application_name = 'gatekeeper'"
         ));
-        assert_eq!(ended.trim(), "1");
+        assert_eq!(ended.trim(), "2", "the main connection and the intake's");
         let _maybe_failed = s.stats();
         assert_eq!(s.stats().unwrap().inbox_pending, 1);
-        s.accept_transaction("t2", &[b"{}"], 1).unwrap();
+        // The intake's too; a retry of the same transaction is at worst a replay.
+        if s.accept_transaction("t2", &[b"{}"], 1).is_err() {
+            assert!(s.accept_transaction("t2", &[b"{}"], 1).is_ok());
+        }
         assert_eq!(s.inbox_batch(10).unwrap().len(), 2);
     }
 
@@ -1368,6 +1410,33 @@ mod tests {
         s.flush().unwrap();
         let setting = s.with(|c| Ok(c.query_one("SHOW synchronous_commit", &[])?.get::<_, String>(0))).unwrap();
         assert_eq!(setting, "on");
+    }
+
+    /// The homeserver's transactions are acknowledged while a batch of
+    /// decisions is being written (their own connection), as with sled.
+    #[test]
+    fn the_intake_does_not_wait_for_a_batch_being_written() {
+        let (s, ()) = fresh();
+        let s = &s;
+        let (held, is_held) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                s.write(move |_| {
+                    held.send(()).unwrap();
+                    // At most this long, so that a failure fails, not hangs.
+                    let _ = released.recv_timeout(std::time::Duration::from_secs(10));
+                    Ok(())
+                })
+                .unwrap()
+            });
+            is_held.recv().unwrap();
+            let start = std::time::Instant::now();
+            assert_eq!(s.accept_transaction("t1", &[b"{}"], 1).unwrap(), Accepted::New { events: 1 });
+            assert!(start.elapsed() < std::time::Duration::from_secs(5), "waited {:?}", start.elapsed());
+            release.send(()).unwrap();
+        });
+        assert_eq!(s.inbox_batch(10).unwrap().len(), 1);
     }
 
     fn encrypted(s: &PgStore) -> bool {
