@@ -1,5 +1,5 @@
 //! Install steps the harness takes on a fresh machine (the Synapse venv,
-//! aiosmtpd, chromium; later PostgreSQL, strace): each runs once, under one
+//! aiosmtpd, chromium, PostgreSQL, strace): each runs once, under one
 //! file lock that every test thread and every test process shares, and a
 //! failure reports what the installer itself printed.
 
