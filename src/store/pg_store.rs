@@ -51,7 +51,7 @@ const C_QUARANTINED: &str = "events_quarantined";
 const C_EFFECTS_DONE: &str = "effects_done";
 const C_EFFECTS_FAILED: &str = "effects_failed";
 const K_OUTBOX_HIGH: &str = "outbox_high_water";
-/// Kept as the bits of a `u64` (a transaction ID may not fit an `i64`).
+/// Kept clamped to `bigint`'s range.
 const K_TXN_HIGH: &str = "highest_transaction_number";
 /// How many events the quarantine keeps, changed with every change to it,
 /// so that its bound is enforced without counting rows each time.
@@ -445,13 +445,25 @@ fn push_inbox(tx: &Db<'_, impl GenericClient>, internal: &[bool], raw: &[&[u8]])
 
 /// Applies count changes (see `tally`), never below zero.
 fn count_in(tx: &Db<'_, impl GenericClient>, deltas: Vec<(tally::Key, i64)>) -> Result<(), StoreError> {
+    // One statement: the deltas summed per key first (a room that changes
+    // inviter takes from and adds to its owner's count), as a row may be
+    // changed once per statement.
+    let mut summed: std::collections::BTreeMap<Vec<u8>, i64> = Default::default();
     for (key, delta) in deltas {
-        tx.execute(
-            "INSERT INTO kept_counts (key, count) VALUES ($1, greatest($2::bigint, 0)) \
-             ON CONFLICT (key) DO UPDATE SET count = greatest(kept_counts.count + $2::bigint, 0)",
-            &[&key.encode(), &delta],
-        )?;
+        *summed.entry(key.encode()).or_default() += delta;
     }
+    summed.retain(|_, d| *d != 0);
+    if summed.is_empty() {
+        return Ok(());
+    }
+    let (keys, deltas): (Vec<Vec<u8>>, Vec<i64>) = summed.into_iter().unzip();
+    tx.execute(
+        "INSERT INTO kept_counts (key, count) \
+         SELECT k, greatest(d, 0) FROM unnest($1::bytea[], $2::bigint[]) AS t(k, d) \
+         ON CONFLICT (key) DO UPDATE SET count = greatest(kept_counts.count \
+           + (SELECT d FROM unnest($1::bytea[], $2::bigint[]) AS u(k, d) WHERE u.k = EXCLUDED.key), 0)",
+        &[&keys, &deltas],
+    )?;
     Ok(())
 }
 
@@ -614,14 +626,21 @@ fn apply(tx: &Db<'_, impl GenericClient>, change: &StateChange) -> Result<(), St
             tx.execute("DELETE FROM owners WHERE user_id = $1", &[&u.as_bytes()])?;
         }
         StateChange::PutRoom(r, st) => {
-            let key: [&(dyn postgres::types::ToSql + Sync); 2] = [&r.as_bytes(), &st.owner().as_bytes()];
-            let before = tx.query_opt("SELECT record FROM rooms WHERE room_id = $1 AND owner = $2", &key)?;
-            let before = before.map(|row| decode_room(row.get(0))).transpose()?;
-            tx.execute(
-                "INSERT INTO rooms (room_id, owner, held, record) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (room_id, owner) DO UPDATE SET held = EXCLUDED.held, record = EXCLUDED.record",
-                &[key[0], key[1], &matches!(st, RoomState::Held(_)), &records::encode(&RoomRecord::from(st))],
+            // What it replaces, read and written in one statement (every
+            // part of it sees the table as it was before).
+            let before = tx.query_opt(
+                "WITH old AS (SELECT record FROM rooms WHERE room_id = $1 AND owner = $2), \
+                 put AS (INSERT INTO rooms (room_id, owner, held, record) VALUES ($1, $2, $3, $4) \
+                   ON CONFLICT (room_id, owner) DO UPDATE SET held = EXCLUDED.held, record = EXCLUDED.record) \
+                 SELECT record FROM old",
+                &[
+                    &r.as_bytes(),
+                    &st.owner().as_bytes(),
+                    &matches!(st, RoomState::Held(_)),
+                    &records::encode(&RoomRecord::from(st)),
+                ],
             )?;
+            let before = before.map(|row| decode_room(row.get(0))).transpose()?;
             count_in(tx, tally::room(before.as_ref(), Some(st)))?;
         }
         StateChange::RemoveRoom { room, owner } => {
@@ -668,21 +687,22 @@ fn apply(tx: &Db<'_, impl GenericClient>, change: &StateChange) -> Result<(), St
             )?;
         }
         StateChange::PutDeferred(d) => {
-            let key: [&(dyn postgres::types::ToSql + Sync); 2] = [&d.owner.as_bytes(), &d.event_id.as_bytes()];
-            let before = tx.query_opt("SELECT record FROM deferred WHERE owner = $1 AND event_id = $2", &key)?;
-            let before = before.map(|row| decode_deferred(row.get(0))).transpose()?;
-            tx.execute(
-                "INSERT INTO deferred (owner, event_id, received_ms, denied_ms, record) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (owner, event_id) DO UPDATE SET received_ms = EXCLUDED.received_ms, \
-                 denied_ms = EXCLUDED.denied_ms, record = EXCLUDED.record",
+            let before = tx.query_opt(
+                "WITH old AS (SELECT record FROM deferred WHERE owner = $1 AND event_id = $2), \
+                 put AS (INSERT INTO deferred (owner, event_id, received_ms, denied_ms, record) \
+                   VALUES ($1, $2, $3, $4, $5) \
+                   ON CONFLICT (owner, event_id) DO UPDATE SET received_ms = EXCLUDED.received_ms, \
+                   denied_ms = EXCLUDED.denied_ms, record = EXCLUDED.record) \
+                 SELECT record FROM old",
                 &[
-                    key[0],
-                    key[1],
+                    &d.owner.as_bytes(),
+                    &d.event_id.as_bytes(),
                     &big(d.received_ms),
                     &d.denied_ms.map(big),
                     &records::encode(&DeferredRecord::from(d)),
                 ],
             )?;
+            let before = before.map(|row| decode_deferred(row.get(0))).transpose()?;
             count_in(tx, tally::message(before.as_ref(), Some(d)))?;
         }
         StateChange::RemoveDeferred { owner, event_id } => {
@@ -750,32 +770,33 @@ fn apply(tx: &Db<'_, impl GenericClient>, change: &StateChange) -> Result<(), St
 impl Store for PgStore {
     fn accept_transaction(&self, txn_id: &str, events: &[&[u8]], now_ms: u64) -> Result<Accepted, StoreError> {
         let digest = records::hex(&transaction_digest(events));
+        let record = records::encode(&TxnRecord::V1 { at_ms: now_ms, digest: digest.clone(), events: events.len() });
         self.write_intake(|tx| {
-            let seen = tx.query_opt("SELECT record FROM txns WHERE txn_id = $1 FOR UPDATE", &[&txn_id.as_bytes()])?;
-            let reused = match seen {
-                Some(row) => {
-                    let TxnRecord::V1 { digest: seen, .. } = records::decode("transaction", row.get(0))?;
-                    if seen == digest {
-                        bump(tx, &[(C_REPLAYS, 1)])?;
-                        return Ok(Accepted::Replay);
-                    }
-                    true
+            let key: [&(dyn postgres::types::ToSql + Sync); 3] = [&txn_id.as_bytes(), &big(now_ms), &record];
+            // The usual case, a transaction not seen before: one statement.
+            let fresh = tx.execute(
+                "INSERT INTO txns (txn_id, at_ms, record) VALUES ($1, $2, $3) ON CONFLICT (txn_id) DO NOTHING",
+                &key,
+            )? == 1;
+            let reused = !fresh;
+            if reused {
+                let row = tx.query_one("SELECT record FROM txns WHERE txn_id = $1 FOR UPDATE", &key[..1])?;
+                let TxnRecord::V1 { digest: seen, .. } = records::decode("transaction", row.get(0))?;
+                if seen == digest {
+                    bump(tx, &[(C_REPLAYS, 1)])?;
+                    return Ok(Accepted::Replay);
                 }
-                None => false,
-            };
-            let record = records::encode(&TxnRecord::V1 { at_ms: now_ms, digest, events: events.len() });
-            tx.execute(
-                "INSERT INTO txns (txn_id, at_ms, record) VALUES ($1, $2, $3) \
-                 ON CONFLICT (txn_id) DO UPDATE SET at_ms = EXCLUDED.at_ms, record = EXCLUDED.record",
-                &[&txn_id.as_bytes(), &big(now_ms), &record],
-            )?;
+                tx.execute("UPDATE txns SET at_ms = $2, record = $3 WHERE txn_id = $1", &key)?;
+            }
             push_inbox(tx, &vec![false; events.len()], events)?;
             bump(tx, &[(C_TRANSACTIONS, 1), (C_RECEIVED, events.len() as i64)])?;
             if let Ok(n) = txn_id.parse::<u64>() {
-                let high = counter(tx, K_TXN_HIGH)?.map(|h| h as u64);
-                if high.is_none_or(|h| n > h) {
-                    set_counter(tx, K_TXN_HIGH, n as i64)?;
-                }
+                // Clamped to bigint's range: an ID past 2^63 reads as 2^63 - 1.
+                tx.execute(
+                    "INSERT INTO counters (name, value) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO UPDATE SET value = greatest(counters.value, EXCLUDED.value)",
+                    &[&K_TXN_HIGH, &big(n)],
+                )?;
             }
             Ok(if reused {
                 Accepted::ReusedId { events: events.len() }
@@ -786,7 +807,9 @@ impl Store for PgStore {
     }
 
     fn highest_transaction_number(&self) -> Result<Option<u64>, StoreError> {
-        self.with(|c| Ok(counter(c, K_TXN_HIGH)?.map(|h| h as u64)))
+        self.with_conn(&self.intake, |conn| {
+            Ok(counter(&Db::new(&mut conn.client, &mut conn.statements), K_TXN_HIGH)?.map(unbig))
+        })
     }
 
     fn accept_sync(&self, since: Option<&str>, next_batch: &str, events: &[&[u8]]) -> Result<bool, StoreError> {
@@ -903,43 +926,47 @@ impl Store for PgStore {
 
     fn commit_batch_seen(&self, decided: &[(u64, &Decision)], empty: &[u64], seen: &[Seen]) -> Result<(), StoreError> {
         self.write(|tx| {
-            // The inbox items this write consumes: only their events are remembered.
-            let mut consumed = std::collections::HashSet::new();
-            if !empty.is_empty() {
-                let seqs: Vec<i64> = empty.iter().map(|s| big(*s)).collect();
+            // Every item of the batch taken from the inbox in one statement;
+            // those already gone were committed before.
+            let seqs: Vec<i64> = empty.iter().chain(decided.iter().map(|(seq, _)| seq)).map(|s| big(*s)).collect();
+            let mut present: std::collections::HashSet<u64> = std::collections::HashSet::new();
+            if !seqs.is_empty() {
                 for r in tx.query("DELETE FROM inbox WHERE seq = ANY($1) RETURNING seq", &[&seqs])? {
-                    consumed.insert(unbig(r.get(0)));
+                    present.insert(unbig(r.get(0)));
                 }
             }
-            let mut high: Option<i64> = None;
+            // The inbox items this write consumes: only their events are
+            // remembered. Each once: the empty ones first, then each
+            // decision whose item was there (a commit for an item that is
+            // gone was made before: doing it again would queue its effects
+            // twice).
+            let mut consumed = std::collections::HashSet::new();
+            for seq in empty {
+                if present.remove(seq) {
+                    consumed.insert(*seq);
+                }
+            }
+            let (mut mail, mut effects) = (Vec::new(), Vec::new());
             for (seq, decision) in decided {
-                // A commit for an item that is gone was already made: doing
-                // it again would enqueue its effects twice.
-                if consumed.contains(seq) || tx.execute("DELETE FROM inbox WHERE seq = $1", &[&big(*seq)])? == 0 {
+                if !present.remove(seq) {
                     continue;
                 }
                 consumed.insert(*seq);
                 for change in &decision.changes {
                     apply(tx, change)?;
                 }
-                if !decision.effects.is_empty() {
-                    let mail: Vec<bool> = decision.effects.iter().map(Effect::is_mail).collect();
-                    let recs: Vec<Vec<u8>> =
-                        decision.effects.iter().map(|e| records::encode(&EffectRecord::V1(e.into()))).collect();
-                    let ids = tx.query(
-                        "INSERT INTO outbox (mail, record) \
-                         SELECT m, r FROM unnest($1::boolean[], $2::bytea[]) WITH ORDINALITY AS e(m, r, n) ORDER BY n \
-                         RETURNING id",
-                        &[&mail, &recs],
-                    )?;
-                    high = ids.iter().map(|r| r.get::<_, i64>(0)).chain(high).max();
-                }
+                mail.extend(decision.effects.iter().map(Effect::is_mail));
+                effects.extend(decision.effects.iter().map(|e| records::encode(&EffectRecord::V1(e.into()))));
             }
-            if let Some(high) = high {
+            // The batch's effects in one statement, their IDs in order.
+            if !effects.is_empty() {
                 tx.execute(
-                    "INSERT INTO counters (name, value) VALUES ($1, $2) \
+                    "WITH put AS (INSERT INTO outbox (mail, record) \
+                       SELECT m, r FROM unnest($1::boolean[], $2::bytea[]) WITH ORDINALITY AS e(m, r, n) ORDER BY n \
+                       RETURNING id) \
+                     INSERT INTO counters (name, value) SELECT $3, max(id) FROM put \
                      ON CONFLICT (name) DO UPDATE SET value = greatest(counters.value, EXCLUDED.value)",
-                    &[&K_OUTBOX_HIGH, &high],
+                    &[&mail, &effects, &K_OUTBOX_HIGH],
                 )?;
             }
             bump(tx, &[(C_PROCESSED, consumed.len() as i64)])?;
