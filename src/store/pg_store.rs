@@ -1032,20 +1032,24 @@ impl Store for PgStore {
             let raw: Vec<u8> = row.get(0);
             let record =
                 QuarantineRecord::V1 { at_ms: now_ms, reason: reason.to_owned(), raw: super::quarantined_raw(&raw) };
-            tx.execute(
-                "INSERT INTO quarantine (seq, at_ms, record) VALUES ($1, $2, $3) ON CONFLICT (seq) DO NOTHING",
-                &[&big(seq), &big(now_ms), &records::encode(&record)],
+            // Set aside and counted in one statement (the item's sequence
+            // number was the inbox's: no other quarantined event has it).
+            let counts = tx.query(
+                "WITH put AS (INSERT INTO quarantine (seq, at_ms, record) VALUES ($1, $2, $3)) \
+                 INSERT INTO counters (name, value) VALUES ($4, 1), ($5, 1) \
+                 ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING name, value",
+                &[&big(seq), &big(now_ms), &records::encode(&record), &C_QUARANTINED, &K_QUARANTINE_LEN],
             )?;
-            bump(tx, &[(C_QUARANTINED, 1), (K_QUARANTINE_LEN, 1)])?;
+            let kept = counts.iter().find(|r| r.get::<_, &str>(0) == K_QUARANTINE_LEN).map_or(0, |r| r.get(1));
             // Beyond the bound the oldest go at once, in the same transaction.
-            let kept = unbig(counter(tx, K_QUARANTINE_LEN)?.unwrap_or(0));
-            let excess = kept.saturating_sub(super::QUARANTINE_KEEP as u64);
+            let excess = unbig(kept).saturating_sub(super::QUARANTINE_KEEP as u64);
             if excess > 0 {
-                let gone = tx.execute(
-                    "DELETE FROM quarantine WHERE seq IN (SELECT seq FROM quarantine ORDER BY seq LIMIT $1)",
-                    &[&big(excess)],
+                tx.execute(
+                    "WITH gone AS (DELETE FROM quarantine \
+                       WHERE seq IN (SELECT seq FROM quarantine ORDER BY seq LIMIT $1) RETURNING 1) \
+                     UPDATE counters SET value = value - (SELECT count(*) FROM gone) WHERE name = $2",
+                    &[&big(excess), &K_QUARANTINE_LEN],
                 )?;
-                bump(tx, &[(K_QUARANTINE_LEN, -(gone as i64))])?;
             }
             Ok(())
         })?;
