@@ -461,6 +461,11 @@ fn a_shared_list_follows_block_unblock_undo_and_block_all_and_stops_when_asked()
     let mut pending = s.clone();
     pending.overview.as_mut().unwrap().held.insert(rid(HELD), held_room(true));
     assert_eq!(published(&command(&pending, "block all")), [(STRANGER.into(), None, true)]);
+    assert_eq!(
+        published(&command(&pending, "block all because spam wave")),
+        [(STRANGER.into(), Some("spam wave".into()), true)],
+        "the reason goes with each rule, once"
+    );
     // Not sharing: nothing published.
     assert!(published(&command(&commanding(None), "block @spam:evil.org because spam")).is_empty());
     // Off: the owner's record forgets the room; nothing published from then on.
