@@ -347,6 +347,21 @@ fn subscribe_joins_as_the_bot_within_the_bound_and_not_twice() {
     full.owners.get_mut(&uid(ALICE)).unwrap().policy_lists =
         (0..MAX_LISTS_PER_OWNER).map(|i| rid(&format!("!l{i}:x.org"))).collect();
     assert_eq!(kinds(&command(&full, "subscribe #list:lists.org")), ["notice"]);
+    // Two subscribes in flight when one place was left: the second read is
+    // refused, so the bound holds however many joins were asked for.
+    let mut one_left = pending_snapshot(&[]);
+    one_left.policy.clear();
+    one_left.owners.get_mut(&uid(ALICE)).unwrap().policy_lists =
+        (1..MAX_LISTS_PER_OWNER).map(|i| rid(&format!("!l{i}:x.org"))).collect();
+    let d = decide(&one_left, &read_input(Some(ALICE), vec![], None), NOW, &config());
+    let one_left = one_left.after(&d.changes);
+    assert_eq!(one_left.owners[&uid(ALICE)].policy_lists.len(), MAX_LISTS_PER_OWNER);
+    let mut second = read_input(Some(ALICE), vec![], None);
+    if let Input::ListRead { room_id, asked, .. } = &mut second {
+        (*room_id, *asked) = (Some(rid("!second:lists.org")), "#second:lists.org".into());
+    }
+    let d = decide(&one_left, &second, NOW, &config());
+    assert!(d.changes.is_empty() && notice_body(&d).contains("20"), "{d:?}");
     for bad in ["subscribe", "subscribe list", "subscribe @user:x.org", "subscribe #a:b #c:d"] {
         assert!(notice_body(&command(&s, bad)).contains("subscribe <"), "{bad}");
     }
