@@ -145,3 +145,35 @@ fn attack17_a_list_read_for_the_first_time_keeps_its_rules_in_the_snapshot_after
     assert_eq!(after.policy[&rid(LIST)].kept, 1);
     assert_eq!(after.policy[&rid(LIST)].rules.len(), 1, "changes in order: {:?}", d.changes);
 }
+
+/// A list some owner already follows, added to the operator's
+/// configuration: the start's `ListRead` (owner `None`) makes it the
+/// operator's, so it now applies to every owner, but `replaced` finds no
+/// rule that was not there before and leaves `changed_ms` as it was, older
+/// than every other owner's last check. No pending check is ever due for
+/// them: their pending strangers the list bans stay held for good.
+#[test]
+fn attack17_a_followed_list_made_the_operators_checks_every_owners_pending_strangers() {
+    let mut list = list_with(&[rule("user", "a", "@stranger:remote.org")]);
+    list.followers = [uid("@bob:example.org")].into();
+    list.changed_ms = NOW - 1_000;
+    let mut s = with_owner(Snapshot::default());
+    s.owners.get_mut(&uid(ALICE)).unwrap().lists_checked_ms = NOW - 500;
+    s.policy.insert(rid(LIST), list);
+    let input = Input::ListRead {
+        owner: None,
+        asked: LIST.into(),
+        room_id: Some(rid(LIST)),
+        rules: vec![rule("user", "a", "@stranger:remote.org")],
+        error: None,
+    };
+    let d = decide(&s, &input, NOW, &config());
+    let s = s.after(&d.changes);
+    assert!(s.policy[&rid(LIST)].operator, "now the operator's");
+    let alice = &s.owners[&uid(ALICE)];
+    assert!(
+        crate::policy::check_due(alice, &s.policy.values().collect::<Vec<_>>()),
+        "Alice's pending strangers are never checked against the operator's list: {:?}",
+        s.policy[&rid(LIST)]
+    );
+}
