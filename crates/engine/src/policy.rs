@@ -557,9 +557,14 @@ pub(crate) fn list_read(
         }
         None => list.operator = true,
     }
-    d.changes.extend(base.changes_to(&list));
+    // The record first, then its slots: a list followed for the first time
+    // must exist before its rules are put in it (the snapshot's `after`
+    // and the memory store drop a rule of a list they do not have).
+    let slots = base.changes_to(&list);
     list.rules.clear();
-    d.change(StateChange::PutPolicyList(list))
+    d = d.change(StateChange::PutPolicyList(list));
+    d.changes.extend(slots);
+    d
 }
 
 /// What a periodic re-read of a followed list is asked as: it follows the
