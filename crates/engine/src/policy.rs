@@ -39,7 +39,8 @@ pub const MAX_RECENT: usize = 20;
 /// The index key of globs no literal part of which can be looked up: every
 /// invitation reads them (at most [`MAX_GLOBS_PER_LIST`] a list).
 pub const WILD: &str = "*";
-/// Parent domains of a sender's server looked up for `*.domain` globs.
+/// Parent domains of a sender's server looked up for `*.domain` globs (the
+/// ones nearest the top).
 const MAX_SUFFIXES: usize = 8;
 
 /// The state event types that carry rules: the spec's, and the older
@@ -299,12 +300,12 @@ pub fn index_key(rule: &PolicyRule) -> String {
 pub fn names(user: &UserId, room: Option<&RoomId>) -> Vec<String> {
     let server = user.server_name().as_str();
     let mut keys = vec![user.to_string(), server.to_owned()];
-    let mut rest = server;
-    for _ in 0..MAX_SUFFIXES {
-        let Some((_, parent)) = rest.split_once('.') else { break };
-        keys.push(parent.to_owned());
-        rest = parent;
-    }
+    // The parents nearest the top: a `*.evil.org` rule names the domain its
+    // owner registered, and whoever owns it can name a server any number
+    // of labels under it (a.b.c.d.e.f.g.h.i.evil.org); the first parents
+    // from the left would miss it.
+    let parents: Vec<&str> = server.match_indices('.').map(|(i, _)| &server[i + 1..]).collect();
+    keys.extend(parents[parents.len().saturating_sub(MAX_SUFFIXES)..].iter().map(|p| (*p).to_owned()));
     keys.extend(room.map(|r| r.to_string()));
     keys.push(WILD.to_owned());
     keys
