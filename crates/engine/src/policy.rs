@@ -556,7 +556,14 @@ pub(crate) fn list_read(
                 return Decision::default();
             }
         }
-        None => list.operator = true,
+        None => {
+            // Newly the operator's: it now applies to owners who never
+            // followed it, whose pending strangers were checked without it.
+            if !list.operator {
+                list.changed_ms = list.changed_ms.max(now_ms);
+            }
+            list.operator = true
+        }
     }
     // The record first, then its slots: a list followed for the first time
     // must exist before its rules are put in it (the snapshot's `after`
