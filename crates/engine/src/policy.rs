@@ -378,6 +378,13 @@ pub fn rule_of(event: &RuleEvent) -> Option<PolicyRule> {
     if literal < MIN_LITERAL {
         return None;
     }
+    // A rule with no wildcard is looked up under its entity (see
+    // [`index_key`]): one that is no name of its kind (a user rule for
+    // `remote.org`) bans nobody, yet every invitation from remote.org would
+    // read it, 10,000 times over in a hostile list. Not a rule.
+    if !is_glob(entity) && !names_one_of_its_kind(kind, entity) {
+        return None;
+    }
     let takedown = match event.recommendation.as_deref()? {
         BAN => false,
         TAKEDOWN => true,
@@ -386,6 +393,16 @@ pub fn rule_of(event: &RuleEvent) -> Option<PolicyRule> {
     // A reason is shown to the owner: one line, bounded.
     let reason = event.reason.as_deref().map(|r| texts::one_line(r, MAX_REASON)).filter(|r| !r.is_empty());
     Some(PolicyRule { kind, entity: entity.to_owned(), takedown, reason })
+}
+
+/// Whether `entity` (no glob) is a name a rule of `kind` can match: a user
+/// ID, a server name, a room ID or alias.
+fn names_one_of_its_kind(kind: RuleKind, entity: &str) -> bool {
+    match kind {
+        RuleKind::User => UserId::parse(entity).is_ok(),
+        RuleKind::Server => ruma::ServerName::parse(entity).is_ok(),
+        RuleKind::Room => entity.starts_with(['!', '#']),
+    }
 }
 
 /// Matrix globs: `*` any run of characters, `?` exactly one. Greedy with

@@ -79,7 +79,6 @@ fn attack17_one_invitation_reads_only_rules_that_could_name_its_sender() {
     for (kind, entity) in [("user", "remote.org"), ("room", "remote.org"), ("user", "org"), ("server", "@stranger:remote.org")] {
         let rules: Vec<RuleEvent> = (0..10_000).map(|i| rule(kind, &format!("k{i}"), entity)).collect();
         let list = list_with(&rules);
-        assert_eq!(list.kept, 10_000, "kept as rules");
         let read: Vec<_> = list.rules.values().filter(|r| keys.contains(&index_key(r))).collect();
         let could_ban = read.iter().filter(|r| r.covers(&sender, Some(&rid(HELD)), &mut u64::MAX.clone())).count();
         assert!(
