@@ -4,9 +4,7 @@
 //! report for the fix each suggests.
 
 use super::*;
-use crate::policy::{
-    MAX_GLOBS_PER_LIST, Matcher, PolicyList, RuleEvent, index_key, names, rule_of,
-};
+use crate::policy::{MAX_GLOBS_PER_LIST, Matcher, PolicyList, RuleEvent, index_key, names, rule_of};
 
 const LIST: &str = "!list:lists.org";
 
@@ -43,7 +41,12 @@ fn attack17_a_deep_subdomain_is_still_banned_by_a_star_dot_domain_rule() {
     for (kind, entity) in [("server", "*.evil.org"), ("user", "@*:*.evil.org")] {
         let r = rule_of(&rule(kind, "k", entity)).unwrap();
         assert!(r.covers(&uid(sender), None, &mut u64::MAX.clone()), "the glob itself matches");
-        let d = decide(&following(list_with(&[rule(kind, "k", entity)])), &member(sender, HELD, ALICE, Membership::Invite, true), NOW, &config());
+        let d = decide(
+            &following(list_with(&[rule(kind, "k", entity)])),
+            &member(sender, HELD, ALICE, Membership::Invite, true),
+            NOW,
+            &config(),
+        );
         assert_eq!(kinds(&d), ["leave"], "{entity} lets {sender} through: {d:?}");
     }
 }
@@ -76,7 +79,9 @@ fn attack17_a_banned_server_is_banned_on_any_port() {
 fn attack17_one_invitation_reads_only_rules_that_could_name_its_sender() {
     let sender = uid(STRANGER);
     let keys = names(&sender, Some(&rid(HELD)));
-    for (kind, entity) in [("user", "remote.org"), ("room", "remote.org"), ("user", "org"), ("server", "@stranger:remote.org")] {
+    for (kind, entity) in
+        [("user", "remote.org"), ("room", "remote.org"), ("user", "org"), ("server", "@stranger:remote.org")]
+    {
         let rules: Vec<RuleEvent> = (0..10_000).map(|i| rule(kind, &format!("k{i}"), entity)).collect();
         let list = list_with(&rules);
         let read: Vec<_> = list.rules.values().filter(|r| keys.contains(&index_key(r))).collect();
@@ -99,7 +104,8 @@ fn attack17_one_invitation_reads_only_rules_that_could_name_its_sender() {
 fn attack17_a_pending_check_finds_a_banned_stranger_however_many_others_are_pending() {
     // An honest list: 999 `*word*` globs (not indexable: under `*`) and one
     // for the spammer's domain.
-    let mut rules: Vec<RuleEvent> = (0..999).map(|i| rule("user", &format!("g{i:04}"), &format!("*spamword{i}*"))).collect();
+    let mut rules: Vec<RuleEvent> =
+        (0..999).map(|i| rule("user", &format!("g{i:04}"), &format!("*spamword{i}*"))).collect();
     rules.push(rule("user", "h", "@*:*.evil.org"));
     let list = list_with(&rules);
     assert_eq!(list.globs as usize, MAX_GLOBS_PER_LIST);
