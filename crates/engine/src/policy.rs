@@ -39,7 +39,8 @@ pub const MAX_RECENT: usize = 20;
 /// The index key of globs no literal part of which can be looked up: every
 /// invitation reads them (at most [`MAX_GLOBS_PER_LIST`] a list).
 pub const WILD: &str = "*";
-/// Parent domains of a sender's server looked up for `*.domain` globs.
+/// Parent domains of a sender's server looked up for `*.domain` globs (the
+/// ones nearest the top).
 const MAX_SUFFIXES: usize = 8;
 
 /// The state event types that carry rules: the spec's, and the older
@@ -299,12 +300,12 @@ pub fn index_key(rule: &PolicyRule) -> String {
 pub fn names(user: &UserId, room: Option<&RoomId>) -> Vec<String> {
     let server = user.server_name().as_str();
     let mut keys = vec![user.to_string(), server.to_owned()];
-    let mut rest = server;
-    for _ in 0..MAX_SUFFIXES {
-        let Some((_, parent)) = rest.split_once('.') else { break };
-        keys.push(parent.to_owned());
-        rest = parent;
-    }
+    // The parents nearest the top: a `*.evil.org` rule names the domain its
+    // owner registered, and whoever owns it can name a server any number
+    // of labels under it (a.b.c.d.e.f.g.h.i.evil.org); the first parents
+    // from the left would miss it.
+    let parents: Vec<&str> = server.match_indices('.').map(|(i, _)| &server[i + 1..]).collect();
+    keys.extend(parents[parents.len().saturating_sub(MAX_SUFFIXES)..].iter().map(|p| (*p).to_owned()));
     keys.extend(room.map(|r| r.to_string()));
     keys.push(WILD.to_owned());
     keys
@@ -377,6 +378,13 @@ pub fn rule_of(event: &RuleEvent) -> Option<PolicyRule> {
     if literal < MIN_LITERAL {
         return None;
     }
+    // A rule with no wildcard is looked up under its entity (see
+    // [`index_key`]): one that is no name of its kind (a user rule for
+    // `remote.org`) bans nobody, yet every invitation from remote.org would
+    // read it, 10,000 times over in a hostile list. Not a rule.
+    if !is_glob(entity) && !names_one_of_its_kind(kind, entity) {
+        return None;
+    }
     let takedown = match event.recommendation.as_deref()? {
         BAN => false,
         TAKEDOWN => true,
@@ -385,6 +393,16 @@ pub fn rule_of(event: &RuleEvent) -> Option<PolicyRule> {
     // A reason is shown to the owner: one line, bounded.
     let reason = event.reason.as_deref().map(|r| texts::one_line(r, MAX_REASON)).filter(|r| !r.is_empty());
     Some(PolicyRule { kind, entity: entity.to_owned(), takedown, reason })
+}
+
+/// Whether `entity` (no glob) is a name a rule of `kind` can match: a user
+/// ID, a server name, a room ID or alias.
+fn names_one_of_its_kind(kind: RuleKind, entity: &str) -> bool {
+    match kind {
+        RuleKind::User => UserId::parse(entity).is_ok(),
+        RuleKind::Server => ruma::ServerName::parse(entity).is_ok(),
+        RuleKind::Room => entity.starts_with(['!', '#']),
+    }
 }
 
 /// Matrix globs: `*` any run of characters, `?` exactly one. Greedy with
@@ -555,11 +573,23 @@ pub(crate) fn list_read(
                 return Decision::default();
             }
         }
-        None => list.operator = true,
+        None => {
+            // Newly the operator's: it now applies to owners who never
+            // followed it, whose pending strangers were checked without it.
+            if !list.operator {
+                list.changed_ms = list.changed_ms.max(now_ms);
+            }
+            list.operator = true
+        }
     }
-    d.changes.extend(base.changes_to(&list));
+    // The record first, then its slots: a list followed for the first time
+    // must exist before its rules are put in it (the snapshot's `after`
+    // and the memory store drop a rule of a list they do not have).
+    let slots = base.changes_to(&list);
     list.rules.clear();
-    d.change(StateChange::PutPolicyList(list))
+    d = d.change(StateChange::PutPolicyList(list));
+    d.changes.extend(slots);
+    d
 }
 
 /// What a periodic re-read of a followed list is asked as: it follows the
