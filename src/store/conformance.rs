@@ -361,7 +361,8 @@ pub fn policy_lists_are_kept_once_and_the_operators_found(s: &dyn Store) {
     // with the rules that could name the sender.
     let mut snapshot = Snapshot::default();
     let naming = RulesRead::Naming(crate::engine::policy::names(&owned_user_id!("@x:mail.evil.org"), None));
-    let read = crate::engine::PolicyRead { lists: vec![shared.clone()], operator: true, rules: naming };
+    let read =
+        crate::engine::PolicyRead { lists: vec![shared.clone()], operator: true, rules: naming, changed_after: None };
     read_policy(s, &read, &mut snapshot).unwrap();
     assert_eq!(snapshot.policy.keys().cloned().collect::<Vec<_>>(), vec![operator.clone(), shared.clone()]);
     assert_eq!(snapshot.policy[&shared].rules.get(&slot), Some(&rule));

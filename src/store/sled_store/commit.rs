@@ -7,7 +7,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 use crate::engine::policy::index_key;
 use crate::engine::{Decision, Deferred, RoomState, StateChange};
-use crate::store::policy_records::{INDEX_TAG, PolicyListRecord, RULE_TAG, RuleV1, index_entry, rule_key, rule_prefix};
+use crate::store::policy_records::{
+    INDEX_TAG, ListCountsV1, PolicyListRecord, RULE_TAG, RuleV1, index_entry, rule_key, rule_prefix,
+};
 use crate::store::records::{
     self, ContactRecord, DeferredRecord, EffectRecord, OwnerRecord, RoomRecord, SeenRecord, StrangerRecord,
     WaveRecordV, pair_key,
@@ -265,8 +267,14 @@ impl SledStore {
                                 }
                                 StateChange::PutPolicyList(list) => {
                                     let room = list.room_id.as_str();
-                                    policy
-                                        .insert(pair_key("l", room), records::encode(&PolicyListRecord::from(list)))?;
+                                    // The followers only when they (or the name) changed:
+                                    // every rule event changes the counts alone.
+                                    let header = records::encode(&PolicyListRecord::header(list));
+                                    let key = pair_key("l", room);
+                                    if policy.get(&key)?.is_none_or(|stored| *stored != *header) {
+                                        policy.insert(key, header)?;
+                                    }
+                                    policy.insert(pair_key("c", room), records::encode(&ListCountsV1::from(list)))?;
                                     if list.operator {
                                         policy.insert(pair_key("o", room), &[][..])?;
                                     } else {
@@ -298,6 +306,7 @@ impl SledStore {
                                 }
                                 StateChange::RemovePolicyList(room) => {
                                     policy.remove(pair_key("l", room.as_str()))?;
+                                    policy.remove(pair_key("c", room.as_str()))?;
                                     policy.remove(pair_key("o", room.as_str()))?;
                                     // Its rules, stored and written by this batch.
                                     let [rules, index] =

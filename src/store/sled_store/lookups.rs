@@ -5,7 +5,9 @@ use ruma::{EventId, RoomId, UserId};
 
 use crate::engine::policy::Slot;
 use crate::engine::{Contact, Deferred, Kept, RoomState, StrangerState, Subject, WaveKey, WaveRecord};
-use crate::store::policy_records::{INDEX_TAG, PolicyListRecord, RULE_TAG, RuleV1, rule_key, rule_prefix, slot_after};
+use crate::store::policy_records::{
+    INDEX_TAG, ListCountsV1, PolicyListRecord, RULE_TAG, RuleV1, rule_key, rule_prefix, slot_after,
+};
 use crate::store::records::{
     self, ContactRecord, DeferredRecord, OwnerRecord, RoomRecord, SeenRecord, StrangerRecord, WaveRecordV, pair_key,
 };
@@ -67,7 +69,7 @@ impl Lookups for SledStore {
     }
     fn policy_list(&self, room: &RoomId) -> Result<Option<crate::engine::policy::PolicyList>, StoreError> {
         match self.policy_by_room.get(pair_key("l", room.as_str())).map_err(|e| self.failed(e))? {
-            Some(b) => Ok(Some(records::decode::<PolicyListRecord>("policy list", &b)?.into())),
+            Some(b) => Ok(Some(self.list_with_counts(room.as_str(), &b)?)),
             None => Ok(None),
         }
     }
@@ -185,11 +187,22 @@ impl SledStore {
     }
 
     pub(super) fn policy_lists(&self) -> Result<Vec<crate::engine::policy::PolicyList>, StoreError> {
-        self.policy_by_room
-            .scan_prefix(pair_key("l", ""))
-            .values()
-            .map(|v| Ok(records::decode::<PolicyListRecord>("policy list", &v.map_err(|e| self.failed(e))?)?.into()))
-            .collect()
+        let prefix = pair_key("l", "");
+        let mut lists = Vec::new();
+        for entry in self.policy_by_room.scan_prefix(&prefix) {
+            let (k, v) = entry.map_err(|e| self.failed(e))?;
+            lists.push(self.list_with_counts(&String::from_utf8_lossy(&k[prefix.len()..]), &v)?);
+        }
+        Ok(lists)
+    }
+
+    /// A list's record with the counts kept beside it (`c\0room`).
+    fn list_with_counts(&self, room: &str, record: &[u8]) -> Result<crate::engine::policy::PolicyList, StoreError> {
+        let counts = match self.policy_by_room.get(pair_key("c", room)).map_err(|e| self.failed(e))? {
+            Some(b) => Some(records::decode::<ListCountsV1>("policy list counts", &b)?),
+            None => None,
+        };
+        Ok(records::decode::<PolicyListRecord>("policy list", record)?.with_counts(counts))
     }
 
     pub(super) fn owners(&self) -> Result<Vec<OwnerState>, StoreError> {

@@ -5,7 +5,7 @@ use sled::Tree;
 
 use crate::engine::RoomState;
 use crate::engine::policy::index_key;
-use crate::store::policy_records::{PolicyListRecord, RuleV1, index_entry, rule_key};
+use crate::store::policy_records::{ListCountsV1, PolicyListRecord, RuleV1, index_entry, rule_key};
 use crate::store::records::{self, DeferredRecord, RoomRecord, pair_key};
 use crate::store::{StoreError, tally};
 
@@ -49,7 +49,8 @@ impl SledStore {
                 batch.insert(rule_key(room, slot), records::encode(&RuleV1::from(rule)));
                 batch.insert(index_entry(room, &index_key(rule), slot), &[][..]);
             }
-            batch.insert(k, records::encode(&PolicyListRecord::from(&list)));
+            batch.insert(pair_key("c", list.room_id.as_str()), records::encode(&ListCountsV1::from(&list)));
+            batch.insert(k, records::encode(&PolicyListRecord::header(&list)));
             moved += 1;
         }
         if moved > 0 {

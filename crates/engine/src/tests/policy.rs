@@ -708,3 +708,39 @@ fn an_operators_list_dropped_from_the_configuration_stops_applying() {
     );
     assert_eq!(d.changes.len(), 2, "the one still named is left as it is: {d:?}");
 }
+
+#[test]
+fn a_pending_check_goes_a_page_at_a_time_and_marks_the_owner_checked_after_the_last() {
+    let mut s = pending_snapshot(&[rule("user", "a", "@spam55:remote.org")]);
+    let overview = s.overview.as_mut().unwrap();
+    overview.held.clear();
+    for i in 0..60 {
+        let room = rid(&format!("!r{i:02}:remote.org"));
+        overview.held.insert(room, HeldRoom::new(uid(ALICE), uid(&format!("@spam{i}:remote.org")), true, NOW - 10));
+    }
+    let input = Input::CheckPending { owner: uid(ALICE) };
+    let mut declined = Vec::new();
+    let mut pages = 0;
+    loop {
+        let crate::policy::RulesRead::Naming(names) = crate::policy_read(&s, &input, NOW).rules else { panic!() };
+        assert!(names.len() <= crate::policy::CHECK_PAGE * 5, "a page's names only: {}", names.len());
+        let d = decide(&s, &input, NOW + 1, &config());
+        pages += 1;
+        declined.extend(d.effects.iter().filter_map(|e| match e {
+            Effect::Leave { room_id, .. } => Some(room_id.clone()),
+            _ => None,
+        }));
+        let more = d.effects.iter().any(|e| matches!(e, Effect::CheckPending { .. }));
+        s = s.after(&d.changes);
+        let alice = &s.owners[&uid(ALICE)];
+        if !more {
+            assert!(alice.lists_check_from.is_none() && alice.lists_checked_ms >= NOW, "{alice:?}");
+            break;
+        }
+        assert_eq!(alice.lists_checked_ms, 0, "not checked before the last page");
+        assert!(pages < 10, "the pass ends");
+    }
+    assert_eq!((pages, declined), (3, vec![rid("!r55:remote.org")]));
+    // Queued again (the timer's and a page's after a restart): nothing to do.
+    assert!(decide(&s, &input, NOW + 2, &config()).is_empty());
+}
