@@ -313,19 +313,19 @@ fn filter_read(snapshot: &Snapshot, owner: &OwnerState, seen: &FilterSeen, confi
     if !add.is_empty() || !remove.is_empty() {
         d = d.effect(Effect::Native(NativeEffect::EditInviteFilter { owner: o.clone(), add, remove }));
     }
+    let tell = |text: texts::Text, purpose: &str| Effect::SendNotice {
+        as_user: config.bot.clone(),
+        room_id: owner.control_room.clone(),
+        txn_id: txn_id_for(&seed, purpose),
+        body: text.plain,
+        html: text.html,
+        digest: None,
+        only_with: None,
+        urgent: false,
+    };
     let told = owner.invite_filter.as_ref().is_some_and(|f| f.blocks_all);
     if seen.blocks_all && !told {
-        let text = texts::invite_filter_blocks_all();
-        d = d.effect(Effect::SendNotice {
-            as_user: config.bot.clone(),
-            room_id: owner.control_room.clone(),
-            txn_id: txn_id_for(&seed, "filter-blocks-all"),
-            body: text.plain,
-            html: text.html,
-            digest: None,
-            only_with: None,
-            urgent: false,
-        });
+        d = d.effect(tell(texts::invite_filter_blocks_all(), "filter-blocks-all"));
     }
     // A homeserver reads a stable filter before MSC4155's (Synapse ignores
     // the MSC4155 lists while it exists): the mirrored blocks are then not
@@ -333,17 +333,7 @@ fn filter_read(snapshot: &Snapshot, owner: &OwnerState, seen: &FilterSeen, confi
     // is blocked anyway (told above).
     let stable_told = owner.invite_filter.as_ref().is_some_and(|f| f.stable);
     if seen.stable_present && !seen.blocks_all && !stable_told {
-        let text = texts::invite_filter_stable();
-        d = d.effect(Effect::SendNotice {
-            as_user: config.bot.clone(),
-            room_id: owner.control_room.clone(),
-            txn_id: txn_id_for(&seed, "filter-stable"),
-            body: text.plain,
-            html: text.html,
-            digest: None,
-            only_with: None,
-            urgent: false,
-        });
+        d = d.effect(tell(texts::invite_filter_stable(), "filter-stable"));
     }
     let filter = InviteFilter { hand, blocks_all: seen.blocks_all, stable: seen.stable_present };
     if owner.invite_filter.as_ref() != Some(&filter) {

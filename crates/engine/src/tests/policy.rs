@@ -6,9 +6,9 @@
 use super::*;
 use crate::policy::{MAX_LISTS_PER_OWNER, MAX_RULES_PER_LIST, PolicyList, RuleEvent, RuleKind};
 
-const LIST: &str = "!list:lists.org";
+pub(super) const LIST: &str = "!list:lists.org";
 
-fn rule(kind: &str, key: &str, entity: &str) -> RuleEvent {
+pub(super) fn rule(kind: &str, key: &str, entity: &str) -> RuleEvent {
     RuleEvent {
         event_type: format!("m.policy.rule.{kind}"),
         state_key: key.into(),
@@ -18,7 +18,7 @@ fn rule(kind: &str, key: &str, entity: &str) -> RuleEvent {
     }
 }
 
-fn list_with(rules: &[RuleEvent]) -> PolicyList {
+pub(super) fn list_with(rules: &[RuleEvent]) -> PolicyList {
     let mut l = PolicyList::new(rid(LIST), "#list:lists.org".into()).replaced(rules, NOW);
     l.followers.insert(uid(ALICE));
     l

@@ -1,30 +1,12 @@
-//! ATTACK (issue 17, branch attack17): tests for holes found in the ban
-//! lists' index, glob budget and records (49b2709). Each failed on main.
-//! Fixed on this branch (separate commits): the deep subdomain, the
-//! unbounded reads under one key, the operator's list, the new list's
-//! rules in `after`. Still failing, left for the lead's design call: a
-//! server banned on another port, and the pending check's shared budget.
+//! Holes an attacker review found in the ban lists' index, glob budget,
+//! pending checks and records, each test failing before its fix: a deep
+//! subdomain under a `*.domain` rule, rules that name nobody read under one
+//! key, a list made the operator's, a new list's rules in `after`, a server
+//! banned on another port, and a pending check's shared glob budget.
 
+use super::policy::{LIST, list_with, rule};
 use super::*;
 use crate::policy::{MAX_GLOBS_PER_LIST, Matcher, PolicyList, RuleEvent, index_key, names, rule_of};
-
-const LIST: &str = "!list:lists.org";
-
-fn rule(kind: &str, key: &str, entity: &str) -> RuleEvent {
-    RuleEvent {
-        event_type: format!("m.policy.rule.{kind}"),
-        state_key: key.into(),
-        entity: Some(entity.into()),
-        recommendation: Some("m.ban".into()),
-        reason: None,
-    }
-}
-
-fn list_with(rules: &[RuleEvent]) -> PolicyList {
-    let mut l = PolicyList::new(rid(LIST), "#list:lists.org".into()).replaced(rules, NOW);
-    l.followers.insert(uid(ALICE));
-    l
-}
 
 fn following(list: PolicyList) -> Snapshot {
     let mut s = with_owner(Snapshot::default());
@@ -38,7 +20,7 @@ fn following(list: PolicyList) -> Snapshot {
 /// the sender's server, counted from the left: whoever controls evil.org
 /// names a homeserver ten labels deep and is never looked up under it.
 #[test]
-fn attack17_a_deep_subdomain_is_still_banned_by_a_star_dot_domain_rule() {
+fn a_deep_subdomain_is_still_banned_by_a_star_dot_domain_rule() {
     let sender = "@spam:a.b.c.d.e.f.g.h.i.evil.org";
     for (kind, entity) in [("server", "*.evil.org"), ("user", "@*:*.evil.org")] {
         let r = rule_of(&rule(kind, "k", entity)).unwrap();
@@ -59,7 +41,7 @@ fn attack17_a_deep_subdomain_is_still_banned_by_a_star_dot_domain_rule() {
 /// whole server name, port included: the banned server's admin names
 /// their homeserver `evil.org:8448` and every rule misses them.
 #[test]
-fn attack17_a_banned_server_is_banned_on_any_port() {
+fn a_banned_server_is_banned_on_any_port() {
     for (entity, sender) in [("evil.org", "@spam:evil.org:8448"), ("*.evil.org", "@spam:mail.evil.org:443")] {
         let d = decide(
             &following(list_with(&[rule("server", "k", entity)])),
@@ -78,7 +60,7 @@ fn attack17_a_banned_server_is_banned_on_any_port() {
 /// anyone on remote.org (or on any `*.org`, with entity `org`). The glob
 /// budget bounds the globs; nothing bounds these.
 #[test]
-fn attack17_one_invitation_reads_only_rules_that_could_name_its_sender() {
+fn one_invitation_reads_only_rules_that_could_name_its_sender() {
     let sender = uid(STRANGER);
     let keys = names(&sender, Some(&rid(HELD)));
     for (kind, entity) in
@@ -103,7 +85,7 @@ fn attack17_one_invitation_reads_only_rules_that_could_name_its_sender() {
 /// order is not matched, yet the owner is marked checked and never looked
 /// at again. The same stranger's own invitation would be declined.
 #[test]
-fn attack17_a_pending_check_finds_a_banned_stranger_however_many_others_are_pending() {
+fn a_pending_check_finds_a_banned_stranger_however_many_others_are_pending() {
     // An honest list: 999 `*word*` globs (not indexable: under `*`) and one
     // for the spammer's domain.
     let mut rules: Vec<RuleEvent> =
@@ -138,7 +120,7 @@ fn attack17_a_pending_check_finds_a_banned_stranger_however_many_others_are_pend
 /// does not have yet: the decision's own view of the list it just read has
 /// no rules (sled keeps them: the stores disagree).
 #[test]
-fn attack17_a_list_read_for_the_first_time_keeps_its_rules_in_the_snapshot_after_it() {
+fn a_list_read_for_the_first_time_keeps_its_rules_in_the_snapshot_after_it() {
     let s = with_owner(Snapshot::default());
     let input = Input::ListRead {
         owner: Some(uid(ALICE)),
@@ -160,7 +142,7 @@ fn attack17_a_list_read_for_the_first_time_keeps_its_rules_in_the_snapshot_after
 /// than every other owner's last check. No pending check is ever due for
 /// them: their pending strangers the list bans stay held for good.
 #[test]
-fn attack17_a_followed_list_made_the_operators_checks_every_owners_pending_strangers() {
+fn a_followed_list_made_the_operators_checks_every_owners_pending_strangers() {
     let mut list = list_with(&[rule("user", "a", "@stranger:remote.org")]);
     list.followers = [uid("@bob:example.org")].into();
     list.changed_ms = NOW - 1_000;
