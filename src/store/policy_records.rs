@@ -78,6 +78,8 @@ pub enum PolicyListRecord {
         globs: u32,
         ignored: u32,
         changed_ms: u64,
+        #[serde(default)]
+        event_ms: u64,
     },
     /// The list without its counts, which change with every rule and are
     /// kept apart ([`ListCountsV1`]): a rule event then writes a few bytes,
@@ -99,11 +101,19 @@ pub struct ListCountsV1 {
     pub globs: u32,
     pub ignored: u32,
     pub changed_ms: u64,
+    #[serde(default)]
+    pub event_ms: u64,
 }
 
 impl From<&PolicyList> for ListCountsV1 {
     fn from(l: &PolicyList) -> Self {
-        ListCountsV1 { kept: l.kept, globs: l.globs, ignored: l.ignored, changed_ms: l.changed_ms }
+        ListCountsV1 {
+            kept: l.kept,
+            globs: l.globs,
+            ignored: l.ignored,
+            changed_ms: l.changed_ms,
+            event_ms: l.event_ms,
+        }
     }
 }
 
@@ -123,9 +133,14 @@ impl PolicyListRecord {
         let versioned = matches!(self, PolicyListRecord::V3 { .. });
         let list: PolicyList = self.into();
         match (versioned, counts) {
-            (true, Some(c)) => {
-                PolicyList { kept: c.kept, globs: c.globs, ignored: c.ignored, changed_ms: c.changed_ms, ..list }
-            }
+            (true, Some(c)) => PolicyList {
+                kept: c.kept,
+                globs: c.globs,
+                ignored: c.ignored,
+                changed_ms: c.changed_ms,
+                event_ms: c.event_ms,
+                ..list
+            },
             _ => list,
         }
     }
@@ -155,27 +170,28 @@ impl From<&PolicyList> for PolicyListRecord {
             globs: l.globs,
             ignored: l.ignored,
             changed_ms: l.changed_ms,
+            event_ms: l.event_ms,
         }
     }
 }
 
 impl From<PolicyListRecord> for PolicyList {
     fn from(r: PolicyListRecord) -> Self {
-        let (room_id, name, operator, followers, kept, globs, ignored, changed_ms) = match r {
+        let (room_id, name, operator, followers, kept, globs, ignored, changed_ms, event_ms) = match r {
             PolicyListRecord::V1 { room_id, name, operator, followers, rules, ignored } => {
                 let globs = rules.iter().filter(|(_, _, r)| is_glob(&r.entity)).count() as u32;
                 // Changed "at 1": every follower is checked once against it.
-                (room_id, name, operator, followers, rules.len() as u32, globs, ignored, 1)
+                (room_id, name, operator, followers, rules.len() as u32, globs, ignored, 1, 0)
             }
-            PolicyListRecord::V2 { room_id, name, operator, followers, kept, globs, ignored, changed_ms } => {
-                (room_id, name, operator, followers, kept, globs, ignored, changed_ms)
+            PolicyListRecord::V2 { room_id, name, operator, followers, kept, globs, ignored, changed_ms, event_ms } => {
+                (room_id, name, operator, followers, kept, globs, ignored, changed_ms, event_ms)
             }
             // Its counts are kept apart: see `with_counts`.
             PolicyListRecord::V3 { room_id, name, operator, followers } => {
-                (room_id, name, operator, followers, 0, 0, 0, 0)
+                (room_id, name, operator, followers, 0, 0, 0, 0, 0)
             }
         };
-        PolicyList { operator, followers, kept, globs, ignored, changed_ms, ..PolicyList::new(room_id, name) }
+        PolicyList { operator, followers, kept, globs, ignored, changed_ms, event_ms, ..PolicyList::new(room_id, name) }
     }
 }
 

@@ -417,15 +417,18 @@ fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &Engine
             control::link_used(snapshot, owner, *action, subject.as_ref(), nonce, now_ms, config)
         }
         Input::PolicyRule { meta, rule } => policy::rule_event(snapshot, meta, rule, now_ms),
-        Input::ListRead { owner, asked, room_id, rules, error } => match (room_id, error) {
-            (Some(room), None) => policy::list_read(snapshot, owner.as_ref(), asked, room, rules, None, now_ms, config),
-            (_, why) => {
-                let why = why.as_deref().unwrap_or("no room");
-                let room: OwnedRoomId =
-                    room_id.clone().unwrap_or_else(|| "!unknown:invalid".try_into().expect("valid"));
-                policy::list_read(snapshot, owner.as_ref(), asked, &room, &[], Some(why), now_ms, config)
+        Input::ListRead { owner, asked, room_id, rules, error, read_ms } => {
+            let read = policy::Read { owner: owner.as_ref(), asked, rules, read_ms: *read_ms };
+            match (room_id, error) {
+                (Some(room), None) => policy::list_read(snapshot, read, room, None, now_ms, config),
+                (_, why) => {
+                    let why = why.as_deref().unwrap_or("no room");
+                    let room: OwnedRoomId =
+                        room_id.clone().unwrap_or_else(|| "!unknown:invalid".try_into().expect("valid"));
+                    policy::list_read(snapshot, policy::Read { rules: &[], ..read }, &room, Some(why), now_ms, config)
+                }
             }
-        },
+        }
         Input::CheckPending { owner } => policy::check_pending(snapshot, owner, now_ms),
         Input::OperatorLists { names } => policy::operator_lists(snapshot, names),
         Input::ListCreated { owner, room_id } => policy::list_created(snapshot, owner, room_id, now_ms, config),

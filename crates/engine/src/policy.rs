@@ -155,6 +155,9 @@ pub struct PolicyList {
     /// Rules not kept because the list had [`MAX_RULES_PER_LIST`] (or
     /// [`MAX_GLOBS_PER_LIST`]) already.
     pub ignored: u32,
+    /// When a rule event last changed a slot (the engine's clock): a read of
+    /// the list's state asked for before then misses it, and replaces nothing.
+    pub event_ms: u64,
     /// When a rule that may ban someone new was last kept: followers whose
     /// pending strangers were checked before then are checked again (on
     /// the timer, one owner per input, however many rules came).
@@ -174,6 +177,7 @@ impl PolicyList {
             kept: 0,
             globs: 0,
             ignored: 0,
+            event_ms: 0,
             changed_ms: 0,
             rules: BTreeMap::new(),
         }
@@ -515,11 +519,20 @@ pub(crate) fn invite(snapshot: &Snapshot, meta: &EventMeta, owner: &OwnerState, 
 pub(crate) fn rule_event(snapshot: &Snapshot, meta: &EventMeta, event: &RuleEvent, now_ms: u64) -> Decision {
     let Some(list) = snapshot.policy.get(&meta.room_id) else { return Decision::default() };
     let Some((updated, rule)) = list.with(event, now_ms) else { return Decision::default() };
-    let mut record = updated;
-    record.rules.clear();
+    let record = PolicyList { event_ms: now_ms.max(list.event_ms), rules: BTreeMap::new(), ..updated };
     Decision::default()
         .change(StateChange::PutPolicyRule { list: meta.room_id.clone(), slot: event.slot(), rule })
         .change(StateChange::PutPolicyList(record))
+}
+
+/// What a list's read brought (see `Input::ListRead`).
+#[derive(Clone, Copy)]
+pub struct Read<'a> {
+    /// Who asked (`None`: the operator's configuration, or a re-read).
+    pub owner: Option<&'a OwnedUserId>,
+    pub asked: &'a str,
+    pub rules: &'a [RuleEvent],
+    pub read_ms: Option<u64>,
 }
 
 /// A list was joined and its state read (or could not be): `owner` asked
@@ -527,17 +540,15 @@ pub(crate) fn rule_event(snapshot: &Snapshot, meta: &EventMeta, event: &RuleEven
 /// rules it has replace those kept, the owner follows it, and their
 /// pending strangers are checked against it; other followers' are on the
 /// timer, if it gained a rule.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn list_read(
     snapshot: &Snapshot,
-    owner: Option<&OwnedUserId>,
-    asked: &str,
+    read: Read<'_>,
     room_id: &OwnedRoomId,
-    events: &[RuleEvent],
     error: Option<&str>,
     now_ms: u64,
     config: &EngineConfig,
 ) -> Decision {
+    let Read { owner, asked, rules: events, read_ms } = read;
     let name = texts::one_line(asked, MAX_NAME);
     let state = owner.and_then(|o| snapshot.owners.get(o));
     let answer = |text: texts::Text| match state {
@@ -568,7 +579,10 @@ pub(crate) fn list_read(
     }
     let stored = snapshot.policy.get(room_id);
     let base = stored.cloned().unwrap_or_else(|| PolicyList::new(room_id.clone(), name.clone()));
-    let mut list = base.replaced(events, now_ms);
+    // A rule event applied since the state was asked for is newer than the
+    // read: the rules stay as they are (the next re-read catches up).
+    let stale = stored.is_some_and(|l| read_ms.is_some_and(|at| l.event_ms >= at));
+    let mut list = if stale { base.clone() } else { base.replaced(events, now_ms) };
     let mut d = Decision::default();
     match state {
         Some(o) => {

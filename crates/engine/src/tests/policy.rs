@@ -285,6 +285,7 @@ fn read_input(owner: Option<&str>, rules: Vec<RuleEvent>, error: Option<&str>) -
         room_id: error.is_none().then(|| rid(LIST)),
         rules,
         error: error.map(Into::into),
+        read_ms: None,
     }
 }
 
@@ -657,6 +658,7 @@ fn a_re_read_replaces_the_rules_slot_by_slot_and_tells_nobody() {
         room_id: Some(rid(LIST)),
         rules,
         error: None,
+        read_ms: None,
     };
     // Missed while away: `a` redacted, `c` added.
     let d = decide(
@@ -743,4 +745,32 @@ fn a_pending_check_goes_a_page_at_a_time_and_marks_the_owner_checked_after_the_l
     assert_eq!((pages, declined), (3, vec![rid("!r55:remote.org")]));
     // Queued again (the timer's and a page's after a restart): nothing to do.
     assert!(decide(&s, &input, NOW + 2, &config()).is_empty());
+}
+
+#[test]
+fn a_read_asked_for_before_a_rule_event_was_applied_replaces_nothing() {
+    let s = pending_snapshot(&[rule("user", "a", "@old:x.org")]);
+    // A ban applied at NOW + 5 ...
+    let d = decide(&s, &rule_input(rule("user", "new", "@new:x.org"), 1), NOW + 5, &config());
+    let mut s = s.after(&d.changes);
+    // (the snapshot of a re-read reads every rule)
+    let rules = s.policy[&rid(LIST)].rules.clone();
+    assert_eq!(rules.len(), 2);
+    let reread = |read_ms| Input::ListRead {
+        owner: None,
+        asked: crate::policy::REREAD.into(),
+        room_id: Some(rid(LIST)),
+        rules: vec![rule("user", "a", "@old:x.org")],
+        error: None,
+        read_ms: Some(read_ms),
+    };
+    // ... and a re-read whose state was asked for at NOW + 3 comes after:
+    // it would drop the new ban. It changes no rule.
+    let d = decide(&s, &reread(NOW + 3), NOW + 9, &config());
+    assert!(slots(&d).is_empty(), "{d:?}");
+    // Asked for after it: it replaces as ever.
+    let d = decide(&s, &reread(NOW + 6), NOW + 9, &config());
+    assert_eq!(slots(&d), [("new".into(), None)]);
+    s = s.after(&d.changes);
+    assert_eq!(s.policy[&rid(LIST)].kept, 1);
 }

@@ -128,6 +128,7 @@ fn a_list_read_for_the_first_time_keeps_its_rules_in_the_snapshot_after_it() {
         room_id: Some(rid(LIST)),
         rules: vec![rule("user", "a", "@spam:evil.org")],
         error: None,
+        read_ms: None,
     };
     let d = decide(&s, &input, NOW, &config());
     let after = s.after(&d.changes);
@@ -155,6 +156,7 @@ fn a_followed_list_made_the_operators_checks_every_owners_pending_strangers() {
         room_id: Some(rid(LIST)),
         rules: vec![rule("user", "a", "@stranger:remote.org")],
         error: None,
+        read_ms: None,
     };
     let d = decide(&s, &input, NOW, &config());
     let s = s.after(&d.changes);
