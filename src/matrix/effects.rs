@@ -71,12 +71,14 @@ fn is_owner_speaking(event: &Value, own_device: Option<&ruma::DeviceId>) -> bool
     }
 }
 
-/// Whether a join rule's content lets anyone join. Read as the
-/// authorization rules read it: exactly `public`; any other or malformed
-/// rule makes joining need an invitation (or, for `restricted`, a
-/// membership elsewhere).
+/// Whether a join rule's content lets someone join without any member
+/// letting them in: `public`, and `restricted`/`knock_restricted`, whose
+/// condition is a membership elsewhere (a public space is enough). Any
+/// other or malformed rule makes joining need an invitation, as the
+/// authorization rules read it.
 fn is_public(content: &str) -> bool {
-    serde_json::from_str::<Value>(content).is_ok_and(|c| c["join_rule"].as_str() == Some("public"))
+    serde_json::from_str::<Value>(content)
+        .is_ok_and(|c| matches!(c["join_rule"].as_str(), Some("public" | "restricted" | "knock_restricted")))
 }
 
 /// An owner's two-person rooms, sorted at opt-in.
@@ -385,7 +387,8 @@ impl HsClient {
     }
 
     /// Whether whoever is joined to `room` was let in by its members, read
-    /// as `owner`: not when anyone may join it (join rule `public`), as a
+    /// as `owner`: not when anyone may join it (join rule `public`, or
+    /// `restricted` to members of a room that may itself be public), as a
     /// room a stranger joined on their own (a public room of the owner's,
     /// a ban list they follow) says nothing of them, and the card's shared
     /// rooms are a sign of trust a stranger must not be able to make. A
@@ -736,11 +739,14 @@ mod tests {
         }
     }
 
-    /// Only a rule of exactly `public` lets anyone join, as the
-    /// authorization rules read it; a knock needs an invitation.
+    /// A public rule lets anyone join, and a restricted one anyone in a
+    /// room it names (a public space will do), as the authorization rules
+    /// read them; a knock needs an invitation.
     #[test]
-    fn only_a_public_join_rule_lets_anyone_in() {
-        assert!(is_public(r#"{"join_rule": "public"}"#));
+    fn only_a_public_or_restricted_join_rule_lets_anyone_in() {
+        for rule in ["public", "restricted", "knock_restricted"] {
+            assert!(is_public(&format!(r#"{{"join_rule": "{rule}", "allow": []}}"#)), "{rule}");
+        }
         for rule in [
             r#"{"join_rule": "invite"}"#,
             r#"{"join_rule": "knock"}"#,

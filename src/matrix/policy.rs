@@ -75,8 +75,14 @@ impl HsClient {
         target: &str,
         asked: &str,
     ) -> Result<Vec<FollowUp>, PerformError> {
+        // Taken before the state is asked for: a rule event the engine
+        // applies after this may be missing from what is read.
+        let read_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let answer = |room_id, rules, error| {
-            let result = Internal::ListRead { owner: owner.cloned(), asked: asked.to_owned(), room_id, rules, error };
+            let asked = asked.to_owned();
+            let result =
+                Internal::ListRead { owner: owner.cloned(), asked, room_id, rules, error, read_ms: Some(read_ms) };
             Ok(vec![FollowUp { internal: true, raw: serde_json::to_vec(&result).expect("look-up results serialize") }])
         };
         let refused = |e: ClientError| match classify(e) {

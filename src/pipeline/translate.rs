@@ -126,6 +126,10 @@ pub enum Internal {
         room_id: Option<OwnedRoomId>,
         rules: Vec<RuleRead>,
         error: Option<String>,
+        /// When the state was asked for (ms since the epoch): a rule event
+        /// applied since is newer than what was read.
+        #[serde(default)]
+        read_ms: Option<u64>,
     },
     /// A list `owner` follows (or the operator's) gained a rule since their
     /// pending strangers were last checked. (Older versions also named the
@@ -434,12 +438,13 @@ pub fn translate(raw: &[u8], internal: bool) -> Result<Option<Input>, Unreadable
             Internal::DigestPartFailed { owner, messages, invites } => {
                 Input::DigestPartFailed { owner, messages, invites }
             }
-            Internal::ListRead { owner, asked, room_id, rules, error } => Input::ListRead {
+            Internal::ListRead { owner, asked, room_id, rules, error, read_ms } => Input::ListRead {
                 owner,
                 asked,
                 room_id,
                 rules: rules.into_iter().map(RuleEvent::from).collect(),
                 error,
+                read_ms,
             },
             Internal::CheckPending { owner } => Input::CheckPending { owner },
             Internal::OperatorLists { names } => Input::OperatorLists { names },

@@ -361,7 +361,8 @@ pub fn policy_lists_are_kept_once_and_the_operators_found(s: &dyn Store) {
     // with the rules that could name the sender.
     let mut snapshot = Snapshot::default();
     let naming = RulesRead::Naming(crate::engine::policy::names(&owned_user_id!("@x:mail.evil.org"), None));
-    let read = crate::engine::PolicyRead { lists: vec![shared.clone()], operator: true, rules: naming };
+    let read =
+        crate::engine::PolicyRead { lists: vec![shared.clone()], operator: true, rules: naming, changed_after: None };
     read_policy(s, &read, &mut snapshot).unwrap();
     assert_eq!(snapshot.policy.keys().cloned().collect::<Vec<_>>(), vec![operator.clone(), shared.clone()]);
     assert_eq!(snapshot.policy[&shared].rules.get(&slot), Some(&rule));
@@ -450,6 +451,32 @@ pub fn policy_rules_are_kept_by_slot_and_found_by_name(s: &dyn Store) {
     commit_changes(s, vec![put("late", Some(user("@late:x.org"))), StateChange::RemovePolicyList(room.clone())]);
     assert!(found(s, &RulesRead::All).is_empty());
     assert!(found(s, &naming("@late:x.org")).is_empty());
+}
+
+/// ATTACK (issue 17, attack17): `engine::policy::list_read` writes a list
+/// followed for the first time as its rules (`PutPolicyRule`) first and
+/// its record (`PutPolicyList`) last, in one decision. Sled keeps the
+/// rules whatever the order; the memory store drops a rule for a list it
+/// does not have yet, so the two stores disagree on every new list.
+pub fn attack17_a_new_lists_rules_written_before_its_record_are_kept(s: &dyn Store) {
+    use crate::engine::policy::{PolicyList, PolicyRule, RuleKind, RulesRead};
+    let room = owned_room_id!("!new:lists.org");
+    let rule = PolicyRule { kind: RuleKind::User, entity: "@spam:evil.org".into(), takedown: false, reason: None };
+    let mut list = PolicyList::new(room.clone(), "#new:lists.org".into());
+    list.kept = 1;
+    commit_changes(
+        s,
+        vec![
+            StateChange::PutPolicyRule {
+                list: room.clone(),
+                slot: ("m.policy.rule.user".into(), "a".into()),
+                rule: Some(rule.clone()),
+            },
+            StateChange::PutPolicyList(list),
+        ],
+    );
+    assert_eq!(s.policy_list(&room).unwrap().map(|l| l.kept), Some(1));
+    assert_eq!(s.policy_rules(&room, &RulesRead::All).unwrap().len(), 1, "the record says 1 rule is kept");
 }
 
 fn commit_changes(s: &dyn Store, changes: Vec<StateChange>) {
@@ -1106,6 +1133,7 @@ macro_rules! store_conformance {
             case!(follow_ups_can_be_queued_on_their_own);
             case!(policy_lists_are_kept_once_and_the_operators_found);
             case!(policy_rules_are_kept_by_slot_and_found_by_name);
+            case!(attack17_a_new_lists_rules_written_before_its_record_are_kept);
         }
     };
 }

@@ -24,6 +24,9 @@ struct Inner {
     deferred: BTreeMap<(OwnedUserId, OwnedEventId), Deferred>,
     waves: BTreeMap<WaveKey, WaveRecord>,
     policy: BTreeMap<OwnedRoomId, crate::engine::policy::PolicyList>,
+    /// Each list's rules by slot, apart from its record as sled keeps them:
+    /// a rule written before its list's record is kept all the same.
+    policy_rules: BTreeMap<OwnedRoomId, BTreeMap<crate::engine::policy::Slot, crate::engine::policy::PolicyRule>>,
     quarantine: BTreeMap<u64, QuarantinedEvent>,
     used_links: HashMap<String, u64>,
     failed: BTreeMap<u64, FailedEffect>,
@@ -82,19 +85,19 @@ impl Inner {
                     self.waves.insert(key, record);
                 }
                 StateChange::PutPolicyList(list) => {
-                    let rules = self.policy.remove(&list.room_id).map(|l| l.rules).unwrap_or_default();
-                    self.policy.insert(list.room_id.clone(), crate::engine::policy::PolicyList { rules, ..list });
+                    let record = crate::engine::policy::PolicyList { rules: Default::default(), ..list };
+                    self.policy.insert(record.room_id.clone(), record);
                 }
                 StateChange::PutPolicyRule { list, slot, rule } => {
-                    if let Some(l) = self.policy.get_mut(&list) {
-                        match rule {
-                            Some(r) => l.rules.insert(slot, r),
-                            None => l.rules.remove(&slot),
-                        };
-                    }
+                    let rules = self.policy_rules.entry(list).or_default();
+                    match rule {
+                        Some(r) => rules.insert(slot, r),
+                        None => rules.remove(&slot),
+                    };
                 }
                 StateChange::RemovePolicyList(room) => {
                     self.policy.remove(&room);
+                    self.policy_rules.remove(&room);
                 }
             }
         }
@@ -177,7 +180,7 @@ impl Lookups for Inner {
         room: &RoomId,
         read: &crate::engine::policy::RulesRead,
     ) -> Result<Vec<(crate::engine::policy::Slot, crate::engine::policy::PolicyRule)>, StoreError> {
-        let rules = self.policy.get(room).map(|l| &l.rules).into_iter().flatten();
+        let rules = self.policy_rules.get(room).into_iter().flatten();
         Ok(rules
             .filter(|(slot, rule)| super::reads_rule(read, slot, rule))
             .map(|(s, r)| (s.clone(), r.clone()))

@@ -452,7 +452,9 @@ pub fn read_policy(
         if !snapshot.policy.contains_key(room)
             && let Some(mut list) = l.policy_list(room)?
         {
-            list.rules = l.policy_rules(room, &read.rules)?.into_iter().collect();
+            if read.changed_after.is_none_or(|after| list.changed_ms > after) {
+                list.rules = l.policy_rules(room, &read.rules)?.into_iter().collect();
+            }
             snapshot.policy.insert(room.clone(), list);
         }
     }

@@ -78,7 +78,72 @@ pub enum PolicyListRecord {
         globs: u32,
         ignored: u32,
         changed_ms: u64,
+        #[serde(default)]
+        event_ms: u64,
     },
+    /// The list without its counts, which change with every rule and are
+    /// kept apart ([`ListCountsV1`]): a rule event then writes a few bytes,
+    /// not the whole set of followers (a thousand owners may follow one list).
+    #[serde(rename = "3")]
+    V3 {
+        room_id: OwnedRoomId,
+        name: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        operator: bool,
+        followers: BTreeSet<OwnedUserId>,
+    },
+}
+
+/// A list's counts, beside a version-3 record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListCountsV1 {
+    pub kept: u32,
+    pub globs: u32,
+    pub ignored: u32,
+    pub changed_ms: u64,
+    #[serde(default)]
+    pub event_ms: u64,
+}
+
+impl From<&PolicyList> for ListCountsV1 {
+    fn from(l: &PolicyList) -> Self {
+        ListCountsV1 {
+            kept: l.kept,
+            globs: l.globs,
+            ignored: l.ignored,
+            changed_ms: l.changed_ms,
+            event_ms: l.event_ms,
+        }
+    }
+}
+
+impl PolicyListRecord {
+    /// The record without counts (version 3), to keep beside [`ListCountsV1`].
+    pub fn header(l: &PolicyList) -> Self {
+        PolicyListRecord::V3 {
+            room_id: l.room_id.clone(),
+            name: l.name.clone(),
+            operator: l.operator,
+            followers: l.followers.clone(),
+        }
+    }
+
+    /// The list this record and, for version 3, the counts kept beside it make.
+    pub fn with_counts(self, counts: Option<ListCountsV1>) -> PolicyList {
+        let versioned = matches!(self, PolicyListRecord::V3 { .. });
+        let list: PolicyList = self.into();
+        match (versioned, counts) {
+            (true, Some(c)) => PolicyList {
+                kept: c.kept,
+                globs: c.globs,
+                ignored: c.ignored,
+                changed_ms: c.changed_ms,
+                event_ms: c.event_ms,
+                ..list
+            },
+            _ => list,
+        }
+    }
 }
 
 impl PolicyListRecord {
@@ -89,7 +154,7 @@ impl PolicyListRecord {
             PolicyListRecord::V1 { rules, .. } => {
                 Some(rules.iter().map(|(t, k, r)| ((t.clone(), k.clone()), r.clone().into())).collect())
             }
-            PolicyListRecord::V2 { .. } => None,
+            PolicyListRecord::V2 { .. } | PolicyListRecord::V3 { .. } => None,
         }
     }
 }
@@ -105,23 +170,28 @@ impl From<&PolicyList> for PolicyListRecord {
             globs: l.globs,
             ignored: l.ignored,
             changed_ms: l.changed_ms,
+            event_ms: l.event_ms,
         }
     }
 }
 
 impl From<PolicyListRecord> for PolicyList {
     fn from(r: PolicyListRecord) -> Self {
-        let (room_id, name, operator, followers, kept, globs, ignored, changed_ms) = match r {
+        let (room_id, name, operator, followers, kept, globs, ignored, changed_ms, event_ms) = match r {
             PolicyListRecord::V1 { room_id, name, operator, followers, rules, ignored } => {
                 let globs = rules.iter().filter(|(_, _, r)| is_glob(&r.entity)).count() as u32;
                 // Changed "at 1": every follower is checked once against it.
-                (room_id, name, operator, followers, rules.len() as u32, globs, ignored, 1)
+                (room_id, name, operator, followers, rules.len() as u32, globs, ignored, 1, 0)
             }
-            PolicyListRecord::V2 { room_id, name, operator, followers, kept, globs, ignored, changed_ms } => {
-                (room_id, name, operator, followers, kept, globs, ignored, changed_ms)
+            PolicyListRecord::V2 { room_id, name, operator, followers, kept, globs, ignored, changed_ms, event_ms } => {
+                (room_id, name, operator, followers, kept, globs, ignored, changed_ms, event_ms)
+            }
+            // Its counts are kept apart: see `with_counts`.
+            PolicyListRecord::V3 { room_id, name, operator, followers } => {
+                (room_id, name, operator, followers, 0, 0, 0, 0, 0)
             }
         };
-        PolicyList { operator, followers, kept, globs, ignored, changed_ms, ..PolicyList::new(room_id, name) }
+        PolicyList { operator, followers, kept, globs, ignored, changed_ms, event_ms, ..PolicyList::new(room_id, name) }
     }
 }
 
@@ -188,6 +258,8 @@ pub struct OwnerPolicyV1 {
     shared: Option<OwnedRoomId>,
     #[serde(default, skip_serializing_if = "is_zero")]
     checked: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    check_from: Option<(OwnedRoomId, u64)>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -204,6 +276,7 @@ impl OwnerPolicyV1 {
             ignore: o.banned_ignore,
             shared: o.shared_list.clone(),
             checked: o.lists_checked_ms,
+            check_from: o.lists_check_from.clone(),
         };
         (p != OwnerPolicyV1::default()).then_some(p)
     }
@@ -224,6 +297,7 @@ impl WithPolicy for OwnerState {
             banned_ignore: p.ignore,
             shared_list: p.shared,
             lists_checked_ms: p.checked,
+            lists_check_from: p.check_from,
             ..self
         }
     }

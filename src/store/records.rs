@@ -607,6 +607,7 @@ impl From<OwnerRecord> for OwnerState {
             banned_ignore: false,
             shared_list: None,
             lists_checked_ms: 0,
+            lists_check_from: None,
         }
         .with_policy(policy)
     }

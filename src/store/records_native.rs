@@ -101,16 +101,18 @@ pub struct InviteFilterV1 {
     hand: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     blocks_all: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    stable: bool,
 }
 
 impl From<&InviteFilter> for InviteFilterV1 {
     fn from(f: &InviteFilter) -> Self {
-        InviteFilterV1 { hand: strings(&f.hand), blocks_all: f.blocks_all }
+        InviteFilterV1 { hand: strings(&f.hand), blocks_all: f.blocks_all, stable: f.stable }
     }
 }
 
 impl From<InviteFilterV1> for InviteFilter {
     fn from(r: InviteFilterV1) -> Self {
-        InviteFilter { hand: subjects(&r.hand).into_iter().collect(), blocks_all: r.blocks_all }
+        InviteFilter { hand: subjects(&r.hand).into_iter().collect(), blocks_all: r.blocks_all, stable: r.stable }
     }
 }

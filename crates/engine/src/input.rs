@@ -138,6 +138,8 @@ pub enum Input {
         room_id: Option<OwnedRoomId>,
         rules: Vec<super::policy::RuleEvent>,
         error: Option<String>,
+        /// When the state was asked for (see `PolicyList::event_ms`).
+        read_ms: Option<u64>,
     },
     /// A list `owner` follows (or the operator's) gained a rule since their
     /// pending strangers were last checked: they are checked again against

@@ -266,10 +266,18 @@ pub struct PolicyRead {
     pub lists: Vec<OwnedRoomId>,
     pub operator: bool,
     pub rules: policy::RulesRead,
+    /// Rules are read only of lists changed after this (their records are
+    /// read all the same).
+    pub changed_after: Option<u64>,
 }
 
 pub fn policy_read(snapshot: &Snapshot, input: &Input, now_ms: u64) -> PolicyRead {
-    let of = |owner: &OwnerState, rules| PolicyRead { lists: owner.policy_lists.clone(), operator: true, rules };
+    let of = |owner: &OwnerState, rules| PolicyRead {
+        lists: owner.policy_lists.clone(),
+        operator: true,
+        rules,
+        changed_after: None,
+    };
     let owner_of = |o: Option<&OwnedUserId>| o.and_then(|o| snapshot.owners.get(o));
     match input {
         Input::Member { meta, target, membership: Membership::Invite, .. } => match snapshot.owners.get(target) {
@@ -279,25 +287,28 @@ pub fn policy_read(snapshot: &Snapshot, input: &Input, now_ms: u64) -> PolicyRea
             }
             _ => PolicyRead::default(),
         },
+        // The strangers of this page, against the lists changed since the
+        // owner's last check (the others' rules are not read).
         Input::CheckPending { owner } => match (snapshot.owners.get(owner), &snapshot.overview) {
             (Some(o), Some(overview)) => {
+                let (page, _) = policy::check_page(o, overview);
                 let mut names: Vec<String> =
-                    overview.held.iter().flat_map(|(room, h)| policy::names(&h.inviter, Some(room))).collect();
+                    page.iter().flat_map(|(room, h)| policy::names(&h.inviter, Some(room))).collect();
                 names.sort();
                 names.dedup();
-                of(o, policy::RulesRead::Naming(names))
+                PolicyRead { changed_after: Some(o.lists_checked_ms), ..of(o, policy::RulesRead::Naming(names)) }
             }
             _ => PolicyRead::default(),
         },
         Input::PolicyRule { meta, rule } => PolicyRead {
             lists: vec![meta.room_id.clone()],
-            operator: false,
             rules: policy::RulesRead::Slot(rule.slot()),
+            ..Default::default()
         },
         Input::ListRead { room_id: Some(room), .. } => {
-            PolicyRead { lists: vec![room.clone()], operator: false, rules: policy::RulesRead::All }
+            PolicyRead { lists: vec![room.clone()], rules: policy::RulesRead::All, ..Default::default() }
         }
-        Input::OperatorLists { .. } => PolicyRead { lists: Vec::new(), operator: true, rules: policy::RulesRead::None },
+        Input::OperatorLists { .. } => PolicyRead { operator: true, ..Default::default() },
         // Only the commands about lists read them (a list may be large),
         // and leaving the control room, which stops Gatekeeper as `stop` does.
         Input::Message { body, .. } if commands::reads_lists(body) => {
@@ -406,15 +417,18 @@ fn decide_input(snapshot: &Snapshot, input: &Input, now_ms: u64, config: &Engine
             control::link_used(snapshot, owner, *action, subject.as_ref(), nonce, now_ms, config)
         }
         Input::PolicyRule { meta, rule } => policy::rule_event(snapshot, meta, rule, now_ms),
-        Input::ListRead { owner, asked, room_id, rules, error } => match (room_id, error) {
-            (Some(room), None) => policy::list_read(snapshot, owner.as_ref(), asked, room, rules, None, now_ms, config),
-            (_, why) => {
-                let why = why.as_deref().unwrap_or("no room");
-                let room: OwnedRoomId =
-                    room_id.clone().unwrap_or_else(|| "!unknown:invalid".try_into().expect("valid"));
-                policy::list_read(snapshot, owner.as_ref(), asked, &room, &[], Some(why), now_ms, config)
+        Input::ListRead { owner, asked, room_id, rules, error, read_ms } => {
+            let read = policy::Read { owner: owner.as_ref(), asked, rules, read_ms: *read_ms };
+            match (room_id, error) {
+                (Some(room), None) => policy::list_read(snapshot, read, room, None, now_ms, config),
+                (_, why) => {
+                    let why = why.as_deref().unwrap_or("no room");
+                    let room: OwnedRoomId =
+                        room_id.clone().unwrap_or_else(|| "!unknown:invalid".try_into().expect("valid"));
+                    policy::list_read(snapshot, policy::Read { rules: &[], ..read }, &room, Some(why), now_ms, config)
+                }
             }
-        },
+        }
         Input::CheckPending { owner } => policy::check_pending(snapshot, owner, now_ms),
         Input::OperatorLists { names } => policy::operator_lists(snapshot, names),
         Input::ListCreated { owner, room_id } => policy::list_created(snapshot, owner, room_id, now_ms, config),

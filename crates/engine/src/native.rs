@@ -178,6 +178,10 @@ pub struct InviteFilter {
     pub hand: BTreeSet<Subject>,
     /// It blocked every invite when last read (the owner was told).
     pub blocks_all: bool,
+    /// A stable `m.invite_permission_config` was there when last read (the
+    /// owner was told that the homeserver then ignores the MSC4155 list
+    /// Gatekeeper mirrors their blocks into).
+    pub stable: bool,
 }
 
 /// Whether Gatekeeper can write `subject` into an MSC4155 list, whose
@@ -309,21 +313,29 @@ fn filter_read(snapshot: &Snapshot, owner: &OwnerState, seen: &FilterSeen, confi
     if !add.is_empty() || !remove.is_empty() {
         d = d.effect(Effect::Native(NativeEffect::EditInviteFilter { owner: o.clone(), add, remove }));
     }
+    let tell = |text: texts::Text, purpose: &str| Effect::SendNotice {
+        as_user: config.bot.clone(),
+        room_id: owner.control_room.clone(),
+        txn_id: txn_id_for(&seed, purpose),
+        body: text.plain,
+        html: text.html,
+        digest: None,
+        only_with: None,
+        urgent: false,
+    };
     let told = owner.invite_filter.as_ref().is_some_and(|f| f.blocks_all);
     if seen.blocks_all && !told {
-        let text = texts::invite_filter_blocks_all();
-        d = d.effect(Effect::SendNotice {
-            as_user: config.bot.clone(),
-            room_id: owner.control_room.clone(),
-            txn_id: txn_id_for(&seed, "filter-blocks-all"),
-            body: text.plain,
-            html: text.html,
-            digest: None,
-            only_with: None,
-            urgent: false,
-        });
+        d = d.effect(tell(texts::invite_filter_blocks_all(), "filter-blocks-all"));
     }
-    let filter = InviteFilter { hand, blocks_all: seen.blocks_all };
+    // A homeserver reads a stable filter before MSC4155's (Synapse ignores
+    // the MSC4155 lists while it exists): the mirrored blocks are then not
+    // enforced while Gatekeeper is down. Said once, not when every invite
+    // is blocked anyway (told above).
+    let stable_told = owner.invite_filter.as_ref().is_some_and(|f| f.stable);
+    if seen.stable_present && !seen.blocks_all && !stable_told {
+        d = d.effect(tell(texts::invite_filter_stable(), "filter-stable"));
+    }
+    let filter = InviteFilter { hand, blocks_all: seen.blocks_all, stable: seen.stable_present };
     if owner.invite_filter.as_ref() != Some(&filter) {
         d = d.change(StateChange::PutOwner(OwnerState { invite_filter: Some(filter), ..owner.clone() }));
     }

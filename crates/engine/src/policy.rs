@@ -18,11 +18,16 @@ pub const MAX_RULES_PER_LIST: usize = 10_000;
 /// each glob found under its index keys (see [`index_key`]), so their number
 /// bounds the work one invitation costs.
 pub const MAX_GLOBS_PER_LIST: usize = 1_000;
-/// Steps of glob matching one list may take in one decision. A hostile
+/// Steps of glob matching one list may take for one sender. A hostile
 /// list's globs (`*a*a*a…b`) then cost at most this, and match nobody
 /// past it, rather than stalling every owner behind one invitation. Honest
-/// globs (`@*:evil.org`, `*.evil.org`) take tens of steps each.
-pub const GLOB_BUDGET: u64 = 500_000;
+/// globs take about as many steps as the sender's ID is long: 1,000
+/// `*word*` globs against a 255-byte ID stay within it.
+pub const GLOB_BUDGET: u64 = 300_000;
+/// Pending strangers one pending check looks at; the next ones are checked
+/// by the next input (a cursor on the owner's record), so that one check
+/// never holds the processor for a whole flood of held rooms.
+pub const CHECK_PAGE: usize = 25;
 /// Lists an owner may follow (the operator's come on top).
 pub const MAX_LISTS_PER_OWNER: usize = 20;
 /// Bytes of a rule's entity and state key: a user ID is at most 255.
@@ -39,7 +44,8 @@ pub const MAX_RECENT: usize = 20;
 /// The index key of globs no literal part of which can be looked up: every
 /// invitation reads them (at most [`MAX_GLOBS_PER_LIST`] a list).
 pub const WILD: &str = "*";
-/// Parent domains of a sender's server looked up for `*.domain` globs.
+/// Parent domains of a sender's server looked up for `*.domain` globs (the
+/// ones nearest the top).
 const MAX_SUFFIXES: usize = 8;
 
 /// The state event types that carry rules: the spec's, and the older
@@ -149,6 +155,9 @@ pub struct PolicyList {
     /// Rules not kept because the list had [`MAX_RULES_PER_LIST`] (or
     /// [`MAX_GLOBS_PER_LIST`]) already.
     pub ignored: u32,
+    /// When a rule event last changed a slot (the engine's clock): a read of
+    /// the list's state asked for before then misses it, and replaces nothing.
+    pub event_ms: u64,
     /// When a rule that may ban someone new was last kept: followers whose
     /// pending strangers were checked before then are checked again (on
     /// the timer, one owner per input, however many rules came).
@@ -168,6 +177,7 @@ impl PolicyList {
             kept: 0,
             globs: 0,
             ignored: 0,
+            event_ms: 0,
             changed_ms: 0,
             rules: BTreeMap::new(),
         }
@@ -207,7 +217,7 @@ impl PolicyList {
                 // A rule whose reason alone changed bans nobody new.
                 let same_ban = old.is_some_and(|o| o.kind == rule.kind && o.entity == rule.entity);
                 if !same_ban {
-                    list.changed_ms = list.changed_ms.max(now_ms);
+                    list.changed_ms = changed(list.changed_ms, now_ms);
                 }
                 list.rules.insert(slot, rule.clone());
             }
@@ -231,7 +241,7 @@ impl PolicyList {
         // Only a rule that was not there before bans anyone new.
         let before: BTreeSet<(RuleKind, &str)> = self.rules.values().map(|r| (r.kind, r.entity.as_str())).collect();
         let news = list.rules.values().any(|r| !before.contains(&(r.kind, r.entity.as_str())));
-        list.changed_ms = if news { self.changed_ms.max(now_ms) } else { self.changed_ms };
+        list.changed_ms = if news { changed(self.changed_ms, now_ms) } else { self.changed_ms };
         list
     }
 
@@ -247,6 +257,13 @@ impl PolicyList {
         let new = next.rules.iter().filter(|(s, r)| self.rules.get(*s) != Some(*r)).map(|(s, r)| put(s, Some(r)));
         gone.chain(new).collect()
     }
+}
+
+/// A list's change mark after one more change: the time, but always past
+/// the last mark, so that a clock gone back still makes a new mark (the
+/// timer queues a check when the mark moves).
+fn changed(before: u64, now_ms: u64) -> u64 {
+    now_ms.max(before.saturating_add(1))
 }
 
 /// What a list's rules are read for a decision: none (its record only),
@@ -297,14 +314,19 @@ pub fn index_key(rule: &PolicyRule) -> String {
 /// The index keys an invitation from `user` (to `room`) looks up: the user
 /// ID, their server and its parent domains, the room, and [`WILD`].
 pub fn names(user: &UserId, room: Option<&RoomId>) -> Vec<String> {
-    let server = user.server_name().as_str();
-    let mut keys = vec![user.to_string(), server.to_owned()];
-    let mut rest = server;
-    for _ in 0..MAX_SUFFIXES {
-        let Some((_, parent)) = rest.split_once('.') else { break };
-        keys.push(parent.to_owned());
-        rest = parent;
+    let full = user.server_name();
+    let mut keys = vec![user.to_string(), full.to_string()];
+    // A server rule names the host, with or without a port (see `covers`).
+    let server = full.host();
+    if full.port().is_some() {
+        keys.push(server.to_owned());
     }
+    // The parents nearest the top: a `*.evil.org` rule names the domain its
+    // owner registered, and whoever owns it can name a server any number
+    // of labels under it (a.b.c.d.e.f.g.h.i.evil.org); the first parents
+    // from the left would miss it.
+    let parents: Vec<&str> = server.match_indices('.').map(|(i, _)| &server[i + 1..]).collect();
+    keys.extend(parents[parents.len().saturating_sub(MAX_SUFFIXES)..].iter().map(|p| (*p).to_owned()));
     keys.extend(room.map(|r| r.to_string()));
     keys.push(WILD.to_owned());
     keys
@@ -314,24 +336,27 @@ impl PolicyRule {
     /// Whether this rule bans `user` (or an invitation to `room`), within
     /// what is left of `budget` (glob steps).
     pub fn covers(&self, user: &UserId, room: Option<&RoomId>, budget: &mut u64) -> bool {
-        let text = match self.kind {
-            RuleKind::User => user.as_str(),
-            RuleKind::Server => user.server_name().as_str(),
-            RuleKind::Room => match room {
-                Some(r) => r.as_str(),
-                None => return false,
-            },
+        let mut one = |text: &str| {
+            if is_glob(&self.entity) { glob_match(&self.entity, text, budget) } else { self.entity == text }
         };
-        if is_glob(&self.entity) { glob_match(&self.entity, text, budget) } else { self.entity == text }
+        match self.kind {
+            RuleKind::User => one(user.as_str()),
+            // With or without its port: a server ban names the host (as
+            // the homeserver's server ACLs do), and a port changes nobody.
+            RuleKind::Server => {
+                let server = user.server_name();
+                one(server.as_str()) || (server.port().is_some() && one(server.host()))
+            }
+            RuleKind::Room => room.is_some_and(|r| one(r.as_str())),
+        }
     }
 }
 
 /// One list's rules as read, indexed for matching many subjects (each
-/// pending stranger) in one decision, with one glob budget for all.
+/// pending stranger) in one decision, with a glob budget for each.
 pub struct Matcher<'a> {
     pub list: &'a PolicyList,
     by_key: BTreeMap<String, Vec<&'a PolicyRule>>,
-    budget: u64,
 }
 
 impl<'a> Matcher<'a> {
@@ -340,14 +365,16 @@ impl<'a> Matcher<'a> {
         for rule in list.rules.values() {
             by_key.entry(index_key(rule)).or_default().push(rule);
         }
-        Matcher { list, by_key, budget: GLOB_BUDGET }
+        Matcher { list, by_key }
     }
 
-    /// The first rule banning `user`, or an invitation to `room`.
+    /// The first rule banning `user`, or an invitation to `room`, within
+    /// [`GLOB_BUDGET`] steps of glob matching.
     pub fn bans(&mut self, user: &UserId, room: Option<&RoomId>) -> Option<&'a PolicyRule> {
+        let mut budget = GLOB_BUDGET;
         for key in names(user, room) {
             for rule in self.by_key.get(&key).into_iter().flatten() {
-                if rule.covers(user, room, &mut self.budget) {
+                if rule.covers(user, room, &mut budget) {
                     return Some(rule);
                 }
             }
@@ -377,6 +404,13 @@ pub fn rule_of(event: &RuleEvent) -> Option<PolicyRule> {
     if literal < MIN_LITERAL {
         return None;
     }
+    // A rule with no wildcard is looked up under its entity (see
+    // [`index_key`]): one that is no name of its kind (a user rule for
+    // `remote.org`) bans nobody, yet every invitation from remote.org would
+    // read it, 10,000 times over in a hostile list. Not a rule.
+    if !is_glob(entity) && !names_one_of_its_kind(kind, entity) {
+        return None;
+    }
     let takedown = match event.recommendation.as_deref()? {
         BAN => false,
         TAKEDOWN => true,
@@ -385,6 +419,16 @@ pub fn rule_of(event: &RuleEvent) -> Option<PolicyRule> {
     // A reason is shown to the owner: one line, bounded.
     let reason = event.reason.as_deref().map(|r| texts::one_line(r, MAX_REASON)).filter(|r| !r.is_empty());
     Some(PolicyRule { kind, entity: entity.to_owned(), takedown, reason })
+}
+
+/// Whether `entity` (no glob) is a name a rule of `kind` can match: a user
+/// ID, a server name, a room ID or alias.
+fn names_one_of_its_kind(kind: RuleKind, entity: &str) -> bool {
+    match kind {
+        RuleKind::User => UserId::parse(entity).is_ok(),
+        RuleKind::Server => ruma::ServerName::parse(entity).is_ok(),
+        RuleKind::Room => entity.starts_with(['!', '#']),
+    }
 }
 
 /// Matrix globs: `*` any run of characters, `?` exactly one. Greedy with
@@ -475,11 +519,20 @@ pub(crate) fn invite(snapshot: &Snapshot, meta: &EventMeta, owner: &OwnerState, 
 pub(crate) fn rule_event(snapshot: &Snapshot, meta: &EventMeta, event: &RuleEvent, now_ms: u64) -> Decision {
     let Some(list) = snapshot.policy.get(&meta.room_id) else { return Decision::default() };
     let Some((updated, rule)) = list.with(event, now_ms) else { return Decision::default() };
-    let mut record = updated;
-    record.rules.clear();
+    let record = PolicyList { event_ms: now_ms.max(list.event_ms), rules: BTreeMap::new(), ..updated };
     Decision::default()
         .change(StateChange::PutPolicyRule { list: meta.room_id.clone(), slot: event.slot(), rule })
         .change(StateChange::PutPolicyList(record))
+}
+
+/// What a list's read brought (see `Input::ListRead`).
+#[derive(Clone, Copy)]
+pub struct Read<'a> {
+    /// Who asked (`None`: the operator's configuration, or a re-read).
+    pub owner: Option<&'a OwnedUserId>,
+    pub asked: &'a str,
+    pub rules: &'a [RuleEvent],
+    pub read_ms: Option<u64>,
 }
 
 /// A list was joined and its state read (or could not be): `owner` asked
@@ -487,17 +540,15 @@ pub(crate) fn rule_event(snapshot: &Snapshot, meta: &EventMeta, event: &RuleEven
 /// rules it has replace those kept, the owner follows it, and their
 /// pending strangers are checked against it; other followers' are on the
 /// timer, if it gained a rule.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn list_read(
     snapshot: &Snapshot,
-    owner: Option<&OwnedUserId>,
-    asked: &str,
+    read: Read<'_>,
     room_id: &OwnedRoomId,
-    events: &[RuleEvent],
     error: Option<&str>,
     now_ms: u64,
     config: &EngineConfig,
 ) -> Decision {
+    let Read { owner, asked, rules: events, read_ms } = read;
     let name = texts::one_line(asked, MAX_NAME);
     let state = owner.and_then(|o| snapshot.owners.get(o));
     let answer = |text: texts::Text| match state {
@@ -528,7 +579,10 @@ pub(crate) fn list_read(
     }
     let stored = snapshot.policy.get(room_id);
     let base = stored.cloned().unwrap_or_else(|| PolicyList::new(room_id.clone(), name.clone()));
-    let mut list = base.replaced(events, now_ms);
+    // A rule event applied since the state was asked for is newer than the
+    // read: the rules stay as they are (the next re-read catches up).
+    let stale = stored.is_some_and(|l| read_ms.is_some_and(|at| l.event_ms >= at));
+    let mut list = if stale { base.clone() } else { base.replaced(events, now_ms) };
     let mut d = Decision::default();
     match state {
         Some(o) => {
@@ -547,7 +601,7 @@ pub(crate) fn list_read(
             let text = texts::list_followed(&name, room_id, list.kept as usize, list.ignored, config.client_mode);
             d = d.effects_from(answer(text));
             // Its count written after the list's own change above, on top of it.
-            d = pending_banned(d, snapshot, &o, &mut [Matcher::of(&list)], now_ms);
+            d = pending_banned(d, snapshot, &o, &mut [Matcher::of(&list)], None, now_ms);
         }
         // A periodic re-read refreshes the rules of a list still kept.
         None if asked == REREAD => {
@@ -555,11 +609,23 @@ pub(crate) fn list_read(
                 return Decision::default();
             }
         }
-        None => list.operator = true,
+        None => {
+            // Newly the operator's: it now applies to owners who never
+            // followed it, whose pending strangers were checked without it.
+            if !list.operator {
+                list.changed_ms = changed(list.changed_ms, now_ms);
+            }
+            list.operator = true
+        }
     }
-    d.changes.extend(base.changes_to(&list));
+    // The record first, then its slots: a list followed for the first time
+    // must exist before its rules are put in it (the snapshot's `after`
+    // and the memory store drop a rule of a list they do not have).
+    let slots = base.changes_to(&list);
     list.rules.clear();
-    d.change(StateChange::PutPolicyList(list))
+    d = d.change(StateChange::PutPolicyList(list));
+    d.changes.extend(slots);
+    d
 }
 
 /// What a periodic re-read of a followed list is asked as: it follows the
@@ -575,12 +641,13 @@ fn pending_banned(
     snapshot: &Snapshot,
     owner: &OwnerState,
     lists: &mut [Matcher<'_>],
+    only: Option<&BTreeSet<&OwnedRoomId>>,
     now_ms: u64,
 ) -> Decision {
     let Some(overview) = &snapshot.overview else { return d };
     let mut state = owner.clone();
     let mut decided: BTreeSet<&OwnedUserId> = BTreeSet::new();
-    for (room, held) in &overview.held {
+    for (room, held) in overview.held.iter().filter(|(room, _)| only.is_none_or(|o| o.contains(room))) {
         let allowed = overview
             .contacts
             .get(&Subject::User(held.inviter.clone()))
@@ -610,25 +677,61 @@ fn pending_banned(
 /// What the timer queues an owner's pending check for: a list they follow
 /// (or the operator's) gained a rule since they were last checked.
 pub fn check_due(owner: &OwnerState, lists: &[&PolicyList]) -> bool {
-    lists
-        .iter()
-        .any(|l| (l.operator || owner.policy_lists.contains(&l.room_id)) && l.changed_ms > owner.lists_checked_ms)
+    lists.iter().any(|l| follows(owner, l) && l.changed_ms > owner.lists_checked_ms)
 }
 
-/// The owner's pending strangers checked against every list they follow
-/// (and the operator's), as the timer found one changed since the last
-/// check (see [`check_due`]).
+fn follows(owner: &OwnerState, list: &PolicyList) -> bool {
+    list.operator || owner.policy_lists.contains(&list.room_id)
+}
+
+/// The pending strangers one check looks at: up to [`CHECK_PAGE`] held
+/// rooms after the owner's cursor, and whether they are the last.
+pub fn check_page<'a>(owner: &OwnerState, overview: &'a OwnerOverview) -> (Vec<(&'a OwnedRoomId, &'a HeldRoom)>, bool) {
+    let after = |room: &&OwnedRoomId| owner.lists_check_from.as_ref().is_none_or(|(from, _)| *room > from);
+    let mut page: Vec<(&OwnedRoomId, &HeldRoom)> =
+        overview.held.iter().filter(|(room, _)| after(room)).take(CHECK_PAGE + 1).collect();
+    let last = page.len() <= CHECK_PAGE;
+    page.truncate(CHECK_PAGE);
+    (page, last)
+}
+
+/// The owner's pending strangers checked against the lists they follow
+/// (and the operator's) that changed since their last check, as the timer
+/// found one did (see [`check_due`]): a page at a time, each page's input
+/// queueing the next, the owner marked checked after the last.
 pub(crate) fn check_pending(snapshot: &Snapshot, owner: &OwnedUserId, now_ms: u64) -> Decision {
     let Some(state) = snapshot.owners.get(owner) else { return Decision::default() };
-    let mut matchers: Vec<Matcher<'_>> = lists_of(snapshot, state).map(Matcher::of).collect();
-    // Checked as of a millisecond ago: a rule kept later in this same
-    // millisecond still reads as newer.
-    let checked = OwnerState { lists_checked_ms: now_ms.saturating_sub(1), ..state.clone() };
-    let d = pending_banned(Decision::default(), snapshot, &checked, &mut matchers, now_ms);
-    match d.changes.iter().any(|c| matches!(c, StateChange::PutOwner(_))) {
-        true => d,
-        false => d.change(StateChange::PutOwner(checked)),
+    let Some(overview) = &snapshot.overview else { return Decision::default() };
+    let changed: Vec<&PolicyList> =
+        lists_of(snapshot, state).filter(|l| l.changed_ms > state.lists_checked_ms).collect();
+    // Nothing changed and no pass under way: a check queued twice (the
+    // timer's and a page's, after a restart) does nothing the second time.
+    if changed.is_empty() && state.lists_check_from.is_none() {
+        return Decision::default();
     }
+    let (page, last) = check_page(state, overview);
+    let rooms: BTreeSet<&OwnedRoomId> = page.iter().map(|(room, _)| *room).collect();
+    let mut matchers: Vec<Matcher<'_>> = changed.into_iter().map(Matcher::of).collect();
+    // Checked as of every list's mark as read when the pass began (each
+    // rule up to it was in what each page read), and at least a
+    // millisecond ago: a rule kept later gets a later mark, and one kept
+    // during the pass leaves the owner due again.
+    let mark = match &state.lists_check_from {
+        Some((_, mark)) => *mark,
+        None => lists_of(snapshot, state).map(|l| l.changed_ms).max().unwrap_or(0).max(now_ms.saturating_sub(1)),
+    };
+    let next = match last {
+        true => OwnerState { lists_checked_ms: mark, lists_check_from: None, ..state.clone() },
+        false => OwnerState { lists_check_from: page.last().map(|(room, _)| ((*room).clone(), mark)), ..state.clone() },
+    };
+    let mut d = pending_banned(Decision::default(), snapshot, &next, &mut matchers, Some(&rooms), now_ms);
+    if !d.changes.iter().any(|c| matches!(c, StateChange::PutOwner(_))) {
+        d = d.change(StateChange::PutOwner(next));
+    }
+    if !last {
+        d = d.effect(Effect::CheckPending { owner: owner.clone() });
+    }
+    d
 }
 
 /// The owner stops following `list`: forgotten once nobody follows it.

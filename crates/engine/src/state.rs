@@ -98,6 +98,9 @@ pub struct OwnerState {
     /// When the owner's pending strangers were last checked against their
     /// lists (see [`crate::policy::check_due`]).
     pub lists_checked_ms: u64,
+    /// A pending check under way stopped after this held room, and the
+    /// lists' mark when it began (see [`crate::policy::check_page`]).
+    pub lists_check_from: Option<(OwnedRoomId, u64)>,
 }
 
 /// Which decision an [`Undo`] reverts.
@@ -201,6 +204,7 @@ impl OwnerState {
             banned_ignore: false,
             shared_list: None,
             lists_checked_ms: 0,
+            lists_check_from: None,
         }
     }
 

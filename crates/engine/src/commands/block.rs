@@ -45,10 +45,27 @@ fn parse(args: &Args<'_>) -> Result<Command, String> {
 
 impl Handler for Block {
     fn run(self, ctx: &Ctx<'_>) -> Decision {
-        if self.targets.is_empty() {
-            return super::deny::all(ctx, UndoKind::Block);
-        }
         let reason = self.reason;
+        if self.targets.is_empty() {
+            let mut d = super::deny::all(ctx, UndoKind::Block);
+            // Everyone it blocked, published with the reason given.
+            if let (Some(room), Some(_)) = (&ctx.owner.shared_list, &reason) {
+                let blocked: Vec<Subject> = d
+                    .changes
+                    .iter()
+                    .filter_map(|c| match c {
+                        StateChange::PutContact { subject, contact: Contact::Blocked { .. }, .. } => {
+                            Some(subject.clone())
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                for subject in &blocked {
+                    d = d.effect(crate::policy::publish(&ctx.config.bot, room, subject, reason.clone(), true));
+                }
+            }
+            return d;
+        }
         ctx.with_subjects(&self.targets, |subjects| {
             let mut d = block(ctx, subjects);
             // With the reason given; blocks without one are published as

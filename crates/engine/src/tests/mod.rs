@@ -16,6 +16,7 @@ mod native;
 mod optin;
 mod outcomes;
 mod policy;
+mod policy_holes;
 mod reads;
 mod replies;
 mod screener;

@@ -61,7 +61,7 @@ fn a_mention_before_set_email_still_declares_the_codes_it_reads() {
 }
 
 fn with_filter(mut s: Snapshot, hand: &[Subject]) -> Snapshot {
-    let filter = InviteFilter { hand: hand.iter().cloned().collect(), blocks_all: false };
+    let filter = InviteFilter { hand: hand.iter().cloned().collect(), blocks_all: false, stable: false };
     let before = s.owners.get(&uid(ALICE)).cloned().unwrap_or_else(owner);
     s.owners.insert(uid(ALICE), OwnerState { invite_filter: Some(filter), ..before });
     s
@@ -229,6 +229,26 @@ fn at_opt_in_the_filters_blocks_and_allows_become_gatekeepers_and_its_blocks_go_
     let d = decide(&after, &input, NOW, &config());
     assert!(d.changes.iter().all(|c| !matches!(c, StateChange::PutContact { .. })), "{d:?}");
     assert!(edits(&d).is_empty());
+}
+
+#[test]
+fn a_stable_filter_that_hides_the_mirrored_blocks_is_told_once() {
+    let seen = FilterSeen { stable_present: true, ..Default::default() };
+    let input = Input::Native(NativeInput::InviteFilterRead { owner: uid(ALICE), seen });
+    let d = decide(&control(), &input, NOW, &config());
+    assert_eq!(kinds(&d), ["notice"]);
+    assert!(notice_body(&d).contains("ignores the list I keep your blocks in"), "{}", notice_body(&d));
+    let after = control().after(&d.changes);
+    assert!(kinds(&decide(&after, &input, NOW, &config())).is_empty(), "said once");
+    // Blocking every invite is told instead (it says more).
+    let all = FilterSeen { stable_present: true, blocks_all: true, ..Default::default() };
+    let d = decide(
+        &control(),
+        &Input::Native(NativeInput::InviteFilterRead { owner: uid(ALICE), seen: all }),
+        NOW,
+        &config(),
+    );
+    assert!(notice_body(&d).contains("never reach me") && !notice_body(&d).contains("ignores the list"));
 }
 
 #[test]

@@ -63,6 +63,14 @@ pub fn still_in_your_invite_filter(subject: &Subject) -> String {
     )
 }
 
+pub fn invite_filter_stable() -> Text {
+    plain(
+        "One of your apps set your homeserver's invite setting (`m.invite_permission_config`). While it is \
+         there, your homeserver ignores the list I keep your blocks in (`org.matrix.msc4155.invite_permission_config`), \
+         so blocked senders are turned away by me only, not also by the server while I am down. Nothing else changes.",
+    )
+}
+
 pub fn invite_filter_blocks_all() -> Text {
     plain(
         "Your homeserver's invite filter (set by one of your apps) blocks every invitation. \
