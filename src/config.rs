@@ -753,6 +753,8 @@ pub fn exposed_files(config_path: &Path, config: &Config) -> Vec<String> {
     {
         files.push(asv.registration.clone());
     }
+    // The PostgreSQL password, kept apart from the config for this reason.
+    files.extend(config.database.password_file.iter().cloned());
     files
         .iter()
         .filter(|path| open_to_others(path))
@@ -818,6 +820,35 @@ mod tests {
         assert_eq!(exposed_files(&path, &c), Vec::<String>::new());
         // A missing registration is reported by the check itself, not here.
         std::fs::remove_file(&registration).unwrap();
+        assert_eq!(exposed_files(&path, &c), Vec::<String>::new());
+    }
+
+    /// The PostgreSQL password's file holds a secret too.
+    #[cfg(unix)]
+    #[test]
+    fn check_config_warns_of_a_database_password_file_others_can_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        let password = dir.path().join("db-password");
+        let config = MINIMAL.replace("database:\n  path: ./data\n", "")
+            + "database:\n  url: postgresql://gk@db/gk\n  password_file: db-password\n";
+        std::fs::write(&path, config).unwrap();
+        std::fs::write(&password, "s3cret\n").unwrap();
+        let mode = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        mode(&path, 0o600);
+        mode(&password, 0o644);
+        let c = Config::load(&path, Vec::new()).unwrap();
+        let warnings = exposed_files(&path, &c);
+        assert_eq!(
+            warnings,
+            vec![format!(
+                "warning: {} is readable by other users and holds secrets; run `chmod 600 {}`",
+                password.display(),
+                password.display()
+            )]
+        );
+        mode(&password, 0o600);
         assert_eq!(exposed_files(&path, &c), Vec::<String>::new());
     }
 
