@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::path::Path;
+use std::time::Duration;
 
 use postgres::GenericClient;
 use postgres::config::SslMode;
@@ -38,8 +39,12 @@ const MIGRATIONS: &[&str] = &[include_str!("pg_migrations/0001_initial.sql")];
 /// The schema version this Gatekeeper knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
-/// The advisory lock under which a Gatekeeper migrates (any number: one
-/// that no one else is likely to use; "gkschema" in ASCII).
+/// The schema's advisory lock (any number: one that no one else is likely
+/// to use; "gkschema" in ASCII). Every connection of a running Gatekeeper
+/// holds it shared, for as long as it lives; a migration takes it alone.
+/// So a newer Gatekeeper (a standby upgraded first, the usual order of a
+/// rolling upgrade) migrates only once every older one has stopped, and an
+/// older one never writes to a schema it does not know.
 const MIGRATION_LOCK: i64 = 0x676b_7363_6865_6d61;
 
 const C_TRANSACTIONS: &str = "transactions";
@@ -101,6 +106,13 @@ pub struct PgStore {
     /// Set by a write committed without waiting for its WAL to be flushed
     /// (the quarantine's): [`Store::flush`] then makes it durable.
     unflushed: AtomicBool,
+    /// Set once the schema is this Gatekeeper's: from then on every new
+    /// connection holds the schema's lock shared (see [`MIGRATION_LOCK`]).
+    schema_ready: AtomicBool,
+    /// Why this store writes no more: a connection made again found the
+    /// schema changed (by a newer Gatekeeper, while none of this one's
+    /// connections held the lock). Gatekeeper then stops.
+    failed: Mutex<Option<String>>,
 }
 
 /// The connection and the statements prepared on it: each statement is
@@ -187,8 +199,14 @@ impl PgStore {
             main: Mutex::new(None),
             intake: Mutex::new(None),
             unflushed: AtomicBool::new(false),
+            schema_ready: AtomicBool::new(false),
+            failed: Mutex::new(None),
         };
-        store.with_conn(&store.main, |conn| migrate(&mut conn.client))?;
+        store.with_conn(&store.main, |conn| {
+            migrate(&mut conn.client)?;
+            hold_schema(&mut conn.client)?.map_err(StoreError::Backend)
+        })?;
+        store.schema_ready.store(true, Ordering::SeqCst);
         Ok(store)
     }
 
@@ -197,10 +215,7 @@ impl PgStore {
     pub fn probe(url: &str, password: Option<&str>, ca_file: Option<&Path>) -> Result<String, StoreError> {
         let (config, tls) = parse_url(url, password, ca_file)?;
         let mut client = connect(&config, tls.as_ref())?;
-        let exists: bool = client.query_one("SELECT to_regclass('gatekeeper_schema') IS NOT NULL", &[])?.get(0);
-        let found: Option<i32> =
-            if exists { client.query_one("SELECT max(version) FROM gatekeeper_schema", &[])?.get(0) } else { None };
-        Ok(match found {
+        Ok(match schema_version(&mut client)? {
             None => format!("reachable, empty (the schema, version {SCHEMA_VERSION}, is made at the first start)"),
             Some(v) if v > SCHEMA_VERSION => {
                 return Err(StoreError::Backend(format!(
@@ -218,18 +233,28 @@ impl PgStore {
     ///
     /// The synchronous client drives its connection on a runtime of its
     /// own, which tokio refuses to start on a thread that already runs
-    /// async tasks: called from one (start-up, `/metrics`), the call runs
-    /// on a thread of its own. The pipeline calls from blocking threads.
+    /// async tasks: called from one, the call leaves the runtime first
+    /// (`block_in_place`), or on a single-threaded runtime runs on a thread
+    /// of its own. The pipeline calls from blocking threads.
     fn with_conn<T: Send>(
         &self,
         lane: &Mutex<Option<Conn>>,
         f: impl FnOnce(&mut Conn) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return std::thread::scope(|s| s.spawn(|| self.with_conn_here(lane, f)).join())
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            // On a worker (`/health/ready`, start-up, shutdown), the call
+            // may wait for the connection behind a batch, or for a server
+            // that does not answer: the worker hands its other tasks (the
+            // intake's requests among them) to another thread first, and
+            // the client's own runtime may start. On a blocking thread (the
+            // pipeline's) this is the call itself, without a thread.
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                tokio::task::block_in_place(|| self.with_conn_here(lane, f))
+            }
+            Ok(_) => std::thread::scope(|s| s.spawn(|| self.with_conn_here(lane, f)).join())
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(_) => self.with_conn_here(lane, f),
         }
-        self.with_conn_here(lane, f)
     }
 
     fn with_conn_here<T>(
@@ -240,7 +265,15 @@ impl PgStore {
         let mut guard = lane.lock().unwrap_or_else(|p| p.into_inner());
         if guard.as_ref().is_none_or(|c| c.client.is_closed()) {
             *guard = None;
-            *guard = Some(Conn { client: connect(&self.config, self.tls.as_ref())?, statements: HashMap::new() });
+            let mut client = connect(&self.config, self.tls.as_ref())?;
+            if self.schema_ready.load(Ordering::SeqCst)
+                && let Err(why) = hold_schema(&mut client)?
+            {
+                tracing::error!(%why, "the database's schema changed under this Gatekeeper; it writes no more");
+                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+                return Err(StoreError::Backend(why));
+            }
+            *guard = Some(Conn { client, statements: HashMap::new() });
         }
         let conn = guard.as_mut().expect("connected above");
         let result = f(conn);
@@ -322,6 +355,7 @@ fn parse_url(
     if let Some(p) = password {
         config.password(p);
     }
+    bound_waits(&mut config);
     let tls = if config.get_ssl_mode() == SslMode::Require {
         Some(super::pg_tls::Rustls::new(ca_file).map_err(StoreError::Backend)?)
     } else {
@@ -331,6 +365,53 @@ fn parse_url(
         None
     };
     Ok((config, tls))
+}
+
+/// How long a connection attempt may take before it fails (the kernel's
+/// default gives up after two minutes of unanswered SYNs).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// TCP keepalive, on both ends: a peer that is gone (its host down, the
+/// network cut) is noticed after about `IDLE + INTERVAL * RETRIES`, not
+/// after the kernel's default two hours of silence.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_RETRIES: u32 = 3;
+/// How long sent data may stay unacknowledged before the connection is
+/// given up (Linux; the kernel's default retransmits for about 15 minutes).
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The server ends a session left idle inside a transaction this long.
+/// Gatekeeper's transactions never wait on anything but the database, so
+/// only a client that died mid-transaction (its host lost, a network cut:
+/// no FIN reaches the server) gets there; until then its row locks (the
+/// homeserver's transaction ID, the inbox items of a batch) would stop a
+/// standby that took over from writing the same rows.
+const IDLE_IN_TRANSACTION: &str = "30s";
+
+/// Bounds every wait on the network that the URL does not bound itself, so
+/// that a dead server or a cut network fails a call within seconds (and the
+/// next call connects again, to the server that took over), and asks for a
+/// server that accepts writes (with several hosts in the URL: the primary,
+/// not a hot standby that would refuse every write).
+fn bound_waits(config: &mut postgres::Config) {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    // tokio-postgres's own default idle time is the kernel's two hours.
+    if config.get_keepalives_idle() >= Duration::from_secs(2 * 60 * 60) {
+        config.keepalives_idle(KEEPALIVE_IDLE);
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(KEEPALIVE_INTERVAL);
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(KEEPALIVE_RETRIES);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+    if config.get_target_session_attrs() == postgres::config::TargetSessionAttrs::Any {
+        config.target_session_attrs(postgres::config::TargetSessionAttrs::ReadWrite);
+    }
 }
 
 impl Drop for PgStore {
@@ -357,8 +438,17 @@ fn connect(config: &postgres::Config, tls: Option<&super::pg_tls::Rustls>) -> Re
     let mut client =
         client.map_err(|e| StoreError::Backend(format!("connecting to PostgreSQL: {}", with_causes(&e))))?;
     // Whatever the server's default: nothing is acknowledged before its
-    // commit is on disk.
-    client.batch_execute("SET synchronous_commit = on; SET application_name = 'gatekeeper'")?;
+    // commit is on disk. And the server's side of the keepalive and a bound
+    // on a transaction left open: a Gatekeeper that dies with its host
+    // releases what it held within seconds (see `IDLE_IN_TRANSACTION`).
+    client.batch_execute(&format!(
+        "SET synchronous_commit = on; SET application_name = 'gatekeeper'; \
+         SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'; \
+         SET tcp_keepalives_idle = {}; SET tcp_keepalives_interval = {}; SET tcp_keepalives_count = {}",
+        KEEPALIVE_IDLE.as_secs(),
+        KEEPALIVE_INTERVAL.as_secs(),
+        KEEPALIVE_RETRIES
+    ))?;
     Ok(client)
 }
 
@@ -375,19 +465,63 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// The schema's version, `None` on a database Gatekeeper never used.
+fn schema_version(client: &mut postgres::Client) -> Result<Option<i32>, StoreError> {
+    let exists: bool = client.query_one("SELECT to_regclass('gatekeeper_schema') IS NOT NULL", &[])?.get(0);
+    Ok(if exists { client.query_one("SELECT max(version) FROM gatekeeper_schema", &[])?.get(0) } else { None })
+}
+
+fn newer_schema(found: i32) -> StoreError {
+    StoreError::Backend(format!(
+        "the database's schema is version {found}, newer than this Gatekeeper knows ({SCHEMA_VERSION}): \
+         it was used by a newer Gatekeeper; run that one (or a newer one) instead"
+    ))
+}
+
+/// Takes the schema's lock shared for the connection's life (see
+/// [`MIGRATION_LOCK`]), then checks that the schema is this Gatekeeper's:
+/// the inner error says why not.
+fn hold_schema(client: &mut postgres::Client) -> Result<Result<(), String>, StoreError> {
+    // Its own statement, before the version is read: a statement reads
+    // the database as it was when it started, before any wait for a lock.
+    client.execute("SELECT pg_advisory_lock_shared($1)", &[&MIGRATION_LOCK])?;
+    Ok(match schema_version(client)? {
+        Some(SCHEMA_VERSION) => Ok(()),
+        found => Err(format!(
+            "the database's schema is version {}, not this Gatekeeper's ({SCHEMA_VERSION}): another Gatekeeper \
+             migrated it; run that one's version",
+            found.unwrap_or(0)
+        )),
+    })
+}
+
 fn migrate(client: &mut postgres::Client) -> Result<(), StoreError> {
+    // Up to date (a standby starting beside the active one): nothing to
+    // wait for. The lock alone would wait for every running Gatekeeper.
+    match schema_version(client)? {
+        Some(SCHEMA_VERSION) => return Ok(()),
+        // Refused at once, not after waiting for the newer ones to stop.
+        Some(found) if found > SCHEMA_VERSION => return Err(newer_schema(found)),
+        _ => {}
+    }
     let mut tx = client.transaction()?;
     // Two Gatekeepers starting together: one migrates, the other waits
-    // here and then finds the schema up to date.
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    // here and then finds the schema up to date. An older Gatekeeper still
+    // running holds the lock shared: the migration waits for it to stop.
+    let alone: bool = tx.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?.get(0);
+    if !alone {
+        tracing::warn!(
+            to = SCHEMA_VERSION,
+            "another Gatekeeper runs on this database: the schema is migrated once it (or the one migrating) \
+             stops; waiting"
+        );
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    }
     tx.batch_execute("CREATE TABLE IF NOT EXISTS gatekeeper_schema (version integer NOT NULL)")?;
     let found: Option<i32> = tx.query_opt("SELECT max(version) FROM gatekeeper_schema", &[])?.and_then(|r| r.get(0));
     let found = found.unwrap_or(0);
     if found > SCHEMA_VERSION {
-        return Err(StoreError::Backend(format!(
-            "the database's schema is version {found}, newer than this Gatekeeper knows ({SCHEMA_VERSION}): \
-             it was used by a newer Gatekeeper; run that one (or a newer one) instead"
-        )));
+        return Err(newer_schema(found));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
         tx.batch_execute(sql)
@@ -1071,6 +1205,10 @@ impl Store for PgStore {
         })
     }
 
+    fn failure(&self) -> Option<String> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         if !self.unflushed.swap(false, Ordering::SeqCst) {
             return Ok(());
@@ -1343,6 +1481,55 @@ mod tests {
         assert_eq!(v, SCHEMA_VERSION + 1, "not migrated down, not touched");
     }
 
+    /// A newer Gatekeeper (a standby upgraded first, the usual order of a
+    /// rolling upgrade) must not change the schema under one that runs: its
+    /// migration needs the schema's lock alone, which a running one holds
+    /// shared. Should it get there while none of this one's connections
+    /// held it (all broken at once), this one writes nothing more and says
+    /// why: Gatekeeper stops, and its next start refuses the newer schema.
+    #[test]
+    fn the_schema_is_not_migrated_under_a_running_gatekeeper() {
+        let pg = super::super::pg_test_server::Postgres::shared();
+        let url = pg.create_database();
+        let database = url.rsplit('/').next().unwrap().to_owned();
+        let s = PgStore::open(&url).unwrap();
+        s.accept_transaction("t1", &[b"{}"], 1).unwrap();
+        // What a newer Gatekeeper's migration does first.
+        let mut newer = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let alone: bool = newer.query_one("SELECT pg_try_advisory_lock($1)", &[&MIGRATION_LOCK]).unwrap().get(0);
+        assert!(!alone, "a migration could start under a running Gatekeeper");
+        pg.sql(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = '{database}' AND application_name = 'gatekeeper'"
+        ));
+        // Granted once the ended sessions are gone.
+        newer.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).unwrap();
+        newer.batch_execute("UPDATE gatekeeper_schema SET version = version + 1").unwrap();
+        newer.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).unwrap();
+        assert_eq!(s.failure(), None);
+        // The first call may meet the broken connection; the next connects again.
+        let _maybe_broken = s.accept_transaction("t2", &[b"{}"], 2);
+        let e = s.accept_transaction("t2", &[b"{}"], 2).unwrap_err().to_string();
+        assert!(e.contains("not this Gatekeeper's"), "{e}");
+        assert!(s.failure().is_some_and(|f| f.contains("another Gatekeeper migrated it")));
+        let _maybe_broken = s.inbox_batch(10);
+        assert!(s.inbox_batch(10).is_err(), "the other connection refuses too");
+        let stored: i64 = newer.query_one("SELECT count(*) FROM inbox", &[]).unwrap().get(0);
+        assert_eq!(stored, 1, "nothing written to a schema this Gatekeeper does not know");
+    }
+
+    /// A standby of the same version starting beside the running one does
+    /// not wait for it: the schema is up to date, nothing to migrate.
+    #[test]
+    fn a_second_gatekeeper_of_the_same_version_starts_beside_the_first() {
+        let url = super::super::pg_test_server::Postgres::shared().create_database();
+        let first = PgStore::open(&url).unwrap();
+        first.accept_transaction("t1", &[b"{}"], 1).unwrap();
+        let second = PgStore::open(&url).unwrap();
+        assert_eq!(second.inbox_batch(10).unwrap().len(), 1);
+        assert_eq!(first.inbox_batch(10).unwrap().len(), 1);
+    }
+
     /// Keys and records may hold what `text` and `jsonb` refuse: a NUL.
     #[test]
     fn a_nul_in_an_event_a_key_or_a_state_key_is_kept() {
@@ -1468,6 +1655,106 @@ mod tests {
             release.send(()).unwrap();
         });
         assert_eq!(s.inbox_batch(10).unwrap().len(), 1);
+    }
+
+    /// A server that dies or a network that is cut must fail a call within
+    /// seconds (the next one connects again, to whichever server took
+    /// over), not after the kernel's defaults (two minutes to connect, two
+    /// hours of silence before a probe, 15 minutes of retransmissions).
+    /// What the URL sets itself is kept. With several hosts, the one that
+    /// accepts writes is taken, not a hot standby that refuses them all.
+    #[test]
+    fn waits_on_the_network_are_bounded_and_a_writable_server_is_asked_for() {
+        use postgres::config::TargetSessionAttrs;
+        let (c, _) = parse_url("postgresql://gk@db1,db2/gk", None, None).unwrap();
+        assert_eq!(c.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        assert!(c.get_keepalives());
+        assert_eq!(c.get_keepalives_idle(), KEEPALIVE_IDLE);
+        assert_eq!(c.get_keepalives_interval(), Some(KEEPALIVE_INTERVAL));
+        assert_eq!(c.get_keepalives_retries(), Some(KEEPALIVE_RETRIES));
+        assert_eq!(c.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+        assert_eq!(c.get_target_session_attrs(), TargetSessionAttrs::ReadWrite);
+        let (c, _) = parse_url(
+            "postgresql://gk@db/gk?connect_timeout=3&keepalives_idle=60&tcp_user_timeout=7\
+             &keepalives_interval=2&keepalives_retries=9",
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(3)));
+        assert_eq!(c.get_keepalives_idle(), Duration::from_secs(60));
+        assert_eq!(c.get_keepalives_interval(), Some(Duration::from_secs(2)));
+        assert_eq!(c.get_keepalives_retries(), Some(9));
+        // In seconds, unlike libpq's milliseconds.
+        assert_eq!(c.get_tcp_user_timeout(), Some(&Duration::from_secs(7)));
+    }
+
+    /// The server's side of the same: a Gatekeeper whose host dies (no FIN
+    /// reaches the server) in the middle of a transaction must not keep its
+    /// row locks (the homeserver's transaction ID, a batch's inbox items)
+    /// for the server's default two hours, which would stop a standby that
+    /// took over from writing the same rows. Both connections say so.
+    #[test]
+    fn sessions_end_a_dead_clients_transaction_within_seconds() {
+        let (s, ()) = fresh();
+        s.accept_transaction("t1", &[b"{}"], 1).unwrap();
+        let settings = |lane: &Mutex<Option<Conn>>| -> Vec<String> {
+            s.with_conn(lane, |conn| {
+                let row = conn.client.query_one(
+                    "SELECT current_setting('idle_in_transaction_session_timeout'), \
+                     current_setting('tcp_keepalives_idle'), current_setting('tcp_keepalives_interval'), \
+                     current_setting('tcp_keepalives_count')",
+                    &[],
+                )?;
+                Ok((0..4).map(|i| row.get::<_, String>(i)).collect())
+            })
+            .unwrap()
+        };
+        for lane in [&s.main, &s.intake] {
+            assert_eq!(settings(lane), ["30s", "10", "5", "3"]);
+        }
+    }
+
+    /// `/health/ready` asks the store from async code, on a worker: while
+    /// it waits for the connection (behind a batch being written, or for a
+    /// server that does not answer), the runtime's other tasks (the
+    /// homeserver's transactions, the other probes) must go on. With one
+    /// worker, a task queued behind the waiting one runs at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_wait_for_the_database_does_not_stop_the_runtime() {
+        let (s, ()) = fresh();
+        let s = std::sync::Arc::new(s);
+        let (held, is_held) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                s.write(move |_| {
+                    held.send(()).unwrap();
+                    let _ = released.recv_timeout(std::time::Duration::from_secs(10));
+                    Ok(())
+                })
+                .unwrap()
+            })
+        };
+        is_held.recv().unwrap();
+        let (started, has_started) = std::sync::mpsc::channel();
+        let waiting = tokio::spawn({
+            let s = s.clone();
+            async move {
+                started.send(()).unwrap();
+                s.outbox_high_water()
+            }
+        });
+        has_started.recv().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let (ran, has_run) = std::sync::mpsc::channel();
+        tokio::spawn(async move { ran.send(()).unwrap() });
+        let other_ran = has_run.recv_timeout(std::time::Duration::from_secs(3)).is_ok();
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        assert_eq!(waiting.await.unwrap().unwrap(), 0);
+        assert!(other_ran, "the runtime stood still while one task waited for the database");
     }
 
     fn encrypted(s: &PgStore) -> bool {
