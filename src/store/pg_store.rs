@@ -495,28 +495,45 @@ fn hold_schema(client: &mut postgres::Client) -> Result<Result<(), String>, Stor
     })
 }
 
+/// How often a migration that waits for other Gatekeepers to stop tries
+/// again.
+const MIGRATION_POLL: Duration = Duration::from_secs(1);
+
 fn migrate(client: &mut postgres::Client) -> Result<(), StoreError> {
-    // Up to date (a standby starting beside the active one): nothing to
-    // wait for. The lock alone would wait for every running Gatekeeper.
-    match schema_version(client)? {
-        Some(SCHEMA_VERSION) => return Ok(()),
-        // Refused at once, not after waiting for the newer ones to stop.
-        Some(found) if found > SCHEMA_VERSION => return Err(newer_schema(found)),
-        _ => {}
+    let mut said = false;
+    loop {
+        match schema_version(client)? {
+            // Up to date (a standby starting beside the active one, or
+            // another Gatekeeper starting at the same time migrated it).
+            Some(SCHEMA_VERSION) => return Ok(()),
+            // Refused at once, not after waiting for the newer ones to stop.
+            Some(found) if found > SCHEMA_VERSION => return Err(newer_schema(found)),
+            _ => {}
+        }
+        let mut tx = client.transaction()?;
+        // Tried, not waited for in PostgreSQL's queue: a waiting request
+        // for the lock alone would make every running Gatekeeper's next
+        // connection wait behind it, for as long as the others run.
+        let alone: bool = tx.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?.get(0);
+        if alone {
+            return migrate_alone(tx);
+        }
+        drop(tx);
+        if !said {
+            said = true;
+            tracing::warn!(
+                to = SCHEMA_VERSION,
+                "another Gatekeeper runs on this database: its schema is migrated once every other one stops; \
+                 waiting"
+            );
+        }
+        std::thread::sleep(MIGRATION_POLL);
     }
-    let mut tx = client.transaction()?;
-    // Two Gatekeepers starting together: one migrates, the other waits
-    // here and then finds the schema up to date. An older Gatekeeper still
-    // running holds the lock shared: the migration waits for it to stop.
-    let alone: bool = tx.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?.get(0);
-    if !alone {
-        tracing::warn!(
-            to = SCHEMA_VERSION,
-            "another Gatekeeper runs on this database: the schema is migrated once it (or the one migrating) \
-             stops; waiting"
-        );
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
-    }
+}
+
+/// The migrations this Gatekeeper knows that the database lacks, under
+/// the schema's lock, taken alone.
+fn migrate_alone(mut tx: postgres::Transaction<'_>) -> Result<(), StoreError> {
     tx.batch_execute("CREATE TABLE IF NOT EXISTS gatekeeper_schema (version integer NOT NULL)")?;
     let found: Option<i32> = tx.query_opt("SELECT max(version) FROM gatekeeper_schema", &[])?.and_then(|r| r.get(0));
     let found = found.unwrap_or(0);
@@ -1516,6 +1533,52 @@ mod tests {
         assert!(s.inbox_batch(10).is_err(), "the other connection refuses too");
         let stored: i64 = newer.query_one("SELECT count(*) FROM inbox", &[]).unwrap().get(0);
         assert_eq!(stored, 1, "nothing written to a schema this Gatekeeper does not know");
+    }
+
+    /// A migration waiting for a running Gatekeeper to stop must not make
+    /// that one's connections wait behind it: with one of them still open
+    /// (holding the lock shared), the other is made again at once. (The
+    /// database's version is set back to stand for a newer Gatekeeper's
+    /// migration, which one binary cannot be.)
+    #[test]
+    fn a_waiting_migration_does_not_stop_a_running_gatekeepers_connections() {
+        let pg = super::super::pg_test_server::Postgres::shared();
+        let url = pg.create_database();
+        let s = PgStore::open(&url).unwrap();
+        s.accept_transaction("t1", &[b"{}"], 1).unwrap();
+        let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        admin.batch_execute("UPDATE gatekeeper_schema SET version = 0").unwrap();
+        let migrating = std::thread::spawn({
+            let url = url.clone();
+            move || migrate(&mut postgres::Client::connect(&url, postgres::NoTls).unwrap())
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(!migrating.is_finished(), "it waits while this one runs");
+        let intake: i32 =
+            s.with_conn(&s.intake, |c| Ok(c.client.query_one("SELECT pg_backend_pid()", &[])?.get(0))).unwrap();
+        pg.sql(&format!("SELECT pg_terminate_backend({intake})"));
+        std::thread::sleep(Duration::from_millis(200));
+        let start = std::time::Instant::now();
+        // The first call may meet the broken connection; the next makes it
+        // again (and finds a schema that is not its own: refused).
+        let _maybe_broken = s.accept_transaction("t2", &[b"{}"], 2);
+        assert!(s.accept_transaction("t2", &[b"{}"], 2).is_err());
+        assert!(start.elapsed() < Duration::from_secs(5), "waited {:?}", start.elapsed());
+        admin.batch_execute(&format!("UPDATE gatekeeper_schema SET version = {SCHEMA_VERSION}")).unwrap();
+        migrating.join().unwrap().unwrap();
+    }
+
+    /// Gatekeepers starting together on an empty database: one migrates,
+    /// the others find the schema up to date.
+    #[test]
+    fn gatekeepers_starting_together_migrate_once() {
+        let url = super::super::pg_test_server::Postgres::shared().create_database();
+        let stores: Vec<PgStore> = std::thread::scope(|scope| {
+            let opening: Vec<_> = (0..3).map(|_| scope.spawn(|| PgStore::open(&url).unwrap())).collect();
+            opening.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        stores[0].accept_transaction("t1", &[b"{}"], 1).unwrap();
+        assert!(stores.iter().all(|s| s.inbox_batch(10).unwrap().len() == 1));
     }
 
     /// A standby of the same version starting beside the running one does
