@@ -1752,6 +1752,27 @@ mod tests {
         assert_eq!(c.get_tcp_user_timeout(), Some(&Duration::from_secs(7)));
     }
 
+    /// A server that refuses every write (a hot standby, a primary made
+    /// read-only) is not one to connect to: reads would go on answering
+    /// (`/health/ready` says ready) while every write failed. Connecting
+    /// fails instead, and says why.
+    #[test]
+    fn a_server_that_refuses_writes_is_not_connected_to() {
+        let pg = super::super::pg_test_server::Postgres::shared();
+        let url = pg.create_database();
+        let database = url.rsplit('/').next().unwrap().to_owned();
+        let s = PgStore::open(&url).unwrap();
+        assert_eq!(s.outbox_high_water().unwrap(), 0);
+        pg.sql(&format!("ALTER DATABASE {database} SET default_transaction_read_only = on"));
+        pg.sql(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = '{database}' AND application_name = 'gatekeeper'"
+        ));
+        let _maybe_broken = s.outbox_high_water();
+        let e = s.outbox_high_water().unwrap_err().to_string();
+        assert!(e.contains("does not allow writes"), "{e}");
+    }
+
     /// The server's side of the same: a Gatekeeper whose host dies (no FIN
     /// reaches the server) in the middle of a transaction must not keep its
     /// row locks (the homeserver's transaction ID, a batch's inbox items)
