@@ -14,6 +14,14 @@
 //! captured), and the time from a stranger's first message arriving to the
 //! etiquette reply being queued. Run with `cargo bench --bench ingest`;
 //! results go to BENCHMARKS.md.
+//!
+//! The same intake and processing on PostgreSQL, in the same run: a cluster
+//! of the bench's own, started the way the tests start theirs
+//! (`tests/support/postgres.rs`: Debian's package, `initdb`, loopback,
+//! PostgreSQL's defaults, synchronous commit), each store on a fresh
+//! database, with its own floor: the same HTTP, parse and ONE insert of the
+//! body, committed synchronously. `BENCH_ROUNDS` sets how many rounds the
+//! target figures take (3 when unset).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,8 +30,21 @@ use gatekeeper::appservice::http::{Intake, router};
 use gatekeeper::engine::{Bounds, Effect, EngineConfig, HeldRoom, OwnerState, RoomState, StateChange};
 use gatekeeper::pipeline::processor::process_batch;
 use gatekeeper::secret::Secret;
-use gatekeeper::store::{SledStore, Store};
+use gatekeeper::store::{PgStore, SledStore, Store};
 use serde_json::value::RawValue;
+
+// The tests' PostgreSQL, included by path with the install step it uses.
+#[allow(dead_code)]
+#[path = "../tests/support/install.rs"]
+mod install;
+#[allow(dead_code)]
+#[path = "../tests/support/postgres.rs"]
+mod postgres_server;
+
+/// Where the install lock shared with the tests lives.
+fn target_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target")
+}
 
 const TXNS: usize = 300;
 const EVENTS: usize = 100;
@@ -183,6 +204,70 @@ async fn floor_over_http(bodies: &[String]) -> Floor {
     Floor { total, acks }
 }
 
+/// Floor (a) on PostgreSQL: the same HTTP server and client, each PUT's
+/// body parsed and inserted whole into a table of its own, in one
+/// transaction committed synchronously (on a blocking thread, as the
+/// intake does) before the 200. What any durable intake into PostgreSQL
+/// over HTTP must at least do.
+async fn pg_floor_over_http(url: &str, bodies: &[String]) -> Floor {
+    // The synchronous client runs its own runtime: connected, used and
+    // dropped on blocking threads only, never on the bench's async ones.
+    type PgFloorState = Arc<(std::sync::Mutex<Option<postgres::Client>>, std::sync::atomic::AtomicU64)>;
+    let url = url.to_owned();
+    let client = tokio::task::spawn_blocking(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.batch_execute("CREATE TABLE floor (seq bigint PRIMARY KEY, body bytea NOT NULL)").unwrap();
+        c
+    })
+    .await
+    .unwrap();
+    let state: PgFloorState = Arc::new((std::sync::Mutex::new(Some(client)), std::sync::atomic::AtomicU64::new(0)));
+    async fn put(axum::extract::State(s): axum::extract::State<PgFloorState>, body: axum::body::Bytes) -> &'static str {
+        tokio::task::spawn_blocking(move || {
+            let parsed: Body<'_> = serde_json::from_slice(&body).unwrap();
+            assert!(!parsed.events.is_empty());
+            let seq = s.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst) as i64;
+            let mut guard = s.0.lock().unwrap();
+            let mut tx = guard.as_mut().unwrap().transaction().unwrap();
+            tx.execute("INSERT INTO floor (seq, body) VALUES ($1, $2)", &[&seq, &body.as_ref()]).unwrap();
+            tx.commit().unwrap();
+        })
+        .await
+        .unwrap();
+        "{}"
+    }
+    let app = axum::Router::new().route("/t/{id}", axum::routing::put(put)).with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::new();
+    let mut acks = Vec::with_capacity(bodies.len());
+    let start = Instant::now();
+    for (i, body) in bodies.iter().enumerate() {
+        let t = Instant::now();
+        let resp = http.put(format!("{base}/t/{i}")).bearer_auth(TOKEN).body(body.clone()).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        acks.push(t.elapsed());
+    }
+    let total = start.elapsed();
+    server.abort();
+    tokio::task::spawn_blocking(move || drop(state.0.lock().unwrap().take())).await.unwrap();
+    acks.sort();
+    Floor { total, acks }
+}
+
+/// A PostgreSQL store on a fresh database of its own.
+fn pg_store(pg: &postgres_server::Postgres) -> Arc<dyn Store> {
+    Arc::new(PgStore::open(&pg.create_database()).unwrap())
+}
+
+/// A PostgreSQL store with one owner holding `rooms` DMs from strangers.
+fn pg_held(pg: &postgres_server::Postgres, rooms: usize) -> Arc<dyn Store> {
+    let store = pg_store(pg);
+    hold_rooms(store.as_ref(), rooms);
+    store
+}
+
 /// The least sled work a captured message needs, on top of [`floor`]: read
 /// back from the inbox, its capture written under its own key, the inbox
 /// entry removed, in one transaction and one flush per 100 events. No
@@ -234,7 +319,7 @@ struct Intaken {
 /// Sends `bodies` one at a time through the HTTP intake into `store`; with
 /// `processing`, the processor drains the inbox meanwhile on a thread of
 /// its own, as in production (woken by the intake, batches of 100).
-async fn through_http(store: Arc<SledStore>, bodies: &[String], processing: bool) -> Intaken {
+async fn through_http(store: Arc<dyn Store>, bodies: &[String], processing: bool) -> Intaken {
     let wake = Arc::new(tokio::sync::Notify::new());
     let intake = Arc::new(Intake {
         store: store.clone(),
@@ -325,6 +410,12 @@ fn stranger_transaction(t: usize) -> String {
 /// A store with one owner holding `rooms` DMs from strangers.
 fn store_with_held_rooms(path: &std::path::Path, rooms: usize) -> SledStore {
     let store = SledStore::open(path, 64).unwrap();
+    hold_rooms(&store, rooms);
+    store
+}
+
+/// One owner holding `rooms` DMs from strangers, in `store`.
+fn hold_rooms(store: &dyn Store, rooms: usize) {
     let owner: ruma::OwnedUserId = "@alice:example.org".try_into().unwrap();
     let control: ruma::OwnedRoomId = "!control:example.org".try_into().unwrap();
     let mut changes = vec![StateChange::PutOwner(OwnerState::new(owner.clone(), control, 1))];
@@ -337,13 +428,11 @@ fn store_with_held_rooms(path: &std::path::Path, rooms: usize) -> SledStore {
     store.accept_transaction("setup", &[b"{}"], 1).unwrap();
     let item = store.inbox_batch(1).unwrap().remove(0);
     store.commit(item.seq, &gatekeeper::engine::Decision { changes, effects: vec![], outcomes: vec![] }).unwrap();
-    store
 }
 
-/// From a stranger's first message being accepted to the reply being queued.
-fn invite_to_reply(rounds: usize) -> Vec<Duration> {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_with_held_rooms(&dir.path().join("db"), rounds);
+/// From a stranger's first message being accepted to the reply being
+/// queued, in a `store` holding `rounds` rooms ([`hold_rooms`]).
+fn invite_to_reply(store: &dyn Store, rounds: usize) -> Vec<Duration> {
     let config = config();
     let mut out = Vec::with_capacity(rounds);
     for r in 0..rounds {
@@ -352,13 +441,48 @@ fn invite_to_reply(rounds: usize) -> Vec<Duration> {
         );
         let start = Instant::now();
         store.accept_transaction(&format!("r{r}"), &[event.as_bytes()], 2).unwrap();
-        process_batch(&store, &config, &gatekeeper::pipeline::clock::SystemClock).unwrap();
+        process_batch(store, &config, &gatekeeper::pipeline::clock::SystemClock).unwrap();
         out.push(start.elapsed());
         let queued = store.outbox_batch(u64::MAX, 1000, false).unwrap();
         assert!(queued.iter().any(|i| matches!(&i.effect, Effect::SendNotice { room_id, .. } if room_id.as_str() == format!("!held{r}:remote.org"))));
     }
     out.sort();
     out
+}
+
+/// Where PostgreSQL's processing time goes: `txns` transactions of
+/// strangers' messages accepted into `store` (held rooms, nothing decided
+/// yet), then decided by the same [`process_batch`], timed, called on a
+/// blocking thread of the runtime as Gatekeeper's processor calls it, or
+/// (`outside`) on a plain thread outside any runtime. The PostgreSQL store
+/// runs each call on a thread of its own wherever a runtime's handle is
+/// current (its synchronous client cannot be driven from a runtime's
+/// worker), which includes the blocking threads; the difference between
+/// the two is what those threads cost.
+async fn processing_time(store: Arc<dyn Store>, txns: usize, outside: bool) -> Duration {
+    let s = store.clone();
+    std::thread::spawn(move || {
+        for t in 0..txns {
+            let body = stranger_transaction(t);
+            let parsed: Body<'_> = serde_json::from_str(&body).unwrap();
+            let events: Vec<&[u8]> = parsed.events.iter().map(|e| e.get().as_bytes()).collect();
+            s.accept_transaction(&format!("w{t}"), &events, 1).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    let decide = move || {
+        let start = Instant::now();
+        while process_batch(store.as_ref(), &config(), &gatekeeper::pipeline::clock::SystemClock).unwrap().processed > 0
+        {
+        }
+        start.elapsed()
+    };
+    if outside {
+        std::thread::spawn(decide).join().unwrap()
+    } else {
+        tokio::task::spawn_blocking(decide).await.unwrap()
+    }
 }
 
 /// One round's figures against the targets.
@@ -368,11 +492,18 @@ struct Ratios {
     strangers: f64,
     ack_p99: Duration,
     floor_p99: Duration,
+    /// The same traffic on PostgreSQL, against the same (sled) floor (a).
+    pg_intake: f64,
+    pg_unrelated: f64,
+    pg_strangers: f64,
+    pg_ack_p99: Duration,
+    /// PostgreSQL's own floor (a) in the round, against sled's.
+    pg_floor: f64,
 }
 
 /// The target figures once more, each floor measured right before what it
 /// is set against.
-async fn round(bodies: &[String], strangers: &[String]) -> Ratios {
+async fn round(bodies: &[String], strangers: &[String], pg: &postgres_server::Postgres) -> Ratios {
     let open = || {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SledStore::open(&dir.path().join("db"), 64).unwrap());
@@ -387,6 +518,10 @@ async fn round(bodies: &[String], strangers: &[String]) -> Ratios {
     let dir = tempfile::tempdir().unwrap();
     let held = Arc::new(store_with_held_rooms(&dir.path().join("db"), HELD_ROOMS));
     let stranger = through_http(held, strangers, true).await;
+    let pg_floor = pg_floor_over_http(&pg.create_database(), bodies).await;
+    let pg_alone = through_http(pg_store(pg), bodies, false).await;
+    let pg_running = through_http(pg_store(pg), bodies, true).await;
+    let pg_stranger = through_http(pg_held(pg, HELD_ROOMS), strangers, true).await;
     let (a, sa) = (floor_a.total.as_secs_f64(), stranger_floor.total.as_secs_f64());
     Ratios {
         intake: a / alone.total.as_secs_f64(),
@@ -394,6 +529,11 @@ async fn round(bodies: &[String], strangers: &[String]) -> Ratios {
         strangers: sa / stranger.done.as_secs_f64(),
         ack_p99: percentile(&alone.acks, 0.99),
         floor_p99: percentile(&floor_a.acks, 0.99),
+        pg_intake: a / pg_alone.total.as_secs_f64(),
+        pg_unrelated: a / pg_running.done.as_secs_f64(),
+        pg_strangers: sa / pg_stranger.done.as_secs_f64(),
+        pg_ack_p99: percentile(&pg_alone.acks, 0.99),
+        pg_floor: a / pg_floor.total.as_secs_f64(),
     }
 }
 
@@ -504,6 +644,61 @@ async fn main() {
     line("intake with the processor running: all processed", stranger.done, sa);
     acks("intake with the processor running, 100-event transaction", &stranger.acks);
 
+    // The same traffic on PostgreSQL, in the same run: every figure also
+    // set against sled's floor (a) above, and PostgreSQL's own floor.
+    println!("-- PostgreSQL: the same traffic (a cluster of the bench's own on loopback, synchronous commit)");
+    let pg = postgres_server::Postgres::start();
+    let pg_floor = pg_floor_over_http(&pg.create_database(), &bodies).await;
+    let pg_alone = through_http(pg_store(&pg), &bodies, false).await;
+    let pg_running_store = pg_store(&pg);
+    let pg_running = through_http(pg_running_store.clone(), &bodies, true).await;
+    assert_eq!(pg_running_store.stats().unwrap().events_processed as usize, TXNS * EVENTS);
+    let pf = pg_floor.total;
+    line("unrelated, PostgreSQL floor (a): HTTP + parse + 1 INSERT + commit", pf, a);
+    line("unrelated, PostgreSQL intake alone (acknowledged, committed)", pg_alone.total, a);
+    line("unrelated, PostgreSQL intake with the processor: intake", pg_running.total, a);
+    line("unrelated, PostgreSQL intake with the processor: all processed", pg_running.done, a);
+    let ratio = |x: Duration, y: Duration| x.as_secs_f64() / y.as_secs_f64();
+    println!(
+        "{:<58} alone {:.2}x, all processed {:.2}x",
+        "PostgreSQL intake vs PostgreSQL's floor (a)",
+        ratio(pf, pg_alone.total),
+        ratio(pf, pg_running.done)
+    );
+    println!(
+        "{:<58} floor (a) {:.2}x, alone {:.2}x, all processed {:.2}x",
+        "PostgreSQL's throughput over sled's",
+        ratio(a, pf),
+        ratio(alone.total, pg_alone.total),
+        ratio(running.done, pg_running.done)
+    );
+    acks("PostgreSQL floor (a), 100-event transaction", &pg_floor.acks);
+    acks("PostgreSQL intake alone, 100-event transaction", &pg_alone.acks);
+    acks("PostgreSQL intake with the processor, 100-event transaction", &pg_running.acks);
+    let third = pg_running.inbox.len() / 3;
+    println!(
+        "{:<58} max {} / first third max {} / last third max {} / at the end {}",
+        "PostgreSQL inbox events waiting after each ack",
+        pg_running.inbox.iter().max().unwrap(),
+        pg_running.inbox[..third].iter().max().unwrap(),
+        pg_running.inbox[2 * third..].iter().max().unwrap(),
+        pg_running.inbox.last().unwrap()
+    );
+    let pg_stranger_floor = pg_floor_over_http(&pg.create_database(), &strangers).await;
+    let pg_held_store = pg_held(&pg, HELD_ROOMS);
+    let pg_stranger = through_http(pg_held_store.clone(), &strangers, true).await;
+    assert_eq!(pg_held_store.stats().unwrap().deferred_messages as usize, TXNS * EVENTS);
+    line("strangers, PostgreSQL floor (a)", pg_stranger_floor.total, sa);
+    line("strangers, PostgreSQL intake with the processor: intake", pg_stranger.total, sa);
+    line("strangers, PostgreSQL intake with the processor: all processed", pg_stranger.done, sa);
+    println!(
+        "{:<58} all processed {:.2}x PostgreSQL's floor (a), {:.2}x sled's throughput",
+        "strangers on PostgreSQL",
+        ratio(pg_stranger_floor.total, pg_stranger.done),
+        ratio(stranger.done, pg_stranger.done)
+    );
+    acks("strangers, PostgreSQL intake with the processor", &pg_stranger.acks);
+
     // The machine's load moves every figure by tens of percent between
     // runs; the ratios against the targets are the median of this round and
     // two more, each measuring its floor right before what it is set
@@ -514,16 +709,24 @@ async fn main() {
         strangers: sa.as_secs_f64() / stranger.done.as_secs_f64(),
         ack_p99: percentile(&alone.acks, 0.99),
         floor_p99: percentile(&floor_a.acks, 0.99),
+        pg_intake: a.as_secs_f64() / pg_alone.total.as_secs_f64(),
+        pg_unrelated: a.as_secs_f64() / pg_running.done.as_secs_f64(),
+        pg_strangers: sa.as_secs_f64() / pg_stranger.done.as_secs_f64(),
+        pg_ack_p99: percentile(&pg_alone.acks, 0.99),
+        pg_floor: a.as_secs_f64() / pf.as_secs_f64(),
     }];
-    for _ in 0..2 {
-        rounds.push(round(&bodies, &strangers).await);
+    let total_rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3).max(1);
+    for _ in 1..total_rounds {
+        rounds.push(round(&bodies, &strangers, &pg).await);
     }
     println!("-- against the targets, median of {} rounds (each round's ratios in brackets)", rounds.len());
     let median = |f: &dyn Fn(&Ratios) -> f64| {
         let mut v: Vec<f64> = rounds.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
-        let each: Vec<String> = rounds.iter().map(|r| format!("{:.2}", f(r))).collect();
-        format!("{:.2}x  [{}]", v[v.len() / 2], each.join(", "))
+        // Three decimals below 0.1, where two would read 0.00.
+        let fmt = |x: f64| if x < 0.1 { format!("{x:.3}") } else { format!("{x:.2}") };
+        let each: Vec<String> = rounds.iter().map(|r| fmt(f(r))).collect();
+        format!("{}x  [{}]", fmt(v[v.len() / 2]), each.join(", "))
     };
     println!("{:<58} {}", "intake alone vs floor (a)           (target >= 0.65x)", median(&|r| r.intake));
     println!("{:<58} {}", "unrelated, all processed vs (a)      (target >= 0.50x)", median(&|r| r.unrelated));
@@ -534,10 +737,45 @@ async fn main() {
     };
     println!("{:<58} {}", "ack p99, intake alone, 100 events    (target <= 2 ms)", p99(&|r| r.ack_p99));
     println!("{:<58} {}", "ack p99, floor (a) over HTTP, same rounds", p99(&|r| r.floor_p99));
+    println!("-- PostgreSQL in the same rounds, against sled's floor (a) of the round");
+    println!("{:<58} {}", "PostgreSQL floor (a) vs sled floor (a)", median(&|r| r.pg_floor));
+    println!("{:<58} {}", "PostgreSQL intake alone vs (a)", median(&|r| r.pg_intake));
+    println!("{:<58} {}", "PostgreSQL unrelated, all processed vs (a)", median(&|r| r.pg_unrelated));
+    println!("{:<58} {}", "PostgreSQL strangers, all processed vs (a)", median(&|r| r.pg_strangers));
+    println!("{:<58} {}", "PostgreSQL over sled, intake alone", median(&|r| r.pg_intake / r.intake));
+    println!("{:<58} {}", "PostgreSQL over sled, unrelated all processed", median(&|r| r.pg_unrelated / r.unrelated));
+    println!("{:<58} {}", "PostgreSQL over sled, strangers all processed", median(&|r| r.pg_strangers / r.strangers));
+    println!("{:<58} {}", "ack p99, PostgreSQL intake alone, 100 events", p99(&|r| r.pg_ack_p99));
 
-    let reply = invite_to_reply(200);
+    println!("-- where PostgreSQL's processing time goes (1,000 strangers' events, decided twice)");
+    let dir4 = tempfile::tempdir().unwrap();
+    let sled_held: Arc<dyn Store> = Arc::new(store_with_held_rooms(&dir4.path().join("db"), HELD_ROOMS));
+    let dir5 = tempfile::tempdir().unwrap();
+    let sled_held_2: Arc<dyn Store> = Arc::new(store_with_held_rooms(&dir5.path().join("db"), HELD_ROOMS));
+    let pairs = [("sled", sled_held, sled_held_2), ("PostgreSQL", pg_held(&pg, HELD_ROOMS), pg_held(&pg, HELD_ROOMS))];
+    for (what, first, second) in pairs {
+        let blocking = processing_time(first, 10, false).await;
+        let outside = processing_time(second, 10, true).await;
+        println!(
+            "{:<58} on a blocking thread {:.2?} ({:.0} events/s), outside the runtime {:.2?} ({:.0} events/s)",
+            format!("{what}: deciding 1,000 strangers' events"),
+            blocking,
+            1000.0 / blocking.as_secs_f64(),
+            outside,
+            1000.0 / outside.as_secs_f64()
+        );
+    }
+
+    let dir3 = tempfile::tempdir().unwrap();
+    let reply = invite_to_reply(&store_with_held_rooms(&dir3.path().join("db"), 200), 200);
     println!(
         "stranger's message -> reply queued:  p50 {:.2?}  p99 {:.2?}  (accept + sync + decide + flush)",
+        percentile(&reply, 0.5),
+        percentile(&reply, 0.99)
+    );
+    let reply = invite_to_reply(pg_held(&pg, 200).as_ref(), 200);
+    println!(
+        "the same on PostgreSQL:              p50 {:.2?}  p99 {:.2?}  (accept + commit + decide + commit)",
         percentile(&reply, 0.5),
         percentile(&reply, 0.99)
     );

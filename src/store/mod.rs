@@ -333,7 +333,13 @@ pub fn quarantined_raw(raw: &[u8]) -> String {
 /// Opens the configured database and says in the log what it holds.
 pub fn open(database: &crate::config::DatabaseConfig) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     use anyhow::Context;
-    let store: std::sync::Arc<dyn Store> = match database.selected().map_err(anyhow::Error::msg)? {
+    let selected = database.selected().map_err(anyhow::Error::msg)?;
+    // Which store, in the log: an operator moving to PostgreSQL sees it took.
+    let kind = match selected {
+        crate::config::Database::Sled(_) => "sled",
+        crate::config::Database::Postgres { .. } => "PostgreSQL",
+    };
+    let store: std::sync::Arc<dyn Store> = match selected {
         crate::config::Database::Sled(path) => std::sync::Arc::new(
             SledStore::open(&path, database.cache_capacity_mb)
                 .with_context(|| format!("opening the database at {}", path.display()))?,
@@ -348,6 +354,7 @@ pub fn open(database: &crate::config::DatabaseConfig) -> anyhow::Result<std::syn
         inbox_pending = stats.inbox_pending,
         outbox_pending = stats.outbox_pending,
         owners = stats.owners,
+        store = kind,
         "database open"
     );
     Ok(store)

@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use crate::support::gate::{Bell, LONG, ask, barrier, opt_in, reply_to, start, wait_membership};
-use crate::support::{Mode, PushGateway, World, eventually};
+use crate::support::{Backend, Mode, PushGateway, World, eventually};
 
-both_modes!(allow_releases_deny_leaves_and_only_the_owner_in_the_control_room_is_obeyed);
-async fn allow_releases_deny_leaves_and_only_the_owner_in_the_control_room_is_obeyed(mode: Mode) {
-    let mut w = World::with_mode(mode, "@.*:localhost").await;
+both_modes!(allow_releases_deny_leaves_and_only_the_owner_in_the_control_room_is_obeyed, and_on_postgres);
+async fn allow_releases_deny_leaves_and_only_the_owner_in_the_control_room_is_obeyed(mode: Mode, backend: Backend) {
+    let mut w = World::with_mode_on(mode, backend, "@.*:localhost").await;
     let push = PushGateway::start().await;
     start(&mut w).await;
     let alice = w.synapse.register("alice").await;
@@ -86,9 +86,9 @@ async fn allow_releases_deny_leaves_and_only_the_owner_in_the_control_room_is_ob
     .await;
 }
 
-both_modes!(block_declines_at_once_and_on_arrival_servers_can_be_allowed_and_allows_expire);
-async fn block_declines_at_once_and_on_arrival_servers_can_be_allowed_and_allows_expire(mode: Mode) {
-    let mut w = World::with_mode(mode, "@.*:localhost").await;
+both_modes!(block_declines_at_once_and_on_arrival_servers_can_be_allowed_and_allows_expire, and_on_postgres);
+async fn block_declines_at_once_and_on_arrival_servers_can_be_allowed_and_allows_expire(mode: Mode, backend: Backend) {
+    let mut w = World::with_mode_on(mode, backend, "@.*:localhost").await;
     w.gatekeeper.append_config("gate:\n  housekeeping_interval: 1s\n");
     let push = PushGateway::start().await;
     start(&mut w).await;

@@ -5,11 +5,11 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::support::gate::{LONG, ask, opt_in, start, wait_membership};
-use crate::support::{Mode, World, eventually};
+use crate::support::{Backend, Mode, World, eventually};
 
-both_modes!(the_digest_arrives_on_schedule_once_and_its_numbers_work);
-async fn the_digest_arrives_on_schedule_once_and_its_numbers_work(mode: Mode) {
-    let mut w = World::with_mode(mode, "@.*:localhost").await;
+both_modes!(the_digest_arrives_on_schedule_once_and_its_numbers_work, and_on_postgres);
+async fn the_digest_arrives_on_schedule_once_and_its_numbers_work(mode: Mode, backend: Backend) {
+    let mut w = World::with_mode_on(mode, backend, "@.*:localhost").await;
     w.gatekeeper.append_config("gate:\n  housekeeping_interval: 1s\n");
     start(&mut w).await;
     let alice = w.synapse.register("alice").await;

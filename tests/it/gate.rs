@@ -5,11 +5,11 @@
 use serde_json::json;
 
 use crate::support::gate::{Bell, LONG, ask, barrier, opt_in, start, wait_membership};
-use crate::support::{Mode, PushGateway, World, eventually};
+use crate::support::{Backend, Mode, PushGateway, World, eventually};
 
-both_modes!(a_strangers_dm_is_held_without_a_push_answered_once_and_captured);
-async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured(mode: Mode) {
-    let mut w = World::with_mode(mode, "@.*:localhost").await;
+both_modes!(a_strangers_dm_is_held_without_a_push_answered_once_and_captured, and_on_postgres);
+async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured(mode: Mode, backend: Backend) {
+    let mut w = World::with_mode_on(mode, backend, "@.*:localhost").await;
     let push = PushGateway::start().await;
     start(&mut w).await;
 
@@ -101,6 +101,9 @@ async fn a_strangers_dm_is_held_without_a_push_answered_once_and_captured(mode: 
     assert_eq!(push.pushes_in(&alice.user_id, &held), 0);
 
     w.gatekeeper.stop();
+    // What inspect reads is where Gatekeeper kept it: on PostgreSQL, no sled
+    // directory was ever made.
+    assert_eq!(w.gatekeeper.dir.join("data").exists(), backend == Backend::Sled);
     let report = w.gatekeeper.inspect();
     assert_eq!(report["stats"]["deferred_messages"], 6, "{report}");
     assert_eq!(report["stats"]["effects_failed"], 0, "{report}");

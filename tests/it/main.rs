@@ -18,6 +18,7 @@ mod support;
 
 mod appservice;
 mod audit;
+mod check_config;
 mod client_mode;
 mod crash_loop;
 mod decisions;

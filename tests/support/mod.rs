@@ -308,6 +308,41 @@ macro_rules! both_modes {
             }
         }
     };
+    // A scenario `async fn name(mode: Mode, backend: Backend)`: in both
+    // modes on sled, and again in both on PostgreSQL, as `name::appservice`,
+    // `name::client`, `name::appservice_on_postgres`, `name::client_on_postgres`.
+    ($scenario:ident, and_on_postgres) => {
+        mod $scenario {
+            use $crate::support::{Backend, Mode};
+            #[tokio::test]
+            async fn appservice() {
+                super::$scenario(Mode::Appservice, Backend::Sled).await
+            }
+            #[tokio::test]
+            async fn client() {
+                super::$scenario(Mode::Client, Backend::Sled).await
+            }
+            #[tokio::test]
+            async fn appservice_on_postgres() {
+                super::$scenario(Mode::Appservice, Backend::Postgres).await
+            }
+            #[tokio::test]
+            async fn client_on_postgres() {
+                super::$scenario(Mode::Client, Backend::Postgres).await
+            }
+        }
+    };
+}
+
+/// Where a scenario's Gatekeeper keeps its own store. Client mode's
+/// matrix-sdk store (crypto, sync state) stays its SQLite directory on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `database.path`: the embedded default every scenario runs on.
+    Sled,
+    /// `database.url`: a fresh database of its own on the test process's
+    /// PostgreSQL ([`postgres::Postgres::shared`]).
+    Postgres,
 }
 
 /// How Gatekeeper is deployed in a scenario: one suite, two connectors.
@@ -418,6 +453,18 @@ impl Gatekeeper {
             runs: 0,
             traced: false,
         }
+    }
+
+    /// Moves the store from sled to a fresh, empty PostgreSQL database of
+    /// its own (`database.url`) on the test process's cluster, before the
+    /// first start. The URL.
+    pub fn use_postgres(&self) -> String {
+        let url = postgres::Postgres::shared().create_database();
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let sled = "database:\n  path: data\n  cache_capacity_mb: 8\n";
+        assert!(text.contains(sled), "the harness's sled section is not in the config:\n{text}");
+        std::fs::write(&self.config, text.replacen(sled, &format!("database:\n  url: {url}\n"), 1)).unwrap();
+        url
     }
 
     /// `gatekeeper login` with `password` from the environment: its output.
@@ -720,6 +767,15 @@ impl World {
     /// A Synapse and Gatekeeper deployed in `mode`; client mode guards `alice`.
     pub async fn with_mode(mode: Mode, users: &str) -> World {
         Self::with_mode_and(mode, users, "").await
+    }
+
+    /// [`Self::with_mode`] with Gatekeeper's own store on `backend`.
+    pub async fn with_mode_on(mode: Mode, backend: Backend, users: &str) -> World {
+        let w = Self::with_mode(mode, users).await;
+        if backend == Backend::Postgres {
+            w.gatekeeper.use_postgres();
+        }
+        w
     }
 
     /// [`Self::with_mode`] with more Synapse configuration (YAML).
