@@ -5,6 +5,7 @@
 
 mod appservice;
 mod client;
+mod lease;
 mod lists;
 
 use std::sync::Arc;
@@ -91,13 +92,27 @@ struct Running {
     /// The outbox watermark the Matrix executor may carry out up to; `None`
     /// while processing is on hold.
     released: Option<watch::Receiver<u64>>,
+    /// The appservice API's listener, given to [`Running::start`], to serve
+    /// once active.
+    intake: Option<tokio::net::TcpListener>,
 }
 
 impl Running {
     /// Opens the store and starts the work every mode shares: deciding,
     /// housekeeping, pruning, the e-mail lane, link pages, metrics, and the
     /// signal listener that fires the shutdown.
-    async fn start(config: &Config, engine: EngineConfig, options: RunOptions) -> anyhow::Result<Self> {
+    ///
+    /// On a database several Gatekeepers share, it first takes the lease:
+    /// while another holds it, this one stands by — `intake` (the
+    /// appservice API) answers 503 so that the homeserver tries again
+    /// (through a load balancer, at the active one), `/health/ready` says
+    /// "standby", and nothing acts. `None` when a signal came first.
+    async fn start(
+        config: &Config,
+        engine: EngineConfig,
+        options: RunOptions,
+        intake: Option<tokio::net::TcpListener>,
+    ) -> anyhow::Result<Option<Self>> {
         // Every port is bound before any work starts, so a port in use stops
         // Gatekeeper before it has acted on anything.
         let pages = match config.email.as_ref().and_then(|e| e.listen) {
@@ -113,6 +128,33 @@ impl Running {
         let shared =
             Shared { store, engine: Arc::new(engine), clock: clock::system(), wake: Arc::new(Notify::new()), shutdown };
         let mut tasks = vec![tokio::spawn(fire_on_signal(trigger.clone()))];
+        let (intake, metrics) = if lease::needed(&shared.store) {
+            let (active, standby_over) = shutdown::channel();
+            let mut served = Vec::new();
+            let intake = match intake {
+                Some(l) => Some(serve_meanwhile(l, crate::appservice::http::standby_router(), &standby_over, &mut served)?),
+                None => None,
+            };
+            let metrics = match metrics {
+                Some(l) => Some(serve_meanwhile(l, crate::metrics::standby_router(), &standby_over, &mut served)?),
+                None => None,
+            };
+            tasks.extend(served);
+            let mut stopping = shared.shutdown.clone();
+            let taken = lease::acquire(&shared.store, &mut stopping).await?;
+            // The standby's answers end: the real ones take their listeners.
+            active.fire();
+            if !taken {
+                for task in tasks {
+                    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+                }
+                return Ok(None);
+            }
+            tasks.push(tokio::spawn(lease::watch(shared.store.clone())));
+            (intake, metrics)
+        } else {
+            (intake, metrics)
+        };
         // Everything already in the outbox was recovered from disk: durable.
         let (released_tx, released_rx) = watch::channel(shared.store.outbox_high_water()?);
         let hold = options.hold_processing;
@@ -159,7 +201,7 @@ impl Running {
             )));
         }
         tasks.push(tokio::spawn(housekeeping::prune(shared.clone(), config.gate.retention.0)));
-        Ok(Running { shared, trigger, tasks, released: (!hold).then_some(released_rx) })
+        Ok(Some(Running { shared, trigger, tasks, released: (!hold).then_some(released_rx), intake }))
     }
 
     /// Waits for the shutdown (a signal fires it), or for the database to
@@ -211,6 +253,22 @@ impl Running {
 
 async fn bind(addr: std::net::SocketAddr, key: &str) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} ({key})"))
+}
+
+/// Serves `router` on `listener` until `over` fires, and returns a listener
+/// on the same socket for what is served after: connections that arrive
+/// in between wait in its queue, none is refused.
+fn serve_meanwhile(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    over: &Shutdown,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    let socket = listener.into_std()?;
+    let after = tokio::net::TcpListener::from_std(socket.try_clone()?)?;
+    let meanwhile = tokio::net::TcpListener::from_std(socket)?;
+    tasks.push(tokio::spawn(serve(meanwhile, router, over.clone(), "standby answers")));
+    Ok(after)
 }
 
 /// Serves `router` on a bound listener until shutdown.

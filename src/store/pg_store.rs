@@ -20,6 +20,8 @@ use postgres::GenericClient;
 use postgres::config::SslMode;
 use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 
+mod lease;
+
 use super::policy_records::{PolicyListRecord, RuleV1};
 use super::records::{
     self, ContactRecord, DeferredRecord, EffectRecord, FailedEffectRecord, OwnerRecord, QuarantineRecord, RoomRecord,
@@ -33,7 +35,8 @@ use crate::engine::{
 
 /// The schema's migrations, in order: version `n` is the first `n` applied.
 /// A migration is never edited once released; a change is a new one.
-const MIGRATIONS: &[&str] = &[include_str!("pg_migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("pg_migrations/0001_initial.sql"), include_str!("pg_migrations/0002_lease.sql")];
 
 /// The schema version this Gatekeeper knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -101,6 +104,9 @@ pub struct PgStore {
     /// Set by a write committed without waiting for its WAL to be flushed
     /// (the quarantine's): [`Store::flush`] then makes it durable.
     unflushed: AtomicBool,
+    /// The lease of an active Gatekeeper (or the wait of a standby), which
+    /// fences every write.
+    lease: lease::LeaseState,
 }
 
 /// The connection and the statements prepared on it: each statement is
@@ -187,6 +193,7 @@ impl PgStore {
             main: Mutex::new(None),
             intake: Mutex::new(None),
             unflushed: AtomicBool::new(false),
+            lease: lease::LeaseState::default(),
         };
         store.with_conn(&store.main, |conn| migrate(&mut conn.client))?;
         Ok(store)
@@ -282,7 +289,10 @@ impl PgStore {
     ) -> Result<T, StoreError> {
         self.with_conn(lane, |conn| {
             let mut tx = conn.client.transaction()?;
-            let out = f(&Db::new(&mut tx, &mut conn.statements))?;
+            let db = Db::new(&mut tx, &mut conn.statements);
+            self.lease.fence(&db)?;
+            let out = f(&db)?;
+            drop(db);
             tx.commit()?;
             Ok(out)
         })
@@ -337,7 +347,7 @@ impl Drop for PgStore {
     fn drop(&mut self) {
         // Closing the connection drives the client's own runtime, which
         // tokio refuses on a thread that runs async tasks.
-        let conns: Vec<Conn> = [&mut self.main, &mut self.intake]
+        let conns: Vec<Conn> = [&mut self.main, &mut self.intake, self.lease.connection_mut()]
             .into_iter()
             .filter_map(|lane| lane.get_mut().unwrap_or_else(|p| p.into_inner()).take())
             .collect();
@@ -1069,6 +1079,14 @@ impl Store for PgStore {
             set_counter(tx, K_QUARANTINE_LEN, n)?;
             Ok((old + beyond) as usize)
         })
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.lease.lost().map(|reason| format!("the lease is lost: {reason}"))
+    }
+
+    fn lease(&self) -> Option<&dyn Lease> {
+        Some(self)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
