@@ -256,7 +256,10 @@ pub fn standby_router() -> Router {
         .route("/health/live", get(|| async { (StatusCode::OK, "live\n") }))
         .route("/health/ready", get(standby))
         .route("/health", get(standby))
-        .route("/metrics", get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "standby: another Gatekeeper holds the lease\n") }))
+        .route(
+            "/metrics",
+            get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "standby: another Gatekeeper holds the lease\n") }),
+        )
 }
 
 async fn metrics(State(health): State<Arc<Health>>) -> Response {

@@ -40,17 +40,17 @@ pub(super) async fn acquire(store: &Arc<dyn Store>, shutdown: &mut Shutdown) -> 
     let mut said = false;
     loop {
         let (s, h) = (store.clone(), holder.clone());
-        let taken = tokio::task::spawn_blocking(move || s.lease().map_or(Ok(true), |l| l.try_take(&h))).await?;
+        let taken = tokio::task::spawn_blocking(move || s.lease().map_or(Ok(Some(0)), |l| l.try_take(&h))).await?;
         match taken {
-            Ok(true) => {
-                tracing::info!(%holder, "lease taken; active");
+            Ok(Some(epoch)) => {
+                tracing::info!(%holder, epoch, "lease taken; active");
                 return Ok(true);
             }
-            Ok(false) if !said => {
+            Ok(None) if !said => {
                 tracing::info!("standby: another Gatekeeper holds the lease");
                 said = true;
             }
-            Ok(false) => {}
+            Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "could not try to take the lease; trying again"),
         }
         if shutdown.sleep(RETRY_EVERY).await {

@@ -132,7 +132,9 @@ impl Running {
             let (active, standby_over) = shutdown::channel();
             let mut served = Vec::new();
             let intake = match intake {
-                Some(l) => Some(serve_meanwhile(l, crate::appservice::http::standby_router(), &standby_over, &mut served)?),
+                Some(l) => {
+                    Some(serve_meanwhile(l, crate::appservice::http::standby_router(), &standby_over, &mut served)?)
+                }
                 None => None,
             };
             let metrics = match metrics {

@@ -56,9 +56,10 @@ pub trait Lease: Send + Sync {
     /// From now on, writes are refused until [`Lease::try_take`] succeeds.
     fn stand_by(&self);
 
-    /// Tries once, without waiting, to take the lease; `true` once held.
-    /// Taking it fences out every earlier holder.
-    fn try_take(&self, holder: &str) -> Result<bool, StoreError>;
+    /// Tries once, without waiting, to take the lease; once held, the
+    /// epoch it is held at (one more than the last holder's). Taking it
+    /// fences out every earlier holder.
+    fn try_take(&self, holder: &str) -> Result<Option<u64>, StoreError>;
 
     /// `Err` with the reason once the lease held is lost: its connection
     /// ended, or another Gatekeeper took it over. Then nothing more is

@@ -289,10 +289,11 @@ impl PgStore {
     ) -> Result<T, StoreError> {
         self.with_conn(lane, |conn| {
             let mut tx = conn.client.transaction()?;
-            let db = Db::new(&mut tx, &mut conn.statements);
-            self.lease.fence(&db)?;
-            let out = f(&db)?;
-            drop(db);
+            let out = {
+                let db = Db::new(&mut tx, &mut conn.statements);
+                self.lease.fence(&db)?;
+                f(&db)?
+            };
             tx.commit()?;
             Ok(out)
         })

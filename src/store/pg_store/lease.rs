@@ -115,9 +115,9 @@ impl Lease for PgStore {
         }
     }
 
-    fn try_take(&self, holder: &str) -> Result<bool, StoreError> {
+    fn try_take(&self, holder: &str) -> Result<Option<u64>, StoreError> {
         match self.lease.get() {
-            Fence::Held(_) => return Ok(true),
+            Fence::Held(epoch) => return Ok(Some(epoch as u64)),
             // Whoever holds it now may have acted since: this process's
             // view of the work is stale. Only a new start takes it again.
             Fence::Lost(reason) => return Err(StoreError::NotLeaseHolder(reason)),
@@ -149,10 +149,10 @@ impl Lease for PgStore {
                 Ok(Some(row.get(0)))
             })();
             match taken {
-                Ok(None) => Ok(false),
+                Ok(None) => Ok(None),
                 Ok(Some(epoch)) => {
                     self.lease.set(Fence::Held(epoch));
-                    Ok(true)
+                    Ok(Some(epoch as u64))
                 }
                 Err(e) => {
                     // Ending the session releases a lock it may have taken.
@@ -190,8 +190,8 @@ impl Lease for PgStore {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use crate::store::pg_test_server::Postgres;
     use super::*;
+    use crate::store::pg_test_server::Postgres;
     use crate::store::{Accepted, Store};
 
     /// Two Gatekeepers' stores on one database, both standing by.
@@ -214,7 +214,7 @@ mod tests {
     /// holding it ended (a terminated backend goes within moments).
     fn take_within(s: &PgStore, holder: &str, within: Duration) {
         let start = Instant::now();
-        while !s.try_take(holder).unwrap() {
+        while s.try_take(holder).unwrap().is_none() {
             assert!(start.elapsed() < within, "{holder} could not take the lease within {within:?}");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -224,9 +224,9 @@ mod tests {
     fn one_holds_the_lease_and_the_other_can_write_nothing() {
         let (a, b) = pair();
         assert!(refused(a.accept_transaction("t0", &[b"{}"], 1)).contains("standing by"), "before taking it");
-        assert!(a.try_take("a").unwrap());
-        assert!(!b.try_take("b").unwrap(), "held by a");
-        assert!(!b.try_take("b").unwrap(), "still held by a");
+        assert_eq!(a.try_take("a").unwrap(), Some(1));
+        assert!(b.try_take("b").unwrap().is_none(), "held by a");
+        assert!(b.try_take("b").unwrap().is_none(), "still held by a");
         assert_eq!(a.accept_transaction("t1", &[b"{}"], 1).unwrap(), Accepted::New { events: 1 });
         refused(b.accept_transaction("t2", &[b"{}", b"{}"], 1));
         refused(b.push_internal(b"{}"));
@@ -250,7 +250,7 @@ mod tests {
     fn a_takeover_fences_the_old_holder_off() {
         let pg = Postgres::shared();
         let (a, b) = pair();
-        assert!(a.try_take("a").unwrap());
+        assert_eq!(a.try_take("a").unwrap(), Some(1));
         a.accept_transaction("t1", &[b"{}"], 1).unwrap();
         let database = a.config.get_dbname().unwrap().to_owned();
         let ended = pg.sql(&format!(
@@ -276,7 +276,7 @@ mod tests {
     fn the_holder_notices_its_lease_connection_ended() {
         let pg = Postgres::shared();
         let (a, _b) = pair();
-        assert!(a.try_take("a").unwrap());
+        assert_eq!(a.try_take("a").unwrap(), Some(1));
         assert!(a.check().is_ok());
         let database = a.config.get_dbname().unwrap().to_owned();
         pg.sql(&format!(
@@ -296,8 +296,8 @@ mod tests {
     #[test]
     fn the_lease_passes_on_when_its_holder_goes() {
         let (a, b) = pair();
-        assert!(a.try_take("a").unwrap());
-        assert!(!b.try_take("b").unwrap());
+        assert_eq!(a.try_take("a").unwrap(), Some(1));
+        assert!(b.try_take("b").unwrap().is_none());
         drop(a);
         take_within(&b, "b", Duration::from_secs(10));
         b.accept_transaction("t1", &[b"{}"], 1).unwrap();
