@@ -8,6 +8,8 @@
 //! reply, nothing was done twice, and the lease was held by one at a time.
 //! `GK_FAILOVER_SEED=<n>` replays a run.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::failover::{Proxy, twin, use_postgres};
@@ -18,7 +20,7 @@ use crate::support::{Client, Gatekeeper, PLACEHOLDER_HS, Synapse, eventually, fr
 
 /// Takeovers in all; the middle one by cutting the lease's connection.
 const TAKEOVERS: usize = 5;
-const MAX_STRANGERS: usize = 8;
+const STRANGERS: usize = 6;
 const ACTIVE: &str = "lease taken; active";
 const STANDBY: &str = "standby: another Gatekeeper holds the lease";
 
@@ -48,6 +50,33 @@ fn takes(log: &str) -> Vec<(u64, u64)> {
             (ms_of_day(l), epoch.parse().unwrap())
         })
         .collect()
+}
+
+/// Strangers invite the owner, one after another, and write, until
+/// `stop`; every stranger has invited them by then. Returns what each sent.
+async fn write_throughout(clients: Vec<Client>, owner: String, mut rng: Rng, stop: Arc<AtomicBool>) -> Vec<Stranger> {
+    let mut strangers: Vec<Stranger> = Vec::new();
+    let mut clients = clients.into_iter();
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        if strangers.is_empty() || rng.below(4) == 0 || (stopping && clients.len() > 0) {
+            if let Some(client) = clients.next() {
+                let room = client.create_dm(&owner).await;
+                client.send_text(&room, &format!("hello from {}", client.user_id)).await;
+                strangers.push(Stranger { client, room, sent: 1 });
+                continue;
+            }
+        }
+        if stopping {
+            return strangers;
+        }
+        let pick = rng.below(strangers.len());
+        let s = &mut strangers[pick];
+        s.client.send_text(&s.room, &format!("message {} of {}", s.sent, s.client.user_id)).await;
+        s.sent += 1;
+        // Room for the two Gatekeepers and Synapse on two cores.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
 }
 
 #[tokio::test]
@@ -107,28 +136,21 @@ async fn the_standby_takes_over_and_nothing_is_lost_or_done_twice() {
     })
     .await;
 
-    let mut strangers: Vec<Stranger> = Vec::new();
+    // Strangers write throughout, takeovers included, from a task of their
+    // own: what arrives while neither holds the lease waits in Synapse.
+    let mut clients = Vec::new();
+    for i in 0..STRANGERS {
+        clients.push(synapse.register(&format!("s{i}")).await);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = tokio::spawn(write_throughout(clients, alice.user_id.clone(), Rng::seeded(rng.next()), stop.clone()));
     let mut active = 0;
     // When each run stopped holding the lease, by process and run.
     let mut ended: Vec<((usize, usize), u64)> = Vec::new();
     let mut runs = [1usize, 1];
     let started = Instant::now();
     for round in 0..TAKEOVERS {
-        let run_for = Duration::from_millis(500 + rng.below(2500) as u64);
-        let begun = Instant::now();
-        while begun.elapsed() < run_for {
-            if strangers.len() < MAX_STRANGERS && (strangers.is_empty() || rng.below(4) == 0) {
-                let client = synapse.register(&format!("s{}", strangers.len())).await;
-                let room = client.create_dm(&alice.user_id).await;
-                client.send_text(&room, &format!("hello from stranger {}", strangers.len())).await;
-                strangers.push(Stranger { client, room, sent: 1 });
-            } else {
-                let pick = rng.below(strangers.len());
-                let s = &mut strangers[pick];
-                s.client.send_text(&s.room, &format!("message {} of {}", s.sent, s.client.user_id)).await;
-                s.sent += 1;
-            }
-        }
+        tokio::time::sleep(Duration::from_millis(500 + rng.below(2500) as u64)).await;
         let standby = 1 - active;
         if round == TAKEOVERS / 2 {
             // Its lease's session ends (as with a network cut): it must stop
@@ -154,6 +176,11 @@ async fn the_standby_takes_over_and_nothing_is_lost_or_done_twice() {
         gks[active].wait_for_log(STANDBY, LONG).await;
         active = standby;
     }
+    // A last while of writing with no takeover, then the end.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+    let strangers = traffic.await.unwrap();
+    assert_eq!(strangers.len(), STRANGERS, "every stranger invited the owner");
     let expected: usize = strangers.iter().map(|s| s.sent).sum();
     // Which backend answered the transactions, in runs: "a×12 b×7 a×3 …".
     let mut turns: Vec<(usize, usize)> = Vec::new();
