@@ -6,7 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::pipeline::Shutdown;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::pipeline::shutdown;
+use crate::pipeline::{Shared, Shutdown};
 use crate::store::Store;
 
 /// How often a standby tries to take the lease: the takeover's delay
@@ -22,18 +26,64 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The exit status when the lease is lost: an error, so that the service
 /// manager starts this Gatekeeper again (as a standby).
-pub(super) const EXIT_LEASE_LOST: i32 = 75;
+const EXIT_LEASE_LOST: i32 = 75;
 
-/// Whether this store needs the lease at all (sled and memory do not:
-/// only one process can open them).
-pub(super) fn needed(store: &Arc<dyn Store>) -> bool {
-    store.lease().is_some()
+/// Stands by until the lease is taken, where the store has one (sled and
+/// memory have none: only one process can open them): meanwhile `intake`
+/// and `metrics` give the standby's answers (503, "standby"). Returns the
+/// listeners for the real answers once active, with the lease watched
+/// from then on; `None` when a signal came first.
+pub(super) async fn stand_by(
+    shared: &Shared,
+    intake: Option<TcpListener>,
+    metrics: Option<TcpListener>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<Option<(Option<TcpListener>, Option<TcpListener>)>> {
+    if shared.store.lease().is_none() {
+        return Ok(Some((intake, metrics)));
+    }
+    let (active, standby_over) = shutdown::channel();
+    let intake = match intake {
+        Some(l) => Some(serve_meanwhile(l, crate::appservice::http::standby_router(), &standby_over, tasks)?),
+        None => None,
+    };
+    let metrics = match metrics {
+        Some(l) => Some(serve_meanwhile(l, crate::metrics::standby_router(), &standby_over, tasks)?),
+        None => None,
+    };
+    let taken = acquire(&shared.store, &mut shared.shutdown.clone()).await?;
+    // The standby's answers end: the real ones take their listeners.
+    active.fire();
+    if !taken {
+        for task in tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        return Ok(None);
+    }
+    tasks.push(tokio::spawn(watch(shared.store.clone())));
+    Ok(Some((intake, metrics)))
+}
+
+/// Serves `router` on `listener` until `over` fires, and returns a listener
+/// on the same socket for what is served after: connections that arrive
+/// in between wait in its queue, none is refused.
+fn serve_meanwhile(
+    listener: TcpListener,
+    router: axum::Router,
+    over: &Shutdown,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<TcpListener> {
+    let socket = listener.into_std()?;
+    let after = TcpListener::from_std(socket.try_clone()?)?;
+    let meanwhile = TcpListener::from_std(socket)?;
+    tasks.push(tokio::spawn(super::serve(meanwhile, router, over.clone(), "standby answers")));
+    Ok(after)
 }
 
 /// Waits until this Gatekeeper holds the lease, trying every second;
 /// `false` when the shutdown came first. Until then every write to the
 /// store is refused.
-pub(super) async fn acquire(store: &Arc<dyn Store>, shutdown: &mut Shutdown) -> anyhow::Result<bool> {
+async fn acquire(store: &Arc<dyn Store>, shutdown: &mut Shutdown) -> anyhow::Result<bool> {
     let Some(lease) = store.lease() else { return Ok(true) };
     lease.stand_by();
     let holder = holder_name();
@@ -63,7 +113,7 @@ pub(super) async fn acquire(store: &Arc<dyn Store>, shutdown: &mut Shutdown) -> 
 /// another Gatekeeper took it over, a write was fenced off): whatever this
 /// one was doing, the new holder does again from the stored inbox and
 /// outbox, and two must never act at once.
-pub(super) async fn watch(store: Arc<dyn Store>) {
+async fn watch(store: Arc<dyn Store>) {
     loop {
         tokio::time::sleep(CHECK_EVERY).await;
         let s = store.clone();

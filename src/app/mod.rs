@@ -128,34 +128,8 @@ impl Running {
         let shared =
             Shared { store, engine: Arc::new(engine), clock: clock::system(), wake: Arc::new(Notify::new()), shutdown };
         let mut tasks = vec![tokio::spawn(fire_on_signal(trigger.clone()))];
-        let (intake, metrics) = if lease::needed(&shared.store) {
-            let (active, standby_over) = shutdown::channel();
-            let mut served = Vec::new();
-            let intake = match intake {
-                Some(l) => {
-                    Some(serve_meanwhile(l, crate::appservice::http::standby_router(), &standby_over, &mut served)?)
-                }
-                None => None,
-            };
-            let metrics = match metrics {
-                Some(l) => Some(serve_meanwhile(l, crate::metrics::standby_router(), &standby_over, &mut served)?),
-                None => None,
-            };
-            tasks.extend(served);
-            let mut stopping = shared.shutdown.clone();
-            let taken = lease::acquire(&shared.store, &mut stopping).await?;
-            // The standby's answers end: the real ones take their listeners.
-            active.fire();
-            if !taken {
-                for task in tasks {
-                    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-                }
-                return Ok(None);
-            }
-            tasks.push(tokio::spawn(lease::watch(shared.store.clone())));
-            (intake, metrics)
-        } else {
-            (intake, metrics)
+        let Some((intake, metrics)) = lease::stand_by(&shared, intake, metrics, &mut tasks).await? else {
+            return Ok(None);
         };
         // Everything already in the outbox was recovered from disk: durable.
         let (released_tx, released_rx) = watch::channel(shared.store.outbox_high_water()?);
@@ -255,22 +229,6 @@ impl Running {
 
 async fn bind(addr: std::net::SocketAddr, key: &str) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} ({key})"))
-}
-
-/// Serves `router` on `listener` until `over` fires, and returns a listener
-/// on the same socket for what is served after: connections that arrive
-/// in between wait in its queue, none is refused.
-fn serve_meanwhile(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    over: &Shutdown,
-    tasks: &mut Vec<JoinHandle<()>>,
-) -> anyhow::Result<tokio::net::TcpListener> {
-    let socket = listener.into_std()?;
-    let after = tokio::net::TcpListener::from_std(socket.try_clone()?)?;
-    let meanwhile = tokio::net::TcpListener::from_std(socket)?;
-    tasks.push(tokio::spawn(serve(meanwhile, router, over.clone(), "standby answers")));
-    Ok(after)
 }
 
 /// Serves `router` on a bound listener until shutdown.

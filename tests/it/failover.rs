@@ -59,13 +59,13 @@ async fn write_throughout(clients: Vec<Client>, owner: String, mut rng: Rng, sto
     let mut clients = clients.into_iter();
     loop {
         let stopping = stop.load(Ordering::SeqCst);
-        if strangers.is_empty() || rng.below(4) == 0 || (stopping && clients.len() > 0) {
-            if let Some(client) = clients.next() {
-                let room = client.create_dm(&owner).await;
-                client.send_text(&room, &format!("hello from {}", client.user_id)).await;
-                strangers.push(Stranger { client, room, sent: 1 });
-                continue;
-            }
+        if (strangers.is_empty() || rng.below(4) == 0 || stopping)
+            && let Some(client) = clients.next()
+        {
+            let room = client.create_dm(&owner).await;
+            client.send_text(&room, &format!("hello from {}", client.user_id)).await;
+            strangers.push(Stranger { client, room, sent: 1 });
+            continue;
         }
         if stopping {
             return strangers;
