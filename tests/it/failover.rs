@@ -252,6 +252,11 @@ async fn the_standby_takes_over_and_nothing_is_lost_or_done_twice() {
     let stats = &report["stats"];
     assert_eq!(stats["events_quarantined"], 0, "{report}");
     assert_eq!(stats["effects_failed"], 0, "{report}");
+    // Each transaction stored once, by whichever held the lease — a retry
+    // after a kill is a replay — and the one sent to the standby not at all.
+    let answered: std::collections::BTreeSet<String> =
+        proxy.answered.lock().unwrap().iter().map(|(path, _)| path.split('?').next().unwrap().to_owned()).collect();
+    assert_eq!(stats["transactions"], answered.len(), "{stats}");
     let inputs = stats["events_received"].as_u64().unwrap() + stats["follow_ups"].as_u64().unwrap();
     assert_eq!(inputs, stats["events_processed"].as_u64().unwrap(), "every input processed once: {stats}");
     println!("failover: captured {expected}/{expected} exactly once; one reply per stranger; epochs {epochs:?}");
