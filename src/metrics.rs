@@ -245,6 +245,23 @@ pub fn router(health: Arc<Health>) -> Router {
         .with_state(health)
 }
 
+/// `/health` and `/metrics` of a standby: alive, not ready (a load
+/// balancer sends nothing here), and saying why.
+pub fn standby_router() -> Router {
+    let standby = || async {
+        let body = serde_json::json!({ "role": "standby", "lease": "held by another Gatekeeper" });
+        (StatusCode::SERVICE_UNAVAILABLE, [(axum::http::header::CONTENT_TYPE, "application/json")], format!("{body}\n"))
+    };
+    Router::new()
+        .route("/health/live", get(|| async { (StatusCode::OK, "live\n") }))
+        .route("/health/ready", get(standby))
+        .route("/health", get(standby))
+        .route(
+            "/metrics",
+            get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "standby: another Gatekeeper holds the lease\n") }),
+        )
+}
+
 async fn metrics(State(health): State<Arc<Health>>) -> Response {
     let store = health.store.clone();
     match tokio::task::spawn_blocking(move || METRICS.render(store.as_ref())).await {

@@ -24,8 +24,11 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
     // Bound before anything starts: a port in use fails the start cleanly.
     let listener =
         tokio::net::TcpListener::bind(asv.listen).await.with_context(|| format!("cannot listen on {}", asv.listen))?;
-    let mut running = Running::start(&config, engine_config(&config)?, options).await?;
+    let Some(mut running) = Running::start(&config, engine_config(&config)?, options, Some(listener)).await? else {
+        return Ok(());
+    };
     let shared = running.shared.clone();
+    let listener = running.intake.take().expect("given to Running::start");
 
     let intake = Arc::new(http::Intake {
         store: shared.store.clone(),

@@ -32,7 +32,10 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
     let engine = engine_config(&config)?;
     let session = restore(&config).await?;
     tracing::info!(user = %session.user_id, device = %session.device_id, "session restored");
-    let mut running = Running::start(&config, engine, options).await?;
+    // A standby does not sync: the active one does (with its own device).
+    let Some(mut running) = Running::start(&config, engine, options, None).await? else {
+        return Ok(());
+    };
     let shared = running.shared.clone();
 
     let (synced_tx, mut synced_rx) = watch::channel(false);

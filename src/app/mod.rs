@@ -5,6 +5,7 @@
 
 mod appservice;
 mod client;
+mod lease;
 mod lists;
 
 use std::sync::Arc;
@@ -91,13 +92,27 @@ struct Running {
     /// The outbox watermark the Matrix executor may carry out up to; `None`
     /// while processing is on hold.
     released: Option<watch::Receiver<u64>>,
+    /// The appservice API's listener, given to [`Running::start`], to serve
+    /// once active.
+    intake: Option<tokio::net::TcpListener>,
 }
 
 impl Running {
     /// Opens the store and starts the work every mode shares: deciding,
     /// housekeeping, pruning, the e-mail lane, link pages, metrics, and the
     /// signal listener that fires the shutdown.
-    async fn start(config: &Config, engine: EngineConfig, options: RunOptions) -> anyhow::Result<Self> {
+    ///
+    /// On a database several Gatekeepers share, it first takes the lease:
+    /// while another holds it, this one stands by — `intake` (the
+    /// appservice API) answers 503 so that the homeserver tries again
+    /// (through a load balancer, at the active one), `/health/ready` says
+    /// "standby", and nothing acts. `None` when a signal came first.
+    async fn start(
+        config: &Config,
+        engine: EngineConfig,
+        options: RunOptions,
+        intake: Option<tokio::net::TcpListener>,
+    ) -> anyhow::Result<Option<Self>> {
         // Every port is bound before any work starts, so a port in use stops
         // Gatekeeper before it has acted on anything.
         let pages = match config.email.as_ref().and_then(|e| e.listen) {
@@ -113,6 +128,9 @@ impl Running {
         let shared =
             Shared { store, engine: Arc::new(engine), clock: clock::system(), wake: Arc::new(Notify::new()), shutdown };
         let mut tasks = vec![tokio::spawn(fire_on_signal(trigger.clone()))];
+        let Some((intake, metrics)) = lease::stand_by(&shared, intake, metrics, &mut tasks).await? else {
+            return Ok(None);
+        };
         // Everything already in the outbox was recovered from disk: durable.
         let (released_tx, released_rx) = watch::channel(shared.store.outbox_high_water()?);
         let hold = options.hold_processing;
@@ -159,7 +177,7 @@ impl Running {
             )));
         }
         tasks.push(tokio::spawn(housekeeping::prune(shared.clone(), config.gate.retention.0)));
-        Ok(Running { shared, trigger, tasks, released: (!hold).then_some(released_rx) })
+        Ok(Some(Running { shared, trigger, tasks, released: (!hold).then_some(released_rx), intake }))
     }
 
     /// Waits for the shutdown (a signal fires it), or for the database to

@@ -40,6 +40,31 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the database at {path} is in use by another Gatekeeper process (or could not be locked)")]
     Locked { path: String },
+    /// A write refused because this Gatekeeper does not hold the lease
+    /// (see [`Lease`]): it stands by, or another took over. Nothing changed.
+    #[error("not written: this Gatekeeper does not hold the lease ({0})")]
+    NotLeaseHolder(String),
+}
+
+/// Active and standby on a database several Gatekeepers can open at once
+/// (PostgreSQL): exactly one holds the lease and acts; the others wait.
+/// The lease fences the store itself: while it is not held, every write
+/// fails with [`StoreError::NotLeaseHolder`] and changes nothing, so a
+/// Gatekeeper that lost its lease without knowing it yet (paused, cut off)
+/// cannot act on the database behind the new holder's back.
+pub trait Lease: Send + Sync {
+    /// From now on, writes are refused until [`Lease::try_take`] succeeds.
+    fn stand_by(&self);
+
+    /// Tries once, without waiting, to take the lease; once held, the
+    /// epoch it is held at (one more than the last holder's). Taking it
+    /// fences out every earlier holder.
+    fn try_take(&self, holder: &str) -> Result<Option<u64>, StoreError>;
+
+    /// `Err` with the reason once the lease held is lost: its connection
+    /// ended, or another Gatekeeper took it over. Then nothing more is
+    /// written, and the Gatekeeper must stop acting.
+    fn check(&self) -> Result<(), String>;
 }
 
 /// How the intake's write of a transaction went.
@@ -233,6 +258,13 @@ pub trait Store: Lookups + Send + Sync + 'static {
     /// until then). Gatekeeper then stops, so that its service manager
     /// starts it again: reopening recovers everything made durable.
     fn failure(&self) -> Option<String> {
+        None
+    }
+
+    /// The lease, on a database several Gatekeepers may share; `None` where
+    /// only one process can open the database at all (sled locks its
+    /// files; memory is the process's own).
+    fn lease(&self) -> Option<&dyn Lease> {
         None
     }
 

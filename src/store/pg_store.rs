@@ -21,6 +21,8 @@ use postgres::GenericClient;
 use postgres::config::SslMode;
 use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 
+mod lease;
+
 use super::policy_records::{PolicyListRecord, RuleV1};
 use super::records::{
     self, ContactRecord, DeferredRecord, EffectRecord, FailedEffectRecord, OwnerRecord, QuarantineRecord, RoomRecord,
@@ -34,7 +36,8 @@ use crate::engine::{
 
 /// The schema's migrations, in order: version `n` is the first `n` applied.
 /// A migration is never edited once released; a change is a new one.
-const MIGRATIONS: &[&str] = &[include_str!("pg_migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("pg_migrations/0001_initial.sql"), include_str!("pg_migrations/0002_lease.sql")];
 
 /// The schema version this Gatekeeper knows.
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -113,6 +116,9 @@ pub struct PgStore {
     /// schema changed (by a newer Gatekeeper, while none of this one's
     /// connections held the lock). Gatekeeper then stops.
     failed: Mutex<Option<String>>,
+    /// The lease of an active Gatekeeper (or the wait of a standby), which
+    /// fences every write.
+    lease: lease::LeaseState,
 }
 
 /// The connection and the statements prepared on it: each statement is
@@ -201,6 +207,7 @@ impl PgStore {
             unflushed: AtomicBool::new(false),
             schema_ready: AtomicBool::new(false),
             failed: Mutex::new(None),
+            lease: lease::LeaseState::default(),
         };
         store.with_conn(&store.main, |conn| {
             migrate(&mut conn.client)?;
@@ -315,7 +322,11 @@ impl PgStore {
     ) -> Result<T, StoreError> {
         self.with_conn(lane, |conn| {
             let mut tx = conn.client.transaction()?;
-            let out = f(&Db::new(&mut tx, &mut conn.statements))?;
+            let out = {
+                let db = Db::new(&mut tx, &mut conn.statements);
+                self.lease.fence(&db)?;
+                f(&db)?
+            };
             tx.commit()?;
             Ok(out)
         })
@@ -418,7 +429,7 @@ impl Drop for PgStore {
     fn drop(&mut self) {
         // Closing the connection drives the client's own runtime, which
         // tokio refuses on a thread that runs async tasks.
-        let conns: Vec<Conn> = [&mut self.main, &mut self.intake]
+        let conns: Vec<Conn> = [&mut self.main, &mut self.intake, self.lease.connection_mut()]
             .into_iter()
             .filter_map(|lane| lane.get_mut().unwrap_or_else(|p| p.into_inner()).take())
             .collect();
@@ -1223,7 +1234,12 @@ impl Store for PgStore {
     }
 
     fn failure(&self) -> Option<String> {
-        self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        failed.or_else(|| self.lease.lost().map(|reason| format!("the lease is lost: {reason}")))
+    }
+
+    fn lease(&self) -> Option<&dyn Lease> {
+        Some(self)
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -27,6 +27,7 @@ mod disk_full;
 mod downtime;
 mod durability;
 mod email;
+mod failover;
 mod fuzz_smoke;
 mod gate;
 mod homeserver_faults;

@@ -11,6 +11,11 @@ impl Rng {
         (Rng(seed), seed)
     }
 
+    /// A generator of its own, seeded from another's output.
+    pub fn seeded(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
     pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;

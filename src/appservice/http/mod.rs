@@ -56,6 +56,24 @@ pub fn router(intake: Arc<Intake>) -> Router {
         .with_state(intake)
 }
 
+/// The appservice API of a standby (another Gatekeeper holds the lease):
+/// every request is answered 503, and nothing is stored, so that the
+/// homeserver keeps the transaction and sends it again — through a load
+/// balancer, to the active one.
+pub fn standby_router() -> Router {
+    Router::new().fallback(standby)
+}
+
+async fn standby() -> Response {
+    let mut response = matrix_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "M_UNKNOWN",
+        "This Gatekeeper is on standby: another one holds the lease and serves",
+    );
+    response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+    response
+}
+
 async fn require_hs_token(State(intake): State<Arc<Intake>>, request: Request, next: Next) -> Response {
     let header = request.headers().get(axum::http::header::AUTHORIZATION).map(|v| v.as_bytes().to_vec());
     let query: HashMap<String, String> = Query::try_from_uri(request.uri()).map(|Query(q)| q).unwrap_or_default();
