@@ -42,6 +42,18 @@ pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 /// that no one else is likely to use; "gkschema" in ASCII).
 const MIGRATION_LOCK: i64 = 0x676b_7363_6865_6d61;
 
+/// The advisory lock that says a Gatekeeper uses this database ("gkrunnin"
+/// in ASCII): every connection a `PgStore` makes holds it shared, for as
+/// long as the connection lives; `gatekeeper migrate` takes it exclusive,
+/// so that neither starts while the other runs. (Not the active/standby
+/// lease: a standby holds this one too.)
+const RUNNING_LOCK: i64 = 0x676b_7275_6e6e_696e;
+
+mod copy;
+pub use copy::PgCopy;
+#[cfg(test)]
+pub(crate) use copy::{NOT_COPIED, copy_table};
+
 const C_TRANSACTIONS: &str = "transactions";
 const C_REPLAYS: &str = "replayed_transactions";
 const C_RECEIVED: &str = "events_received";
@@ -240,7 +252,9 @@ impl PgStore {
         let mut guard = lane.lock().unwrap_or_else(|p| p.into_inner());
         if guard.as_ref().is_none_or(|c| c.client.is_closed()) {
             *guard = None;
-            *guard = Some(Conn { client: connect(&self.config, self.tls.as_ref())?, statements: HashMap::new() });
+            let mut client = connect(&self.config, self.tls.as_ref())?;
+            hold_running_lock(&mut client)?;
+            *guard = Some(Conn { client, statements: HashMap::new() });
         }
         let conn = guard.as_mut().expect("connected above");
         let result = f(conn);
@@ -375,8 +389,28 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Takes [`RUNNING_LOCK`] shared on a new connection: refused while
+/// `gatekeeper migrate` copies this database.
+fn hold_running_lock(client: &mut postgres::Client) -> Result<(), StoreError> {
+    let held: bool = client.query_one("SELECT pg_try_advisory_lock_shared($1)", &[&RUNNING_LOCK])?.get(0);
+    if !held {
+        return Err(StoreError::Backend(
+            "`gatekeeper migrate` is copying this database; start Gatekeeper once it is done".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn migrate(client: &mut postgres::Client) -> Result<(), StoreError> {
     let mut tx = client.transaction()?;
+    migrate_in(&mut tx)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Brings the schema up to this Gatekeeper's version inside `tx`; refuses
+/// a newer one.
+fn migrate_in(tx: &mut impl GenericClient) -> Result<(), StoreError> {
     // Two Gatekeepers starting together: one migrates, the other waits
     // here and then finds the schema up to date.
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
@@ -398,7 +432,6 @@ fn migrate(client: &mut postgres::Client) -> Result<(), StoreError> {
         tx.execute("INSERT INTO gatekeeper_schema (version) VALUES ($1)", &[&SCHEMA_VERSION])?;
         tracing::info!(from = found, to = SCHEMA_VERSION, "database schema migrated");
     }
-    tx.commit()?;
     Ok(())
 }
 
