@@ -313,9 +313,11 @@ impl Location {
     /// sled directory. `password` is for a URL that carries none.
     pub fn parse(arg: &str, password: Option<&crate::secret::Secret>, ca_file: Option<&Path>) -> Self {
         if arg.starts_with("postgresql://") || arg.starts_with("postgres://") {
+            // The URL's own password wins (as database.url allows only one).
+            let own = arg.parse::<postgres::Config>().is_ok_and(|c| c.get_password().is_some());
             Location::Postgres {
                 url: crate::secret::Secret::new(arg.to_owned()),
-                password: password.cloned(),
+                password: if own { None } else { password.cloned() },
                 ca_file: ca_file.map(Path::to_path_buf),
             }
         } else {
@@ -337,6 +339,11 @@ impl Location {
 pub fn migrate(from: &Location, to: &Location) -> Result<Report, StoreError> {
     if let (Location::Sled(a), Location::Sled(b)) = (from, to)
         && (a == b || a.canonicalize().ok().zip(b.canonicalize().ok()).is_some_and(|(a, b)| a == b))
+    {
+        return Err(StoreError::Backend("the source and the target are the same database".into()));
+    }
+    if let (Location::Postgres { url: a, .. }, Location::Postgres { url: b, .. }) = (from, to)
+        && super::PgStore::describe_url(a.expose()) == super::PgStore::describe_url(b.expose())
     {
         return Err(StoreError::Backend("the source and the target are the same database".into()));
     }
@@ -756,6 +763,22 @@ mod tests {
         assert!(report.to_string().contains("kept messages"), "{report}");
     }
 
+    /// The environment's password is for a URL without one; a URL's own
+    /// is never replaced. Neither is ever shown.
+    #[test]
+    fn a_password_comes_from_the_url_or_else_the_environment() {
+        let env = crate::secret::Secret::new("from-env");
+        let password = |arg: &str| match Location::parse(arg, Some(&env), None) {
+            Location::Postgres { password, .. } => password.map(|p| p.expose().to_owned()),
+            Location::Sled(_) => panic!("{arg} read as sled"),
+        };
+        assert_eq!(password("postgresql://gk@db/gk").as_deref(), Some("from-env"));
+        assert_eq!(password("postgresql://gk:own@db/gk"), None);
+        let to = Location::parse("postgresql://gk:hunter2@db:5433/gk", None, None);
+        assert_eq!(to.describe(), "PostgreSQL gk@db:5433/gk");
+        assert!(matches!(Location::parse("./data", Some(&env), None), Location::Sled(_)));
+    }
+
     fn err(r: Result<Report, StoreError>) -> String {
         r.expect_err("migrate went ahead").to_string()
     }
@@ -786,6 +809,8 @@ mod tests {
         assert_eq!(export_all(&mut sled_at(&b)), first);
         // Copying a database onto itself.
         let e = err(migrate(&Location::Sled(a.clone()), &Location::Sled(a)));
+        assert!(e.contains("the same database"), "{e}");
+        let e = err(migrate(&pg(&url), &pg(&url)));
         assert!(e.contains("the same database"), "{e}");
     }
 

@@ -258,7 +258,12 @@ impl PgStore {
         }
         let conn = guard.as_mut().expect("connected above");
         let result = f(conn);
-        if conn.client.is_closed() {
+        // A call can fail on a connection the server ended before the
+        // client has noticed the end: asked once after an error, so that
+        // the next call connects again instead of failing on it too.
+        let broken = conn.client.is_closed()
+            || (result.is_err() && conn.client.is_valid(std::time::Duration::from_secs(2)).is_err());
+        if broken {
             *guard = None;
         }
         result
