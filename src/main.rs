@@ -56,6 +56,23 @@ enum Command {
         #[arg(long, short, env = "GATEKEEPER_CONFIG")]
         config: PathBuf,
     },
+    /// Copy everything from one database into a new, empty one (sled to
+    /// PostgreSQL or back), then read the copy back and check it. Gatekeeper
+    /// must be stopped on both. A PostgreSQL password comes in the URL or
+    /// from GATEKEEPER__DATABASE__PASSWORD.
+    Migrate {
+        /// The database to copy: a sled directory, or a postgresql:// URL.
+        #[arg(long)]
+        from: String,
+        /// Where to copy it: a postgresql:// URL of an empty database, or a
+        /// sled directory that does not exist yet.
+        #[arg(long)]
+        to: String,
+        /// The CA that signed the PostgreSQL server's certificate (for a
+        /// URL with sslmode=require), as database.ca_file.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
     /// Print what the database holds, as JSON (Gatekeeper must be stopped).
     Inspect {
         #[arg(long, short, env = "GATEKEEPER_CONFIG")]
@@ -112,7 +129,11 @@ fn private_files() {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if matches!(
         cli.command,
-        Command::Run { .. } | Command::Login { .. } | Command::Logout { .. } | Command::Inspect { .. }
+        Command::Run { .. }
+            | Command::Login { .. }
+            | Command::Logout { .. }
+            | Command::Inspect { .. }
+            | Command::Migrate { .. }
     ) {
         private_files();
     }
@@ -219,6 +240,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("Logged out; device {device} is gone.");
                 anyhow::Ok(())
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { from, to, ca_file } => {
+            use gatekeeper::store::copy::{Location, migrate};
+            // As database.password: for a URL that carries none.
+            let password = std::env::var("GATEKEEPER__DATABASE__PASSWORD").ok().map(gatekeeper::secret::Secret::new);
+            let from = Location::parse(&from, password.as_ref(), ca_file.as_deref());
+            let to = Location::parse(&to, password.as_ref(), ca_file.as_deref());
+            let report = migrate(&from, &to)?;
+            println!("{report}");
+            println!(
+                "Point Gatekeeper's configuration at the copy (database.url or database.path) before starting it; \
+                 the original is left as it was."
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { config, limit } => {

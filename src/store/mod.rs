@@ -3,6 +3,7 @@
 //! real one; `pg_store` keeps the same on PostgreSQL; `memory` backs fast
 //! tests. All pass the same conformance suite.
 
+pub mod copy;
 pub mod durable;
 mod memory;
 mod overlay;

@@ -50,6 +50,18 @@ pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 /// older one never writes to a schema it does not know.
 const MIGRATION_LOCK: i64 = 0x676b_7363_6865_6d61;
 
+/// The advisory lock that says a Gatekeeper uses this database ("gkrunnin"
+/// in ASCII): every connection a `PgStore` makes holds it shared, for as
+/// long as the connection lives; `gatekeeper migrate` takes it exclusive,
+/// so that neither starts while the other runs. (Not the active/standby
+/// lease: a standby holds this one too.)
+const RUNNING_LOCK: i64 = 0x676b_7275_6e6e_696e;
+
+mod copy;
+pub use copy::PgCopy;
+#[cfg(test)]
+pub(crate) use copy::{NOT_COPIED, copy_table};
+
 const C_TRANSACTIONS: &str = "transactions";
 const C_REPLAYS: &str = "replayed_transactions";
 const C_RECEIVED: &str = "events_received";
@@ -273,6 +285,7 @@ impl PgStore {
         if guard.as_ref().is_none_or(|c| c.client.is_closed()) {
             *guard = None;
             let mut client = connect(&self.config, self.tls.as_ref())?;
+            hold_running_lock(&mut client)?;
             if self.schema_ready.load(Ordering::SeqCst)
                 && let Err(why) = hold_schema(&mut client)?
             {
@@ -284,7 +297,12 @@ impl PgStore {
         }
         let conn = guard.as_mut().expect("connected above");
         let result = f(conn);
-        if conn.client.is_closed() {
+        // A call can fail on a connection the server ended before the
+        // client has noticed the end: asked once after an error, so that
+        // the next call connects again instead of failing on it too.
+        let broken = conn.client.is_closed()
+            || (result.is_err() && conn.client.is_valid(std::time::Duration::from_secs(2)).is_err());
+        if broken {
             *guard = None;
         }
         result
@@ -545,6 +563,34 @@ fn migrate(client: &mut postgres::Client) -> Result<(), StoreError> {
 /// The migrations this Gatekeeper knows that the database lacks, under
 /// the schema's lock, taken alone.
 fn migrate_alone(mut tx: postgres::Transaction<'_>) -> Result<(), StoreError> {
+    migrate_to_known(&mut tx)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Takes [`RUNNING_LOCK`] shared on a new connection: refused while
+/// `gatekeeper migrate` copies this database.
+fn hold_running_lock(client: &mut postgres::Client) -> Result<(), StoreError> {
+    let held: bool = client.query_one("SELECT pg_try_advisory_lock_shared($1)", &[&RUNNING_LOCK])?.get(0);
+    if !held {
+        return Err(StoreError::Backend(
+            "`gatekeeper migrate` is copying this database; start Gatekeeper once it is done".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The schema made or brought up to date inside `migrate`'s copying
+/// transaction, which holds [`RUNNING_LOCK`] alone: no Gatekeeper's
+/// connection holds the schema's lock then, so it is taken at once.
+fn migrate_in(tx: &mut impl GenericClient) -> Result<(), StoreError> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    migrate_to_known(tx)
+}
+
+/// Brings the schema up to this Gatekeeper's version inside `tx`, under
+/// the schema's lock taken alone; refuses a newer one.
+fn migrate_to_known(tx: &mut impl GenericClient) -> Result<(), StoreError> {
     tx.batch_execute("CREATE TABLE IF NOT EXISTS gatekeeper_schema (version integer NOT NULL)")?;
     let found: Option<i32> = tx.query_opt("SELECT max(version) FROM gatekeeper_schema", &[])?.and_then(|r| r.get(0));
     let found = found.unwrap_or(0);
@@ -560,7 +606,6 @@ fn migrate_alone(mut tx: postgres::Transaction<'_>) -> Result<(), StoreError> {
         tx.execute("INSERT INTO gatekeeper_schema (version) VALUES ($1)", &[&SCHEMA_VERSION])?;
         tracing::info!(from = found, to = SCHEMA_VERSION, "database schema migrated");
     }
-    tx.commit()?;
     Ok(())
 }
 

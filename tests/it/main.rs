@@ -33,6 +33,7 @@ mod gate;
 mod homeserver_faults;
 mod install;
 mod lanes;
+mod migrate;
 mod native;
 mod observability;
 mod policy;

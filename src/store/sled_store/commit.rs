@@ -77,7 +77,7 @@ impl SledStore {
     ) -> Result<(), StoreError> {
         let effect_ids: Vec<Vec<u64>> = decided
             .iter()
-            .map(|(_, d)| d.effects.iter().map(|_| self.db.generate_id().map_err(|e| self.failed(e))).collect())
+            .map(|(_, d)| d.effects.iter().map(|_| self.generate_id()).collect())
             .collect::<Result<_, _>>()?;
         // Prefix scans cannot run inside a sled transaction: collect each
         // forgotten owner's stored keys first. Keys the batch itself writes

@@ -19,7 +19,7 @@ const FROM_TRANSACTION: u8 = b'T';
 /// the transaction stored under key `k` is inbox item `k + i`. Keys are
 /// sled's monotonic IDs shifted by this much (a database from before kept
 /// its items under unshifted, smaller IDs: they stay first, in order).
-const SLOT_BITS: u32 = 20;
+pub(super) const SLOT_BITS: u32 = 20;
 const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
 /// The most events one stored record holds; a longer transaction is
 /// stored as several records, in the same write.
@@ -103,7 +103,7 @@ fn inbox_item(seq: u64, v: &[u8]) -> InboxItem {
 impl SledStore {
     /// A new inbox key, after every one in use (see [`SLOT_BITS`]).
     pub(super) fn next_seq(&self) -> Result<u64, StoreError> {
-        let id = self.db.generate_id().map_err(|e| self.failed(e))?;
+        let id = self.generate_id()?;
         id.checked_mul(1 << SLOT_BITS).ok_or_else(|| StoreError::Corrupt(format!("inbox ID {id} out of range")))
     }
 

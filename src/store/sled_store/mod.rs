@@ -6,6 +6,7 @@
 //! method to the file whose job it is.
 
 mod commit;
+mod copy;
 mod counters;
 mod housekeeping;
 mod inbox;
@@ -17,6 +18,11 @@ mod quarantine;
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub(crate) use copy::SledTarget;
+#[cfg(test)]
+pub(crate) use copy::tests::trees as raw_trees;
 
 use ruma::UserId;
 use sled::Tree;
@@ -70,6 +76,10 @@ pub struct SledStore {
     /// and fails every later write with it, so this is for good until the
     /// database is reopened.
     failure: Mutex<Option<String>>,
+    /// Added to every ID sled generates (outbox IDs, inbox keys): set by
+    /// `migrate` past every ID it copied in, as a new database's generator
+    /// starts again at zero. Zero for a database that was never copied.
+    id_floor: AtomicU64,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -151,11 +161,27 @@ impl SledStore {
             intake: Mutex::new(()),
             quarantine_len: Mutex::new(None),
             failure: Mutex::new(None),
+            id_floor: AtomicU64::new(0),
             db,
         }
         .with_rooms_by_owner(&rooms_per_room)?
         .with_rules_apart()?
-        .with_tallies()
+        .with_tallies()?
+        .with_id_floor()
+    }
+
+    fn with_id_floor(self) -> Result<Self, StoreError> {
+        let floor = self.counters.get(copy::K_ID_FLOOR).map_err(|e| self.failed(e))?.map_or(0, |v| read_u64(&v));
+        self.id_floor.store(floor, Ordering::SeqCst);
+        Ok(self)
+    }
+
+    /// A new ID, after every one in use: sled's generator (monotonic)
+    /// plus the floor a migration set.
+    fn generate_id(&self) -> Result<u64, StoreError> {
+        let id = self.db.generate_id().map_err(|e| self.failed(e))?;
+        id.checked_add(self.id_floor.load(Ordering::Relaxed))
+            .ok_or_else(|| StoreError::Corrupt(format!("generated ID {id} out of range")))
     }
 
     /// Maps a sled error, keeping the first I/O error: sled fails every
