@@ -154,11 +154,14 @@ async fn the_standby_takes_over_and_nothing_is_lost_or_done_twice() {
         let standby = 1 - active;
         if round == TAKEOVERS / 2 {
             // Its lease's session ends (as with a network cut): it must stop
-            // acting by itself, at once, and exit non-zero.
+            // acting by itself, at once, and exit non-zero. The lease is the
+            // advisory lock "gkactive"; every connection of both also holds
+            // the schema's lock and the running lock, shared.
             ended.push(((active, runs[active]), ms_of_day(&wall())));
             let cut = pg.sql(&format!(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_locks \
-                 WHERE locktype = 'advisory' AND granted \
+                 WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
+                 AND (classid::bigint << 32 | objid::bigint) = x'676b616374697665'::bigint \
                  AND database = (SELECT oid FROM pg_database WHERE datname = '{database}')"
             ));
             assert_eq!(cut.trim(), "1", "the active one's lease session");
