@@ -194,6 +194,14 @@ impl<'a, C: GenericClient> Db<'a, C> {
         Ok(self.query_opt(sql, params)?.map(|r| r.get(0)))
     }
 
+    /// One stored record (`R`, named `what` in errors) as the engine's `T`.
+    fn record<R, T>(&self, what: &str, sql: &'static str, params: &Params<'_>) -> Result<Option<T>, StoreError>
+    where
+        R: for<'de> serde::Deserialize<'de> + Into<T>,
+    {
+        self.one(sql, params)?.map(|b| records::decode::<R>(what, &b).map(Into::into)).transpose()
+    }
+
     fn count(&self, key: &tally::Key) -> Result<u64, StoreError> {
         let row = self.query_opt("SELECT count FROM kept_counts WHERE key = $1", &[&key.encode()])?;
         Ok(row.map_or(0, |r| unbig(r.get(0))))
@@ -690,29 +698,22 @@ impl<C: GenericClient> Lookups for Db<'_, C> {
             .collect()
     }
     fn owner(&self, user: &UserId) -> Result<Option<OwnerState>, StoreError> {
-        match self.one("SELECT record FROM owners WHERE user_id = $1", &[&user.as_bytes()])? {
-            Some(b) => Ok(Some(records::decode::<OwnerRecord>("owner", &b)?.into())),
-            None => Ok(None),
-        }
+        self.record::<OwnerRecord, _>("owner", "SELECT record FROM owners WHERE user_id = $1", &[&user.as_bytes()])
     }
     fn contact(&self, owner: &UserId, subject: &Subject) -> Result<Option<Contact>, StoreError> {
         let subject = subject.to_string();
-        match self.one(
+        self.record::<ContactRecord, _>(
+            "contact",
             "SELECT record FROM contacts WHERE owner = $1 AND subject = $2",
             &[&owner.as_bytes(), &subject.as_bytes()],
-        )? {
-            Some(b) => Ok(Some(records::decode::<ContactRecord>("contact", &b)?.into())),
-            None => Ok(None),
-        }
+        )
     }
     fn stranger(&self, owner: &UserId, user: &UserId) -> Result<Option<StrangerState>, StoreError> {
-        match self.one(
+        self.record::<StrangerRecord, _>(
+            "stranger",
             "SELECT record FROM strangers WHERE owner = $1 AND user_id = $2",
             &[&owner.as_bytes(), &user.as_bytes()],
-        )? {
-            Some(b) => Ok(Some(records::decode::<StrangerRecord>("stranger", &b)?.into())),
-            None => Ok(None),
-        }
+        )
     }
     fn deferred(&self, owner: &UserId, event: &EventId) -> Result<Option<Deferred>, StoreError> {
         match self.one(
@@ -727,10 +728,7 @@ impl<C: GenericClient> Lookups for Db<'_, C> {
         tally::kept(|k| self.count(k), owner, with)
     }
     fn wave(&self, key: &WaveKey) -> Result<Option<WaveRecord>, StoreError> {
-        match self.one("SELECT record FROM waves WHERE key = $1", &[&records::wave_key(key)])? {
-            Some(b) => Ok(Some(records::decode::<WaveRecordV>("wave", &b)?.into())),
-            None => Ok(None),
-        }
+        self.record::<WaveRecordV, _>("wave", "SELECT record FROM waves WHERE key = $1", &[&records::wave_key(key)])
     }
     fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError> {
         match self.one("SELECT record FROM seen WHERE room_id = $1", &[&room.as_bytes()])? {
@@ -739,10 +737,11 @@ impl<C: GenericClient> Lookups for Db<'_, C> {
         }
     }
     fn policy_list(&self, room: &RoomId) -> Result<Option<PolicyList>, StoreError> {
-        match self.one("SELECT record FROM policy_lists WHERE room_id = $1", &[&room.as_bytes()])? {
-            Some(b) => Ok(Some(records::decode::<PolicyListRecord>("policy list", &b)?.into())),
-            None => Ok(None),
-        }
+        self.record::<PolicyListRecord, _>(
+            "policy list",
+            "SELECT record FROM policy_lists WHERE room_id = $1",
+            &[&room.as_bytes()],
+        )
     }
     fn policy_rules(&self, room: &RoomId, read: &RulesRead) -> Result<Vec<(Slot, PolicyRule)>, StoreError> {
         let room = room.as_bytes();
