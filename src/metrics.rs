@@ -48,6 +48,10 @@ pub struct Metrics {
     pub action_retries: Counter,
     pub effects_given_up: Counter,
     pub lanes_retrying: Gauge,
+    /// 1 while this Gatekeeper acts (it holds the lease, or its store has
+    /// none), 0 while it stands by: a standby's `/metrics` answers too, so
+    /// that Prometheus sees it up and alerts only on who is active.
+    pub active: Gauge,
     pub not_kept: Family<WhatLabel, Counter>,
     pub processing_seconds: Histogram,
     deferred_messages: Gauge,
@@ -77,6 +81,7 @@ impl Metrics {
             action_retries: Counter::default(),
             effects_given_up: Counter::default(),
             lanes_retrying: Gauge::default(),
+            active: Gauge::default(),
             not_kept: Family::default(),
             // 50 µs .. ~1.6 s: one event's decision and commit.
             processing_seconds: Histogram::new((0..16).map(|i| 0.000_05 * 2f64.powi(i))),
@@ -125,6 +130,11 @@ impl Metrics {
             "lanes_retrying",
             "Lanes (rooms, owners) whose next effect is failing and being retried",
             m.lanes_retrying.clone(),
+        );
+        r.register(
+            "active",
+            "1 while this Gatekeeper acts (holds the lease, or runs alone), 0 while it stands by",
+            m.active.clone(),
         );
         r.register(
             "not_kept",
@@ -177,6 +187,18 @@ impl Metrics {
         self.deferred_messages.set(stats.deferred_messages as i64);
         self.inbox_pending.set(stats.inbox_pending as i64);
         self.outbox_pending.set(stats.outbox_pending as i64);
+        self.encode()
+    }
+
+    /// What a standby's `/metrics` serves: the process's own counters (all
+    /// still 0: nothing runs) and `active` 0 (set by the lease's wait),
+    /// without reading the store — its sizes are the active one's to report,
+    /// and a standby's would only count them twice in a sum across both.
+    pub fn render_standby(&self) -> Result<String, String> {
+        self.encode()
+    }
+
+    fn encode(&self) -> Result<String, String> {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).map_err(|e| e.to_string())?;
         Ok(out)
@@ -256,20 +278,25 @@ pub fn standby_router() -> Router {
         .route("/health/live", get(|| async { (StatusCode::OK, "live\n") }))
         .route("/health/ready", get(standby))
         .route("/health", get(standby))
-        .route(
-            "/metrics",
-            get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "standby: another Gatekeeper holds the lease\n") }),
-        )
+        // 200, unlike readiness: a standby is up, and Prometheus must not
+        // alert on it; `gatekeeper_active 0` says what it is.
+        .route("/metrics", get(|| async { metrics_text(METRICS.render_standby()) }))
 }
 
 async fn metrics(State(health): State<Arc<Health>>) -> Response {
     let store = health.store.clone();
     match tokio::task::spawn_blocking(move || METRICS.render(store.as_ref())).await {
-        Ok(Ok(text)) => {
+        Ok(rendered) => metrics_text(rendered),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+fn metrics_text(rendered: Result<String, String>) -> Response {
+    match rendered {
+        Ok(text) => {
             ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
         }
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}\n")).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}\n")).into_response(),
     }
 }
 

@@ -127,6 +127,13 @@ async fn the_standby_takes_over_and_nothing_is_lost_or_done_twice() {
     assert_eq!(refused.headers().get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
     let ready = http.get(format!("http://127.0.0.1:{}/health/ready", metrics[0])).send().await.unwrap();
     assert_eq!(ready.status(), 200, "the active one is ready");
+    // Prometheus sees both up, and which one acts.
+    for (port, active) in [(metrics[0], 1), (metrics[1], 0)] {
+        let scraped = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.unwrap();
+        assert_eq!(scraped.status(), 200, "metrics of the one with gatekeeper_active {active}");
+        let text = scraped.text().await.unwrap();
+        assert!(text.lines().any(|l| l == format!("gatekeeper_active {active}")), "{text}");
+    }
 
     let alice = synapse.register("alice").await;
     let control = alice.create_dm(&bot).await;
