@@ -57,6 +57,7 @@ pub struct Metrics {
     deferred_messages: Gauge,
     inbox_pending: Gauge,
     outbox_pending: Gauge,
+    store_write_failures: Gauge,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -88,6 +89,7 @@ impl Metrics {
             deferred_messages: Gauge::default(),
             inbox_pending: Gauge::default(),
             outbox_pending: Gauge::default(),
+            store_write_failures: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -145,6 +147,11 @@ impl Metrics {
         r.register("deferred_messages", "Captured messages kept now", m.deferred_messages.clone());
         r.register("inbox_pending", "Events waiting to be processed", m.inbox_pending.clone());
         r.register("outbox_pending", "Effects waiting to be carried out", m.outbox_pending.clone());
+        r.register(
+            "store_write_failures",
+            "Write transactions to the database (PostgreSQL) that failed in a row, 0 since the last that succeeded",
+            m.store_write_failures.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -187,6 +194,7 @@ impl Metrics {
         self.deferred_messages.set(stats.deferred_messages as i64);
         self.inbox_pending.set(stats.inbox_pending as i64);
         self.outbox_pending.set(stats.outbox_pending as i64);
+        self.store_write_failures.set(store.writes_failing().map_or(0, |(n, _)| n as i64));
         self.encode()
     }
 
@@ -240,7 +248,11 @@ impl Health {
         // One point read, not the whole-tree counts of `stats`: load
         // balancers probe often, and a probe must cost the same whatever the
         // store holds.
-        let store_ok = self.store.failure().is_none() && self.store.outbox_high_water().is_ok();
+        // Reads answering is not enough: a database that refuses every
+        // write (a full disk) stores nothing the homeserver sends.
+        let writes_failing = self.store.writes_failing().and_then(|(_, why)| why);
+        let store_ok =
+            self.store.failure().is_none() && writes_failing.is_none() && self.store.outbox_high_water().is_ok();
         let recent = |t: &Option<std::time::Instant>| t.is_some_and(|t| t.elapsed() < Duration::from_secs(5));
         let mut hs_ok = recent(&self.last_ok.lock().expect("not poisoned"));
         if !hs_ok {
@@ -250,10 +262,13 @@ impl Health {
                 *self.last_ok.lock().expect("not poisoned") = Some(std::time::Instant::now());
             }
         }
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "store": if store_ok { "ok" } else { "failing" },
             "homeserver": if hs_ok { "reachable" } else { "unreachable" },
         });
+        if let Some(why) = writes_failing {
+            body["writes"] = why.into();
+        }
         (store_ok && hs_ok, body)
     }
 }
