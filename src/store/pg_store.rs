@@ -248,7 +248,7 @@ impl PgStore {
             Some(v) if v < SCHEMA_VERSION => {
                 format!("reachable, schema version {v} (migrated to {SCHEMA_VERSION} at the next start)")
             }
-            Some(v) => format!("reachable, schema version {v}"),
+            Some(v) => format!("reachable, schema version {v}; {}", lease::describe(&mut client)?),
         })
     }
 
@@ -1737,7 +1737,10 @@ mod tests {
         assert!(PgStore::probe(&url, None, None).unwrap().contains("empty"));
         assert!(PgStore::probe(&url, None, None).unwrap().contains("empty"), "the probe made nothing");
         drop(PgStore::open(&url).unwrap());
-        assert_eq!(PgStore::probe(&url, None, None).unwrap(), format!("reachable, schema version {SCHEMA_VERSION}"));
+        assert_eq!(
+            PgStore::probe(&url, None, None).unwrap(),
+            format!("reachable, schema version {SCHEMA_VERSION}; lease held by nobody (never taken yet)")
+        );
         let nobody = format!("postgresql://postgres@127.0.0.1:{}/gk_nonexistent", pg.port);
         // The server's own words, not only "db error".
         let e = PgStore::probe(&nobody, None, None).unwrap_err().to_string();
