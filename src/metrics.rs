@@ -48,11 +48,16 @@ pub struct Metrics {
     pub action_retries: Counter,
     pub effects_given_up: Counter,
     pub lanes_retrying: Gauge,
+    /// 1 while this Gatekeeper acts (it holds the lease, or its store has
+    /// none), 0 while it stands by: a standby's `/metrics` answers too, so
+    /// that Prometheus sees it up and alerts only on who is active.
+    pub active: Gauge,
     pub not_kept: Family<WhatLabel, Counter>,
     pub processing_seconds: Histogram,
     deferred_messages: Gauge,
     inbox_pending: Gauge,
     outbox_pending: Gauge,
+    store_write_failures: Gauge,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -77,12 +82,14 @@ impl Metrics {
             action_retries: Counter::default(),
             effects_given_up: Counter::default(),
             lanes_retrying: Gauge::default(),
+            active: Gauge::default(),
             not_kept: Family::default(),
             // 50 µs .. ~1.6 s: one event's decision and commit.
             processing_seconds: Histogram::new((0..16).map(|i| 0.000_05 * 2f64.powi(i))),
             deferred_messages: Gauge::default(),
             inbox_pending: Gauge::default(),
             outbox_pending: Gauge::default(),
+            store_write_failures: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -127,6 +134,11 @@ impl Metrics {
             m.lanes_retrying.clone(),
         );
         r.register(
+            "active",
+            "1 while this Gatekeeper acts (holds the lease, or runs alone), 0 while it stands by",
+            m.active.clone(),
+        );
+        r.register(
             "not_kept",
             "Strangers' invitations (what=invitation) and messages (what=message) counted but not kept: a bound was reached",
             m.not_kept.clone(),
@@ -135,6 +147,11 @@ impl Metrics {
         r.register("deferred_messages", "Captured messages kept now", m.deferred_messages.clone());
         r.register("inbox_pending", "Events waiting to be processed", m.inbox_pending.clone());
         r.register("outbox_pending", "Effects waiting to be carried out", m.outbox_pending.clone());
+        r.register(
+            "store_write_failures",
+            "Write transactions to the database (PostgreSQL) that failed in a row, 0 since the last that succeeded",
+            m.store_write_failures.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -177,6 +194,19 @@ impl Metrics {
         self.deferred_messages.set(stats.deferred_messages as i64);
         self.inbox_pending.set(stats.inbox_pending as i64);
         self.outbox_pending.set(stats.outbox_pending as i64);
+        self.store_write_failures.set(store.writes_failing().map_or(0, |(n, _)| n as i64));
+        self.encode()
+    }
+
+    /// What a standby's `/metrics` serves: the process's own counters (all
+    /// still 0: nothing runs) and `active` 0 (set by the lease's wait),
+    /// without reading the store — its sizes are the active one's to report,
+    /// and a standby's would only count them twice in a sum across both.
+    pub fn render_standby(&self) -> Result<String, String> {
+        self.encode()
+    }
+
+    fn encode(&self) -> Result<String, String> {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).map_err(|e| e.to_string())?;
         Ok(out)
@@ -218,7 +248,11 @@ impl Health {
         // One point read, not the whole-tree counts of `stats`: load
         // balancers probe often, and a probe must cost the same whatever the
         // store holds.
-        let store_ok = self.store.failure().is_none() && self.store.outbox_high_water().is_ok();
+        // Reads answering is not enough: a database that refuses every
+        // write (a full disk) stores nothing the homeserver sends.
+        let writes_failing = self.store.writes_failing().and_then(|(_, why)| why);
+        let store_ok =
+            self.store.failure().is_none() && writes_failing.is_none() && self.store.outbox_high_water().is_ok();
         let recent = |t: &Option<std::time::Instant>| t.is_some_and(|t| t.elapsed() < Duration::from_secs(5));
         let mut hs_ok = recent(&self.last_ok.lock().expect("not poisoned"));
         if !hs_ok {
@@ -228,10 +262,13 @@ impl Health {
                 *self.last_ok.lock().expect("not poisoned") = Some(std::time::Instant::now());
             }
         }
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "store": if store_ok { "ok" } else { "failing" },
             "homeserver": if hs_ok { "reachable" } else { "unreachable" },
         });
+        if let Some(why) = writes_failing {
+            body["writes"] = why.into();
+        }
         (store_ok && hs_ok, body)
     }
 }
@@ -256,20 +293,25 @@ pub fn standby_router() -> Router {
         .route("/health/live", get(|| async { (StatusCode::OK, "live\n") }))
         .route("/health/ready", get(standby))
         .route("/health", get(standby))
-        .route(
-            "/metrics",
-            get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "standby: another Gatekeeper holds the lease\n") }),
-        )
+        // 200, unlike readiness: a standby is up, and Prometheus must not
+        // alert on it; `gatekeeper_active 0` says what it is.
+        .route("/metrics", get(|| async { metrics_text(METRICS.render_standby()) }))
 }
 
 async fn metrics(State(health): State<Arc<Health>>) -> Response {
     let store = health.store.clone();
     match tokio::task::spawn_blocking(move || METRICS.render(store.as_ref())).await {
-        Ok(Ok(text)) => {
+        Ok(rendered) => metrics_text(rendered),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+fn metrics_text(rendered: Result<String, String>) -> Response {
+    match rendered {
+        Ok(text) => {
             ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
         }
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}\n")).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}\n")).into_response(),
     }
 }
 

@@ -40,8 +40,10 @@ pub(super) async fn stand_by(
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<Option<(Option<TcpListener>, Option<TcpListener>)>> {
     if shared.store.lease().is_none() {
+        crate::metrics::METRICS.active.set(1);
         return Ok(Some((intake, metrics)));
     }
+    crate::metrics::METRICS.active.set(0);
     let (active, standby_over) = shutdown::channel();
     let intake = match intake {
         Some(l) => Some(serve_meanwhile(l, crate::appservice::http::standby_router(), &standby_over, tasks)?),
@@ -60,6 +62,7 @@ pub(super) async fn stand_by(
         }
         return Ok(None);
     }
+    crate::metrics::METRICS.active.set(1);
     tasks.push(tokio::spawn(watch(shared.store.clone())));
     Ok(Some((intake, metrics)))
 }

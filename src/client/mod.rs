@@ -73,8 +73,22 @@ pub async fn ensure_control_room(
 
 /// A fresh login is a fresh start: a new first sync, a new control room
 /// (the owner's settings, contacts and captured messages are kept).
+///
+/// Not on a database another Gatekeeper acts on (PostgreSQL, its lease
+/// held): this login is a second device that will stand by, and the sync
+/// position and control room are the account's, the active one's to keep.
+/// Starting over under it would make the takeover skip what arrived since
+/// and open a second control room. The lease is taken for the start-over
+/// itself (released with the store), so its writes are fenced like any.
 pub(crate) fn start_over(config: &Config) -> anyhow::Result<()> {
     let store = crate::store::open(&config.database)?;
+    if let Some(lease) = store.lease() {
+        lease.stand_by();
+        if lease.try_take("gatekeeper login")?.is_none() {
+            tracing::info!("another Gatekeeper holds the lease: this device will stand by, and nothing starts over");
+            return Ok(());
+        }
+    }
     store.reset_sync_position()?;
     store.set_connector_value(CONTROL_ROOM_KEY, None)?;
     Ok(())

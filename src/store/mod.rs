@@ -262,6 +262,16 @@ pub trait Store: Lookups + Send + Sync + 'static {
         None
     }
 
+    /// Write transactions that failed in a row, and why the database is
+    /// failing writes once that is more than a blip: a server that still
+    /// answers reads but refuses writes (a full disk, a revoked INSERT).
+    /// Not ready then, but not stopped: a restart, or a standby taking
+    /// over on the same database, would meet the same refusal. `None` where
+    /// the store has no such count (sled's failures are [`Store::failure`]).
+    fn writes_failing(&self) -> Option<(u32, Option<String>)> {
+        None
+    }
+
     /// The lease, on a database several Gatekeepers may share; `None` where
     /// only one process can open the database at all (sled locks its
     /// files; memory is the process's own).

@@ -22,6 +22,7 @@ use postgres::config::SslMode;
 use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 mod lease;
+mod writes;
 
 use super::policy_records::{PolicyListRecord, RuleV1};
 use super::records::{
@@ -131,6 +132,8 @@ pub struct PgStore {
     /// The lease of an active Gatekeeper (or the wait of a standby), which
     /// fences every write.
     lease: lease::LeaseState,
+    /// Write transactions failing in a row (see [`writes`]).
+    writes: writes::WriteStreak,
 }
 
 /// The connection and the statements prepared on it: each statement is
@@ -228,6 +231,7 @@ impl PgStore {
             schema_ready: AtomicBool::new(false),
             failed: Mutex::new(None),
             lease: lease::LeaseState::default(),
+            writes: writes::WriteStreak::default(),
         };
         store.with_conn(&store.main, |conn| {
             migrate(&mut conn.client)?;
@@ -252,7 +256,7 @@ impl PgStore {
             Some(v) if v < SCHEMA_VERSION => {
                 format!("reachable, schema version {v} (migrated to {SCHEMA_VERSION} at the next start)")
             }
-            Some(v) => format!("reachable, schema version {v}"),
+            Some(v) => format!("reachable, schema version {v}; {}", lease::describe(&mut client)?),
         })
     }
 
@@ -346,7 +350,7 @@ impl PgStore {
         lane: &Mutex<Option<Conn>>,
         f: impl FnOnce(&Db<'_, postgres::Transaction<'_>>) -> Result<T, StoreError> + Send,
     ) -> Result<T, StoreError> {
-        self.with_conn(lane, |conn| {
+        let result = self.with_conn(lane, |conn| {
             let mut tx = conn.client.transaction()?;
             let out = {
                 let db = Db::new(&mut tx, &mut conn.statements);
@@ -355,7 +359,9 @@ impl PgStore {
             };
             tx.commit()?;
             Ok(out)
-        })
+        });
+        self.writes.record(&result);
+        result
     }
 
     /// Reads that must agree with each other: one read-only transaction
@@ -1277,6 +1283,10 @@ impl Store for PgStore {
         })
     }
 
+    fn writes_failing(&self) -> Option<(u32, Option<String>)> {
+        Some((self.writes.in_a_row(), self.writes.failing()))
+    }
+
     fn failure(&self) -> Option<String> {
         let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone();
         failed.or_else(|| self.lease.lost().map(|reason| format!("the lease is lost: {reason}")))
@@ -1726,7 +1736,10 @@ mod tests {
         assert!(PgStore::probe(&url, None, None).unwrap().contains("empty"));
         assert!(PgStore::probe(&url, None, None).unwrap().contains("empty"), "the probe made nothing");
         drop(PgStore::open(&url).unwrap());
-        assert_eq!(PgStore::probe(&url, None, None).unwrap(), format!("reachable, schema version {SCHEMA_VERSION}"));
+        assert_eq!(
+            PgStore::probe(&url, None, None).unwrap(),
+            format!("reachable, schema version {SCHEMA_VERSION}; lease held by nobody (never taken yet)")
+        );
         let nobody = format!("postgresql://postgres@127.0.0.1:{}/gk_nonexistent", pg.port);
         // The server's own words, not only "db error".
         let e = PgStore::probe(&nobody, None, None).unwrap_err().to_string();
@@ -1831,6 +1844,48 @@ mod tests {
         let _maybe_broken = s.outbox_high_water();
         let e = s.outbox_high_water().unwrap_err().to_string();
         assert!(e.contains("does not allow writes"), "{e}");
+    }
+
+    /// A server that goes on answering reads but refuses every write on
+    /// the sessions already open (here a role whose INSERT and UPDATE were
+    /// revoked; a full disk is the same to Gatekeeper): once writes have
+    /// failed in a row for a while the store says so (readiness turns
+    /// 503), and the first write that succeeds again ends it.
+    #[test]
+    fn writes_failing_while_reads_answer_are_reported() {
+        let pg = super::super::pg_test_server::Postgres::shared();
+        let url = pg.create_database();
+        let owner = PgStore::open(&url).unwrap();
+        let role = format!("gk_writer_{}", url.rsplit('/').next().unwrap());
+        let grant = format!(
+            "CREATE ROLE {role} LOGIN; GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}; \
+             GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}"
+        );
+        owner.with(|c| c.batch_execute(&grant)).unwrap();
+        let s = PgStore::open(&url.replace("postgres@", &format!("{role}@"))).unwrap();
+        s.accept_transaction("t0", &[b"{}"], 1).unwrap();
+        assert_eq!(s.writes_failing(), Some((0, None)));
+
+        let revoke = format!("REVOKE INSERT, UPDATE ON ALL TABLES IN SCHEMA public FROM {role}");
+        owner.with(|c| c.batch_execute(&revoke)).unwrap();
+        let start = std::time::Instant::now();
+        let why = loop {
+            assert!(s.accept_transaction(&format!("t{}", start.elapsed().as_millis()), &[b"{}"], 1).is_err());
+            assert!(s.outbox_high_water().is_ok(), "reads go on answering");
+            if let Some((_, Some(why))) = s.writes_failing() {
+                break why;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "writes failing for 20 s went unreported");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert!(start.elapsed() >= Duration::from_secs(5), "a short streak is no failing database");
+        assert!(why.contains("permission denied"), "{why}");
+        assert!(s.failure().is_none(), "not a failure that stops Gatekeeper: a restart would meet the same");
+
+        let grant_back = format!("GRANT INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {role}");
+        owner.with(|c| c.batch_execute(&grant_back)).unwrap();
+        s.accept_transaction("t-again", &[b"{}"], 1).unwrap();
+        assert_eq!(s.writes_failing(), Some((0, None)));
     }
 
     /// The server's side of the same: a Gatekeeper whose host dies (no FIN

@@ -45,6 +45,8 @@ fn check_config_names_the_store_and_says_whether_postgresql_answers() {
     let (ok, out) = check_config(&gk);
     assert!(ok, "{out}");
     assert!(out.contains("database: PostgreSQL (database.url), reachable, schema version "), "{out}");
+    // Nothing ran: nobody holds the lease (who does is the store's unit test).
+    assert!(out.contains("; lease held by nobody (never taken yet)"), "{out}");
 
     // Over TLS, the server's certificate checked against the given CA.
     let database = url.rsplit('/').next().unwrap();

@@ -13,10 +13,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::failover::{Proxy, twin, use_postgres};
-use crate::support::gate::LONG;
+use crate::support::gate::{LONG, ask, barrier, opt_in, reply_to};
 use crate::support::postgres::Postgres;
 use crate::support::rng::Rng;
-use crate::support::{Client, Gatekeeper, PLACEHOLDER_HS, Synapse, eventually, free_port, wall};
+use crate::support::{
+    Backend, CLIENT_OWNER, Client, Gatekeeper, Mode, PLACEHOLDER_HS, Synapse, World, eventually, free_port, wall,
+};
 
 /// Takeovers in all; the middle one by cutting the lease's connection.
 const TAKEOVERS: usize = 5;
@@ -127,6 +129,13 @@ async fn the_standby_takes_over_and_nothing_is_lost_or_done_twice() {
     assert_eq!(refused.headers().get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
     let ready = http.get(format!("http://127.0.0.1:{}/health/ready", metrics[0])).send().await.unwrap();
     assert_eq!(ready.status(), 200, "the active one is ready");
+    // Prometheus sees both up, and which one acts.
+    for (port, active) in [(metrics[0], 1), (metrics[1], 0)] {
+        let scraped = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await.unwrap();
+        assert_eq!(scraped.status(), 200, "metrics of the one with gatekeeper_active {active}");
+        let text = scraped.text().await.unwrap();
+        assert!(text.lines().any(|l| l == format!("gatekeeper_active {active}")), "{text}");
+    }
 
     let alice = synapse.register("alice").await;
     let control = alice.create_dm(&bot).await;
@@ -263,4 +272,49 @@ async fn the_standby_takes_over_and_nothing_is_lost_or_done_twice() {
     let inputs = stats["events_received"].as_u64().unwrap() + stats["follow_ups"].as_u64().unwrap();
     assert_eq!(inputs, stats["events_processed"].as_u64().unwrap(), "every input processed once: {stats}");
     println!("failover: captured {expected}/{expected} exactly once; one reply per stranger; epochs {epochs:?}");
+}
+
+/// Client mode: two Gatekeepers on one database, each with its own device
+/// of the owner's account (its own `client.store`, its own `gatekeeper
+/// login`). The second one's login, while the first is active, must leave
+/// the shared sync position and control room alone. The active one is
+/// killed; the standby takes over from the stored sync position, in the
+/// same control room: the stranger's message written before the kill and
+/// the one written while none was active are each captured once, and the
+/// stranger is answered once.
+#[tokio::test]
+async fn client_mode_the_standby_takes_over_with_its_own_device() {
+    let mut w = World::with_mode_on(Mode::Client, Backend::Postgres, "").await;
+    let alice = w.synapse.register(CLIENT_OWNER).await;
+    let control = opt_in(&mut w, &alice).await;
+    assert!(w.gatekeeper.log().contains(ACTIVE), "{}", w.gatekeeper.log());
+    let mut b = Gatekeeper::prepare_client(&w.tmp.path().join("gk-b"), &w.synapse.url);
+    std::fs::copy(&w.gatekeeper.config, &b.config).unwrap();
+    b.login();
+    b.start(&[]);
+    b.wait_for_log(STANDBY, LONG).await;
+
+    let stranger = w.synapse.register("bob").await;
+    let room = stranger.create_dm(&alice.user_id).await;
+    stranger.send_text(&room, "written while the first one is active").await;
+    reply_to(&stranger, &room, &alice.user_id).await;
+    w.gatekeeper.kill9();
+    stranger.send_text(&room, "written while none is active").await;
+    b.wait_for_log(ACTIVE, LONG).await;
+    b.wait_for_log(b.ready_line(), LONG).await;
+    assert!(!b.log().contains("control room created"), "the standby started over:\n{}", b.log());
+    std::mem::swap(&mut w.gatekeeper, &mut b);
+    // Answered in the first control room: the second one did not start over.
+    barrier(&w, &alice, &control).await;
+    let pending = ask(&w, &alice, &control, "pending").await;
+    assert!(pending.contains(&stranger.user_id), "{pending}");
+    assert_eq!(stranger.notices_from(&room, &alice.user_id).await.len(), 1, "answered once");
+    let notices = alice.notices_from(&control, &alice.user_id).await;
+    assert_eq!(notices.iter().filter(|n| **n == notices[0]).count(), 1, "greeted once: {notices:?}");
+    w.gatekeeper.stop();
+
+    let report = w.gatekeeper.inspect();
+    let owner = &report["owners"][0];
+    assert_eq!(owner["held_rooms"], 1, "{report}");
+    assert_eq!(owner["captured_messages"], 2, "each captured once: {report}");
 }

@@ -59,6 +59,8 @@ async fn metrics_count_what_happened_and_health_notices_the_homeserver(mode: Mod
     assert!(sample(&scrape, "gatekeeper_events_total{kind=\"message\"}") >= 2.0);
     assert!(sample(&scrape, "gatekeeper_processing_seconds_count") >= 3.0);
     assert_eq!(sample(&scrape, "gatekeeper_action_failures_total"), 0.0);
+    // sled: no lease, the only Gatekeeper acts.
+    assert_eq!(sample(&scrape, "gatekeeper_active"), 1.0);
     if mode == Mode::Appservice {
         // The homeserver's port serves the appservice API only.
         let (status, body) = get(&format!("{}/metrics", w.gatekeeper.url)).await;

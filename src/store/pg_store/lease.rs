@@ -107,6 +107,31 @@ fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     f()
 }
 
+/// Who holds the lease, for `check-config`: the holder's name, since when
+/// and at which epoch, or that nobody does (its advisory lock is free).
+/// Reads only: `pg_locks` is readable by every role.
+pub(super) fn describe(client: &mut postgres::Client) -> Result<String, postgres::Error> {
+    // A bigint advisory key shows as its high and low halves.
+    let row = client.query_one(
+        "SELECT l.epoch, l.holder, \
+           to_char(to_timestamp(l.taken_ms / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS \"UTC\"'), \
+           EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.granted \
+             AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND k.classid = ($1::bigint >> 32)::oid AND k.objid = ($1::bigint & 4294967295)::oid AND k.objsubid = 1) \
+         FROM gatekeeper_lease l",
+        &[&LEASE_LOCK],
+    )?;
+    let (epoch, holder, since, held): (i64, String, String, bool) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    // The holder's name is this host's own and bounded by it, but the
+    // column is free text: shown bounded.
+    let holder: String = holder.chars().take(200).collect();
+    Ok(match (held, epoch) {
+        (true, _) => format!("lease held by {holder} since {since} (epoch {epoch})"),
+        (false, 0) => "lease held by nobody (never taken yet)".to_owned(),
+        (false, _) => format!("lease held by nobody (last taken by {holder} at {since}, epoch {epoch})"),
+    })
+}
+
 impl Lease for PgStore {
     fn stand_by(&self) {
         let mut fence = self.lease.fence.lock().unwrap_or_else(|p| p.into_inner());
@@ -303,6 +328,27 @@ mod tests {
         b.accept_transaction("t1", &[b"{}"], 1).unwrap();
         let epoch: i64 = b.with(|c| Ok(c.query_one("SELECT epoch FROM gatekeeper_lease", &[])?.get(0))).unwrap();
         assert_eq!(epoch, 2, "taken twice");
+    }
+
+    /// `check-config` says who holds the lease, and that nobody does once
+    /// its holder is gone.
+    #[test]
+    fn the_probe_says_who_holds_the_lease() {
+        let url = Postgres::shared().create_database();
+        let probe = || PgStore::probe(&url, None, None).unwrap();
+        let a = PgStore::open(&url).unwrap();
+        assert!(probe().ends_with("lease held by nobody (never taken yet)"), "{}", probe());
+        a.stand_by();
+        assert_eq!(a.try_take("host-a pid 7").unwrap(), Some(1));
+        let held = probe();
+        assert!(held.contains("lease held by host-a pid 7 since 20") && held.ends_with("UTC (epoch 1)"), "{held}");
+        drop(a);
+        let start = Instant::now();
+        while !probe().contains("held by nobody") {
+            assert!(start.elapsed() < Duration::from_secs(10), "{}", probe());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(probe().contains("last taken by host-a pid 7 at 20") && probe().ends_with(", epoch 1)"), "{}", probe());
     }
 
     /// Without the lease in use (the tools, the conformance suite) writes
