@@ -768,6 +768,39 @@ pub fn exposed_files(config_path: &Path, config: &Config) -> Vec<String> {
         .collect()
 }
 
+/// A PostgreSQL URL that sends everything Gatekeeper keeps (strangers'
+/// words, the owners' decisions) over the network in clear: without
+/// `sslmode=require`, to a host that is neither this machine nor a Unix
+/// socket. A warning, not a problem: a private network may be trusted.
+pub fn database_in_clear(database: &DatabaseConfig) -> Option<String> {
+    use postgres::config::{Host, SslMode};
+    let url: postgres::Config = database.url.as_ref()?.expose().parse().ok()?;
+    if url.get_ssl_mode() == SslMode::Require {
+        return None;
+    }
+    let remote: Vec<&str> = url
+        .get_hosts()
+        .iter()
+        .filter_map(|host| match host {
+            Host::Tcp(name) => Some(name.as_str()),
+            Host::Unix(_) => None,
+        })
+        .filter(|name| !is_loopback(name))
+        .collect();
+    (!remote.is_empty()).then(|| {
+        format!(
+            "warning: database.url reaches {} without TLS: add ?sslmode=require (and database.ca_file if its \
+             certificate is not signed by a trusted root)",
+            remote.join(", ")
+        )
+    })
+}
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Whether the file's mode gives group or others any access.
 fn open_to_others(path: &Path) -> bool {
     #[cfg(unix)]
@@ -785,6 +818,26 @@ fn open_to_others(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Strangers' messages cross the network only encrypted, or the
+    /// operator is told.
+    #[test]
+    fn check_config_warns_of_a_remote_database_without_tls() {
+        let base = MINIMAL.replace("database:\n  path: ./data\n", "");
+        let warn =
+            |url: &str| database_in_clear(&parse(&format!("{base}database:\n  url: '{url}'\n"), &[]).unwrap().database);
+        let remote = warn("postgresql://gk@db.example.org/gk").expect("a remote host in clear");
+        assert!(remote.contains("db.example.org") && remote.contains("sslmode=require"), "{remote}");
+        assert!(warn("postgresql://gk@db.example.org/gk?sslmode=prefer").is_some(), "prefer is plain here");
+        assert_eq!(warn("postgresql://gk@db.example.org/gk?sslmode=require"), None);
+        for local in ["postgresql://gk@localhost/gk", "postgresql://gk@127.0.0.1:5433/gk", "postgresql://gk@[::1]/gk"] {
+            assert_eq!(warn(local), None, "{local}");
+        }
+        assert_eq!(warn("postgresql://gk@%2Frun%2Fpostgresql/gk"), None, "a Unix socket");
+        assert_eq!(warn("host=/run/postgresql dbname=gk"), None, "a Unix socket, key=value form");
+        assert!(warn("host=10.0.0.5 dbname=gk").is_some());
+        assert_eq!(database_in_clear(&parse(MINIMAL, &[]).unwrap().database), None, "sled");
+    }
 
     #[cfg(unix)]
     #[test]

@@ -187,6 +187,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for warning in config::exposed_files(&path, &config) {
                 println!("{warning}");
             }
+            if let Some(warning) = config::database_in_clear(&config.database) {
+                println!("{warning}");
+            }
             if problems.is_empty() {
                 println!("{}: OK", path.display());
                 Ok(ExitCode::SUCCESS)
