@@ -231,7 +231,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(async {
                 let session = gatekeeper::client::restore(&config).await?;
                 let device = session.device_id.clone();
-                match gatekeeper::client::remove_push_rules(&config, &session).await {
+                // The push rules silence the held rooms of whichever
+                // Gatekeeper is active: left in place unless it is this one.
+                let active = match tokio::task::block_in_place(|| gatekeeper::client::another_is_active(&config)) {
+                    Ok(true) => {
+                        println!("Another Gatekeeper is active on this account: its push rules stay.");
+                        true
+                    }
+                    Ok(false) => false,
+                    Err(e) => {
+                        eprintln!(
+                            "gatekeeper: could not tell whether another Gatekeeper is active ({e:#}); the push \
+                             rules stay (remove the ones starting with gk. in your client once none runs)"
+                        );
+                        true
+                    }
+                };
+                let removed =
+                    if active { Ok(0) } else { gatekeeper::client::remove_push_rules(&config, &session).await };
+                match removed {
+                    Ok(0) if active => {}
                     Ok(removed) => println!("Removed {removed} push rules."),
                     // The session may be over already (the device was removed).
                     Err(e) => eprintln!(

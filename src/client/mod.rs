@@ -94,6 +94,21 @@ pub(crate) fn start_over(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether another Gatekeeper is active on this account's shared store
+/// (PostgreSQL, with a standby): the account's push rules are then that
+/// one's, silencing the rooms it holds, and a device logging out must
+/// leave them in place. Takes the lease for a moment when nobody holds it.
+pub fn another_is_active(config: &Config) -> anyhow::Result<bool> {
+    if config.database.url.is_none() {
+        // sled: one Gatekeeper per store, and its own file lock says so.
+        return Ok(false);
+    }
+    let store = crate::store::open(&config.database)?;
+    let Some(lease) = store.lease() else { return Ok(false) };
+    lease.stand_by();
+    Ok(lease.try_take("gatekeeper logout")?.is_none())
+}
+
 async fn create_with_retries(sdk: &matrix_sdk::Client, request: CreateRoom) -> anyhow::Result<OwnedRoomId> {
     let mut backoff = Duration::from_secs(1);
     for attempt in 1.. {

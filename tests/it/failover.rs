@@ -311,6 +311,12 @@ async fn client_mode_the_standby_takes_over_with_its_own_device() {
     assert_eq!(stranger.notices_from(&room, &alice.user_id).await.len(), 1, "answered once");
     let notices = alice.notices_from(&control, &alice.user_id).await;
     assert_eq!(notices.iter().filter(|n| **n == notices[0]).count(), 1, "greeted once: {notices:?}");
+    // The stopped one's device logs out while the other is active: the
+    // account's push rules silence the active one's held rooms, and stay.
+    let out = b.logout();
+    assert!(out.contains("Another Gatekeeper is active on this account"), "{out}");
+    let rules = alice.override_rule_ids().await;
+    assert!(rules.contains(&"gk.hold.invites".to_owned()), "{rules:?}");
     w.gatekeeper.stop();
 
     let report = w.gatekeeper.inspect();
