@@ -26,6 +26,10 @@ use gatekeeper::pipeline::clock::SystemClock;
 use gatekeeper::pipeline::processor::process_batch;
 use gatekeeper::store::{SledStore, Store};
 
+// The binary's allocator (src/main.rs): what production measures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const OWNER: &str = "@alice:example.org";
 const CONTROL: &str = "!control:example.org";
 const HELD: &str = "!held:remote.org";

@@ -9,6 +9,10 @@ use gatekeeper::engine::{Decision, Deferred, EngineConfig, HeldRoom, OwnerState,
 use gatekeeper::pipeline::processor::process_batch;
 use gatekeeper::store::{SledStore, Store};
 
+// The binary's allocator (src/main.rs): what production measures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const OWNERS: usize = 10_000;
 const MESSAGES_PER_OWNER: usize = 10;
 const CACHE_MB: u64 = 64;
