@@ -238,7 +238,10 @@ pub(crate) struct Ctx<'a> {
 /// than the command needs is harmless, less would skip its limits.
 pub fn codes_read(input: &crate::Input) -> Vec<crate::WaveKey> {
     let crate::Input::Message { meta, msgtype, body, .. } = input else { return Vec::new() };
-    if msgtype != "m.text" {
+    // Every message a stranger sends comes through here: a text without
+    // the setting's name cannot be `set email`, and reading it as a command
+    // from each of its first words would cost more than deciding it.
+    if msgtype != "m.text" || !has_word_ci(body, &["email"]) {
         return Vec::new();
     }
     let mut keys = Vec::new();
@@ -266,6 +269,14 @@ fn as_if_addressed(body: &str) -> impl Iterator<Item = Command> + '_ {
     starts.filter_map(move |start| parse_as(&body[start..], &any))
 }
 
+/// Whether `text` has one of `words` in it, ASCII letters in any case (as
+/// command and setting names are matched): a cheap test that rules out
+/// every command named by `words` before parsing.
+fn has_word_ci(text: &str, words: &[&str]) -> bool {
+    let text = text.as_bytes();
+    words.iter().any(|w| text.windows(w.len()).any(|at| at.eq_ignore_ascii_case(w.as_bytes())))
+}
+
 /// Words of a display name a mention may have, for [`as_if_addressed`].
 const MAX_MENTION_WORDS: usize = 16;
 
@@ -273,6 +284,12 @@ const MAX_MENTION_WORDS: usize = 16;
 /// `crate::policy_read`): the list commands, and `stop`, which forgets
 /// them. Read as [`codes_read`] reads.
 pub fn reads_lists(body: &str) -> bool {
+    let names = [&subscribe::SPEC, &unsubscribe::SPEC, &subscriptions::SPEC, &stop::SPEC]
+        .into_iter()
+        .flat_map(|spec| std::iter::once(spec.name).chain(spec.aliases.iter().copied()));
+    if !has_word_ci(body, &names.collect::<Vec<_>>()) {
+        return false;
+    }
     as_if_addressed(body).any(|command| {
         matches!(
             command,
@@ -410,6 +427,60 @@ fn drop_messages(d: Decision, owner: &OwnedUserId, messages: &[&Deferred]) -> De
 mod tests {
     use super::*;
     use crate::state::Notify;
+
+    /// The word test in front of `codes_read` and `reads_lists` only skips
+    /// texts that no start of theirs would read as the commands they look
+    /// for: each answers what reading every start answers.
+    #[test]
+    fn declared_reads_skip_only_texts_without_the_commands() {
+        let bodies = [
+            "set email a@example.org",
+            "SET EMAIL a@example.org",
+            "@gk:example.org set Email a@example.org",
+            "Gatekeeper: set email off",
+            "my email is a@example.org, set email a@example.org",
+            "set e-mail a@example.org",
+            "emails, lorem ipsum dolor sit amet",
+            "Gatekeeper: stop",
+            "please STOP writing",
+            "!gatekeeper subscribe #bans:example.org",
+            "Unsubscribe !list:example.org",
+            "subscriptions",
+            "lorem ipsum dolor sit amet consectetur",
+            "",
+            "   ",
+            "ſtop",
+        ];
+        let (mut setting_email, mut reading_lists) = (0, 0);
+        for body in bodies {
+            let input = crate::Input::Message {
+                meta: crate::EventMeta {
+                    event_id: "$e".try_into().unwrap(),
+                    room_id: "!r:example.org".try_into().unwrap(),
+                    sender: "@s:example.org".try_into().unwrap(),
+                    ts_ms: 1,
+                },
+                msgtype: "m.text".into(),
+                body: body.into(),
+                html: None,
+                media: None,
+                replaces: None,
+            };
+            let sets_email = as_if_addressed(body).any(|c| matches!(c, Command::Set(set::Setting::Email(Some(_)))));
+            assert_eq!(!codes_read(&input).is_empty(), sets_email, "codes read for {body:?}");
+            let lists = as_if_addressed(body).any(|c| {
+                matches!(
+                    c,
+                    Command::Subscribe(_) | Command::Unsubscribe(_) | Command::Subscriptions(_) | Command::Stop(_)
+                )
+            });
+            assert_eq!(reads_lists(body), lists, "lists read for {body:?}");
+            setting_email += usize::from(sets_email);
+            reading_lists += usize::from(lists);
+        }
+        // The corpus has texts of both kinds, read as commands.
+        assert!(setting_email >= 4 && reading_lists >= 4, "{setting_email} {reading_lists}");
+    }
 
     fn check(text: &str, expected: Option<Command>) {
         assert_eq!(parse(text), expected, "parsing {text:?}");
