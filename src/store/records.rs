@@ -428,11 +428,30 @@ pub enum EffectRecordV1 {
 }
 
 /// A tracked room's events consumed last, oldest first.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 #[serde(tag = "v")]
 pub enum SeenRecord {
     #[serde(rename = "1")]
     V1 { events: Vec<OwnedEventId> },
+}
+
+/// Read as the plain struct it is written as (`{"v":"1","events":[…]}`):
+/// serde reads an internally tagged enum by buffering the whole record
+/// first, which made this list, read and rewritten for every tracked room
+/// a batch touches, the costliest record of a stranger's message.
+impl<'de> Deserialize<'de> for SeenRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            v: String,
+            events: Vec<OwnedEventId>,
+        }
+        let Wire { v, events } = Wire::deserialize(d)?;
+        match v.as_str() {
+            "1" => Ok(SeenRecord::V1 { events }),
+            other => Err(serde::de::Error::custom(format!("unknown version {other:?}"))),
+        }
+    }
 }
 
 impl From<&[OwnedEventId]> for SeenRecord {
@@ -974,6 +993,26 @@ pub fn owner_prefix(owner: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The list of events consumed is read by hand: what the derived writer
+    /// wrote (and any order of its fields) reads back, another version and
+    /// a bad event ID are refused.
+    #[test]
+    fn a_seen_list_reads_back_as_written_and_refuses_what_it_does_not_know() {
+        let events: Vec<OwnedEventId> = vec!["$a".try_into().unwrap(), "$b:x.org".try_into().unwrap()];
+        let written = encode(&SeenRecord::from(events.as_slice()));
+        assert_eq!(std::str::from_utf8(&written).unwrap(), r#"{"v":"1","events":["$a","$b:x.org"]}"#);
+        assert_eq!(Vec::<OwnedEventId>::from(decode::<SeenRecord>("seen", &written).unwrap()), events);
+        let reordered = br#"{"events":["$a","$b:x.org"],"v":"1"}"#;
+        assert_eq!(Vec::<OwnedEventId>::from(decode::<SeenRecord>("seen", reordered).unwrap()), events);
+        for bad in [&br#"{"v":"2","events":[]}"#[..], br#"{"v":"1","events":["no-sigil"]}"#, br#"{"events":[]}"#] {
+            assert!(
+                matches!(decode::<SeenRecord>("seen", bad), Err(StoreError::Corrupt(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 
     #[test]
     fn urgent_settings_and_the_undo_history_round_trip() {
