@@ -41,6 +41,11 @@ pub struct Overlay<'a> {
     forgotten: HashSet<OwnedUserId>,
     /// How this batch changed the kept counts, over the store's.
     counted: HashMap<tally::Key, i64>,
+    /// The stored counts as first read in this batch. Retention pruning
+    /// lowers them from another task meanwhile; a batch that reads them a
+    /// little high only keeps a message fewer at the bound, and the commit
+    /// applies its own changes to the stored counts, not to these.
+    kept: Cache<(OwnedUserId, Option<OwnedUserId>), Kept>,
     /// Events of tracked rooms this batch consumed, in order, and each
     /// room's list with them.
     seen: Vec<super::Seen>,
@@ -74,6 +79,7 @@ impl<'a> Overlay<'a> {
             deferred: HashMap::new(),
             forgotten: HashSet::new(),
             counted: HashMap::new(),
+            kept: Default::default(),
             seen: Vec::new(),
             seen_lists: Default::default(),
         }
@@ -198,6 +204,7 @@ impl<'a> Overlay<'a> {
         self.deferred.clear();
         self.forgotten.clear();
         self.counted.clear();
+        self.kept.get_mut().clear();
         self.seen.clear();
         self.seen_lists.get_mut().clear();
     }
@@ -244,7 +251,10 @@ impl Lookups for Overlay<'_> {
     }
 
     fn kept(&self, owner: &UserId, with: Option<&UserId>) -> Result<Kept, StoreError> {
-        let stored = self.base.kept(owner, with)?;
+        let stored = cached(&self.kept, (owner.to_owned(), with.map(ToOwned::to_owned)), || {
+            self.base.kept(owner, with).map(Some)
+        })?
+        .unwrap_or_default();
         // A forgotten owner's messages are gone, whatever the store says.
         let messages = if self.forgotten.contains(owner) { 0 } else { stored.messages };
         let delta = |what| {

@@ -17,7 +17,7 @@ use crate::store::records::{
 use crate::store::{Seen, StoreError, tally};
 
 use super::SledStore;
-use super::counters::{C_PROCESSED, G_INBOX, G_OUTBOX, G_OWNERS, K_OUTBOX_HIGH, bump, count_in, resize};
+use super::counters::{C_PROCESSED, Counts, G_INBOX, G_OUTBOX, G_OWNERS, K_OUTBOX_HIGH, bump, resize};
 use super::inbox::Taker;
 
 impl SledStore {
@@ -166,6 +166,7 @@ impl SledStore {
                         }
                     }
                     let mut high = None;
+                    let mut counts = Counts::default();
                     for ((seq, decision), ids) in decided.iter().zip(&effect_ids) {
                         // A commit for an item that is gone was already made:
                         // doing it again would enqueue its effects twice.
@@ -194,7 +195,7 @@ impl SledStore {
                                     let before = rooms.insert(key, records::encode(&RoomRecord::from(st)))?;
                                     let before = decoded::<RoomRecord, RoomState>("room", before)?;
                                     index_held(held, r, before.as_ref(), Some(st))?;
-                                    count_in(kept, tally::room(before.as_ref(), Some(st)))?;
+                                    counts.add(tally::room(before.as_ref(), Some(st)));
                                     holders.entry(r).or_default().insert(st.owner().as_bytes().to_vec());
                                 }
                                 StateChange::RemoveRoom { room: r, owner } => {
@@ -207,7 +208,7 @@ impl SledStore {
                                         seen_rooms.remove(r.as_bytes())?;
                                     }
                                     index_held(held, r, before.as_ref(), None)?;
-                                    count_in(kept, tally::room(before.as_ref(), None))?;
+                                    counts.add(tally::room(before.as_ref(), None));
                                 }
                                 StateChange::PutContact { owner, subject, contact } => {
                                     let key = pair_key(owner.as_str(), &subject.to_string());
@@ -227,13 +228,13 @@ impl SledStore {
                                     let before =
                                         deferred.insert(key.as_slice(), records::encode(&DeferredRecord::from(d)))?;
                                     let before = decoded::<DeferredRecord, Deferred>("deferred", before)?;
-                                    count_in(kept, tally::message(before.as_ref(), Some(d)))?;
+                                    counts.add(tally::message(before.as_ref(), Some(d)));
                                     written.push((2, key));
                                 }
                                 StateChange::RemoveDeferred { owner, event_id } => {
                                     let before = deferred.remove(pair_key(owner.as_str(), event_id.as_str()))?;
                                     let before = decoded::<DeferredRecord, Deferred>("deferred", before)?;
-                                    count_in(kept, tally::message(before.as_ref(), None))?;
+                                    counts.add(tally::message(before.as_ref(), None));
                                 }
                                 StateChange::ForgetOwnerData(owner) => {
                                     let prefix = records::owner_prefix(owner.as_str());
@@ -255,7 +256,7 @@ impl SledStore {
                                                     "deferred",
                                                     deferred.remove(key)?,
                                                 )?;
-                                                count_in(kept, tally::message(before.as_ref(), None))?;
+                                                counts.add(tally::message(before.as_ref(), None));
                                             }
                                         };
                                     }
@@ -330,6 +331,7 @@ impl SledStore {
                         high = ids.last().or(high);
                     }
                     taker.finish()?;
+                    counts.write(kept)?;
                     if let Some(high) = high {
                         counters.insert(K_OUTBOX_HIGH, &high.to_be_bytes())?;
                     }

@@ -46,17 +46,30 @@ pub(super) fn bump(t: &TransactionalTree, key: &str, by: u64) -> Result<(), Conf
     Ok(())
 }
 
-/// Applies count changes inside a transaction.
-pub(super) fn count_in(
-    t: &TransactionalTree,
-    deltas: Vec<(tally::Key, i64)>,
-) -> Result<(), ConflictableTransactionError<StoreError>> {
-    for (key, delta) in deltas {
-        let key = key.encode();
-        let now = t.get(&key)?.map(|v| read_u64(&v)).unwrap_or(0);
-        t.insert(key, &tally::apply(now, delta).to_be_bytes())?;
+/// Count changes gathered over one transaction and written once per key:
+/// a batch of a hundred captures for one owner moves the owner's counts
+/// once, not a hundred times (every write is a tree insert at commit, the
+/// largest part of a batch's commit).
+#[derive(Default)]
+pub(super) struct Counts(std::collections::HashMap<Vec<u8>, i64>);
+
+impl Counts {
+    pub(super) fn add(&mut self, deltas: Vec<(tally::Key, i64)>) {
+        for (key, delta) in deltas {
+            *self.0.entry(key.encode()).or_default() += delta;
+        }
     }
-    Ok(())
+
+    pub(super) fn write(self, t: &TransactionalTree) -> Result<(), ConflictableTransactionError<StoreError>> {
+        for (key, delta) in self.0 {
+            if delta == 0 {
+                continue;
+            }
+            let now = t.get(&key)?.map(|v| read_u64(&v)).unwrap_or(0);
+            t.insert(key, &tally::apply(now, delta).to_be_bytes())?;
+        }
+        Ok(())
+    }
 }
 
 impl SledStore {

@@ -9,7 +9,7 @@ use crate::store::records::{self, ContactRecord, DeferredRecord, OwnerRecord, Tx
 use crate::store::{OwnerState, StoreError, tally};
 
 use super::SledStore;
-use super::counters::count_in;
+use super::counters::Counts;
 
 impl SledStore {
     pub(super) fn due(&self, now_ms: u64) -> Result<Due, StoreError> {
@@ -61,7 +61,9 @@ impl SledStore {
                         return Ok(false);
                     }
                     deferred.remove(&k)?;
-                    count_in(kept, tally::message(Some(&d), None))?;
+                    let mut counts = Counts::default();
+                    counts.add(tally::message(Some(&d), None));
+                    counts.write(kept)?;
                     Ok(true)
                 })
                 .map_err(|e| self.failed_tx(e))?;
