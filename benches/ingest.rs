@@ -28,10 +28,14 @@ use std::time::{Duration, Instant};
 
 use gatekeeper::appservice::http::{Intake, router};
 use gatekeeper::engine::{Bounds, Effect, EngineConfig, HeldRoom, OwnerState, RoomState, StateChange};
-use gatekeeper::pipeline::processor::process_batch;
+use gatekeeper::pipeline::processor::{Drain, process_batch};
 use gatekeeper::secret::Secret;
 use gatekeeper::store::{PgStore, SledStore, Store};
 use serde_json::value::RawValue;
+
+// The binary's allocator (src/main.rs), for the intake and the floors alike.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 // The tests' PostgreSQL, included by path with the install step it uses.
 #[allow(dead_code)]
@@ -337,14 +341,18 @@ async fn through_http(store: Arc<dyn Store>, bodies: &[String], processing: bool
         let (store, stop, wake) = (store.clone(), stop.clone(), wake.clone());
         tokio::spawn(async move {
             let config = config();
+            // The production processor's pace (src/pipeline/processor.rs `run`).
+            let mut drain = Drain::new();
             loop {
                 let (s, c) = (store.clone(), config.clone());
-                let report = tokio::task::spawn_blocking(move || {
-                    process_batch(s.as_ref(), &c, &gatekeeper::pipeline::clock::SystemClock).unwrap()
+                let (d, (report, more)) = tokio::task::spawn_blocking(move || {
+                    let stepped = drain.step(s.as_ref(), &c, &gatekeeper::pipeline::clock::SystemClock).unwrap();
+                    (drain, stepped)
                 })
                 .await
                 .unwrap();
-                if report.processed == gatekeeper::pipeline::processor::BATCH {
+                drain = d;
+                if more {
                     continue;
                 }
                 if stop.load(std::sync::atomic::Ordering::SeqCst) && report.processed == 0 {
