@@ -33,10 +33,14 @@ use gatekeeper::secret::Secret;
 use gatekeeper::store::{PgStore, SledStore, Store};
 use serde_json::value::RawValue;
 
-// The tests' PostgreSQL, included by path with the install step it uses.
+// The tests' PostgreSQL, included by path with the install step and the
+// port choice it uses.
 #[allow(dead_code)]
 #[path = "../tests/support/install.rs"]
 mod install;
+#[allow(dead_code)]
+#[path = "../tests/support/ports.rs"]
+mod ports;
 #[allow(dead_code)]
 #[path = "../tests/support/postgres.rs"]
 mod postgres_server;
