@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod exactly_once;
 pub mod failover;
 pub mod faults;
 pub mod gate;
