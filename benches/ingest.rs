@@ -37,10 +37,14 @@ use serde_json::value::RawValue;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-// The tests' PostgreSQL, included by path with the install step it uses.
+// The tests' PostgreSQL, included by path with the install step and the
+// port choice it uses.
 #[allow(dead_code)]
 #[path = "../tests/support/install.rs"]
 mod install;
+#[allow(dead_code)]
+#[path = "../tests/support/ports.rs"]
+mod ports;
 #[allow(dead_code)]
 #[path = "../tests/support/postgres.rs"]
 mod postgres_server;

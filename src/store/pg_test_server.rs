@@ -18,6 +18,8 @@ fn target_dir() -> PathBuf {
 
 #[path = "../../tests/support/install.rs"]
 mod install;
+#[path = "../../tests/support/ports.rs"]
+mod ports;
 #[path = "../../tests/support/postgres.rs"]
 mod server;
 

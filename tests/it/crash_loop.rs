@@ -5,9 +5,9 @@
 //! stranger got exactly one reply, the friend was never held, and the store
 //! opens cleanly. `GK_CRASH_SEED=<n>` replays a run.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::support::exactly_once::ExactlyOnce;
 use crate::support::gate::{LONG, opt_in, start};
 use crate::support::rng::Rng;
 use crate::support::{Client, PushGateway, World, eventually, free_port};
@@ -109,39 +109,18 @@ async fn fifty_kill_9s_lose_nothing_and_duplicate_nothing() {
     // A last clean run works everything off.
     w.gatekeeper.start(&[]);
     w.gatekeeper.wait_for_log("homeserver ping ok", LONG).await;
-    let metrics = format!("{base}/metrics");
-    eventually("every stranger message captured and every effect done", Duration::from_secs(300), || {
-        let url = metrics.clone();
-        async move {
-            let s = reqwest::get(&url).await.ok()?.text().await.ok()?;
-            let value = |name: &str| {
-                s.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
-            };
-            let settled = value("gatekeeper_deferred_messages")? as usize == expected
-                && value("gatekeeper_inbox_pending")? == 0.0
-                && value("gatekeeper_outbox_pending")? == 0.0;
-            settled.then_some(())
-        }
-    })
-    .await;
-
-    // Exactly one reply per stranger: never two, and none lost to a crash.
-    let mut replies = BTreeMap::new();
-    for s in &strangers {
-        let n = s.client.notices_from(&s.room, &alice.user_id).await.len();
-        *replies.entry(n).or_insert(0) += 1;
-    }
-    assert_eq!(replies.keys().collect::<Vec<_>>(), [&1], "replies per stranger: {replies:?}");
+    let check = ExactlyOnce {
+        metrics: format!("{base}/metrics"),
+        owner: &alice.user_id,
+        strangers: strangers.iter().map(|s| (&s.client, s.room.as_str())).collect(),
+        expected,
+    };
+    let replies = check.settled_and_answered_once(Duration::from_secs(300)).await;
     // The friend was never held: their chat is untagged and every message rang.
     assert!(alice.tags(&friends).await.get("m.lowpriority").is_none());
     assert!(push.pushes_in(&alice.user_id, &friends) >= friend_messages, "friend's messages must ring");
 
     w.gatekeeper.stop();
-    let report = w.gatekeeper.inspect();
-    let owner = &report["owners"][0];
-    assert_eq!(owner["held_rooms"], strangers.len(), "{report}");
-    assert_eq!(owner["captured_messages"], expected, "{report}");
-    assert_eq!(report["stats"]["events_quarantined"], 0, "{report}");
-    assert_eq!(report["stats"]["effects_failed"], 0, "{report}");
+    check.check_store(&w.gatekeeper.inspect());
     println!("crash loop: captured {expected}/{expected} exactly once; replies per stranger {replies:?}; store clean");
 }

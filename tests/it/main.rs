@@ -37,6 +37,7 @@ mod migrate;
 mod native;
 mod observability;
 mod policy;
+mod ports;
 mod screener;
 mod shared_rooms;
 mod spam_wave;

@@ -2,14 +2,14 @@
 //! missing), driven over the DevTools protocol: open a page, click, read.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{eventually, free_port, install, stop_by_pid};
+use super::{free_port, install, stop_by_pid, wait_until_serving};
 
 const CANDIDATES: [&str; 3] = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"];
 
@@ -37,6 +37,9 @@ pub struct Page {
 impl Browser {
     pub async fn start(profile: &Path) -> Browser {
         let port = free_port();
+        std::fs::create_dir_all(profile).unwrap();
+        let log = profile.join("chromium.log");
+        let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(chromium())
             .args([
                 "--headless",
@@ -52,15 +55,27 @@ impl Browser {
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
             .spawn()
             .unwrap();
-        let browser = Browser { port, child: Some(child) };
-        eventually("chromium's DevTools endpoint", Duration::from_secs(60), || async move {
-            reqwest::get(format!("http://127.0.0.1:{port}/json/version")).await.ok().filter(|r| r.status().is_success())
-        })
+        let mut browser = Browser { port, child: Some(child) };
+        let listening = wait_until_serving(
+            "chromium's DevTools endpoint",
+            browser.child.as_mut().unwrap(),
+            std::slice::from_ref(&log),
+            Duration::from_secs(60),
+            || async move {
+                reqwest::get(format!("http://127.0.0.1:{port}/json/version"))
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            },
+        )
         .await;
+        if let Err(exited) = listening {
+            browser.child = None;
+            panic!("chromium exited before it listened ({}):\n{}", exited.status, exited.logs);
+        }
         browser
     }
 

@@ -6,11 +6,13 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod exactly_once;
 pub mod failover;
 pub mod faults;
 pub mod gate;
 pub mod install;
 pub mod matrix;
+pub mod ports;
 pub mod postgres;
 pub mod push;
 pub mod rng;
@@ -18,7 +20,6 @@ pub mod smtp;
 pub mod strace;
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,17 +32,15 @@ pub const SYNAPSE_VERSION: &str = "1.163.2";
 pub const SERVER_NAME: &str = "localhost";
 const SHARED_SECRET: &str = "gatekeeper-tests-shared-secret";
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use ports::free_port;
 
-/// Polls `f` until it returns `Some`, or panics after `timeout` naming `what`.
 /// Wall-clock time of day, to line test steps up with process logs.
 pub fn wall() -> String {
     let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 86_400_000;
     format!("{:02}:{:02}:{:02}.{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000)
 }
 
+/// Polls `f` until it returns `Some`, or panics after `timeout` naming `what`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
 where
     F: FnMut() -> Fut,
@@ -57,6 +56,76 @@ where
         }
         assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The end of a log file, for a failure message.
+pub fn tail_of(path: &Path, chars: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("(unreadable: {e})"));
+    let skip = text.chars().count().saturating_sub(chars);
+    text.chars().skip(skip).collect()
+}
+
+/// The tails of `logs`, each under its name.
+pub fn tails(logs: &[PathBuf]) -> String {
+    logs.iter().map(|log| format!("--- {} (tail) ---\n{}\n", log.display(), tail_of(log, 4000))).collect()
+}
+
+/// A server the harness started that ended before it served.
+#[derive(Debug)]
+pub struct Exited {
+    pub status: std::process::ExitStatus,
+    /// The tails of its logs.
+    pub logs: String,
+}
+
+/// Waits until `serving` says the server `child` answers. A server that
+/// ends first is reported at once, with its logs, instead of being waited
+/// for until `timeout` (a server that could not bind its port says so in
+/// the first second); one still not serving after `timeout` panics with
+/// its logs.
+pub async fn wait_until_serving<F, Fut>(
+    what: &str,
+    child: &mut Child,
+    logs: &[PathBuf],
+    timeout: Duration,
+    mut serving: F,
+) -> Result<(), Exited>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Err(Exited { status, logs: tails(logs) });
+        }
+        if serving().await {
+            if std::env::var_os("GK_TEST_TIMING").is_some() {
+                eprintln!("[{:>6.1?}] {what} (at {})", start.elapsed(), wall());
+            }
+            return Ok(());
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for: {what}\n{}", tails(logs));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How the process `pid`, a child of this one, ended, if it has; without
+/// reaping it, so that its `Child` still reports its status.
+pub fn ended_without_reaping(pid: u32) -> Option<String> {
+    // SAFETY: `info` is a plain C struct that waitid fills in; WNOWAIT
+    // leaves the child to be reaped by whoever holds its `Child`.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+        if libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) != 0 || info.si_pid() == 0 {
+            return None;
+        }
+        Some(match info.si_code {
+            libc::CLD_EXITED => format!("exit code {}", info.si_status()),
+            _ => format!("signal {}", info.si_status()),
+        })
     }
 }
 
@@ -94,8 +163,14 @@ pub fn synapse_venv() -> PathBuf {
 pub struct Synapse {
     pub url: String,
     pub dir: PathBuf,
+    /// Ports a start found taken ("Address already in use") and moved on
+    /// from, in order: empty when the first one served.
+    pub busy_ports: Vec<u16>,
     child: Option<Child>,
 }
+
+/// Starts Synapse makes before giving up on finding a port nobody holds.
+const SYNAPSE_STARTS: usize = 5;
 
 impl Synapse {
     /// Starts a fresh Synapse in `dir` that knows the given appservice
@@ -107,9 +182,100 @@ impl Synapse {
     /// [`Self::start`] with more configuration: `extra` is YAML added to
     /// the end of `homeserver.yaml` (`experimental_features: …`).
     pub async fn start_with(dir: &Path, registrations: &[&Path], extra: &str) -> Synapse {
+        Self::start_on(dir, registrations, extra, free_port()).await
+    }
+
+    /// [`Self::start_with`] trying `first_port` first. A port that turns
+    /// out taken when Synapse binds it (see [`ports`]: another process may
+    /// have started a server on it since it was chosen) is not a failure of
+    /// the test: Synapse is started again on another one.
+    pub async fn start_on(dir: &Path, registrations: &[&Path], extra: &str, first_port: u16) -> Synapse {
         let venv = synapse_venv();
-        let port = free_port();
         std::fs::create_dir_all(dir).unwrap();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("log.yaml"),
+            format!(
+                "version: 1\nformatters:\n  f:\n    format: '%(asctime)s %(levelname)s %(name)s %(message)s'\n\
+                 handlers:\n  file:\n    class: logging.FileHandler\n    filename: \"{d}/homeserver.log\"\n    formatter: f\n\
+                 root:\n  level: INFO\n  handlers: [file]\ndisable_existing_loggers: false\n"
+            ),
+        )
+        .unwrap();
+        let mut port = first_port;
+        Self::write_config(dir, registrations, extra, port);
+        let python = venv.join("bin/python");
+        let status = Command::new(&python)
+            .args(["-m", "synapse.app.homeserver", "--config-path"])
+            .arg(dir.join("homeserver.yaml"))
+            .arg("--generate-keys")
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "synapse --generate-keys failed");
+        let logs = [dir.join("homeserver.log"), dir.join("stdout.log")];
+        let mut busy_ports = Vec::new();
+        loop {
+            let out = File::create(&logs[1]).unwrap();
+            let child = Command::new(&python)
+                .args(["-m", "synapse.app.homeserver", "--config-path"])
+                .arg(dir.join("homeserver.yaml"))
+                .stdout(out.try_clone().unwrap())
+                .stderr(out)
+                .spawn()
+                .unwrap();
+            let url = format!("http://127.0.0.1:{port}");
+            // Held by the value from here on, so that a failed wait stops it.
+            let mut synapse =
+                Synapse { url: url.clone(), dir: dir.to_owned(), busy_ports: Vec::new(), child: Some(child) };
+            let http = reqwest::Client::new();
+            let versions = format!("{url}/_matrix/client/versions");
+            // Its own log line first: on a port taken by another test's
+            // Synapse, that one would answer /versions.
+            let listening = format!("Synapse now listening on TCP port {port}\n");
+            let homeserver_log = logs[0].clone();
+            let served = wait_until_serving(
+                "Synapse to answer /versions",
+                synapse.child.as_mut().unwrap(),
+                &logs,
+                Duration::from_secs(60),
+                || {
+                    let (http, versions) = (http.clone(), versions.clone());
+                    let ours = std::fs::read_to_string(&homeserver_log).unwrap_or_default().contains(&listening);
+                    async move {
+                        ours && http.get(&versions).send().await.ok().is_some_and(|r| r.status().is_success())
+                    }
+                },
+            )
+            .await;
+            match served {
+                Ok(()) => {
+                    synapse.busy_ports = busy_ports;
+                    return synapse;
+                }
+                Err(exited) => {
+                    synapse.child = None;
+                    let taken = exited.logs.contains("Address already in use");
+                    assert!(
+                        taken && busy_ports.len() + 1 < SYNAPSE_STARTS,
+                        "Synapse exited before it served ({}, port {port}{}):\n{}",
+                        exited.status,
+                        if taken { format!(", after ports {busy_ports:?} were taken too") } else { String::new() },
+                        exited.logs
+                    );
+                    // This start's logs stay, under the port's name.
+                    for log in &logs {
+                        let _ = std::fs::rename(log, log.with_extension(format!("{port}-taken.log")));
+                    }
+                    busy_ports.push(port);
+                    port = free_port();
+                    Self::write_config(dir, registrations, extra, port);
+                }
+            }
+        }
+    }
+
+    fn write_config(dir: &Path, registrations: &[&Path], extra: &str, port: u16) {
         let d = dir.display();
         let regs: Vec<String> = registrations.iter().map(|r| format!("\"{}\"", r.display())).collect();
         let rc = "{per_second: 1000, burst_count: 1000}";
@@ -173,42 +339,6 @@ rc_profile: {rc}
             regs = regs.join(", ")
         );
         std::fs::write(dir.join("homeserver.yaml"), config).unwrap();
-        std::fs::write(
-            dir.join("log.yaml"),
-            format!(
-                "version: 1\nformatters:\n  f:\n    format: '%(asctime)s %(levelname)s %(name)s %(message)s'\n\
-                 handlers:\n  file:\n    class: logging.FileHandler\n    filename: \"{d}/homeserver.log\"\n    formatter: f\n\
-                 root:\n  level: INFO\n  handlers: [file]\ndisable_existing_loggers: false\n"
-            ),
-        )
-        .unwrap();
-        let python = venv.join("bin/python");
-        let status = Command::new(&python)
-            .args(["-m", "synapse.app.homeserver", "--config-path"])
-            .arg(dir.join("homeserver.yaml"))
-            .arg("--generate-keys")
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "synapse --generate-keys failed");
-        let out = File::create(dir.join("stdout.log")).unwrap();
-        let child = Command::new(&python)
-            .args(["-m", "synapse.app.homeserver", "--config-path"])
-            .arg(dir.join("homeserver.yaml"))
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        let synapse = Synapse { url: url.clone(), dir: dir.to_owned(), child: Some(child) };
-        let http = reqwest::Client::new();
-        let versions = format!("{url}/_matrix/client/versions");
-        eventually("Synapse to answer /versions", Duration::from_secs(60), || {
-            let (http, versions) = (http.clone(), versions.clone());
-            async move { http.get(&versions).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
-        })
-        .await;
-        synapse
     }
 
     /// Registers a user through the shared-secret admin API and returns a
@@ -630,13 +760,32 @@ impl Gatekeeper {
         std::fs::read_to_string(self.dir.join(format!("gatekeeper-{}.log", self.runs))).unwrap_or_default()
     }
 
+    /// The path of the current (or last) run's log.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(format!("gatekeeper-{}.log", self.runs))
+    }
+
+    /// Waits for `needle` in the current run's log. A process that ends
+    /// without having written it (it could not bind its port, its config
+    /// is refused) fails the wait at once, with its log, rather than after
+    /// `timeout`.
     pub async fn wait_for_log(&self, needle: &str, timeout: Duration) {
         let start = Instant::now();
         while !self.log().contains(needle) {
+            // Read again after the end is seen: the log is complete then.
+            if let Some(ended) = self.pid().and_then(ended_without_reaping)
+                && !self.log().contains(needle)
+            {
+                panic!(
+                    "gatekeeper ended ({ended}) without logging {needle:?}; log tail:\n{}",
+                    tail_of(&self.log_path(), 4000)
+                );
+            }
             if start.elapsed() > timeout {
-                let log = self.log();
-                let tail: String = log.chars().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
-                panic!("timed out after {timeout:?} waiting for gatekeeper log line {needle:?}; log tail:\n{tail}");
+                panic!(
+                    "timed out after {timeout:?} waiting for gatekeeper log line {needle:?}; log tail:\n{}",
+                    tail_of(&self.log_path(), 4000)
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 /// and the next run removes its directory.
 pub struct Postgres {
     pub port: u16,
+    /// Ports the start found taken ("Address already in use") and moved on
+    /// from, in order: empty when the first one served.
+    pub busy_ports: Vec<u16>,
     bin: PathBuf,
     dir: PathBuf,
     pid: u32,
@@ -122,10 +125,6 @@ fn sweep_stale() {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn output(c: &mut Command) -> Result<String, String> {
     let shown = format!("{c:?}");
     let out = c.stdin(Stdio::null()).output().map_err(|e| format!("{shown} could not start: {e}"))?;
@@ -194,9 +193,51 @@ fn make_certificates(dir: &Path, who: Option<RunAs>) {
     }
 }
 
+/// Why a server started by [`Postgres::start`] is not ready: its log.
+enum NotReady {
+    /// It ended (it could not bind its port, or refused its settings).
+    Ended(String),
+    TimedOut(String),
+}
+
+/// Waits until the server on `port` accepts connections: its own, as its
+/// log says it listens there (on a port taken by another test process's
+/// cluster, that one would answer `pg_isready`).
+fn wait_ready(bin: &Path, port: u16, waiter: &std::thread::JoinHandle<()>, log: &Path) -> Result<(), NotReady> {
+    let listening = format!("listening on IPv4 address \"127.0.0.1\", port {port}\n");
+    let start = Instant::now();
+    loop {
+        let text = || std::fs::read_to_string(log).unwrap_or_default();
+        let ready = text().contains(&listening)
+            && Command::new(bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+                .status()
+                .is_ok_and(|s| s.success());
+        if ready {
+            return Ok(());
+        }
+        if waiter.is_finished() {
+            return Err(NotReady::Ended(text()));
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err(NotReady::TimedOut(text()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 impl Postgres {
     /// A fresh cluster, stopped when the value is dropped.
     pub fn start() -> Postgres {
+        Self::start_trying(None)
+    }
+
+    /// [`Self::start`] trying port `first` first (a test makes it one in use).
+    pub fn start_trying_first(first: u16) -> Postgres {
+        Self::start_trying(Some(first))
+    }
+
+    fn start_trying(mut first: Option<u16>) -> Postgres {
         static RUNS: AtomicU64 = AtomicU64::new(0);
         sweep_stale();
         let bin = postgres_bin();
@@ -229,66 +270,75 @@ impl Postgres {
         ]))
         .unwrap_or_else(|e| panic!("initdb failed: {e}"));
         make_certificates(&dir, who);
-        let port = free_port();
-        let log = std::fs::File::create(dir.join("postgres.log")).unwrap();
-        let mut c = command(&bin.join("postgres"), who, true);
-        c.arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(&dir)
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "shared_buffers=32MB"])
-            // The product's durability rests on synchronous commit: the
-            // tests run with PostgreSQL's defaults (fsync on), not without.
-            .args(["-c", "synchronous_commit=on", "-c", "max_connections=200"])
-            // TLS offered (clients choose): a certificate for 127.0.0.1 from
-            // a CA of the cluster's own, see `ca_file`.
-            .args(["-c", "ssl=on", "-c"])
-            .arg(format!("ssl_cert_file={}", dir.join("server.crt").display()))
-            .arg("-c")
-            .arg(format!("ssl_key_file={}", dir.join("server.key").display()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        // Started from a thread that lives exactly as long as the server:
-        // the parent-death signal fires when that thread ends, which is
-        // when the test process ends (or the server has stopped anyway).
-        let (tx, rx) = std::sync::mpsc::channel();
-        let waiter = std::thread::spawn(move || match c.spawn() {
-            Ok(mut child) => {
-                tx.send(Ok(child.id())).unwrap();
-                let _ = child.wait();
+        // A port that turns out taken when the server binds it (see
+        // `ports`: another process may have started a server on it since it
+        // was chosen) is not a failure of the test: the server is started
+        // again on another one.
+        let log_path = dir.join("postgres.log");
+        let mut taken = Vec::new();
+        loop {
+            let port = first.take().unwrap_or_else(super::ports::free_port);
+            let log = std::fs::File::create(&log_path).unwrap();
+            let mut c = command(&bin.join("postgres"), who, true);
+            c.arg("-D")
+                .arg(&data)
+                .args(["-p", &port.to_string(), "-k"])
+                .arg(&dir)
+                .args(["-c", "listen_addresses=127.0.0.1", "-c", "shared_buffers=32MB"])
+                // The product's durability rests on synchronous commit: the
+                // tests run with PostgreSQL's defaults (fsync on), not without.
+                .args(["-c", "synchronous_commit=on", "-c", "max_connections=200"])
+                // TLS offered (clients choose): a certificate for 127.0.0.1 from
+                // a CA of the cluster's own, see `ca_file`.
+                .args(["-c", "ssl=on", "-c"])
+                .arg(format!("ssl_cert_file={}", dir.join("server.crt").display()))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", dir.join("server.key").display()))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log);
+            // Started from a thread that lives exactly as long as the server:
+            // the parent-death signal fires when that thread ends, which is
+            // when the test process ends (or the server has stopped anyway).
+            let (tx, rx) = std::sync::mpsc::channel();
+            let waiter = std::thread::spawn(move || match c.spawn() {
+                Ok(mut child) => {
+                    tx.send(Ok(child.id())).unwrap();
+                    let _ = child.wait();
+                }
+                Err(e) => tx.send(Err(format!("starting postgres: {e}"))).unwrap(),
+            });
+            let pid = rx.recv().unwrap().unwrap_or_else(|e| panic!("{e}"));
+            match wait_ready(&bin, port, &waiter, &log_path) {
+                Ok(()) => {
+                    let databases = AtomicU64::new(0);
+                    return Postgres { port, busy_ports: taken, bin, dir, pid, waiter: Some(waiter), databases };
+                }
+                Err(NotReady::Ended(log)) if log.contains("Address already in use") && taken.len() < 4 => {
+                    let _ = waiter.join();
+                    let _ = std::fs::rename(&log_path, dir.join(format!("postgres-{port}-taken.log")));
+                    taken.push(port);
+                }
+                Err(NotReady::Ended(log)) => {
+                    let _ = waiter.join();
+                    panic!(
+                        "PostgreSQL ended before it was ready (port {port}, ports taken before: {taken:?}); its log:\n{log}"
+                    );
+                }
+                Err(NotReady::TimedOut(log)) => {
+                    // Dropped: stopped, and its directory removed.
+                    let databases = AtomicU64::new(0);
+                    drop(Postgres { port, busy_ports: taken, bin, dir, pid, waiter: Some(waiter), databases });
+                    panic!("PostgreSQL was not ready after 60 s (port {port}); its log:\n{log}");
+                }
             }
-            Err(e) => tx.send(Err(format!("starting postgres: {e}"))).unwrap(),
-        });
-        let pid = rx.recv().unwrap().unwrap_or_else(|e| panic!("{e}"));
-        let pg = Postgres { port, bin, dir, pid, waiter: Some(waiter), databases: AtomicU64::new(0) };
-        pg.wait_ready();
-        pg
+        }
     }
 
     /// One cluster for the whole test process, started on first use.
     pub fn shared() -> &'static Postgres {
         static SHARED: std::sync::OnceLock<Postgres> = std::sync::OnceLock::new();
         SHARED.get_or_init(Postgres::start)
-    }
-
-    fn wait_ready(&self) {
-        let start = Instant::now();
-        loop {
-            let ready = Command::new(self.bin.join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
-                .status()
-                .is_ok_and(|s| s.success());
-            if ready {
-                return;
-            }
-            let ended = self.waiter.as_ref().is_some_and(|w| w.is_finished());
-            if ended || start.elapsed() > Duration::from_secs(60) {
-                let log = std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default();
-                panic!("PostgreSQL did not start (ended: {ended}); its log:\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 
     /// Runs one SQL statement as the superuser, in database `postgres`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{eventually, free_port, install, stop_by_pid, synapse_venv};
+use super::{free_port, install, stop_by_pid, synapse_venv, wait_until_serving};
 
 const AIOSMTPD_VERSION: &str = "1.4.6";
 
@@ -45,18 +45,31 @@ impl SmtpServer {
         );
         let port = free_port();
         let maildir = dir.join("maildir");
+        std::fs::create_dir_all(dir).unwrap();
+        let log = dir.join("smtp.log");
+        let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(&python)
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
             .spawn()
             .unwrap();
-        eventually("the SMTP server to listen", Duration::from_secs(30), || async move {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
-        })
+        // Held by the value from here on, so that a failed wait stops it.
+        let mut server = SmtpServer { port, maildir, python, child: Some(child) };
+        let listening = wait_until_serving(
+            "the SMTP server to listen",
+            server.child.as_mut().unwrap(),
+            std::slice::from_ref(&log),
+            Duration::from_secs(30),
+            || async move { std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() },
+        )
         .await;
-        SmtpServer { port, maildir, python, child: Some(child) }
+        if let Err(exited) = listening {
+            server.child = None;
+            panic!("the SMTP server exited before it listened ({}):\n{}", exited.status, exited.logs);
+        }
+        server
     }
 
     /// Every message received, parsed: headers, and the decoded parts.
