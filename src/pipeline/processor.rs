@@ -25,14 +25,14 @@ pub const BATCH: usize = 100;
 /// event that comes in behind it waits no longer than it waited before.
 pub const DEEP_BATCH: usize = 400;
 
-/// How many batches in a row may be committed without being synced to disk
-/// while the inbox is deep. Only batches with no effects wait: nothing is
-/// carried out, or acknowledged to anyone, on their account, and until the
-/// sync the disk still holds their events in the inbox (the commit takes
-/// them out in the same write), so a power cut only has them decided again.
-/// Every batch that queues an effect, and the last one before the inbox
-/// runs dry, is synced at once.
-pub const UNSYNCED_BATCHES: usize = 8;
+/// How many batches in a row may be committed without being flushed out of
+/// sled's buffers while the inbox is deep. Only batches with no effects
+/// wait: nothing is carried out, or acknowledged to anyone, on their
+/// account, and until the flush the file still holds their events in the
+/// inbox (the commit takes them out in the same write), so a crash only has
+/// them decided again. Every batch that queues an effect, and the last one
+/// before the inbox runs dry, is flushed at once.
+pub const UNFLUSHED_BATCHES: usize = 8;
 
 /// How one batch went, for logs and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -66,14 +66,15 @@ pub(crate) fn process_up_to(
 }
 
 /// The processor's way through the inbox, batch after batch: larger
-/// batches, synced less often, while the inbox is deep ([`DEEP_BATCH`],
-/// [`UNSYNCED_BATCHES`]); one [`BATCH`] at a time, each synced, otherwise.
+/// batches, flushed less often, while the inbox is deep ([`DEEP_BATCH`],
+/// [`UNFLUSHED_BATCHES`]); one [`BATCH`] at a time, each flushed, otherwise.
 #[derive(Debug, Default)]
 pub struct Drain {
     deep: bool,
-    unsynced: usize,
-    /// Effects are committed but their sync failed: every step syncs until
-    /// one succeeds, so the high-water mark is never released past them.
+    unflushed: usize,
+    /// Effects are committed but their flush failed: every step flushes
+    /// until one succeeds, so the high-water mark is never released past
+    /// them.
     owed: bool,
 }
 
@@ -82,7 +83,7 @@ impl Drain {
         Self::default()
     }
 
-    /// Decides and commits one batch; syncs it unless it may wait. Returns
+    /// Decides and commits one batch; flushes it unless it may wait. Returns
     /// the batch's report and whether more is waiting (the batch was full).
     pub fn step(
         &mut self,
@@ -95,29 +96,29 @@ impl Drain {
         let (report, effects) = decide_up_to(store, config, clock, limit).inspect_err(|_| self.owed = true)?;
         let full = report.processed + report.quarantined == limit;
         self.owed |= effects > 0;
-        if self.owed || !full || self.unsynced + 1 >= UNSYNCED_BATCHES {
-            self.unsynced += 1;
+        if self.owed || !full || self.unflushed + 1 >= UNFLUSHED_BATCHES {
+            self.unflushed += 1;
             store.flush()?;
-            self.unsynced = 0;
+            self.unflushed = 0;
             self.owed = false;
         } else {
-            self.unsynced += 1;
+            self.unflushed += 1;
         }
         self.deep = full;
         Ok((report, full))
     }
 
-    /// Syncs whatever was committed and not synced yet (before stopping).
-    pub fn sync(&mut self, store: &dyn Store) -> Result<(), StoreError> {
-        if self.unsynced > 0 {
+    /// Flushes whatever was committed and not flushed yet (before stopping).
+    pub fn flush(&mut self, store: &dyn Store) -> Result<(), StoreError> {
+        if self.unflushed > 0 {
             store.flush()?;
-            self.unsynced = 0;
+            self.unflushed = 0;
         }
         Ok(())
     }
 }
 
-/// Decides up to `limit` inbox events and commits them, without syncing;
+/// Decides up to `limit` inbox events and commits them, without flushing;
 /// returns the report and how many effects the batch queued.
 fn decide_up_to(
     store: &dyn Store,
@@ -134,15 +135,23 @@ fn decide_up_to(
         // Most of a server's traffic concerns nobody Gatekeeper protects:
         // recognised from a few top-level fields, it is consumed with the
         // batch (no decoding, no write of its own).
-        if !item.internal
-            && let Some(kind) = concerns_nobody(&pending.overlay, &item.raw, &config.bot)?
+        // The top-level fields, read once for both questions below.
+        let head = if item.internal { None } else { serde_json::from_slice::<Head<'_>>(&item.raw).ok() };
+        if let Some(head) = &head
+            && let Some(kind) = concerns_nobody(&pending.overlay, head, &config.bot)?
         {
             pending.empty.push(item.seq);
             pending.counts.push((kind, Vec::new()));
             report.processed += 1;
             continue;
         }
-        let event = if item.internal { None } else { event_of(&item.raw) };
+        let event = match &head {
+            Some(head) => head.ids(),
+            None if item.internal => None,
+            // Another field of a type the head does not expect: the IDs
+            // may still be there.
+            None => event_of(&item.raw),
+        };
         if let Some((room, id)) = &event
             && !pending.overlay.rooms(room)?.is_empty()
             && pending.overlay.seen_events(room)?.contains(id)
@@ -288,6 +297,13 @@ struct Head<'a> {
     state_key: Option<std::borrow::Cow<'a, str>>,
 }
 
+impl Head<'_> {
+    /// The event's room and ID, as [`event_of`] reads them.
+    fn ids(&self) -> Option<(ruma::OwnedRoomId, ruma::OwnedEventId)> {
+        Some((self.room_id.as_deref()?.try_into().ok()?, self.event_id.as_deref()?.try_into().ok()?))
+    }
+}
+
 /// For a homeserver event that concerns nobody, the kind it is counted as:
 /// the engine decides nothing on it, whatever its content, because no rule
 /// reads more than its room, its sender and its target (`state_key`). That
@@ -296,8 +312,11 @@ struct Head<'a> {
 /// a tracked room. `None` when it may concern someone, or cannot be read
 /// this way: then it is decoded and decided as usual (and unreadable ones
 /// dropped or set aside as usual).
-fn concerns_nobody(lookups: &dyn Lookups, raw: &[u8], bot: &ruma::UserId) -> Result<Option<&'static str>, StoreError> {
-    let Ok(head) = serde_json::from_slice::<Head<'_>>(raw) else { return Ok(None) };
+fn concerns_nobody(
+    lookups: &dyn Lookups,
+    head: &Head<'_>,
+    bot: &ruma::UserId,
+) -> Result<Option<&'static str>, StoreError> {
     let (Some(kind), Some(room)) = (head.kind.as_deref(), head.room_id.as_deref()) else { return Ok(None) };
     let Ok(room) = <&ruma::RoomId>::try_from(room) else { return Ok(None) };
     if !lookups.rooms(room)?.is_empty() {
@@ -441,7 +460,7 @@ pub async fn run(shared: Shared, released: watch::Sender<u64>) {
             Ok((d, Ok((report, more, high)))) => {
                 drain = Some(d);
                 backoff = Duration::from_millis(100);
-                // Only what is synced: a batch that waits for its sync queued no effects.
+                // Only what is flushed: a batch that waits for its flush queued no effects.
                 released.send_replace(high);
                 if more {
                     continue;
@@ -454,13 +473,13 @@ pub async fn run(shared: Shared, released: watch::Sender<u64>) {
                 drain = Some(d);
                 tracing::error!(error = %e, retry_in = ?backoff, "inbox processing failed; will retry");
                 if shutdown.sleep(backoff).await {
-                    return sync_before_stopping(&store, drain).await;
+                    return flush_before_stopping(&store, drain).await;
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
                 continue;
             }
             Err(join) => {
-                // The drain went with the task: a new one syncs its first batch.
+                // The drain went with the task: a new one flushes its first batch.
                 tracing::error!(error = %join, "inbox processing task died; will retry");
             }
         }
@@ -470,19 +489,19 @@ pub async fn run(shared: Shared, released: watch::Sender<u64>) {
             _ = shutdown.wait() => {}
         }
         if shutdown.is_set() {
-            return sync_before_stopping(&store, drain).await;
+            return flush_before_stopping(&store, drain).await;
         }
     }
 }
 
-/// A clean stop leaves nothing committed unsynced behind it.
-async fn sync_before_stopping(store: &std::sync::Arc<dyn Store>, drain: Option<Drain>) {
+/// A clean stop leaves nothing committed unflushed behind it.
+async fn flush_before_stopping(store: &std::sync::Arc<dyn Store>, drain: Option<Drain>) {
     let Some(mut drain) = drain else { return };
     let store = store.clone();
-    match tokio::task::spawn_blocking(move || drain.sync(store.as_ref())).await {
+    match tokio::task::spawn_blocking(move || drain.flush(store.as_ref())).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "syncing the last batches at shutdown failed"),
-        Err(e) => tracing::warn!(error = %e, "syncing the last batches at shutdown failed"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "flushing the last batches at shutdown failed"),
+        Err(e) => tracing::warn!(error = %e, "flushing the last batches at shutdown failed"),
     }
 }
 
@@ -566,6 +585,19 @@ const NOW: u64 = 1_700_000_000_000;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`super::concerns_nobody`] on a raw event, as the processor reads it:
+    /// what cannot be read as a head concerns someone (decided as usual).
+    fn concerns_nobody(
+        lookups: &dyn Lookups,
+        raw: &[u8],
+        bot: &ruma::UserId,
+    ) -> Result<Option<&'static str>, StoreError> {
+        match serde_json::from_slice::<Head<'_>>(raw) {
+            Ok(head) => super::concerns_nobody(lookups, &head, bot),
+            Err(_) => Ok(None),
+        }
+    }
     use crate::pipeline::clock::ManualClock;
     use crate::store::MemoryStore;
 
@@ -1231,7 +1263,7 @@ mod batch_tests {
         inner: MemoryStore,
         log: std::sync::Mutex<Vec<String>>,
         /// Effects committed since the last flush.
-        unsynced_effects: std::sync::atomic::AtomicBool,
+        unflushed_effects: std::sync::atomic::AtomicBool,
         flushes: std::sync::atomic::AtomicUsize,
     }
 
@@ -1331,7 +1363,7 @@ mod batch_tests {
         ) -> Result<(), StoreError> {
             self.note("commit".into());
             if decided.iter().any(|(_, d)| !d.effects.is_empty()) {
-                self.unsynced_effects.store(true, std::sync::atomic::Ordering::SeqCst);
+                self.unflushed_effects.store(true, std::sync::atomic::Ordering::SeqCst);
             }
             self.inner.commit_batch_seen(decided, empty, seen)
         }
@@ -1348,7 +1380,7 @@ mod batch_tests {
             self.inner.prune_quarantine(before_ms, keep)
         }
         fn flush(&self) -> Result<(), StoreError> {
-            self.unsynced_effects.store(false, std::sync::atomic::Ordering::SeqCst);
+            self.unflushed_effects.store(false, std::sync::atomic::Ordering::SeqCst);
             self.flushes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.inner.flush()
         }
@@ -1491,11 +1523,11 @@ mod batch_tests {
 
     /// Through a deep inbox the drain decides what one event at a time
     /// decides, in larger batches, and leaves only effect-free batches
-    /// unsynced: whenever it returns, every effect committed is synced (the
-    /// executor may carry out whatever the store holds), and the last batch
-    /// before the inbox ran dry is synced too.
+    /// unflushed: whenever it returns, every effect committed is flushed
+    /// (the executor may carry out whatever the store holds), and the last
+    /// batch before the inbox ran dry is flushed too.
     #[test]
-    fn the_drain_syncs_every_effect_it_releases_and_decides_as_one_at_a_time() {
+    fn the_drain_flushes_every_effect_it_releases_and_decides_as_one_at_a_time() {
         for seed in seeds().into_iter().take(3) {
             let (one, drained) = (MemoryStore::new(), Counting::default());
             let unrelated: Vec<String> = (0..1_000)
@@ -1519,8 +1551,8 @@ mod batch_tests {
                 steps += 1;
                 largest = largest.max(report.processed + report.quarantined);
                 assert!(
-                    !drained.unsynced_effects.load(std::sync::atomic::Ordering::SeqCst),
-                    "seed {seed}: effects unsynced"
+                    !drained.unflushed_effects.load(std::sync::atomic::Ordering::SeqCst),
+                    "seed {seed}: effects unflushed"
                 );
                 if !more {
                     break;
@@ -1530,7 +1562,7 @@ mod batch_tests {
             assert_eq!(state(&drained.inner), state(&one), "seed {seed} (replay with GK_BATCH_SEED={seed})");
             let flushes = drained.flushes.load(std::sync::atomic::Ordering::SeqCst);
             assert_eq!(largest, DEEP_BATCH, "seed {seed}");
-            assert!(flushes < steps, "seed {seed}: {flushes} syncs in {steps} steps");
+            assert!(flushes < steps, "seed {seed}: {flushes} flushes in {steps} steps");
         }
     }
 
