@@ -8,6 +8,17 @@
 //! messages to one owner then decode the owner's record once. Captured
 //! messages are not cached, because retention pruning deletes them from
 //! another task; only this batch's own writes to them are layered.
+//!
+//! The caches can be filled for a whole batch at once ([`Lookups`]'s batch
+//! reads, which the overlay answers from its caches and asks the store
+//! only what they lack): the processor asks for every room and sender of a
+//! batch before deciding it, so that a store across a network is asked a
+//! few times per batch instead of a few times per event. The stored kept
+//! counts are cached too (the batch's own changes are layered over them):
+//! retention pruning may lower a message count while the batch runs, and
+//! the batch then decides on the count it read at its start, as a decision
+//! already could on one read before the batch is committed; the stored
+//! counts stay exact (each write counts what it replaces).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -45,6 +56,8 @@ pub struct Overlay<'a> {
     /// room's list with them.
     seen: Vec<super::Seen>,
     seen_lists: Cache<OwnedRoomId, Vec<OwnedEventId>>,
+    /// The stored kept counts read (without the batch's changes).
+    kept: RefCell<HashMap<(OwnedUserId, Option<OwnedUserId>), Kept>>,
 }
 
 fn cached<K: Eq + std::hash::Hash, V: Clone>(
@@ -58,6 +71,47 @@ fn cached<K: Eq + std::hash::Hash, V: Clone>(
     let v = load()?;
     cache.borrow_mut().insert(key, v.clone());
     Ok(v)
+}
+
+/// Reads into `cache`, in one batch read, the keys it lacks: each once,
+/// and those `gone` says the batch forgot as absent, without asking.
+fn fill<K: Eq + std::hash::Hash + Clone, V>(
+    cache: &RefCell<HashMap<K, V>>,
+    keys: &[K],
+    gone: impl Fn(&K) -> Option<V>,
+    load: impl FnOnce(&[K]) -> Result<Vec<V>, StoreError>,
+) -> Result<(), StoreError> {
+    let mut missing = Vec::new();
+    {
+        let mut cache = cache.borrow_mut();
+        let mut asked = HashSet::new();
+        for k in keys {
+            if cache.contains_key(k) || !asked.insert(k) {
+                continue;
+            }
+            match gone(k) {
+                Some(v) => {
+                    cache.insert(k.clone(), v);
+                }
+                None => missing.push(k.clone()),
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let found = load(&missing)?;
+    if found.len() != missing.len() {
+        return Err(StoreError::Backend(format!("a batch read answered {} of {} keys", found.len(), missing.len())));
+    }
+    cache.borrow_mut().extend(missing.into_iter().zip(found));
+    Ok(())
+}
+
+/// The cached answers for `keys`, once [`fill`] has read them.
+fn answers<K: Eq + std::hash::Hash, V: Clone>(cache: &RefCell<HashMap<K, V>>, keys: &[K]) -> Vec<V> {
+    let cache = cache.borrow();
+    keys.iter().map(|k| cache[k].clone()).collect()
 }
 
 impl<'a> Overlay<'a> {
@@ -76,6 +130,7 @@ impl<'a> Overlay<'a> {
             counted: HashMap::new(),
             seen: Vec::new(),
             seen_lists: Default::default(),
+            kept: Default::default(),
         }
     }
 
@@ -200,6 +255,18 @@ impl<'a> Overlay<'a> {
         self.counted.clear();
         self.seen.clear();
         self.seen_lists.get_mut().clear();
+        self.kept.get_mut().clear();
+    }
+
+    /// The stored counts of `owner` (with `with`), read once per batch.
+    fn stored_kept(&self, owner: &UserId, with: Option<&UserId>) -> Result<Kept, StoreError> {
+        let key = (owner.to_owned(), with.map(ToOwned::to_owned));
+        if let Some(k) = self.kept.borrow().get(&key) {
+            return Ok(*k);
+        }
+        let stored = self.base.kept(owner, with)?;
+        self.kept.borrow_mut().insert(key, stored);
+        Ok(stored)
     }
 }
 
@@ -244,7 +311,7 @@ impl Lookups for Overlay<'_> {
     }
 
     fn kept(&self, owner: &UserId, with: Option<&UserId>) -> Result<Kept, StoreError> {
-        let stored = self.base.kept(owner, with)?;
+        let stored = self.stored_kept(owner, with)?;
         // A forgotten owner's messages are gone, whatever the store says.
         let messages = if self.forgotten.contains(owner) { 0 } else { stored.messages };
         let delta = |what| {
@@ -279,6 +346,44 @@ impl Lookups for Overlay<'_> {
             };
         }
         Ok(rules.into_iter().collect())
+    }
+
+    fn rooms_of(&self, rooms: &[OwnedRoomId]) -> Result<Vec<Vec<RoomState>>, StoreError> {
+        fill(&self.rooms, rooms, |_| None, |missing| self.base.rooms_of(missing))?;
+        Ok(answers(&self.rooms, rooms))
+    }
+
+    fn owners_of(&self, users: &[OwnedUserId]) -> Result<Vec<Option<OwnerState>>, StoreError> {
+        fill(&self.owners, users, |_| None, |missing| self.base.owners_of(missing))?;
+        Ok(answers(&self.owners, users))
+    }
+
+    fn contacts_of(&self, keys: &[(OwnedUserId, Subject)]) -> Result<Vec<Option<Contact>>, StoreError> {
+        let gone = |(o, _): &(OwnedUserId, Subject)| self.forgotten.contains(o).then_some(None);
+        fill(&self.contacts, keys, gone, |missing| self.base.contacts_of(missing))?;
+        Ok(answers(&self.contacts, keys))
+    }
+
+    fn strangers_of(&self, keys: &[(OwnedUserId, OwnedUserId)]) -> Result<Vec<Option<StrangerState>>, StoreError> {
+        let gone = |(o, _): &(OwnedUserId, OwnedUserId)| self.forgotten.contains(o).then_some(None);
+        fill(&self.strangers, keys, gone, |missing| self.base.strangers_of(missing))?;
+        Ok(answers(&self.strangers, keys))
+    }
+
+    fn kept_of(&self, keys: &[(OwnedUserId, Option<OwnedUserId>)]) -> Result<Vec<Kept>, StoreError> {
+        fill(&self.kept, keys, |_| None, |missing| self.base.kept_of(missing))?;
+        keys.iter().map(|(o, w)| self.kept(o, w.as_deref())).collect()
+    }
+
+    fn waves_of(&self, keys: &[WaveKey]) -> Result<Vec<Option<WaveRecord>>, StoreError> {
+        fill(&self.waves, keys, |_| None, |missing| self.base.waves_of(missing))?;
+        Ok(answers(&self.waves, keys))
+    }
+
+    fn seen_events_of(&self, rooms: &[OwnedRoomId]) -> Result<Vec<Vec<OwnedEventId>>, StoreError> {
+        let load = |missing: &[OwnedRoomId]| Ok(self.base.seen_events_of(missing)?.into_iter().map(Some).collect());
+        fill(&self.seen_lists, rooms, |_| None, load)?;
+        Ok(answers(&self.seen_lists, rooms).into_iter().map(Option::unwrap_or_default).collect())
     }
 
     /// The stored ones, with the batch's own changes over them.

@@ -21,6 +21,7 @@ use postgres::GenericClient;
 use postgres::config::SslMode;
 use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 
+mod batch_reads;
 mod lease;
 mod writes;
 
@@ -736,6 +737,27 @@ impl<C: GenericClient> Lookups for Db<'_, C> {
     fn wave(&self, key: &WaveKey) -> Result<Option<WaveRecord>, StoreError> {
         self.record::<WaveRecordV, _>("wave", "SELECT record FROM waves WHERE key = $1", &[&records::wave_key(key)])
     }
+    fn rooms_of(&self, rooms: &[OwnedRoomId]) -> Result<Vec<Vec<RoomState>>, StoreError> {
+        batch_reads::rooms_of(self, rooms)
+    }
+    fn owners_of(&self, users: &[OwnedUserId]) -> Result<Vec<Option<OwnerState>>, StoreError> {
+        batch_reads::owners_of(self, users)
+    }
+    fn contacts_of(&self, keys: &[(OwnedUserId, Subject)]) -> Result<Vec<Option<Contact>>, StoreError> {
+        batch_reads::contacts_of(self, keys)
+    }
+    fn strangers_of(&self, keys: &[(OwnedUserId, OwnedUserId)]) -> Result<Vec<Option<StrangerState>>, StoreError> {
+        batch_reads::strangers_of(self, keys)
+    }
+    fn kept_of(&self, keys: &[(OwnedUserId, Option<OwnedUserId>)]) -> Result<Vec<Kept>, StoreError> {
+        batch_reads::kept_of(self, keys)
+    }
+    fn waves_of(&self, keys: &[WaveKey]) -> Result<Vec<Option<WaveRecord>>, StoreError> {
+        batch_reads::waves_of(self, keys)
+    }
+    fn seen_events_of(&self, rooms: &[OwnedRoomId]) -> Result<Vec<Vec<OwnedEventId>>, StoreError> {
+        batch_reads::seen_events_of(self, rooms)
+    }
     fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError> {
         match self.one("SELECT record FROM seen WHERE room_id = $1", &[&room.as_bytes()])? {
             Some(b) => Ok(records::decode::<SeenRecord>("seen", &b)?.into()),
@@ -812,6 +834,27 @@ impl Lookups for PgStore {
     }
     fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError> {
         self.with(|r| r.seen_events(room))
+    }
+    fn rooms_of(&self, rooms: &[OwnedRoomId]) -> Result<Vec<Vec<RoomState>>, StoreError> {
+        self.with(|r| r.rooms_of(rooms))
+    }
+    fn owners_of(&self, users: &[OwnedUserId]) -> Result<Vec<Option<OwnerState>>, StoreError> {
+        self.with(|r| r.owners_of(users))
+    }
+    fn contacts_of(&self, keys: &[(OwnedUserId, Subject)]) -> Result<Vec<Option<Contact>>, StoreError> {
+        self.with(|r| r.contacts_of(keys))
+    }
+    fn strangers_of(&self, keys: &[(OwnedUserId, OwnedUserId)]) -> Result<Vec<Option<StrangerState>>, StoreError> {
+        self.with(|r| r.strangers_of(keys))
+    }
+    fn kept_of(&self, keys: &[(OwnedUserId, Option<OwnedUserId>)]) -> Result<Vec<Kept>, StoreError> {
+        self.with(|r| r.kept_of(keys))
+    }
+    fn waves_of(&self, keys: &[WaveKey]) -> Result<Vec<Option<WaveRecord>>, StoreError> {
+        self.with(|r| r.waves_of(keys))
+    }
+    fn seen_events_of(&self, rooms: &[OwnedRoomId]) -> Result<Vec<Vec<OwnedEventId>>, StoreError> {
+        self.with(|r| r.seen_events_of(rooms))
     }
     fn policy_list(&self, room: &RoomId) -> Result<Option<PolicyList>, StoreError> {
         self.with(|r| r.policy_list(room))
