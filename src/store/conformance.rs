@@ -1135,6 +1135,7 @@ macro_rules! store_conformance {
             case!(policy_rules_are_kept_by_slot_and_found_by_name);
             case!(attack17_a_new_lists_rules_written_before_its_record_are_kept);
             case!(batch_reads_answer_as_point_reads);
+            case!(a_batch_changing_rows_again_and_again_ends_as_its_last_changes);
         }
     };
 }
@@ -1269,4 +1270,79 @@ pub fn batch_reads_answer_as_point_reads(s: &dyn Store) {
     assert!(fresh.owner(&dave).unwrap().is_none());
     fresh.clear();
     assert!(fresh.owner(&dave).unwrap().is_some());
+}
+
+/// One batch that changes the same rows again and again ends where its
+/// last changes leave them, with the kept counts of that end, and a room
+/// whose last record went forgets its list of events consumed even when
+/// the batch holds it again after.
+pub fn a_batch_changing_rows_again_and_again_ends_as_its_last_changes(s: &dyn Store) {
+    let (alice, bob) = (owned_user_id!("@alice:example.org"), owned_user_id!("@bob:example.org"));
+    let (stranger, friend) = (owned_user_id!("@stranger:example.org"), owned_user_id!("@friend:example.org"));
+    let held = owned_room_id!("!held:example.org");
+    let bob_owner = |replies| OwnerState {
+        replies_in_window: replies,
+        ..OwnerState::new(bob.clone(), owned_room_id!("!bobdm:example.org"), 1)
+    };
+    let room = held_by(alice.as_str(), stranger.as_str());
+    commit_changes(
+        s,
+        vec![
+            StateChange::PutOwner(bob_owner(1)),
+            StateChange::PutRoom(held.clone(), room.clone()),
+            StateChange::PutDeferred(deferred("$m1", "first")),
+        ],
+    );
+    s.accept_transaction("noted", &[b"{}"], 1).unwrap();
+    let seq = s.inbox_batch(1).unwrap()[0].seq;
+    s.commit_batch_seen(&[], &[seq], &[Seen { seq, room: held.clone(), event: "$e1".try_into().unwrap() }]).unwrap();
+    assert_eq!(s.seen_events(&held).unwrap().len(), 1);
+
+    let wave = WaveKey::Sender(stranger.clone());
+    let record = |expires_ms| WaveRecord { seen: vec![], wave_ms: None, expires_ms, day: vec![] };
+    let stranger_state = |ms| StrangerState { last_reply_ms: Some(ms), ..Default::default() };
+    let first = Decision {
+        changes: vec![
+            StateChange::RemoveRoom { room: held.clone(), owner: alice.clone() },
+            StateChange::PutRoom(held.clone(), room.clone()),
+            StateChange::PutDeferred(deferred("$m1", "edited")),
+            StateChange::RemoveDeferred { owner: alice.clone(), event_id: "$m1".try_into().unwrap() },
+            StateChange::PutDeferred(deferred("$m2", "second")),
+            StateChange::RemoveOwner(bob.clone()),
+            StateChange::PutContact {
+                owner: alice.clone(),
+                subject: Subject::User(friend.clone()),
+                contact: Contact::Blocked { since_ms: 1 },
+            },
+            StateChange::PutStranger { owner: alice.clone(), user: stranger.clone(), state: stranger_state(1) },
+            StateChange::PutWave(wave.clone(), record(10)),
+        ],
+        ..Default::default()
+    };
+    let second = Decision {
+        changes: vec![
+            StateChange::PutDeferred(deferred("$m1", "again")),
+            StateChange::RemoveDeferred { owner: alice.clone(), event_id: "$m2".try_into().unwrap() },
+            StateChange::PutOwner(bob_owner(3)),
+            StateChange::RemoveContact { owner: alice.clone(), subject: Subject::User(friend.clone()) },
+            StateChange::PutStranger { owner: alice.clone(), user: stranger.clone(), state: stranger_state(2) },
+            StateChange::PutWave(wave.clone(), record(20)),
+        ],
+        ..Default::default()
+    };
+    s.accept_transaction("again", &[b"{}", b"{}"], 1).unwrap();
+    let seqs: Vec<u64> = s.inbox_batch(2).unwrap().iter().map(|i| i.seq).collect();
+    s.commit_batch(&[(seqs[0], &first), (seqs[1], &second)], &[]).unwrap();
+
+    assert_eq!(s.rooms(&held).unwrap(), vec![room]);
+    assert!(s.seen_events(&held).unwrap().is_empty(), "its last record went within the batch");
+    assert_eq!(s.deferred(&alice, ruma::event_id!("$m1")).unwrap().map(|d| d.body), Some("again".into()));
+    assert_eq!(s.deferred(&alice, ruma::event_id!("$m2")).unwrap(), None);
+    assert_eq!(kept(s, alice.as_str(), Some(stranger.as_str())), (1, 1));
+    assert_eq!(kept(s, alice.as_str(), None), (1, 1));
+    assert_eq!(s.stats().unwrap().deferred_messages, 1);
+    assert_eq!(s.owner(&bob).unwrap().map(|o| o.replies_in_window), Some(3));
+    assert_eq!(s.contact(&alice, &Subject::User(friend)).unwrap(), None);
+    assert_eq!(s.stranger(&alice, &stranger).unwrap().and_then(|st| st.last_reply_ms), Some(2));
+    assert_eq!(s.wave(&wave).unwrap().map(|r| r.expires_ms), Some(20));
 }
