@@ -5,6 +5,8 @@
 //! hundred of them. What is read here is what the decisions would read
 //! one at a time, and read the same way (the overlay answers both from the
 //! same caches); what an event reads beyond it is still read when needed.
+//! An embedded store (sled, memory), whose point read costs no more than a
+//! batch's share, is left to its point reads.
 
 use std::collections::BTreeSet;
 
@@ -53,6 +55,9 @@ fn parts(raw: &[u8]) -> Option<Parts> {
 /// each other user of an event: contacts, stranger entries, kept counts,
 /// and the senders' wave records).
 pub fn prefetch(overlay: &Overlay<'_>, items: &[InboxItem]) -> Result<(), StoreError> {
+    if !overlay.reads_in_batches() {
+        return Ok(());
+    }
     let events: Vec<Parts> = items.iter().filter(|i| !i.internal).filter_map(|i| parts(&i.raw)).collect();
     if events.is_empty() {
         return Ok(());
@@ -139,6 +144,9 @@ mod tests {
     }
 
     impl Lookups for Counted {
+        fn reads_in_batches(&self) -> bool {
+            true
+        }
         fn rooms(&self, room: &RoomId) -> Result<Vec<RoomState>, StoreError> {
             self.point().rooms(room)
         }

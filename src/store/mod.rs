@@ -452,6 +452,13 @@ pub trait Lookups {
     /// already, whether it comes again from the homeserver or from a read.
     fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError>;
 
+    /// Whether a batch read costs less than its point reads (a store across
+    /// a network): only then does the processor ask for a batch's keys
+    /// ahead, so that an embedded store reads exactly as it did.
+    fn reads_in_batches(&self) -> bool {
+        false
+    }
+
     /// Batch reads: what a whole batch of events will look up, asked at
     /// once (on PostgreSQL one statement per kind instead of a round trip
     /// per key). Each answers one entry per key asked, in the order asked

@@ -348,6 +348,10 @@ impl Lookups for Overlay<'_> {
         Ok(rules.into_iter().collect())
     }
 
+    fn reads_in_batches(&self) -> bool {
+        self.base.reads_in_batches()
+    }
+
     fn rooms_of(&self, rooms: &[OwnedRoomId]) -> Result<Vec<Vec<RoomState>>, StoreError> {
         fill(&self.rooms, rooms, |_| None, |missing| self.base.rooms_of(missing))?;
         Ok(answers(&self.rooms, rooms))

@@ -836,6 +836,9 @@ impl Lookups for PgStore {
     fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError> {
         self.with(|r| r.seen_events(room))
     }
+    fn reads_in_batches(&self) -> bool {
+        true
+    }
     fn rooms_of(&self, rooms: &[OwnedRoomId]) -> Result<Vec<Vec<RoomState>>, StoreError> {
         self.with(|r| r.rooms_of(rooms))
     }
