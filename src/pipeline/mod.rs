@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod executor;
 pub mod housekeeping;
+mod prefetch;
 pub mod processor;
 pub mod shutdown;
 pub mod translate;

@@ -128,7 +128,10 @@ fn decide_up_to(
 ) -> Result<(BatchReport, usize), StoreError> {
     let mut report = BatchReport::default();
     let mut pending = Pending::new(store);
-    for item in store.inbox_batch(limit)? {
+    let items = store.inbox_batch(limit)?;
+    // The batch's look-ups asked at once, not a round trip per event.
+    super::prefetch::prefetch(&pending.overlay, &items)?;
+    for item in items {
         // An event of a tracked room is decided once, however often it comes:
         // pushed by the homeserver and read forward at a start, or read back
         // after a join. A command must never run twice.
@@ -1071,6 +1074,34 @@ mod batch_example_tests {
         assert_eq!(stats.events_quarantined, 1);
     }
 
+    /// The same batch on PostgreSQL, whose store answers the batch's reads
+    /// in statements of its own (see `prefetch`): the same decisions as one
+    /// at a time there, and as the memory store's.
+    #[test]
+    fn a_known_batch_decides_on_postgres_what_it_decides_in_memory() {
+        let events = events();
+        let raw: Vec<&[u8]> = events.iter().map(|e| e.as_bytes()).collect();
+        let pg = crate::store::pg_test_server::Postgres::shared();
+        let one = crate::store::PgStore::open(&pg.create_database()).unwrap();
+        let batched = crate::store::PgStore::open(&pg.create_database()).unwrap();
+        let memory = MemoryStore::new();
+        for store in [&one as &dyn Store, &batched, &memory] {
+            setup(store);
+            store.accept_transaction("t", &raw, 2).unwrap();
+        }
+        while process_up_to(&one, &config(), &ManualClock::at(NOW), 1).unwrap() != BatchReport::default() {}
+        let report = process_batch(&batched, &config(), &ManualClock::at(NOW)).unwrap();
+        assert_eq!(report, BatchReport { processed: raw.len() - 1, quarantined: 1 });
+        process_batch(&memory, &config(), &ManualClock::at(NOW)).unwrap();
+        let outcome = |store: &dyn Store| {
+            let effects: Vec<_> =
+                store.outbox_batch(u64::MAX, 1000, false).unwrap().into_iter().map(|i| i.effect).collect();
+            (effects, store.overview(&ruma::UserId::parse(OWNER).unwrap()).unwrap(), store.stats().unwrap())
+        };
+        assert_eq!(outcome(&batched), outcome(&one));
+        assert_eq!(outcome(&batched), outcome(&memory));
+    }
+
     fn config() -> EngineConfig {
         crate::engine::tests_support::config()
     }
@@ -1563,6 +1594,17 @@ mod batch_tests {
             let flushes = drained.flushes.load(std::sync::atomic::Ordering::SeqCst);
             assert_eq!(largest, DEEP_BATCH, "seed {seed}");
             assert!(flushes < steps, "seed {seed}: {flushes} flushes in {steps} steps");
+        }
+    }
+
+    #[test]
+    fn a_batch_decides_what_one_at_a_time_decides_on_postgres() {
+        let pg = crate::store::pg_test_server::Postgres::shared();
+        for seed in seeds().into_iter().take(3) {
+            let entries = entries(&mut Rng(seed), 60);
+            let one = crate::store::PgStore::open(&pg.create_database()).unwrap();
+            let batched = crate::store::PgStore::open(&pg.create_database()).unwrap();
+            one_at_a_time_and_batched(&one, &batched, &entries, seed);
         }
     }
 

@@ -1134,6 +1134,215 @@ macro_rules! store_conformance {
             case!(policy_lists_are_kept_once_and_the_operators_found);
             case!(policy_rules_are_kept_by_slot_and_found_by_name);
             case!(attack17_a_new_lists_rules_written_before_its_record_are_kept);
+            case!(batch_reads_answer_as_point_reads);
+            case!(a_batch_changing_rows_again_and_again_ends_as_its_last_changes);
         }
     };
+}
+
+/// Each batch read answers what the point reads answer, key by key, in the
+/// order asked: keys found, keys absent, a key asked twice; and through an
+/// overlay, what the batch wrote before over what the store holds.
+pub fn batch_reads_answer_as_point_reads(s: &dyn Store) {
+    let (alice, bob, carol) = (
+        owned_user_id!("@alice:example.org"),
+        owned_user_id!("@bob:example.org"),
+        owned_user_id!("@carol:example.org"),
+    );
+    let (stranger, nobody) = (owned_user_id!("@stranger:example.org"), owned_user_id!("@nobody:elsewhere.org"));
+    let (held, dm, untracked) =
+        (owned_room_id!("!held:example.org"), owned_room_id!("!dm:example.org"), owned_room_id!("!no:example.org"));
+    let by_server = Subject::Server("evil.example".try_into().unwrap());
+    let wave = WaveKey::Sender(stranger.clone());
+    let record = WaveRecord { seen: vec![(alice.clone(), 10)], wave_ms: None, expires_ms: 100, day: vec![] };
+    let mut changes = sample_decision().changes;
+    changes.extend([
+        StateChange::PutOwner(OwnerState::new(bob.clone(), owned_room_id!("!bobdm:example.org"), 1)),
+        StateChange::PutRoom(held.clone(), held_by(alice.as_str(), stranger.as_str())),
+        StateChange::PutRoom(held.clone(), held_by(bob.as_str(), stranger.as_str())),
+        StateChange::PutContact {
+            owner: alice.clone(),
+            subject: by_server.clone(),
+            contact: Contact::Blocked { since_ms: 4 },
+        },
+        StateChange::PutStranger {
+            owner: alice.clone(),
+            user: stranger.clone(),
+            state: StrangerState { last_reply_ms: Some(9), ..Default::default() },
+        },
+        StateChange::PutDeferred(deferred("$m1", "hello")),
+        StateChange::PutWave(wave.clone(), record.clone()),
+    ]);
+    commit_changes(s, changes);
+    s.accept_transaction("seen-batch", &[b"{}"], 1).unwrap();
+    let seq = s.inbox_batch(1).unwrap()[0].seq;
+    let noted = Seen { seq, room: held.clone(), event: "$e1".try_into().unwrap() };
+    s.commit_batch_seen(&[], &[seq], &[noted]).unwrap();
+
+    let rooms = vec![held.clone(), untracked.clone(), dm.clone(), held.clone()];
+    let users = vec![alice.clone(), carol.clone(), bob.clone(), alice.clone()];
+    let contacts = vec![
+        (alice.clone(), by_server.clone()),
+        (alice.clone(), Subject::User(stranger.clone())),
+        (bob.clone(), by_server.clone()),
+        (alice.clone(), by_server.clone()),
+    ];
+    let pairs =
+        vec![(alice.clone(), stranger.clone()), (bob.clone(), stranger.clone()), (alice.clone(), stranger.clone())];
+    let kept = vec![
+        (alice.clone(), None),
+        (alice.clone(), Some(stranger.clone())),
+        (carol.clone(), Some(nobody.clone())),
+        (alice.clone(), None),
+    ];
+    let waves = vec![wave.clone(), WaveKey::Sender(nobody.clone()), wave.clone()];
+
+    let same_as_point_reads = |l: &dyn Lookups| {
+        assert_eq!(l.rooms_of(&rooms).unwrap(), rooms.iter().map(|r| l.rooms(r).unwrap()).collect::<Vec<_>>());
+        assert_eq!(l.owners_of(&users).unwrap(), users.iter().map(|u| l.owner(u).unwrap()).collect::<Vec<_>>());
+        assert_eq!(
+            l.contacts_of(&contacts).unwrap(),
+            contacts.iter().map(|(o, c)| l.contact(o, c).unwrap()).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            l.strangers_of(&pairs).unwrap(),
+            pairs.iter().map(|(o, u)| l.stranger(o, u).unwrap()).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            l.kept_of(&kept).unwrap(),
+            kept.iter().map(|(o, w)| l.kept(o, w.as_deref()).unwrap()).collect::<Vec<_>>()
+        );
+        assert_eq!(l.waves_of(&waves).unwrap(), waves.iter().map(|k| l.wave(k).unwrap()).collect::<Vec<_>>());
+        assert_eq!(
+            l.seen_events_of(&rooms).unwrap(),
+            rooms.iter().map(|r| l.seen_events(r).unwrap()).collect::<Vec<_>>()
+        );
+        assert!(l.rooms_of(&[]).unwrap().is_empty() && l.owners_of(&[]).unwrap().is_empty());
+    };
+
+    // The store itself: what was written is found, in place, and only that.
+    same_as_point_reads(s);
+    let found = s.rooms_of(&rooms).unwrap();
+    assert_eq!(found.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 0, 1, 2]);
+    assert_eq!(found[0][0].owner(), &alice, "ordered by owner, as the point read");
+    let owners: Vec<bool> = s.owners_of(&users).unwrap().iter().map(Option::is_some).collect();
+    assert_eq!(owners, vec![true, false, true, true]);
+    assert_eq!(s.contacts_of(&contacts).unwrap()[0], Some(Contact::Blocked { since_ms: 4 }));
+    assert_eq!(s.strangers_of(&pairs).unwrap()[2].as_ref().and_then(|st| st.last_reply_ms), Some(9));
+    let counts: Vec<(u64, u64)> = s.kept_of(&kept).unwrap().iter().map(|k| (k.held_rooms, k.messages)).collect();
+    assert_eq!(counts, vec![(1, 1), (1, 1), (0, 0), (1, 1)]);
+    assert_eq!(s.waves_of(&waves).unwrap(), vec![Some(record.clone()), None, Some(record.clone())]);
+    let seen: Vec<usize> = s.seen_events_of(&rooms).unwrap().iter().map(Vec::len).collect();
+    assert_eq!(seen, vec![1, 0, 0, 1]);
+
+    // Through an overlay, with a batch's changes not yet committed: a batch
+    // read answers what its point reads answer, and a batch read made before
+    // the changes keeps nothing stale.
+    let mut overlay = Overlay::new(s);
+    same_as_point_reads(&overlay);
+    overlay
+        .apply(&[
+            StateChange::PutOwner(OwnerState::new(carol.clone(), owned_room_id!("!caroldm:example.org"), 1)),
+            StateChange::RemoveRoom { room: held.clone(), owner: bob.clone() },
+            StateChange::RemoveContact { owner: alice.clone(), subject: by_server.clone() },
+            StateChange::PutStranger { owner: bob.clone(), user: stranger.clone(), state: StrangerState::default() },
+            StateChange::PutDeferred(deferred("$m2", "again")),
+            StateChange::PutWave(WaveKey::Sender(nobody.clone()), record.clone()),
+        ])
+        .unwrap();
+    same_as_point_reads(&overlay);
+    assert!(overlay.owners_of(&users).unwrap()[1].is_some(), "written by the batch");
+    assert_eq!(overlay.rooms_of(&rooms).unwrap()[0].len(), 1);
+    assert_eq!(overlay.contacts_of(&contacts).unwrap()[0], None, "removed by the batch");
+    assert!(overlay.strangers_of(&pairs).unwrap()[1].is_some());
+    assert_eq!(overlay.kept_of(&kept).unwrap()[1].messages, 2, "the batch's message counted");
+    assert!(overlay.waves_of(&waves).unwrap()[1].is_some());
+    // The store is untouched until the batch is committed.
+    same_as_point_reads(s);
+    assert!(s.owner(&carol).unwrap().is_none());
+
+    // A key read as absent by a batch read stays absent for the batch (read
+    // once), and is read again once the batch is committed.
+    let mut fresh = Overlay::new(s);
+    let dave = owned_user_id!("@dave:example.org");
+    assert_eq!(fresh.owners_of(std::slice::from_ref(&dave)).unwrap(), vec![None]);
+    commit_changes(s, vec![StateChange::PutOwner(OwnerState::new(dave.clone(), owned_room_id!("!d:example.org"), 1))]);
+    assert!(fresh.owner(&dave).unwrap().is_none());
+    fresh.clear();
+    assert!(fresh.owner(&dave).unwrap().is_some());
+}
+
+/// One batch that changes the same rows again and again ends where its
+/// last changes leave them, with the kept counts of that end, and a room
+/// whose last record went forgets its list of events consumed even when
+/// the batch holds it again after.
+pub fn a_batch_changing_rows_again_and_again_ends_as_its_last_changes(s: &dyn Store) {
+    let (alice, bob) = (owned_user_id!("@alice:example.org"), owned_user_id!("@bob:example.org"));
+    let (stranger, friend) = (owned_user_id!("@stranger:example.org"), owned_user_id!("@friend:example.org"));
+    let held = owned_room_id!("!held:example.org");
+    let bob_owner = |replies| OwnerState {
+        replies_in_window: replies,
+        ..OwnerState::new(bob.clone(), owned_room_id!("!bobdm:example.org"), 1)
+    };
+    let room = held_by(alice.as_str(), stranger.as_str());
+    commit_changes(
+        s,
+        vec![
+            StateChange::PutOwner(bob_owner(1)),
+            StateChange::PutRoom(held.clone(), room.clone()),
+            StateChange::PutDeferred(deferred("$m1", "first")),
+        ],
+    );
+    s.accept_transaction("noted", &[b"{}"], 1).unwrap();
+    let seq = s.inbox_batch(1).unwrap()[0].seq;
+    s.commit_batch_seen(&[], &[seq], &[Seen { seq, room: held.clone(), event: "$e1".try_into().unwrap() }]).unwrap();
+    assert_eq!(s.seen_events(&held).unwrap().len(), 1);
+
+    let wave = WaveKey::Sender(stranger.clone());
+    let record = |expires_ms| WaveRecord { seen: vec![], wave_ms: None, expires_ms, day: vec![] };
+    let stranger_state = |ms| StrangerState { last_reply_ms: Some(ms), ..Default::default() };
+    let first = Decision {
+        changes: vec![
+            StateChange::RemoveRoom { room: held.clone(), owner: alice.clone() },
+            StateChange::PutRoom(held.clone(), room.clone()),
+            StateChange::PutDeferred(deferred("$m1", "edited")),
+            StateChange::RemoveDeferred { owner: alice.clone(), event_id: "$m1".try_into().unwrap() },
+            StateChange::PutDeferred(deferred("$m2", "second")),
+            StateChange::RemoveOwner(bob.clone()),
+            StateChange::PutContact {
+                owner: alice.clone(),
+                subject: Subject::User(friend.clone()),
+                contact: Contact::Blocked { since_ms: 1 },
+            },
+            StateChange::PutStranger { owner: alice.clone(), user: stranger.clone(), state: stranger_state(1) },
+            StateChange::PutWave(wave.clone(), record(10)),
+        ],
+        ..Default::default()
+    };
+    let second = Decision {
+        changes: vec![
+            StateChange::PutDeferred(deferred("$m1", "again")),
+            StateChange::RemoveDeferred { owner: alice.clone(), event_id: "$m2".try_into().unwrap() },
+            StateChange::PutOwner(bob_owner(3)),
+            StateChange::RemoveContact { owner: alice.clone(), subject: Subject::User(friend.clone()) },
+            StateChange::PutStranger { owner: alice.clone(), user: stranger.clone(), state: stranger_state(2) },
+            StateChange::PutWave(wave.clone(), record(20)),
+        ],
+        ..Default::default()
+    };
+    s.accept_transaction("again", &[b"{}", b"{}"], 1).unwrap();
+    let seqs: Vec<u64> = s.inbox_batch(2).unwrap().iter().map(|i| i.seq).collect();
+    s.commit_batch(&[(seqs[0], &first), (seqs[1], &second)], &[]).unwrap();
+
+    assert_eq!(s.rooms(&held).unwrap(), vec![room]);
+    assert!(s.seen_events(&held).unwrap().is_empty(), "its last record went within the batch");
+    assert_eq!(s.deferred(&alice, ruma::event_id!("$m1")).unwrap().map(|d| d.body), Some("again".into()));
+    assert_eq!(s.deferred(&alice, ruma::event_id!("$m2")).unwrap(), None);
+    assert_eq!(kept(s, alice.as_str(), Some(stranger.as_str())), (1, 1));
+    assert_eq!(kept(s, alice.as_str(), None), (1, 1));
+    assert_eq!(s.stats().unwrap().deferred_messages, 1);
+    assert_eq!(s.owner(&bob).unwrap().map(|o| o.replies_in_window), Some(3));
+    assert_eq!(s.contact(&alice, &Subject::User(friend)).unwrap(), None);
+    assert_eq!(s.stranger(&alice, &stranger).unwrap().and_then(|st| st.last_reply_ms), Some(2));
+    assert_eq!(s.wave(&wave).unwrap().map(|r| r.expires_ms), Some(20));
 }

@@ -9,7 +9,7 @@ mod memory;
 mod overlay;
 mod pg_store;
 #[cfg(test)]
-mod pg_test_server;
+pub(crate) mod pg_test_server;
 mod pg_tls;
 mod policy_records;
 pub mod private;
@@ -451,6 +451,44 @@ pub trait Lookups {
     /// [`SEEN_PER_ROOM`], oldest first): an event among them was decided
     /// already, whether it comes again from the homeserver or from a read.
     fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError>;
+
+    /// Whether a batch read costs less than its point reads (a store across
+    /// a network): only then does the processor ask for a batch's keys
+    /// ahead, so that an embedded store reads exactly as it did.
+    fn reads_in_batches(&self) -> bool {
+        false
+    }
+
+    /// Batch reads: what a whole batch of events will look up, asked at
+    /// once (on PostgreSQL one statement per kind instead of a round trip
+    /// per key). Each answers one entry per key asked, in the order asked
+    /// (a key asked twice is answered twice), as the point read would.
+    /// The defaults loop over the point reads: for an embedded store a
+    /// point read costs no more than a batch's share.
+    fn rooms_of(&self, rooms: &[OwnedRoomId]) -> Result<Vec<Vec<crate::engine::RoomState>>, StoreError> {
+        rooms.iter().map(|r| self.rooms(r)).collect()
+    }
+    fn owners_of(&self, users: &[OwnedUserId]) -> Result<Vec<Option<OwnerState>>, StoreError> {
+        users.iter().map(|u| self.owner(u)).collect()
+    }
+    fn contacts_of(&self, keys: &[(OwnedUserId, Subject)]) -> Result<Vec<Option<crate::engine::Contact>>, StoreError> {
+        keys.iter().map(|(o, s)| self.contact(o, s)).collect()
+    }
+    fn strangers_of(
+        &self,
+        keys: &[(OwnedUserId, OwnedUserId)],
+    ) -> Result<Vec<Option<crate::engine::StrangerState>>, StoreError> {
+        keys.iter().map(|(o, u)| self.stranger(o, u)).collect()
+    }
+    fn kept_of(&self, keys: &[(OwnedUserId, Option<OwnedUserId>)]) -> Result<Vec<crate::engine::Kept>, StoreError> {
+        keys.iter().map(|(o, w)| self.kept(o, w.as_deref())).collect()
+    }
+    fn waves_of(&self, keys: &[crate::engine::WaveKey]) -> Result<Vec<Option<crate::engine::WaveRecord>>, StoreError> {
+        keys.iter().map(|k| self.wave(k)).collect()
+    }
+    fn seen_events_of(&self, rooms: &[OwnedRoomId]) -> Result<Vec<Vec<OwnedEventId>>, StoreError> {
+        rooms.iter().map(|r| self.seen_events(r)).collect()
+    }
 
     /// A followed policy list's record (ban list), kept once whoever
     /// follows it, without its rules. (Defaults to none for look-ups that

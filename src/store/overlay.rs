@@ -8,6 +8,17 @@
 //! messages to one owner then decode the owner's record once. Captured
 //! messages are not cached, because retention pruning deletes them from
 //! another task; only this batch's own writes to them are layered.
+//!
+//! The caches can be filled for a whole batch at once ([`Lookups`]'s batch
+//! reads, which the overlay answers from its caches and asks the store
+//! only what they lack): the processor asks for every room and sender of a
+//! batch before deciding it, so that a store across a network is asked a
+//! few times per batch instead of a few times per event. The stored kept
+//! counts are cached too (the batch's own changes are layered over them):
+//! retention pruning may lower a message count while the batch runs, and
+//! the batch then decides on the count it read at its start, as a decision
+//! already could on one read before the batch is committed; the stored
+//! counts stay exact (each write counts what it replaces).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -41,15 +52,12 @@ pub struct Overlay<'a> {
     forgotten: HashSet<OwnedUserId>,
     /// How this batch changed the kept counts, over the store's.
     counted: HashMap<tally::Key, i64>,
-    /// The stored counts as first read in this batch. Retention pruning
-    /// lowers them from another task meanwhile; a batch that reads them a
-    /// little high only keeps a message fewer at the bound, and the commit
-    /// applies its own changes to the stored counts, not to these.
-    kept: Cache<(OwnedUserId, Option<OwnedUserId>), Kept>,
     /// Events of tracked rooms this batch consumed, in order, and each
     /// room's list with them.
     seen: Vec<super::Seen>,
     seen_lists: Cache<OwnedRoomId, Vec<OwnedEventId>>,
+    /// The stored kept counts read (without the batch's changes).
+    kept: RefCell<HashMap<(OwnedUserId, Option<OwnedUserId>), Kept>>,
 }
 
 fn cached<K: Eq + std::hash::Hash, V: Clone>(
@@ -63,6 +71,47 @@ fn cached<K: Eq + std::hash::Hash, V: Clone>(
     let v = load()?;
     cache.borrow_mut().insert(key, v.clone());
     Ok(v)
+}
+
+/// Reads into `cache`, in one batch read, the keys it lacks: each once,
+/// and those `gone` says the batch forgot as absent, without asking.
+fn fill<K: Eq + std::hash::Hash + Clone, V>(
+    cache: &RefCell<HashMap<K, V>>,
+    keys: &[K],
+    gone: impl Fn(&K) -> Option<V>,
+    load: impl FnOnce(&[K]) -> Result<Vec<V>, StoreError>,
+) -> Result<(), StoreError> {
+    let mut missing = Vec::new();
+    {
+        let mut cache = cache.borrow_mut();
+        let mut asked = HashSet::new();
+        for k in keys {
+            if cache.contains_key(k) || !asked.insert(k) {
+                continue;
+            }
+            match gone(k) {
+                Some(v) => {
+                    cache.insert(k.clone(), v);
+                }
+                None => missing.push(k.clone()),
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let found = load(&missing)?;
+    if found.len() != missing.len() {
+        return Err(StoreError::Backend(format!("a batch read answered {} of {} keys", found.len(), missing.len())));
+    }
+    cache.borrow_mut().extend(missing.into_iter().zip(found));
+    Ok(())
+}
+
+/// The cached answers for `keys`, once [`fill`] has read them.
+fn answers<K: Eq + std::hash::Hash, V: Clone>(cache: &RefCell<HashMap<K, V>>, keys: &[K]) -> Vec<V> {
+    let cache = cache.borrow();
+    keys.iter().map(|k| cache[k].clone()).collect()
 }
 
 impl<'a> Overlay<'a> {
@@ -79,9 +128,9 @@ impl<'a> Overlay<'a> {
             deferred: HashMap::new(),
             forgotten: HashSet::new(),
             counted: HashMap::new(),
-            kept: Default::default(),
             seen: Vec::new(),
             seen_lists: Default::default(),
+            kept: Default::default(),
         }
     }
 
@@ -204,9 +253,20 @@ impl<'a> Overlay<'a> {
         self.deferred.clear();
         self.forgotten.clear();
         self.counted.clear();
-        self.kept.get_mut().clear();
         self.seen.clear();
         self.seen_lists.get_mut().clear();
+        self.kept.get_mut().clear();
+    }
+
+    /// The stored counts of `owner` (with `with`), read once per batch.
+    fn stored_kept(&self, owner: &UserId, with: Option<&UserId>) -> Result<Kept, StoreError> {
+        let key = (owner.to_owned(), with.map(ToOwned::to_owned));
+        if let Some(k) = self.kept.borrow().get(&key) {
+            return Ok(*k);
+        }
+        let stored = self.base.kept(owner, with)?;
+        self.kept.borrow_mut().insert(key, stored);
+        Ok(stored)
     }
 }
 
@@ -251,10 +311,7 @@ impl Lookups for Overlay<'_> {
     }
 
     fn kept(&self, owner: &UserId, with: Option<&UserId>) -> Result<Kept, StoreError> {
-        let stored = cached(&self.kept, (owner.to_owned(), with.map(ToOwned::to_owned)), || {
-            self.base.kept(owner, with).map(Some)
-        })?
-        .unwrap_or_default();
+        let stored = self.stored_kept(owner, with)?;
         // A forgotten owner's messages are gone, whatever the store says.
         let messages = if self.forgotten.contains(owner) { 0 } else { stored.messages };
         let delta = |what| {
@@ -289,6 +346,48 @@ impl Lookups for Overlay<'_> {
             };
         }
         Ok(rules.into_iter().collect())
+    }
+
+    fn reads_in_batches(&self) -> bool {
+        self.base.reads_in_batches()
+    }
+
+    fn rooms_of(&self, rooms: &[OwnedRoomId]) -> Result<Vec<Vec<RoomState>>, StoreError> {
+        fill(&self.rooms, rooms, |_| None, |missing| self.base.rooms_of(missing))?;
+        Ok(answers(&self.rooms, rooms))
+    }
+
+    fn owners_of(&self, users: &[OwnedUserId]) -> Result<Vec<Option<OwnerState>>, StoreError> {
+        fill(&self.owners, users, |_| None, |missing| self.base.owners_of(missing))?;
+        Ok(answers(&self.owners, users))
+    }
+
+    fn contacts_of(&self, keys: &[(OwnedUserId, Subject)]) -> Result<Vec<Option<Contact>>, StoreError> {
+        let gone = |(o, _): &(OwnedUserId, Subject)| self.forgotten.contains(o).then_some(None);
+        fill(&self.contacts, keys, gone, |missing| self.base.contacts_of(missing))?;
+        Ok(answers(&self.contacts, keys))
+    }
+
+    fn strangers_of(&self, keys: &[(OwnedUserId, OwnedUserId)]) -> Result<Vec<Option<StrangerState>>, StoreError> {
+        let gone = |(o, _): &(OwnedUserId, OwnedUserId)| self.forgotten.contains(o).then_some(None);
+        fill(&self.strangers, keys, gone, |missing| self.base.strangers_of(missing))?;
+        Ok(answers(&self.strangers, keys))
+    }
+
+    fn kept_of(&self, keys: &[(OwnedUserId, Option<OwnedUserId>)]) -> Result<Vec<Kept>, StoreError> {
+        fill(&self.kept, keys, |_| None, |missing| self.base.kept_of(missing))?;
+        keys.iter().map(|(o, w)| self.kept(o, w.as_deref())).collect()
+    }
+
+    fn waves_of(&self, keys: &[WaveKey]) -> Result<Vec<Option<WaveRecord>>, StoreError> {
+        fill(&self.waves, keys, |_| None, |missing| self.base.waves_of(missing))?;
+        Ok(answers(&self.waves, keys))
+    }
+
+    fn seen_events_of(&self, rooms: &[OwnedRoomId]) -> Result<Vec<Vec<OwnedEventId>>, StoreError> {
+        let load = |missing: &[OwnedRoomId]| Ok(self.base.seen_events_of(missing)?.into_iter().map(Some).collect());
+        fill(&self.seen_lists, rooms, |_| None, load)?;
+        Ok(answers(&self.seen_lists, rooms).into_iter().map(Option::unwrap_or_default).collect())
     }
 
     /// The stored ones, with the batch's own changes over them.

@@ -21,6 +21,8 @@ use postgres::GenericClient;
 use postgres::config::SslMode;
 use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 
+mod batch_reads;
+mod batch_writes;
 mod lease;
 mod writes;
 
@@ -736,6 +738,27 @@ impl<C: GenericClient> Lookups for Db<'_, C> {
     fn wave(&self, key: &WaveKey) -> Result<Option<WaveRecord>, StoreError> {
         self.record::<WaveRecordV, _>("wave", "SELECT record FROM waves WHERE key = $1", &[&records::wave_key(key)])
     }
+    fn rooms_of(&self, rooms: &[OwnedRoomId]) -> Result<Vec<Vec<RoomState>>, StoreError> {
+        batch_reads::rooms_of(self, rooms)
+    }
+    fn owners_of(&self, users: &[OwnedUserId]) -> Result<Vec<Option<OwnerState>>, StoreError> {
+        batch_reads::owners_of(self, users)
+    }
+    fn contacts_of(&self, keys: &[(OwnedUserId, Subject)]) -> Result<Vec<Option<Contact>>, StoreError> {
+        batch_reads::contacts_of(self, keys)
+    }
+    fn strangers_of(&self, keys: &[(OwnedUserId, OwnedUserId)]) -> Result<Vec<Option<StrangerState>>, StoreError> {
+        batch_reads::strangers_of(self, keys)
+    }
+    fn kept_of(&self, keys: &[(OwnedUserId, Option<OwnedUserId>)]) -> Result<Vec<Kept>, StoreError> {
+        batch_reads::kept_of(self, keys)
+    }
+    fn waves_of(&self, keys: &[WaveKey]) -> Result<Vec<Option<WaveRecord>>, StoreError> {
+        batch_reads::waves_of(self, keys)
+    }
+    fn seen_events_of(&self, rooms: &[OwnedRoomId]) -> Result<Vec<Vec<OwnedEventId>>, StoreError> {
+        batch_reads::seen_events_of(self, rooms)
+    }
     fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError> {
         match self.one("SELECT record FROM seen WHERE room_id = $1", &[&room.as_bytes()])? {
             Some(b) => Ok(records::decode::<SeenRecord>("seen", &b)?.into()),
@@ -813,6 +836,30 @@ impl Lookups for PgStore {
     fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError> {
         self.with(|r| r.seen_events(room))
     }
+    fn reads_in_batches(&self) -> bool {
+        true
+    }
+    fn rooms_of(&self, rooms: &[OwnedRoomId]) -> Result<Vec<Vec<RoomState>>, StoreError> {
+        self.with(|r| r.rooms_of(rooms))
+    }
+    fn owners_of(&self, users: &[OwnedUserId]) -> Result<Vec<Option<OwnerState>>, StoreError> {
+        self.with(|r| r.owners_of(users))
+    }
+    fn contacts_of(&self, keys: &[(OwnedUserId, Subject)]) -> Result<Vec<Option<Contact>>, StoreError> {
+        self.with(|r| r.contacts_of(keys))
+    }
+    fn strangers_of(&self, keys: &[(OwnedUserId, OwnedUserId)]) -> Result<Vec<Option<StrangerState>>, StoreError> {
+        self.with(|r| r.strangers_of(keys))
+    }
+    fn kept_of(&self, keys: &[(OwnedUserId, Option<OwnedUserId>)]) -> Result<Vec<Kept>, StoreError> {
+        self.with(|r| r.kept_of(keys))
+    }
+    fn waves_of(&self, keys: &[WaveKey]) -> Result<Vec<Option<WaveRecord>>, StoreError> {
+        self.with(|r| r.waves_of(keys))
+    }
+    fn seen_events_of(&self, rooms: &[OwnedRoomId]) -> Result<Vec<Vec<OwnedEventId>>, StoreError> {
+        self.with(|r| r.seen_events_of(rooms))
+    }
     fn policy_list(&self, room: &RoomId) -> Result<Option<PolicyList>, StoreError> {
         self.with(|r| r.policy_list(room))
     }
@@ -824,107 +871,10 @@ impl Lookups for PgStore {
     }
 }
 
-/// Applies one state change inside a batch's transaction.
-fn apply(tx: &Db<'_, impl GenericClient>, change: &StateChange) -> Result<(), StoreError> {
+/// Applies one change that reaches beyond single rows, inside a batch's
+/// transaction (the others are written together: see [`batch_writes`]).
+fn apply_wide(tx: &Db<'_, impl GenericClient>, change: &StateChange) -> Result<(), StoreError> {
     match change {
-        StateChange::PutOwner(o) => {
-            tx.execute(
-                "INSERT INTO owners (user_id, paused_until_ms, record) VALUES ($1, $2, $3) \
-                 ON CONFLICT (user_id) DO UPDATE SET paused_until_ms = EXCLUDED.paused_until_ms, record = EXCLUDED.record",
-                &[&o.user_id.as_bytes(), &o.paused_until_ms.map(big), &records::encode(&OwnerRecord::from(o))],
-            )?;
-        }
-        StateChange::RemoveOwner(u) => {
-            tx.execute("DELETE FROM owners WHERE user_id = $1", &[&u.as_bytes()])?;
-        }
-        StateChange::PutRoom(r, st) => {
-            // What it replaces, read and written in one statement (every
-            // part of it sees the table as it was before).
-            let before = tx.query_opt(
-                "WITH old AS (SELECT record FROM rooms WHERE room_id = $1 AND owner = $2), \
-                 put AS (INSERT INTO rooms (room_id, owner, held, record) VALUES ($1, $2, $3, $4) \
-                   ON CONFLICT (room_id, owner) DO UPDATE SET held = EXCLUDED.held, record = EXCLUDED.record) \
-                 SELECT record FROM old",
-                &[
-                    &r.as_bytes(),
-                    &st.owner().as_bytes(),
-                    &matches!(st, RoomState::Held(_)),
-                    &records::encode(&RoomRecord::from(st)),
-                ],
-            )?;
-            let before = before.map(|row| decode_room(row.get(0))).transpose()?;
-            count_in(tx, tally::room(before.as_ref(), Some(st)))?;
-        }
-        StateChange::RemoveRoom { room, owner } => {
-            let before = tx.query_opt(
-                "DELETE FROM rooms WHERE room_id = $1 AND owner = $2 RETURNING record",
-                &[&room.as_bytes(), &owner.as_bytes()],
-            )?;
-            let before = before.map(|row| decode_room(row.get(0))).transpose()?;
-            count_in(tx, tally::room(before.as_ref(), None))?;
-            // The last record of the room gone: it is not tracked any more.
-            tx.execute(
-                "DELETE FROM seen WHERE room_id = $1 AND NOT EXISTS (SELECT 1 FROM rooms WHERE room_id = $1)",
-                &[&room.as_bytes()],
-            )?;
-        }
-        StateChange::PutContact { owner, subject, contact } => {
-            let until = match contact {
-                Contact::Allowed { until_ms: Some(u), .. } => Some(big(*u)),
-                _ => None,
-            };
-            tx.execute(
-                "INSERT INTO contacts (owner, subject, allowed_until_ms, record) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (owner, subject) DO UPDATE \
-                 SET allowed_until_ms = EXCLUDED.allowed_until_ms, record = EXCLUDED.record",
-                &[
-                    &owner.as_bytes(),
-                    &subject.to_string().as_bytes(),
-                    &until,
-                    &records::encode(&ContactRecord::from(contact)),
-                ],
-            )?;
-        }
-        StateChange::RemoveContact { owner, subject } => {
-            tx.execute(
-                "DELETE FROM contacts WHERE owner = $1 AND subject = $2",
-                &[&owner.as_bytes(), &subject.to_string().as_bytes()],
-            )?;
-        }
-        StateChange::PutStranger { owner, user, state } => {
-            tx.execute(
-                "INSERT INTO strangers (owner, user_id, record) VALUES ($1, $2, $3) \
-                 ON CONFLICT (owner, user_id) DO UPDATE SET record = EXCLUDED.record",
-                &[&owner.as_bytes(), &user.as_bytes(), &records::encode(&StrangerRecord::from(state))],
-            )?;
-        }
-        StateChange::PutDeferred(d) => {
-            let before = tx.query_opt(
-                "WITH old AS (SELECT record FROM deferred WHERE owner = $1 AND event_id = $2), \
-                 put AS (INSERT INTO deferred (owner, event_id, received_ms, denied_ms, record) \
-                   VALUES ($1, $2, $3, $4, $5) \
-                   ON CONFLICT (owner, event_id) DO UPDATE SET received_ms = EXCLUDED.received_ms, \
-                   denied_ms = EXCLUDED.denied_ms, record = EXCLUDED.record) \
-                 SELECT record FROM old",
-                &[
-                    &d.owner.as_bytes(),
-                    &d.event_id.as_bytes(),
-                    &big(d.received_ms),
-                    &d.denied_ms.map(big),
-                    &records::encode(&DeferredRecord::from(d)),
-                ],
-            )?;
-            let before = before.map(|row| decode_deferred(row.get(0))).transpose()?;
-            count_in(tx, tally::message(before.as_ref(), Some(d)))?;
-        }
-        StateChange::RemoveDeferred { owner, event_id } => {
-            let before = tx.query_opt(
-                "DELETE FROM deferred WHERE owner = $1 AND event_id = $2 RETURNING record",
-                &[&owner.as_bytes(), &event_id.as_bytes()],
-            )?;
-            let before = before.map(|row| decode_deferred(row.get(0))).transpose()?;
-            count_in(tx, tally::message(before.as_ref(), None))?;
-        }
         StateChange::ForgetOwnerData(owner) => {
             // Inside the batch's transaction: what the batch put before
             // goes too, what it puts after stays.
@@ -935,46 +885,11 @@ fn apply(tx: &Db<'_, impl GenericClient>, change: &StateChange) -> Result<(), St
                 count_in(tx, tally::message(Some(&decode_deferred(row.get(0))?), None))?;
             }
         }
-        StateChange::PutWave(key, record) => {
-            tx.execute(
-                "INSERT INTO waves (key, expires_ms, record) VALUES ($1, $2, $3) \
-                 ON CONFLICT (key) DO UPDATE SET expires_ms = EXCLUDED.expires_ms, record = EXCLUDED.record",
-                &[&records::wave_key(key), &big(record.expires_ms), &records::encode(&WaveRecordV::from(record))],
-            )?;
-        }
-        StateChange::PutPolicyList(list) => {
-            tx.execute(
-                "INSERT INTO policy_lists (room_id, operator, record) VALUES ($1, $2, $3) \
-                 ON CONFLICT (room_id) DO UPDATE SET operator = EXCLUDED.operator, record = EXCLUDED.record",
-                &[&list.room_id.as_bytes(), &list.operator, &records::encode(&PolicyListRecord::from(list))],
-            )?;
-        }
-        StateChange::PutPolicyRule { list, slot: (kind, key), rule } => match rule {
-            Some(rule) => {
-                tx.execute(
-                    "INSERT INTO policy_rules (room_id, kind, state_key, index_key, record) VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (room_id, kind, state_key) DO UPDATE \
-                     SET index_key = EXCLUDED.index_key, record = EXCLUDED.record",
-                    &[
-                        &list.as_bytes(),
-                        &kind.as_bytes(),
-                        &key.as_bytes(),
-                        &index_key(rule).as_bytes(),
-                        &records::encode(&RuleV1::from(rule)),
-                    ],
-                )?;
-            }
-            None => {
-                tx.execute(
-                    "DELETE FROM policy_rules WHERE room_id = $1 AND kind = $2 AND state_key = $3",
-                    &[&list.as_bytes(), &kind.as_bytes(), &key.as_bytes()],
-                )?;
-            }
-        },
         StateChange::RemovePolicyList(room) => {
             tx.execute("DELETE FROM policy_lists WHERE room_id = $1", &[&room.as_bytes()])?;
             tx.execute("DELETE FROM policy_rules WHERE room_id = $1", &[&room.as_bytes()])?;
         }
+        other => return batch_writes::apply_all(tx, &[other]),
     }
     Ok(())
 }
@@ -1158,18 +1073,18 @@ impl Store for PgStore {
                     consumed.insert(*seq);
                 }
             }
-            let (mut mail, mut effects) = (Vec::new(), Vec::new());
+            let (mut mail, mut effects, mut changes) = (Vec::new(), Vec::new(), Vec::new());
             for (seq, decision) in decided {
                 if !present.remove(seq) {
                     continue;
                 }
                 consumed.insert(*seq);
-                for change in &decision.changes {
-                    apply(tx, change)?;
-                }
+                changes.extend(&decision.changes);
                 mail.extend(decision.effects.iter().map(Effect::is_mail));
                 effects.extend(decision.effects.iter().map(|e| records::encode(&EffectRecord::V1(e.into()))));
             }
+            // Every decision's changes, in order, in a few statements.
+            batch_writes::apply_all(tx, &changes)?;
             // The batch's effects in one statement, their IDs in order.
             if !effects.is_empty() {
                 tx.execute(
@@ -1182,26 +1097,43 @@ impl Store for PgStore {
                 )?;
             }
             bump(tx, &[(C_PROCESSED, consumed.len() as i64)])?;
-            let mut lists: std::collections::HashMap<&RoomId, Vec<OwnedEventId>> = Default::default();
-            for s in seen.iter().filter(|s| consumed.contains(&s.seq)) {
-                if !lists.contains_key(&*s.room) {
-                    // A room this batch stopped tracking (or never tracked) keeps no list.
-                    let tracked =
-                        tx.query_opt("SELECT 1 FROM rooms WHERE room_id = $1 LIMIT 1", &[&s.room.as_bytes()])?;
-                    if tracked.is_none() {
-                        continue;
+            // The lists of the rooms noted, read, added to and written in
+            // a statement each; a room this batch stopped tracking (or never
+            // tracked) keeps no list.
+            let noted: Vec<&Seen> = seen.iter().filter(|s| consumed.contains(&s.seq)).collect();
+            if !noted.is_empty() {
+                let rooms: Vec<OwnedRoomId> = noted
+                    .iter()
+                    .map(|s| s.room.clone())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                let ids: Vec<&[u8]> = rooms.iter().map(|r| r.as_bytes()).collect();
+                let tracked: std::collections::HashSet<Vec<u8>> = tx
+                    .query("SELECT DISTINCT room_id FROM rooms WHERE room_id = ANY($1)", &[&ids])?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                let rooms: Vec<OwnedRoomId> = rooms.into_iter().filter(|r| tracked.contains(r.as_bytes())).collect();
+                let stored = tx.seen_events_of(&rooms)?;
+                let mut lists: std::collections::HashMap<&RoomId, Vec<OwnedEventId>> =
+                    rooms.iter().map(|r| &**r).zip(stored).collect();
+                for s in noted {
+                    if let Some(list) = lists.get_mut(&*s.room) {
+                        super::remember(list, &s.event);
                     }
-                    let stored = tx.seen_events(&s.room)?;
-                    lists.insert(&s.room, stored);
                 }
-                super::remember(lists.get_mut(&*s.room).expect("inserted above"), &s.event);
-            }
-            for (room, list) in &lists {
-                tx.execute(
-                    "INSERT INTO seen (room_id, record) VALUES ($1, $2) \
-                     ON CONFLICT (room_id) DO UPDATE SET record = EXCLUDED.record",
-                    &[&room.as_bytes(), &records::encode(&SeenRecord::from(list.as_slice()))],
-                )?;
+                if !lists.is_empty() {
+                    let (ids, recs): (Vec<&[u8]>, Vec<Vec<u8>>) = lists
+                        .iter()
+                        .map(|(room, list)| (room.as_bytes(), records::encode(&SeenRecord::from(list.as_slice()))))
+                        .unzip();
+                    tx.execute(
+                        "INSERT INTO seen (room_id, record) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+                         ON CONFLICT (room_id) DO UPDATE SET record = EXCLUDED.record",
+                        &[&ids, &recs],
+                    )?;
+                }
             }
             Ok(())
         })
