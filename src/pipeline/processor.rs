@@ -83,6 +83,13 @@ impl Drain {
         Self::default()
     }
 
+    /// The drain to go on with after one was lost with its step (the task
+    /// panicked): that step may have committed effects before it died, so
+    /// the first batch flushes whatever it finds.
+    pub fn after_a_lost_step() -> Self {
+        Self { owed: true, ..Self::default() }
+    }
+
     /// Decides and commits one batch; flushes it unless it may wait. Returns
     /// the batch's report and whether more is waiting (the batch was full).
     pub fn step(
@@ -110,9 +117,10 @@ impl Drain {
 
     /// Flushes whatever was committed and not flushed yet (before stopping).
     pub fn flush(&mut self, store: &dyn Store) -> Result<(), StoreError> {
-        if self.unflushed > 0 {
+        if self.unflushed > 0 || self.owed {
             store.flush()?;
             self.unflushed = 0;
+            self.owed = false;
         }
         Ok(())
     }
@@ -452,7 +460,7 @@ pub async fn run(shared: Shared, released: watch::Sender<u64>) {
     let mut drain = Some(Drain::new());
     loop {
         let (s, c, k) = (store.clone(), engine.clone(), clock.clone());
-        let mut d = drain.take().unwrap_or_default();
+        let mut d = drain.take().unwrap_or_else(Drain::after_a_lost_step);
         let result = tokio::task::spawn_blocking(move || {
             let stepped = d.step(s.as_ref(), &c, k.as_ref());
             let out = stepped.and_then(|(report, more)| Ok((report, more, s.outbox_high_water()?)));
@@ -482,7 +490,9 @@ pub async fn run(shared: Shared, released: watch::Sender<u64>) {
                 continue;
             }
             Err(join) => {
-                // The drain went with the task: a new one flushes its first batch.
+                // The drain went with the task, which may have committed
+                // effects: the new one flushes its first batch.
+                drain = Some(Drain::after_a_lost_step());
                 tracing::error!(error = %join, "inbox processing task died; will retry");
             }
         }
@@ -1296,6 +1306,11 @@ mod batch_tests {
         /// Effects committed since the last flush.
         unflushed_effects: std::sync::atomic::AtomicBool,
         flushes: std::sync::atomic::AtomicUsize,
+        /// The next quarantine panics (a bug in the shell, as the blocking
+        /// task's JoinError path sees it).
+        panic_in_quarantine: std::sync::atomic::AtomicBool,
+        /// The next quarantine fails (a store error).
+        fail_in_quarantine: std::sync::atomic::AtomicBool,
     }
 
     impl Counting {
@@ -1405,6 +1420,12 @@ mod batch_tests {
             self.inner.push_follow_ups(follow_ups)
         }
         fn quarantine(&self, seq: u64, reason: &str, now_ms: u64) -> Result<(), StoreError> {
+            if self.panic_in_quarantine.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                panic!("injected");
+            }
+            if self.fail_in_quarantine.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Backend("injected".into()));
+            }
             self.inner.quarantine(seq, reason, now_ms)
         }
         fn prune_quarantine(&self, before_ms: u64, keep: usize) -> Result<usize, StoreError> {
@@ -1595,6 +1616,74 @@ mod batch_tests {
             assert_eq!(largest, DEEP_BATCH, "seed {seed}");
             assert!(flushes < steps, "seed {seed}: {flushes} flushes in {steps} steps");
         }
+    }
+
+    /// `run` replaces a drain lost with a panicking task by a new one: the
+    /// batch that panicked may have committed effects (the commit before a
+    /// quarantine), and the new drain's first batch must flush them before
+    /// the high-water mark is read and released to the executor.
+    fn effects_then_a_tracked_unreadable_event(store: &Counting) {
+        setup(store);
+        let mut entries = Vec::new();
+        for i in 0..4 {
+            entries.push(Entry::Homeserver(message(&format!("h{i}"), &held_room(0, i), &stranger(0, i), "hi")));
+            entries.push(Entry::Homeserver(
+                serde_json::json!({
+                    "type": "m.room.member", "event_id": format!("$i{i}"), "room_id": format!("!new{i}:remote.org"),
+                    "sender": format!("@new{i}:remote.org"), "state_key": OWNERS[0].0, "origin_server_ts": NOW - 5_000,
+                    "content": {"membership": "invite", "is_direct": true},
+                })
+                .to_string(),
+            ));
+        }
+        // Unreadable, in a held room: set aside, after a commit of the above.
+        entries.push(Entry::Homeserver(
+            serde_json::json!({"type": "m.room.redaction", "event_id": "$x", "room_id": held_room(0, 0), "sender": stranger(0, 0), "content": {}}).to_string(),
+        ));
+        for i in 0..300 {
+            entries.push(Entry::Homeserver(message(
+                &format!("u{i}"),
+                "!elsewhere:other.org",
+                "@x:other.org",
+                "unrelated",
+            )));
+        }
+        fill(store, &entries);
+        store.flush().unwrap();
+    }
+
+    #[test]
+    fn a_new_drain_after_a_panicked_step_flushes_effects_committed_before_the_panic() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let store = Counting::default();
+        effects_then_a_tracked_unreadable_event(&store);
+        let clock = ManualClock::at(NOW);
+        store.panic_in_quarantine.store(true, SeqCst);
+        let mut drain = Drain::new();
+        let died = std::panic::catch_unwind(AssertUnwindSafe(|| drain.step(&store, &config(), &clock)));
+        assert!(died.is_err(), "the step panics");
+        assert!(store.unflushed_effects.load(SeqCst), "the batch committed effects before it panicked");
+        // What `run` goes on with after a JoinError.
+        let (_, more) = Drain::after_a_lost_step().step(&store, &config(), &clock).unwrap();
+        assert!(more);
+        // `run` now reads `outbox_high_water()` and releases it to the executor.
+        assert!(store.outbox_high_water().unwrap() > 0);
+        assert!(!store.unflushed_effects.load(SeqCst), "effects committed by the panicked step are released unflushed");
+    }
+
+    /// A step that fails after its batch committed effects owes a flush;
+    /// stopping then (`flush_before_stopping`) must pay it.
+    #[test]
+    fn the_drain_flushes_at_a_stop_after_a_failed_step_that_committed_effects() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let store = Counting::default();
+        effects_then_a_tracked_unreadable_event(&store);
+        store.fail_in_quarantine.store(true, SeqCst);
+        let mut drain = Drain::new();
+        assert!(drain.step(&store, &config(), &ManualClock::at(NOW)).is_err());
+        assert!(store.unflushed_effects.load(SeqCst), "the batch committed effects before it failed");
+        drain.flush(&store).unwrap();
+        assert!(!store.unflushed_effects.load(SeqCst), "a stop after a failed step leaves effects unflushed");
     }
 
     #[test]
