@@ -12,22 +12,9 @@ use std::collections::BTreeSet;
 
 use ruma::{OwnedRoomId, OwnedUserId};
 
+use super::processor::Head;
 use crate::engine::Subject;
 use crate::store::{InboxItem, Lookups, Overlay, StoreError};
-
-/// The top-level fields that say whom an event concerns (those the
-/// processor's `concerns_nobody` reads).
-#[derive(serde::Deserialize)]
-struct Head<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    room_id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    sender: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    state_key: Option<std::borrow::Cow<'a, str>>,
-}
 
 struct Parts {
     kind: String,

@@ -293,19 +293,20 @@ fn event_of(raw: &[u8]) -> Option<(ruma::OwnedRoomId, ruma::OwnedEventId)> {
 }
 
 /// The top-level fields that say whom a homeserver event concerns, read
-/// without decoding the rest (its content above all).
+/// without decoding the rest (its content above all); the prefetch reads
+/// the same.
 #[derive(serde::Deserialize)]
-struct Head<'a> {
+pub(super) struct Head<'a> {
     #[serde(rename = "type", borrow)]
-    kind: Option<std::borrow::Cow<'a, str>>,
+    pub(super) kind: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow)]
-    event_id: Option<std::borrow::Cow<'a, str>>,
+    pub(super) event_id: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow)]
-    room_id: Option<std::borrow::Cow<'a, str>>,
+    pub(super) room_id: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow)]
-    sender: Option<std::borrow::Cow<'a, str>>,
+    pub(super) sender: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow)]
-    state_key: Option<std::borrow::Cow<'a, str>>,
+    pub(super) state_key: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl Head<'_> {
