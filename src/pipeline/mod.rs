@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod executor;
+mod head;
 pub mod housekeeping;
 mod prefetch;
 pub mod processor;

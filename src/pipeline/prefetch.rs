@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use ruma::{OwnedRoomId, OwnedUserId};
 
-use super::processor::Head;
+use super::head::Head;
 use crate::engine::Subject;
 use crate::store::{InboxItem, Lookups, Overlay, StoreError};
 

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use super::Shared;
 use super::clock::Clock;
+use super::head::Head;
 use super::translate::translate;
 use crate::engine::{
     self, Decision, Due, DueDigest, DueReplies, EngineConfig, Input, OwnerState, StateChange, schedule,
@@ -290,30 +291,6 @@ fn event_of(raw: &[u8]) -> Option<(ruma::OwnedRoomId, ruma::OwnedEventId)> {
     }
     let ids = serde_json::from_slice::<Ids<'_>>(raw).ok()?;
     Some((ids.room_id?.try_into().ok()?, ids.event_id?.try_into().ok()?))
-}
-
-/// The top-level fields that say whom a homeserver event concerns, read
-/// without decoding the rest (its content above all); the prefetch reads
-/// the same.
-#[derive(serde::Deserialize)]
-pub(super) struct Head<'a> {
-    #[serde(rename = "type", borrow)]
-    pub(super) kind: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(super) event_id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(super) room_id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(super) sender: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow)]
-    pub(super) state_key: Option<std::borrow::Cow<'a, str>>,
-}
-
-impl Head<'_> {
-    /// The event's room and ID, as [`event_of`] reads them.
-    fn ids(&self) -> Option<(ruma::OwnedRoomId, ruma::OwnedEventId)> {
-        Some((self.room_id.as_deref()?.try_into().ok()?, self.event_id.as_deref()?.try_into().ok()?))
-    }
 }
 
 /// For a homeserver event that concerns nobody, the kind it is counted as:
