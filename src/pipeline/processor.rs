@@ -21,10 +21,16 @@ pub const BATCH: usize = 100;
 
 /// A batch's size while the inbox is deep (the batch before was full): the
 /// commit's fixed costs (each room's list of events consumed, each owner's
-/// counts, the transaction itself) are paid once for more events. A batch
-/// decides a few hundred events in well under a tenth of a second, so an
-/// event that comes in behind it waits no longer than it waited before.
-pub const DEEP_BATCH: usize = 400;
+/// counts, the transaction itself) and each room's and sender's records
+/// read are paid once for more events. A batch decides a thousand
+/// strangers' messages in about a twentieth of a second, so an event that
+/// comes in behind it waits no longer than it waited before.
+pub const DEEP_BATCH: usize = 1000;
+
+/// About how many bytes of events a deep batch holds at most: the batch
+/// after one of large events is that much smaller (never below [`BATCH`]),
+/// so a flood of 64 KiB events does not hold a thousand of them at once.
+pub const DEEP_BATCH_BYTES: usize = 4 << 20;
 
 /// How many batches in a row may be committed without being flushed out of
 /// sled's buffers while the inbox is deep. Only batches with no effects
@@ -61,7 +67,7 @@ pub(crate) fn process_up_to(
     clock: &dyn Clock,
     limit: usize,
 ) -> Result<BatchReport, StoreError> {
-    let (report, _) = decide_up_to(store, config, clock, limit)?;
+    let (report, _, _) = decide_up_to(store, config, clock, limit)?;
     store.flush()?;
     Ok(report)
 }
@@ -72,6 +78,8 @@ pub(crate) fn process_up_to(
 #[derive(Debug, Default)]
 pub struct Drain {
     deep: bool,
+    /// The events' mean size in the batch before (0 before the first).
+    mean_bytes: usize,
     unflushed: usize,
     /// Effects are committed but their flush failed: every step flushes
     /// until one succeeds, so the high-water mark is never released past
@@ -99,9 +107,13 @@ impl Drain {
         config: &EngineConfig,
         clock: &dyn Clock,
     ) -> Result<(BatchReport, bool), StoreError> {
-        let limit = if self.deep { DEEP_BATCH } else { BATCH };
+        let limit = match self.deep {
+            true => (DEEP_BATCH_BYTES / self.mean_bytes.max(1)).clamp(BATCH, DEEP_BATCH),
+            false => BATCH,
+        };
         // A batch that failed half-way may have committed effects already.
-        let (report, effects) = decide_up_to(store, config, clock, limit).inspect_err(|_| self.owed = true)?;
+        let (report, effects, bytes) = decide_up_to(store, config, clock, limit).inspect_err(|_| self.owed = true)?;
+        self.mean_bytes = bytes / (report.processed + report.quarantined).max(1);
         let full = report.processed + report.quarantined == limit;
         self.owed |= effects > 0;
         if self.owed || !full || self.unflushed + 1 >= UNFLUSHED_BATCHES {
@@ -128,16 +140,18 @@ impl Drain {
 }
 
 /// Decides up to `limit` inbox events and commits them, without flushing;
-/// returns the report and how many effects the batch queued.
+/// returns the report, how many effects the batch queued and the bytes of
+/// its events.
 fn decide_up_to(
     store: &dyn Store,
     config: &EngineConfig,
     clock: &dyn Clock,
     limit: usize,
-) -> Result<(BatchReport, usize), StoreError> {
+) -> Result<(BatchReport, usize, usize), StoreError> {
     let mut report = BatchReport::default();
     let mut pending = Pending::new(store);
     let items = store.inbox_batch(limit)?;
+    let bytes = items.iter().map(|i| i.raw.len()).sum();
     // The batch's look-ups asked at once, not a round trip per event.
     super::prefetch::prefetch(&pending.overlay, &items)?;
     for item in items {
@@ -165,8 +179,8 @@ fn decide_up_to(
             None => event_of(&item.raw),
         };
         if let Some((room, id)) = &event
-            && !pending.overlay.rooms(room)?.is_empty()
-            && pending.overlay.seen_events(room)?.contains(id)
+            && pending.overlay.tracks(room)?
+            && pending.overlay.has_seen(room, id)?
         {
             tracing::debug!(seq = item.seq, event_id = %id, "event decided before; skipped");
             pending.empty.push(item.seq);
@@ -273,7 +287,7 @@ fn decide_up_to(
         }
     }
     pending.commit()?;
-    Ok((report, pending.effects))
+    Ok((report, pending.effects, bytes))
 }
 
 fn input_kind(input: &Input) -> &'static str {
@@ -308,7 +322,7 @@ fn concerns_nobody(
 ) -> Result<Option<&'static str>, StoreError> {
     let (Some(kind), Some(room)) = (head.kind.as_deref(), head.room_id.as_deref()) else { return Ok(None) };
     let Ok(room) = <&ruma::RoomId>::try_from(room) else { return Ok(None) };
-    if !lookups.rooms(room)?.is_empty() {
+    if lookups.tracks(room)? {
         return Ok(None);
     }
     // A ban rule is decided by the list it is in (kept or not): one look-up.
@@ -357,7 +371,7 @@ fn tracked(lookups: &dyn Lookups, raw: &[u8]) -> Result<bool, StoreError> {
         .and_then(|r| r.room_id)
         .and_then(|v| v.as_str().and_then(|s| ruma::OwnedRoomId::try_from(s).ok()));
     match room {
-        Some(room) => Ok(!lookups.rooms(&room)?.is_empty()),
+        Some(room) => lookups.tracks(&room),
         None => Ok(false),
     }
 }
@@ -404,7 +418,7 @@ impl<'a> Pending<'a> {
         event: Option<&(ruma::OwnedRoomId, ruma::OwnedEventId)>,
     ) -> Result<(), StoreError> {
         if let Some((room, id)) = event
-            && !self.overlay.rooms(room)?.is_empty()
+            && self.overlay.tracks(room)?
         {
             self.overlay.note_seen(seq, room, id)?;
         }
@@ -1560,7 +1574,7 @@ mod batch_tests {
     fn the_drain_flushes_every_effect_it_releases_and_decides_as_one_at_a_time() {
         for seed in seeds().into_iter().take(3) {
             let (one, drained) = (MemoryStore::new(), Counting::default());
-            let unrelated: Vec<String> = (0..1_000)
+            let unrelated: Vec<String> = (0..2_500)
                 .map(|i| message(&format!("u{i}"), "!elsewhere:other.org", "@x:other.org", "unrelated"))
                 .collect();
             let mut rng = Rng(seed);
@@ -1594,6 +1608,33 @@ mod batch_tests {
             assert_eq!(largest, DEEP_BATCH, "seed {seed}");
             assert!(flushes < steps, "seed {seed}: {flushes} flushes in {steps} steps");
         }
+    }
+
+    /// A deep batch holds about [`DEEP_BATCH_BYTES`] of events: after a
+    /// batch of large events the next is smaller, never below [`BATCH`].
+    #[test]
+    fn a_deep_batch_of_large_events_is_smaller() {
+        let store = MemoryStore::new();
+        setup(&store);
+        let body = "x".repeat(30_000);
+        let mut size = 0;
+        for i in 0..600 {
+            let raw = message(&format!("u{i:03}"), "!elsewhere:other.org", "@x:other.org", &body);
+            store.accept_transaction(&format!("u{i}"), &[raw.as_bytes()], NOW).unwrap();
+            size = raw.len();
+        }
+        let (mut drain, mut sizes) = (Drain::new(), Vec::new());
+        loop {
+            let (report, more) = drain.step(&store, &config(), &ManualClock::at(NOW)).unwrap();
+            sizes.push(report.processed + report.quarantined);
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(sizes.iter().sum::<usize>(), 600);
+        assert_eq!(sizes[0], BATCH);
+        assert_eq!(sizes[1], DEEP_BATCH_BYTES / size, "{sizes:?}");
+        assert!(sizes[1] < DEEP_BATCH / 5);
     }
 
     /// `run` replaces a drain lost with a panicking task by a new one: the

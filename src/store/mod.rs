@@ -452,6 +452,17 @@ pub trait Lookups {
     /// already, whether it comes again from the homeserver or from a read.
     fn seen_events(&self, room: &RoomId) -> Result<Vec<OwnedEventId>, StoreError>;
 
+    /// Whether anyone keeps a record of `room` (held, control, pending):
+    /// asked of every event, so a layered store answers without a copy.
+    fn tracks(&self, room: &RoomId) -> Result<bool, StoreError> {
+        Ok(!self.rooms(room)?.is_empty())
+    }
+
+    /// Whether `event` is among [`seen_events`](Self::seen_events) of `room`.
+    fn has_seen(&self, room: &RoomId, event: &EventId) -> Result<bool, StoreError> {
+        Ok(self.seen_events(room)?.iter().any(|e| e == event))
+    }
+
     /// Whether a batch read costs less than its point reads (a store across
     /// a network): only then does the processor ask for a batch's keys
     /// ahead, so that an embedded store reads exactly as it did.

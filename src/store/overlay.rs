@@ -143,9 +143,12 @@ impl<'a> Overlay<'a> {
     /// Notes that inbox item `seq`, an event of a tracked room, is consumed
     /// by this batch; the store remembers it in the batch's write.
     pub fn note_seen(&mut self, seq: u64, room: &RoomId, event: &EventId) -> Result<(), StoreError> {
-        let mut list = self.seen_events(room)?;
-        super::remember(&mut list, event);
-        self.seen_lists.get_mut().insert(room.to_owned(), Some(list));
+        if !self.seen_lists.get_mut().contains_key(room) {
+            let stored = self.base.seen_events(room)?;
+            self.seen_lists.get_mut().insert(room.to_owned(), Some(stored));
+        }
+        let list = self.seen_lists.get_mut().get_mut(room).expect("just read");
+        super::remember(list.get_or_insert_with(Vec::new), event);
         self.seen.push(super::Seen { seq, room: room.to_owned(), event: event.to_owned() });
         Ok(())
     }
@@ -278,6 +281,20 @@ impl Lookups for Overlay<'_> {
         let list = self.base.rooms(room)?;
         self.rooms.borrow_mut().insert(room.to_owned(), list.clone());
         Ok(list)
+    }
+
+    fn tracks(&self, room: &RoomId) -> Result<bool, StoreError> {
+        if let Some(list) = self.rooms.borrow().get(room) {
+            return Ok(!list.is_empty());
+        }
+        Ok(!self.rooms(room)?.is_empty())
+    }
+
+    fn has_seen(&self, room: &RoomId, event: &EventId) -> Result<bool, StoreError> {
+        if let Some(list) = self.seen_lists.borrow().get(room) {
+            return Ok(list.iter().flatten().any(|e| e == event));
+        }
+        Ok(self.seen_events(room)?.iter().any(|e| e == event))
     }
 
     fn owner(&self, user: &UserId) -> Result<Option<OwnerState>, StoreError> {

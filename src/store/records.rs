@@ -134,17 +134,82 @@ pub struct PendingEmailV1 {
     attempts: u32,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 #[serde(tag = "v")]
 pub enum RoomRecord {
     #[serde(rename = "1")]
     V1(RoomRecordV1),
 }
 
+/// Read as one flat struct (`{"v":"1","kind":"held",…}`, as written):
+/// serde reads an internally tagged enum by buffering the whole record,
+/// here twice (version, then kind), and a stranger's message reads its
+/// room's record. Each kind's required fields stay required.
+impl<'de> Deserialize<'de> for RoomRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        struct Wire {
+            v: String,
+            kind: String,
+            owner: Option<OwnedUserId>,
+            inviter: Option<OwnedUserId>,
+            inviter_name: Option<String>,
+            is_dm: Option<bool>,
+            invited_at_ms: Option<u64>,
+            name: Option<String>,
+            members: Option<u32>,
+            reason: Option<String>,
+            replied: Option<bool>,
+            #[serde(default)]
+            digested: bool,
+            unreadable: Option<String>,
+            wave: Option<String>,
+            reply_owed_ms: Option<u64>,
+            said: Option<String>,
+            invited_here: Option<u32>,
+            shared: Option<SharedRecord>,
+        }
+        let w = Wire::deserialize(d)?;
+        if w.v != "1" {
+            return Err(D::Error::custom(format!("unknown version {:?}", w.v)));
+        }
+        fn need<T, E: Error>(v: Option<T>, field: &'static str) -> Result<T, E> {
+            v.ok_or_else(|| E::missing_field(field))
+        }
+        Ok(RoomRecord::V1(match w.kind.as_str() {
+            "pending_control" => RoomRecordV1::PendingControl {
+                inviter: need(w.inviter, "inviter")?,
+                invited_at_ms: need(w.invited_at_ms, "invited_at_ms")?,
+            },
+            "control" => RoomRecordV1::Control { owner: need(w.owner, "owner")? },
+            "held" => RoomRecordV1::Held {
+                owner: need(w.owner, "owner")?,
+                inviter: need(w.inviter, "inviter")?,
+                inviter_name: w.inviter_name,
+                is_dm: need(w.is_dm, "is_dm")?,
+                invited_at_ms: need(w.invited_at_ms, "invited_at_ms")?,
+                name: w.name,
+                members: w.members,
+                reason: w.reason,
+                replied: need(w.replied, "replied")?,
+                digested: w.digested,
+                unreadable: w.unreadable,
+                wave: w.wave,
+                reply_owed_ms: w.reply_owed_ms,
+                said: w.said,
+                invited_here: w.invited_here,
+                shared: w.shared,
+            },
+            other => return Err(D::Error::unknown_variant(other, &["pending_control", "control", "held"])),
+        }))
+    }
+}
+
 // A record lives only between a read and its conversion: one at a time, so
 // the held variant's size costs nothing worth a box.
 #[allow(clippy::large_enum_variant)]
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RoomRecordV1 {
     PendingControl {
@@ -203,7 +268,7 @@ pub enum ContactRecord {
     V1 { allowed: bool, since_ms: u64, source: Option<String>, until_ms: Option<u64> },
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 #[serde(tag = "v")]
 pub enum StrangerRecord {
     #[serde(rename = "1")]
@@ -218,6 +283,30 @@ pub enum StrangerRecord {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         urgent_refused_ms: Option<u64>,
     },
+}
+
+/// Read as the flat struct it is written as, without serde's buffering
+/// of an internally tagged enum (read for every stranger's message).
+impl<'de> Deserialize<'de> for StrangerRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            v: String,
+            last_reply_ms: Option<u64>,
+            #[serde(default)]
+            invites_not_held: (u32, u32),
+            #[serde(default)]
+            messages_not_kept: (u32, u32),
+            urgent_ms: Option<u64>,
+            urgent_refused_ms: Option<u64>,
+        }
+        let Wire { v, last_reply_ms, invites_not_held, messages_not_kept, urgent_ms, urgent_refused_ms } =
+            Wire::deserialize(d)?;
+        if v != "1" {
+            return Err(serde::de::Error::custom(format!("unknown version {v:?}")));
+        }
+        Ok(StrangerRecord::V1 { last_reply_ms, invites_not_held, messages_not_kept, urgent_ms, urgent_refused_ms })
+    }
 }
 
 fn tally_pair(t: Tally) -> (u32, u32) {
@@ -489,8 +578,12 @@ pub enum FailedEffectRecord {
 }
 
 pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    // A captured message is most of a batch's writes: room for one at the
+    // start saves the doublings from serde_json's 128 bytes.
+    let mut out = Vec::with_capacity(1024);
     // Records hold only strings, integers and booleans: this cannot fail.
-    serde_json::to_vec(record).expect("record serializes")
+    serde_json::to_writer(&mut out, record).expect("record serializes");
+    out
 }
 
 pub fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
@@ -1011,6 +1104,82 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(bad)
             );
+        }
+    }
+
+    /// Room and stranger records are read by hand: every kind reads back as
+    /// the derived writer wrote it, in any field order; each kind's required
+    /// fields stay required, and another version or kind is refused.
+    #[test]
+    fn room_and_stranger_records_read_back_as_written_and_refuse_what_they_do_not_know() {
+        let mut full = HeldRoom::new("@a:x.org".try_into().unwrap(), "@s:y.org".try_into().unwrap(), true, 5);
+        full.inviter_name = Some("Sam".into());
+        full.name = Some("hi".into());
+        full.members = Some(2);
+        full.reason = Some("why".into());
+        full.replied = true;
+        full.digested = true;
+        full.unreadable = Some(Unreadable::Refused);
+        full.wave = Some(WaveKind::Server);
+        full.reply_owed_ms = Some(7);
+        full.said = Some("first line".into());
+        full.invited_here = Some(3);
+        full.shared = Some(SharedRooms { names: vec!["Book club".into()], count: 1, complete: true });
+        let states = [
+            RoomState::PendingControl { inviter: "@a:x.org".try_into().unwrap(), invited_at_ms: 9 },
+            RoomState::Control { owner: "@a:x.org".try_into().unwrap() },
+            RoomState::Held(HeldRoom::new("@a:x.org".try_into().unwrap(), "@s:y.org".try_into().unwrap(), false, 1)),
+            RoomState::Held(full),
+        ];
+        for state in states {
+            let written = encode(&RoomRecord::from(&state));
+            assert_eq!(RoomState::from(decode::<RoomRecord>("room", &written).unwrap()), state);
+            // The same fields, the tags last.
+            let mut fields: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&written).unwrap();
+            let (v, kind) = (fields.remove("v").unwrap(), fields.remove("kind").unwrap());
+            fields.insert("kind".into(), kind);
+            fields.insert("v".into(), v);
+            let reordered = serde_json::to_vec(&fields).unwrap();
+            assert_eq!(RoomState::from(decode::<RoomRecord>("room", &reordered).unwrap()), state);
+        }
+        for bad in [
+            &br#"{"v":"2","kind":"control","owner":"@a:x.org"}"#[..],
+            br#"{"kind":"control","owner":"@a:x.org"}"#,
+            br#"{"v":"1","kind":"lobby","owner":"@a:x.org"}"#,
+            br#"{"v":"1","owner":"@a:x.org"}"#,
+            br#"{"v":"1","kind":"control"}"#,
+            br#"{"v":"1","kind":"control","owner":"not-a-user"}"#,
+            br#"{"v":"1","kind":"pending_control","inviter":"@a:x.org"}"#,
+            br#"{"v":"1","kind":"held","owner":"@a:x.org","inviter":"@s:y.org","is_dm":true,"invited_at_ms":5}"#,
+            br#"{"v":"1","kind":"held","inviter":"@s:y.org","is_dm":true,"invited_at_ms":5,"replied":false}"#,
+            br#"{"v":"1","kind":"control","owner":"@a:x.org","owner":"@b:x.org"}"#,
+        ] {
+            assert!(
+                matches!(decode::<RoomRecord>("room", bad), Err(StoreError::Corrupt(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+
+        let stranger = StrangerState {
+            last_reply_ms: Some(1),
+            invites_not_held: Tally { total: 2, reported: 1 },
+            messages_not_kept: Tally { total: 4, reported: 3 },
+            urgent_ms: Some(5),
+            urgent_refused_ms: Some(6),
+        };
+        for state in [stranger, StrangerState::default()] {
+            let written = encode(&StrangerRecord::from(&state));
+            assert_eq!(StrangerState::from(decode::<StrangerRecord>("stranger", &written).unwrap()), state);
+        }
+        let old = br#"{"v":"1","last_reply_ms":null}"#;
+        assert_eq!(StrangerState::from(decode::<StrangerRecord>("stranger", old).unwrap()), StrangerState::default());
+        for bad in [
+            &br#"{"v":"2","last_reply_ms":null}"#[..],
+            br#"{"last_reply_ms":null}"#,
+            br#"{"v":"1","last_reply_ms":"x"}"#,
+        ] {
+            assert!(matches!(decode::<StrangerRecord>("stranger", bad), Err(StoreError::Corrupt(_))));
         }
     }
 
