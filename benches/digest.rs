@@ -31,6 +31,7 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 fn main() {
+    gatekeeper::allocator::settle();
     let owner = OwnerState {
         timezone: Some("Europe/Berlin".into()),
         ..OwnerState::new("@alice:example.org".try_into().unwrap(), "!c:example.org".try_into().unwrap(), 0)

@@ -206,6 +206,7 @@ fn flood(n: usize, strangers: usize, bounds: Bounds, label: &str) -> SledStore {
 }
 
 fn main() {
+    gatekeeper::allocator::settle();
     let Some(scenario) = std::env::args().nth(1).filter(|a| !a.starts_with('-')) else {
         println!("hostile strangers (release build, one run; sled cache {CACHE_MB} MiB; one process per scenario)");
         let me = std::env::current_exe().unwrap();

@@ -551,6 +551,7 @@ async fn round(bodies: &[String], strangers: &[String], pg: &postgres_server::Po
 
 #[tokio::main]
 async fn main() {
+    gatekeeper::allocator::settle();
     let bodies: Vec<String> = (0..TXNS).map(transaction).collect();
     let bytes: usize = bodies.iter().map(String::len).sum();
     let events = (TXNS * EVENTS) as f64;

@@ -91,6 +91,7 @@ fn owner_decision(o: usize) -> Decision {
 }
 
 fn main() {
+    gatekeeper::allocator::settle();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let before = rss_mib();

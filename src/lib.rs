@@ -6,6 +6,7 @@ pub use gatekeeper_common::secret;
 /// of I/O.
 pub use gatekeeper_engine as engine;
 
+pub mod allocator;
 pub mod app;
 pub mod appservice;
 pub mod client;

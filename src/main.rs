@@ -108,6 +108,7 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
 }
 
 fn main() -> ExitCode {
+    gatekeeper::allocator::settle();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

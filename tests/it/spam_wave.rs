@@ -72,6 +72,8 @@ async fn a_wave_of_500_stranger_invites_is_held_silently_with_replies_capped() {
     .await;
     let handled_in = started.elapsed();
     let peak_kib = w.gatekeeper.peak_rss_kib().expect("Gatekeeper's memory");
+    // Memory in 4 KiB pages, as the page cache setting sizes it (allocator.rs).
+    assert_eq!(w.gatekeeper.huge_pages(), Some(false));
     bell.ring(&push, &alice).await;
 
     let interruptions: Vec<_> = push

@@ -822,6 +822,12 @@ impl Gatekeeper {
         status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()
     }
 
+    /// Whether the kernel gives the process transparent huge pages (Linux).
+    pub fn huge_pages(&self) -> Option<bool> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        Some(status.lines().find_map(|l| l.strip_prefix("THP_enabled:"))?.trim() != "0")
+    }
+
     pub fn kill9(&mut self) {
         let mut child = self.child.take().expect("not running");
         child.kill().unwrap();
