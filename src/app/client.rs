@@ -9,7 +9,8 @@ use ruma::OwnedUserId;
 use tokio::sync::watch;
 
 use super::{RunOptions, Running};
-use crate::client::{ensure_control_room, performer::ClientPerformer, restore, sync, verify};
+use crate::client::performer::{ClientPerformer, take_over_sends};
+use crate::client::{ensure_control_room, restore, sync, verify};
 use crate::config::Config;
 use crate::engine::EngineConfig;
 use crate::matrix::HsClient;
@@ -63,7 +64,8 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
                     let (owner, lists) = (session.user_id.clone(), config.policy.lists.clone());
                     let follow = super::lists::follow(shared.clone(), hs.clone(), owner, lists);
                     running.tasks.push(tokio::spawn(follow));
-                    let performer = Arc::new(ClientPerformer { sdk: session.sdk.clone(), hs });
+                    let inherited_up_to = take_over_sends(shared.store.as_ref(), &session.device_id)?;
+                    let performer = Arc::new(ClientPerformer::new(session.sdk.clone(), hs, inherited_up_to));
                     let policy = super::executor_policy(&config);
                     running.tasks.push(tokio::spawn(executor::run(shared.clone(), performer, false, released, policy)));
                 }

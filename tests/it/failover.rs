@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::exactly_once::ExactlyOnce;
 use crate::support::failover::{Proxy, twin, use_postgres};
+use crate::support::faults::FaultProxy;
 use crate::support::gate::{LONG, ask, barrier, opt_in, reply_to};
 use crate::support::postgres::Postgres;
 use crate::support::rng::Rng;
@@ -305,4 +306,58 @@ async fn client_mode_the_standby_takes_over_with_its_own_device() {
     let owner = &report["owners"][0];
     assert_eq!(owner["held_rooms"], 1, "{report}");
     assert_eq!(owner["captured_messages"], 2, "each captured once: {report}");
+}
+
+/// Client mode: the active one sends a stranger's reply, but is killed
+/// before it records the send (the homeserver's answer never reaches it).
+/// The standby takes over with a device of its own, whose transaction IDs
+/// the homeserver does not match with the first one's: it must find the
+/// reply among the owner's events and record it as done, not send it again.
+#[tokio::test]
+async fn client_mode_a_reply_sent_just_before_a_kill_is_not_sent_again_by_the_standby() {
+    let mut w = World::with_mode_on(Mode::Client, Backend::Postgres, "").await;
+    let alice = w.synapse.register(CLIENT_OWNER).await;
+    let control = opt_in(&mut w, &alice).await;
+    // The standby calls the homeserver directly.
+    let mut b = Gatekeeper::prepare_client(&w.tmp.path().join("gk-b"), &w.synapse.url);
+    std::fs::copy(&w.gatekeeper.config, &b.config).unwrap();
+    b.login();
+    // The active one's calls go through a proxy from now on.
+    let proxy = FaultProxy::passing(&w.synapse.url).await;
+    w.gatekeeper.stop();
+    w.gatekeeper.redirect_homeserver(&w.synapse.url, &proxy.url);
+    w.gatekeeper.start(&[]);
+    w.gatekeeper.wait_for_log(w.gatekeeper.ready_line(), LONG).await;
+    b.start(&[]);
+    b.wait_for_log(STANDBY, LONG).await;
+
+    let stranger = w.synapse.register("bob").await;
+    let room = stranger.create_dm(&alice.user_id).await;
+    proxy.never_answer_sends_in(&room);
+    stranger.send_text(&room, "hello, about your talk").await;
+    // Sent, as the stranger sees; never answered, so never recorded.
+    reply_to(&stranger, &room, &alice.user_id).await;
+    assert!(proxy.counts().unanswered_sends >= 1, "{:?}", proxy.counts());
+    w.gatekeeper.kill9();
+    // The standby's own sync starts from the shared position, after the
+    // room was joined: its device learns of the room from a new event there.
+    stranger.send_text(&room, "written while none is active").await;
+
+    b.wait_for_log(ACTIVE, LONG).await;
+    b.wait_for_log(b.ready_line(), LONG).await;
+    std::mem::swap(&mut w.gatekeeper, &mut b);
+    // The inherited reply is finished one way or the other: found, or sent again.
+    let not_again = "sent before a takeover by another device; not again";
+    eventually("the inherited reply to be finished", LONG, || {
+        let (w, s, r, o) = (&w, stranger.clone(), room.clone(), alice.user_id.clone());
+        async move { (w.gatekeeper.log().contains(not_again) || s.notices_from(&r, &o).await.len() > 1).then_some(()) }
+    })
+    .await;
+    barrier(&w, &alice, &control).await;
+    let replies = stranger.notices_from(&room, &alice.user_id).await;
+    assert_eq!(replies.len(), 1, "answered once: {replies:?}");
+    w.gatekeeper.stop();
+    let report = w.gatekeeper.inspect();
+    assert_eq!(report["stats"]["outbox_pending"], 0, "{report}");
+    assert_eq!(report["stats"]["effects_failed"], 0, "{report}");
 }
