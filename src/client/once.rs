@@ -51,6 +51,12 @@ pub fn take_over(found: Option<Sends>, own: &DeviceId, high_water: u64) -> Sends
     Sends::V1 { device: own.to_owned(), inherited_up_to }
 }
 
+/// Whether sends were another device's before (or nobody's record says):
+/// this device then catches up on its own first (`sync::prime`).
+pub fn after_another(found: Option<&Sends>, own: &DeviceId) -> bool {
+    !matches!(found, Some(Sends::V1 { device, .. }) if device == own)
+}
+
 /// What the owner's recent events in a room say of one effect's message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Look {
@@ -180,6 +186,9 @@ mod tests {
         assert_eq!(take_over(Some(by_a), b, 40), Sends::V1 { device: b.to_owned(), inherited_up_to: 40 });
         // B restarts: only what it inherited, not what it queued itself.
         let by_b = Sends::V1 { device: b.to_owned(), inherited_up_to: 40 };
+        assert!(after_another(None, a));
+        assert!(after_another(Some(&by_b), a));
+        assert!(!after_another(Some(&by_b), b));
         assert_eq!(take_over(Some(by_b.clone()), b, 90), by_b);
         // The record round-trips in its versioned form.
         let bytes = serde_json::to_vec(&by_b).unwrap();

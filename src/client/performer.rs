@@ -44,14 +44,17 @@ impl ClientPerformer {
     }
 }
 
-/// Records that `own` sends from now on, and returns the last outbox item
-/// it inherited from another device (see [`once::take_over`]). Before the
-/// executor starts: a device that dies after this still knows, when it
+/// Which device sent last, as the store says (`None`: none, or unreadable,
+/// which is treated as another device's: at worst a few more look-ups).
+pub fn sends_of(store: &dyn Store) -> anyhow::Result<Option<Sends>> {
+    Ok(store.connector_value(once::SENDS_KEY)?.and_then(|b| serde_json::from_slice::<Sends>(&b).ok()))
+}
+
+/// Records that `own` sends from now on (see [`once::take_over`]), and
+/// returns the last outbox item it inherited from another device. Before
+/// the executor starts: a device that dies after this still knows, when it
 /// starts again, what it inherited.
-pub fn take_over_sends(store: &dyn Store, own: &DeviceId) -> anyhow::Result<u64> {
-    // An unreadable record is treated as another device's: at worst a few
-    // more look-ups.
-    let found = store.connector_value(once::SENDS_KEY)?.and_then(|b| serde_json::from_slice::<Sends>(&b).ok());
+pub fn take_over_sends(store: &dyn Store, found: Option<Sends>, own: &DeviceId) -> anyhow::Result<u64> {
     let sends = once::take_over(found, own, store.outbox_high_water()?);
     store.set_connector_value(once::SENDS_KEY, Some(&serde_json::to_vec(&sends)?))?;
     let Sends::V1 { inherited_up_to, .. } = sends;
