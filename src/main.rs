@@ -221,6 +221,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let credentials = credentials(&config)?;
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            // The session is dropped within the runtime: having synced, its
+            // store's connection pool needs one to close.
+            let _within = runtime.enter();
             let session = runtime.block_on(gatekeeper::client::login(&config, credentials))?;
             println!(
                 "Logged in as {} on device {} (\"{}\"). Start it with `gatekeeper run`.\n\

@@ -9,7 +9,9 @@ use ruma::OwnedUserId;
 use tokio::sync::watch;
 
 use super::{RunOptions, Running};
-use crate::client::{ensure_control_room, performer::ClientPerformer, restore, sync, verify};
+use crate::client::performer::{ClientPerformer, sends_of, take_over_sends};
+use crate::client::session::Session;
+use crate::client::{ensure_control_room, once, restore, sync, verify};
 use crate::config::Config;
 use crate::engine::EngineConfig;
 use crate::matrix::HsClient;
@@ -28,6 +30,28 @@ fn engine_config(config: &Config) -> anyhow::Result<EngineConfig> {
     Ok(engine)
 }
 
+/// How long a device's own catch-up may take before it goes on without.
+const PRIME_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Once the lease is held, before this device syncs from the shared
+/// position: after another device, its own catch-up (`sync::prime`), then
+/// the record that it sends. The last outbox item it inherited.
+async fn take_over_sends_after_catching_up(session: &Session, shared: &crate::pipeline::Shared) -> anyhow::Result<u64> {
+    let found = sends_of(shared.store.as_ref())?;
+    if once::after_another(found.as_ref(), &session.device_id) {
+        // Without it the device works as before: rooms it does not know
+        // are retried until they show up, and what it cannot decrypt is
+        // reported as such. Recorded only after it: a crash in between
+        // catches up again at the next start.
+        match tokio::time::timeout(PRIME_FOR, sync::prime(&session.sdk)).await {
+            Ok(Ok(())) => tracing::info!(device = %session.device_id, "caught up after another device"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "catching up after another device failed; going on"),
+            Err(_) => tracing::warn!("catching up after another device took too long; going on"),
+        }
+    }
+    take_over_sends(shared.store.as_ref(), found, &session.device_id)
+}
+
 pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
     let engine = engine_config(&config)?;
     let session = restore(&config).await?;
@@ -37,6 +61,7 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
         return Ok(());
     };
     let shared = running.shared.clone();
+    let sends = take_over_sends_after_catching_up(&session, &shared).await?;
 
     let (synced_tx, mut synced_rx) = watch::channel(false);
     let mut syncing = tokio::spawn(sync::run(session.sdk.clone(), session.user_id.clone(), shared.clone(), synced_tx));
@@ -63,7 +88,7 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
                     let (owner, lists) = (session.user_id.clone(), config.policy.lists.clone());
                     let follow = super::lists::follow(shared.clone(), hs.clone(), owner, lists);
                     running.tasks.push(tokio::spawn(follow));
-                    let performer = Arc::new(ClientPerformer { sdk: session.sdk.clone(), hs });
+                    let performer = Arc::new(ClientPerformer::new(session.sdk.clone(), hs, sends));
                     let policy = super::executor_policy(&config);
                     running.tasks.push(tokio::spawn(executor::run(shared.clone(), performer, false, released, policy)));
                 }

@@ -4,6 +4,7 @@
 //! effects are carried out with the owner's own session (wired in
 //! `app::client`).
 
+pub mod once;
 pub mod performer;
 pub mod session;
 pub mod sync;

@@ -3,19 +3,62 @@
 //! (shared with the appservice); joins, sends and history go through
 //! matrix-sdk, which encrypts and decrypts where the room asks for it.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
 use matrix_sdk::room::MessagesOptions;
 use ruma::events::Mentions;
 use ruma::events::room::message::RoomMessageEventContent;
-use ruma::{OwnedTransactionId, RoomId, uint};
+use ruma::{DeviceId, RoomId, TransactionId, UserId, uint};
+use serde_json::Value;
 
+use super::once::{self, Look, Sends, Verdict};
 use crate::engine::Effect;
 use crate::matrix::{HsClient, classify};
 use crate::pipeline::executor::{PerformError, Performer};
-use crate::store::FollowUp;
+use crate::store::{FollowUp, OutboxItem, Store};
+
+/// The owner's events per page when an inherited message is looked for,
+/// and pages at most. Only the owner's own events are asked for (the
+/// homeserver filters, and they are checked again here), so a stranger's
+/// flood cannot push the message out of sight; a message sent just before
+/// a takeover is among the owner's newest in that room.
+const LOOK_BACK_PAGE: u32 = 50;
+const LOOK_BACK_PAGES: usize = 2;
 
 pub struct ClientPerformer {
     pub sdk: matrix_sdk::Client,
     pub hs: HsClient,
+    /// Outbox items up to this one may have been sent by another device
+    /// (see [`once`]): their messages are looked for before they are sent.
+    pub inherited_up_to: u64,
+    /// Inherited messages held for an event the device cannot read yet,
+    /// and since when (in memory: a restart waits again, no more).
+    pub held: Mutex<HashMap<String, Instant>>,
+}
+
+impl ClientPerformer {
+    pub fn new(sdk: matrix_sdk::Client, hs: HsClient, inherited_up_to: u64) -> Self {
+        ClientPerformer { sdk, hs, inherited_up_to, held: Mutex::new(HashMap::new()) }
+    }
+}
+
+/// Which device sent last, as the store says (`None`: none, or unreadable,
+/// which is treated as another device's: at worst a few more look-ups).
+pub fn sends_of(store: &dyn Store) -> anyhow::Result<Option<Sends>> {
+    Ok(store.connector_value(once::SENDS_KEY)?.and_then(|b| serde_json::from_slice::<Sends>(&b).ok()))
+}
+
+/// Records that `own` sends from now on (see [`once::take_over`]), and
+/// returns the last outbox item it inherited from another device. Before
+/// the executor starts: a device that dies after this still knows, when it
+/// starts again, what it inherited.
+pub fn take_over_sends(store: &dyn Store, found: Option<Sends>, own: &DeviceId) -> anyhow::Result<u64> {
+    let sends = once::take_over(found, own, store.outbox_high_water()?);
+    store.set_connector_value(once::SENDS_KEY, Some(&serde_json::to_vec(&sends)?))?;
+    let Sends::V1 { inherited_up_to, .. } = sends;
+    Ok(inherited_up_to)
 }
 
 /// Rate limits, server errors and network trouble pass; a refusal does not.
@@ -40,9 +83,70 @@ impl ClientPerformer {
         let mut content = RoomMessageEventContent::notice_html(body, html);
         // Gatekeeper's messages never ping anyone.
         content.mentions = Some(Mentions::new());
-        // The same transaction ID after a crash: the homeserver sends once.
-        room.send(content).with_transaction_id(OwnedTransactionId::from(txn_id)).await.map_err(sdk_error)?;
+        let mut content = serde_json::to_value(&content).map_err(|e| PerformError::Permanent(e.to_string()))?;
+        // Inside the content, so encrypted with it: another device of the
+        // owner's finds it after a takeover (see `once`).
+        content[once::MARKER_KEY] = Value::from(txn_id);
+        // The same transaction ID after a crash: the homeserver sends once
+        // (for this device; another one looks for the marker first).
+        room.send_raw("m.room.message", content)
+            .with_transaction_id(<&TransactionId>::from(txn_id))
+            .await
+            .map_err(sdk_error)?;
         Ok(())
+    }
+
+    /// Whether an inherited message is already out, from the owner's newest
+    /// events in the room, decrypted where this device has the keys.
+    async fn look_for(&self, room_id: &RoomId, txn_id: &str) -> Result<Look, PerformError> {
+        let room = self.room(room_id)?;
+        let (Some(owner), Some(own)) = (self.sdk.user_id(), self.sdk.device_id()) else {
+            return Err(PerformError::Transient("the session is not restored yet".into()));
+        };
+        let mut events: Vec<Value> = Vec::new();
+        let mut from = None;
+        for _ in 0..LOOK_BACK_PAGES {
+            let mut options = MessagesOptions::backward();
+            options.from = from;
+            options.limit = LOOK_BACK_PAGE.into();
+            options.filter.senders = Some(vec![owner.to_owned()]);
+            let page = room.messages(options).await.map_err(sdk_error)?;
+            events.extend(page.chunk.iter().filter_map(|e| serde_json::from_str(e.kind.raw().json().get()).ok()));
+            match page.end {
+                Some(end) if !page.chunk.is_empty() => from = Some(end),
+                _ => break,
+            }
+        }
+        Ok(once::look(&events, owner, own, txn_id))
+    }
+
+    /// Whether to send an inherited message: not if it is out already.
+    async fn still_to_send(&self, owner: &UserId, room_id: &RoomId, txn_id: &str) -> Result<bool, PerformError> {
+        let found = self.look_for(room_id, txn_id).await?;
+        let since = self.held.lock().expect("not poisoned").get(txn_id).copied();
+        match once::verdict(found, since.map(|s| s.elapsed())) {
+            Verdict::Hold => {
+                self.held.lock().expect("not poisoned").entry(txn_id.to_owned()).or_insert_with(Instant::now);
+                Err(PerformError::Transient(format!(
+                    "an event of {owner}'s in {room_id} may be this message but cannot be decrypted yet"
+                )))
+            }
+            verdict => {
+                self.held.lock().expect("not poisoned").remove(txn_id);
+                match verdict {
+                    Verdict::Done => {
+                        tracing::info!(%room_id, txn_id, "sent before a takeover by another device; not again");
+                        Ok(false)
+                    }
+                    _ => {
+                        if found == Look::Unreadable {
+                            tracing::warn!(%room_id, txn_id, "an unreadable event may be this message; sent anyway");
+                        }
+                        Ok(true)
+                    }
+                }
+            }
+        }
     }
 
     /// What the room said before the owner joined, decrypted where keys
@@ -65,6 +169,16 @@ impl ClientPerformer {
 }
 
 impl Performer for ClientPerformer {
+    async fn perform_item(&self, item: &OutboxItem) -> Result<Vec<FollowUp>, PerformError> {
+        if item.id <= self.inherited_up_to
+            && let Effect::SendNotice { as_user, room_id, txn_id, .. } = &item.effect
+            && !self.still_to_send(as_user, room_id, txn_id).await?
+        {
+            return Ok(Vec::new());
+        }
+        self.perform(&item.effect).await
+    }
+
     async fn perform(&self, effect: &Effect) -> Result<Vec<FollowUp>, PerformError> {
         match effect {
             Effect::Join { room_id, .. } => {

@@ -183,6 +183,9 @@ async fn sign_in(
         store_passphrase: passphrase,
     };
     write_private(path, &serde_json::to_vec_pretty(&file)?)?;
+    if let Err(e) = super::sync::publish_keys(&sdk).await {
+        tracing::warn!(error = %e, "the device's keys are not published yet; they will be at its first start");
+    }
     Ok(Session {
         sdk,
         user_id: session.meta.user_id,

@@ -5,11 +5,13 @@
 
 use std::time::Duration;
 
-use matrix_sdk::config::SyncSettings;
+use matrix_sdk::config::{SyncSettings, SyncToken};
 use matrix_sdk::deserialized_responses::{TimelineEvent, TimelineEventKind};
 use matrix_sdk::sync::SyncResponse;
 use ruma::api::client::filter::{FilterDefinition, RoomEventFilter, RoomFilter};
 use ruma::api::client::sync::sync_events::v3::Filter;
+use ruma::api::client::to_device::send_event_to_device;
+use ruma::to_device::DeviceIdOrAllDevices;
 use ruma::{RoomId, UserId};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -45,6 +47,57 @@ fn filter(timeline_limit: u32) -> Filter {
     let mut def = FilterDefinition::default();
     def.room = room;
     Filter::FilterDefinition(def)
+}
+
+/// Responses of a device's own catch-up at most: Synapse hands out 100
+/// to-device messages per response.
+const PRIME_ROUNDS: usize = 20;
+
+/// This device's own catch-up, before it syncs from the shared position
+/// after another device (or none) was active. A sync from nothing tells
+/// its SDK of every room: those joined while another device synced are
+/// unknown to it otherwise until something happens in them. And it takes
+/// the to-device messages queued for this device while it stood by (the
+/// room keys of what the other device sent among them), which a sync from
+/// the shared position would have the homeserver drop unseen: it deletes a
+/// device's to-device messages up to the `since` it syncs from.
+pub async fn prime(sdk: &matrix_sdk::Client) -> Result<(), matrix_sdk::Error> {
+    let mut token = SyncToken::NoToken;
+    for _ in 0..PRIME_ROUNDS {
+        let settings = SyncSettings::new().token(token).timeout(Duration::ZERO).filter(filter(1));
+        let response = sdk.sync_once(settings).await?;
+        if response.to_device.is_empty() {
+            break;
+        }
+        token = SyncToken::Specific(response.next_batch);
+    }
+    // matrix-sdk drops a response whose `next_batch` is the last one it
+    // processed ("the same response twice"): the first sync from the shared
+    // position would end where this one did when nothing happened since,
+    // and its events would never reach the inbox. A message to this device
+    // itself moves the homeserver's position on.
+    let (Some(user), Some(device)) = (sdk.user_id(), sdk.device_id()) else { return Ok(()) };
+    let content = serde_json::value::to_raw_value(&json!({})).expect("JSON serializes");
+    let to_self = [(DeviceIdOrAllDevices::DeviceId(device.to_owned()), ruma::serde::Raw::from_json(content))];
+    let messages = [(user.to_owned(), to_self.into_iter().collect())].into_iter().collect();
+    let request = send_event_to_device::v3::Request::new_raw(
+        "org.gatekeeper.caught_up".into(),
+        ruma::TransactionId::new(),
+        messages,
+    );
+    sdk.send(request).await?;
+    Ok(())
+}
+
+/// Publishes a new device's keys (matrix-sdk sends them before any sync),
+/// reading no room: another Gatekeeper active on the account then shares
+/// the keys of what it sends with this one, which may take over from it.
+pub async fn publish_keys(sdk: &matrix_sdk::Client) -> Result<(), matrix_sdk::Error> {
+    let mut def = FilterDefinition::default();
+    def.room.rooms = Some(Vec::new());
+    let settings =
+        SyncSettings::new().token(SyncToken::NoToken).timeout(Duration::ZERO).filter(Filter::FilterDefinition(def));
+    sdk.sync_once(settings).await.map(drop)
 }
 
 /// Why the sync loop ended.
@@ -85,8 +138,9 @@ pub async fn run(
                 .token(token.clone())
                 .timeout(if catching_up { Duration::ZERO } else { POLL })
                 .filter(filter(100)),
-            // The starting point needs no history.
-            None => SyncSettings::new().timeout(Duration::ZERO).filter(filter(1)),
+            // The starting point needs no history; from nothing, not from
+            // the SDK's own last position (`prime`'s, or the login's).
+            None => SyncSettings::new().token(SyncToken::NoToken).timeout(Duration::ZERO).filter(filter(1)),
         };
         let response = tokio::select! {
             r = sdk.sync_once(settings) => r,

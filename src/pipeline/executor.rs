@@ -37,6 +37,13 @@ pub enum PerformError {
 /// What it learned comes back as follow-ups, to go through the engine.
 pub trait Performer: Send + Sync + 'static {
     fn perform(&self, effect: &Effect) -> impl Future<Output = Result<Vec<FollowUp>, PerformError>> + Send;
+
+    /// [`Self::perform`] for an outbox item: a connector whose repeats are
+    /// not recognised everywhere (client mode's devices, each with its own
+    /// transaction IDs) reads which item it is.
+    fn perform_item(&self, item: &OutboxItem) -> impl Future<Output = Result<Vec<FollowUp>, PerformError>> + Send {
+        self.perform(&item.effect)
+    }
 }
 
 /// How hard the executor tries, and how much it does at once.
@@ -517,7 +524,7 @@ async fn read_lane(
 /// it may succeed later.
 async fn attempt<P: Performer>(ctx: Ctx, performer: Arc<P>, item: OutboxItem, limit: Duration) -> Report {
     let span = tracing::info_span!("action", id = item.id, kind = item.effect.kind());
-    let tried = tokio::time::timeout(limit, tracing::Instrument::instrument(performer.perform(&item.effect), span));
+    let tried = tokio::time::timeout(limit, tracing::Instrument::instrument(performer.perform_item(&item), span));
     let answered = tried.await.unwrap_or_else(|_| {
         let limit = gatekeeper_common::duration::format(limit.as_millis() as u64);
         Err(PerformError::Transient(format!("no answer within {limit}")))

@@ -16,7 +16,7 @@ use crate::support::gate::{Bell, LONG, ask, opt_in, start};
 use crate::support::{self, Mode, PushGateway, Synapse, World, eventually};
 
 /// A stranger with their own encrypting client, in memory.
-async fn encrypting_client(w: &World, localpart: &str) -> matrix_sdk::Client {
+pub(crate) async fn encrypting_client(w: &World, localpart: &str) -> matrix_sdk::Client {
     w.synapse.register(localpart).await;
     sdk_login(w, localpart).await
 }
@@ -31,7 +31,11 @@ async fn sdk_login(w: &World, localpart: &str) -> matrix_sdk::Client {
 }
 
 /// The decrypted notices in `room` from `sender`, as `client` reads them.
-async fn decrypted_notices(client: &matrix_sdk::Client, room: &matrix_sdk::Room, sender: &str) -> Vec<String> {
+pub(crate) async fn decrypted_notices(
+    client: &matrix_sdk::Client,
+    room: &matrix_sdk::Room,
+    sender: &str,
+) -> Vec<String> {
     client.sync_once(SyncSettings::new().timeout(Duration::ZERO)).await.unwrap();
     let page = room.messages(MessagesOptions::backward()).await.unwrap();
     page.chunk

@@ -14,12 +14,14 @@ use std::time::{Duration, Instant};
 
 use crate::support::exactly_once::ExactlyOnce;
 use crate::support::failover::{Proxy, twin, use_postgres};
+use crate::support::faults::FaultProxy;
 use crate::support::gate::{LONG, ask, barrier, opt_in, reply_to};
 use crate::support::postgres::Postgres;
 use crate::support::rng::Rng;
 use crate::support::{
     Backend, CLIENT_OWNER, Client, Gatekeeper, Mode, PLACEHOLDER_HS, Synapse, World, eventually, free_port, wall,
 };
+use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 
 /// Takeovers in all; the middle one by cutting the lease's connection.
 const TAKEOVERS: usize = 5;
@@ -305,4 +307,125 @@ async fn client_mode_the_standby_takes_over_with_its_own_device() {
     let owner = &report["owners"][0];
     assert_eq!(owner["held_rooms"], 1, "{report}");
     assert_eq!(owner["captured_messages"], 2, "each captured once: {report}");
+}
+
+/// A client-mode Gatekeeper active behind a proxy for its own calls, and a
+/// standby with a device of its own that calls the homeserver directly.
+async fn active_behind_a_proxy_and_a_standby(w: &mut World) -> (Client, String, Gatekeeper, FaultProxy) {
+    let alice = w.synapse.register(CLIENT_OWNER).await;
+    let control = opt_in(w, &alice).await;
+    let mut b = Gatekeeper::prepare_client(&w.tmp.path().join("gk-b"), &w.synapse.url);
+    std::fs::copy(&w.gatekeeper.config, &b.config).unwrap();
+    // Its keys are published at login: the active one shares its own with it.
+    b.login();
+    let proxy = FaultProxy::passing(&w.synapse.url).await;
+    w.gatekeeper.stop();
+    w.gatekeeper.redirect_homeserver(&w.synapse.url, &proxy.url);
+    w.gatekeeper.start(&[]);
+    w.gatekeeper.wait_for_log(w.gatekeeper.ready_line(), LONG).await;
+    b.start(&[]);
+    b.wait_for_log(STANDBY, LONG).await;
+    (alice, control, b, proxy)
+}
+
+/// How many replies the stranger's room holds.
+type Count = std::pin::Pin<Box<dyn std::future::Future<Output = usize> + Send>>;
+
+/// Kills the active one, then has the standby take over (after `meanwhile`
+/// is written) and finish the reply it inherited, one way or the other:
+/// found and recorded as done, or sent again (`replies` > 1).
+async fn take_over_and_finish<F, Fut>(w: &mut World, mut b: Gatekeeper, meanwhile: Fut, replies: F)
+where
+    F: Fn() -> Count,
+    Fut: std::future::Future<Output = ()>,
+{
+    w.gatekeeper.kill9();
+    // The standby's sync starts from the shared position, after the room
+    // was joined: a new event there shows it the room if nothing else does.
+    meanwhile.await;
+    b.wait_for_log(ACTIVE, LONG).await;
+    b.wait_for_log(b.ready_line(), LONG).await;
+    std::mem::swap(&mut w.gatekeeper, &mut b);
+    let not_again = "sent before a takeover by another device; not again";
+    eventually("the inherited reply to be finished", LONG, || {
+        let (w, replies) = (&*w, &replies);
+        async move { (w.gatekeeper.log().contains(not_again) || replies().await > 1).then_some(()) }
+    })
+    .await;
+}
+
+/// Client mode: the active one sends a stranger's reply, but is killed
+/// before it records the send (the homeserver's answer never reaches it).
+/// The standby takes over with a device of its own, whose transaction IDs
+/// the homeserver does not match with the first one's: it must find the
+/// reply among the owner's events and record it as done, not send it again.
+#[tokio::test]
+async fn client_mode_a_reply_sent_just_before_a_kill_is_not_sent_again_by_the_standby() {
+    let mut w = World::with_mode_on(Mode::Client, Backend::Postgres, "").await;
+    let (alice, control, b, proxy) = active_behind_a_proxy_and_a_standby(&mut w).await;
+    let stranger = w.synapse.register("bob").await;
+    let room = stranger.create_dm(&alice.user_id).await;
+    proxy.never_answer_sends_in(&room);
+    stranger.send_text(&room, "hello, about your talk").await;
+    // Sent, as the stranger sees; never answered, so never recorded.
+    reply_to(&stranger, &room, &alice.user_id).await;
+    assert!(proxy.counts().unanswered_sends >= 1, "{:?}", proxy.counts());
+
+    let replies = || {
+        let (s, r, o) = (stranger.clone(), room.clone(), alice.user_id.clone());
+        Box::pin(async move { s.notices_from(&r, &o).await.len() }) as Count
+    };
+    let meanwhile = async {
+        stranger.send_text(&room, "written while none is active").await;
+    };
+    take_over_and_finish(&mut w, b, meanwhile, replies).await;
+    barrier(&w, &alice, &control).await;
+    let replies = stranger.notices_from(&room, &alice.user_id).await;
+    assert_eq!(replies.len(), 1, "answered once: {replies:?}");
+    w.gatekeeper.stop();
+    let report = w.gatekeeper.inspect();
+    assert_eq!(report["stats"]["outbox_pending"], 0, "{report}");
+    assert_eq!(report["stats"]["effects_failed"], 0, "{report}");
+}
+
+/// The same in an end-to-end encrypted chat, where the standby reads the
+/// reply only with the key the active one shared with its device, which
+/// came while it stood by.
+#[tokio::test]
+async fn client_mode_an_encrypted_reply_sent_just_before_a_kill_is_not_sent_again_by_the_standby() {
+    let mut w = World::with_mode_on(Mode::Client, Backend::Postgres, "").await;
+    let (alice, control, b, proxy) = active_behind_a_proxy_and_a_standby(&mut w).await;
+    let stranger = crate::client_mode::encrypting_client(&w, "bob").await;
+    let owner = matrix_sdk::ruma::OwnedUserId::try_from(alice.user_id.as_str()).unwrap();
+    let room = stranger.create_dm(&owner).await.unwrap();
+    assert!(room.latest_encryption_state().await.unwrap().is_encrypted());
+    let room_id = room.room_id().to_string();
+    proxy.never_answer_sends_in(&room_id);
+    room.send(RoomMessageEventContent::text_plain("a secret hello")).await.unwrap();
+    eventually("the stranger to decrypt the reply", LONG, || {
+        let (s, r, a) = (stranger.clone(), room.clone(), alice.user_id.clone());
+        async move { Some(crate::client_mode::decrypted_notices(&s, &r, &a).await).filter(|n| !n.is_empty()) }
+    })
+    .await;
+    assert!(proxy.counts().unanswered_sends >= 1, "{:?}", proxy.counts());
+
+    // Counted as the homeserver holds them: the owner's encrypted events.
+    let replies = || {
+        let (a, r) = (alice.clone(), room_id.clone());
+        Box::pin(async move {
+            a.messages(&r).await.iter().filter(|e| e["sender"] == a.user_id && e["type"] == "m.room.encrypted").count()
+        }) as Count
+    };
+    let meanwhile = async {
+        room.send(RoomMessageEventContent::text_plain("written while none is active")).await.unwrap();
+    };
+    take_over_and_finish(&mut w, b, meanwhile, replies).await;
+    barrier(&w, &alice, &control).await;
+    assert_eq!(replies().await, 1, "answered once");
+    let decrypted = crate::client_mode::decrypted_notices(&stranger, &room, &alice.user_id).await;
+    assert_eq!(decrypted.len(), 1, "{decrypted:?}");
+    w.gatekeeper.stop();
+    let report = w.gatekeeper.inspect();
+    assert_eq!(report["stats"]["outbox_pending"], 0, "{report}");
+    assert_eq!(report["stats"]["effects_failed"], 0, "{report}");
 }

@@ -31,6 +31,8 @@ pub struct FaultCounts {
     pub delayed: usize,
     /// Joins of a failing room answered with 502.
     pub refused_joins: usize,
+    /// Sends passed on whose answers were never given.
+    pub unanswered_sends: usize,
 }
 
 struct Proxy {
@@ -42,6 +44,8 @@ struct Proxy {
     rhythm: bool,
     /// Rooms whose joins fail with 502.
     failing_joins: std::sync::Mutex<Vec<String>>,
+    /// Rooms whose sends are passed on but never answered.
+    unanswered_sends: std::sync::Mutex<Vec<String>>,
     /// Requests (method and path) whose last try met a fault: their next
     /// try passes. Without this the fixed rhythm can line up with an
     /// effect that makes several calls so that one of them always fails,
@@ -71,6 +75,13 @@ impl FaultProxy {
         self.proxy.failing_joins.lock().unwrap().push(room.to_owned());
     }
 
+    /// From now on every message sent into `room` reaches the homeserver,
+    /// but its answer never comes back: the sender cannot know it was sent
+    /// (a process killed then dies between sending and recording it).
+    pub fn never_answer_sends_in(&self, room: &str) {
+        self.proxy.unanswered_sends.lock().unwrap().push(room.to_owned());
+    }
+
     async fn spawn(upstream: &str, rhythm: bool) -> FaultProxy {
         let proxy = Arc::new(Proxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
@@ -79,6 +90,7 @@ impl FaultProxy {
             counts: Default::default(),
             rhythm,
             failing_joins: Default::default(),
+            unanswered_sends: Default::default(),
             faulted: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -102,9 +114,19 @@ fn matrix_error(status: StatusCode, errcode: &str) -> Response {
 /// `/_matrix/client/v3/rooms/{room}/join` or `/_matrix/client/v3/join/{room}`
 /// for one of `rooms`, the path percent-decoded.
 fn is_join_of(path: &str, rooms: &[String]) -> bool {
-    let path = path.replace("%21", "!").replace("%3A", ":").replace("%3a", ":");
+    let path = decoded(path);
     let join = path.ends_with("/join") || path.contains("/join/");
     join && rooms.iter().any(|room| path.contains(room.as_str()))
+}
+
+/// `/_matrix/client/v3/rooms/{room}/send/…` for one of `rooms`.
+fn is_send_in(path: &str, rooms: &[String]) -> bool {
+    let path = decoded(path);
+    rooms.iter().any(|room| path.contains(&format!("/rooms/{room}/send/")))
+}
+
+fn decoded(path: &str) -> String {
+    path.replace("%21", "!").replace("%3A", ":").replace("%3a", ":")
 }
 
 async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
@@ -113,6 +135,15 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
         proxy.counts.lock().unwrap().refused_joins += 1;
         let body = serde_json::json!({"errcode": "M_UNKNOWN", "error": "Failed to make_join (injected by the test)"});
         return (StatusCode::BAD_GATEWAY, [("content-type", "application/json")], body.to_string()).into_response();
+    }
+    if request.method() == axum::http::Method::PUT
+        && is_send_in(request.uri().path(), &proxy.unanswered_sends.lock().unwrap())
+    {
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, 64 * 1024 * 1024).await.unwrap();
+        forward(&proxy.http, &proxy.upstream, &parts, &body).await;
+        proxy.counts.lock().unwrap().unanswered_sends += 1;
+        return std::future::pending().await;
     }
     // The version check at start-up passes, so that every later call meets faults.
     let versions = request.uri().path() == "/_matrix/client/versions";
