@@ -27,10 +27,10 @@ pub const BATCH: usize = 100;
 /// comes in behind it waits no longer than it waited before.
 pub const DEEP_BATCH: usize = 1000;
 
-/// About how many bytes of events a deep batch holds at most: the batch
-/// after one of large events is that much smaller (never below [`BATCH`]),
-/// so a flood of 64 KiB events does not hold a thousand of them at once.
-pub const DEEP_BATCH_BYTES: usize = 4 << 20;
+/// How many bytes of events a batch holds at most (and one event more):
+/// a batch of large events is smaller, so a flood of 64 KiB events does not
+/// hold a thousand of them at once.
+pub const BATCH_BYTES: usize = 4 << 20;
 
 /// How many batches in a row may be committed without being flushed out of
 /// sled's buffers while the inbox is deep. Only batches with no effects
@@ -78,8 +78,6 @@ pub(crate) fn process_up_to(
 #[derive(Debug, Default)]
 pub struct Drain {
     deep: bool,
-    /// The events' mean size in the batch before (0 before the first).
-    mean_bytes: usize,
     unflushed: usize,
     /// Effects are committed but their flush failed: every step flushes
     /// until one succeeds, so the high-water mark is never released past
@@ -107,14 +105,10 @@ impl Drain {
         config: &EngineConfig,
         clock: &dyn Clock,
     ) -> Result<(BatchReport, bool), StoreError> {
-        let limit = match self.deep {
-            true => (DEEP_BATCH_BYTES / self.mean_bytes.max(1)).clamp(BATCH, DEEP_BATCH),
-            false => BATCH,
-        };
+        let limit = if self.deep { DEEP_BATCH } else { BATCH };
         // A batch that failed half-way may have committed effects already.
         let (report, effects, bytes) = decide_up_to(store, config, clock, limit).inspect_err(|_| self.owed = true)?;
-        self.mean_bytes = bytes / (report.processed + report.quarantined).max(1);
-        let full = report.processed + report.quarantined == limit;
+        let full = report.processed + report.quarantined == limit || bytes >= BATCH_BYTES;
         self.owed |= effects > 0;
         if self.owed || !full || self.unflushed + 1 >= UNFLUSHED_BATCHES {
             self.unflushed += 1;
@@ -150,7 +144,7 @@ fn decide_up_to(
 ) -> Result<(BatchReport, usize, usize), StoreError> {
     let mut report = BatchReport::default();
     let mut pending = Pending::new(store);
-    let items = store.inbox_batch(limit)?;
+    let items = store.inbox_batch_within(limit, BATCH_BYTES)?;
     let bytes = items.iter().map(|i| i.raw.len()).sum();
     // The batch's look-ups asked at once, not a round trip per event.
     super::prefetch::prefetch(&pending.overlay, &items)?;
@@ -1386,8 +1380,8 @@ mod batch_tests {
         fn connector_values(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
             self.inner.connector_values(prefix)
         }
-        fn inbox_batch(&self, limit: usize) -> Result<Vec<crate::store::InboxItem>, StoreError> {
-            self.inner.inbox_batch(limit)
+        fn inbox_batch_within(&self, limit: usize, bytes: usize) -> Result<Vec<crate::store::InboxItem>, StoreError> {
+            self.inner.inbox_batch_within(limit, bytes)
         }
         fn overview(&self, owner: &ruma::UserId) -> Result<crate::engine::OwnerOverview, StoreError> {
             self.note(format!("overview {owner}"));
@@ -1610,31 +1604,42 @@ mod batch_tests {
         }
     }
 
-    /// A deep batch holds about [`DEEP_BATCH_BYTES`] of events: after a
-    /// batch of large events the next is smaller, never below [`BATCH`].
+    /// A batch holds about [`BATCH_BYTES`] of events, however large each is
+    /// and whatever came before: small events first make the inbox deep,
+    /// then large ones come, the largest Matrix allows (64 KiB).
     #[test]
-    fn a_deep_batch_of_large_events_is_smaller() {
+    fn a_batch_of_large_events_is_smaller() {
         let store = MemoryStore::new();
         setup(&store);
-        let body = "x".repeat(30_000);
-        let mut size = 0;
-        for i in 0..600 {
-            let raw = message(&format!("u{i:03}"), "!elsewhere:other.org", "@x:other.org", &body);
+        let mut sizes = Vec::new();
+        for i in 0..1_200 {
+            let body = if i < 150 { "small".to_owned() } else { "x".repeat(64_000) };
+            let raw = message(&format!("u{i:04}"), "!elsewhere:other.org", "@x:other.org", &body);
             store.accept_transaction(&format!("u{i}"), &[raw.as_bytes()], NOW).unwrap();
-            size = raw.len();
+            sizes.push(raw.len());
         }
-        let (mut drain, mut sizes) = (Drain::new(), Vec::new());
+        let largest = *sizes.iter().max().unwrap();
+        let (mut drain, mut done, mut batches, mut deep) = (Drain::new(), 0, Vec::new(), false);
         loop {
             let (report, more) = drain.step(&store, &config(), &ManualClock::at(NOW)).unwrap();
-            sizes.push(report.processed + report.quarantined);
+            let n = report.processed + report.quarantined;
+            let bytes: usize = sizes[done..done + n].iter().sum();
+            assert!(bytes < BATCH_BYTES + largest, "{n} events, {bytes} bytes");
+            // Cut short by the bound, it says more is waiting (and stays deep).
+            let limit = if deep { DEEP_BATCH } else { BATCH };
+            assert_eq!(more, n == limit || bytes >= BATCH_BYTES, "{n} events, {bytes} bytes");
+            deep = more;
+            batches.push(n);
+            done += n;
             if !more {
                 break;
             }
         }
-        assert_eq!(sizes.iter().sum::<usize>(), 600);
-        assert_eq!(sizes[0], BATCH);
-        assert_eq!(sizes[1], DEEP_BATCH_BYTES / size, "{sizes:?}");
-        assert!(sizes[1] < DEEP_BATCH / 5);
+        assert_eq!(done, sizes.len());
+        assert_eq!(store.stats().unwrap().inbox_pending, 0);
+        // The first deep batch took the small events and large ones up to the bound.
+        assert_eq!(batches[0], BATCH);
+        assert!(batches[1] < 150, "{batches:?}");
     }
 
     /// `run` replaces a drain lost with a panicking task by a new one: the

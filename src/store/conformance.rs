@@ -60,6 +60,26 @@ pub fn new_transaction_fills_the_inbox_in_order(s: &dyn Store) {
     assert_eq!((st.transactions, st.events_received, st.inbox_pending), (2, 3, 3));
 }
 
+/// A batch read stops at its count or once its events hold the bytes
+/// asked for (the one that reaches them is read, so one always is), also
+/// inside a stored transaction.
+pub fn a_batch_read_is_bounded_by_count_and_bytes(s: &dyn Store) {
+    let events: Vec<Vec<u8>> =
+        (0..6).map(|i| format!(r#"{{"event_id":"${i}","pad":"{}"}}"#, "p".repeat(90)).into_bytes()).collect();
+    let size = events[0].len();
+    let refs: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+    s.accept_transaction("big", &refs[..4], 1).unwrap();
+    s.accept_transaction("more", &refs[4..], 2).unwrap();
+    let raws = |items: Vec<InboxItem>| items.into_iter().map(|i| i.raw).collect::<Vec<_>>();
+    assert_eq!(raws(s.inbox_batch_within(10, usize::MAX).unwrap()), events);
+    assert_eq!(raws(s.inbox_batch_within(10, 1).unwrap()), events[..1]);
+    assert_eq!(raws(s.inbox_batch_within(10, size).unwrap()), events[..1]);
+    assert_eq!(raws(s.inbox_batch_within(10, size + 1).unwrap()), events[..2]);
+    assert_eq!(raws(s.inbox_batch_within(10, 4 * size + 1).unwrap()), events[..5]);
+    assert_eq!(raws(s.inbox_batch_within(3, 100 * size).unwrap()), events[..3]);
+    assert_eq!(raws(s.inbox_batch(2).unwrap()), events[..2]);
+}
+
 /// A transaction is stored whole and split into its events when read:
 /// each is consumed on its own, in any order, once (committed, set aside
 /// or found empty), and what is left stays in order.
@@ -1098,6 +1118,7 @@ macro_rules! store_conformance {
                 };
             }
             case!(new_transaction_fills_the_inbox_in_order);
+            case!(a_batch_read_is_bounded_by_count_and_bytes);
             case!(a_transactions_events_are_consumed_each_once_in_any_order);
             case!(replayed_transaction_stores_nothing);
             case!(reused_id_with_other_events_is_kept);

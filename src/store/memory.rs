@@ -310,12 +310,18 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn inbox_batch(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
+    fn inbox_batch_within(&self, limit: usize, max_bytes: usize) -> Result<Vec<InboxItem>, StoreError> {
+        let mut bytes = 0;
         Ok(self
             .lock()
             .inbox
             .iter()
             .take(limit)
+            .take_while(|(_, (_, raw))| {
+                let more = bytes < max_bytes;
+                bytes += raw.len();
+                more
+            })
             .map(|(seq, (internal, raw))| InboxItem { seq: *seq, internal: *internal, raw: raw.clone() })
             .collect())
     }

@@ -179,8 +179,15 @@ pub trait Store: Lookups + Send + Sync + 'static {
     /// The connector values whose keys start with `prefix`, in key order.
     fn connector_values(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 
+    /// The oldest inbox events, in arrival order: at most `limit`, and no
+    /// more once they hold `max_bytes` (the one that reaches it is read, so
+    /// one always is), so that a batch of large events is smaller.
+    fn inbox_batch_within(&self, limit: usize, max_bytes: usize) -> Result<Vec<InboxItem>, StoreError>;
+
     /// The oldest inbox events, in arrival order.
-    fn inbox_batch(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError>;
+    fn inbox_batch(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
+        self.inbox_batch_within(limit, usize::MAX)
+    }
 
     /// The state a decision may read: the room, the owner records of `users`
     /// and of the room's owner, the contact and stranger entries between

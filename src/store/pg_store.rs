@@ -999,9 +999,15 @@ impl Store for PgStore {
         })
     }
 
-    fn inbox_batch(&self, limit_: usize) -> Result<Vec<InboxItem>, StoreError> {
+    fn inbox_batch_within(&self, limit_: usize, max_bytes: usize) -> Result<Vec<InboxItem>, StoreError> {
+        // The bytes before each event, over the first `limit` only: an event
+        // is read while those are under the bound (so the first always is).
+        const WITHIN: &str = "SELECT seq, internal, raw FROM (
+                SELECT seq, internal, raw, sum(octet_length(raw)) OVER (ORDER BY seq) - octet_length(raw) AS before
+                FROM (SELECT seq, internal, raw FROM inbox ORDER BY seq LIMIT $1) first
+            ) counted WHERE before < $2 ORDER BY seq";
         self.with(|c| {
-            let rows = c.query("SELECT seq, internal, raw FROM inbox ORDER BY seq LIMIT $1", &[&limit(limit_)])?;
+            let rows = c.query(WITHIN, &[&limit(limit_), &limit(max_bytes)])?;
             Ok(rows.iter().map(|r| InboxItem { seq: unbig(r.get(0)), internal: r.get(1), raw: r.get(2) }).collect())
         })
     }

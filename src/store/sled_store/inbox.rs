@@ -115,28 +115,33 @@ impl SledStore {
     /// size, `inbox_len`, must say the same).
     #[cfg(test)]
     pub(super) fn inbox_events(&self) -> u64 {
-        self.inbox_batch(usize::MAX).unwrap().len() as u64
+        self.inbox_batch_within(usize::MAX, usize::MAX).unwrap().len() as u64
     }
 
-    pub(super) fn inbox_batch(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
+    pub(super) fn inbox_batch_within(&self, limit: usize, max_bytes: usize) -> Result<Vec<InboxItem>, StoreError> {
         let mut out = Vec::new();
+        let mut bytes = 0;
+        let full = |out: &Vec<InboxItem>, bytes: usize| out.len() >= limit || bytes >= max_bytes;
         for entry in self.inbox_by_seq.iter() {
-            if out.len() >= limit {
+            if full(&out, bytes) {
                 break;
             }
             let (k, v) = entry.map_err(|e| self.failed(e))?;
             let seq = seq_of(&k);
             if !is_transaction(&v) {
-                out.push(inbox_item(seq, &v));
+                let item = inbox_item(seq, &v);
+                bytes += item.raw.len();
+                out.push(item);
                 continue;
             }
             // A stored transaction: its events not consumed yet.
             let done = self.inbox_done.get(&k).map_err(|e| self.failed(e))?;
             for (i, raw) in transaction_events(&v)?.into_iter().enumerate() {
-                if out.len() >= limit {
+                if full(&out, bytes) {
                     break;
                 }
                 if !consumed(done.as_deref(), i) {
+                    bytes += raw.len();
                     out.push(InboxItem { seq: seq + i as u64, internal: false, raw: raw.to_vec() });
                 }
             }

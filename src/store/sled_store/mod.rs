@@ -242,8 +242,8 @@ impl Store for SledStore {
     fn connector_values(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.connector_values(prefix)
     }
-    fn inbox_batch(&self, limit: usize) -> Result<Vec<InboxItem>, StoreError> {
-        self.inbox_batch(limit)
+    fn inbox_batch_within(&self, limit: usize, max_bytes: usize) -> Result<Vec<InboxItem>, StoreError> {
+        self.inbox_batch_within(limit, max_bytes)
     }
     fn overview(&self, owner: &UserId) -> Result<OwnerOverview, StoreError> {
         self.overview(owner)
