@@ -88,8 +88,8 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
                     let (owner, lists) = (session.user_id.clone(), config.policy.lists.clone());
                     let follow = super::lists::follow(shared.clone(), hs.clone(), owner, lists);
                     running.tasks.push(tokio::spawn(follow));
-                    let performer = Arc::new(ClientPerformer::new(session.sdk.clone(), hs, sends));
                     let policy = super::executor_policy(&config);
+                    let performer = Arc::new(ClientPerformer::new(session.sdk.clone(), hs, sends, policy.retry_for));
                     running.tasks.push(tokio::spawn(executor::run(shared.clone(), performer, false, released, policy)));
                 }
                 tracing::info!(owner = %session.user_id, "Gatekeeper is guarding this account");

@@ -89,8 +89,9 @@ pub fn look<'a>(events: impl IntoIterator<Item = &'a Value>, owner: &UserId, own
     if unreadable { Look::Unreadable } else { Look::NotSent }
 }
 
-/// What to do with an inherited message, from what was found and how long
-/// it has been held for an unreadable event (`None`: not yet).
+/// What to do with an inherited message, from what was found, how long
+/// the device has waited for keys since it took over, and how long it may
+/// ([`hold_limit`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Record it as done without sending.
@@ -100,13 +101,26 @@ pub enum Verdict {
     Hold,
 }
 
-pub fn verdict(found: Look, held_for: Option<Duration>) -> Verdict {
+/// The wait is counted from the takeover, not per message: a lane goes in
+/// order, so a wait per message would add up to one [`UNREADABLE_WAIT`]
+/// for each inherited message queued in a room. The keys the device waits
+/// for are those sent before it took over; they come within one wait or
+/// not at all.
+pub fn verdict(found: Look, waited: Duration, limit: Duration) -> Verdict {
     match found {
         Look::Sent => Verdict::Done,
         Look::NotSent => Verdict::Send,
-        Look::Unreadable if held_for.is_some_and(|d| d >= UNREADABLE_WAIT) => Verdict::Send,
+        Look::Unreadable if waited >= limit => Verdict::Send,
         Look::Unreadable => Verdict::Hold,
     }
+}
+
+/// How long an inherited message is held at most, when the executor sets
+/// an effect aside after retrying it for `retry_for`: within half of it, so
+/// that a held message is sent while it is still retried (a held one set
+/// aside would never be sent at all), whatever the configuration says.
+pub fn hold_limit(retry_for: Duration) -> Duration {
+    UNREADABLE_WAIT.min(retry_for / 2)
 }
 
 #[cfg(test)]
@@ -167,13 +181,32 @@ mod tests {
     }
 
     #[test]
-    fn an_unreadable_maybe_is_held_for_a_while_then_sent() {
-        assert_eq!(verdict(Look::Sent, None), Verdict::Done);
-        assert_eq!(verdict(Look::Sent, Some(UNREADABLE_WAIT * 2)), Verdict::Done);
-        assert_eq!(verdict(Look::NotSent, None), Verdict::Send);
-        assert_eq!(verdict(Look::Unreadable, None), Verdict::Hold);
-        assert_eq!(verdict(Look::Unreadable, Some(UNREADABLE_WAIT - Duration::from_secs(1))), Verdict::Hold);
-        assert_eq!(verdict(Look::Unreadable, Some(UNREADABLE_WAIT)), Verdict::Send);
+    fn an_unreadable_maybe_is_held_for_a_while_after_the_takeover_then_sent() {
+        let limit = UNREADABLE_WAIT;
+        let second = Duration::from_secs(1);
+        assert_eq!(verdict(Look::Sent, Duration::ZERO, limit), Verdict::Done);
+        assert_eq!(verdict(Look::Sent, limit * 2, limit), Verdict::Done);
+        assert_eq!(verdict(Look::NotSent, Duration::ZERO, limit), Verdict::Send);
+        assert_eq!(verdict(Look::Unreadable, Duration::ZERO, limit), Verdict::Hold);
+        assert_eq!(verdict(Look::Unreadable, limit - second, limit), Verdict::Hold);
+        assert_eq!(verdict(Look::Unreadable, limit, limit), Verdict::Send);
+        // The wait is the takeover's, shared by every message after it: a
+        // message reached once the wait is over goes out at once, not after
+        // a wait of its own (K queued notices do not wait K times).
+        assert_eq!(verdict(Look::Unreadable, limit + second, limit), Verdict::Send);
+    }
+
+    #[test]
+    fn a_held_message_is_sent_before_the_executor_would_set_it_aside() {
+        // The default retry bound (a day) leaves the wait as it is.
+        assert_eq!(hold_limit(Duration::from_secs(86_400)), UNREADABLE_WAIT);
+        assert_eq!(hold_limit(UNREADABLE_WAIT * 2), UNREADABLE_WAIT);
+        // A bound below the wait: held for half of it, so the executor's
+        // last tries (at its deadline) find the verdict turned to send.
+        let short = Duration::from_secs(30);
+        assert_eq!(hold_limit(short), Duration::from_secs(15));
+        assert_eq!(verdict(Look::Unreadable, short, hold_limit(short)), Verdict::Send);
+        assert_eq!(hold_limit(UNREADABLE_WAIT), UNREADABLE_WAIT / 2);
     }
 
     #[test]

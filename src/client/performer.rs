@@ -3,9 +3,7 @@
 //! (shared with the appservice); joins, sends and history go through
 //! matrix-sdk, which encrypts and decrypts where the room asks for it.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use matrix_sdk::room::MessagesOptions;
 use ruma::events::Mentions;
@@ -26,6 +24,11 @@ use crate::store::{FollowUp, OutboxItem, Store};
 /// a takeover is among the owner's newest in that room.
 const LOOK_BACK_PAGE: u32 = 50;
 const LOOK_BACK_PAGES: usize = 2;
+/// How long looking for an inherited message may take. Reading a room's
+/// history can make the homeserver backfill from the other servers in it,
+/// a stranger's among them, which can answer as slowly as it likes; past
+/// this, what was not read counts as unreadable (held, within the wait).
+const LOOK_UP_FOR: Duration = Duration::from_secs(15);
 
 pub struct ClientPerformer {
     pub sdk: matrix_sdk::Client,
@@ -33,14 +36,17 @@ pub struct ClientPerformer {
     /// Outbox items up to this one may have been sent by another device
     /// (see [`once`]): their messages are looked for before they are sent.
     pub inherited_up_to: u64,
-    /// Inherited messages held for an event the device cannot read yet,
-    /// and since when (in memory: a restart waits again, no more).
-    pub held: Mutex<HashMap<String, Instant>>,
+    /// When this device took over (in memory: a restart waits again, no
+    /// more); inherited messages that an unreadable event may be are held
+    /// until `hold_limit` after it (see [`once::verdict`]).
+    pub took_over: Instant,
+    pub hold_limit: Duration,
 }
 
 impl ClientPerformer {
-    pub fn new(sdk: matrix_sdk::Client, hs: HsClient, inherited_up_to: u64) -> Self {
-        ClientPerformer { sdk, hs, inherited_up_to, held: Mutex::new(HashMap::new()) }
+    /// `retry_for`: the executor's bound on retrying one effect.
+    pub fn new(sdk: matrix_sdk::Client, hs: HsClient, inherited_up_to: u64, retry_for: Duration) -> Self {
+        ClientPerformer { sdk, hs, inherited_up_to, took_over: Instant::now(), hold_limit: once::hold_limit(retry_for) }
     }
 }
 
@@ -103,48 +109,48 @@ impl ClientPerformer {
         let (Some(owner), Some(own)) = (self.sdk.user_id(), self.sdk.device_id()) else {
             return Err(PerformError::Transient("the session is not restored yet".into()));
         };
-        let mut events: Vec<Value> = Vec::new();
-        let mut from = None;
-        for _ in 0..LOOK_BACK_PAGES {
-            let mut options = MessagesOptions::backward();
-            options.from = from;
-            options.limit = LOOK_BACK_PAGE.into();
-            options.filter.senders = Some(vec![owner.to_owned()]);
-            let page = room.messages(options).await.map_err(sdk_error)?;
-            events.extend(page.chunk.iter().filter_map(|e| serde_json::from_str(e.kind.raw().json().get()).ok()));
-            match page.end {
-                Some(end) if !page.chunk.is_empty() => from = Some(end),
-                _ => break,
+        let read = async {
+            let mut events: Vec<Value> = Vec::new();
+            let mut from = None;
+            for _ in 0..LOOK_BACK_PAGES {
+                let mut options = MessagesOptions::backward();
+                options.from = from;
+                options.limit = LOOK_BACK_PAGE.into();
+                options.filter.senders = Some(vec![owner.to_owned()]);
+                let page = room.messages(options).await.map_err(sdk_error)?;
+                events.extend(page.chunk.iter().filter_map(|e| serde_json::from_str(e.kind.raw().json().get()).ok()));
+                match page.end {
+                    Some(end) if !page.chunk.is_empty() => from = Some(end),
+                    _ => break,
+                }
+            }
+            Ok::<_, PerformError>(events)
+        };
+        match tokio::time::timeout(LOOK_UP_FOR, read).await {
+            Ok(events) => Ok(once::look(&events?, owner, own, txn_id)),
+            Err(_) => {
+                tracing::warn!(%room_id, txn_id, "reading the room's history took too long; counted as unreadable");
+                Ok(Look::Unreadable)
             }
         }
-        Ok(once::look(&events, owner, own, txn_id))
     }
 
     /// Whether to send an inherited message: not if it is out already.
     async fn still_to_send(&self, owner: &UserId, room_id: &RoomId, txn_id: &str) -> Result<bool, PerformError> {
         let found = self.look_for(room_id, txn_id).await?;
-        let since = self.held.lock().expect("not poisoned").get(txn_id).copied();
-        match once::verdict(found, since.map(|s| s.elapsed())) {
-            Verdict::Hold => {
-                self.held.lock().expect("not poisoned").entry(txn_id.to_owned()).or_insert_with(Instant::now);
-                Err(PerformError::Transient(format!(
-                    "an event of {owner}'s in {room_id} may be this message but cannot be decrypted yet"
-                )))
+        match once::verdict(found, self.took_over.elapsed(), self.hold_limit) {
+            Verdict::Hold => Err(PerformError::Transient(format!(
+                "an event of {owner}'s in {room_id} may be this message but cannot be decrypted yet"
+            ))),
+            Verdict::Done => {
+                tracing::info!(%room_id, txn_id, "sent before a takeover by another device; not again");
+                Ok(false)
             }
-            verdict => {
-                self.held.lock().expect("not poisoned").remove(txn_id);
-                match verdict {
-                    Verdict::Done => {
-                        tracing::info!(%room_id, txn_id, "sent before a takeover by another device; not again");
-                        Ok(false)
-                    }
-                    _ => {
-                        if found == Look::Unreadable {
-                            tracing::warn!(%room_id, txn_id, "an unreadable event may be this message; sent anyway");
-                        }
-                        Ok(true)
-                    }
+            Verdict::Send => {
+                if found == Look::Unreadable {
+                    tracing::warn!(%room_id, txn_id, "an unreadable event may be this message; sent anyway");
                 }
+                Ok(true)
             }
         }
     }

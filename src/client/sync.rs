@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use matrix_sdk::config::{SyncSettings, SyncToken};
 use matrix_sdk::deserialized_responses::{TimelineEvent, TimelineEventKind};
+use matrix_sdk::store::{StateStoreDataKey, StateStoreDataValue};
 use matrix_sdk::sync::SyncResponse;
 use ruma::api::client::filter::{FilterDefinition, RoomEventFilter, RoomFilter};
 use ruma::api::client::sync::sync_events::v3::Filter;
@@ -53,29 +54,41 @@ fn filter(timeline_limit: u32) -> Filter {
 /// to-device messages per response.
 const PRIME_ROUNDS: usize = 20;
 
-/// This device's own catch-up, before it syncs from the shared position
-/// after another device (or none) was active. A sync from nothing tells
-/// its SDK of every room: those joined while another device synced are
-/// unknown to it otherwise until something happens in them. And it takes
-/// the to-device messages queued for this device while it stood by (the
-/// room keys of what the other device sent among them), which a sync from
-/// the shared position would have the homeserver drop unseen: it deletes a
-/// device's to-device messages up to the `since` it syncs from.
-pub async fn prime(sdk: &matrix_sdk::Client) -> Result<(), matrix_sdk::Error> {
-    let mut token = SyncToken::NoToken;
-    for _ in 0..PRIME_ROUNDS {
-        let settings = SyncSettings::new().token(token).timeout(Duration::ZERO).filter(filter(1));
-        let response = sdk.sync_once(settings).await?;
-        if response.to_device.is_empty() {
-            break;
-        }
-        token = SyncToken::Specific(response.next_batch);
-    }
-    // matrix-sdk drops a response whose `next_batch` is the last one it
-    // processed ("the same response twice"): the first sync from the shared
-    // position would end where this one did when nothing happened since,
-    // and its events would never reach the inbox. A message to this device
-    // itself moves the homeserver's position on.
+/// The position matrix-sdk last processed a sync up to (its own, stored
+/// apart from Gatekeeper's shared one).
+async fn sdk_position(sdk: &matrix_sdk::Client) -> Result<Option<String>, matrix_sdk::StoreError> {
+    let value = sdk.state_store().get_kv_data(StateStoreDataKey::SyncToken).await?;
+    Ok(value.and_then(StateStoreDataValue::into_sync_token))
+}
+
+/// Whether matrix-sdk threw a response away unread: it drops one whose
+/// `next_batch` is the position it last processed ("the same response
+/// twice"), yet `sync_once` still hands back that `next_batch`. Asked from
+/// an older position (or from none), such an answer carried events the
+/// SDK read once already, under another position of Gatekeeper's: after a
+/// crash between the SDK storing its position and Gatekeeper storing its
+/// own, a takeover whose catch-up did not finish, or a login's sync.
+/// Accepting it would skip them for good. Asked from that very position,
+/// nothing happened: nothing was lost.
+pub fn dropped_as_repeat(since: Option<&str>, sdk_before: Option<&str>, next_batch: &str) -> bool {
+    sdk_before == Some(next_batch) && since != Some(next_batch)
+}
+
+/// The long-poll time of a sync asked again after a dropped answer
+/// (`repeats` of them in a row), else `usual`. Synapse caches a sync's
+/// answer for a while by its request (position, filter, timeout…): the same
+/// request again would get the same answer, however far the position moved
+/// meanwhile. A timeout of its own for each makes each a new request; it
+/// costs no wait, as the homeserver answers at once when there is news, and
+/// there is (the message the device sent itself).
+fn again_after(repeats: u32, usual: Duration) -> Duration {
+    if repeats == 0 { usual } else { Duration::from_millis(repeats.into()) }
+}
+
+/// Moves the homeserver's position on, with a message to this device
+/// itself: the next sync then ends past the SDK's own position, and the SDK
+/// processes it.
+async fn move_on(sdk: &matrix_sdk::Client) -> Result<(), matrix_sdk::Error> {
     let (Some(user), Some(device)) = (sdk.user_id(), sdk.device_id()) else { return Ok(()) };
     let content = serde_json::value::to_raw_value(&json!({})).expect("JSON serializes");
     let to_self = [(DeviceIdOrAllDevices::DeviceId(device.to_owned()), ruma::serde::Raw::from_json(content))];
@@ -87,6 +100,41 @@ pub async fn prime(sdk: &matrix_sdk::Client) -> Result<(), matrix_sdk::Error> {
     );
     sdk.send(request).await?;
     Ok(())
+}
+
+/// This device's own catch-up, before it syncs from the shared position
+/// after another device (or none) was active. A sync from nothing tells
+/// its SDK of every room: those joined while another device synced are
+/// unknown to it otherwise until something happens in them. And it takes
+/// the to-device messages queued for this device while it stood by (the
+/// room keys of what the other device sent among them), which a sync from
+/// the shared position would have the homeserver drop unseen: it deletes a
+/// device's to-device messages up to the `since` it syncs from.
+pub async fn prime(sdk: &matrix_sdk::Client) -> Result<(), matrix_sdk::Error> {
+    let mut token: Option<String> = None;
+    let mut repeats = 0;
+    for _ in 0..PRIME_ROUNDS {
+        let before = sdk_position(sdk).await?;
+        let from = token.clone().map_or(SyncToken::NoToken, SyncToken::Specific);
+        let settings = SyncSettings::new().token(from).timeout(again_after(repeats, Duration::ZERO)).filter(filter(1));
+        let response = sdk.sync_once(settings).await?;
+        // The login's sync (which reads no room) may have ended where this
+        // one does: the rooms would stay unknown.
+        if dropped_as_repeat(token.as_deref(), before.as_deref(), &response.next_batch) {
+            move_on(sdk).await?;
+            repeats += 1;
+            continue;
+        }
+        if response.to_device.is_empty() {
+            break;
+        }
+        token = Some(response.next_batch);
+    }
+    // Saves the first sync from the shared position a round: it would end
+    // where this one did when nothing happened since, and be dropped (which
+    // `run` recognises and mends the same way, so a failure here is not
+    // fatal).
+    move_on(sdk).await
 }
 
 /// Publishes a new device's keys (matrix-sdk sends them before any sync),
@@ -121,6 +169,8 @@ pub async fn run(
     // The first request of a run catches up without waiting for news, so
     // that readiness means "caught up", not "something happened".
     let mut catching_up = true;
+    // Answers dropped by matrix-sdk in a row (see `dropped_as_repeat`).
+    let mut repeats = 0;
     loop {
         if shutdown.is_set() {
             return SyncEnd::Shutdown;
@@ -136,12 +186,25 @@ pub async fn run(
         let settings = match &since {
             Some(token) => SyncSettings::new()
                 .token(token.clone())
-                .timeout(if catching_up { Duration::ZERO } else { POLL })
+                .timeout(again_after(repeats, if catching_up { Duration::ZERO } else { POLL }))
                 .filter(filter(100)),
             // The starting point needs no history; from nothing, not from
             // the SDK's own last position (`prime`'s, or the login's).
-            None => SyncSettings::new().token(SyncToken::NoToken).timeout(Duration::ZERO).filter(filter(1)),
+            None => SyncSettings::new()
+                .token(SyncToken::NoToken)
+                .timeout(again_after(repeats, Duration::ZERO))
+                .filter(filter(1)),
         };
+        let sdk_before = match sdk_position(&sdk).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "reading matrix-sdk's sync position failed; will retry");
+                shutdown.sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        let asked_from = since.clone();
         let response = tokio::select! {
             r = sdk.sync_once(settings) => r,
             _ = shutdown.wait() => return SyncEnd::Shutdown,
@@ -162,6 +225,23 @@ pub async fn run(
                 continue;
             }
         };
+        if dropped_as_repeat(asked_from.as_deref(), sdk_before.as_deref(), &response.next_batch) {
+            // Nothing is stored: the same position is asked from again,
+            // once the homeserver's has moved past the SDK's.
+            tracing::warn!(
+                since = asked_from.as_deref().unwrap_or("none"),
+                next_batch = %response.next_batch,
+                "matrix-sdk had read this sync already and dropped it; moving the position on to read it again"
+            );
+            if let Err(e) = move_on(&sdk).await {
+                tracing::warn!(error = %e, retry_in = ?backoff, "moving the sync position on failed; will retry");
+                shutdown.sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            repeats += 1;
+            continue;
+        }
+        repeats = 0;
         backoff = Duration::from_secs(1);
         catching_up = false;
         let (events, undecryptable) = match since {
@@ -365,6 +445,31 @@ pub fn invite_event(room_id: &RoomId, stripped: &[Value], owner: &UserId) -> Opt
 mod tests {
     use super::*;
     use ruma::{room_id, user_id};
+
+    #[test]
+    fn an_answer_ending_where_the_sdk_already_was_from_an_older_position_was_dropped() {
+        // The SDK read up to s9, Gatekeeper stored only s5: the answer from
+        // s5 ends at s9, and its events were thrown away.
+        assert!(dropped_as_repeat(Some("s5"), Some("s9"), "s9"));
+        // The login's sync ended at s9; a sync from nothing ends there too.
+        assert!(dropped_as_repeat(None, Some("s9"), "s9"));
+        // Nothing happened since the position asked from: nothing lost.
+        assert!(!dropped_as_repeat(Some("s9"), Some("s9"), "s9"));
+        // The answer ends past the SDK's position: the SDK processed it.
+        assert!(!dropped_as_repeat(Some("s5"), Some("s9"), "s10"));
+        assert!(!dropped_as_repeat(None, None, "s1"));
+        assert!(!dropped_as_repeat(Some("s5"), None, "s9"));
+    }
+
+    #[test]
+    fn each_sync_asked_again_is_a_new_request() {
+        assert_eq!(again_after(0, POLL), POLL);
+        assert_eq!(again_after(0, Duration::ZERO), Duration::ZERO);
+        let timeouts: Vec<Duration> = (1..5).map(|n| again_after(n, Duration::ZERO)).collect();
+        assert!(timeouts.iter().all(|t| *t != Duration::ZERO && *t < Duration::from_secs(1)), "{timeouts:?}");
+        let distinct: std::collections::BTreeSet<_> = timeouts.iter().collect();
+        assert_eq!(distinct.len(), timeouts.len());
+    }
 
     fn stripped() -> Vec<Value> {
         vec![
