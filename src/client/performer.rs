@@ -109,8 +109,8 @@ impl ClientPerformer {
         let (Some(owner), Some(own)) = (self.sdk.user_id(), self.sdk.device_id()) else {
             return Err(PerformError::Transient("the session is not restored yet".into()));
         };
+        let mut events: Vec<Value> = Vec::new();
         let read = async {
-            let mut events: Vec<Value> = Vec::new();
             let mut from = None;
             for _ in 0..LOOK_BACK_PAGES {
                 let mut options = MessagesOptions::backward();
@@ -119,15 +119,24 @@ impl ClientPerformer {
                 options.filter.senders = Some(vec![owner.to_owned()]);
                 let page = room.messages(options).await.map_err(sdk_error)?;
                 events.extend(page.chunk.iter().filter_map(|e| serde_json::from_str(e.kind.raw().json().get()).ok()));
+                // Found: an older page could only stall (past the join, the
+                // homeserver may backfill from a stranger's server).
+                if once::look(&events, owner, own, txn_id) == Look::Sent {
+                    break;
+                }
                 match page.end {
                     Some(end) if !page.chunk.is_empty() => from = Some(end),
                     _ => break,
                 }
             }
-            Ok::<_, PerformError>(events)
+            Ok::<_, PerformError>(())
         };
-        match tokio::time::timeout(LOOK_UP_FOR, read).await {
-            Ok(events) => Ok(once::look(&events?, owner, own, txn_id)),
+        let finished = tokio::time::timeout(LOOK_UP_FOR, read).await;
+        // What was read before a timeout still counts: found is found.
+        let found = once::look(&events, owner, own, txn_id);
+        match finished {
+            Ok(read) => read.map(|()| found),
+            Err(_) if found == Look::Sent => Ok(found),
             Err(_) => {
                 tracing::warn!(%room_id, txn_id, "reading the room's history took too long; counted as unreadable");
                 Ok(Look::Unreadable)

@@ -225,19 +225,29 @@ pub async fn run(
                 continue;
             }
         };
-        if dropped_as_repeat(asked_from.as_deref(), sdk_before.as_deref(), &response.next_batch) {
+        // From nothing, a dropped answer loses nothing: a first sync's
+        // events are not decided anyway (and a device that can never send
+        // to itself must still start).
+        if asked_from.is_some() && dropped_as_repeat(asked_from.as_deref(), sdk_before.as_deref(), &response.next_batch)
+        {
             // Nothing is stored: the same position is asked from again,
             // once the homeserver's has moved past the SDK's.
             tracing::warn!(
                 since = asked_from.as_deref().unwrap_or("none"),
                 next_batch = %response.next_batch,
+                repeats,
+                retry_in = ?backoff,
                 "matrix-sdk had read this sync already and dropped it; moving the position on to read it again"
             );
             if let Err(e) = move_on(&sdk).await {
-                tracing::warn!(error = %e, retry_in = ?backoff, "moving the sync position on failed; will retry");
-                shutdown.sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tracing::warn!(error = %e, "moving the sync position on failed; will retry");
             }
+            // Always after a pause: the homeserver may cap an answer at a
+            // position (a hundred to-device messages waiting) that the
+            // message to itself does not move, until another stream does;
+            // asking at once again would only hammer it.
+            shutdown.sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
             repeats += 1;
             continue;
         }
