@@ -2,7 +2,8 @@
 //! into sled, alone and with the processor running beside it (as in
 //! production, on the same two cores), set against two floors measured in
 //! the same run, each with the same durability step Gatekeeper takes before
-//! it acknowledges (sled's flush, then the files synced):
+//! it acknowledges (the transaction's record in the intake journal, synced:
+//! `store::journal`):
 //!
 //! (a) parse + ONE insert of the whole body + the durability step, behind
 //!     the same HTTP server and client as the intake (and without them);
@@ -90,16 +91,50 @@ struct Body<'a> {
     events: Vec<&'a RawValue>,
 }
 
-/// What Gatekeeper does to make a write durable before acknowledging it,
-/// after sled's flush: the database's files synced.
-struct Durability(gatekeeper::store::durable::FileSync);
+/// How a floor makes each transaction durable before acknowledging it.
+enum Step {
+    /// What Gatekeeper does: the transaction's record in the intake
+    /// journal, synced (`store::journal`), with sled's flush and the sync
+    /// of its files as the journal's checkpoint.
+    Journal(gatekeeper::store::journal::Journal),
+    /// What Gatekeeper did before the journal: sled's flush, then its
+    /// files synced (`store::durable`).
+    SledSync(gatekeeper::store::durable::FileSync),
+    /// sled's flush only: survives `kill -9`, not a power cut.
+    Flush,
+}
 
-impl Durability {
-    fn open(path: &std::path::Path) -> Self {
-        Durability(gatekeeper::store::durable::FileSync::open(path).unwrap())
+impl Step {
+    fn journal(path: &std::path::Path, db: &sled::Db) -> Self {
+        let files = Arc::new(gatekeeper::store::durable::FileSync::open(path).unwrap());
+        let db = db.clone();
+        let checkpoint: gatekeeper::store::journal::Checkpoint = Box::new(move || {
+            db.flush().map_err(std::io::Error::other)?;
+            files.sync()
+        });
+        let (journal, _) =
+            gatekeeper::store::journal::Journal::open(path, gatekeeper::store::journal::SEGMENT_BYTES, 0, checkpoint)
+                .unwrap();
+        journal.all_durable();
+        Step::Journal(journal)
     }
-    fn sync(&self) {
-        self.0.sync().unwrap()
+
+    fn sled_sync(path: &std::path::Path) -> Self {
+        Step::SledSync(gatekeeper::store::durable::FileSync::open(path).unwrap())
+    }
+
+    /// After the inserts of one transaction whose body is `body`.
+    fn take(&self, db: &sled::Db, body: &[u8]) {
+        match self {
+            Step::Journal(journal) => journal.append(journal.next_lsn(), body).unwrap(),
+            Step::SledSync(files) => {
+                db.flush().unwrap();
+                files.sync().unwrap();
+            }
+            Step::Flush => {
+                db.flush().unwrap();
+            }
+        }
     }
 }
 
@@ -108,9 +143,8 @@ fn open_floor_db(path: &std::path::Path) -> sled::Db {
 }
 
 /// Floor (b): parses each transaction and stores its events under sequence
-/// numbers in `tree`, then one flush (and the durability step, if given)
-/// per transaction.
-fn store_transactions(db: &sled::Db, tree: &sled::Tree, sync: Option<&Durability>, bodies: &[String]) {
+/// numbers in `tree`, then the durability step per transaction.
+fn store_transactions(db: &sled::Db, tree: &sled::Tree, step: &Step, bodies: &[String]) {
     let mut seq = tree.last().unwrap().map_or(0, |(k, _)| u64::from_be_bytes(k.as_ref().try_into().unwrap()));
     for body in bodies {
         let parsed: Body<'_> = serde_json::from_str(body).unwrap();
@@ -118,27 +152,21 @@ fn store_transactions(db: &sled::Db, tree: &sled::Tree, sync: Option<&Durability
             seq += 1;
             tree.insert(seq.to_be_bytes(), e.get().as_bytes()).unwrap();
         }
-        db.flush().unwrap();
-        if let Some(s) = sync {
-            s.sync();
-        }
+        step.take(db, body.as_bytes());
     }
 }
 
 /// Floor (a): parses each transaction (as any intake must, to refuse a
-/// malformed one) and stores the body whole, in one insert, then one
-/// flush (and the durability step, if given).
-fn store_whole(db: &sled::Db, tree: &sled::Tree, sync: Option<&Durability>, bodies: &[String]) {
+/// malformed one) and stores the body whole, in one insert, then the
+/// durability step.
+fn store_whole(db: &sled::Db, tree: &sled::Tree, step: &Step, bodies: &[String]) {
     let mut seq = tree.last().unwrap().map_or(0, |(k, _)| u64::from_be_bytes(k.as_ref().try_into().unwrap()));
     for body in bodies {
         let parsed: Body<'_> = serde_json::from_str(body).unwrap();
         assert!(!parsed.events.is_empty());
         seq += 1;
         tree.insert(seq.to_be_bytes(), body.as_bytes()).unwrap();
-        db.flush().unwrap();
-        if let Some(s) = sync {
-            s.sync();
-        }
+        step.take(db, body.as_bytes());
     }
 }
 
@@ -148,20 +176,31 @@ struct Floor {
     acks: Vec<Duration>,
 }
 
-fn floor_of(bodies: &[String], whole: bool, durable: bool) -> Floor {
+#[derive(Clone, Copy)]
+enum StepKind {
+    Journal,
+    SledSync,
+    Flush,
+}
+
+fn floor_of(bodies: &[String], whole: bool, step: StepKind) -> Floor {
     let dir = tempfile::tempdir().unwrap();
     let db = open_floor_db(dir.path());
     let tree = db.open_tree("inbox").unwrap();
-    let sync = durable.then(|| Durability::open(dir.path()));
+    let step = match step {
+        StepKind::Journal => Step::journal(dir.path(), &db),
+        StepKind::SledSync => Step::sled_sync(dir.path()),
+        StepKind::Flush => Step::Flush,
+    };
     let mut acks = Vec::with_capacity(bodies.len());
     let start = Instant::now();
     for body in bodies {
         let t = Instant::now();
         let one = std::slice::from_ref(body);
         if whole {
-            store_whole(&db, &tree, sync.as_ref(), one);
+            store_whole(&db, &tree, &step, one);
         } else {
-            store_transactions(&db, &tree, sync.as_ref(), one);
+            store_transactions(&db, &tree, &step, one);
         }
         acks.push(t.elapsed());
     }
@@ -175,19 +214,19 @@ fn floor_of(bodies: &[String], whole: bool, durable: bool) -> Floor {
 /// thread, as the intake does), then answered 200. What any durable intake
 /// over HTTP must at least do.
 async fn floor_over_http(bodies: &[String]) -> Floor {
-    type FloorState = Arc<(sled::Db, sled::Tree, Durability, std::sync::atomic::AtomicU64)>;
+    type FloorState = Arc<(sled::Db, sled::Tree, Step, std::sync::atomic::AtomicU64)>;
     let dir = tempfile::tempdir().unwrap();
     let db = open_floor_db(dir.path());
     let tree = db.open_tree("inbox").unwrap();
-    let state: FloorState = Arc::new((db, tree, Durability::open(dir.path()), std::sync::atomic::AtomicU64::new(0)));
+    let step = Step::journal(dir.path(), &db);
+    let state: FloorState = Arc::new((db, tree, step, std::sync::atomic::AtomicU64::new(0)));
     async fn put(axum::extract::State(s): axum::extract::State<FloorState>, body: axum::body::Bytes) -> &'static str {
         tokio::task::spawn_blocking(move || {
             let parsed: Body<'_> = serde_json::from_slice(&body).unwrap();
             assert!(!parsed.events.is_empty());
             let seq = s.3.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             s.1.insert(seq.to_be_bytes(), body.as_ref()).unwrap();
-            s.0.flush().unwrap();
-            s.2.sync();
+            s.2.take(&s.0, &body);
         })
         .await
         .unwrap();
@@ -292,7 +331,7 @@ fn capture_floor(bodies: &[String]) -> Duration {
         event_id: &'a str,
     }
     let start = Instant::now();
-    store_transactions(&db, &inbox, None, bodies);
+    store_transactions(&db, &inbox, &Step::Flush, bodies);
     loop {
         let batch: Vec<(sled::IVec, sled::IVec)> = inbox.iter().take(100).map(Result::unwrap).collect();
         if batch.is_empty() {
@@ -575,10 +614,11 @@ async fn main() {
     // Unrelated traffic: the floors, then the intake alone and with the
     // processor running.
     let floor_a = floor_over_http(&bodies).await;
-    let floor_a_direct = floor_of(&bodies, true, true);
-    let floor_b = floor_of(&bodies, false, true);
-    let floor_a_flush = floor_of(&bodies, true, false);
-    let floor_b_flush = floor_of(&bodies, false, false);
+    let floor_a_direct = floor_of(&bodies, true, StepKind::Journal);
+    let floor_b = floor_of(&bodies, false, StepKind::Journal);
+    let floor_a_sled_sync = floor_of(&bodies, true, StepKind::SledSync);
+    let floor_a_flush = floor_of(&bodies, true, StepKind::Flush);
+    let floor_b_flush = floor_of(&bodies, false, StepKind::Flush);
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SledStore::open(&dir.path().join("db"), 64).unwrap());
     let alone = through_http(store.clone(), &bodies, false).await;
@@ -589,11 +629,12 @@ async fn main() {
 
     let a = floor_a.total;
     println!("-- unrelated traffic (messages between users nobody protects)");
-    line("floor (a): HTTP + parse + 1 insert of the body + flush + sync", a, a);
+    line("floor (a): HTTP + parse + 1 insert of the body + journal", a, a);
     line("floor (a) without HTTP (called directly)", floor_a_direct.total, a);
-    line("floor (b): parse + 1 insert per event + flush + sync (no HTTP)", floor_b.total, a);
-    line("floor (a) without the sync (sled's flush only)", floor_a_flush.total, a);
-    line("floor (b) without the sync (sled's flush only)", floor_b_flush.total, a);
+    line("floor (b): parse + 1 insert per event + journal (no HTTP)", floor_b.total, a);
+    line("floor (a) with sled's flush + sync instead of the journal", floor_a_sled_sync.total, a);
+    line("floor (a) with sled's flush only (not durable)", floor_a_flush.total, a);
+    line("floor (b) with sled's flush only (not durable)", floor_b_flush.total, a);
     line("intake over HTTP alone (acknowledged, durable)", alone.total, a);
     line("intake with the processor running: intake", running.total, a);
     line("intake with the processor running: all processed", running.done, a);
@@ -610,10 +651,13 @@ async fn main() {
         floor_b.total.as_secs_f64() / alone.total.as_secs_f64()
     );
     println!(
-        "{:<58} sync {:.2?} per transaction (floor (a) with and without)",
-        "what the sync costs",
-        (floor_a_direct.total.saturating_sub(floor_a_flush.total)) / TXNS as u32
+        "{:<58} journal {:.2?}, sled's flush + sync {:.2?}, sled's flush only {:.2?}",
+        "floor (a) per transaction, by durability step",
+        floor_a_direct.total / TXNS as u32,
+        floor_a_sled_sync.total / TXNS as u32,
+        floor_a_flush.total / TXNS as u32
     );
+    acks("floor (a) with sled's flush + sync, 100-event transaction", &floor_a_sled_sync.acks);
     acks("floor (a) over HTTP, 100-event transaction", &floor_a.acks);
     acks("floor (a) without HTTP, 100-event transaction", &floor_a_direct.acks);
     acks("floor (b), 100-event transaction", &floor_b.acks);

@@ -5,6 +5,7 @@
 
 pub mod copy;
 pub mod durable;
+pub mod journal;
 mod memory;
 mod overlay;
 mod pg_store;

@@ -25,6 +25,9 @@ pub(super) const G_BUILT: &str = "sizes_built";
 /// Kept apart from connector values: no connector key can overwrite it.
 pub(super) const K_SYNC_POSITION: &str = "sync_position";
 pub(super) const K_TXN_HIGH: &str = "highest_transaction_number";
+/// The LSN of the last transaction stored through the intake journal,
+/// written with it (see `store::journal`).
+pub(super) const K_JOURNAL_APPLIED: &str = "journal_applied";
 
 /// Moves a kept size up or down.
 pub(super) fn resize(

@@ -40,7 +40,7 @@ pub(super) fn transaction_value(events: &[&[u8]]) -> Vec<u8> {
 
 /// The events of a stored transaction's value (as [`transaction_value`]
 /// wrote it, tag included).
-fn transaction_events(v: &[u8]) -> Result<Vec<&[u8]>, StoreError> {
+pub(super) fn transaction_events(v: &[u8]) -> Result<Vec<&[u8]>, StoreError> {
     let corrupt = corrupt_transaction;
     let take4 = |at: usize| -> Result<usize, StoreError> {
         let b: [u8; 4] = v.get(at..at + 4).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?;

@@ -2,6 +2,8 @@
 //! sync batches and their position, follow-ups, internal events, used links;
 //! and the connector's values.
 
+use std::path::Path;
+
 use sled::Transactional;
 use sled::transaction::TransactionError;
 
@@ -9,10 +11,12 @@ use crate::store::records::{self, TxnRecord};
 use crate::store::{Accepted, FollowUp, Store, StoreError, transaction_digest};
 
 use super::counters::{
-    C_FOLLOW_UPS, C_RECEIVED, C_REPLAYS, C_TRANSACTIONS, G_INBOX, K_SYNC_POSITION, K_TXN_HIGH, bump, resize,
+    C_FOLLOW_UPS, C_RECEIVED, C_REPLAYS, C_TRANSACTIONS, G_INBOX, K_JOURNAL_APPLIED, K_SYNC_POSITION, K_TXN_HIGH, bump,
+    resize,
 };
-use super::inbox::{RECORD_EVENTS, inbox_value, transaction_value};
-use super::{SledStore, read_u64};
+use super::inbox::{RECORD_EVENTS, inbox_value, transaction_events, transaction_value};
+use super::{SledStore, backend, read_u64};
+use crate::store::journal::{Checkpoint, Journal};
 
 impl SledStore {
     pub(super) fn accept_transaction(
@@ -36,9 +40,40 @@ impl SledStore {
             }
             None => false,
         };
+        // The journal makes the transaction durable with one sync of its
+        // own (see `store::journal`); one too large for it, the database's.
+        let journal = self.journal.as_ref().filter(|j| j.fits(journal_len(txn_id, events)));
+        let lsn = journal.map(|j| j.next_lsn());
+        self.store_transaction(txn_id, events, now_ms, digest, lsn)?;
+        match (journal, lsn) {
+            (Some(journal), Some(lsn)) => {
+                journal.append(lsn, &journal_record(txn_id, events, now_ms)).map_err(|e| {
+                    // What sled holds may reach its files without the record:
+                    // nothing is acknowledged again until the database is
+                    // reopened (and what the journal holds, applied).
+                    self.failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| e.to_string());
+                    backend(format!("writing the intake journal: {e}"))
+                })?
+            }
+            _ => self.durable()?,
+        }
+        Ok(if reused { Accepted::ReusedId { events: events.len() } } else { Accepted::New { events: events.len() } })
+    }
+
+    /// A transaction's events into the inbox, its ID with them, in one
+    /// atomic write (synced by the caller), with the journal's LSN if it
+    /// is journalled.
+    fn store_transaction(
+        &self,
+        txn_id: &str,
+        events: &[&[u8]],
+        now_ms: u64,
+        digest: String,
+        lsn: Option<u64>,
+    ) -> Result<(), StoreError> {
         // The transaction whole, as one record (several only past
-        // `RECORD_EVENTS` events), its ID with it: one write, then one
-        // sync. It is split into events when processed.
+        // `RECORD_EVENTS` events), its ID with it. It is split into events
+        // when processed.
         let records: Vec<Vec<u8>> = events.chunks(RECORD_EVENTS).map(transaction_value).collect();
         // IDs are taken before the transaction so a conflict retry reuses them.
         let seqs = self.next_seqs(records.len())?;
@@ -58,11 +93,41 @@ impl SledStore {
                         counters.insert(K_TXN_HIGH, &n.to_be_bytes())?;
                     }
                 }
+                if let Some(lsn) = lsn {
+                    counters.insert(K_JOURNAL_APPLIED, &lsn.to_be_bytes())?;
+                }
                 Ok(())
             })
-            .map_err(|e| self.failed_tx(e))?;
-        self.durable()?;
-        Ok(if reused { Accepted::ReusedId { events: events.len() } } else { Accepted::New { events: events.len() } })
+            .map_err(|e| self.failed_tx(e))
+    }
+
+    /// Opens the intake journal beside the database and stores again what
+    /// it holds that the database lost (a power cut takes what sled had
+    /// not synced itself), then makes all of it durable.
+    pub(super) fn with_journal(mut self, path: &Path, segment_bytes: u64) -> Result<Self, StoreError> {
+        let applied = self.counters.get(K_JOURNAL_APPLIED).map_err(|e| self.failed(e))?.map_or(0, |v| read_u64(&v));
+        let (db, files) = (self.db.clone(), std::sync::Arc::clone(&self.files));
+        let checkpoint: Checkpoint = Box::new(move || {
+            db.flush().map_err(std::io::Error::other)?;
+            files.sync()
+        });
+        let (journal, pending) = Journal::open(path, segment_bytes, applied, checkpoint)
+            .map_err(|e| backend(format!("opening the intake journal in {}: {e}", path.display())))?;
+        for record in &pending {
+            let (txn_id, events, now_ms) = read_journal_record(&record.payload)?;
+            let digest = records::hex(&transaction_digest(&events));
+            self.store_transaction(txn_id, &events, now_ms, digest, Some(record.lsn))?;
+        }
+        if !pending.is_empty() {
+            self.durable()?;
+            tracing::info!(
+                transactions = pending.len(),
+                "stored again from the intake journal what the database had lost"
+            );
+        }
+        journal.all_durable();
+        self.journal = Some(journal);
+        Ok(self)
     }
 
     pub(super) fn highest_transaction_number(&self) -> Result<Option<u64>, StoreError> {
@@ -175,5 +240,164 @@ impl SledStore {
             })
             .map_err(|e| self.failed_tx(e))?;
         self.flush()
+    }
+}
+
+/// A journal record's length, before it is encoded.
+fn journal_len(txn_id: &str, events: &[&[u8]]) -> usize {
+    8 + 4 + txn_id.len() + 5 + events.iter().map(|e| 4 + e.len()).sum::<usize>()
+}
+
+/// A transaction as the journal keeps it: when it came, its ID, and its
+/// events as the inbox stores them.
+fn journal_record(txn_id: &str, events: &[&[u8]], now_ms: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(journal_len(txn_id, events));
+    v.extend_from_slice(&now_ms.to_be_bytes());
+    v.extend_from_slice(&(txn_id.len() as u32).to_be_bytes());
+    v.extend_from_slice(txn_id.as_bytes());
+    v.extend_from_slice(&transaction_value(events));
+    v
+}
+
+fn read_journal_record(v: &[u8]) -> Result<(&str, Vec<&[u8]>, u64), StoreError> {
+    let corrupt = || StoreError::Corrupt("intake journal record".into());
+    let now_ms = u64::from_be_bytes(v.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?);
+    let id_len = u32::from_be_bytes(v.get(8..12).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?) as usize;
+    let id = v.get(12..12 + id_len).and_then(|b| std::str::from_utf8(b).ok()).ok_or_else(corrupt)?;
+    let events = transaction_events(v.get(12 + id_len..).ok_or_else(corrupt)?)?;
+    Ok((id, events, now_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn event(i: usize) -> String {
+        format!(
+            r#"{{"event_id":"$e{i}","type":"m.room.message","room_id":"!r:x","sender":"@s:x","content":{{"body":"{i}"}}}}"#
+        )
+    }
+
+    fn accept(store: &SledStore, txns: std::ops::Range<usize>) {
+        for i in txns {
+            let e = event(i);
+            let got = store.accept_transaction(&i.to_string(), &[e.as_bytes()], i as u64).unwrap();
+            assert_eq!(got, Accepted::New { events: 1 });
+        }
+    }
+
+    fn inbox(store: &SledStore) -> Vec<String> {
+        let items = store.inbox_batch_within(usize::MAX, usize::MAX).unwrap();
+        items.into_iter().map(|i| String::from_utf8(i.raw).unwrap()).collect()
+    }
+
+    /// sled's own files, apart from the journal's.
+    fn sled_files(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !path.file_name().unwrap().to_string_lossy().starts_with("journal.") {
+                out.push(path);
+            }
+        }
+        out
+    }
+
+    fn copy_tree(from: &Path, to: &Path) {
+        if from.is_dir() {
+            std::fs::create_dir_all(to).unwrap();
+            for entry in std::fs::read_dir(from).unwrap() {
+                let entry = entry.unwrap();
+                copy_tree(&entry.path(), &to.join(entry.file_name()));
+            }
+        } else {
+            std::fs::copy(from, to).unwrap();
+        }
+    }
+
+    /// What sled had synced when the power went: its files as they were
+    /// at `saved`, with the journal as it is now.
+    fn power_cut(db: &Path, saved: &Path) {
+        for path in sled_files(db) {
+            if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) }.unwrap();
+        }
+        for path in sled_files(saved) {
+            copy_tree(&path, &db.join(path.file_name().unwrap()));
+        }
+    }
+
+    fn save(db: &Path, saved: &Path) {
+        std::fs::create_dir_all(saved).unwrap();
+        for path in sled_files(db) {
+            copy_tree(&path, &saved.join(path.file_name().unwrap()));
+        }
+    }
+
+    #[test]
+    fn what_a_power_cut_took_from_sled_is_stored_again_from_the_journal_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, saved) = (dir.path().join("db"), dir.path().join("saved"));
+        accept(&SledStore::open(&db, 4).unwrap(), 0..3);
+        save(&db, &saved);
+        // Acknowledged through the journal alone; sled's log never synced.
+        accept(&SledStore::open(&db, 4).unwrap(), 3..10);
+        power_cut(&db, &saved);
+        let store = SledStore::open(&db, 4).unwrap();
+        assert_eq!(inbox(&store), (0..10).map(event).collect::<Vec<_>>());
+        assert_eq!(store.highest_transaction_number().unwrap(), Some(9));
+        // Applied once: the homeserver's retry of one is a replay, and
+        // opening again applies nothing twice.
+        let e = event(7);
+        assert_eq!(store.accept_transaction("7", &[e.as_bytes()], 7).unwrap(), Accepted::Replay);
+        drop(store);
+        let store = SledStore::open(&db, 4).unwrap();
+        assert_eq!(inbox(&store).len(), 10);
+        accept(&store, 10..11);
+        assert_eq!(inbox(&store).len(), 11);
+    }
+
+    #[test]
+    fn a_power_cut_after_the_journal_went_round_loses_nothing() {
+        const SEGMENT: u64 = 4096;
+        let dir = tempfile::tempdir().unwrap();
+        let (db, saved) = (dir.path().join("db"), dir.path().join("saved"));
+        // Round and round: checkpoints let the segments be written over.
+        accept(&SledStore::open_with_journal_segment(&db, 4, SEGMENT).unwrap(), 0..100);
+        save(&db, &saved);
+        // Past the first segment's end, into the second: the checkpoint of
+        // the first may finish, but nothing is written over yet.
+        let per_segment = SEGMENT as usize / journal_len("100", &[event(100).as_bytes()]);
+        let end = 100 + per_segment + per_segment / 2;
+        accept(&SledStore::open_with_journal_segment(&db, 4, SEGMENT).unwrap(), 100..end);
+        power_cut(&db, &saved);
+        let store = SledStore::open_with_journal_segment(&db, 4, SEGMENT).unwrap();
+        assert_eq!(inbox(&store), (0..end).map(event).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_transaction_too_large_for_the_journal_is_kept_all_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        let store = SledStore::open_with_journal_segment(&db, 4, 1024).unwrap();
+        let large = "x".repeat(2000);
+        assert_eq!(store.accept_transaction("big", &[large.as_bytes()], 1).unwrap(), Accepted::New { events: 1 });
+        accept(&store, 0..3);
+        drop(store);
+        let store = SledStore::open_with_journal_segment(&db, 4, 1024).unwrap();
+        assert_eq!(inbox(&store).len(), 4);
+    }
+
+    #[test]
+    fn journal_records_read_back_as_written() {
+        let events = [event(1), event(2)];
+        let raw: Vec<&[u8]> = events.iter().map(|e| e.as_bytes()).collect();
+        let record = journal_record("txn-1", &raw, 42);
+        assert_eq!(record.len(), journal_len("txn-1", &raw));
+        let (id, back, at) = read_journal_record(&record).unwrap();
+        assert_eq!((id, back, at), ("txn-1", raw.clone(), 42));
+        assert!(read_journal_record(&record[..record.len() - 1]).is_err());
+        assert!(read_journal_record(&record[..10]).is_err());
     }
 }

@@ -65,7 +65,10 @@ pub struct SledStore {
     /// are (a bitmap), by the transaction's inbox key.
     inbox_done: Tree,
     /// The files behind `db`, synced before anything is acknowledged.
-    files: super::durable::FileSync,
+    files: std::sync::Arc<super::durable::FileSync>,
+    /// Makes each transaction durable before it is acknowledged (see
+    /// `store::journal`). Set by `open` once what it held is stored again.
+    journal: Option<super::journal::Journal>,
     /// Serialises intake so that inbox order is arrival order; sled's own
     /// locking would allow two transactions' events to interleave.
     intake: Mutex<()>,
@@ -110,6 +113,16 @@ fn is_lock_conflict(e: &sled::Error) -> bool {
 
 impl SledStore {
     pub fn open(path: &Path, cache_capacity_mb: u64) -> Result<Self, StoreError> {
+        Self::open_with_journal_segment(path, cache_capacity_mb, super::journal::SEGMENT_BYTES)
+    }
+
+    /// As [`SledStore::open`], with the intake journal's segments of
+    /// `journal_segment` bytes (tests make it small to see it go round).
+    pub fn open_with_journal_segment(
+        path: &Path,
+        cache_capacity_mb: u64,
+        journal_segment: u64,
+    ) -> Result<Self, StoreError> {
         // A database just dropped in this process can still be locked for a
         // moment by sled's background I/O threads; another process holding
         // it keeps it for good. So a lock is waited on briefly, then reported.
@@ -156,8 +169,11 @@ impl SledStore {
             held_by_owner_room: tree("held_by_owner_room")?,
             seen_by_room: tree("seen_by_room")?,
             inbox_done: tree("inbox_done")?,
-            files: super::durable::FileSync::open(path)
-                .map_err(|e| backend(format!("syncing the files of {}: {e}", path.display())))?,
+            files: std::sync::Arc::new(
+                super::durable::FileSync::open(path)
+                    .map_err(|e| backend(format!("syncing the files of {}: {e}", path.display())))?,
+            ),
+            journal: None,
             intake: Mutex::new(()),
             quarantine_len: Mutex::new(None),
             failure: Mutex::new(None),
@@ -167,7 +183,8 @@ impl SledStore {
         .with_rooms_by_owner(&rooms_per_room)?
         .with_rules_apart()?
         .with_tallies()?
-        .with_id_floor()
+        .with_id_floor()?
+        .with_journal(path, journal_segment)
     }
 
     fn with_id_floor(self) -> Result<Self, StoreError> {
