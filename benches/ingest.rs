@@ -695,7 +695,7 @@ async fn main() {
     let stranger = through_http(held.clone(), &strangers, true).await;
     assert_eq!(held.stats().unwrap().deferred_messages as usize, TXNS * EVENTS);
     let sa = stranger_floor.total;
-    line("floor (a): HTTP + parse + 1 insert of the body + flush + sync", sa, sa);
+    line("floor (a): HTTP + parse + 1 insert of the body + journal", sa, sa);
     line("capture floor (sled work of capturing, no decisions)", stranger_capture_floor, sa);
     line("intake with the processor running: intake", stranger.total, sa);
     line("intake with the processor running: all processed", stranger.done, sa);

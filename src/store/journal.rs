@@ -54,6 +54,9 @@ struct Writer {
     /// (0: none).
     last_lsn: [u64; 2],
     buf: Vec<u8>,
+    /// A write or sync that failed: what the kernel had of it may be lost
+    /// though a later sync succeeds, so nothing is written after it.
+    failed: Option<String>,
 }
 
 struct Checkpoints {
@@ -104,13 +107,24 @@ impl Journal {
         File::open(dir)?.sync_all()?;
         chains.sort_by_key(|r| r.lsn);
         let mut pending = Vec::new();
+        let mut after_gap = 0;
         for record in chains.into_iter().filter(|r| r.lsn > applied) {
-            // A record after a gap follows one that was torn or never
-            // finished: nothing after it was acknowledged.
-            if record.lsn != applied + 1 + pending.len() as u64 {
-                break;
+            if record.lsn != applied + 1 + pending.len() as u64 || after_gap > 0 {
+                after_gap += 1;
+                continue;
             }
             pending.push(record);
+        }
+        if after_gap > 0 {
+            // Records are written and synced one after the other, so a
+            // gap means the journal's files were damaged: what follows it
+            // cannot be applied in order.
+            tracing::error!(
+                dir = %dir.display(),
+                applied,
+                skipped = after_gap,
+                "the intake journal has a gap: records after it are not applied"
+            );
         }
         let [first, second]: [File; 2] = files.try_into().map_err(|_| io::Error::other("two segments"))?;
         let journal = Journal {
@@ -123,6 +137,7 @@ impl Journal {
                 // Until `all_durable`, neither segment may be written over.
                 last_lsn: [highest, highest],
                 buf: Vec::new(),
+                failed: None,
             }),
             checkpoints: Arc::new(Checkpoints {
                 run,
@@ -158,13 +173,26 @@ impl Journal {
     /// it survives a power cut.
     pub fn append(&self, lsn: u64, payload: &[u8]) -> io::Result<()> {
         let mut writer = self.writer();
+        if let Some(e) = &writer.failed {
+            return Err(io::Error::other(format!("the journal failed earlier: {e}")));
+        }
+        // The caller's mistakes, refused before anything is written.
         if lsn != writer.next_lsn {
             return Err(io::Error::other(format!("journal record {lsn} out of turn (next is {})", writer.next_lsn)));
         }
-        let len = HEADER + payload.len();
         if !self.fits(payload.len()) {
+            let len = HEADER + payload.len();
             return Err(io::Error::other(format!("a journal record of {len} bytes is larger than a segment")));
         }
+        let result = self.write(&mut writer, lsn, payload);
+        if let Err(e) = &result {
+            writer.failed = Some(e.to_string());
+        }
+        result
+    }
+
+    fn write(&self, writer: &mut Writer, lsn: u64, payload: &[u8]) -> io::Result<()> {
+        let len = HEADER + payload.len();
         if writer.offset + len as u64 > self.segment_bytes {
             let (left, next) = (writer.active, 1 - writer.active);
             self.checkpoints.wait_for(writer.last_lsn[next])?;
@@ -187,6 +215,17 @@ impl Journal {
 
     fn writer(&self) -> MutexGuard<'_, Writer> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Journal {
+    /// Waits for a checkpoint under way: its thread holds the store's
+    /// database open, which a reopen in the same process would wait for.
+    fn drop(&mut self) {
+        let mut state = self.checkpoints.state();
+        while state.running {
+            state = self.checkpoints.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
     }
 }
 
@@ -213,9 +252,16 @@ impl Checkpoints {
         }
         state.running = true;
         drop(state);
-        let result = (self.run)();
+        let result = self.run_guarded();
         self.finish(lsn, &result);
         result
+    }
+
+    /// A checkpoint that panics (sled asserts) counts as failed: otherwise
+    /// `running` would stay set and the next change of segment wait for ever.
+    fn run_guarded(&self) -> io::Result<()> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.run)()))
+            .unwrap_or_else(|_| Err(io::Error::other("the checkpoint panicked")))
     }
 
     /// Starts a checkpoint covering `lsn` on a thread of its own, unless
@@ -230,7 +276,7 @@ impl Checkpoints {
         drop(state);
         let this = Arc::clone(self);
         let spawned = std::thread::Builder::new().name("journal-checkpoint".into()).spawn(move || {
-            let result = (this.run)();
+            let result = this.run_guarded();
             this.finish(lsn, &result);
         });
         if let Err(e) = spawned {
@@ -434,6 +480,48 @@ mod tests {
         // Whatever was written before is still there to apply again.
         let (_, pending) = open(dir.path(), 0);
         assert_eq!(lsns(&pending), (1..lsn).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_checkpoint_that_panics_fails_the_journal_instead_of_hanging_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let run: Checkpoint = Box::new(|| panic!("sled asserted"));
+        let (journal, _) = Journal::open(dir.path(), SMALL, 0, run).unwrap();
+        journal.all_durable();
+        let mut lsn = 1;
+        let err = loop {
+            match journal.append(lsn, &payload(lsn)) {
+                Ok(()) => lsn += 1,
+                Err(e) => break e,
+            }
+            assert!(lsn < 1000, "never refused");
+        };
+        assert!(err.to_string().contains("panicked"), "{err}");
+        // For good: the next record is refused too.
+        assert!(journal.append(lsn, &payload(lsn)).is_err());
+    }
+
+    #[test]
+    fn records_after_a_gap_are_not_given_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = open(dir.path(), 0);
+        journal.all_durable();
+        let per_segment = SMALL as usize / (HEADER + payload(30).len());
+        let total = per_segment as u64 + 3;
+        for lsn in 1..=total {
+            journal.append(lsn, &payload(lsn)).unwrap();
+        }
+        drop(journal);
+        // The third record of the first segment damaged: the second
+        // segment's records follow a gap.
+        let path = dir.path().join(NAMES[0]);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let third = 2 * (HEADER + payload(1).len()) + HEADER;
+        bytes[third] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let (journal, pending) = open(dir.path(), 0);
+        assert_eq!(lsns(&pending), [1, 2]);
+        assert_eq!(journal.next_lsn(), total + 1, "no number is used twice");
     }
 
     #[test]

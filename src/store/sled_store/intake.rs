@@ -27,6 +27,11 @@ impl SledStore {
     ) -> Result<Accepted, StoreError> {
         let digest = records::hex(&transaction_digest(events));
         let _guard = self.intake.lock().unwrap_or_else(|p| p.into_inner());
+        // Not even a replay is acknowledged after a failed write or sync:
+        // the first try may be in sled's memory only.
+        if let Some(e) = self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Err(backend(format!("the database cannot write any more: {e}")));
+        }
         let reused = match self.txn_by_id.get(txn_id).map_err(|e| self.failed(e))? {
             Some(bytes) => {
                 let TxnRecord::V1 { digest: seen, .. } = records::decode("transaction", &bytes)?;
@@ -47,10 +52,13 @@ impl SledStore {
         self.store_transaction(txn_id, events, now_ms, digest, lsn)?;
         match (journal, lsn) {
             (Some(journal), Some(lsn)) => {
+                // A blob sled made for this write (or any other) before the
+                // record that makes it count: see `FileSync::sync_blobs`.
+                self.files.sync_blobs().map_err(|e| self.sync_failed(e))?;
                 journal.append(lsn, &journal_record(txn_id, events, now_ms)).map_err(|e| {
-                    // What sled holds may reach its files without the record:
-                    // nothing is acknowledged again until the database is
-                    // reopened (and what the journal holds, applied).
+                    // What sled holds may reach its files without the
+                    // record: nothing is acknowledged again until the
+                    // database is reopened (and the journal, applied).
                     self.failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| e.to_string());
                     backend(format!("writing the intake journal: {e}"))
                 })?
@@ -106,10 +114,16 @@ impl SledStore {
     /// not synced itself), then makes all of it durable.
     pub(super) fn with_journal(mut self, path: &Path, segment_bytes: u64) -> Result<Self, StoreError> {
         let applied = self.counters.get(K_JOURNAL_APPLIED).map_err(|e| self.failed(e))?.map_or(0, |v| read_u64(&v));
-        let (db, files) = (self.db.clone(), std::sync::Arc::clone(&self.files));
+        let (db, files, failure) =
+            (self.db.clone(), std::sync::Arc::clone(&self.files), std::sync::Arc::clone(&self.failure));
         let checkpoint: Checkpoint = Box::new(move || {
-            db.flush().map_err(std::io::Error::other)?;
-            files.sync()
+            let result = db.flush().map_err(std::io::Error::other).and_then(|_| files.sync());
+            if let Err(e) = &result {
+                // As `durable`: the store stops (the watchdog sees it)
+                // rather than trust a later sync of the same files.
+                failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| e.to_string());
+            }
+            result
         });
         let (journal, pending) = Journal::open(path, segment_bytes, applied, checkpoint)
             .map_err(|e| backend(format!("opening the intake journal in {}: {e}", path.display())))?;
@@ -118,8 +132,16 @@ impl SledStore {
             let digest = records::hex(&transaction_digest(&events));
             self.store_transaction(txn_id, &events, now_ms, digest, Some(record.lsn))?;
         }
-        if !pending.is_empty() {
+        // Past any record the journal could not apply (after a gap), so
+        // that a later power cut replays from where the journal goes on.
+        let last = journal.next_lsn() - 1;
+        if last > applied + pending.len() as u64 {
+            self.counters.insert(K_JOURNAL_APPLIED, &last.to_be_bytes()).map_err(|e| self.failed(e))?;
+        }
+        if last > applied {
             self.durable()?;
+        }
+        if !pending.is_empty() {
             tracing::info!(
                 transactions = pending.len(),
                 "stored again from the intake journal what the database had lost"
@@ -374,6 +396,50 @@ mod tests {
         power_cut(&db, &saved);
         let store = SledStore::open_with_journal_segment(&db, 4, SEGMENT).unwrap();
         assert_eq!(inbox(&store), (0..end).map(event).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn after_a_failed_write_not_even_a_replay_is_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("db"), 4).unwrap();
+        accept(&store, 0..1);
+        *store.failure.lock().unwrap() = Some("EIO".into());
+        let e = event(0);
+        let err = store.accept_transaction("0", &[e.as_bytes()], 0).unwrap_err();
+        assert!(err.to_string().contains("cannot write any more"), "{err}");
+        let e = event(1);
+        assert!(store.accept_transaction("1", &[e.as_bytes()], 1).is_err());
+    }
+
+    #[test]
+    fn after_a_gap_in_the_journal_later_records_are_still_applied_again() {
+        const SEGMENT: u64 = 4096;
+        let dir = tempfile::tempdir().unwrap();
+        let (db, saved) = (dir.path().join("db"), dir.path().join("saved"));
+        let open = || SledStore::open_with_journal_segment(&db, 4, SEGMENT).unwrap();
+        drop(open());
+        save(&db, &saved);
+        let per_segment = SEGMENT as usize / journal_len("100", &[event(100).as_bytes()]);
+        accept(&open(), 0..per_segment + 2);
+        // The journal's first segment damaged in its third record, and
+        // sled's files as before any of it: what follows the gap is lost.
+        let journal = db.join("journal.0");
+        let mut bytes = std::fs::read(&journal).unwrap();
+        bytes[2 * (20 + journal_len("0", &[event(0).as_bytes()])) + 20] ^= 0xff;
+        std::fs::write(&journal, &bytes).unwrap();
+        power_cut(&db, &saved);
+        let store = open();
+        assert_eq!(inbox(&store), (0..2).map(event).collect::<Vec<_>>());
+        drop(store);
+        // Later records are numbered past the gap, and a later power cut
+        // applies them again from there.
+        let saved = dir.path().join("saved again");
+        save(&db, &saved);
+        let end = per_segment + 6;
+        accept(&open(), per_segment + 2..end);
+        power_cut(&db, &saved);
+        let got = inbox(&open());
+        assert_eq!(got, [0, 1].into_iter().chain(per_segment + 2..end).map(event).collect::<Vec<_>>());
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub struct SledStore {
     /// The first I/O error. sled keeps any it meets while writing its log
     /// and fails every later write with it, so this is for good until the
     /// database is reopened.
-    failure: Mutex<Option<String>>,
+    failure: std::sync::Arc<Mutex<Option<String>>>,
     /// Added to every ID sled generates (outbox IDs, inbox keys): set by
     /// `migrate` past every ID it copied in, as a new database's generator
     /// starts again at zero. Zero for a database that was never copied.
@@ -176,7 +176,7 @@ impl SledStore {
             journal: None,
             intake: Mutex::new(()),
             quarantine_len: Mutex::new(None),
-            failure: Mutex::new(None),
+            failure: std::sync::Arc::new(Mutex::new(None)),
             id_floor: AtomicU64::new(0),
             db,
         }
@@ -221,14 +221,16 @@ impl SledStore {
     /// written survives a power cut, not only a crash. For what is
     /// acknowledged to someone else (the homeserver, a sync position).
     fn durable(&self) -> Result<(), StoreError> {
-        self.flush()?;
-        self.files.sync().map_err(|e| {
-            // After a failed fsync the kernel may have dropped the pages it
-            // could not write: nothing written since can be trusted until
-            // the database is reopened.
-            self.failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| e.to_string());
-            backend(format!("syncing the database files: {e}"))
-        })
+        self.db.flush().map_err(|e| self.failed(e))?;
+        self.files.sync().map_err(|e| self.sync_failed(e))
+    }
+
+    /// After a failed fsync the kernel may have dropped the pages it could
+    /// not write: nothing written since can be trusted until the database
+    /// is reopened.
+    fn sync_failed(&self, e: std::io::Error) -> StoreError {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| e.to_string());
+        backend(format!("syncing the database files: {e}"))
     }
 }
 
@@ -278,7 +280,8 @@ impl Store for SledStore {
         self.quarantine(seq, reason, now_ms)
     }
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(|e| self.failed(e))
+        self.db.flush().map(|_| ()).map_err(|e| self.failed(e))?;
+        self.files.sync_blobs().map_err(|e| self.sync_failed(e))
     }
     fn failure(&self) -> Option<String> {
         self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
