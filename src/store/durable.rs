@@ -8,7 +8,7 @@
 //! syncs the log file (`fdatasync`), every blob file not synced yet, and
 //! the blob directory when it gained one.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
@@ -19,9 +19,10 @@ use std::sync::Mutex;
 pub struct FileSync {
     log: File,
     blobs: PathBuf,
-    /// Blob files synced already (sled never rewrites one: a new version
-    /// of a value is a new file).
-    synced: Mutex<HashSet<OsString>>,
+    /// Blob files synced already, with the length they had (sled never
+    /// rewrites one, a new version of a value is a new file; but one may
+    /// be seen while sled is still writing it, and is synced again).
+    synced: Mutex<HashMap<OsString, u64>>,
 }
 
 impl FileSync {
@@ -29,7 +30,7 @@ impl FileSync {
     /// already) and syncs everything in it once, the directory entries too.
     pub fn open(path: &Path) -> io::Result<Self> {
         let log = File::open(path.join("db"))?;
-        let sync = FileSync { log, blobs: path.join("blobs"), synced: Mutex::new(HashSet::new()) };
+        let sync = FileSync { log, blobs: path.join("blobs"), synced: Mutex::new(HashMap::new()) };
         if let Ok(conf) = File::open(path.join("conf")) {
             conf.sync_all()?;
         }
@@ -41,8 +42,9 @@ impl FileSync {
 
     /// Makes everything sled has written (and flushed) so far durable.
     pub fn sync(&self) -> io::Result<()> {
-        self.log.sync_data()?;
-        self.sync_blobs()
+        // Blobs first: the log's entries point to them.
+        self.sync_blobs()?;
+        self.log.sync_data()
     }
 
     /// Syncs the blob files sled made since the last call, and their
@@ -57,26 +59,59 @@ impl FileSync {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
-        let mut present = HashSet::with_capacity(synced.len());
+        let mut present = HashMap::with_capacity(synced.len());
         let mut added = false;
         for entry in entries {
             let entry = entry?;
             let name = entry.file_name();
-            if !synced.contains(&name) {
+            // Removed by sled meanwhile: an older version of a value.
+            let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+            let len = match entry.metadata() {
+                Ok(m) => m.len(),
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            if synced.get(&name) != Some(&len) {
                 match File::open(entry.path()) {
                     Ok(f) => f.sync_data()?,
-                    // Removed by sled meanwhile: an older version of a value.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) if gone(&e) => continue,
                     Err(e) => return Err(e),
                 }
                 added = true;
             }
-            present.insert(name);
+            present.insert(name, len);
         }
         if added {
             File::open(&self.blobs)?.sync_all()?;
         }
         *synced = present;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn a_blob_seen_while_sled_was_writing_it_is_synced_again() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("db"), b"log").unwrap();
+        std::fs::create_dir(dir.path().join("blobs")).unwrap();
+        let files = FileSync::open(dir.path()).unwrap();
+        let blob = dir.path().join("blobs").join("42");
+        let mut half = File::create(&blob).unwrap();
+        half.write_all(b"first half").unwrap();
+        files.sync().unwrap();
+        let synced_len = |files: &FileSync| files.synced.lock().unwrap().get(std::ffi::OsStr::new("42")).copied();
+        assert_eq!(synced_len(&files), Some(10));
+        half.write_all(b", second half").unwrap();
+        files.sync_blobs().unwrap();
+        assert_eq!(synced_len(&files), Some(23), "synced again once whole");
+        std::fs::remove_file(&blob).unwrap();
+        files.sync_blobs().unwrap();
+        assert_eq!(synced_len(&files), None, "a blob sled removed is forgotten");
     }
 }

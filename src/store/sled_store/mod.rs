@@ -221,6 +221,9 @@ impl SledStore {
     /// written survives a power cut, not only a crash. For what is
     /// acknowledged to someone else (the homeserver, a sync position).
     fn durable(&self) -> Result<(), StoreError> {
+        // A sync after a failed one can succeed though the pages it could
+        // not write are gone: no acknowledgement rests on it.
+        self.refuse_if_failed()?;
         self.db.flush().map_err(|e| self.failed(e))?;
         self.files.sync().map_err(|e| self.sync_failed(e))
     }
@@ -229,8 +232,21 @@ impl SledStore {
     /// not write: nothing written since can be trusted until the database
     /// is reopened.
     fn sync_failed(&self, e: std::io::Error) -> StoreError {
-        self.failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| e.to_string());
+        self.fail(e.to_string());
         backend(format!("syncing the database files: {e}"))
+    }
+
+    /// Keeps the first reason the database cannot be trusted to write:
+    /// the watchdog stops Gatekeeper on it.
+    fn fail(&self, why: String) {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(why);
+    }
+
+    fn refuse_if_failed(&self) -> Result<(), StoreError> {
+        match self.failure.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(e) => Err(backend(format!("the database cannot write any more: {e}"))),
+            None => Ok(()),
+        }
     }
 }
 
