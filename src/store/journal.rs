@@ -92,6 +92,7 @@ impl Journal {
     pub fn open(dir: &Path, segment_bytes: u64, applied: u64, run: Checkpoint) -> io::Result<(Self, Vec<Pending>)> {
         let mut chains = Vec::new();
         let mut highest = applied;
+        let mut hidden_from_sight = false;
         let mut files = Vec::with_capacity(2);
         for name in NAMES {
             let path = dir.join(name);
@@ -99,7 +100,8 @@ impl Journal {
                 OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path)?;
             let mut bytes = Vec::new();
             file.read_to_end(&mut bytes)?;
-            let chain = chain(&bytes);
+            let (chain, end) = chain(&bytes);
+            hidden_from_sight |= bytes.get(end..end + HEADER).is_some_and(|h| h.iter().any(|&b| b != 0));
             highest = chain.iter().map(|r| r.lsn).fold(highest, u64::max);
             chains.extend(chain);
             if (bytes.len() as u64) < segment_bytes {
@@ -124,6 +126,12 @@ impl Journal {
                 "the intake journal has a gap: transactions acknowledged in it are lost"
             );
         }
+        // Past every number a record on disk could carry: a chain ends at
+        // the first record that does not check, and one damaged may hide
+        // records after it (at most a segment's worth in each) that a
+        // number used again could later join. Only a journal whose chains
+        // end in zeros (never written there) hides nothing.
+        let next_lsn = if hidden_from_sight { highest + 1 + 2 * (segment_bytes / HEADER as u64) } else { highest + 1 };
         let [first, second]: [File; 2] = files.try_into().map_err(|_| io::Error::other("two segments"))?;
         let journal = Journal {
             segment_bytes,
@@ -131,7 +139,7 @@ impl Journal {
                 files: [first, second],
                 active: 0,
                 offset: 0,
-                next_lsn: highest + 1,
+                next_lsn,
                 // Until `all_durable`, neither segment may be written over.
                 last_lsn: [highest, highest],
                 buf: Vec::new(),
@@ -332,10 +340,10 @@ fn crc(lsn: u64, len: u32, payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
-/// The records at the start of a segment whose LSNs follow each other:
-/// what comes after (a torn record, zeros, or records of an earlier round
-/// of the segment, with lower LSNs) is not part of it.
-fn chain(bytes: &[u8]) -> Vec<Pending> {
+/// The records at the start of a segment whose LSNs follow each other,
+/// and where they end: what comes after (a torn record, zeros, or records
+/// of an earlier round of the segment, with lower LSNs) is not part of it.
+fn chain(bytes: &[u8]) -> (Vec<Pending>, usize) {
     let mut out: Vec<Pending> = Vec::new();
     let mut at = 0;
     let field = |from: usize, n: usize| &bytes[from..from + n];
@@ -355,7 +363,7 @@ fn chain(bytes: &[u8]) -> Vec<Pending> {
         out.push(Pending { lsn, payload: payload.to_vec() });
         at = end;
     }
-    out
+    (out, at)
 }
 
 /// Writes zeros from `from` to `to` and syncs the file: blocks that exist,
@@ -441,13 +449,31 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let (journal, pending) = open(dir.path(), 0);
         assert_eq!(lsns(&pending), [1, 2]);
-        // The torn record was never acknowledged: its number is free again,
-        // unless the store applied it (and then says so).
-        assert_eq!(journal.next_lsn(), 3);
+        assert!(journal.next_lsn() > 3);
         drop(journal);
         let (journal, pending) = open(dir.path(), 3);
         assert!(pending.is_empty());
-        assert_eq!(journal.next_lsn(), 4);
+        assert!(journal.next_lsn() > 3);
+    }
+
+    #[test]
+    fn a_damaged_record_hides_no_number_to_be_used_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = open(dir.path(), 0);
+        journal.all_durable();
+        for lsn in 1..=10 {
+            journal.append(lsn, &payload(lsn)).unwrap();
+        }
+        drop(journal);
+        // The fourth record damaged: the chain ends before it, and the six
+        // after it are out of sight.
+        let path = dir.path().join(NAMES[0]);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[3 * (HEADER + payload(1).len()) + HEADER] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let (journal, pending) = open(dir.path(), 0);
+        assert_eq!(lsns(&pending), [1, 2, 3]);
+        assert!(journal.next_lsn() > 10, "{} could meet a hidden record", journal.next_lsn());
     }
 
     #[test]
@@ -472,7 +498,7 @@ mod tests {
         drop(journal);
         let (journal, pending) = open(dir.path(), applied);
         assert_eq!(lsns(&pending), ((applied + 1)..=total).collect::<Vec<_>>());
-        assert_eq!(journal.next_lsn(), total + 1);
+        assert!(journal.next_lsn() > total);
     }
 
     #[test]
@@ -538,7 +564,7 @@ mod tests {
         assert_eq!(lsns(&pending)[..2], [1, 2]);
         assert!(!second.is_empty() && second.iter().all(|&l| l > 3), "{second:?}");
         assert_eq!(*second.last().unwrap(), total);
-        assert_eq!(journal.next_lsn(), total + 1, "no number is used twice");
+        assert!(journal.next_lsn() > total, "no number is used twice");
     }
 
     #[test]
@@ -546,10 +572,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (journal, _) = open(dir.path(), 7);
         journal.all_durable();
-        assert_eq!(journal.next_lsn(), 8);
-        assert!(journal.append(9, b"x").is_err());
+        let next = journal.next_lsn();
+        assert!(next > 7);
+        assert!(journal.append(next + 1, b"x").is_err());
         assert!(!journal.fits(SMALL as usize));
-        assert!(journal.append(8, &vec![0; SMALL as usize]).is_err());
-        journal.append(8, b"x").unwrap();
+        assert!(journal.append(next, &vec![0; SMALL as usize]).is_err());
+        journal.append(next, b"x").unwrap();
     }
 }

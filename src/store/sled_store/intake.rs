@@ -143,8 +143,8 @@ impl SledStore {
             let digest = records::hex(&transaction_digest(&events));
             self.store_transaction(txn_id, &events, now_ms, digest, Some(record.lsn))?;
         }
-        // Past any record the journal could not apply (after a gap), so
-        // that a later power cut replays from where the journal goes on.
+        // Past every number the journal will not use (see `Journal::open`),
+        // so that a later power cut replays from where the journal goes on.
         let last = journal.next_lsn() - 1;
         if last > applied + pending.len() as u64 {
             self.counters.insert(K_JOURNAL_APPLIED, &last.to_be_bytes()).map_err(|e| self.failed(e))?;
