@@ -410,6 +410,25 @@ mod tests {
         format!("record {i} ").repeat(20).into_bytes()
     }
 
+    /// A journal holding records 1 to `n`, closed.
+    fn written(n: u64) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = open(dir.path(), 0);
+        journal.all_durable();
+        for lsn in 1..=n {
+            journal.append(lsn, &payload(lsn)).unwrap();
+        }
+        dir
+    }
+
+    /// Damages the first segment's byte `at`.
+    fn flip(dir: &Path, at: usize) {
+        let path = dir.join(NAMES[0]);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[at] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+    }
+
     fn lsns(pending: &[Pending]) -> Vec<u64> {
         pending.iter().map(|p| p.lsn).collect()
     }
@@ -434,19 +453,9 @@ mod tests {
 
     #[test]
     fn a_torn_record_ends_the_journal_there() {
-        let dir = tempfile::tempdir().unwrap();
-        let (journal, _) = open(dir.path(), 0);
-        journal.all_durable();
-        for lsn in 1..=3 {
-            journal.append(lsn, &payload(lsn)).unwrap();
-        }
-        drop(journal);
+        let dir = written(3);
         // The third record's last byte never reached the disk.
-        let path = dir.path().join(NAMES[0]);
-        let mut bytes = std::fs::read(&path).unwrap();
-        let end = 3 * (HEADER + payload(1).len()) - 1;
-        bytes[end] ^= 0xff;
-        std::fs::write(&path, &bytes).unwrap();
+        flip(dir.path(), 3 * (HEADER + payload(1).len()) - 1);
         let (journal, pending) = open(dir.path(), 0);
         assert_eq!(lsns(&pending), [1, 2]);
         assert!(journal.next_lsn() > 3);
@@ -458,19 +467,10 @@ mod tests {
 
     #[test]
     fn a_damaged_record_hides_no_number_to_be_used_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let (journal, _) = open(dir.path(), 0);
-        journal.all_durable();
-        for lsn in 1..=10 {
-            journal.append(lsn, &payload(lsn)).unwrap();
-        }
-        drop(journal);
+        let dir = written(10);
         // The fourth record damaged: the chain ends before it, and the six
         // after it are out of sight.
-        let path = dir.path().join(NAMES[0]);
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[3 * (HEADER + payload(1).len()) + HEADER] ^= 0xff;
-        std::fs::write(&path, &bytes).unwrap();
+        flip(dir.path(), 3 * (HEADER + payload(1).len()) + HEADER);
         let (journal, pending) = open(dir.path(), 0);
         assert_eq!(lsns(&pending), [1, 2, 3]);
         assert!(journal.next_lsn() > 10, "{} could meet a hidden record", journal.next_lsn());
@@ -543,22 +543,12 @@ mod tests {
 
     #[test]
     fn records_after_a_gap_are_given_back_all_the_same() {
-        let dir = tempfile::tempdir().unwrap();
-        let (journal, _) = open(dir.path(), 0);
-        journal.all_durable();
         let per_segment = SMALL as usize / (HEADER + payload(30).len());
         let total = per_segment as u64 + 3;
-        for lsn in 1..=total {
-            journal.append(lsn, &payload(lsn)).unwrap();
-        }
-        drop(journal);
+        let dir = written(total);
         // The third record of the first segment damaged: the second
         // segment's records follow a gap.
-        let path = dir.path().join(NAMES[0]);
-        let mut bytes = std::fs::read(&path).unwrap();
-        let third = 2 * (HEADER + payload(1).len()) + HEADER;
-        bytes[third] ^= 0xff;
-        std::fs::write(&path, &bytes).unwrap();
+        flip(dir.path(), 2 * (HEADER + payload(1).len()) + HEADER);
         let (journal, pending) = open(dir.path(), 0);
         let second: Vec<u64> = lsns(&pending).into_iter().skip(2).collect();
         assert_eq!(lsns(&pending)[..2], [1, 2]);
