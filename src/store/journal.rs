@@ -429,6 +429,20 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
     }
 
+    /// Appends records from 1 on until one is refused: the error, and the
+    /// LSN refused.
+    fn append_until_refused(journal: &Journal) -> (io::Error, u64) {
+        journal.all_durable();
+        let mut lsn = 1;
+        loop {
+            match journal.append(lsn, &payload(lsn)) {
+                Ok(()) => lsn += 1,
+                Err(e) => return (e, lsn),
+            }
+            assert!(lsn < 1000, "never refused");
+        }
+    }
+
     fn lsns(pending: &[Pending]) -> Vec<u64> {
         pending.iter().map(|p| p.lsn).collect()
     }
@@ -506,15 +520,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run: Checkpoint = Box::new(|| Err(io::Error::other("disk on fire")));
         let (journal, _) = Journal::open(dir.path(), SMALL, 0, run).unwrap();
-        journal.all_durable();
-        let mut lsn = 1;
-        let err = loop {
-            match journal.append(lsn, &payload(lsn)) {
-                Ok(()) => lsn += 1,
-                Err(e) => break e,
-            }
-            assert!(lsn < 1000, "never refused");
-        };
+        let (err, lsn) = append_until_refused(&journal);
         assert!(err.to_string().contains("disk on fire"), "{err}");
         drop(journal);
         // Whatever was written before is still there to apply again.
@@ -527,15 +533,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run: Checkpoint = Box::new(|| panic!("sled asserted"));
         let (journal, _) = Journal::open(dir.path(), SMALL, 0, run).unwrap();
-        journal.all_durable();
-        let mut lsn = 1;
-        let err = loop {
-            match journal.append(lsn, &payload(lsn)) {
-                Ok(()) => lsn += 1,
-                Err(e) => break e,
-            }
-            assert!(lsn < 1000, "never refused");
-        };
+        let (err, lsn) = append_until_refused(&journal);
         assert!(err.to_string().contains("panicked"), "{err}");
         // For good: the next record is refused too.
         assert!(journal.append(lsn, &payload(lsn)).is_err());
