@@ -63,16 +63,8 @@ fn journal(body: &[u8], n: usize) -> Timings {
     let tree = db.open_tree("inbox").unwrap();
     let files = Arc::new(FileSync::open(dir.path()).unwrap());
     let checkpointed = db.clone();
-    let (journal, _) = Journal::open(
-        dir.path(),
-        SEGMENT_BYTES,
-        0,
-        Box::new(move || {
-            checkpointed.flush().map_err(std::io::Error::other)?;
-            files.sync()
-        }),
-    )
-    .unwrap();
+    let (journal, _) =
+        Journal::open(dir.path(), SEGMENT_BYTES, 0, Box::new(move || files.flush_and_sync(&checkpointed))).unwrap();
     journal.all_durable();
     let mut t = Timings::new(n);
     for seq in 0..n as u64 {
@@ -95,8 +87,7 @@ fn sled_sync(body: &[u8], n: usize) -> Timings {
         let start = Instant::now();
         tree.insert(seq.to_be_bytes(), body).unwrap();
         let inserted = Instant::now();
-        db.flush().unwrap();
-        files.sync().unwrap();
+        files.flush_and_sync(&db).unwrap();
         t.push(start, inserted, Instant::now());
     }
     t

@@ -108,10 +108,7 @@ impl Step {
     fn journal(path: &std::path::Path, db: &sled::Db) -> Self {
         let files = Arc::new(gatekeeper::store::durable::FileSync::open(path).unwrap());
         let db = db.clone();
-        let checkpoint: gatekeeper::store::journal::Checkpoint = Box::new(move || {
-            db.flush().map_err(std::io::Error::other)?;
-            files.sync()
-        });
+        let checkpoint: gatekeeper::store::journal::Checkpoint = Box::new(move || files.flush_and_sync(&db));
         let (journal, _) =
             gatekeeper::store::journal::Journal::open(path, gatekeeper::store::journal::SEGMENT_BYTES, 0, checkpoint)
                 .unwrap();
@@ -127,10 +124,7 @@ impl Step {
     fn take(&self, db: &sled::Db, body: &[u8]) {
         match self {
             Step::Journal(journal) => journal.append(journal.next_lsn(), body).unwrap(),
-            Step::SledSync(files) => {
-                db.flush().unwrap();
-                files.sync().unwrap();
-            }
+            Step::SledSync(files) => files.flush_and_sync(db).unwrap(),
             Step::Flush => {
                 db.flush().unwrap();
             }

@@ -40,6 +40,13 @@ impl FileSync {
         Ok(sync)
     }
 
+    /// sled's flush, then [`FileSync::sync`]: everything written to `db`
+    /// so far made durable. The intake journal's checkpoint.
+    pub fn flush_and_sync(&self, db: &sled::Db) -> io::Result<()> {
+        db.flush().map_err(io::Error::other)?;
+        self.sync()
+    }
+
     /// Makes everything sled has written (and flushed) so far durable.
     pub fn sync(&self) -> io::Result<()> {
         // Blobs first: the log's entries point to them.

@@ -125,10 +125,8 @@ impl SledStore {
         let (db, files, failure) =
             (self.db.clone(), std::sync::Arc::clone(&self.files), std::sync::Arc::clone(&self.failure));
         let checkpoint: Checkpoint = Box::new(move || {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                db.flush().map_err(std::io::Error::other).and_then(|_| files.sync())
-            }))
-            .unwrap_or_else(|_| Err(std::io::Error::other("the checkpoint panicked")));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| files.flush_and_sync(&db)))
+                .unwrap_or_else(|_| Err(std::io::Error::other("the checkpoint panicked")));
             if let Err(e) = &result {
                 // As `durable`: the store stops (the watchdog sees it)
                 // rather than trust a later sync of the same files.
@@ -146,10 +144,8 @@ impl SledStore {
         // Past every number the journal will not use (see `Journal::open`),
         // so that a later power cut replays from where the journal goes on.
         let last = journal.next_lsn() - 1;
-        if last > applied + pending.len() as u64 {
-            self.counters.insert(K_JOURNAL_APPLIED, &last.to_be_bytes()).map_err(|e| self.failed(e))?;
-        }
         if last > applied {
+            self.counters.insert(K_JOURNAL_APPLIED, &last.to_be_bytes()).map_err(|e| self.failed(e))?;
             self.durable()?;
         }
         if !pending.is_empty() {

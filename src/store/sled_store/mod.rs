@@ -205,7 +205,7 @@ impl SledStore {
     /// later write with it until the database is reopened.
     fn failed(&self, e: sled::Error) -> StoreError {
         if let sled::Error::Io(io) = &e {
-            self.failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| io.to_string());
+            self.fail(io.to_string());
         }
         backend(e)
     }
