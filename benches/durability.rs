@@ -4,6 +4,9 @@
 //!
 //! - the intake journal (`store::journal`): the record written over zeros
 //!   and synced, sled's own files left to the journal's checkpoints;
+//! - the same with sled's insert after the acknowledgement, on a thread of
+//!   its own (`store::sled_store::inserter`), as the intake does: its
+//!   "insert" is handing the transaction to that thread;
 //! - what the intake did before it: sled's flush, then its files synced
 //!   (`store::durable`).
 //!
@@ -13,6 +16,7 @@
 //! `BENCH_TXNS` sets how many transactions (600 when unset).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gatekeeper::store::durable::FileSync;
@@ -64,7 +68,7 @@ fn journal(body: &[u8], n: usize) -> Timings {
     let files = Arc::new(FileSync::open(dir.path()).unwrap());
     let checkpointed = db.clone();
     let (journal, _) =
-        Journal::open(dir.path(), SEGMENT_BYTES, 0, Box::new(move || files.flush_and_sync(&checkpointed))).unwrap();
+        Journal::open(dir.path(), SEGMENT_BYTES, 0, Box::new(move |_| files.flush_and_sync(&checkpointed))).unwrap();
     journal.all_durable();
     let mut t = Timings::new(n);
     for seq in 0..n as u64 {
@@ -74,6 +78,47 @@ fn journal(body: &[u8], n: usize) -> Timings {
         journal.append(journal.next_lsn(), body).unwrap();
         t.push(start, inserted, Instant::now());
     }
+    t
+}
+
+fn journal_insert_after(body: &[u8], n: usize) -> Timings {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_db(dir.path());
+    let tree = db.open_tree("inbox").unwrap();
+    let files = Arc::new(FileSync::open(dir.path()).unwrap());
+    let applied = Arc::new(AtomicU64::new(0));
+    let (checkpointed, behind) = (db.clone(), Arc::clone(&applied));
+    let checkpoint = Box::new(move |lsn| {
+        // As the intake's: what it covers is in sled first.
+        while behind.load(Ordering::SeqCst) < lsn {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        files.flush_and_sync(&checkpointed)
+    });
+    let (journal, _) = Journal::open(dir.path(), SEGMENT_BYTES, 0, checkpoint).unwrap();
+    journal.all_durable();
+    let (queue, received) = std::sync::mpsc::sync_channel::<(u64, u64, Vec<u8>)>(8);
+    let inserter = std::thread::spawn(move || {
+        while let Ok((lsn, seq, body)) = received.recv() {
+            tree.insert(seq.to_be_bytes(), body).unwrap();
+            applied.store(lsn, Ordering::SeqCst);
+        }
+    });
+    let mut t = Timings::new(n);
+    for seq in 0..n as u64 {
+        let start = Instant::now();
+        let lsn = journal.next_lsn();
+        journal.append(lsn, body).unwrap();
+        let synced = Instant::now();
+        queue.send((lsn, seq, body.to_vec())).unwrap();
+        let handed = Instant::now();
+        // Printed as insert, then sync: the hand-over is this step's insert.
+        t.insert.push(handed - synced);
+        t.sync.push(synced - start);
+        t.total.push(handed - start);
+    }
+    drop(queue);
+    inserter.join().unwrap();
     t
 }
 
@@ -102,6 +147,7 @@ fn main() {
     for round in 1..=2 {
         println!("-- round {round}");
         journal(&body, n).print("journal (store::journal)");
+        journal_insert_after(&body, n).print("journal, insert after ack");
         sled_sync(&body, n).print("sled's flush + sync");
     }
 }

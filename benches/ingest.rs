@@ -6,7 +6,11 @@
 //! `store::journal`):
 //!
 //! (a) parse + ONE insert of the whole body + the durability step, behind
-//!     the same HTTP server and client as the intake (and without them);
+//!     the same HTTP server and client as the intake (and without them).
+//!     The insert follows the acknowledgement, on a thread of its own, as
+//!     the intake's does (`store::sled_store::inserter`): nothing less does
+//!     the same job as durably. The same floor with its insert before the
+//!     acknowledgement (the intake's way until then) is measured too;
 //! (b) parse + one insert PER EVENT + the durability step.
 //!
 //! Ratios are throughput over floor (a)'s: 1.0 is as fast as the floor.
@@ -25,6 +29,7 @@
 //! target figures take (3 when unset).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gatekeeper::appservice::http::{Intake, router};
@@ -106,9 +111,21 @@ enum Step {
 
 impl Step {
     fn journal(path: &std::path::Path, db: &sled::Db) -> Self {
+        Self::journal_behind(path, db, None)
+    }
+
+    /// The journal, for inserts made after the acknowledgement: its
+    /// checkpoint first waits for them to reach `applied`, as the intake's
+    /// does for its inserter.
+    fn journal_behind(path: &std::path::Path, db: &sled::Db, applied: Option<Arc<AtomicU64>>) -> Self {
         let files = Arc::new(gatekeeper::store::durable::FileSync::open(path).unwrap());
         let db = db.clone();
-        let checkpoint: gatekeeper::store::journal::Checkpoint = Box::new(move || files.flush_and_sync(&db));
+        let checkpoint: gatekeeper::store::journal::Checkpoint = Box::new(move |lsn| {
+            while applied.as_ref().is_some_and(|a| a.load(Ordering::SeqCst) < lsn) {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            files.flush_and_sync(&db)
+        });
         let (journal, _) =
             gatekeeper::store::journal::Journal::open(path, gatekeeper::store::journal::SEGMENT_BYTES, 0, checkpoint)
                 .unwrap();
@@ -203,30 +220,78 @@ fn floor_of(bodies: &[String], whole: bool, step: StepKind) -> Floor {
     Floor { total, acks }
 }
 
+/// When floor (a) inserts the body: before its journal record (as the
+/// intake did until the inserter), or after the acknowledgement on a
+/// thread of its own (as the intake does now).
+#[derive(Clone, Copy, PartialEq)]
+enum Insert {
+    BeforeAck,
+    AfterAck,
+}
+
+struct FloorState {
+    db: sled::Db,
+    tree: sled::Tree,
+    step: Step,
+    seq: AtomicU64,
+    /// For `Insert::AfterAck`: the inserter's queue, in journal order.
+    inserts: std::sync::Mutex<Option<std::sync::mpsc::SyncSender<(u64, u64, axum::body::Bytes)>>>,
+}
+
 /// Floor (a) behind the same HTTP server and client as the intake: each
-/// PUT's body parsed, inserted whole, flushed and synced (on a blocking
-/// thread, as the intake does), then answered 200. What any durable intake
-/// over HTTP must at least do.
-async fn floor_over_http(bodies: &[String]) -> Floor {
-    type FloorState = Arc<(sled::Db, sled::Tree, Step, std::sync::atomic::AtomicU64)>;
+/// PUT's body parsed, inserted whole, its journal record written and
+/// synced (on a blocking thread, as the intake does), then answered 200.
+/// What any durable intake over HTTP must at least do. With
+/// `Insert::AfterAck` the insert follows the answer, on a thread of its
+/// own: the least work for the same job and the same durability.
+async fn floor_over_http(bodies: &[String], insert: Insert) -> Floor {
     let dir = tempfile::tempdir().unwrap();
     let db = open_floor_db(dir.path());
     let tree = db.open_tree("inbox").unwrap();
-    let step = Step::journal(dir.path(), &db);
-    let state: FloorState = Arc::new((db, tree, step, std::sync::atomic::AtomicU64::new(0)));
-    async fn put(axum::extract::State(s): axum::extract::State<FloorState>, body: axum::body::Bytes) -> &'static str {
+    let applied = Arc::new(AtomicU64::new(0));
+    let (inserts, inserter) = match insert {
+        Insert::BeforeAck => (None, None),
+        Insert::AfterAck => {
+            let (queue, received) = std::sync::mpsc::sync_channel::<(u64, u64, axum::body::Bytes)>(8);
+            let (tree, applied) = (tree.clone(), Arc::clone(&applied));
+            let thread = std::thread::spawn(move || {
+                while let Ok((lsn, seq, body)) = received.recv() {
+                    tree.insert(seq.to_be_bytes(), body.as_ref()).unwrap();
+                    applied.store(lsn, Ordering::SeqCst);
+                }
+            });
+            (Some(queue), Some(thread))
+        }
+    };
+    let step = Step::journal_behind(dir.path(), &db, inserts.as_ref().map(|_| applied));
+    let state =
+        Arc::new(FloorState { db, tree, step, seq: AtomicU64::new(0), inserts: std::sync::Mutex::new(inserts) });
+    async fn put(
+        axum::extract::State(s): axum::extract::State<Arc<FloorState>>,
+        body: axum::body::Bytes,
+    ) -> &'static str {
         tokio::task::spawn_blocking(move || {
             let parsed: Body<'_> = serde_json::from_slice(&body).unwrap();
             assert!(!parsed.events.is_empty());
-            let seq = s.3.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            s.1.insert(seq.to_be_bytes(), body.as_ref()).unwrap();
-            s.2.take(&s.0, &body);
+            let seq = s.seq.fetch_add(1, Ordering::SeqCst);
+            let inserts = s.inserts.lock().unwrap();
+            match (&*inserts, &s.step) {
+                (Some(queue), Step::Journal(journal)) => {
+                    let lsn = journal.next_lsn();
+                    s.step.take(&s.db, &body);
+                    queue.send((lsn, seq, body)).unwrap();
+                }
+                _ => {
+                    s.tree.insert(seq.to_be_bytes(), body.as_ref()).unwrap();
+                    s.step.take(&s.db, &body);
+                }
+            }
         })
         .await
         .unwrap();
         "{}"
     }
-    let app = axum::Router::new().route("/t/{id}", axum::routing::put(put)).with_state(state);
+    let app = axum::Router::new().route("/t/{id}", axum::routing::put(put)).with_state(Arc::clone(&state));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -241,6 +306,12 @@ async fn floor_over_http(bodies: &[String]) -> Floor {
     }
     let total = start.elapsed();
     server.abort();
+    // Every insert done before the next measurement starts.
+    drop(state.inserts.lock().unwrap().take());
+    if let Some(thread) = inserter {
+        tokio::task::spawn_blocking(move || thread.join().unwrap()).await.unwrap();
+    }
+    assert_eq!(state.tree.len(), bodies.len());
     acks.sort();
     Floor { total, acks }
 }
@@ -533,10 +604,13 @@ async fn processing_time(store: Arc<dyn Store>, txns: usize, outside: bool) -> D
 /// One round's figures against the targets.
 struct Ratios {
     intake: f64,
+    /// Intake alone against floor (a) with the insert before its ack.
+    intake_before: f64,
     unrelated: f64,
     strangers: f64,
     ack_p99: Duration,
     floor_p99: Duration,
+    floor_before_p99: Duration,
     /// The same traffic on PostgreSQL, against the same (sled) floor (a).
     pg_intake: f64,
     pg_unrelated: f64,
@@ -554,12 +628,13 @@ async fn round(bodies: &[String], strangers: &[String], pg: &postgres_server::Po
         let store = Arc::new(SledStore::open(&dir.path().join("db"), 64).unwrap());
         (dir, store)
     };
-    let floor_a = floor_over_http(bodies).await;
+    let floor_a = floor_over_http(bodies, Insert::AfterAck).await;
+    let floor_before = floor_over_http(bodies, Insert::BeforeAck).await;
     let (_d1, store) = open();
     let alone = through_http(store, bodies, false).await;
     let (_d2, store) = open();
     let running = through_http(store, bodies, true).await;
-    let stranger_floor = floor_over_http(strangers).await;
+    let stranger_floor = floor_over_http(strangers, Insert::AfterAck).await;
     let dir = tempfile::tempdir().unwrap();
     let held = Arc::new(store_with_held_rooms(&dir.path().join("db"), HELD_ROOMS));
     let stranger = through_http(held, strangers, true).await;
@@ -570,6 +645,8 @@ async fn round(bodies: &[String], strangers: &[String], pg: &postgres_server::Po
     let (a, sa) = (floor_a.total.as_secs_f64(), stranger_floor.total.as_secs_f64());
     Ratios {
         intake: a / alone.total.as_secs_f64(),
+        intake_before: floor_before.total.as_secs_f64() / alone.total.as_secs_f64(),
+        floor_before_p99: percentile(&floor_before.acks, 0.99),
         unrelated: a / running.done.as_secs_f64(),
         strangers: sa / stranger.done.as_secs_f64(),
         ack_p99: percentile(&alone.acks, 0.99),
@@ -607,7 +684,8 @@ async fn main() {
 
     // Unrelated traffic: the floors, then the intake alone and with the
     // processor running.
-    let floor_a = floor_over_http(&bodies).await;
+    let floor_a = floor_over_http(&bodies, Insert::AfterAck).await;
+    let floor_before = floor_over_http(&bodies, Insert::BeforeAck).await;
     let floor_a_direct = floor_of(&bodies, true, StepKind::Journal);
     let floor_b = floor_of(&bodies, false, StepKind::Journal);
     let floor_a_sled_sync = floor_of(&bodies, true, StepKind::SledSync);
@@ -623,8 +701,9 @@ async fn main() {
 
     let a = floor_a.total;
     println!("-- unrelated traffic (messages between users nobody protects)");
-    line("floor (a): HTTP + parse + 1 insert of the body + journal", a, a);
-    line("floor (a) without HTTP (called directly)", floor_a_direct.total, a);
+    line("floor (a): HTTP + parse + journal, 1 insert after the ack", a, a);
+    line("floor (a) with its insert before the ack", floor_before.total, a);
+    line("floor (a) without HTTP, insert before the ack", floor_a_direct.total, a);
     line("floor (b): parse + 1 insert per event + journal (no HTTP)", floor_b.total, a);
     line("floor (a) with sled's flush + sync instead of the journal", floor_a_sled_sync.total, a);
     line("floor (a) with sled's flush only (not durable)", floor_a_flush.total, a);
@@ -653,7 +732,8 @@ async fn main() {
     );
     acks("floor (a) with sled's flush + sync, 100-event transaction", &floor_a_sled_sync.acks);
     acks("floor (a) over HTTP, 100-event transaction", &floor_a.acks);
-    acks("floor (a) without HTTP, 100-event transaction", &floor_a_direct.acks);
+    acks("floor (a) over HTTP, insert before the ack", &floor_before.acks);
+    acks("floor (a) without HTTP, insert before the ack", &floor_a_direct.acks);
     acks("floor (b), 100-event transaction", &floor_b.acks);
     acks("intake alone, 100-event transaction", &alone.acks);
     acks("intake with the processor running, 100-event transaction", &running.acks);
@@ -682,14 +762,14 @@ async fn main() {
     // first message of each held room.
     println!("-- stranger traffic ({HELD_ROOMS} held DMs, every event captured)");
     let strangers: Vec<String> = (0..TXNS).map(stranger_transaction).collect();
-    let stranger_floor = floor_over_http(&strangers).await;
+    let stranger_floor = floor_over_http(&strangers, Insert::AfterAck).await;
     let stranger_capture_floor = capture_floor(&strangers);
     let dir2 = tempfile::tempdir().unwrap();
     let held = Arc::new(store_with_held_rooms(&dir2.path().join("db"), HELD_ROOMS));
     let stranger = through_http(held.clone(), &strangers, true).await;
     assert_eq!(held.stats().unwrap().deferred_messages as usize, TXNS * EVENTS);
     let sa = stranger_floor.total;
-    line("floor (a): HTTP + parse + 1 insert of the body + journal", sa, sa);
+    line("floor (a): HTTP + parse + journal, 1 insert after the ack", sa, sa);
     line("capture floor (sled work of capturing, no decisions)", stranger_capture_floor, sa);
     line("intake with the processor running: intake", stranger.total, sa);
     line("intake with the processor running: all processed", stranger.done, sa);
@@ -756,6 +836,8 @@ async fn main() {
     // against.
     let mut rounds = vec![Ratios {
         intake: a.as_secs_f64() / alone.total.as_secs_f64(),
+        intake_before: floor_before.total.as_secs_f64() / alone.total.as_secs_f64(),
+        floor_before_p99: percentile(&floor_before.acks, 0.99),
         unrelated: a.as_secs_f64() / running.done.as_secs_f64(),
         strangers: sa.as_secs_f64() / stranger.done.as_secs_f64(),
         ack_p99: percentile(&alone.acks, 0.99),
@@ -780,6 +862,7 @@ async fn main() {
         format!("{}x  [{}]", fmt(v[v.len() / 2]), each.join(", "))
     };
     println!("{:<58} {}", "intake alone vs floor (a)           (target >= 0.65x)", median(&|r| r.intake));
+    println!("{:<58} {}", "intake alone vs floor (a), its insert before the ack", median(&|r| r.intake_before));
     println!("{:<58} {}", "unrelated, all processed vs (a)      (target >= 0.50x)", median(&|r| r.unrelated));
     println!("{:<58} {}", "strangers, all processed vs (a)      (target >= 0.25x)", median(&|r| r.strangers));
     let p99 = |f: &dyn Fn(&Ratios) -> Duration| {
@@ -788,6 +871,7 @@ async fn main() {
     };
     println!("{:<58} {}", "ack p99, intake alone, 100 events    (target <= 2 ms)", p99(&|r| r.ack_p99));
     println!("{:<58} {}", "ack p99, floor (a) over HTTP, same rounds", p99(&|r| r.floor_p99));
+    println!("{:<58} {}", "ack p99, floor (a), insert before the ack", p99(&|r| r.floor_before_p99));
     println!("-- PostgreSQL in the same rounds, against sled's floor (a) of the round");
     println!("{:<58} {}", "PostgreSQL floor (a) vs sled floor (a)", median(&|r| r.pg_floor));
     println!("{:<58} {}", "PostgreSQL intake alone vs (a)", median(&|r| r.pg_intake));

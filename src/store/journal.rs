@@ -35,8 +35,9 @@ const HEADER: usize = 4 + 8 + 4 + 4;
 
 const NAMES: [&str; 2] = ["journal.0", "journal.1"];
 
-/// Makes everything the store has written so far durable its own way.
-pub type Checkpoint = Box<dyn Fn() -> io::Result<()> + Send + Sync>;
+/// Makes everything the store has written up to the given LSN durable its
+/// own way (the store may still be writing the last of it: it waits).
+pub type Checkpoint = Box<dyn Fn(u64) -> io::Result<()> + Send + Sync>;
 
 pub struct Journal {
     segment_bytes: u64,
@@ -256,15 +257,15 @@ impl Checkpoints {
         }
         state.running = true;
         drop(state);
-        let result = self.run_guarded();
+        let result = self.run_guarded(lsn);
         self.finish(lsn, &result);
         result
     }
 
     /// A checkpoint that panics (sled asserts) counts as failed: otherwise
     /// `running` would stay set and the next change of segment wait for ever.
-    fn run_guarded(&self) -> io::Result<()> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.run)()))
+    fn run_guarded(&self, lsn: u64) -> io::Result<()> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.run)(lsn)))
             .unwrap_or_else(|_| Err(io::Error::other("the checkpoint panicked")))
     }
 
@@ -283,7 +284,7 @@ impl Checkpoints {
         self.join();
         let this = Arc::clone(self);
         let spawned = std::thread::Builder::new().name("journal-checkpoint".into()).spawn(move || {
-            let result = this.run_guarded();
+            let result = this.run_guarded(lsn);
             this.finish(lsn, &result);
         });
         match spawned {
@@ -394,7 +395,7 @@ mod tests {
         let n = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&n);
         (
-            Box::new(move || {
+            Box::new(move |_| {
                 counted.fetch_add(1, Ordering::SeqCst);
                 Ok(())
             }),
@@ -518,7 +519,7 @@ mod tests {
     #[test]
     fn a_failed_checkpoint_stops_the_journal_before_it_writes_over_anything() {
         let dir = tempfile::tempdir().unwrap();
-        let run: Checkpoint = Box::new(|| Err(io::Error::other("disk on fire")));
+        let run: Checkpoint = Box::new(|_| Err(io::Error::other("disk on fire")));
         let (journal, _) = Journal::open(dir.path(), SMALL, 0, run).unwrap();
         let (err, lsn) = append_until_refused(&journal);
         assert!(err.to_string().contains("disk on fire"), "{err}");
@@ -531,7 +532,7 @@ mod tests {
     #[test]
     fn a_checkpoint_that_panics_fails_the_journal_instead_of_hanging_it() {
         let dir = tempfile::tempdir().unwrap();
-        let run: Checkpoint = Box::new(|| panic!("sled asserted"));
+        let run: Checkpoint = Box::new(|_| panic!("sled asserted"));
         let (journal, _) = Journal::open(dir.path(), SMALL, 0, run).unwrap();
         let (err, lsn) = append_until_refused(&journal);
         assert!(err.to_string().contains("panicked"), "{err}");

@@ -37,6 +37,7 @@ impl Source for SledStore {
 
 impl SledStore {
     pub(crate) fn export_kind(&self, kind: Kind) -> Result<Records, StoreError> {
+        self.settle()?;
         Ok(match kind {
             Kind::Txns => whole(&self.txn_by_id)?,
             // A transaction stored whole is its events not consumed yet,

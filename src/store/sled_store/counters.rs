@@ -85,6 +85,7 @@ impl SledStore {
     }
 
     pub(super) fn stats(&self) -> Result<Stats, StoreError> {
+        self.settle()?;
         Ok(Stats {
             transactions: self.counter(C_TRANSACTIONS)?,
             replayed_transactions: self.counter(C_REPLAYS)?,

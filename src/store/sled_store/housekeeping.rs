@@ -92,6 +92,7 @@ impl SledStore {
     }
 
     pub(super) fn prune_transactions(&self, before_ms: u64) -> Result<usize, StoreError> {
+        self.settle()?;
         let mut removed = 0;
         for entry in self.txn_by_id.iter() {
             let (k, v) = entry.map_err(|e| self.failed(e))?;

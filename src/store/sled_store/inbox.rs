@@ -100,11 +100,15 @@ fn inbox_item(seq: u64, v: &[u8]) -> InboxItem {
     }
 }
 
+/// The inbox key of a generated ID (see [`SLOT_BITS`]).
+pub(super) fn seq_of_id(id: u64) -> Result<u64, StoreError> {
+    id.checked_mul(1 << SLOT_BITS).ok_or_else(|| StoreError::Corrupt(format!("inbox ID {id} out of range")))
+}
+
 impl SledStore {
-    /// A new inbox key, after every one in use (see [`SLOT_BITS`]).
+    /// A new inbox key, after every one in use.
     pub(super) fn next_seq(&self) -> Result<u64, StoreError> {
-        let id = self.generate_id()?;
-        id.checked_mul(1 << SLOT_BITS).ok_or_else(|| StoreError::Corrupt(format!("inbox ID {id} out of range")))
+        seq_of_id(self.generate_id()?)
     }
 
     pub(super) fn next_seqs(&self, n: usize) -> Result<Vec<u64>, StoreError> {
@@ -119,6 +123,7 @@ impl SledStore {
     }
 
     pub(super) fn inbox_batch_within(&self, limit: usize, max_bytes: usize) -> Result<Vec<InboxItem>, StoreError> {
+        self.settle()?;
         let mut out = Vec::new();
         let mut bytes = 0;
         let full = |out: &Vec<InboxItem>, bytes: usize| out.len() >= limit || bytes >= max_bytes;
@@ -247,6 +252,7 @@ mod tests {
         {
             let s = SledStore::open(&path, 4).unwrap();
             s.accept_transaction("t1", &refs, 1).unwrap();
+            s.settle().unwrap();
             assert_eq!(s.inbox_by_seq.len(), 1, "one record for the whole transaction");
             let items = s.inbox_batch(40).unwrap();
             assert_eq!(items.iter().map(|i| i.raw.as_slice()).collect::<Vec<_>>(), refs[..40]);

@@ -3,6 +3,7 @@
 //! and the connector's values.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use sled::Transactional;
 use sled::transaction::TransactionError;
@@ -11,10 +12,10 @@ use crate::store::records::{self, TxnRecord};
 use crate::store::{Accepted, FollowUp, Store, StoreError, transaction_digest};
 
 use super::counters::{
-    C_FOLLOW_UPS, C_RECEIVED, C_REPLAYS, C_TRANSACTIONS, G_INBOX, K_JOURNAL_APPLIED, K_SYNC_POSITION, K_TXN_HIGH, bump,
-    resize,
+    C_FOLLOW_UPS, C_RECEIVED, C_REPLAYS, G_INBOX, K_JOURNAL_APPLIED, K_SYNC_POSITION, K_TXN_HIGH, bump, resize,
 };
-use super::inbox::{RECORD_EVENTS, inbox_value, transaction_events, transaction_value};
+use super::inbox::inbox_value;
+use super::inserter::{Applier, Inserter, journal_len, journal_record, read_journal_record};
 use super::{SledStore, backend, read_u64};
 use crate::store::journal::{Checkpoint, Journal};
 
@@ -35,111 +36,96 @@ impl SledStore {
         // Not even a replay is acknowledged after a failed write or sync:
         // the first try may be in sled's memory only.
         self.refuse_if_failed()?;
-        let reused = match self.txn_by_id.get(txn_id).map_err(|e| self.failed(e))? {
-            Some(bytes) => {
-                let TxnRecord::V1 { digest: seen, .. } = records::decode("transaction", &bytes)?;
-                if seen == digest {
-                    self.counters
-                        .transaction(|c| bump(c, C_REPLAYS, 1))
-                        .map_err(|e: TransactionError<StoreError>| self.failed_tx(e))?;
-                    return Ok(Accepted::Replay);
+        // Among those the inserter still holds first: one it stores in the
+        // meantime is in sled by the time sled is read.
+        let seen = match self.progress.waiting(txn_id) {
+            Some(digest) => Some(digest),
+            None => match self.txn_by_id.get(txn_id).map_err(|e| self.failed(e))? {
+                Some(bytes) => {
+                    let TxnRecord::V1 { digest, .. } = records::decode("transaction", &bytes)?;
+                    Some(digest)
                 }
-                true
-            }
-            None => false,
+                None => None,
+            },
         };
-        // The journal makes the transaction durable with one sync of its
-        // own (see `store::journal`); one too large for it, the database's.
-        let journal = self.journal.as_ref().filter(|j| j.fits(journal_len(txn_id, events)));
-        let lsn = journal.map(|j| j.next_lsn());
-        self.store_transaction(txn_id, events, now_ms, digest, lsn)?;
-        // From here the transaction is in sled's memory: if it cannot be
-        // made durable, nothing more is acknowledged until the database is
-        // reopened (and the journal applied), or the homeserver's retry
-        // would be answered as a replay.
-        let made_durable = match (journal, lsn) {
-            (Some(journal), Some(lsn)) => {
-                // A blob sled made for this write (or any other) before the
-                // record that makes it count: see `FileSync::sync_blobs`.
-                self.files.sync_blobs().map_err(|e| format!("syncing the database's blobs: {e}")).and_then(|()| {
-                    journal
-                        .append(lsn, &journal_record(txn_id, events, now_ms))
-                        .map_err(|e| format!("writing the intake journal: {e}"))
-                })
+        if seen.as_deref() == Some(digest.as_str()) {
+            self.counters
+                .transaction(|c| bump(c, C_REPLAYS, 1))
+                .map_err(|e: TransactionError<StoreError>| self.failed_tx(e))?;
+            return Ok(Accepted::Replay);
+        }
+        let reused = seen.is_some();
+        let len = journal_len(txn_id, events);
+        match (&self.journal, &self.inserter) {
+            // Durable once the journal's record is synced (one sync of its
+            // own, see `store::journal`); stored in sled after the answer.
+            (Some(journal), Some(inserter)) if journal.fits(len) => {
+                let lsn = journal.next_lsn();
+                let record = journal_record(txn_id, events, now_ms);
+                if let Err(e) = journal.append(lsn, &record) {
+                    let e = format!("writing the intake journal: {e}");
+                    self.fail(e.clone());
+                    return Err(backend(e));
+                }
+                inserter.hand_over(lsn, txn_id, digest, record, &self.failure)?;
             }
-            _ => self.durable().map_err(|e| e.to_string()),
-        };
-        if let Err(e) = made_durable {
-            self.fail(e.clone());
-            return Err(backend(e));
+            // Too large for the journal: stored and synced the database's
+            // way, after what the inserter holds, to keep arrival order.
+            _ => {
+                self.settle()?;
+                self.applier().store_transaction(txn_id, events, now_ms, digest, None)?;
+                // In sled's memory now: if it cannot be made durable,
+                // nothing more is acknowledged until the database is
+                // reopened, or the homeserver's retry would be a replay.
+                if let Err(e) = self.durable() {
+                    self.fail(e.to_string());
+                    return Err(e);
+                }
+            }
         }
         Ok(if reused { Accepted::ReusedId { events: events.len() } } else { Accepted::New { events: events.len() } })
     }
 
-    /// A transaction's events into the inbox, its ID with them, in one
-    /// atomic write (synced by the caller), with the journal's LSN if it
-    /// is journalled.
-    fn store_transaction(
-        &self,
-        txn_id: &str,
-        events: &[&[u8]],
-        now_ms: u64,
-        digest: String,
-        lsn: Option<u64>,
-    ) -> Result<(), StoreError> {
-        // The transaction whole, as one record (several only past
-        // `RECORD_EVENTS` events), its ID with it. It is split into events
-        // when processed.
-        let records: Vec<Vec<u8>> = events.chunks(RECORD_EVENTS).map(transaction_value).collect();
-        // IDs are taken before the transaction so a conflict retry reuses them.
-        let seqs = self.next_seqs(records.len())?;
-        let record = records::encode(&TxnRecord::V1 { at_ms: now_ms, digest, events: events.len() });
-        (&self.txn_by_id, &self.inbox_by_seq, &self.counters)
-            .transaction(|(txns, inbox, counters)| {
-                txns.insert(txn_id.as_bytes(), record.as_slice())?;
-                for (seq, value) in seqs.iter().zip(&records) {
-                    inbox.insert(&seq.to_be_bytes(), value.as_slice())?;
-                }
-                bump(counters, C_TRANSACTIONS, 1)?;
-                bump(counters, C_RECEIVED, events.len() as u64)?;
-                resize(counters, G_INBOX, events.len() as i64)?;
-                if let Ok(n) = txn_id.parse::<u64>() {
-                    let high = counters.get(K_TXN_HIGH)?.map(|v| read_u64(&v));
-                    if high.is_none_or(|h| n > h) {
-                        counters.insert(K_TXN_HIGH, &n.to_be_bytes())?;
-                    }
-                }
-                if let Some(lsn) = lsn {
-                    counters.insert(K_JOURNAL_APPLIED, &lsn.to_be_bytes())?;
-                }
-                Ok(())
-            })
-            .map_err(|e| self.failed_tx(e))
+    /// The trees the intake writes, for the inserter or for one write here.
+    pub(super) fn applier(&self) -> Applier {
+        Applier {
+            db: self.db.clone(),
+            txn_by_id: self.txn_by_id.clone(),
+            inbox_by_seq: self.inbox_by_seq.clone(),
+            counters: self.counters.clone(),
+            id_floor: Arc::clone(&self.id_floor),
+            failure: self.failure.clone(),
+            files: Arc::clone(&self.files),
+        }
     }
 
     /// Opens the intake journal beside the database and stores again what
     /// it holds that the database lost (a power cut takes what sled had
-    /// not synced itself), then makes all of it durable.
+    /// not synced itself), makes all of it durable, and starts the
+    /// inserter.
     pub(super) fn with_journal(mut self, path: &Path, segment_bytes: u64) -> Result<Self, StoreError> {
         let applied = self.counters.get(K_JOURNAL_APPLIED).map_err(|e| self.failed(e))?.map_or(0, |v| read_u64(&v));
-        let (db, files, failure) =
-            (self.db.clone(), std::sync::Arc::clone(&self.files), std::sync::Arc::clone(&self.failure));
-        let checkpoint: Checkpoint = Box::new(move || {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| files.flush_and_sync(&db)))
-                .unwrap_or_else(|_| Err(std::io::Error::other("the checkpoint panicked")));
+        let (db, files, failure, progress) =
+            (self.db.clone(), Arc::clone(&self.files), self.failure.clone(), Arc::clone(&self.progress));
+        let checkpoint: Checkpoint = Box::new(move |lsn| {
+            let result = progress.wait_for(lsn, &failure).map_err(std::io::Error::other).and_then(|()| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| files.flush_and_sync(&db)))
+                    .unwrap_or_else(|_| Err(std::io::Error::other("the checkpoint panicked")))
+            });
             if let Err(e) = &result {
                 // As `durable`: the store stops (the watchdog sees it)
                 // rather than trust a later sync of the same files.
-                failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| e.to_string());
+                failure.set(e.to_string());
             }
             result
         });
         let (journal, pending) = Journal::open(path, segment_bytes, applied, checkpoint)
             .map_err(|e| backend(format!("opening the intake journal in {}: {e}", path.display())))?;
+        let applier = self.applier();
         for record in &pending {
             let (txn_id, events, now_ms) = read_journal_record(&record.payload)?;
             let digest = records::hex(&transaction_digest(&events));
-            self.store_transaction(txn_id, &events, now_ms, digest, Some(record.lsn))?;
+            applier.store_transaction(txn_id, &events, now_ms, digest, Some(record.lsn))?;
         }
         // Past every number the journal will not use (see `Journal::open`),
         // so that a later power cut replays from where the journal goes on.
@@ -155,11 +141,14 @@ impl SledStore {
             );
         }
         journal.all_durable();
+        self.progress.start_at(last);
+        self.inserter = Some(Inserter::start(applier, Arc::clone(&self.progress))?);
         self.journal = Some(journal);
         Ok(self)
     }
 
     pub(super) fn highest_transaction_number(&self) -> Result<Option<u64>, StoreError> {
+        self.settle()?;
         Ok(self.counters.get(K_TXN_HIGH).map_err(|e| self.failed(e))?.map(|v| read_u64(&v)))
     }
 
@@ -170,6 +159,7 @@ impl SledStore {
         events: &[&[u8]],
     ) -> Result<bool, StoreError> {
         let _guard = self.intake.lock().unwrap_or_else(|p| p.into_inner());
+        self.settle()?;
         let seqs = self.next_seqs(events.len())?;
         let stored = (&self.counters, &self.inbox_by_seq)
             .transaction(|(counters, inbox)| {
@@ -228,6 +218,7 @@ impl SledStore {
         if follow_ups.is_empty() {
             return Ok(());
         }
+        self.settle()?;
         let seqs = self.next_seqs(follow_ups.len())?;
         (&self.inbox_by_seq, &self.counters)
             .transaction(|(inbox, counters)| {
@@ -243,6 +234,7 @@ impl SledStore {
     }
 
     pub(super) fn use_link(&self, nonce: &str, expires_ms: u64, raw: &[u8]) -> Result<bool, StoreError> {
+        self.settle()?;
         let seq = self.next_seq()?;
         let used = (&self.used_link_by_nonce, &self.inbox_by_seq, &self.counters)
             .transaction(|(links, inbox, counters)| {
@@ -261,6 +253,7 @@ impl SledStore {
     }
 
     pub(super) fn push_internal(&self, raw: &[u8]) -> Result<(), StoreError> {
+        self.settle()?;
         let seq = self.next_seq()?;
         (&self.inbox_by_seq, &self.counters)
             .transaction(|(inbox, counters)| {
@@ -270,31 +263,6 @@ impl SledStore {
             .map_err(|e| self.failed_tx(e))?;
         self.flush()
     }
-}
-
-/// A journal record's length, before it is encoded.
-fn journal_len(txn_id: &str, events: &[&[u8]]) -> usize {
-    8 + 4 + txn_id.len() + 5 + events.iter().map(|e| 4 + e.len()).sum::<usize>()
-}
-
-/// A transaction as the journal keeps it: when it came, its ID, and its
-/// events as the inbox stores them.
-fn journal_record(txn_id: &str, events: &[&[u8]], now_ms: u64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(journal_len(txn_id, events));
-    v.extend_from_slice(&now_ms.to_be_bytes());
-    v.extend_from_slice(&(txn_id.len() as u32).to_be_bytes());
-    v.extend_from_slice(txn_id.as_bytes());
-    v.extend_from_slice(&transaction_value(events));
-    v
-}
-
-fn read_journal_record(v: &[u8]) -> Result<(&str, Vec<&[u8]>, u64), StoreError> {
-    let corrupt = || StoreError::Corrupt("intake journal record".into());
-    let now_ms = u64::from_be_bytes(v.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?);
-    let id_len = u32::from_be_bytes(v.get(8..12).and_then(|b| b.try_into().ok()).ok_or_else(corrupt)?) as usize;
-    let id = v.get(12..12 + id_len).and_then(|b| std::str::from_utf8(b).ok()).ok_or_else(corrupt)?;
-    let events = transaction_events(v.get(12 + id_len..).ok_or_else(corrupt)?)?;
-    Ok((id, events, now_ms))
 }
 
 #[cfg(test)]
@@ -406,11 +374,33 @@ mod tests {
     }
 
     #[test]
+    fn what_the_inserter_still_holds_is_a_replay_and_every_read_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("db"), 4).unwrap();
+        let gate = store.progress.gate.lock().unwrap();
+        accept(&store, 0..2);
+        // Acknowledged, not in sled yet: the homeserver's retry is a
+        // replay, and the same ID with other events is new.
+        let (first, other) = (event(0), event(9));
+        assert_eq!(store.accept_transaction("0", &[first.as_bytes()], 0).unwrap(), Accepted::Replay);
+        assert_eq!(store.accept_transaction("1", &[other.as_bytes()], 1).unwrap(), Accepted::ReusedId { events: 1 });
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| inbox(&store));
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert!(!reader.is_finished(), "a read did not wait for what was acknowledged");
+            drop(gate);
+            assert_eq!(reader.join().unwrap(), [event(0), event(1), event(9)]);
+        });
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.transactions, stats.replayed_transactions, stats.events_received), (3, 1, 3));
+    }
+
+    #[test]
     fn after_a_failed_write_not_even_a_replay_is_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(&dir.path().join("db"), 4).unwrap();
         accept(&store, 0..1);
-        *store.failure.lock().unwrap() = Some("EIO".into());
+        store.failure.set("EIO".into());
         let e = event(0);
         let err = store.accept_transaction("0", &[e.as_bytes()], 0).unwrap_err();
         assert!(err.to_string().contains("cannot write any more"), "{err}");

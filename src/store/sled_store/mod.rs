@@ -10,6 +10,7 @@ mod copy;
 mod counters;
 mod housekeeping;
 mod inbox;
+mod inserter;
 mod intake;
 mod lookups;
 mod migrate;
@@ -17,6 +18,7 @@ mod outbox;
 mod quarantine;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -66,6 +68,12 @@ pub struct SledStore {
     inbox_done: Tree,
     /// The files behind `db`, synced before anything is acknowledged.
     files: std::sync::Arc<super::durable::FileSync>,
+    /// Stores what the journal synced, after it is acknowledged. Before
+    /// the journal, so that it is dropped (and has stored everything
+    /// queued) before the journal's last checkpoint is joined.
+    inserter: Option<inserter::Inserter>,
+    /// How far the inserter is: what reads wait for (see `inserter`).
+    progress: Arc<inserter::Progress>,
     /// Makes each transaction durable before it is acknowledged (see
     /// `store::journal`). Set by `open` once what it held is stored again.
     journal: Option<super::journal::Journal>,
@@ -78,11 +86,11 @@ pub struct SledStore {
     /// The first I/O error. sled keeps any it meets while writing its log
     /// and fails every later write with it, so this is for good until the
     /// database is reopened.
-    failure: std::sync::Arc<Mutex<Option<String>>>,
+    failure: inserter::Failure,
     /// Added to every ID sled generates (outbox IDs, inbox keys): set by
     /// `migrate` past every ID it copied in, as a new database's generator
     /// starts again at zero. Zero for a database that was never copied.
-    id_floor: AtomicU64,
+    id_floor: Arc<AtomicU64>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -173,11 +181,13 @@ impl SledStore {
                 super::durable::FileSync::open(path)
                     .map_err(|e| backend(format!("syncing the files of {}: {e}", path.display())))?,
             ),
+            inserter: None,
+            progress: Arc::default(),
             journal: None,
             intake: Mutex::new(()),
             quarantine_len: Mutex::new(None),
-            failure: std::sync::Arc::new(Mutex::new(None)),
-            id_floor: AtomicU64::new(0),
+            failure: inserter::Failure::default(),
+            id_floor: Arc::default(),
             db,
         }
         .with_rooms_by_owner(&rooms_per_room)?
@@ -193,28 +203,26 @@ impl SledStore {
         Ok(self)
     }
 
-    /// A new ID, after every one in use: sled's generator (monotonic)
-    /// plus the floor a migration set.
     fn generate_id(&self) -> Result<u64, StoreError> {
-        let id = self.db.generate_id().map_err(|e| self.failed(e))?;
-        id.checked_add(self.id_floor.load(Ordering::Relaxed))
-            .ok_or_else(|| StoreError::Corrupt(format!("generated ID {id} out of range")))
+        inserter::generate_id(&self.db, &self.id_floor, &self.failure)
     }
 
     /// Maps a sled error, keeping the first I/O error: sled fails every
     /// later write with it until the database is reopened.
     fn failed(&self, e: sled::Error) -> StoreError {
-        if let sled::Error::Io(io) = &e {
-            self.fail(io.to_string());
-        }
-        backend(e)
+        self.failure.sled(e)
     }
 
     fn failed_tx(&self, e: TransactionError<StoreError>) -> StoreError {
-        match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => self.failed(e),
-        }
+        self.failure.transaction(e)
+    }
+
+    /// Returns once every transaction acknowledged so far is stored in
+    /// sled (see `inserter`): for reads that must see all of them, and
+    /// before the inbox's other writers take keys, which must come after
+    /// theirs (the inbox's order is the order things arrived in).
+    fn settle(&self) -> Result<(), StoreError> {
+        self.progress.settle(&self.failure)
     }
 
     /// Flushes, then syncs the files (see [`super::durable`]): what is
@@ -239,11 +247,11 @@ impl SledStore {
     /// Keeps the first reason the database cannot be trusted to write:
     /// the watchdog stops Gatekeeper on it.
     fn fail(&self, why: String) {
-        self.failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(why);
+        self.failure.set(why);
     }
 
     fn refuse_if_failed(&self) -> Result<(), StoreError> {
-        match self.failure.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        match self.failure.get() {
             Some(e) => Err(backend(format!("the database cannot write any more: {e}"))),
             None => Ok(()),
         }
@@ -300,7 +308,7 @@ impl Store for SledStore {
         self.files.sync_blobs().map_err(|e| self.sync_failed(e))
     }
     fn failure(&self) -> Option<String> {
-        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.failure.get()
     }
     fn outbox_after(&self, after: u64, up_to: u64, limit: usize, mail: bool) -> Result<Vec<OutboxItem>, StoreError> {
         self.outbox_after(after, up_to, limit, mail)
