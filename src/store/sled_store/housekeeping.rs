@@ -97,9 +97,11 @@ impl SledStore {
         for entry in self.txn_by_id.iter() {
             let (k, v) = entry.map_err(|e| self.failed(e))?;
             let TxnRecord::V1 { at_ms, .. } = records::decode("transaction", &v)?;
+            // Unless the inserter stored the ID again in the meantime (a
+            // reused one): its new record is kept.
             if at_ms < before_ms {
-                self.txn_by_id.remove(k).map_err(|e| self.failed(e))?;
-                removed += 1;
+                let gone = self.txn_by_id.compare_and_swap(k, Some(v), None::<&[u8]>).map_err(|e| self.failed(e))?;
+                removed += usize::from(gone.is_ok());
             }
         }
         Ok(removed)

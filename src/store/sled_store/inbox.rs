@@ -106,13 +106,20 @@ pub(super) fn seq_of_id(id: u64) -> Result<u64, StoreError> {
 }
 
 impl SledStore {
-    /// A new inbox key, after every one in use.
+    /// A new inbox key, after every one in use, and after those of every
+    /// transaction acknowledged so far: the inserter's are taken first
+    /// (see `settle`), so the inbox's order is the order things arrived in.
     pub(super) fn next_seq(&self) -> Result<u64, StoreError> {
+        self.settle()?;
         seq_of_id(self.generate_id()?)
     }
 
     pub(super) fn next_seqs(&self, n: usize) -> Result<Vec<u64>, StoreError> {
-        (0..n).map(|_| self.next_seq()).collect()
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        self.settle()?;
+        (0..n).map(|_| seq_of_id(self.generate_id()?)).collect()
     }
 
     /// How many events wait in the inbox, counted by reading it (the kept

@@ -159,7 +159,6 @@ impl SledStore {
         events: &[&[u8]],
     ) -> Result<bool, StoreError> {
         let _guard = self.intake.lock().unwrap_or_else(|p| p.into_inner());
-        self.settle()?;
         let seqs = self.next_seqs(events.len())?;
         let stored = (&self.counters, &self.inbox_by_seq)
             .transaction(|(counters, inbox)| {
@@ -218,7 +217,6 @@ impl SledStore {
         if follow_ups.is_empty() {
             return Ok(());
         }
-        self.settle()?;
         let seqs = self.next_seqs(follow_ups.len())?;
         (&self.inbox_by_seq, &self.counters)
             .transaction(|(inbox, counters)| {
@@ -234,7 +232,6 @@ impl SledStore {
     }
 
     pub(super) fn use_link(&self, nonce: &str, expires_ms: u64, raw: &[u8]) -> Result<bool, StoreError> {
-        self.settle()?;
         let seq = self.next_seq()?;
         let used = (&self.used_link_by_nonce, &self.inbox_by_seq, &self.counters)
             .transaction(|(links, inbox, counters)| {
@@ -253,7 +250,6 @@ impl SledStore {
     }
 
     pub(super) fn push_internal(&self, raw: &[u8]) -> Result<(), StoreError> {
-        self.settle()?;
         let seq = self.next_seq()?;
         (&self.inbox_by_seq, &self.counters)
             .transaction(|(inbox, counters)| {
@@ -393,6 +389,21 @@ mod tests {
         });
         let stats = store.stats().unwrap();
         assert_eq!((stats.transactions, stats.replayed_transactions, stats.events_received), (3, 1, 3));
+    }
+
+    #[test]
+    fn what_comes_after_an_acknowledged_transaction_comes_after_it_in_the_inbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("db"), 4).unwrap();
+        let gate = store.progress.gate.lock().unwrap();
+        accept(&store, 0..1);
+        std::thread::scope(|s| {
+            let internal = s.spawn(|| store.push_internal(br#"{"tick":1}"#).unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(gate);
+            internal.join().unwrap();
+        });
+        assert_eq!(inbox(&store), [event(0), r#"{"tick":1}"#.to_owned()]);
     }
 
     #[test]

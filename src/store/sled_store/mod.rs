@@ -219,8 +219,7 @@ impl SledStore {
 
     /// Returns once every transaction acknowledged so far is stored in
     /// sled (see `inserter`): for reads that must see all of them, and
-    /// before the inbox's other writers take keys, which must come after
-    /// theirs (the inbox's order is the order things arrived in).
+    /// before an inbox key is taken outside the inserter (`next_seq`).
     fn settle(&self) -> Result<(), StoreError> {
         self.progress.settle(&self.failure)
     }
