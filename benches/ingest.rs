@@ -440,6 +440,7 @@ async fn through_http(store: Arc<dyn Store>, bodies: &[String], processing: bool
         max_body_bytes: 16 << 20,
         clock: gatekeeper::pipeline::clock::system(),
         gaps: Default::default(),
+        resends: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

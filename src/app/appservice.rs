@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 
 use super::{RunOptions, Running, engine_config};
 use crate::appservice::gaps::Gaps;
+use crate::appservice::resends::Resends;
 use crate::appservice::{catch_up, http, startup};
 use crate::config::Config;
 use crate::matrix::HsClient;
@@ -30,6 +31,7 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
     let shared = running.shared.clone();
     let listener = running.intake.take().expect("given to Running::start");
 
+    let resends = Arc::new(Resends::default());
     let intake = Arc::new(http::Intake {
         store: shared.store.clone(),
         hs_token: registration.hs_token.clone(),
@@ -40,6 +42,7 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
             true => Gaps::after(shared.store.highest_transaction_number()?),
             false => Gaps::off(),
         }),
+        resends: resends.clone(),
     });
     tracing::info!(listen = %asv.listen, "appservice API listening");
     running.tasks.push(tokio::spawn(super::serve(
@@ -67,21 +70,28 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
         }
     }));
     let client = HsClient::new(&config.homeserver.url, registration.as_token.clone())?;
-    running.tasks.push(tokio::spawn(startup::run(
+    let setup = startup::run(
         client.clone(),
         shared.engine.bot.clone(),
         asv.clone(),
         shared.clock.clone(),
         shared.shutdown.clone(),
-    )));
+    );
+    let pinged = resends.clone();
+    running.tasks.push(tokio::spawn(async move {
+        // The ping makes the homeserver resend what it held back at once.
+        if setup.await {
+            pinged.started();
+        }
+    }));
     // Also with none configured: lists once configured stop applying, and
     // the followed ones are read again every few hours.
     let (bot, lists) = (shared.engine.bot.clone(), config.policy.lists.clone());
     running.tasks.push(tokio::spawn(super::lists::follow(shared.clone(), client.clone(), bot, lists)));
     if let Some(released) = running.released.clone() {
         // What the homeserver never delivered (a stranded transaction) is
-        // read after every start, in the background.
-        running.tasks.push(tokio::spawn(catch_up::run(shared.clone(), client.clone())));
+        // read after every start and after each resend, in the background.
+        running.tasks.push(tokio::spawn(catch_up::run(shared.clone(), client.clone(), resends)));
         let policy = super::executor_policy(&config);
         let mut executor_client = client;
         let shared = shared.clone();

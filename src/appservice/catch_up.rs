@@ -1,10 +1,13 @@
-//! After every start, each held room and control room is read forward from
+//! After every start, and again after each of the homeserver's resends
+//! (see `resends`), each held room and control room is read forward from
 //! the events Gatekeeper has from it, so that a message the homeserver
 //! never delivered is still decided, once.
 //!
 //! Synapse can strand an appservice transaction: created while it marks
 //! the appservice down, it is sent only when the appservice is next down
-//! (issue 13). What the read finds goes into the inbox like a backfill's
+//! (issue 13). The read after the start finds what was stranded before
+//! it; the read after the resend, what the resend itself stranded (the
+//! start-up ping begins one: a command sent as Gatekeeper came back). What the read finds goes into the inbox like a backfill's
 //! events (follow-ups from the homeserver, not internal), and the
 //! processor decides each event of a tracked room once: what it decided
 //! before (pushed and read, or read twice) is skipped by its ID
@@ -23,6 +26,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 
+use crate::appservice::resends::Resends;
 use crate::engine::RoomState;
 use crate::matrix::HsClient;
 use crate::pipeline::Shared;
@@ -76,30 +80,44 @@ pub fn plan(
     Ok(reads)
 }
 
-/// Reads every planned room forward and queues what it finds. Returns when
-/// all are read (or given up), or at shutdown.
-pub async fn run(shared: Shared, mut client: HsClient) {
+/// Reads every planned room forward after the start, then again after
+/// each resend is over, until shutdown.
+pub async fn run(shared: Shared, mut client: HsClient, resends: Arc<Resends>) {
     let mut shutdown = shared.shutdown.clone();
     if !client.wait_for_homeserver(&mut shutdown).await {
         return;
     }
+    let client = Arc::new(client);
+    let mut after = "the start";
+    loop {
+        tokio::select! {
+            () = read_all(&shared, &client, after) => {}
+            _ = shutdown.wait() => return,
+        }
+        if !resends.over(&mut shutdown).await {
+            return;
+        }
+        after = "the homeserver's resend";
+    }
+}
+
+/// Reads every planned room forward and queues what it finds; returns when
+/// all are read (or given up).
+async fn read_all(shared: &Shared, client: &Arc<HsClient>, after: &str) {
     let store = shared.store.clone();
     let reads = match tokio::task::spawn_blocking(move || plan(store.seen_rooms()?, |r| store.rooms(r))).await {
         Ok(Ok(reads)) => reads,
-        Ok(Err(e)) => return tracing::error!(error = %e, "reading forward after the start: the store failed"),
-        Err(e) => return tracing::error!(error = %e, "reading forward after the start: the task died"),
+        Ok(Err(e)) => return tracing::error!(error = %e, "reading forward after {after}: the store failed"),
+        Err(e) => return tracing::error!(error = %e, "reading forward after {after}: the task died"),
     };
     let rooms = reads.len();
     tracing::info!(rooms, "reading held and control rooms forward from the last events kept");
-    let client = Arc::new(client);
     let found = futures_util::stream::iter(reads)
-        .map(|read| read_one(&shared, &client, read))
+        .map(|read| read_one(shared, client, read))
         .buffer_unordered(ROOMS_AT_ONCE)
-        .fold(0usize, |sum, n| async move { sum + n });
-    tokio::select! {
-        found = found => tracing::info!(rooms, events = found, "rooms read forward after the start"),
-        _ = shutdown.wait() => {}
-    }
+        .fold(0usize, |sum, n| async move { sum + n })
+        .await;
+    tracing::info!(rooms, events = found, "rooms read forward after {after}");
 }
 
 /// Reads one room and queues what it found; how many events that was.
@@ -110,7 +128,7 @@ async fn read_one(shared: &Shared, client: &HsClient, read: Read) -> usize {
     let follow_ups = match result {
         Ok(Ok(follow_ups)) => follow_ups,
         Ok(Err(e)) => {
-            tracing::warn!(%room, error = %e, "could not read the room forward after the start");
+            tracing::warn!(%room, error = %e, "could not read the room forward");
             return 0;
         }
         Err(_) => {

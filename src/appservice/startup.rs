@@ -76,8 +76,9 @@ pub async fn ping(client: &HsClient, appservice_id: &str, txn: &str) -> Result<D
     client.send(req, None).await.map(|r| r.duration)
 }
 
-/// Sets up the bot and pings until the ping succeeds, then returns. Runs
-/// beside the intake, so a homeserver that starts later is waited for.
+/// Sets up the bot and pings until the ping succeeds, then returns true
+/// (false at shutdown). Runs beside the intake, so a homeserver that
+/// starts later is waited for.
 // One caller spawns this with what start-up needs; a struct for that one
 // call would only move the list.
 pub async fn run(
@@ -86,12 +87,12 @@ pub async fn run(
     appservice: AppserviceConfig,
     clock: std::sync::Arc<dyn Clock>,
     mut shutdown: Shutdown,
-) {
+) -> bool {
     let AppserviceConfig {
         bot_localpart, bot_displayname: displayname, id: appservice_id, url: appservice_url, ..
     } = appservice;
     if !client.wait_for_homeserver(&mut shutdown).await {
-        return;
+        return false;
     }
     let mut delay = Duration::from_secs(1);
     let mut attempt = 0u32;
@@ -116,12 +117,12 @@ pub async fn run(
                     duration_ms = rtt.as_millis() as u64,
                     "homeserver ping ok: the homeserver and Gatekeeper reach each other"
                 );
-                return;
+                return true;
             }
             Err(problem) => tracing::error!(retry_in = ?delay, "{problem}"),
         }
         if shutdown.sleep(delay).await {
-            return;
+            return false;
         }
         // Capped low: a homeserver that is briefly busy should not leave the
         // wiring unchecked for minutes.

@@ -5,10 +5,16 @@
 //! reads its held and control rooms forward: the message is kept once,
 //! the stranger still has one etiquette reply, the command runs once, a
 //! command delivered before is not run again (a `deny 1` would now deny
-//! someone else), and a second restart changes nothing.
+//! someone else), and a second restart changes nothing. A command
+//! swallowed while the homeserver resends after a start is read once the
+//! resend is over, with no restart.
 //!
 //! Appservice mode only: in client mode the sync position is stored in the
 //! same write as the events it leads past, so nothing can be stranded.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::support::faults::Swallower;
 use crate::support::gate::{LONG, ask, barrier, opt_in, reply_to, start, wait_membership};
@@ -16,6 +22,7 @@ use crate::support::{Gatekeeper, PLACEHOLDER_HS, Synapse, World, eventually};
 
 const STRANGER: &str = "@stranger:localhost";
 const BLOCKED: &str = "Blocked @spammer:localhost";
+const PEST_BLOCKED: &str = "Blocked @pest:localhost";
 
 #[tokio::test]
 async fn a_swallowed_transaction_is_read_after_the_restart_and_decided_once() {
@@ -98,8 +105,40 @@ async fn a_swallowed_transaction_is_read_after_the_restart_and_decided_once() {
         assert_eq!(answers(BLOCKED).await, 1, "the swallowed command ran once after {run}");
         assert_eq!(stranger.notices_from(&held, &alice.user_id).await.len(), 1, "one etiquette reply after {run}");
     }
+    // Stranded by the resend itself (Synapse's race as it marks Gatekeeper
+    // up again, here the proxy): read once the resend is over, with no
+    // restart. Someone else's chatter keeps the homeserver sending until
+    // the command is swallowed, so the resend cannot be over before.
+    let chatter = w.synapse.register("chatter").await;
+    let chat = chatter.create_group(&[]).await;
+    w.gatekeeper.stop();
+    start(&mut w).await;
+    let chatting = Arc::new(AtomicBool::new(true));
+    let sender = tokio::spawn({
+        let (chatter, chat, chatting) = (chatter.clone(), chat.clone(), Arc::clone(&chatting));
+        async move {
+            while chatting.load(Ordering::Relaxed) {
+                chatter.send_text(&chat, "chatter").await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    });
+    w.gatekeeper.wait_for_log("rooms read forward after the start", LONG).await;
+    proxy.swallow_next("block @pest:localhost");
+    alice.send_text(&control, "block @pest:localhost").await;
+    eventually("the command sent during the resend to be swallowed", LONG, || async {
+        (proxy.swallowed().len() == 3).then_some(())
+    })
+    .await;
+    assert!(!w.gatekeeper.log().contains("after the homeserver's resend"), "the chatter kept the resend going");
+    chatting.store(false, Ordering::Relaxed);
+    sender.await.unwrap();
+    w.gatekeeper.wait_for_log("rooms read forward after the homeserver's resend", LONG).await;
+    barrier(&w, &alice, &control).await;
+    assert_eq!(answers(PEST_BLOCKED).await, 1, "the command swallowed during the resend ran once, with no restart");
+
     let blocked = ask(&w, &alice, &control, "blocked").await;
-    assert!(blocked.contains("@spammer:localhost"), "{blocked}");
+    assert!(blocked.contains("@spammer:localhost") && blocked.contains("@pest:localhost"), "{blocked}");
     let pending = ask(&w, &alice, &control, "pending").await;
     assert!(pending.contains(STRANGER) && !pending.contains("@early:localhost"), "{pending}");
     w.gatekeeper.stop();

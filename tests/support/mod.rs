@@ -399,6 +399,17 @@ impl Synapse {
 
 impl Drop for Synapse {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // What it did about its appservices: a transaction it could not
+            // send, a recovery, one it never sent.
+            let log = self.log();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("appservice") || l.contains("AS ID") || l.contains("recover"))
+                .collect();
+            let last = &lines[lines.len().saturating_sub(40)..];
+            eprintln!("--- synapse's log on appservices, last {} lines ---\n{}", last.len(), last.join("\n"));
+        }
         if let Some(child) = self.child.take() {
             stop_by_pid(child, Duration::from_secs(10));
         }
@@ -880,6 +891,10 @@ fn token_from(registration: &Path, key: &str) -> String {
 
 impl Drop for Gatekeeper {
     fn drop(&mut self) {
+        if std::thread::panicking() && self.runs > 0 {
+            // The failing test's output then says what Gatekeeper did.
+            eprintln!("--- end of gatekeeper's log (run {}) ---\n{}", self.runs, tail_of(&self.log_path(), 6000));
+        }
         self.stop_traced();
         if let Some(child) = self.child.take() {
             stop_by_pid(child, Duration::from_secs(5));

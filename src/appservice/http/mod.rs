@@ -30,6 +30,9 @@ pub struct Intake {
     pub clock: Arc<dyn Clock>,
     /// The homeserver's transaction numbering, to notice one it stranded.
     pub gaps: std::sync::Mutex<super::gaps::Gaps>,
+    /// Told of every transaction, and of each one not accepted (the
+    /// homeserver resends after it), for the read forward after a resend.
+    pub resends: Arc<super::resends::Resends>,
 }
 
 pub fn matrix_error(status: StatusCode, errcode: &str, error: &str) -> Response {
@@ -122,6 +125,15 @@ async fn transaction(State(intake): State<Arc<Intake>>, Path(txn_id): Path<Strin
 }
 
 async fn store_transaction(intake: Arc<Intake>, txn_id: String, body: Body) -> Response {
+    intake.resends.arrived();
+    let answer = answer_transaction(&intake, txn_id, body).await;
+    if !answer.status().is_success() {
+        intake.resends.started();
+    }
+    answer
+}
+
+async fn answer_transaction(intake: &Intake, txn_id: String, body: Body) -> Response {
     let bytes = match axum::body::to_bytes(body, intake.max_body_bytes).await {
         Ok(b) => b,
         Err(_) => {

@@ -21,6 +21,7 @@ async fn serve() -> Server {
         max_body_bytes: 8 * 1024 * 1024,
         clock: crate::pipeline::clock::system(),
         gaps: std::sync::Mutex::new(crate::appservice::gaps::Gaps::after(None)),
+        resends: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
