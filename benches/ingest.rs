@@ -663,6 +663,26 @@ async fn round(bodies: &[String], strangers: &[String], pg: &postgres_server::Po
 #[tokio::main]
 async fn main() {
     gatekeeper::allocator::settle();
+    if let Some(txns) = std::env::var("INGEST_PROFILE_STRANGERS").ok().and_then(|n| n.parse::<usize>().ok()) {
+        // For a profiler: only the deciding of strangers' messages, on a
+        // plain thread (`perf record --call-graph dwarf`, or callgrind).
+        let dir = tempfile::tempdir().unwrap();
+        let held = store_with_held_rooms(&dir.path().join("db"), HELD_ROOMS);
+        for t in 0..txns {
+            let body = stranger_transaction(t);
+            let parsed: Body<'_> = serde_json::from_str(&body).unwrap();
+            let events: Vec<&[u8]> = parsed.events.iter().map(|e| e.get().as_bytes()).collect();
+            held.accept_transaction(&format!("p{t}"), &events, 1).unwrap();
+        }
+        // As the processor drains a deep inbox.
+        let (mut drain, clock) = (Drain::new(), gatekeeper::pipeline::clock::SystemClock);
+        let start = Instant::now();
+        while drain.step(&held, &config(), &clock).unwrap().0.processed > 0 {}
+        let took = start.elapsed();
+        let n = (txns * EVENTS) as f64;
+        println!("{txns} x {EVENTS} strangers' messages decided in {took:.2?}: {:.0} events/s", n / took.as_secs_f64());
+        return;
+    }
     let bodies: Vec<String> = (0..TXNS).map(transaction).collect();
     let bytes: usize = bodies.iter().map(String::len).sum();
     let events = (TXNS * EVENTS) as f64;
