@@ -81,7 +81,7 @@ pub(super) async fn run(config: Config, options: RunOptions) -> anyhow::Result<(
     running.tasks.push(tokio::spawn(async move {
         // The ping makes the homeserver resend what it held back at once.
         if setup.await {
-            pinged.started();
+            pinged.pinged();
         }
     }));
     // Also with none configured: lists once configured stop applying, and

@@ -6,19 +6,27 @@
 //! Synapse can strand an appservice transaction: created while it marks
 //! the appservice down, it is sent only when the appservice is next down
 //! (issue 13). The read after the start finds what was stranded before
-//! it; the read after the resend, what the resend itself stranded (the
-//! start-up ping begins one: a command sent as Gatekeeper came back). What the read finds goes into the inbox like a backfill's
-//! events (follow-ups from the homeserver, not internal), and the
-//! processor decides each event of a tracked room once: what it decided
-//! before (pushed and read, or read twice) is skipped by its ID
+//! it; the read after a resend, what the resend itself stranded (the
+//! start-up ping begins one: a command sent as Gatekeeper came back).
+//! What the read finds goes into the inbox like a backfill's events
+//! (follow-ups from the homeserver, not internal), and the processor
+//! decides each event of a tracked room once: what it decided before
+//! (pushed and read, or read twice) is skipped by its ID
 //! ([`Lookups::seen_events`](crate::store::Lookups::seen_events)).
 //!
 //! Each room is read from the oldest of the events it consumed last
 //! ([`SEEN_PER_ROOM`](crate::store::SEEN_PER_ROOM) of them), not the
 //! newest: a stranded event followed by a delivered one in the same room
-//! is found too. The work is bounded: a few rooms at a time, a page limit
-//! and a time limit per room, in the background, so a room whose server
-//! does not answer holds up nothing else.
+//! is found too. What the read finds that was consumed (remembered when
+//! it was planned, or by the time it queues) is not queued ([`unseen`]):
+//! the window of remembered events moves on, and the processor alone
+//! would decide such an event again once it had left it. Each read first
+//! waits for the processor to empty the inbox, so that what the
+//! homeserver delivered is remembered by then.
+//!
+//! The work is bounded: a few rooms at a time, a page limit and a time
+//! limit per room, in the background, so a room whose server does not
+//! answer holds up nothing else.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +38,7 @@ use crate::appservice::resends::Resends;
 use crate::engine::RoomState;
 use crate::matrix::HsClient;
 use crate::pipeline::Shared;
-use crate::store::{Store, StoreError};
+use crate::store::{FollowUp, Store, StoreError};
 
 /// Pages of [`FORWARD_PAGE`](crate::matrix::effects::FORWARD_PAGE) events
 /// read per room at most.
@@ -40,12 +48,17 @@ pub const ROOMS_AT_ONCE: usize = 4;
 /// A room's read that takes longer is given up (and logged).
 pub const ROOM_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// One room to read: as whom (the bot when `None`), from which event.
+/// How long a read waits for the processor to empty the inbox first.
+pub const DRAIN_WAIT: Duration = Duration::from_secs(60);
+
+/// One room to read: as whom (the bot when `None`), from which event, and
+/// the events of it remembered as consumed when the read was planned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Read {
     pub room: OwnedRoomId,
     pub as_user: Option<OwnedUserId>,
     pub from: OwnedEventId,
+    pub seen: Vec<OwnedEventId>,
 }
 
 /// What to read, from each room's events consumed last and what the room
@@ -59,7 +72,7 @@ pub fn plan(
 ) -> Result<Vec<Read>, StoreError> {
     let mut reads = Vec::new();
     for (id, events) in seen {
-        let Some(from) = events.into_iter().next() else { continue };
+        let Some(from) = events.first().cloned() else { continue };
         let records = rooms(&id)?;
         // One read serves every owner who holds the room: what it finds is
         // decided for each of them.
@@ -75,7 +88,7 @@ pub fn plan(
                 None => continue,
             }
         };
-        reads.push(Read { room: id, as_user, from });
+        reads.push(Read { room: id, as_user, from, seen: events });
     }
     Ok(reads)
 }
@@ -103,7 +116,25 @@ pub async fn run(shared: Shared, mut client: HsClient, resends: Arc<Resends>) {
 
 /// Reads every planned room forward and queues what it finds; returns when
 /// all are read (or given up).
+///
+/// First the processor empties the inbox (or [`DRAIN_WAIT`] passes): what
+/// the homeserver delivered is then among the events remembered, and the
+/// read does not queue it a second time (see [`unseen`]).
 async fn read_all(shared: &Shared, client: &Arc<HsClient>, after: &str) {
+    let waited = tokio::time::Instant::now();
+    loop {
+        let store = shared.store.clone();
+        match tokio::task::spawn_blocking(move || store.stats()).await {
+            Ok(Ok(stats)) if stats.inbox_pending == 0 => break,
+            Ok(Ok(_)) if waited.elapsed() < DRAIN_WAIT => tokio::time::sleep(Duration::from_millis(250)).await,
+            Ok(Ok(stats)) => {
+                tracing::info!(waiting = stats.inbox_pending, "reading forward with the inbox not yet empty");
+                break;
+            }
+            Ok(Err(e)) => return tracing::error!(error = %e, "reading forward after {after}: the store failed"),
+            Err(e) => return tracing::error!(error = %e, "reading forward after {after}: the task died"),
+        }
+    }
     let store = shared.store.clone();
     let reads = match tokio::task::spawn_blocking(move || plan(store.seen_rooms()?, |r| store.rooms(r))).await {
         Ok(Ok(reads)) => reads,
@@ -111,7 +142,7 @@ async fn read_all(shared: &Shared, client: &Arc<HsClient>, after: &str) {
         Err(e) => return tracing::error!(error = %e, "reading forward after {after}: the task died"),
     };
     let rooms = reads.len();
-    tracing::info!(rooms, "reading held and control rooms forward from the last events kept");
+    tracing::info!(rooms, "reading held and control rooms forward after {after}, from the last events kept");
     let found = futures_util::stream::iter(reads)
         .map(|read| read_one(shared, client, read))
         .buffer_unordered(ROOMS_AT_ONCE)
@@ -122,7 +153,7 @@ async fn read_all(shared: &Shared, client: &Arc<HsClient>, after: &str) {
 
 /// Reads one room and queues what it found; how many events that was.
 async fn read_one(shared: &Shared, client: &HsClient, read: Read) -> usize {
-    let Read { room, as_user, from } = read;
+    let Read { room, as_user, from, seen } = read;
     let result =
         tokio::time::timeout(ROOM_TIMEOUT, client.read_forward(as_user.as_deref(), &room, &from, PAGES_PER_ROOM)).await;
     let follow_ups = match result {
@@ -136,13 +167,20 @@ async fn read_one(shared: &Shared, client: &HsClient, read: Read) -> usize {
             return 0;
         }
     };
-    let n = follow_ups.len();
-    if n == 0 {
-        return 0;
-    }
     let store: Arc<dyn Store> = shared.store.clone();
-    match tokio::task::spawn_blocking(move || store.push_follow_ups(&follow_ups)).await {
-        Ok(Ok(())) => {
+    let read_room = room.clone();
+    let queue = move || {
+        // Consumed since the plan, too: the processor went on meanwhile.
+        let now = store.seen_events(&read_room)?;
+        let follow_ups = unseen(follow_ups, seen.iter().chain(&now));
+        if !follow_ups.is_empty() {
+            store.push_follow_ups(&follow_ups)?;
+        }
+        Ok::<_, StoreError>(follow_ups.len())
+    };
+    match tokio::task::spawn_blocking(queue).await {
+        Ok(Ok(0)) => 0,
+        Ok(Ok(n)) => {
             tracing::debug!(%room, events = n, "room read forward");
             shared.wake.notify_one();
             n
@@ -156,6 +194,27 @@ async fn read_one(shared: &Shared, client: &HsClient, read: Read) -> usize {
             0
         }
     }
+}
+
+/// What a read found, less the events remembered as consumed: the window
+/// of [`SEEN_PER_ROOM`](crate::store::SEEN_PER_ROOM) moves on with every
+/// event consumed, so an event the read starts after may have left it by
+/// the time what the read queued is decided, and would be decided again.
+pub fn unseen<'e>(found: Vec<FollowUp>, seen: impl Iterator<Item = &'e OwnedEventId>) -> Vec<FollowUp> {
+    #[derive(serde::Deserialize)]
+    struct Id<'a> {
+        #[serde(borrow)]
+        event_id: Option<std::borrow::Cow<'a, str>>,
+    }
+    let seen: std::collections::HashSet<&str> = seen.map(|e| e.as_str()).collect();
+    found
+        .into_iter()
+        .filter(|f| match serde_json::from_slice::<Id<'_>>(&f.raw) {
+            Ok(Id { event_id: Some(id) }) => !seen.contains(&*id),
+            // Without an ID the processor cannot tell it apart either.
+            _ => true,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -181,7 +240,7 @@ mod tests {
             RoomState::Held(h) => RoomState::Held(HeldRoom { unreadable: Some(Unreadable::NoAnswer), ..h }),
             other => other,
         };
-        let reads = plan(seen, |room| {
+        let reads = plan(seen.clone(), |room| {
             Ok(match room.as_str() {
                 "!held:remote.org" | "!nothing:remote.org" => vec![held.clone()],
                 "!control:example.org" => vec![RoomState::Control { owner: alice.clone() }],
@@ -197,10 +256,30 @@ mod tests {
                 Read {
                     room: owned_room_id!("!held:remote.org"),
                     as_user: Some(alice.clone()),
-                    from: owned_event_id!("$h1")
+                    from: owned_event_id!("$h1"),
+                    seen: seen[0].1.clone(),
                 },
-                Read { room: owned_room_id!("!control:example.org"), as_user: None, from: owned_event_id!("$c1") },
+                Read {
+                    room: owned_room_id!("!control:example.org"),
+                    as_user: None,
+                    from: owned_event_id!("$c1"),
+                    seen: seen[1].1.clone(),
+                },
             ]
         );
+    }
+
+    #[test]
+    fn what_a_read_finds_that_was_consumed_before_or_since_is_not_queued_again() {
+        let event = |id: &str| FollowUp {
+            internal: false,
+            raw: format!(r#"{{"type":"m.room.message","event_id":"{id}","room_id":"!r:x.org"}}"#).into_bytes(),
+        };
+        let found =
+            vec![event("$a"), event("$b"), event("$c"), event("$d"), FollowUp { internal: false, raw: b"{}".to_vec() }];
+        let (planned, since) = (vec![owned_event_id!("$a"), owned_event_id!("$b")], vec![owned_event_id!("$c")]);
+        let kept = unseen(found, planned.iter().chain(&since));
+        let kept: Vec<&[u8]> = kept.iter().map(|f| f.raw.as_slice()).collect();
+        assert_eq!(kept, [event("$d").raw.as_slice(), b"{}"]);
     }
 }

@@ -1,16 +1,18 @@
 //! When the homeserver's resend is over, so that the rooms can be read
 //! forward once more.
 //!
-//! After the start-up ping, and after every transaction Gatekeeper did not
-//! accept, Synapse's recoverer sends what it held back, oldest first. Its
-//! race (see `catch_up`) strands a transaction created in the moment it
-//! finds nothing more to send and marks Gatekeeper up again: an owner's
-//! command sent just as Gatekeeper came back would go unanswered until the
-//! next start. The end of that moment cannot be seen from here, only
-//! guessed: the homeserver has sent nothing for [`QUIET`], or
-//! [`LONGEST`] has passed (a busy server is never quiet).
+//! After the start-up ping, and after a transaction Gatekeeper did not
+//! accept, Synapse's recoverer sends what it held back, oldest first: at
+//! once after the ping (it forces a retry), after its backoff (2 s, 4 s …)
+//! after a refusal, beginning with the refused transaction. Its race (see
+//! `catch_up`) strands a transaction created in the moment it finds
+//! nothing more to send and marks Gatekeeper up again: an owner's command
+//! sent just as Gatekeeper came back would go unanswered until the next
+//! start. That moment cannot be seen from here, only guessed: no
+//! transaction arrived or was being answered for [`QUIET`], or [`LONGEST`]
+//! has passed (a busy server is never quiet).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -28,40 +30,70 @@ pub const LONGEST: Duration = Duration::from_secs(300);
 pub struct Resends {
     /// Transactions that reached the intake, whatever their answer.
     arrived: AtomicU64,
-    /// A resend has started; one stored permit, so that a resend that
-    /// starts while the rooms are being read is not missed.
-    started: Notify,
+    /// Of those, the ones answered (the rest are being stored).
+    answered: AtomicU64,
+    /// A transaction was refused and none accepted since: the resend
+    /// begins with the next one accepted.
+    refused: AtomicBool,
+    /// A resend has begun; one stored permit, so that one that begins
+    /// while the rooms are being read is not missed.
+    began: Notify,
 }
 
 impl Resends {
-    /// A transaction reached the intake.
-    pub fn arrived(&self) {
-        self.arrived.fetch_add(1, Ordering::Relaxed);
+    /// A transaction reached the intake: it counts as being answered until
+    /// the guard is answered or dropped (a request cancelled half way).
+    pub fn arrived(&self) -> InFlight<'_> {
+        self.arrived.fetch_add(1, Ordering::SeqCst);
+        InFlight(self)
     }
 
-    /// The homeserver will resend what it holds: the ping succeeded, or a
-    /// transaction was not accepted. Several before the next
-    /// [`Resends::over`] count as one.
-    pub fn started(&self) {
-        self.started.notify_one();
+    /// The start-up ping succeeded: the homeserver resends at once.
+    pub fn pinged(&self) {
+        self.began.notify_one();
     }
 
-    /// Waits for a resend to start and then to be over. False at shutdown.
+    /// Waits for a resend to begin and then to be over. False at shutdown.
+    /// Several that begin before it returns count as one.
     pub async fn over(&self, shutdown: &mut Shutdown) -> bool {
         tokio::select! {
-            _ = self.started.notified() => {}
+            _ = self.began.notified() => {}
             _ = shutdown.wait() => return false,
         }
         let began = Instant::now();
         loop {
-            let before = self.arrived.load(Ordering::Relaxed);
+            let before = self.arrived.load(Ordering::SeqCst);
             if shutdown.sleep(QUIET).await {
                 return false;
             }
-            if self.arrived.load(Ordering::Relaxed) == before || began.elapsed() >= LONGEST {
+            let (arrived, answered) = (self.arrived.load(Ordering::SeqCst), self.answered.load(Ordering::SeqCst));
+            if (arrived == before && answered == arrived) || began.elapsed() >= LONGEST {
                 return true;
             }
         }
+    }
+}
+
+/// A transaction being answered (see [`Resends::arrived`]).
+pub struct InFlight<'r>(&'r Resends);
+
+impl InFlight<'_> {
+    /// It was answered: accepted (2xx) or not.
+    pub fn answered(self, accepted: bool) {
+        let r = self.0;
+        if accepted {
+            if r.refused.swap(false, Ordering::SeqCst) {
+                r.began.notify_one();
+            }
+        } else {
+            r.refused.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.answered.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -81,16 +113,21 @@ mod tests {
         let (_trigger, stop) = shutdown::channel();
         let resends = std::sync::Arc::new(Resends::default());
         let waiting = watch(&resends, stop);
-        // Nothing started: no read, however quiet.
+        // Nothing began: no read, however quiet.
         tokio::time::sleep(QUIET * 5).await;
         assert!(!waiting.is_finished());
-        resends.started();
+        resends.pinged();
         // Transactions keep coming: not over.
         for _ in 0..10 {
             tokio::time::sleep(QUIET / 2).await;
-            resends.arrived();
+            resends.arrived().answered(true);
         }
         assert!(!waiting.is_finished());
+        // One that takes longer than the quiet to answer: not over either.
+        let slow = resends.arrived();
+        tokio::time::sleep(QUIET * 3).await;
+        assert!(!waiting.is_finished());
+        slow.answered(true);
         tokio::time::sleep(QUIET * 3).await;
         assert!(waiting.await.unwrap());
     }
@@ -99,16 +136,38 @@ mod tests {
     async fn a_resend_that_never_goes_quiet_is_over_after_the_longest_wait() {
         let (_trigger, stop) = shutdown::channel();
         let resends = std::sync::Arc::new(Resends::default());
-        resends.started();
-        // Started before anyone waited: the permit is kept.
+        resends.pinged();
+        // Began before anyone waited: the permit is kept.
         let waiting = watch(&resends, stop);
         let began = Instant::now();
         while !waiting.is_finished() {
             tokio::time::sleep(QUIET / 4).await;
-            resends.arrived();
+            resends.arrived().answered(true);
         }
         assert!(waiting.await.unwrap());
         assert!(began.elapsed() >= LONGEST && began.elapsed() < LONGEST + QUIET * 2, "{:?}", began.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_refusal_the_resend_begins_with_the_next_transaction_accepted() {
+        let (_trigger, stop) = shutdown::channel();
+        let resends = std::sync::Arc::new(Resends::default());
+        let waiting = watch(&resends, stop);
+        resends.arrived().answered(false);
+        // The homeserver backs off before it resends: quiet, but not over.
+        tokio::time::sleep(LONGEST * 2).await;
+        assert!(!waiting.is_finished());
+        resends.arrived().answered(false);
+        resends.arrived().answered(true);
+        tokio::time::sleep(QUIET * 3).await;
+        assert!(waiting.await.unwrap());
+        // Accepted with no refusal before: nothing begins.
+        let (_trigger, stop) = shutdown::channel();
+        let again = watch(&resends, stop);
+        resends.arrived().answered(true);
+        tokio::time::sleep(QUIET * 5).await;
+        assert!(!again.is_finished());
+        again.abort();
     }
 
     #[tokio::test(start_paused = true)]
@@ -118,7 +177,7 @@ mod tests {
         let waiting = watch(&resends, stop.clone());
         trigger.fire();
         assert!(!waiting.await.unwrap());
-        resends.started();
+        resends.pinged();
         let during = watch(&resends, stop);
         assert!(!during.await.unwrap());
     }

@@ -584,9 +584,12 @@ pub fn read_waves(
 }
 
 /// How many of the events consumed last from one tracked room are
-/// remembered: what the start-up read forward starts from and what it
-/// skips. Between a read and the decision on what it found, fewer than
-/// this many other events of one room are consumed, by far.
+/// remembered: what the read forward (`appservice::catch_up`) starts from
+/// and what the processor skips. The window moves on with each event
+/// consumed, so the read itself leaves out what was remembered when it
+/// was planned and when it queues; what it queues can still be decided
+/// twice only if this many other events of the room are consumed between
+/// the two, which its wait for an empty inbox makes unlikely.
 pub const SEEN_PER_ROOM: usize = 32;
 
 /// An event of a tracked room (held, control) consumed from the inbox by

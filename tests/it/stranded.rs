@@ -119,7 +119,7 @@ async fn a_swallowed_transaction_is_read_after_the_restart_and_decided_once() {
         async move {
             while chatting.load(Ordering::Relaxed) {
                 chatter.send_text(&chat, "chatter").await;
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                tokio::time::sleep(Duration::from_millis(150)).await;
             }
         }
     });

@@ -30,8 +30,8 @@ pub struct Intake {
     pub clock: Arc<dyn Clock>,
     /// The homeserver's transaction numbering, to notice one it stranded.
     pub gaps: std::sync::Mutex<super::gaps::Gaps>,
-    /// Told of every transaction, and of each one not accepted (the
-    /// homeserver resends after it), for the read forward after a resend.
+    /// Told of every transaction and its answer (the homeserver resends
+    /// after one not accepted), for the read forward after a resend.
     pub resends: Arc<super::resends::Resends>,
 }
 
@@ -125,11 +125,9 @@ async fn transaction(State(intake): State<Arc<Intake>>, Path(txn_id): Path<Strin
 }
 
 async fn store_transaction(intake: Arc<Intake>, txn_id: String, body: Body) -> Response {
-    intake.resends.arrived();
+    let in_flight = intake.resends.arrived();
     let answer = answer_transaction(&intake, txn_id, body).await;
-    if !answer.status().is_success() {
-        intake.resends.started();
-    }
+    in_flight.answered(answer.status().is_success());
     answer
 }
 
