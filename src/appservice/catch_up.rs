@@ -18,11 +18,14 @@
 //! ([`SEEN_PER_ROOM`](crate::store::SEEN_PER_ROOM) of them), not the
 //! newest: a stranded event followed by a delivered one in the same room
 //! is found too. What the read finds that was consumed (remembered when
-//! it was planned, or by the time it queues) is not queued ([`unseen`]):
-//! the window of remembered events moves on, and the processor alone
-//! would decide such an event again once it had left it. Each read first
-//! waits for the processor to empty the inbox, so that what the
-//! homeserver delivered is remembered by then.
+//! the room's read began, or by the time it queues) is not queued
+//! ([`unseen`]): the window of remembered events moves on, and the
+//! processor alone would decide such an event again once it had left it.
+//! A room that moved on by a whole window during its read is not queued
+//! at all (what came between is in neither list). So that what the
+//! homeserver delivers is remembered before the same events are read,
+//! the first read waits for the resend the start-up ping begins, and
+//! every read for the processor to empty the inbox.
 //!
 //! The work is bounded: a few rooms at a time, a page limit and a time
 //! limit per room, in the background, so a room whose server does not
@@ -50,15 +53,18 @@ pub const ROOM_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a read waits for the processor to empty the inbox first.
 pub const DRAIN_WAIT: Duration = Duration::from_secs(60);
+/// The read after the start waits for the resend the start-up ping begins;
+/// with no ping by then (a homeserver without it), for this long.
+pub const NO_PING_WAIT: Duration = Duration::from_secs(60);
 
-/// One room to read: as whom (the bot when `None`), from which event, and
-/// the events of it remembered as consumed when the read was planned.
+/// One room to read: as whom (the bot when `None`), from which event (the
+/// oldest remembered when planned; the read itself starts from the oldest
+/// remembered when it begins).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Read {
     pub room: OwnedRoomId,
     pub as_user: Option<OwnedUserId>,
     pub from: OwnedEventId,
-    pub seen: Vec<OwnedEventId>,
 }
 
 /// What to read, from each room's events consumed last and what the room
@@ -72,7 +78,7 @@ pub fn plan(
 ) -> Result<Vec<Read>, StoreError> {
     let mut reads = Vec::new();
     for (id, events) in seen {
-        let Some(from) = events.first().cloned() else { continue };
+        let Some(from) = events.into_iter().next() else { continue };
         let records = rooms(&id)?;
         // One read serves every owner who holds the room: what it finds is
         // decided for each of them.
@@ -88,7 +94,7 @@ pub fn plan(
                 None => continue,
             }
         };
-        reads.push(Read { room: id, as_user, from, seen: events });
+        reads.push(Read { room: id, as_user, from });
     }
     Ok(reads)
 }
@@ -101,6 +107,13 @@ pub async fn run(shared: Shared, mut client: HsClient, resends: Arc<Resends>) {
         return;
     }
     let client = Arc::new(client);
+    // The first read waits for the resend the ping begins, so that what the
+    // homeserver delivers meanwhile is consumed, and remembered, before
+    // the same events are read: a room with more than the remembered
+    // window of them would otherwise have some decided twice.
+    if !resends.over_or_after(&mut shutdown, Some(NO_PING_WAIT)).await {
+        return;
+    }
     let mut after = "the start";
     loop {
         tokio::select! {
@@ -153,7 +166,23 @@ async fn read_all(shared: &Shared, client: &Arc<HsClient>, after: &str) {
 
 /// Reads one room and queues what it found; how many events that was.
 async fn read_one(shared: &Shared, client: &HsClient, read: Read) -> usize {
-    let Read { room, as_user, from, seen } = read;
+    let Read { room, as_user, .. } = read;
+    // Remembered now, not when the reads were planned: the rooms before
+    // this one may have taken minutes.
+    let store: Arc<dyn Store> = shared.store.clone();
+    let at_start = room.clone();
+    let seen = match tokio::task::spawn_blocking(move || store.seen_events(&at_start)).await {
+        Ok(Ok(seen)) => seen,
+        Ok(Err(e)) => {
+            tracing::error!(%room, error = %e, "reading forward: the store failed");
+            return 0;
+        }
+        Err(e) => {
+            tracing::error!(%room, error = %e, "reading forward: the task died");
+            return 0;
+        }
+    };
+    let Some(from) = seen.first().cloned() else { return 0 };
     let result =
         tokio::time::timeout(ROOM_TIMEOUT, client.read_forward(as_user.as_deref(), &room, &from, PAGES_PER_ROOM)).await;
     let follow_ups = match result {
@@ -170,17 +199,27 @@ async fn read_one(shared: &Shared, client: &HsClient, read: Read) -> usize {
     let store: Arc<dyn Store> = shared.store.clone();
     let read_room = room.clone();
     let queue = move || {
-        // Consumed since the plan, too: the processor went on meanwhile.
+        // Consumed during the read, too: the processor went on meanwhile.
         let now = store.seen_events(&read_room)?;
+        if seen.last().is_some_and(|newest| !now.contains(newest)) {
+            // A whole window consumed during the read: what came between
+            // is in neither list. The room is busy, so it is read again at
+            // the next resend rather than guessed at.
+            return Ok(None);
+        }
         let follow_ups = unseen(follow_ups, seen.iter().chain(&now));
         if !follow_ups.is_empty() {
             store.push_follow_ups(&follow_ups)?;
         }
-        Ok::<_, StoreError>(follow_ups.len())
+        Ok::<_, StoreError>(Some(follow_ups.len()))
     };
     match tokio::task::spawn_blocking(queue).await {
-        Ok(Ok(0)) => 0,
-        Ok(Ok(n)) => {
+        Ok(Ok(None)) => {
+            tracing::warn!(%room, "the room moved on by more than the events remembered while it was read; not queued");
+            0
+        }
+        Ok(Ok(Some(0))) => 0,
+        Ok(Ok(Some(n))) => {
             tracing::debug!(%room, events = n, "room read forward");
             shared.wake.notify_one();
             n
@@ -206,11 +245,12 @@ pub fn unseen<'e>(found: Vec<FollowUp>, seen: impl Iterator<Item = &'e OwnedEven
         #[serde(borrow)]
         event_id: Option<std::borrow::Cow<'a, str>>,
     }
-    let seen: std::collections::HashSet<&str> = seen.map(|e| e.as_str()).collect();
+    let mut seen: std::collections::HashSet<String> = seen.map(|e| e.as_str().to_owned()).collect();
     found
         .into_iter()
         .filter(|f| match serde_json::from_slice::<Id<'_>>(&f.raw) {
-            Ok(Id { event_id: Some(id) }) => !seen.contains(&*id),
+            // Once, also when the homeserver's pages repeat it.
+            Ok(Id { event_id: Some(id) }) => seen.insert(id.into_owned()),
             // Without an ID the processor cannot tell it apart either.
             _ => true,
         })
@@ -240,7 +280,7 @@ mod tests {
             RoomState::Held(h) => RoomState::Held(HeldRoom { unreadable: Some(Unreadable::NoAnswer), ..h }),
             other => other,
         };
-        let reads = plan(seen.clone(), |room| {
+        let reads = plan(seen, |room| {
             Ok(match room.as_str() {
                 "!held:remote.org" | "!nothing:remote.org" => vec![held.clone()],
                 "!control:example.org" => vec![RoomState::Control { owner: alice.clone() }],
@@ -256,15 +296,9 @@ mod tests {
                 Read {
                     room: owned_room_id!("!held:remote.org"),
                     as_user: Some(alice.clone()),
-                    from: owned_event_id!("$h1"),
-                    seen: seen[0].1.clone(),
+                    from: owned_event_id!("$h1")
                 },
-                Read {
-                    room: owned_room_id!("!control:example.org"),
-                    as_user: None,
-                    from: owned_event_id!("$c1"),
-                    seen: seen[1].1.clone(),
-                },
+                Read { room: owned_room_id!("!control:example.org"), as_user: None, from: owned_event_id!("$c1") },
             ]
         );
     }
@@ -275,8 +309,15 @@ mod tests {
             internal: false,
             raw: format!(r#"{{"type":"m.room.message","event_id":"{id}","room_id":"!r:x.org"}}"#).into_bytes(),
         };
-        let found =
-            vec![event("$a"), event("$b"), event("$c"), event("$d"), FollowUp { internal: false, raw: b"{}".to_vec() }];
+        // `$d` twice: the homeserver's pages may repeat an event.
+        let found = vec![
+            event("$a"),
+            event("$b"),
+            event("$c"),
+            event("$d"),
+            event("$d"),
+            FollowUp { internal: false, raw: b"{}".to_vec() },
+        ];
         let (planned, since) = (vec![owned_event_id!("$a"), owned_event_id!("$b")], vec![owned_event_id!("$c")]);
         let kept = unseen(found, planned.iter().chain(&since));
         let kept: Vec<&[u8]> = kept.iter().map(|f| f.raw.as_slice()).collect();

@@ -45,7 +45,7 @@ impl Resends {
     /// the guard is answered or dropped (a request cancelled half way).
     pub fn arrived(&self) -> InFlight<'_> {
         self.arrived.fetch_add(1, Ordering::SeqCst);
-        InFlight(self)
+        InFlight { resends: self, answered: false }
     }
 
     /// The start-up ping succeeded: the homeserver resends at once.
@@ -56,8 +56,21 @@ impl Resends {
     /// Waits for a resend to begin and then to be over. False at shutdown.
     /// Several that begin before it returns count as one.
     pub async fn over(&self, shutdown: &mut Shutdown) -> bool {
+        self.over_or_after(shutdown, None).await
+    }
+
+    /// [`Resends::over`], or, if none has begun within `unless_begun`, once
+    /// the homeserver is quiet anyway (one that does not support the ping).
+    pub async fn over_or_after(&self, shutdown: &mut Shutdown, unless_begun: Option<Duration>) -> bool {
+        let waited = async {
+            match unless_begun {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = self.began.notified() => {}
+            _ = waited => {}
             _ = shutdown.wait() => return false,
         }
         let began = Instant::now();
@@ -66,7 +79,10 @@ impl Resends {
             if shutdown.sleep(QUIET).await {
                 return false;
             }
-            let (arrived, answered) = (self.arrived.load(Ordering::SeqCst), self.answered.load(Ordering::SeqCst));
+            // Answered first: one that arrives and is answered between the
+            // two loads then counts as not yet answered, never the reverse.
+            let answered = self.answered.load(Ordering::SeqCst);
+            let arrived = self.arrived.load(Ordering::SeqCst);
             if (arrived == before && answered == arrived) || began.elapsed() >= LONGEST {
                 return true;
             }
@@ -75,12 +91,15 @@ impl Resends {
 }
 
 /// A transaction being answered (see [`Resends::arrived`]).
-pub struct InFlight<'r>(&'r Resends);
+pub struct InFlight<'r> {
+    resends: &'r Resends,
+    answered: bool,
+}
 
 impl InFlight<'_> {
     /// It was answered: accepted (2xx) or not.
-    pub fn answered(self, accepted: bool) {
-        let r = self.0;
+    pub fn answered(mut self, accepted: bool) {
+        let r = self.resends;
         if accepted {
             if r.refused.swap(false, Ordering::SeqCst) {
                 r.began.notify_one();
@@ -88,12 +107,18 @@ impl InFlight<'_> {
         } else {
             r.refused.store(true, Ordering::SeqCst);
         }
+        self.answered = true;
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.answered.fetch_add(1, Ordering::SeqCst);
+        if !self.answered {
+            // Cancelled (the homeserver hung up) or panicked: to the
+            // homeserver a failure, after which it resends.
+            self.resends.refused.store(true, Ordering::SeqCst);
+        }
+        self.resends.answered.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -168,6 +193,28 @@ mod tests {
         tokio::time::sleep(QUIET * 5).await;
         assert!(!again.is_finished());
         again.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_cancelled_half_way_counts_as_refused() {
+        let (_trigger, stop) = shutdown::channel();
+        let resends = std::sync::Arc::new(Resends::default());
+        let waiting = watch(&resends, stop);
+        drop(resends.arrived());
+        tokio::time::sleep(QUIET * 5).await;
+        assert!(!waiting.is_finished(), "not before the homeserver resends");
+        resends.arrived().answered(true);
+        tokio::time::sleep(QUIET * 3).await;
+        assert!(waiting.await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_no_ping_the_first_read_waits_only_so_long_then_for_quiet() {
+        let (_trigger, mut stop) = shutdown::channel();
+        let resends = Resends::default();
+        let start = Instant::now();
+        assert!(resends.over_or_after(&mut stop, Some(QUIET * 10)).await);
+        assert!(start.elapsed() >= QUIET * 11 && start.elapsed() < QUIET * 12, "{:?}", start.elapsed());
     }
 
     #[tokio::test(start_paused = true)]

@@ -676,6 +676,14 @@ impl Gatekeeper {
         std::fs::write(&self.registration, registration.replace(&self.url, url)).unwrap();
     }
 
+    /// Adds `line` (`key: value`) to the config's `appservice` section.
+    pub fn set_appservice_option(&self, line: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let anchor = "  registration: registration.yaml\n";
+        assert!(text.contains(anchor), "{text}");
+        std::fs::write(&self.config, text.replacen(anchor, &format!("{anchor}  {line}\n"), 1)).unwrap();
+    }
+
     /// Points the config at the homeserver once its URL is known.
     pub fn set_homeserver(&self, hs_url: &str) {
         let text = std::fs::read_to_string(&self.config).unwrap();
