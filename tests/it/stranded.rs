@@ -24,16 +24,26 @@ const STRANGER: &str = "@stranger:localhost";
 const BLOCKED: &str = "Blocked @spammer:localhost";
 const PEST_BLOCKED: &str = "Blocked @pest:localhost";
 
-#[tokio::test]
-async fn a_swallowed_transaction_is_read_after_the_restart_and_decided_once() {
+/// A started Gatekeeper whose homeserver reaches it through a swallowing
+/// proxy, with `option` added to its appservice section.
+async fn behind_a_swallower(option: Option<&str>) -> (World, Swallower) {
     let tmp = tempfile::tempdir().unwrap();
     let mut gatekeeper = Gatekeeper::prepare(&tmp.path().join("gatekeeper"), PLACEHOLDER_HS, "@.*:localhost");
     let proxy = Swallower::start(&gatekeeper.url).await;
     gatekeeper.route_appservice_through(&proxy.url);
+    if let Some(option) = option {
+        gatekeeper.set_appservice_option(option);
+    }
     let synapse = Synapse::start(&tmp.path().join("synapse"), &[&gatekeeper.registration]).await;
     gatekeeper.set_homeserver(&synapse.url);
     let mut w = World { gatekeeper, synapse, tmp };
     start(&mut w).await;
+    (w, proxy)
+}
+
+#[tokio::test]
+async fn a_swallowed_transaction_is_read_after_the_restart_and_decided_once() {
+    let (mut w, proxy) = behind_a_swallower(None).await;
 
     let alice = w.synapse.register("alice").await;
     let control = opt_in(&mut w, &alice).await;
@@ -116,15 +126,7 @@ async fn a_swallowed_transaction_is_read_after_the_restart_and_decided_once() {
 
 #[tokio::test]
 async fn a_gap_is_refused_and_the_read_after_the_resend_finds_what_was_swallowed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut gatekeeper = Gatekeeper::prepare(&tmp.path().join("gatekeeper"), PLACEHOLDER_HS, "@.*:localhost");
-    let proxy = Swallower::start(&gatekeeper.url).await;
-    gatekeeper.route_appservice_through(&proxy.url);
-    gatekeeper.set_appservice_option("refuse_transaction_gaps: true");
-    let synapse = Synapse::start(&tmp.path().join("synapse"), &[&gatekeeper.registration]).await;
-    gatekeeper.set_homeserver(&synapse.url);
-    let mut w = World { gatekeeper, synapse, tmp };
-    start(&mut w).await;
+    let (mut w, proxy) = behind_a_swallower(Some("refuse_transaction_gaps: true")).await;
     let alice = w.synapse.register("alice").await;
     let control = opt_in(&mut w, &alice).await;
     w.gatekeeper.wait_for_log("rooms read forward after the start", LONG).await;
